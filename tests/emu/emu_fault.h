@@ -1,0 +1,45 @@
+/*
+ * emu_fault: fault injection and request counters for dualpipe-emu. Rules match a method and an op
+ * label ("*" matches anything) and either fail the request with a status (optionally with
+ * Retry-After), add latency, or reset the connection (optionally after some body bytes). A rule fires
+ * for the next N matching requests (count) or for a fraction of them (drawn from a PRNG seeded by
+ * --seed, so a run is repeatable). Rules come from --fault flags or the admin endpoint.
+ *
+ * Rule text (flags and admin): comma-separated key=value:
+ *   method=POST op=APPEND action=fail|latency|reset status=503 retry_after=2 count=3 fraction=0.25
+ *   latency_ms=200 after_bytes=65536
+ */
+#ifndef DP_EMU_FAULT_H
+#define DP_EMU_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dbuf.h"
+
+typedef struct emu_fault emu_fault;
+
+typedef enum emu_fault_action { EMU_FAULT_NONE = 0, EMU_FAULT_FAIL, EMU_FAULT_RESET } emu_fault_action;
+
+typedef struct emu_fault_hit {
+    emu_fault_action action;
+    int status;             /* FAIL */
+    int retry_after_s;      /* FAIL: 0 = no Retry-After */
+    uint64_t after_bytes;   /* RESET: bytes of body to accept first */
+    unsigned latency_ms;    /* sum of matching latency rules (applied by the caller) */
+} emu_fault_hit;
+
+emu_fault *emu_fault_new(uint64_t seed);
+void emu_fault_free(emu_fault *f);
+/** Add a rule from its text form. Returns 0, or -1 with a message naming the bad key in err. */
+int emu_fault_add(emu_fault *f, const char *rule, char *err, size_t errlen);
+void emu_fault_clear(emu_fault *f);
+/** Count a request and decide what happens to it. Thread-safe. */
+void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit);
+/** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2}}. */
+int emu_fault_counters_json(emu_fault *f, dbuf *out);
+void emu_fault_reset_counters(emu_fault *f);
+/** Rules as JSON (for GET /faults). */
+int emu_fault_rules_json(emu_fault *f, dbuf *out);
+
+#endif

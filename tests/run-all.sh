@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every dualpipe test: installs what is missing (docker/install-deps.sh), then
+#   1. build/       -Werror build; all tests (unit, integration, real clients)        ctest
+#   2. build-asan/  ASan+UBSan build, leak checks on; unit + integration tests         ctest -L
+#   3. build-fuzz/  clang libFuzzer targets, a bounded run over the seed corpus        ctest -L fuzz
+# Usage: bash tests/run-all.sh        (from anywhere; run as root or with sudo available)
+# Exit status is non-zero if any stage fails; each stage prints ctest's summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+status=0
+
+stage() { printf '\n===== %s =====\n' "$*"; }
+
+stage "dependencies"
+bash docker/install-deps.sh || exit 1
+
+stage "build (warnings are errors)"
+cmake -S . -B build -DDP_WERROR=ON >/dev/null && cmake --build build -j"$JOBS" || exit 1
+stage "tests: unit, integration, real clients"
+ctest --test-dir build -j"$JOBS" --output-on-failure --timeout 600 || status=1
+
+stage "build with AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -DDP_WERROR=ON -DDP_SANITIZE=ON -DDP_CLIENT_TESTS=OFF >/dev/null &&
+  cmake --build build-asan -j"$JOBS" || exit 1
+stage "tests under ASan+UBSan (leak checks on)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -j"$JOBS" -L 'unit|integration' --output-on-failure --timeout 900 || status=1
+
+stage "fuzz targets (clang, libFuzzer)"
+CC=clang cmake -S . -B build-fuzz -DDP_FUZZ=ON -DDP_CLIENT_TESTS=OFF >/dev/null &&
+  cmake --build build-fuzz -j"$JOBS" || exit 1
+ctest --test-dir build-fuzz -L fuzz --output-on-failure || status=1
+
+stage "result"
+if [ $status -eq 0 ]; then echo "all test stages passed"; else echo "SOME TEST STAGES FAILED"; fi
+exit $status
