@@ -191,8 +191,9 @@ async function main() {
 
   step('rename (move) a file; the source is gone, the content moved');
   // move() with one argument has the path-style bug of clients.md: it sends PUT /FILESYSTEM/dest,
-  // without the account segment. Passing the filesystem as "ACCOUNT/FILESYSTEM" makes the SDK send
-  // a correct path-style URL; x-ms-rename-source is /ACCOUNT/FILESYSTEM/src either way.
+  // without the account segment, which a path-style endpoint cannot route (the emulator answers
+  // 400 InvalidUri). Passing the filesystem as "ACCOUNT/FILESYSTEM" makes the SDK send a correct
+  // path-style URL; x-ms-rename-source is /ACCOUNT/FILESYSTEM/src either way.
   await file.move(account + '/' + fsName, 'dir/sub/moved.bin');
   const moved = fs.getFileClient('dir/sub/moved.bin');
   assert.strictEqual(await file.exists(), false);

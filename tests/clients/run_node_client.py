@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--final-path")
     ap.add_argument("--final-content")
     args = ap.parse_args()
+    args.script = os.path.abspath(args.script)  # node runs with cwd = the npm prefix
+    args.npm_prefix = os.path.abspath(args.npm_prefix)
 
     modules = os.path.join(args.npm_prefix, "node_modules")
     if not os.path.isdir(modules):

@@ -30,6 +30,8 @@ os.environ["HOME"] = _HOME
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 from azure.datalake.store import core, lib, multithread  # noqa: E402
+from azure.datalake.store.exceptions import DatalakeRESTException  # noqa: E402
+from azure.datalake.store.retry import NoRetryPolicy  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -56,6 +58,7 @@ class PythonAdlsClient(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.local, ignore_errors=True)
+        shutil.rmtree(_HOME, ignore_errors=True)
         cls.emu.close()
 
     def counters(self):
@@ -104,6 +107,29 @@ class PythonAdlsClient(unittest.TestCase):
         self.adl.touch("/py/ab/empty")
         self.assertEqual(self.adl.info("/py/ab/empty")["length"], 0)
         self.assertEqual(self.adl.cat("/py/ab/empty"), b"")
+
+    def test_lease_keeps_a_second_writer_out(self):
+        """open('wb') holds a lease (leaseid=filesessionid=uuid) until close; a CREATE with another
+        leaseid is refused meanwhile, and the first writer's data is what the file ends with. The
+        second CREATE goes through the client's REST layer without retries (the client's default
+        policy retries a refused CREATE for about five minutes before giving up)."""
+        first = os.urandom(5 * MiB)
+        writer = self.adl.open("/py/lease/f", "wb")
+        try:
+            writer.write(first)  # one full 4 MiB block goes out with syncFlag=DATA; the file stays open
+            with self.assertRaises(DatalakeRESTException):
+                self.adl.azure.call("CREATE", "/py/lease/f", overwrite="true", write="true", syncFlag="DATA",
+                                    leaseid="0f0f0f0f-0000-0000-0000-000000000000",
+                                    filesessionid="0f0f0f0f-0000-0000-0000-000000000000",
+                                    retry_policy=NoRetryPolicy())
+        finally:
+            writer.close()
+        self.assertEqual(self.adl.info("/py/lease/f")["length"], len(first))
+        self.assertEqual(hashlib.sha256(self.adl.cat("/py/lease/f")).hexdigest(), hashlib.sha256(first).hexdigest())
+        # Once closed, the lease is released and a new writer may replace the file.
+        with self.adl.open("/py/lease/f", "wb") as f:
+            f.write(b"replaced")
+        self.assertEqual(self.adl.cat("/py/lease/f"), b"replaced")
 
     # ---- listing ----
     def test_ls_and_paging(self):

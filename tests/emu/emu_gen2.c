@@ -11,12 +11,18 @@
  * until no append is in flight, then looks everything up again. Appends never change the ETag;
  * a flush that commits nothing does not either.
  *
- * Choices where the service is not documented (see the report in tests/integration/test_gen2*.py):
- * every authenticated caller acts as super-user (owner of new items is "$superuser" for Shared Key
- * and SAS, the token's object id for bearer callers; the group is the parent's group); an append
- * below the committed length is refused at once with InvalidFlushPosition; a gap is only detected
- * at flush; an unconditional create of an existing directory changes nothing; rename never returns
- * a continuation.
+ * Choices where the service's behaviour is not documented (protocols.md §6), each asserted by
+ * tests/integration/test_gen2*.py: every authenticated caller acts as super-user for authorization
+ * (owner of new items is "$superuser" for Shared Key and SAS, the token's object id for bearer
+ * callers; the group is the parent's, as the access-control article says); an append below the
+ * committed length is refused at once with InvalidFlushPosition, a gap only at flush; an
+ * unconditional create of an existing directory changes nothing; rename and delete finish in one
+ * call and never return a continuation; a request without credentials gets 401
+ * NoAuthenticationInformation with a Bearer challenge, as the service answers anonymous requests.
+ *
+ * Answers are prepared in begin and sent from end, unless a body is still on its way and is being
+ * refused: libmicrohttpd closes the connection after an answer queued before it looked for a body,
+ * and clients (the proxy, the SDKs) reuse connections.
  */
 #include "emu_gen2.h"
 
@@ -104,6 +110,7 @@ typedef struct g2req {
     bool head;
     bool xml;             /* blob-shaped call: errors as XML */
     bool aad;             /* token endpoints: errors as AAD JSON */
+    bool faulted;         /* a fault rule answered or reset this request: stay silent */
     g2_op op;
     const char *label;
     /* classification error, answered after the fault hook */
@@ -613,6 +620,12 @@ static void route_path(g2req *q)
         } else if (comp && strcmp(comp, "expiry") == 0) {
             q->op = OP_EXPIRY;
             q->label = "set-expiry";
+        } else if (comp && strcmp(comp, "lease") == 0) {
+            /* Blob-shaped lease (the SDKs' lease clients): same actions, XML errors. */
+            q->op = OP_LEASE;
+            q->label = "lease";
+            q->xml = true;
+            if (!hdr_ne(q, "x-ms-lease-action")) perr(q, 400, "MissingRequiredHeader", MSG_NOHDR);
         } else if (hdr(q, "x-ms-rename-source")) {
             q->op = OP_RENAME;
             q->label = "rename";
@@ -1897,8 +1910,10 @@ static void op_read(g2req *q, bool head)
     const char *lid = hdr_ne(q, "x-ms-lease-id");
     int64_t now = emu_now_ms();
     if (lid && (!lease_active(n, now) || strcasecmp(lid, n->lease_id) != 0)) {
-        ans_err(q, 412, lease_active(n, now) ? "LeaseIdMismatch" : "LeaseNotPresent",
-                "The lease ID specified did not match the lease ID for the resource.");
+        bool active = lease_active(n, now);
+        ans_err(q, 412, active ? "LeaseIdMismatch" : "LeaseNotPresent", "%s",
+                active ? "The lease ID specified did not match the lease ID for the resource."
+                       : "There is currently no lease on the resource.");
         return;
     }
     if (cond_fail(q, n, eval_conditions(q, n, "", true))) return;
@@ -2077,6 +2092,37 @@ typedef struct aclrec {
     dbuf path;
 } aclrec;
 
+/* One entry of a recursive ACL change. Kept out of line so the recursion in aclrec_visit does not
+ * carry an acl_node (tens of KiB) per level. */
+static __attribute__((noinline)) void aclrec_apply(aclrec *R, emu_node *n)
+{
+    bool dir = n->type == EMU_DIR;
+    const acl_list *spec = dir ? R->spec : R->fspec;
+    acl_node next = n->acl;
+    acl_err err;
+    int rc = 0;
+    if (R->mode == 0) rc = acl_replace(&next, spec, dir, &err);
+    else if (R->mode == 1) rc = acl_modify(&next, spec, dir, &err);
+    else rc = acl_remove_entries(&next, spec, &err);
+    if (rc) {
+        R->failures++;
+        json_t *e = json_pack("{s:s,s:s,s:s}", "errorMessage", err.message, "name", R->path.data ? R->path.data : "",
+                              "type", dir ? "DIRECTORY" : "FILE");
+        if (e) json_array_append_new(R->failed, e);
+        if (!R->force) {
+            R->stop = true;
+            R->more = true;
+            R->resume = R->seen;
+        }
+        return;
+    }
+    n->acl = next;
+    emu_store_bump_etag(R->q->g->s, n);
+    if (emu_store_save(R->q->g->s, n)) LOGW("gen2 acl: metadata write failed");
+    if (dir) R->dirs++;
+    else R->files++;
+}
+
 static void aclrec_visit(aclrec *R, emu_node *n)
 {
     if (R->stop) return;
@@ -2088,32 +2134,7 @@ static void aclrec_visit(aclrec *R, emu_node *n)
             return;
         }
         R->budget--;
-        bool dir = n->type == EMU_DIR;
-        const acl_list *spec = dir ? R->spec : R->fspec;
-        acl_node next = n->acl;
-        acl_err err;
-        int rc = 0;
-        if (R->mode == 0) rc = acl_replace(&next, spec, dir, &err);
-        else if (R->mode == 1) rc = acl_modify(&next, spec, dir, &err);
-        else rc = acl_remove_entries(&next, spec, &err);
-        if (rc) {
-            R->failures++;
-            json_t *e = json_pack("{s:s,s:s,s:s}", "errorMessage", err.message, "name",
-                                  R->path.data ? R->path.data : "", "type", dir ? "DIRECTORY" : "FILE");
-            if (e) json_array_append_new(R->failed, e);
-            if (!R->force) {
-                R->stop = true;
-                R->more = true;
-                R->resume = R->seen;
-                return;
-            }
-        } else {
-            n->acl = next;
-            emu_store_bump_etag(R->q->g->s, n);
-            if (emu_store_save(R->q->g->s, n)) LOGW("gen2 acl: metadata write failed");
-            if (dir) R->dirs++;
-            else R->files++;
-        }
+        aclrec_apply(R, n);
     }
     for (size_t i = 0; i < n->nchildren && !R->stop; i++) {
         size_t keep = R->path.len;
@@ -2664,9 +2685,51 @@ static bool version_ok(const char *v)
 
 static void token_answer(g2req *q, int status, dbuf *json)
 {
-    common_headers(q);
     emu_resp_header(q->r, "Cache-Control", "no-store, no-cache");
-    emu_resp_buf(q->r, status, "application/json; charset=utf-8", json->data ? json->data : "", json->len);
+    ans_text(q, status, "application/json; charset=utf-8", json->data ? json->data : "");
+}
+
+/* Everything begin does up to a prepared answer (or an append waiting for its body). */
+static void begin_prepare(g2req *q)
+{
+    emu_gen2 *g = q->g;
+    emu_req *r = q->r;
+    const char *ver = hdr_ne(q, "x-ms-version");
+    if (q->perr_status) {
+        ans_err(q, q->perr_status, q->perr_code, "%s", q->perr_msg);
+        return;
+    }
+    if (q->op == OP_IMDS) {
+        dbuf out;
+        dbuf_init(&out, 64 * 1024);
+        int st = strcmp(q->method, "GET") == 0 ? emu_auth_imds(g->auth, emu_req_query(r), hdr(q, "Metadata"), &out)
+                                               : 405;
+        token_answer(q, st, &out);
+        dbuf_free(&out);
+        return;
+    }
+    if (q->op == OP_TOKEN) return; /* answered at end, with the form body */
+    const char *crid = hdr(q, "x-ms-client-request-id");
+    if ((crid && strlen(crid) > 1024) || (ver && !version_ok(ver))) {
+        ans_err(q, 400, "InvalidHeaderValue", "%s", MSG_BADHDR);
+        return;
+    }
+    const char *sas_path = q->rel ? q->rel : "";
+    if (q->op == OP_LIST_PATHS) sas_path = param(q, "directory") ? param(q, "directory") : "";
+    emu_auth_fail *f = malloc(sizeof *f);
+    if (!f) {
+        ans_err(q, 500, "InternalError", "Out of memory.");
+        return;
+    }
+    int rc = emu_auth_check(g->auth, r, q->fs, sas_path, &q->caller, f);
+    if (rc) ans_auth_fail(q, f);
+    free(f);
+    if (rc) return;
+    if (!ver && (q->caller.kind == EMU_AUTH_SHAREDKEY || q->caller.kind == EMU_AUTH_BEARER)) {
+        ans_err(q, 400, "MissingRequiredHeader", "%s", MSG_NOHDR);
+        return;
+    }
+    run_locked(q);
 }
 
 static void g2_begin(void *ctx, emu_req *r)
@@ -2688,57 +2751,21 @@ static void g2_begin(void *ctx, emu_req *r)
     snprintf(q->version, sizeof q->version, "%s", ver && version_ok(ver) ? ver : G2_DEFAULT_VERSION);
     emu_req_set_data(r, q);
     classify(q);
-    if (emu_req_fault(r, q->label) != 0) return;
-    if (q->perr_status) {
-        ans_err(q, q->perr_status, q->perr_code, "%s", q->perr_msg);
-        ans_send(q);
+    if (emu_req_fault(r, q->label) != 0) {
+        q->faulted = true;
         return;
     }
-    if (q->op == OP_IMDS) {
-        dbuf out;
-        dbuf_init(&out, 64 * 1024);
-        int st = strcmp(q->method, "GET") == 0 ? emu_auth_imds(g->auth, emu_req_query(r), hdr(q, "Metadata"), &out)
-                                               : 405;
-        token_answer(q, st, &out);
-        dbuf_free(&out);
-        return;
-    }
-    if (q->op == OP_TOKEN) return; /* answered at end, with the form body */
-    const char *crid = hdr(q, "x-ms-client-request-id");
-    if ((crid && strlen(crid) > 1024) || (ver && !version_ok(ver))) {
-        ans_err(q, 400, "InvalidHeaderValue", "%s", MSG_BADHDR);
-        ans_send(q);
-        return;
-    }
-    const char *sas_path = q->rel ? q->rel : "";
-    if (q->op == OP_LIST_PATHS) sas_path = param(q, "directory") ? param(q, "directory") : "";
-    emu_auth_fail *f = malloc(sizeof *f);
-    if (!f) {
-        ans_err(q, 500, "InternalError", "Out of memory.");
-        ans_send(q);
-        return;
-    }
-    if (emu_auth_check(g->auth, r, q->fs, sas_path, &q->caller, f)) {
-        ans_auth_fail(q, f);
-        free(f);
-        ans_send(q);
-        return;
-    }
-    free(f);
-    if (!ver && (q->caller.kind == EMU_AUTH_SHAREDKEY || q->caller.kind == EMU_AUTH_BEARER)) {
-        ans_err(q, 400, "MissingRequiredHeader", "%s", MSG_NOHDR);
-        ans_send(q);
-        return;
-    }
-    run_locked(q);
-    if (q->op == OP_APPEND && q->busy_held) return; /* the body follows */
-    ans_send(q);
+    begin_prepare(q);
+    if (q->ans == ANS_NONE) return; /* token form or append data to come */
+    /* Refuse a body that is on its way right now (it is then dropped); anything else is sent from
+     * end, since an answer queued before MHD has looked for a body makes it close the connection. */
+    if (emu_req_has_body(r)) ans_send(q);
 }
 
 static void g2_body(void *ctx, emu_req *r, const char *data, size_t n)
 {
     g2req *q = emu_req_get_data(r);
-    if (!q || emu_req_answered(r)) return;
+    if (!q || q->faulted || emu_req_answered(r)) return;
     if (q->op == OP_APPEND && q->busy_held) {
         append_body(q, data, n);
     } else if (q->op == OP_TOKEN) {
@@ -2749,19 +2776,18 @@ static void g2_body(void *ctx, emu_req *r, const char *data, size_t n)
 static void g2_end(void *ctx, emu_req *r)
 {
     g2req *q = emu_req_get_data(r);
-    if (!q || emu_req_answered(r)) return;
+    if (!q || q->faulted || emu_req_answered(r)) return;
     if (q->op == OP_APPEND && q->busy_held) {
         append_end(q);
         return;
     }
-    if (q->op == OP_TOKEN) {
+    if (q->op == OP_TOKEN && q->ans == ANS_NONE) {
         dbuf out;
         dbuf_init(&out, 64 * 1024);
         int st = q->too_big ? 413 : emu_auth_token_endpoint(q->g->auth, q->v2, q->tenant,
                                                             q->form.data ? q->form.data : "", &out);
         token_answer(q, st, &out);
         dbuf_free(&out);
-        return;
     }
     ans_send(q);
 }
@@ -2814,6 +2840,7 @@ static void g2_fault(void *ctx, emu_req *r, int status, int retry_after_s)
         if (rc) dbuf_reset(&out);
         token_answer(q, status, &out);
         dbuf_free(&out);
+        ans_send(q);
         return;
     }
     static const struct {

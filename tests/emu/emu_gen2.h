@@ -24,7 +24,12 @@ typedef struct emu_gen2_opts {
 
 typedef struct emu_gen2 emu_gen2;
 
+/**
+ * Create the service. *svc is filled with callbacks whose ctx is the new emu_gen2; the store and
+ * the key must outlive it (the key is copied, the store is not). Returns 0, or -ENOMEM.
+ */
 int emu_gen2_new(const emu_gen2_opts *o, emu_gen2 **out, emu_service *svc);
+/** Free the service (after the HTTP listener that uses it has stopped). NULL is allowed. */
 void emu_gen2_free(emu_gen2 *g);
 
 #endif

@@ -119,7 +119,8 @@ class Emu:
         self.admin_url = "http://" + fields["admin"]
         self.datanode_url = ("http://" + fields["datanode"]) if "datanode" in fields else None
         # Keep draining stdout so the emulator never blocks on a full pipe.
-        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True)
+        self._drainer.start()
 
     @staticmethod
     def _drain(f):
@@ -142,6 +143,9 @@ class Emu:
                 self.proc.kill()
                 self.proc.wait()
         rc = self.proc.returncode if self.proc else None
+        if self.proc:
+            self._drainer.join(5)  # the pipe reaches EOF once the process is gone
+            self.proc.stdout.close()
         self.proc = None
         if self.log:
             self.log.close()

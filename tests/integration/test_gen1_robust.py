@@ -547,5 +547,47 @@ class Gen1Concurrency(Gen1Mixin, EmuTestCase):
         self.assertEqual(self.names("/up"), ["out.bin"])
 
 
+class Gen1StaleLease(Gen1Mixin, EmuTestCase):
+    """--lease-ms: a lease not renewed for that long goes stale and another writer may take the file
+    over (a crashed writer must not lock its file forever); until then it is refused."""
+    LEASE_S = 1.0  # long enough that a request sent right after another one always lands inside it
+    EMUS = {"e": dict(service="gen1", dialect="adls", extra_args=["--lease-ms", str(int(LEASE_S * 1000))])}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.e = cls.emus["e"]
+
+    def assertLeaseConflict(self, r):
+        ex = self.assertRemote(r, 500, "RuntimeException")
+        self.assertIn("83090a16", ex["message"])
+
+    def sleep_until(self, t):
+        time.sleep(max(0.0, t - time.monotonic()))
+
+    def test_stale_lease_lets_another_writer_in(self):
+        a, b = "lease-a", "lease-b"
+        self.put("/stale/f", b"", syncFlag="DATA", leaseid=a)
+        # The server set the expiry while handling the request, so before this point.
+        set_at = time.monotonic()
+        self.assertLeaseConflict(self.append("/stale/f", b"bbb", offset=0, syncFlag="DATA", leaseid=b))
+        # A renews its lease by writing (syncFlag=DATA keeps the file open under A's lease).
+        self.sleep_until(set_at + self.LEASE_S * 0.6)
+        renew_sent = time.monotonic()
+        self.assertEqual(self.append("/stale/f", b"aaa", offset=0, syncFlag="DATA", leaseid=a).status, 200)
+        renewed_at = time.monotonic()
+        # Past the first expiry but inside the renewed one: still A's.
+        self.sleep_until(max(set_at + self.LEASE_S * 1.2, renewed_at + 0.05))
+        self.assertLess(time.monotonic(), renew_sent + self.LEASE_S - 0.1, "the machine is too slow for this test")
+        self.assertLeaseConflict(self.append("/stale/f", b"bbb", offset=3, syncFlag="DATA", leaseid=b))
+        # A stops writing: once the lease is stale, B's APPEND is accepted and B holds the lease.
+        self.sleep_until(renewed_at + self.LEASE_S * 1.2)
+        self.assertEqual(self.append("/stale/f", b"bbb", offset=3, syncFlag="DATA", leaseid=b).status, 200)
+        self.assertLeaseConflict(self.append("/stale/f", b"aaa", offset=6, syncFlag="DATA", leaseid=a))
+        self.assertEqual(self.append("/stale/f", b"", offset=6, syncFlag="CLOSE", leaseid=b).status, 200)
+        self.assertEqual(self.read("/stale/f"), b"aaabbb")
+        self.assertEqual(self.stat("/stale/f")["length"], 6)
+
+
 if __name__ == "__main__":
     main()

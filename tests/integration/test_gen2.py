@@ -699,6 +699,24 @@ class LeaseTests(Gen2Base):
         r = self.e.gen2("POST", "%s/%s/f" % (A, fs))
         self.assertEqual((r.status, err_code(r)), (400, "MissingRequiredHeader"))
 
+    def test_blob_form_lease(self):
+        # the SDKs' lease clients use the Blob API: PUT ?comp=lease
+        fs = new_fs(self.e)
+        self.write(fs, "f", b"abc")
+        r = self.e.gen2("PUT", "%s/%s/f?comp=lease" % (A, fs),
+                        headers={"x-ms-lease-action": "acquire", "x-ms-lease-duration": "15"})
+        self.assertEqual(r.status, 201)
+        lid = r.header("x-ms-lease-id")
+        self.assertEqual(self.e.gen2("DELETE", "%s/%s/f" % (A, fs)).status, 412)
+        r = self.e.gen2("PUT", "%s/%s/f?comp=lease" % (A, fs),
+                        headers={"x-ms-lease-action": "acquire", "x-ms-lease-duration": "15"})
+        self.assertEqual((r.status, err_code(r)), (409, "LeaseAlreadyPresent"))
+        self.assertIn(b"<Code>LeaseAlreadyPresent</Code>", r.body)
+        r = self.e.gen2("PUT", "%s/%s/f?comp=lease" % (A, fs),
+                        headers={"x-ms-lease-action": "release", "x-ms-lease-id": lid})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.e.gen2("DELETE", "%s/%s/f" % (A, fs)).status, 200)
+
     def test_fixed_lease_expires(self):
         fs = new_fs(self.e)
         self.write(fs, "f", b"abc")
@@ -749,6 +767,34 @@ class PropertiesAndExpiryTests(Gen2Base):
 
 
 class CommonHeaderTests(Gen2Base):
+    def test_keep_alive(self):
+        # SDKs and the proxy reuse connections: answers must not close them
+        import http.client
+        fs = new_fs(self.e)
+        u = urllib.parse.urlsplit(self.e.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        try:
+            steps = [("PUT", "/%s/f?resource=file" % fs, None, 201), ("PATCH", "/%s/f?action=append&position=0" % fs,
+                     b"abc", 202), ("PATCH", "/%s/f?action=flush&position=3" % fs, None, 200),
+                     ("HEAD", "/%s/f" % fs, None, 200), ("GET", "/%s/f" % fs, None, 200),
+                     ("GET", "/%s/nothere" % fs, None, 404), ("GET", "/%s?resource=filesystem&recursive=true" % fs,
+                     None, 200)]
+            for method, path, body, want in steps:
+                target = A + path
+                hdrs = {"x-ms-version": emulib.X_MS_VERSION,
+                        "x-ms-date": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())}
+                n = len(body) if body else 0
+                hdrs["Content-Length"] = str(n)
+                hdrs["Authorization"] = emulib.shared_key_auth(self.e.account, self.e.key, method, target, hdrs, n)
+                conn.request(method, target, body=body, headers=hdrs)
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, want, (method, path))
+                self.assertFalse(r.will_close, (method, path))
+        finally:
+            conn.close()
+
+
     def test_echo_headers(self):
         fs = new_fs(self.e)
         r = self.e.gen2("PUT", "%s/%s/f?resource=file" % (A, fs),
