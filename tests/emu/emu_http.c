@@ -3,9 +3,10 @@
  *
  * MHD runs a thread per connection, so service callbacks may block. The raw request target comes
  * from MHD's URI log callback (MHD would otherwise unescape the path, losing "%2F" and the exact
- * bytes Shared Key signs). A response is built into the emu_req first and queued when MHD allows it:
- * at once when the service answers before the body, otherwise after the whole body was read (the
- * remainder of a body the service refused is read and dropped, so keep-alive stays usable).
+ * bytes Shared Key signs). A response is built into the emu_req first and queued at MHD's final call
+ * for the request, after the body (a body the service refused is read and dropped), because an answer
+ * queued during the first call makes MHD close the connection; only a large refused body is answered
+ * at once, giving up the connection rather than reading it all.
  *
  * The listening socket is ours (bound before MHD starts), which gives the real port for port 0 and
  * lets "down" close it (connections refused) and "up" bind the same port again.
@@ -29,6 +30,7 @@
 #include "log.h"
 
 #define EMU_MAX_RESP_HEADERS 32
+#define EMU_DRAIN_MAX (1u << 20) /* refused bodies up to this size are read and dropped */
 
 struct emu_http {
     emu_http_opts o;
@@ -294,7 +296,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (!r->begun) {
         begin(r, method);
         if (r->reset_now) return MHD_NO;
-        if (r->answered) return queue(r);
+        /* An answer queued during this first call makes MHD close the connection afterwards. So a
+         * body-less request (MHD calls once more with no data) and a small refused body (read and
+         * dropped) are answered at the final call, keeping keep-alive; only a large refused body is
+         * answered at once, at the cost of the connection, rather than reading it all. */
+        if (r->answered && emu_req_has_body(r) &&
+            (r->chunked || (uint64_t)r->content_length > EMU_DRAIN_MAX))
+            return queue(r);
         return MHD_YES;
     }
     if (*upload_size > 0) {
