@@ -12,9 +12,9 @@ command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive 
 
 DATA=$(mktemp -d /tmp/dp-emu-speed.XXXXXX)
 OUT=$(mktemp)
-build/bin/dualpipe-emu gen1 --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$DATA" --log-level warn >"$OUT" &
+build/bin/dualpipe-emu gen1 --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$DATA" --log-level warn >"$OUT" 2>"$DATA.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA" "$OUT"' EXIT
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA" "$DATA.log" "$OUT"' EXIT
 for _ in $(seq 50); do grep -q ready "$OUT" && break; sleep 0.1; done
 URL=http://$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' "$OUT")
 

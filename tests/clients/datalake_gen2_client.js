@@ -190,11 +190,11 @@ async function main() {
   assert.strictEqual(String(items.find((p) => p.name === 'dir/sub').isDirectory), 'true');
 
   step('rename (move) a file; the source is gone, the content moved');
-  // move() with one argument has the path-style bug of clients.md: it sends PUT /FILESYSTEM/dest,
-  // without the account segment, which a path-style endpoint cannot route (the emulator answers
-  // 400 InvalidUri). Passing the filesystem as "ACCOUNT/FILESYSTEM" makes the SDK send a correct
-  // path-style URL; x-ms-rename-source is /ACCOUNT/FILESYSTEM/src either way.
-  await file.move(account + '/' + fsName, 'dir/sub/moved.bin');
+  // move() with one argument has the path-style bug of clients.md: it sends PUT /FILESYSTEM/dest
+  // without the account segment (x-ms-rename-source keeps it); the emulator must route it, as users
+  // call move() this way. The directory move below uses the two-argument form, which sends a
+  // correct path-style URL.
+  await file.move('dir/sub/moved.bin');
   const moved = fs.getFileClient('dir/sub/moved.bin');
   assert.strictEqual(await file.exists(), false);
   assert.ok((await moved.readToBuffer()).equals(Buffer.concat([whole, c])), 'moved content differs');
