@@ -276,6 +276,7 @@ static bool node_valid(const emu_node *n)
     if (!memchr(n->owner, 0, sizeof n->owner) || !memchr(n->group, 0, sizeof n->group) ||
         !memchr(n->lease_id, 0, sizeof n->lease_id))
         return false;
+    if (n->lease_duration_s < -1) return false;
     if (n->length < 0 || n->visible_length < 0 || n->nstaged < 0 || n->nstaged > EMU_MAX_STAGED) return false;
     for (int i = 0; i < n->nstaged; i++)
         if (n->staged[i].off < 0 || n->staged[i].len < 0) return false;
@@ -479,6 +480,7 @@ static json_t *node_to_json(const emu_node *n, uint64_t parent_id, const char *n
     if (n->lease_id[0]) bad |= jset_str(o, "lease_id", n->lease_id);
     if (n->lease_expiry_ms) bad |= json_object_set_new(o, "lease_expiry", json_integer(n->lease_expiry_ms));
     if (n->lease_break_ms) bad |= json_object_set_new(o, "lease_break", json_integer(n->lease_break_ms));
+    if (n->lease_duration_s) bad |= json_object_set_new(o, "lease_duration", json_integer(n->lease_duration_s));
     if (n->properties) bad |= jset_str(o, "properties", n->properties);
     if (bad) {
         json_decref(o);
@@ -540,6 +542,9 @@ static enode *node_from_json(json_t *o)
     if (jget_fixed(o, "lease_id", n->lease_id, sizeof n->lease_id)) goto bad;
     if (jget_i64(o, "lease_expiry", &n->lease_expiry_ms) || jget_i64(o, "lease_break", &n->lease_break_ms))
         goto bad;
+    int64_t lease_duration; /* absent in logs written before the field existed: 0 */
+    if (jget_i64(o, "lease_duration", &lease_duration) || lease_duration < -1 || lease_duration > INT32_MAX) goto bad;
+    n->lease_duration_s = (int32_t)lease_duration;
     if (jget_str(o, "properties", &n->properties) < 0) goto bad;
     if (!node_valid(n)) goto bad;
     e->counted_len = n->type == EMU_FILE ? n->length : 0;

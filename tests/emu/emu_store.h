@@ -73,6 +73,10 @@ struct emu_node {
     char lease_id[64];        /* "" = none */
     int64_t lease_expiry_ms;  /* 0 = infinite (Gen1 leases last until CLOSE) */
     int64_t lease_break_ms;   /* Gen2: breaking until this time; 0 = not breaking */
+    int32_t lease_duration_s; /* Gen2: duration the lease was acquired with, which renew extends it
+                                 by: -1 = infinite, 0 = none (also what logs written before this
+                                 field load as), else seconds; below -1 is refused like any field
+                                 out of range (emu_store_save) */
 
     /* Gen2 filesystems (children of the root) and paths: x-ms-properties text, as given */
     char *properties;         /* NULL = none */

@@ -699,6 +699,48 @@ class LeaseTests(Gen2Base):
         r = self.e.gen2("POST", "%s/%s/f" % (A, fs))
         self.assertEqual((r.status, err_code(r)), (400, "MissingRequiredHeader"))
 
+    def lease_headers(self, fs, path):
+        h = self.head(fs, path)
+        return h.header("x-ms-lease-state"), h.header("x-ms-lease-status"), h.header("x-ms-lease-duration")
+
+    def test_renew_keeps_the_acquired_duration(self):
+        fs = new_fs(self.e)
+        for f in ("inf", "plain", "renewed"):
+            self.write(fs, f, b"x")
+        r = self.lease(fs, "inf", "acquire", x_ms_lease_duration="-1")
+        self.assertEqual(r.status, 201)
+        inf = r.header("x-ms-lease-id")
+        self.assertEqual(self.lease_headers(fs, "inf"), ("leased", "locked", "infinite"))
+        self.assertEqual(self.lease(fs, "plain", "acquire", x_ms_lease_duration="15").status, 201)
+        r = self.lease(fs, "renewed", "acquire", x_ms_lease_duration="15")
+        self.assertEqual(r.status, 201)
+        lid = r.header("x-ms-lease-id")
+        self.assertEqual(self.lease_headers(fs, "renewed"), ("leased", "locked", "fixed"))
+        time.sleep(1.1)
+        r = self.lease(fs, "renewed", "renew", x_ms_lease_id=lid)
+        self.assertEqual((r.status, r.header("x-ms-lease-id")), (200, lid))
+        self.assertEqual(self.lease_headers(fs, "renewed"), ("leased", "locked", "fixed"))
+        self.assertEqual(self.lease(fs, "inf", "renew", x_ms_lease_id=inf).status, 200)
+        self.assertEqual(self.lease_headers(fs, "inf"), ("leased", "locked", "infinite"))
+        # A break without a period ends when the lease would have, and x-ms-lease-time says when: the
+        # renewed lease has its full 15 s again (not some other duration), the other one has lost the
+        # time slept, and an infinite lease breaks at once.
+        r = self.lease(fs, "renewed", "break")
+        self.assertEqual((r.status, r.header("x-ms-lease-time")), (202, "15"))
+        self.assertEqual(self.lease_headers(fs, "renewed"), ("breaking", "locked", None))
+        r = self.lease(fs, "plain", "break")
+        self.assertEqual(r.status, 202)
+        self.assertIn(int(r.header("x-ms-lease-time")), range(1, 15))
+        r = self.lease(fs, "inf", "break")
+        self.assertEqual((r.status, r.header("x-ms-lease-time")), (202, "0"))
+        self.assertEqual(self.lease_headers(fs, "inf"), ("broken", "unlocked", None))
+        # a new lease on the broken file takes the duration it is acquired with
+        r = self.lease(fs, "inf", "acquire", x_ms_lease_duration="15")
+        self.assertEqual(r.status, 201)
+        self.assertEqual(self.lease_headers(fs, "inf"), ("leased", "locked", "fixed"))
+        self.assertEqual(self.lease(fs, "inf", "release", x_ms_lease_id=r.header("x-ms-lease-id")).status, 200)
+        self.assertEqual(self.lease_headers(fs, "inf"), ("available", "unlocked", None))
+
     def test_blob_form_lease(self):
         # the SDKs' lease clients use the Blob API: PUT ?comp=lease
         fs = new_fs(self.e)

@@ -186,6 +186,26 @@ class RobustTests(emulib.EmuTestCase):
         finally:
             d.close()
 
+    def test_lease_duration_survives_restart(self):
+        d = emulib.Emu("gen2")
+        try:
+            self.mkfs(d, "leases")
+            self.write(d, "leases", "f", b"x")
+            r = d.gen2("POST", A + "/leases/f", headers={"x-ms-lease-action": "acquire", "x-ms-lease-duration": "15"})
+            self.assertEqual(r.status, 201, r)
+            lid = r.header("x-ms-lease-id")
+            d.restart(signal.SIGKILL)
+            h = d.gen2("HEAD", A + "/leases/f")
+            self.assertEqual((h.header("x-ms-lease-state"), h.header("x-ms-lease-duration")), ("leased", "fixed"))
+            r = d.gen2("POST", A + "/leases/f", headers={"x-ms-lease-action": "renew", "x-ms-lease-id": lid})
+            self.assertEqual(r.status, 200, r)
+            # the renewal ran for the 15 s recorded before the restart: a break without a period
+            # ends when the lease would
+            r = d.gen2("POST", A + "/leases/f", headers={"x-ms-lease-action": "break"})
+            self.assertEqual((r.status, r.header("x-ms-lease-time")), (202, "15"))
+        finally:
+            d.close()
+
     # ---- bad input ----
     def test_bad_paths_change_nothing(self):
         e = self.e

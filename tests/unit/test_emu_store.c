@@ -425,6 +425,7 @@ static void fill_all(emu_node *n, int k)
     snprintf(n->lease_id, sizeof n->lease_id, "lease-%d", k);
     n->lease_expiry_ms = 5000 + k;
     n->lease_break_ms = 6000 + k;
+    n->lease_duration_s = 20 + k;
     free(n->properties);
     n->properties = strdup("k1=dmFs,k2=\xe2\x82\xac");
 }
@@ -469,6 +470,7 @@ static void check_all(const emu_node *n, int k, emu_type type)
     ASSERT_EQ_STR(n->lease_id, want);
     ASSERT_EQ_INT(n->lease_expiry_ms, 5000 + k);
     ASSERT_EQ_INT(n->lease_break_ms, 6000 + k);
+    ASSERT_EQ_INT(n->lease_duration_s, 20 + k);
     ASSERT_EQ_STR(n->properties, "k1=dmFs,k2=\xe2\x82\xac");
     ASSERT_EQ_INT(n->busy, 0);
 }
@@ -487,6 +489,10 @@ TEST(save_and_reopen_restores_every_field)
     fl->busy = 3; /* runtime only */
     ASSERT_EQ_INT(emu_store_save(f.s, d), 0);
     ASSERT_EQ_INT(emu_store_save(f.s, fl), 0);
+    emu_node *inf = mk(&f, "/dir", "infinite-lease", EMU_FILE);
+    snprintf(inf->lease_id, sizeof inf->lease_id, "%s", "lease-inf");
+    inf->lease_duration_s = -1; /* infinite: the one negative value allowed */
+    ASSERT_EQ_INT(emu_store_save(f.s, inf), 0);
     fx_reopen(&f);
     d = emu_store_lookup(f.s, "/dir");
     fl = emu_store_lookup(f.s, "/dir/fi\xffle \"q\"\\\n");
@@ -500,6 +506,12 @@ TEST(save_and_reopen_restores_every_field)
     ASSERT_EQ_INT(plain->nstaged, 0);
     ASSERT_TRUE(plain->properties == NULL);
     ASSERT_EQ_STR(plain->lease_id, "");
+    ASSERT_EQ_INT(plain->lease_duration_s, 0);
+    inf = emu_store_lookup(f.s, "/dir/infinite-lease");
+    ASSERT_TRUE(inf != NULL);
+    ASSERT_EQ_STR(inf->lease_id, "lease-inf");
+    ASSERT_EQ_INT(inf->lease_duration_s, -1);
+    ASSERT_EQ_INT(inf->lease_expiry_ms, 0);
     ASSERT_TRUE(!plain->open_for_write && !plain->concurrent);
     ASSERT_EQ_INT(plain->expiry_ms, 0);
     uint64_t bytes = 0;
@@ -510,6 +522,7 @@ TEST(save_and_reopen_restores_every_field)
     fl->properties = (free(fl->properties), NULL);
     fl->nstaged = 0;
     fl->lease_id[0] = '\0';
+    fl->lease_duration_s = 0;
     fl->acl.ext.n = 0;
     fl->open_for_write = false;
     ASSERT_EQ_INT(emu_store_save(f.s, fl), 0);
@@ -519,6 +532,7 @@ TEST(save_and_reopen_restores_every_field)
     ASSERT_TRUE(fl->properties == NULL);
     ASSERT_EQ_INT(fl->nstaged, 0);
     ASSERT_EQ_STR(fl->lease_id, "");
+    ASSERT_EQ_INT(fl->lease_duration_s, 0);
     ASSERT_EQ_INT(fl->acl.ext.n, 0);
     ASSERT_TRUE(!fl->open_for_write);
     ASSERT_TRUE(fl->concurrent);
@@ -582,6 +596,31 @@ TEST(corruption_before_the_last_line_fails_open)
     ASSERT_TRUE(strstr(err, "line 3") != NULL);
 }
 
+/* A lease duration the node cannot hold (below -1, or past int32 even where it would wrap to -1)
+ * makes its record corrupt. */
+TEST(out_of_range_lease_duration_in_the_log_fails_open)
+{
+    static const char *const bad[] = {"-2", "4294967295"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fixture f;
+        fx_init(&f);
+        mk(&f, "/", "a", EMU_FILE);
+        emu_store_close(f.s);
+        f.s = NULL;
+        char line[256];
+        snprintf(line, sizeof line,
+                 "{\"put\":{\"id\":2,\"parent\":1,\"name\":\"a\",\"type\":\"file\",\"mode\":420,\"etag\":5,"
+                 "\"lease_id\":\"L\",\"lease_duration\":%s}}\n{\"del\":2}\n",
+                 bad[i]);
+        append_raw(&f, line);
+        char err[256] = "";
+        emu_store_opts o = {.dir = f.dir};
+        emu_store *s = NULL;
+        ASSERT_EQ_INT(emu_store_open(&o, &s, err, sizeof err), -1);
+        ASSERT_TRUE(strstr(err, "corrupt") != NULL);
+    }
+}
+
 /* The log format as documented: puts (a rename is a put with a new parent/name), a del of a
  * directory that drops its subtree, and ids/ETags resuming past the highest seen. */
 TEST(replays_a_handwritten_log)
@@ -596,7 +635,8 @@ TEST(replays_a_handwritten_log)
           "\"group\":\"g\",\"ctime\":1,\"mtime\":1,\"atime\":1,\"etag\":1}}\n"
           "{\"put\":{\"id\":2,\"parent\":1,\"name\":\"a\",\"type\":\"dir\",\"mode\":493,\"etag\":2}}\n"
           "{\"put\":{\"id\":3,\"parent\":2,\"name\":\"f\",\"type\":\"file\",\"mode\":420,\"length\":5,\"etag\":3}}\n"
-          "{\"put\":{\"id\":4,\"parent\":1,\"name\":\"b\",\"type\":\"dir\",\"mode\":493,\"etag\":4}}\n"
+          "{\"put\":{\"id\":4,\"parent\":1,\"name\":\"b\",\"type\":\"dir\",\"mode\":493,\"etag\":4,"
+          "\"lease_id\":\"L\",\"lease_duration\":-1}}\n"
           "\n"
           "{\"put\":{\"id\":3,\"parent\":4,\"name\":\"g\",\"type\":\"file\",\"mode\":420,\"length\":7,\"etag\":9}}\n"
           "{\"put\":{\"id\":5,\"parent\":2,\"name\":\"h\",\"type\":\"file\",\"mode\":420,\"etag\":5}}\n"
@@ -611,6 +651,9 @@ TEST(replays_a_handwritten_log)
     ASSERT_EQ_INT(g->id, 3);
     ASSERT_EQ_INT(g->length, 7);
     ASSERT_EQ_INT(g->etag, 9);
+    ASSERT_EQ_INT(g->lease_duration_s, 0); /* records without the field load as "no lease duration" */
+    ASSERT_EQ_INT(emu_store_lookup(f.s, "/b")->lease_duration_s, -1);
+    ASSERT_EQ_STR(emu_store_lookup(f.s, "/b")->lease_id, "L");
     ASSERT_EQ_STR(emu_store_root(f.s)->owner, "o");
     ASSERT_TRUE(obj_exists(&f, 3)); /* a missing object is recreated (empty) */
     uint64_t nodes = 0, bytes = 0;
@@ -833,6 +876,9 @@ TEST(out_of_range_fields_are_refused)
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
     ASSERT_EQ_INT(emu_store_move(f.s, x, emu_store_root(f.s), "y"), -EINVAL);
     x->length = 0;
+    x->lease_duration_s = -2; /* only -1 (infinite) is negative */
+    ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
+    x->lease_duration_s = 0;
     emu_node t;
     memset(&t, 0, sizeof t);
     t.acl.mode = 0644;
@@ -989,7 +1035,8 @@ TEST(wait_and_broadcast)
 TESTS(T(root_is_created_with_options), T(create_and_lookup), T(create_takes_template_metadata),
       T(children_sorted_and_child_after), T(many_children_stay_sorted), T(move_rename_and_reparent),
       T(remove_subtree_deletes_objects), T(save_and_reopen_restores_every_field), T(torn_final_line_is_dropped),
-      T(corruption_before_the_last_line_fails_open), T(replays_a_handwritten_log),
+      T(corruption_before_the_last_line_fails_open),
+      T(out_of_range_lease_duration_in_the_log_fails_open), T(replays_a_handwritten_log),
       T(a_log_without_its_root_is_refused), T(ids_and_etags_increase_across_reopen),
       T(compaction_keeps_everything), T(churn_of_creates_and_removes_compacts), T(path_of_nodes),
       T(orphan_objects_removed_at_open), T(truncate_object), T(directory_in_use_is_refused),
