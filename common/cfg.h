@@ -1,0 +1,141 @@
+/*
+ * cfg: the dualpipe configuration, loaded from JSON (jansson) against one static table of options
+ * (key path, type, bounds, default, field offset, optional validator). Unknown keys are errors; every
+ * error names the full key path ("gen2.auth.mode: must be one of shared_key, sas, ..."). Secrets
+ * (Gen2 account key, SAS, OAuth client secret) may be given inline in the file, or — preferred in
+ * production — through `<key>_env` (an environment variable name) or `<key>_file` (a file holding
+ * it, first line); they are never printed: cfg_explain shows "(secret, env NAME)". Every key and its
+ * default is documented in config/dualpipe.example.json.
+ *
+ * Conventions: object members whose name starts with "//" are comments and ignored (at any level);
+ * duplicate keys are errors; relative paths (spool.dir, `<key>_file`) are relative to the directory
+ * of the config file (cfg_load_file) and stored absolute; cfg_load_text keeps them relative to the
+ * working directory.
+ *
+ * Logs nothing; the caller prints errors. The loaded config is immutable and owned by the caller.
+ */
+#ifndef DP_CFG_H
+#define DP_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dbuf.h"
+
+#define CFG_MAX_MAPPINGS 64
+#define CFG_MAX_REWRITES 64
+#define CFG_MAX_OPTIONS 64    /* size of dp_config.cfg_given (cfg.c checks its table fits) */
+
+typedef enum cfg_phase { CFG_PHASE_GEN1_PRIMARY = 0, CFG_PHASE_GEN2_PRIMARY, CFG_PHASE_GEN2_ONLY } cfg_phase;
+typedef enum cfg_dialect { CFG_DIALECT_ADLS = 0, CFG_DIALECT_HADOOP } cfg_dialect;
+typedef enum cfg_auth_mode {
+    CFG_AUTH_SHARED_KEY = 0, CFG_AUTH_SAS, CFG_AUTH_CLIENT_CREDENTIALS, CFG_AUTH_MANAGED_IDENTITY
+} cfg_auth_mode;
+typedef enum cfg_unmapped { CFG_UNMAPPED_SKIP = 0, CFG_UNMAPPED_REJECT } cfg_unmapped;
+
+typedef struct cfg_hostport {
+    char host[256];           /* name or address; an IPv6 address without its brackets */
+    int port;
+} cfg_hostport;
+
+typedef struct cfg_mapping {
+    char gen1_prefix[1024];   /* normalised absolute path, "/" matches everything */
+    char filesystem[64];      /* Gen2 filesystem (container) */
+    char prefix[1024];        /* path prefix inside the filesystem, "" = root; no leading/trailing '/' */
+} cfg_mapping;
+
+typedef struct cfg_rewrite {
+    char from[300];           /* "host:port" as the namenode's Location names the datanode */
+    char to[300];             /* "host:port" to connect to instead */
+} cfg_rewrite;
+
+typedef struct cfg_secret {
+    char *value;              /* resolved secret (malloc'd, wiped by cfg_free), NULL when not set */
+    char source[320];         /* "inline", "env NAME" or "file PATH" — for cfg_explain, never the value */
+} cfg_secret;
+
+typedef struct dp_config {
+    /* front */
+    cfg_hostport listen;              /* "listen": WebHDFS front, default 127.0.0.1:14000 */
+    char public_url[512];             /* "public_url": base of 307 Locations; "" = from the Host header */
+    unsigned max_connections;         /* "limits.max_connections" (1024) */
+    unsigned max_header_bytes;        /* "limits.max_header_bytes" (32768) */
+    uint64_t max_body_bytes;          /* "limits.max_body_bytes" (16 MiB: see the example file) */
+    unsigned idle_timeout_s;          /* "limits.idle_timeout_s" (60): slow or idle client */
+    unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): whole upstream exchange */
+    unsigned threads;                 /* "limits.threads" (0 = number of cores): MHD thread pool */
+    /* admin */
+    cfg_hostport admin_listen;        /* "admin.listen", default 127.0.0.1:14080 */
+    /* phase */
+    cfg_phase phase;                  /* "phase", default gen1-primary */
+    /* spool */
+    char spool_dir[1024];             /* "spool.dir" (default /var/lib/dualpipe/spool) */
+    uint64_t spool_max_bytes;         /* "spool.max_bytes" (default 8 GiB) */
+    /* gen1 */
+    char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
+                                         lower-case scheme and host, no trailing '/' */
+    cfg_hostport gen1_addr;           /* derived from gen1.endpoint; port 80/443 when not given */
+    bool gen1_https;                  /* derived: gen1.endpoint is https */
+    cfg_dialect gen1_dialect;         /* "gen1.dialect" adls|hadoop (adls) */
+    cfg_rewrite gen1_rewrites[CFG_MAX_REWRITES]; /* "gen1.datanode_rewrite": {"from":"to"} */
+    int gen1_nrewrites;
+    unsigned gen1_connect_timeout_ms; /* "gen1.connect_timeout_ms" (5000) */
+    unsigned gen1_timeout_ms;         /* "gen1.timeout_ms" (60000) */
+    /* gen2 */
+    char gen2_endpoint[512];          /* "gen2.endpoint": https://ACCOUNT.dfs.core.windows.net or
+                                         http://127.0.0.1:10004 (path-style) (required) */
+    cfg_hostport gen2_addr;           /* derived from gen2.endpoint; port 80/443 when not given */
+    bool gen2_https;                  /* derived: gen2.endpoint is https */
+    bool gen2_path_style;             /* "gen2.path_style": default true for IP/localhost endpoints */
+    char gen2_account[256];           /* "gen2.account" (required) */
+    char gen2_version[32];            /* "gen2.version" x-ms-version (2021-06-08) */
+    unsigned gen2_connect_timeout_ms; /* "gen2.connect_timeout_ms" (5000) */
+    unsigned gen2_timeout_ms;         /* "gen2.timeout_ms" (60000) */
+    cfg_auth_mode gen2_auth;          /* "gen2.auth.mode" */
+    cfg_secret gen2_account_key;      /* "gen2.auth.account_key" (+_env, _file) — shared_key */
+    cfg_secret gen2_sas;              /* "gen2.auth.sas" (+_env, _file) — sas: query string without '?' */
+    char oauth_authority[512];        /* "gen2.auth.authority" (https://login.microsoftonline.com) */
+    char oauth_tenant[128];           /* "gen2.auth.tenant_id" */
+    char oauth_client_id[128];        /* "gen2.auth.client_id" (also the user-assigned identity for MI) */
+    cfg_secret oauth_client_secret;   /* "gen2.auth.client_secret" (+_env, _file) */
+    char oauth_resource[256];         /* "gen2.auth.resource" (https://storage.azure.com/) */
+    char imds_endpoint[512];          /* "gen2.auth.imds_endpoint"
+                                         (http://169.254.169.254/metadata/identity/oauth2/token) */
+    unsigned token_refresh_margin_s;  /* "gen2.auth.refresh_margin_s" (300): refresh this long before expiry */
+    cfg_mapping mappings[CFG_MAX_MAPPINGS]; /* "gen2.mappings" (required, at least one) */
+    int nmappings;
+    cfg_unmapped unmapped;            /* "gen2.unmapped" skip|reject (skip) */
+    /* log */
+    int log_level;                    /* "log.level" error|warn|info|debug (info): log.h's values */
+    /* internal to cfg: which table options the file set (cfg_explain marks the others "(default)") */
+    unsigned char cfg_given[CFG_MAX_OPTIONS];
+} dp_config;
+
+/** Error from loading: the key path and what is wrong with it. */
+typedef struct cfg_err {
+    char path[256];      /* e.g. "gen2.mappings[1].filesystem"; "" for document-level errors */
+    char message[512];   /* never contains a secret value */
+} cfg_err;
+
+/**
+ * Load and validate FILE. On success returns 0 and fills *out (caller frees with cfg_free).
+ * On failure returns -1 and err; *out is left freed.
+ * env lookup: getenv (tests can set variables).
+ */
+__attribute__((warn_unused_result)) int cfg_load_file(const char *file, dp_config *out, cfg_err *err);
+/** Same from a JSON text (used by tests and the fuzz target); relative paths stay relative. */
+__attribute__((warn_unused_result)) int cfg_load_text(const char *json, size_t len, dp_config *out, cfg_err *err);
+/** Release secrets (wiped with explicit_bzero) and anything allocated. Safe to call twice and on a
+ *  config a failed load left behind. */
+void cfg_free(dp_config *c);
+/** Human explanation of the effective configuration for `dualpipe --check-config`: one line per key,
+ *  "key = value", "(default)" after values the file did not set, secrets as "(secret, inline)",
+ *  "(secret, env NAME)" or "(secret, file PATH)", never their value. Appends to out.
+ *  Returns 0, or a negative errno from dbuf (-E2BIG, -ENOMEM). */
+__attribute__((warn_unused_result)) int cfg_explain(const dp_config *c, dbuf *out);
+
+/** "gen1-primary", "gen2-primary" or "gen2-only" (the config's spelling). */
+const char *cfg_phase_name(cfg_phase p);
+
+#endif

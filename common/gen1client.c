@@ -1,0 +1,396 @@
+/*
+ * gen1client: builds Gen1 / WebHDFS upstream requests from a writer's parsed request and sends them
+ * through httpc. The URL is the configured endpoint, the op's prefix (/WebHdfsExt for
+ * CONCURRENTAPPEND and SETEXPIRY, /webhdfs/v1 otherwise), whreq's normalised path percent-encoded
+ * again, and the writer's raw query pieces in their order minus write/append/read/noredirect (the
+ * dialect decides those); bytes a URL may not carry are escaped, existing escapes are kept so Gen1
+ * decodes exactly what the writer meant. Only Authorization, Content-Type and
+ * x-ms-client-request-id are passed on. In the hadoop dialect CREATE/APPEND/OPEN go in two steps: a
+ * body-less request to the namenode, whose 307 Location is rewritten through gen1.datanode_rewrite and
+ * then receives the request with its body; any other answer to step one is the final answer. Each
+ * step has the configured timeouts. Step two is submitted from the httpc completion of step one, so
+ * nothing here blocks.
+ */
+#include "gen1client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "urlcodec.h"
+
+#define G1_MAX_URL (512u << 10)        /* endpoint + encoded path + query: far above whreq's limits */
+#define G1_MAX_QUERY_PIECES 256
+#define G1_STEP1_MAX (1u << 20)        /* body of a namenode answer kept in memory */
+#define G1_NHDR 3
+
+struct gen1c {
+    httpc *http;
+    char endpoint[512];                /* no trailing '/' */
+    cfg_dialect dialect;
+    cfg_rewrite rewrites[CFG_MAX_REWRITES];
+    int nrewrites;
+    unsigned connect_timeout_ms, timeout_ms;
+};
+
+/* One writer (or applier) request in flight, possibly in two steps. */
+typedef struct g1x {
+    gen1c *c;
+    const char *method;                /* static string */
+    char *hdr[G1_NHDR];                /* "Name: value" copies, kept for step two */
+    int nhdr;
+    httpc_body_in in;
+    const void *in_mem;
+    int in_fd;
+    uint64_t in_off, in_len;
+    httpc_body_out out;
+    size_t out_max;
+    int out_fd;
+    bool two_step;                     /* hadoop CREATE/APPEND/OPEN, still at the namenode step */
+    void (*done)(void *ud, httpc_resp *resp);
+    void *ud;
+} g1x;
+
+int gen1c_new(const dp_config *cfg, httpc *http, gen1c **out, char *err, size_t errlen)
+{
+    const char *ep = cfg->gen1_endpoint;
+    if (strncasecmp(ep, "http://", 7) != 0 && strncasecmp(ep, "https://", 8) != 0) {
+        snprintf(err, errlen, "gen1.endpoint: must start with http:// or https://");
+        return -1;
+    }
+    size_t n = strlen(ep);
+    while (n > 0 && ep[n - 1] == '/') n--;
+    gen1c *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n >= sizeof c->endpoint) {
+        free(c);
+        snprintf(err, errlen, "gen1.endpoint: too long");
+        return -1;
+    }
+    memcpy(c->endpoint, ep, n);
+    c->endpoint[n] = '\0';
+    c->http = http;
+    c->dialect = cfg->gen1_dialect;
+    c->nrewrites = cfg->gen1_nrewrites < 0 ? 0
+                   : cfg->gen1_nrewrites > CFG_MAX_REWRITES ? CFG_MAX_REWRITES : cfg->gen1_nrewrites;
+    memcpy(c->rewrites, cfg->gen1_rewrites, sizeof c->rewrites[0] * (size_t)c->nrewrites);
+    c->connect_timeout_ms = cfg->gen1_connect_timeout_ms;
+    c->timeout_ms = cfg->gen1_timeout_ms;
+    *out = c;
+    return 0;
+}
+
+void gen1c_free(gen1c *c) { free(c); }
+
+static void g1x_free(g1x *x)
+{
+    for (int i = 0; i < x->nhdr; i++) free(x->hdr[i]);
+    free(x);
+}
+
+static int g1x_header(g1x *x, const char *name, const char *value)
+{
+    if (!value) return 0;
+    size_t len = strlen(name) + 2 + strlen(value) + 1;
+    char *line = malloc(len);
+    if (!line) return -1;
+    snprintf(line, len, "%s: %s", name, value);
+    x->hdr[x->nhdr++] = line;
+    return 0;
+}
+
+/* True for a byte that may stand as is in a URL query (RFC 3986 pchar / "/" / "?", no '&' or '#'). */
+static bool query_safe(unsigned char ch)
+{
+    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) return true;
+    return ch != 0 && strchr("-._~!$'()*+,;=:@/?", ch) != NULL;
+}
+
+static bool is_hex(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* Append raw query bytes, keeping valid %XX escapes and escaping whatever a URL may not carry. */
+static int add_query_bytes(dbuf *out, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        int rc;
+        if (query_safe(ch) || (ch == '%' && i + 2 < n && is_hex(p[i + 1]) && is_hex(p[i + 2]))) {
+            rc = dbuf_add(out, &p[i], 1);
+        } else {
+            char esc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = dbuf_add(out, esc, 3);
+        }
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/*
+ * Append the pieces of raw (a query string without '?') to out, each preceded by '&' unless it is the
+ * first thing after the '?', dropping the one-step flags and noredirect. *op receives the op named by
+ * an "op" piece (WH_OP_UNKNOWN when none).
+ */
+static int add_query(dbuf *out, const char *raw, bool *first, whreq_op *op)
+{
+    url_param *ps = calloc(G1_MAX_QUERY_PIECES, sizeof *ps);
+    dbuf name;
+    dbuf_init(&name, WHREQ_MAX_NAME);
+    int rc = ps ? 0 : -ENOMEM;
+    int n = rc == 0 ? url_split_query(raw, ps, G1_MAX_QUERY_PIECES) : 0;
+    if (n < 0) rc = n;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        dbuf_reset(&name);
+        if (url_decode(ps[i].name, ps[i].name_len, URL_FORM, &name) != 0) {
+            rc = -EINVAL;
+            break;
+        }
+        const char *nm = name.data ? name.data : "";
+        if (strcasecmp(nm, "write") == 0 || strcasecmp(nm, "append") == 0 || strcasecmp(nm, "read") == 0 ||
+            strcasecmp(nm, "noredirect") == 0)
+            continue;
+        if (op && strcasecmp(nm, "op") == 0 && ps[i].value && *op == WH_OP_UNKNOWN)
+            *op = whreq_op_from_name(ps[i].value, ps[i].value_len);
+        if (!*first) rc = dbuf_add(out, "&", 1);
+        *first = false;
+        if (rc == 0) rc = add_query_bytes(out, ps[i].name, ps[i].name_len);
+        if (rc == 0 && ps[i].value) {
+            rc = dbuf_add(out, "=", 1);
+            if (rc == 0) rc = add_query_bytes(out, ps[i].value, ps[i].value_len);
+        }
+    }
+    dbuf_free(&name);
+    free(ps);
+    return rc;
+}
+
+static bool is_data_op(whreq_op op) { return op == WH_OP_CREATE || op == WH_OP_APPEND || op == WH_OP_OPEN; }
+
+/* endpoint + prefix + encoded path + "?" + query (+ the adls one-step flag). The op is op_hint, or
+ * when that is WH_OP_UNKNOWN the one the query names; it is stored in *op_out. */
+static int build_url(const gen1c *c, whreq_prefix prefix, const char *path, const char *raw_query,
+                     whreq_op op_hint, dbuf *url, whreq_op *op_out)
+{
+    whreq_op qop = WH_OP_UNKNOWN;
+    bool first = true;
+    int rc = dbuf_adds(url, c->endpoint);
+    if (rc == 0) rc = dbuf_adds(url, prefix == WH_PREFIX_EXT ? "/WebHdfsExt" : "/webhdfs/v1");
+    if (rc == 0) rc = url_encode(path && *path ? path : "/", true, url);
+    if (rc == 0) rc = dbuf_add(url, "?", 1);
+    if (rc == 0 && raw_query) rc = add_query(url, raw_query, &first, &qop);
+    whreq_op op = op_hint != WH_OP_UNKNOWN ? op_hint : qop;
+    *op_out = op;
+    if (rc == 0 && c->dialect == CFG_DIALECT_ADLS && is_data_op(op)) {
+        const char *flag = op == WH_OP_CREATE ? "write=true" : op == WH_OP_APPEND ? "append=true" : "read=true";
+        if (!first) rc = dbuf_add(url, "&", 1);
+        if (rc == 0) rc = dbuf_adds(url, flag);
+    }
+    return rc;
+}
+
+static int g1x_submit(g1x *x, const char *url);
+
+static void g1x_finish(g1x *x, httpc_resp *resp)
+{
+    void (*done)(void *, httpc_resp *) = x->done;
+    void *ud = x->ud;
+    g1x_free(x);
+    done(ud, resp);
+}
+
+/* Turn resp into a failure of kind r with message msg (no HTTP answer is relayed). */
+static void resp_fail(httpc_resp *resp, httpc_result r, const char *msg)
+{
+    size_t max = resp->body.max;
+    httpc_resp_free(resp);
+    dbuf_init(&resp->body, max);
+    resp->result = r;
+    resp->status = 0;
+    snprintf(resp->error, sizeof resp->error, "%s", msg);
+}
+
+/* A namenode answer that is final: deliver its body the way the caller asked for the final body. */
+static void relay_step1_body(g1x *x, httpc_resp *resp)
+{
+    if (resp->result != HTTPC_OK) return;
+    if (x->out == HTTPC_BODY_FD) {
+        const char *p = resp->body.data;
+        size_t n = resp->body.len;
+        while (n > 0) {
+            ssize_t w = write(x->out_fd, p, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "writing the response body: %s", strerror(errno));
+                resp_fail(resp, HTTPC_E_BODY, msg);
+                return;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+        dbuf_free(&resp->body);
+    } else if (x->out == HTTPC_BODY_DISCARD) {
+        dbuf_free(&resp->body);
+    }
+}
+
+/* scheme://authority/rest with the authority mapped through gen1.datanode_rewrite. */
+static int redirect_url(const gen1c *c, const char *loc, dbuf *out)
+{
+    size_t slen;
+    if (strncasecmp(loc, "http://", 7) == 0)
+        slen = 7;
+    else if (strncasecmp(loc, "https://", 8) == 0)
+        slen = 8;
+    else
+        return -1;
+    const char *auth = loc + slen;
+    size_t alen = strcspn(auth, "/?#");
+    if (alen == 0) return -1;
+    const char *to = NULL;
+    size_t tolen = alen;
+    for (int i = 0; i < c->nrewrites && !to; i++) {
+        if (strlen(c->rewrites[i].from) == alen && strncasecmp(c->rewrites[i].from, auth, alen) == 0) {
+            to = c->rewrites[i].to;
+            tolen = strlen(to);
+        }
+    }
+    int rc = dbuf_add(out, loc, slen);
+    if (rc == 0) rc = dbuf_add(out, to ? to : auth, tolen);
+    if (rc == 0) rc = dbuf_adds(out, auth + alen);
+    return rc;
+}
+
+static void g1x_done(void *ud, httpc_resp *resp)
+{
+    g1x *x = ud;
+    if (!x->two_step || resp->result != HTTPC_OK || resp->status != 307) {
+        if (x->two_step) relay_step1_body(x, resp);
+        g1x_finish(x, resp);
+        return;
+    }
+    /* Namenode redirect: send the body to the (rewritten) datanode. */
+    const char *loc = httpc_resp_header(resp, "Location");
+    dbuf url;
+    dbuf_init(&url, G1_MAX_URL);
+    if (!loc || redirect_url(x->c, loc, &url) != 0) {
+        dbuf_free(&url);
+        resp_fail(resp, HTTPC_E_TRANSPORT, "gen1 answered 307 without an absolute http(s) Location");
+        g1x_finish(x, resp);
+        return;
+    }
+    x->two_step = false;
+    int rc = g1x_submit(x, url.data);
+    dbuf_free(&url);
+    if (rc != 0) {
+        resp_fail(resp, HTTPC_E_CANCELLED, "could not send the datanode request (engine stopping)");
+        g1x_finish(x, resp);
+        return;
+    }
+    httpc_resp_free(resp);
+    free(resp);
+}
+
+static int g1x_submit(g1x *x, const char *url)
+{
+    httpc_req r = {0};
+    r.method = x->method;
+    r.url = url;
+    for (int i = 0; i < x->nhdr; i++) r.headers[i] = x->hdr[i];
+    if (x->two_step) {
+        /* Namenode step: no body; its answer is kept in memory until we know whether it is final. */
+        r.out = HTTPC_BODY_MEMORY;
+        r.out_max = x->out == HTTPC_BODY_MEMORY && x->out_max ? x->out_max : G1_STEP1_MAX;
+    } else {
+        r.in = x->in;
+        r.in_mem = x->in_mem;
+        r.in_fd = x->in_fd;
+        r.in_off = x->in_off;
+        r.in_len = x->in_len;
+        r.out = x->out;
+        r.out_max = x->out_max;
+        r.out_fd = x->out_fd;
+    }
+    r.connect_timeout_ms = x->c->connect_timeout_ms;
+    r.timeout_ms = x->c->timeout_ms;
+    r.done = g1x_done;
+    r.ud = x;
+    return httpc_submit(x->c->http, &r);
+}
+
+/* Common tail of gen1c_send and gen1c_get: x is filled but for the URL; frees x on failure. */
+static int g1x_start(g1x *x, whreq_op op, dbuf *url)
+{
+    x->two_step = x->c->dialect == CFG_DIALECT_HADOOP && is_data_op(op);
+    int rc = g1x_submit(x, url->data);
+    dbuf_free(url);
+    if (rc != 0) g1x_free(x);
+    return rc == 0 ? 0 : -1;
+}
+
+int gen1c_send(gen1c *c, const gen1c_call *call)
+{
+    if (!c || !call || !call->req || !call->req->info || !call->done) return -1;
+    const whreq *w = call->req;
+    g1x *x = calloc(1, sizeof *x);
+    if (!x) return -1;
+    x->c = c;
+    x->method = w->info->method;
+    x->in = call->in;
+    x->in_mem = call->in_mem;
+    x->in_fd = call->in_fd;
+    x->in_off = call->in_off;
+    x->in_len = call->in_len;
+    x->out = call->out;
+    x->out_max = call->out_max;
+    x->out_fd = call->out_fd;
+    x->done = call->done;
+    x->ud = call->ud;
+    dbuf url;
+    dbuf_init(&url, G1_MAX_URL);
+    whreq_op op;
+    if (g1x_header(x, "Authorization", call->authorization) != 0 ||
+        g1x_header(x, "Content-Type", call->content_type) != 0 ||
+        g1x_header(x, "x-ms-client-request-id", call->client_request_id) != 0 ||
+        build_url(c, w->info->prefix, w->path, call->raw_query, w->op, &url, &op) != 0) {
+        dbuf_free(&url);
+        g1x_free(x);
+        return -1;
+    }
+    return g1x_start(x, op, &url);
+}
+
+int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
+              httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud)
+{
+    if (!c || !path || !op_and_params || !done) return -1;
+    g1x *x = calloc(1, sizeof *x);
+    if (!x) return -1;
+    x->c = c;
+    x->method = "GET";
+    x->out = out;
+    x->out_max = out_max;
+    x->out_fd = out_fd;
+    x->done = done;
+    x->ud = ud;
+    dbuf url;
+    dbuf_init(&url, G1_MAX_URL);
+    whreq_op op = WH_OP_UNKNOWN;
+    /* Same URL rules as a writer's request; the op is read from op_and_params. */
+    if (g1x_header(x, "Authorization", authorization) != 0 ||
+        build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, &url, &op) != 0) {
+        dbuf_free(&url);
+        g1x_free(x);
+        return -1;
+    }
+    return g1x_start(x, op, &url);
+}

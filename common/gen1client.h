@@ -1,0 +1,61 @@
+/*
+ * gen1client: requests to the Gen1 / WebHDFS upstream on top of httpc, in either dialect:
+ *  - adls: one request; CREATE/APPEND/OPEN carry the one-step flag (write=true / append=true /
+ *    read=true) so the service does not redirect;
+ *  - hadoop: CREATE/APPEND/OPEN are two-step: the request without body goes to the namenode, its 307
+ *    Location (the datanode) is rewritten through the configured host map, and the body is sent there.
+ * The writer's identity passes through unchanged: its Authorization header and its user.name / doas /
+ * delegation parameters (dualpipe never invents one). Body-less requests carry Content-Length: 0.
+ *
+ * The upstream target is rebuilt from the parsed request: the path re-encoded from whreq's normalised
+ * path (so "%2F", "//" and odd encodings never reach Gen1 in a form it could read differently), the
+ * query taken from the writer's raw query with the one-step flags and `noredirect` removed (the
+ * dialect decides them). whreq has already refused control characters, so nothing can be injected.
+ */
+#ifndef DP_GEN1CLIENT_H
+#define DP_GEN1CLIENT_H
+
+#include <stdint.h>
+
+#include "cfg.h"
+#include "httpc.h"
+#include "whreq.h"
+
+typedef struct gen1c gen1c;
+
+/** Create a client for cfg's gen1.* settings. Returns 0 or -1 with a message. */
+int gen1c_new(const dp_config *cfg, httpc *http, gen1c **out, char *err, size_t errlen);
+void gen1c_free(gen1c *c);
+
+typedef struct gen1c_call {
+    const whreq *req;             /* parsed writer request (op, path, params) */
+    const char *raw_query;        /* the writer's raw query string (without '?') */
+    const char *authorization;    /* writer's Authorization header or NULL */
+    const char *content_type;     /* writer's Content-Type or NULL (MSCONCAT sends JSON) */
+    const char *client_request_id;/* writer's x-ms-client-request-id or NULL */
+    httpc_body_in in;             /* request body: NONE, MEMORY or FD range */
+    const void *in_mem;
+    int in_fd;
+    uint64_t in_off, in_len;
+    httpc_body_out out;           /* response body: MEMORY (JSON answers) or FD (OPEN data) */
+    size_t out_max;
+    int out_fd;
+    /* Final answer of Gen1 (after the datanode step in the hadoop dialect); runs on the httpc thread;
+     * callee owns resp (httpc_resp_free + free). */
+    void (*done)(void *ud, httpc_resp *resp);
+    void *ud;
+} gen1c_call;
+
+/** Send a writer's request to Gen1. Returns 0 (done will be called) or -1 (it will not). */
+int gen1c_send(gen1c *c, const gen1c_call *call);
+
+/**
+ * A request the proxy itself makes to Gen1 on the applier's behalf (GETFILESTATUS, GETACLSTATUS, OPEN
+ * for re-copies, LISTSTATUS), using the identity given (the writer's Authorization of the write being
+ * mirrored, or none). op_and_params: e.g. "op=GETFILESTATUS" (already encoded). path: decoded,
+ * normalised. Response to memory or fd as in gen1c_call.
+ */
+int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
+              httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud);
+
+#endif

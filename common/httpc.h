@@ -1,0 +1,110 @@
+/*
+ * httpc: the asynchronous HTTP client engine for upstream calls (Gen1 and Gen2). One thread runs a
+ * libcurl multi handle; any thread submits requests; completion callbacks run on the engine thread
+ * and must not block (they may submit follow-up requests). Connections are kept alive and reused per
+ * host (libcurl's pool). Every response is read to its end so connections stay reusable.
+ *
+ * Request bodies come from memory (not copied: must stay valid until the callback) or from a file
+ * descriptor range (pread, so one spool file can feed several requests at once). Response bodies go to
+ * memory (bounded: over the limit the request fails with HTTPC_E_TOO_BIG) or are appended to a file
+ * descriptor (for OPEN data), or are discarded.
+ *
+ * Only the caller's headers go out (plus Host and Content-Length): libcurl's default "Accept" is
+ * dropped unless the caller gives one, "Expect" and "Transfer-Encoding" are never sent (bodies always
+ * carry Content-Length). HTTP/1.1 only. libcurl's redirect following is off: callers handle 307s
+ * (the Gen1 hadoop dialect does). The process should ignore SIGPIPE (libcurl runs with NOSIGNAL).
+ * Logs nothing.
+ */
+#ifndef DP_HTTPC_H
+#define DP_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dbuf.h"
+
+#define HTTPC_MAX_HEADERS 48
+
+typedef struct httpc httpc;
+
+typedef enum httpc_result {
+    HTTPC_OK = 0,          /* an HTTP answer arrived (any status) */
+    HTTPC_E_CONNECT,       /* could not connect (refused, DNS, ...) */
+    HTTPC_E_TIMEOUT,       /* connect or total timeout */
+    HTTPC_E_TRANSPORT,     /* connection broke mid-exchange, bad HTTP, ... */
+    HTTPC_E_TOO_BIG,       /* response body over the memory limit */
+    HTTPC_E_BODY,          /* reading the request body (fd) or writing the response body (fd) failed */
+    HTTPC_E_CANCELLED,     /* engine shut down before completion */
+    HTTPC_E_NOMEM
+} httpc_result;
+
+const char *httpc_result_str(httpc_result r);
+
+typedef struct httpc_header {
+    char *name;
+    char *value;
+} httpc_header;
+
+typedef struct httpc_resp {
+    httpc_result result;
+    long status;                         /* HTTP status, 0 unless result == HTTPC_OK */
+    char error[256];                     /* libcurl's message on failure (no secrets: URLs are not included) */
+    httpc_header headers[HTTPC_MAX_HEADERS]; /* response headers of the final response, in order */
+    int nheaders;
+    dbuf body;                           /* HTTPC_BODY_MEMORY (body.data is never NULL on HTTPC_OK) */
+    uint64_t body_bytes;                 /* bytes received (all modes) */
+    double total_s;                      /* wall time of the exchange */
+} httpc_resp;
+
+/** Value of response header name (case-insensitive), or NULL. */
+const char *httpc_resp_header(const httpc_resp *r, const char *name);
+/** Free what a response holds (headers, body). */
+void httpc_resp_free(httpc_resp *r);
+
+typedef enum httpc_body_in { HTTPC_IN_NONE = 0, HTTPC_IN_MEMORY, HTTPC_IN_FD } httpc_body_in;
+typedef enum httpc_body_out { HTTPC_BODY_MEMORY = 0, HTTPC_BODY_FD, HTTPC_BODY_DISCARD } httpc_body_out;
+
+typedef struct httpc_req {
+    const char *method;                  /* "GET", "PUT", "POST", "PATCH", "DELETE", "HEAD" */
+    const char *url;                     /* absolute; copied at submit */
+    const char *headers[HTTPC_MAX_HEADERS]; /* "Name: value" lines, copied at submit; NULL-terminated
+                                            if fewer. "Name:" with nothing after sends an empty value. */
+    httpc_body_in in;
+    const void *in_mem;                  /* HTTPC_IN_MEMORY: not copied */
+    int in_fd;                           /* HTTPC_IN_FD: pread from in_off, in_len bytes */
+    uint64_t in_off, in_len;             /* in_len is also the length for HTTPC_IN_MEMORY (in_off unused
+                                            there: the body is in_mem[0..in_len)). A body given with GET
+                                            or HEAD is ignored. */
+    httpc_body_out out;
+    size_t out_max;                      /* HTTPC_BODY_MEMORY limit (default 1 MiB when 0) */
+    int out_fd;                          /* HTTPC_BODY_FD: bytes appended with write() */
+    unsigned connect_timeout_ms;         /* 0 = 5000 */
+    unsigned timeout_ms;                 /* whole exchange; 0 = 60000 */
+    /* Called once, on the engine thread, when the exchange ends. The callee owns resp (free it with
+     * httpc_resp_free, then free(resp)). */
+    void (*done)(void *ud, httpc_resp *resp);
+    void *ud;
+} httpc_req;
+
+/** Start the engine thread. Returns 0 or -1 (with a message in err). max_host_connections bounds
+ *  connections per upstream host (0 = 64). */
+int httpc_start(unsigned max_host_connections, httpc **out, char *err, size_t errlen);
+/** Submit a request (thread-safe, any thread incl. the engine's). Copies url and headers. Returns 0,
+ *  or -1 when the engine is stopping, the request is malformed (no url or done, method not an upper-case
+ *  token) or memory ran out (done is then not called). A body-less PUT/POST/PATCH/DELETE is sent
+ *  with "Content-Length: 0" (Gen1 requires it); "Expect:" is never sent. */
+int httpc_submit(httpc *e, const httpc_req *req);
+/** Blocking convenience for threads other than the engine's: submit and wait. Fills *resp (caller
+ *  frees with httpc_resp_free). Returns 0, or -1 if it could not be submitted (or when called on the
+ *  engine thread, where it would deadlock). req->done and req->ud are ignored. */
+int httpc_do(httpc *e, const httpc_req *req, httpc_resp *resp);
+/** Requests submitted and not finished. */
+unsigned httpc_in_flight(httpc *e);
+/** New connections opened so far (sum of CURLINFO_NUM_CONNECTS): low when keep-alive works. */
+uint64_t httpc_connections_opened(httpc *e);
+/** Stop: pending requests complete with HTTPC_E_CANCELLED (their done runs on the engine thread, and
+ *  a submit from there fails), the thread is joined, e is freed. Not to be called from a callback. */
+void httpc_stop(httpc *e);
+
+#endif

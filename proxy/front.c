@@ -1,0 +1,854 @@
+/*
+ * front: libmicrohttpd glue, request intake and local answers of the WebHDFS front end (the life
+ * cycle is described in front.h; the Gen1 exchange lives in front_up.c).
+ *
+ * MHD calls the access handler several times per request: once when the headers are in, once per
+ * piece of body, then with no data once the request is complete (and again after a resume). The raw
+ * request target comes from the URI log callback (MHD would otherwise unescape the path, losing
+ * "%2F"). Answers are queued at the final call: an answer queued during the first call makes MHD
+ * close the connection after it, which is only worth it when refusing a body the client has not
+ * sent yet (Expect: 100-continue) or that is declared too large to read and drop. MHD forbids
+ * queueing during a body call, so any other refused body (one found too large while streaming
+ * included) is read and dropped up to limits.max_body_bytes + FRONT_DRAIN_MAX, then the connection
+ * is cut.
+ */
+#include "front_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "urlcodec.h"
+
+/* ---- state machine ---- */
+
+typedef struct fr_state_info {
+    const char *name;
+    unsigned next; /* bit mask of states reachable from this one */
+} fr_state_info;
+
+#define FR_BIT(s) (1u << (s))
+
+static const fr_state_info fr_states[FR__COUNT] = {
+    [FR_RECEIVING] = {"RECEIVING", FR_BIT(FR_SPOOLED) | FR_BIT(FR_ANSWERING) | FR_BIT(FR_DONE)},
+    [FR_SPOOLED] = {"SPOOLED", FR_BIT(FR_UPSTREAM) | FR_BIT(FR_ANSWERING) | FR_BIT(FR_DONE)},
+    [FR_UPSTREAM] = {"UPSTREAM", FR_BIT(FR_ANSWERING) | FR_BIT(FR_DONE)},
+    [FR_ANSWERING] = {"ANSWERING", FR_BIT(FR_DONE)},
+    [FR_DONE] = {"DONE", 0},
+};
+
+void front__set_state(fr_req *r, fr_state s, int line)
+{
+    fr_state old = r->state;
+    if (old == s) return;
+    if (!(fr_states[old].next & FR_BIT(s)))
+        LOGE("msg=\"invalid request state transition\" req=%" PRIu64 " from=%s to=%s line=%d", r->id,
+             fr_states[old].name, fr_states[s].name, line);
+    LOGD("msg=state req=%" PRIu64 " transition=\"%s -> %s\" line=%d", r->id, fr_states[old].name,
+         fr_states[s].name, line);
+    /* Entry and exit effects: the gauge of requests waiting on Gen1. */
+    if (s == FR_UPSTREAM) metrics_gauge_add(r->f->waiting, 1);
+    if (old == FR_UPSTREAM) metrics_gauge_add(r->f->waiting, -1);
+    r->state = s;
+}
+
+/* ---- local answers ---- */
+
+void front__set_answer(fr_req *r, int status, struct MHD_Response *resp)
+{
+    if (r->resp) {
+        /* A second answer (e.g. 413 after a spool error) replaces nothing: the first one stands. */
+        if (resp) MHD_destroy_response(resp);
+        return;
+    }
+    if (!resp) {
+        LOGE("msg=\"cannot build response\" req=%" PRIu64 " status=%d", r->id, status);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        status = 500;
+        if (!resp) return;
+    }
+    if (atomic_load(&r->f->stopping)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r->resp = resp;
+    r->status = status;
+    FR_SET(r, FR_ANSWERING);
+}
+
+void front__fail_err(fr_req *r, const whreq_err *e)
+{
+    dbuf b;
+    dbuf_init(&b, 4096);
+    struct MHD_Response *resp = NULL;
+    if (whreq_err_json(e, &b) == 0) {
+        size_t len = b.len;
+        if (!r->resp) r->resp_bytes = len;
+        char *txt = dbuf_take(&b);
+        if (txt) resp = MHD_create_response_from_buffer(len, txt, MHD_RESPMEM_MUST_FREE);
+        if (!resp) free(txt);
+    }
+    dbuf_free(&b);
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+        if (e->status == 503 || e->status == 429) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", FRONT_RETRY_AFTER_S);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+        }
+    }
+    LOGD("msg=refused req=%" PRIu64 " status=%d exception=%s message=\"%s\"", r->id, e->status, e->exception,
+         e->message);
+    front__set_answer(r, e->status, resp);
+}
+
+void front__fail(fr_req *r, int status, const char *exception, const char *fmt, ...)
+{
+    whreq_err e = {.status = status, .exception = exception};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    front__fail_err(r, &e);
+}
+
+/* ---- spool ---- */
+
+int front__spool_open(const front *f)
+{
+    int fd = open(f->cfg->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return -errno;
+    /* The file system cannot do O_TMPFILE: a named file, unlinked at once. */
+    char path[1100];
+    int n = snprintf(path, sizeof path, "%s/.dp-body-XXXXXX", f->cfg->spool_dir);
+    if (n < 0 || (size_t)n >= sizeof path) return -ENAMETOOLONG;
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) return -errno;
+    unlink(path);
+    return fd;
+}
+
+static dp_body *spool_body_new(fr_req *r)
+{
+    int fd = front__spool_open(r->f);
+    if (fd < 0) {
+        LOGW("msg=\"cannot create spool file\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-fd));
+        return NULL;
+    }
+    dp_body *b = calloc(1, sizeof *b);
+    if (!b) {
+        close(fd);
+        return NULL;
+    }
+    b->fd = fd;
+    b->refs = 1;
+    return b;
+}
+
+/* Append n bytes to the spool file. 0 or -errno. */
+static int spool_write(fr_req *r, const char *data, size_t n)
+{
+    const dp_config *cfg = r->f->cfg;
+    int64_t now = metrics_gauge_value(r->f->spool_bytes);
+    if (cfg->spool_max_bytes && (uint64_t)now + n > cfg->spool_max_bytes) return -ENOSPC;
+    metrics_gauge_add(r->f->spool_bytes, (int64_t)n);
+    r->spool_counted += n;
+    while (n > 0) {
+        ssize_t w = write(r->body->fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -errno;
+        if (w == 0) return -EIO;
+        data += w;
+        n -= (size_t)w;
+        r->body->len += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* ---- redirects for the two-step dialect ---- */
+
+/* A Host header we are willing to put in a Location: host[:port], printable, no spaces. */
+static bool sane_host(const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    if (n == 0 || n > 255) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '-' || c == '_' || c == ':' || c == '[' || c == ']';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) (*(int *)cls)++;
+    return MHD_YES;
+}
+
+/* True when the raw parameter name p decodes to one of the names the redirect decides. */
+static bool is_flag_param(const url_param *p)
+{
+    static const char *const names[] = {"write", "append", "read", "noredirect"};
+    dbuf b;
+    dbuf_init(&b, 64);
+    bool hit = false;
+    if (url_decode(p->name, p->name_len, URL_FORM | URL_NO_CTL, &b) == 0 && b.data) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !hit; i++) hit = strcasecmp(b.data, names[i]) == 0;
+    }
+    dbuf_free(&b);
+    return hit;
+}
+
+/* Location for the one-step request: base + raw path + the query without the flags + the flag. */
+static int build_location(fr_req *r, const char *base, const char *flag, dbuf *loc)
+{
+    const char *q = strchr(r->target, '?');
+    size_t pathlen = q ? (size_t)(q - r->target) : strlen(r->target);
+    int rc = dbuf_adds(loc, base);
+    if (rc == 0) rc = dbuf_add(loc, r->target, pathlen);
+    if (rc == 0) rc = dbuf_adds(loc, "?");
+    url_param ps[WHREQ_MAX_PARAMS * 2];
+    int np = url_split_query(r->query, ps, (int)(sizeof ps / sizeof ps[0]));
+    if (np < 0) return np;
+    for (int i = 0; rc == 0 && i < np; i++) {
+        if (is_flag_param(&ps[i])) continue;
+        rc = dbuf_add(loc, ps[i].name, ps[i].name_len);
+        if (rc == 0 && ps[i].value) rc = dbuf_adds(loc, "=");
+        if (rc == 0 && ps[i].value) rc = dbuf_add(loc, ps[i].value, ps[i].value_len);
+        if (rc == 0) rc = dbuf_adds(loc, "&");
+    }
+    if (rc == 0) rc = dbuf_printf(loc, "%s=true", flag);
+    return rc;
+}
+
+/* Answer a two-step first request: 307 to ourselves with the flag, or 200 JSON with noredirect. */
+static void answer_redirect(fr_req *r, const char *flag)
+{
+    whreq_err e;
+    bool noredirect = false;
+    if (whreq_get_bool(&r->wr, "noredirect", false, &noredirect, &e) != 0) {
+        front__fail_err(r, &e);
+        return;
+    }
+    char base[600];
+    const char *pub = r->f->cfg->public_url;
+    if (pub[0]) {
+        size_t n = strlen(pub);
+        while (n > 0 && pub[n - 1] == '/') n--;
+        snprintf(base, sizeof base, "%.*s", (int)n, pub);
+    } else {
+        const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+        int nhost = 0;
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_host, &nhost);
+        if (nhost > 1) {
+            front__fail(r, 400, "IllegalArgumentException", "more than one Host header");
+            return;
+        }
+        if (!sane_host(host)) {
+            front__fail(r, 400, "IllegalArgumentException", "missing or invalid Host header");
+            return;
+        }
+        snprintf(base, sizeof base, "http://%s", host);
+    }
+    dbuf loc;
+    dbuf_init(&loc, 2 * 65536 + 1024);
+    if (build_location(r, base, flag, &loc) != 0 || !loc.data) {
+        dbuf_free(&loc);
+        front__fail(r, 400, "IllegalArgumentException", "request target too long to redirect");
+        return;
+    }
+    struct MHD_Response *resp = NULL;
+    int status;
+    if (noredirect) {
+        status = 200;
+        json_t *o = json_pack("{s:s}", "Location", loc.data);
+        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (txt) resp = MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
+        if (!resp) free(txt);
+        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json; charset=utf-8");
+    } else {
+        status = 307;
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc.data);
+    }
+    LOGD("msg=redirect req=%" PRIu64 " status=%d", r->id, status);
+    dbuf_free(&loc);
+    front__set_answer(r, status, resp);
+}
+
+/* The one-step flag an op needs to skip the redirect, or NULL for ops that never redirect. */
+static const char *onestep_flag(whreq_op op)
+{
+    switch (op) {
+    case WH_OP_CREATE: return "write";
+    case WH_OP_APPEND: return "append";
+    case WH_OP_OPEN: return "read";
+    default: return NULL;
+    }
+}
+
+/* ---- paths carried in parameters or in the body ---- */
+
+/* One path named by a parameter (RENAME destination, a CONCAT source): refused like the URL path
+ * when it holds "." or ".." segments or control characters. */
+static int check_one_path(const char *p, size_t n, const char *what, whreq_err *e)
+{
+    char *copy = strndup(p, n);
+    char *norm = NULL;
+    if (!copy) return whreq_fail(e, 500, "RuntimeException", "Out of memory");
+    int rc = whreq_norm_path(copy, &norm, e);
+    free(copy);
+    free(norm);
+    if (rc != 0) {
+        whreq_err inner = *e;
+        whreq_fail(e, 400, "IllegalArgumentException", "Invalid %s: %s", what, inner.message);
+    }
+    return rc;
+}
+
+/* Comma-separated list of paths (CONCAT sources, the text form of MSCONCAT). */
+static int check_path_list(const char *list, size_t n, const char *what, whreq_err *e)
+{
+    const char *end = list + n;
+    while (list < end) {
+        const char *comma = memchr(list, ',', (size_t)(end - list));
+        size_t len = comma ? (size_t)(comma - list) : (size_t)(end - list);
+        if (len > 0 && check_one_path(list, len, what, e) != 0) return -1;
+        list += len + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Paths in the query: RENAME's destination and CONCAT's sources (values already form-decoded). */
+static int check_path_params(const whreq *w, whreq_err *e)
+{
+    if (w->op == WH_OP_RENAME) {
+        const char *d = whreq_param_get(w, "destination");
+        if (d && check_one_path(d, strlen(d), "destination", e) != 0) return -1;
+    } else if (w->op == WH_OP_CONCAT) {
+        const char *src = whreq_param_get(w, "sources");
+        if (src && check_path_list(src, strlen(src), "sources", e) != 0) return -1;
+    }
+    return 0;
+}
+
+/* MSCONCAT's sources are in the spooled body: JSON {"sources":[...]} or the older text form
+ * "sources=/a,/b". A body that is neither is left for Gen1 to judge. */
+static int check_msconcat_body(fr_req *r, whreq_err *e)
+{
+    if (!r->body || r->body->len == 0) return 0;
+    size_t len = (size_t)r->body->len;
+    char *buf = malloc(len + 1);
+    if (!buf) return whreq_fail(e, 503, "IOException", "the proxy is out of memory; retry later");
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(r->body->fd, buf + got, len - got, (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    int rc = 0;
+    if (got != len) {
+        rc = whreq_fail(e, 500, "IOException", "the proxy could not read the spooled request body");
+        goto out;
+    }
+    buf[len] = '\0';
+    json_t *doc = json_loadb(buf, len, 0, NULL);
+    if (doc) {
+        json_t *srcs = json_object_get(doc, "sources");
+        size_t i;
+        json_t *v;
+        json_array_foreach(srcs, i, v) {
+            if (!json_is_string(v)) continue;
+            if ((rc = check_one_path(json_string_value(v), json_string_length(v), "sources", e)) != 0) break;
+        }
+        json_decref(doc);
+    } else if (strncmp(buf, "sources=", 8) == 0) {
+        dbuf d;
+        dbuf_init(&d, len + 1);
+        if (url_decode(buf + 8, len - 8, URL_FORM | URL_NO_CTL, &d) != 0)
+            rc = whreq_fail(e, 400, "IllegalArgumentException", "Invalid sources: bad encoding or control character");
+        else if (d.data)
+            rc = check_path_list(d.data, d.len, "sources", e);
+        dbuf_free(&d);
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+/* ---- gen2.unmapped = reject ---- */
+
+/* True when some gen2.mappings[].gen1_prefix covers path (the same rule as gen2c_map, which needs a
+ * Gen2 client the front does not hold: "/" covers everything, else the prefix itself and below). */
+static bool path_mapped(const dp_config *cfg, const char *path)
+{
+    for (int i = 0; i < cfg->nmappings; i++) {
+        const char *pre = cfg->mappings[i].gen1_prefix;
+        size_t n = strlen(pre);
+        while (n > 0 && pre[n - 1] == '/') n--;
+        if (n == 0 || (strncmp(path, pre, n) == 0 && (path[n] == '\0' || path[n] == '/'))) return true;
+    }
+    return false;
+}
+
+/* With gen2.unmapped = reject, a write that could not be mirrored is refused before Gen1 sees it. */
+static int check_mapped(const dp_config *cfg, const whreq *w, whreq_err *e)
+{
+    if (cfg->unmapped != CFG_UNMAPPED_REJECT || !w->info->is_write) return 0;
+    const char *dest = w->op == WH_OP_RENAME ? whreq_param_get(w, "destination") : NULL;
+    char *ndest = NULL;
+    int rc = 0;
+    if (!path_mapped(cfg, w->path)) {
+        rc = whreq_fail(e, 403, "AccessControlException",
+                        "Permission denied: %s is outside the paths dualpipe mirrors (gen2.unmapped is reject)",
+                        w->path);
+    } else if (dest && whreq_norm_path(dest, &ndest, e) == 0 && !path_mapped(cfg, ndest)) {
+        rc = whreq_fail(e, 403, "AccessControlException",
+                        "Permission denied: %s is outside the paths dualpipe mirrors (gen2.unmapped is reject)",
+                        ndest);
+    }
+    free(ndest);
+    return rc;
+}
+
+/* ---- MHD callbacks ---- */
+
+static char *dup_header(struct MHD_Connection *c, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+    return v ? strdup(v) : NULL;
+}
+
+static bool has_body(const fr_req *r)
+{
+    return r->chunked || r->content_length > 0;
+}
+
+static int status_class(const fr_req *r)
+{
+    if (!r->queued || r->status < 100 || r->status > 599) return 0;
+    return r->status / 100;
+}
+
+static void count_request(fr_req *r)
+{
+    static const char *const classes[FRONT_NCLASS] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    front *f = r->f;
+    int op = r->parsed ? (int)r->wr.op : (int)WH_OP_UNKNOWN;
+    int cls = status_class(r);
+    metrics_counter *c = atomic_load_explicit(&f->req_ctr[op][cls], memory_order_acquire);
+    if (!c) {
+        const whreq_opinfo *oi = whreq_opinfo_get((whreq_op)op);
+        char labels[96];
+        snprintf(labels, sizeof labels, "op=\"%s\",code=\"%s\"", oi ? oi->name : "invalid", classes[cls]);
+        c = metrics_counter_get(f->m, "dualpipe_requests_total",
+                                "WebHDFS requests answered by the front, by op and status class (code=\"none\": "
+                                "the client went away before an answer).",
+                                labels);
+        atomic_store_explicit(&f->req_ctr[op][cls], c, memory_order_release);
+    }
+    metrics_inc(c);
+}
+
+/* Queue the prepared answer; the request is counted now, when its answer is decided. */
+static enum MHD_Result queue_answer(fr_req *r)
+{
+    if (!r->resp) front__fail(r, 500, "IOException", "the proxy produced no answer");
+    if (!r->resp) return MHD_NO;
+    r->queued = true;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
+    MHD_destroy_response(r->resp);
+    r->resp = NULL;
+    count_request(r);
+    metrics_add(r->f->bytes_out, r->resp_bytes);
+    return ret;
+}
+
+/* Headers are in: parse, decide local answers, open the spool. Returns MHD_YES, or MHD_NO. */
+static enum MHD_Result on_headers(fr_req *r, const char *method)
+{
+    front *f = r->f;
+    r->begun = true;
+    r->method = method;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    r->chunked = te && strcasestr(te, "chunked") != NULL;
+    r->content_length = -1;
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && !r->chunked) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(cl, &end, 10);
+        if (errno == 0 && end != cl && *end == '\0' && v >= 0) r->content_length = v;
+    }
+    r->authorization = dup_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    r->content_type = dup_header(r->conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+    r->client_request_id = dup_header(r->conn, "x-ms-client-request-id");
+
+    whreq_err e;
+    if (atomic_load(&f->stopping)) {
+        front__fail(r, 503, "IOException", "the proxy is shutting down");
+    } else if (whreq_parse(method, r->target, &r->wr, &e) != 0) {
+        front__fail_err(r, &e);
+    } else {
+        r->parsed = true;
+        const char *flag = onestep_flag(r->wr.op);
+        bool flag_set = false;
+        if (r->content_length > 0 && (uint64_t)r->content_length > f->cfg->max_body_bytes) {
+            front__fail(r, 413, "IllegalArgumentException",
+                        "request body of %" PRId64 " bytes is over the limit of %" PRIu64, r->content_length,
+                        f->cfg->max_body_bytes);
+        } else if (check_path_params(&r->wr, &e) != 0 || check_mapped(f->cfg, &r->wr, &e) != 0) {
+            front__fail_err(r, &e);
+        } else if (flag && whreq_get_bool(&r->wr, flag, false, &flag_set, &e) != 0) {
+            front__fail_err(r, &e);
+        } else if (flag && !flag_set && !has_body(r)) {
+            answer_redirect(r, flag);
+        } else if (has_body(r) && r->wr.info->has_body) {
+            r->body = spool_body_new(r);
+            if (!r->body)
+                front__fail(r, 503, "IOException", "the proxy cannot spool the request body now; retry later");
+        }
+    }
+    if (r->state == FR_ANSWERING && has_body(r)) {
+        /* Refused with a body on the way. A client waiting for 100-continue has sent nothing: answer
+         * now (MHD then closes the connection). Others are already sending, and cutting them off
+         * makes most clients see a reset instead of the answer, so their body is read and dropped
+         * (on_body) unless it is declared larger than that allows. */
+        const char *expect = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+            (r->content_length > 0 && (uint64_t)r->content_length > f->cfg->max_body_bytes + FRONT_DRAIN_MAX))
+            return queue_answer(r);
+    }
+    return MHD_YES;
+}
+
+/* A piece of body. Returns MHD_YES, or MHD_NO to cut the connection. */
+static enum MHD_Result on_body(fr_req *r, const char *data, size_t n)
+{
+    const dp_config *cfg = r->f->cfg;
+    r->body_bytes += n;
+    metrics_add(r->f->bytes_in, n);
+    if (r->state == FR_ANSWERING) {
+        /* Refused: read and drop, but no more than a body we would have accepted plus
+         * FRONT_DRAIN_MAX; past that the connection is cut. */
+        return r->body_bytes > cfg->max_body_bytes + FRONT_DRAIN_MAX ? MHD_NO : MHD_YES;
+    }
+    if (r->body_bytes > cfg->max_body_bytes) {
+        front__fail(r, 413, "IllegalArgumentException", "request body is over the limit of %" PRIu64 " bytes",
+                    cfg->max_body_bytes);
+        return MHD_YES;
+    }
+    if (!r->body) return MHD_YES; /* a body on an op that takes none: dropped */
+    int rc = spool_write(r, data, n);
+    if (rc != 0) {
+        LOGW("msg=\"spool write failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-rc));
+        front__fail(r, 503, "IOException", "the proxy's spool is full; retry later");
+    }
+    return MHD_YES;
+}
+
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    fr_req *r = *con_cls;
+    if (!r) return MHD_NO; /* out of memory in uri_log_cb */
+    if (!r->begun) return on_headers(r, method);
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        return on_body(r, upload_data, n);
+    }
+    switch (r->state) {
+    case FR_RECEIVING: {
+        FR_SET(r, FR_SPOOLED);
+        whreq_err e;
+        if (r->body) r->body->len = r->body_bytes;
+        if (r->wr.op == WH_OP_MSCONCAT && check_msconcat_body(r, &e) != 0) {
+            front__fail_err(r, &e);
+            return queue_answer(r);
+        }
+        front__dispatch(r);
+        /* After a suspension (even one already undone) MHD calls again once it resumed. */
+        return r->suspended ? MHD_YES : queue_answer(r);
+    }
+    case FR_UPSTREAM:
+        if (!atomic_load_explicit(&r->up, memory_order_acquire)) {
+            LOGE("msg=\"resumed without an upstream answer\" req=%" PRIu64, r->id);
+            return MHD_NO;
+        }
+        front__answer_upstream(r);
+        return queue_answer(r);
+    case FR_ANSWERING:
+        if (r->queued) return MHD_YES;
+        return queue_answer(r);
+    case FR_SPOOLED:
+    case FR_DONE:
+    case FR__COUNT:
+        break;
+    }
+    LOGE("msg=\"request in unexpected state\" req=%" PRIu64 " state=%s", r->id, fr_states[r->state].name);
+    return MHD_NO;
+}
+
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    front *f = cls;
+    fr_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->f = f;
+    r->id = atomic_fetch_add(&f->next_id, 1) + 1;
+    r->conn = conn;
+    r->open_fd = -1;
+    r->target = strdup(uri ? uri : "/");
+    if (!r->target) {
+        free(r);
+        return NULL;
+    }
+    const char *q = strchr(r->target, '?');
+    r->query = q ? q + 1 : "";
+    atomic_init(&r->up, NULL);
+    return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    fr_req *r = *con_cls;
+    if (!r) return;
+    *con_cls = NULL;
+    if (r->begun) {
+        if (!r->queued) count_request(r); /* the client went away before an answer */
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
+        LOGD("msg=request req=%" PRIu64 " method=%s op=%s path=\"%s\" status=%d in=%" PRIu64 " out=%" PRIu64
+             " ms=%.1f completed=%d",
+             r->id, r->method, r->parsed ? r->wr.info->name : "-", r->parsed ? r->wr.path : "-",
+             r->queued ? r->status : 0, r->body_bytes, r->resp_bytes, ms, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    }
+    FR_SET(r, FR_DONE);
+    if (r->resp) MHD_destroy_response(r->resp);
+    httpc_resp *up = atomic_load(&r->up);
+    if (up) {
+        httpc_resp_free(up);
+        free(up);
+    }
+    if (r->body) dp_body_unref(r->body);
+    metrics_gauge_add(r->f->spool_bytes, -(int64_t)r->spool_counted);
+    if (r->open_fd >= 0) close(r->open_fd);
+    if (r->parsed) whreq_free(&r->wr);
+    free(r->authorization);
+    free(r->content_type);
+    free(r->client_request_id);
+    free(r->target);
+    free(r);
+}
+
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    front *f = cls;
+    metrics_gauge_add(f->connections, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+static void mhd_logger(void *cls, const char *fm, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fm, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    LOGD("msg=libmicrohttpd detail=\"%s\"", line);
+}
+
+/* ---- life cycle ---- */
+
+int front_listen_socket(const char *host, int port, int *real_port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1, last_errno = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            last_errno = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(last_errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    *real_port = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) *real_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6) *real_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return fd;
+}
+
+static void init_metrics(front *f)
+{
+    metrics *m = f->m;
+    f->bytes_in = metrics_counter_get(m, "dualpipe_request_body_bytes_total",
+                                      "Request body bytes received from writers.", NULL);
+    f->bytes_out = metrics_counter_get(m, "dualpipe_response_body_bytes_total",
+                                       "Response body bytes sent to writers.", NULL);
+    f->connections = metrics_gauge_get(m, "dualpipe_front_connections", "Open client connections on the front.", NULL);
+    f->waiting = metrics_gauge_get(m, "dualpipe_front_requests_upstream", "Requests waiting for Gen1's answer.", NULL);
+    f->spool_bytes = metrics_gauge_get(m, "dualpipe_spool_bytes",
+                                       "Bytes of request bodies being received into the spool.", NULL);
+    static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+    f->up_latency = metrics_histogram_get(m, "dualpipe_upstream_seconds", "Duration of upstream exchanges.",
+                                          "upstream=\"gen1\"", lat, (int)(sizeof lat / sizeof lat[0]));
+    static const char *const kinds[8] = {"ok",   "connect",   "timeout", "transport",
+                                         "too_big", "body", "cancelled", "nomem"};
+    for (int i = 1; i < 8; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "upstream=\"gen1\",kind=\"%s\"", kinds[i]);
+        f->up_fail[i] = metrics_counter_get(m, "dualpipe_upstream_failures_total",
+                                            "Upstream exchanges that ended without an HTTP answer, by kind.", labels);
+    }
+    f->applied_submits = metrics_counter_get(m, "dualpipe_mirror_submitted_total",
+                                             "Writes Gen1 accepted that were handed to the Gen2 applier.", NULL);
+    f->skipped_false = metrics_counter_get(m, "dualpipe_mirror_skipped_total",
+                                           "Writes not mirrored to Gen2, by reason.", "reason=\"gen1_false\"");
+    f->not_mirrored = metrics_counter_get(m, "dualpipe_mirror_skipped_total", "Writes not mirrored to Gen2, by reason.",
+                                          "reason=\"shutdown\"");
+}
+
+int front_start(const dp_config *cfg, gen1c *g1, applier *ap, metrics *m, front **out, char *err, size_t errlen)
+{
+    int lfd = -1;
+    front *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    f->cfg = cfg;
+    f->g1 = g1;
+    f->ap = ap;
+    f->m = m;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    init_metrics(f);
+
+    /* Prove the spool works now rather than at the first write. */
+    int probe = front__spool_open(f);
+    if (probe < 0) {
+        snprintf(err, errlen, "spool.dir: cannot create files in %s: %s", cfg->spool_dir, strerror(-probe));
+        goto fail;
+    }
+    close(probe);
+
+    char lerr[300];
+    lfd = front_listen_socket(cfg->listen.host, cfg->listen.port, &f->port, lerr, sizeof lerr);
+    if (lfd < 0) {
+        snprintf(err, errlen, "listen: %s", lerr);
+        goto fail;
+    }
+    unsigned threads = cfg->threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    f->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, f, MHD_OPTION_LISTEN_SOCKET, lfd,
+                            MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, f, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, f,
+                            MHD_OPTION_NOTIFY_CONNECTION, connection_cb, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_ARRAY, pool,
+                            MHD_OPTION_END);
+    if (!f->d) {
+        snprintf(err, errlen, "listen: libmicrohttpd failed to start on %s:%d (check limits.*)", cfg->listen.host,
+                 f->port);
+        goto fail;
+    }
+    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u", cfg->listen.host, f->port, threads,
+         cfg->max_connections);
+    *out = f;
+    return 0;
+
+fail:
+    if (lfd >= 0) close(lfd);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return -1;
+}
+
+int front_port(const front *f) { return f->port; }
+
+bool front_accepting(const front *f) { return !atomic_load(&f->stopping); }
+
+void front_stop(front *f, unsigned drain_ms)
+{
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    atomic_store(&f->stopping, true);
+    pthread_mutex_unlock(&f->mu);
+    MHD_socket lfd = MHD_quiesce_daemon(f->d);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += drain_ms / 1000;
+    deadline.tv_nsec += (long)(drain_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (f->upstream_calls > 0 && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&f->cond, &f->mu, &deadline);
+    if (f->upstream_calls > 0)
+        LOGW("msg=\"front stopped with Gen1 calls in flight; their writes will not be mirrored\" calls=%u",
+             f->upstream_calls);
+    f->ap = NULL;
+    pthread_mutex_unlock(&f->mu);
+    LOGI("msg=\"front stopped taking requests\"");
+}
+
+void front_free(front *f)
+{
+    if (!f) return;
+    if (f->d) MHD_stop_daemon(f->d);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}

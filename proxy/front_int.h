@@ -1,0 +1,103 @@
+/*
+ * front_int: what the front end's two files share — the front and per-request structures, the
+ * request state machine and the internal helpers (front__ prefix). front.c holds the libmicrohttpd
+ * glue, request intake and local answers; front_up.c the Gen1 exchange, the hand-off to the applier
+ * and the relay of Gen1's answer. Not for use outside proxy/front*.c.
+ */
+#ifndef DP_FRONT_INT_H
+#define DP_FRONT_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "front.h"
+#include "whreq.h"
+
+#define FRONT_RETRY_AFTER_S 5          /* Retry-After on a 503 the proxy makes itself */
+#define FRONT_DRAIN_MAX (1u << 20)     /* refused bodies up to this are read and dropped (keep-alive) */
+#define FRONT_JSON_MAX (8u << 20)      /* Gen1 answers kept in memory (LISTSTATUS pages) */
+#define FRONT_NCLASS 6                 /* status classes: 0 = no answer sent, 1..5 = 1xx..5xx */
+
+typedef enum fr_state {
+    FR_RECEIVING = 0,  /* headers in, body arriving into the spool */
+    FR_SPOOLED,        /* whole body received */
+    FR_UPSTREAM,       /* suspended, waiting for Gen1 */
+    FR_ANSWERING,      /* an answer is prepared or queued */
+    FR_DONE,           /* finished; state about to be freed */
+    FR__COUNT
+} fr_state;
+
+struct front {
+    const dp_config *cfg;
+    gen1c *g1;
+    metrics *m;
+    struct MHD_Daemon *d;
+    int port;
+    atomic_bool stopping;
+    atomic_uint_fast64_t next_id;      /* request ids for logs */
+    atomic_uint_fast64_t next_seq;     /* apply_req.seq: submission order */
+    pthread_mutex_t mu;                /* guards ap and upstream_calls */
+    pthread_cond_t cond;               /* signalled when upstream_calls drops */
+    applier *ap;                       /* NULL once front_stop has drained */
+    unsigned upstream_calls;           /* Gen1 calls in flight */
+    /* metrics */
+    _Atomic(metrics_counter *) req_ctr[WH_OP__COUNT][FRONT_NCLASS];
+    metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false, *not_mirrored;
+    metrics_counter *up_fail[8];       /* by httpc_result */
+    metrics_histogram *up_latency;
+    metrics_gauge *connections, *waiting, *spool_bytes;
+};
+
+typedef struct fr_req {
+    front *f;
+    uint64_t id;
+    struct MHD_Connection *conn;
+    char *target;                      /* raw request target (path + "?query"), owned */
+    const char *query;                 /* into target: raw query without '?', "" when none */
+    const char *method;
+    fr_state state;                    /* written on the MHD thread only */
+    bool begun;
+    bool parsed;                       /* wr is valid */
+    whreq wr;
+    /* copied request headers (the httpc thread must not touch the MHD connection) */
+    char *authorization, *content_type, *client_request_id;
+    int64_t content_length;            /* -1 when absent or chunked */
+    bool chunked;
+    uint64_t body_bytes;               /* received so far */
+    uint64_t spool_counted;            /* bytes added to the spool gauge */
+    dp_body *body;                     /* spooled body (ops that carry data), or NULL */
+    int open_fd;                       /* OPEN data from Gen1 (O_TMPFILE), -1 when none */
+    /* the answer */
+    int status;
+    struct MHD_Response *resp;         /* prepared, not yet queued */
+    bool queued;
+    bool suspended;                    /* was suspended for Gen1: answer only at a later call */
+    uint64_t resp_bytes;
+    _Atomic(httpc_resp *) up;          /* Gen1's answer, stored by the httpc thread */
+    struct timespec t0;
+} fr_req;
+
+/** Move r to state s (logs "old -> new" at debug with the caller's line). */
+void front__set_state(fr_req *r, fr_state s, int line);
+#define FR_SET(r, s) front__set_state((r), (s), __LINE__)
+
+/** Prepare a RemoteException answer (status, exception, message) and enter ANSWERING. */
+__attribute__((format(printf, 4, 5))) void front__fail(fr_req *r, int status, const char *exception,
+                                                       const char *fmt, ...);
+/** Prepare a RemoteException answer from a whreq_err and enter ANSWERING. */
+void front__fail_err(fr_req *r, const whreq_err *e);
+/** Attach resp with status as r's answer (consumes resp; NULL means out of memory -> 500). */
+void front__set_answer(fr_req *r, int status, struct MHD_Response *resp);
+/** Open an unlinked spool file in spool.dir (O_TMPFILE, else mkstemp + unlink). fd or -errno. */
+int front__spool_open(const front *f);
+
+/** SPOOLED -> UPSTREAM: suspend and send r to Gen1 (or prepare an error answer). */
+void front__dispatch(fr_req *r);
+/** Turn Gen1's stored answer into r's answer (UPSTREAM -> ANSWERING). */
+void front__answer_upstream(fr_req *r);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * main: the `dualpipe` command line. `--config FILE` runs the proxy: it loads the configuration,
+ * starts the modules in a visible order (httpc engine, Gen1 client, applier, front, admin), prints
+ * one "dualpipe ready listen=H:P admin=H:P" line on stdout once both listeners are up, then waits
+ * for SIGINT/SIGTERM with sigwait (the signals are blocked in every thread, so no handler runs in
+ * the middle of anything) and stops in reverse: the front takes no new requests and lets the Gen1
+ * calls already made finish, the admin closes, the applier drains for up to 5 s, the httpc engine
+ * stops (cancelling whatever is left), and everything is freed. `--check-config FILE` validates and
+ * explains the configuration; `--version` and `--help` do the obvious. Secrets never come from the
+ * command line.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin.h"
+#include "applier.h"
+#include "cfg.h"
+#include "front.h"
+#include "gen1client.h"
+#include "httpc.h"
+#include "log.h"
+#include "metrics.h"
+
+#ifndef DP_VERSION
+#define DP_VERSION "0.0.0"
+#endif
+
+#define MAIN_DRAIN_FRONT_MS 5000
+#define MAIN_DRAIN_APPLIER_MS 5000
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: dualpipe --config FILE        run the proxy\n"
+                 "       dualpipe --check-config FILE  validate FILE and explain the effective configuration\n"
+                 "       dualpipe --version\n"
+                 "       dualpipe --help\n"
+                 "Secrets (Gen2 account key, SAS, client secret) come from the config file, or from the\n"
+                 "environment variables or files it names (<key>_env, <key>_file), never from the command line.\n");
+}
+
+static int load(const char *file, dp_config *cfg)
+{
+    cfg_err e;
+    memset(&e, 0, sizeof e);
+    if (cfg_load_file(file, cfg, &e) != 0) {
+        if (e.path[0]) fprintf(stderr, "%s: %s: %s\n", file, e.path, e.message);
+        else fprintf(stderr, "%s: %s\n", file, e.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_config(const char *file)
+{
+    dp_config cfg;
+    if (load(file, &cfg) != 0) return 1;
+    dbuf b;
+    dbuf_init(&b, 1u << 20);
+    int rc = cfg_explain(&cfg, &b);
+    if (rc == 0) fputs(b.data ? b.data : "", stdout);
+    else fprintf(stderr, "%s: cannot explain the configuration\n", file);
+    dbuf_free(&b);
+    cfg_free(&cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+/* Create spool.dir (and its parents) when missing; the front then proves it can create files in it. */
+static int ensure_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    size_t n = strlen(path);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "spool.dir: cannot create %s: %s", path, strerror(errno));
+            return -1;
+        }
+        path[i] = c;
+    }
+    return 0;
+}
+
+/* Hostnames print as they are; an IPv6 literal gets brackets so "H:P" stays unambiguous. */
+static void print_hostport(FILE *out, const char *host, int port)
+{
+    if (strchr(host, ':')) fprintf(out, "[%s]:%d", host, port);
+    else fprintf(out, "%s:%d", host, port);
+}
+
+static int run(const char *file)
+{
+    int status = 1;
+    char err[512] = "";
+    dp_config cfg;
+    httpc *http = NULL;
+    gen1c *g1 = NULL;
+    applier *ap = NULL;
+    metrics *m = NULL;
+    front *f = NULL;
+    admin *adm = NULL;
+
+    if (load(file, &cfg) != 0) return 1;
+    log_set_component("dualpipe");
+    log_set_level((log_level)cfg.log_level);
+
+    /* Block the stop signals before any thread exists: every thread inherits the mask and only
+     * sigwait below ever sees them. A writer that goes away must not kill us with SIGPIPE. */
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGINT);
+    sigaddset(&stopset, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (ensure_dir(cfg.spool_dir, err, sizeof err) != 0) goto out;
+    m = metrics_new();
+    if (!m) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    metrics_gauge_set(metrics_gauge_get(m, "dualpipe_build_info", "Always 1; labels name the build.",
+                                        "version=\"" DP_VERSION "\""),
+                      1);
+    if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
+    if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
+    if (applier_new(&cfg, http, g1, &ap, err, sizeof err) != 0) goto out;
+    if (front_start(&cfg, g1, ap, m, &f, err, sizeof err) != 0) goto out;
+    if (admin_start(&cfg, m, ap, g1, f, &adm, err, sizeof err) != 0) goto out;
+
+    printf("dualpipe ready listen=");
+    print_hostport(stdout, cfg.listen.host, front_port(f));
+    printf(" admin=");
+    print_hostport(stdout, cfg.admin_listen.host, admin_port(adm));
+    printf("\n");
+    fflush(stdout);
+    LOGI("msg=started version=%s phase=%s config=\"%s\"", DP_VERSION, cfg_phase_name(cfg.phase), file);
+
+    int sig = 0;
+    while (sigwait(&stopset, &sig) != 0) {
+    }
+    LOGI("msg=\"stopping\" signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+
+out:
+    if (status != 0 && err[0]) fprintf(stderr, "dualpipe: %s\n", err);
+    /* Reverse order; each step tolerates the later modules never having started. */
+    if (f) front_stop(f, MAIN_DRAIN_FRONT_MS);
+    if (adm) admin_stop(adm);
+    if (ap) {
+        uint64_t left = applier_pending(ap);
+        if (left) LOGI("msg=\"draining the applier\" pending=%llu", (unsigned long long)left);
+        applier_stop(ap, MAIN_DRAIN_APPLIER_MS);
+    }
+    if (http) httpc_stop(http);
+    admin_free(adm);
+    front_free(f);
+    if (g1) gen1c_free(g1);
+    metrics_free(m);
+    cfg_free(&cfg);
+    if (status == 0) LOGI("msg=stopped");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("dualpipe %s\n", DP_VERSION);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,814 @@
+/*
+ * test_cfg: the configuration loader. A minimal config loads and every default is what the example
+ * file documents; each kind of mistake (unknown key, type, bounds, enum, host:port, URL, mapping,
+ * duplicate, auth mode requirements, secrets from env and file) fails with the full key path; the
+ * gen2.path_style default follows the endpoint host; relative paths follow the config file's
+ * directory; a secret never shows in cfg_explain or in any error message; config/local.json and
+ * config/dualpipe.example.json from the source tree both load.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "cfg.h"
+#include "tharness.h"
+
+#define DEVKEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+/* A valid base64 key that is easy to search for in output. */
+#define MARKKEY "U0VDUkVUTUFSS0VSU0VDUkVUTUFSS0VS"
+#define AUTH_SK "{\"mode\":\"shared_key\",\"account_key\":\"" DEVKEY "\"}"
+#define MAP1 "[{\"gen1_prefix\":\"/\",\"filesystem\":\"lake\",\"prefix\":\"\"}]"
+
+static char jbuf[16384];
+
+/* A config built from pieces: TOP members (each ending in ','; a default spool.dir unless TOP has
+ * "spool"), GEN1 and GEN2 extra members (each starting with ','), the auth object and the mappings. */
+static const char *mk(const char *top, const char *gen1, const char *gen2, const char *auth, const char *maps)
+{
+    int n = snprintf(jbuf, sizeof jbuf,
+                     "{%s%s"
+                     "\"gen1\":{\"endpoint\":\"http://127.0.0.1:14001\"%s},"
+                     "\"gen2\":{\"endpoint\":\"http://127.0.0.1:10004\",\"account\":\"devstoreaccount1\"%s,"
+                     "\"auth\":%s,\"mappings\":%s}}",
+                     top ? top : "", top && strstr(top, "\"spool\"") ? "" : "\"spool\":{\"dir\":\"/tmp/dp-spool\"},",
+                     gen1 ? gen1 : "", gen2 ? gen2 : "", auth ? auth : AUTH_SK, maps ? maps : MAP1);
+    if (n < 0 || (size_t)n >= sizeof jbuf) TH_FAIL_AT("mk: config too long");
+    return jbuf;
+}
+
+static int load(const char *json, dp_config *c, cfg_err *e) { return cfg_load_text(json, strlen(json), c, e); }
+
+static void must_load(const char *json, dp_config *c)
+{
+    cfg_err e;
+    if (load(json, c, &e) != 0) TH_FAIL_AT("load failed: %s: %s\nconfig: %s", e.path, e.message, json);
+}
+
+/* Loading fails, the error names PATH and the message contains PART. */
+#define EXPECT_ERR(json, wpath, wpart)                                                             \
+    do {                                                                                           \
+        dp_config c_;                                                                              \
+        cfg_err e_;                                                                                \
+        const char *j_ = (json);                                                                   \
+        if (load(j_, &c_, &e_) == 0) TH_FAIL_AT("loaded, expected %s error\nconfig: %s", wpath, j_); \
+        if (strcmp(e_.path, (wpath)) != 0 || !strstr(e_.message, (wpart)))                        \
+            TH_FAIL_AT("got \"%s: %s\", want \"%s: ...%s...\"", e_.path, e_.message, wpath, wpart); \
+        ASSERT_TRUE(c_.gen2_account_key.value == NULL);                                            \
+    } while (0)
+
+static char *explain(const dp_config *c)
+{
+    dbuf b;
+    dbuf_init(&b, 1 << 20);
+    ASSERT_EQ_INT(cfg_explain(c, &b), 0);
+    return dbuf_take(&b);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ASSERT_TRUE(f != NULL);
+    ASSERT_EQ_INT(fputs(text, f) >= 0, 1);
+    ASSERT_EQ_INT(fclose(f), 0);
+}
+
+static char *tmpdir(void)
+{
+    static char d[64];
+    snprintf(d, sizeof d, "/tmp/test_cfg.XXXXXX");
+    ASSERT_TRUE(mkdtemp(d) != NULL);
+    return d;
+}
+
+TEST(minimal_config_loads)
+{
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_STR(c.gen1_endpoint, "http://127.0.0.1:14001");
+    ASSERT_EQ_STR(c.gen1_addr.host, "127.0.0.1");
+    ASSERT_EQ_INT(c.gen1_addr.port, 14001);
+    ASSERT_TRUE(!c.gen1_https);
+    ASSERT_EQ_STR(c.gen2_endpoint, "http://127.0.0.1:10004");
+    ASSERT_EQ_INT(c.gen2_addr.port, 10004);
+    ASSERT_EQ_STR(c.gen2_account, "devstoreaccount1");
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_SHARED_KEY);
+    ASSERT_EQ_STR(c.gen2_account_key.value, DEVKEY);
+    ASSERT_EQ_STR(c.gen2_account_key.source, "inline");
+    ASSERT_TRUE(c.gen2_sas.value == NULL && c.oauth_client_secret.value == NULL);
+    ASSERT_EQ_INT(c.nmappings, 1);
+    ASSERT_EQ_STR(c.mappings[0].gen1_prefix, "/");
+    ASSERT_EQ_STR(c.mappings[0].filesystem, "lake");
+    ASSERT_EQ_STR(c.mappings[0].prefix, "");
+    ASSERT_EQ_STR(c.spool_dir, "/tmp/dp-spool");
+    cfg_free(&c);
+    ASSERT_TRUE(c.gen2_account_key.value == NULL);
+    cfg_free(&c); /* twice is harmless */
+}
+
+TEST(every_default)
+{
+    dp_config c;
+    const char *j = "{\"gen1\":{\"endpoint\":\"https://acct.azuredatalakestore.net\"},"
+                    "\"gen2\":{\"endpoint\":\"https://acct.dfs.core.windows.net\",\"account\":\"acct\","
+                    "\"auth\":{\"account_key\":\"" DEVKEY "\"},\"mappings\":" MAP1 "}}";
+    must_load(j, &c);
+    ASSERT_EQ_STR(c.listen.host, "127.0.0.1");
+    ASSERT_EQ_INT(c.listen.port, 14000);
+    ASSERT_EQ_STR(c.public_url, "");
+    ASSERT_EQ_INT(c.max_connections, 1024);
+    ASSERT_EQ_INT(c.max_header_bytes, 32768);
+    ASSERT_EQ_INT(c.max_body_bytes, 16 * 1024 * 1024);
+    ASSERT_EQ_INT(c.idle_timeout_s, 60);
+    ASSERT_EQ_INT(c.request_timeout_s, 300);
+    ASSERT_EQ_INT(c.threads, 0);
+    ASSERT_EQ_STR(c.admin_listen.host, "127.0.0.1");
+    ASSERT_EQ_INT(c.admin_listen.port, 14080);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN1_PRIMARY);
+    ASSERT_EQ_STR(c.spool_dir, "/var/lib/dualpipe/spool");
+    ASSERT_TRUE(c.spool_max_bytes == 8ull * 1024 * 1024 * 1024);
+    ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_ADLS);
+    ASSERT_EQ_INT(c.gen1_nrewrites, 0);
+    ASSERT_EQ_INT(c.gen1_connect_timeout_ms, 5000);
+    ASSERT_EQ_INT(c.gen1_timeout_ms, 60000);
+    ASSERT_TRUE(c.gen1_https);
+    ASSERT_EQ_INT(c.gen1_addr.port, 443);
+    ASSERT_TRUE(c.gen2_https);
+    ASSERT_EQ_INT(c.gen2_addr.port, 443);
+    ASSERT_EQ_STR(c.gen2_addr.host, "acct.dfs.core.windows.net");
+    ASSERT_TRUE(!c.gen2_path_style);
+    ASSERT_EQ_STR(c.gen2_version, "2021-06-08");
+    ASSERT_EQ_INT(c.gen2_connect_timeout_ms, 5000);
+    ASSERT_EQ_INT(c.gen2_timeout_ms, 60000);
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_SHARED_KEY);
+    ASSERT_EQ_STR(c.oauth_authority, "https://login.microsoftonline.com");
+    ASSERT_EQ_STR(c.oauth_tenant, "");
+    ASSERT_EQ_STR(c.oauth_client_id, "");
+    ASSERT_EQ_STR(c.oauth_resource, "https://storage.azure.com/");
+    ASSERT_EQ_STR(c.imds_endpoint, "http://169.254.169.254/metadata/identity/oauth2/token");
+    ASSERT_EQ_INT(c.token_refresh_margin_s, 300);
+    ASSERT_EQ_INT(c.unmapped, CFG_UNMAPPED_SKIP);
+    ASSERT_EQ_INT(c.log_level, 2); /* LOG_INFO */
+    cfg_free(&c);
+}
+
+TEST(explicit_values)
+{
+    dp_config c;
+    must_load(mk("\"listen\":\"0.0.0.0:0\",\"admin\":{\"listen\":\"[::1]:9000\"},\"phase\":\"gen2-only\","
+                 "\"public_url\":\"HTTP://Proxy.Example:8080/\",\"log\":{\"level\":\"debug\"},"
+                 "\"limits\":{\"max_body_bytes\":\"64 MiB\",\"threads\":8},",
+                 ",\"dialect\":\"hadoop\",\"timeout_ms\":1000",
+                 ",\"unmapped\":\"reject\",\"version\":\"2023-11-03\"", NULL, NULL),
+              &c);
+    ASSERT_EQ_STR(c.listen.host, "0.0.0.0");
+    ASSERT_EQ_INT(c.listen.port, 0);
+    ASSERT_EQ_STR(c.admin_listen.host, "::1");
+    ASSERT_EQ_INT(c.admin_listen.port, 9000);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_ONLY);
+    ASSERT_EQ_STR(cfg_phase_name(c.phase), "gen2-only");
+    ASSERT_EQ_STR(c.public_url, "http://proxy.example:8080");
+    ASSERT_EQ_INT(c.log_level, 3);
+    ASSERT_TRUE(c.max_body_bytes == 64ull << 20);
+    ASSERT_EQ_INT(c.threads, 8);
+    ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_HADOOP);
+    ASSERT_EQ_INT(c.gen1_timeout_ms, 1000);
+    ASSERT_EQ_INT(c.unmapped, CFG_UNMAPPED_REJECT);
+    ASSERT_EQ_STR(c.gen2_version, "2023-11-03");
+    cfg_free(&c);
+    ASSERT_EQ_STR(cfg_phase_name(CFG_PHASE_GEN1_PRIMARY), "gen1-primary");
+    ASSERT_EQ_STR(cfg_phase_name(CFG_PHASE_GEN2_PRIMARY), "gen2-primary");
+}
+
+TEST(unknown_keys_name_the_path_and_suggest)
+{
+    EXPECT_ERR(mk(NULL, NULL, ",\"auht\":{}", NULL, NULL), "gen2.auht", "unknown key (did you mean auth?)");
+    EXPECT_ERR(mk("\"lsiten\":\"127.0.0.1:1\",", NULL, NULL, NULL, NULL), "lsiten", "did you mean listen?");
+    EXPECT_ERR(mk("\"limits\":{\"max_conections\":5},", NULL, NULL, NULL, NULL), "limits.max_conections",
+               "did you mean max_connections?");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_enw\":\"X\"}", NULL), "gen2.auth.account_key_enw",
+               "did you mean account_key_env?");
+    EXPECT_ERR(mk("\"zzzzzz\":1,", NULL, NULL, NULL, NULL), "zzzzzz", "unknown key");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[{\"gen1_prefix\":\"/\",\"filesytem\":\"lake\"}]"),
+               "gen2.mappings[0].filesytem", "did you mean filesystem?");
+    /* a leaf used as an object, and an object used as a leaf */
+    EXPECT_ERR(mk("\"listen\":{\"host\":\"x\"},", NULL, NULL, NULL, NULL), "listen", "must be a string");
+    EXPECT_ERR(mk("\"limits\":5,", NULL, NULL, NULL, NULL), "limits", "must be an object");
+    EXPECT_ERR("[1,2]", "", "must be a JSON object");
+}
+
+TEST(comment_keys_are_ignored_duplicates_refused)
+{
+    dp_config c;
+    must_load(mk("\"//\":\"top comment\",\"// listen\":{\"any\":[1]},\"limits\":{\"//x\":1},",
+                 ",\"//dialect\":\"hadoop or adls\",\"datanode_rewrite\":{\"//\":\"comment\"}", ",\"//\":null",
+                 "{\"//mode\":\"c\",\"account_key\":\"" DEVKEY "\"}",
+                 "[{\"//\":\"c\",\"gen1_prefix\":\"/\",\"filesystem\":\"lake\"}]"),
+              &c);
+    ASSERT_EQ_INT(c.gen1_nrewrites, 0);
+    cfg_free(&c);
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1:1\",\"listen\":\"127.0.0.1:2\",", NULL, NULL, NULL, NULL), "",
+               "duplicate object key");
+}
+
+TEST(type_and_bound_errors)
+{
+    EXPECT_ERR(mk("\"listen\":5,", NULL, NULL, NULL, NULL), "listen", "must be a string");
+    EXPECT_ERR(mk("\"limits\":{\"threads\":\"4\"},", NULL, NULL, NULL, NULL), "limits.threads", "must be an integer");
+    EXPECT_ERR(mk("\"limits\":{\"threads\":1.5},", NULL, NULL, NULL, NULL), "limits.threads", "must be an integer");
+    EXPECT_ERR(mk("\"limits\":{\"max_connections\":0},", NULL, NULL, NULL, NULL), "limits.max_connections",
+               "must be from 1 to 1048576");
+    EXPECT_ERR(mk("\"limits\":{\"idle_timeout_s\":-1},", NULL, NULL, NULL, NULL), "limits.idle_timeout_s",
+               "must be from 1 to 86400");
+    EXPECT_ERR(mk("\"limits\":{\"max_header_bytes\":99999999999999999},", NULL, NULL, NULL, NULL),
+               "limits.max_header_bytes", "must be from");
+    EXPECT_ERR(mk("\"limits\":{\"max_body_bytes\":\"12 XB\"},", NULL, NULL, NULL, NULL), "limits.max_body_bytes",
+               "must be a byte count");
+    EXPECT_ERR(mk("\"limits\":{\"max_body_bytes\":0},", NULL, NULL, NULL, NULL), "limits.max_body_bytes",
+               "must be from 1 to");
+    EXPECT_ERR(mk("\"spool\":{\"max_bytes\":\"2000000 TiB\"},", NULL, NULL, NULL, NULL), "spool.max_bytes",
+               "must be from");
+    EXPECT_ERR(mk(NULL, NULL, ",\"path_style\":\"yes\"", NULL, NULL), "gen2.path_style", "must be true or false");
+    EXPECT_ERR("{\"gen2\":{\"account\":\"Dev_Store\"}}", "gen2.account", "storage account name");
+    EXPECT_ERR("{\"gen2\":{\"account\":\"ab\"}}", "gen2.account", "storage account name");
+    EXPECT_ERR(mk(NULL, NULL, ",\"version\":\"2021-6-8\"", NULL, NULL), "gen2.version", "YYYY-MM-DD");
+    EXPECT_ERR(mk("\"spool\":{\"dir\":\"\"},", NULL, NULL, NULL, NULL), "spool.dir", "must not be empty");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":\"" DEVKEY "\",\"resource\":\"\"}", NULL), "gen2.auth.resource",
+               "must not be empty");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":\"" DEVKEY "\",\"tenant_id\":\"a\\nb\"}", NULL),
+               "gen2.auth.tenant_id", "control characters");
+    dp_config c;
+    must_load(mk("\"limits\":{\"max_body_bytes\":\"1GiB\"},\"spool\":{\"max_bytes\":1048576},", NULL, NULL, NULL,
+                 NULL),
+              &c);
+    ASSERT_TRUE(c.max_body_bytes == 1ull << 30);
+    ASSERT_TRUE(c.spool_max_bytes == 1ull << 20);
+    cfg_free(&c);
+}
+
+TEST(bad_enum_lists_the_choices)
+{
+    EXPECT_ERR(mk(NULL, ",\"dialect\":\"webhdfs\"", NULL, NULL, NULL), "gen1.dialect",
+               "must be one of adls, hadoop (got \"webhdfs\")");
+    EXPECT_ERR(mk("\"phase\":\"gen1_primary\",", NULL, NULL, NULL, NULL), "phase",
+               "must be one of gen1-primary, gen2-primary, gen2-only");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"oauth\"}", NULL), "gen2.auth.mode",
+               "shared_key, sas, client_credentials, managed_identity");
+    EXPECT_ERR(mk("\"log\":{\"level\":3},", NULL, NULL, NULL, NULL), "log.level", "must be a string, one of error");
+    EXPECT_ERR(mk(NULL, NULL, ",\"unmapped\":\"drop\"", NULL, NULL), "gen2.unmapped", "skip, reject");
+}
+
+TEST(host_port_errors)
+{
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1:70000\",", NULL, NULL, NULL, NULL), "listen", "port must be a number from 0 to 65535");
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1\",", NULL, NULL, NULL, NULL), "listen", "must be host:port");
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1:\",", NULL, NULL, NULL, NULL), "listen", "port must be");
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1:8o\",", NULL, NULL, NULL, NULL), "listen", "port must be");
+    EXPECT_ERR(mk("\"listen\":\":80\",", NULL, NULL, NULL, NULL), "listen", "invalid host");
+    EXPECT_ERR(mk("\"admin\":{\"listen\":\"::1:80\"},", NULL, NULL, NULL, NULL), "admin.listen", "brackets");
+    EXPECT_ERR(mk("\"admin\":{\"listen\":\"[::g]:80\"},", NULL, NULL, NULL, NULL), "admin.listen", "invalid host");
+    EXPECT_ERR(mk("\"admin\":{\"listen\":\"bad host:80\"},", NULL, NULL, NULL, NULL), "admin.listen", "invalid host");
+    EXPECT_ERR(mk("\"listen\":\"127.0.0.1:9000\",\"admin\":{\"listen\":\"127.0.0.1:9000\"},", NULL, NULL, NULL, NULL),
+               "admin.listen", "must differ from listen");
+    dp_config c;
+    must_load(mk("\"listen\":\"127.0.0.1:0\",\"admin\":{\"listen\":\"127.0.0.1:0\"},", NULL, NULL, NULL, NULL), &c);
+    cfg_free(&c);
+}
+
+TEST(endpoint_urls)
+{
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"ftp://h\"}}", "gen1.endpoint", "http:// or https://");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://user:pw@h:1\"}}", "gen1.endpoint", "user information");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:1/webhdfs/v1\"}}", "gen1.endpoint", "must not have a path");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:0\"}}", "gen1.endpoint", "port must be a number from 1");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:1?x=1\"}}", "gen1.endpoint", "query");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://\"}}", "gen1.endpoint", "invalid host");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"\"}}", "gen1.endpoint", "http:// or https://");
+    EXPECT_ERR(mk("\"public_url\":\"proxy:80\",", NULL, NULL, NULL, NULL), "public_url", "http:// or https://");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"managed_identity\",\"imds_endpoint\":\"http://h/x?y\"}", NULL),
+               "gen2.auth.imds_endpoint", "query");
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL,
+                 "{\"mode\":\"managed_identity\",\"imds_endpoint\":\"http://127.0.0.1:10004/metadata/identity/oauth2/token/\","
+                 "\"authority\":\"HTTPS://Login.Example/\"}",
+                 NULL),
+              &c);
+    ASSERT_EQ_STR(c.imds_endpoint, "http://127.0.0.1:10004/metadata/identity/oauth2/token");
+    ASSERT_EQ_STR(c.oauth_authority, "https://login.example");
+    cfg_free(&c);
+    must_load("{\"gen1\":{\"endpoint\":\"HTTPS://[::1]:8443/\"},"
+              "\"gen2\":{\"endpoint\":\"http://LocalHost:10004\",\"account\":\"devstoreaccount1\","
+              "\"auth\":{\"account_key\":\"" DEVKEY "\"},\"mappings\":" MAP1 "}}",
+              &c);
+    ASSERT_EQ_STR(c.gen1_endpoint, "https://[::1]:8443");
+    ASSERT_EQ_STR(c.gen1_addr.host, "::1");
+    ASSERT_EQ_INT(c.gen1_addr.port, 8443);
+    ASSERT_TRUE(c.gen1_https);
+    ASSERT_EQ_STR(c.gen2_endpoint, "http://localhost:10004");
+    cfg_free(&c);
+}
+
+TEST(required_keys)
+{
+    EXPECT_ERR("{}", "gen1.endpoint", "required key is missing");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:1\"}}", "gen2.endpoint", "required key is missing");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:1\"},\"gen2\":{\"endpoint\":\"http://h:2\"}}", "gen2.account",
+               "required key is missing");
+    EXPECT_ERR("{\"gen1\":{\"endpoint\":\"http://h:1\"},\"gen2\":{\"endpoint\":\"http://h:2\",\"account\":\"abc\"}}",
+               "gen2.mappings", "required key is missing");
+}
+
+TEST(mapping_errors)
+{
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[]"), "gen2.mappings", "at least one");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "{}"), "gen2.mappings", "must be an array");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[\"/\"]"), "gen2.mappings[0]", "must be an object");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[{\"gen1_prefix\":\"/\"}]"), "gen2.mappings[0].filesystem",
+               "required key is missing");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[{\"filesystem\":\"lake\"}]"), "gen2.mappings[0].gen1_prefix",
+               "required key is missing");
+    static const char *const badfs[] = {"Lake", "ab", "a--b", "-abc", "abc-", "a_bc", "lake/x"};
+    for (size_t i = 0; i < sizeof badfs / sizeof badfs[0]; i++) {
+        char maps[256];
+        snprintf(maps, sizeof maps, "[{\"gen1_prefix\":\"/a\",\"filesystem\":\"lake\"},"
+                                    "{\"gen1_prefix\":\"/b\",\"filesystem\":\"%s\"}]", badfs[i]);
+        EXPECT_ERR(mk(NULL, NULL, NULL, NULL, maps), "gen2.mappings[1].filesystem", "filesystem name");
+    }
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL,
+                  "[{\"gen1_prefix\":\"/\",\"filesystem\":"
+                  "\"a234567890123456789012345678901234567890123456789012345678901234\"}]"),
+               "gen2.mappings[0].filesystem", "too long (at most 63 bytes)");
+    static const char *const badg1[] = {"data", "/data/", "/a//b", "/a/./b", "/a/..", "", "//"};
+    for (size_t i = 0; i < sizeof badg1 / sizeof badg1[0]; i++) {
+        char maps[256];
+        snprintf(maps, sizeof maps, "[{\"gen1_prefix\":\"%s\",\"filesystem\":\"lake\"}]", badg1[i]);
+        EXPECT_ERR(mk(NULL, NULL, NULL, NULL, maps), "gen2.mappings[0].gen1_prefix", "path");
+    }
+    static const char *const badpfx[] = {"/x", "x/", "a//b", "a/../b", "."};
+    for (size_t i = 0; i < sizeof badpfx / sizeof badpfx[0]; i++) {
+        char maps[256];
+        snprintf(maps, sizeof maps, "[{\"gen1_prefix\":\"/\",\"filesystem\":\"lake\",\"prefix\":\"%s\"}]", badpfx[i]);
+        EXPECT_ERR(mk(NULL, NULL, NULL, NULL, maps), "gen2.mappings[0].prefix", "must not");
+    }
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL,
+                  "[{\"gen1_prefix\":\"/a\",\"filesystem\":\"lake\"},{\"gen1_prefix\":\"/b\",\"filesystem\":\"lake\"},"
+                  "{\"gen1_prefix\":\"/a\",\"filesystem\":\"other\"}]"),
+               "gen2.mappings[2].gen1_prefix", "duplicate: gen2.mappings[0]");
+    /* 65 mappings is one too many */
+    static char maps[8192];
+    size_t n = 0;
+    maps[n++] = '[';
+    for (int i = 0; i < 65; i++)
+        n += (size_t)snprintf(maps + n, sizeof maps - n, "%s{\"gen1_prefix\":\"/p%d\",\"filesystem\":\"lake\"}",
+                              i ? "," : "", i);
+    snprintf(maps + n, sizeof maps - n, "]");
+    EXPECT_ERR(mk(NULL, NULL, NULL, NULL, maps), "gen2.mappings", "at most 64");
+
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, NULL,
+                 "[{\"gen1_prefix\":\"/\",\"filesystem\":\"lake\"},"
+                 "{\"gen1_prefix\":\"/data/raw\",\"filesystem\":\"raw-2024\",\"prefix\":\"in/raw\"}]"),
+              &c);
+    ASSERT_EQ_INT(c.nmappings, 2);
+    ASSERT_EQ_STR(c.mappings[1].gen1_prefix, "/data/raw");
+    ASSERT_EQ_STR(c.mappings[1].filesystem, "raw-2024");
+    ASSERT_EQ_STR(c.mappings[1].prefix, "in/raw");
+    cfg_free(&c);
+}
+
+TEST(datanode_rewrite)
+{
+    dp_config c;
+    must_load(mk(NULL, ",\"dialect\":\"hadoop\",\"datanode_rewrite\":{\"dn1.cluster:50075\":\"127.0.0.1:15001\","
+                       "\"[fe80::1]:9864\":\"localhost:15002\"}",
+                 NULL, NULL, NULL),
+              &c);
+    ASSERT_EQ_INT(c.gen1_nrewrites, 2);
+    ASSERT_EQ_STR(c.gen1_rewrites[0].from, "dn1.cluster:50075");
+    ASSERT_EQ_STR(c.gen1_rewrites[0].to, "127.0.0.1:15001");
+    ASSERT_EQ_STR(c.gen1_rewrites[1].from, "[fe80::1]:9864");
+    ASSERT_EQ_STR(c.gen1_rewrites[1].to, "localhost:15002");
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "gen1.datanode_rewrite[\"dn1.cluster:50075\"] = \"127.0.0.1:15001\"\n") != NULL);
+    free(x);
+    cfg_free(&c);
+    EXPECT_ERR(mk(NULL, ",\"datanode_rewrite\":{\"dn1\":\"127.0.0.1:1\"}", NULL, NULL, NULL),
+               "gen1.datanode_rewrite[\"dn1\"]", "data node's host:port");
+    EXPECT_ERR(mk(NULL, ",\"datanode_rewrite\":{\"dn1:1\":\"127.0.0.1:0\"}", NULL, NULL, NULL),
+               "gen1.datanode_rewrite[\"dn1:1\"]", "port must be a number from 1");
+    EXPECT_ERR(mk(NULL, ",\"datanode_rewrite\":{\"dn1:1\":5}", NULL, NULL, NULL), "gen1.datanode_rewrite[\"dn1:1\"]",
+               "must be a string");
+    EXPECT_ERR(mk(NULL, ",\"datanode_rewrite\":[]", NULL, NULL, NULL), "gen1.datanode_rewrite", "must be an object");
+}
+
+TEST(path_style_default_follows_the_host)
+{
+    static const struct {
+        const char *endpoint;
+        bool want;
+    } cases[] = {
+        {"http://127.0.0.1:10004", true},        {"http://localhost:10004", true},
+        {"http://[::1]:10004", true},             {"https://acct.dfs.core.windows.net", false},
+        {"http://emulator.internal:10004", false}, {"http://10.1.2.3", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char j[1024];
+        snprintf(j, sizeof j,
+                 "{\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},\"gen2\":{\"endpoint\":\"%s\",\"account\":\"acct\","
+                 "\"auth\":{\"account_key\":\"" DEVKEY "\"},\"mappings\":" MAP1 "}}",
+                 cases[i].endpoint);
+        dp_config c;
+        must_load(j, &c);
+        if (c.gen2_path_style != cases[i].want) TH_FAIL_AT("%s: path_style %d", cases[i].endpoint, c.gen2_path_style);
+        char *x = explain(&c);
+        ASSERT_TRUE(strstr(x, cases[i].want ? "gen2.path_style = true (default: the endpoint host is an IP"
+                                            : "gen2.path_style = false (default: the endpoint host is a name)"));
+        free(x);
+        cfg_free(&c);
+    }
+    dp_config c;
+    must_load(mk(NULL, NULL, ",\"path_style\":false", NULL, NULL), &c);
+    ASSERT_TRUE(!c.gen2_path_style);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "gen2.path_style = false\n") != NULL);
+    free(x);
+    cfg_free(&c);
+}
+
+TEST(auth_modes)
+{
+    dp_config c;
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"shared_key\"}", NULL), "gen2.auth.account_key",
+               "required with gen2.auth.mode shared_key (give account_key, account_key_env or account_key_file)");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":\"" DEVKEY "\",\"account_key_env\":\"HOME\"}", NULL),
+               "gen2.auth.account_key_env", "give only one of account_key, account_key_env and account_key_file");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":\"not base64!\"}", NULL), "gen2.auth.account_key",
+               "not valid base64 (secret from inline)");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":\"\"}", NULL), "gen2.auth.account_key", "must not be empty");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key\":7}", NULL), "gen2.auth.account_key", "must be a string");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"sas\"}", NULL), "gen2.auth.sas", "required with gen2.auth.mode sas");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"sas\",\"sas\":\"sv=2021-06-08&sp=rw\"}", NULL), "gen2.auth.sas",
+               "no sig= parameter");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"sas\",\"sas\":\"sv=1&sig=x\",\"account_key\":\"" DEVKEY "\"}", NULL),
+               "gen2.auth.account_key", "not used with gen2.auth.mode sas; remove it");
+    must_load(mk(NULL, NULL, NULL, "{\"mode\":\"sas\",\"sas\":\"?sv=2021-06-08&sp=rwdl&sig=abc%2B\"}", NULL), &c);
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_SAS);
+    ASSERT_EQ_STR(c.gen2_sas.value, "sv=2021-06-08&sp=rwdl&sig=abc%2B");
+    ASSERT_TRUE(c.gen2_account_key.value == NULL);
+    cfg_free(&c);
+
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"client_credentials\",\"client_id\":\"c\",\"client_secret\":\"s\"}",
+                  NULL),
+               "gen2.auth.tenant_id", "required with gen2.auth.mode client_credentials");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"client_credentials\",\"tenant_id\":\"t\",\"client_secret\":\"s\"}",
+                  NULL),
+               "gen2.auth.client_id", "required with gen2.auth.mode client_credentials");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"client_credentials\",\"tenant_id\":\"t\",\"client_id\":\"c\"}", NULL),
+               "gen2.auth.client_secret", "required with gen2.auth.mode client_credentials");
+    must_load(mk(NULL, NULL, NULL,
+                 "{\"mode\":\"client_credentials\",\"tenant_id\":\"t1\",\"client_id\":\"c1\",\"client_secret\":\"s1\","
+                 "\"authority\":\"http://127.0.0.1:10004\"}",
+                 NULL),
+              &c);
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_CLIENT_CREDENTIALS);
+    ASSERT_EQ_STR(c.oauth_tenant, "t1");
+    ASSERT_EQ_STR(c.oauth_client_id, "c1");
+    ASSERT_EQ_STR(c.oauth_client_secret.value, "s1");
+    ASSERT_EQ_STR(c.oauth_authority, "http://127.0.0.1:10004");
+    cfg_free(&c);
+    ASSERT_TRUE(c.oauth_client_secret.value == NULL);
+
+    must_load(mk(NULL, NULL, NULL, "{\"mode\":\"managed_identity\"}", NULL), &c);
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_MANAGED_IDENTITY);
+    cfg_free(&c);
+    must_load(mk(NULL, NULL, NULL, "{\"mode\":\"managed_identity\",\"client_id\":\"uami\"}", NULL), &c);
+    ASSERT_EQ_STR(c.oauth_client_id, "uami");
+    cfg_free(&c);
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"mode\":\"managed_identity\",\"client_secret\":\"s\"}", NULL),
+               "gen2.auth.client_secret", "not used with gen2.auth.mode managed_identity");
+}
+
+TEST(secret_from_env)
+{
+    setenv("DP_TEST_KEY", MARKKEY, 1);
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, "{\"account_key_env\":\"DP_TEST_KEY\"}", NULL), &c);
+    ASSERT_EQ_STR(c.gen2_account_key.value, MARKKEY);
+    ASSERT_EQ_STR(c.gen2_account_key.source, "env DP_TEST_KEY");
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "gen2.auth.account_key = (secret, env DP_TEST_KEY)\n") != NULL);
+    ASSERT_TRUE(strstr(x, MARKKEY) == NULL);
+    free(x);
+    cfg_free(&c);
+
+    unsetenv("DP_TEST_UNSET");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_env\":\"DP_TEST_UNSET\"}", NULL), "gen2.auth.account_key_env",
+               "environment variable DP_TEST_UNSET is not set");
+    setenv("DP_TEST_EMPTY", "", 1);
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_env\":\"DP_TEST_EMPTY\"}", NULL), "gen2.auth.account_key_env",
+               "environment variable DP_TEST_EMPTY is empty");
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_env\":\"1BAD-NAME\"}", NULL), "gen2.auth.account_key_env",
+               "must be an environment variable name");
+    setenv("DP_TEST_SECRET", "client-secret-value", 1);
+    must_load(mk(NULL, NULL, NULL,
+                 "{\"mode\":\"client_credentials\",\"tenant_id\":\"t\",\"client_id\":\"c\","
+                 "\"client_secret_env\":\"DP_TEST_SECRET\"}",
+                 NULL),
+              &c);
+    ASSERT_EQ_STR(c.oauth_client_secret.value, "client-secret-value");
+    cfg_free(&c);
+}
+
+TEST(secret_from_file)
+{
+    char *d = tmpdir();
+    char f[256], j[1024];
+    snprintf(f, sizeof f, "%s/key", d);
+    write_file(f, MARKKEY "\nsecond line ignored\n");
+    snprintf(j, sizeof j, "{\"account_key_file\":\"%s\"}", f);
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, j, NULL), &c);
+    ASSERT_EQ_STR(c.gen2_account_key.value, MARKKEY);
+    char want[320];
+    snprintf(want, sizeof want, "gen2.auth.account_key = (secret, file %s)\n", f);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, want) != NULL);
+    ASSERT_TRUE(strstr(x, MARKKEY) == NULL);
+    free(x);
+    cfg_free(&c);
+
+    write_file(f, MARKKEY "\r\n"); /* CRLF and no newline at all both work */
+    must_load(mk(NULL, NULL, NULL, j, NULL), &c);
+    ASSERT_EQ_STR(c.gen2_account_key.value, MARKKEY);
+    cfg_free(&c);
+    write_file(f, MARKKEY);
+    must_load(mk(NULL, NULL, NULL, j, NULL), &c);
+    ASSERT_EQ_STR(c.gen2_account_key.value, MARKKEY);
+    cfg_free(&c);
+
+    char msg[512];
+    write_file(f, "\n" MARKKEY "\n");
+    snprintf(msg, sizeof msg, "the first line of %s is empty", f);
+    EXPECT_ERR(mk(NULL, NULL, NULL, j, NULL), "gen2.auth.account_key_file", msg);
+    ASSERT_EQ_INT(unlink(f), 0);
+    snprintf(msg, sizeof msg, "cannot read %s: No such file or directory", f);
+    EXPECT_ERR(mk(NULL, NULL, NULL, j, NULL), "gen2.auth.account_key_file", msg);
+    snprintf(j, sizeof j, "{\"account_key_file\":\"%s\"}", d);
+    snprintf(msg, sizeof msg, "%s is not a regular file", d);
+    EXPECT_ERR(mk(NULL, NULL, NULL, j, NULL), "gen2.auth.account_key_file", msg);
+    EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_file\":\"/dev/zero\"}", NULL), "gen2.auth.account_key_file",
+               "/dev/zero is not a regular file");
+    ASSERT_EQ_INT(rmdir(d), 0);
+}
+
+/* Whatever goes wrong, the secret's value is in no message and never in the explanation. */
+TEST(secret_never_leaks)
+{
+    static const char *const broken[] = {
+        /* syntax errors right at or after the inline secret: jansson would quote the token */
+        "{\"gen2\":{\"auth\":{\"account_key\":\"" MARKKEY,
+        "{\"gen2\":{\"auth\":{\"account_key\":\"" MARKKEY "\" \"x\"",
+        "{\"gen2\":{\"auth\":{\"account_key\":" MARKKEY "}}}",
+        "{\"gen2\":{\"auth\":{\"account_key\":\"" MARKKEY "\\q\"}}}",
+    };
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
+        dp_config c;
+        cfg_err e;
+        ASSERT_EQ_INT(load(broken[i], &c, &e), -1);
+        ASSERT_EQ_STR(e.path, "");
+        ASSERT_TRUE(strncmp(e.message, "line 1, column ", 15) == 0);
+        if (strstr(e.message, "SECRET") || strstr(e.message, MARKKEY)) TH_FAIL_AT("leak: %s", e.message);
+    }
+    setenv("DP_TEST_MARK", MARKKEY, 1);
+    static const char *const auths[] = {
+        "{\"mode\":\"sas\",\"account_key\":\"" MARKKEY "\",\"sas\":\"sig=1\"}",
+        "{\"mode\":\"sas\",\"sas\":\"" MARKKEY "\"}",
+        "{\"mode\":\"sas\",\"sas_env\":\"DP_TEST_MARK\"}",
+        "{\"account_key\":\"" MARKKEY "\",\"account_key_env\":\"DP_TEST_MARK\"}",
+        "{\"account_key\":\"" MARKKEY "\",\"mode\":\"nope\"}",
+        "{\"account_key\":\"" MARKKEY "\",\"bogus\":1}",
+        "{\"account_key\":\"" MARKKEY "!\"}",
+        "{\"account_key\":[\"" MARKKEY "\"]}",
+        "{\"account_key\":\"" MARKKEY "\",\"account_key\":\"x\"}",
+        "\"" MARKKEY "\"",
+    };
+    for (size_t i = 0; i < sizeof auths / sizeof auths[0]; i++) {
+        dp_config c;
+        cfg_err e;
+        ASSERT_EQ_INT(load(mk(NULL, NULL, NULL, auths[i], NULL), &c, &e), -1);
+        if (strstr(e.message, "SECRET") || strstr(e.message, MARKKEY) || strstr(e.path, MARKKEY))
+            TH_FAIL_AT("leak: %s: %s", e.path, e.message);
+    }
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, "{\"account_key\":\"" MARKKEY "\"}", NULL), &c);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "gen2.auth.account_key = (secret, inline)\n") != NULL);
+    ASSERT_TRUE(strstr(x, "gen2.auth.sas = (not set)\n") != NULL);
+    ASSERT_TRUE(strstr(x, MARKKEY) == NULL);
+    free(x);
+    cfg_free(&c);
+}
+
+TEST(syntax_errors_give_line_and_column)
+{
+    dp_config c;
+    cfg_err e;
+    const char *j = "{\n  \"listen\": \"127.0.0.1:1\",\n  \"admin\": {\"listen\" \"x\"}\n}\n";
+    ASSERT_EQ_INT(load(j, &c, &e), -1);
+    ASSERT_EQ_STR(e.path, "");
+    if (!strstr(e.message, "line 3, column ")) TH_FAIL_AT("message: %s", e.message);
+    ASSERT_EQ_INT(load("", &c, &e), -1);
+    ASSERT_TRUE(strstr(e.message, "line ") != NULL);
+    ASSERT_EQ_INT(cfg_load_text("{\"a\":\"\\u0000\"}", 14, &c, &e), -1);
+    ASSERT_EQ_STR(e.path, "");
+}
+
+TEST(explain_lists_every_key_and_marks_defaults)
+{
+    dp_config c;
+    must_load(mk("\"listen\":\"127.0.0.1:14000\",\"limits\":{\"threads\":4},", NULL, NULL,
+                 "{\"account_key\":\"" DEVKEY "\"}", NULL),
+              &c);
+    char *x = explain(&c);
+    static const char *const want[] = {
+        "listen = 127.0.0.1:14000\n", /* set in the file, even though it equals the default */
+        "public_url = \"\" (default)\n",
+        "limits.max_connections = 1024 (default)\n",
+        "limits.max_header_bytes = 32768 (default)\n",
+        "limits.max_body_bytes = 16777216 (16 MiB) (default)\n",
+        "limits.idle_timeout_s = 60 (default)\n",
+        "limits.request_timeout_s = 300 (default)\n",
+        "limits.threads = 4\n",
+        "admin.listen = 127.0.0.1:14080 (default)\n",
+        "phase = gen1-primary (default)\n",
+        "spool.dir = \"/tmp/dp-spool\"\n",
+        "spool.max_bytes = 8589934592 (8 GiB) (default)\n",
+        "log.level = info (default)\n",
+        "gen1.endpoint = \"http://127.0.0.1:14001\"\n",
+        "gen1.dialect = adls (default)\n",
+        "gen1.datanode_rewrite = {} (default)\n",
+        "gen1.connect_timeout_ms = 5000 (default)\n",
+        "gen1.timeout_ms = 60000 (default)\n",
+        "gen2.endpoint = \"http://127.0.0.1:10004\"\n",
+        "gen2.path_style = true (default: the endpoint host is an IP address or localhost)\n",
+        "gen2.account = \"devstoreaccount1\"\n",
+        "gen2.version = \"2021-06-08\" (default)\n",
+        "gen2.connect_timeout_ms = 5000 (default)\n",
+        "gen2.timeout_ms = 60000 (default)\n",
+        "gen2.unmapped = skip (default)\n",
+        "gen2.mappings[0].gen1_prefix = \"/\"\n",
+        "gen2.mappings[0].filesystem = \"lake\"\n",
+        "gen2.mappings[0].prefix = \"\"\n",
+        "gen2.auth.mode = shared_key (default)\n",
+        "gen2.auth.account_key = (secret, inline)\n",
+        "gen2.auth.sas = (not set)\n",
+        "gen2.auth.tenant_id = \"\" (default)\n",
+        "gen2.auth.client_id = \"\" (default)\n",
+        "gen2.auth.client_secret = (not set)\n",
+        "gen2.auth.authority = \"https://login.microsoftonline.com\" (default)\n",
+        "gen2.auth.resource = \"https://storage.azure.com/\" (default)\n",
+        "gen2.auth.imds_endpoint = \"http://169.254.169.254/metadata/identity/oauth2/token\" (default)\n",
+        "gen2.auth.refresh_margin_s = 300 (default)\n",
+    };
+    const char *at = x;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *hit = strstr(at, want[i]);
+        if (!hit) TH_FAIL_AT("explain lacks (in order) %s--- explain:\n%s", want[i], x);
+        at = hit + strlen(want[i]);
+    }
+    ASSERT_TRUE(strstr(x, DEVKEY) == NULL);
+    free(x);
+    /* a too small buffer is reported, not overrun */
+    dbuf b;
+    dbuf_init(&b, 100);
+    ASSERT_EQ_INT(cfg_explain(&c, &b), -E2BIG);
+    dbuf_free(&b);
+    cfg_free(&c);
+}
+
+TEST(relative_paths_follow_the_config_file)
+{
+    char *d = tmpdir();
+    char sub[128], f[256], key[256], j[1024];
+    snprintf(sub, sizeof sub, "%s/etc", d);
+    ASSERT_EQ_INT(mkdir(sub, 0700), 0);
+    snprintf(key, sizeof key, "%s/etc/key", d);
+    write_file(key, DEVKEY "\n");
+    snprintf(f, sizeof f, "%s/etc/dp.json", d);
+    snprintf(j, sizeof j,
+             "{\"spool\":{\"dir\":\"../var/spool\"},\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},"
+             "\"gen2\":{\"endpoint\":\"http://127.0.0.1:2\",\"account\":\"acct\","
+             "\"auth\":{\"account_key_file\":\"./key\"},\"mappings\":" MAP1 "}}");
+    write_file(f, j);
+    dp_config c;
+    cfg_err e;
+    if (cfg_load_file(f, &c, &e) != 0) TH_FAIL_AT("%s: %s", e.path, e.message);
+    char want[300];
+    snprintf(want, sizeof want, "%s/var/spool", d);
+    ASSERT_EQ_STR(c.spool_dir, want);
+    ASSERT_EQ_STR(c.gen2_account_key.value, DEVKEY);
+    snprintf(want, sizeof want, "file %s/etc/key", d);
+    ASSERT_EQ_STR(c.gen2_account_key.source, want);
+    cfg_free(&c);
+
+    /* from the file's own directory, given as a bare name */
+    ASSERT_EQ_INT(chdir(sub), 0);
+    if (cfg_load_file("dp.json", &c, &e) != 0) TH_FAIL_AT("%s: %s", e.path, e.message);
+    snprintf(want, sizeof want, "%s/var/spool", d);
+    ASSERT_EQ_STR(c.spool_dir, want);
+    cfg_free(&c);
+
+    /* file errors */
+    ASSERT_EQ_INT(cfg_load_file("/nonexistent/dp.json", &c, &e), -1);
+    ASSERT_EQ_STR(e.path, "");
+    ASSERT_TRUE(strstr(e.message, "cannot open") != NULL);
+    write_file(f, "{\"gen1\": {\"endpoint\": \"http://h:1\"},\n \"gen2\": {\"auth\": {\"mode\": 1}}}");
+    ASSERT_EQ_INT(cfg_load_file(f, &c, &e), -1);
+    ASSERT_EQ_STR(e.path, "gen2.auth.mode");
+    unlink(f);
+    unlink(key);
+    rmdir(sub);
+    rmdir(d);
+}
+
+#ifndef DP_SOURCE_DIR
+#error "DP_SOURCE_DIR must name the source tree (tests/unit/CMakeLists.txt)"
+#endif
+
+TEST(local_json_loads)
+{
+    dp_config c;
+    cfg_err e;
+    unsetenv("DUALPIPE_GEN2_ACCOUNT_KEY");
+    if (cfg_load_file(DP_SOURCE_DIR "/config/local.json", &c, &e) != 0)
+        TH_FAIL_AT("config/local.json: %s: %s", e.path, e.message);
+    ASSERT_EQ_STR(c.listen.host, "127.0.0.1");
+    ASSERT_EQ_INT(c.listen.port, 14000);
+    ASSERT_EQ_INT(c.admin_listen.port, 14080);
+    ASSERT_EQ_STR(c.gen1_endpoint, "http://127.0.0.1:14001");
+    ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_ADLS);
+    ASSERT_EQ_STR(c.gen2_endpoint, "http://127.0.0.1:10004");
+    ASSERT_TRUE(c.gen2_path_style);
+    ASSERT_EQ_STR(c.gen2_account, "devstoreaccount1");
+    ASSERT_EQ_INT(c.gen2_auth, CFG_AUTH_SHARED_KEY);
+    ASSERT_EQ_STR(c.gen2_account_key.value, DEVKEY);
+    ASSERT_EQ_STR(c.mappings[0].filesystem, "lake");
+    char real[PATH_MAX];
+    ASSERT_TRUE(realpath(DP_SOURCE_DIR, real) != NULL);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "%s/build/local-stack/spool", real);
+    ASSERT_EQ_STR(c.spool_dir, want);
+    cfg_free(&c);
+}
+
+/* Remove " (default)" and " (default: ...)" from an explanation, in place. */
+static void strip_default_marks(char *x)
+{
+    char *w = x;
+    for (const char *r = x; *r;) {
+        if (strncmp(r, " (default", 9) == 0) {
+            r = strchr(r, '\n');
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+}
+
+TEST(example_json_loads)
+{
+    dp_config c;
+    cfg_err e;
+    setenv("DUALPIPE_GEN2_ACCOUNT_KEY", DEVKEY, 1);
+    if (cfg_load_file(DP_SOURCE_DIR "/config/dualpipe.example.json", &c, &e) != 0)
+        TH_FAIL_AT("config/dualpipe.example.json: %s: %s", e.path, e.message);
+    ASSERT_EQ_STR(c.gen2_account_key.source, "env DUALPIPE_GEN2_ACCOUNT_KEY");
+    /* The example sets every key (nothing is marked "(default)"), and to its default: its explanation
+     * equals that of a config with only the required keys, once the markers are removed. */
+    char *x = explain(&c);
+    if (strstr(strchr(x, '\n'), "(default")) TH_FAIL_AT("the example does not set every key:\n%s", x);
+    cfg_free(&c);
+    must_load("{\"spool\":{\"dir\":\"/var/lib/dualpipe/spool\"},"
+              "\"gen1\":{\"endpoint\":\"https://youraccount.azuredatalakestore.net\"},"
+              "\"gen2\":{\"endpoint\":\"https://youraccount.dfs.core.windows.net\",\"account\":\"youraccount\","
+              "\"auth\":{\"account_key_env\":\"DUALPIPE_GEN2_ACCOUNT_KEY\"},\"mappings\":" MAP1 "}}",
+              &c);
+    char *y = explain(&c);
+    strip_default_marks(y);
+    ASSERT_EQ_STR(x, y);
+    free(x);
+    free(y);
+    cfg_free(&c);
+    unsetenv("DUALPIPE_GEN2_ACCOUNT_KEY");
+    ASSERT_EQ_INT(cfg_load_file(DP_SOURCE_DIR "/config/dualpipe.example.json", &c, &e), -1);
+    ASSERT_EQ_STR(e.path, "gen2.auth.account_key_env");
+    ASSERT_EQ_STR(e.message, "environment variable DUALPIPE_GEN2_ACCOUNT_KEY is not set");
+}
+
+TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
+      T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(bad_enum_lists_the_choices),
+      T(host_port_errors), T(endpoint_urls), T(required_keys), T(mapping_errors), T(datanode_rewrite),
+      T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
+      T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),
+      T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads))

@@ -1,0 +1,538 @@
+/*
+ * Unit tests for gen1client over real loopback HTTP, against `dualpipe-emu gen1` in both dialects
+ * (adls one-step, hadoop two-step with a datanode listener): data ops with bodies from fd and memory,
+ * Gen1's refusals relayed (BadOffsetException, 401, 404), odd paths and parameter values that must
+ * reach Gen1 meaning what the writer meant, one-step flags and noredirect stripped, the writer's
+ * Authorization passed through, the datanode rewrite map. A recording server checks the exact URL and
+ * headers sent, and the handling of a 307 without a usable Location.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "gen1client.h"
+#include "httpc.h"
+#include "tharness.h"
+#include "thttp.h"
+#include "whreq.h"
+
+typedef struct env {
+    th_emu emu;
+    httpc *http;
+    gen1c *g;
+    dp_config *cfg;
+} env;
+
+/* A client for endpoint with rewrites given as "from", "to" pairs (NULL-terminated). */
+static void env_client(env *v, const char *endpoint, bool hadoop, const char *const *rewrites)
+{
+    if (v->g) gen1c_free(v->g);
+    v->g = NULL;
+    if (!v->cfg) v->cfg = calloc(1, sizeof *v->cfg);
+    dp_config *c = v->cfg;
+    memset(c, 0, sizeof *c);
+    snprintf(c->gen1_endpoint, sizeof c->gen1_endpoint, "%s", endpoint);
+    c->gen1_dialect = hadoop ? CFG_DIALECT_HADOOP : CFG_DIALECT_ADLS;
+    c->gen1_connect_timeout_ms = 2000;
+    c->gen1_timeout_ms = 20000;
+    for (int i = 0; rewrites && rewrites[2 * i]; i++) {
+        snprintf(c->gen1_rewrites[i].from, sizeof c->gen1_rewrites[i].from, "%s", rewrites[2 * i]);
+        snprintf(c->gen1_rewrites[i].to, sizeof c->gen1_rewrites[i].to, "%s", rewrites[2 * i + 1]);
+        c->gen1_nrewrites = i + 1;
+    }
+    char err[256];
+    if (gen1c_new(c, v->http, &v->g, err, sizeof err) != 0) TH_FAIL_AT("gen1c_new: %s", err);
+}
+
+static void env_start(env *v, bool hadoop, const char *token)
+{
+    memset(v, 0, sizeof *v);
+    const char *args[8];
+    int n = 0;
+    if (hadoop) {
+        args[n++] = "--dialect";
+        args[n++] = "hadoop";
+    }
+    if (token) {
+        args[n++] = "--token";
+        args[n++] = token;
+    }
+    args[n] = NULL;
+    th_emu_start(&v->emu, args);
+    if (hadoop && !v->emu.dn_port) TH_FAIL_AT("hadoop emulator without a datanode listener");
+    signal(SIGPIPE, SIG_IGN);
+    char err[256];
+    if (httpc_start(0, &v->http, err, sizeof err) != 0) TH_FAIL_AT("httpc_start: %s", err);
+    env_client(v, v->emu.base, hadoop, NULL);
+}
+
+static void env_stop(env *v)
+{
+    gen1c_free(v->g);
+    httpc_stop(v->http);
+    free(v->cfg);
+    th_emu_stop(&v->emu);
+}
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    httpc_resp *resp;
+} waiter;
+
+static void wait_done(void *ud, httpc_resp *resp)
+{
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->resp = resp;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static httpc_resp *wait_resp(waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->resp) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    httpc_resp *r = w->resp;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    return r;
+}
+
+typedef struct opts {
+    const char *auth, *ctype, *crid;
+    const char *mem;      /* memory body (C string) */
+    int in_fd;            /* fd body when in_len > 0 */
+    uint64_t in_off, in_len;
+    httpc_body_out out;
+    size_t out_max;
+    int out_fd;
+} opts;
+
+/* Send a writer's request (method + raw target as received) through gen1c_send and wait. */
+static httpc_resp *g1(env *v, const char *method, const char *target, const opts *o)
+{
+    static const opts none = {0};
+    if (!o) o = &none;
+    whreq w;
+    whreq_err err;
+    if (whreq_parse(method, target, &w, &err) != 0) TH_FAIL_AT("whreq_parse %s: %s", target, err.message);
+    const char *q = strchr(target, '?');
+    waiter wt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    gen1c_call call = {.req = &w, .raw_query = q ? q + 1 : "", .authorization = o->auth,
+                       .content_type = o->ctype, .client_request_id = o->crid, .out = o->out,
+                       .out_max = o->out_max, .out_fd = o->out_fd, .done = wait_done, .ud = &wt};
+    if (o->mem) {
+        call.in = HTTPC_IN_MEMORY;
+        call.in_mem = o->mem;
+        call.in_len = strlen(o->mem);
+    } else if (o->in_len) {
+        call.in = HTTPC_IN_FD;
+        call.in_fd = o->in_fd;
+        call.in_off = o->in_off;
+        call.in_len = o->in_len;
+    }
+    if (gen1c_send(v->g, &call) != 0) TH_FAIL_AT("gen1c_send refused %s", target);
+    httpc_resp *r = wait_resp(&wt);
+    whreq_free(&w);
+    return r;
+}
+
+static httpc_resp *g1get(env *v, const char *path, const char *params, const char *auth)
+{
+    waiter wt = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    if (gen1c_get(v->g, path, params, auth, HTTPC_BODY_MEMORY, 0, -1, wait_done, &wt) != 0)
+        TH_FAIL_AT("gen1c_get refused %s", path);
+    return wait_resp(&wt);
+}
+
+static void rfree(httpc_resp *r)
+{
+    httpc_resp_free(r);
+    free(r);
+}
+
+/* Status of a writer request; fails the test on a transport error. */
+static long st(env *v, const char *method, const char *target, const opts *o)
+{
+    httpc_resp *r = g1(v, method, target, o);
+    if (r->result != HTTPC_OK) TH_FAIL_AT("%s %s: %s: %s", method, target, httpc_result_str(r->result), r->error);
+    long s = r->status;
+    rfree(r);
+    return s;
+}
+
+static long get_st(env *v, const char *path, const char *params)
+{
+    httpc_resp *r = g1get(v, path, params, NULL);
+    if (r->result != HTTPC_OK) TH_FAIL_AT("GET %s: %s", path, r->error);
+    long s = r->status;
+    rfree(r);
+    return s;
+}
+
+static int tmp_fd(const char *content)
+{
+    FILE *f = tmpfile();
+    if (!f) TH_FAIL_AT("tmpfile: %s", strerror(errno));
+    int fd = dup(fileno(f));
+    fclose(f);
+    if (content && write(fd, content, strlen(content)) != (ssize_t)strlen(content)) TH_FAIL_AT("write");
+    return fd;
+}
+
+static void data_ops(bool hadoop)
+{
+    env v;
+    env_start(&v, hadoop, NULL);
+    int in = tmp_fd("XXhelloYY");
+    opts o = {.in_fd = in, .in_off = 2, .in_len = 5};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/dir/f?op=CREATE&overwrite=true", &o), 201);
+    opts a = {.mem = "world"};
+    ASSERT_EQ_INT(st(&v, "POST", "/webhdfs/v1/dir/f?op=APPEND&offset=5&syncFlag=CLOSE", &a), 200);
+
+    /* A wrong offset: Gen1's refusal comes back as it was. */
+    opts bad = {.mem = "zz"};
+    httpc_resp *r = g1(&v, "POST", "/webhdfs/v1/dir/f?op=APPEND&offset=3", &bad);
+    ASSERT_EQ_INT(r->result, HTTPC_OK);
+    ASSERT_EQ_INT(r->status, 400);
+    ASSERT_TRUE(strstr(r->body.data, "BadOffsetException") != NULL);
+    ASSERT_TRUE(strstr(httpc_resp_header(r, "Content-Type"), "json") != NULL);
+    rfree(r);
+
+    int out = tmp_fd(NULL);
+    opts ro = {.out = HTTPC_BODY_FD, .out_fd = out};
+    r = g1(&v, "GET", "/webhdfs/v1/dir/f?op=OPEN", &ro);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_INT(r->body_bytes, 10);
+    rfree(r);
+    char got[32] = {0};
+    ASSERT_EQ_INT(pread(out, got, sizeof got - 1, 0), 10);
+    ASSERT_EQ_STR(got, "helloworld");
+
+    r = g1get(&v, "/dir/f", "op=GETFILESTATUS", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_TRUE(strstr(r->body.data, "\"type\":\"FILE\"") != NULL);
+    ASSERT_TRUE(strstr(r->body.data, "\"length\":10") != NULL);
+    rfree(r);
+
+    /* The applier's OPEN (re-copy) goes the same way as a writer's. */
+    r = g1get(&v, "/dir/f", "op=OPEN&offset=5&length=5", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_STR(r->body.data, "world");
+    rfree(r);
+
+    /* CREATE without overwrite on an existing file: refused by Gen1, relayed. */
+    opts c2 = {.mem = "again"};
+    r = g1(&v, "PUT", "/webhdfs/v1/dir/f?op=CREATE&overwrite=false", &c2);
+    ASSERT_EQ_INT(r->status, 403);
+    ASSERT_TRUE(strstr(r->body.data, "FileAlreadyExistsException") != NULL);
+    rfree(r);
+    close(in);
+    close(out);
+    env_stop(&v);
+}
+
+TEST(data_ops_adls) { data_ops(false); }
+TEST(data_ops_hadoop) { data_ops(true); }
+
+static void odd_paths(bool hadoop)
+{
+    env v;
+    env_start(&v, hadoop, NULL);
+    opts o = {.mem = "x"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/d%20i%20r/a+b%20%C3%BC%25.txt?op=CREATE", &o), 201);
+    ASSERT_EQ_INT(get_st(&v, "/d i r/a+b \xc3\xbc%.txt", "op=GETFILESTATUS"), 200);
+    ASSERT_EQ_INT(get_st(&v, "/d i r/a b \xc3\xbc%.txt", "op=GETFILESTATUS"), 404);
+    /* %2F inside one segment and "//" as a client may send them: one normalised path reaches Gen1. */
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/%2Fd%20i%20r%2F%2Fsub?op=MKDIRS", NULL), 200);
+    httpc_resp *r = g1get(&v, "/d i r", "op=LISTSTATUS", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_TRUE(strstr(r->body.data, "\"pathSuffix\":\"a+b \xc3\xbc%.txt\"") != NULL);
+    ASSERT_TRUE(strstr(r->body.data, "\"pathSuffix\":\"sub\"") != NULL);
+    rfree(r);
+    env_stop(&v);
+}
+
+TEST(odd_paths_adls) { odd_paths(false); }
+TEST(odd_paths_hadoop) { odd_paths(true); }
+
+static void params_verbatim(bool hadoop)
+{
+    env v;
+    env_start(&v, hadoop, NULL);
+    opts o = {.mem = "1"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/dst?op=MKDIRS", NULL), 200);
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/src1?op=CREATE", &o), 201);
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/src2?op=CREATE", &o), 201);
+
+    /* What the proxy's parser decoded is what Gen1 decodes. */
+    const char *t1 = "/webhdfs/v1/src1?op=RENAME&destination=%2Fdst%2Fa%2Bb%26c";
+    whreq w;
+    whreq_err err;
+    ASSERT_EQ_INT(whreq_parse("PUT", t1, &w, &err), 0);
+    ASSERT_EQ_STR(whreq_param_get(&w, "destination"), "/dst/a+b&c");
+    whreq_free(&w);
+    httpc_resp *r = g1(&v, "PUT", t1, NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_TRUE(strstr(r->body.data, "\"boolean\":true") != NULL);
+    rfree(r);
+    ASSERT_EQ_INT(get_st(&v, "/dst/a+b&c", "op=GETFILESTATUS"), 200);
+
+    /* '+' in a query value is a space (form encoding), for the proxy and for Gen1 alike. */
+    const char *t2 = "/webhdfs/v1/src2?op=RENAME&destination=/dst/c+d";
+    ASSERT_EQ_INT(whreq_parse("PUT", t2, &w, &err), 0);
+    ASSERT_EQ_STR(whreq_param_get(&w, "destination"), "/dst/c d");
+    whreq_free(&w);
+    ASSERT_EQ_INT(st(&v, "PUT", t2, NULL), 200);
+    ASSERT_EQ_INT(get_st(&v, "/dst/c d", "op=GETFILESTATUS"), 200);
+    ASSERT_EQ_INT(get_st(&v, "/dst/c+d", "op=GETFILESTATUS"), 404);
+    env_stop(&v);
+}
+
+TEST(params_verbatim_adls) { params_verbatim(false); }
+TEST(params_verbatim_hadoop) { params_verbatim(true); }
+
+TEST(one_step_flags_are_the_dialects_choice)
+{
+    env v;
+    env_start(&v, false, NULL);
+    /* A writer's flag (any case, any value) is replaced by the dialect's: these would 307 otherwise. */
+    opts o = {.mem = "abc"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/ff?op=CREATE&WRITE=false&overwrite=true", &o), 201);
+    opts a = {.mem = "d"};
+    ASSERT_EQ_INT(st(&v, "POST", "/webhdfs/v1/ff?Append=false&op=APPEND&offset=3", &a), 200);
+    httpc_resp *r = g1(&v, "GET", "/webhdfs/v1/ff?op=OPEN&read=false&noredirect=true", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_STR(r->body.data, "abcd");
+    rfree(r);
+    env_stop(&v);
+
+    /* hadoop: noredirect=true would turn the namenode's 307 into a 200 JSON answer. */
+    env_start(&v, true, NULL);
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/hh?op=CREATE&noredirect=true&write=true", &o), 201);
+    r = g1(&v, "GET", "/webhdfs/v1/hh?op=OPEN&noredirect=true", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_STR(r->body.data, "abc");
+    rfree(r);
+    env_stop(&v);
+}
+
+static void authorization(bool hadoop)
+{
+    env v;
+    env_start(&v, hadoop, "T0ken");
+    opts with = {.auth = "Bearer T0ken", .mem = "data"};
+    opts wrong = {.auth = "Bearer nope", .mem = "data"};
+    opts without = {.mem = "data"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/a?op=CREATE", &with), 201);
+    httpc_resp *r = g1(&v, "PUT", "/webhdfs/v1/b?op=CREATE", &without);
+    ASSERT_EQ_INT(r->status, 401);
+    ASSERT_TRUE(strstr(r->body.data, "SecurityException") != NULL);
+    rfree(r);
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/b?op=CREATE", &wrong), 401);
+    with.out = HTTPC_BODY_MEMORY;
+    with.mem = NULL;
+    r = g1(&v, "GET", "/webhdfs/v1/a?op=OPEN", &with);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_STR(r->body.data, "data");
+    rfree(r);
+    r = g1get(&v, "/a", "op=GETFILESTATUS", "Bearer T0ken");
+    ASSERT_EQ_INT(r->status, 200);
+    rfree(r);
+    r = g1get(&v, "/a", "op=GETFILESTATUS", NULL);
+    ASSERT_EQ_INT(r->status, 401);
+    rfree(r);
+    env_stop(&v);
+}
+
+TEST(authorization_adls) { authorization(false); }
+TEST(authorization_hadoop) { authorization(true); }
+
+TEST(hadoop_datanode_rewrite)
+{
+    env v;
+    env_start(&v, true, NULL);
+    char from[64], to[64], dead[64];
+    snprintf(from, sizeof from, "127.0.0.1:%d", v.emu.dn_port);
+    snprintf(to, sizeof to, "localhost:%d", v.emu.dn_port);
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", th_dead_port());
+
+    const char *good[] = {"127.0.0.1:1", dead, from, to, NULL};
+    env_client(&v, v.emu.base, true, good);
+    opts o = {.mem = "via-localhost"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/rw?op=CREATE", &o), 201);
+    httpc_resp *r = g1(&v, "GET", "/webhdfs/v1/rw?op=OPEN", NULL);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_STR(r->body.data, "via-localhost");
+    rfree(r);
+
+    /* A mapping to a dead port shows the rewrite is applied to the datanode step only. */
+    const char *bad[] = {from, dead, NULL};
+    env_client(&v, v.emu.base, true, bad);
+    r = g1(&v, "PUT", "/webhdfs/v1/rw2?op=CREATE", &o);
+    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
+    rfree(r);
+    ASSERT_EQ_INT(get_st(&v, "/rw", "op=GETFILESTATUS"), 200);
+    env_stop(&v);
+}
+
+TEST(hadoop_namenode_answer_is_final)
+{
+    env v;
+    env_start(&v, true, NULL);
+    /* APPEND/OPEN of a missing file: the namenode's 404 is the answer, in the form asked for. */
+    opts a = {.mem = "x"};
+    httpc_resp *r = g1(&v, "POST", "/webhdfs/v1/missing?op=APPEND", &a);
+    ASSERT_EQ_INT(r->status, 404);
+    ASSERT_TRUE(strstr(r->body.data, "FileNotFoundException") != NULL);
+    rfree(r);
+    int out = tmp_fd(NULL);
+    opts ro = {.out = HTTPC_BODY_FD, .out_fd = out};
+    r = g1(&v, "GET", "/webhdfs/v1/missing?op=OPEN", &ro);
+    ASSERT_EQ_INT(r->status, 404);
+    ASSERT_TRUE(r->body.data == NULL);
+    rfree(r);
+    char got[512] = {0};
+    ASSERT_TRUE(pread(out, got, sizeof got - 1, 0) > 0);
+    ASSERT_TRUE(strstr(got, "FileNotFoundException") != NULL);
+    opts small = {.out = HTTPC_BODY_MEMORY, .out_max = 8};
+    r = g1(&v, "GET", "/webhdfs/v1/missing?op=OPEN", &small);
+    ASSERT_EQ_INT(r->result, HTTPC_E_TOO_BIG);
+    rfree(r);
+    close(out);
+    env_stop(&v);
+}
+
+static th_srv srv;
+
+static int count_header_lines(const char *head)
+{
+    int n = 0;
+    for (const char *p = strstr(head, "\r\n"); p && p[2] != '\r'; p = strstr(p + 2, "\r\n")) n++;
+    return n;
+}
+
+TEST(wire_request)
+{
+    th_srv_start(&srv, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    env v;
+    memset(&v, 0, sizeof v);
+    char err[256], ep[64], head[TH_SRV_HEAD];
+    signal(SIGPIPE, SIG_IGN);
+    ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/", srv.port);
+    env_client(&v, ep, false, NULL);
+
+    opts o = {.auth = "Bearer tok", .ctype = "application/octet-stream", .crid = "abc-123", .mem = "hello"};
+    ASSERT_EQ_INT(st(&v, "PUT",
+                     "/webhdfs/v1/a%20b//c+d/?op=CREATE&overwrite=true&user.name=bob&dest=%2Fx+y&note=\xc3\xbc"
+                     "&Write=true",
+                     &o),
+                  201);
+    th_srv_last(&srv, head, sizeof head);
+    const char *line = "PUT /webhdfs/v1/a%20b/c%2Bd?op=CREATE&overwrite=true&user.name=bob&dest=%2Fx+y&note=%C3%BC"
+                       "&write=true HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer tok"));
+    ASSERT_TRUE(th_head_has(head, "Content-Type", "application/octet-stream"));
+    ASSERT_TRUE(th_head_has(head, "x-ms-client-request-id", "abc-123"));
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "5"));
+    ASSERT_TRUE(th_head_has(head, "Host", NULL));
+    ASSERT_EQ_INT(count_header_lines(head), 5); /* nothing invented */
+
+    /* CONCURRENTAPPEND goes under /WebHdfsExt, with no flag; MKDIRS under /webhdfs/v1 whatever the writer used. */
+    opts c = {.mem = "z"};
+    ASSERT_EQ_INT(st(&v, "POST", "/WebHdfsExt/%2Fdir%2Ffile?appendMode=autocreate&op=CONCURRENTAPPEND", &c), 201);
+    th_srv_last(&srv, head, sizeof head);
+    line = "POST /WebHdfsExt/dir/file?appendMode=autocreate&op=CONCURRENTAPPEND HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_EQ_INT(count_header_lines(head), 2);
+    ASSERT_EQ_INT(st(&v, "PUT", "/WEBHDFSEXT/m?op=MKDIRS&permission=750", NULL), 201);
+    th_srv_last(&srv, head, sizeof head);
+    line = "PUT /webhdfs/v1/m?op=MKDIRS&permission=750 HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+
+    /* gen1c_get: OPEN gets read=true in the adls dialect; GET carries no body headers. */
+    httpc_resp *r = g1get(&v, "/a b", "op=OPEN&offset=1", "Bearer x");
+    rfree(r);
+    th_srv_last(&srv, head, sizeof head);
+    line = "GET /webhdfs/v1/a%20b?op=OPEN&offset=1&read=true HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer x"));
+    ASSERT_EQ_INT(count_header_lines(head), 2);
+    r = g1get(&v, "/", "op=LISTSTATUS", NULL);
+    rfree(r);
+    th_srv_last(&srv, head, sizeof head);
+    line = "GET /webhdfs/v1/?op=LISTSTATUS HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    env_stop(&v);
+}
+
+TEST(hadoop_redirect_handling)
+{
+    th_srv_start(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: /relative\r\nContent-Length: 0\r\n\r\n");
+    env v;
+    memset(&v, 0, sizeof v);
+    char err[256], ep[64], head[TH_SRV_HEAD], reply[256];
+    signal(SIGPIPE, SIG_IGN);
+    ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", srv.port);
+    env_client(&v, ep, true, NULL);
+    opts o = {.mem = "hello"};
+
+    httpc_resp *r = g1(&v, "PUT", "/webhdfs/v1/f?op=CREATE&write=true", &o);
+    ASSERT_EQ_INT(r->result, HTTPC_E_TRANSPORT);
+    ASSERT_EQ_INT(r->status, 0);
+    ASSERT_TRUE(strstr(r->error, "Location") != NULL);
+    rfree(r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "PUT /webhdfs/v1/f?op=CREATE HTTP/1.1\r\n", 38) == 0); /* no flag, no body */
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+
+    th_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nContent-Length: 0\r\n\r\n");
+    r = g1(&v, "PUT", "/webhdfs/v1/f?op=CREATE", &o);
+    ASSERT_EQ_INT(r->result, HTTPC_E_TRANSPORT);
+    rfree(r);
+    th_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: ftp://h/x\r\nContent-Length: 0\r\n\r\n");
+    r = g1(&v, "PUT", "/webhdfs/v1/f?op=CREATE", &o);
+    ASSERT_EQ_INT(r->result, HTTPC_E_TRANSPORT);
+    rfree(r);
+
+    /* A good Location: the body goes there with the same method; that answer is final (even a 307). */
+    snprintf(reply, sizeof reply,
+             "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://datanode.invalid:1/dn/f?op=APPEND&x=%%2F\r\n"
+             "Content-Length: 0\r\n\r\n");
+    th_srv_set_reply(&srv, reply);
+    char from[] = "datanode.invalid:1", to[64];
+    snprintf(to, sizeof to, "127.0.0.1:%d", srv.port);
+    const char *rw[] = {from, to, NULL};
+    env_client(&v, ep, true, rw);
+    pthread_mutex_lock(&srv.mu);
+    int before = srv.nreq;
+    pthread_mutex_unlock(&srv.mu);
+    r = g1(&v, "POST", "/webhdfs/v1/f?op=APPEND", &o);
+    ASSERT_EQ_INT(r->result, HTTPC_OK);
+    ASSERT_EQ_INT(r->status, 307);
+    rfree(r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "POST /dn/f?op=APPEND&x=%2F HTTP/1.1\r\n", 37) == 0);
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "5"));
+    pthread_mutex_lock(&srv.mu);
+    ASSERT_EQ_INT(srv.nreq - before, 2);
+    ASSERT_EQ_MEM(srv.body, "hello", 5);
+    pthread_mutex_unlock(&srv.mu);
+    env_stop(&v);
+}
+
+TESTS(T(data_ops_adls), T(data_ops_hadoop), T(odd_paths_adls), T(odd_paths_hadoop), T(params_verbatim_adls),
+      T(params_verbatim_hadoop), T(one_step_flags_are_the_dialects_choice), T(authorization_adls),
+      T(authorization_hadoop), T(hadoop_datanode_rewrite), T(hadoop_namenode_answer_is_final), T(wire_request),
+      T(hadoop_redirect_handling))

@@ -1,0 +1,497 @@
+/*
+ * Unit tests for httpc, over real loopback HTTP: against `dualpipe-emu gen1` (bodies from memory and
+ * from fd ranges, responses to memory/fd/discard, size limit, timeouts from an injected latency fault,
+ * cancellation at stop, keep-alive reuse, 200 concurrent requests, follow-ups submitted from a
+ * callback) and against a small recording server that shows the exact request bytes (Content-Length:
+ * 0 on body-less writes, no Expect / Transfer-Encoding / Accept, empty header values, only the final
+ * response's headers after a 1xx).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "httpc.h"
+#include "tharness.h"
+#include "thttp.h"
+
+static httpc *start(unsigned maxh)
+{
+    httpc *e = NULL;
+    char err[256];
+    signal(SIGPIPE, SIG_IGN);
+    if (httpc_start(maxh, &e, err, sizeof err) != 0) TH_FAIL_AT("httpc_start: %s", err);
+    return e;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Blocking request with an optional memory body, response to memory. */
+static httpc_resp req_mem(httpc *e, const char *method, const char *url, const void *body, size_t blen)
+{
+    httpc_req r = {.method = method, .url = url, .out = HTTPC_BODY_MEMORY};
+    if (body) {
+        r.in = HTTPC_IN_MEMORY;
+        r.in_mem = body;
+        r.in_len = blen;
+    }
+    httpc_resp resp;
+    if (httpc_do(e, &r, &resp) != 0) TH_FAIL_AT("httpc_do refused %s %s", method, url);
+    return resp;
+}
+
+static int tmp_fd(const char *content)
+{
+    FILE *f = tmpfile();
+    if (!f) TH_FAIL_AT("tmpfile: %s", strerror(errno));
+    int fd = dup(fileno(f));
+    fclose(f);
+    if (content && write(fd, content, strlen(content)) != (ssize_t)strlen(content)) TH_FAIL_AT("write");
+    return fd;
+}
+
+static void url_of(char *buf, size_t cap, const th_emu *emu, const char *rest)
+{
+    snprintf(buf, cap, "%s%s", emu->base, rest);
+}
+
+TEST(get_json_to_memory)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
+    httpc_resp r = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_INT(r.result, HTTPC_OK);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_TRUE(strstr(r.body.data, "\"type\":\"DIRECTORY\"") != NULL);
+    ASSERT_EQ_INT(r.body_bytes, r.body.len);
+    const char *ct = httpc_resp_header(&r, "content-TYPE");
+    ASSERT_TRUE(ct && strstr(ct, "application/json"));
+    ASSERT_TRUE(r.total_s > 0 && r.total_s < 5);
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+TEST(put_from_fd_range_then_open_to_fd)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    int in = tmp_fd("XXXXhello worldYYYY");
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/dir/f?op=CREATE&write=true");
+    httpc_req r = {.method = "PUT", .url = url, .in = HTTPC_IN_FD, .in_fd = in, .in_off = 4, .in_len = 11,
+                   .out = HTTPC_BODY_MEMORY};
+    httpc_resp resp;
+    ASSERT_EQ_INT(httpc_do(e, &r, &resp), 0);
+    ASSERT_EQ_INT(resp.result, HTTPC_OK);
+    ASSERT_EQ_INT(resp.status, 201);
+    httpc_resp_free(&resp);
+
+    /* APPEND with a memory body (POST). */
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/dir/f?op=APPEND&append=true&offset=11");
+    resp = req_mem(e, "POST", url, "!!", 2);
+    ASSERT_EQ_INT(resp.status, 200);
+    httpc_resp_free(&resp);
+
+    int out = tmp_fd(NULL);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/dir/f?op=OPEN&read=true");
+    httpc_req g = {.method = "GET", .url = url, .out = HTTPC_BODY_FD, .out_fd = out};
+    ASSERT_EQ_INT(httpc_do(e, &g, &resp), 0);
+    ASSERT_EQ_INT(resp.result, HTTPC_OK);
+    ASSERT_EQ_INT(resp.status, 200);
+    ASSERT_EQ_INT(resp.body_bytes, 13);
+    ASSERT_TRUE(resp.body.data == NULL);
+    httpc_resp_free(&resp);
+    char got[32] = {0};
+    ASSERT_EQ_INT(pread(out, got, sizeof got - 1, 0), 13);
+    ASSERT_EQ_STR(got, "hello world!!");
+
+    /* Same data to memory, and discarded (only counted). */
+    resp = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_STR(resp.body.data, "hello world!!");
+    httpc_resp_free(&resp);
+    g.out = HTTPC_BODY_DISCARD;
+    ASSERT_EQ_INT(httpc_do(e, &g, &resp), 0);
+    ASSERT_EQ_INT(resp.status, 200);
+    ASSERT_EQ_INT(resp.body_bytes, 13);
+    ASSERT_EQ_INT(resp.body.len, 0);
+    httpc_resp_free(&resp);
+    close(in);
+    close(out);
+    httpc_stop(e);
+}
+
+TEST(redirect_is_not_followed)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/r?op=CREATE");
+    httpc_resp r = req_mem(e, "PUT", url, NULL, 0);
+    ASSERT_EQ_INT(r.result, HTTPC_OK);
+    ASSERT_EQ_INT(r.status, 307);
+    const char *loc = httpc_resp_header(&r, "Location");
+    ASSERT_TRUE(loc && strstr(loc, "write=true"));
+    httpc_resp_free(&r);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/r?op=GETFILESTATUS");
+    r = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_INT(r.status, 404); /* the redirect was not followed: nothing was created */
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+static th_srv srv;
+
+TEST(wire_format)
+{
+    th_srv_start(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    httpc *e = start(0);
+    char url[256], head[TH_SRV_HEAD];
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/a?x=1", srv.port);
+    httpc_resp r = req_mem(e, "DELETE", url, NULL, 0);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_EQ_STR(r.body.data, "ok");
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "DELETE /a?x=1 HTTP/1.1\r\n", 24) == 0);
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(!th_head_has(head, "Expect", NULL));
+    ASSERT_TRUE(!th_head_has(head, "Transfer-Encoding", NULL));
+    ASSERT_TRUE(!th_head_has(head, "Accept", NULL));
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/p", srv.port);
+    r = req_mem(e, "POST", url, NULL, 0);
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "POST /p HTTP/1.1\r\n", 18) == 0);
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(!th_head_has(head, "Content-Type", NULL));
+
+    /* A large body (libcurl would ask for 100-continue above 1 MiB) goes with Content-Length only. */
+    size_t big = 1536 * 1024;
+    char *body = malloc(big);
+    for (size_t i = 0; i < big; i++) body[i] = (char)('a' + i % 26);
+    r = req_mem(e, "PATCH", url, body, big);
+    ASSERT_EQ_INT(r.status, 200);
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "PATCH /p HTTP/1.1\r\n", 19) == 0);
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "1572864"));
+    ASSERT_TRUE(!th_head_has(head, "Expect", NULL));
+    ASSERT_TRUE(!th_head_has(head, "Transfer-Encoding", NULL));
+    pthread_mutex_lock(&srv.mu);
+    ASSERT_EQ_INT(srv.body_len, big);
+    ASSERT_EQ_MEM(srv.body, body, big);
+    pthread_mutex_unlock(&srv.mu);
+    free(body);
+
+    /* Caller headers pass as given, including an empty value and the caller's own Accept. */
+    httpc_req q = {.method = "PUT", .url = url, .out = HTTPC_BODY_MEMORY,
+                   .headers = {"Authorization: Bearer abc", "X-Empty:", "Accept: application/json"}};
+    ASSERT_EQ_INT(httpc_do(e, &q, &r), 0);
+    ASSERT_EQ_INT(r.status, 200);
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "PUT /p HTTP/1.1\r\n", 17) == 0);
+    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer abc"));
+    ASSERT_TRUE(th_head_has(head, "X-Empty", ""));
+    ASSERT_TRUE(th_head_has(head, "Accept", "application/json"));
+    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+
+    /* GET carries no Content-Length. */
+    r = req_mem(e, "GET", url, NULL, 0);
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "GET /p HTTP/1.1\r\n", 17) == 0);
+    ASSERT_TRUE(!th_head_has(head, "Content-Length", NULL));
+
+    /* HEAD: headers only, the announced body is not waited for. */
+    th_srv_set_reply(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-H: 1\r\n\r\n");
+    r = req_mem(e, "HEAD", url, NULL, 0);
+    ASSERT_EQ_INT(r.result, HTTPC_OK);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_EQ_STR(httpc_resp_header(&r, "x-h"), "1");
+    ASSERT_EQ_INT(r.body_bytes, 0);
+    httpc_resp_free(&r);
+    th_srv_last(&srv, head, sizeof head);
+    ASSERT_TRUE(strncmp(head, "HEAD /p HTTP/1.1\r\n", 18) == 0);
+
+    /* Malformed requests are refused at submit. */
+    httpc_req bad = {.method = "get", .url = url, .out = HTTPC_BODY_MEMORY};
+    ASSERT_EQ_INT(httpc_do(e, &bad, &r), -1);
+    bad.method = "GET";
+    bad.url = NULL;
+    ASSERT_EQ_INT(httpc_do(e, &bad, &r), -1);
+    httpc_stop(e);
+}
+
+TEST(final_response_headers_only)
+{
+    th_srv_start(&srv, "HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n"
+                       "HTTP/1.1 201 Created\r\nX-Final: yes\r\nX-Spaces:   padded  \r\nContent-Length: 3\r\n\r\nabc");
+    httpc *e = start(0);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", srv.port);
+    httpc_resp r = req_mem(e, "PUT", url, "z", 1);
+    ASSERT_EQ_INT(r.result, HTTPC_OK);
+    ASSERT_EQ_INT(r.status, 201);
+    ASSERT_EQ_STR(httpc_resp_header(&r, "X-Final"), "yes");
+    ASSERT_EQ_STR(httpc_resp_header(&r, "X-Spaces"), "padded");
+    ASSERT_TRUE(httpc_resp_header(&r, "X-Early") == NULL);
+    ASSERT_EQ_STR(r.body.data, "abc");
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+TEST(timeout)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    th_emu_fault(&emu, "action=latency,latency_ms=2000");
+    httpc *e = start(0);
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
+    httpc_req r = {.method = "GET", .url = url, .timeout_ms = 300};
+    httpc_resp resp;
+    double t0 = now_s();
+    ASSERT_EQ_INT(httpc_do(e, &r, &resp), 0);
+    double el = now_s() - t0;
+    ASSERT_EQ_INT(resp.result, HTTPC_E_TIMEOUT);
+    ASSERT_EQ_INT(resp.status, 0);
+    ASSERT_TRUE(resp.error[0] != '\0');
+    ASSERT_TRUE(strstr(resp.error, "GETFILESTATUS") == NULL); /* no URL in messages */
+    ASSERT_TRUE(el >= 0.25 && el < 1.5);
+    httpc_resp_free(&resp);
+    httpc_stop(e);
+}
+
+TEST(connect_refused)
+{
+    httpc *e = start(0);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/webhdfs/v1/?op=GETFILESTATUS", th_dead_port());
+    httpc_resp r = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_INT(r.result, HTTPC_E_CONNECT);
+    ASSERT_EQ_INT(r.status, 0);
+    ASSERT_TRUE(r.error[0] != '\0');
+    ASSERT_EQ_STR(httpc_result_str(r.result), "connect failed");
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+TEST(response_too_big)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = malloc(10000);
+    memset(data, 'q', 10000);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/big?op=CREATE&write=true");
+    httpc_resp r = req_mem(e, "PUT", url, data, 10000);
+    ASSERT_EQ_INT(r.status, 201);
+    httpc_resp_free(&r);
+    free(data);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/big?op=OPEN&read=true");
+    httpc_req g = {.method = "GET", .url = url, .out = HTTPC_BODY_MEMORY, .out_max = 1000};
+    ASSERT_EQ_INT(httpc_do(e, &g, &r), 0);
+    ASSERT_EQ_INT(r.result, HTTPC_E_TOO_BIG);
+    ASSERT_EQ_INT(r.status, 0);
+    httpc_resp_free(&r);
+    g.out_max = 20000;
+    ASSERT_EQ_INT(httpc_do(e, &g, &r), 0);
+    ASSERT_EQ_INT(r.result, HTTPC_OK);
+    ASSERT_EQ_INT(r.body.len, 10000);
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+TEST(short_body_file_fails)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    int in = tmp_fd("0123456789");
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/short?op=CREATE&write=true");
+    httpc_req r = {.method = "PUT", .url = url, .in = HTTPC_IN_FD, .in_fd = in, .in_off = 0, .in_len = 100};
+    httpc_resp resp;
+    ASSERT_EQ_INT(httpc_do(e, &r, &resp), 0);
+    ASSERT_EQ_INT(resp.result, HTTPC_E_BODY);
+    httpc_resp_free(&resp);
+    /* The engine carries on. */
+    r.in_len = 10;
+    ASSERT_EQ_INT(httpc_do(e, &r, &resp), 0);
+    ASSERT_EQ_INT(resp.status, 201);
+    httpc_resp_free(&resp);
+    close(in);
+    httpc_stop(e);
+}
+
+typedef struct counter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n, ok, cancelled, other;
+    httpc *e;
+    char url[256];
+    int chain;
+    int do_rc;
+} counter;
+
+static void count_done(void *ud, httpc_resp *resp)
+{
+    counter *c = ud;
+    pthread_mutex_lock(&c->mu);
+    c->n++;
+    if (resp->result == HTTPC_OK && (resp->status == 201 || resp->status == 200))
+        c->ok++;
+    else if (resp->result == HTTPC_E_CANCELLED)
+        c->cancelled++;
+    else
+        c->other++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    httpc_resp_free(resp);
+    free(resp);
+}
+
+static void wait_count(counter *c, int n)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->n < n) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+TEST(concurrent_200)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(8);
+    counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    static char urls[200][128];
+    static char bodies[200][16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(urls[i], sizeof urls[i], "%s/webhdfs/v1/c/f%d?op=CREATE&write=true", emu.base, i);
+        snprintf(bodies[i], sizeof bodies[i], "body-%d", i);
+        httpc_req r = {.method = "PUT", .url = urls[i], .in = HTTPC_IN_MEMORY, .in_mem = bodies[i],
+                       .in_len = strlen(bodies[i]), .done = count_done, .ud = &c};
+        ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    }
+    wait_count(&c, 200);
+    ASSERT_EQ_INT(c.ok, 200);
+    ASSERT_EQ_INT(httpc_in_flight(e), 0);
+    ASSERT_TRUE(httpc_connections_opened(e) >= 1);
+    ASSERT_TRUE(httpc_connections_opened(e) <= 8); /* bounded by max_host_connections, and reused */
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/c/f137?op=OPEN&read=true");
+    httpc_resp r = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_STR(r.body.data, "body-137");
+    httpc_resp_free(&r);
+    httpc_stop(e);
+}
+
+TEST(keepalive_reuse)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
+    for (int i = 0; i < 50; i++) {
+        httpc_resp r = req_mem(e, "GET", url, NULL, 0);
+        ASSERT_EQ_INT(r.status, 200);
+        httpc_resp_free(&r);
+    }
+    /* Also after error answers (404 bodies are read to their end). */
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/missing?op=GETFILESTATUS");
+    for (int i = 0; i < 10; i++) {
+        httpc_resp r = req_mem(e, "GET", url, NULL, 0);
+        ASSERT_EQ_INT(r.status, 404);
+        httpc_resp_free(&r);
+    }
+    ASSERT_EQ_INT(httpc_connections_opened(e), 1);
+    httpc_stop(e);
+}
+
+TEST(stop_cancels_pending)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    th_emu_fault(&emu, "action=latency,latency_ms=3000");
+    httpc *e = start(0);
+    counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
+    for (int i = 0; i < 3; i++) {
+        httpc_req r = {.method = "GET", .url = url, .done = count_done, .ud = &c};
+        ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    }
+    usleep(200 * 1000);
+    ASSERT_EQ_INT(httpc_in_flight(e), 3);
+    double t0 = now_s();
+    httpc_stop(e);
+    ASSERT_TRUE(now_s() - t0 < 1.5);
+    ASSERT_EQ_INT(c.n, 3);
+    ASSERT_EQ_INT(c.cancelled, 3);
+}
+
+/* Each completion submits the next request from the engine thread; httpc_do there is refused. */
+static void chain_done(void *ud, httpc_resp *resp)
+{
+    counter *c = ud;
+    bool ok = resp->result == HTTPC_OK && resp->status == 200;
+    httpc_resp_free(resp);
+    free(resp);
+    pthread_mutex_lock(&c->mu);
+    c->ok += ok;
+    int left = --c->chain;
+    if (c->n == 0) {
+        httpc_req q = {.method = "GET", .url = c->url};
+        httpc_resp r2;
+        c->do_rc = httpc_do(c->e, &q, &r2);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (left > 0) {
+        httpc_req r = {.method = "GET", .url = c->url, .done = chain_done, .ud = c};
+        if (httpc_submit(c->e, &r) == 0) return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->n = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+TEST(callback_submits_follow_up)
+{
+    th_emu emu;
+    th_emu_start(&emu, NULL);
+    httpc *e = start(0);
+    counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .e = e, .chain = 5, .do_rc = 99};
+    url_of(c.url, sizeof c.url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
+    httpc_req r = {.method = "GET", .url = c.url, .done = chain_done, .ud = &c};
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    wait_count(&c, 1);
+    ASSERT_EQ_INT(c.ok, 5);
+    ASSERT_EQ_INT(c.chain, 0);
+    ASSERT_EQ_INT(c.do_rc, -1);
+    httpc_stop(e);
+}
+
+TESTS(T(get_json_to_memory), T(put_from_fd_range_then_open_to_fd), T(redirect_is_not_followed), T(wire_format),
+      T(final_response_headers_only), T(timeout), T(connect_refused), T(response_too_big),
+      T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse), T(stop_cancels_pending),
+      T(callback_submits_follow_up))

@@ -1,0 +1,564 @@
+/*
+ * test_xlate: the Gen1 → Gen2 translation. Exact method, query and headers of every Gen2 request the
+ * applier sends (create, append, flush, mkdirs, rename, delete, setpermission, setowner, ACL
+ * read-modify-write, expiry, metadata copy), the flush policy per syncFlag, the HDFS rename-into-
+ * directory target, ACL merges starting from x-ms-acl strings as Gen2 returns them (mask handling
+ * included), the expiry option and date mapping, concat source lists, retry classification, and the
+ * Gen2 → Gen1 conversions (permissions, AclStatus, FileStatus from list entries and HEAD answers).
+ */
+#include <jansson.h>
+
+#include "tharness.h"
+#include "xlate.h"
+
+/* All headers of r joined with '|', for exact comparisons. */
+static const char *hdrs(const xlate_g2req *r)
+{
+    static char buf[16384];
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < r->nheaders; i++)
+        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%s", i ? "|" : "", r->headers[i]);
+    if (r->headers[r->nheaders] != NULL) TH_FAIL_AT("headers not NULL-terminated");
+    return buf;
+}
+
+#define ASSERT_REQ(r, m, q, h)                                                                     \
+    do {                                                                                           \
+        ASSERT_EQ_STR((r)->method, (m));                                                           \
+        ASSERT_EQ_STR((r)->query, (q));                                                            \
+        ASSERT_EQ_STR(hdrs(r), (h));                                                               \
+    } while (0)
+
+TEST(create_requests)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_create(false, "750", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "If-None-Match: *|x-ms-permissions: 0750|x-ms-umask: 0000");
+    ASSERT_EQ_INT(xlate_create(true, NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "");
+    ASSERT_EQ_INT(xlate_create(true, "", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "");
+    ASSERT_EQ_INT(xlate_create(false, NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "If-None-Match: *");
+    ASSERT_EQ_INT(xlate_create(true, "1777", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "x-ms-permissions: 1777|x-ms-umask: 0000");
+    ASSERT_EQ_INT(xlate_create(true, "0644", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "x-ms-permissions: 0644|x-ms-umask: 0000");
+    ASSERT_EQ_INT(xlate_create(true, "5", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=file", "x-ms-permissions: 0005|x-ms-umask: 0000");
+    ASSERT_EQ_INT(xlate_create(true, "999", &r, &e), -1);
+    ASSERT_EQ_INT(xlate_create(true, "2777", &r, &e), -1);
+    xlate_g2req_free(&r);
+}
+
+TEST(append_and_flush_requests)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_append(0, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=append&position=0", "");
+    ASSERT_EQ_INT(xlate_append(18446744073709551615ull, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=append&position=18446744073709551615", "");
+    ASSERT_EQ_INT(xlate_flush_req(11, true, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=flush&position=11&retainUncommittedData=false&close=true", "");
+    ASSERT_EQ_INT(xlate_flush_req(4194304, false, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=flush&position=4194304&retainUncommittedData=false&close=false", "");
+    xlate_g2req_free(&r);
+}
+
+TEST(flush_policy_per_syncflag)
+{
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_CLOSE, 10), XLATE_FLUSH_CLOSE);
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_CLOSE, 0), XLATE_FLUSH_CLOSE);       /* SDK's closing append */
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_METADATA, 10), XLATE_FLUSH_OPEN);
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_METADATA, 0), XLATE_FLUSH_OPEN);
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_DATA, 10), XLATE_FLUSH_OPEN);        /* Gen2 readers see it too */
+    ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_DATA, 0), XLATE_FLUSH_NONE);         /* nothing to do */
+}
+
+TEST(mkdirs_requests_and_answers)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_mkdirs("755", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=directory", "If-None-Match: *|x-ms-permissions: 0755|x-ms-umask: 0000");
+    ASSERT_EQ_INT(xlate_mkdirs(NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "resource=directory", "If-None-Match: *");
+    ASSERT_TRUE(xlate_mkdirs_ok(201, NULL));
+    ASSERT_TRUE(xlate_mkdirs_ok(409, "directory"));
+    ASSERT_TRUE(!xlate_mkdirs_ok(409, "file"));
+    ASSERT_TRUE(!xlate_mkdirs_ok(409, NULL));
+    ASSERT_TRUE(!xlate_mkdirs_ok(403, "directory"));
+    ASSERT_TRUE(xlate_already_exists(409, "PathAlreadyExists"));
+    ASSERT_TRUE(!xlate_already_exists(409, "PathConflict"));
+    ASSERT_TRUE(!xlate_already_exists(412, "PathAlreadyExists"));
+    xlate_g2req_free(&r);
+}
+
+TEST(rename_options_and_target)
+{
+    bool r2, ow;
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_rename_options(NULL, &r2, &ow, &e), 0);
+    ASSERT_TRUE(!r2 && !ow);
+    ASSERT_EQ_INT(xlate_rename_options("OVERWRITE", &r2, &ow, &e), 0);
+    ASSERT_TRUE(r2 && ow);
+    ASSERT_EQ_INT(xlate_rename_options("none", &r2, &ow, &e), 0);
+    ASSERT_TRUE(r2 && !ow);
+    ASSERT_EQ_INT(xlate_rename_options("NONE,overwrite", &r2, &ow, &e), 0);
+    ASSERT_TRUE(r2 && ow);
+    ASSERT_EQ_INT(xlate_rename_options("SOMETIMES", &r2, &ow, &e), -1);
+
+    char t[64];
+    /* HDFS rename into an existing directory: dst/basename(src). */
+    ASSERT_EQ_INT(xlate_rename_target("in/a/b.txt", "out/dir", true, false, t, sizeof t), 0);
+    ASSERT_EQ_STR(t, "out/dir/b.txt");
+    ASSERT_EQ_INT(xlate_rename_target("in/a", "", true, false, t, sizeof t), 0);   /* into the fs root */
+    ASSERT_EQ_STR(t, "a");
+    ASSERT_EQ_INT(xlate_rename_target("top", "out", true, false, t, sizeof t), 0);
+    ASSERT_EQ_STR(t, "out/top");
+    /* Not a directory, or rename2 (renameoptions given): exactly dst. */
+    ASSERT_EQ_INT(xlate_rename_target("in/a/b.txt", "out/c.txt", false, false, t, sizeof t), 0);
+    ASSERT_EQ_STR(t, "out/c.txt");
+    ASSERT_EQ_INT(xlate_rename_target("in/a/b.txt", "out/dir", true, true, t, sizeof t), 0);
+    ASSERT_EQ_STR(t, "out/dir");
+    ASSERT_EQ_INT(xlate_rename_target("in/a/b.txt", "out/a-very-long-directory-name", true, false, t, 20), -1);
+}
+
+TEST(rename_requests)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_rename("/lake/in/a%20b/c%25d", false, NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "", "x-ms-rename-source: /lake/in/a%20b/c%25d|If-None-Match: *");
+    ASSERT_EQ_INT(xlate_rename("/lake/x", true, NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "", "x-ms-rename-source: /lake/x");
+    ASSERT_EQ_INT(xlate_rename("/lake/x?sv=2020&sig=a%2Bb", true, "tok/+=", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "continuation=tok%2F%2B%3D", "x-ms-rename-source: /lake/x?sv=2020&sig=a%2Bb");
+    ASSERT_EQ_INT(xlate_rename("lake/x", true, NULL, &r, &e), -1);
+    ASSERT_EQ_INT(xlate_rename("/lake/x\r\nx-ms-owner: me", true, NULL, &r, &e), -1);
+    xlate_g2req_free(&r);
+}
+
+TEST(delete_and_metadata_requests)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_delete(true, NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "DELETE", "recursive=true", "");
+    ASSERT_EQ_INT(xlate_delete(false, "", &r, &e), 0);
+    ASSERT_REQ(&r, "DELETE", "recursive=false", "");
+    ASSERT_EQ_INT(xlate_delete(true, "a b", &r, &e), 0);
+    ASSERT_REQ(&r, "DELETE", "recursive=true&continuation=a%20b", "");
+
+    ASSERT_EQ_INT(xlate_setpermission("755", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-permissions: 0755");
+    ASSERT_EQ_INT(xlate_setpermission("1777", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-permissions: 1777");
+    ASSERT_EQ_INT(xlate_setpermission(NULL, &r, &e), -1);
+    ASSERT_EQ_INT(xlate_setpermission("rwx", &r, &e), -1);
+
+    ASSERT_EQ_INT(xlate_setowner("alice", "staff", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-owner: alice|x-ms-group: staff");
+    ASSERT_EQ_INT(xlate_setowner(NULL, "staff", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-group: staff");
+    ASSERT_EQ_INT(xlate_setowner("bob", "", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-owner: bob");
+    ASSERT_EQ_INT(xlate_setowner(NULL, NULL, &r, &e), -1);
+    /* Nothing can be smuggled into a header line. */
+    ASSERT_EQ_INT(xlate_setowner("a\r\nx-ms-acl: user::rwx", NULL, &r, &e), -1);
+
+    ASSERT_EQ_INT(xlate_getacl(&r, &e), 0);
+    ASSERT_REQ(&r, "HEAD", "action=getAccessControl", "");
+    ASSERT_EQ_INT(xlate_getstatus(&r, &e), 0);
+    ASSERT_REQ(&r, "HEAD", "action=getStatus", "");
+    ASSERT_EQ_INT(xlate_setacl("user::rwx,group::r-x,other::---", "\"0x8D777A06C017D8E\"", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl",
+               "x-ms-acl: user::rwx,group::r-x,other::---|If-Match: \"0x8D777A06C017D8E\"");
+    ASSERT_EQ_INT(xlate_setacl("user::rwx,group::r-x,other::---", NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setAccessControl", "x-ms-acl: user::rwx,group::r-x,other::---");
+    xlate_g2req_free(&r);
+}
+
+/* Run one read-modify-write merge and return the new x-ms-acl (static buffer). */
+static const char *merge(whreq_op op, const char *spec, const char *acl, const char *perm, bool dir, int want_rc)
+{
+    static char buf[8192];
+    dbuf b;
+    dbuf_init(&b, 1 << 16);
+    xlate_err e = {{0}};
+    int rc = xlate_acl_apply(op, spec, acl, perm, dir, &b, &e);
+    if (rc != want_rc) TH_FAIL_AT("xlate_acl_apply rc %d (%s)", rc, e.message);
+    snprintf(buf, sizeof buf, "%s", rc == 0 && b.data ? b.data : e.message);
+    dbuf_free(&b);
+    return buf;
+}
+
+TEST(acl_merge_modify)
+{
+    /* Adding a named entry to a minimal ACL creates the mask (union of group:: and named). */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "user:alice:rw-", "user::rwx,group::r-x,other::---", "rwxr-x---",
+                        false, 0),
+                  "user::rwx,user:alice:rw-,group::r-x,mask::rwx,other::---");
+    /* Changing a named entry recomputes the mask when the spec gives none. */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "user:bob:rwx",
+                        "user::rwx,user:bob:r--,group::r-x,mask::r-x,other::---", "rwxr-x---+", false, 0),
+                  "user::rwx,user:bob:rwx,group::r-x,mask::rwx,other::---");
+    /* An explicit mask in the spec is kept. */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "user:bob:rwx,mask::r--",
+                        "user::rwx,user:bob:r--,group::r-x,mask::r-x,other::---", "rwxr-x---+", false, 0),
+                  "user::rwx,user:bob:rwx,group::r-x,mask::r--,other::---");
+    /* HDFS recomputes the mask whenever the spec touched the access scope without giving a mask,
+     * even if only other:: changed (AclTransformation.calculateMasks). */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "other::r--",
+                        "user::rwx,user:bob:r--,group::r-x,mask::r--,other::---", "rwxr-----+", false, 0),
+                  "user::rwx,user:bob:r--,group::r-x,mask::r-x,other::r--");
+    /* A default-scope change leaves the access mask as it was; the missing default base entries
+     * are copied from the access ones (named entries are not). */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "default:other::r--",
+                        "user::rwx,user:bob:r--,group::r-x,mask::r--,other::---", "rwxr-----+", true, 0),
+                  "user::rwx,user:bob:r--,group::r-x,mask::r--,other::---,default:user::rwx,default:group::r-x,"
+                  "default:other::r--");
+    /* Default entries on a directory: the missing default base entries are copied from access. */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "default:user:alice:r-x", "user::rwx,group::r-x,other::--x",
+                        "rwxr-x--x", true, 0),
+                  "user::rwx,group::r-x,other::--x,default:user::rwx,default:user:alice:r-x,default:group::r-x,"
+                  "default:mask::r-x,default:other::--x");
+    /* ... and are refused on a file, as Gen1 refuses them. */
+    merge(WH_OP_MODIFYACLENTRIES, "default:user:alice:r-x", "user::rwx,group::r-x,other::--x", "rwxr-x--x", false, -1);
+    /* A malformed spec is refused. */
+    merge(WH_OP_MODIFYACLENTRIES, "user:alice", "user::rwx,group::r-x,other::---", "rwxr-x---", false, -1);
+}
+
+TEST(acl_merge_set_and_remove)
+{
+    const char *dir_acl = "user::rwx,user:bob:rwx,group::r--,mask::rwx,other::---,"
+                          "default:user::rwx,default:group::r-x,default:other::---";
+    /* SETACL without default entries keeps the directory's default ACL (Gen2 x-ms-acl replaces all,
+     * so the full list must carry it). */
+    ASSERT_EQ_STR(merge(WH_OP_SETACL, "user::rw-,group::r--,other::---", dir_acl, "rwxrwx---+", true, 0),
+                  "user::rw-,group::r--,other::---,default:user::rwx,default:group::r-x,default:other::---");
+    /* SETACL with a named entry and no mask: the mask is computed. */
+    ASSERT_EQ_STR(merge(WH_OP_SETACL, "user::rwx,user:carol:r-x,group::---,other::---",
+                        "user::rwx,group::r-x,other::---", "rwxr-x---", false, 0),
+                  "user::rwx,user:carol:r-x,group::---,mask::r-x,other::---");
+    /* SETACL missing a base entry is invalid. */
+    merge(WH_OP_SETACL, "user::rwx,other::---", "user::rwx,group::r-x,other::---", "rwxr-x---", false, -1);
+    /* REMOVEACLENTRIES of the last named entry: the mask goes too. */
+    ASSERT_EQ_STR(merge(WH_OP_REMOVEACLENTRIES, "user:bob", "user::rwx,user:bob:rwx,group::r--,mask::rwx,other::---",
+                        "rwxrwx---+", false, 0),
+                  "user::rwx,group::r--,other::---");
+    /* REMOVEACLENTRIES of one of two: mask recomputed from what remains. */
+    ASSERT_EQ_STR(merge(WH_OP_REMOVEACLENTRIES, "user:bob",
+                        "user::rwx,user:bob:rwx,user:dan:r--,group::---,mask::rwx,other::---", "rwxrwx---+", false, 0),
+                  "user::rwx,user:dan:r--,group::---,mask::r--,other::---");
+    /* REMOVEACL: only the base entries remain, group bits from group:: (not the mask). */
+    ASSERT_EQ_STR(merge(WH_OP_REMOVEACL, NULL, dir_acl, "rwxrwx---+", true, 0), "user::rwx,group::r--,other::---");
+    /* REMOVEDEFAULTACL keeps the access ACL. */
+    ASSERT_EQ_STR(merge(WH_OP_REMOVEDEFAULTACL, NULL, dir_acl, "rwxrwx---+", true, 0),
+                  "user::rwx,user:bob:rwx,group::r--,mask::rwx,other::---");
+    /* Without an x-ms-acl (not returned), the permissions alone describe the node. */
+    ASSERT_EQ_STR(merge(WH_OP_MODIFYACLENTRIES, "group:eng:r-x", NULL, "rwxr-x---", false, 0),
+                  "user::rwx,group::r-x,group:eng:r-x,mask::r-x,other::---");
+    /* Not an ACL op. */
+    merge(WH_OP_SETPERMISSION, "user::rwx", NULL, "rwxr-x---", false, -1);
+}
+
+TEST(expiry_mapping)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_expiry("NeverExpire", NULL, &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "comp=expiry", "x-ms-expiry-option: NeverExpire");
+    ASSERT_EQ_INT(xlate_expiry("RelativeToNow", "5000", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "comp=expiry", "x-ms-expiry-option: RelativeToNow|x-ms-expiry-time: 5000");
+    ASSERT_EQ_INT(xlate_expiry("relativetocreationdate", "86400000", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "comp=expiry", "x-ms-expiry-option: RelativeToCreation|x-ms-expiry-time: 86400000");
+    ASSERT_EQ_INT(xlate_expiry("Absolute", "1677033688000", &r, &e), 0);
+    ASSERT_REQ(&r, "PUT", "comp=expiry", "x-ms-expiry-option: Absolute|x-ms-expiry-time: Wed, 22 Feb 2023 02:41:28 GMT");
+    ASSERT_EQ_INT(xlate_expiry("Absolute", NULL, &r, &e), -1);
+    ASSERT_EQ_INT(xlate_expiry("RelativeToNow", "-5", &r, &e), -1);
+    ASSERT_EQ_INT(xlate_expiry("RelativeToNow", "5s", &r, &e), -1);
+    ASSERT_EQ_INT(xlate_expiry("RelativeToNow", " 5", &r, &e), -1);
+    ASSERT_EQ_INT(xlate_expiry("Tomorrow", "5", &r, &e), -1);
+    xlate_g2req_free(&r);
+}
+
+TEST(rfc1123_dates)
+{
+    char t[32];
+    xlate_rfc1123_format(0, t);
+    ASSERT_EQ_STR(t, "Thu, 01 Jan 1970 00:00:00 GMT");
+    xlate_rfc1123_format(951782400999, t); /* leap day 2000, ms truncated */
+    ASSERT_EQ_STR(t, "Tue, 29 Feb 2000 00:00:00 GMT");
+    xlate_rfc1123_format(4102444799000, t);
+    ASSERT_EQ_STR(t, "Thu, 31 Dec 2099 23:59:59 GMT");
+    int64_t ms = 0;
+    ASSERT_EQ_INT(xlate_rfc1123_parse("Wed, 22 Feb 2023 02:41:28 GMT", &ms), 0);
+    ASSERT_EQ_INT(ms, 1677033688000);
+    ASSERT_EQ_INT(xlate_rfc1123_parse("Tue, 29 Feb 2000 00:00:00 GMT", &ms), 0);
+    ASSERT_EQ_INT(ms, 951782400000);
+    ASSERT_EQ_INT(xlate_rfc1123_parse("Wed, 22 Feb 2023 02:41:28 UTC", &ms), -1);
+    ASSERT_EQ_INT(xlate_rfc1123_parse("Wed, 22 Foo 2023 02:41:28 GMT", &ms), -1);
+    ASSERT_EQ_INT(xlate_rfc1123_parse("Wed, 2x Feb 2023 02:41:28 GMT", &ms), -1);
+    ASSERT_EQ_INT(xlate_rfc1123_parse("", &ms), -1);
+}
+
+TEST(gen1_answers_and_lookups)
+{
+    ASSERT_TRUE(xlate_gen1_false("{\"boolean\":false}"));
+    ASSERT_TRUE(xlate_gen1_false("{ \"boolean\" : false }\n"));
+    ASSERT_TRUE(!xlate_gen1_false("{\"boolean\":true}"));
+    ASSERT_TRUE(!xlate_gen1_false(""));   /* rename2 in the hadoop dialect: 200, empty body */
+    ASSERT_TRUE(!xlate_gen1_false(NULL));
+    ASSERT_TRUE(!xlate_gen1_false("not json"));
+
+    whreq_param ps[] = {{"op", "CREATE"}, {"doas", "bob"}, {"user.name", "al ice&x=1"}, {"overwrite", "true"},
+                        {"delegation", "TOK+/="}};
+    dbuf b;
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(xlate_gen1_query("GETFILESTATUS", ps, 5, NULL, &b), 0);
+    ASSERT_EQ_STR(b.data, "op=GETFILESTATUS&user.name=al%20ice%26x%3D1&doas=bob&delegation=TOK%2B%2F%3D");
+    dbuf_reset(&b);
+    ASSERT_EQ_INT(xlate_gen1_query("OPEN", ps + 3, 1, "offset=0", &b), 0);
+    ASSERT_EQ_STR(b.data, "op=OPEN&offset=0");
+    dbuf_free(&b);
+}
+
+TEST(meta_from_gen1)
+{
+    xlate_meta m = {0};
+    xlate_err e;
+    const char *fs = "{\"FileStatus\":{\"accessTime\":1,\"aclBit\":\"true\",\"blockSize\":268435456,\"group\":\"eng\","
+                     "\"length\":0,\"modificationTime\":2,\"owner\":\"alice\",\"pathSuffix\":\"\","
+                     "\"permission\":\"1770\",\"replication\":0,\"type\":\"DIRECTORY\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs, strlen(fs), &m, &e), 0);
+    ASSERT_EQ_STR(m.owner, "alice");
+    ASSERT_EQ_STR(m.group, "eng");
+    ASSERT_EQ_INT(m.mode, 01770);
+    ASSERT_TRUE(m.is_dir && m.acl_bit);
+    const char *as = "{\"AclStatus\":{\"entries\":[\"user:bob:r-x\",\"group::r--\",\"default:user::rwx\","
+                     "\"default:group::r-x\",\"default:mask::r-x\",\"default:other::---\",\"default:user:bob:rwx\"],"
+                     "\"group\":\"eng\",\"owner\":\"alice\",\"permission\":\"770\",\"stickyBit\":true}}";
+    ASSERT_EQ_INT(xlate_meta_from_aclstatus(as, strlen(as), &m, &e), 0);
+    ASSERT_EQ_STR(m.acl, "user::rwx,user:bob:r-x,group::r--,mask::rwx,other::---,default:user::rwx,"
+                         "default:user:bob:rwx,default:group::r-x,default:mask::r-x,default:other::---");
+    ASSERT_EQ_INT(m.mode, 01770);
+    xlate_g2req r[2] = {{0}};
+    int n = 0;
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_REQ(&r[0], "PATCH", "action=setAccessControl",
+               "x-ms-owner: alice|x-ms-group: eng|x-ms-acl: user::rwx,user:bob:r-x,group::r--,mask::rwx,other::---,"
+               "default:user::rwx,default:user:bob:rwx,default:group::r-x,default:mask::r-x,default:other::---");
+    ASSERT_REQ(&r[1], "PATCH", "action=setAccessControl", "x-ms-permissions: 1770");
+
+    /* No ACL: the minimal x-ms-acl from the mode (clears whatever Gen2 inherited), one request. */
+    const char *fs2 = "{\"FileStatus\":{\"aclBit\":false,\"group\":\"g\",\"owner\":\"o\",\"permission\":\"640\","
+                      "\"type\":\"FILE\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs2, strlen(fs2), &m, &e), 0);
+    ASSERT_TRUE(!m.acl && !m.acl_bit && !m.is_dir);
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 1);
+    ASSERT_REQ(&r[0], "PATCH", "action=setAccessControl",
+               "x-ms-owner: o|x-ms-group: g|x-ms-acl: user::rw-,group::r--,other::---");
+
+    /* Only default entries (a directory): group:: comes from the mode, no access mask. */
+    const char *fs3 = "{\"FileStatus\":{\"aclBit\":true,\"group\":\"g\",\"owner\":\"o\",\"permission\":\"750\","
+                      "\"type\":\"DIRECTORY\"}}";
+    const char *as3 = "{\"AclStatus\":{\"entries\":[\"default:user::rwx\",\"default:group::r-x\","
+                      "\"default:other::---\"],\"group\":\"g\",\"owner\":\"o\",\"permission\":\"750\","
+                      "\"stickyBit\":false}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs3, strlen(fs3), &m, &e), 0);
+    ASSERT_EQ_INT(xlate_meta_from_aclstatus(as3, strlen(as3), &m, &e), 0);
+    ASSERT_EQ_STR(m.acl, "user::rwx,group::r-x,other::---,default:user::rwx,default:group::r-x,default:other::---");
+
+    ASSERT_EQ_INT(xlate_meta_from_filestatus("{\"RemoteException\":{}}", 22, &m, &e), -1);
+    ASSERT_EQ_INT(xlate_meta_from_filestatus("{\"FileStatus\":{\"permission\":\"rwx\"}}", 35, &m, &e), -1);
+    xlate_g2req_free(&r[0]);
+    xlate_g2req_free(&r[1]);
+    xlate_meta_free(&m);
+}
+
+TEST(concat_sources)
+{
+    xlate_paths p;
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_CONCAT, "/a/x,a/y//", NULL, 0, &p, &e), 0);
+    ASSERT_EQ_INT(p.n, 2);
+    ASSERT_EQ_STR(p.v[0], "/a/x");
+    ASSERT_EQ_STR(p.v[1], "/a/y");
+    char *d = xlate_concat_source_dir(&p, "/t/target");
+    ASSERT_EQ_STR(d, "/a");
+    free(d);
+    ASSERT_TRUE(xlate_concat_source_dir(&p, "/a/target") == NULL); /* holds the target */
+    xlate_paths_free(&p);
+
+    const char *body = " {\"sources\":[\"/s/1\",\"/s/2\",\"/s/3\"]}";
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_MSCONCAT, NULL, body, strlen(body), &p, &e), 0);
+    ASSERT_EQ_INT(p.n, 3);
+    ASSERT_EQ_STR(p.v[2], "/s/3");
+    xlate_paths_free(&p);
+    const char *form = "sources=%2Fs%2F1,/t/2\r\n";
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_MSCONCAT, NULL, form, strlen(form), &p, &e), 0);
+    ASSERT_EQ_INT(p.n, 2);
+    ASSERT_EQ_STR(p.v[0], "/s/1");
+    ASSERT_TRUE(xlate_concat_source_dir(&p, "/x") == NULL); /* spread over two directories */
+    xlate_paths_free(&p);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_MSCONCAT, "/p/1", NULL, 0, &p, &e), 0); /* param form */
+    ASSERT_EQ_INT(p.n, 1);
+    d = xlate_concat_source_dir(&p, "/x");
+    ASSERT_EQ_STR(d, "/p");
+    free(d);
+    xlate_paths_free(&p);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_CONCAT, "/top1,/top2", NULL, 0, &p, &e), 0);
+    ASSERT_TRUE(xlate_concat_source_dir(&p, "/x") == NULL); /* never the root */
+    xlate_paths_free(&p);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_CONCAT, "/a/../b", NULL, 0, &p, &e), -1);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_CONCAT, "/a,,/b", NULL, 0, &p, &e), -1);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_CONCAT, NULL, NULL, 0, &p, &e), -1);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_MSCONCAT, NULL, "{\"sources\":[1]}", 15, &p, &e), -1);
+    ASSERT_EQ_INT(xlate_concat_sources(WH_OP_MSCONCAT, NULL, "{}", 2, &p, &e), -1);
+}
+
+TEST(path_relations)
+{
+    ASSERT_TRUE(xlate_path_related("/a", "/a"));
+    ASSERT_TRUE(xlate_path_related("/a", "/a/b/c"));
+    ASSERT_TRUE(xlate_path_related("/a/b/c", "/a"));
+    ASSERT_TRUE(xlate_path_related("/", "/x"));
+    ASSERT_TRUE(xlate_path_related("/x", "/"));
+    ASSERT_TRUE(!xlate_path_related("/a", "/ab"));
+    ASSERT_TRUE(!xlate_path_related("/ab/c", "/a"));
+    ASSERT_TRUE(!xlate_path_related("/a/b", "/a/c"));
+}
+
+TEST(retry_classification)
+{
+    ASSERT_TRUE(xlate_retryable(true, 0));
+    ASSERT_TRUE(xlate_retryable(false, 408));
+    ASSERT_TRUE(xlate_retryable(false, 429));
+    ASSERT_TRUE(xlate_retryable(false, 500));
+    ASSERT_TRUE(xlate_retryable(false, 503));
+    ASSERT_TRUE(!xlate_retryable(false, 501));
+    ASSERT_TRUE(!xlate_retryable(false, 505));
+    ASSERT_TRUE(!xlate_retryable(false, 404));
+    ASSERT_TRUE(!xlate_retryable(false, 409));
+    ASSERT_TRUE(!xlate_retryable(false, 412));
+    ASSERT_TRUE(!xlate_retryable(false, 200));
+    ASSERT_EQ_INT(xlate_retry_after_ms("5", 0), 5000);
+    ASSERT_EQ_INT(xlate_retry_after_ms("0", 0), 0);
+    ASSERT_EQ_INT(xlate_retry_after_ms("Wed, 22 Feb 2023 02:41:28 GMT", 1677033685000), 3000);
+    ASSERT_EQ_INT(xlate_retry_after_ms("Wed, 22 Feb 2023 02:41:28 GMT", 1677033699000), 0);
+    ASSERT_EQ_INT(xlate_retry_after_ms("soon", 0), -1);
+    ASSERT_EQ_INT(xlate_retry_after_ms("-3", 0), -1);
+    ASSERT_EQ_INT(xlate_retry_after_ms(" 3", 0), -1);
+    ASSERT_EQ_INT(xlate_retry_after_ms("+3", 0), -1);
+    ASSERT_EQ_INT(xlate_retry_after_ms(NULL, 0), -1);
+}
+
+TEST(permission_conversions)
+{
+    char o[8];
+    bool acl = true;
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_perm_to_octal("rwxr-x---", o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "750");
+    ASSERT_TRUE(!acl);
+    ASSERT_EQ_INT(xlate_perm_to_octal("rwxr-x--T+", o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "1750");
+    ASSERT_TRUE(acl);
+    ASSERT_EQ_INT(xlate_perm_to_octal("rwxrwxrwt", o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "1777");
+    ASSERT_EQ_INT(xlate_perm_to_octal("---------", o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "0");
+    ASSERT_EQ_INT(xlate_perm_to_octal("0640", o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "640");
+    ASSERT_EQ_INT(xlate_perm_to_octal("rwxr-x-", o, &acl, &e), -1);
+    ASSERT_EQ_INT(xlate_perm_to_octal("rwxr-x--q", o, &acl, &e), -1);
+    ASSERT_EQ_INT(xlate_perm_to_octal("", o, &acl, &e), -1);
+    /* Round trip: Gen1 octal → Gen2 header → Gen1 octal. */
+    xlate_g2req r = {0};
+    ASSERT_EQ_INT(xlate_setpermission("1751", &r, &e), 0);
+    ASSERT_EQ_INT(xlate_perm_to_octal(r.headers[0] + strlen("x-ms-permissions: "), o, &acl, &e), 0);
+    ASSERT_EQ_STR(o, "1751");
+    xlate_g2req_free(&r);
+}
+
+TEST(aclstatus_from_gen2)
+{
+    dbuf b;
+    dbuf_init(&b, 1 << 16);
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_aclstatus_json("user::rwx,user:bob:r-x,group::r--,mask::r-x,other::---,default:user::rwx,"
+                                       "default:group::r-x,default:other::---",
+                                       "rwxr-x---+", "alice", "eng", &b, &e),
+                  0);
+    ASSERT_EQ_STR(b.data, "{\"AclStatus\":{\"entries\":[\"user:bob:r-x\",\"group::r--\",\"default:user::rwx\","
+                          "\"default:group::r-x\",\"default:other::---\"],\"group\":\"eng\",\"owner\":\"alice\","
+                          "\"permission\":\"750\",\"stickyBit\":false}}");
+    dbuf_reset(&b);
+    ASSERT_EQ_INT(xlate_aclstatus_json("user::rwx,group::r-x,other::---", "rwxr-x--T", "$superuser", "$superuser",
+                                       &b, &e),
+                  0);
+    ASSERT_EQ_STR(b.data, "{\"AclStatus\":{\"entries\":[],\"group\":\"$superuser\",\"owner\":\"$superuser\","
+                          "\"permission\":\"1750\",\"stickyBit\":true}}");
+    dbuf_reset(&b);
+    ASSERT_EQ_INT(xlate_aclstatus_json("user::rwx,bogus", "rwxr-x---", "a", "b", &b, &e), -1);
+    dbuf_free(&b);
+}
+
+TEST(filestatus_from_gen2)
+{
+    const char *live = "{\"contentLength\":\"0\",\"creationTime\":\"133215072889667419\",\"etag\":\"0x8DB147E4CC7FF5B\","
+                       "\"expiryTime\":\"0\",\"group\":\"$superuser\",\"isDirectory\":\"true\","
+                       "\"lastModified\":\"Wed, 22 Feb 2023 02:41:28 GMT\",\"name\":\"dir/sub\",\"owner\":\"$superuser\","
+                       "\"permissions\":\"rwxr-x---\"}";
+    json_error_t je;
+    json_t *j = json_loads(live, 0, &je);
+    ASSERT_TRUE(j != NULL);
+    xlate_filestatus fs;
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_filestatus_from_list(j, &fs, &e), 0);
+    json_decref(j);
+    ASSERT_EQ_STR(fs.name, "dir/sub");
+    ASSERT_TRUE(fs.is_dir && !fs.acl_bit);
+    ASSERT_EQ_INT(fs.mtime_ms, 1677033688000);
+    ASSERT_EQ_STR(fs.permission, "750");
+    dbuf b;
+    dbuf_init(&b, 1 << 16);
+    ASSERT_EQ_INT(xlate_filestatus_json(&fs, "sub", &b), 0);
+    ASSERT_EQ_STR(b.data, "{\"accessTime\":0,\"aclBit\":false,\"blockSize\":0,\"group\":\"$superuser\",\"length\":0,"
+                          "\"modificationTime\":1677033688000,\"owner\":\"$superuser\",\"pathSuffix\":\"sub\","
+                          "\"permission\":\"750\",\"replication\":0,\"type\":\"DIRECTORY\"}");
+    /* A file: no isDirectory, contentLength as a number, ACL marker. */
+    j = json_loads("{\"name\":\"f\",\"contentLength\":42,\"permissions\":\"rw-r-----+\",\"owner\":\"o\",\"group\":\"g\"}",
+                   0, &je);
+    ASSERT_EQ_INT(xlate_filestatus_from_list(j, &fs, &e), 0);
+    json_decref(j);
+    ASSERT_TRUE(!fs.is_dir && fs.acl_bit);
+    ASSERT_EQ_INT(fs.length, 42);
+    ASSERT_EQ_STR(fs.permission, "640");
+    j = json_loads("{\"name\":\"f\",\"contentLength\":\"4x\"}", 0, &je);
+    ASSERT_EQ_INT(xlate_filestatus_from_list(j, &fs, &e), -1);
+    json_decref(j);
+
+    ASSERT_EQ_INT(xlate_filestatus_from_head("11", "file", "Thu, 01 Jan 1970 00:00:01 GMT", "alice", "eng",
+                                             "rw-r--r--", &fs, &e),
+                  0);
+    dbuf_reset(&b);
+    ASSERT_EQ_INT(xlate_filestatus_json(&fs, "", &b), 0);
+    ASSERT_EQ_STR(b.data, "{\"accessTime\":0,\"aclBit\":false,\"blockSize\":268435456,\"group\":\"eng\",\"length\":11,"
+                          "\"modificationTime\":1000,\"owner\":\"alice\",\"pathSuffix\":\"\",\"permission\":\"644\","
+                          "\"replication\":1,\"type\":\"FILE\"}");
+    ASSERT_EQ_INT(xlate_filestatus_from_head("x", "file", NULL, NULL, NULL, NULL, &fs, &e), -1);
+    dbuf_free(&b);
+}
+
+TESTS(T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
+      T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
+      T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
+      T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification), T(permission_conversions),
+      T(aclstatus_from_gen2), T(filestatus_from_gen2))
