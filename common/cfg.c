@@ -7,11 +7,11 @@
  * keys (auth mode, path-style default, listen addresses). The first error stops the load and names
  * the full key path. Secrets are never copied into a message; jansson's "near '...'" snippets are cut
  * from syntax errors because they may quote one; the file buffer and every string of the document
- * are wiped before they are freed.
+ * are wiped before they are freed. The syntax of single values (host:port, endpoints, sizes, paths,
+ * names, "did you mean") is in cfg_syntax.c, behind the internal header cfg_int.h.
  */
 #include "cfg.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -20,18 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "b64.h"
+#include "cfg_int.h"
 
 #define CFG_MAX_FILE (1u << 20)   /* a config file is small; refuse anything bigger */
 #define CFG_MAX_SECRET 8192       /* SAS tokens are the longest secrets, a few hundred bytes */
-#define KIB 1024ull
-#define MIB (1024ull * KIB)
-#define GIB (1024ull * MIB)
-#define TIB (1024ull * GIB)
 
 typedef enum opt_kind {
     K_HOSTPORT, /* cfg_hostport from "host:port"; min/max bound the port */
@@ -72,23 +68,12 @@ typedef struct pctx {
     const char *basedir; /* directory of the config file, NULL for cfg_load_text */
 } pctx;
 
-typedef struct url_parts {
-    bool https;
-    bool has_port;
-    cfg_hostport hp;
-    const char *path; /* after the authority, in the input */
-} url_parts;
-
 static const char *const phase_names[] = {"gen1-primary", "gen2-primary", "gen2-only", NULL};
 static const char *const dialect_names[] = {"adls", "hadoop", NULL};
 static const char *const auth_names[] = {"shared_key", "sas", "client_credentials", "managed_identity", NULL};
 static const char *const unmapped_names[] = {"skip", "reject", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const mapping_keys[] = {"gen1_prefix", "filesystem", "prefix", NULL};
-
-static int check_account(const char *v, char *msg, size_t msglen);
-static int check_version(const char *v, char *msg, size_t msglen);
-static int check_nonempty(const char *v, char *msg, size_t msglen);
 
 #define FLD(f) offsetof(dp_config, f), sizeof(((dp_config *)0)->f)
 
@@ -114,8 +99,8 @@ static const cfg_opt cfg_opts[] = {
     {"gen1.timeout_ms", K_UINT, FLD(gen1_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
     {"gen2.endpoint", K_URL, FLD(gen2_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen2.path_style", K_BOOL, FLD(gen2_path_style), 0, 0, NULL, F_DERIVED, NULL, NULL},
-    {"gen2.account", K_STRING, FLD(gen2_account), 0, 0, NULL, F_REQUIRED, NULL, check_account},
-    {"gen2.version", K_STRING, FLD(gen2_version), 0, 0, "\"2021-06-08\"", 0, NULL, check_version},
+    {"gen2.account", K_STRING, FLD(gen2_account), 0, 0, NULL, F_REQUIRED, NULL, cfg__check_account},
+    {"gen2.version", K_STRING, FLD(gen2_version), 0, 0, "\"2021-06-08\"", 0, NULL, cfg__check_version},
     {"gen2.connect_timeout_ms", K_UINT, FLD(gen2_connect_timeout_ms), 1, 600000, "5000", 0, NULL, NULL},
     {"gen2.timeout_ms", K_UINT, FLD(gen2_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
     {"gen2.unmapped", K_ENUM, FLD(unmapped), 0, 0, "\"skip\"", 0, unmapped_names, NULL},
@@ -129,7 +114,7 @@ static const cfg_opt cfg_opts[] = {
     {"gen2.auth.authority", K_URL, FLD(oauth_authority), 0, 0, "\"https://login.microsoftonline.com\"",
      F_URL_PATH, NULL, NULL},
     {"gen2.auth.resource", K_STRING, FLD(oauth_resource), 0, 0, "\"https://storage.azure.com/\"", 0, NULL,
-     check_nonempty},
+     cfg__check_nonempty},
     {"gen2.auth.imds_endpoint", K_URL, FLD(imds_endpoint), 0, 0,
      "\"http://169.254.169.254/metadata/identity/oauth2/token\"", F_URL_PATH, NULL, NULL},
     {"gen2.auth.refresh_margin_s", K_UINT, FLD(token_refresh_margin_s), 0, 3600, "300", 0, NULL, NULL},
@@ -197,47 +182,7 @@ static const char *leaf(const char *key)
     return d ? d + 1 : key;
 }
 
-/* Optimal string alignment distance (edits and adjacent transpositions), for "did you mean". */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63) return 99;
-    unsigned char d[64][64]; /* distances fit: both strings are shorter than 64 */
-    for (size_t i = 0; i <= la; i++) d[i][0] = (unsigned char)i;
-    for (size_t j = 0; j <= lb; j++) d[0][j] = (unsigned char)j;
-    for (size_t i = 1; i <= la; i++) {
-        for (size_t j = 1; j <= lb; j++) {
-            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            unsigned best = d[i - 1][j] + 1u;
-            if (d[i][j - 1] + 1u < best) best = d[i][j - 1] + 1u;
-            if (d[i - 1][j - 1] + cost < best) best = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1u < best)
-                best = d[i - 2][j - 2] + 1u;
-            d[i][j] = (unsigned char)best;
-        }
-    }
-    return d[la][lb];
-}
-
-typedef struct suggest {
-    char best[64];
-    size_t dist;
-} suggest;
-
-static void suggest_try(suggest *s, const char *name, const char *cand, size_t candlen)
-{
-    char c[64];
-    if (candlen >= sizeof c) return;
-    memcpy(c, cand, candlen);
-    c[candlen] = '\0';
-    size_t d = edit_distance(name, c);
-    if (d < s->dist && d <= 2 && d * 2 < candlen) {
-        s->dist = d;
-        memcpy(s->best, c, candlen + 1);
-    }
-}
-
-static int fail_unknown(pctx *p, const char *path, const char *name, suggest *s)
+static int fail_unknown(pctx *p, const char *path, const char *name, cfg__suggest *s)
 {
     if (s->best[0]) return fail(p, path, "unknown key (did you mean %s?)", s->best);
     return fail(p, path, "unknown key");
@@ -246,7 +191,7 @@ static int fail_unknown(pctx *p, const char *path, const char *name, suggest *s)
 /* Unknown member NAME of the table branch PREFIX: suggest the closest child key. */
 static int unknown_key(pctx *p, const char *path, const char *prefix, const char *name)
 {
-    suggest s = {"", 99};
+    cfg__suggest s = {"", 99};
     size_t pl = strlen(prefix);
     for (size_t i = 0; i < NOPTS; i++) {
         const char *k = cfg_opts[i].key;
@@ -255,329 +200,16 @@ static int unknown_key(pctx *p, const char *path, const char *prefix, const char
             k += pl + 1;
         }
         size_t seg = strcspn(k, ".");
-        suggest_try(&s, name, k, seg);
+        cfg__suggest_try(&s, name, k, seg);
         if (cfg_opts[i].kind == K_SECRET && k[seg] == '\0') {
             for (int v = 1; v < 3; v++) {
                 char buf[64];
                 snprintf(buf, sizeof buf, "%s%s", k, secret_suffix[v]);
-                suggest_try(&s, name, buf, strlen(buf));
+                cfg__suggest_try(&s, name, buf, strlen(buf));
             }
         }
     }
     return fail_unknown(p, path, name, &s);
-}
-
-/* ---------------------------------------------------------------- value syntax */
-
-static bool host_ok(const char *h, size_t n)
-{
-    if (n == 0 || n > 253 || h[0] == '-' || h[0] == '.') return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = h[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-              ch == '.' || ch == '_'))
-            return false;
-    }
-    return true;
-}
-
-static int port_parse(const char *s, size_t n, long min, long max, int *out)
-{
-    if (n == 0 || n > 5) return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* "host:port" or "[v6]:port" (the host is stored without brackets). */
-static int hostport_parse(const char *s, long minport, long maxport, cfg_hostport *out, char *msg,
-                          size_t msglen)
-{
-    size_t n = strlen(s);
-    const char *h, *colon;
-    size_t hl;
-    if (n > 0 && s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':') goto bad_form;
-        h = s + 1;
-        hl = (size_t)(rb - h);
-        colon = rb + 1;
-        char a6[64];
-        unsigned char bin[16];
-        if (hl == 0 || hl >= sizeof a6) goto bad_host;
-        memcpy(a6, h, hl);
-        a6[hl] = '\0';
-        if (inet_pton(AF_INET6, a6, bin) != 1) goto bad_host;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon) goto bad_form;
-        h = s;
-        hl = (size_t)(colon - s);
-        if (memchr(h, ':', hl)) {
-            snprintf(msg, msglen, "an IPv6 address goes in brackets: [addr]:port");
-            return -1;
-        }
-        if (!host_ok(h, hl)) goto bad_host;
-    }
-    if (port_parse(colon + 1, strlen(colon + 1), minport, maxport, &out->port) < 0) {
-        snprintf(msg, msglen, "port must be a number from %ld to %ld", minport, maxport);
-        return -1;
-    }
-    memcpy(out->host, h, hl);
-    out->host[hl] = '\0';
-    return 0;
-bad_form:
-    snprintf(msg, msglen, "must be host:port");
-    return -1;
-bad_host:
-    snprintf(msg, msglen, "invalid host in host:port");
-    return -1;
-}
-
-/* http(s)://host[:port][/path]: no user information, query or fragment. */
-static int url_parse(const char *s, bool allow_path, url_parts *u, char *msg, size_t msglen)
-{
-    memset(u, 0, sizeof *u);
-    const char *a;
-    if (strncasecmp(s, "http://", 7) == 0) {
-        a = s + 7;
-    } else if (strncasecmp(s, "https://", 8) == 0) {
-        a = s + 8;
-        u->https = true;
-    } else {
-        snprintf(msg, msglen, "must be an http:// or https:// URL");
-        return -1;
-    }
-    size_t al = strcspn(a, "/?#");
-    if (memchr(a, '@', al)) {
-        snprintf(msg, msglen, "must not contain user information");
-        return -1;
-    }
-    if (strpbrk(a, "?#")) {
-        snprintf(msg, msglen, "must not have a query or fragment");
-        return -1;
-    }
-    if (strpbrk(s, " \t")) {
-        snprintf(msg, msglen, "must not contain spaces");
-        return -1;
-    }
-    const char *hend = a + al, *colon = NULL;
-    const char *h = a;
-    size_t hl;
-    if (al > 0 && a[0] == '[') {
-        const char *rb = memchr(a, ']', al);
-        if (!rb) goto bad_host;
-        h = a + 1;
-        hl = (size_t)(rb - h);
-        char a6[64];
-        unsigned char bin[16];
-        if (hl == 0 || hl >= sizeof a6) goto bad_host;
-        memcpy(a6, h, hl);
-        a6[hl] = '\0';
-        if (inet_pton(AF_INET6, a6, bin) != 1) goto bad_host;
-        if (rb + 1 < hend) {
-            if (rb[1] != ':') goto bad_host;
-            colon = rb + 1;
-        }
-    } else {
-        colon = memchr(a, ':', al);
-        hl = colon ? (size_t)(colon - a) : al;
-        if (!host_ok(h, hl)) goto bad_host;
-    }
-    if (colon) {
-        if (port_parse(colon + 1, (size_t)(hend - colon - 1), 1, 65535, &u->hp.port) < 0) {
-            snprintf(msg, msglen, "port must be a number from 1 to 65535");
-            return -1;
-        }
-        u->has_port = true;
-    } else {
-        u->hp.port = u->https ? 443 : 80;
-    }
-    for (size_t i = 0; i < hl; i++) {
-        char ch = h[i];
-        u->hp.host[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-    }
-    u->hp.host[hl] = '\0';
-    u->path = hend;
-    if (!allow_path && strcmp(hend, "") != 0 && strcmp(hend, "/") != 0) {
-        snprintf(msg, msglen, "must not have a path (scheme://host[:port] only)");
-        return -1;
-    }
-    return 0;
-bad_host:
-    snprintf(msg, msglen, "invalid host");
-    return -1;
-}
-
-/* Normalised text of a parsed URL: lower-case scheme and host, port as given, no trailing '/'. */
-static int url_format(const url_parts *u, char *dst, size_t cap)
-{
-    size_t pl = strlen(u->path);
-    while (pl > 0 && u->path[pl - 1] == '/') pl--;
-    bool v6 = strchr(u->hp.host, ':') != NULL;
-    char port[16] = "";
-    if (u->has_port) snprintf(port, sizeof port, ":%d", u->hp.port);
-    int n = snprintf(dst, cap, "%s://%s%s%s%s%.*s", u->https ? "https" : "http", v6 ? "[" : "", u->hp.host,
-                     v6 ? "]" : "", port, (int)pl, u->path);
-    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
-}
-
-static bool is_ip_or_localhost(const char *host)
-{
-    unsigned char bin[16];
-    return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1 ||
-           strcasecmp(host, "localhost") == 0;
-}
-
-/* Sizes: a non-negative integer, or a string "N", "N B", "N KiB|MiB|GiB|TiB". */
-static int size_parse(const json_t *v, uint64_t *out)
-{
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0) return -1;
-        *out = (uint64_t)i;
-        return 0;
-    }
-    if (!json_is_string(v)) return -1;
-    const char *s = json_string_value(v);
-    if (*s < '0' || *s > '9') return -1;
-    errno = 0;
-    char *end = NULL;
-    unsigned long long n = strtoull(s, &end, 10);
-    if (errno || end == s) return -1;
-    while (*end == ' ') end++;
-    static const struct { const char *unit; uint64_t mult; } units[] = {
-        {"", 1}, {"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {"TiB", TIB}};
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (n > UINT64_MAX / units[i].mult) return -1;
-            *out = (uint64_t)n * units[i].mult;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* dir + "/" + rel, with leading "./" and "../" of rel folded into dir (dir is a realpath, so has
- * no symlinks to make ".." lexical folding wrong). */
-static int path_resolve(const char *basedir, const char *rel, char *dst, size_t cap)
-{
-    if (rel[0] == '/' || !basedir) {
-        int n = snprintf(dst, cap, "%s", rel);
-        return (n < 0 || (size_t)n >= cap) ? -1 : 0;
-    }
-    char dir[PATH_MAX];
-    int n = snprintf(dir, sizeof dir, "%s", basedir);
-    if (n < 0 || (size_t)n >= sizeof dir) return -1;
-    for (;;) {
-        if (strncmp(rel, "./", 2) == 0) {
-            rel += 2;
-        } else if (strcmp(rel, ".") == 0) {
-            rel += 1;
-        } else if (strncmp(rel, "../", 3) == 0 || strcmp(rel, "..") == 0) {
-            char *slash = strrchr(dir, '/');
-            if (slash && slash != dir) {
-                *slash = '\0';
-            } else {
-                dir[0] = '/';
-                dir[1] = '\0';
-            }
-            rel += rel[2] ? 3 : 2;
-        } else {
-            break;
-        }
-        while (*rel == '/') rel++;
-    }
-    bool root = strcmp(dir, "/") == 0;
-    if (*rel == '\0') n = snprintf(dst, cap, "%s", dir);
-    else n = snprintf(dst, cap, "%s%s%s", dir, root ? "" : "/", rel);
-    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
-}
-
-/* ---------------------------------------------------------------- check hooks */
-
-static int check_account(const char *v, char *msg, size_t msglen)
-{
-    size_t n = strlen(v);
-    bool ok = n >= 3 && n <= 24;
-    for (size_t i = 0; ok && i < n; i++) ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9');
-    if (!ok) snprintf(msg, msglen, "must be a storage account name: 3 to 24 lower-case letters and digits");
-    return ok ? 0 : -1;
-}
-
-static int check_version(const char *v, char *msg, size_t msglen)
-{
-    static const char pat[] = "dddd-dd-dd";
-    bool ok = strlen(v) == sizeof pat - 1;
-    for (size_t i = 0; ok && pat[i]; i++) ok = pat[i] == 'd' ? (v[i] >= '0' && v[i] <= '9') : v[i] == pat[i];
-    if (!ok) snprintf(msg, msglen, "must be an x-ms-version date, YYYY-MM-DD");
-    return ok ? 0 : -1;
-}
-
-static int check_nonempty(const char *v, char *msg, size_t msglen)
-{
-    if (v[0]) return 0;
-    snprintf(msg, msglen, "must not be empty");
-    return -1;
-}
-
-/* Azure filesystem (container) names: 3-63 of [a-z0-9-], alphanumeric at both ends, no "--". */
-static int check_filesystem(const char *v, char *msg, size_t msglen)
-{
-    size_t n = strlen(v);
-    bool ok = n >= 3 && n <= 63 && v[0] != '-' && v[n - 1] != '-' && !strstr(v, "--");
-    for (size_t i = 0; ok && i < n; i++) ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-';
-    if (!ok)
-        snprintf(msg, msglen, "must be a filesystem name: 3 to 63 of a-z, 0-9 and '-', starting and ending "
-                              "with a letter or digit, no \"--\"");
-    return ok ? 0 : -1;
-}
-
-/* Segments of a '/'-separated path: none empty, ".", or "..". */
-static bool segments_ok(const char *s)
-{
-    while (*s) {
-        size_t n = strcspn(s, "/");
-        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) return false;
-        s += n;
-        if (*s == '/') {
-            s++;
-            if (*s == '\0') return false;
-        }
-    }
-    return true;
-}
-
-static int check_gen1_prefix(const char *v, char *msg, size_t msglen)
-{
-    if (v[0] != '/') {
-        snprintf(msg, msglen, "must be an absolute path (start with '/')");
-        return -1;
-    }
-    if (strcmp(v, "/") != 0 && !segments_ok(v + 1)) {
-        snprintf(msg, msglen, "must be a normalised path: no trailing '/', no empty, '.' or '..' segments");
-        return -1;
-    }
-    return 0;
-}
-
-static int check_prefix(const char *v, char *msg, size_t msglen)
-{
-    if (v[0] == '\0') return 0;
-    if (v[0] == '/' || v[strlen(v) - 1] == '/') {
-        snprintf(msg, msglen, "must not start or end with '/' (\"\" is the filesystem root)");
-        return -1;
-    }
-    if (!segments_ok(v)) {
-        snprintf(msg, msglen, "must not contain empty, '.' or '..' segments");
-        return -1;
-    }
-    return 0;
 }
 
 /* ---------------------------------------------------------------- kinds */
@@ -612,10 +244,10 @@ static int set_url(pctx *p, const cfg_opt *o, const char *path, const json_t *v)
         dst[0] = '\0';
         return 0;
     }
-    url_parts u;
+    cfg__url_parts u;
     char msg[256];
-    if (url_parse(s, o->flags & F_URL_PATH, &u, msg, sizeof msg) < 0) return fail(p, path, "%s", msg);
-    if (url_format(&u, dst, o->size) < 0) return fail(p, path, "too long (at most %zu bytes)", o->size - 1);
+    if (cfg__url_parse(s, o->flags & F_URL_PATH, &u, msg, sizeof msg) < 0) return fail(p, path, "%s", msg);
+    if (cfg__url_format(&u, dst, o->size) < 0) return fail(p, path, "too long (at most %zu bytes)", o->size - 1);
     return 0;
 }
 
@@ -641,7 +273,7 @@ static int set_number(pctx *p, const cfg_opt *o, const char *path, const json_t 
 {
     uint64_t n;
     if (o->kind == K_SIZE) {
-        if (size_parse(v, &n) < 0)
+        if (cfg__size_parse(v, &n) < 0)
             return fail(p, path, "must be a byte count: an integer or a string like \"16 MiB\" (KiB, MiB, GiB, TiB)");
     } else {
         if (!json_is_integer(v)) return fail(p, path, "must be an integer");
@@ -662,7 +294,7 @@ static int set_path(pctx *p, const cfg_opt *o, const char *path, const json_t *v
     const char *s;
     if (get_string(p, path, v, o->size, &s) < 0) return -1;
     if (!s[0]) return fail(p, path, "must not be empty");
-    if (path_resolve(p->basedir, s, field(p->c, o), o->size) < 0)
+    if (cfg__path_resolve(p->basedir, s, field(p->c, o), o->size) < 0)
         return fail(p, path, "too long once resolved (at most %zu bytes)", o->size - 1);
     return 0;
 }
@@ -718,18 +350,6 @@ out:
     return rc;
 }
 
-static bool env_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 255 || (s[0] >= '0' && s[0] <= '9')) return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* variant 0: inline value, 1: "_env" names a variable, 2: "_file" names a file. */
 static int set_secret(pctx *p, const cfg_opt *o, int variant, const char *path, const json_t *v)
 {
@@ -750,7 +370,7 @@ static int set_secret(pctx *p, const cfg_opt *o, int variant, const char *path, 
         return 0;
     }
     if (variant == 1) {
-        if (!env_name_ok(str)) return fail(p, path, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+        if (!cfg__env_name_ok(str)) return fail(p, path, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
         const char *e = getenv(str);
         if (!e) return fail(p, path, "environment variable %s is not set", str);
         size_t el = strlen(e);
@@ -766,7 +386,7 @@ static int set_secret(pctx *p, const cfg_opt *o, int variant, const char *path, 
     char file[300];
     if (n == 0) return fail(p, path, "must not be empty");
     if (has_ctl(str, n)) return fail(p, path, "must not contain control characters");
-    if (path_resolve(p->basedir, str, file, sizeof file) < 0)
+    if (cfg__path_resolve(p->basedir, str, file, sizeof file) < 0)
         return fail(p, path, "file name too long (at most %zu bytes)", sizeof file - 1);
     if (read_secret_file(p, path, file, &s->value) < 0) return -1;
     snprintf(s->source, sizeof s->source, "file %s", file);
@@ -788,11 +408,11 @@ static int set_rewrites(pctx *p, const char *path, const json_t *v)
         if (c->gen1_nrewrites >= CFG_MAX_REWRITES) return fail(p, path, "at most %d rewrites", CFG_MAX_REWRITES);
         cfg_rewrite *rw = &c->gen1_rewrites[c->gen1_nrewrites];
         cfg_hostport hp;
-        if (strlen(k) >= sizeof rw->from || hostport_parse(k, 1, 65535, &hp, msg, sizeof msg) < 0)
+        if (strlen(k) >= sizeof rw->from || cfg__hostport_parse(k, 1, 65535, &hp, msg, sizeof msg) < 0)
             return fail(p, ep, "the key must be the data node's host:port (port 1 to 65535)");
         const char *ts;
         if (get_string(p, ep, to, sizeof rw->to, &ts) < 0) return -1;
-        if (hostport_parse(ts, 1, 65535, &hp, msg, sizeof msg) < 0) return fail(p, ep, "%s", msg);
+        if (cfg__hostport_parse(ts, 1, 65535, &hp, msg, sizeof msg) < 0) return fail(p, ep, "%s", msg);
         memcpy(rw->from, k, strlen(k) + 1);
         memcpy(rw->to, ts, strlen(ts) + 1);
         c->gen1_nrewrites++;
@@ -812,17 +432,17 @@ static int set_mapping(pctx *p, const char *path, const json_t *v, cfg_mapping *
         join_path(ep, sizeof ep, path, k);
         int rc;
         if (strcmp(k, "gen1_prefix") == 0) {
-            rc = set_string(p, ep, mv, m->gen1_prefix, sizeof m->gen1_prefix, check_gen1_prefix);
+            rc = set_string(p, ep, mv, m->gen1_prefix, sizeof m->gen1_prefix, cfg__check_gen1_prefix);
             have[0] = true;
         } else if (strcmp(k, "filesystem") == 0) {
-            rc = set_string(p, ep, mv, m->filesystem, sizeof m->filesystem, check_filesystem);
+            rc = set_string(p, ep, mv, m->filesystem, sizeof m->filesystem, cfg__check_filesystem);
             have[1] = true;
         } else if (strcmp(k, "prefix") == 0) {
-            rc = set_string(p, ep, mv, m->prefix, sizeof m->prefix, check_prefix);
+            rc = set_string(p, ep, mv, m->prefix, sizeof m->prefix, cfg__check_prefix);
             have[2] = true;
         } else {
-            suggest s = {"", 99};
-            for (int i = 0; mapping_keys[i]; i++) suggest_try(&s, k, mapping_keys[i], strlen(mapping_keys[i]));
+            cfg__suggest s = {"", 99};
+            for (int i = 0; mapping_keys[i]; i++) cfg__suggest_try(&s, k, mapping_keys[i], strlen(mapping_keys[i]));
             rc = fail_unknown(p, ep, k, &s);
         }
         if (rc < 0) return -1;
@@ -869,7 +489,7 @@ static int apply(pctx *p, const cfg_opt *o, int variant, const char *path, const
         const char *s;
         char msg[256];
         if (get_string(p, path, v, 300, &s) < 0) return -1;
-        if (hostport_parse(s, (long)o->min, (long)o->max, field(c, o), msg, sizeof msg) < 0)
+        if (cfg__hostport_parse(s, (long)o->min, (long)o->max, field(c, o), msg, sizeof msg) < 0)
             return fail(p, path, "%s", msg);
         return 0;
     }
@@ -956,19 +576,19 @@ static int finish(pctx *p)
         if ((cfg_opts[i].flags & F_REQUIRED) && !c->cfg_given[i])
             return fail(p, cfg_opts[i].key, "required key is missing");
 
-    url_parts u;
+    cfg__url_parts u;
     char msg[256];
-    if (url_parse(c->gen1_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen1.endpoint", "%s", msg);
+    if (cfg__url_parse(c->gen1_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen1.endpoint", "%s", msg);
     c->gen1_addr = u.hp;
     c->gen1_https = u.https;
-    if (url_parse(c->gen2_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen2.endpoint", "%s", msg);
+    if (cfg__url_parse(c->gen2_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen2.endpoint", "%s", msg);
     c->gen2_addr = u.hp;
     c->gen2_https = u.https;
 
     int ps = -1;
     for (size_t i = 0; i < NOPTS; i++)
         if (cfg_opts[i].flags & F_DERIVED) ps = (int)i;
-    if (ps >= 0 && !c->cfg_given[ps]) c->gen2_path_style = is_ip_or_localhost(c->gen2_addr.host);
+    if (ps >= 0 && !c->cfg_given[ps]) c->gen2_path_style = cfg__is_ip_or_localhost(c->gen2_addr.host);
 
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)

@@ -5,7 +5,7 @@
  * call made before the first token arrives is parked in gen2auth and sent from its completion; a 401
  * parks the call once more, asking for a token newer than the one refused, and the call is re-sent
  * once (the body comes again from memory or from the fd range, so this is safe). If no token can be
- * had, the caller gets the original 401, or HTTPC_E_CONNECT with the reason when nothing was sent.
+ * had, the caller gets the original 401, or HTTPC_E_AUTH with the reason when nothing was sent.
  */
 #include "gen2client.h"
 
@@ -276,7 +276,7 @@ static void on_ready(void *ud, bool ok, const char *why)
 {
     g2call *k = ud;
     if (!ok) {
-        deliver_failure(k, HTTPC_E_CONNECT, why);
+        deliver_failure(k, HTTPC_E_AUTH, why);
         return;
     }
     httpc_resp *held = k->held;
@@ -291,7 +291,7 @@ static void on_ready(void *ud, bool ok, const char *why)
         return;
     }
     k->held = held;
-    deliver_failure(k, rc == -2 ? HTTPC_E_CANCELLED : HTTPC_E_CONNECT, err);
+    deliver_failure(k, rc == -2 ? HTTPC_E_CANCELLED : HTTPC_E_AUTH, err); /* -1: cannot be authenticated */
 }
 
 static void on_http_done(void *ud, httpc_resp *resp)

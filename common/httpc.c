@@ -82,6 +82,7 @@ const char *httpc_result_str(httpc_result r)
     case HTTPC_E_BODY: return "body i/o failed";
     case HTTPC_E_CANCELLED: return "cancelled";
     case HTTPC_E_NOMEM: return "out of memory";
+    case HTTPC_E_AUTH: return "authentication failed";
     }
     return "unknown";
 }

@@ -36,7 +36,8 @@ typedef enum httpc_result {
     HTTPC_E_TOO_BIG,       /* response body over the memory limit */
     HTTPC_E_BODY,          /* reading the request body (fd) or writing the response body (fd) failed */
     HTTPC_E_CANCELLED,     /* engine shut down before completion */
-    HTTPC_E_NOMEM
+    HTTPC_E_NOMEM,
+    HTTPC_E_AUTH           /* no request was sent: no credential could be had (gen2client: token fetch failed) */
 } httpc_result;
 
 const char *httpc_result_str(httpc_result r);

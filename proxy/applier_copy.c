@@ -1,0 +1,448 @@
+/*
+ * applier_copy: the applier's copying from Gen1 to Gen2 (applier_int.h). Metadata copies (owner,
+ * group, permission, ACL read from Gen1 with the writer's identity, written with setAccessControl),
+ * the probe for ancestors Gen2 lacks (so their metadata is copied too), the data step (a byte range of
+ * a spool file sent as append chunks and a flush), and the re-copies of CONCAT, MSCONCAT and
+ * CONCURRENTAPPEND (stream Gen1's OPEN into a spool file, create/append/flush it on Gen2, copy its
+ * metadata, delete the sources). Each function is one step of an operation's state machine.
+ */
+#include "applier_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *parent_path(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    if (!s || s == p) return strdup("/");
+    return strndup(p, (size_t)(s - p));
+}
+
+/* ================================================================ metadata copy (Gen1 → Gen2) */
+
+static void meta_next(aop *op);
+
+static void h_meta_set(aop *op, httpc_resp *r)
+{
+    ap_node *n = &op->meta[op->meta_i];
+    if (r->result != HTTPC_OK || r->status != 200) {
+        char what[300];
+        ap_resp_what(op, r, what, sizeof what);
+        ap_op_note(op, "metadata of %s not copied: %s on setAccessControl", n->g1, what);
+        op->meta_i++;
+        meta_next(op);
+        return;
+    }
+    if (++op->mreq_i < op->nmreq) {
+        xlate_g2req_free(&op->rq);
+        op->rq = op->mreq[op->mreq_i];
+        memset(&op->mreq[op->mreq_i], 0, sizeof op->mreq[op->mreq_i]);
+        ap_g2_simple(op, ap_meta_target(n->g2), h_meta_set);
+        return;
+    }
+    op->meta_i++;
+    meta_next(op);
+}
+
+static void meta_apply(aop *op)
+{
+    ap_node *n = &op->meta[op->meta_i];
+    xlate_err e;
+    if (xlate_meta_requests(&op->m, op->mreq, &op->nmreq, &e) != 0) {
+        ap_op_note(op, "metadata of %s not copied: %s", n->g1, e.message);
+        op->meta_i++;
+        meta_next(op);
+        return;
+    }
+    op->mreq_i = 0;
+    xlate_g2req_free(&op->rq);
+    op->rq = op->mreq[0];
+    memset(&op->mreq[0], 0, sizeof op->mreq[0]);
+    ap_g2_simple(op, ap_meta_target(n->g2), h_meta_set);
+}
+
+static void h_meta_acl(aop *op, httpc_resp *r)
+{
+    ap_node *n = &op->meta[op->meta_i];
+    xlate_err e;
+    if (r->result != HTTPC_OK || r->status != 200) {
+        char what[300];
+        ap_resp_what(op, r, what, sizeof what);
+        ap_op_note(op, "ACL of %s not copied: %s on GETACLSTATUS", n->g1, what);
+    } else if (xlate_meta_from_aclstatus(r->body.data, r->body.len, &op->m, &e) != 0) {
+        ap_op_note(op, "ACL of %s not copied: %s", n->g1, e.message);
+    }
+    meta_apply(op);
+}
+
+static void h_meta_status(aop *op, httpc_resp *r)
+{
+    ap_node *n = &op->meta[op->meta_i];
+    xlate_err e;
+    if (r->result == HTTPC_OK && r->status == 404) {
+        /* Gone on Gen1 since (a later write removed or moved it): that write finishes the job. */
+        ap_marks_add(op->a, n->g1);
+        op->meta_i++;
+        meta_next(op);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        char what[300];
+        ap_resp_what(op, r, what, sizeof what);
+        ap_op_note(op, "metadata of %s not copied: %s on GETFILESTATUS", n->g1, what);
+        op->meta_i++;
+        meta_next(op);
+        return;
+    }
+    if (xlate_meta_from_filestatus(r->body.data, r->body.len, &op->m, &e) != 0) {
+        ap_op_note(op, "metadata of %s not copied: %s", n->g1, e.message);
+        op->meta_i++;
+        meta_next(op);
+        return;
+    }
+    if (op->m.acl_bit) {
+        ap_g1_get(op, n->g1, "GETACLSTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_acl);
+        return;
+    }
+    meta_apply(op);
+}
+
+static void meta_next(aop *op)
+{
+    if (op->meta_i >= op->nmeta) {
+        op->after_meta(op);
+        return;
+    }
+    ap_g1_get(op, op->meta[op->meta_i].g1, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_status);
+}
+
+int ap_meta_add(aop *op, const char *g1, const char *g2)
+{
+    ap_node *nv = realloc(op->meta, sizeof *nv * (size_t)(op->nmeta + 1));
+    if (!nv) return -1;
+    op->meta = nv;
+    nv[op->nmeta].g1 = strdup(g1);
+    nv[op->nmeta].g2 = strdup(g2);
+    if (!nv[op->nmeta].g1 || !nv[op->nmeta].g2) {
+        free(nv[op->nmeta].g1);
+        free(nv[op->nmeta].g2);
+        return -1;
+    }
+    op->nmeta++;
+    return 0;
+}
+
+/* Copy the metadata of op->meta[] (ancestors first), then run then. */
+void ap_meta_run(aop *op, ap_step then)
+{
+    op->meta_i = 0;
+    op->after_meta = then;
+    meta_next(op);
+}
+
+/* ================================================================ missing ancestors */
+
+/*
+ * Before creating a node, find which of its ancestors Gen2 lacks (Gen2 creates them implicitly with
+ * its own defaults): HEAD each parent until one exists, stopping at the mapping's filesystem root.
+ * They are recorded in op->meta (top-down) so their metadata is copied from Gen1 afterwards.
+ */
+static void probe_next(aop *op, ap_step then);
+
+static void probe_found_missing(aop *op)
+{
+    /* Insert at the front: the list stays top-down. */
+    if (ap_meta_add(op, op->probe.g1, op->probe.g2) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_node last = op->meta[op->nmeta - 1];
+    memmove(op->meta + 1, op->meta, sizeof *op->meta * (size_t)(op->nmeta - 1));
+    op->meta[0] = last;
+    char *up = parent_path(op->probe.g1);
+    free(op->probe.g1);
+    op->probe.g1 = up;
+    if (!up) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    probe_next(op, NULL);
+}
+
+static void h_probe(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 404) {
+        probe_found_missing(op);
+        return;
+    }
+    if (r->result != HTTPC_OK) {
+        ap_op_fail_resp(op, r, "checking the parent directories");
+        return;
+    }
+    if (r->status == 200) {
+        const char *t = httpc_resp_header(r, "x-ms-resource-type");
+        if (!t || strcasecmp(t, "directory") == 0) ap_cache_put(op->a, op->probe.g1, true, 0);
+    }
+    /* Found, or an answer we cannot read (e.g. 403): the create itself will tell. */
+    ap_step then = op->after_data;
+    then(op);
+}
+
+/* then is remembered in op->after_data while probing (it is not used before the data step). */
+static void probe_next(aop *op, ap_step then)
+{
+    if (then) op->after_data = then;
+    char fs[64], why[128];
+    char *g2 = malloc(AP_PATH_CAP);
+    if (!g2) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    gen2c_map_result mr = gen2c_map(op->a->g2, op->probe.g1, fs, g2, AP_PATH_CAP, why, sizeof why);
+    if (mr != GEN2C_MAPPED || strcmp(fs, op->fs) != 0 || !*g2 || ap_cache_get(op->a, op->probe.g1, NULL) == 2) {
+        free(g2);
+        op->after_data(op);
+        return;
+    }
+    free(op->probe.g2);
+    op->probe.g2 = g2;
+    xlate_err e;
+    if (xlate_getstatus(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->probe.g2, h_probe);
+}
+
+void ap_probe_ancestors(aop *op, ap_step then)
+{
+    free(op->probe.g1);
+    op->probe.g1 = parent_path(op->req->path);
+    if (!op->probe.g1) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    probe_next(op, then);
+}
+
+/* ================================================================ data: append chunks + flush */
+
+static void data_next(aop *op);
+
+static void h_flush(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_cache_drop_tree(op->a, op->req->path);
+        ap_op_fail_resp(op, r, "flush");
+        return;
+    }
+    ap_cache_put(op->a, op->req->path, false, op->pos0 + op->data_len);
+    op->after_data(op);
+}
+
+static void h_append(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || (r->status != 202 && r->status != 200)) {
+        ap_cache_drop_tree(op->a, op->req->path);
+        ap_op_fail_resp(op, r, "append");
+        return;
+    }
+    op->sent += op->in_len;
+    data_next(op);
+}
+
+static void data_next(aop *op)
+{
+    xlate_err e;
+    if (op->sent < op->data_len) {
+        uint64_t n = op->data_len - op->sent;
+        if (n > XLATE_CHUNK_MAX) n = XLATE_CHUNK_MAX;
+        if (xlate_append(op->pos0 + op->sent, &op->rq, &e) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+            return;
+        }
+        ap_g2_send(op, op->g2path, HTTPC_IN_FD, op->data_fd, op->data_off + op->sent, n, h_append);
+        return;
+    }
+    if (op->flush == XLATE_FLUSH_NONE) {
+        op->after_data(op);
+        return;
+    }
+    if (xlate_flush_req(op->pos0 + op->data_len, op->flush == XLATE_FLUSH_CLOSE, &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_flush);
+}
+
+void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then)
+{
+    op->data_fd = fd;
+    op->data_off = off;
+    op->data_len = len;
+    op->pos0 = pos0;
+    op->sent = 0;
+    op->flush = fl;
+    op->after_data = then;
+    data_next(op);
+}
+
+/* The ancestors the probe found missing now exist (Gen2 made them with the node). */
+void ap_mark_ancestors(aop *op)
+{
+    for (int i = 0; i < op->nmeta; i++) ap_cache_put(op->a, op->meta[i].g1, true, 0);
+}
+
+/* ================================================================ re-copies: CONCAT, MSCONCAT, CONCURRENTAPPEND */
+
+static void del_next(aop *op);
+
+static void h_del_source(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || (r->status != 200 && r->status != 202 && r->status != 404)) {
+        ap_op_fail_resp(op, r, "deleting a concat source");
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->del.g1);
+    ap_marks_drop_tree(op->a, op->del.g1);
+    op->src_i++;
+    del_next(op);
+}
+
+/* Delete the sources on Gen2 (one by one, or their directory for deleteSourceDirectory). */
+static void del_next(aop *op)
+{
+    int total = op->srcdir ? 1 : op->srcs.n;
+    while (op->src_i < total) {
+        const char *g1 = op->srcdir ? op->srcdir : op->srcs.v[op->src_i];
+        char fs[64], why[128];
+        char *g2 = malloc(AP_PATH_CAP);
+        if (!g2) {
+            ap_op_finish(op, APPLY_FAILED, "out of memory");
+            return;
+        }
+        if (gen2c_map(op->a->g2, g1, fs, g2, AP_PATH_CAP, why, sizeof why) != GEN2C_MAPPED || !*g2) {
+            free(g2);
+            op->src_i++;
+            continue;
+        }
+        if (strcmp(fs, op->fs) != 0) {
+            free(g2);
+            ap_op_note(op, "source %s is in another filesystem: not deleted there", g1);
+            op->src_i++;
+            continue;
+        }
+        free(op->del.g1);
+        free(op->del.g2);
+        op->del.g1 = strdup(g1);
+        op->del.g2 = g2;
+        xlate_err e;
+        if (!op->del.g1 || xlate_delete(op->srcdir != NULL, NULL, &op->rq, &e) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "cannot build a delete");
+            return;
+        }
+        ap_g2_simple(op, op->del.g2, h_del_source);
+        return;
+    }
+    ap_op_done(op);
+}
+
+static void st_recopy_done(aop *op)
+{
+    if (op->req->op == WH_OP_CONCURRENTAPPEND) {
+        ap_op_done(op);
+        return;
+    }
+    op->src_i = 0;
+    del_next(op);
+}
+
+static void st_recopy_meta(aop *op)
+{
+    ap_meta_run(op, st_recopy_done);
+}
+
+static void h_recopy_create(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 201) {
+        ap_op_fail_resp(op, r, "create (re-copy)");
+        return;
+    }
+    ap_mark_ancestors(op);
+    if (ap_meta_add(op, op->req->path, op->g2path) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_cache_put(op->a, op->req->path, false, 0);
+    if (op->data_len == 0) {
+        st_recopy_meta(op);
+        return;
+    }
+    ap_data_run(op, op->tmpfd, 0, op->data_len, 0, XLATE_FLUSH_CLOSE, st_recopy_meta);
+}
+
+static void st_recopy_create(aop *op)
+{
+    xlate_err e;
+    if (xlate_create(true, NULL, &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_recopy_create);
+}
+
+static void h_recopy_open(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 404) {
+        /* The target is gone on Gen1 already (a later write): only the sources' fate is left. */
+        st_recopy_done(op);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "reading the result from Gen1 (OPEN)");
+        return;
+    }
+    struct stat st;
+    if (fstat(op->tmpfd, &st) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "cannot stat the spool file: %s", strerror(errno));
+        return;
+    }
+    op->data_len = (uint64_t)st.st_size;
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_probe_ancestors(op, st_recopy_create);
+}
+
+int ap_spool_tmp(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    char path[1100];
+    int n = snprintf(path, sizeof path, "%s/.dp-copy-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof path) return -1;
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0) unlink(path);
+    return fd;
+}
+
+
+void ap_st_recopy(aop *op)
+{
+    uint64_t later = op->req->op == WH_OP_CONCURRENTAPPEND ? ap_superseded_by(op) : 0;
+    if (later) {
+        ap_op_finish(op, APPLY_OK, "copied with the later CONCURRENTAPPEND seq=%" PRIu64, later);
+        return;
+    }
+    op->tmpfd = ap_spool_tmp(op->a->cfg->spool_dir);
+    if (op->tmpfd < 0) {
+        ap_op_finish(op, APPLY_FAILED, "cannot create a spool file: %s", strerror(errno));
+        return;
+    }
+    ap_g1_get(op, op->req->path, "OPEN", NULL, HTTPC_BODY_FD, op->tmpfd, h_recopy_open);
+}

@@ -1,0 +1,237 @@
+/*
+ * applier_int: what the applier's files share (proxy/applier.c: queue, ordering, scheduling, sending
+ * and retries, outcomes, public API; applier_state.c: the per-file cache and the metadata marks;
+ * applier_copy.c: copying from Gen1 (metadata, missing ancestors, data chunks, re-copies);
+ * applier_ops.c: the per-operation state machines). Not part of the applier's interface (applier.h);
+ * every symbol here carries the ap_ prefix.
+ *
+ * Threads: an operation's own fields are touched only by whoever runs its current step (the worker
+ * thread when it starts or re-sends, else the httpc thread in an answer handler); the applier's shared
+ * fields are under a->mu.
+ */
+#ifndef DP_APPLIER_INT_H
+#define DP_APPLIER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "applier.h"
+#include "gen2client.h"
+#include "xlate.h"
+
+#define AP_MAX_INFLIGHT 64          /* operations running at once */
+#define AP_SCAN_MAX 512             /* unfinished operations looked at per scheduling pass */
+#define AP_MAX_ATTEMPTS 5           /* sends of one request (transport errors, 408, 429, 5xx) */
+#define AP_BACKOFF_BASE_MS 2000     /* full jitter over base * 2^n: at most 2+4+8+16 s in all */
+#define AP_BACKOFF_CAP_MS 16000
+#define AP_RETRY_AFTER_MAX_MS 30000
+#define AP_RING 100                 /* divergences / failures kept for the admin API */
+#define AP_JSON_MAX (1u << 20)      /* Gen1 JSON answers read into memory */
+#define AP_CONCAT_BODY_MAX (1u << 20)
+#define AP_PATH_CAP 4200            /* a Gen2 path (1024 chars, up to 4 bytes each, plus prefix) */
+#define AP_CACHE_BUCKETS 1024
+#define AP_CACHE_MAX 4096
+#define AP_MARKS_MAX 65536          /* paths whose metadata copy waits for a later rename */
+
+typedef struct aop aop;
+typedef void (*ap_handler)(aop *op, httpc_resp *r);
+typedef void (*ap_step)(aop *op);
+
+/* A Gen1 path and where it lands on Gen2 (same filesystem as the operation). */
+typedef struct ap_node {
+    char *g1;
+    char *g2;
+} ap_node;
+
+struct aop {
+    applier *a;
+    apply_req *req;
+    void (*done)(void *ud, const apply_result *res);
+    void *ud;
+    aop *prev, *next;               /* a->head..tail, submission order */
+    aop *qnext;                     /* incoming queue / timer list */
+    int64_t due_ms;                 /* timer list: when to re-send */
+    bool started;
+    char **touch;                   /* Gen1 paths this operation touches (ordering) */
+    int ntouch;
+    char prep_err[256];             /* preparation failed: finish with this */
+
+    char fs[64];
+    char *g2path;                   /* the operation's path on Gen2 */
+    char *g2dst;                    /* RENAME: the destination's path on Gen2 */
+
+    /* the request in flight */
+    bool is_g1;
+    int attempt;                    /* sends of the current request so far */
+    xlate_g2req rq;
+    const char *rq_path;            /* Gen2 path (points into op-owned memory) */
+    httpc_body_in in;
+    int in_fd;
+    uint64_t in_off, in_len;
+    ap_handler on;
+    char *g1_path;                  /* Gen1 look-up */
+    char *g1_query;
+    httpc_body_out g1_out;
+    int g1_fd;
+
+    /* data: [data_off, data_off+data_len) of data_fd goes to Gen2 at pos0.. then the flush */
+    int data_fd;
+    uint64_t data_off, data_len, pos0, sent;
+    xlate_flush flush;
+    ap_step after_data;
+    bool len_from_cache;
+
+    /* new nodes whose metadata is copied from Gen1 (missing ancestors top-down, then the node) */
+    ap_node *meta;
+    int nmeta, meta_i;
+    xlate_meta m;
+    xlate_g2req mreq[2];
+    int nmreq, mreq_i;
+    ap_step after_meta;
+    ap_node probe;                  /* ancestor being probed */
+
+    /* re-copies */
+    int tmpfd;
+    xlate_paths srcs;
+    char *srcdir;
+    int src_i;
+    ap_node del;                    /* source being deleted */
+
+    bool rename2, overwrite, dst_dir;
+    int rmw;                        /* ACL read-modify-write rounds */
+    char *cont;                     /* x-ms-continuation */
+    apply_outcome outcome;
+    char detail[512];
+};
+
+typedef struct ap_rec {
+    uint64_t seq;
+    int64_t time_ms;
+    whreq_op op;
+    char path[512];
+    char detail[512];
+} ap_rec;
+
+typedef struct ap_ring {
+    ap_rec r[AP_RING];
+    int next, n;
+} ap_ring;
+
+typedef struct ap_cent {
+    struct ap_cent *next;
+    char *path;                     /* Gen1 path */
+    bool is_dir;
+    uint64_t len;                   /* files: committed length on Gen2 */
+} ap_cent;
+
+struct applier {
+    const dp_config *cfg;
+    httpc *http;
+    gen1c *g1;
+    gen2c *g2;
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;              /* wakes the worker */
+    pthread_cond_t idle;            /* pending reached 0 */
+    aop *in_head, *in_tail;         /* submitted, not yet prepared */
+    aop *head, *tail;               /* prepared, unfinished, in order */
+    aop *timers;                    /* parked for a re-send, by due time */
+    bool kick;                      /* something finished or arrived: schedule again */
+    unsigned in_flight;
+    uint64_t pending;
+    bool stopping, abandon, quit, orphaned;
+    uint64_t n_applied, n_unmapped, n_invalid, n_divergence, n_failed;
+    ap_ring divs, fails;
+    ap_cent *cache[AP_CACHE_BUCKETS];
+    unsigned ncache;
+    char **marks;                   /* Gen1 paths created on Gen2 whose Gen1 metadata could not be read */
+    int nmarks;
+    uint64_t rng;
+};
+
+/* ---- applier.c: helpers ---------------------------------------------------------------------- */
+
+const char *ap_op_name(whreq_op op);
+/** The writer's parameter lname (lower-case) or NULL. */
+const char *ap_param(const apply_req *r, const char *lname);
+bool ap_param_bool(const apply_req *r, const char *lname, bool def);
+/** Append a strdup of p to *v. Returns 0 or -1 (out of memory). */
+int ap_path_list_add(char ***v, int *n, const char *p);
+
+/* The Gen2 path used for metadata calls: the filesystem's root directory is "/". */
+static inline const char *ap_meta_target(const char *g2)
+{
+    return *g2 ? g2 : "/";
+}
+
+/* ---- applier.c: outcomes ---------------------------------------------------------------------- */
+
+/** The operation is over: count it, tell the submitter, free it, let the worker schedule more. */
+void ap_op_done(aop *op);
+/** Set the outcome and detail, then ap_op_done. */
+__attribute__((format(printf, 3, 4))) void ap_op_finish(aop *op, apply_outcome oc, const char *fmt, ...);
+/** Note a metadata problem (the data part went through): an APPLY_OK outcome becomes a divergence. */
+__attribute__((format(printf, 2, 3))) void ap_op_note(aop *op, const char *fmt, ...);
+/** Step that ends the operation with its current outcome. */
+void ap_st_ok(aop *op);
+/** What a Gen2/Gen1 answer was, for details: "Gen2 409 PathAlreadyExists", "Gen2 unreachable: ...". */
+void ap_resp_what(const aop *op, const httpc_resp *r, char *buf, size_t cap);
+/** Finish as failed: "<what the answer was> on <step>". */
+void ap_op_fail_resp(aop *op, const httpc_resp *r, const char *step);
+/** The Gen2 error code of an answer ("" for transport failures). */
+const char *ap_g2code(const httpc_resp *r, char *buf, size_t cap);
+
+/* ---- applier.c: sending (retries are handled there; h runs on the final answer) --------------- */
+
+/** Send op->rq to Gen2 (op->fs) at rq_path (op-owned memory), with an optional fd-range body. */
+void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h);
+/** A body-less Gen2 request built by the caller into op->rq. */
+void ap_g2_simple(aop *op, const char *rq_path, ap_handler h);
+/** A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
+void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
+               ap_handler h);
+
+/* ---- applier.c: ordering ---------------------------------------------------------------------- */
+
+/** For a CONCURRENTAPPEND: the seq of a later, not yet started CONCURRENTAPPEND of the same file that
+ *  is the next operation conflicting with it (that one copies these bytes too), else 0. */
+uint64_t ap_superseded_by(aop *op);
+
+/* ---- applier_state.c: cache of Gen2 lengths / directories, metadata marks (take a->mu) -------- */
+
+void ap_cache_clear(applier *a);
+void ap_cache_put(applier *a, const char *path, bool is_dir, uint64_t len);
+/** 1 and *len for a file with a known length, 2 for a known directory, 0 unknown. */
+int ap_cache_get(applier *a, const char *path, uint64_t *len);
+/** Forget path and everything under it. */
+void ap_cache_drop_tree(applier *a, const char *path);
+void ap_marks_add(applier *a, const char *path);
+void ap_marks_drop_tree(applier *a, const char *root);
+/** Take the marks under src (moved to dst): their new paths, malloc'd, appended to *out. */
+int ap_marks_take_moved(applier *a, const char *src, const char *dst, char ***out, int *n);
+
+/* ---- applier_copy.c ---------------------------------------------------------------------------- */
+
+/** Add a node whose metadata is to be copied from Gen1. Returns 0 or -1 (out of memory). */
+int ap_meta_add(aop *op, const char *g1, const char *g2);
+/** Copy the metadata of op->meta[] (ancestors first), then run then. */
+void ap_meta_run(aop *op, ap_step then);
+/** Find the ancestors of op->req->path Gen2 lacks (into op->meta, top-down), then run then. */
+void ap_probe_ancestors(aop *op, ap_step then);
+/** The ancestors the probe found missing now exist (Gen2 made them with the node). */
+void ap_mark_ancestors(aop *op);
+/** Send [off, off+len) of fd to op->g2path at position pos0.., flush per fl, then run then. */
+void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then);
+/** An unnamed read-write file in dir (O_TMPFILE, else created and unlinked), or -1 with errno. */
+int ap_spool_tmp(const char *dir);
+/** CONCAT, MSCONCAT, CONCURRENTAPPEND: re-copy the result from Gen1, then delete the sources. */
+void ap_st_recopy(aop *op);
+
+/* ---- applier_ops.c ----------------------------------------------------------------------------- */
+
+/** Start a prepared operation (worker thread). */
+void ap_op_start(aop *op);
+
+#endif

@@ -1,0 +1,499 @@
+/*
+ * applier_ops: the per-operation state machines of the applier (applier_int.h): which Gen2 requests
+ * mirror each Gen1 write (through common/xlate) and how their answers lead to the next step. CREATE
+ * and MKDIRS (with the missing ancestors' metadata), APPEND (at the length Gen2 holds), RENAME (HDFS
+ * semantics), DELETE, SETPERMISSION, SETOWNER, SETEXPIRY and the five ACL operations (read-modify-
+ * write with If-Match); ap_op_start dispatches. Re-copies are in applier_copy.c.
+ */
+#include "applier_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static whreq_sync param_sync(const apply_req *r)
+{
+    const char *v = ap_param(r, "syncflag");
+    if (v && strcasecmp(v, "DATA") == 0) return WH_SYNC_DATA;
+    if (v && strcasecmp(v, "METADATA") == 0) return WH_SYNC_METADATA;
+    return WH_SYNC_CLOSE; /* Gen1's default (swagger) */
+}
+
+/* ================================================================ CREATE, MKDIRS */
+
+static void st_meta_then_ok(aop *op)
+{
+    ap_meta_run(op, ap_st_ok);
+}
+
+static void h_create(aop *op, httpc_resp *r)
+{
+    char code[128];
+    bool exists_retry = r->result == HTTPC_OK && op->attempt > 1 &&
+                        xlate_already_exists(r->status, ap_g2code(r, code, sizeof code));
+    if (!exists_retry && (r->result != HTTPC_OK || r->status != 201)) {
+        ap_op_fail_resp(op, r, "create");
+        return;
+    }
+    /* (A 409 on a re-sent create: the first send landed; nothing was appended yet.) */
+    ap_mark_ancestors(op);
+    uint64_t len = op->req->body ? op->req->body->len : 0;
+    if (ap_meta_add(op, op->req->path, op->g2path) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_cache_put(op->a, op->req->path, false, 0);
+    if (len == 0) {
+        st_meta_then_ok(op);
+        return;
+    }
+    ap_data_run(op, op->req->body->fd, 0, len, 0, xlate_flush_policy(param_sync(op->req), len), st_meta_then_ok);
+}
+
+static void st_create(aop *op)
+{
+    xlate_err e;
+    if (xlate_create(ap_param_bool(op->req, "overwrite", false), ap_param(op->req, "permission"), &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_create);
+}
+
+static void h_mkdirs(aop *op, httpc_resp *r)
+{
+    const char *t = r->result == HTTPC_OK ? httpc_resp_header(r, "x-ms-existing-resource-type") : NULL;
+    char code[128];
+    bool ok = r->result == HTTPC_OK && xlate_mkdirs_ok(r->status, t);
+    /* A re-sent mkdir whose first send landed sees its own directory: fine. */
+    if (!ok && r->result == HTTPC_OK && op->attempt > 1 &&
+        xlate_already_exists(r->status, ap_g2code(r, code, sizeof code)))
+        ok = t == NULL || strcasecmp(t, "directory") == 0;
+    if (!ok) {
+        ap_op_fail_resp(op, r, "create directory");
+        return;
+    }
+    ap_mark_ancestors(op);
+    ap_cache_put(op->a, op->req->path, true, 0);
+    /* An existing directory keeps its metadata (Gen1's MKDIRS does not change it either). */
+    if (r->status == 201 && ap_meta_add(op, op->req->path, op->g2path) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    st_meta_then_ok(op);
+}
+
+static void st_mkdirs(aop *op)
+{
+    xlate_err e;
+    if (!*op->g2path) { /* the filesystem root always exists */
+        ap_op_done(op);
+        return;
+    }
+    if (xlate_mkdirs(ap_param(op->req, "permission"), &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_mkdirs);
+}
+
+/* ================================================================ APPEND */
+
+static void st_append_len(aop *op);
+
+static void append_at(aop *op, uint64_t len)
+{
+    const char *off = ap_param(op->req, "offset");
+    if (off && *off) {
+        char *end = NULL;
+        errno = 0;
+        long long v = off[0] >= '0' && off[0] <= '9' ? strtoll(off, &end, 10) : -1;
+        if (!errno && end && !*end && v >= 0 && (uint64_t)v != len) {
+            if (op->len_from_cache) { /* stale? ask Gen2 */
+                ap_cache_drop_tree(op->a, op->req->path);
+                st_append_len(op);
+                return;
+            }
+            ap_op_finish(op, APPLY_FAILED, "Gen2 holds %" PRIu64 " bytes but Gen1 appended at offset %lld", len, v);
+            return;
+        }
+    }
+    uint64_t n = op->req->body ? op->req->body->len : 0;
+    ap_data_run(op, op->req->body ? op->req->body->fd : -1, 0, n, len, xlate_flush_policy(param_sync(op->req), n),
+                ap_st_ok);
+}
+
+static void h_append_len(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "reading the length before an append");
+        return;
+    }
+    const char *t = httpc_resp_header(r, "x-ms-resource-type");
+    const char *cl = httpc_resp_header(r, "Content-Length");
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = cl && cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
+    if ((t && strcasecmp(t, "file") != 0) || !end || errno || *end) {
+        ap_op_finish(op, APPLY_FAILED, "Gen2 path is not a file with a length (append)");
+        return;
+    }
+    ap_cache_put(op->a, op->req->path, false, v);
+    op->len_from_cache = false;
+    append_at(op, v);
+}
+
+static void st_append_len(aop *op)
+{
+    uint64_t len = 0;
+    xlate_err e;
+    if (ap_cache_get(op->a, op->req->path, &len) == 1) {
+        op->len_from_cache = true;
+        append_at(op, len);
+        return;
+    }
+    if (xlate_getstatus(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_append_len);
+}
+
+/* ================================================================ RENAME, DELETE */
+
+static void st_rename_send(aop *op, const char *target);
+
+/* After a rename: copy the metadata of marked nodes it moved, at their new Gen1 paths. */
+static void rename_moved_meta(aop *op)
+{
+    const char *src = op->req->path, *dst = op->touch[1];
+    char *tgt = NULL;
+    if (op->dst_dir && !op->rename2) {
+        const char *base = strrchr(src, '/');
+        base = base ? base + 1 : src;
+        size_t n = strlen(dst) + strlen(base) + 2;
+        tgt = malloc(n);
+        if (tgt) snprintf(tgt, n, "%s/%s", strcmp(dst, "/") == 0 ? "" : dst, base);
+    } else {
+        tgt = strdup(dst);
+    }
+    char **moved = NULL;
+    int nmoved = 0;
+    int rc = tgt ? ap_marks_take_moved(op->a, src, tgt, &moved, &nmoved) : -1;
+    free(tgt);
+    for (int i = 0; i < nmoved; i++) {
+        char fs[64], why[128];
+        char *g2 = malloc(AP_PATH_CAP);
+        if (g2 && gen2c_map(op->a->g2, moved[i], fs, g2, AP_PATH_CAP, why, sizeof why) == GEN2C_MAPPED &&
+            strcmp(fs, op->fs) == 0 && ap_meta_add(op, moved[i], g2) != 0)
+            rc = -1;
+        free(g2);
+        free(moved[i]);
+    }
+    free(moved);
+    if (rc != 0) ap_op_note(op, "out of memory: the metadata of moved nodes was not copied");
+    ap_meta_run(op, ap_st_ok);
+}
+
+static void h_rename(aop *op, httpc_resp *r)
+{
+    char code[128];
+    ap_g2code(r, code, sizeof code);
+    if (r->result == HTTPC_OK && r->status == 404 && op->attempt > 1 && strcmp(code, "SourcePathNotFound") == 0) {
+        /* A re-sent rename whose first send landed (per-path order: nobody else moved it). */
+    } else if (r->result != HTTPC_OK || r->status != 201) {
+        ap_op_fail_resp(op, r, "rename");
+        return;
+    } else {
+        const char *c = httpc_resp_header(r, "x-ms-continuation");
+        if (c && *c) {
+            free(op->cont);
+            op->cont = strdup(c);
+            if (!op->cont) {
+                ap_op_finish(op, APPLY_FAILED, "out of memory");
+                return;
+            }
+            st_rename_send(op, op->rq_path);
+            return;
+        }
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_cache_drop_tree(op->a, op->touch[1]);
+    rename_moved_meta(op);
+}
+
+static void st_rename_send(aop *op, const char *target)
+{
+    dbuf src;
+    dbuf_init(&src, 64 * 1024);
+    xlate_err e;
+    int rc = gen2c_rename_source(op->a->g2, op->fs, op->g2path, &src);
+    if (rc == 0) rc = xlate_rename(src.data, op->overwrite, op->cont, &op->rq, &e);
+    dbuf_free(&src);
+    if (rc != 0) {
+        ap_op_finish(op, APPLY_FAILED, "cannot build the rename");
+        return;
+    }
+    ap_g2_simple(op, target, h_rename);
+}
+
+/* The destination's type decides the target (HDFS moves a source into an existing directory). */
+static void rename_with(aop *op, bool dst_is_dir)
+{
+    op->dst_dir = dst_is_dir;
+    char *t = malloc(AP_PATH_CAP);
+    if (!t || xlate_rename_target(op->g2path, op->g2dst, dst_is_dir, op->rename2, t, AP_PATH_CAP) != 0) {
+        free(t);
+        ap_op_finish(op, APPLY_FAILED, "rename target too long");
+        return;
+    }
+    free(op->g2dst);
+    op->g2dst = t;
+    st_rename_send(op, op->g2dst);
+}
+
+static void h_rename_probe(aop *op, httpc_resp *r)
+{
+    bool dir = false;
+    if (r->result == HTTPC_OK && r->status == 200) {
+        const char *t = httpc_resp_header(r, "x-ms-resource-type");
+        dir = t && strcasecmp(t, "directory") == 0;
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(op, r, "reading the rename destination");
+        return;
+    }
+    rename_with(op, dir);
+}
+
+static void st_rename(aop *op)
+{
+    char fs2[64], why[128];
+    xlate_err e;
+    const char *dst = op->touch[1];
+    op->g2dst = malloc(AP_PATH_CAP);
+    if (!op->g2dst) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    gen2c_map_result mr = gen2c_map(op->a->g2, dst, fs2, op->g2dst, AP_PATH_CAP, why, sizeof why);
+    if (mr != GEN2C_MAPPED || strcmp(fs2, op->fs) != 0) {
+        ap_op_finish(op, APPLY_DIVERGENCE, "rename to %s leaves the source's Gen2 filesystem (%s): not mirrored", dst,
+                  mr == GEN2C_MAPPED ? "another filesystem" : why);
+        return;
+    }
+    if (!*op->g2path) {
+        ap_op_finish(op, APPLY_DIVERGENCE, "rename of a mapping's filesystem root: not mirrored");
+        return;
+    }
+    if (xlate_rename_options(ap_param(op->req, "renameoptions"), &op->rename2, &op->overwrite, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    if (op->rename2) {
+        rename_with(op, false);
+        return;
+    }
+    if (!*op->g2dst || ap_cache_get(op->a, dst, NULL) == 2) {
+        rename_with(op, true);
+        return;
+    }
+    if (xlate_getstatus(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2dst, h_rename_probe);
+}
+
+static void st_delete_send(aop *op);
+
+static void h_delete(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
+        const char *c = httpc_resp_header(r, "x-ms-continuation");
+        if (c && *c) {
+            free(op->cont);
+            op->cont = strdup(c);
+            if (!op->cont) {
+                ap_op_finish(op, APPLY_FAILED, "out of memory");
+                return;
+            }
+            st_delete_send(op);
+            return;
+        }
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(op, r, "delete");
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_marks_drop_tree(op->a, op->req->path);
+    ap_op_done(op);
+}
+
+static void st_delete_send(aop *op)
+{
+    xlate_err e;
+    if (xlate_delete(ap_param_bool(op->req, "recursive", false), op->cont, &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_delete);
+}
+
+static void st_delete(aop *op)
+{
+    if (!*op->g2path) {
+        ap_op_finish(op, APPLY_DIVERGENCE, "delete of a mapping's filesystem root: not mirrored");
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    st_delete_send(op);
+}
+
+/* ================================================================ metadata ops */
+
+static void h_simple(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, ap_op_name(op->req->op));
+        return;
+    }
+    ap_op_done(op);
+}
+
+static void st_acl_get(aop *op);
+
+static void h_acl_set(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 412 && ++op->rmw < XLATE_ACL_ATTEMPTS) {
+        st_acl_get(op); /* changed between our read and write: read again */
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "setAccessControl (ACL)");
+        return;
+    }
+    ap_op_done(op);
+}
+
+static void h_acl_get(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "getAccessControl");
+        return;
+    }
+    const char *t = httpc_resp_header(r, "x-ms-resource-type");
+    bool is_dir = !t || strcasecmp(t, "directory") == 0;
+    dbuf acl;
+    dbuf_init(&acl, 96 * 1024);
+    xlate_err e;
+    int rc = xlate_acl_apply(op->req->op, ap_param(op->req, "aclspec"), httpc_resp_header(r, "x-ms-acl"),
+                             httpc_resp_header(r, "x-ms-permissions"), is_dir, &acl, &e);
+    if (rc == 0) rc = xlate_setacl(acl.data ? acl.data : "", httpc_resp_header(r, "ETag"), &op->rq, &e);
+    dbuf_free(&acl);
+    if (rc != 0) {
+        ap_op_finish(op, APPLY_FAILED, "ACL merge failed: %s", e.message);
+        return;
+    }
+    ap_g2_simple(op, ap_meta_target(op->g2path), h_acl_set);
+}
+
+static void st_acl_get(aop *op)
+{
+    xlate_err e;
+    if (xlate_getacl(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, ap_meta_target(op->g2path), h_acl_get);
+}
+
+static void st_simple_meta(aop *op)
+{
+    xlate_err e;
+    int rc;
+    const apply_req *q = op->req;
+    switch (q->op) {
+    case WH_OP_SETPERMISSION:
+        if (!ap_param(q, "permission") || !*ap_param(q, "permission")) {
+            /* Gen1 applied its default: copy whatever it has now. */
+            if (ap_meta_add(op, q->path, op->g2path) != 0) {
+                ap_op_finish(op, APPLY_FAILED, "out of memory");
+                return;
+            }
+            st_meta_then_ok(op);
+            return;
+        }
+        rc = xlate_setpermission(ap_param(q, "permission"), &op->rq, &e);
+        break;
+    case WH_OP_SETOWNER: rc = xlate_setowner(ap_param(q, "owner"), ap_param(q, "group"), &op->rq, &e); break;
+    case WH_OP_SETEXPIRY: rc = xlate_expiry(ap_param(q, "expiryoption"), ap_param(q, "expiretime"), &op->rq, &e); break;
+    default: rc = -1; snprintf(e.message, sizeof e.message, "not a metadata operation");
+    }
+    if (rc != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, ap_meta_target(op->g2path), h_simple);
+}
+
+/* ================================================================ start */
+
+void ap_op_start(aop *op)
+{
+    if (op->prep_err[0]) {
+        ap_op_finish(op, APPLY_FAILED, "%s", op->prep_err);
+        return;
+    }
+    whreq_op o = op->req->op;
+    if ((o == WH_OP_RENAME || o == WH_OP_DELETE || o == WH_OP_MKDIRS) && xlate_gen1_false(op->req->gen1_body)) {
+        ap_op_finish(op, APPLY_OK, "Gen1 answered false: nothing changed");
+        return;
+    }
+    if (o == WH_OP_SETTIMES) {
+        ap_op_finish(op, APPLY_DIVERGENCE, "Gen2 cannot set modification/access times (SETTIMES)");
+        return;
+    }
+    char why[128];
+    op->g2path = malloc(AP_PATH_CAP);
+    if (!op->g2path) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    gen2c_map_result mr = gen2c_map(op->a->g2, op->req->path, op->fs, op->g2path, AP_PATH_CAP, why, sizeof why);
+    if (mr == GEN2C_INVALID_NAME) {
+        ap_op_finish(op, APPLY_SKIPPED_INVALID_NAME, "Gen2 would reject this name: %s", why);
+        return;
+    }
+    if (mr == GEN2C_UNMAPPED) {
+        char fs2[64];
+        if (o == WH_OP_RENAME && gen2c_map(op->a->g2, op->touch[1], fs2, op->g2path, AP_PATH_CAP, why, sizeof why) ==
+                                     GEN2C_MAPPED) {
+            ap_op_finish(op, APPLY_DIVERGENCE, "rename from an unmapped path into a mapped one: not mirrored");
+            return;
+        }
+        ap_op_finish(op, APPLY_SKIPPED_UNMAPPED, "no mapping covers this path");
+        return;
+    }
+    switch (o) {
+    case WH_OP_CREATE: ap_probe_ancestors(op, st_create); break;
+    case WH_OP_MKDIRS: ap_probe_ancestors(op, st_mkdirs); break;
+    case WH_OP_APPEND: st_append_len(op); break;
+    case WH_OP_CONCURRENTAPPEND:
+    case WH_OP_CONCAT:
+    case WH_OP_MSCONCAT: ap_st_recopy(op); break;
+    case WH_OP_RENAME: st_rename(op); break;
+    case WH_OP_DELETE: st_delete(op); break;
+    case WH_OP_SETPERMISSION:
+    case WH_OP_SETOWNER:
+    case WH_OP_SETEXPIRY: st_simple_meta(op); break;
+    case WH_OP_SETACL:
+    case WH_OP_MODIFYACLENTRIES:
+    case WH_OP_REMOVEACLENTRIES:
+    case WH_OP_REMOVEACL:
+    case WH_OP_REMOVEDEFAULTACL: st_acl_get(op); break;
+    default: ap_op_finish(op, APPLY_DIVERGENCE, "%s has no Gen2 translation", ap_op_name(o)); break;
+    }
+}
