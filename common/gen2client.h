@@ -26,7 +26,7 @@ typedef struct gen2c gen2c;
  *  the client. Returns 0 or -1 with a message naming the problem (never a secret). */
 int gen2c_new(const dp_config *cfg, httpc *http, gen2c **out, char *err, size_t errlen);
 /** Shut-down order: gen2c_stop (while httpc runs: stops the token refresher; calls still waiting for
- *  a token complete with HTTPC_E_CONNECT "shutting down" on the calling thread), then httpc_stop
+ *  a token complete with HTTPC_E_AUTH "shutting down" on the calling thread), then httpc_stop
  *  (calls in flight complete with HTTPC_E_CANCELLED), then gen2c_free. Idempotent. */
 void gen2c_stop(gen2c *c);
 /** Free the client (calls gen2c_stop if not done: only safe then if httpc still runs). */
@@ -85,7 +85,7 @@ typedef struct gen2c_call {
  * Authorization, Date, x-ms-date, x-ms-version or Content-Length, nor control characters; query must
  * be printable ASCII without spaces. In sas mode the SAS is appended to the query.
  * In token modes a call made before any token exists waits for one without blocking. If no token can
- * be obtained, done gets the 401 Gen2 sent, or (nothing was sent) result HTTPC_E_CONNECT with the
+ * be obtained, done gets the 401 Gen2 sent, or (nothing was sent) result HTTPC_E_AUTH with the
  * reason in resp->error; in that one case done may run on the token refresher thread or in
  * gen2c_stop instead of the httpc thread.
  * Returns 0 (done will be called once) or -1 (invalid call, or cannot be authenticated; done will

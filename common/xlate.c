@@ -661,6 +661,90 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[2], int *n, xlate_e
     return 0;
 }
 
+/* ---- listings --------------------------------------------------------------------------------- */
+
+void xlate_listing_free(xlate_listing *l)
+{
+    for (int i = 0; i < l->n; i++) {
+        free(l->v[i].name);
+        free(l->v[i].status);
+    }
+    free(l->v);
+    free(l->token);
+    memset(l, 0, sizeof *l);
+}
+
+static bool segment_ok(const char *s)
+{
+    return s && *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+int xlate_liststatus_parse(const char *json, size_t len, xlate_listing *out, xlate_err *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *root = json_loadb(json ? json : "", len, 0, &je);
+    json_t *fss = root && json_is_object(root) ? get_ci(root, "FileStatuses") : NULL;
+    json_t *arr = fss && json_is_object(fss) ? get_ci(fss, "FileStatus") : NULL;
+    int rc = -1;
+    if (!arr || !json_is_array(arr)) {
+        xl_fail(err, "Gen1 answer is not a FileStatuses listing");
+        goto out;
+    }
+    size_t n = json_array_size(arr);
+    if (n > XLATE_LIST_MAX_ENTRIES) {
+        xl_fail(err, "Gen1 listing has over %d entries", XLATE_LIST_MAX_ENTRIES);
+        goto out;
+    }
+    out->v = calloc(n ? n : 1, sizeof *out->v);
+    if (!out->v) {
+        xl_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        const char *name = json_is_object(e) ? json_string_value(json_object_get(e, "pathSuffix")) : NULL;
+        const char *type = json_is_object(e) ? json_string_value(json_object_get(e, "type")) : NULL;
+        if (!segment_ok(name)) {
+            xl_fail(err, "Gen1 listing entry %zu has no valid pathSuffix", i);
+            goto out;
+        }
+        if (!type || (strcmp(type, "DIRECTORY") != 0 && strcmp(type, "FILE") != 0)) {
+            xl_fail(err, "Gen1 listing entry %zu has no valid type", i);
+            goto out;
+        }
+        json_t *wrap = json_pack("{s:O}", "FileStatus", e);
+        xlate_entry *x = &out->v[out->n];
+        x->name = strdup(name);
+        x->is_dir = strcmp(type, "DIRECTORY") == 0;
+        x->status = wrap ? json_dumps(wrap, JSON_COMPACT) : NULL;
+        json_decref(wrap);
+        out->n++;
+        if (!x->name || !x->status) {
+            xl_fail(err, "out of memory");
+            goto out;
+        }
+    }
+    const char *tok = json_string_value(get_ci(fss, "continuationToken"));
+    if (tok && *tok && !(out->token = strdup(tok))) {
+        xl_fail(err, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc != 0) xlate_listing_free(out);
+    return rc;
+}
+
+int xlate_liststatus_query(unsigned list_size, const char *after, dbuf *out)
+{
+    int rc = dbuf_printf(out, "listSize=%u", list_size);
+    if (rc == 0 && after && *after) rc = dbuf_adds(out, "&listAfter=");
+    if (rc == 0 && after && *after) rc = url_encode(after, false, out);
+    return rc;
+}
+
 /* ---- concat ----------------------------------------------------------------------------------- */
 
 void xlate_paths_free(xlate_paths *p)

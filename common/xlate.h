@@ -159,6 +159,35 @@ int xlate_meta_from_aclstatus(const char *json, size_t len, xlate_meta *m, xlate
  */
 int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[2], int *n, xlate_err *err);
 
+/* ---- Gen1 listings (walking a subtree on Gen1) ------------------------------------------------ */
+
+#define XLATE_LIST_MAX_ENTRIES 100000  /* entries of one LISTSTATUS answer accepted */
+
+/** One entry of a Gen1 LISTSTATUS page. */
+typedef struct xlate_entry {
+    char *name;            /* pathSuffix: one path segment (never "", ".", ".." nor containing '/') */
+    bool is_dir;
+    char *status;          /* {"FileStatus":{...}} of the entry, as xlate_meta_from_filestatus reads it */
+} xlate_entry;
+
+/** One LISTSTATUS page (malloc'd; free with xlate_listing_free). */
+typedef struct xlate_listing {
+    xlate_entry *v;
+    int n;
+    char *token;           /* continuationToken for the next page; NULL when the listing is complete */
+} xlate_listing;
+void xlate_listing_free(xlate_listing *l);
+/**
+ * Read a LISTSTATUS answer {"FileStatuses":{"FileStatus":[...],"continuationToken":".."}} (keys
+ * matched case-insensitively; the token may come before or after the array; absent or "" means the
+ * listing is complete). Entries of type DIRECTORY or FILE only. Returns 0, or -1 with err for
+ * anything else, an entry without a valid pathSuffix, or over XLATE_LIST_MAX_ENTRIES entries.
+ */
+int xlate_liststatus_parse(const char *json, size_t len, xlate_listing *out, xlate_err *err);
+/** The paging parameters of a LISTSTATUS look-up: "listSize=N" and, when after is non-empty,
+ *  "&listAfter=<after, percent-encoded>", appended to out (an `extra` for xlate_gen1_query). */
+int xlate_liststatus_query(unsigned list_size, const char *after, dbuf *out);
+
 /** Paths named by a CONCAT/MSCONCAT (normalised, malloc'd). */
 typedef struct xlate_paths {
     char **v;

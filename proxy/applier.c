@@ -12,9 +12,10 @@
  * sits under one mutex; an operation's own fields are touched only by whoever runs its current step.
  * An operation is freed by ap_op_done, after its done callback, and never inside applier_submit.
  *
- * This file holds the queue, ordering, scheduling, sending and retries, outcomes and the public API;
- * the operations themselves are in applier_ops.c, copying from Gen1 in applier_copy.c, the shared
- * cache and marks in applier_state.c (applier_int.h lists what crosses files).
+ * This file holds the queue, ordering, scheduling, sending and retries, outcomes, metrics and the
+ * public API; the operations themselves are in applier_ops.c, copying from Gen1 in applier_copy.c,
+ * subtree copies in applier_resync.c, the shared cache and marks in applier_state.c (applier_int.h
+ * lists what crosses files).
  */
 #include "applier_int.h"
 
@@ -113,19 +114,22 @@ void apply_req_free(apply_req *r)
 
 /* ================================================================ finishing */
 
-static void op_free(aop *op)
+void ap_op_free(aop *op)
 {
     apply_req_free(op->req);
     for (int i = 0; i < op->ntouch; i++) free(op->touch[i]);
     free(op->touch);
     free(op->g2path);
     free(op->g2dst);
+    free(op->g1status);
+    free(op->rs_root);
     xlate_g2req_free(&op->rq);
     free(op->g1_path);
     free(op->g1_query);
     for (int i = 0; i < op->nmeta; i++) {
         free(op->meta[i].g1);
         free(op->meta[i].g2);
+        free(op->meta[i].status);
     }
     free(op->meta);
     xlate_meta_free(&op->m);
@@ -139,6 +143,8 @@ static void op_free(aop *op)
     free(op->del.g1);
     free(op->del.g2);
     free(op->cont);
+    ap_resync_free(op->rs);
+    ap_rsnode_free(op->rsn);
     free(op);
 }
 
@@ -156,9 +162,88 @@ static void ring_add(ap_ring *ring, const aop *op)
 
 static void applier_destroy(applier *a);
 
+/* ================================================================ metrics */
+
+static const char *const outcome_label[AP_NOUTCOME] = {"applied", "skipped_unmapped", "skipped_invalid_name",
+                                                       "divergence", "failed"};
+
+static void count_outcome(aop *op)
+{
+    ap_metrics *mx = &op->a->mx;
+    int o = (int)op->req->op, oc = (int)op->outcome;
+    if (!mx->m || o < 0 || o >= WH_OP__COUNT || oc < 0 || oc >= AP_NOUTCOME) return;
+    metrics_counter *c = atomic_load_explicit(&mx->ops[o][oc], memory_order_acquire);
+    if (!c) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "op=\"%s\",outcome=\"%s\"", ap_op_name(op->req->op), outcome_label[oc]);
+        c = metrics_counter_get(mx->m, "dualpipe_applier_operations_total",
+                                "Writes mirrored to Gen2 (or not), by op and outcome.", labels);
+        atomic_store_explicit(&mx->ops[o][oc], c, memory_order_release);
+    }
+    metrics_inc(c);
+    metrics_observe(mx->lag, (double)(mono_ms() - op->t0_ms) / 1000.0);
+}
+
+static void count_answer(aop *op, const httpc_resp *r)
+{
+    long s = r->result == HTTPC_OK ? r->status / 100 : 0;
+    metrics_inc(op->a->mx.answers[op->is_g1 ? 0 : 1][s >= 1 && s <= 5 ? s : 0]);
+}
+
+static int64_t in_flight_fn(void *ud)
+{
+    applier *a = ud;
+    pthread_mutex_lock(&a->mu);
+    int64_t n = a->in_flight;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
+int applier_register_metrics(applier *a, metrics *m)
+{
+    static const double lag_bounds[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+    static const char *const code[AP_NCLASS] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    static const char *const side[2] = {"gen1", "gen2"};
+    ap_metrics *mx = &a->mx;
+    char labels[64];
+    int bad = 0;
+    for (int s = 0; s < 2; s++) {
+        for (int c = 0; c < AP_NCLASS; c++) {
+            snprintf(labels, sizeof labels, "upstream=\"%s\",code=\"%s\"", side[s], code[c]);
+            mx->answers[s][c] = metrics_counter_get(m, "dualpipe_applier_upstream_answers_total",
+                                                    "Answers to the applier's requests (Gen1 look-ups, Gen2 "
+                                                    "writes), by status class (code=\"none\": no HTTP answer).",
+                                                    labels);
+            bad |= !mx->answers[s][c];
+        }
+        snprintf(labels, sizeof labels, "upstream=\"%s\"", side[s]);
+        mx->retries[s] = metrics_counter_get(m, "dualpipe_applier_retries_total",
+                                             "Requests of the applier sent again after a transient failure.", labels);
+        bad |= !mx->retries[s];
+    }
+    mx->copied[0] = metrics_counter_get(m, "dualpipe_applier_copied_nodes_total",
+                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do).",
+                                        "kind=\"file\"");
+    mx->copied[1] = metrics_counter_get(m, "dualpipe_applier_copied_nodes_total",
+                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do).",
+                                        "kind=\"directory\"");
+    mx->lag = metrics_histogram_get(m, "dualpipe_applier_lag_seconds",
+                                    "Time from a write's submission to the applier to its outcome.", NULL, lag_bounds,
+                                    (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
+    bad |= !mx->copied[0] || !mx->copied[1] || !mx->lag;
+    bad |= metrics_gauge_fn(m, "dualpipe_applier_in_flight", "Writes being applied to Gen2 now.", NULL, in_flight_fn,
+                            a) != 0;
+    mx->m = m;
+    return bad ? -1 : 0;
+}
+
 /* The operation is over: count it, tell the submitter, free it, let the worker schedule more. */
 void ap_op_done(aop *op)
 {
+    if (op->job) {
+        ap_resync_piece_done(op);
+        return;
+    }
     applier *a = op->a;
     apply_result res;
     res.outcome = op->outcome;
@@ -184,6 +269,7 @@ void ap_op_done(aop *op)
              ap_op_name(op->req->op), op->req->path, op->detail);
         break;
     }
+    count_outcome(op);
     pthread_mutex_lock(&a->mu);
     if (op->prev) op->prev->next = op->next;
     else a->head = op->next;
@@ -204,7 +290,7 @@ void ap_op_done(aop *op)
     bool last = a->orphaned && a->pending == 0;
     pthread_mutex_unlock(&a->mu);
     if (op->done) op->done(op->ud, &res);
-    op_free(op);
+    ap_op_free(op);
     if (last) applier_destroy(a);
 }
 
@@ -288,13 +374,13 @@ static void resend(aop *op)
             ap_op_finish(op, APPLY_FAILED, "cannot reset the spool file: %s", strerror(errno));
             return;
         }
-        rc = gen1c_get(op->a->g1, op->g1_path, op->g1_query, op->req->authorization, op->g1_out, AP_JSON_MAX,
+        rc = gen1c_get(op->a->g1, op->g1_path, op->g1_query, op->req->authorization, op->g1_out, op->g1_max,
                        op->g1_fd, on_answer, op);
     } else {
         gen2c_call c;
         memset(&c, 0, sizeof c);
         c.method = op->rq.method;
-        c.fs = op->fs;
+        c.fs = op->rq_fs;
         c.path = op->rq_path;
         c.query = op->rq.query;
         for (int i = 0; i < op->rq.nheaders && i < 23; i++) c.headers[i] = op->rq.headers[i];
@@ -310,7 +396,7 @@ static void resend(aop *op)
     }
     if (rc != 0)
         ap_op_finish(op, APPLY_FAILED, "%s request could not be sent (%s %s)", op->is_g1 ? "Gen1" : "Gen2",
-                  op->is_g1 ? "GET" : op->rq.method, op->is_g1 ? op->g1_query : op->rq.query);
+                     op->is_g1 ? "GET" : op->rq.method, op->is_g1 ? op->g1_query : op->rq.query);
 }
 
 static bool abandoned(aop *op)
@@ -322,12 +408,14 @@ static bool abandoned(aop *op)
     return ab;
 }
 
-/* Send op->rq to Gen2 at rq_path; on answers, h runs (retries are handled here). */
-void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h)
+/* Send op->rq to Gen2 at fs/rq_path; on answers, h runs (retries are handled here). */
+static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_in in, int fd, uint64_t off,
+                       uint64_t len, ap_handler h)
 {
     if (abandoned(op)) return;
     op->is_g1 = false;
     op->attempt = 0;
+    op->rq_fs = fs;
     op->rq_path = rq_path;
     op->in = in;
     op->in_fd = fd;
@@ -337,15 +425,25 @@ void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t
     resend(op);
 }
 
+void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h)
+{
+    g2_send_in(op, op->fs, rq_path, in, fd, off, len, h);
+}
+
 /* A body-less Gen2 request built by the caller into op->rq. */
 void ap_g2_simple(aop *op, const char *rq_path, ap_handler h)
 {
-    ap_g2_send(op, rq_path, HTTPC_IN_NONE, -1, 0, 0, h);
+    g2_send_in(op, op->fs, rq_path, HTTPC_IN_NONE, -1, 0, 0, h);
+}
+
+void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h)
+{
+    g2_send_in(op, fs, rq_path, HTTPC_IN_NONE, -1, 0, 0, h);
 }
 
 /* A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
-void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
-                   ap_handler h)
+static void g1_send(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out,
+                    size_t max, int fd, ap_handler h)
 {
     if (abandoned(op)) return;
     dbuf q;
@@ -362,9 +460,21 @@ void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, h
     op->is_g1 = true;
     op->attempt = 0;
     op->g1_out = out;
+    op->g1_max = max;
     op->g1_fd = fd;
     op->on = h;
     resend(op);
+}
+
+void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
+               ap_handler h)
+{
+    g1_send(op, path, g1op, extra, out, AP_JSON_MAX, fd, h);
+}
+
+void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h)
+{
+    g1_send(op, path, "LISTSTATUS", extra, HTTPC_BODY_MEMORY, AP_LIST_MAX, -1, h);
 }
 
 static int64_t backoff_ms(applier *a, int attempt)
@@ -385,6 +495,7 @@ static void on_answer(void *ud, httpc_resp *r)
 {
     aop *op = ud;
     applier *a = op->a;
+    count_answer(op, r);
     /* HTTPC_E_AUTH: gen2c could get no token; the auth module already retried the token service,
      * so do not retry here. */
     bool transport = r->result != HTTPC_OK && r->result != HTTPC_E_TOO_BIG && r->result != HTTPC_E_CANCELLED &&
@@ -404,6 +515,7 @@ static void on_answer(void *ud, httpc_resp *r)
         ap_resp_what(op, r, what, sizeof what);
         LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64 " cause=\"%s\"",
              op->req->seq, ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
+        metrics_inc(a->mx.retries[op->is_g1 ? 0 : 1]);
         httpc_resp_free(r);
         free(r);
         park(op, d);
@@ -638,10 +750,11 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
     op->tmpfd = -1;
     op->data_fd = -1;
     op->outcome = APPLY_OK;
+    op->t0_ms = mono_ms();
     pthread_mutex_lock(&a->mu);
     if (a->stopping) {
         pthread_mutex_unlock(&a->mu);
-        op_free(op);
+        ap_op_free(op);
         return -1;
     }
     if (a->in_tail) a->in_tail->qnext = op;

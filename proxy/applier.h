@@ -8,6 +8,10 @@
  * (RENAME, DELETE) waits for everything earlier under it and holds back everything later under it or
  * under its destination. Different paths apply in parallel (bounded).
  *
+ * A RENAME Gen2 cannot do as a rename (source and destination in different filesystems, or one of
+ * them not mirrored) is mirrored by copying the destination's subtree from Gen1 and deleting the
+ * source's on Gen2; it holds back later operations on both paths meanwhile.
+ *
  * Outcomes are counted (metrics) and kept for the admin API: applied, skipped (unmapped path or a Gen2
  * name Gen2 would reject: counted and reported, the Gen1 write already succeeded), divergence (an op
  * Gen2 cannot express, e.g. SETTIMES: recorded), failed (Gen2 refused or unreachable after the
@@ -22,6 +26,7 @@
 #include "cfg.h"
 #include "gen1client.h"
 #include "httpc.h"
+#include "metrics.h"
 #include "whreq.h"
 
 typedef struct applier applier;
@@ -72,6 +77,15 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, applier **out, cha
 int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const apply_result *res), void *ud);
 /** Operations submitted and not finished. */
 uint64_t applier_pending(applier *a);
+/**
+ * Register the applier's metrics in m (call once, after applier_new and before writes arrive; m must
+ * outlive the applier, and must not be rendered after applier_stop): dualpipe_applier_operations_total
+ * {op,outcome}, dualpipe_applier_in_flight, dualpipe_applier_lag_seconds (submission to outcome),
+ * dualpipe_applier_upstream_answers_total{upstream,code}, dualpipe_applier_retries_total{upstream},
+ * dualpipe_applier_copied_nodes_total{kind} (subtree copies). (dualpipe_applier_pending is the
+ * admin module's.) Returns 0, or -1 when a series cannot be created.
+ */
+int applier_register_metrics(applier *a, metrics *m);
 /** Append JSON {"pending":n,"in_flight":n,"applied":n,"skipped":n,"skipped_unmapped":n,
  *  "skipped_invalid_name":n,"divergence_count":n,"failure_count":n,"divergences":[...],"failures":[...]}
  *  to out; the lists hold the last 100 of each, newest first, as {"seq","time_ms","op","path","detail"}. */

@@ -28,6 +28,7 @@ static char *parent_path(const char *p)
 /* ================================================================ metadata copy (Gen1 → Gen2) */
 
 static void meta_next(aop *op);
+static void meta_from_status(aop *op, const char *json, size_t len);
 
 static void h_meta_set(aop *op, httpc_resp *r)
 {
@@ -85,7 +86,6 @@ static void h_meta_acl(aop *op, httpc_resp *r)
 static void h_meta_status(aop *op, httpc_resp *r)
 {
     ap_node *n = &op->meta[op->meta_i];
-    xlate_err e;
     if (r->result == HTTPC_OK && r->status == 404) {
         /* Gone on Gen1 since (a later write removed or moved it): that write finishes the job. */
         ap_marks_add(op->a, n->g1);
@@ -101,7 +101,15 @@ static void h_meta_status(aop *op, httpc_resp *r)
         meta_next(op);
         return;
     }
-    if (xlate_meta_from_filestatus(r->body.data, r->body.len, &op->m, &e) != 0) {
+    meta_from_status(op, r->body.data, r->body.len);
+}
+
+/* The node's FileStatus is known: read the ACL too when it has one, then write. */
+static void meta_from_status(aop *op, const char *json, size_t len)
+{
+    ap_node *n = &op->meta[op->meta_i];
+    xlate_err e;
+    if (xlate_meta_from_filestatus(json, len, &op->m, &e) != 0) {
         ap_op_note(op, "metadata of %s not copied: %s", n->g1, e.message);
         op->meta_i++;
         meta_next(op);
@@ -120,23 +128,36 @@ static void meta_next(aop *op)
         op->after_meta(op);
         return;
     }
-    ap_g1_get(op, op->meta[op->meta_i].g1, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_status);
+    const ap_node *n = &op->meta[op->meta_i];
+    if (n->status) {
+        meta_from_status(op, n->status, strlen(n->status));
+        return;
+    }
+    ap_g1_get(op, n->g1, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_status);
 }
 
-int ap_meta_add(aop *op, const char *g1, const char *g2)
+int ap_meta_add_status(aop *op, const char *g1, const char *g2, const char *status)
 {
     ap_node *nv = realloc(op->meta, sizeof *nv * (size_t)(op->nmeta + 1));
     if (!nv) return -1;
     op->meta = nv;
-    nv[op->nmeta].g1 = strdup(g1);
-    nv[op->nmeta].g2 = strdup(g2);
-    if (!nv[op->nmeta].g1 || !nv[op->nmeta].g2) {
-        free(nv[op->nmeta].g1);
-        free(nv[op->nmeta].g2);
+    ap_node *n = &nv[op->nmeta];
+    n->g1 = strdup(g1);
+    n->g2 = strdup(g2);
+    n->status = status ? strdup(status) : NULL;
+    if (!n->g1 || !n->g2 || (status && !n->status)) {
+        free(n->g1);
+        free(n->g2);
+        free(n->status);
         return -1;
     }
     op->nmeta++;
     return 0;
+}
+
+int ap_meta_add(aop *op, const char *g1, const char *g2)
+{
+    return ap_meta_add_status(op, g1, g2, NULL);
 }
 
 /* Copy the metadata of op->meta[] (ancestors first), then run then. */
@@ -364,45 +385,45 @@ static void st_recopy_done(aop *op)
     del_next(op);
 }
 
-static void st_recopy_meta(aop *op)
+static void st_copy_meta(aop *op)
 {
-    ap_meta_run(op, st_recopy_done);
+    ap_meta_run(op, op->after_copy);
 }
 
-static void h_recopy_create(aop *op, httpc_resp *r)
+static void h_copy_create(aop *op, httpc_resp *r)
 {
     if (r->result != HTTPC_OK || r->status != 201) {
         ap_op_fail_resp(op, r, "create (re-copy)");
         return;
     }
     ap_mark_ancestors(op);
-    if (ap_meta_add(op, op->req->path, op->g2path) != 0) {
+    if (ap_meta_add_status(op, op->req->path, op->g2path, op->g1status) != 0) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
     ap_cache_put(op->a, op->req->path, false, 0);
     if (op->data_len == 0) {
-        st_recopy_meta(op);
+        st_copy_meta(op);
         return;
     }
-    ap_data_run(op, op->tmpfd, 0, op->data_len, 0, XLATE_FLUSH_CLOSE, st_recopy_meta);
+    ap_data_run(op, op->tmpfd, 0, op->data_len, 0, XLATE_FLUSH_CLOSE, st_copy_meta);
 }
 
-static void st_recopy_create(aop *op)
+static void st_copy_create(aop *op)
 {
     xlate_err e;
     if (xlate_create(true, NULL, &op->rq, &e) != 0) {
         ap_op_finish(op, APPLY_FAILED, "%s", e.message);
         return;
     }
-    ap_g2_simple(op, op->g2path, h_recopy_create);
+    ap_g2_simple(op, op->g2path, h_copy_create);
 }
 
-static void h_recopy_open(aop *op, httpc_resp *r)
+static void h_copy_open(aop *op, httpc_resp *r)
 {
     if (r->result == HTTPC_OK && r->status == 404) {
-        /* The target is gone on Gen1 already (a later write): only the sources' fate is left. */
-        st_recopy_done(op);
+        /* Gone on Gen1 already (a later write): a re-copy is left with the sources' fate. */
+        op->after_copy(op);
         return;
     }
     if (r->result != HTTPC_OK || r->status != 200) {
@@ -416,10 +437,10 @@ static void h_recopy_open(aop *op, httpc_resp *r)
     }
     op->data_len = (uint64_t)st.st_size;
     ap_cache_drop_tree(op->a, op->req->path);
-    ap_probe_ancestors(op, st_recopy_create);
+    ap_probe_ancestors(op, st_copy_create);
 }
 
-int ap_spool_tmp(const char *dir)
+static int spool_tmp(const char *dir)
 {
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return fd;
@@ -431,6 +452,16 @@ int ap_spool_tmp(const char *dir)
     return fd;
 }
 
+void ap_copy_file(aop *op, ap_step then)
+{
+    op->after_copy = then;
+    if (op->tmpfd < 0) op->tmpfd = spool_tmp(op->a->cfg->spool_dir);
+    if (op->tmpfd < 0) {
+        ap_op_finish(op, APPLY_FAILED, "cannot create a spool file: %s", strerror(errno));
+        return;
+    }
+    ap_g1_get(op, op->req->path, "OPEN", NULL, HTTPC_BODY_FD, op->tmpfd, h_copy_open);
+}
 
 void ap_st_recopy(aop *op)
 {
@@ -439,10 +470,5 @@ void ap_st_recopy(aop *op)
         ap_op_finish(op, APPLY_OK, "copied with the later CONCURRENTAPPEND seq=%" PRIu64, later);
         return;
     }
-    op->tmpfd = ap_spool_tmp(op->a->cfg->spool_dir);
-    if (op->tmpfd < 0) {
-        ap_op_finish(op, APPLY_FAILED, "cannot create a spool file: %s", strerror(errno));
-        return;
-    }
-    ap_g1_get(op, op->req->path, "OPEN", NULL, HTTPC_BODY_FD, op->tmpfd, h_recopy_open);
+    ap_copy_file(op, st_recopy_done);
 }

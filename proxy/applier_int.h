@@ -2,8 +2,9 @@
  * applier_int: what the applier's files share (proxy/applier.c: queue, ordering, scheduling, sending
  * and retries, outcomes, public API; applier_state.c: the per-file cache and the metadata marks;
  * applier_copy.c: copying from Gen1 (metadata, missing ancestors, data chunks, re-copies);
- * applier_ops.c: the per-operation state machines). Not part of the applier's interface (applier.h);
- * every symbol here carries the ap_ prefix.
+ * applier_resync.c: copying whole subtrees from Gen1; applier_ops.c: the per-operation state
+ * machines). Not part of the applier's interface (applier.h); every symbol here carries the ap_
+ * prefix (types: aop and ap_*).
  *
  * Threads: an operation's own fields are touched only by whoever runs its current step (the worker
  * thread when it starts or re-sends, else the httpc thread in an answer handler); the applier's shared
@@ -18,6 +19,7 @@
 
 #include "applier.h"
 #include "gen2client.h"
+#include "metrics.h"
 #include "xlate.h"
 
 #define AP_MAX_INFLIGHT 64          /* operations running at once */
@@ -33,15 +35,21 @@
 #define AP_CACHE_BUCKETS 1024
 #define AP_CACHE_MAX 4096
 #define AP_MARKS_MAX 65536          /* paths whose metadata copy waits for a later rename */
+#define AP_RESYNC_CONC 8            /* nodes of one subtree copy in progress at once */
+#define AP_LIST_PAGE 256            /* LISTSTATUS listSize of a subtree copy */
+#define AP_LIST_MAX (8u << 20)      /* a LISTSTATUS answer (also when Gen1 ignores listSize) */
 
 typedef struct aop aop;
 typedef void (*ap_handler)(aop *op, httpc_resp *r);
 typedef void (*ap_step)(aop *op);
+typedef struct ap_resync ap_resync;   /* a subtree copy from Gen1 (applier_resync.c) */
+typedef struct ap_rsnode ap_rsnode;   /* one node of it still to copy */
 
 /* A Gen1 path and where it lands on Gen2 (same filesystem as the operation). */
 typedef struct ap_node {
     char *g1;
     char *g2;
+    char *status;                   /* metadata copies: its {"FileStatus":..} already read, or NULL */
 } ap_node;
 
 struct aop {
@@ -52,6 +60,7 @@ struct aop {
     aop *prev, *next;               /* a->head..tail, submission order */
     aop *qnext;                     /* incoming queue / timer list */
     int64_t due_ms;                 /* timer list: when to re-send */
+    int64_t t0_ms;                  /* when it was submitted (monotonic) */
     bool started;
     char **touch;                   /* Gen1 paths this operation touches (ordering) */
     int ntouch;
@@ -60,11 +69,14 @@ struct aop {
     char fs[64];
     char *g2path;                   /* the operation's path on Gen2 */
     char *g2dst;                    /* RENAME: the destination's path on Gen2 */
+    char fs2[64];                   /* RENAME: the destination's filesystem */
+    char *g1status;                 /* {"FileStatus":..} of req->path already read from Gen1, or NULL */
 
     /* the request in flight */
     bool is_g1;
     int attempt;                    /* sends of the current request so far */
     xlate_g2req rq;
+    const char *rq_fs;              /* its filesystem (op->fs unless the step said otherwise) */
     const char *rq_path;            /* Gen2 path (points into op-owned memory) */
     httpc_body_in in;
     int in_fd;
@@ -73,6 +85,7 @@ struct aop {
     char *g1_path;                  /* Gen1 look-up */
     char *g1_query;
     httpc_body_out g1_out;
+    size_t g1_max;                  /* HTTPC_BODY_MEMORY limit of the look-up */
     int g1_fd;
 
     /* data: [data_off, data_off+data_len) of data_fd goes to Gen2 at pos0.. then the flush */
@@ -93,10 +106,20 @@ struct aop {
 
     /* re-copies */
     int tmpfd;
+    ap_step after_copy;             /* ap_copy_file: what follows the copy */
     xlate_paths srcs;
     char *srcdir;
     int src_i;
     ap_node del;                    /* source being deleted */
+
+    /* subtree copies (applier_resync.c) */
+    ap_resync *rs;                  /* the copy this operation runs (owned) */
+    ap_resync *job;                 /* set on a piece of a copy: the copy it belongs to (not owned) */
+    ap_rsnode *rsn;                 /* that piece's node (owned) */
+    char rs_copied;                 /* the piece copied a file ('f') or a directory ('d') */
+    char *rs_root;                  /* RENAME Gen2 cannot do: the Gen1 path copied */
+    gen2c_map_result xsrc, xdst;    /* RENAME: how source and destination map */
+    char xwhy[128];                 /* RENAME: why Gen2 would reject the destination's name */
 
     bool rename2, overwrite, dst_dir;
     int rmw;                        /* ACL read-modify-write rounds */
@@ -117,6 +140,18 @@ typedef struct ap_ring {
     ap_rec r[AP_RING];
     int next, n;
 } ap_ring;
+
+/* Metrics (applier_register_metrics); all NULL (no-ops) without a registry. */
+#define AP_NOUTCOME 5               /* apply_outcome values */
+#define AP_NCLASS 6                 /* no answer, 1xx .. 5xx */
+typedef struct ap_metrics {
+    metrics *m;
+    _Atomic(metrics_counter *) ops[WH_OP__COUNT][AP_NOUTCOME]; /* created on first use */
+    metrics_histogram *lag;
+    metrics_counter *answers[2][AP_NCLASS];                    /* [0] Gen1 look-ups, [1] Gen2 */
+    metrics_counter *retries[2];
+    metrics_counter *copied[2];                                /* subtree copies: files, directories */
+} ap_metrics;
 
 typedef struct ap_cent {
     struct ap_cent *next;
@@ -149,6 +184,7 @@ struct applier {
     char **marks;                   /* Gen1 paths created on Gen2 whose Gen1 metadata could not be read */
     int nmarks;
     uint64_t rng;
+    ap_metrics mx;
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */
@@ -168,8 +204,11 @@ static inline const char *ap_meta_target(const char *g2)
 
 /* ---- applier.c: outcomes ---------------------------------------------------------------------- */
 
-/** The operation is over: count it, tell the submitter, free it, let the worker schedule more. */
+/** The operation is over: count it, tell the submitter, free it, let the worker schedule more. A piece
+ *  of a subtree copy (op->job) goes back to its copy instead. */
 void ap_op_done(aop *op);
+/** Free an operation and all it owns (no accounting; ap_op_done does that). */
+void ap_op_free(aop *op);
 /** Set the outcome and detail, then ap_op_done. */
 __attribute__((format(printf, 3, 4))) void ap_op_finish(aop *op, apply_outcome oc, const char *fmt, ...);
 /** Note a metadata problem (the data part went through): an APPLY_OK outcome becomes a divergence. */
@@ -189,9 +228,13 @@ const char *ap_g2code(const httpc_resp *r, char *buf, size_t cap);
 void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h);
 /** A body-less Gen2 request built by the caller into op->rq. */
 void ap_g2_simple(aop *op, const char *rq_path, ap_handler h);
+/** The same in filesystem fs (op-owned memory) instead of op->fs. */
+void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h);
 /** A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
 void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
                ap_handler h);
+/** A Gen1 LISTSTATUS of path (extra: its listSize/listAfter), answer in memory up to AP_LIST_MAX. */
+void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h);
 
 /* ---- applier.c: ordering ---------------------------------------------------------------------- */
 
@@ -216,6 +259,8 @@ int ap_marks_take_moved(applier *a, const char *src, const char *dst, char ***ou
 
 /** Add a node whose metadata is to be copied from Gen1. Returns 0 or -1 (out of memory). */
 int ap_meta_add(aop *op, const char *g1, const char *g2);
+/** The same with its {"FileStatus":..} already read (copied; NULL: read it from Gen1). */
+int ap_meta_add_status(aop *op, const char *g1, const char *g2, const char *status);
 /** Copy the metadata of op->meta[] (ancestors first), then run then. */
 void ap_meta_run(aop *op, ap_step then);
 /** Find the ancestors of op->req->path Gen2 lacks (into op->meta, top-down), then run then. */
@@ -224,10 +269,34 @@ void ap_probe_ancestors(aop *op, ap_step then);
 void ap_mark_ancestors(aop *op);
 /** Send [off, off+len) of fd to op->g2path at position pos0.., flush per fl, then run then. */
 void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then);
-/** An unnamed read-write file in dir (O_TMPFILE, else created and unlinked), or -1 with errno. */
-int ap_spool_tmp(const char *dir);
+/**
+ * Copy Gen1's file op->req->path to op->g2path (op->fs): OPEN into a spool file, the missing
+ * ancestors, create (overwrite), append, flush, metadata (op->g1status when known), then run then.
+ * A file gone from Gen1 meanwhile (404) copies nothing and runs then.
+ */
+void ap_copy_file(aop *op, ap_step then);
 /** CONCAT, MSCONCAT, CONCURRENTAPPEND: re-copy the result from Gen1, then delete the sources. */
 void ap_st_recopy(aop *op);
+
+/* ---- applier_resync.c ---------------------------------------------------------------------------- */
+
+/**
+ * Make Gen2 equal to Gen1 for the subtree at Gen1 path root: whatever Gen2 holds at root's place is
+ * deleted (recursively), then every node Gen1 has there is created on Gen2 where its own mapping puts
+ * it (directories, files re-copied, metadata), a few at a time, walking Gen1 with GETFILESTATUS and
+ * paged LISTSTATUS with op's writer identity. Names Gen2 would reject and unmapped nodes are skipped
+ * (with their subtrees) and counted. When all is done, then runs on op (metadata problems noted as
+ * a divergence); if a node failed, op finishes as failed instead. op must not be touched by its
+ * caller after this call (tail call); op's ordering entry covers root for the whole copy.
+ */
+void ap_resync_run(aop *op, const char *root, ap_step then);
+/** What the copy op->rs did ("2 files and 1 directory copied"), for details. */
+void ap_resync_summary(const aop *op, char *buf, size_t cap);
+/** A piece of a copy ended (from ap_op_done): account for it and free it. */
+void ap_resync_piece_done(aop *piece);
+/** Free a copy's state, a piece's node (from ap_op_free; NULL is fine). */
+void ap_resync_free(ap_resync *rs);
+void ap_rsnode_free(ap_rsnode *n);
 
 /* ---- applier_ops.c ----------------------------------------------------------------------------- */
 

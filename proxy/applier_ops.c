@@ -166,20 +166,25 @@ static void st_append_len(aop *op)
 
 static void st_rename_send(aop *op, const char *target);
 
+/* The Gen1 path the source has after the rename: the destination, or destination/basename(source)
+ * when it moved into the directory there (HDFS rename). malloc'd; NULL when out of memory. */
+static char *moved_path(const aop *op, bool into_dir)
+{
+    const char *src = op->req->path, *dst = op->touch[1];
+    if (!into_dir) return strdup(dst);
+    const char *base = strrchr(src, '/');
+    base = base ? base + 1 : src;
+    size_t n = strlen(dst) + strlen(base) + 2;
+    char *tgt = malloc(n);
+    if (tgt) snprintf(tgt, n, "%s/%s", strcmp(dst, "/") == 0 ? "" : dst, base);
+    return tgt;
+}
+
 /* After a rename: copy the metadata of marked nodes it moved, at their new Gen1 paths. */
 static void rename_moved_meta(aop *op)
 {
-    const char *src = op->req->path, *dst = op->touch[1];
-    char *tgt = NULL;
-    if (op->dst_dir && !op->rename2) {
-        const char *base = strrchr(src, '/');
-        base = base ? base + 1 : src;
-        size_t n = strlen(dst) + strlen(base) + 2;
-        tgt = malloc(n);
-        if (tgt) snprintf(tgt, n, "%s/%s", strcmp(dst, "/") == 0 ? "" : dst, base);
-    } else {
-        tgt = strdup(dst);
-    }
+    const char *src = op->req->path;
+    char *tgt = moved_path(op, op->dst_dir && !op->rename2);
     char **moved = NULL;
     int nmoved = 0;
     int rc = tgt ? ap_marks_take_moved(op->a, src, tgt, &moved, &nmoved) : -1;
@@ -268,9 +273,135 @@ static void h_rename_probe(aop *op, httpc_resp *r)
     rename_with(op, dir);
 }
 
-static void st_rename(aop *op)
+/*
+ * A RENAME Gen2 cannot do as a rename: source and destination in different filesystems, or one of
+ * them not mirrored (no mapping, or a name Gen2 would reject). Gen2 is made equal to Gen1 instead:
+ * the destination subtree is copied from Gen1 (when it is mirrored) and the source subtree deleted
+ * on Gen2 (when it was mirrored). The operation's ordering entry covers both paths meanwhile.
+ */
+static void xrename_end(aop *op)
 {
-    char fs2[64], why[128];
+    const char *dst = op->touch[1];
+    char sum[160] = "";
+    if (op->rs) ap_resync_summary(op, sum, sizeof sum);
+    if (op->xdst == GEN2C_INVALID_NAME) {
+        ap_op_finish(op, APPLY_SKIPPED_INVALID_NAME,
+                     "destination %s: Gen2 would reject this name (%s); the source was deleted on Gen2", dst, op->xwhy);
+        return;
+    }
+    if (op->outcome != APPLY_OK) { /* the copy noted a divergence (metadata): keep it */
+        ap_op_done(op);
+        return;
+    }
+    if (op->xdst == GEN2C_UNMAPPED)
+        ap_op_finish(op, APPLY_OK, "destination %s is not mapped: the source was deleted on Gen2", dst);
+    else if (op->xsrc == GEN2C_MAPPED)
+        ap_op_finish(op, APPLY_OK, "moved across Gen2 filesystems (%s to %s): %s from Gen1, source deleted", op->fs,
+                     op->fs2, sum);
+    else
+        ap_op_finish(op, APPLY_OK, "source not mirrored (%s): %s from Gen1",
+                     op->xsrc == GEN2C_UNMAPPED ? "no mapping" : "a name Gen2 would reject", sum);
+}
+
+static void xrename_delete_send(aop *op);
+
+static void h_xrename_delete(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
+        const char *c = httpc_resp_header(r, "x-ms-continuation");
+        if (c && *c) {
+            free(op->cont);
+            op->cont = strdup(c);
+            if (!op->cont) {
+                ap_op_finish(op, APPLY_FAILED, "out of memory");
+                return;
+            }
+            xrename_delete_send(op);
+            return;
+        }
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(op, r, "deleting the renamed source");
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_marks_drop_tree(op->a, op->req->path);
+    xrename_end(op);
+}
+
+/* Delete the source subtree on Gen2 (op->fs, recursive, in as many rounds as Gen2 asks). */
+static void xrename_delete_send(aop *op)
+{
+    xlate_err e;
+    if (xlate_delete(true, op->cont, &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_xrename_delete);
+}
+
+static void xrename_copied(aop *op)
+{
+    if (op->xsrc != GEN2C_MAPPED) {
+        xrename_end(op);
+        return;
+    }
+    free(op->cont);
+    op->cont = NULL;
+    xrename_delete_send(op);
+}
+
+static void xrename_copy(aop *op, bool into_dir)
+{
+    op->rs_root = moved_path(op, into_dir);
+    if (!op->rs_root) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_resync_run(op, op->rs_root, xrename_copied);
+}
+
+static void h_xrename_probe(aop *op, httpc_resp *r)
+{
+    bool dir = false;
+    if (r->result == HTTPC_OK && r->status == 200) {
+        const char *t = httpc_resp_header(r, "x-ms-resource-type");
+        dir = t && strcasecmp(t, "directory") == 0;
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(op, r, "reading the rename destination");
+        return;
+    }
+    xrename_copy(op, dir);
+}
+
+static void xrename(aop *op)
+{
+    xlate_err e;
+    if (op->xdst != GEN2C_MAPPED) { /* the source left the mirrored paths */
+        free(op->cont);
+        op->cont = NULL;
+        xrename_delete_send(op);
+        return;
+    }
+    /* Where the source landed: into the destination when that was a directory (Gen2 mirrors what
+     * the destination was before this rename: per-path order). */
+    if (op->rename2) {
+        xrename_copy(op, false);
+        return;
+    }
+    if (!*op->g2dst || ap_cache_get(op->a, op->touch[1], NULL) == 2) {
+        xrename_copy(op, true);
+        return;
+    }
+    if (xlate_getstatus(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple_in(op, op->fs2, op->g2dst, h_xrename_probe);
+}
+
+/* smr/swhy: how the source maps (op->fs, op->g2path filled when mapped). */
+static void st_rename(aop *op, gen2c_map_result smr, const char *swhy)
+{
     xlate_err e;
     const char *dst = op->touch[1];
     op->g2dst = malloc(AP_PATH_CAP);
@@ -278,18 +409,25 @@ static void st_rename(aop *op)
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
-    gen2c_map_result mr = gen2c_map(op->a->g2, dst, fs2, op->g2dst, AP_PATH_CAP, why, sizeof why);
-    if (mr != GEN2C_MAPPED || strcmp(fs2, op->fs) != 0) {
-        ap_op_finish(op, APPLY_DIVERGENCE, "rename to %s leaves the source's Gen2 filesystem (%s): not mirrored", dst,
-                  mr == GEN2C_MAPPED ? "another filesystem" : why);
+    op->xsrc = smr;
+    op->xdst = gen2c_map(op->a->g2, dst, op->fs2, op->g2dst, AP_PATH_CAP, op->xwhy, sizeof op->xwhy);
+    if (smr != GEN2C_MAPPED && op->xdst != GEN2C_MAPPED) {
+        if (smr == GEN2C_INVALID_NAME)
+            ap_op_finish(op, APPLY_SKIPPED_INVALID_NAME, "Gen2 would reject this name: %s", swhy);
+        else
+            ap_op_finish(op, APPLY_SKIPPED_UNMAPPED, "no mapping covers this path");
         return;
     }
-    if (!*op->g2path) {
+    if (smr == GEN2C_MAPPED && !*op->g2path) {
         ap_op_finish(op, APPLY_DIVERGENCE, "rename of a mapping's filesystem root: not mirrored");
         return;
     }
     if (xlate_rename_options(ap_param(op->req, "renameoptions"), &op->rename2, &op->overwrite, &e) != 0) {
         ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    if (smr != GEN2C_MAPPED || op->xdst != GEN2C_MAPPED || strcmp(op->fs2, op->fs) != 0) {
+        xrename(op);
         return;
     }
     if (op->rename2) {
@@ -463,17 +601,15 @@ void ap_op_start(aop *op)
         return;
     }
     gen2c_map_result mr = gen2c_map(op->a->g2, op->req->path, op->fs, op->g2path, AP_PATH_CAP, why, sizeof why);
+    if (o == WH_OP_RENAME) { /* the destination may be mirrored even when the source is not */
+        st_rename(op, mr, why);
+        return;
+    }
     if (mr == GEN2C_INVALID_NAME) {
         ap_op_finish(op, APPLY_SKIPPED_INVALID_NAME, "Gen2 would reject this name: %s", why);
         return;
     }
     if (mr == GEN2C_UNMAPPED) {
-        char fs2[64];
-        if (o == WH_OP_RENAME && gen2c_map(op->a->g2, op->touch[1], fs2, op->g2path, AP_PATH_CAP, why, sizeof why) ==
-                                     GEN2C_MAPPED) {
-            ap_op_finish(op, APPLY_DIVERGENCE, "rename from an unmapped path into a mapped one: not mirrored");
-            return;
-        }
         ap_op_finish(op, APPLY_SKIPPED_UNMAPPED, "no mapping covers this path");
         return;
     }
@@ -484,7 +620,6 @@ void ap_op_start(aop *op)
     case WH_OP_CONCURRENTAPPEND:
     case WH_OP_CONCAT:
     case WH_OP_MSCONCAT: ap_st_recopy(op); break;
-    case WH_OP_RENAME: st_rename(op); break;
     case WH_OP_DELETE: st_delete(op); break;
     case WH_OP_SETPERMISSION:
     case WH_OP_SETOWNER:

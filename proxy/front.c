@@ -732,9 +732,9 @@ static void init_metrics(front *f)
     static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
     f->up_latency = metrics_histogram_get(m, "dualpipe_upstream_seconds", "Duration of upstream exchanges.",
                                           "upstream=\"gen1\"", lat, (int)(sizeof lat / sizeof lat[0]));
-    static const char *const kinds[8] = {"ok",   "connect",   "timeout", "transport",
-                                         "too_big", "body", "cancelled", "nomem"};
-    for (int i = 1; i < 8; i++) {
+    static const char *const kinds[HTTPC_E_AUTH + 1] = {"ok",   "connect",   "timeout", "transport", "too_big",
+                                                        "body", "cancelled", "nomem",   "auth"};
+    for (int i = 1; i <= HTTPC_E_AUTH; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "upstream=\"gen1\",kind=\"%s\"", kinds[i]);
         f->up_fail[i] = metrics_counter_get(m, "dualpipe_upstream_failures_total",

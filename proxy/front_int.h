@@ -47,7 +47,7 @@ struct front {
     /* metrics */
     _Atomic(metrics_counter *) req_ctr[WH_OP__COUNT][FRONT_NCLASS];
     metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false, *not_mirrored;
-    metrics_counter *up_fail[8];       /* by httpc_result */
+    metrics_counter *up_fail[HTTPC_E_AUTH + 1]; /* by httpc_result */
     metrics_histogram *up_latency;
     metrics_gauge *connections, *waiting, *spool_bytes;
 };

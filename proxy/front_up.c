@@ -110,7 +110,7 @@ static void upstream_done(void *ud, httpc_resp *resp)
         metrics_observe(f->up_latency, resp->total_s);
         if (resp->status >= 200 && resp->status < 300 && r->wr.info->is_write) submit_apply(r, resp);
     } else if ((int)resp->result > 0 && (int)resp->result < 8) {
-        metrics_inc(f->up_fail[resp->result]);
+        if ((unsigned)resp->result <= HTTPC_E_AUTH) metrics_inc(f->up_fail[resp->result]);
     }
     atomic_store_explicit(&r->up, resp, memory_order_release);
     /* From here on r belongs to the MHD thread again (it may be freed at any moment). */

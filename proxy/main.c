@@ -132,6 +132,10 @@ static int run(const char *file)
     if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
     if (applier_new(&cfg, http, g1, &ap, err, sizeof err) != 0) goto out;
+    if (applier_register_metrics(ap, m) != 0) {
+        snprintf(err, sizeof err, "applier: cannot register its metrics");
+        goto out;
+    }
     if (front_start(&cfg, g1, ap, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, ap, g1, f, &adm, err, sizeof err) != 0) goto out;
 

@@ -361,7 +361,7 @@ TEST(no_token_fails_call_with_reason)
     env v;
     env_open(&v, &cfg);
     httpc_resp *r = call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0);
-    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
+    ASSERT_EQ_INT(r->result, HTTPC_E_AUTH);
     ASSERT_TRUE(strstr(r->error, "invalid_client") != NULL);
     ASSERT_TRUE(strstr(r->error, SECRET) == NULL);
     resp_drop(r);

@@ -3,7 +3,8 @@
  * applier sends (create, append, flush, mkdirs, rename, delete, setpermission, setowner, ACL
  * read-modify-write, expiry, metadata copy), the flush policy per syncFlag, the HDFS rename-into-
  * directory target, ACL merges starting from x-ms-acl strings as Gen2 returns them (mask handling
- * included), the expiry option and date mapping, concat source lists, retry classification, and the
+ * included), the expiry option and date mapping, Gen1 listing pages (entries, continuation token,
+ * names that are refused) and their paging query, concat source lists, retry classification, and the
  * Gen2 → Gen1 conversions (permissions, AclStatus, FileStatus from list entries and HEAD answers).
  */
 #include <jansson.h>
@@ -327,6 +328,73 @@ TEST(gen1_answers_and_lookups)
     dbuf_free(&b);
 }
 
+TEST(liststatus_pages)
+{
+    xlate_listing l;
+    xlate_err e;
+    /* Token after the array (emulator, ADLS), mixed key case, an entry with an ACL. */
+    const char *page = "{\"fileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"a b\",\"type\":\"DIRECTORY\","
+                       "\"owner\":\"alice\",\"group\":\"eng\",\"permission\":\"1750\",\"aclBit\":true},"
+                       "{\"pathSuffix\":\"f\",\"type\":\"FILE\",\"length\":3,\"permission\":\"640\"}],"
+                       "\"continuationToken\":\"f\"}}";
+    ASSERT_EQ_INT(xlate_liststatus_parse(page, strlen(page), &l, &e), 0);
+    ASSERT_EQ_INT(l.n, 2);
+    ASSERT_EQ_STR(l.v[0].name, "a b");
+    ASSERT_TRUE(l.v[0].is_dir);
+    ASSERT_EQ_STR(l.v[1].name, "f");
+    ASSERT_TRUE(!l.v[1].is_dir);
+    ASSERT_EQ_STR(l.token, "f");
+    /* Each entry's status reads as a FileStatus for the metadata copy. */
+    xlate_meta m = {0};
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(l.v[0].status, strlen(l.v[0].status), &m, &e), 0);
+    ASSERT_EQ_STR(m.owner, "alice");
+    ASSERT_EQ_STR(m.group, "eng");
+    ASSERT_EQ_INT(m.mode, 01750);
+    ASSERT_TRUE(m.is_dir && m.acl_bit);
+    xlate_meta_free(&m);
+    xlate_listing_free(&l);
+    ASSERT_TRUE(l.v == NULL && l.n == 0 && l.token == NULL);
+
+    /* Token first, empty: the listing is complete; an empty directory. */
+    const char *last = "{\"FileStatuses\":{\"continuationToken\":\"\",\"FileStatus\":[]}}";
+    ASSERT_EQ_INT(xlate_liststatus_parse(last, strlen(last), &l, &e), 0);
+    ASSERT_EQ_INT(l.n, 0);
+    ASSERT_TRUE(l.token == NULL);
+    xlate_listing_free(&l);
+    const char *notoken = "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"x\",\"type\":\"FILE\"}]}}";
+    ASSERT_EQ_INT(xlate_liststatus_parse(notoken, strlen(notoken), &l, &e), 0);
+    ASSERT_TRUE(l.n == 1 && l.token == NULL);
+    xlate_listing_free(&l);
+
+    /* Names that would walk out of the directory, missing types, other answers: refused. */
+    const char *bad[] = {
+        "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"..\",\"type\":\"FILE\"}]}}",
+        "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"a/b\",\"type\":\"FILE\"}]}}",
+        "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"\",\"type\":\"FILE\"}]}}",
+        "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"x\",\"type\":\"SYMLINK\"}]}}",
+        "{\"FileStatuses\":{\"FileStatus\":[{\"pathSuffix\":\"x\"}]}}",
+        "{\"FileStatuses\":{\"FileStatus\":[\"x\"]}}",
+        "{\"FileStatus\":{\"pathSuffix\":\"\",\"type\":\"FILE\"}}",
+        "not json",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ_INT(xlate_liststatus_parse(bad[i], strlen(bad[i]), &l, &e), -1);
+        ASSERT_TRUE(l.v == NULL && l.n == 0);
+    }
+
+    dbuf q;
+    dbuf_init(&q, 4096);
+    ASSERT_EQ_INT(xlate_liststatus_query(256, NULL, &q), 0);
+    ASSERT_EQ_STR(q.data, "listSize=256");
+    dbuf_reset(&q);
+    ASSERT_EQ_INT(xlate_liststatus_query(100, "", &q), 0);
+    ASSERT_EQ_STR(q.data, "listSize=100");
+    dbuf_reset(&q);
+    ASSERT_EQ_INT(xlate_liststatus_query(10, "a b&c=d/e", &q), 0);
+    ASSERT_EQ_STR(q.data, "listSize=10&listAfter=a%20b%26c%3Dd%2Fe");
+    dbuf_free(&q);
+}
+
 TEST(meta_from_gen1)
 {
     xlate_meta m = {0};
@@ -560,5 +628,5 @@ TEST(filestatus_from_gen2)
 TESTS(T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
-      T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification), T(permission_conversions),
-      T(aclstatus_from_gen2), T(filestatus_from_gen2))
+      T(liststatus_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
+      T(permission_conversions), T(aclstatus_from_gen2), T(filestatus_from_gen2))

@@ -1,0 +1,549 @@
+/*
+ * applier_resync: copying a whole subtree from Gen1 to Gen2 (ap_resync_run, applier_int.h), for a
+ * RENAME Gen2 cannot do as a rename and, later, for journal records that can never apply.
+ *
+ * The owning operation keeps its ordering entry for the whole copy and sends nothing itself; the
+ * work is done by pieces: small operations (aop with ->job set) that run the usual steps (sending
+ * with retries, metadata copy, file re-copy) for one node each and are never counted or listed by the
+ * applier. The nodes still to copy sit on a stack, so the walk is depth first: a directory piece
+ * creates the directory, copies its metadata and lists one page of its entries (LISTSTATUS with
+ * listSize, then listAfter = the page's continuationToken), pushing the entries above a node that
+ * lists the next page; at most about one page per level of the tree waits in memory. At most
+ * AP_RESYNC_CONC pieces run at once.
+ *
+ * The root piece first reads the root on Gen1 (GETFILESTATUS) and deletes whatever Gen2 holds in its
+ * place (recursively), so the result is exactly Gen1's subtree; a root gone from Gen1 leaves nothing.
+ * The copy's lock guards the stack and the counts. Pieces end on whatever thread ran their last step;
+ * the thread that leaves nothing running and nothing queued finishes the copy (one thread at a time
+ * starts pieces: the "pumping" flag).
+ */
+#include "applier_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+typedef enum rs_kind {
+    RS_ROOT,        /* the subtree's root: type not known yet */
+    RS_FILE,
+    RS_DIR,
+    RS_MORE         /* the next page of a directory's listing */
+} rs_kind;
+
+struct ap_rsnode {
+    ap_rsnode *next;                /* stack link */
+    rs_kind kind;
+    char *g1;                       /* Gen1 path */
+    char *status;                   /* {"FileStatus":..} from the listing (RS_FILE, RS_DIR) */
+    char *after;                    /* RS_MORE: list after this token */
+};
+
+struct ap_resync {
+    pthread_mutex_t mu;
+    aop *owner;
+    char *root;
+    ap_step then;
+    ap_rsnode *stack;               /* nodes to copy, next on top */
+    int active;                     /* pieces running */
+    bool pumping;                   /* a thread is starting pieces */
+    bool over;                      /* finished (nothing may touch the copy after that) */
+    bool stopped;                   /* the applier stopped: queued nodes were dropped */
+    uint64_t files, dirs, unmapped, invalid, failed, diverged;
+    char first_fail[1040];
+    char first_div[1040];
+};
+
+/* How a piece ended, captured before it is freed. */
+typedef struct rs_end {
+    char copied;
+    apply_outcome outcome;
+    char path[512];
+    char detail[512];
+} rs_end;
+
+static void pump(ap_resync *j, const rs_end *end);
+
+/* ================================================================ nodes and pieces */
+
+void ap_rsnode_free(ap_rsnode *n)
+{
+    if (!n) return;
+    free(n->g1);
+    free(n->status);
+    free(n->after);
+    free(n);
+}
+
+static ap_rsnode *node_new(rs_kind kind, const char *g1, const char *status, const char *after)
+{
+    ap_rsnode *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->kind = kind;
+    n->g1 = strdup(g1);
+    n->status = status ? strdup(status) : NULL;
+    n->after = after ? strdup(after) : NULL;
+    if (!n->g1 || (status && !n->status) || (after && !n->after)) {
+        ap_rsnode_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* The owner's request, for path: same seq, op and writer identity (Gen1 look-ups use it). */
+static apply_req *req_for(const apply_req *q, const char *path)
+{
+    apply_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->seq = q->seq;
+    r->op = q->op;
+    r->gen1_status = q->gen1_status;
+    r->path = strdup(path);
+    bool ok = r->path != NULL;
+    if (ok && q->authorization) ok = (r->authorization = strdup(q->authorization)) != NULL;
+    if (ok && q->nparams > 0) ok = (r->params = calloc((size_t)q->nparams, sizeof *r->params)) != NULL;
+    for (int i = 0; ok && i < q->nparams; i++) {
+        whreq_param *p = &r->params[r->nparams++];
+        p->name = q->params[i].name ? strdup(q->params[i].name) : NULL;
+        p->value = q->params[i].value ? strdup(q->params[i].value) : NULL;
+        ok = (p->name || !q->params[i].name) && (p->value || !q->params[i].value);
+    }
+    if (!ok) {
+        apply_req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/*
+ * A piece for node n (under j->mu), or NULL when the node is not copied: unmapped or a name Gen2
+ * would reject (counted; its subtree is skipped with it), or out of memory (counted as failed).
+ * The piece owns n from here on.
+ */
+static aop *piece_new(ap_resync *j, ap_rsnode *n)
+{
+    aop *owner = j->owner;
+    applier *a = owner->a;
+    char why[128];
+    aop *p = calloc(1, sizeof *p);
+    if (p) {
+        p->a = a;
+        p->tmpfd = -1;
+        p->data_fd = -1;
+        p->outcome = APPLY_OK;
+        p->job = j;
+        p->rsn = n;
+        p->req = req_for(owner->req, n->g1);
+        p->g2path = malloc(AP_PATH_CAP);
+    }
+    if (!p || !p->req || !p->g2path) {
+        j->failed++;
+        if (!j->first_fail[0]) snprintf(j->first_fail, sizeof j->first_fail, "%s: out of memory", n->g1);
+        if (p) ap_op_free(p);
+        else ap_rsnode_free(n);
+        return NULL;
+    }
+    gen2c_map_result mr = gen2c_map(a->g2, n->g1, p->fs, p->g2path, AP_PATH_CAP, why, sizeof why);
+    if (mr == GEN2C_MAPPED) return p;
+    if (mr == GEN2C_UNMAPPED) {
+        j->unmapped++;
+        LOGD("msg=\"not copied: no mapping covers it\" seq=%" PRIu64 " path=\"%s\"", owner->req->seq, n->g1);
+    } else {
+        j->invalid++;
+        LOGW("msg=\"not copied: Gen2 would reject the name\" seq=%" PRIu64 " path=\"%s\" why=\"%s\"",
+             owner->req->seq, n->g1, why);
+    }
+    ap_op_free(p);
+    return NULL;
+}
+
+/* ================================================================ directories */
+
+static void st_list(aop *p);
+
+/* Push a listing page (entries in order on top, then the next page's node) onto the stack. */
+static int push_page(aop *p, const xlate_listing *l)
+{
+    const char *dir = p->req->path;
+    ap_rsnode *head = NULL, **tailp = &head;
+    int rc = 0;
+    for (int i = 0; i < l->n && rc == 0; i++) {
+        size_t n = strlen(dir) + strlen(l->v[i].name) + 2;
+        char *path = malloc(n);
+        if (path) snprintf(path, n, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, l->v[i].name);
+        ap_rsnode *nd = path ? node_new(l->v[i].is_dir ? RS_DIR : RS_FILE, path, l->v[i].status, NULL) : NULL;
+        free(path);
+        if (!nd) rc = -1;
+        else {
+            *tailp = nd;
+            tailp = &nd->next;
+        }
+    }
+    const char *after = p->rsn->after;
+    if (rc == 0 && l->token && after && strcmp(l->token, after) == 0) {
+        LOGW("msg=\"Gen1 listing did not advance: the rest of the directory is not copied\" path=\"%s\"", dir);
+        rc = -2;
+    } else if (rc == 0 && l->token) {
+        ap_rsnode *more = node_new(RS_MORE, dir, NULL, l->token);
+        if (!more) rc = -1;
+        else *tailp = more;
+    }
+    if (rc == -1) {
+        while (head) {
+            ap_rsnode *nx = head->next;
+            ap_rsnode_free(head);
+            head = nx;
+        }
+        return -1;
+    }
+    if (head) {
+        ap_resync *j = p->job;
+        pthread_mutex_lock(&j->mu);
+        ap_rsnode *last = head;
+        while (last->next) last = last->next;
+        last->next = j->stack;
+        j->stack = head;
+        pthread_mutex_unlock(&j->mu);
+    }
+    return rc;
+}
+
+static void h_list(aop *p, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 404) { /* gone from Gen1 since (a later write) */
+        ap_st_ok(p);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(p, r, "listing the directory on Gen1 (LISTSTATUS)");
+        return;
+    }
+    xlate_listing l;
+    xlate_err e;
+    if (xlate_liststatus_parse(r->body.data, r->body.len, &l, &e) != 0) {
+        ap_op_finish(p, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    int rc = push_page(p, &l);
+    xlate_listing_free(&l);
+    if (rc == -1) ap_op_finish(p, APPLY_FAILED, "out of memory listing the directory");
+    else if (rc == -2) ap_op_finish(p, APPLY_FAILED, "Gen1's listing did not advance past a continuation token");
+    else ap_st_ok(p);
+}
+
+static void st_list(aop *p)
+{
+    dbuf extra;
+    dbuf_init(&extra, 8192);
+    if (xlate_liststatus_query(AP_LIST_PAGE, p->rsn->after, &extra) != 0) {
+        dbuf_free(&extra);
+        ap_op_finish(p, APPLY_FAILED, "listing continuation token too long");
+        return;
+    }
+    ap_g1_list(p, p->req->path, extra.data, h_list);
+    dbuf_free(&extra);
+}
+
+static void st_dir_meta(aop *p)
+{
+    p->rs_copied = 'd';
+    if (ap_meta_add_status(p, p->req->path, p->g2path, p->g1status) != 0) {
+        ap_op_finish(p, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_meta_run(p, st_list);
+}
+
+static void h_mkdir(aop *p, httpc_resp *r)
+{
+    const char *t = r->result == HTTPC_OK ? httpc_resp_header(r, "x-ms-existing-resource-type") : NULL;
+    char code[128];
+    bool ok = r->result == HTTPC_OK && xlate_mkdirs_ok(r->status, t);
+    if (!ok && r->result == HTTPC_OK && xlate_already_exists(r->status, ap_g2code(r, code, sizeof code)))
+        ok = p->attempt > 1 && (t == NULL || strcasecmp(t, "directory") == 0);
+    if (!ok) {
+        ap_op_fail_resp(p, r, "create directory (copy)");
+        return;
+    }
+    ap_mark_ancestors(p);
+    ap_cache_put(p->a, p->req->path, true, 0);
+    st_dir_meta(p);
+}
+
+static void st_mkdir(aop *p)
+{
+    xlate_err e;
+    if (!*p->g2path) { /* a filesystem's root always exists */
+        st_dir_meta(p);
+        return;
+    }
+    if (xlate_mkdirs(NULL, &p->rq, &e) != 0) {
+        ap_op_finish(p, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(p, p->g2path, h_mkdir);
+}
+
+/* ================================================================ files, the root */
+
+static void st_file_copied(aop *p)
+{
+    if (p->nmeta > 0) p->rs_copied = 'f'; /* (nothing when the file was gone from Gen1) */
+    ap_st_ok(p);
+}
+
+static void root_copy(aop *p)
+{
+    if (p->rsn->kind == RS_DIR) ap_probe_ancestors(p, st_mkdir);
+    else ap_copy_file(p, st_file_copied);
+}
+
+static void root_delete_send(aop *p);
+
+static void h_root_delete(aop *p, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
+        const char *c = httpc_resp_header(r, "x-ms-continuation");
+        if (c && *c) {
+            free(p->cont);
+            p->cont = strdup(c);
+            if (!p->cont) {
+                ap_op_finish(p, APPLY_FAILED, "out of memory");
+                return;
+            }
+            root_delete_send(p);
+            return;
+        }
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(p, r, "deleting what Gen2 held in the copy's place");
+        return;
+    }
+    ap_cache_drop_tree(p->a, p->req->path);
+    ap_marks_drop_tree(p->a, p->req->path);
+    if (p->rsn->kind == RS_ROOT) ap_st_ok(p); /* gone from Gen1: nothing to copy */
+    else root_copy(p);
+}
+
+static void root_delete_send(aop *p)
+{
+    xlate_err e;
+    if (xlate_delete(true, p->cont, &p->rq, &e) != 0) {
+        ap_op_finish(p, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(p, p->g2path, h_root_delete);
+}
+
+/* Replace what Gen2 holds at the root (a filesystem's root cannot go: the copy merges into it). */
+static void root_replace(aop *p)
+{
+    if (!*p->g2path) {
+        if (p->rsn->kind == RS_ROOT) ap_st_ok(p);
+        else root_copy(p);
+        return;
+    }
+    root_delete_send(p);
+}
+
+static void h_root_status(aop *p, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 404) {
+        root_replace(p); /* kind stays RS_ROOT: delete only */
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(p, r, "reading the copy's root on Gen1 (GETFILESTATUS)");
+        return;
+    }
+    xlate_err e;
+    if (xlate_meta_from_filestatus(r->body.data, r->body.len, &p->m, &e) != 0) {
+        ap_op_finish(p, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    p->rsn->kind = p->m.is_dir ? RS_DIR : RS_FILE;
+    p->g1status = strndup(r->body.data, r->body.len);
+    if (!p->g1status) {
+        ap_op_finish(p, APPLY_FAILED, "out of memory");
+        return;
+    }
+    root_replace(p);
+}
+
+static void piece_start(aop *p)
+{
+    ap_rsnode *n = p->rsn;
+    switch (n->kind) {
+    case RS_ROOT: ap_g1_get(p, p->req->path, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_root_status); break;
+    case RS_FILE:
+        p->g1status = n->status;
+        n->status = NULL;
+        ap_copy_file(p, st_file_copied);
+        break;
+    case RS_DIR:
+        p->g1status = n->status;
+        n->status = NULL;
+        st_mkdir(p);
+        break;
+    case RS_MORE: st_list(p); break;
+    }
+}
+
+/* ================================================================ the copy */
+
+/* The copy is over (no piece left): report to the owner. */
+static void complete(ap_resync *j)
+{
+    aop *op = j->owner;
+    if (j->stopped) {
+        ap_op_finish(op, APPLY_FAILED, "the applier stopped before this write was mirrored");
+        return;
+    }
+    if (j->failed) {
+        ap_op_finish(op, APPLY_FAILED, "copy of %s from Gen1: %" PRIu64 " node(s) not copied, first %s", j->root,
+                     j->failed, j->first_fail);
+        return;
+    }
+    if (j->diverged)
+        ap_op_note(op, "copy of %s from Gen1: %" PRIu64 " node(s) with metadata not copied, first %s", j->root,
+                   j->diverged, j->first_div);
+    j->then(op);
+}
+
+static void account(ap_resync *j, const rs_end *e)
+{
+    j->active--;
+    if (e->copied == 'f') j->files++;
+    if (e->copied == 'd') j->dirs++;
+    if (e->copied) metrics_inc(j->owner->a->mx.copied[e->copied == 'f' ? 0 : 1]);
+    char *first = NULL;
+    if (e->outcome == APPLY_FAILED) {
+        j->failed++;
+        first = j->first_fail;
+    } else if (e->outcome == APPLY_DIVERGENCE) {
+        j->diverged++;
+        first = j->first_div;
+    }
+    if (first && !first[0]) snprintf(first, sizeof j->first_fail, "%s: %s", e->path, e->detail);
+}
+
+/*
+ * Account for a piece that ended (end, or NULL), then start pieces while there are nodes and room.
+ * Only one thread starts pieces at a time; the others just account and leave. The thread that finds
+ * nothing running and nothing queued completes the copy.
+ */
+static void pump(ap_resync *j, const rs_end *end)
+{
+    applier *a = j->owner->a;
+    pthread_mutex_lock(&a->mu);
+    bool ab = a->abandon;
+    pthread_mutex_unlock(&a->mu);
+
+    pthread_mutex_lock(&j->mu);
+    if (end) account(j, end);
+    if (ab) {
+        j->stopped = true;
+        while (j->stack) {
+            ap_rsnode *n = j->stack;
+            j->stack = n->next;
+            ap_rsnode_free(n);
+        }
+    }
+    if (j->pumping) {
+        pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    j->pumping = true;
+    for (;;) {
+        aop *batch[AP_RESYNC_CONC];
+        int n = 0;
+        while (j->stack && j->active < AP_RESYNC_CONC) {
+            ap_rsnode *nd = j->stack;
+            j->stack = nd->next;
+            nd->next = NULL;
+            aop *p = piece_new(j, nd);
+            if (p) {
+                j->active++;
+                batch[n++] = p;
+            }
+        }
+        if (n == 0) break;
+        pthread_mutex_unlock(&j->mu);
+        for (int i = 0; i < n; i++) piece_start(batch[i]); /* may end pieces (they only account) */
+        pthread_mutex_lock(&j->mu);
+    }
+    bool finished = j->active == 0 && !j->stack && !j->over;
+    if (finished) j->over = true;
+    j->pumping = false;
+    pthread_mutex_unlock(&j->mu);
+    if (finished) complete(j);
+}
+
+void ap_resync_piece_done(aop *p)
+{
+    ap_resync *j = p->job;
+    rs_end e;
+    e.copied = p->rs_copied;
+    e.outcome = p->outcome;
+    snprintf(e.path, sizeof e.path, "%s", p->req->path);
+    snprintf(e.detail, sizeof e.detail, "%s", p->detail);
+    if (e.outcome == APPLY_FAILED)
+        LOGW("msg=\"not copied\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
+             ap_op_name(p->req->op), e.path, e.detail);
+    else if (e.outcome == APPLY_DIVERGENCE)
+        LOGW("msg=\"copied, metadata not\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
+             ap_op_name(p->req->op), e.path, e.detail);
+    ap_op_free(p);
+    pump(j, &e);
+}
+
+void ap_resync_run(aop *op, const char *root, ap_step then)
+{
+    ap_resync *j = calloc(1, sizeof *j);
+    ap_rsnode *n = node_new(RS_ROOT, root, NULL, NULL);
+    if (j) j->root = strdup(root);
+    if (!j || !n || !j->root) {
+        if (j) free(j->root);
+        free(j);
+        ap_rsnode_free(n);
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    j->owner = op;
+    j->then = then;
+    j->stack = n;
+    ap_resync_free(op->rs);
+    op->rs = j;
+    pump(j, NULL);
+}
+
+void ap_resync_summary(const aop *op, char *buf, size_t cap)
+{
+    const ap_resync *j = op->rs;
+    if (!j) {
+        snprintf(buf, cap, "nothing copied");
+        return;
+    }
+    int n = snprintf(buf, cap, "copied %" PRIu64 " file%s and %" PRIu64 " director%s", j->files,
+                     j->files == 1 ? "" : "s", j->dirs, j->dirs == 1 ? "y" : "ies");
+    if (n > 0 && (size_t)n < cap && j->invalid)
+        n += snprintf(buf + n, cap - (size_t)n, ", %" PRIu64 " name(s) Gen2 would reject skipped", j->invalid);
+    if (n > 0 && (size_t)n < cap && j->unmapped)
+        snprintf(buf + n, cap - (size_t)n, ", %" PRIu64 " unmapped node(s) skipped", j->unmapped);
+}
+
+void ap_resync_free(ap_resync *j)
+{
+    if (!j) return;
+    while (j->stack) {
+        ap_rsnode *n = j->stack;
+        j->stack = n->next;
+        ap_rsnode_free(n);
+    }
+    free(j->root);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
