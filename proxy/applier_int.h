@@ -302,5 +302,13 @@ void ap_rsnode_free(ap_rsnode *n);
 
 /** Start a prepared operation (worker thread). */
 void ap_op_start(aop *op);
+/** Send one round of a Gen2 DELETE of op->g2path (continuing from op->cont, NULL for the first round);
+ *  h gets the answer and normally hands it to ap_delete_round_answer. */
+void ap_delete_round(aop *op, bool recursive, ap_handler h);
+/** Handle a DELETE round's answer: an x-ms-continuation sends the next round to again; done or 404
+ *  (nothing there) drops the cached view of op->req->path's subtree and runs then; any other answer
+ *  fails op with label naming what failed. */
+void ap_delete_round_answer(aop *op, httpc_resp *r, bool recursive, ap_handler again, const char *label,
+                            ap_step then);
 
 #endif

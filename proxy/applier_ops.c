@@ -22,6 +22,42 @@ static whreq_sync param_sync(const apply_req *r)
     return WH_SYNC_CLOSE; /* Gen1's default (swagger) */
 }
 
+/* ================================================================ DELETE rounds */
+
+void ap_delete_round(aop *op, bool recursive, ap_handler h)
+{
+    xlate_err e;
+    if (xlate_delete(recursive, op->cont, &op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h);
+}
+
+void ap_delete_round_answer(aop *op, httpc_resp *r, bool recursive, ap_handler again, const char *label,
+                            ap_step then)
+{
+    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
+        const char *c = httpc_resp_header(r, "x-ms-continuation");
+        if (c && *c) {
+            free(op->cont);
+            op->cont = strdup(c);
+            if (!op->cont) {
+                ap_op_finish(op, APPLY_FAILED, "out of memory");
+                return;
+            }
+            ap_delete_round(op, recursive, again);
+            return;
+        }
+    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
+        ap_op_fail_resp(op, r, label);
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_marks_drop_tree(op->a, op->req->path);
+    then(op);
+}
+
 /* ================================================================ CREATE, MKDIRS */
 
 static void st_meta_then_ok(aop *op)
@@ -303,40 +339,17 @@ static void xrename_end(aop *op)
                      op->xsrc == GEN2C_UNMAPPED ? "no mapping" : "a name Gen2 would reject", sum);
 }
 
-static void xrename_delete_send(aop *op);
-
 static void h_xrename_delete(aop *op, httpc_resp *r)
 {
-    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
-        const char *c = httpc_resp_header(r, "x-ms-continuation");
-        if (c && *c) {
-            free(op->cont);
-            op->cont = strdup(c);
-            if (!op->cont) {
-                ap_op_finish(op, APPLY_FAILED, "out of memory");
-                return;
-            }
-            xrename_delete_send(op);
-            return;
-        }
-    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
-        ap_op_fail_resp(op, r, "deleting the renamed source");
-        return;
-    }
-    ap_cache_drop_tree(op->a, op->req->path);
-    ap_marks_drop_tree(op->a, op->req->path);
-    xrename_end(op);
+    ap_delete_round_answer(op, r, true, h_xrename_delete, "deleting the renamed source", xrename_end);
 }
 
 /* Delete the source subtree on Gen2 (op->fs, recursive, in as many rounds as Gen2 asks). */
 static void xrename_delete_send(aop *op)
 {
-    xlate_err e;
-    if (xlate_delete(true, op->cont, &op->rq, &e) != 0) {
-        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
-        return;
-    }
-    ap_g2_simple(op, op->g2path, h_xrename_delete);
+    free(op->cont);
+    op->cont = NULL;
+    ap_delete_round(op, true, h_xrename_delete);
 }
 
 static void xrename_copied(aop *op)
@@ -345,8 +358,6 @@ static void xrename_copied(aop *op)
         xrename_end(op);
         return;
     }
-    free(op->cont);
-    op->cont = NULL;
     xrename_delete_send(op);
 }
 
@@ -377,8 +388,6 @@ static void xrename(aop *op)
 {
     xlate_err e;
     if (op->xdst != GEN2C_MAPPED) { /* the source left the mirrored paths */
-        free(op->cont);
-        op->cont = NULL;
         xrename_delete_send(op);
         return;
     }
@@ -445,39 +454,9 @@ static void st_rename(aop *op, gen2c_map_result smr, const char *swhy)
     ap_g2_simple(op, op->g2dst, h_rename_probe);
 }
 
-static void st_delete_send(aop *op);
-
 static void h_delete(aop *op, httpc_resp *r)
 {
-    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
-        const char *c = httpc_resp_header(r, "x-ms-continuation");
-        if (c && *c) {
-            free(op->cont);
-            op->cont = strdup(c);
-            if (!op->cont) {
-                ap_op_finish(op, APPLY_FAILED, "out of memory");
-                return;
-            }
-            st_delete_send(op);
-            return;
-        }
-    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
-        ap_op_fail_resp(op, r, "delete");
-        return;
-    }
-    ap_cache_drop_tree(op->a, op->req->path);
-    ap_marks_drop_tree(op->a, op->req->path);
-    ap_op_done(op);
-}
-
-static void st_delete_send(aop *op)
-{
-    xlate_err e;
-    if (xlate_delete(ap_param_bool(op->req, "recursive", false), op->cont, &op->rq, &e) != 0) {
-        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
-        return;
-    }
-    ap_g2_simple(op, op->g2path, h_delete);
+    ap_delete_round_answer(op, r, ap_param_bool(op->req, "recursive", false), h_delete, "delete", ap_op_done);
 }
 
 static void st_delete(aop *op)
@@ -487,7 +466,7 @@ static void st_delete(aop *op)
         return;
     }
     ap_cache_drop_tree(op->a, op->req->path);
-    st_delete_send(op);
+    ap_delete_round(op, ap_param_bool(op->req, "recursive", false), h_delete);
 }
 
 /* ================================================================ metadata ops */

@@ -301,40 +301,16 @@ static void root_copy(aop *p)
     else ap_copy_file(p, st_file_copied);
 }
 
-static void root_delete_send(aop *p);
-
-static void h_root_delete(aop *p, httpc_resp *r)
+/* After what Gen2 held at the root is gone: copy the root from Gen1 (or stop: Gen1 has nothing). */
+static void root_deleted(aop *p)
 {
-    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
-        const char *c = httpc_resp_header(r, "x-ms-continuation");
-        if (c && *c) {
-            free(p->cont);
-            p->cont = strdup(c);
-            if (!p->cont) {
-                ap_op_finish(p, APPLY_FAILED, "out of memory");
-                return;
-            }
-            root_delete_send(p);
-            return;
-        }
-    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
-        ap_op_fail_resp(p, r, "deleting what Gen2 held in the copy's place");
-        return;
-    }
-    ap_cache_drop_tree(p->a, p->req->path);
-    ap_marks_drop_tree(p->a, p->req->path);
     if (p->rsn->kind == RS_ROOT) ap_st_ok(p); /* gone from Gen1: nothing to copy */
     else root_copy(p);
 }
 
-static void root_delete_send(aop *p)
+static void h_root_delete(aop *p, httpc_resp *r)
 {
-    xlate_err e;
-    if (xlate_delete(true, p->cont, &p->rq, &e) != 0) {
-        ap_op_finish(p, APPLY_FAILED, "%s", e.message);
-        return;
-    }
-    ap_g2_simple(p, p->g2path, h_root_delete);
+    ap_delete_round_answer(p, r, true, h_root_delete, "deleting what Gen2 held in the copy's place", root_deleted);
 }
 
 /* Replace what Gen2 holds at the root (a filesystem's root cannot go: the copy merges into it). */
@@ -345,7 +321,9 @@ static void root_replace(aop *p)
         else root_copy(p);
         return;
     }
-    root_delete_send(p);
+    free(p->cont);
+    p->cont = NULL;
+    ap_delete_round(p, true, h_root_delete);
 }
 
 static void h_root_status(aop *p, httpc_resp *r)

@@ -17,12 +17,12 @@
 #include "cfg.h"
 #include "gen1client.h"
 #include "httpc.h"
+#include "temu.h"
 #include "tharness.h"
-#include "thttp.h"
 #include "whreq.h"
 
 typedef struct env {
-    th_emu emu;
+    temu emu;
     httpc *http;
     gen1c *g;
     dp_config *cfg;
@@ -63,12 +63,12 @@ static void env_start(env *v, bool hadoop, const char *token)
         args[n++] = token;
     }
     args[n] = NULL;
-    th_emu_start(&v->emu, args);
+    temu_start(&v->emu, "gen1", args, NULL);
     if (hadoop && !v->emu.dn_port) TH_FAIL_AT("hadoop emulator without a datanode listener");
     signal(SIGPIPE, SIG_IGN);
     char err[256];
     if (httpc_start(0, &v->http, err, sizeof err) != 0) TH_FAIL_AT("httpc_start: %s", err);
-    env_client(v, v->emu.base, hadoop, NULL);
+    env_client(v, v->emu.url, hadoop, NULL);
 }
 
 static void env_stop(env *v)
@@ -76,7 +76,7 @@ static void env_stop(env *v)
     gen1c_free(v->g);
     httpc_stop(v->http);
     free(v->cfg);
-    th_emu_stop(&v->emu);
+    temu_stop(&v->emu);
 }
 
 typedef struct waiter {
@@ -362,10 +362,10 @@ TEST(hadoop_datanode_rewrite)
     char from[64], to[64], dead[64];
     snprintf(from, sizeof from, "127.0.0.1:%d", v.emu.dn_port);
     snprintf(to, sizeof to, "localhost:%d", v.emu.dn_port);
-    snprintf(dead, sizeof dead, "127.0.0.1:%d", th_dead_port());
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", temu_dead_port());
 
     const char *good[] = {"127.0.0.1:1", dead, from, to, NULL};
-    env_client(&v, v.emu.base, true, good);
+    env_client(&v, v.emu.url, true, good);
     opts o = {.mem = "via-localhost"};
     ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/rw?op=CREATE", &o), 201);
     httpc_resp *r = g1(&v, "GET", "/webhdfs/v1/rw?op=OPEN", NULL);
@@ -375,7 +375,7 @@ TEST(hadoop_datanode_rewrite)
 
     /* A mapping to a dead port shows the rewrite is applied to the datanode step only. */
     const char *bad[] = {from, dead, NULL};
-    env_client(&v, v.emu.base, true, bad);
+    env_client(&v, v.emu.url, true, bad);
     r = g1(&v, "PUT", "/webhdfs/v1/rw2?op=CREATE", &o);
     ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
     rfree(r);
@@ -410,7 +410,7 @@ TEST(hadoop_namenode_answer_is_final)
     env_stop(&v);
 }
 
-static th_srv srv;
+static temu_srv srv;
 
 static int count_header_lines(const char *head)
 {
@@ -421,10 +421,10 @@ static int count_header_lines(const char *head)
 
 TEST(wire_request)
 {
-    th_srv_start(&srv, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    temu_srv_start(&srv, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
     env v;
     memset(&v, 0, sizeof v);
-    char err[256], ep[64], head[TH_SRV_HEAD];
+    char err[256], ep[64], head[TEMU_SRV_HEAD];
     signal(SIGPIPE, SIG_IGN);
     ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/", srv.port);
@@ -436,41 +436,41 @@ TEST(wire_request)
                      "&Write=true",
                      &o),
                   201);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     const char *line = "PUT /webhdfs/v1/a%20b/c%2Bd?op=CREATE&overwrite=true&user.name=bob&dest=%2Fx+y&note=%C3%BC"
                        "&write=true HTTP/1.1\r\n";
     ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
-    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer tok"));
-    ASSERT_TRUE(th_head_has(head, "Content-Type", "application/octet-stream"));
-    ASSERT_TRUE(th_head_has(head, "x-ms-client-request-id", "abc-123"));
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "5"));
-    ASSERT_TRUE(th_head_has(head, "Host", NULL));
+    ASSERT_TRUE(temu_head_has(head, "Authorization", "Bearer tok"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Type", "application/octet-stream"));
+    ASSERT_TRUE(temu_head_has(head, "x-ms-client-request-id", "abc-123"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "5"));
+    ASSERT_TRUE(temu_head_has(head, "Host", NULL));
     ASSERT_EQ_INT(count_header_lines(head), 5); /* nothing invented */
 
     /* CONCURRENTAPPEND goes under /WebHdfsExt, with no flag; MKDIRS under /webhdfs/v1 whatever the writer used. */
     opts c = {.mem = "z"};
     ASSERT_EQ_INT(st(&v, "POST", "/WebHdfsExt/%2Fdir%2Ffile?appendMode=autocreate&op=CONCURRENTAPPEND", &c), 201);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     line = "POST /WebHdfsExt/dir/file?appendMode=autocreate&op=CONCURRENTAPPEND HTTP/1.1\r\n";
     ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
     ASSERT_EQ_INT(count_header_lines(head), 2);
     ASSERT_EQ_INT(st(&v, "PUT", "/WEBHDFSEXT/m?op=MKDIRS&permission=750", NULL), 201);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     line = "PUT /webhdfs/v1/m?op=MKDIRS&permission=750 HTTP/1.1\r\n";
     ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "0"));
 
     /* gen1c_get: OPEN gets read=true in the adls dialect; GET carries no body headers. */
     httpc_resp *r = g1get(&v, "/a b", "op=OPEN&offset=1", "Bearer x");
     rfree(r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     line = "GET /webhdfs/v1/a%20b?op=OPEN&offset=1&read=true HTTP/1.1\r\n";
     ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
-    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer x"));
+    ASSERT_TRUE(temu_head_has(head, "Authorization", "Bearer x"));
     ASSERT_EQ_INT(count_header_lines(head), 2);
     r = g1get(&v, "/", "op=LISTSTATUS", NULL);
     rfree(r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     line = "GET /webhdfs/v1/?op=LISTSTATUS HTTP/1.1\r\n";
     ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
     env_stop(&v);
@@ -478,10 +478,10 @@ TEST(wire_request)
 
 TEST(hadoop_redirect_handling)
 {
-    th_srv_start(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: /relative\r\nContent-Length: 0\r\n\r\n");
+    temu_srv_start(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: /relative\r\nContent-Length: 0\r\n\r\n");
     env v;
     memset(&v, 0, sizeof v);
-    char err[256], ep[64], head[TH_SRV_HEAD], reply[256];
+    char err[256], ep[64], head[TEMU_SRV_HEAD], reply[256];
     signal(SIGPIPE, SIG_IGN);
     ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", srv.port);
@@ -493,15 +493,15 @@ TEST(hadoop_redirect_handling)
     ASSERT_EQ_INT(r->status, 0);
     ASSERT_TRUE(strstr(r->error, "Location") != NULL);
     rfree(r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "PUT /webhdfs/v1/f?op=CREATE HTTP/1.1\r\n", 38) == 0); /* no flag, no body */
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "0"));
 
-    th_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nContent-Length: 0\r\n\r\n");
+    temu_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nContent-Length: 0\r\n\r\n");
     r = g1(&v, "PUT", "/webhdfs/v1/f?op=CREATE", &o);
     ASSERT_EQ_INT(r->result, HTTPC_E_TRANSPORT);
     rfree(r);
-    th_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: ftp://h/x\r\nContent-Length: 0\r\n\r\n");
+    temu_srv_set_reply(&srv, "HTTP/1.1 307 Temporary Redirect\r\nLocation: ftp://h/x\r\nContent-Length: 0\r\n\r\n");
     r = g1(&v, "PUT", "/webhdfs/v1/f?op=CREATE", &o);
     ASSERT_EQ_INT(r->result, HTTPC_E_TRANSPORT);
     rfree(r);
@@ -510,7 +510,7 @@ TEST(hadoop_redirect_handling)
     snprintf(reply, sizeof reply,
              "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://datanode.invalid:1/dn/f?op=APPEND&x=%%2F\r\n"
              "Content-Length: 0\r\n\r\n");
-    th_srv_set_reply(&srv, reply);
+    temu_srv_set_reply(&srv, reply);
     char from[] = "datanode.invalid:1", to[64];
     snprintf(to, sizeof to, "127.0.0.1:%d", srv.port);
     const char *rw[] = {from, to, NULL};
@@ -522,9 +522,9 @@ TEST(hadoop_redirect_handling)
     ASSERT_EQ_INT(r->result, HTTPC_OK);
     ASSERT_EQ_INT(r->status, 307);
     rfree(r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "POST /dn/f?op=APPEND&x=%2F HTTP/1.1\r\n", 37) == 0);
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "5"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "5"));
     pthread_mutex_lock(&srv.mu);
     ASSERT_EQ_INT(srv.nreq - before, 2);
     ASSERT_EQ_MEM(srv.body, "hello", 5);

@@ -8,9 +8,9 @@
 #include <stdatomic.h>
 #include <strings.h>
 
-#include "g2emu.h"
 #include "gen2auth.h"
 #include "skey.h"
+#include "temu.h"
 #include "tharness.h"
 
 #define SECRET "s3cr3t-Value-XYZ"
@@ -21,12 +21,12 @@ static void base_cfg(dp_config *c, cfg_auth_mode mode)
     memset(c, 0, sizeof *c);
     snprintf(c->gen2_endpoint, sizeof c->gen2_endpoint, "http://127.0.0.1:1");
     c->gen2_path_style = true;
-    snprintf(c->gen2_account, sizeof c->gen2_account, "%s", G2EMU_ACCOUNT);
+    snprintf(c->gen2_account, sizeof c->gen2_account, "%s", TEMU_ACCOUNT);
     snprintf(c->gen2_version, sizeof c->gen2_version, "2021-06-08");
     c->gen2_connect_timeout_ms = 2000;
     c->gen2_timeout_ms = 10000;
     c->gen2_auth = mode;
-    c->gen2_account_key.value = (char *)G2EMU_KEY;
+    c->gen2_account_key.value = (char *)TEMU_KEY;
     snprintf(c->oauth_authority, sizeof c->oauth_authority, "https://login.microsoftonline.com");
     snprintf(c->oauth_tenant, sizeof c->oauth_tenant, "contoso-tenant");
     snprintf(c->oauth_client_id, sizeof c->oauth_client_id, "%s", CLIENT_ID);
@@ -96,7 +96,7 @@ TEST(shared_key_signature_verifies)
 
     /* The emulator's verifier (common/skey) accepts it for exactly this request... */
     skey_key k;
-    ASSERT_EQ_INT(skey_key_init(&k, G2EMU_ACCOUNT, G2EMU_KEY), 0);
+    ASSERT_EQ_INT(skey_key_init(&k, TEMU_ACCOUNT, TEMU_KEY), 0);
     hl l = {hdrs, 5};
     skey_request sr = {"PATCH", "/devstoreaccount1/lake/a%20b", "action=append&position=0", hl_get, hl_each, &l};
     ASSERT_EQ_INT(skey_verify(&k, &sr, v.data, NULL), 0);
@@ -178,7 +178,7 @@ TEST(config_errors_name_the_key_not_the_secret)
 
 /* ---------- tokens from the emulator ---------- */
 
-static void cc_cfg(dp_config *c, const g2emu *e)
+static void cc_cfg(dp_config *c, const temu *e)
 {
     base_cfg(c, CFG_AUTH_CLIENT_CREDENTIALS);
     snprintf(c->gen2_endpoint, sizeof c->gen2_endpoint, "%s", e->url);
@@ -189,8 +189,8 @@ static const char *const CC_ARGS[] = {"--oauth-client-id", CLIENT_ID, NULL};
 
 TEST(client_credentials_token)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, SECRET);
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, SECRET);
     dp_config cfg;
     cc_cfg(&cfg, &e);
     httpc *h = start_http();
@@ -210,7 +210,7 @@ TEST(client_credentials_token)
     g2auth_get_stats(a, &st);
     ASSERT_EQ_INT(st.fetches_ok, 1);
     ASSERT_EQ_INT(st.fetches_failed, 0);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 1);
     /* A valid newer token is there for a waiter that used none: no fetch, answered at once. */
     ASSERT_EQ_INT(g2auth_wait(a, 0, NULL, NULL), 1);
     dbuf_free(&v);
@@ -220,8 +220,8 @@ TEST(client_credentials_token)
 
 TEST(wrong_secret_error_names_problem_without_secret)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, "the-right-secret");
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, "the-right-secret");
     dp_config cfg;
     cc_cfg(&cfg, &e);
     httpc *h = start_http();
@@ -234,17 +234,17 @@ TEST(wrong_secret_error_names_problem_without_secret)
     ASSERT_TRUE(strstr(err, "invalid_client") != NULL);
     ASSERT_TRUE(strstr(err, SECRET) == NULL);
     /* 401 from the token service is not retried. */
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 1);
     g2auth_free(a);
     httpc_stop(h);
 }
 
 TEST(token_fetch_retried_after_5xx)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, SECRET);
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, SECRET);
     /* Fault before the client exists: the first two token requests fail with 503. */
-    g2emu_fault(&e, "method=POST,op=token,action=fail,status=503,count=2");
+    temu_fault(&e, "method=POST,op=token,action=fail,status=503,count=2");
     dp_config cfg;
     cc_cfg(&cfg, &e);
     httpc *h = start_http();
@@ -256,7 +256,7 @@ TEST(token_fetch_retried_after_5xx)
     g2auth_get_stats(a, &st);
     ASSERT_EQ_INT(st.fetches_failed, 2);
     ASSERT_EQ_INT(st.fetches_ok, 1);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 3);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 3);
     g2auth_free(a);
     httpc_stop(h);
 }
@@ -294,8 +294,8 @@ TEST(token_service_unreachable_fails_after_retries)
 
 TEST(managed_identity_token)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, CFG_AUTH_MANAGED_IDENTITY);
     snprintf(cfg.imds_endpoint, sizeof cfg.imds_endpoint, "%s/metadata/identity/oauth2/token", e.url);
@@ -304,7 +304,7 @@ TEST(managed_identity_token)
     char err[256];
     ASSERT_EQ_INT(g2auth_new(&cfg, h, &a, err, sizeof err), 0);
     ASSERT_EQ_INT(g2auth_wait_ready(a, 10000, err, sizeof err), 0);
-    ASSERT_EQ_INT(g2emu_counter(&e, "GET imds"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "GET imds"), 1);
     dbuf v;
     dbuf_init(&v, G2AUTH_MAX_TOKEN + 64);
     g2auth_req r = {"GET", "/x", NULL, NULL, 0};
@@ -318,8 +318,8 @@ TEST(managed_identity_token)
 TEST(background_refresh_before_expiry)
 {
     const char *args[] = {"--oauth-client-id", CLIENT_ID, "--token-ttl", "2", NULL};
-    g2emu e;
-    g2emu_start(&e, args, SECRET);
+    temu e;
+    temu_start(&e, "gen2", args, SECRET);
     dp_config cfg;
     cc_cfg(&cfg, &e);
     cfg.token_refresh_margin_s = 1;
@@ -341,7 +341,7 @@ TEST(background_refresh_before_expiry)
     g2auth_stats st;
     g2auth_get_stats(a, &st);
     ASSERT_TRUE(st.fetches_ok >= 3);
-    ASSERT_TRUE(g2emu_counter(&e, "POST token") >= 3);
+    ASSERT_TRUE(temu_counter(&e, "POST token") >= 3);
     dbuf_free(&v);
     g2auth_free(a);
     httpc_stop(h);
@@ -376,8 +376,8 @@ static void *waiter_thread(void *arg)
 
 TEST(concurrent_refresh_requests_share_one_fetch)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, SECRET);
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, SECRET);
     dp_config cfg;
     cc_cfg(&cfg, &e);
     httpc *h = start_http();
@@ -386,7 +386,7 @@ TEST(concurrent_refresh_requests_share_one_fetch)
     ASSERT_EQ_INT(g2auth_new(&cfg, h, &a, err, sizeof err), 0);
     ASSERT_EQ_INT(g2auth_wait_ready(a, 10000, err, sizeof err), 0);
     /* Slow the token endpoint so every waiter arrives while the one refresh is in flight. */
-    g2emu_fault(&e, "method=POST,op=token,action=latency,latency_ms=500,count=1");
+    temu_fault(&e, "method=POST,op=token,action=latency,latency_ms=500,count=1");
     waitctx w = {.a = a, .stale = 1};
     pthread_t th[8];
     for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, waiter_thread, &w);
@@ -395,7 +395,7 @@ TEST(concurrent_refresh_requests_share_one_fetch)
     ASSERT_EQ_INT(atomic_load(&w.failed), 0);
     ASSERT_EQ_INT(atomic_load(&w.ok) + atomic_load(&w.immediate), 40);
     ASSERT_TRUE(atomic_load(&w.ok) > 0);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 2);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 2);
     g2auth_stats st;
     g2auth_get_stats(a, &st);
     ASSERT_EQ_INT(st.generation, 2);
@@ -403,7 +403,7 @@ TEST(concurrent_refresh_requests_share_one_fetch)
     w.stale = 2;
     ASSERT_EQ_INT(g2auth_wait(a, 2, on_ready, &w), 0);
     for (int i = 0; i < 100 && atomic_load(&w.ok) + atomic_load(&w.immediate) < 41; i++) usleep(50 * 1000);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 3);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 3);
     g2auth_free(a);
     httpc_stop(h);
 }
@@ -411,9 +411,9 @@ TEST(concurrent_refresh_requests_share_one_fetch)
 TEST(stop_fails_queued_waiters)
 {
     /* The token service keeps failing: waiters are parked between retries when the client stops. */
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
-    g2emu_fault(&e, "method=GET,op=imds,action=fail,status=503,count=100");
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
+    temu_fault(&e, "method=GET,op=imds,action=fail,status=503,count=100");
     dp_config cfg;
     base_cfg(&cfg, CFG_AUTH_MANAGED_IDENTITY);
     snprintf(cfg.imds_endpoint, sizeof cfg.imds_endpoint, "%s/metadata/identity/oauth2/token", e.url);

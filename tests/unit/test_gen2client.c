@@ -8,9 +8,9 @@
  */
 #include <pthread.h>
 
-#include "g2emu.h"
 #include "gen2client.h"
 #include "skey.h"
+#include "temu.h"
 #include "tharness.h"
 #include "urlcodec.h"
 
@@ -22,12 +22,12 @@ static void base_cfg(dp_config *c, const char *url, cfg_auth_mode mode)
     memset(c, 0, sizeof *c);
     snprintf(c->gen2_endpoint, sizeof c->gen2_endpoint, "%s", url);
     c->gen2_path_style = true;
-    snprintf(c->gen2_account, sizeof c->gen2_account, "%s", G2EMU_ACCOUNT);
+    snprintf(c->gen2_account, sizeof c->gen2_account, "%s", TEMU_ACCOUNT);
     snprintf(c->gen2_version, sizeof c->gen2_version, "2021-06-08");
     c->gen2_connect_timeout_ms = 2000;
     c->gen2_timeout_ms = 15000;
     c->gen2_auth = mode;
-    c->gen2_account_key.value = (char *)G2EMU_KEY;
+    c->gen2_account_key.value = (char *)TEMU_KEY;
     snprintf(c->oauth_authority, sizeof c->oauth_authority, "%s", url);
     snprintf(c->oauth_tenant, sizeof c->oauth_tenant, "tenant-1");
     snprintf(c->oauth_client_id, sizeof c->oauth_client_id, "%s", CLIENT_ID);
@@ -169,8 +169,8 @@ static void roundtrip(gen2c *c, const char *fs, const char *path, bool create_fs
 
 TEST(shared_key_roundtrip_and_headers)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
     snprintf(cfg.gen2_version, sizeof cfg.gen2_version, "2020-10-02");
@@ -210,8 +210,8 @@ TEST(shared_key_roundtrip_and_headers)
 
 TEST(wrong_key_is_403_authentication_failed)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
     cfg.gen2_account_key.value = (char *)"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
@@ -236,7 +236,7 @@ static void iso_time(time_t t, char out[32])
 static char *make_sas(const char *fs, time_t start, time_t expiry)
 {
     skey_key k;
-    ASSERT_EQ_INT(skey_key_init(&k, G2EMU_ACCOUNT, G2EMU_KEY), 0);
+    ASSERT_EQ_INT(skey_key_init(&k, TEMU_ACCOUNT, TEMU_KEY), 0);
     char st[32], se[32], sig[64];
     iso_time(start, st);
     iso_time(expiry, se);
@@ -260,7 +260,7 @@ static char *make_sas(const char *fs, time_t start, time_t expiry)
     return dbuf_take(&q);
 }
 
-static void create_fs_shared_key(const g2emu *e, const char *fs)
+static void create_fs_shared_key(const temu *e, const char *fs)
 {
     dp_config cfg;
     base_cfg(&cfg, e->url, CFG_AUTH_SHARED_KEY);
@@ -272,8 +272,8 @@ static void create_fs_shared_key(const g2emu *e, const char *fs)
 
 TEST(sas_roundtrip)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     create_fs_shared_key(&e, "lake");
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SAS);
@@ -300,8 +300,8 @@ TEST(sas_roundtrip)
 
 TEST(sas_expired_fails)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     create_fs_shared_key(&e, "lake");
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SAS);
@@ -322,15 +322,15 @@ static const char *const CC_ARGS[] = {"--oauth-client-id", CLIENT_ID, NULL};
 
 TEST(client_credentials_roundtrip)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, SECRET);
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, SECRET);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_CLIENT_CREDENTIALS);
     env v;
     env_open(&v, &cfg);
     /* No wait for the token: the first call is parked until it arrives. */
     roundtrip(v.c, "lake", "cc/file", true);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 1);
     g2auth_stats st;
     gen2c_auth_stats(v.c, &st);
     ASSERT_EQ_INT(st.fetches_ok, 1);
@@ -339,8 +339,8 @@ TEST(client_credentials_roundtrip)
 
 TEST(managed_identity_roundtrip)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_MANAGED_IDENTITY);
     env v;
@@ -348,14 +348,14 @@ TEST(managed_identity_roundtrip)
     char err[256];
     ASSERT_EQ_INT(gen2c_wait_ready(v.c, 10000, err, sizeof err), 0);
     roundtrip(v.c, "lake", "mi/file", true);
-    ASSERT_EQ_INT(g2emu_counter(&e, "GET imds"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "GET imds"), 1);
     env_close(&v);
 }
 
 TEST(no_token_fails_call_with_reason)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, "another-secret");
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, "another-secret");
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_CLIENT_CREDENTIALS);
     env v;
@@ -366,15 +366,15 @@ TEST(no_token_fails_call_with_reason)
     ASSERT_TRUE(strstr(r->error, SECRET) == NULL);
     resp_drop(r);
     /* Nothing reached the storage side. */
-    ASSERT_EQ_INT(g2emu_counter(&e, "PUT filesystem-create"), 0);
+    ASSERT_EQ_INT(temu_counter(&e, "PUT filesystem-create"), 0);
     env_close(&v);
 }
 
 TEST(token_refresh_during_run)
 {
     const char *args[] = {"--oauth-client-id", CLIENT_ID, "--token-ttl", "2", NULL};
-    g2emu e;
-    g2emu_start(&e, args, SECRET);
+    temu e;
+    temu_start(&e, "gen2", args, SECRET);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_CLIENT_CREDENTIALS);
     cfg.token_refresh_margin_s = 1;
@@ -387,62 +387,62 @@ TEST(token_refresh_during_run)
         expect_drop(call(v.c, "PUT", "lake", p, "resource=file", NULL, NULL, 0), 201);
         usleep(500 * 1000);
     }
-    ASSERT_TRUE(g2emu_counter(&e, "POST token") > 1);
-    ASSERT_EQ_INT(g2emu_counter(&e, "PUT create-file"), 9);
+    ASSERT_TRUE(temu_counter(&e, "POST token") > 1);
+    ASSERT_EQ_INT(temu_counter(&e, "PUT create-file"), 9);
     env_close(&v);
 }
 
 TEST(a_401_refreshes_once_and_retries_once)
 {
-    g2emu e;
-    g2emu_start(&e, CC_ARGS, SECRET);
+    temu e;
+    temu_start(&e, "gen2", CC_ARGS, SECRET);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_CLIENT_CREDENTIALS);
     env v;
     env_open(&v, &cfg);
     expect_drop(call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0), 201);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 1);
     /* One 401: a new token is fetched and the request is sent again, with its body. */
-    g2emu_fault(&e, "method=PATCH,op=append,action=fail,status=401,count=1");
+    temu_fault(&e, "method=PATCH,op=append,action=fail,status=401,count=1");
     expect_drop(call(v.c, "PUT", "lake", "a", "resource=file", NULL, NULL, 0), 201);
     expect_drop(call(v.c, "PATCH", "lake", "a", "action=append&position=0", NULL, "abc", 3), 202);
     expect_drop(call(v.c, "PATCH", "lake", "a", "action=flush&position=3&close=true", NULL, NULL, 0), 200);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 2);
-    ASSERT_EQ_INT(g2emu_counter(&e, "PATCH append"), 2);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 2);
+    ASSERT_EQ_INT(temu_counter(&e, "PATCH append"), 2);
     httpc_resp *r = call(v.c, "GET", "lake", "a", NULL, NULL, NULL, 0);
     EXPECT_STATUS(r, 200);
     ASSERT_EQ_INT(r->body.len, 3);
     resp_drop(r);
     /* Two 401s in a row: exactly one refresh and one retry, then the caller gets the 401. */
-    g2emu_fault(&e, "method=PUT,op=create-file,action=fail,status=401,count=2");
+    temu_fault(&e, "method=PUT,op=create-file,action=fail,status=401,count=2");
     r = call(v.c, "PUT", "lake", "b", "resource=file", NULL, NULL, 0);
     EXPECT_STATUS(r, 401);
     resp_drop(r);
-    ASSERT_EQ_INT(g2emu_counter(&e, "POST token"), 3);
-    ASSERT_EQ_INT(g2emu_counter(&e, "PUT create-file"), 3);
+    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 3);
+    ASSERT_EQ_INT(temu_counter(&e, "PUT create-file"), 3);
     env_close(&v);
 }
 
 TEST(shared_key_401_is_not_retried)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
     env v;
     env_open(&v, &cfg);
-    g2emu_fault(&e, "method=PUT,op=filesystem-create,action=fail,status=401,count=1");
+    temu_fault(&e, "method=PUT,op=filesystem-create,action=fail,status=401,count=1");
     httpc_resp *r = call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0);
     EXPECT_STATUS(r, 401);
     resp_drop(r);
-    ASSERT_EQ_INT(g2emu_counter(&e, "PUT filesystem-create"), 1);
+    ASSERT_EQ_INT(temu_counter(&e, "PUT filesystem-create"), 1);
     env_close(&v);
 }
 
 TEST(awkward_names_roundtrip)
 {
-    g2emu e;
-    g2emu_start(&e, NULL, NULL);
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
     env v;

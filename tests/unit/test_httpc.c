@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "httpc.h"
+#include "temu.h"
 #include "tharness.h"
-#include "thttp.h"
 
 static httpc *start(unsigned maxh)
 {
@@ -59,15 +59,15 @@ static int tmp_fd(const char *content)
     return fd;
 }
 
-static void url_of(char *buf, size_t cap, const th_emu *emu, const char *rest)
+static void url_of(char *buf, size_t cap, const temu *emu, const char *rest)
 {
-    snprintf(buf, cap, "%s%s", emu->base, rest);
+    snprintf(buf, cap, "%s%s", emu->url, rest);
 }
 
 TEST(get_json_to_memory)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
@@ -85,8 +85,8 @@ TEST(get_json_to_memory)
 
 TEST(put_from_fd_range_then_open_to_fd)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     int in = tmp_fd("XXXXhello worldYYYY");
@@ -135,8 +135,8 @@ TEST(put_from_fd_range_then_open_to_fd)
 
 TEST(redirect_is_not_followed)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     url_of(url, sizeof url, &emu, "/webhdfs/v1/r?op=CREATE");
@@ -153,33 +153,33 @@ TEST(redirect_is_not_followed)
     httpc_stop(e);
 }
 
-static th_srv srv;
+static temu_srv srv;
 
 TEST(wire_format)
 {
-    th_srv_start(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    temu_srv_start(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     httpc *e = start(0);
-    char url[256], head[TH_SRV_HEAD];
+    char url[256], head[TEMU_SRV_HEAD];
 
     snprintf(url, sizeof url, "http://127.0.0.1:%d/a?x=1", srv.port);
     httpc_resp r = req_mem(e, "DELETE", url, NULL, 0);
     ASSERT_EQ_INT(r.status, 200);
     ASSERT_EQ_STR(r.body.data, "ok");
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "DELETE /a?x=1 HTTP/1.1\r\n", 24) == 0);
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
-    ASSERT_TRUE(!th_head_has(head, "Expect", NULL));
-    ASSERT_TRUE(!th_head_has(head, "Transfer-Encoding", NULL));
-    ASSERT_TRUE(!th_head_has(head, "Accept", NULL));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(!temu_head_has(head, "Expect", NULL));
+    ASSERT_TRUE(!temu_head_has(head, "Transfer-Encoding", NULL));
+    ASSERT_TRUE(!temu_head_has(head, "Accept", NULL));
 
     snprintf(url, sizeof url, "http://127.0.0.1:%d/p", srv.port);
     r = req_mem(e, "POST", url, NULL, 0);
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "POST /p HTTP/1.1\r\n", 18) == 0);
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
-    ASSERT_TRUE(!th_head_has(head, "Content-Type", NULL));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(!temu_head_has(head, "Content-Type", NULL));
 
     /* A large body (libcurl would ask for 100-continue above 1 MiB) goes with Content-Length only. */
     size_t big = 1536 * 1024;
@@ -188,11 +188,11 @@ TEST(wire_format)
     r = req_mem(e, "PATCH", url, body, big);
     ASSERT_EQ_INT(r.status, 200);
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "PATCH /p HTTP/1.1\r\n", 19) == 0);
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "1572864"));
-    ASSERT_TRUE(!th_head_has(head, "Expect", NULL));
-    ASSERT_TRUE(!th_head_has(head, "Transfer-Encoding", NULL));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "1572864"));
+    ASSERT_TRUE(!temu_head_has(head, "Expect", NULL));
+    ASSERT_TRUE(!temu_head_has(head, "Transfer-Encoding", NULL));
     pthread_mutex_lock(&srv.mu);
     ASSERT_EQ_INT(srv.body_len, big);
     ASSERT_EQ_MEM(srv.body, body, big);
@@ -205,29 +205,29 @@ TEST(wire_format)
     ASSERT_EQ_INT(httpc_do(e, &q, &r), 0);
     ASSERT_EQ_INT(r.status, 200);
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "PUT /p HTTP/1.1\r\n", 17) == 0);
-    ASSERT_TRUE(th_head_has(head, "Authorization", "Bearer abc"));
-    ASSERT_TRUE(th_head_has(head, "X-Empty", ""));
-    ASSERT_TRUE(th_head_has(head, "Accept", "application/json"));
-    ASSERT_TRUE(th_head_has(head, "Content-Length", "0"));
+    ASSERT_TRUE(temu_head_has(head, "Authorization", "Bearer abc"));
+    ASSERT_TRUE(temu_head_has(head, "X-Empty", ""));
+    ASSERT_TRUE(temu_head_has(head, "Accept", "application/json"));
+    ASSERT_TRUE(temu_head_has(head, "Content-Length", "0"));
 
     /* GET carries no Content-Length. */
     r = req_mem(e, "GET", url, NULL, 0);
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "GET /p HTTP/1.1\r\n", 17) == 0);
-    ASSERT_TRUE(!th_head_has(head, "Content-Length", NULL));
+    ASSERT_TRUE(!temu_head_has(head, "Content-Length", NULL));
 
     /* HEAD: headers only, the announced body is not waited for. */
-    th_srv_set_reply(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-H: 1\r\n\r\n");
+    temu_srv_set_reply(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-H: 1\r\n\r\n");
     r = req_mem(e, "HEAD", url, NULL, 0);
     ASSERT_EQ_INT(r.result, HTTPC_OK);
     ASSERT_EQ_INT(r.status, 200);
     ASSERT_EQ_STR(httpc_resp_header(&r, "x-h"), "1");
     ASSERT_EQ_INT(r.body_bytes, 0);
     httpc_resp_free(&r);
-    th_srv_last(&srv, head, sizeof head);
+    temu_srv_last(&srv, head, sizeof head);
     ASSERT_TRUE(strncmp(head, "HEAD /p HTTP/1.1\r\n", 18) == 0);
 
     /* Malformed requests are refused at submit. */
@@ -241,7 +241,7 @@ TEST(wire_format)
 
 TEST(final_response_headers_only)
 {
-    th_srv_start(&srv, "HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n"
+    temu_srv_start(&srv, "HTTP/1.1 100 Continue\r\nX-Early: 1\r\n\r\n"
                        "HTTP/1.1 201 Created\r\nX-Final: yes\r\nX-Spaces:   padded  \r\nContent-Length: 3\r\n\r\nabc");
     httpc *e = start(0);
     char url[128];
@@ -259,9 +259,9 @@ TEST(final_response_headers_only)
 
 TEST(timeout)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
-    th_emu_fault(&emu, "action=latency,latency_ms=2000");
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    temu_fault(&emu, "action=latency,latency_ms=2000");
     httpc *e = start(0);
     char url[256];
     url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
@@ -283,7 +283,7 @@ TEST(connect_refused)
 {
     httpc *e = start(0);
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/webhdfs/v1/?op=GETFILESTATUS", th_dead_port());
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/webhdfs/v1/?op=GETFILESTATUS", temu_dead_port());
     httpc_resp r = req_mem(e, "GET", url, NULL, 0);
     ASSERT_EQ_INT(r.result, HTTPC_E_CONNECT);
     ASSERT_EQ_INT(r.status, 0);
@@ -295,8 +295,8 @@ TEST(connect_refused)
 
 TEST(response_too_big)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     char *data = malloc(10000);
@@ -322,8 +322,8 @@ TEST(response_too_big)
 
 TEST(short_body_file_fails)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     int in = tmp_fd("0123456789");
@@ -378,14 +378,14 @@ static void wait_count(counter *c, int n)
 
 TEST(concurrent_200)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(8);
     counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     static char urls[200][128];
     static char bodies[200][16];
     for (int i = 0; i < 200; i++) {
-        snprintf(urls[i], sizeof urls[i], "%s/webhdfs/v1/c/f%d?op=CREATE&write=true", emu.base, i);
+        snprintf(urls[i], sizeof urls[i], "%s/webhdfs/v1/c/f%d?op=CREATE&write=true", emu.url, i);
         snprintf(bodies[i], sizeof bodies[i], "body-%d", i);
         httpc_req r = {.method = "PUT", .url = urls[i], .in = HTTPC_IN_MEMORY, .in_mem = bodies[i],
                        .in_len = strlen(bodies[i]), .done = count_done, .ud = &c};
@@ -406,8 +406,8 @@ TEST(concurrent_200)
 
 TEST(keepalive_reuse)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     char url[256];
     url_of(url, sizeof url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
@@ -429,9 +429,9 @@ TEST(keepalive_reuse)
 
 TEST(stop_cancels_pending)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
-    th_emu_fault(&emu, "action=latency,latency_ms=3000");
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    temu_fault(&emu, "action=latency,latency_ms=3000");
     httpc *e = start(0);
     counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     char url[256];
@@ -477,8 +477,8 @@ static void chain_done(void *ud, httpc_resp *resp)
 
 TEST(callback_submits_follow_up)
 {
-    th_emu emu;
-    th_emu_start(&emu, NULL);
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
     httpc *e = start(0);
     counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .e = e, .chain = 5, .do_rc = 99};
     url_of(c.url, sizeof c.url, &emu, "/webhdfs/v1/?op=GETFILESTATUS");
