@@ -252,6 +252,23 @@ class GenOneDown(emulib.unittest.TestCase):
             s.close()
 
 
+class GenOneSlow(emulib.unittest.TestCase):
+    def test_gen1_timeout_is_504_and_the_next_request_works(self):
+        s = proxylib.Stack(dialect="adls", config={"gen1": {"timeout_ms": 400}})
+        try:
+            s.gen1.fault("method=GET,op=LISTSTATUS,action=latency,latency_ms=1500,count=1")
+            t0 = time.time()
+            r = s.proxy.webhdfs("GET", "/", "LISTSTATUS")
+            self.assertEqual(r.status, 504, r)
+            self.assertLess(time.time() - t0, 1.4, "the proxy waited for Gen1 past gen1.timeout_ms")
+            ex = r.json()["RemoteException"]
+            self.assertEqual(ex["exception"], "IOException")
+            self.assertNotIn("127.0.0.1", ex["message"])
+            self.assertEqual(s.proxy.webhdfs("GET", "/", "LISTSTATUS").status, 200)
+        finally:
+            s.close()
+
+
 class Relay(emulib.unittest.TestCase):
     """Gen1's own answers relayed as they are; shutdown lets requests already at Gen1 finish."""
 
