@@ -1,7 +1,8 @@
 """Gen2 emulator robustness: fault injection (fail with the service's error shape and Retry-After,
 reset, latency) and per-op counters, persistence across SIGTERM and SIGKILL restarts, bad input
 (`..` plain and encoded, control characters, malformed escapes, oversized bodies) that must be refused
-without changing anything on disk, clients that vanish mid-append, and concurrent appends."""
+without changing anything on disk, clients that vanish mid-append, concurrent appends, and recursive deletes
+paged with x-ms-continuation (--delete-page)."""
 import datetime
 import os
 import signal
@@ -60,7 +61,8 @@ def read_status(s):
 
 class RobustTests(emulib.EmuTestCase):
     EMUS = {"g": dict(service="gen2"),
-            "small": dict(service="gen2", extra_args=["--max-body", "1024"])}
+            "small": dict(service="gen2", extra_args=["--max-body", "1024"]),
+            "paged": dict(service="gen2", extra_args=["--delete-page", "3"])}
 
     @property
     def e(self):
@@ -283,6 +285,7 @@ class RobustTests(emulib.EmuTestCase):
         e = self.e
         self.mkfs(e, "waitfs")
         self.assertEqual(e.gen2("PUT", A + "/waitfs/f?resource=file").status, 201)
+        appends_before = e.counters()["requests"].get("PATCH append", 0)
         sock = raw_request_start(e, "PATCH", A + "/waitfs/f?action=append&position=0", 8)
         sock.sendall(b"1234")
         result = {}
@@ -291,6 +294,11 @@ class RobustTests(emulib.EmuTestCase):
             result["r"] = e.gen2("PATCH", A + "/waitfs/f?action=flush&position=8")
 
         t = threading.Thread(target=flush)
+        # Start the flush only once the emulator has taken the append (it counts a request when its
+        # headers are in, just before marking the file busy), so a loaded machine cannot reorder them.
+        deadline = time.time() + 10
+        while e.counters()["requests"].get("PATCH append", 0) <= appends_before and time.time() < deadline:
+            time.sleep(0.02)
         time.sleep(0.1)
         t.start()
         time.sleep(0.3)
@@ -321,6 +329,78 @@ class RobustTests(emulib.EmuTestCase):
         self.assertEqual(codes, [202] * 8)
         self.assertEqual(e.gen2("PATCH", A + "/parfs/f?action=flush&position=%d&close=true" % (8 * chunk)).status, 200)
         self.assertEqual(e.gen2("GET", A + "/parfs/f").body, b"".join(parts))
+
+
+    # ---- paged recursive delete (--delete-page) ----
+    def paths_under(self, e, fs, d):
+        r = e.gen2("GET", "%s/%s?resource=filesystem&recursive=true&directory=%s" % (A, fs, d))
+        if r.status == 404:
+            return None
+        self.assertEqual(r.status, 200, r)
+        return {(p["name"], p.get("isDirectory") in (True, "true")) for p in r.json()["paths"]}
+
+    def test_delete_paged(self):
+        e = self.emus["paged"]
+        self.mkfs(e, "delfs")
+        # tree of 10 entries under t: a/{f1,f2,b/{g1,g2}}, c/h, top1, top2
+        for d in ("t/a/b", "t/c"):
+            self.assertEqual(e.gen2("PUT", "%s/delfs/%s?resource=directory" % (A, d)).status, 201)
+        files = ["t/a/f1", "t/a/f2", "t/a/b/g1", "t/a/b/g2", "t/c/h", "t/top1", "t/top2"]
+        for f in files:
+            self.write(e, "delfs", f, f.encode())
+        self.write(e, "delfs", "keep", b"keep")
+        self.assertEqual(len(self.paths_under(e, "delfs", "t")), 10)
+        # a small directory or a file goes in one call, without a continuation
+        self.assertEqual(e.gen2("PUT", A + "/delfs/small/x/y?resource=directory").status, 201)
+        r = e.gen2("DELETE", A + "/delfs/small?recursive=true")
+        self.assertEqual((r.status, r.header("x-ms-continuation")), (200, None))
+        self.assertEqual(e.gen2("HEAD", A + "/delfs/small").status, 404)
+        e.admin("DELETE", "/counters")
+        base = A + "/delfs/t?recursive=true&paginated=true"
+        target, rounds, seen = base, 0, []
+        remaining = self.paths_under(e, "delfs", "t")
+        while True:
+            r = e.gen2("DELETE", target)
+            self.assertEqual(r.status, 200, r)
+            rounds += 1
+            tok = r.header("x-ms-continuation")
+            if not tok:
+                break
+            seen.append(tok)
+            # intermediate state: t still there, at most 3 entries gone, every survivor's parent survives
+            self.assertEqual(e.gen2("HEAD", A + "/delfs/t").status, 200)
+            now = self.paths_under(e, "delfs", "t")
+            self.assertTrue(now < remaining and len(remaining) - len(now) <= 3, (remaining, now))
+            names = {n for n, _ in now}
+            for n, _ in now:
+                parent = n.rsplit("/", 1)[0]
+                self.assertTrue(parent == "t" or parent in names, (n, names))
+            remaining = now
+            # a garbled or foreign token is refused and changes nothing
+            for bad in ("garbled", tok[:-4] + "AAAA"):
+                r = e.gen2("DELETE", base + "&continuation=" + urllib.parse.quote(bad, safe=""))
+                self.assertEqual((r.status, err(r)), (400, "InvalidQueryParameterValue"), bad)
+            self.assertEqual(self.paths_under(e, "delfs", "t"), remaining)
+            target = base + "&continuation=" + urllib.parse.quote(tok, safe="")
+            self.assertLess(rounds, 10)
+        # 10 entries under t, 3 per round: 3 rounds leave 1, the 4th removes it and t itself
+        self.assertEqual(rounds, 4)
+        self.assertEqual(e.gen2("HEAD", A + "/delfs/t").status, 404)
+        self.assertEqual(e.counters()["requests"].get("DELETE delete"), 4 + 2 * 3)
+        self.assertEqual(e.gen2("GET", A + "/delfs/keep").body, b"keep")
+        # the state is the tree: after a restart the same token still continues a delete of that path
+        for d in ("t/a/b", "t/c", "t/d"):
+            self.assertEqual(e.gen2("PUT", "%s/delfs/%s?resource=directory" % (A, d)).status, 201)
+        e.restart()
+        r = e.gen2("DELETE", A + "/delfs/t?recursive=true&continuation=" + urllib.parse.quote(seen[0], safe=""))
+        self.assertEqual((r.status, bool(r.header("x-ms-continuation"))), (200, True))
+        r = e.gen2("DELETE", A + "/delfs/t?recursive=true&continuation=" + urllib.parse.quote(seen[0], safe=""))
+        self.assertEqual((r.status, r.header("x-ms-continuation")), (200, None))
+        self.assertEqual(e.gen2("HEAD", A + "/delfs/t").status, 404)
+        # a token for another path is refused
+        self.assertEqual(e.gen2("PUT", A + "/delfs/u?resource=directory").status, 201)
+        r = e.gen2("DELETE", A + "/delfs/u?recursive=true&continuation=" + urllib.parse.quote(seen[0], safe=""))
+        self.assertEqual((r.status, err(r)), (400, "InvalidQueryParameterValue"))
 
 
 if __name__ == "__main__":
