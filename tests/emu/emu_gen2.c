@@ -844,6 +844,7 @@ int emu_gen2_new(const emu_gen2_opts *o, emu_gen2 **out, emu_service *svc)
     g->s = o->store;
     g->key = *o->key;
     g->max_body = o->max_body ? o->max_body : (100u << 20);
+    g->delete_page = o->delete_page;
     emu_auth_opts ao = {
         .key = &g->key,
         .client_id = o->oauth_client_id,

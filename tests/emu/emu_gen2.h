@@ -20,6 +20,8 @@ typedef struct emu_gen2_opts {
     const char *oauth_client_secret; /* NULL = any */
     unsigned token_ttl_s;            /* lifetime of issued tokens (default 3600) */
     uint64_t max_body;               /* bytes per append (default 100 MiB) */
+    uint32_t delete_page;            /* recursive deletes remove at most this many entries per call,
+                                        answering x-ms-continuation until done; 0 = one call */
 } emu_gen2_opts;
 
 typedef struct emu_gen2 emu_gen2;

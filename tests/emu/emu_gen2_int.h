@@ -45,6 +45,7 @@ struct emu_gen2 {
     skey_key key;
     emu_auth *auth;
     uint64_t max_body;
+    uint32_t delete_page;   /* --delete-page: entries per recursive delete call; 0 = one call */
     int64_t next_expiry_ms; /* earliest expiry in the store (store lock); 0 = scan needed */
 };
 

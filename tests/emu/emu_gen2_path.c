@@ -2,7 +2,8 @@
  * emu_gen2_path: the Gen2 path calls that change the namespace or metadata. Create (files and
  * directories, missing parents included, with permissions, umask, ACL, owner, group and properties
  * checked before anything is made, and overwrite of a file in place), rename (with or without the
- * account segment in x-ms-rename-source, a source SAS, source conditions and lease), delete,
+ * account segment in x-ms-rename-source, a source SAS, source conditions and lease), delete (in
+ * rounds of --delete-page entries, deepest first, with a continuation, when that option is set),
  * set-properties, set-access-control and its recursive form (with maxRecords pages and a
  * continuation), leases (acquire, renew, change, release, break) and set-expiry. Each runs under
  * the store lock, waits while an append is in flight on a file it would rewrite or free, and
@@ -691,6 +692,81 @@ out:
 
 /* ================================================================ delete, lease, expiry */
 
+/* Entries under dir (dir itself not counted), counting no further than cap + 1. */
+static size_t subtree_count(const emu_node *dir, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < dir->nchildren && n <= cap; i++) {
+        const emu_node *c = dir->children[i];
+        n++;
+        if (c->type == EMU_DIR && n <= cap) n += subtree_count(c, cap - n);
+    }
+    return n;
+}
+
+/* Up to max entries under dir, deepest first (a directory only after everything under it), into
+ * out[*n...]: removing them in that order keeps the tree consistent after every step. */
+static void collect_deepest(emu_node *dir, emu_node **out, size_t max, size_t *n)
+{
+    for (size_t i = 0; i < dir->nchildren && *n < max; i++) {
+        emu_node *c = dir->children[i];
+        if (c->type == EMU_DIR) collect_deepest(c, out, max, n);
+        if (*n < max) out[(*n)++] = c;
+    }
+}
+
+/* The continuation of a paged delete of q's path: base64("del:" + store path), a new string (NULL
+ * on ENOMEM). The state is the tree itself, so a re-sent round with the same token is harmless. */
+static char *delete_token(const g2_req *q)
+{
+    size_t plen = strlen(q->spath), rlen = 4 + plen;
+    char *raw = malloc(rlen + 1), *enc = malloc(b64_encoded_size(rlen) + 1);
+    if (!raw || !enc) {
+        free(raw);
+        free(enc);
+        return NULL;
+    }
+    memcpy(raw, "del:", 4);
+    memcpy(raw + 4, q->spath, plen + 1);
+    b64_encode((const unsigned char *)raw, rlen, enc);
+    free(raw);
+    return enc;
+}
+
+/* One round of a paged recursive delete of directory n (--delete-page, lock held, checks done):
+ * remove up to page entries under n deepest first and answer 200 with x-ms-continuation, or, when
+ * no more than page entries remain under it, remove n and all of them and answer 200 alone. */
+static void delete_round(g2_req *q, emu_node *n, size_t page)
+{
+    emu_store *s = q->g->s;
+    emu_node **batch = NULL;
+    char *tok = NULL;
+    if (subtree_count(n, page) <= page) {
+        if (emu_store_remove(s, n)) g2_ans_err(q, 500, "InternalError", "The path could not be deleted.");
+        else g2_ans_empty(q, 200);
+        goto out;
+    }
+    batch = malloc(page * sizeof *batch);
+    tok = delete_token(q);
+    if (!batch || !tok) {
+        g2_ans_err(q, 500, "InternalError", "Out of memory.");
+        goto out;
+    }
+    size_t nb = 0;
+    collect_deepest(n, batch, page, &nb);
+    for (size_t i = 0; i < nb; i++) {
+        if (emu_store_remove(s, batch[i])) {
+            g2_ans_err(q, 500, "InternalError", "The path could not be deleted.");
+            goto out;
+        }
+    }
+    emu_resp_header(q->r, "x-ms-continuation", tok);
+    g2_ans_empty(q, 200);
+out:
+    free(batch);
+    free(tok);
+}
+
 void g2_op_delete(g2_req *q)
 {
     emu_store *s = q->g->s;
@@ -698,6 +774,18 @@ void g2_op_delete(g2_req *q)
     if (rec < 0 || g2_parse_bool(g2_param(q, "paginated"), 0) < 0) {
         g2_ans_err(q, 400, "InvalidQueryParameterValue", "%s", G2_MSG_BADQ);
         return;
+    }
+    size_t page = q->g->delete_page;
+    const char *cont = g2_param(q, "continuation");
+    if (page > 0 && cont && *cont) {
+        /* Paging on: a continuation must be the one this path's earlier round gave out. */
+        char *want = delete_token(q);
+        bool match = want && strcmp(want, cont) == 0;
+        free(want);
+        if (!match) {
+            g2_ans_err(q, 400, "InvalidQueryParameterValue", "%s", G2_MSG_BADQ);
+            return;
+        }
     }
     if (!g2_sas_allows(q, "d")) return;
     for (;;) {
@@ -719,6 +807,10 @@ void g2_op_delete(g2_req *q)
         if (g2_subtree_busy(n)) {
             emu_store_wait(s);
             continue;
+        }
+        if (page > 0 && n->type == EMU_DIR) {
+            delete_round(q, n, page);
+            return;
         }
         if (emu_store_remove(s, n)) {
             g2_ans_err(q, 500, "InternalError", "The path could not be deleted.");

@@ -43,6 +43,7 @@ typedef struct emu_args {
     unsigned long long max_body;
     unsigned long max_header, max_connections, token_ttl, idle_timeout;
     unsigned long long lease_ms;
+    unsigned long delete_page;
     int sync;
 } emu_args;
 
@@ -55,6 +56,7 @@ static void usage(FILE *f)
           "  dualpipe-emu gen2 --listen 127.0.0.1:PORT --data DIR --account NAME\n"
           "                    (--key BASE64KEY | --key-file FILE | env DUALPIPE_EMU_KEY)\n"
           "                    [--oauth-client-id ID] [--token-ttl SECONDS]   (secret: env DUALPIPE_EMU_CLIENT_SECRET)\n"
+          "                    [--delete-page N (recursive deletes remove at most N entries per call; 0 = off)]\n"
           "common options:\n"
           "  --admin 127.0.0.1:PORT     admin endpoint (faults, counters, down/up); default 127.0.0.1:0\n"
           "  --fault RULE               fault rule, repeatable (e.g. method=POST,op=APPEND,status=503,count=2)\n"
@@ -136,6 +138,9 @@ static int parse_args(int argc, char **argv, emu_args *a)
         } else if (strcmp(f, "--token-ttl") == 0) {
             if (parse_ull(f, v, 86400 * 365, &x)) return -1;
             a->token_ttl = (unsigned long)x;
+        } else if (strcmp(f, "--delete-page") == 0) {
+            if (parse_ull(f, v, 1000000, &x)) return -1;
+            a->delete_page = (unsigned long)x;
         } else {
             fprintf(stderr, "dualpipe-emu: unknown option %s\n", f);
             return -1;
@@ -290,7 +295,8 @@ int main(int argc, char **argv)
         emu_gen2_opts o = {.store = store, .key = &key, .oauth_client_id = a.oauth_client_id,
                            .oauth_client_secret = (csecret && *csecret) ? csecret : NULL,
                            .token_ttl_s = a.token_ttl ? (unsigned)a.token_ttl : 3600,
-                           .max_body = a.max_body ? a.max_body : (100u << 20)};
+                           .max_body = a.max_body ? a.max_body : (100u << 20),
+                           .delete_page = (uint32_t)a.delete_page};
         if (emu_gen2_new(&o, &g2, &svc) != 0) {
             fprintf(stderr, "dualpipe-emu: cannot create the gen2 service\n");
             goto out;

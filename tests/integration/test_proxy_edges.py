@@ -4,7 +4,8 @@ counted as skipped), several path mappings (longest prefix wins, prefix inside t
 paths skipped or refused), Gen1 refusing with 503/429 (Retry-After relayed), Gen1 down, Gen2 down (the
 writer is not held up), Gen1 protected by a bearer token (the writer's Authorization passes through and
 the applier uses it to copy CONCAT results from Gen1), non-superuser writers (owner/group copied to
-Gen2), and slow or idle clients (closed by limits.idle_timeout_s without reaching Gen1).
+Gen2), slow or idle clients (closed by limits.idle_timeout_s without reaching Gen1), and a Gen2 that
+deletes a large directory in rounds (x-ms-continuation, followed by the applier until none comes back).
 """
 import json
 import socket
@@ -300,6 +301,39 @@ class SlowClients(emulib.unittest.TestCase):
             self.assertEqual(proxylib.gen1_delta(c1, s.g1_counters(), time.time() - t0), {})
             self.assertIsNone(s.g1_status("/slow2"))
             self.assertEqual(s.proxy.webhdfs("PUT", "/fast", "MKDIRS").status, 200)
+        finally:
+            s.close()
+
+
+class PagedDelete(emulib.unittest.TestCase):
+    def test_recursive_delete_in_rounds(self):
+        # this Gen2 removes at most 3 entries per DELETE and answers x-ms-continuation until done
+        s = proxylib.Stack(gen2_kw={"extra_args": ["--delete-page", "3"]})
+        try:
+            p = s.proxy
+            files = ["/pagedel/tree/f%02d" % i for i in range(8)] + \
+                    ["/pagedel/tree/sub/g%d" % i for i in range(3)] + ["/pagedel/tree/sub/deep/h"]
+            for f in files + ["/pagedel/keep/k"]:
+                self.assertEqual(p.webhdfs("PUT", f, "CREATE", body=f.encode(), write="true").status, 201, f)
+            s.assert_same(self, "/pagedel")
+            self.assertEqual(s.g2_read("/pagedel/tree/sub/deep/h"), b"/pagedel/tree/sub/deep/h")
+            c2 = s.g2_counters()
+            # the first round is held back while a 503 is armed for the next DELETE: a continued round
+            # fails once and is re-sent with the same token
+            s.gen2.fault("method=DELETE,op=delete,action=latency,latency_ms=800,count=1")
+            r = p.webhdfs("DELETE", "/pagedel/tree", "DELETE", recursive="true")
+            self.assertEqual(r.json(), {"boolean": True})
+            time.sleep(0.3)
+            s.gen2.fault("method=DELETE,op=delete,status=503,count=1")
+            st = s.wait_applied()
+            self.assertEqual(st.get("failures"), [], json.dumps(st)[:3000])
+            s.assert_same(self, "/pagedel")
+            self.assertEqual(s.g2("HEAD", "/pagedel/tree").status, 404)
+            self.assertEqual(s.g2_read("/pagedel/keep/k"), b"/pagedel/keep/k")
+            # 14 entries under tree, 3 per round: 5 rounds, plus the one re-sent after the 503
+            deletes = proxylib.counter_delta(c2, s.g2_counters()).get("DELETE delete", 0)
+            self.assertGreater(deletes, 1)
+            self.assertEqual(deletes, 6)
         finally:
             s.close()
 
