@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -67,6 +68,47 @@ def http_request(base, method, target, body=None, headers=None, timeout=30):
         return Response(r.status, r.getheaders(), data)
     finally:
         conn.close()
+
+
+def raw_http(base, data, timeout=10):
+    """Send raw bytes to base ('http://127.0.0.1:P' or 'host:port') exactly as given (no client-side
+    validation) and read one response: until the server closes, the read times out, or one full answer
+    (headers + Content-Length bytes) arrived. Returns (status, headers dict lower-case, body bytes);
+    status is 0 when nothing HTTP-shaped came back."""
+    if "://" not in base:
+        base = "http://" + base
+    u = urllib.parse.urlsplit(base)
+    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    try:
+        s.sendall(data)
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except socket.timeout:
+            pass
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", "0") or 0)
+        try:
+            while len(rest) < n:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+        except socket.timeout:
+            pass
+        return status, hdrs, rest[:n]
+    finally:
+        s.close()
 
 
 class Emu:

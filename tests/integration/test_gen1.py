@@ -5,45 +5,13 @@ JSON bodies and RemoteException errors clients depend on (protocols.md §1, clie
 The helpers (Gen1Mixin, raw_http) are shared with the other test_gen1_*.py files."""
 import json
 import os
-import socket
 import sys
 import time
 import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from emulib import EmuTestCase, main  # noqa: E402
-
-
-def raw_http(base, data, timeout=10):
-    """Send raw bytes to base ('http://127.0.0.1:P') and read until the server closes or one full
-    response arrived. Returns (status, headers dict lower-case, body bytes)."""
-    u = urllib.parse.urlsplit(base)
-    s = socket.create_connection((u.hostname, u.port), timeout=timeout)
-    try:
-        s.sendall(data)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", "0"))
-        while len(rest) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        return status, hdrs, rest[:n]
-    finally:
-        s.close()
+from emulib import EmuTestCase, main, raw_http  # noqa: E402
 
 
 def chunked(body, size=7):

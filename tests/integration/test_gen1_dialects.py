@@ -8,7 +8,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emulib import EmuTestCase, http_request, main  # noqa: E402
-from test_gen1 import Gen1Mixin, chunked, raw_http  # noqa: E402
+from emulib import raw_http  # noqa: E402
+from test_gen1 import Gen1Mixin, chunked  # noqa: E402
 
 
 def split(url):

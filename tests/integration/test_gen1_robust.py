@@ -16,7 +16,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emulib import Emu, EmuTestCase, http_request, main  # noqa: E402
-from test_gen1 import Gen1Mixin, chunked, raw_http  # noqa: E402
+from emulib import raw_http  # noqa: E402
+from test_gen1 import Gen1Mixin, chunked  # noqa: E402
 
 
 def disk_snapshot(data_dir):

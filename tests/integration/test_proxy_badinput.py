@@ -4,39 +4,9 @@ parameter values (percent-encoded, or raw on the wire) and "." / ".." segments a
 anything reaches Gen1 (the Gen1 emulator's request counters do not move) or Gen2; the proxy keeps
 serving afterwards.
 """
-import socket
-import urllib.parse
 
 import emulib
 import proxylib
-
-
-def raw_request(url, data, timeout=10):
-    """Send bytes as they are (no client-side validation); returns (status, body bytes)."""
-    u = urllib.parse.urlsplit(url)
-    with socket.create_connection((u.hostname, u.port), timeout=timeout) as c:
-        c.sendall(data)
-        buf = b""
-        while True:
-            try:
-                chunk = c.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if sep:
-                length = None
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v.strip())
-                if length is not None and len(rest) >= length:
-                    break
-    head, _, body = buf.partition(b"\r\n\r\n")
-    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
 
 
 class BadInput(emulib.unittest.TestCase):
@@ -135,11 +105,11 @@ class BadInput(emulib.unittest.TestCase):
         # bytes an HTTP client library would refuse to send; the proxy must refuse them too
         for target in (b"/webhdfs/v1/ok/a\x01b?op=MKDIRS", b"/webhdfs/v1/ok/a\x7fb?op=MKDIRS",
                        b"/webhdfs/v1/ok/d?op=MKDIRS&permission=7\x0b55"):
-            status, _ = raw_request(self.p.url, b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\n"
+            status, _, _ = emulib.raw_http(self.p.url, b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\n"
                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
             self.assertEqual(status, 400, target)
         # a bare LF inside the request line splits it: never a second request upstream
-        status, _ = raw_request(self.p.url, b"PUT /webhdfs/v1/ok/a\nX: y?op=MKDIRS HTTP/1.1\r\nHost: x\r\n"
+        status, _, _ = emulib.raw_http(self.p.url, b"PUT /webhdfs/v1/ok/a\nX: y?op=MKDIRS HTTP/1.1\r\nHost: x\r\n"
                                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
         self.assertGreaterEqual(status, 400)
         self.nothing_upstream("a raw control character")

@@ -12,7 +12,6 @@ requests already at Gen1 finish, gen2.unmapped = reject, and the admin endpoints
 import http.client
 import json
 import os
-import socket
 import threading
 import time
 import urllib.parse
@@ -21,36 +20,6 @@ import emulib
 import proxylib
 
 MAX_BODY = 64 * 1024
-
-
-def raw_exchange(hostport, data, timeout=10):
-    """Send raw bytes, return (status, headers dict lower-case, body) of the first answer."""
-    host, port = hostport.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=timeout)
-    try:
-        s.sendall(data)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", "0"))
-        while len(rest) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        return status, hdrs, rest[:n]
-    finally:
-        s.close()
 
 
 class Front(emulib.unittest.TestCase):
@@ -142,12 +111,12 @@ class Front(emulib.unittest.TestCase):
     def test_body_limits(self):
         # declared over the limit, client waiting for 100-continue: 413 before any body is sent
         req = ("PUT /webhdfs/v1/big?op=CREATE&write=true HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n")
-        status, hdrs, body = raw_exchange(self.p.listen, (req % (self.p.listen, MAX_BODY + 1,
+        status, hdrs, body = emulib.raw_http(self.p.listen, (req % (self.p.listen, MAX_BODY + 1,
                                                                  "Expect: 100-continue\r\n")).encode())
         self.assertEqual(status, 413)
         self.assertEqual(json.loads(body)["RemoteException"]["exception"], "IllegalArgumentException")
         # declared far over the limit: 413 at once, the body is never read
-        status, _, body = raw_exchange(self.p.listen, (req % (self.p.listen, 10 << 30, "")).encode())
+        status, _, body = emulib.raw_http(self.p.listen, (req % (self.p.listen, 10 << 30, "")).encode())
         self.assertEqual(status, 413)
         # a little over, body sent without waiting: read and dropped, then 413 (no reset)
         r = self.p.webhdfs("PUT", "/big1", "CREATE", body=os.urandom(MAX_BODY + 1), write="true")
@@ -168,11 +137,11 @@ class Front(emulib.unittest.TestCase):
 
     def test_host_header_checked_for_redirects(self):
         req = "PUT /webhdfs/v1/h?op=CREATE HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n"
-        status, hdrs, _ = raw_exchange(self.p.listen, (req % self.p.listen).encode())
+        status, hdrs, _ = emulib.raw_http(self.p.listen, (req % self.p.listen).encode())
         self.assertEqual(status, 307)
         self.assertEqual(hdrs["location"], "http://%s/webhdfs/v1/h?op=CREATE&write=true" % self.p.listen)
         for bad in ("evil.example/x", "a\"b", "x" * 300, "%s\r\nHost: evil.example" % self.p.listen):
-            status, _, body = raw_exchange(self.p.listen, (req % bad).encode())
+            status, _, body = emulib.raw_http(self.p.listen, (req % bad).encode())
             self.assertEqual(status, 400, bad)
             self.assertEqual(json.loads(body)["RemoteException"]["exception"], "IllegalArgumentException")
 
