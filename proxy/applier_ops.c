@@ -296,17 +296,25 @@ static void rename_with(aop *op, bool dst_is_dir)
     st_rename_send(op, op->g2dst);
 }
 
-static void h_rename_probe(aop *op, httpc_resp *r)
+/* Answer to a HEAD of the rename destination on Gen2: sets *dir (false when absent: 404). Returns 0,
+ * or -1 after failing op on any other answer. */
+static int dest_probe_answer(aop *op, httpc_resp *r, bool *dir)
 {
-    bool dir = false;
+    *dir = false;
     if (r->result == HTTPC_OK && r->status == 200) {
         const char *t = httpc_resp_header(r, "x-ms-resource-type");
-        dir = t && strcasecmp(t, "directory") == 0;
+        *dir = t && strcasecmp(t, "directory") == 0;
     } else if (!(r->result == HTTPC_OK && r->status == 404)) {
         ap_op_fail_resp(op, r, "reading the rename destination");
-        return;
+        return -1;
     }
-    rename_with(op, dir);
+    return 0;
+}
+
+static void h_rename_probe(aop *op, httpc_resp *r)
+{
+    bool dir;
+    if (dest_probe_answer(op, r, &dir) == 0) rename_with(op, dir);
 }
 
 /*
@@ -373,15 +381,8 @@ static void xrename_copy(aop *op, bool into_dir)
 
 static void h_xrename_probe(aop *op, httpc_resp *r)
 {
-    bool dir = false;
-    if (r->result == HTTPC_OK && r->status == 200) {
-        const char *t = httpc_resp_header(r, "x-ms-resource-type");
-        dir = t && strcasecmp(t, "directory") == 0;
-    } else if (!(r->result == HTTPC_OK && r->status == 404)) {
-        ap_op_fail_resp(op, r, "reading the rename destination");
-        return;
-    }
-    xrename_copy(op, dir);
+    bool dir;
+    if (dest_probe_answer(op, r, &dir) == 0) xrename_copy(op, dir);
 }
 
 static void xrename(aop *op)
