@@ -46,6 +46,7 @@ struct emu_http {
     bool timer_running;
     pthread_t timer;
     struct timespec up_deadline; /* CLOCK_MONOTONIC */
+    int reserve_fd;          /* while down: bound, not listening, keeps the port (-1 otherwise) */
 };
 
 struct emu_req {
@@ -335,7 +336,11 @@ static bool is_loopback(const char *host)
     return (ntohl(a.s_addr) >> 24) == 127;
 }
 
-static int bind_listener(const char *host, int port, int *out_port, char *err, size_t errlen)
+/* A socket bound to host:port (SO_REUSEADDR + SO_REUSEPORT), not yet listening. SO_REUSEPORT lets
+ * "down" bind a second socket to the same port before the listener closes, so the port stays ours
+ * while down: a bound socket that does not listen answers connections with RST (refused), and other
+ * processes, which do not share the port, can neither bind it nor get it from bind(0). */
+static int bind_socket(const char *host, int port, bool reserve, char *err, size_t errlen)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
@@ -348,23 +353,33 @@ static int bind_listener(const char *host, int port, int *out_port, char *err, s
         return -1;
     }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 512) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+    /* The reserving socket goes without SO_REUSEADDR, so that even an explicit bind elsewhere fails. */
+    if (!reserve) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(err, errlen, "cannot bind %s:%d: %s", host, port, strerror(errno));
         close(fd);
         return -1;
     }
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    *out_port = ntohs(sa.sin_port);
     return fd;
 }
 
 static int start_daemon(emu_http *h, char *err, size_t errlen)
 {
-    int port = 0;
-    int fd = bind_listener(h->o.host, h->port ? h->port : h->o.port, &port, err, errlen);
+    /* Coming back up: listen on the socket that kept the port while down. */
+    int fd = h->reserve_fd;
+    h->reserve_fd = -1;
+    if (fd < 0) fd = bind_socket(h->o.host, h->port ? h->port : h->o.port, false, err, errlen);
     if (fd < 0) return -1;
+    if (listen(fd, 512) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", h->o.host, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    int port = ntohs(sa.sin_port);
     h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, h, MHD_OPTION_NOTIFY_COMPLETED,
@@ -393,6 +408,7 @@ int emu_http_start(const emu_http_opts *o, const emu_service *svc, struct emu_fa
         return -1;
     }
     h->o = *o;
+    h->reserve_fd = -1;
     if (!h->o.max_body) h->o.max_body = 4u << 20;
     if (!h->o.max_header) h->o.max_header = 64u << 10;
     if (!h->o.max_connections) h->o.max_connections = 1024;
@@ -456,6 +472,14 @@ int emu_http_down(emu_http *h, unsigned ms)
     pthread_mutex_unlock(&h->mu);
     join_timer(h);
     if (d) {
+        /* Hold the port before the listener closes (see bind_socket), so nothing else takes it. */
+        char err[256];
+        int r = bind_socket(h->o.host, h->port, true, err, sizeof err);
+        if (r < 0) LOGW("msg=\"cannot hold the port while down\" err=\"%s\"", err);
+        pthread_mutex_lock(&h->mu);
+        if (h->reserve_fd >= 0) close(h->reserve_fd);
+        h->reserve_fd = r;
+        pthread_mutex_unlock(&h->mu);
         MHD_stop_daemon(d); /* closes the listener and every open connection */
         LOGI("msg=\"listener down\" port=%d ms=%u", h->port, ms);
     }
@@ -504,6 +528,7 @@ void emu_http_stop(emu_http *h)
     h->d = NULL;
     pthread_mutex_unlock(&h->mu);
     if (d) MHD_stop_daemon(d);
+    if (h->reserve_fd >= 0) close(h->reserve_fd);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->mu);
     free(h);
