@@ -46,7 +46,7 @@ typedef enum opt_kind {
 enum {
     F_REQUIRED = 1,  /* no default: the file must set it */
     F_URL_PATH = 2,  /* K_URL: a path after the authority is allowed */
-    F_EMPTY_OK = 4,  /* K_URL: "" is allowed (means "not set") */
+    F_EMPTY_OK = 4,  /* K_URL, K_PATH: "" is allowed (means "not set"; journal.dir: finish() derives it) */
     F_DERIVED = 8,   /* default computed from other keys (gen2.path_style) */
 };
 
@@ -73,6 +73,9 @@ static const char *const dialect_names[] = {"adls", "hadoop", NULL};
 static const char *const auth_names[] = {"shared_key", "sas", "client_credentials", "managed_identity", NULL};
 static const char *const unmapped_names[] = {"skip", "reject", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const policy_names[] = {"degrade", "reject", NULL};
+static const char *const io_names[] = {"auto", "io_uring", "threads", NULL}; /* iox_backend's order */
+static const char *const ack_names[] = {"durable", "both", NULL};
 static const char *const mapping_keys[] = {"gen1_prefix", "filesystem", "prefix", NULL};
 
 #define FLD(f) offsetof(dp_config, f), sizeof(((dp_config *)0)->f)
@@ -91,6 +94,20 @@ static const cfg_opt cfg_opts[] = {
     {"phase", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", 0, phase_names, NULL},
     {"spool.dir", K_PATH, FLD(spool_dir), 0, 0, "\"/var/lib/dualpipe/spool\"", 0, NULL, NULL},
     {"spool.max_bytes", K_SIZE, FLD(spool_max_bytes), MIB, 1024 * TIB, "8589934592", 0, NULL, NULL},
+    {"spool.policy", K_ENUM, FLD(spool_policy), 0, 0, "\"degrade\"", 0, policy_names, NULL},
+    {"spool.segment_bytes", K_SIZE, FLD(spool_segment_bytes), MIB, TIB, "67108864", 0, NULL, NULL},
+    {"journal.dir", K_PATH, FLD(journal_dir), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"journal.io", K_ENUM, FLD(journal_io), 0, 0, "\"auto\"", 0, io_names, NULL},
+    {"journal.segment_bytes", K_SIZE, FLD(journal_segment_bytes), MIB, 4 * GIB, "67108864", 0, NULL, NULL},
+    {"journal.lazy_commit_ms", K_UINT, FLD(journal_lazy_ms), 1, 10000, "100", 0, NULL, NULL},
+    {"journal.verify_bodies", K_BOOL, FLD(journal_verify_bodies), 0, 0, "true", 0, NULL, NULL},
+    {"ack", K_ENUM, FLD(ack), 0, 0, "\"durable\"", 0, ack_names, NULL},
+    {"applier.concurrency", K_UINT, FLD(applier_concurrency), 1, 1024, "64", 0, NULL, NULL},
+    {"applier.backoff_base_ms", K_UINT, FLD(applier_backoff_base_ms), 1, 600000, "500", 0, NULL, NULL},
+    {"applier.backoff_cap_ms", K_UINT, FLD(applier_backoff_cap_ms), 1, 3600000, "30000", 0, NULL, NULL},
+    {"applier.breaker_failures", K_UINT, FLD(applier_breaker_failures), 1, 1000, "5", 0, NULL, NULL},
+    {"applier.breaker_probe_ms", K_UINT, FLD(applier_breaker_probe_ms), 100, 600000, "2000", 0, NULL, NULL},
+    {"applier.resync_attempts", K_UINT, FLD(applier_resync_attempts), 1, 100, "3", 0, NULL, NULL},
     {"log.level", K_ENUM, FLD(log_level), 0, 0, "\"info\"", 0, level_names, NULL},
     {"gen1.endpoint", K_URL, FLD(gen1_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen1.dialect", K_ENUM, FLD(gen1_dialect), 0, 0, "\"adls\"", 0, dialect_names, NULL},
@@ -122,7 +139,9 @@ static const cfg_opt cfg_opts[] = {
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 _Static_assert(NOPTS <= CFG_MAX_OPTIONS, "dp_config.cfg_given is too small for cfg_opts");
 _Static_assert(sizeof(cfg_phase) == sizeof(int) && sizeof(cfg_dialect) == sizeof(int) &&
-                   sizeof(cfg_auth_mode) == sizeof(int) && sizeof(cfg_unmapped) == sizeof(int),
+                   sizeof(cfg_auth_mode) == sizeof(int) && sizeof(cfg_unmapped) == sizeof(int) &&
+                   sizeof(cfg_spool_policy) == sizeof(int) && sizeof(cfg_io) == sizeof(int) &&
+                   sizeof(cfg_ack) == sizeof(int),
                "K_ENUM fields are stored as int");
 
 static const char *const secret_suffix[] = {"", "_env", "_file"};
@@ -293,6 +312,10 @@ static int set_path(pctx *p, const cfg_opt *o, const char *path, const json_t *v
 {
     const char *s;
     if (get_string(p, path, v, o->size, &s) < 0) return -1;
+    if (!s[0] && (o->flags & F_EMPTY_OK)) {
+        ((char *)field(p->c, o))[0] = '\0';
+        return 0;
+    }
     if (!s[0]) return fail(p, path, "must not be empty");
     if (cfg__path_resolve(p->basedir, s, field(p->c, o), o->size) < 0)
         return fail(p, path, "too long once resolved (at most %zu bytes)", o->size - 1);
@@ -590,6 +613,16 @@ static int finish(pctx *p)
         if (cfg_opts[i].flags & F_DERIVED) ps = (int)i;
     if (ps >= 0 && !c->cfg_given[ps]) c->gen2_path_style = cfg__is_ip_or_localhost(c->gen2_addr.host);
 
+    /* journal.dir "" (the default): the journal lives beside the bodies, under spool.dir. */
+    if (!c->journal_dir[0]) {
+        int n = snprintf(c->journal_dir, sizeof c->journal_dir, "%s/journal", c->spool_dir);
+        if (n < 0 || (size_t)n >= sizeof c->journal_dir)
+            return fail(p, "journal.dir", "the default (spool.dir + \"/journal\") is too long; set journal.dir");
+    }
+    if (c->applier_backoff_cap_ms < c->applier_backoff_base_ms)
+        return fail(p, "applier.backoff_cap_ms", "must be at least applier.backoff_base_ms (%u)",
+                    c->applier_backoff_base_ms);
+
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)
         return fail(p, "admin.listen", "must differ from listen");
@@ -782,6 +815,8 @@ static int explain_opt(const dp_config *c, const cfg_opt *o, bool given, dbuf *b
     case K_STRING:
     case K_URL:
     case K_PATH:
+        /* journal.dir's default is derived in finish(): say from what */
+        if (o->kind == K_PATH && (o->flags & F_EMPTY_OK) && !given) dflt = " (default: <spool.dir>/journal)";
         if ((rc = dbuf_printf(b, "%s = ", o->key)) || (rc = put_quoted(b, f))) return rc;
         return dbuf_printf(b, "%s\n", dflt);
     case K_UINT: return dbuf_printf(b, "%s = %u%s\n", o->key, *(const unsigned *)f, dflt);

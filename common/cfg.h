@@ -25,7 +25,7 @@
 
 #define CFG_MAX_MAPPINGS 64
 #define CFG_MAX_REWRITES 64
-#define CFG_MAX_OPTIONS 64    /* size of dp_config.cfg_given (cfg.c checks its table fits) */
+#define CFG_MAX_OPTIONS 96    /* size of dp_config.cfg_given (cfg.c checks its table fits) */
 
 typedef enum cfg_phase { CFG_PHASE_GEN1_PRIMARY = 0, CFG_PHASE_GEN2_PRIMARY, CFG_PHASE_GEN2_ONLY } cfg_phase;
 typedef enum cfg_dialect { CFG_DIALECT_ADLS = 0, CFG_DIALECT_HADOOP } cfg_dialect;
@@ -33,6 +33,9 @@ typedef enum cfg_auth_mode {
     CFG_AUTH_SHARED_KEY = 0, CFG_AUTH_SAS, CFG_AUTH_CLIENT_CREDENTIALS, CFG_AUTH_MANAGED_IDENTITY
 } cfg_auth_mode;
 typedef enum cfg_unmapped { CFG_UNMAPPED_SKIP = 0, CFG_UNMAPPED_REJECT } cfg_unmapped;
+typedef enum cfg_spool_policy { CFG_SPOOL_DEGRADE = 0, CFG_SPOOL_REJECT } cfg_spool_policy;
+typedef enum cfg_ack { CFG_ACK_DURABLE = 0, CFG_ACK_BOTH } cfg_ack;
+typedef enum cfg_io { CFG_IO_AUTO = 0, CFG_IO_URING, CFG_IO_THREADS } cfg_io; /* same values as iox_backend */
 
 typedef struct cfg_hostport {
     char host[256];           /* name or address; an IPv6 address without its brackets */
@@ -71,7 +74,26 @@ typedef struct dp_config {
     cfg_phase phase;                  /* "phase", default gen1-primary */
     /* spool */
     char spool_dir[1024];             /* "spool.dir" (default /var/lib/dualpipe/spool) */
-    uint64_t spool_max_bytes;         /* "spool.max_bytes" (default 8 GiB) */
+    uint64_t spool_max_bytes;         /* "spool.max_bytes" (default 8 GiB): bodies the secondary still owes
+                                         plus bodies being received */
+    cfg_spool_policy spool_policy;    /* "spool.policy" degrade|reject (degrade) */
+    uint64_t spool_segment_bytes;     /* "spool.segment_bytes" (64 MiB) */
+    /* journal */
+    char journal_dir[1024];           /* "journal.dir" (default: "<spool.dir>/journal"; bodies go to
+                                         "<spool.dir>/data") */
+    cfg_io journal_io;                /* "journal.io" auto|io_uring|threads (auto) */
+    uint64_t journal_segment_bytes;   /* "journal.segment_bytes" (64 MiB) */
+    unsigned journal_lazy_ms;         /* "journal.lazy_commit_ms" (100): state-only batches wait this long */
+    bool journal_verify_bodies;       /* "journal.verify_bodies" (true): recovery checks bodies' SHA-256 */
+    cfg_ack ack;                      /* "ack" durable|both (durable) */
+    /* applier */
+    unsigned applier_concurrency;     /* "applier.concurrency" (64): operations sent to Gen2 at once */
+    unsigned applier_backoff_base_ms; /* "applier.backoff_base_ms" (500): full jitter over base * 2^n */
+    unsigned applier_backoff_cap_ms;  /* "applier.backoff_cap_ms" (30000) */
+    unsigned applier_breaker_failures;/* "applier.breaker_failures" (5): consecutive transient failures
+                                         that open the circuit breaker */
+    unsigned applier_breaker_probe_ms;/* "applier.breaker_probe_ms" (2000): one probe this often while open */
+    unsigned applier_resync_attempts; /* "applier.resync_attempts" (3): failed resyncs before parking */
     /* gen1 */
     char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
                                          lower-case scheme and host, no trailing '/' */

@@ -185,7 +185,8 @@ int jfmt_hdr_encode(dbuf *out, const jfmt_hdr *h)
     wr64(b + 16, h->seg_seq);
     wr64(b + 24, h->created_ns);
     wr32(b + 32, h->flags);
-    /* 36..59 reserved, zero */
+    wr64(b + 36, h->seq_floor);
+    /* 44..59 reserved, zero */
     wr32(b + JFMT_HDR_CRC_OFF(JFMT_HDR_SIZE), crc32c(b, JFMT_HDR_CRC_OFF(JFMT_HDR_SIZE)));
     return dbuf_add(out, b, sizeof b);
 }
@@ -211,6 +212,7 @@ jfmt_res jfmt_hdr_decode(const void *buf, size_t len, jfmt_hdr *h)
     h->seg_seq = rd64(b + 16);
     h->created_ns = rd64(b + 24);
     h->flags = flags;
+    h->seq_floor = rd64(b + 36);
     return JFMT_OK;
 }
 

@@ -73,6 +73,7 @@ typedef enum jfmt_op {
     JFMT_OP_SETPERMISSION = 9, JFMT_OP_SETOWNER = 10, JFMT_OP_SETACL = 11,
     JFMT_OP_MODIFYACLENTRIES = 12, JFMT_OP_REMOVEACLENTRIES = 13, JFMT_OP_REMOVEACL = 14,
     JFMT_OP_REMOVEDEFAULTACL = 15, JFMT_OP_SETTIMES = 16, JFMT_OP_SETEXPIRY = 17,
+    JFMT_OP_RESYNC = 18, /* not a WebHDFS op: copy the path from the primary (operator or dirty mark) */
 } jfmt_op;
 
 /** On-disk code of a write op; JFMT_OP_NONE for read ops, WH_OP_UNKNOWN and out-of-range values. */
@@ -155,9 +156,11 @@ typedef struct jfmt_hdr {
     uint64_t seg_seq;    /* segment sequence number */
     uint64_t created_ns; /* creation time, Unix epoch ns */
     uint32_t flags;
+    uint64_t seq_floor;  /* highest record seq assigned when the segment was created: seqs never
+                            go back below it, even after every older segment was deleted */
 } jfmt_hdr;
 
-/** Fill h with this version's header for segment seg_seq created at created_ns, flags 0. */
+/** Fill h with this version's header for segment seg_seq created at created_ns, flags 0, seq_floor 0. */
 void jfmt_hdr_init(jfmt_hdr *h, uint64_t seg_seq, uint64_t created_ns);
 
 /**

@@ -2,17 +2,23 @@
  * admin: the admin listener and the Gen1 readiness probe (endpoints in admin.h).
  *
  * The daemon is a plain libmicrohttpd one with a single internal epoll thread: admin traffic is a
- * scrape every few seconds. Requests are answered at MHD's second call (after the headers), so
- * keep-alive works; anything but GET/HEAD gets 405, unknown paths 404, and a body is never read
- * (MHD closes such a connection). The probe thread wakes every ADMIN_PROBE_S seconds (or at stop) and
- * sends one GETFILESTATUS of "/" unless the previous one is still out; its completion runs on the
- * httpc thread and only stores atomics.
+ * scrape every few seconds and an operator's command now and then. Requests are answered at MHD's
+ * second call (after the headers), so keep-alive works; a request body is never read (MHD closes
+ * such a connection). The raw request target comes from the URI log callback, so query values are
+ * decoded once, by urlcodec, with control characters refused (MHD's own unescaping would let "%00"
+ * cut a value short). The journal endpoints call the pipeline's operator functions, which only queue
+ * journal records: nothing here waits for a disk. The probe thread wakes every ADMIN_PROBE_S seconds
+ * (or at stop) and sends one GETFILESTATUS of "/" unless the previous one is still out; its
+ * completion runs on the httpc thread and only stores atomics.
  */
 #include "admin.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,13 +28,19 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "urlcodec.h"
 
 #define ADMIN_PROBE_S 10
 #define ADMIN_METRICS_MAX (8u << 20)
+#define ADMIN_TARGET_MAX 8192u        /* request target kept for query parsing; longer gets 414 */
+#define ADMIN_LIST_DEFAULT 100u
+#define ADMIN_LIST_MAX 10000u
+#define ADMIN_JSON_CTYPE "application/json; charset=utf-8"
 
 struct admin {
     const dp_config *cfg;
     metrics *m;
+    pipeline *p;
     applier *ap;
     gen1c *g1;
     front *f;
@@ -45,6 +57,12 @@ struct admin {
     metrics_gauge *reachable;
     metrics_counter *probes_failed;
 };
+
+/* One admin request: its raw target (from the URI log callback) and whether the headers are in. */
+typedef struct areq {
+    char *target;                 /* NULL when longer than ADMIN_TARGET_MAX (answered 414) */
+    bool headers_done;
+} areq;
 
 static int64_t pending_fn(void *ud)
 {
@@ -125,9 +143,60 @@ static enum MHD_Result reply_dbuf(struct MHD_Connection *conn, unsigned status, 
     return reply(conn, status, ctype, data, len);
 }
 
+static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, dbuf *b)
+{
+    return reply_dbuf(conn, status, ADMIN_JSON_CTYPE, b);
+}
+
+/* {"error": msg} with status; jansson escapes msg (it may quote a path the operator sent). */
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s}", "error", msg);
+    if (!o) o = json_pack("{s:s}", "error", "bad request (a value is not UTF-8)"); /* msg may quote one */
+    char text[4096];
+    size_t n = o ? json_dumpb(o, text, sizeof text, JSON_COMPACT) : 0;
+    json_decref(o);
+    if (n == 0 || n >= sizeof text) return MHD_NO; /* msg is under 600 bytes: even 6x escaping fits */
+    char *body = malloc(n + 1);
+    if (!body) return MHD_NO;
+    memcpy(body, text, n);
+    body[n] = '\n';
+    return reply(conn, status, ADMIN_JSON_CTYPE, body, n + 1);
+}
+
+static enum MHD_Result reply_405(struct MHD_Connection *conn, const char *allow)
+{
+    char *b = strdup("{\"error\":\"method not allowed\"}\n");
+    if (!b) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(b), b, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(b);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ADMIN_JSON_CTYPE);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, 405, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
 {
     if (!front_accepting(a->f)) return reply_text(conn, 503, "not ready: the front is stopping\n");
+    jnl_stats st;
+    jnl_get_stats(pipe_journal(a->p), &st);
+    if (st.failed)
+        return reply_text(conn, 503, "not ready: the journal cannot commit (its last write or fdatasync failed), "
+                                     "so writes are refused until a commit succeeds; check the disk of journal.dir "
+                                     "and spool.dir\n");
     switch (atomic_load(&a->gen1_state)) {
     case 1: return reply_text(conn, 200, "ready\n");
     case 2: return reply_text(conn, 503, "not ready: Gen1 is unreachable\n");
@@ -135,8 +204,236 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
     }
 }
 
-static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *url)
+/* ---- query parameters ---- */
+
+/*
+ * Find parameter NAME in the raw query (names compared after decoding, exactly; the first occurrence
+ * wins) and decode its value into out (form style, control characters refused). Returns 1 found,
+ * 0 absent, -1 malformed encoding.
+ */
+static int query_get(const char *query, const char *name, dbuf *out)
 {
+    url_param ps[32];
+    int n = url_split_query(query, ps, (int)(sizeof ps / sizeof ps[0]));
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        dbuf nm;
+        dbuf_init(&nm, 256);
+        int rc = url_decode(ps[i].name, ps[i].name_len, URL_FORM | URL_NO_CTL, &nm);
+        bool match = rc == 0 && nm.data && strcmp(nm.data, name) == 0;
+        dbuf_free(&nm);
+        if (rc != 0) return -1;
+        if (!match) continue;
+        dbuf_reset(out);
+        if (!ps[i].value) return dbuf_adds(out, "") == 0 ? 1 : -1;
+        if (url_decode(ps[i].value, ps[i].value_len, URL_FORM | URL_NO_CTL, out) != 0) return -1;
+        if (!out->data && dbuf_adds(out, "") != 0) return -1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A decimal u64 without sign, spaces or junk. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s[0] || s[0] < '0' || s[0] > '9') return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* Read an optional u64 parameter: 0 (absent: *out untouched), 1 (set), -1 (already answered 400). */
+typedef struct qctx {
+    struct MHD_Connection *conn;
+    const char *query;
+    enum MHD_Result ret;
+} qctx;
+
+static int q_u64(qctx *q, const char *name, uint64_t *out)
+{
+    dbuf v;
+    dbuf_init(&v, 64);
+    int rc = query_get(q->query, name, &v);
+    if (rc == 1 && parse_u64(v.data, out) != 0) rc = -2;
+    dbuf_free(&v);
+    if (rc == -1) q->ret = reply_error(q->conn, 400, "%s: malformed percent-encoding or control character", name);
+    if (rc == -2) q->ret = reply_error(q->conn, 400, "%s: must be a non-negative integer", name);
+    return rc < 0 ? -1 : rc;
+}
+
+/* A flag: absent, "1"/"true"/"yes" or "0"/"false"/"no". */
+static int q_flag(qctx *q, const char *name, bool *out)
+{
+    dbuf v;
+    dbuf_init(&v, 64);
+    int rc = query_get(q->query, name, &v);
+    if (rc == 1) {
+        if (strcmp(v.data, "1") == 0 || strcmp(v.data, "true") == 0 || strcmp(v.data, "yes") == 0) *out = true;
+        else if (strcmp(v.data, "0") == 0 || strcmp(v.data, "false") == 0 || strcmp(v.data, "no") == 0) *out = false;
+        else rc = -2;
+    }
+    dbuf_free(&v);
+    if (rc == -1) q->ret = reply_error(q->conn, 400, "%s: malformed percent-encoding or control character", name);
+    if (rc == -2) q->ret = reply_error(q->conn, 400, "%s: must be 1 or 0", name);
+    return rc < 0 ? -1 : rc;
+}
+
+/* ---- journal endpoints ---- */
+
+/* An operator function's negative errno as an HTTP answer. */
+static enum MHD_Result reply_errno(struct MHD_Connection *conn, int err, uint64_t seq, const char *what)
+{
+    switch (err) {
+    case -ENOENT: return reply_error(conn, 404, "no live record %" PRIu64 " in the journal", seq);
+    case -EBUSY: return reply_error(conn, 409, "record %" PRIu64 " is not parked", seq);
+    case -EINVAL: return reply_error(conn, 400, "%s: the journal cannot hold this request", what);
+    case -ESHUTDOWN: return reply_error(conn, 503, "%s: the proxy is stopping", what);
+    default: return reply_error(conn, 503, "%s failed: %s", what, strerror(-err));
+    }
+}
+
+static enum MHD_Result serve_journal_status(admin *a, struct MHD_Connection *conn)
+{
+    dbuf b;
+    dbuf_init(&b, ADMIN_METRICS_MAX);
+    int rc = pipe_status_json(a->p, &b);
+    enum MHD_Result ret = rc == 0 ? reply_json(conn, 200, &b)
+                                  : reply_error(conn, 500, "cannot render the journal status: %s", strerror(-rc));
+    dbuf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result serve_journal_records(admin *a, qctx *q)
+{
+    bool parked = false;
+    uint64_t after = 0, limit = ADMIN_LIST_DEFAULT;
+    if (q_flag(q, "parked", &parked) < 0 || q_u64(q, "after", &after) < 0 || q_u64(q, "limit", &limit) < 0)
+        return q->ret;
+    if (limit < 1 || limit > ADMIN_LIST_MAX)
+        return reply_error(q->conn, 400, "limit: must be from 1 to %u", ADMIN_LIST_MAX);
+    dbuf b;
+    dbuf_init(&b, ADMIN_METRICS_MAX);
+    int rc = pipe_list_json(a->p, parked, after, (unsigned)limit, &b);
+    enum MHD_Result ret = rc == 0 ? reply_json(q->conn, 200, &b)
+                                  : reply_error(q->conn, 500, "cannot list the journal: %s", strerror(-rc));
+    dbuf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result serve_journal_retry(admin *a, qctx *q)
+{
+    uint64_t seq = 0;
+    bool all = false;
+    int has_seq = q_u64(q, "seq", &seq);
+    if (has_seq < 0) return q->ret;
+    if (q_flag(q, "all", &all) < 0) return q->ret;
+    if ((has_seq == 1) == all)
+        return reply_error(q->conn, 400, "give either seq=N (one parked record) or all=1 (every parked record)");
+    if (has_seq == 1 && seq == 0) return reply_error(q->conn, 400, "seq: must be a record's sequence number (1 or more)");
+    unsigned n = 0;
+    int rc = pipe_retry(a->p, all ? 0 : seq, &n);
+    if (rc != 0) return reply_errno(q->conn, rc, seq, "retry");
+    LOGI("msg=\"operator retry\" seq=%" PRIu64 " all=%d retried=%u", seq, all, n);
+    dbuf b;
+    dbuf_init(&b, 128);
+    enum MHD_Result ret = dbuf_printf(&b, "{\"retried\":%u}\n", n) == 0 ? reply_json(q->conn, 200, &b) : MHD_NO;
+    dbuf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result serve_journal_drop(admin *a, qctx *q)
+{
+    uint64_t seq = 0;
+    dbuf v;
+    dbuf_init(&v, 64);
+    int has_seq = q_u64(q, "seq", &seq);
+    if (has_seq < 0) return q->ret;
+    if (has_seq == 0 || seq == 0) return reply_error(q->conn, 400, "seq: required, the parked record's sequence number");
+    int crc = query_get(q->query, "confirm", &v);
+    bool confirmed = crc == 1 && strcmp(v.data, "yes") == 0;
+    dbuf_free(&v);
+    if (!confirmed)
+        return reply_error(q->conn, 400,
+                           "dropping record %" PRIu64 " gives up on copying that write to Gen2 (it is recorded as "
+                           "DROPPED and never retried); add confirm=yes to do it",
+                           seq);
+    int rc = pipe_drop(a->p, seq);
+    if (rc != 0) return reply_errno(q->conn, rc, seq, "drop");
+    LOGW("msg=\"operator dropped a parked record\" seq=%" PRIu64, seq);
+    dbuf b;
+    dbuf_init(&b, 128);
+    enum MHD_Result ret =
+        dbuf_printf(&b, "{\"dropped\":%" PRIu64 "}\n", seq) == 0 ? reply_json(q->conn, 200, &b) : MHD_NO;
+    dbuf_free(&b);
+    return ret;
+}
+
+static enum MHD_Result serve_journal_resync(admin *a, qctx *q)
+{
+    dbuf v;
+    dbuf_init(&v, WHREQ_MAX_PATH + 1);
+    int rc = query_get(q->query, "path", &v);
+    if (rc < 0) {
+        dbuf_free(&v);
+        return reply_error(q->conn, 400, "path: malformed percent-encoding, a control character or too long");
+    }
+    if (rc == 0 || v.data[0] != '/') {
+        dbuf_free(&v);
+        return reply_error(q->conn, 400, "path: required, an absolute path such as /data/file");
+    }
+    char *norm = NULL;
+    whreq_err we;
+    rc = whreq_norm_path(v.data, &norm, &we);
+    dbuf_free(&v);
+    if (rc != 0) return reply_error(q->conn, 400, "path: %s", we.message);
+    uint64_t seq = 0;
+    rc = pipe_resync(a->p, norm, &seq);
+    enum MHD_Result ret;
+    if (rc != 0) {
+        ret = reply_errno(q->conn, rc, 0, "resync");
+    } else {
+        LOGI("msg=\"operator resync\" seq=%" PRIu64 " path=\"%s\"", seq, norm);
+        dbuf b;
+        dbuf_init(&b, 128);
+        ret = dbuf_printf(&b, "{\"seq\":%" PRIu64 "}\n", seq) == 0 ? reply_json(q->conn, 200, &b) : MHD_NO;
+        dbuf_free(&b);
+    }
+    free(norm);
+    return ret;
+}
+
+static enum MHD_Result serve_journal(admin *a, struct MHD_Connection *conn, const char *url, const char *method,
+                                     const char *query)
+{
+    static const struct {
+        const char *url;
+        bool post;
+        enum MHD_Result (*fn)(admin *a, qctx *q);
+    } routes[] = {
+        {"/admin/journal/records", false, serve_journal_records}, {"/admin/journal/retry", true, serve_journal_retry},
+        {"/admin/journal/drop", true, serve_journal_drop},         {"/admin/journal/resync", true, serve_journal_resync},
+    };
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/admin/journal") == 0) return get ? serve_journal_status(a, conn) : reply_405(conn, "GET, HEAD");
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(url, routes[i].url) != 0) continue;
+        if (routes[i].post ? !post : !get) return reply_405(conn, routes[i].post ? "POST" : "GET, HEAD");
+        qctx q = {conn, query, MHD_NO};
+        return routes[i].fn(a, &q);
+    }
+    return reply_error(conn, 404, "no such journal endpoint");
+}
+
+static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *url, const char *method,
+                             const char *query)
+{
+    if (strcmp(url, "/admin/journal") == 0 || strncmp(url, "/admin/journal/", 15) == 0)
+        return serve_journal(a, conn, url, method, query);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_text(conn, 405, "method not allowed\n");
     if (strcmp(url, "/healthz") == 0) return reply_text(conn, 200, "ok\n");
     if (strcmp(url, "/readyz") == 0) return serve_readyz(a, conn);
     if (strcmp(url, "/metrics") == 0) {
@@ -150,9 +447,8 @@ static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *
     if (strcmp(url, "/admin/status") == 0) {
         dbuf b;
         dbuf_init(&b, ADMIN_METRICS_MAX);
-        enum MHD_Result ret = applier_status_json(a->ap, &b) == 0
-                                  ? reply_dbuf(conn, 200, "application/json; charset=utf-8", &b)
-                                  : reply_text(conn, 500, "cannot render the applier status\n");
+        enum MHD_Result ret = applier_status_json(a->ap, &b) == 0 ? reply_json(conn, 200, &b)
+                                                                  : reply_text(conn, 500, "cannot render the applier status\n");
         dbuf_free(&b);
         return ret;
     }
@@ -162,17 +458,51 @@ static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
-    static int marker;
-    if (*con_cls == NULL) {
-        *con_cls = &marker; /* headers in: answer at the next call so keep-alive survives */
+    (void)version;
+    (void)upload_data;
+    areq *r = *con_cls;
+    if (!r) return MHD_NO; /* out of memory in uri_log_cb */
+    if (!r->headers_done) {
+        r->headers_done = true; /* headers in: answer at the next call so keep-alive survives */
         return MHD_YES;
     }
     if (*upload_size > 0) {
         *upload_size = 0; /* a body on an admin request: dropped */
         return MHD_YES;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_text(conn, 405, "method not allowed\n");
-    return serve(cls, conn, url);
+    if (!r->target) return reply_text(conn, 414, "request target too long\n");
+    const char *q = strchr(r->target, '?');
+    return serve(cls, conn, url, method, q ? q + 1 : "");
+}
+
+/* Keep the raw target (MHD hands access_cb an unescaped path and decodes arguments itself). */
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    areq *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (uri && strlen(uri) <= ADMIN_TARGET_MAX) {
+        r->target = strdup(uri);
+        if (!r->target) {
+            free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    areq *r = *con_cls;
+    if (r) {
+        free(r->target);
+        free(r);
+    }
+    *con_cls = NULL;
 }
 
 static void mhd_logger(void *cls, const char *fm, va_list ap)
@@ -186,7 +516,7 @@ static void mhd_logger(void *cls, const char *fm, va_list ap)
 
 /* ---- life cycle ---- */
 
-int admin_start(const dp_config *cfg, metrics *m, applier *ap, gen1c *g1, front *f, admin **out, char *err,
+int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, admin **out, char *err,
                 size_t errlen)
 {
     admin *a = calloc(1, sizeof *a);
@@ -196,7 +526,8 @@ int admin_start(const dp_config *cfg, metrics *m, applier *ap, gen1c *g1, front 
     }
     a->cfg = cfg;
     a->m = m;
-    a->ap = ap;
+    a->p = p;
+    a->ap = pipe_applier(p);
     a->g1 = g1;
     a->f = f;
     pthread_mutex_init(&a->mu, NULL);
@@ -210,7 +541,7 @@ int admin_start(const dp_config *cfg, metrics *m, applier *ap, gen1c *g1, front 
     a->probes_failed = metrics_counter_get(m, "dualpipe_gen1_probe_failures_total",
                                            "Readiness probes of Gen1 that got no HTTP answer.", NULL);
     metrics_gauge_fn(m, "dualpipe_applier_pending", "Writes handed to the Gen2 applier and not finished.", NULL,
-                     pending_fn, ap);
+                     pending_fn, a->ap);
 
     char lerr[300];
     int lfd = front_listen_socket(cfg->admin_listen.host, cfg->admin_listen.port, &a->port, lerr, sizeof lerr);
@@ -220,6 +551,7 @@ int admin_start(const dp_config *cfg, metrics *m, applier *ap, gen1c *g1, front 
     }
     a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                             access_cb, a, MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, a,
+                            MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, a, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a,
                             MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32u << 10), MHD_OPTION_END);
     if (!a->d) {

@@ -3,19 +3,29 @@
  * one worker thread prepares each request (which Gen1 paths it touches), keeps the submission-ordered
  * list of unfinished operations, starts those that no earlier unfinished operation blocks (same path,
  * ancestor or descendant; a RENAME touches source and destination, a CONCAT its target and sources),
- * at most AP_MAX_INFLIGHT at a time, and re-sends requests whose retry time has come. Each operation
- * is a small state machine: a step sends one Gen1 or Gen2 request (gen1c_get / gen2c_send), and its
- * handler, run on the httpc thread when the answer arrives, decides the next step from the answer
- * with common/xlate. Nothing blocks the httpc thread: retries are parked on the worker's timer list.
+ * at most applier.concurrency at a time, and re-sends requests whose retry time has come. Each
+ * operation is a small state machine: a step sends one Gen1 or Gen2 request (gen1c_get / gen2c_send),
+ * and its handler, run on the httpc thread when the answer arrives, decides the next step from the
+ * answer with common/xlate. Nothing blocks the httpc thread: retries are parked on the worker's timer
+ * list.
  *
- * Shared state (lists, counters, the per-file cache of Gen2 committed lengths and known directories)
- * sits under one mutex; an operation's own fields are touched only by whoever runs its current step.
- * An operation is freed by ap_op_done, after its done callback, and never inside applier_submit.
+ * Transient failures (transport errors, 408, 429, 5xx) are re-sent without a limit after a full-jitter
+ * backoff that honours Retry-After. Each upstream has a circuit breaker: after
+ * applier.breaker_failures transient failures in a row it opens, sends wait on its list (no attempt
+ * is spent) and the worker lets the first of them through as a probe every applier.breaker_probe_ms;
+ * any answer that is not transient closes it and everything waiting is sent again at once. An
+ * operation that fails for good (APPLY_FAILED) never reaches its submitter: ap_op_done turns it into
+ * a resync of its paths (applier_resync.c), which ends RESYNCED or PARKED.
  *
- * This file holds the queue, ordering, scheduling, sending and retries, outcomes, metrics and the
- * public API; the operations themselves are in applier_ops.c, copying from Gen1 in applier_copy.c,
- * subtree copies in applier_resync.c, the shared cache and marks in applier_state.c (applier_int.h
- * lists what crosses files).
+ * Shared state (lists, counters, breakers, covers, the per-file cache of Gen2 committed lengths and
+ * known directories) sits under one mutex; an operation's own fields are touched only by whoever runs
+ * its current step. An operation is freed by ap_op_done, after its done callback, and never inside
+ * applier_submit.
+ *
+ * This file holds the queue, ordering, APPEND groups, scheduling, sending, retries and breakers,
+ * outcomes, metrics and the public API; the operations themselves are in applier_ops.c, copying from
+ * Gen1 in applier_copy.c, subtree copies and resyncs in applier_resync.c, the shared cache, marks and
+ * covers in applier_state.c (applier_int.h lists what crosses files).
  */
 #include "applier_int.h"
 
@@ -35,9 +45,11 @@
 
 #include "log.h"
 
+#define STOP_MSG "the applier stopped before this write was mirrored"
+
 /* ================================================================ small helpers */
 
-static int64_t mono_ms(void)
+int64_t ap_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -81,21 +93,22 @@ int ap_path_list_add(char ***v, int *n, const char *p)
     return 0;
 }
 
-/* ================================================================ bodies and requests */
-
-dp_body *dp_body_ref(dp_body *b)
+bool ap_path_under(const char *p, const char *root)
 {
-    if (b) __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
-    return b;
+    size_t n = strlen(root);
+    if (strcmp(root, "/") == 0) return true;
+    return strncmp(p, root, n) == 0 && (p[n] == 0 || p[n] == '/');
 }
 
-void dp_body_unref(dp_body *b)
+const char *apply_outcome_name(apply_outcome o)
 {
-    if (!b) return;
-    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    if (b->fd >= 0) close(b->fd);
-    free(b);
+    static const char *const names[APPLY__COUNT] = {"applied",    "skipped_unmapped", "skipped_invalid_name",
+                                                    "divergence", "failed",           "resynced",
+                                                    "parked",     "stopped"};
+    return (int)o >= 0 && (int)o < APPLY__COUNT ? names[o] : "unknown";
 }
+
+/* ================================================================ requests */
 
 void apply_req_free(apply_req *r)
 {
@@ -108,7 +121,7 @@ void apply_req_free(apply_req *r)
     free(r->params);
     free(r->authorization);
     free(r->gen1_body);
-    dp_body_unref(r->body);
+    spool_unref(r->body);
     free(r);
 }
 
@@ -119,6 +132,7 @@ void ap_op_free(aop *op)
     apply_req_free(op->req);
     for (int i = 0; i < op->ntouch; i++) free(op->touch[i]);
     free(op->touch);
+    free(op->grp);
     free(op->g2path);
     free(op->g2dst);
     free(op->g1status);
@@ -126,6 +140,8 @@ void ap_op_free(aop *op)
     xlate_g2req_free(&op->rq);
     free(op->g1_path);
     free(op->g1_query);
+    free(op->ext);
+    free(op->pack);
     for (int i = 0; i < op->nmeta; i++) {
         free(op->meta[i].g1);
         free(op->meta[i].g2);
@@ -135,14 +151,16 @@ void ap_op_free(aop *op)
     xlate_meta_free(&op->m);
     xlate_g2req_free(&op->mreq[0]);
     xlate_g2req_free(&op->mreq[1]);
-    free(op->probe.g1);
-    free(op->probe.g2);
+    free(op->probe_node.g1);
+    free(op->probe_node.g2);
     if (op->tmpfd >= 0) close(op->tmpfd);
     xlate_paths_free(&op->srcs);
     free(op->srcdir);
     free(op->del.g1);
     free(op->del.g2);
     free(op->cont);
+    for (int i = 0; i < op->nrs_roots; i++) free(op->rs_roots[i]);
+    free(op->rs_roots);
     ap_resync_free(op->rs);
     ap_rsnode_free(op->rsn);
     free(op);
@@ -164,24 +182,22 @@ static void applier_destroy(applier *a);
 
 /* ================================================================ metrics */
 
-static const char *const outcome_label[AP_NOUTCOME] = {"applied", "skipped_unmapped", "skipped_invalid_name",
-                                                       "divergence", "failed"};
-
 static void count_outcome(aop *op)
 {
     ap_metrics *mx = &op->a->mx;
     int o = (int)op->req->op, oc = (int)op->outcome;
-    if (!mx->m || o < 0 || o >= WH_OP__COUNT || oc < 0 || oc >= AP_NOUTCOME) return;
+    if (!mx->m || o < 0 || o >= WH_OP__COUNT || oc < 0 || oc >= APPLY__COUNT) return;
     metrics_counter *c = atomic_load_explicit(&mx->ops[o][oc], memory_order_acquire);
     if (!c) {
         char labels[96];
-        snprintf(labels, sizeof labels, "op=\"%s\",outcome=\"%s\"", ap_op_name(op->req->op), outcome_label[oc]);
+        snprintf(labels, sizeof labels, "op=\"%s\",outcome=\"%s\"", ap_op_name(op->req->op),
+                 apply_outcome_name(op->outcome));
         c = metrics_counter_get(mx->m, "dualpipe_applier_operations_total",
                                 "Writes mirrored to Gen2 (or not), by op and outcome.", labels);
         atomic_store_explicit(&mx->ops[o][oc], c, memory_order_release);
     }
     metrics_inc(c);
-    metrics_observe(mx->lag, (double)(mono_ms() - op->t0_ms) / 1000.0);
+    metrics_observe(mx->lag, (double)(ap_mono_ms() - op->t0_ms) / 1000.0);
 }
 
 static void count_answer(aop *op, const httpc_resp *r)
@@ -197,6 +213,15 @@ static int64_t in_flight_fn(void *ud)
     int64_t n = a->in_flight;
     pthread_mutex_unlock(&a->mu);
     return n;
+}
+
+static int64_t breaker_open_fn(void *ud)
+{
+    ap_breaker *b = ud;
+    pthread_mutex_lock(&b->a->mu);
+    int64_t v = b->open;
+    pthread_mutex_unlock(&b->a->mu);
+    return v;
 }
 
 int applier_register_metrics(applier *a, metrics *m)
@@ -219,25 +244,92 @@ int applier_register_metrics(applier *a, metrics *m)
         snprintf(labels, sizeof labels, "upstream=\"%s\"", side[s]);
         mx->retries[s] = metrics_counter_get(m, "dualpipe_applier_retries_total",
                                              "Requests of the applier sent again after a transient failure.", labels);
-        bad |= !mx->retries[s];
+        mx->trips[s] = metrics_counter_get(m, "dualpipe_applier_breaker_trips_total",
+                                           "Times the applier's circuit breaker toward an upstream opened.", labels);
+        bad |= !mx->retries[s] || !mx->trips[s];
+        bad |= metrics_gauge_fn(m, "dualpipe_applier_breaker_open",
+                                "1 while the applier's circuit breaker toward an upstream is open (sends held "
+                                "back, one probe per applier.breaker_probe_ms).",
+                                labels, breaker_open_fn, &a->brk[s]) != 0;
     }
     mx->copied[0] = metrics_counter_get(m, "dualpipe_applier_copied_nodes_total",
-                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do).",
+                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do, resyncs).",
                                         "kind=\"file\"");
     mx->copied[1] = metrics_counter_get(m, "dualpipe_applier_copied_nodes_total",
-                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do).",
+                                        "Nodes copied from Gen1 by subtree copies (renames Gen2 cannot do, resyncs).",
                                         "kind=\"directory\"");
+    mx->coalesced = metrics_counter_get(m, "dualpipe_applier_coalesced_total",
+                                        "APPENDs whose bytes were committed by another APPEND's flush.", NULL);
     mx->lag = metrics_histogram_get(m, "dualpipe_applier_lag_seconds",
                                     "Time from a write's submission to the applier to its outcome.", NULL, lag_bounds,
                                     (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
-    bad |= !mx->copied[0] || !mx->copied[1] || !mx->lag;
+    bad |= !mx->copied[0] || !mx->copied[1] || !mx->lag || !mx->coalesced;
     bad |= metrics_gauge_fn(m, "dualpipe_applier_in_flight", "Writes being applied to Gen2 now.", NULL, in_flight_fn,
                             a) != 0;
     mx->m = m;
     return bad ? -1 : 0;
 }
 
-/* The operation is over: count it, tell the submitter, free it, let the worker schedule more. */
+/* ================================================================ first, done */
+
+static void first_one(aop *op, bool ok)
+{
+    if (!op->req->first) return;
+    if (__atomic_exchange_n(&op->first_done, true, __ATOMIC_ACQ_REL)) return;
+    op->req->first(op->req->first_ud, ok);
+}
+
+void ap_first(aop *op, bool ok)
+{
+    if (op->job) op = ap_resync_owner(op->job);
+    first_one(op, ok);
+    for (int i = 0; i < op->ngrp; i++) first_one(op->grp[i], ok);
+}
+
+static bool outcome_ok(apply_outcome o)
+{
+    return o == APPLY_OK || o == APPLY_SKIPPED_UNMAPPED || o == APPLY_SKIPPED_INVALID_NAME || o == APPLY_DIVERGENCE ||
+           o == APPLY_RESYNCED;
+}
+
+static void log_outcome(const aop *op)
+{
+    const apply_req *q = op->req;
+    switch (op->outcome) {
+    case APPLY_OK:
+        LOGD("msg=applied seq=%" PRIu64 " op=%s path=\"%s\"%s%s%s", q->seq, ap_op_name(q->op), q->path,
+             op->detail[0] ? " detail=\"" : "", op->detail, op->detail[0] ? "\"" : "");
+        break;
+    case APPLY_SKIPPED_UNMAPPED:
+        LOGD("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+             q->path, op->detail);
+        break;
+    case APPLY_SKIPPED_INVALID_NAME:
+        LOGW("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+             q->path, op->detail);
+        break;
+    case APPLY_DIVERGENCE:
+        LOGW("msg=divergence seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op), q->path,
+             op->detail);
+        break;
+    case APPLY_RESYNCED:
+        LOGW("msg=\"resynced from gen1\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+             q->path, op->detail);
+        break;
+    case APPLY_PARKED:
+        LOGE("msg=\"gen2 apply parked\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+             q->path, op->detail);
+        break;
+    case APPLY_STOPPED:
+        LOGI("msg=\"left for the next start\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq,
+             ap_op_name(q->op), q->path, op->detail);
+        break;
+    case APPLY_FAILED: break; /* (never here) */
+    }
+}
+
+/* The operation is over: count it, tell the submitter, free it, let the worker schedule more. A
+ * failure turns into a resync instead; a group's members end with their leader's outcome. */
 void ap_op_done(aop *op)
 {
     if (op->job) {
@@ -245,52 +337,68 @@ void ap_op_done(aop *op)
         return;
     }
     applier *a = op->a;
+    if (op->outcome == APPLY_FAILED) {
+        pthread_mutex_lock(&a->mu);
+        bool ab = a->abandon;
+        pthread_mutex_unlock(&a->mu);
+        if (!ab && op->resyncing) {
+            ap_op_resync_failed(op);
+            return;
+        }
+        if (!ab) {
+            char why[sizeof op->why];
+            snprintf(why, sizeof why, "%.299s", op->detail);
+            ap_first(op, false);
+            ap_op_resync(op, why);
+            return;
+        }
+        op->outcome = APPLY_STOPPED;
+        snprintf(op->detail, sizeof op->detail, STOP_MSG);
+    }
+    log_outcome(op);
+    count_outcome(op);
+    aop **grp = op->grp;
+    int ngrp = op->ngrp;
+    op->grp = NULL;
+    op->ngrp = 0;
+    if (ngrp && (op->outcome == APPLY_OK || op->outcome == APPLY_DIVERGENCE)) metrics_add(a->mx.coalesced, ngrp);
     apply_result res;
     res.outcome = op->outcome;
     snprintf(res.detail, sizeof res.detail, "%s", op->detail);
-    switch (op->outcome) {
-    case APPLY_OK:
-        LOGD("msg=applied seq=%" PRIu64 " op=%s path=\"%s\"", op->req->seq, ap_op_name(op->req->op), op->req->path);
-        break;
-    case APPLY_SKIPPED_UNMAPPED:
-        LOGD("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", op->req->seq,
-             ap_op_name(op->req->op), op->req->path, op->detail);
-        break;
-    case APPLY_SKIPPED_INVALID_NAME:
-        LOGW("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", op->req->seq,
-             ap_op_name(op->req->op), op->req->path, op->detail);
-        break;
-    case APPLY_DIVERGENCE:
-        LOGW("msg=divergence seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", op->req->seq, ap_op_name(op->req->op),
-             op->req->path, op->detail);
-        break;
-    case APPLY_FAILED:
-        LOGE("msg=\"gen2 apply failed\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", op->req->seq,
-             ap_op_name(op->req->op), op->req->path, op->detail);
-        break;
-    }
-    count_outcome(op);
     pthread_mutex_lock(&a->mu);
     if (op->prev) op->prev->next = op->next;
     else a->head = op->next;
     if (op->next) op->next->prev = op->prev;
     else a->tail = op->prev;
-    if (op->started) a->in_flight--;
+    if (op->counted) a->in_flight--;
     a->pending--;
     switch (op->outcome) {
     case APPLY_OK: a->n_applied++; break;
     case APPLY_SKIPPED_UNMAPPED: a->n_unmapped++; break;
     case APPLY_SKIPPED_INVALID_NAME: a->n_invalid++; break;
     case APPLY_DIVERGENCE: a->n_divergence++; ring_add(&a->divs, op); break;
-    case APPLY_FAILED: a->n_failed++; ring_add(&a->fails, op); break;
+    case APPLY_RESYNCED: a->n_resynced++; ring_add(&a->fails, op); break;
+    case APPLY_PARKED: a->n_parked++; ring_add(&a->fails, op); break;
+    case APPLY_STOPPED: a->n_stopped++; break;
+    case APPLY_FAILED: break;
     }
     a->kick = true;
     pthread_cond_signal(&a->cv);
     if (a->pending == 0) pthread_cond_broadcast(&a->idle);
     bool last = a->orphaned && a->pending == 0;
     pthread_mutex_unlock(&a->mu);
+    first_one(op, outcome_ok(res.outcome));
     if (op->done) op->done(op->ud, &res);
+    uint64_t seq = op->req->seq;
     ap_op_free(op);
+    for (int i = 0; i < ngrp; i++) {
+        aop *m = grp[i];
+        m->outcome = res.outcome;
+        snprintf(m->detail, sizeof m->detail, "coalesced with seq %" PRIu64 "%s%.400s", seq, res.detail[0] ? ": " : "",
+                 res.detail);
+        ap_op_done(m);
+    }
+    free(grp);
     if (last) applier_destroy(a);
 }
 
@@ -347,30 +455,138 @@ const char *ap_g2code(const httpc_resp *r, char *buf, size_t cap)
     return r->result == HTTPC_OK ? gen2c_error_code(r, buf, cap) : "";
 }
 
-/* ================================================================ sending, retries */
+/* ================================================================ timers, backoff */
 
-static void park(aop *op, int64_t delay_ms)
+/* Insert op into the timer list by due time (a->mu held). */
+static void timer_insert(applier *a, aop *op)
 {
-    applier *a = op->a;
-    pthread_mutex_lock(&a->mu);
-    op->due_ms = mono_ms() + delay_ms;
     aop **pp = &a->timers;
     while (*pp && (*pp)->due_ms <= op->due_ms) pp = &(*pp)->qnext;
     op->qnext = *pp;
     *pp = op;
+}
+
+void ap_park(aop *op, int64_t delay_ms, ap_step wake)
+{
+    applier *a = op->a;
+    pthread_mutex_lock(&a->mu);
+    if (a->abandon) {
+        pthread_mutex_unlock(&a->mu);
+        ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
+        return;
+    }
+    op->wake = wake;
+    op->due_ms = ap_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+    timer_insert(a, op);
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
 }
 
+int64_t ap_backoff_ms(applier *a, int n)
+{
+    if (n < 0) n = 0;
+    if (n > 30) n = 30;
+    uint64_t ceil = (uint64_t)a->backoff_base_ms << n;
+    if (ceil > a->backoff_cap_ms) ceil = a->backoff_cap_ms;
+    pthread_mutex_lock(&a->mu);
+    a->rng ^= a->rng << 13;
+    a->rng ^= a->rng >> 7;
+    a->rng ^= a->rng << 17;
+    uint64_t r = a->rng;
+    pthread_mutex_unlock(&a->mu);
+    return (int64_t)(r % (ceil + 1));
+}
+
+/* ================================================================ circuit breakers */
+
+static const char *const side_name[2] = {"gen1", "gen2"};
+
+typedef enum brk_verdict { BRK_NONE = 0, BRK_FAIL, BRK_ALIVE } brk_verdict;
+
+/* Append op to a FIFO (a->mu held). */
+static void fifo_push(aop **head, aop **tail, aop *op)
+{
+    op->qnext = NULL;
+    if (*tail) (*tail)->qnext = op;
+    else *head = op;
+    *tail = op;
+}
+
+static aop *fifo_pop(aop **head, aop **tail)
+{
+    aop *op = *head;
+    if (op) {
+        *head = op->qnext;
+        if (!*head) *tail = NULL;
+        op->qnext = NULL;
+    }
+    return op;
+}
+
+/*
+ * An answer from upstream side arrived (op sent it). FAIL: a transient failure (counts toward
+ * opening); ALIVE: any other HTTP answer (closes an open breaker: everything it held back, and every
+ * re-send of that side waiting for its backoff, goes out again now); NONE: says nothing about the
+ * upstream (cancelled, no credential, a local error).
+ */
+static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
+{
+    ap_breaker *b = &a->brk[side];
+    bool tripped = false, closed = false;
+    pthread_mutex_lock(&a->mu);
+    if (op->probe) {
+        op->probe = false;
+        b->probing = false;
+        pthread_cond_signal(&a->cv);
+    }
+    if (v == BRK_FAIL) {
+        b->fails++;
+        if (!b->open && b->fails >= a->brk_failures) {
+            b->open = true;
+            b->next_probe_ms = ap_mono_ms() + a->brk_probe_ms;
+            tripped = true;
+        }
+    } else if (v == BRK_ALIVE) {
+        b->fails = 0;
+        if (b->open) {
+            b->open = false;
+            closed = true;
+            aop *w;
+            while ((w = fifo_pop(&b->wait_head, &b->wait_tail))) fifo_push(&a->ready, &a->ready_tail, w);
+            for (aop **pp = &a->timers; *pp;) {
+                aop *t = *pp;
+                if (!t->wake && (t->is_g1 ? 0 : 1) == side) {
+                    *pp = t->qnext;
+                    fifo_push(&a->ready, &a->ready_tail, t);
+                } else {
+                    pp = &t->qnext;
+                }
+            }
+            pthread_cond_signal(&a->cv);
+        }
+    }
+    unsigned fails = b->fails;
+    pthread_mutex_unlock(&a->mu);
+    if (tripped) {
+        metrics_inc(a->mx.trips[side]);
+        LOGW("msg=\"circuit breaker open: sends held back\" upstream=%s failures=%u probe_ms=%u", side_name[side], fails,
+             a->brk_probe_ms);
+    }
+    if (closed) LOGI("msg=\"circuit breaker closed\" upstream=%s", side_name[side]);
+}
+
+/* ================================================================ sending */
+
 static void on_answer(void *ud, httpc_resp *r);
 
-/* Send the current request (op->rq or the Gen1 look-up) once more. */
-static void resend(aop *op)
+/* Send the current request (op->rq or the Gen1 look-up) now. */
+static void send_now(aop *op)
 {
     op->attempt++;
     int rc;
     if (op->is_g1) {
         if (op->g1_out == HTTPC_BODY_FD && (ftruncate(op->g1_fd, 0) != 0 || lseek(op->g1_fd, 0, SEEK_SET) != 0)) {
+            breaker_note(op->a, 0, op, BRK_NONE);
             ap_op_finish(op, APPLY_FAILED, "cannot reset the spool file: %s", strerror(errno));
             return;
         }
@@ -385,6 +601,7 @@ static void resend(aop *op)
         c.query = op->rq.query;
         for (int i = 0; i < op->rq.nheaders && i < 23; i++) c.headers[i] = op->rq.headers[i];
         c.in = op->in;
+        c.in_mem = op->in_mem;
         c.in_fd = op->in_fd;
         c.in_off = op->in_off;
         c.in_len = op->in_len;
@@ -394,9 +611,79 @@ static void resend(aop *op)
         c.ud = op;
         rc = gen2c_send(op->a->g2, &c);
     }
-    if (rc != 0)
+    if (rc != 0) {
+        breaker_note(op->a, op->is_g1 ? 0 : 1, op, BRK_NONE);
         ap_op_finish(op, APPLY_FAILED, "%s request could not be sent (%s %s)", op->is_g1 ? "Gen1" : "Gen2",
                      op->is_g1 ? "GET" : op->rq.method, op->is_g1 ? op->g1_query : op->rq.query);
+    }
+}
+
+/* Send the current request, unless its upstream's breaker is open: then it waits on the breaker's
+ * list (the worker sends the first waiting one as the probe when its time comes). */
+static void resend(aop *op)
+{
+    applier *a = op->a;
+    ap_breaker *b = &a->brk[op->is_g1 ? 0 : 1];
+    pthread_mutex_lock(&a->mu);
+    if (a->abandon) {
+        pthread_mutex_unlock(&a->mu);
+        ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
+        return;
+    }
+    if (b->open) {
+        int64_t now = ap_mono_ms();
+        if (b->probing || b->wait_head || now < b->next_probe_ms) {
+            fifo_push(&b->wait_head, &b->wait_tail, op);
+            pthread_cond_signal(&a->cv);
+            pthread_mutex_unlock(&a->mu);
+            return;
+        }
+        b->probing = true;
+        op->probe = true;
+        b->next_probe_ms = now + a->brk_probe_ms;
+    }
+    pthread_mutex_unlock(&a->mu);
+    send_now(op);
+}
+
+/* Every answer comes here (httpc thread): retry what is worth retrying, else hand it to the step. */
+static void on_answer(void *ud, httpc_resp *r)
+{
+    aop *op = ud;
+    applier *a = op->a;
+    int side = op->is_g1 ? 0 : 1;
+    count_answer(op, r);
+    /* HTTPC_E_AUTH: gen2c could get no token (the auth module already retried the token service):
+     * not transient here. */
+    bool transport = r->result == HTTPC_E_CONNECT || r->result == HTTPC_E_TIMEOUT || r->result == HTTPC_E_TRANSPORT ||
+                     r->result == HTTPC_E_NOMEM;
+    bool transient = transport || (r->result == HTTPC_OK && xlate_retryable(false, r->status));
+    breaker_note(a, side, op, transient ? BRK_FAIL : r->result == HTTPC_OK ? BRK_ALIVE : BRK_NONE);
+    if (r->result == HTTPC_E_CANCELLED) {
+        httpc_resp_free(r);
+        free(r);
+        ap_op_finish(op, APPLY_STOPPED, STOP_MSG " (request cancelled)");
+        return;
+    }
+    if (transient) {
+        int64_t d = ap_backoff_ms(a, op->attempt - 1);
+        int64_t ra = r->result == HTTPC_OK ? xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), real_ms()) : -1;
+        if (ra > (int64_t)a->backoff_cap_ms) ra = a->backoff_cap_ms;
+        if (ra > d) d = ra;
+        char what[300];
+        ap_resp_what(op, r, what, sizeof what);
+        LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64 " cause=\"%s\"",
+             op->req->seq, ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
+        metrics_inc(a->mx.retries[side]);
+        httpc_resp_free(r);
+        free(r);
+        ap_first(op, false);
+        ap_park(op, d, NULL);
+        return;
+    }
+    op->on(op, r); /* may finish (free) op */
+    httpc_resp_free(r);
+    free(r);
 }
 
 static bool abandoned(aop *op)
@@ -404,13 +691,13 @@ static bool abandoned(aop *op)
     pthread_mutex_lock(&op->a->mu);
     bool ab = op->a->abandon;
     pthread_mutex_unlock(&op->a->mu);
-    if (ab) ap_op_finish(op, APPLY_FAILED, "the applier stopped before this write was mirrored");
+    if (ab) ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
     return ab;
 }
 
 /* Send op->rq to Gen2 at fs/rq_path; on answers, h runs (retries are handled here). */
-static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_in in, int fd, uint64_t off,
-                       uint64_t len, ap_handler h)
+static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_in in, const void *mem, int fd,
+                       uint64_t off, uint64_t len, ap_handler h)
 {
     if (abandoned(op)) return;
     op->is_g1 = false;
@@ -418,6 +705,7 @@ static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_
     op->rq_fs = fs;
     op->rq_path = rq_path;
     op->in = in;
+    op->in_mem = mem;
     op->in_fd = fd;
     op->in_off = off;
     op->in_len = len;
@@ -427,18 +715,23 @@ static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_
 
 void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h)
 {
-    g2_send_in(op, op->fs, rq_path, in, fd, off, len, h);
+    g2_send_in(op, op->fs, rq_path, in, NULL, fd, off, len, h);
+}
+
+void ap_g2_send_mem(aop *op, const char *rq_path, const void *mem, uint64_t len, ap_handler h)
+{
+    g2_send_in(op, op->fs, rq_path, HTTPC_IN_MEMORY, mem, -1, 0, len, h);
 }
 
 /* A body-less Gen2 request built by the caller into op->rq. */
 void ap_g2_simple(aop *op, const char *rq_path, ap_handler h)
 {
-    g2_send_in(op, op->fs, rq_path, HTTPC_IN_NONE, -1, 0, 0, h);
+    g2_send_in(op, op->fs, rq_path, HTTPC_IN_NONE, NULL, -1, 0, 0, h);
 }
 
 void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h)
 {
-    g2_send_in(op, fs, rq_path, HTTPC_IN_NONE, -1, 0, 0, h);
+    g2_send_in(op, fs, rq_path, HTTPC_IN_NONE, NULL, -1, 0, 0, h);
 }
 
 /* A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
@@ -477,55 +770,6 @@ void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h)
     g1_send(op, path, "LISTSTATUS", extra, HTTPC_BODY_MEMORY, AP_LIST_MAX, -1, h);
 }
 
-static int64_t backoff_ms(applier *a, int attempt)
-{
-    uint64_t cap = (uint64_t)AP_BACKOFF_BASE_MS << (attempt > 4 ? 4 : attempt - 1);
-    if (cap > AP_BACKOFF_CAP_MS) cap = AP_BACKOFF_CAP_MS;
-    pthread_mutex_lock(&a->mu);
-    a->rng ^= a->rng << 13;
-    a->rng ^= a->rng >> 7;
-    a->rng ^= a->rng << 17;
-    uint64_t r = a->rng;
-    pthread_mutex_unlock(&a->mu);
-    return (int64_t)(r % (cap + 1));
-}
-
-/* Every answer comes here (httpc thread): retry what is worth retrying, else hand it to the step. */
-static void on_answer(void *ud, httpc_resp *r)
-{
-    aop *op = ud;
-    applier *a = op->a;
-    count_answer(op, r);
-    /* HTTPC_E_AUTH: gen2c could get no token; the auth module already retried the token service,
-     * so do not retry here. */
-    bool transport = r->result != HTTPC_OK && r->result != HTTPC_E_TOO_BIG && r->result != HTTPC_E_CANCELLED &&
-                     r->result != HTTPC_E_BODY && r->result != HTTPC_E_AUTH;
-    bool retry = xlate_retryable(transport, r->result == HTTPC_OK ? r->status : 0) &&
-                 (r->result == HTTPC_OK || transport) && op->attempt < AP_MAX_ATTEMPTS;
-    if (retry) {
-        pthread_mutex_lock(&a->mu);
-        retry = !a->abandon;
-        pthread_mutex_unlock(&a->mu);
-    }
-    if (retry) {
-        int64_t d = backoff_ms(a, op->attempt);
-        int64_t ra = r->result == HTTPC_OK ? xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), real_ms()) : -1;
-        if (ra > d) d = ra > AP_RETRY_AFTER_MAX_MS ? AP_RETRY_AFTER_MAX_MS : ra;
-        char what[300];
-        ap_resp_what(op, r, what, sizeof what);
-        LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64 " cause=\"%s\"",
-             op->req->seq, ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
-        metrics_inc(a->mx.retries[op->is_g1 ? 0 : 1]);
-        httpc_resp_free(r);
-        free(r);
-        park(op, d);
-        return;
-    }
-    op->on(op, r); /* may finish (free) op */
-    httpc_resp_free(r);
-    free(r);
-}
-
 /* ================================================================ worker: preparation, order, timers */
 
 /* Which Gen1 paths the operation touches (worker thread, outside the lock). */
@@ -551,13 +795,18 @@ static void op_prepare(aop *op)
             blen = q->body->len > AP_CONCAT_BODY_MAX ? AP_CONCAT_BODY_MAX : (size_t)q->body->len;
             body = malloc(blen + 1);
             if (!body) goto oom;
-            ssize_t n = pread(q->body->fd, body, blen, 0);
-            if (n < 0) {
-                free(body);
-                snprintf(op->prep_err, sizeof op->prep_err, "cannot read the MSCONCAT body: %s", strerror(errno));
-                return;
+            size_t got = 0;
+            while (got < blen) {
+                ssize_t n = pread(q->body->fd, body + got, blen - got, (off_t)(q->body->off + got));
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) {
+                    free(body);
+                    snprintf(op->prep_err, sizeof op->prep_err, "cannot read the MSCONCAT body: %s",
+                             n < 0 ? strerror(errno) : "short read");
+                    return;
+                }
+                got += (size_t)n;
             }
-            blen = (size_t)n;
             body[blen] = 0;
         }
         xlate_err e;
@@ -598,13 +847,94 @@ uint64_t ap_superseded_by(aop *op)
     pthread_mutex_lock(&a->mu);
     for (aop *n = op->next; n && scanned < AP_SCAN_MAX; n = n->next, scanned++) {
         if (!ops_conflict(op, n)) continue;
-        if (!n->started && n->req->op == WH_OP_CONCURRENTAPPEND && strcmp(n->req->path, op->req->path) == 0)
+        if (!n->started && !n->req->resync && n->req->op == WH_OP_CONCURRENTAPPEND &&
+            strcmp(n->req->path, op->req->path) == 0)
             seq = n->req->seq;
         break;
     }
     pthread_mutex_unlock(&a->mu);
     return seq;
 }
+
+/* ================================================================ APPEND groups */
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || s[0] < '0' || s[0] > '9') return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || !end || *end) return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t body_len(const apply_req *q)
+{
+    return q->body ? q->body->len : 0;
+}
+
+int ap_group_take(aop *op)
+{
+    applier *a = op->a;
+    if (op->ngrp || op->req->op != WH_OP_APPEND) return op->ngrp;
+    const char *o0 = ap_param(op->req, "offset");
+    bool has_off = o0 && *o0;
+    uint64_t expect = 0;
+    if (has_off && !parse_u64(o0, &expect)) return 0;
+    uint64_t bytes = body_len(op->req);
+    expect += bytes;
+    aop **v = malloc(sizeof *v * AP_GROUP_OPS);
+    if (!v) return 0;
+    int n = 0, scanned = 0;
+    pthread_mutex_lock(&a->mu);
+    for (aop *x = op->next; x && scanned < AP_GROUP_SCAN && n < AP_GROUP_OPS; x = x->next, scanned++) {
+        if (!ops_conflict(op, x)) continue;
+        const apply_req *q = x->req;
+        if (x->started || q->op != WH_OP_APPEND || q->resync || x->prep_err[0] || strcmp(q->path, op->req->path) != 0)
+            break;
+        const char *xo = ap_param(q, "offset");
+        bool xhas = xo && *xo;
+        uint64_t xv = 0;
+        if (xhas != has_off || (!xhas && q->maybe_sent)) break;
+        if (xhas && (!parse_u64(xo, &xv) || xv != expect)) break;
+        uint64_t xl = body_len(q);
+        if (bytes + xl > AP_GROUP_BYTES) break;
+        if (ap_covered(a, x, true, NULL, 0)) break;
+        x->started = true;
+        x->leader = op;
+        v[n++] = x;
+        bytes += xl;
+        expect += xl;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (n == 0) {
+        free(v);
+        return 0;
+    }
+    op->grp = v;
+    op->ngrp = n;
+    return n;
+}
+
+void ap_group_release(aop *op)
+{
+    applier *a = op->a;
+    if (!op->ngrp) return;
+    pthread_mutex_lock(&a->mu);
+    for (int i = 0; i < op->ngrp; i++) {
+        op->grp[i]->started = false;
+        op->grp[i]->leader = NULL;
+    }
+    a->kick = true;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    free(op->grp);
+    op->grp = NULL;
+    op->ngrp = 0;
+}
+
+/* ================================================================ scheduling */
 
 /* Pick operations that may start now (a->mu held); they are marked started. */
 static int collect_runnable(applier *a, aop **out, int max)
@@ -616,16 +946,64 @@ static int collect_runnable(applier *a, aop **out, int max)
         for (aop *e = a->head; e != op && !blocked; e = e->next) blocked = ops_conflict(e, op);
         if (blocked) continue;
         op->started = true;
+        op->counted = true;
         a->in_flight++;
         out[n++] = op;
     }
     return n;
 }
 
+/* How a worker pass got the operation it runs. */
+typedef enum wk_how { WK_RESEND, WK_TIMER, WK_PROBE } wk_how;
+
+/* The next operation with something due (a->mu held), or NULL. */
+static aop *next_due(applier *a, int64_t now, wk_how *how)
+{
+    if (a->ready) {
+        *how = WK_RESEND;
+        return fifo_pop(&a->ready, &a->ready_tail);
+    }
+    if (a->timers && (a->abandon || a->timers->due_ms <= now)) {
+        aop *op = a->timers;
+        a->timers = op->qnext;
+        op->qnext = NULL;
+        *how = WK_TIMER;
+        return op;
+    }
+    for (int s = 0; s < 2; s++) {
+        ap_breaker *b = &a->brk[s];
+        if (!b->wait_head) continue;
+        if (a->abandon || !b->open) {
+            *how = WK_RESEND;
+            return fifo_pop(&b->wait_head, &b->wait_tail);
+        }
+        if (!b->probing && now >= b->next_probe_ms) {
+            aop *op = fifo_pop(&b->wait_head, &b->wait_tail);
+            b->probing = true;
+            op->probe = true;
+            b->next_probe_ms = now + a->brk_probe_ms;
+            *how = WK_PROBE;
+            return op;
+        }
+    }
+    return NULL;
+}
+
+/* When the worker must wake up next (a->mu held): a timer or a breaker's probe; -1 for never. */
+static int64_t next_wake(applier *a)
+{
+    int64_t t = a->timers ? a->timers->due_ms : -1;
+    for (int s = 0; s < 2; s++) {
+        const ap_breaker *b = &a->brk[s];
+        if (b->open && b->wait_head && !b->probing && (t < 0 || b->next_probe_ms < t)) t = b->next_probe_ms;
+    }
+    return t;
+}
+
 static void *worker_main(void *arg)
 {
     applier *a = arg;
-    aop *batch[AP_MAX_INFLIGHT];
+    aop *batch[AP_CONC_MAX];
     pthread_mutex_lock(&a->mu);
     for (;;) {
         if (a->in_head) {
@@ -646,15 +1024,25 @@ static void *worker_main(void *arg)
             a->kick = true;
             continue;
         }
-        int64_t now = mono_ms();
-        if (a->timers && (a->abandon || a->timers->due_ms <= now)) {
-            aop *op = a->timers;
-            a->timers = op->qnext;
-            op->qnext = NULL;
+        int64_t now = ap_mono_ms();
+        wk_how how = WK_RESEND;
+        aop *due = next_due(a, now, &how);
+        if (due) {
             bool ab = a->abandon;
             pthread_mutex_unlock(&a->mu);
-            if (ab) ap_op_finish(op, APPLY_FAILED, "the applier stopped before this write was mirrored");
-            else resend(op);
+            if (ab) {
+                ap_op_finish(due, APPLY_STOPPED, STOP_MSG);
+            } else if (how == WK_TIMER && due->wake) {
+                ap_step w = due->wake;
+                due->wake = NULL;
+                w(due);
+            } else if (how == WK_PROBE) {
+                LOGI("msg=\"circuit breaker probe\" upstream=%s seq=%" PRIu64 " op=%s path=\"%s\"",
+                     side_name[due->is_g1 ? 0 : 1], due->req->seq, ap_op_name(due->req->op), due->req->path);
+                send_now(due);
+            } else {
+                resend(due);
+            }
             pthread_mutex_lock(&a->mu);
             continue;
         }
@@ -662,28 +1050,29 @@ static void *worker_main(void *arg)
             a->kick = false;
             int n = 0;
             if (a->abandon) {
-                for (aop *op = a->head; op && n < AP_MAX_INFLIGHT; op = op->next)
+                for (aop *op = a->head; op && n < AP_CONC_MAX; op = op->next)
                     if (!op->started) {
                         op->started = true;
-                        a->in_flight++;
                         batch[n++] = op;
                     }
-                if (n == AP_MAX_INFLIGHT) a->kick = true;
-            } else if (a->in_flight < AP_MAX_INFLIGHT) {
-                n = collect_runnable(a, batch, (int)(AP_MAX_INFLIGHT - a->in_flight));
+                if (n == AP_CONC_MAX) a->kick = true;
+            } else if (a->in_flight < a->conc) {
+                n = collect_runnable(a, batch, (int)(a->conc - a->in_flight));
             }
             bool ab = a->abandon;
             pthread_mutex_unlock(&a->mu);
             for (int i = 0; i < n; i++) {
-                if (ab) ap_op_finish(batch[i], APPLY_FAILED, "the applier stopped before this write was mirrored");
+                if (ab) ap_op_finish(batch[i], APPLY_STOPPED, STOP_MSG);
                 else ap_op_start(batch[i]);
             }
             pthread_mutex_lock(&a->mu);
             continue;
         }
         if (a->quit) break;
-        if (a->timers) {
-            int64_t wait = a->timers->due_ms - now;
+        int64_t at = next_wake(a);
+        if (at >= 0) {
+            int64_t wait = at - now;
+            if (wait < 1) wait = 1;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += wait / 1000;
@@ -703,7 +1092,13 @@ static void *worker_main(void *arg)
 
 /* ================================================================ public */
 
-int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, applier **out, char *err, size_t errlen)
+static unsigned or_default(unsigned v, unsigned def)
+{
+    return v ? v : def;
+}
+
+int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate, void *gate_ud, applier **out,
+                char *err, size_t errlen)
 {
     *out = NULL;
     applier *a = calloc(1, sizeof *a);
@@ -714,6 +1109,17 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, applier **out, cha
     a->cfg = cfg;
     a->http = http;
     a->g1 = g1;
+    a->gate = gate;
+    a->gate_ud = gate_ud;
+    a->conc = or_default(cfg->applier_concurrency, 64);
+    if (a->conc > AP_CONC_MAX) a->conc = AP_CONC_MAX;
+    a->backoff_base_ms = or_default(cfg->applier_backoff_base_ms, 500);
+    a->backoff_cap_ms = or_default(cfg->applier_backoff_cap_ms, 30000);
+    if (a->backoff_cap_ms < a->backoff_base_ms) a->backoff_cap_ms = a->backoff_base_ms;
+    a->brk_failures = or_default(cfg->applier_breaker_failures, 5);
+    a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 2000);
+    a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
+    a->brk[0].a = a->brk[1].a = a;
     if (getrandom(&a->rng, sizeof a->rng, 0) != (ssize_t)sizeof a->rng || a->rng == 0)
         a->rng = (uint64_t)real_ms() | 1;
     pthread_condattr_t ca;
@@ -748,9 +1154,8 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
     op->done = done;
     op->ud = ud;
     op->tmpfd = -1;
-    op->data_fd = -1;
     op->outcome = APPLY_OK;
-    op->t0_ms = mono_ms();
+    op->t0_ms = ap_mono_ms();
     pthread_mutex_lock(&a->mu);
     if (a->stopping) {
         pthread_mutex_unlock(&a->mu);
@@ -789,11 +1194,14 @@ static json_t *ring_json(const ap_ring *ring)
 int applier_status_json(applier *a, dbuf *out)
 {
     pthread_mutex_lock(&a->mu);
-    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "pending", (json_int_t)a->pending, "in_flight",
-                          (json_int_t)a->in_flight, "applied", (json_int_t)a->n_applied, "skipped",
+    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:s}", "pending", (json_int_t)a->pending,
+                          "in_flight", (json_int_t)a->in_flight, "applied", (json_int_t)a->n_applied, "skipped",
                           (json_int_t)(a->n_unmapped + a->n_invalid), "skipped_unmapped", (json_int_t)a->n_unmapped,
                           "skipped_invalid_name", (json_int_t)a->n_invalid, "divergence_count",
-                          (json_int_t)a->n_divergence, "failure_count", (json_int_t)a->n_failed);
+                          (json_int_t)a->n_divergence, "resynced", (json_int_t)a->n_resynced, "parked",
+                          (json_int_t)a->n_parked, "failure_count", (json_int_t)(a->n_resynced + a->n_parked),
+                          "breaker", a->brk[1].open ? "open" : "closed", "breaker_gen1",
+                          a->brk[0].open ? "open" : "closed");
     if (o) {
         json_object_set_new(o, "divergences", ring_json(&a->divs));
         json_object_set_new(o, "failures", ring_json(&a->fails));
@@ -811,6 +1219,7 @@ static void applier_destroy(applier *a)
     if (!a) return;
     gen2c_free(a->g2);
     ap_cache_clear(a);
+    ap_covers_clear(a);
     for (int i = 0; i < a->nmarks; i++) free(a->marks[i]);
     free(a->marks);
     pthread_mutex_destroy(&a->mu);
@@ -835,8 +1244,8 @@ void applier_stop(applier *a, unsigned timeout_ms)
     while (a->pending > 0)
         if (pthread_cond_timedwait(&a->idle, &a->mu, &ts) == ETIMEDOUT) break;
     if (a->pending > 0) {
-        LOGW("msg=\"applier stopping with writes not mirrored\" pending=%" PRIu64, a->pending);
-        a->abandon = true; /* queued and parked operations fail now; running ones at their next step */
+        LOGW("msg=\"applier stopping with writes not mirrored: the journal keeps them\" pending=%" PRIu64, a->pending);
+        a->abandon = true; /* queued and waiting operations stop now; running ones at their next step */
         a->kick = true;
     }
     a->quit = true;

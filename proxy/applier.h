@@ -1,21 +1,33 @@
 /*
  * applier: applies writes that the primary (Gen1) accepted to the secondary (Gen2), in order per path,
- * through the translator (common/xlate) and the Gen2 client. This is the interface the durable
- * journal (next issue) will drive: a record in, a final outcome out. In this issue the front submits
- * right after Gen1's success and the writer does not wait.
+ * through the translator (common/xlate) and the Gen2 client. The journal drives it (proxy/pipeline.c):
+ * each record the primary accepted comes in as an apply_req with the journal's seq, and its final
+ * outcome goes back to the journal.
  *
  * Ordering: operations on one path apply in submission order; a namespace operation on a directory
  * (RENAME, DELETE) waits for everything earlier under it and holds back everything later under it or
- * under its destination. Different paths apply in parallel (bounded).
+ * under its destination. Different paths apply in parallel (applier.concurrency). A backlog of
+ * APPENDs to one file is coalesced: their bytes go out back to back and one flush commits them.
  *
- * A RENAME Gen2 cannot do as a rename (source and destination in different filesystems, or one of
- * them not mirrored) is mirrored by copying the destination's subtree from Gen1 and deleting the
- * source's on Gen2; it holds back later operations on both paths meanwhile.
+ * Retries: a transient failure (transport error, 408, 429, 5xx) is re-sent after a backoff with full
+ * jitter (applier.backoff_base_ms * 2^n, capped), honouring Retry-After, for as long as it takes; a
+ * circuit breaker on Gen2 opens after applier.breaker_failures transient failures in a row, holds
+ * every send back and lets one probe through every applier.breaker_probe_ms until Gen2 answers again.
  *
- * Outcomes are counted (metrics) and kept for the admin API: applied, skipped (unmapped path or a Gen2
- * name Gen2 would reject: counted and reported, the Gen1 write already succeeded), divergence (an op
- * Gen2 cannot express, e.g. SETTIMES: recorded), failed (Gen2 refused or unreachable after the
- * retries of this issue — the journal issue adds durable retry and resync).
+ * Idempotency on every replay (protocols.md section 4.6): an APPEND whose bytes already landed (Gen2
+ * holds offset + length) is not written twice, a flush at the existing length counts as done, a
+ * CREATE or MKDIRS that finds its own result counts, a RENAME whose source is gone and destination
+ * present counts, a DELETE of a missing path counts. What cannot be decided from Gen2 alone (an
+ * APPEND without an offset that may have been sent before a crash: maybe_sent) is resynced.
+ *
+ * Resync: a request marked resync, and any operation that fails for good (a non-retryable answer,
+ * an op Gen2 cannot express such as CONCAT), makes Gen2 equal to Gen1 for the path (a subtree copy:
+ * applier_resync.c). The copy asks the gate (the journal) which records touched the path, and redoes
+ * the copy if one was accepted while it read Gen1, so that it knows exactly which later records it
+ * already covers; those finish as applied without being replayed. A resync that fails
+ * applier.resync_attempts times ends as APPLY_PARKED: the journal keeps it for an operator.
+ *
+ * Outcomes are counted (metrics) and kept for the admin API.
  */
 #ifndef DP_APPLIER_H
 #define DP_APPLIER_H
@@ -27,30 +39,41 @@
 #include "gen1client.h"
 #include "httpc.h"
 #include "metrics.h"
+#include "spool.h"
 #include "whreq.h"
 
 typedef struct applier applier;
 
-/** A request body kept on disk (spool file), shared by the Gen1 send and the Gen2 apply. */
-typedef struct dp_body {
-    int fd;               /* open spool file (unlinked or O_TMPFILE); closed at the last unref */
-    uint64_t len;         /* bytes of body */
-    int refs;             /* atomic */
-} dp_body;
-dp_body *dp_body_ref(dp_body *b);
-void dp_body_unref(dp_body *b);
-
+/*
+ * Outcomes. APPLY_FAILED is internal (an operation that failed for good becomes a resync) and never
+ * reaches done. APPLY_STOPPED: the applier stopped before the operation finished; the journal keeps
+ * the record as it was and the next start replays it.
+ */
 typedef enum apply_outcome {
-    APPLY_OK = 0, APPLY_SKIPPED_UNMAPPED, APPLY_SKIPPED_INVALID_NAME, APPLY_DIVERGENCE, APPLY_FAILED
+    APPLY_OK = 0, APPLY_SKIPPED_UNMAPPED, APPLY_SKIPPED_INVALID_NAME, APPLY_DIVERGENCE, APPLY_FAILED,
+    APPLY_RESYNCED, APPLY_PARKED, APPLY_STOPPED
 } apply_outcome;
+#define APPLY__COUNT 8
+/** "applied", "skipped_unmapped", "skipped_invalid_name", "divergence", "failed", "resynced", "parked", "stopped". */
+const char *apply_outcome_name(apply_outcome o);
+
+/** Gate of resyncs (journal.h jnl_path_epoch): highest seq that touched root or under it; busy when one
+ *  of those still waits for the primary. */
+typedef uint64_t (*apply_gate_fn)(void *ud, const char *root, bool *busy);
 
 typedef struct apply_req {
-    uint64_t seq;                 /* submission order, assigned by the caller */
+    uint64_t seq;                 /* the journal's seq: submission order */
     whreq_op op;
     char *path;                   /* Gen1 path, normalised (owned by the request) */
     whreq_param *params;          /* copy of the writer's params (names lower-case, values decoded) */
     int nparams;
-    dp_body *body;                /* CREATE/APPEND/CONCURRENTAPPEND data, or NULL; one ref owned */
+    spool_body *body;             /* CREATE/APPEND/CONCURRENTAPPEND data, or NULL; one ref owned;
+                                     the bytes are [body->off, body->off + body->len) of body->fd */
+    bool resync;                  /* copy path (a RENAME: both paths) from Gen1 instead of replaying */
+    bool maybe_sent;              /* recovered after a crash: may already have reached Gen2 */
+    void (*first)(void *ud, bool ok); /* ack "both": runs once, when the first Gen2 attempt ended (ok: the
+                                     operation applied) or at the outcome, whichever is first; or NULL */
+    void *first_ud;
     char *authorization;          /* writer's Authorization (for Gen1 look-ups on its behalf), or NULL */
     int gen1_status;              /* Gen1's status for the write (2xx) */
     char *gen1_body;              /* Gen1's JSON answer (e.g. {"boolean":true}), or NULL */
@@ -64,8 +87,10 @@ typedef struct apply_result {
     char detail[512];             /* what happened, for logs and the admin API (no secrets) */
 } apply_result;
 
-/** Create the applier. Returns 0 or -1 with a message. */
-int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, applier **out, char *err, size_t errlen);
+/** Create the applier (applier.* config keys). gate may be NULL (resyncs then cover nothing later).
+ *  Returns 0 or -1 with a message. */
+int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate, void *gate_ud, applier **out,
+                char *err, size_t errlen);
 /**
  * Take ownership of req and apply it to Gen2 in per-path order. Never blocks on I/O and never calls
  * done itself (callable from the httpc thread, under the caller's locks). done (may be NULL) runs once
@@ -82,18 +107,20 @@ uint64_t applier_pending(applier *a);
  * outlive the applier, and must not be rendered after applier_stop): dualpipe_applier_operations_total
  * {op,outcome}, dualpipe_applier_in_flight, dualpipe_applier_lag_seconds (submission to outcome),
  * dualpipe_applier_upstream_answers_total{upstream,code}, dualpipe_applier_retries_total{upstream},
- * dualpipe_applier_copied_nodes_total{kind} (subtree copies). (dualpipe_applier_pending is the
+ * dualpipe_applier_copied_nodes_total{kind} (subtree copies), dualpipe_applier_breaker_open{upstream}
+ * (1 while open), dualpipe_applier_breaker_trips_total{upstream}, dualpipe_applier_coalesced_total. (dualpipe_applier_pending is the
  * admin module's.) Returns 0, or -1 when a series cannot be created.
  */
 int applier_register_metrics(applier *a, metrics *m);
 /** Append JSON {"pending":n,"in_flight":n,"applied":n,"skipped":n,"skipped_unmapped":n,
- *  "skipped_invalid_name":n,"divergence_count":n,"failure_count":n,"divergences":[...],"failures":[...]}
+ *  "skipped_invalid_name":n,"divergence_count":n,"resynced":n,"parked":n,"breaker":"closed|open",
+ *  "divergences":[...],"failures":[...]} ("failures": operations that ended resynced or parked)
  *  to out; the lists hold the last 100 of each, newest first, as {"seq","time_ms","op","path","detail"}. */
 int applier_status_json(applier *a, dbuf *out);
 /**
  * Stop accepting, wait up to timeout_ms for pending work, then free. Call it while the httpc engine
- * still runs. Past the timeout, queued and retry-parked operations fail at once ("stopped"); those
- * with a request in flight fail when it ends — httpc_stop cancels them — and the last one frees the
+ * still runs. Past the timeout, queued and waiting operations end as APPLY_STOPPED at once; those
+ * with a request in flight end so when it ends — httpc_stop cancels them — and the last one frees the
  * applier, so httpc_stop must follow. The applier must not be used after this call.
  */
 void applier_stop(applier *a, unsigned timeout_ms);

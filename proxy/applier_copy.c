@@ -1,8 +1,8 @@
 /*
  * applier_copy: the applier's copying from Gen1 to Gen2 (applier_int.h). Metadata copies (owner,
  * group, permission, ACL read from Gen1 with the writer's identity, written with setAccessControl),
- * the probe for ancestors Gen2 lacks (so their metadata is copied too), the data step (a byte range of
- * a spool file sent as append chunks and a flush), and the re-copies of CONCAT, MSCONCAT and
+ * the probe for ancestors Gen2 lacks (so their metadata is copied too), the data step (byte ranges of
+ * spool files sent as append requests and one flush), and the re-copies of CONCAT, MSCONCAT and
  * CONCURRENTAPPEND (stream Gen1's OPEN into a spool file, create/append/flush it on Gen2, copy its
  * metadata, delete the sources). Each function is one step of an operation's state machine.
  */
@@ -180,16 +180,16 @@ static void probe_next(aop *op, ap_step then);
 static void probe_found_missing(aop *op)
 {
     /* Insert at the front: the list stays top-down. */
-    if (ap_meta_add(op, op->probe.g1, op->probe.g2) != 0) {
+    if (ap_meta_add(op, op->probe_node.g1, op->probe_node.g2) != 0) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
     ap_node last = op->meta[op->nmeta - 1];
     memmove(op->meta + 1, op->meta, sizeof *op->meta * (size_t)(op->nmeta - 1));
     op->meta[0] = last;
-    char *up = parent_path(op->probe.g1);
-    free(op->probe.g1);
-    op->probe.g1 = up;
+    char *up = parent_path(op->probe_node.g1);
+    free(op->probe_node.g1);
+    op->probe_node.g1 = up;
     if (!up) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
@@ -209,7 +209,15 @@ static void h_probe(aop *op, httpc_resp *r)
     }
     if (r->status == 200) {
         const char *t = httpc_resp_header(r, "x-ms-resource-type");
-        if (!t || strcasecmp(t, "directory") == 0) ap_cache_put(op->a, op->probe.g1, true, 0);
+        bool dir = !t || strcasecmp(t, "directory") == 0;
+        if (dir) ap_cache_put(op->a, op->probe_node.g1, true, 0);
+        /* A replay after a crash, or the root of a resync: an earlier create may have made these
+         * parents with Gen2's defaults and died before copying their metadata. Copy it again, up to
+         * the mapping's root. */
+        if (dir && (op->fix_ancestors || (op->req->maybe_sent && op->req->op != WH_OP_APPEND))) {
+            probe_found_missing(op);
+            return;
+        }
     }
     /* Found, or an answer we cannot read (e.g. 403): the create itself will tell. */
     ap_step then = op->after_data;
@@ -226,27 +234,27 @@ static void probe_next(aop *op, ap_step then)
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
-    gen2c_map_result mr = gen2c_map(op->a->g2, op->probe.g1, fs, g2, AP_PATH_CAP, why, sizeof why);
-    if (mr != GEN2C_MAPPED || strcmp(fs, op->fs) != 0 || !*g2 || ap_cache_get(op->a, op->probe.g1, NULL) == 2) {
+    gen2c_map_result mr = gen2c_map(op->a->g2, op->probe_node.g1, fs, g2, AP_PATH_CAP, why, sizeof why);
+    if (mr != GEN2C_MAPPED || strcmp(fs, op->fs) != 0 || !*g2 || ap_cache_get(op->a, op->probe_node.g1, NULL) == 2) {
         free(g2);
         op->after_data(op);
         return;
     }
-    free(op->probe.g2);
-    op->probe.g2 = g2;
+    free(op->probe_node.g2);
+    op->probe_node.g2 = g2;
     xlate_err e;
     if (xlate_getstatus(&op->rq, &e) != 0) {
         ap_op_finish(op, APPLY_FAILED, "%s", e.message);
         return;
     }
-    ap_g2_simple(op, op->probe.g2, h_probe);
+    ap_g2_simple(op, op->probe_node.g2, h_probe);
 }
 
 void ap_probe_ancestors(aop *op, ap_step then)
 {
-    free(op->probe.g1);
-    op->probe.g1 = parent_path(op->req->path);
-    if (!op->probe.g1) {
+    free(op->probe_node.g1);
+    op->probe_node.g1 = parent_path(op->req->path);
+    if (!op->probe_node.g1) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
@@ -255,41 +263,162 @@ void ap_probe_ancestors(aop *op, ap_step then)
 
 /* ================================================================ data: append chunks + flush */
 
+/*
+ * The data step sends the extents op->ext[ext_i..next_ext) to Gen2 back to back from position pos0
+ * (append requests of at most XLATE_CHUNK_MAX bytes; a run of small extents, such as a group of
+ * coalesced APPENDs, is read into one buffer of at most AP_PACK_MAX bytes and sent as one request),
+ * then the flush. A flush Gen2 refuses is checked with a HEAD: when the file already has the length
+ * the flush was for (a re-sent flush whose first send landed), it counts as done.
+ */
 static void data_next(aop *op);
+
+bool ap_g2_file_len(const httpc_resp *r, uint64_t *len, bool *is_dir)
+{
+    const char *t = httpc_resp_header(r, "x-ms-resource-type");
+    const char *cl = httpc_resp_header(r, "Content-Length");
+    *is_dir = t && strcasecmp(t, "directory") == 0;
+    if (*is_dir) return true;
+    if (t && strcasecmp(t, "file") != 0) return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = cl && cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
+    if (!end || errno || *end) return false;
+    *len = v;
+    return true;
+}
+
+static void h_flush_check(aop *op, httpc_resp *r)
+{
+    uint64_t want = op->pos0 + op->data_len, len = 0;
+    bool dir = false;
+    if (r->result == HTTPC_OK && r->status == 200 && ap_g2_file_len(r, &len, &dir) && !dir && len == want) {
+        ap_cache_put(op->a, op->req->path, false, want);
+        op->after_data(op);
+        return;
+    }
+    char what[sizeof op->detail];
+    memcpy(what, op->detail, sizeof what);
+    ap_cache_drop_tree(op->a, op->req->path);
+    if (r->result == HTTPC_OK && r->status == 200 && !dir)
+        ap_op_finish(op, APPLY_FAILED, "%s on flush (Gen2 then held %" PRIu64 " bytes, %" PRIu64 " expected)", what, len,
+                     want);
+    else
+        ap_op_finish(op, APPLY_FAILED, "%s on flush", what);
+}
 
 static void h_flush(aop *op, httpc_resp *r)
 {
     if (r->result != HTTPC_OK || r->status != 200) {
-        ap_cache_drop_tree(op->a, op->req->path);
-        ap_op_fail_resp(op, r, "flush");
+        /* Did an earlier send of it land? (op->detail keeps what the answer was meanwhile.) */
+        ap_resp_what(op, r, op->detail, sizeof op->detail);
+        xlate_err e;
+        if (xlate_getstatus(&op->rq, &e) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+            return;
+        }
+        ap_g2_simple(op, op->g2path, h_flush_check);
         return;
     }
     ap_cache_put(op->a, op->req->path, false, op->pos0 + op->data_len);
     op->after_data(op);
 }
 
+/* Account for n bytes sent: they came from the extents at ext_i onwards. */
+static void data_advance(aop *op, uint64_t n)
+{
+    op->sent += n;
+    while (n > 0 && op->ext_i < op->next_ext) {
+        uint64_t rem = op->ext[op->ext_i].len - op->ext_done;
+        uint64_t t = n < rem ? n : rem;
+        op->ext_done += t;
+        n -= t;
+        if (op->ext_done >= op->ext[op->ext_i].len) {
+            op->ext_i++;
+            op->ext_done = 0;
+        }
+    }
+}
+
 static void h_append(aop *op, httpc_resp *r)
 {
     if (r->result != HTTPC_OK || (r->status != 202 && r->status != 200)) {
         ap_cache_drop_tree(op->a, op->req->path);
+        ap_step stale = op->on_stale;
+        op->on_stale = NULL;
+        if (stale && op->sent == 0 && r->result == HTTPC_OK && r->status == 400) {
+            stale(op); /* the position came from a stale cache: read the length again */
+            return;
+        }
         ap_op_fail_resp(op, r, "append");
         return;
     }
-    op->sent += op->in_len;
+    data_advance(op, op->in_len);
     data_next(op);
+}
+
+static int read_full(int fd, char *buf, uint64_t n, uint64_t off)
+{
+    uint64_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, buf + got, (size_t)(n - got), (off_t)(off + got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -errno;
+        if (k == 0) return -EIO; /* (shorter than the journal says) */
+        got += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Pack the small extents from ext_i on into op->pack (at most AP_PACK_MAX bytes); returns the length
+ * or -errno. */
+static int64_t data_pack(aop *op)
+{
+    uint64_t n = 0, done = op->ext_done;
+    for (int i = op->ext_i; i < op->next_ext && n < AP_PACK_MAX; i++, done = 0) {
+        uint64_t take = op->ext[i].len - done;
+        n += take < AP_PACK_MAX - n ? take : AP_PACK_MAX - n;
+    }
+    char *buf = realloc(op->pack, n ? n : 1);
+    if (!buf) return -ENOMEM;
+    op->pack = buf;
+    uint64_t at = 0;
+    done = op->ext_done;
+    for (int i = op->ext_i; i < op->next_ext && at < n; i++, done = 0) {
+        const ap_ext *x = &op->ext[i];
+        uint64_t take = x->len - done;
+        if (take > n - at) take = n - at;
+        int rc = take ? read_full(x->fd, buf + at, take, x->off + done) : 0;
+        if (rc != 0) return rc;
+        at += take;
+    }
+    return (int64_t)n;
 }
 
 static void data_next(aop *op)
 {
     xlate_err e;
-    if (op->sent < op->data_len) {
-        uint64_t n = op->data_len - op->sent;
-        if (n > XLATE_CHUNK_MAX) n = XLATE_CHUNK_MAX;
+    while (op->ext_i < op->next_ext && op->ext_done >= op->ext[op->ext_i].len) {
+        op->ext_i++;
+        op->ext_done = 0;
+    }
+    if (op->sent < op->data_len && op->ext_i < op->next_ext) {
+        const ap_ext *x = &op->ext[op->ext_i];
+        uint64_t rem = x->len - op->ext_done;
         if (xlate_append(op->pos0 + op->sent, &op->rq, &e) != 0) {
             ap_op_finish(op, APPLY_FAILED, "%s", e.message);
             return;
         }
-        ap_g2_send(op, op->g2path, HTTPC_IN_FD, op->data_fd, op->data_off + op->sent, n, h_append);
+        if (rem >= AP_PACK_SMALL || op->sent + rem >= op->data_len) {
+            uint64_t n = rem > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : rem;
+            ap_g2_send(op, op->g2path, HTTPC_IN_FD, x->fd, x->off + op->ext_done, n, h_append);
+            return;
+        }
+        int64_t n = data_pack(op);
+        if (n < 0) {
+            ap_op_finish(op, APPLY_FAILED, "cannot read the spooled bytes: %s", strerror((int)-n));
+            return;
+        }
+        ap_g2_send_mem(op, op->g2path, op->pack, (uint64_t)n, h_append);
         return;
     }
     if (op->flush == XLATE_FLUSH_NONE) {
@@ -303,16 +432,32 @@ static void data_next(aop *op)
     ap_g2_simple(op, op->g2path, h_flush);
 }
 
-void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then)
+void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step then)
 {
-    op->data_fd = fd;
-    op->data_off = off;
-    op->data_len = len;
+    op->ext_i = first;
+    op->ext_done = 0;
+    op->data_len = 0;
+    for (int i = first; i < op->next_ext; i++) op->data_len += op->ext[i].len;
     op->pos0 = pos0;
     op->sent = 0;
     op->flush = fl;
     op->after_data = then;
     data_next(op);
+}
+
+void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then)
+{
+    ap_ext *x = realloc(op->ext, sizeof *x);
+    if (!x) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    op->ext = x;
+    x->fd = fd;
+    x->off = off;
+    x->len = len;
+    op->next_ext = 1;
+    ap_data_run_ext(op, 0, pos0, fl, then);
 }
 
 /* The ancestors the probe found missing now exist (Gen2 made them with the node). */

@@ -2,13 +2,13 @@
  * applier_int: what the applier's files share (proxy/applier.c: queue, ordering, scheduling, sending
  * and retries, outcomes, public API; applier_state.c: the per-file cache and the metadata marks;
  * applier_copy.c: copying from Gen1 (metadata, missing ancestors, data chunks, re-copies);
- * applier_resync.c: copying whole subtrees from Gen1; applier_ops.c: the per-operation state
- * machines). Not part of the applier's interface (applier.h); every symbol here carries the ap_
- * prefix (types: aop and ap_*).
+ * applier_resync.c: copying whole subtrees from Gen1, and resyncs (gate, covers, parking);
+ * applier_ops.c: the per-operation state machines). Not part of the applier's interface (applier.h);
+ * every symbol here carries the ap_ prefix (types: aop and ap_*).
  *
  * Threads: an operation's own fields are touched only by whoever runs its current step (the worker
  * thread when it starts or re-sends, else the httpc thread in an answer handler); the applier's shared
- * fields are under a->mu.
+ * fields (lists, counters, breakers, covers, cache) are under a->mu.
  */
 #ifndef DP_APPLIER_INT_H
 #define DP_APPLIER_INT_H
@@ -22,12 +22,18 @@
 #include "metrics.h"
 #include "xlate.h"
 
-#define AP_MAX_INFLIGHT 64          /* operations running at once */
+#define AP_CONC_MAX 1024            /* upper bound of applier.concurrency (the worker's batch array) */
 #define AP_SCAN_MAX 512             /* unfinished operations looked at per scheduling pass */
-#define AP_MAX_ATTEMPTS 5           /* sends of one request (transport errors, 408, 429, 5xx) */
-#define AP_BACKOFF_BASE_MS 2000     /* full jitter over base * 2^n: at most 2+4+8+16 s in all */
-#define AP_BACKOFF_CAP_MS 16000
-#define AP_RETRY_AFTER_MAX_MS 30000
+#define AP_GROUP_SCAN 4096          /* operations looked at when gathering an APPEND group */
+#define AP_GROUP_OPS 256            /* APPENDs coalesced into one flush at most ... */
+#define AP_GROUP_BYTES (64ull << 20) /* ... and their bytes */
+#define AP_PACK_SMALL (1u << 20)    /* extents smaller than this are packed into one append request ... */
+#define AP_PACK_MAX (4u << 20)      /* ... of at most this many bytes */
+#define AP_COVERS_MAX 1024          /* resyncs remembered for covering later operations */
+#define AP_GATE_WAIT_MS 50          /* a busy gate is asked again after 50, 100, 200, 200 ... ms */
+#define AP_GATE_WAIT_MAX_MS 200
+#define AP_RESYNC_REDOS 20          /* copies of one root redone because a write came in meanwhile */
+#define AP_RESYNC_ROOTS 64          /* roots of one resync (a CONCAT's sources) */
 #define AP_RING 100                 /* divergences / failures kept for the admin API */
 #define AP_JSON_MAX (1u << 20)      /* Gen1 JSON answers read into memory */
 #define AP_CONCAT_BODY_MAX (1u << 20)
@@ -45,6 +51,12 @@ typedef void (*ap_step)(aop *op);
 typedef struct ap_resync ap_resync;   /* a subtree copy from Gen1 (applier_resync.c) */
 typedef struct ap_rsnode ap_rsnode;   /* one node of it still to copy */
 
+/* A byte range of a file that goes to Gen2 (a body, or a re-copy's spool file). */
+typedef struct ap_ext {
+    int fd;
+    uint64_t off, len;
+} ap_ext;
+
 /* A Gen1 path and where it lands on Gen2 (same filesystem as the operation). */
 typedef struct ap_node {
     char *g1;
@@ -58,10 +70,16 @@ struct aop {
     void (*done)(void *ud, const apply_result *res);
     void *ud;
     aop *prev, *next;               /* a->head..tail, submission order */
-    aop *qnext;                     /* incoming queue / timer list */
-    int64_t due_ms;                 /* timer list: when to re-send */
+    aop *qnext;                     /* incoming queue / timer list / breaker wait list / ready list */
+    int64_t due_ms;                 /* timer list: when to re-send (or to run wake) */
+    ap_step wake;                   /* timer list: run this step when due instead of re-sending */
     int64_t t0_ms;                  /* when it was submitted (monotonic) */
-    bool started;
+    bool started;                   /* running, or taken into another operation's APPEND group */
+    bool counted;                   /* counted in a->in_flight */
+    bool first_done;                /* req->first ran (atomic exchange: pieces of a copy may race) */
+    aop *leader;                    /* a member of an APPEND group: the operation sending its bytes */
+    aop **grp;                      /* a group's leader: the members, in order (not owned) */
+    int ngrp;
     char **touch;                   /* Gen1 paths this operation touches (ordering) */
     int ntouch;
     char prep_err[256];             /* preparation failed: finish with this */
@@ -74,11 +92,13 @@ struct aop {
 
     /* the request in flight */
     bool is_g1;
+    bool probe;                     /* this send is the circuit breaker's probe */
     int attempt;                    /* sends of the current request so far */
     xlate_g2req rq;
     const char *rq_fs;              /* its filesystem (op->fs unless the step said otherwise) */
     const char *rq_path;            /* Gen2 path (points into op-owned memory) */
     httpc_body_in in;
+    const void *in_mem;
     int in_fd;
     uint64_t in_off, in_len;
     ap_handler on;
@@ -88,12 +108,17 @@ struct aop {
     size_t g1_max;                  /* HTTPC_BODY_MEMORY limit of the look-up */
     int g1_fd;
 
-    /* data: [data_off, data_off+data_len) of data_fd goes to Gen2 at pos0.. then the flush */
-    int data_fd;
-    uint64_t data_off, data_len, pos0, sent;
+    /* data: the extents ext[] go to Gen2 back to back at pos0.. then the flush */
+    ap_ext *ext;
+    int next_ext, ext_i;            /* extents used / the one being sent */
+    uint64_t ext_done;              /* bytes of ext[ext_i] sent */
+    uint64_t data_len, pos0, sent;
+    char *pack;                     /* small extents packed into one request (in_mem) */
     xlate_flush flush;
     ap_step after_data;
     bool len_from_cache;
+    ap_step on_stale;               /* the first append was refused and pos0 came from the cache: run this
+                                       (after dropping the cached length) instead of failing */
 
     /* new nodes whose metadata is copied from Gen1 (missing ancestors top-down, then the node) */
     ap_node *meta;
@@ -102,7 +127,7 @@ struct aop {
     xlate_g2req mreq[2];
     int nmreq, mreq_i;
     ap_step after_meta;
-    ap_node probe;                  /* ancestor being probed */
+    ap_node probe_node;             /* ancestor being probed */
 
     /* re-copies */
     int tmpfd;
@@ -121,7 +146,17 @@ struct aop {
     gen2c_map_result xsrc, xdst;    /* RENAME: how source and destination map */
     char xwhy[128];                 /* RENAME: why Gen2 would reject the destination's name */
 
+    /* resync of the operation's paths (ap_op_resync) */
+    bool resyncing;
+    char **rs_roots;
+    int nrs_roots, rs_i;
+    uint64_t rs_e1;                 /* the gate's epoch of the current root before its copy */
+    int rs_gate_waits, rs_redos, rs_fails;
+    char why[300];                  /* why it is resynced */
+    char rs_sum[512];               /* what the copies did, for the detail */
+
     bool rename2, overwrite, dst_dir;
+    bool fix_ancestors;             /* the ancestor probe copies Gen1's metadata to existing parents too */
     int rmw;                        /* ACL read-modify-write rounds */
     char *cont;                     /* x-ms-continuation */
     apply_outcome outcome;
@@ -142,16 +177,33 @@ typedef struct ap_ring {
 } ap_ring;
 
 /* Metrics (applier_register_metrics); all NULL (no-ops) without a registry. */
-#define AP_NOUTCOME 5               /* apply_outcome values */
 #define AP_NCLASS 6                 /* no answer, 1xx .. 5xx */
 typedef struct ap_metrics {
     metrics *m;
-    _Atomic(metrics_counter *) ops[WH_OP__COUNT][AP_NOUTCOME]; /* created on first use */
+    _Atomic(metrics_counter *) ops[WH_OP__COUNT][APPLY__COUNT]; /* created on first use */
     metrics_histogram *lag;
     metrics_counter *answers[2][AP_NCLASS];                    /* [0] Gen1 look-ups, [1] Gen2 */
     metrics_counter *retries[2];
     metrics_counter *copied[2];                                /* subtree copies: files, directories */
+    metrics_counter *trips[2];                                 /* breaker opened */
+    metrics_counter *coalesced;
 } ap_metrics;
+
+/* Circuit breaker of one upstream ([0] Gen1 look-ups, [1] Gen2), under a->mu. */
+typedef struct ap_breaker {
+    unsigned fails;                 /* transient failures in a row */
+    bool open;
+    bool probing;                   /* the probe is in flight */
+    int64_t next_probe_ms;
+    aop *wait_head, *wait_tail;     /* sends held back while open, in order */
+    struct applier *a;              /* (gauge callback) */
+} ap_breaker;
+
+/* A resync that made Gen2 equal to Gen1 under root as of every record up to epoch. */
+typedef struct ap_cover {
+    char *root;
+    uint64_t epoch;
+} ap_cover;
 
 typedef struct ap_cent {
     struct ap_cent *next;
@@ -173,12 +225,20 @@ struct applier {
     aop *in_head, *in_tail;         /* submitted, not yet prepared */
     aop *head, *tail;               /* prepared, unfinished, in order */
     aop *timers;                    /* parked for a re-send, by due time */
+    aop *ready, *ready_tail;        /* to re-send now (their breaker closed) */
     bool kick;                      /* something finished or arrived: schedule again */
     unsigned in_flight;
     uint64_t pending;
     bool stopping, abandon, quit, orphaned;
-    uint64_t n_applied, n_unmapped, n_invalid, n_divergence, n_failed;
+    uint64_t n_applied, n_unmapped, n_invalid, n_divergence, n_resynced, n_parked, n_stopped;
     ap_ring divs, fails;
+    /* applier.* settings (0 in the config: the documented default) */
+    unsigned conc, backoff_base_ms, backoff_cap_ms, brk_failures, brk_probe_ms, resync_attempts;
+    ap_breaker brk[2];
+    apply_gate_fn gate;
+    void *gate_ud;
+    ap_cover covers[AP_COVERS_MAX];
+    int ncovers;
     ap_cent *cache[AP_CACHE_BUCKETS];
     unsigned ncache;
     char **marks;                   /* Gen1 paths created on Gen2 whose Gen1 metadata could not be read */
@@ -195,6 +255,9 @@ const char *ap_param(const apply_req *r, const char *lname);
 bool ap_param_bool(const apply_req *r, const char *lname, bool def);
 /** Append a strdup of p to *v. Returns 0 or -1 (out of memory). */
 int ap_path_list_add(char ***v, int *n, const char *p);
+/** True when Gen1 path p is root or under it. */
+bool ap_path_under(const char *p, const char *root);
+int64_t ap_mono_ms(void);
 
 /* The Gen2 path used for metadata calls: the filesystem's root directory is "/". */
 static inline const char *ap_meta_target(const char *g2)
@@ -211,6 +274,14 @@ void ap_op_done(aop *op);
 void ap_op_free(aop *op);
 /** Set the outcome and detail, then ap_op_done. */
 __attribute__((format(printf, 3, 4))) void ap_op_finish(aop *op, apply_outcome oc, const char *fmt, ...);
+/** The operation's first Gen2 attempt ended (ok: it applied) or it finished: run req->first once
+ *  (for a piece of a copy: its owner's; for a group's leader: the members' too). */
+void ap_first(aop *op, bool ok);
+/** Park op on the timer list: after delay_ms, run wake (or re-send the current request when NULL).
+ *  Finishes op as stopped instead when the applier is being abandoned. */
+void ap_park(aop *op, int64_t delay_ms, ap_step wake);
+/** A random delay in [0, min(cap, base * 2^n)] (full jitter). */
+int64_t ap_backoff_ms(applier *a, int n);
 /** Note a metadata problem (the data part went through): an APPLY_OK outcome becomes a divergence. */
 __attribute__((format(printf, 2, 3))) void ap_op_note(aop *op, const char *fmt, ...);
 /** Step that ends the operation with its current outcome. */
@@ -226,6 +297,8 @@ const char *ap_g2code(const httpc_resp *r, char *buf, size_t cap);
 
 /** Send op->rq to Gen2 (op->fs) at rq_path (op-owned memory), with an optional fd-range body. */
 void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h);
+/** The same with the body in memory (mem stays valid until the answer). */
+void ap_g2_send_mem(aop *op, const char *rq_path, const void *mem, uint64_t len, ap_handler h);
 /** A body-less Gen2 request built by the caller into op->rq. */
 void ap_g2_simple(aop *op, const char *rq_path, ap_handler h);
 /** The same in filesystem fs (op-owned memory) instead of op->fs. */
@@ -241,6 +314,11 @@ void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h);
 /** For a CONCURRENTAPPEND: the seq of a later, not yet started CONCURRENTAPPEND of the same file that
  *  is the next operation conflicting with it (that one copies these bytes too), else 0. */
 uint64_t ap_superseded_by(aop *op);
+/** For an APPEND about to send: take the APPENDs that follow it on the same file (not started, nothing
+ *  else on the path in between, offsets consistent) into op->grp. Returns how many were taken. */
+int ap_group_take(aop *op);
+/** Give a group's members back to the queue (the leader turned into a resync). */
+void ap_group_release(aop *op);
 
 /* ---- applier_state.c: cache of Gen2 lengths / directories, metadata marks (take a->mu) -------- */
 
@@ -254,6 +332,12 @@ void ap_marks_add(applier *a, const char *path);
 void ap_marks_drop_tree(applier *a, const char *root);
 /** Take the marks under src (moved to dst): their new paths, malloc'd, appended to *out. */
 int ap_marks_take_moved(applier *a, const char *src, const char *dst, char ***out, int *n);
+/** Remember that a resync made Gen2 equal to Gen1 under root as of every record up to epoch. */
+void ap_cover_add(applier *a, const char *root, uint64_t epoch);
+/** Whether a cover applies to op (seq <= its epoch, every path op touches under its root): the root
+ *  into buf. Caller holds a->mu when locked is true. */
+bool ap_covered(applier *a, const aop *op, bool locked, char *buf, size_t cap);
+void ap_covers_clear(applier *a);
 
 /* ---- applier_copy.c ---------------------------------------------------------------------------- */
 
@@ -269,6 +353,11 @@ void ap_probe_ancestors(aop *op, ap_step then);
 void ap_mark_ancestors(aop *op);
 /** Send [off, off+len) of fd to op->g2path at position pos0.., flush per fl, then run then. */
 void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then);
+/** The same for the extents op->ext[first..op->next_ext) back to back (op->ext is op's). */
+void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step then);
+/** A Gen2 HEAD/getStatus answer: a directory (*is_dir), or a file and its committed length. False when
+ *  the answer says neither. */
+bool ap_g2_file_len(const httpc_resp *r, uint64_t *len, bool *is_dir);
 /**
  * Copy Gen1's file op->req->path to op->g2path (op->fs): OPEN into a spool file, the missing
  * ancestors, create (overwrite), append, flush, metadata (op->g1status when known), then run then.
@@ -297,6 +386,18 @@ void ap_resync_piece_done(aop *piece);
 /** Free a copy's state, a piece's node (from ap_op_free; NULL is fine). */
 void ap_resync_free(ap_resync *rs);
 void ap_rsnode_free(ap_rsnode *n);
+/** The operation a copy belongs to. */
+aop *ap_resync_owner(const ap_resync *rs);
+/**
+ * Turn op into a resync of the paths it touches (a RENAME: source and destination): per root, ask
+ * the gate (waiting while it is busy), copy the subtree from Gen1, ask the gate again (redo the copy
+ * when a record came in meanwhile), remember the cover; then op finishes APPLY_RESYNCED with why in
+ * the detail. A copy that fails is retried (backoff) up to applier.resync_attempts times in all,
+ * then op finishes APPLY_PARKED. Tail call.
+ */
+void ap_op_resync(aop *op, const char *why);
+/** A copy of op's resync failed (from ap_op_done, op->resyncing and APPLY_FAILED): retry or park. */
+void ap_op_resync_failed(aop *op);
 
 /* ---- applier_ops.c ----------------------------------------------------------------------------- */
 

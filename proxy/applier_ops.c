@@ -1,9 +1,16 @@
 /*
  * applier_ops: the per-operation state machines of the applier (applier_int.h): which Gen2 requests
  * mirror each Gen1 write (through common/xlate) and how their answers lead to the next step. CREATE
- * and MKDIRS (with the missing ancestors' metadata), APPEND (at the length Gen2 holds), RENAME (HDFS
- * semantics), DELETE, SETPERMISSION, SETOWNER, SETEXPIRY and the five ACL operations (read-modify-
- * write with If-Match); ap_op_start dispatches. Re-copies are in applier_copy.c.
+ * and MKDIRS (with the missing ancestors' metadata), APPEND (at the length Gen2 holds, with the
+ * APPENDs queued behind it on the same file coalesced into one flush), RENAME (HDFS semantics),
+ * DELETE, SETPERMISSION, SETOWNER, SETEXPIRY and the five ACL operations (read-modify-write with
+ * If-Match); ap_op_start dispatches, after the covers and resync requests. Re-copies are in
+ * applier_copy.c, resyncs in applier_resync.c.
+ *
+ * Replays are checked against what Gen2 holds (protocols.md section 4.6): an APPEND with an offset
+ * whose bytes Gen2 already has is not sent again, and one whose offset matches neither end fails
+ * (and so is resynced); a CREATE re-sent (or replayed) that finds a file compares its length with the
+ * body; a RENAME re-sent that finds its source gone checks the destination; DELETE of nothing is done.
  */
 #include "applier_int.h"
 
@@ -65,28 +72,63 @@ static void st_meta_then_ok(aop *op)
     ap_meta_run(op, ap_st_ok);
 }
 
-static void h_create(aop *op, httpc_resp *r)
+/* The file exists on Gen2 holding have bytes (0, or all of the body): write the rest, copy metadata. */
+static void create_data(aop *op, uint64_t have)
 {
-    char code[128];
-    bool exists_retry = r->result == HTTPC_OK && op->attempt > 1 &&
-                        xlate_already_exists(r->status, ap_g2code(r, code, sizeof code));
-    if (!exists_retry && (r->result != HTTPC_OK || r->status != 201)) {
-        ap_op_fail_resp(op, r, "create");
-        return;
-    }
-    /* (A 409 on a re-sent create: the first send landed; nothing was appended yet.) */
+    const spool_body *b = op->req->body;
+    uint64_t len = b ? b->len : 0;
     ap_mark_ancestors(op);
-    uint64_t len = op->req->body ? op->req->body->len : 0;
     if (ap_meta_add(op, op->req->path, op->g2path) != 0) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
     }
-    ap_cache_put(op->a, op->req->path, false, 0);
-    if (len == 0) {
+    ap_cache_put(op->a, op->req->path, false, have);
+    if (len == 0 || have == len) {
         st_meta_then_ok(op);
         return;
     }
-    ap_data_run(op, op->req->body->fd, 0, len, 0, xlate_flush_policy(param_sync(op->req), len), st_meta_then_ok);
+    ap_data_run(op, b->fd, b->off, len, 0, xlate_flush_policy(param_sync(op->req), len), st_meta_then_ok);
+}
+
+/* A re-sent or replayed create found a file: Gen2's copy of ours, empty or complete, or something else. */
+static void h_create_exists(aop *op, httpc_resp *r)
+{
+    uint64_t have = 0, len = op->req->body ? op->req->body->len : 0;
+    bool dir = false;
+    if (r->result != HTTPC_OK || r->status != 200 || !ap_g2_file_len(r, &have, &dir) || dir) {
+        if (r->result == HTTPC_OK && r->status == 200)
+            ap_op_finish(op, APPLY_FAILED, "the create found a directory (or no file) on Gen2");
+        else
+            ap_op_fail_resp(op, r, "reading the file a re-sent create found");
+        return;
+    }
+    if (have != 0 && have != len) {
+        ap_op_finish(op, APPLY_FAILED, "Gen2 already holds %" PRIu64 " bytes at the path, the create carried %" PRIu64,
+                     have, len);
+        return;
+    }
+    create_data(op, have);
+}
+
+static void h_create(aop *op, httpc_resp *r)
+{
+    char code[128];
+    if (r->result == HTTPC_OK && (op->attempt > 1 || op->req->maybe_sent) &&
+        xlate_already_exists(r->status, ap_g2code(r, code, sizeof code))) {
+        /* A re-sent create whose first send may have landed: see what is there. */
+        xlate_err e;
+        if (xlate_getstatus(&op->rq, &e) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+            return;
+        }
+        ap_g2_simple(op, op->g2path, h_create_exists);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 201) {
+        ap_op_fail_resp(op, r, "create");
+        return;
+    }
+    create_data(op, 0);
 }
 
 static void st_create(aop *op)
@@ -140,26 +182,86 @@ static void st_mkdirs(aop *op)
 
 static void st_append_len(aop *op);
 
+static xlate_flush req_flush(const apply_req *q)
+{
+    return xlate_flush_policy(param_sync(q), q->body ? q->body->len : 0);
+}
+
+/* The extents of the APPEND and of its group's members, in order. Returns 0 or -1 (out of memory). */
+static int append_extents(aop *op)
+{
+    int n = 1 + op->ngrp;
+    ap_ext *x = realloc(op->ext, sizeof *x * (size_t)n);
+    if (!x) return -1;
+    op->ext = x;
+    for (int i = 0; i < n; i++) {
+        const spool_body *b = (i == 0 ? op : op->grp[i - 1])->req->body;
+        x[i].fd = b ? b->fd : -1;
+        x[i].off = b ? b->off : 0;
+        x[i].len = b ? b->len : 0;
+    }
+    op->next_ext = n;
+    return 0;
+}
+
+/*
+ * Gen2 holds len bytes of the file (committed). Take the APPENDs queued behind this one into its
+ * group, then decide where to start: without an offset, at len (unless the APPEND may have been sent
+ * before a restart: that cannot be told, so it fails into a resync); with one, at the first member
+ * boundary equal to len (what lies below it already landed), nothing at all when everything landed,
+ * and a failure when len is no boundary (Gen2 and the journal disagree). The last member's syncFlag
+ * decides the one flush.
+ */
 static void append_at(aop *op, uint64_t len)
 {
+    ap_group_take(op);
+    if (append_extents(op) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    int n = op->next_ext, first = 0;
     const char *off = ap_param(op->req, "offset");
     if (off && *off) {
         char *end = NULL;
         errno = 0;
-        long long v = off[0] >= '0' && off[0] <= '9' ? strtoll(off, &end, 10) : -1;
-        if (!errno && end && !*end && v >= 0 && (uint64_t)v != len) {
+        unsigned long long v = off[0] >= '0' && off[0] <= '9' ? strtoull(off, &end, 10) : 0;
+        if (errno || !end || *end) {
+            ap_op_finish(op, APPLY_FAILED, "APPEND with an offset that is not a number");
+            return;
+        }
+        uint64_t b = v;
+        first = -1;
+        for (int i = 0; i <= n && first < 0; i++) {
+            if (len == b) first = i;
+            else if (i < n) b += op->ext[i].len;
+        }
+        if (first < 0) {
             if (op->len_from_cache) { /* stale? ask Gen2 */
                 ap_cache_drop_tree(op->a, op->req->path);
                 st_append_len(op);
                 return;
             }
-            ap_op_finish(op, APPLY_FAILED, "Gen2 holds %" PRIu64 " bytes but Gen1 appended at offset %lld", len, v);
+            ap_op_finish(op, APPLY_FAILED, "Gen2 holds %" PRIu64 " bytes but Gen1 appended at offset %llu", len, v);
             return;
         }
+        if (first == n) {
+            ap_op_finish(op, APPLY_OK, "already on Gen2 (it holds %" PRIu64 " bytes)", len);
+            return;
+        }
+    } else if (op->req->maybe_sent) {
+        ap_op_finish(op, APPLY_FAILED, "an APPEND without an offset that may have reached Gen2 before a restart "
+                                       "(Gen2 holds %" PRIu64 " bytes): cannot tell whether it landed",
+                     len);
+        return;
     }
-    uint64_t n = op->req->body ? op->req->body->len : 0;
-    ap_data_run(op, op->req->body ? op->req->body->fd : -1, 0, n, len, xlate_flush_policy(param_sync(op->req), n),
-                ap_st_ok);
+    xlate_flush fl = req_flush(op->ngrp ? op->grp[op->ngrp - 1]->req : op->req);
+    if (fl == XLATE_FLUSH_NONE) { /* (an earlier member's bytes still need committing) */
+        bool any = req_flush(op->req) != XLATE_FLUSH_NONE;
+        for (int i = 0; i < op->ngrp; i++) any |= req_flush(op->grp[i]->req) != XLATE_FLUSH_NONE;
+        if (any) fl = XLATE_FLUSH_OPEN;
+    }
+    op->on_stale = op->len_from_cache ? st_append_len : NULL;
+    ap_data_run_ext(op, first, len, fl, ap_st_ok);
 }
 
 static void h_append_len(aop *op, httpc_resp *r)
@@ -168,12 +270,9 @@ static void h_append_len(aop *op, httpc_resp *r)
         ap_op_fail_resp(op, r, "reading the length before an append");
         return;
     }
-    const char *t = httpc_resp_header(r, "x-ms-resource-type");
-    const char *cl = httpc_resp_header(r, "Content-Length");
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = cl && cl[0] >= '0' && cl[0] <= '9' ? strtoull(cl, &end, 10) : 0;
-    if ((t && strcasecmp(t, "file") != 0) || !end || errno || *end) {
+    uint64_t v = 0;
+    bool dir = false;
+    if (!ap_g2_file_len(r, &v, &dir) || dir) {
         ap_op_finish(op, APPLY_FAILED, "Gen2 path is not a file with a length (append)");
         return;
     }
@@ -239,31 +338,59 @@ static void rename_moved_meta(aop *op)
     ap_meta_run(op, ap_st_ok);
 }
 
+static void rename_done(aop *op)
+{
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_cache_drop_tree(op->a, op->touch[1]);
+    rename_moved_meta(op);
+}
+
+/* A re-sent rename found its source gone: done when the destination is there. */
+static void h_rename_gone(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 200) {
+        rename_done(op);
+        return;
+    }
+    if (r->result == HTTPC_OK && r->status == 404)
+        ap_op_finish(op, APPLY_FAILED, "rename: neither the source nor the destination is on Gen2");
+    else
+        ap_op_fail_resp(op, r, "reading the destination of a re-sent rename");
+}
+
 static void h_rename(aop *op, httpc_resp *r)
 {
     char code[128];
     ap_g2code(r, code, sizeof code);
-    if (r->result == HTTPC_OK && r->status == 404 && op->attempt > 1 && strcmp(code, "SourcePathNotFound") == 0) {
-        /* A re-sent rename whose first send landed (per-path order: nobody else moved it). */
-    } else if (r->result != HTTPC_OK || r->status != 201) {
-        ap_op_fail_resp(op, r, "rename");
-        return;
-    } else {
-        const char *c = httpc_resp_header(r, "x-ms-continuation");
-        if (c && *c) {
-            free(op->cont);
-            op->cont = strdup(c);
-            if (!op->cont) {
-                ap_op_finish(op, APPLY_FAILED, "out of memory");
-                return;
-            }
-            st_rename_send(op, op->rq_path);
+    if (r->result == HTTPC_OK && r->status == 404 && (op->attempt > 1 || op->req->maybe_sent) &&
+        strcmp(code, "SourcePathNotFound") == 0) {
+        /* A re-sent rename whose first send may have landed (per-path order: nobody else moved it). */
+        xlate_err e;
+        free(op->cont);
+        op->cont = NULL;
+        if (xlate_getstatus(&op->rq, &e) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "%s", e.message);
             return;
         }
+        ap_g2_simple(op, op->g2dst, h_rename_gone);
+        return;
     }
-    ap_cache_drop_tree(op->a, op->req->path);
-    ap_cache_drop_tree(op->a, op->touch[1]);
-    rename_moved_meta(op);
+    if (r->result != HTTPC_OK || r->status != 201) {
+        ap_op_fail_resp(op, r, "rename");
+        return;
+    }
+    const char *c = httpc_resp_header(r, "x-ms-continuation");
+    if (c && *c) {
+        free(op->cont);
+        op->cont = strdup(c);
+        if (!op->cont) {
+            ap_op_finish(op, APPLY_FAILED, "out of memory");
+            return;
+        }
+        st_rename_send(op, op->rq_path);
+        return;
+    }
+    rename_done(op);
 }
 
 static void st_rename_send(aop *op, const char *target)
@@ -561,8 +688,17 @@ static void st_simple_meta(aop *op)
 
 void ap_op_start(aop *op)
 {
+    char root[512];
+    if (ap_covered(op->a, op, false, root, sizeof root)) {
+        ap_op_finish(op, APPLY_OK, "covered by resync of %s", root);
+        return;
+    }
     if (op->prep_err[0]) {
         ap_op_finish(op, APPLY_FAILED, "%s", op->prep_err);
+        return;
+    }
+    if (op->req->resync) {
+        ap_op_resync(op, op->req->maybe_sent ? "resync requested (recovered after a restart)" : "resync requested");
         return;
     }
     whreq_op o = op->req->op;

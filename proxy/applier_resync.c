@@ -1,6 +1,7 @@
 /*
  * applier_resync: copying a whole subtree from Gen1 to Gen2 (ap_resync_run, applier_int.h), for a
- * RENAME Gen2 cannot do as a rename and, later, for journal records that can never apply.
+ * RENAME Gen2 cannot do as a rename, and resyncs (ap_op_resync): journal records that can never apply
+ * as they are, or that the pipeline marked for one (primary outcome unknown, body lost, degrade).
  *
  * The owning operation keeps its ordering entry for the whole copy and sends nothing itself; the
  * work is done by pieces: small operations (aop with ->job set) that run the usual steps (sending
@@ -16,6 +17,14 @@
  * The copy's lock guards the stack and the counts. Pieces end on whatever thread ran their last step;
  * the thread that leaves nothing running and nothing queued finishes the copy (one thread at a time
  * starts pieces: the "pumping" flag).
+ *
+ * A resync copies each root the operation touches in turn, gated by the journal (apply_gate_fn):
+ * before reading Gen1 it asks for the root's epoch (the highest seq that touched it) and waits while
+ * a record there still waits for the primary; after the copy it asks again, and copies again when
+ * the answer changed (a write came in while the copy read Gen1). The epoch then becomes a cover
+ * (applier_state.c): later operations up to it, under the root, are already on Gen2. A copy that
+ * fails (a node Gen2 refused for good; transient failures are retried by the pieces themselves) is
+ * retried after a backoff, up to applier.resync_attempts copies, then the operation is parked.
  */
 #include "applier_int.h"
 
@@ -132,7 +141,6 @@ static aop *piece_new(ap_resync *j, ap_rsnode *n)
     if (p) {
         p->a = a;
         p->tmpfd = -1;
-        p->data_fd = -1;
         p->outcome = APPLY_OK;
         p->job = j;
         p->rsn = n;
@@ -297,6 +305,7 @@ static void st_file_copied(aop *p)
 
 static void root_copy(aop *p)
 {
+    p->fix_ancestors = true; /* the parents Gen2 has may be half made (a crash mid-create) */
     if (p->rsn->kind == RS_DIR) ap_probe_ancestors(p, st_mkdir);
     else ap_copy_file(p, st_file_copied);
 }
@@ -376,7 +385,7 @@ static void complete(ap_resync *j)
 {
     aop *op = j->owner;
     if (j->stopped) {
-        ap_op_finish(op, APPLY_FAILED, "the applier stopped before this write was mirrored");
+        ap_op_finish(op, APPLY_STOPPED, "the applier stopped before this write was mirrored");
         return;
     }
     if (j->failed) {
@@ -397,7 +406,9 @@ static void account(ap_resync *j, const rs_end *e)
     if (e->copied == 'd') j->dirs++;
     if (e->copied) metrics_inc(j->owner->a->mx.copied[e->copied == 'f' ? 0 : 1]);
     char *first = NULL;
-    if (e->outcome == APPLY_FAILED) {
+    if (e->outcome == APPLY_STOPPED) {
+        j->stopped = true;
+    } else if (e->outcome == APPLY_FAILED) {
         j->failed++;
         first = j->first_fail;
     } else if (e->outcome == APPLY_DIVERGENCE) {
@@ -524,4 +535,145 @@ void ap_resync_free(ap_resync *j)
     free(j->root);
     pthread_mutex_destroy(&j->mu);
     free(j);
+}
+
+aop *ap_resync_owner(const ap_resync *rs)
+{
+    return rs->owner;
+}
+
+/* ================================================================ resyncs of an operation's paths */
+
+static void rs_gate(aop *op);
+
+static void rs_root_start(aop *op)
+{
+    op->rs_redos = 0;
+    op->rs_gate_waits = 0;
+    rs_gate(op);
+}
+
+/* The copy of the current root is done: check the gate again, remember the cover, go on. */
+static void rs_copied(aop *op)
+{
+    applier *a = op->a;
+    const char *root = op->rs_roots[op->rs_i];
+    if (a->gate) {
+        bool busy = false;
+        uint64_t e2 = a->gate(a->gate_ud, root, &busy);
+        if (busy || e2 != op->rs_e1) {
+            if (++op->rs_redos > AP_RESYNC_REDOS) {
+                ap_op_finish(op, APPLY_FAILED, "the copy of %s was overtaken by new writes %d times", root,
+                             AP_RESYNC_REDOS);
+                return;
+            }
+            LOGD("msg=\"resync copied again: a write came in meanwhile\" seq=%" PRIu64 " root=\"%s\" epoch=%" PRIu64
+                 " now=%" PRIu64 " busy=%d",
+                 op->req->seq, root, op->rs_e1, e2, (int)busy);
+            op->rs_gate_waits = 0;
+            rs_gate(op);
+            return;
+        }
+        ap_cover_add(a, root, op->rs_e1);
+    }
+    char sum[200];
+    ap_resync_summary(op, sum, sizeof sum);
+    size_t l = strlen(op->rs_sum);
+    int w = l + 1 < sizeof op->rs_sum
+                ? snprintf(op->rs_sum + l, sizeof op->rs_sum - l, "%s%.200s: %s%s%.120s", l ? "; " : "", root, sum,
+                           op->outcome == APPLY_DIVERGENCE ? ", " : "",
+                           op->outcome == APPLY_DIVERGENCE ? op->detail : "")
+                : 0;
+    if (w < 0) op->rs_sum[l] = 0;
+    op->outcome = APPLY_OK;
+    op->detail[0] = 0;
+    if (++op->rs_i < op->nrs_roots) {
+        rs_root_start(op);
+        return;
+    }
+    ap_op_finish(op, APPLY_RESYNCED, "resynced from Gen1 (%.200s): %.290s", op->why, op->rs_sum);
+}
+
+/* Ask the gate for the current root (wait while busy), then copy it. */
+static void rs_gate(aop *op)
+{
+    applier *a = op->a;
+    const char *root = op->rs_roots[op->rs_i];
+    if (a->gate) {
+        bool busy = false;
+        uint64_t e = a->gate(a->gate_ud, root, &busy);
+        if (busy) {
+            int k = op->rs_gate_waits < 3 ? op->rs_gate_waits : 3;
+            op->rs_gate_waits++;
+            int64_t d = (int64_t)AP_GATE_WAIT_MS << k;
+            ap_park(op, d > AP_GATE_WAIT_MAX_MS ? AP_GATE_WAIT_MAX_MS : d, rs_gate);
+            return;
+        }
+        op->rs_e1 = e;
+    }
+    op->outcome = APPLY_OK;
+    ap_resync_run(op, root, rs_copied);
+}
+
+void ap_op_resync(aop *op, const char *why)
+{
+    ap_group_release(op);
+    op->resyncing = true;
+    snprintf(op->why, sizeof op->why, "%s", why);
+    op->rs_fails = 0;
+    op->rs_i = 0;
+    op->rs_sum[0] = 0;
+    op->outcome = APPLY_OK;
+    op->detail[0] = 0;
+    LOGI("msg=\"resync from gen1\" seq=%" PRIu64 " op=%s path=\"%s\" why=\"%s\"", op->req->seq,
+         ap_op_name(op->req->op), op->req->path, op->why);
+    /* The roots: every path the operation touches, without those under another. */
+    for (int t = 0; t < op->ntouch; t++) {
+        const char *p = op->touch[t];
+        bool dup = false;
+        for (int i = 0; i < op->nrs_roots && !dup; i++) dup = ap_path_under(p, op->rs_roots[i]);
+        if (dup) continue;
+        for (int i = 0; i < op->nrs_roots;) {
+            if (ap_path_under(op->rs_roots[i], p)) {
+                free(op->rs_roots[i]);
+                op->rs_roots[i] = op->rs_roots[--op->nrs_roots];
+            } else {
+                i++;
+            }
+        }
+        if (op->nrs_roots >= AP_RESYNC_ROOTS) {
+            ap_op_finish(op, APPLY_PARKED, "resync needed (%.200s) but it touches more than %d paths", op->why,
+                         AP_RESYNC_ROOTS);
+            return;
+        }
+        if (ap_path_list_add(&op->rs_roots, &op->nrs_roots, p) != 0) {
+            ap_op_finish(op, APPLY_PARKED, "resync needed (%.200s): out of memory", op->why);
+            return;
+        }
+    }
+    if (op->nrs_roots == 0) {
+        ap_op_finish(op, APPLY_PARKED, "resync needed (%.200s): no path to copy", op->why);
+        return;
+    }
+    rs_root_start(op);
+}
+
+void ap_op_resync_failed(aop *op)
+{
+    applier *a = op->a;
+    op->rs_fails++;
+    if (op->rs_fails >= (int)a->resync_attempts) {
+        char last[sizeof op->detail];
+        memcpy(last, op->detail, sizeof last);
+        ap_op_finish(op, APPLY_PARKED, "resync failed %d time%s, last: %.250s (resync because: %.200s)", op->rs_fails,
+                     op->rs_fails == 1 ? "" : "s", last, op->why);
+        return;
+    }
+    int64_t d = ap_backoff_ms(a, op->rs_fails + 1);
+    LOGW("msg=\"resync failed: tried again later\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64
+         " detail=\"%s\"",
+         op->req->seq, ap_op_name(op->req->op), op->req->path, op->rs_fails, d, op->detail);
+    op->outcome = APPLY_OK;
+    op->detail[0] = 0;
+    ap_park(op, d, rs_root_start);
 }

@@ -3,10 +3,13 @@
  * (applier_int.h). The cache maps Gen1 paths to what Gen2 holds there: a directory, or a file with its
  * committed length (so an APPEND need not ask Gen2 for the length each time); it is bounded and simply
  * emptied when full. The metadata marks remember nodes created on Gen2 whose Gen1 metadata could not
- * be read yet because a later write had already moved them on Gen1.
+ * be read yet because a later write had already moved them on Gen1. The covers remember resyncs that
+ * made Gen2 equal to Gen1 under a root as of a journal seq, so that later operations they already
+ * include finish without being replayed.
  */
 #include "applier_int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,9 +113,7 @@ void ap_cache_drop_tree(applier *a, const char *path)
  */
 static bool under(const char *p, const char *root)
 {
-    size_t n = strlen(root);
-    if (strcmp(root, "/") == 0) return true;
-    return strncmp(p, root, n) == 0 && (p[n] == 0 || p[n] == '/');
+    return ap_path_under(p, root);
 }
 
 void ap_marks_add(applier *a, const char *path)
@@ -163,4 +164,83 @@ int ap_marks_take_moved(applier *a, const char *src, const char *dst, char ***ou
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
+}
+
+/* ================================================================ resync covers (under a->mu) */
+
+/*
+ * A cover (root, epoch): a resync copied root from Gen1 while no record touching root waited for the
+ * primary, and no record touching root came in during the copy (the gate said so before and after).
+ * Every record up to epoch that touches only paths under covered roots is therefore already on Gen2.
+ * A cover is useless once every unfinished operation is newer than its epoch; those are dropped when
+ * the list fills up. Should it still be full, the oldest goes (its operations are then replayed,
+ * which the idempotency checks make safe in all but rare cases: logged).
+ */
+static uint64_t min_pending_seq(applier *a)
+{
+    uint64_t m = UINT64_MAX;
+    for (aop *o = a->head; o; o = o->next)
+        if (o->req->seq < m) m = o->req->seq;
+    for (aop *o = a->in_head; o; o = o->qnext)
+        if (o->req->seq < m) m = o->req->seq;
+    return m;
+}
+
+static void cover_drop(applier *a, int i)
+{
+    free(a->covers[i].root);
+    memmove(&a->covers[i], &a->covers[i + 1], sizeof a->covers[0] * (size_t)(a->ncovers - i - 1));
+    a->ncovers--;
+}
+
+void ap_cover_add(applier *a, const char *root, uint64_t epoch)
+{
+    char *r = strdup(root);
+    if (!r) {
+        LOGW("msg=\"resync cover lost: out of memory\" root=\"%s\"", root);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    if (a->ncovers >= AP_COVERS_MAX / 2) {
+        uint64_t m = min_pending_seq(a);
+        for (int i = 0; i < a->ncovers;) {
+            if (a->covers[i].epoch < m) cover_drop(a, i);
+            else i++;
+        }
+    }
+    if (a->ncovers >= AP_COVERS_MAX) {
+        LOGW("msg=\"too many resync covers: the oldest is dropped\" root=\"%s\" epoch=%" PRIu64, a->covers[0].root,
+             a->covers[0].epoch);
+        cover_drop(a, 0);
+    }
+    a->covers[a->ncovers].root = r;
+    a->covers[a->ncovers].epoch = epoch;
+    a->ncovers++;
+    pthread_mutex_unlock(&a->mu);
+}
+
+bool ap_covered(applier *a, const aop *op, bool locked, char *buf, size_t cap)
+{
+    if (op->ntouch == 0) return false;
+    if (!locked) pthread_mutex_lock(&a->mu);
+    int found = -1;
+    for (int t = 0; t < op->ntouch; t++) {
+        int hit = -1;
+        for (int i = a->ncovers - 1; i >= 0 && hit < 0; i--)
+            if (op->req->seq <= a->covers[i].epoch && ap_path_under(op->touch[t], a->covers[i].root)) hit = i;
+        if (hit < 0) {
+            found = -1;
+            break;
+        }
+        if (found < 0) found = hit;
+    }
+    if (found >= 0 && buf) snprintf(buf, cap, "%s", a->covers[found].root);
+    if (!locked) pthread_mutex_unlock(&a->mu);
+    return found >= 0;
+}
+
+void ap_covers_clear(applier *a)
+{
+    for (int i = 0; i < a->ncovers; i++) free(a->covers[i].root);
+    a->ncovers = 0;
 }

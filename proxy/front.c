@@ -137,41 +137,37 @@ int front__spool_open(const front *f)
     return fd;
 }
 
-static dp_body *spool_body_new(fr_req *r)
+/* Reserve the body's spool region (pipe_body_begin) and answer locally when the spool refuses. */
+static void body_begin(fr_req *r)
 {
-    int fd = front__spool_open(r->f);
-    if (fd < 0) {
-        LOGW("msg=\"cannot create spool file\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-fd));
-        return NULL;
+    uint64_t expect = r->content_length >= 0 ? (uint64_t)r->content_length : UINT64_MAX;
+    pipe_admit a = pipe_body_begin(r->f->p, expect, r->f->cfg->max_body_bytes, &r->body);
+    switch (a) {
+    case PIPE_ADMIT_OK:
+        break;
+    case PIPE_ADMIT_DEGRADED:
+        r->degraded = true;
+        LOGD("msg=\"body over the spool cap: the write will be resynced from Gen1\" req=%" PRIu64, r->id);
+        break;
+    case PIPE_ADMIT_REJECT:
+        r->body = NULL;
+        LOGI("msg=\"write refused: the spool is at its cap\" req=%" PRIu64 " op=%s", r->id, r->wr.info->name);
+        front__fail(r, 503, "IOException", "the proxy's spool is full; retry later");
+        break;
+    case PIPE_ADMIT_ERROR:
+    default:
+        r->body = NULL;
+        front__fail(r, 503, "IOException", "the proxy cannot spool the request body now; retry later");
+        break;
     }
-    dp_body *b = calloc(1, sizeof *b);
-    if (!b) {
-        close(fd);
-        return NULL;
-    }
-    b->fd = fd;
-    b->refs = 1;
-    return b;
 }
 
-/* Append n bytes to the spool file. 0 or -errno. */
-static int spool_write(fr_req *r, const char *data, size_t n)
+/* Append n bytes of body to the spool region (common/spool's spool_write). 0 or -errno. */
+static int body_write(fr_req *r, const char *data, size_t n)
 {
-    const dp_config *cfg = r->f->cfg;
-    int64_t now = metrics_gauge_value(r->f->spool_bytes);
-    if (cfg->spool_max_bytes && (uint64_t)now + n > cfg->spool_max_bytes) return -ENOSPC;
     metrics_gauge_add(r->f->spool_bytes, (int64_t)n);
     r->spool_counted += n;
-    while (n > 0) {
-        ssize_t w = write(r->body->fd, data, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        if (w == 0) return -EIO;
-        data += w;
-        n -= (size_t)w;
-        r->body->len += (uint64_t)w;
-    }
-    return 0;
+    return spool_write(r->body, data, n);
 }
 
 /* ---- redirects for the two-step dialect ---- */
@@ -354,7 +350,7 @@ static int check_msconcat_body(fr_req *r, whreq_err *e)
     if (!buf) return whreq_fail(e, 503, "IOException", "the proxy is out of memory; retry later");
     size_t got = 0;
     while (got < len) {
-        ssize_t n = pread(r->body->fd, buf + got, len - got, (off_t)got);
+        ssize_t n = pread(r->body->fd, buf + got, len - got, (off_t)(r->body->off + got));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         got += (size_t)n;
@@ -518,9 +514,7 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
         } else if (flag && !flag_set && !has_body(r)) {
             answer_redirect(r, flag);
         } else if (has_body(r) && r->wr.info->has_body) {
-            r->body = spool_body_new(r);
-            if (!r->body)
-                front__fail(r, 503, "IOException", "the proxy cannot spool the request body now; retry later");
+            body_begin(r);
         }
     }
     if (r->state == FR_ANSWERING && has_body(r)) {
@@ -553,9 +547,10 @@ static enum MHD_Result on_body(fr_req *r, const char *data, size_t n)
         return MHD_YES;
     }
     if (!r->body) return MHD_YES; /* a body on an op that takes none: dropped */
-    int rc = spool_write(r, data, n);
+    int rc = body_write(r, data, n);
     if (rc != 0) {
-        LOGW("msg=\"spool write failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-rc));
+        if (rc == -EFBIG) LOGI("msg=\"body past its spool reservation (spool cap)\" req=%" PRIu64, r->id);
+        else LOGW("msg=\"spool write failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-rc));
         front__fail(r, 503, "IOException", "the proxy's spool is full; retry later");
     }
     return MHD_YES;
@@ -577,7 +572,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     case FR_RECEIVING: {
         FR_SET(r, FR_SPOOLED);
         whreq_err e;
-        if (r->body) r->body->len = r->body_bytes;
+        int frc = r->body ? spool_finish(r->body) : 0;
+        if (frc != 0) {
+            LOGW("msg=\"spool finish failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-frc));
+            front__fail(r, 503, "IOException", "the proxy cannot spool the request body now; retry later");
+            return queue_answer(r);
+        }
         if (r->wr.op == WH_OP_MSCONCAT && check_msconcat_body(r, &e) != 0) {
             front__fail_err(r, &e);
             return queue_answer(r);
@@ -587,7 +587,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         return r->suspended ? MHD_YES : queue_answer(r);
     }
     case FR_UPSTREAM:
-        if (!atomic_load_explicit(&r->up, memory_order_acquire)) {
+        if (!front__upstream_ready(r)) {
             LOGE("msg=\"resumed without an upstream answer\" req=%" PRIu64, r->id);
             return MHD_NO;
         }
@@ -647,7 +647,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         httpc_resp_free(up);
         free(up);
     }
-    if (r->body) dp_body_unref(r->body);
+    spool_unref(r->body);
     metrics_gauge_add(r->f->spool_bytes, -(int64_t)r->spool_counted);
     if (r->open_fd >= 0) close(r->open_fd);
     if (r->parsed) whreq_free(&r->wr);
@@ -741,14 +741,12 @@ static void init_metrics(front *f)
                                             "Upstream exchanges that ended without an HTTP answer, by kind.", labels);
     }
     f->applied_submits = metrics_counter_get(m, "dualpipe_mirror_submitted_total",
-                                             "Writes Gen1 accepted that were handed to the Gen2 applier.", NULL);
+                                             "Writes Gen1 accepted that the journal owes Gen2.", NULL);
     f->skipped_false = metrics_counter_get(m, "dualpipe_mirror_skipped_total",
                                            "Writes not mirrored to Gen2, by reason.", "reason=\"gen1_false\"");
-    f->not_mirrored = metrics_counter_get(m, "dualpipe_mirror_skipped_total", "Writes not mirrored to Gen2, by reason.",
-                                          "reason=\"shutdown\"");
 }
 
-int front_start(const dp_config *cfg, gen1c *g1, applier *ap, metrics *m, front **out, char *err, size_t errlen)
+int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front **out, char *err, size_t errlen)
 {
     int lfd = -1;
     front *f = calloc(1, sizeof *f);
@@ -758,13 +756,13 @@ int front_start(const dp_config *cfg, gen1c *g1, applier *ap, metrics *m, front 
     }
     f->cfg = cfg;
     f->g1 = g1;
-    f->ap = ap;
+    f->p = p;
     f->m = m;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
     init_metrics(f);
 
-    /* Prove the spool works now rather than at the first write. */
+    /* Prove spool.dir takes files (OPEN data) now rather than at the first read. */
     int probe = front__spool_open(f);
     if (probe < 0) {
         snprintf(err, errlen, "spool.dir: cannot create files in %s: %s", cfg->spool_dir, strerror(-probe));
@@ -837,9 +835,9 @@ void front_stop(front *f, unsigned drain_ms)
     int rc = 0;
     while (f->upstream_calls > 0 && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&f->cond, &f->mu, &deadline);
     if (f->upstream_calls > 0)
-        LOGW("msg=\"front stopped with Gen1 calls in flight; their writes will not be mirrored\" calls=%u",
+        LOGW("msg=\"front stopped with requests still waiting for the journal, Gen1 or the ack; the journal "
+             "keeps their writes for the next start\" calls=%u",
              f->upstream_calls);
-    f->ap = NULL;
     pthread_mutex_unlock(&f->mu);
     LOGI("msg=\"front stopped taking requests\"");
 }

@@ -6,10 +6,14 @@
  *         \___________\__________________/^
  *          (answered locally: parse error, 307 redirect, 413, 503 ...)
  *
- * RECEIVING: headers parsed (whreq), the body streamed into a spool file (dp_body, O_TMPFILE in
- * spool.dir) as it arrives. SPOOLED: the whole body is on disk. UPSTREAM: the connection is
- * suspended (no thread held) while Gen1 answers through the httpc engine; the completion, on the
- * httpc thread, hands a write Gen1 accepted (2xx) to the applier and resumes the connection.
+ * RECEIVING: headers parsed (whreq), a write's body streamed into a spool region (pipe_body_begin,
+ * spool_write) as it arrives; over the spool cap under spool.policy "reject" it is refused with 503
+ * + Retry-After before anything reaches Gen1. SPOOLED: the whole body is on disk. UPSTREAM: the
+ * connection is suspended (no thread held). A write is journaled first (pipe_accept); once the
+ * record is durable (journal commit thread) it goes to Gen1 through the httpc engine (a journal
+ * failure is answered 503 and Gen1 never sees the write); Gen1's answer (httpc thread) goes to
+ * pipe_primary, which hands an accepted write to the applier; the connection resumes then, or with
+ * ack "both" when Gen2's first attempt ended. Reads go to Gen1 directly and are never journaled.
  * ANSWERING: Gen1's answer (status, body, relevant headers) or a local answer is queued. DONE: the
  * request is finished and its state freed.
  *
@@ -23,30 +27,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "applier.h"
 #include "cfg.h"
 #include "gen1client.h"
 #include "metrics.h"
+#include "pipeline.h"
 
 typedef struct front front;
 
 /**
- * Bind cfg.listen and start serving. cfg, g1, ap and m must outlive the front. Returns 0 and *out,
- * or -1 with a message in err naming the config key at fault where there is one.
+ * Bind cfg.listen and start serving. cfg, g1, p and m must outlive the front (see front_free).
+ * Returns 0 and *out, or -1 with a message in err naming the config key at fault where there is one.
  */
-int front_start(const dp_config *cfg, gen1c *g1, applier *ap, metrics *m, front **out, char *err, size_t errlen);
+int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front **out, char *err, size_t errlen);
 /** The port the front listens on (the real one when the config said 0). */
 int front_port(const front *f);
 /** True while the front accepts new requests (false after front_stop). Thread-safe. */
 bool front_accepting(const front *f);
 /**
  * Stop taking new requests (the listener closes; requests on open connections get 503 with
- * Connection: close) and wait up to drain_ms for requests already sent to Gen1. After it returns
- * the front never calls the applier again (a Gen1 answer arriving later is relayed to its writer
- * but not mirrored, and logged). The front keeps answering resumed requests until front_free.
+ * Connection: close) and wait up to drain_ms for the suspended ones (waiting for the journal, Gen1
+ * or the ack). A Gen1 answer arriving later is still relayed to its writer and handed to
+ * pipe_primary (the pipeline journals it for the next start once it stopped). The front keeps
+ * answering resumed requests until front_free.
  */
 void front_stop(front *f, unsigned drain_ms);
-/** Stop the daemon and free the front. Call after httpc_stop, so no Gen1 call is pending. */
+/**
+ * Stop the daemon and free the front. Call after pipe_stop and httpc_stop (no journal, Gen1 or
+ * applier callback is pending, so no connection is still suspended) and before pipe_free (closing
+ * connections releases their spool bodies).
+ */
 void front_free(front *f);
 
 /**

@@ -1,8 +1,8 @@
 /*
  * front_int: what the front end's two files share — the front and per-request structures, the
  * request state machine and the internal helpers (front__ prefix). front.c holds the libmicrohttpd
- * glue, request intake and local answers; front_up.c the Gen1 exchange, the hand-off to the applier
- * and the relay of Gen1's answer. Not for use outside proxy/front*.c.
+ * glue, request intake and local answers; front_up.c the journal and Gen1 exchange (through the
+ * pipeline) and the relay of Gen1's answer. Not for use outside proxy/front*.c.
  */
 #ifndef DP_FRONT_INT_H
 #define DP_FRONT_INT_H
@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "front.h"
+#include "pipeline.h"
+#include "spool.h"
 #include "whreq.h"
 
 #define FRONT_RETRY_AFTER_S 5          /* Retry-After on a 503 the proxy makes itself */
@@ -25,7 +27,7 @@
 typedef enum fr_state {
     FR_RECEIVING = 0,  /* headers in, body arriving into the spool */
     FR_SPOOLED,        /* whole body received */
-    FR_UPSTREAM,       /* suspended, waiting for Gen1 */
+    FR_UPSTREAM,       /* suspended: waiting for the journal, Gen1 and (ack "both") Gen2's first attempt */
     FR_ANSWERING,      /* an answer is prepared or queued */
     FR_DONE,           /* finished; state about to be freed */
     FR__COUNT
@@ -39,14 +41,13 @@ struct front {
     int port;
     atomic_bool stopping;
     atomic_uint_fast64_t next_id;      /* request ids for logs */
-    atomic_uint_fast64_t next_seq;     /* apply_req.seq: submission order */
-    pthread_mutex_t mu;                /* guards ap and upstream_calls */
+    pipeline *p;                       /* the journal and the applier behind it */
+    pthread_mutex_t mu;                /* guards upstream_calls (and orders it with stopping) */
     pthread_cond_t cond;               /* signalled when upstream_calls drops */
-    applier *ap;                       /* NULL once front_stop has drained */
-    unsigned upstream_calls;           /* Gen1 calls in flight */
+    unsigned upstream_calls;           /* suspended requests: waiting for the journal, Gen1 or the ack */
     /* metrics */
     _Atomic(metrics_counter *) req_ctr[WH_OP__COUNT][FRONT_NCLASS];
-    metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false, *not_mirrored;
+    metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false;
     metrics_counter *up_fail[HTTPC_E_AUTH + 1]; /* by httpc_result */
     metrics_histogram *up_latency;
     metrics_gauge *connections, *waiting, *spool_bytes;
@@ -69,7 +70,11 @@ typedef struct fr_req {
     bool chunked;
     uint64_t body_bytes;               /* received so far */
     uint64_t spool_counted;            /* bytes added to the spool gauge */
-    dp_body *body;                     /* spooled body (ops that carry data), or NULL */
+    spool_body *body;                  /* spooled body (ops that carry data; one reference), or NULL */
+    bool degraded;                     /* the body went over the spool cap (policy degrade) */
+    bool journaled;                    /* a write op: goes through pipe_accept / pipe_primary */
+    uint64_t seq;                      /* its journal seq (set by the durability callback) */
+    _Atomic int local_err;             /* -errno: answered locally after a suspension (journal, send) */
     int open_fd;                       /* OPEN data from Gen1 (O_TMPFILE), -1 when none */
     /* the answer */
     int status;
@@ -92,12 +97,16 @@ __attribute__((format(printf, 4, 5))) void front__fail(fr_req *r, int status, co
 void front__fail_err(fr_req *r, const whreq_err *e);
 /** Attach resp with status as r's answer (consumes resp; NULL means out of memory -> 500). */
 void front__set_answer(fr_req *r, int status, struct MHD_Response *resp);
-/** Open an unlinked spool file in spool.dir (O_TMPFILE, else mkstemp + unlink). fd or -errno. */
+/** Open an unlinked file in spool.dir for OPEN data (O_TMPFILE, else mkstemp + unlink). fd or -errno. */
 int front__spool_open(const front *f);
 
-/** SPOOLED -> UPSTREAM: suspend and send r to Gen1 (or prepare an error answer). */
+/** SPOOLED -> UPSTREAM: suspend, journal a write (pipe_accept) and send r to Gen1 once it is durable,
+ *  or send a read at once (or prepare an error answer). */
 void front__dispatch(fr_req *r);
-/** Turn Gen1's stored answer into r's answer (UPSTREAM -> ANSWERING). */
+/** Turn Gen1's stored answer, or the local failure that ended the suspension, into r's answer
+ *  (UPSTREAM -> ANSWERING). */
 void front__answer_upstream(fr_req *r);
+/** True when the suspension ended with an answer to give (Gen1's or a local failure). */
+bool front__upstream_ready(const fr_req *r);
 
 #endif

@@ -1,13 +1,22 @@
 /*
- * front_up: the Gen1 leg of a front request. front__dispatch suspends the connection and sends the
- * request through gen1client (body from the spool file, OPEN data into an O_TMPFILE, other answers
- * to bounded memory). The completion runs on the httpc engine thread: it hands a write Gen1 accepted
- * to the applier (before the writer is answered; the writer does not wait for Gen2), stores the
- * answer and resumes the connection; MHD then calls the handler again on its own thread and
- * front__answer_upstream relays Gen1's status, body and relevant headers.
+ * front_up: the upstream leg of a front request. front__dispatch suspends the connection. A write
+ * is journaled first (pipe_accept); its durability callback, on the journal's commit thread, sends
+ * it to Gen1 through gen1client with the body read straight from its spool region (or, when the
+ * journal could not make it durable, ends the suspension with a 503: Gen1 never sees it). A read
+ * goes to Gen1 at once (OPEN data into an O_TMPFILE, other answers to bounded memory).
  *
- * A write Gen1 refused is relayed unchanged and nothing reaches the applier. MKDIRS, RENAME and
- * DELETE that Gen1 answered {"boolean": false} changed nothing, so they are not mirrored either.
+ * Gen1's answer arrives on the httpc engine thread. For a write it goes to pipe_primary: 2xx is
+ * accepted (the pipeline hands it to the applier), except MKDIRS/RENAME/DELETE answered
+ * {"boolean": false}, which changed nothing and is aborted like a refusal; another status is a
+ * refusal (the record is aborted, Gen2 never sees it), and so is a connection Gen1 refused (nothing
+ * was sent); no answer after the request went out (timeout, reset) leaves the outcome unknown (the
+ * pipeline resyncs the path from Gen1). The answer is stored and the
+ * connection resumed, at once or, with ack "both", when pipe_primary's ack callback runs after the
+ * first Gen2 attempt. MHD then calls the handler again on its own thread and
+ * front__answer_upstream relays Gen1's status, body and relevant headers, unchanged.
+ *
+ * Every suspension is counted in upstream_calls (front_stop drains them) and ends with exactly one
+ * finish_upstream, by whichever thread ends it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,7 +34,32 @@ static const char *const relay_headers[] = {
     "Content-Type", "Location", "Retry-After", "WWW-Authenticate", "x-ms-request-id",
 };
 
-/* ---- the hand-off to the applier (httpc thread) ---- */
+/* End r's suspension: resume the connection (r belongs to the MHD thread again from here on and may
+ * be freed at any moment) and let front_stop's drain know. */
+static void finish_upstream(fr_req *r)
+{
+    front *f = r->f;
+    MHD_resume_connection(r->conn);
+    pthread_mutex_lock(&f->mu);
+    f->upstream_calls--;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* End the suspension with a local answer (err: -errno, see front__answer_upstream). */
+static void finish_local(fr_req *r, int err)
+{
+    atomic_store_explicit(&r->local_err, err, memory_order_release);
+    finish_upstream(r);
+}
+
+bool front__upstream_ready(const fr_req *r)
+{
+    return atomic_load_explicit(&r->up, memory_order_acquire) != NULL ||
+           atomic_load_explicit(&r->local_err, memory_order_acquire) != 0;
+}
+
+/* ---- Gen1's answer to a write -> the pipeline (httpc thread) ---- */
 
 /* True when a boolean-answering op said {"boolean": false}: Gen1 changed nothing. */
 static bool answered_false(const fr_req *r, const httpc_resp *resp)
@@ -43,61 +77,46 @@ static bool answered_false(const fr_req *r, const httpc_resp *resp)
     return no;
 }
 
-static apply_req *build_apply(fr_req *r, const httpc_resp *resp)
+/* pipe_primary's ack ("both"): Gen2's first attempt ended; the writer gets Gen1's answer now. */
+static void on_acked(void *ud)
 {
-    apply_req *a = calloc(1, sizeof *a);
-    if (!a) return NULL;
-    a->seq = atomic_fetch_add(&r->f->next_seq, 1) + 1;
-    a->op = r->wr.op;
-    a->gen1_status = (int)resp->status;
-    a->path = strdup(r->wr.path);
-    if (!a->path) goto fail;
-    if (r->wr.nparams > 0) {
-        a->params = calloc((size_t)r->wr.nparams, sizeof *a->params);
-        if (!a->params) goto fail;
-        for (int i = 0; i < r->wr.nparams; i++) {
-            a->params[i].name = strdup(r->wr.params[i].name);
-            a->params[i].value = strdup(r->wr.params[i].value);
-            a->nparams = i + 1;
-            if (!a->params[i].name || !a->params[i].value) goto fail;
-        }
-    }
-    if (r->authorization && !(a->authorization = strdup(r->authorization))) goto fail;
-    if (resp->body.data && resp->body.len > 0 && r->open_fd < 0 && !(a->gen1_body = strdup(resp->body.data)))
-        goto fail;
-    if (r->body) a->body = dp_body_ref(r->body);
-    return a;
-fail:
-    apply_req_free(a);
-    return NULL;
+    finish_upstream(ud);
 }
 
-static void submit_apply(fr_req *r, const httpc_resp *resp)
+/* Tell the pipeline what Gen1 said about journaled write r. Returns true when r's suspension
+ * continues (ack "both": on_acked ends it), false when the caller ends it now. */
+static bool report_primary(fr_req *r, const httpc_resp *resp)
 {
     front *f = r->f;
-    if (answered_false(r, resp)) {
-        metrics_inc(f->skipped_false);
-        LOGD("msg=\"not mirrored: Gen1 answered false\" req=%" PRIu64 " op=%s", r->id, r->wr.info->name);
-        return;
-    }
-    apply_req *a = build_apply(r, resp);
-    if (!a) {
-        LOGE("msg=\"write not mirrored: out of memory\" req=%" PRIu64 " op=%s path=\"%s\"", r->id, r->wr.info->name,
-             r->wr.path);
-        return;
-    }
-    uint64_t seq = a->seq;
-    pthread_mutex_lock(&f->mu);
-    int rc = f->ap ? applier_submit(f->ap, a, NULL, NULL) : -1;
-    if (!f->ap) apply_req_free(a);
-    pthread_mutex_unlock(&f->mu);
-    if (rc == 0) {
-        metrics_inc(f->applied_submits);
+    pipe_primary_result pr = {.kind = PIPE_P_UNKNOWN, .authorization = r->authorization};
+    if (resp->result == HTTPC_OK) {
+        pr.status = (int)resp->status;
+        pr.gen1_body = resp->body.len > 0 ? resp->body.data : NULL;
+        if (resp->status >= 200 && resp->status < 300) {
+            pr.kind = PIPE_P_OK;
+            pr.changed_nothing = answered_false(r, resp);
+            if (pr.changed_nothing) {
+                metrics_inc(f->skipped_false);
+                LOGD("msg=\"not mirrored: Gen1 answered false\" req=%" PRIu64 " op=%s seq=%" PRIu64, r->id,
+                     r->wr.info->name, r->seq);
+            } else {
+                metrics_inc(f->applied_submits);
+            }
+        } else {
+            pr.kind = PIPE_P_REFUSED;
+            LOGD("msg=\"Gen1 refused a write: aborted\" req=%" PRIu64 " op=%s seq=%" PRIu64 " status=%d", r->id,
+                 r->wr.info->name, r->seq, pr.status);
+        }
+    } else if (resp->result == HTTPC_E_CONNECT) {
+        /* No connection was made (refused, unresolvable): nothing reached Gen1, so it is aborted. */
+        pr.kind = PIPE_P_REFUSED;
+        LOGD("msg=\"Gen1 unreachable: write aborted\" req=%" PRIu64 " seq=%" PRIu64, r->id, r->seq);
     } else {
-        metrics_inc(f->not_mirrored);
-        LOGE("msg=\"write not mirrored: the applier is stopping\" req=%" PRIu64 " op=%s path=\"%s\" seq=%" PRIu64,
-             r->id, r->wr.info->name, r->wr.path, seq);
+        LOGW("msg=\"no answer from Gen1 for a journaled write: its path will be resynced\" req=%" PRIu64
+             " op=%s seq=%" PRIu64 " result=%s",
+             r->id, r->wr.info->name, r->seq, httpc_result_str(resp->result));
     }
+    return pipe_primary(f->p, r->seq, &pr, on_acked, r) == 0;
 }
 
 /* ---- Gen1 exchange ---- */
@@ -108,23 +127,18 @@ static void upstream_done(void *ud, httpc_resp *resp)
     front *f = r->f;
     if (resp->result == HTTPC_OK) {
         metrics_observe(f->up_latency, resp->total_s);
-        if (resp->status >= 200 && resp->status < 300 && r->wr.info->is_write) submit_apply(r, resp);
-    } else if ((int)resp->result > 0 && (int)resp->result < 8) {
-        if ((unsigned)resp->result <= HTTPC_E_AUTH) metrics_inc(f->up_fail[resp->result]);
+    } else if ((int)resp->result > 0 && (unsigned)resp->result <= HTTPC_E_AUTH) {
+        metrics_inc(f->up_fail[resp->result]);
     }
+    /* Stored first: with ack "both" the suspension may end on another thread inside report_primary. */
     atomic_store_explicit(&r->up, resp, memory_order_release);
-    /* From here on r belongs to the MHD thread again (it may be freed at any moment). */
-    MHD_resume_connection(r->conn);
-    pthread_mutex_lock(&f->mu);
-    f->upstream_calls--;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->mu);
+    if (r->journaled && report_primary(r, resp)) return; /* r may be gone already */
+    finish_upstream(r);
 }
 
-void front__dispatch(fr_req *r)
+/* Send r to Gen1 (its body from the spool region). 0, or -1 when it could not be sent. */
+static int send_gen1(fr_req *r)
 {
-    front *f = r->f;
-    if (r->body) r->body->len = r->body_bytes;
     gen1c_call call = {
         .req = &r->wr,
         .raw_query = r->query,
@@ -133,14 +147,38 @@ void front__dispatch(fr_req *r)
         .client_request_id = r->client_request_id,
         .in = r->body ? HTTPC_IN_FD : HTTPC_IN_NONE,
         .in_fd = r->body ? r->body->fd : -1,
-        .in_off = 0,
+        .in_off = r->body ? r->body->off : 0,
         .in_len = r->body ? r->body->len : 0,
-        .out = HTTPC_BODY_MEMORY,
+        .out = r->open_fd >= 0 ? HTTPC_BODY_FD : HTTPC_BODY_MEMORY,
         .out_max = FRONT_JSON_MAX,
-        .out_fd = -1,
+        .out_fd = r->open_fd,
         .done = upstream_done,
         .ud = r,
     };
+    return gen1c_send(r->f->g1, &call);
+}
+
+/* Journal commit thread: the write's record is durable (err 0) or not; send it or answer 503. */
+static void on_durable(void *ud, uint64_t seq, int err)
+{
+    fr_req *r = ud;
+    r->seq = seq;
+    if (err != 0) {
+        finish_local(r, err);
+        return;
+    }
+    if (send_gen1(r) != 0) {
+        /* Never reached Gen1: aborted like a refusal, Gen2 never sees it. */
+        pipe_primary_result pr = {.kind = PIPE_P_REFUSED, .status = 0};
+        (void)pipe_primary(r->f->p, seq, &pr, NULL, NULL);
+        finish_local(r, -ECONNREFUSED);
+    }
+}
+
+void front__dispatch(fr_req *r)
+{
+    front *f = r->f;
+    r->journaled = r->wr.info->is_write;
     if (r->wr.op == WH_OP_OPEN) {
         int fd = front__spool_open(f);
         if (fd < 0) {
@@ -149,10 +187,8 @@ void front__dispatch(fr_req *r)
             return;
         }
         r->open_fd = fd;
-        call.out = HTTPC_BODY_FD;
-        call.out_fd = fd;
     }
-    /* Refuse new Gen1 calls once front_stop began: counted under the same lock it drains with. */
+    /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
     pthread_mutex_lock(&f->mu);
     bool stopping = atomic_load(&f->stopping);
     if (!stopping) f->upstream_calls++;
@@ -161,18 +197,30 @@ void front__dispatch(fr_req *r)
         front__fail(r, 503, "IOException", "the proxy is shutting down");
         return;
     }
-    /* Suspend before sending: the completion may run (and resume) before gen1c_send returns. */
+    /* Suspend before journaling or sending: the completion may run (and resume) before the call returns.
+     * r stays ours until this handler returns (MHD serves the connection on this thread only). */
     FR_SET(r, FR_UPSTREAM);
     r->suspended = true;
     MHD_suspend_connection(r->conn);
-    if (gen1c_send(f->g1, &call) != 0) {
-        pthread_mutex_lock(&f->mu);
-        f->upstream_calls--;
-        pthread_cond_broadcast(&f->cond);
-        pthread_mutex_unlock(&f->mu);
-        MHD_resume_connection(r->conn);
-        front__fail(r, 503, "IOException", "the proxy cannot reach Gen1 now; retry later");
+    int rc;
+    if (r->journaled) {
+        uint64_t seq = 0;
+        rc = pipe_accept(f->p, &r->wr, r->body, r->degraded, on_durable, r, &seq);
+        if (rc == 0) return;
+        LOGW("msg=\"write not journaled\" req=%" PRIu64 " op=%s err=\"%s\"", r->id, r->wr.info->name, strerror(-rc));
+    } else {
+        rc = send_gen1(r) == 0 ? 0 : -ECONNREFUSED;
+        if (rc == 0) return;
     }
+    finish_upstream(r);
+    if (rc == -EINVAL)
+        front__fail(r, 400, "IllegalArgumentException", "the request is larger than the proxy's journal can record");
+    else if (rc == -ESHUTDOWN)
+        front__fail(r, 503, "IOException", "the proxy is shutting down");
+    else if (rc == -ECONNREFUSED)
+        front__fail(r, 503, "IOException", "the proxy cannot reach Gen1 now; retry later");
+    else
+        front__fail(r, 503, "IOException", "the proxy cannot journal the write now; retry later");
 }
 
 /* The writer-facing error for an exchange that produced no HTTP answer (never an internal path). */
@@ -206,6 +254,14 @@ static void fail_transport(fr_req *r, const httpc_resp *resp)
 void front__answer_upstream(fr_req *r)
 {
     httpc_resp *resp = atomic_load_explicit(&r->up, memory_order_acquire);
+    int lerr = atomic_load_explicit(&r->local_err, memory_order_acquire);
+    if (!resp) {
+        if (lerr == -ESHUTDOWN) front__fail(r, 503, "IOException", "the proxy is shutting down");
+        else if (lerr == -ECONNREFUSED)
+            front__fail(r, 503, "IOException", "the proxy cannot reach Gen1 now; retry later");
+        else front__fail(r, 503, "IOException", "the proxy cannot journal the write now; retry later");
+        return;
+    }
     if (resp->result != HTTPC_OK) {
         fail_transport(r, resp);
         return;

@@ -1,11 +1,15 @@
 /*
  * main: the `dualpipe` command line. `--config FILE` runs the proxy: it loads the configuration,
- * starts the modules in a visible order (httpc engine, Gen1 client, applier, front, admin), prints
- * one "dualpipe ready listen=H:P admin=H:P" line on stdout once both listeners are up, then waits
- * for SIGINT/SIGTERM with sigwait (the signals are blocked in every thread, so no handler runs in
- * the middle of anything) and stops in reverse: the front takes no new requests and lets the Gen1
- * calls already made finish, the admin closes, the applier drains for up to 5 s, the httpc engine
- * stops (cancelling whatever is left), and everything is freed. `--check-config FILE` validates and
+ * starts the modules in a visible order (httpc engine, Gen1 client, pipeline — I/O engine, spool,
+ * journal with its recovery, applier, the recovered records resubmitted — then the front and the
+ * admin), prints one "dualpipe ready listen=H:P admin=H:P" line on stdout once both listeners are
+ * up, then waits for SIGINT/SIGTERM with sigwait (the signals are blocked in every thread, so no
+ * handler runs in the middle of anything) and stops in reverse: the front takes no new requests and
+ * lets the suspended ones finish (journal, Gen1, ack), the admin closes, the pipeline refuses new
+ * records and drains the applier for up to 5 s (what is left stays in the journal for the next
+ * start), the httpc engine stops (cancelling whatever is left), the front closes its connections
+ * (releasing their spool bodies), and the pipeline commits what is queued and closes the journal.
+ * `dualpipe journal ...` is the operator command (jcli.h). `--check-config FILE` validates and
  * explains the configuration; `--version` and `--help` do the obvious. Secrets never come from the
  * command line.
  */
@@ -18,13 +22,14 @@
 #include <sys/stat.h>
 
 #include "admin.h"
-#include "applier.h"
 #include "cfg.h"
 #include "front.h"
 #include "gen1client.h"
 #include "httpc.h"
+#include "jcli.h"
 #include "log.h"
 #include "metrics.h"
+#include "pipeline.h"
 
 #ifndef DP_VERSION
 #define DP_VERSION "0.0.0"
@@ -37,6 +42,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: dualpipe --config FILE        run the proxy\n"
                  "       dualpipe --check-config FILE  validate FILE and explain the effective configuration\n"
+                 "       dualpipe journal status|list|retry|drop|resync ... --config FILE\n"
+                 "                                     operate on the journal (dualpipe journal --help)\n"
                  "       dualpipe --version\n"
                  "       dualpipe --help\n"
                  "Secrets (Gen2 account key, SAS, client secret) come from the config file, or from the\n"
@@ -69,7 +76,7 @@ static int check_config(const char *file)
     return rc == 0 ? 0 : 1;
 }
 
-/* Create spool.dir (and its parents) when missing; the front then proves it can create files in it. */
+/* Create spool.dir (and its parents) when missing; the pipeline and the front then use it. */
 static int ensure_dir(const char *dir, char *err, size_t errlen)
 {
     char path[1024];
@@ -102,7 +109,7 @@ static int run(const char *file)
     dp_config cfg;
     httpc *http = NULL;
     gen1c *g1 = NULL;
-    applier *ap = NULL;
+    pipeline *pl = NULL;
     metrics *m = NULL;
     front *f = NULL;
     admin *adm = NULL;
@@ -131,13 +138,10 @@ static int run(const char *file)
                       1);
     if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
-    if (applier_new(&cfg, http, g1, &ap, err, sizeof err) != 0) goto out;
-    if (applier_register_metrics(ap, m) != 0) {
-        snprintf(err, sizeof err, "applier: cannot register its metrics");
-        goto out;
-    }
-    if (front_start(&cfg, g1, ap, m, &f, err, sizeof err) != 0) goto out;
-    if (admin_start(&cfg, m, ap, g1, f, &adm, err, sizeof err) != 0) goto out;
+    /* Recovery runs here, before the front takes a request. */
+    if (pipe_open(&cfg, http, g1, m, &pl, err, sizeof err) != 0) goto out;
+    if (front_start(&cfg, g1, pl, m, &f, err, sizeof err) != 0) goto out;
+    if (admin_start(&cfg, m, pl, g1, f, &adm, err, sizeof err) != 0) goto out;
 
     printf("dualpipe ready listen=");
     print_hostport(stdout, cfg.listen.host, front_port(f));
@@ -155,17 +159,17 @@ static int run(const char *file)
 
 out:
     if (status != 0 && err[0]) fprintf(stderr, "dualpipe: %s\n", err);
-    /* Reverse order; each step tolerates the later modules never having started. */
+    /* Reverse order; each step tolerates the later modules never having started. No callback reaches
+     * freed state: after pipe_stop every journal callback for the front has run, after httpc_stop no
+     * Gen1 or applier callback is left, so no connection is suspended when front_free closes them
+     * (their spool bodies go back while the spool is open), and the journal closes last. */
     if (f) front_stop(f, MAIN_DRAIN_FRONT_MS);
     if (adm) admin_stop(adm);
-    if (ap) {
-        uint64_t left = applier_pending(ap);
-        if (left) LOGI("msg=\"draining the applier\" pending=%llu", (unsigned long long)left);
-        applier_stop(ap, MAIN_DRAIN_APPLIER_MS);
-    }
+    if (pl) pipe_stop(pl, MAIN_DRAIN_APPLIER_MS);
     if (http) httpc_stop(http);
     admin_free(adm);
     front_free(f);
+    pipe_free(pl);
     if (g1) gen1c_free(g1);
     metrics_free(m);
     cfg_free(&cfg);
@@ -185,6 +189,7 @@ int main(int argc, char **argv)
     }
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+    if (argc >= 2 && strcmp(argv[1], "journal") == 0) return jcli_main(argc - 1, argv + 1);
     usage(stderr);
     return 2;
 }

@@ -6,7 +6,15 @@ Gen2 emulator (DFS) with the filesystem "lake" created, and `dualpipe --config <
 picks itself, runs in its own temporary directory, and is stopped at the end. The proxy is ready when
 it prints `dualpipe ready listen=H:P admin=H:P`.
 
-wait_applied() polls the proxy's `GET /admin/status` until no write is pending on the Gen2 side.
+wait_applied() polls the proxy's `GET /admin/status` until no write is pending on the Gen2 side;
+wait_drained() polls `GET /admin/journal` until the journal owes Gen2 nothing (issue 4).
+
+Durable spool + journal (issue 4): the environment variable DP_JOURNAL_IO (auto|io_uring|threads)
+sets journal.io in every Stack's config (unset: the proxy's default), so the whole suite can be
+re-run with the thread-pool backend; DP_NO_URING=1 runs the proxy under tests/tools'
+`dualpipe-no-uring` (io_uring refused by seccomp, as in Docker), to exercise the automatic fallback.
+A Proxy can be killed (SIGKILL) and started again on the same spool and journal directories; the
+new ready line gives the new ports.
 
 compare() is the independent check that both stores hold the same thing: it walks Gen1 directly on
 the Gen1 emulator (WebHDFS LISTSTATUS with paging, GETACLSTATUS, OPEN) and Gen2 directly on the Gen2
@@ -33,6 +41,10 @@ DUALPIPE_BIN = os.environ.get("DUALPIPE", os.path.join(os.path.dirname(os.path.a
                                                        "../../build/bin/dualpipe"))
 A = "/" + emulib.DEV_ACCOUNT
 FS = "lake"
+NO_URING_BIN = os.environ.get("DUALPIPE_NO_URING",
+                              os.path.join(os.path.dirname(os.path.abspath(DUALPIPE_BIN)), "dualpipe-no-uring"))
+JOURNAL_IO = os.environ.get("DP_JOURNAL_IO") or None     # auto|io_uring|threads; None = the proxy's default
+NO_URING = os.environ.get("DP_NO_URING", "") not in ("", "0")
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
@@ -67,9 +79,11 @@ def base_config(gen1_url, gen1_dialect, gen2_url, spool_dir, filesystem=FS):
 class Proxy:
     """A running `dualpipe --config FILE`. config is the dict written to FILE."""
 
-    def __init__(self, config, env=None, start=True):
+    def __init__(self, config, env=None, start=True, no_uring=None):
         self.config = config
         self.env = env
+        self.no_uring = NO_URING if no_uring is None else no_uring
+        self.log_mark = 0  # size of the log when the current process started (log_since_start)
         self.dir = tempfile.mkdtemp(prefix="dp-proxy-")
         self.config_path = os.path.join(self.dir, "config.json")
         self.log_path = os.path.join(self.dir, "dualpipe.log")
@@ -87,13 +101,19 @@ class Proxy:
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=1)
 
+    def argv(self):
+        cmd = [DUALPIPE_BIN, "--config", self.config_path]
+        return ([NO_URING_BIN] + cmd) if self.no_uring else cmd
+
     def start(self, timeout=20):
+        """Start (or start again, on the same config, spool and journal) and wait for the ready line."""
         self.write_config()
         self.log = open(self.log_path, "ab")
+        self.log_mark = self.log.tell()
+        self.returncode = None
         env = dict(os.environ)
         env.update(self.env or {})
-        self.proc = subprocess.Popen([DUALPIPE_BIN, "--config", self.config_path], stdout=subprocess.PIPE,
-                                     stderr=self.log, env=env)
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=self.log, env=env)
         # The ready line is read on a thread so a silent, hung proxy cannot block the test past timeout.
         box = {}
 
@@ -109,14 +129,16 @@ class Proxy:
         t.join(timeout)
         line = box.get("line", b"")
         if not line.startswith(b"dualpipe ready"):
+            rc = self.proc.poll()
             self.proc.kill()
             self.proc.wait()
             self.proc.stdout.close()
             self.proc = None
             self.log.close()
             self.log = None
-            raise RuntimeError("dualpipe did not start (%r)\nconfig: %s\n---- log ----\n%s"
-                               % (line, json.dumps(self.config), self.read_log()[-4000:]))
+            raise RuntimeError("dualpipe did not start (%r, exit status %s)\ncommand: %s\nconfig: %s\n---- log ----\n%s"
+                               % (line, "none yet" if rc is None else rc, " ".join(self.argv()),
+                                  json.dumps(self.config), self.read_log()[-4000:]))
         fields = dict(kv.split("=", 1) for kv in line.decode().split()[2:])
         self.listen = fields["listen"]
         self.url = "http://" + fields["listen"]
@@ -130,6 +152,31 @@ class Proxy:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def log_since_start(self):
+        """The log written by the current (or last) process only."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_mark)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def kill(self):
+        """kill -9: no drain, no clean close; the spool and journal stay as the crash left them.
+        A deliberate kill does not count as an unclean exit in close()."""
+        rc = self.stop(signal.SIGKILL)
+        self.returncode = None
+        return rc
+
+    def restart(self, kill=False, timeout=20):
+        """Stop (SIGTERM, or SIGKILL when kill) and start again on the same directories; returns the
+        exit status of the stopped process. The ports change: use self.url / self.admin_url after."""
+        rc = self.kill() if kill else self.stop()
+        if not kill and rc not in (0, None):
+            raise AssertionError("dualpipe exited with %r on SIGTERM\n%s" % (rc, self.read_log()[-4000:]))
+        self.start(timeout)
+        return rc
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         """Stop the proxy (it drains for up to 5 s); returns its exit status."""
@@ -178,6 +225,58 @@ class Proxy:
             raise AssertionError("GET /admin/status: %r" % r)
         return r.json()
 
+    def journal(self):
+        """GET /admin/journal: {"journal":{"pending":..,"parked":..,...},"spool":..,"recovery":..}."""
+        r = self.admin("GET", "/admin/journal")
+        if r.status != 200:
+            raise AssertionError("GET /admin/journal: %r" % r)
+        return r.json()
+
+    def metrics(self):
+        """GET /metrics as {"name{labels}": float}."""
+        out = {}
+        for line in self.admin("GET", "/metrics").body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def io_backend(self):
+        """The journal's I/O backend as GET /admin/journal reports it ("io_uring" or "threads")."""
+        js = self.journal()
+        return js.get("io_backend") or js.get("journal", {}).get("backend")
+
+    def expected_backend(self):
+        """The backend this run must use: "threads" when forced (journal.io threads, or io_uring
+        refused under dualpipe-no-uring), "io_uring" when forced, None when either may be right."""
+        io = self.config.get("journal", {}).get("io")
+        if io == "threads" or (self.no_uring and io in (None, "auto")):
+            return "threads"
+        return "io_uring" if io == "io_uring" else None
+
+    def wait_drained(self, timeout=60, allow_parked=False):
+        """Wait until the journal owes Gen2 nothing: pending 0 and nothing awaiting the primary (and
+        no parked record unless allow_parked), and the applier's own queue (GET /admin/status) is
+        empty. Returns the last /admin/journal JSON."""
+        deadline = time.time() + timeout
+        js = None
+        while True:
+            js = self.journal()
+            j = js.get("journal", {})
+            done = int(j.get("pending", -1)) == 0 and int(j.get("awaiting_primary", 0)) == 0
+            if done and not allow_parked and int(j.get("parked", 0)) != 0:
+                raise AssertionError("journal has parked records: %s\n%s"
+                                     % (json.dumps(js)[:2000], self.admin("GET", "/admin/journal/records?parked=1")))
+            if done:
+                r = self.admin("GET", "/admin/status")
+                if r.status != 200 or int(r.json().get("pending", 0)) == 0:
+                    return js
+            if time.time() > deadline:
+                break
+            time.sleep(0.1)
+        raise AssertionError("journal still pending after %.0f s: %s\n---- proxy log ----\n%s"
+                             % (timeout, json.dumps(js)[:2000], self.log_since_start()[-4000:]))
+
     def wait_applied(self, timeout=30):
         """Wait until the applier has nothing pending; returns the last status JSON."""
         deadline = time.time() + timeout
@@ -189,6 +288,23 @@ class Proxy:
             time.sleep(0.05)
         raise AssertionError("applier still pending after %.0f s: %s\n---- proxy log ----\n%s"
                              % (timeout, json.dumps(st)[:2000], self.read_log()[-4000:]))
+
+
+def write_data(proxy, method, path, op, data, two_step=False, timeout=30, **params):
+    """CREATE (PUT) or APPEND (POST) of data through proxy in one of the two writer dialects: one-step
+    (write=true / append=true with the body, as the ADLS SDKs send) or Hadoop two-step (a body-less
+    request, the proxy's 307 back to itself, then the data to that Location). proxy.url is read at
+    call time, so a writer follows a restarted proxy. Returns the last Response; transport errors
+    (refused, reset, timeout) are raised."""
+    if not two_step:
+        params.setdefault("write" if op.upper() == "CREATE" else "append", "true")
+        return proxy.request(method, wh_target(path, op, **params), data, timeout=timeout)
+    r = proxy.request(method, wh_target(path, op, **params), b"", timeout=timeout)
+    if r.status != 307:
+        return r
+    loc = urllib.parse.urlsplit(r.header("location"))
+    target = loc.path + ("?" + loc.query if loc.query else "")
+    return emulib.http_request("%s://%s" % (loc.scheme, loc.netloc), method, target, data, timeout=timeout)
 
 
 def wh_target(path, op, prefix="/webhdfs/v1", **params):
@@ -204,7 +320,7 @@ class Stack:
     for values that need the emulators' ports). gen1_kw / gen2_kw: extra emulib.Emu arguments."""
 
     def __init__(self, dialect="adls", config=None, proxy_env=None, gen1_kw=None, gen2_kw=None,
-                 filesystems=(FS,), start_proxy=True):
+                 filesystems=(FS,), start_proxy=True, no_uring=None):
         self.dialect = dialect
         self.gen1 = self.gen2 = self.proxy = None
         try:
@@ -216,13 +332,21 @@ class Stack:
                     raise RuntimeError("creating filesystem %s: %r" % (fs, r))
             self.spool = tempfile.mkdtemp(prefix="dp-spool-")
             over = config(self) if callable(config) else config
-            self.config = deep_merge(base_config(self.gen1.url, dialect, self.gen2.url, self.spool), over)
+            base = base_config(self.gen1.url, dialect, self.gen2.url, self.spool)
+            if JOURNAL_IO:
+                base["journal"] = {"io": JOURNAL_IO}
+            self.config = deep_merge(base, over)
             self.proxy_env = proxy_env
+            self.no_uring = no_uring
             if start_proxy:
-                self.proxy = Proxy(self.config, env=proxy_env)
+                self.proxy = Proxy(self.config, env=proxy_env, no_uring=no_uring)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def journal_dir(self):
+        return self.config.get("journal", {}).get("dir") or os.path.join(self.config["spool"]["dir"], "journal")
 
     def close(self):
         errors = []
@@ -290,6 +414,9 @@ class Stack:
 
     def wait_applied(self, timeout=30):
         return self.proxy.wait_applied(timeout)
+
+    def wait_drained(self, timeout=60, allow_parked=False):
+        return self.proxy.wait_drained(timeout, allow_parked)
 
     def compare(self, root="/", fs=FS, gen2_dir=None, check_bytes=True):
         return compare(self, root, fs, gen2_dir, check_bytes)

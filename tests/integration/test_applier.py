@@ -49,16 +49,21 @@ class Applier(unittest.TestCase):
         self.assertGreaterEqual(c["requests"].get("PATCH flush", 0), 3, c)
         self.s.assert_same(self, "/r")
 
-    def test_non_retryable_refusal_is_reported(self):
+    def test_non_retryable_refusal_is_resynced(self):
+        # A Gen2 refusal that retrying cannot fix does not leave Gen2 behind: the path is copied from Gen1
+        # (a resync), and the refusal stays visible to operators in the failures list.
         self.s.gen2.fault("method=PUT,op=create-file,action=fail,status=501,count=1")
-        self.create("/nr/f", b"on Gen1 only")
+        self.create("/nr/f", b"on Gen1 first")
         st = self.s.wait_applied(30)
-        self.assertEqual(st["failure_count"], 1, st)
+        self.assertEqual(st["resynced"], 1, st)
+        self.assertEqual(st["parked"], 0, st)
         f = st["failures"][0]
         self.assertEqual((f["op"], f["path"]), ("CREATE", "/nr/f"), f)
         self.assertIn("501", f["detail"])
-        self.assertEqual(self.s.g1_read("/nr/f"), b"on Gen1 only")
-        self.assertEqual(self.s.g2("HEAD", "/nr/f").status, 404)
+        self.assertIn("resync", f["detail"])
+        self.assertEqual(self.s.g1_read("/nr/f"), b"on Gen1 first")
+        self.assertEqual(self.s.g2_read("/nr/f"), b"on Gen1 first")
+        self.s.assert_same(self, "/nr")
 
     def test_no_token_fails_without_retries(self):
         self.s.close()

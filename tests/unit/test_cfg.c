@@ -128,6 +128,20 @@ TEST(every_default)
     ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN1_PRIMARY);
     ASSERT_EQ_STR(c.spool_dir, "/var/lib/dualpipe/spool");
     ASSERT_TRUE(c.spool_max_bytes == 8ull * 1024 * 1024 * 1024);
+    ASSERT_EQ_INT(c.spool_policy, CFG_SPOOL_DEGRADE);
+    ASSERT_TRUE(c.spool_segment_bytes == 64ull << 20);
+    ASSERT_EQ_STR(c.journal_dir, "/var/lib/dualpipe/spool/journal");
+    ASSERT_EQ_INT(c.journal_io, CFG_IO_AUTO);
+    ASSERT_TRUE(c.journal_segment_bytes == 64ull << 20);
+    ASSERT_EQ_INT(c.journal_lazy_ms, 100);
+    ASSERT_TRUE(c.journal_verify_bodies);
+    ASSERT_EQ_INT(c.ack, CFG_ACK_DURABLE);
+    ASSERT_EQ_INT(c.applier_concurrency, 64);
+    ASSERT_EQ_INT(c.applier_backoff_base_ms, 500);
+    ASSERT_EQ_INT(c.applier_backoff_cap_ms, 30000);
+    ASSERT_EQ_INT(c.applier_breaker_failures, 5);
+    ASSERT_EQ_INT(c.applier_breaker_probe_ms, 2000);
+    ASSERT_EQ_INT(c.applier_resync_attempts, 3);
     ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_ADLS);
     ASSERT_EQ_INT(c.gen1_nrewrites, 0);
     ASSERT_EQ_INT(c.gen1_connect_timeout_ms, 5000);
@@ -245,6 +259,103 @@ TEST(type_and_bound_errors)
     ASSERT_TRUE(c.max_body_bytes == 1ull << 30);
     ASSERT_TRUE(c.spool_max_bytes == 1ull << 20);
     cfg_free(&c);
+}
+
+TEST(journal_spool_and_applier_keys)
+{
+    dp_config c;
+    must_load(mk("\"spool\":{\"dir\":\"/tmp/dp-spool\",\"policy\":\"reject\",\"segment_bytes\":\"1 MiB\"},"
+                 "\"journal\":{\"dir\":\"/tmp/dp-jrnl\",\"io\":\"threads\",\"segment_bytes\":\"4 GiB\","
+                 "\"lazy_commit_ms\":1,\"verify_bodies\":false},\"ack\":\"both\","
+                 "\"applier\":{\"concurrency\":1024,\"backoff_base_ms\":50,\"backoff_cap_ms\":50,"
+                 "\"breaker_failures\":1,\"breaker_probe_ms\":100,\"resync_attempts\":100},",
+                 NULL, NULL, NULL, NULL),
+              &c);
+    ASSERT_EQ_INT(c.spool_policy, CFG_SPOOL_REJECT);
+    ASSERT_TRUE(c.spool_segment_bytes == 1ull << 20);
+    ASSERT_EQ_STR(c.journal_dir, "/tmp/dp-jrnl");
+    ASSERT_EQ_INT(c.journal_io, CFG_IO_THREADS);
+    ASSERT_TRUE(c.journal_segment_bytes == 4ull << 30);
+    ASSERT_EQ_INT(c.journal_lazy_ms, 1);
+    ASSERT_TRUE(!c.journal_verify_bodies);
+    ASSERT_EQ_INT(c.ack, CFG_ACK_BOTH);
+    ASSERT_EQ_INT(c.applier_concurrency, 1024);
+    ASSERT_EQ_INT(c.applier_backoff_base_ms, 50);
+    ASSERT_EQ_INT(c.applier_backoff_cap_ms, 50); /* equal to the base is allowed */
+    ASSERT_EQ_INT(c.applier_breaker_failures, 1);
+    ASSERT_EQ_INT(c.applier_breaker_probe_ms, 100);
+    ASSERT_EQ_INT(c.applier_resync_attempts, 100);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "journal.dir = \"/tmp/dp-jrnl\"\n") != NULL);
+    ASSERT_TRUE(strstr(x, "journal.io = threads\n") != NULL);
+    ASSERT_TRUE(strstr(x, "spool.policy = reject\n") != NULL);
+    free(x);
+    cfg_free(&c);
+
+    /* journal.io names the iox backends, in iox_backend's order */
+    must_load(mk("\"journal\":{\"io\":\"io_uring\"},", NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_INT(c.journal_io, CFG_IO_URING);
+    ASSERT_EQ_INT(CFG_IO_AUTO, 0);
+    ASSERT_EQ_INT(CFG_IO_URING, 1);
+    ASSERT_EQ_INT(CFG_IO_THREADS, 2);
+    cfg_free(&c);
+
+    /* journal.dir "" (given or not) is <spool.dir>/journal, and the explanation says so */
+    must_load(mk("\"spool\":{\"dir\":\"/srv/sp\"},\"journal\":{\"dir\":\"\"},", NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_STR(c.journal_dir, "/srv/sp/journal");
+    cfg_free(&c);
+    must_load(mk("\"spool\":{\"dir\":\"/srv/sp\"},", NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_STR(c.journal_dir, "/srv/sp/journal");
+    x = explain(&c);
+    ASSERT_TRUE(strstr(x, "journal.dir = \"/srv/sp/journal\" (default: <spool.dir>/journal)\n") != NULL);
+    free(x);
+    cfg_free(&c);
+    /* a spool.dir so long that "/journal" does not fit: the error names journal.dir */
+    static char longtop[1200];
+    char dir[1020];
+    memset(dir, 'a', sizeof dir - 1);
+    dir[0] = '/';
+    dir[sizeof dir - 1] = '\0';
+    snprintf(longtop, sizeof longtop, "\"spool\":{\"dir\":\"%s\"},", dir);
+    EXPECT_ERR(mk(longtop, NULL, NULL, NULL, NULL), "journal.dir", "too long; set journal.dir");
+
+    /* bounds, each naming its key */
+    EXPECT_ERR(mk("\"spool\":{\"dir\":\"/x\",\"segment_bytes\":1048575},", NULL, NULL, NULL, NULL),
+               "spool.segment_bytes", "must be from 1048576 to");
+    EXPECT_ERR(mk("\"journal\":{\"segment_bytes\":\"512 KiB\"},", NULL, NULL, NULL, NULL), "journal.segment_bytes",
+               "must be from 1048576 to");
+    EXPECT_ERR(mk("\"journal\":{\"lazy_commit_ms\":0},", NULL, NULL, NULL, NULL), "journal.lazy_commit_ms",
+               "must be from 1 to 10000");
+    EXPECT_ERR(mk("\"journal\":{\"lazy_commit_ms\":10001},", NULL, NULL, NULL, NULL), "journal.lazy_commit_ms",
+               "must be from 1 to 10000");
+    EXPECT_ERR(mk("\"journal\":{\"verify_bodies\":1},", NULL, NULL, NULL, NULL), "journal.verify_bodies",
+               "must be true or false");
+    EXPECT_ERR(mk("\"applier\":{\"concurrency\":0},", NULL, NULL, NULL, NULL), "applier.concurrency",
+               "must be from 1 to 1024");
+    EXPECT_ERR(mk("\"applier\":{\"concurrency\":1025},", NULL, NULL, NULL, NULL), "applier.concurrency",
+               "must be from 1 to 1024");
+    EXPECT_ERR(mk("\"applier\":{\"breaker_failures\":0},", NULL, NULL, NULL, NULL), "applier.breaker_failures",
+               "must be from 1 to 1000");
+    EXPECT_ERR(mk("\"applier\":{\"breaker_probe_ms\":99},", NULL, NULL, NULL, NULL), "applier.breaker_probe_ms",
+               "must be from 100 to 600000");
+    EXPECT_ERR(mk("\"applier\":{\"resync_attempts\":101},", NULL, NULL, NULL, NULL), "applier.resync_attempts",
+               "must be from 1 to 100");
+    EXPECT_ERR(mk("\"applier\":{\"backoff_base_ms\":0},", NULL, NULL, NULL, NULL), "applier.backoff_base_ms",
+               "must be from 1 to");
+    /* the cap below the base (either key may be the one the file set) */
+    EXPECT_ERR(mk("\"applier\":{\"backoff_cap_ms\":499},", NULL, NULL, NULL, NULL), "applier.backoff_cap_ms",
+               "must be at least applier.backoff_base_ms (500)");
+    EXPECT_ERR(mk("\"applier\":{\"backoff_base_ms\":40000},", NULL, NULL, NULL, NULL), "applier.backoff_cap_ms",
+               "must be at least applier.backoff_base_ms (40000)");
+    EXPECT_ERR(mk("\"applier\":{\"concurency\":4},", NULL, NULL, NULL, NULL), "applier.concurency",
+               "did you mean concurrency?");
+    /* enums */
+    EXPECT_ERR(mk("\"spool\":{\"dir\":\"/x\",\"policy\":\"block\"},", NULL, NULL, NULL, NULL), "spool.policy",
+               "must be one of degrade, reject (got \"block\")");
+    EXPECT_ERR(mk("\"journal\":{\"io\":\"uring\"},", NULL, NULL, NULL, NULL), "journal.io",
+               "must be one of auto, io_uring, threads (got \"uring\")");
+    EXPECT_ERR(mk("\"ack\":\"primary\",", NULL, NULL, NULL, NULL), "ack", "must be one of durable, both");
+    EXPECT_ERR(mk("\"ack\":true,", NULL, NULL, NULL, NULL), "ack", "must be a string, one of durable, both");
 }
 
 TEST(bad_enum_lists_the_choices)
@@ -644,6 +755,20 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "phase = gen1-primary (default)\n",
         "spool.dir = \"/tmp/dp-spool\"\n",
         "spool.max_bytes = 8589934592 (8 GiB) (default)\n",
+        "spool.policy = degrade (default)\n",
+        "spool.segment_bytes = 67108864 (64 MiB) (default)\n",
+        "journal.dir = \"/tmp/dp-spool/journal\" (default: <spool.dir>/journal)\n",
+        "journal.io = auto (default)\n",
+        "journal.segment_bytes = 67108864 (64 MiB) (default)\n",
+        "journal.lazy_commit_ms = 100 (default)\n",
+        "journal.verify_bodies = true (default)\n",
+        "ack = durable (default)\n",
+        "applier.concurrency = 64 (default)\n",
+        "applier.backoff_base_ms = 500 (default)\n",
+        "applier.backoff_cap_ms = 30000 (default)\n",
+        "applier.breaker_failures = 5 (default)\n",
+        "applier.breaker_probe_ms = 2000 (default)\n",
+        "applier.resync_attempts = 3 (default)\n",
         "log.level = info (default)\n",
         "gen1.endpoint = \"http://127.0.0.1:14001\"\n",
         "gen1.dialect = adls (default)\n",
@@ -707,6 +832,8 @@ TEST(relative_paths_follow_the_config_file)
     char want[300];
     snprintf(want, sizeof want, "%s/var/spool", d);
     ASSERT_EQ_STR(c.spool_dir, want);
+    snprintf(want, sizeof want, "%s/var/spool/journal", d);
+    ASSERT_EQ_STR(c.journal_dir, want);
     ASSERT_EQ_STR(c.gen2_account_key.value, DEVKEY);
     snprintf(want, sizeof want, "file %s/etc/key", d);
     ASSERT_EQ_STR(c.gen2_account_key.source, want);
@@ -717,6 +844,18 @@ TEST(relative_paths_follow_the_config_file)
     if (cfg_load_file("dp.json", &c, &e) != 0) TH_FAIL_AT("%s: %s", e.path, e.message);
     snprintf(want, sizeof want, "%s/var/spool", d);
     ASSERT_EQ_STR(c.spool_dir, want);
+    cfg_free(&c);
+
+    /* journal.dir, when given, is relative to the file as well */
+    snprintf(j, sizeof j,
+             "{\"spool\":{\"dir\":\"../var/spool\"},\"journal\":{\"dir\":\"../var/jrnl\"},"
+             "\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},"
+             "\"gen2\":{\"endpoint\":\"http://127.0.0.1:2\",\"account\":\"acct\","
+             "\"auth\":{\"account_key_file\":\"./key\"},\"mappings\":" MAP1 "}}");
+    write_file(f, j);
+    if (cfg_load_file(f, &c, &e) != 0) TH_FAIL_AT("%s: %s", e.path, e.message);
+    snprintf(want, sizeof want, "%s/var/jrnl", d);
+    ASSERT_EQ_STR(c.journal_dir, want);
     cfg_free(&c);
 
     /* file errors */
@@ -807,7 +946,7 @@ TEST(example_json_loads)
 }
 
 TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
-      T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(bad_enum_lists_the_choices),
+      T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(journal_spool_and_applier_keys), T(bad_enum_lists_the_choices),
       T(host_port_errors), T(endpoint_urls), T(required_keys), T(mapping_errors), T(datanode_rewrite),
       T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
       T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),

@@ -1,0 +1,605 @@
+/*
+ * spool: request bodies in shared, sparse segment files (spool.h). One mutex guards the segment list,
+ * the dirty list, the body list and the byte accounting; the bytes themselves are written with
+ * pwrite(2) on the caller's thread outside it. A segment is reference counted: the spool holds one
+ * reference while the file exists, each live body one, the dirty list one, each spool_take_dirty
+ * hand-out one and each hole punch in flight one; the fd is closed when the count reaches zero, so
+ * a deleted segment's fd stays valid for whoever still syncs or punches it. Segments found on disk
+ * at open are opened lazily by spool_attach and are never deleted before spool_recovery_done (a body
+ * of a later journal record may still be attached to them).
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SPOOL_DEFAULT_SEGMENT ((uint64_t)64 << 20)
+#define SPOOL_VERIFY_CHUNK ((size_t)1 << 20)
+#define SPOOL_PATH_MAX 4096
+
+struct spool_seg {
+    spool *sp;
+    uint64_t id;
+    int fd;                 /* -1 until opened (segments found at open are opened on attach) */
+    int refs;               /* under sp->mu */
+    uint64_t live;          /* live bodies in it */
+    uint64_t alloc_off;     /* next free region (current segment) */
+    bool current;
+    bool preexisting;       /* found on disk at open (kept until spool_recovery_done) */
+    bool attached;          /* a body was attached to it during recovery */
+    bool dirty;             /* on sp->dirty */
+    bool gone;              /* unlinked (no longer in sp->segs) */
+    spool_seg *next;        /* sp->segs */
+    spool_seg *dnext;       /* sp->dirty */
+};
+
+/* Bodies are kept on a list so that spool_close can free the ones still referenced. */
+typedef struct body_node {
+    spool_body b;
+    struct body_node *prev, *next;
+} body_node;
+
+struct spool {
+    pthread_mutex_t mu;
+    pthread_cond_t idle;    /* punches_inflight reached 0 */
+    char dir[SPOOL_PATH_MAX];
+    int dirfd;
+    uint64_t segment_bytes;
+    uint64_t max_bytes;
+    iox *io;
+    spool_seg *segs;        /* every segment file that exists */
+    spool_seg *cur;
+    spool_seg *dirty;
+    body_node *bodies;
+    uint64_t next_id;
+    bool recovering;
+    uint64_t used_bytes, live_bodies, nsegs, segments_deleted;
+    uint64_t punches_inflight;
+};
+
+static uint64_t align_up(uint64_t v)
+{
+    return (v + SPOOL_ALIGN - 1) & ~(uint64_t)(SPOOL_ALIGN - 1);
+}
+
+static int seg_path(const spool *s, uint64_t id, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/spool-%016" PRIx64 ".seg", s->dir, id);
+    return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+/* Drop one segment reference (under mu); the last closes the fd and frees. */
+static void seg_put_locked(spool_seg *g)
+{
+    if (--g->refs > 0) return;
+    if (g->fd >= 0) close(g->fd);
+    free(g);
+}
+
+/* Unlink a segment and forget it (under mu). Its fd lives on while references remain. */
+static void seg_delete_locked(spool *s, spool_seg *g)
+{
+    char path[SPOOL_PATH_MAX + 64];
+    if (seg_path(s, g->id, path, sizeof path) == 0) (void)unlink(path);
+    for (spool_seg **pp = &s->segs; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
+    g->gone = true;
+    g->next = NULL;
+    s->nsegs--;
+    s->segments_deleted++;
+    seg_put_locked(g);
+}
+
+/* May g go now? Not current, no live body, and not a recovery candidate before recovery is over. */
+static bool seg_deletable(const spool *s, const spool_seg *g)
+{
+    return !g->gone && !g->current && g->live == 0 && !(s->recovering && g->preexisting);
+}
+
+static spool_seg *seg_alloc(spool *s, uint64_t id, int fd)
+{
+    spool_seg *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->sp = s;
+    g->id = id;
+    g->fd = fd;
+    g->refs = 1; /* the spool's */
+    g->next = s->segs;
+    s->segs = g;
+    s->nsegs++;
+    return g;
+}
+
+/* Start a new current segment (under mu). The directory is synced so the file survives a crash. */
+static int seg_new_locked(spool *s)
+{
+    char path[SPOOL_PATH_MAX + 64];
+    uint64_t id = s->next_id;
+    int rc = seg_path(s, id, path, sizeof path);
+    if (rc < 0) return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) return -errno;
+    if (fsync(s->dirfd) < 0) {
+        rc = -errno;
+        close(fd);
+        (void)unlink(path);
+        return rc;
+    }
+    spool_seg *g = seg_alloc(s, id, fd);
+    if (!g) {
+        close(fd);
+        (void)unlink(path);
+        return -ENOMEM;
+    }
+    s->next_id = id + 1;
+    spool_seg *old = s->cur;
+    g->current = true;
+    s->cur = g;
+    if (old) {
+        old->current = false;
+        if (seg_deletable(s, old)) seg_delete_locked(s, old);
+    }
+    return 0;
+}
+
+static int parse_seg_name(const char *name, uint64_t *id)
+{
+    if (strncmp(name, "spool-", 6) != 0) return -1;
+    const char *p = name + 6;
+    if (strlen(p) != 16 + 4 || strcmp(p + 16, ".seg") != 0) return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = p[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = (v << 4) | (uint64_t)d;
+    }
+    *id = v;
+    return 0;
+}
+
+/** Open (create) the spool directory; existing segments are listed for spool_attach. */
+int spool_open(const spool_opts *o, spool **out, char *err, size_t errlen)
+{
+    spool *s = NULL;
+    DIR *d = NULL;
+    int rc = -1;
+    if (!o || !o->dir || !o->dir[0] || !o->io) {
+        snprintf(err, errlen, "spool: dir and io are required");
+        return -1;
+    }
+    if (strlen(o->dir) >= SPOOL_PATH_MAX) {
+        snprintf(err, errlen, "spool: directory name too long");
+        return -1;
+    }
+    if (mkdir(o->dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "spool: cannot create %s: %s", o->dir, strerror(errno));
+        return -1;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "spool: out of memory");
+        return -1;
+    }
+    s->dirfd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    snprintf(s->dir, sizeof s->dir, "%s", o->dir);
+    s->segment_bytes = o->segment_bytes ? o->segment_bytes : SPOOL_DEFAULT_SEGMENT;
+    s->max_bytes = o->max_bytes;
+    s->io = o->io;
+    s->next_id = 1;
+    s->recovering = true;
+    s->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        snprintf(err, errlen, "spool: cannot open %s: %s", o->dir, strerror(errno));
+        goto out;
+    }
+    d = opendir(o->dir);
+    if (!d) {
+        snprintf(err, errlen, "spool: cannot list %s: %s", o->dir, strerror(errno));
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t id;
+        if (parse_seg_name(de->d_name, &id) < 0) continue;
+        spool_seg *g = seg_alloc(s, id, -1);
+        if (!g) {
+            snprintf(err, errlen, "spool: out of memory");
+            goto out;
+        }
+        g->preexisting = true;
+        if (id >= s->next_id) s->next_id = id + 1;
+    }
+    rc = 0;
+out:
+    if (d) closedir(d);
+    if (rc < 0) {
+        spool_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static void body_free_fields(spool_body *b)
+{
+    if (b->sha) EVP_MD_CTX_free(b->sha);
+    b->sha = NULL;
+}
+
+/** Close every fd and free everything, bodies still referenced included. */
+void spool_close(spool *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    while (s->punches_inflight > 0) pthread_cond_wait(&s->idle, &s->mu);
+    while (s->bodies) {
+        body_node *n = s->bodies;
+        s->bodies = n->next;
+        body_free_fields(&n->b);
+        free(n);
+    }
+    /* Dirty-list references and segments still referenced by bodies or hand-outs go with the spool. */
+    spool_seg *all = NULL;
+    for (spool_seg *g = s->dirty; g;) {
+        spool_seg *n = g->dnext;
+        if (g->gone) { /* only the dirty list still knew it */
+            g->next = all;
+            all = g;
+        }
+        g = n;
+    }
+    for (spool_seg *g = s->segs; g;) {
+        spool_seg *n = g->next;
+        if (g->fd >= 0) close(g->fd);
+        free(g);
+        g = n;
+    }
+    for (spool_seg *g = all; g;) {
+        spool_seg *n = g->next;
+        if (g->fd >= 0) close(g->fd);
+        free(g);
+        g = n;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->dirfd >= 0) close(s->dirfd);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/** True when a new body of len bytes would take the bytes in use past max_bytes. */
+bool spool_would_exceed(spool *s, uint64_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    bool r = s->max_bytes && (s->used_bytes > s->max_bytes || len > s->max_bytes - s->used_bytes);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static body_node *body_new_locked(spool *s, spool_seg *g, uint64_t off, uint64_t cap)
+{
+    body_node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    spool_body *b = &n->b;
+    b->fd = g->fd;
+    b->seg = g->id;
+    b->off = off;
+    b->cap = cap;
+    atomic_init(&b->refs, 1);
+    b->sp = s;
+    b->sg = g;
+    g->refs++;
+    g->live++;
+    n->next = s->bodies;
+    if (s->bodies) s->bodies->prev = n;
+    s->bodies = n;
+    s->live_bodies++;
+    return n;
+}
+
+/** Reserve a region for a new body in the current segment (a new one when it would not fit). */
+int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **out)
+{
+    uint64_t cap = expect_len != UINT64_MAX ? expect_len : max_len;
+    int rc = 0;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(sha);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!s->cur || (s->cur->alloc_off > 0 && (cap > s->segment_bytes || s->cur->alloc_off > s->segment_bytes - cap))) {
+        rc = seg_new_locked(s);
+        if (rc < 0) goto out;
+    }
+    spool_seg *g = s->cur;
+    uint64_t off = g->alloc_off;
+    body_node *n = body_new_locked(s, g, off, cap);
+    if (!n) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    g->alloc_off = align_up(off + cap);
+    s->used_bytes += cap;
+    n->b.sha = sha;
+    sha = NULL;
+    *out = &n->b;
+out:
+    pthread_mutex_unlock(&s->mu);
+    EVP_MD_CTX_free(sha);
+    return rc;
+}
+
+static void mark_dirty(spool *s, spool_seg *g)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!g->dirty) {
+        g->dirty = true;
+        g->refs++;
+        g->dnext = s->dirty;
+        s->dirty = g;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/** Append n bytes to the body: pwrite at off + len, digest updated. */
+int spool_write(spool_body *b, const void *data, size_t n)
+{
+    if (b->finished) return -EINVAL;
+    if (n > b->cap - b->len) return -EFBIG;
+    const uint8_t *p = data;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(b->fd, p + done, n - done, (off_t)(b->off + b->len + done));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (w == 0) return -EIO;
+        done += (size_t)w;
+    }
+    if (EVP_DigestUpdate(b->sha, data, n) != 1) return -ENOMEM;
+    b->len += n;
+    if (n > 0) mark_dirty(b->sp, b->sg);
+    return 0;
+}
+
+/** The body is complete: digest computed, the unused reservation given back. */
+int spool_finish(spool_body *b)
+{
+    if (b->finished) return 0;
+    unsigned int dl = 0;
+    if (EVP_DigestFinal_ex(b->sha, b->digest, &dl) != 1 || dl != SPOOL_DIGEST_LEN) return -EIO;
+    spool *s = b->sp;
+    pthread_mutex_lock(&s->mu);
+    EVP_MD_CTX_free(b->sha);
+    b->sha = NULL;
+    s->used_bytes -= b->cap - b->len;
+    spool_seg *g = b->sg;
+    if (g->current && g->alloc_off == align_up(b->off + b->cap)) g->alloc_off = align_up(b->off + b->len);
+    b->cap = b->len;
+    b->finished = true;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+spool_body *spool_ref(spool_body *b)
+{
+    if (b) atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+static void punch_done(void *ud, int64_t res)
+{
+    (void)res; /* a filesystem without hole punching keeps the bytes until the segment goes */
+    spool_seg *g = ud;
+    spool *s = g->sp;
+    pthread_mutex_lock(&s->mu);
+    seg_put_locked(g);
+    if (--s->punches_inflight == 0) pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/** Drop a reference; the last frees the region (hole punch) or deletes the segment. */
+void spool_unref(spool_body *b)
+{
+    if (!b) return;
+    if (atomic_fetch_sub(&b->refs, 1) != 1) return;
+    spool *s = b->sp;
+    spool_seg *g = b->sg;
+    body_node *n = (body_node *)b;
+    bool punch = false;
+    uint64_t poff = b->off, plen = align_up(b->len);
+    int pfd = -1;
+    pthread_mutex_lock(&s->mu);
+    s->used_bytes -= b->finished ? b->len : b->cap;
+    s->live_bodies--;
+    if (n->prev) n->prev->next = n->next;
+    else s->bodies = n->next;
+    if (n->next) n->next->prev = n->prev;
+    g->live--;
+    if (seg_deletable(s, g)) {
+        seg_delete_locked(s, g);
+    } else if (plen > 0) {
+        punch = true;
+        g->refs++; /* held until the punch completes */
+        s->punches_inflight++;
+        pfd = g->fd;
+    }
+    seg_put_locked(g); /* the body's */
+    pthread_mutex_unlock(&s->mu);
+    body_free_fields(b);
+    free(n);
+    if (punch && iox_fallocate(s->io, pfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, poff, plen, punch_done, g) < 0)
+        punch_done(g, -ESHUTDOWN);
+}
+
+/** Segments written since the previous call, each with a reference (give back with spool_seg_put). */
+int spool_take_dirty(spool *s, spool_seg **out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    while (s->dirty && n < max) {
+        spool_seg *g = s->dirty;
+        s->dirty = g->dnext;
+        g->dnext = NULL;
+        g->dirty = false;
+        out[n++] = g; /* the dirty list's reference moves to the caller */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int spool_seg_fd(const spool_seg *g)
+{
+    return g->fd;
+}
+
+void spool_seg_put(spool_seg *g)
+{
+    if (!g) return;
+    spool *s = g->sp;
+    pthread_mutex_lock(&s->mu);
+    seg_put_locked(g);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int verify_digest(int fd, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN])
+{
+    int rc = 0;
+    uint8_t *buf = malloc(SPOOL_VERIFY_CHUNK);
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    if (!buf || !sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    uint64_t done = 0;
+    while (done < len) {
+        size_t want = len - done < SPOOL_VERIFY_CHUNK ? (size_t)(len - done) : SPOOL_VERIFY_CHUNK;
+        ssize_t r = pread(fd, buf, want, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            rc = -errno;
+            goto out;
+        }
+        if (r == 0) {
+            rc = -ENOENT;
+            goto out;
+        }
+        if (EVP_DigestUpdate(sha, buf, (size_t)r) != 1) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        done += (uint64_t)r;
+    }
+    uint8_t got[SPOOL_DIGEST_LEN];
+    unsigned int dl = 0;
+    if (EVP_DigestFinal_ex(sha, got, &dl) != 1 || dl != SPOOL_DIGEST_LEN) {
+        rc = -EIO;
+        goto out;
+    }
+    if (memcmp(got, digest, SPOOL_DIGEST_LEN) != 0) rc = -EBADMSG;
+out:
+    EVP_MD_CTX_free(sha);
+    free(buf);
+    return rc;
+}
+
+/** Recovery: a body back from (seg, off, len), optionally checked against its SHA-256. */
+int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                 bool verify, spool_body **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    spool_seg *g = s->segs;
+    while (g && g->id != seg) g = g->next;
+    if (!g) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if (g->fd < 0) {
+        char path[SPOOL_PATH_MAX + 64];
+        rc = seg_path(s, g->id, path, sizeof path);
+        if (rc < 0) goto out;
+        g->fd = open(path, O_RDWR | O_CLOEXEC);
+        if (g->fd < 0) {
+            rc = errno == ENOENT ? -ENOENT : -errno;
+            goto out;
+        }
+    }
+    struct stat st;
+    if (fstat(g->fd, &st) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (off % SPOOL_ALIGN != 0 || (uint64_t)st.st_size < off || (uint64_t)st.st_size - off < len) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if (verify) {
+        g->refs++; /* keep the fd while reading without the lock */
+        int fd = g->fd;
+        pthread_mutex_unlock(&s->mu);
+        rc = verify_digest(fd, off, len, digest);
+        pthread_mutex_lock(&s->mu);
+        g->refs--;
+        if (rc < 0) goto out;
+    }
+    body_node *n = body_new_locked(s, g, off, len);
+    if (!n) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    n->b.len = len;
+    n->b.finished = true;
+    memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
+    g->attached = true;
+    s->used_bytes += len;
+    *out = &n->b;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/** Recovery is over: segments without an attached live body go. Idempotent. */
+void spool_recovery_done(spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->recovering) {
+        s->recovering = false;
+        for (spool_seg *g = s->segs; g;) {
+            spool_seg *n = g->next;
+            if (seg_deletable(s, g)) seg_delete_locked(s, g);
+            g = n;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void spool_get_stats(spool *s, spool_stats *st)
+{
+    pthread_mutex_lock(&s->mu);
+    st->used_bytes = s->used_bytes;
+    st->max_bytes = s->max_bytes;
+    st->live_bodies = s->live_bodies;
+    st->segments = s->nsegs;
+    st->segments_deleted = s->segments_deleted;
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,118 @@
+/*
+ * spool: request bodies on disk, in shared segment files instead of one file per body.
+ *
+ * A spool directory holds segment files named "spool-%016" PRIx64 ".seg" (the segment id in hex). A
+ * body gets a region of the current segment when its request begins (spool_begin): its exact length
+ * when the writer sent Content-Length, else up to max_len (the file is sparse, so unwritten space
+ * costs nothing on disk). Regions start on 4 KiB boundaries. Bytes are written with pwrite(2) as they
+ * arrive, on the caller's thread (MHD hands data in a buffer that is only valid during its callback;
+ * writing into the page cache is a memcpy), and a SHA-256 of them is kept; durability is the group
+ * commit's job: spool_take_dirty hands the journal the segments written since its last commit, and
+ * it fdatasyncs them (through iox) in the same cycle as the journal records that point at them.
+ *
+ * A body is reference counted. When the last reference goes, its region is freed on disk at once
+ * (fallocate PUNCH_HOLE through iox, so a long-lived neighbour does not pin the space), and a segment
+ * that is no longer current and holds no live body is deleted.
+ *
+ * Disk use is bounded by the caller: spool_would_exceed says whether a new body of a given length
+ * would take the bytes in use past spool.max_bytes; the policy (reject or degrade) is the proxy's.
+ *
+ * After a crash, spool_attach gives the journal's recovered records their bodies back (optionally
+ * checking the SHA-256), and spool_recovery_done deletes the segments nobody attached to.
+ *
+ * Logs nothing. Thread-safe.
+ */
+#ifndef DP_SPOOL_H
+#define DP_SPOOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iox.h"
+
+#define SPOOL_ALIGN 4096u
+#define SPOOL_DIGEST_LEN 32
+
+typedef struct spool spool;
+typedef struct spool_seg spool_seg;
+
+/**
+ * A body in the spool. fd, seg and off are fixed at spool_begin; len grows with spool_write and is
+ * final after spool_finish, when digest becomes valid. Readers (Gen1 send, Gen2 apply) pread
+ * [off, off + len) of fd. Fields are read-only outside spool.c.
+ */
+typedef struct spool_body {
+    int fd;                 /* the segment's fd (owned by the segment, open while the body lives) */
+    uint64_t seg;           /* segment id */
+    uint64_t off;           /* where the body starts in the segment (multiple of SPOOL_ALIGN) */
+    uint64_t len;           /* bytes written */
+    uint64_t cap;           /* bytes reserved */
+    uint8_t digest[SPOOL_DIGEST_LEN]; /* SHA-256 of the bytes, valid once finished */
+    bool finished;
+    _Atomic int refs;
+    spool *sp;              /* private */
+    spool_seg *sg;          /* private */
+    void *sha;              /* private: EVP_MD_CTX while writing */
+} spool_body;
+
+typedef struct spool_opts {
+    const char *dir;        /* created if missing (not its parents) */
+    uint64_t segment_bytes; /* a new segment is started when the current one would pass this (0 = 64 MiB) */
+    uint64_t max_bytes;     /* spool.max_bytes: what spool_would_exceed checks against (0 = no limit) */
+    iox *io;                /* hole punching; must outlive the spool */
+} spool_opts;
+
+/** Open (create) the spool directory. Existing segments are kept for spool_attach. 0 or -1 + err. */
+int spool_open(const spool_opts *o, spool **out, char *err, size_t errlen);
+/** Close every fd and free. Bodies still referenced must not be used afterwards. Segments stay on disk. */
+void spool_close(spool *s);
+
+/** True when a new body of len bytes would take the bytes in use past max_bytes. */
+bool spool_would_exceed(spool *s, uint64_t len);
+
+/**
+ * Reserve a region for a new body: exactly expect_len bytes when known, else max_len (expect_len =
+ * UINT64_MAX). Returns 0 and *out (one reference, owned by the caller) or -errno (creating a segment
+ * failed: -ENOSPC, -EIO ...).
+ */
+int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **out);
+/** Append n bytes to the body (pwrite at off + len; the digest is updated). 0, -EFBIG (past the
+ *  reservation) or -errno from pwrite (a short write is continued; ENOSPC and EIO are returned). */
+int spool_write(spool_body *b, const void *data, size_t n);
+/** The body is complete: compute the digest, give back the unused part of the reservation. 0 or -errno. */
+int spool_finish(spool_body *b);
+
+spool_body *spool_ref(spool_body *b);
+/** Drop a reference; the last one frees the region (and maybe the segment). NULL is fine. */
+void spool_unref(spool_body *b);
+
+/**
+ * Segments written since the previous call (at most max), each with a reference that keeps its fd
+ * open: the journal fdatasyncs them, then gives each back with spool_seg_put. Returns the count.
+ */
+int spool_take_dirty(spool *s, spool_seg **out, int max);
+int spool_seg_fd(const spool_seg *g);
+void spool_seg_put(spool_seg *g);
+
+/**
+ * Recovery: the body of a journal record at (seg, off, len). With verify, its bytes are read and their
+ * SHA-256 compared with digest. Returns 0 and *out (one reference), -ENOENT (segment gone or too
+ * short) or -EBADMSG (digest mismatch: the bytes on disk are not the writer's).
+ */
+int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                 bool verify, spool_body **out);
+/** Recovery is over: delete segments no attached body lives in; new bodies go to a new segment. */
+void spool_recovery_done(spool *s);
+
+typedef struct spool_stats {
+    uint64_t used_bytes;    /* bytes of live bodies (reserved for bodies still being written) */
+    uint64_t max_bytes;
+    uint64_t live_bodies;
+    uint64_t segments;      /* segment files open */
+    uint64_t segments_deleted;
+} spool_stats;
+void spool_get_stats(spool *s, spool_stats *st);
+
+#endif

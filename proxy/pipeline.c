@@ -1,0 +1,942 @@
+/*
+ * pipeline: the glue of the durable write path (the promises are in pipeline.h and DESIGN.md). It
+ * owns the I/O engine, the spool, the journal and the applier, turns the front's calls into journal
+ * records and applier submissions, and turns the applier's outcomes back into journal states.
+ *
+ * Threads: pipe_body_begin and pipe_accept run on the front's MHD threads, pipe_primary on the httpc
+ * thread, journal callbacks on the journal's commit thread, applier callbacks on the httpc thread,
+ * the applier's worker or the thread in applier_stop, operator commands on the admin thread. One
+ * mutex (mu) guards the life-cycle flags, the count of accepts whose durability callback has not run
+ * yet, and the set of degraded writes. Lock order: mu, then the applier's or the journal's own lock
+ * (applier_submit is called under mu so that it never races with applier_stop); no journal or
+ * applier callback is ever called with mu held.
+ *
+ * Stop: pipe_stop refuses new accepts, waits until every accepted record's durability callback ran
+ * (the front's connections are all resumed then), marks the applier gone under mu (from then on
+ * nothing is submitted: Gen1 answers still arriving are journaled and replayed at the next start)
+ * and drains it. pipe_free closes the journal (queued states are committed; callbacks still arriving
+ * see the pipeline stopped), then the spool and the I/O engine.
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "iox.h"
+#include "jrnl_fmt.h"
+#include "log.h"
+
+#define PIPE_STOP_LOG_S 5 /* pipe_stop logs this often while waiting for the journal */
+
+struct pipeline {
+    const dp_config *cfg;
+    gen1c *g1;
+    metrics *m;
+    iox *io;
+    spool *sp;
+    journal *j;
+    applier *ap;
+    jnl_recovery rec;
+    uint64_t rec_resubmitted, rec_parked;    /* what recovery handed back to the applier / left parked */
+    char spool_dir[1100];
+    pthread_mutex_t mu;
+    pthread_cond_t cond;                     /* signalled when outstanding drops */
+    bool stopped;                            /* pipe_stop began: accepts refused, nothing sent to Gen1 */
+    bool ap_gone;                            /* the applier is stopping or stopped: no submissions */
+    unsigned outstanding;                    /* accepts whose durability callback has not finished */
+    uint64_t *degraded;                      /* seqs of degraded writes waiting for the primary */
+    size_t ndegraded, capdegraded;
+    metrics_counter *m_degraded, *m_rejected;
+};
+
+/* One applier submission: done (and first, with ack "both") come back here. */
+typedef struct pipe_sub {
+    pipeline *p;
+    uint64_t seq;
+    void (*acked)(void *ud);
+    void *acked_ud;
+    atomic_bool acked_ran;
+    atomic_int refs;
+} pipe_sub;
+
+/* pipe_accept's durability context. */
+typedef struct pipe_actx {
+    pipeline *p;
+    pipe_durable_cb cb;
+    void *ud;
+    bool degraded;
+} pipe_actx;
+
+/* A degraded write's RESYNC mark waiting to be durable. */
+typedef struct pipe_dctx {
+    pipeline *p;
+    char *authorization;
+} pipe_dctx;
+
+/* A copy of a journal entry, taken under the journal's lock (jnl_foreach / jnl_with_entry). */
+typedef struct pipe_ent {
+    uint64_t seq;
+    uint16_t jop;
+    whreq_op op;
+    uint16_t state;
+    uint16_t status;  /* the HTTP status of the latest state (Gen1's, for PRIMARY_OK) */
+    char *path;
+    whreq_param *params;
+    int nparams;
+    spool_body *body; /* one reference, or NULL */
+    bool body_lost;
+    bool oom;
+} pipe_ent;
+
+/* ---- entry copies ---- */
+
+static void ent_clear(pipe_ent *e)
+{
+    free(e->path);
+    for (int i = 0; i < e->nparams; i++) {
+        free(e->params[i].name);
+        free(e->params[i].value);
+    }
+    free(e->params);
+    spool_unref(e->body);
+    memset(e, 0, sizeof *e);
+}
+
+/* Copy what a submission needs of a live entry (runs under the journal's lock: no journal calls). */
+static void ent_copy(pipe_ent *d, const jnl_entry *s)
+{
+    memset(d, 0, sizeof *d);
+    d->seq = s->seq;
+    d->jop = s->jop;
+    d->op = s->op;
+    d->state = s->state;
+    d->status = s->status;
+    d->body_lost = s->body_lost;
+    d->path = strdup(s->path ? s->path : "/");
+    if (!d->path) goto oom;
+    if (s->nparams > 0) {
+        d->params = calloc((size_t)s->nparams, sizeof *d->params);
+        if (!d->params) goto oom;
+        for (int i = 0; i < s->nparams; i++) {
+            d->params[i].name = strdup(s->params[i].name);
+            d->params[i].value = strdup(s->params[i].value);
+            d->nparams = i + 1;
+            if (!d->params[i].name || !d->params[i].value) goto oom;
+        }
+    }
+    if (s->body) d->body = spool_ref(s->body);
+    return;
+oom:
+    d->oom = true;
+}
+
+static void copy_one(void *ud, const jnl_entry *e) { ent_copy(ud, e); }
+
+/* ---- applier submissions ---- */
+
+static void sub_unref(pipe_sub *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+}
+
+/* The writer's ack ("both"): once, from first or, failing that, from the outcome. */
+static void sub_ack(pipe_sub *s)
+{
+    if (s->acked && !atomic_exchange(&s->acked_ran, true)) s->acked(s->acked_ud);
+}
+
+static void on_first(void *ud, bool ok)
+{
+    (void)ok;
+    pipe_sub *s = ud;
+    sub_ack(s);
+    sub_unref(s);
+}
+
+/* Applier outcome -> journal state (journal-arch.md, write path step 6). */
+static void on_done(void *ud, const apply_result *res)
+{
+    pipe_sub *s = ud;
+    pipeline *p = s->p;
+    sub_ack(s);
+    const char *name = apply_outcome_name(res->outcome);
+    char detail[sizeof res->detail + 64]; /* the journal truncates it to JFMT_MAX_DETAIL */
+    snprintf(detail, sizeof detail, "%s%s%s", name, res->detail[0] ? ": " : "", res->detail);
+    int rc = 0;
+    switch (res->outcome) {
+    case APPLY_OK:
+    case APPLY_SKIPPED_UNMAPPED:
+    case APPLY_SKIPPED_INVALID_NAME:
+    case APPLY_DIVERGENCE:
+    case APPLY_RESYNCED:
+        rc = jnl_state(p->j, s->seq, JFMT_S_APPLIED, 0, detail, NULL, NULL);
+        break;
+    case APPLY_FAILED: /* never reaches done by contract; keep it for an operator rather than lose it */
+    case APPLY_PARKED:
+        LOGW("msg=\"record parked: waits for an operator\" seq=%" PRIu64 " detail=\"%s\"", s->seq, res->detail);
+        rc = jnl_state(p->j, s->seq, JFMT_S_PARKED, 0, detail, NULL, NULL);
+        break;
+    case APPLY_STOPPED:
+        /* left as it is: the next start replays it */
+        break;
+    }
+    if (rc != 0)
+        LOGD("msg=\"outcome not journaled\" seq=%" PRIu64 " outcome=%s err=\"%s\"", s->seq, name, strerror(-rc));
+    sub_unref(s);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *oom = true;
+    return d;
+}
+
+/*
+ * Hand entry e to the applier (e's contents move into the request). resync: copy the path from Gen1
+ * instead of replaying (no body). acked (ack "both") runs at the first Gen2 attempt. Returns 0, or -1
+ * when nothing was submitted (the applier is gone, or out of memory); acked is then not called.
+ */
+static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, const char *authorization,
+                      int gen1_status, const char *gen1_body, void (*acked)(void *ud), void *acked_ud)
+{
+    if (e->oom) {
+        LOGE("msg=\"record not handed to the applier: out of memory\" seq=%" PRIu64, e->seq);
+        ent_clear(e);
+        return -1;
+    }
+    apply_req *r = calloc(1, sizeof *r);
+    pipe_sub *s = calloc(1, sizeof *s);
+    bool oom = !r || !s;
+    if (oom) goto fail;
+    r->seq = e->seq;
+    r->op = e->op;
+    r->path = e->path;
+    r->params = e->params;
+    r->nparams = e->nparams;
+    e->path = NULL;
+    e->params = NULL;
+    e->nparams = 0;
+    r->resync = resync || e->body_lost;
+    r->maybe_sent = maybe_sent;
+    if (!r->resync) {
+        r->body = e->body;
+        e->body = NULL;
+    }
+    r->authorization = dup_or_null(authorization, &oom);
+    r->gen1_status = gen1_status;
+    r->gen1_body = dup_or_null(gen1_body, &oom);
+    if (oom) goto fail;
+    s->p = p;
+    s->seq = e->seq;
+    s->acked = acked;
+    s->acked_ud = acked_ud;
+    atomic_init(&s->acked_ran, false);
+    atomic_init(&s->refs, acked ? 2 : 1);
+    if (acked) {
+        r->first = on_first;
+        r->first_ud = s;
+    }
+    ent_clear(e);
+    pthread_mutex_lock(&p->mu);
+    int rc = -1;
+    if (!p->ap_gone) rc = applier_submit(p->ap, r, on_done, s);
+    else apply_req_free(r);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0) {
+        LOGD("msg=\"record left for the next start: the applier is stopping\" seq=%" PRIu64, s->seq);
+        free(s);
+        return -1;
+    }
+    return 0;
+fail:
+    LOGE("msg=\"record not handed to the applier: out of memory\" seq=%" PRIu64, e->seq);
+    if (r) apply_req_free(r);
+    free(s);
+    ent_clear(e);
+    return -1;
+}
+
+/* Submit live entry seq (copied from the journal). -1 when gone or not submitted. */
+static int submit_seq(pipeline *p, uint64_t seq, bool resync, const char *authorization, int gen1_status,
+                      const char *gen1_body, void (*acked)(void *ud), void *acked_ud)
+{
+    pipe_ent e;
+    memset(&e, 0, sizeof e);
+    if (jnl_with_entry(p->j, seq, copy_one, &e) != 0) {
+        LOGD("msg=\"record gone before its submission\" seq=%" PRIu64, seq);
+        return -1;
+    }
+    return submit_ent(p, &e, resync, false, authorization, gen1_status, gen1_body, acked, acked_ud);
+}
+
+/* Durability callback of RESYNC records and marks (operator resync, retry): submit as a resync. */
+static void resync_durable(void *ud, uint64_t seq, int err)
+{
+    pipeline *p = ud;
+    if (err != 0) {
+        LOGW("msg=\"resync mark not durable\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+        return;
+    }
+    (void)submit_seq(p, seq, true, NULL, 0, NULL, NULL, NULL);
+}
+
+/* Gate of the applier's resyncs. */
+static uint64_t gate(void *ud, const char *root, bool *busy)
+{
+    pipeline *p = ud;
+    return jnl_path_epoch(p->j, root, busy);
+}
+
+/* ---- degraded writes (seqs waiting for their primary answer) ---- */
+
+static int degraded_add_locked(pipeline *p, uint64_t seq)
+{
+    if (p->ndegraded == p->capdegraded) {
+        size_t cap = p->capdegraded ? p->capdegraded * 2 : 16;
+        uint64_t *n = realloc(p->degraded, cap * sizeof *n);
+        if (!n) return -ENOMEM;
+        p->degraded = n;
+        p->capdegraded = cap;
+    }
+    p->degraded[p->ndegraded++] = seq;
+    return 0;
+}
+
+static bool degraded_take_locked(pipeline *p, uint64_t seq)
+{
+    for (size_t i = 0; i < p->ndegraded; i++) {
+        if (p->degraded[i] != seq) continue;
+        p->degraded[i] = p->degraded[--p->ndegraded];
+        return true;
+    }
+    return false;
+}
+
+/* ---- open ---- */
+
+/* A set of paths (recovery: "the first pending APPEND of this path was seen"). */
+typedef struct pathset {
+    char **slot;
+    size_t mask, n;
+} pathset;
+
+static uint64_t path_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Insert s (not copied: it must outlive the set). 1 when added, 0 when present, -ENOMEM. */
+static int pathset_add(pathset *ps, const char *s)
+{
+    if ((ps->n + 1) * 2 > ps->mask + 1 || !ps->slot) {
+        size_t nm = ps->slot ? ps->mask * 2 + 1 : 255;
+        char **ns = calloc(nm + 1, sizeof *ns);
+        if (!ns) return -ENOMEM;
+        for (size_t i = 0; ps->slot && i <= ps->mask; i++) {
+            if (!ps->slot[i]) continue;
+            size_t k = (size_t)path_hash(ps->slot[i]) & nm;
+            while (ns[k]) k = (k + 1) & nm;
+            ns[k] = ps->slot[i];
+        }
+        free(ps->slot);
+        ps->slot = ns;
+        ps->mask = nm;
+    }
+    size_t k = (size_t)path_hash(s) & ps->mask;
+    while (ps->slot[k]) {
+        if (strcmp(ps->slot[k], s) == 0) return 0;
+        k = (k + 1) & ps->mask;
+    }
+    ps->slot[k] = (char *)s;
+    ps->n++;
+    return 1;
+}
+
+typedef struct ent_list {
+    pipe_ent *v;
+    size_t n, cap;
+    bool oom;
+} ent_list;
+
+static void collect_one(void *ud, const jnl_entry *e)
+{
+    ent_list *l = ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        pipe_ent *nv = realloc(l->v, cap * sizeof *nv);
+        if (!nv) {
+            l->oom = true;
+            return;
+        }
+        l->v = nv;
+        l->cap = cap;
+    }
+    ent_copy(&l->v[l->n++], e);
+}
+
+/*
+ * Recovery "resubmit" (journal-arch.md "Recovery"): ACCEPTED, PRIMARY_UNKNOWN, body lost, RESYNC state
+ * or RESYNC record -> resync; PRIMARY_OK -> replay, the first APPEND of a path without an offset
+ * flagged maybe_sent; PARKED stays. Entries are copied out first and submitted outside the journal's lock.
+ */
+static int resubmit_recovered(pipeline *p)
+{
+    ent_list l = {0};
+    jnl_foreach(p->j, collect_one, &l);
+    pathset seen = {0};
+    int rc = 0;
+    if (l.oom) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        pipe_ent *e = &l.v[i];
+        if (e->state == JFMT_S_PARKED) {
+            p->rec_parked++;
+            ent_clear(e);
+            continue;
+        }
+        bool resync = e->state != JFMT_S_PRIMARY_OK || e->jop == JFMT_OP_RESYNC || e->op == WH_OP_UNKNOWN ||
+                      e->body_lost;
+        if (e->state == JFMT_S_ACCEPTED) {
+            /* Nobody will answer for it any more: not "busy" for the resync gate from now on. */
+            bool mark = e->jop == JFMT_OP_RESYNC;
+            int src = jnl_state(p->j, e->seq, mark ? JFMT_S_RESYNC : JFMT_S_PRIMARY_UNKNOWN, 0,
+                                mark ? "resync requested" : "recovered: primary outcome unknown", NULL, NULL);
+            if (src != 0)
+                LOGW("msg=\"cannot journal a recovered record's state\" seq=%" PRIu64 " err=\"%s\"", e->seq,
+                     strerror(-src));
+        }
+        bool maybe_sent = false;
+        if (!resync && (e->op == WH_OP_APPEND || e->op == WH_OP_CONCURRENTAPPEND) && e->path) {
+            bool has_off = false;
+            for (int k = 0; k < e->nparams && !has_off; k++) has_off = strcmp(e->params[k].name, "offset") == 0;
+            if (!has_off) {
+                /* the set keeps a pointer to the path: keep a copy that lives until the end */
+                char *key = strdup(e->path);
+                int added = key ? pathset_add(&seen, key) : -ENOMEM;
+                if (added < 0) {
+                    free(key);
+                    rc = -ENOMEM;
+                    goto out;
+                }
+                if (added == 0) free(key);
+                maybe_sent = added == 1;
+            }
+        }
+        /* A CREATE or MKDIRS may have been half applied (its parents made by Gen2 with Gen2's defaults,
+         * their metadata not yet copied): the applier re-copies the parents' metadata for these. */
+        if (!resync && (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS)) maybe_sent = true;
+        int g1status = resync ? 0 : e->status ? e->status : 200;
+        if (submit_ent(p, e, resync, maybe_sent, NULL, g1status, NULL, NULL, NULL) == 0)
+            p->rec_resubmitted++;
+    }
+out:
+    for (size_t i = 0; i < l.n; i++) ent_clear(&l.v[i]);
+    free(l.v);
+    for (size_t i = 0; seen.slot && i <= seen.mask; i++) free(seen.slot[i]);
+    free(seen.slot);
+    return rc;
+}
+
+static void log_recovery(const pipeline *p)
+{
+    const jnl_recovery *r = &p->rec;
+    double rate = r->scan_seconds > 0 ? (double)r->records / r->scan_seconds : 0;
+    LOGI("msg=\"journal recovered\" segments=%" PRIu64 " bytes=%" PRIu64 " records=%" PRIu64 " live=%" PRIu64
+         " unknown_outcome=%" PRIu64 " bodies_lost=%" PRIu64 " scan_s=%.3f rate_records_per_s=%.0f seconds=%.3f"
+         " max_seq=%" PRIu64,
+         r->segments, r->bytes, r->records, r->live, r->unknown_outcome, r->bodies_lost, r->scan_seconds, rate,
+         r->seconds, r->max_seq);
+    if (r->torn || r->corrupt || r->orphan_states)
+        LOGW("msg=\"journal damage found and handled in recovery\" torn_segments=%" PRIu64 " torn_bytes=%" PRIu64
+             " corrupt_stretches=%" PRIu64 " orphan_states=%" PRIu64 " problem=\"%s\"",
+             r->torn, r->torn_bytes, r->corrupt, r->orphan_states, r->problem);
+    if (r->bodies_lost)
+        LOGW("msg=\"recovered records lost their bodies: their paths are resynced from Gen1\" count=%" PRIu64,
+             r->bodies_lost);
+}
+
+static int64_t g_spool_used(void *ud)
+{
+    spool_stats st;
+    spool_get_stats(((pipeline *)ud)->sp, &st);
+    return (int64_t)st.used_bytes;
+}
+
+static int64_t g_spool_max(void *ud)
+{
+    spool_stats st;
+    spool_get_stats(((pipeline *)ud)->sp, &st);
+    return (int64_t)st.max_bytes;
+}
+
+static int register_metrics(pipeline *p, char *err, size_t errlen)
+{
+    metrics *m = p->m;
+    const char *what = NULL;
+    if (jnl_register_metrics(p->j, m) != 0) what = "journal";
+    else if (applier_register_metrics(p->ap, m) != 0) what = "applier";
+    else if (metrics_gauge_fn(m, "dualpipe_spool_bytes_used", "Bytes of request bodies the spool holds (live bodies "
+                                                              "and reservations of bodies being received).",
+                              NULL, g_spool_used, p) != 0 ||
+             metrics_gauge_fn(m, "dualpipe_spool_bytes_max", "spool.max_bytes: the cap on dualpipe_spool_bytes_used.",
+                              NULL, g_spool_max, p) != 0)
+        what = "spool";
+    if (!what) {
+        p->m_degraded = metrics_counter_get(m, "dualpipe_spool_degraded_total",
+                                            "Writes accepted over the spool cap (policy degrade): resynced from "
+                                            "Gen1 instead of replayed.",
+                                            NULL);
+        p->m_rejected = metrics_counter_get(m, "dualpipe_spool_rejected_total",
+                                            "Writes refused with 503 because the spool is at its cap "
+                                            "(policy reject, or a body larger than the whole cap).",
+                                            NULL);
+        if (!p->m_degraded || !p->m_rejected) what = "spool";
+    }
+    if (what) {
+        snprintf(err, errlen, "%s: cannot register its metrics", what);
+        return -1;
+    }
+    return 0;
+}
+
+int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline **out, char *err, size_t errlen)
+{
+    char e[400] = "";
+    pipeline *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->cfg = cfg;
+    p->g1 = g1;
+    p->m = m;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cond, NULL);
+
+    if (iox_new((iox_backend)cfg->journal_io, 0, 0, &p->io, e, sizeof e) != 0) {
+        snprintf(err, errlen, "journal.io: %s", e);
+        goto fail;
+    }
+    const char *reason = iox_reason(p->io);
+    LOGI("msg=\"journal I/O backend\" backend=%s configured=%s%s%s%s", iox_backend_name(iox_in_use(p->io)),
+         iox_backend_name((iox_backend)cfg->journal_io), reason[0] ? " fallback_reason=\"" : "", reason,
+         reason[0] ? "\"" : "");
+
+    int n = snprintf(p->spool_dir, sizeof p->spool_dir, "%s/data", cfg->spool_dir);
+    if (n < 0 || (size_t)n >= sizeof p->spool_dir) {
+        snprintf(err, errlen, "spool.dir: too long");
+        goto fail;
+    }
+    spool_opts so = {.dir = p->spool_dir, .segment_bytes = cfg->spool_segment_bytes,
+                     .max_bytes = cfg->spool_max_bytes, .io = p->io};
+    if (spool_open(&so, &p->sp, e, sizeof e) != 0) {
+        snprintf(err, errlen, "spool.dir: %s", e);
+        goto fail;
+    }
+
+    char jdir[1100];
+    if (cfg->journal_dir[0]) n = snprintf(jdir, sizeof jdir, "%s", cfg->journal_dir);
+    else n = snprintf(jdir, sizeof jdir, "%s/journal", cfg->spool_dir);
+    if (n < 0 || (size_t)n >= sizeof jdir) {
+        snprintf(err, errlen, "journal.dir: too long");
+        goto fail;
+    }
+    jnl_opts jo = {.dir = jdir, .segment_bytes = cfg->journal_segment_bytes, .commit_lazy_ms = cfg->journal_lazy_ms,
+                   .io = p->io, .sp = p->sp, .verify_bodies = cfg->journal_verify_bodies};
+    if (jnl_open(&jo, &p->j, &p->rec, e, sizeof e) != 0) {
+        snprintf(err, errlen, "journal.dir: %s", e);
+        goto fail;
+    }
+    log_recovery(p);
+
+    if (applier_new(cfg, http, g1, gate, p, &p->ap, e, sizeof e) != 0) {
+        snprintf(err, errlen, "%s", e);
+        goto fail;
+    }
+    if (register_metrics(p, err, errlen) != 0) goto fail;
+    /* Past this point nothing fails: submitted records call back into p. What cannot be resubmitted
+     * (out of memory) stays in the journal for the next start. */
+    if (resubmit_recovered(p) != 0)
+        LOGE("msg=\"out of memory resubmitting recovered records; the rest wait for the next start\"");
+    if (p->rec_resubmitted || p->rec_parked)
+        LOGI("msg=\"recovered records handed to the applier\" resubmitted=%" PRIu64 " parked=%" PRIu64,
+             p->rec_resubmitted, p->rec_parked);
+    *out = p;
+    return 0;
+
+fail:
+    if (p->ap) {
+        pthread_mutex_lock(&p->mu);
+        p->ap_gone = true;
+        pthread_mutex_unlock(&p->mu);
+        applier_stop(p->ap, 0);
+        p->ap = NULL;
+    }
+    p->stopped = true;
+    pipe_free(p);
+    return -1;
+}
+
+/* ---- write path ---- */
+
+pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, spool_body **out)
+{
+    const dp_config *cfg = p->cfg;
+    uint64_t cap = cfg->spool_max_bytes;
+    bool known = expect_len != UINT64_MAX;
+    uint64_t want = known ? expect_len : max_len;
+    pipe_admit adm = PIPE_ADMIT_OK;
+    /* A body larger than the whole cap can never be held within it: refused under either policy.
+     * A body of unknown length gets at most the cap (past it spool_write fails: 503). */
+    if (cap && known && expect_len > cap) {
+        metrics_inc(p->m_rejected);
+        return PIPE_ADMIT_REJECT;
+    }
+    if (cap && !known && want > cap) want = cap;
+    if (spool_would_exceed(p->sp, want)) {
+        if (cfg->spool_policy == CFG_SPOOL_REJECT) {
+            spool_stats st;
+            spool_get_stats(p->sp, &st);
+            uint64_t room = st.used_bytes < cap ? cap - st.used_bytes : 0;
+            /* a chunked body takes what room is left (past it: 503 mid-body, as a full spool does) */
+            if (known || room < SPOOL_ALIGN) {
+                metrics_inc(p->m_rejected);
+                return PIPE_ADMIT_REJECT;
+            }
+            want = room;
+        } else {
+            adm = PIPE_ADMIT_DEGRADED;
+        }
+    }
+    int rc = spool_begin(p->sp, known ? expect_len : UINT64_MAX, want, out);
+    if (rc != 0) {
+        LOGW("msg=\"cannot reserve spool space\" len=%" PRIu64 " err=\"%s\"", want, strerror(-rc));
+        return PIPE_ADMIT_ERROR;
+    }
+    return adm;
+}
+
+/* Journal commit thread: the record is durable (or not); tell the front unless we are stopping. */
+static void accept_durable(void *ud, uint64_t seq, int err)
+{
+    pipe_actx *c = ud;
+    pipeline *p = c->p;
+    pthread_mutex_lock(&p->mu);
+    bool stopped = p->stopped;
+    if (err == 0 && !stopped && c->degraded && degraded_add_locked(p, seq) != 0)
+        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64, seq);
+    pthread_mutex_unlock(&p->mu);
+    if (err == 0 && stopped) {
+        /* httpc may be gone: the write is not sent, and the record says so. */
+        (void)jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0, "not sent to the primary: the proxy is stopping", NULL,
+                        NULL);
+        err = -ESHUTDOWN;
+    } else if (err != 0) {
+        LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+    }
+    c->cb(c->ud, seq, err);
+    pthread_mutex_lock(&p->mu);
+    p->outstanding--;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    free(c);
+}
+
+int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, pipe_durable_cb durable, void *ud,
+                uint64_t *seq)
+{
+    uint16_t jop = jfmt_op_from_whreq(wr->op);
+    if (jop == JFMT_OP_NONE || !durable) return -EINVAL;
+    pipe_actx *c = malloc(sizeof *c);
+    if (!c) return -EIO;
+    *c = (pipe_actx){.p = p, .cb = durable, .ud = ud, .degraded = degraded};
+    pthread_mutex_lock(&p->mu);
+    bool stopped = p->stopped;
+    if (!stopped) p->outstanding++;
+    pthread_mutex_unlock(&p->mu);
+    if (stopped) {
+        free(c);
+        return -ESHUTDOWN;
+    }
+    jnl_write_in in = {.jop = jop, .path = wr->path, .params = wr->params, .nparams = wr->nparams, .body = body};
+    int rc = jnl_append(p->j, &in, accept_durable, c, seq);
+    if (rc != 0) {
+        pthread_mutex_lock(&p->mu);
+        p->outstanding--;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mu);
+        free(c);
+        if (rc != -EINVAL && rc != -ESHUTDOWN) rc = -EIO;
+    }
+    return rc;
+}
+
+/* Journal commit thread: a degraded write's RESYNC mark is durable; the body is gone, copy from Gen1. */
+static void degrade_durable(void *ud, uint64_t seq, int err)
+{
+    pipe_dctx *c = ud;
+    if (err == 0) (void)submit_seq(c->p, seq, true, c->authorization, 0, NULL, NULL, NULL);
+    else LOGW("msg=\"resync mark of a degraded write not durable\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+    free(c->authorization);
+    free(c);
+}
+
+int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&p->mu);
+    bool degraded = degraded_take_locked(p, seq);
+    pthread_mutex_unlock(&p->mu);
+    int rc;
+    if (res->kind == PIPE_P_REFUSED || (res->kind == PIPE_P_OK && res->changed_nothing)) {
+        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, res->status,
+                       res->changed_nothing ? "the primary answered false: nothing changed"
+                       : res->status ? "refused by the primary"
+                                     : "not sent: the primary was unreachable or the proxy could not send",
+                       NULL, NULL);
+        if (rc != 0) LOGW("msg=\"cannot journal a refusal\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
+        return 1;
+    }
+    if (res->kind == PIPE_P_UNKNOWN) {
+        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_UNKNOWN, 0, "no answer from the primary", NULL, NULL);
+        if (rc != 0) LOGW("msg=\"cannot journal an unknown outcome\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
+        (void)submit_seq(p, seq, true, res->authorization, 0, NULL, NULL, NULL);
+        return 1;
+    }
+    if (degraded) {
+        /* The writer is answered at once even with ack "both": what Gen2 gets is a later copy. */
+        pipe_dctx *c = calloc(1, sizeof *c);
+        if (c) {
+            c->p = p;
+            c->authorization = res->authorization ? strdup(res->authorization) : NULL;
+            rc = jnl_state(p->j, seq, JFMT_S_RESYNC, res->status, "spool over its cap: resync from the primary",
+                           degrade_durable, c);
+            if (rc == 0) {
+                metrics_inc(p->m_degraded);
+                return 1;
+            }
+            free(c->authorization);
+            free(c);
+            LOGW("msg=\"cannot mark a degraded write for resync; replaying it\" seq=%" PRIu64 " err=\"%s\"", seq,
+                 strerror(-rc));
+        }
+    }
+    rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, NULL, NULL, NULL);
+    if (rc != 0) LOGW("msg=\"cannot journal the primary's answer\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
+    bool both = p->cfg->ack == CFG_ACK_BOTH && acked;
+    rc = submit_seq(p, seq, false, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
+    return both && rc == 0 ? 0 : 1;
+}
+
+/* ---- operator commands ---- */
+
+/* JSON string (escaped) appended to out. */
+static int json_str(dbuf *out, const char *s)
+{
+    int rc = dbuf_adds(out, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; rc == 0 && *c; c++) {
+        if (*c == '"' || *c == '\\') rc = dbuf_printf(out, "\\%c", *c);
+        else if (*c < 0x20) rc = dbuf_printf(out, "\\u%04x", *c);
+        else rc = dbuf_add(out, c, 1);
+    }
+    return rc == 0 ? dbuf_adds(out, "\"") : rc;
+}
+
+int pipe_status_json(pipeline *p, dbuf *out)
+{
+    spool_stats ss;
+    spool_get_stats(p->sp, &ss);
+    const jnl_recovery *r = &p->rec;
+    int rc = dbuf_adds(out, "{\"journal\":");
+    if (rc == 0) rc = jnl_status_json(p->j, out);
+    if (rc == 0)
+        rc = dbuf_printf(out,
+                         ",\"spool\":{\"used_bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64 ",\"live_bodies\":%" PRIu64
+                         ",\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64 ",\"policy\":\"%s\""
+                         ",\"degraded\":%" PRIu64 ",\"rejected\":%" PRIu64 "},\"ack\":\"%s\",\"applier\":",
+                         ss.used_bytes, ss.max_bytes, ss.live_bodies, ss.segments, ss.segments_deleted,
+                         p->cfg->spool_policy == CFG_SPOOL_REJECT ? "reject" : "degrade",
+                         metrics_counter_value(p->m_degraded), metrics_counter_value(p->m_rejected),
+                         p->cfg->ack == CFG_ACK_BOTH ? "both" : "durable");
+    if (rc == 0) {
+        pthread_mutex_lock(&p->mu);
+        if (p->ap_gone) rc = dbuf_adds(out, "null");
+        else rc = applier_status_json(p->ap, out);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (rc == 0) rc = dbuf_adds(out, ",\"io_backend\":");
+    if (rc == 0) rc = json_str(out, iox_backend_name(iox_in_use(p->io)));
+    if (rc == 0) rc = dbuf_adds(out, ",\"io_fallback_reason\":");
+    if (rc == 0) rc = json_str(out, iox_reason(p->io));
+    double rate = r->scan_seconds > 0 ? (double)r->records / r->scan_seconds : 0;
+    if (rc == 0)
+        rc = dbuf_printf(out,
+                         ",\"recovery\":{\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"records\":%" PRIu64
+                         ",\"live\":%" PRIu64 ",\"unknown_outcome\":%" PRIu64 ",\"bodies_lost\":%" PRIu64
+                         ",\"torn\":%" PRIu64 ",\"torn_bytes\":%" PRIu64 ",\"corrupt\":%" PRIu64
+                         ",\"orphan_states\":%" PRIu64 ",\"scan_seconds\":%.6f,\"seconds\":%.6f"
+                         ",\"records_per_s\":%.0f,\"resubmitted\":%" PRIu64 ",\"parked\":%" PRIu64 ",\"problem\":",
+                         r->segments, r->bytes, r->records, r->live, r->unknown_outcome, r->bodies_lost, r->torn,
+                         r->torn_bytes, r->corrupt, r->orphan_states, r->scan_seconds, r->seconds, rate,
+                         p->rec_resubmitted, p->rec_parked);
+    if (rc == 0) rc = json_str(out, r->problem);
+    if (rc == 0) rc = dbuf_adds(out, "}}\n");
+    return rc;
+}
+
+int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out)
+{
+    return jnl_list_json(p->j, parked_only, after, limit, out);
+}
+
+typedef struct seq_list {
+    uint64_t want;     /* 0: every parked entry */
+    uint64_t *v;
+    size_t n, cap;
+    bool found, oom;   /* found: want is live (parked or not) */
+} seq_list;
+
+static void collect_parked(void *ud, const jnl_entry *e)
+{
+    seq_list *l = ud;
+    if (l->want && e->seq != l->want) return;
+    if (l->want) l->found = true;
+    if (e->state != JFMT_S_PARKED) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        uint64_t *nv = realloc(l->v, cap * sizeof *nv);
+        if (!nv) {
+            l->oom = true;
+            return;
+        }
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = e->seq;
+}
+
+int pipe_retry(pipeline *p, uint64_t seq, unsigned *n)
+{
+    seq_list l = {.want = seq};
+    *n = 0;
+    int rc = 0;
+    if (seq) {
+        /* one entry: look it up directly rather than walking the index */
+        pipe_ent e;
+        memset(&e, 0, sizeof e);
+        if (jnl_with_entry(p->j, seq, copy_one, &e) != 0) return -ENOENT;
+        uint16_t st = e.state;
+        ent_clear(&e);
+        if (st != JFMT_S_PARKED) return -EBUSY;
+        l.v = malloc(sizeof *l.v);
+        if (!l.v) return -ENOMEM;
+        l.v[l.n++] = seq;
+    } else {
+        jnl_foreach(p->j, collect_parked, &l);
+        if (l.oom) {
+            free(l.v);
+            return -ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        int src = jnl_state(p->j, l.v[i], JFMT_S_RESYNC, 0, "retried by an operator", resync_durable, p);
+        if (src == 0) (*n)++;
+        else if (src != -ENOENT) rc = src;
+    }
+    free(l.v);
+    if (seq && *n == 0 && rc == 0) rc = -ENOENT;
+    return rc;
+}
+
+int pipe_drop(pipeline *p, uint64_t seq)
+{
+    pipe_ent e;
+    memset(&e, 0, sizeof e);
+    if (jnl_with_entry(p->j, seq, copy_one, &e) != 0) return -ENOENT;
+    uint16_t st = e.state;
+    ent_clear(&e);
+    if (st != JFMT_S_PARKED) return -EBUSY;
+    return jnl_state(p->j, seq, JFMT_S_DROPPED, 0, "dropped by an operator", NULL, NULL);
+}
+
+int pipe_resync(pipeline *p, const char *path, uint64_t *seq)
+{
+    if (!path || path[0] != '/') return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    bool stopped = p->stopped;
+    pthread_mutex_unlock(&p->mu);
+    if (stopped) return -ESHUTDOWN;
+    jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path};
+    int rc = jnl_append(p->j, &in, resync_durable, p, seq);
+    if (rc != 0) return rc;
+    /* A RESYNC record waits for no primary answer: state RESYNC at once, so that the resync gate does
+     * not see it as busy (if the state is lost in a crash, recovery sets it again). */
+    int src = jnl_state(p->j, *seq, JFMT_S_RESYNC, 0, "resync requested by an operator", NULL, NULL);
+    if (src != 0 && src != -ENOENT)
+        LOGW("msg=\"cannot journal a resync's state\" seq=%" PRIu64 " err=\"%s\"", *seq, strerror(-src));
+    return 0;
+}
+
+applier *pipe_applier(pipeline *p) { return p->ap; }
+
+journal *pipe_journal(pipeline *p) { return p->j; }
+
+/* ---- stop ---- */
+
+void pipe_stop(pipeline *p, unsigned drain_ms)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    bool already = p->ap_gone;
+    p->stopped = true;
+    /* Every accepted record's callback must have reached the front before its connections go. */
+    time_t last_log = time(NULL);
+    while (p->outstanding > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->cond, &p->mu, &ts);
+        if (p->outstanding > 0 && time(NULL) - last_log >= PIPE_STOP_LOG_S) {
+            last_log = time(NULL);
+            LOGW("msg=\"waiting for the journal to settle accepted writes\" outstanding=%u", p->outstanding);
+        }
+    }
+    p->ap_gone = true;
+    pthread_mutex_unlock(&p->mu);
+    if (already || !p->ap) return;
+    uint64_t left = applier_pending(p->ap);
+    if (left) LOGI("msg=\"draining the applier\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
+    applier_stop(p->ap, drain_ms);
+    /* applier_stop freed it (or the last in-flight operation will, during httpc_stop) */
+    p->ap = NULL;
+    jnl_stats st;
+    jnl_get_stats(p->j, &st);
+    if (st.pending || st.awaiting_primary)
+        LOGI("msg=\"records left in the journal for the next start\" pending=%" PRIu64 " awaiting_primary=%" PRIu64
+             " parked=%" PRIu64,
+             st.pending, st.awaiting_primary, st.parked);
+}
+
+void pipe_free(pipeline *p)
+{
+    if (!p) return;
+    /* Normally pipe_stop ran (and the applier is gone); closing the journal commits what is queued. */
+    jnl_close(p->j);
+    spool_close(p->sp);
+    iox_free(p->io);
+    free(p->degraded);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}

@@ -1,0 +1,122 @@
+/*
+ * pipeline: the write path's durable middle (DESIGN.md "The write path and its promises"). It owns
+ * the I/O engine (common/iox), the spool (common/spool), the journal (common/journal) and the
+ * applier, and ties them together:
+ *
+ *   front: pipe_body_begin   -> a spool region for the body (or 503 under spool.policy "reject")
+ *          pipe_accept       -> a WRITE record, durable by group commit, then the caller sends to Gen1
+ *          pipe_primary      -> Gen1's answer: refused -> record aborted (Gen2 never sees it);
+ *                               accepted -> handed to the applier (ack "both": the caller's ack
+ *                               callback waits for the first Gen2 attempt); no answer (timeout,
+ *                               reset) -> PRIMARY_UNKNOWN, resolved by a resync from Gen1
+ *   applier outcome          -> APPLIED / PARKED state in the journal (terminal states free the body)
+ *
+ * On start (pipe_open) the journal recovers and every live record goes back to the applier: records
+ * whose primary outcome is unknown, whose body was lost, RESYNC records and the first pending APPEND
+ * without an offset per path (it may have been in flight) as resyncs; the rest are replayed with
+ * their idempotency checks. PARKED records wait for an operator.
+ *
+ * Spool cap (spool.max_bytes): under "reject" a new body that would pass it gets 503 + Retry-After
+ * before anything reaches Gen1; under "degrade" the write goes through as usual, but once Gen1
+ * accepted it the record turns into a durable RESYNC mark and its body is freed: Gen2 gets the path
+ * from Gen1 later instead of the bytes.
+ *
+ * Operator commands (admin API and `dualpipe journal`): status, list, retry (a parked record becomes
+ * a resync again), drop (a parked record is given up, recorded as DROPPED), resync PATH (a RESYNC
+ * record).
+ *
+ * Thread-safe; callbacks run on the journal's commit thread or the httpc thread, never inside the call
+ * that registered them.
+ */
+#ifndef DP_PIPELINE_H
+#define DP_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "applier.h"
+#include "cfg.h"
+#include "dbuf.h"
+#include "gen1client.h"
+#include "httpc.h"
+#include "journal.h"
+#include "metrics.h"
+#include "spool.h"
+#include "whreq.h"
+
+typedef struct pipeline pipeline;
+
+/**
+ * Start: iox (journal.io; the backend in use is logged, with the reason for a fallback), spool
+ * ("<spool.dir>/data"), journal (journal.dir) with recovery (logged: records, rate, torn tail,
+ * corruption), applier, then resubmit the recovered records. m must outlive the pipeline.
+ * Returns 0, or -1 with a message in err (naming the config key at fault where there is one).
+ */
+int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline **out, char *err, size_t errlen);
+
+/** What pipe_body_begin decided. */
+typedef enum pipe_admit { PIPE_ADMIT_OK = 0, PIPE_ADMIT_DEGRADED, PIPE_ADMIT_REJECT, PIPE_ADMIT_ERROR } pipe_admit;
+
+/**
+ * A spool region for a body of expect_len bytes (UINT64_MAX: unknown, up to max_len). OK: *out
+ * holds one reference. DEGRADED: the same, but the spool is over its cap (policy degrade): pass
+ * degraded=true to pipe_accept. REJECT: over the cap under policy reject (answer 503 with
+ * Retry-After; nothing was reserved). ERROR: the spool cannot take it (disk error; answer 503).
+ */
+pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, spool_body **out);
+
+/** Result of pipe_accept's durability callback: err 0 (send to Gen1) or -errno (answer 503, do not send). */
+typedef void (*pipe_durable_cb)(void *ud, uint64_t seq, int err);
+
+/**
+ * Journal a write (wr: the parsed request; body: finished, or NULL) and call durable once the record
+ * is durable. Returns 0 and *seq, or -errno (-EINVAL: the request breaks a journal limit, answer 400;
+ * -EIO/-ESHUTDOWN: answer 503). Read ops must not come here.
+ */
+int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, pipe_durable_cb durable, void *ud,
+                uint64_t *seq);
+
+/** Gen1's answer to a journaled write. */
+typedef struct pipe_primary_result {
+    enum { PIPE_P_OK, PIPE_P_REFUSED, PIPE_P_UNKNOWN } kind; /* 2xx / other status / no answer */
+    int status;                    /* Gen1's status (0 when no answer) */
+    const char *gen1_body;         /* Gen1's JSON answer or NULL */
+    bool changed_nothing;          /* MKDIRS/RENAME/DELETE answered {"boolean": false}: like refused */
+    const char *authorization;     /* writer's Authorization, for Gen1 look-ups on its behalf, or NULL */
+} pipe_primary_result;
+
+/**
+ * Record Gen1's answer for seq (see the file comment). With ack "both" and an accepted write, acked
+ * runs when the first Gen2 attempt ended; otherwise it is not called and the function returns 1
+ * ("answer now"). Returns 0 when acked will run, 1 when the caller answers at once.
+ */
+int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud);
+
+/* ---- operator commands (admin API, `dualpipe journal`) ---- */
+
+/** {"journal":{jnl_status_json},"spool":{...},"applier":{...},"io_backend":"..","recovery":{...}} */
+int pipe_status_json(pipeline *p, dbuf *out);
+/** jnl_list_json. */
+int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out);
+/** Retry parked record seq (0: all parked): each becomes a resync again. *n: how many. 0 or -ENOENT. */
+int pipe_retry(pipeline *p, uint64_t seq, unsigned *n);
+/** Drop parked record seq (recorded as DROPPED). 0, -ENOENT (no such live record), -EBUSY (not parked). */
+int pipe_drop(pipeline *p, uint64_t seq);
+/** Queue a resync of path (a RESYNC record; the applier copies it from Gen1). 0 and *seq, or -errno. */
+int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
+
+/** The applier (admin /admin/status) and the journal (metrics). */
+applier *pipe_applier(pipeline *p);
+journal *pipe_journal(pipeline *p);
+
+/**
+ * Stop: new accepts are refused (-ESHUTDOWN) and the applier drains for up to drain_ms (what is left
+ * stays in the journal for the next start). Call while httpc still runs (like applier_stop). Then
+ * httpc_stop, then pipe_free: the journal commits what is queued (outcomes that arrived meanwhile)
+ * and closes, then the spool and the I/O engine.
+ */
+void pipe_stop(pipeline *p, unsigned drain_ms);
+void pipe_free(pipeline *p);
+
+#endif

@@ -1,0 +1,1131 @@
+/*
+ * Unit tests for the journal (common/journal.h) on real files in a mkdtemp directory, each case on
+ * both iox backends (the io_uring cases skip, saying why, where this machine cannot set up a ring):
+ * durability callbacks, group commit batching many concurrent appends into few fdatasyncs, states and
+ * the removal of terminal entries (their bodies freed), segment rollover and deletion, bodies through
+ * a restart, recovery after a clean close and after a crash (a child that _exits without closing), a
+ * torn or truncated tail (reported, zeroed, appends go on), corruption in the middle (reported, the
+ * rest kept), a changed body (body_lost), the LOCK, the fault shim (-EIO/-ENOSPC on writes, -EIO on
+ * fdatasync: callbacks see it, appends are refused, the journal recovers when the faults stop), short
+ * writes, the path-epoch gate, and the status/list JSON and metrics.
+ */
+#include "tharness.h"
+
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- helpers */
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
+static iox *engine(iox_backend b)
+{
+    if (b == IOX_URING) {
+        struct io_uring r;
+        int rc = io_uring_queue_init(4, &r, 0);
+        if (rc < 0) TH_SKIP_NOW("io_uring unavailable on this machine (io_uring_setup: %s)", strerror(-rc));
+        io_uring_queue_exit(&r);
+    }
+    iox *x = NULL;
+    char err[256] = "";
+    if (iox_new(b, 0, 0, &x, err, sizeof err) != 0) TH_FAIL_AT("iox_new: %s", err);
+    ASSERT_EQ_INT(iox_in_use(x), b);
+    return x;
+}
+
+typedef struct env {
+    iox_backend be;
+    char dir[64], sdir[96], jdir[96];
+    uint64_t seg_bytes;
+    bool verify;
+    iox *io;
+    spool *sp;
+    journal *j;
+    jnl_recovery rep;
+} env;
+
+static int env_try_open(env *e, char *err, size_t errlen)
+{
+    spool_opts so = {.dir = e->sdir, .segment_bytes = 1 << 20, .io = e->io};
+    if (spool_open(&so, &e->sp, err, errlen) != 0) return -1;
+    jnl_opts o = {.dir = e->jdir, .segment_bytes = e->seg_bytes, .commit_lazy_ms = 20, .io = e->io,
+                  .sp = e->sp, .verify_bodies = e->verify};
+    if (jnl_open(&o, &e->j, &e->rep, err, errlen) != 0) {
+        spool_close(e->sp);
+        e->sp = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void env_reopen(env *e)
+{
+    char err[512] = "";
+    if (!e->io) e->io = engine(e->be);
+    if (env_try_open(e, err, sizeof err) != 0) TH_FAIL_AT("open: %s", err);
+}
+
+static void env_init(env *e, iox_backend be, uint64_t seg_bytes)
+{
+    memset(e, 0, sizeof *e);
+    e->be = be;
+    e->seg_bytes = seg_bytes;
+    e->verify = true;
+    snprintf(e->dir, sizeof e->dir, "/tmp/dp-jrnl-XXXXXX");
+    ASSERT_TRUE(mkdtemp(e->dir) != NULL);
+    snprintf(e->sdir, sizeof e->sdir, "%s/data", e->dir);
+    snprintf(e->jdir, sizeof e->jdir, "%s/journal", e->dir);
+}
+
+static void env_open(env *e, iox_backend be, uint64_t seg_bytes)
+{
+    env_init(e, be, seg_bytes);
+    env_reopen(e);
+    ASSERT_EQ_INT(e->rep.segments, 0);
+    ASSERT_EQ_STR(e->rep.problem, "");
+}
+
+/* Close journal and spool (the engine stays for a reopen). */
+static void env_shut(env *e)
+{
+    jnl_close(e->j);
+    e->j = NULL;
+    for (int i = 0; i < 5000 && iox_pending(e->io) > 0; i++) usleep(1000);
+    spool_close(e->sp);
+    e->sp = NULL;
+}
+
+static void env_close(env *e)
+{
+    env_shut(e);
+    iox_free(e->io);
+    nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Callback bookkeeping: how many ran, the last error, per-seq errors for small tests. */
+typedef struct done {
+    _Atomic int n;
+    _Atomic int errs;
+    _Atomic int last_err;
+} done;
+
+static void on_done(void *ud, uint64_t seq, int err)
+{
+    (void)seq;
+    done *d = ud;
+    if (err) {
+        atomic_fetch_add(&d->errs, 1);
+        atomic_store(&d->last_err, err);
+    }
+    atomic_fetch_add(&d->n, 1);
+}
+
+static void wait_n(done *d, int n)
+{
+    for (int i = 0; i < 10000 && atomic_load(&d->n) < n; i++) usleep(1000);
+    ASSERT_EQ_INT(atomic_load(&d->n), n);
+}
+
+static uint64_t append(journal *j, uint16_t jop, const char *path, const whreq_param *ps, int np, spool_body *b,
+                       done *d)
+{
+    jnl_write_in in = {.jop = jop, .path = path, .params = ps, .nparams = np, .body = b};
+    uint64_t seq = 0;
+    ASSERT_EQ_INT(jnl_append(j, &in, on_done, d, &seq), 0);
+    ASSERT_TRUE(seq > 0);
+    return seq;
+}
+
+/* Append and wait for durability. */
+static uint64_t append_sync(journal *j, const char *path, done *d)
+{
+    int before = atomic_load(&d->n);
+    uint64_t s = append(j, JFMT_OP_MKDIRS, path, NULL, 0, NULL, d);
+    wait_n(d, before + 1);
+    return s;
+}
+
+static void wait_live(journal *j, uint64_t live)
+{
+    jnl_stats st;
+    for (int i = 0; i < 5000; i++) {
+        jnl_get_stats(j, &st);
+        if (st.live == live) return;
+        usleep(1000);
+    }
+    ASSERT_EQ_INT(st.live, live);
+}
+
+static int count_files(const char *dir, const char *prefix)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '^%s'", dir, prefix);
+    FILE *f = popen(cmd, "r");
+    ASSERT_TRUE(f != NULL);
+    int n = -1;
+    ASSERT_EQ_INT(fscanf(f, "%d", &n), 1);
+    pclose(f);
+    return n;
+}
+
+/* The newest segment file's path. */
+static void last_segment(const env *e, char *out, size_t len)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s | grep '^jrnl-' | sort | tail -1", e->jdir);
+    FILE *f = popen(cmd, "r");
+    ASSERT_TRUE(f != NULL);
+    char name[128] = "";
+    ASSERT_TRUE(fgets(name, sizeof name, f) != NULL);
+    pclose(f);
+    name[strcspn(name, "\n")] = '\0';
+    snprintf(out, len, "%s/%s", e->jdir, name);
+}
+
+typedef struct frames {
+    uint64_t off[4096];
+    int n;
+} frames;
+
+static int frame_cb(void *ctx, const jfmt_rec *rec, uint64_t off)
+{
+    (void)rec;
+    frames *f = ctx;
+    if (f->n < 4096) f->off[f->n++] = off;
+    return 0;
+}
+
+/* Frame offsets of a segment file; returns the file size. */
+static uint64_t seg_frames(const char *path, frames *fr)
+{
+    int fd = open(path, O_RDONLY);
+    ASSERT_TRUE(fd >= 0);
+    struct stat st;
+    ASSERT_EQ_INT(fstat(fd, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size);
+    ASSERT_TRUE(buf != NULL);
+    ASSERT_EQ_INT(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    jfmt_seg_stats ss;
+    fr->n = 0;
+    ASSERT_EQ_INT(jfmt_scan_segment(buf, (size_t)st.st_size, frame_cb, fr, &ss), 0);
+    free(buf);
+    return ss.data_end;
+}
+
+static spool_body *mkbody(spool *sp, size_t n, unsigned seed)
+{
+    spool_body *b = NULL;
+    ASSERT_EQ_INT(spool_begin(sp, n, n, &b), 0);
+    uint8_t *buf = malloc(n);
+    ASSERT_TRUE(buf != NULL);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)(i * 7 + seed);
+    ASSERT_EQ_INT(spool_write(b, buf, n), 0);
+    ASSERT_EQ_INT(spool_finish(b), 0);
+    free(buf);
+    return b;
+}
+
+typedef struct snap {
+    uint64_t seq;
+    uint16_t state;
+    char path[64];
+    char detail[64];
+    char dest[64];
+    uint64_t body_len;
+    bool has_body, body_lost;
+    int nparams;
+} snap;
+
+typedef struct snaps {
+    snap s[256];
+    int n;
+} snaps;
+
+static void snap_fn(void *ud, const jnl_entry *e)
+{
+    snaps *ss = ud;
+    if (ss->n >= 256) return;
+    snap *s = &ss->s[ss->n++];
+    memset(s, 0, sizeof *s);
+    s->seq = e->seq;
+    s->state = e->state;
+    snprintf(s->path, sizeof s->path, "%s", e->path);
+    snprintf(s->detail, sizeof s->detail, "%s", e->detail);
+    for (int i = 0; i < e->nparams; i++)
+        if (strcmp(e->params[i].name, "destination") == 0) snprintf(s->dest, sizeof s->dest, "%s", e->params[i].value);
+    s->nparams = e->nparams;
+    s->body_len = e->body_len;
+    s->has_body = e->body != NULL;
+    s->body_lost = e->body_lost;
+}
+
+static void take_snaps(journal *j, snaps *ss)
+{
+    ss->n = 0;
+    jnl_foreach(j, snap_fn, ss);
+}
+
+/* ---------------------------------------------------------------- cases */
+
+static void case_append_durable(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    uint64_t prev = 0;
+    for (int i = 0; i < 10; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/d/%d", i);
+        uint64_t s = append(e.j, JFMT_OP_MKDIRS, p, NULL, 0, NULL, &d);
+        ASSERT_TRUE(s > prev);
+        prev = s;
+    }
+    wait_n(&d, 10);
+    ASSERT_EQ_INT(atomic_load(&d.errs), 0);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.live, 10);
+    ASSERT_EQ_INT(st.awaiting_primary, 10);
+    ASSERT_EQ_INT(st.appended, 10);
+    ASSERT_TRUE(st.records_written >= 10);
+    ASSERT_TRUE(st.fdatasyncs >= 1);
+    ASSERT_EQ_INT(st.max_seq, prev);
+    ASSERT_EQ_INT(count_files(e.jdir, "jrnl-"), 1);
+    /* a record that breaks a format limit */
+    jnl_write_in bad = {.jop = JFMT_OP_MKDIRS, .path = "relative"};
+    uint64_t s;
+    ASSERT_EQ_INT(jnl_append(e.j, &bad, on_done, &d, &s), -EINVAL);
+    env_close(&e);
+}
+
+typedef struct gc_arg {
+    journal *j;
+    int n;
+    int id;
+    _Atomic int *errs;
+} gc_arg;
+
+typedef struct one_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int err;
+} one_wait;
+
+static void one_done(void *ud, uint64_t seq, int err)
+{
+    (void)seq;
+    one_wait *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    w->err = err;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A writer: append, wait until durable, next. */
+static void *gc_writer(void *arg)
+{
+    gc_arg *a = arg;
+    one_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    for (int i = 0; i < a->n; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/w%d/f%d", a->id, i);
+        whreq_param ps[1] = {{"overwrite", "true"}};
+        jnl_write_in in = {.jop = JFMT_OP_CREATE, .path = p, .params = ps, .nparams = 1};
+        uint64_t seq;
+        w.done = false;
+        if (jnl_append(a->j, &in, one_done, &w, &seq) != 0) {
+            atomic_fetch_add(a->errs, 1);
+            continue;
+        }
+        pthread_mutex_lock(&w.mu);
+        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+        if (w.err) atomic_fetch_add(a->errs, 1);
+        pthread_mutex_unlock(&w.mu);
+    }
+    return NULL;
+}
+
+static void case_group_commit(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    enum { NT = 8, PER = 200 };
+    pthread_t t[NT];
+    gc_arg a[NT];
+    _Atomic int errs = 0;
+    for (int i = 0; i < NT; i++) {
+        a[i] = (gc_arg){e.j, PER, i, &errs};
+        ASSERT_EQ_INT(pthread_create(&t[i], NULL, gc_writer, &a[i]), 0);
+    }
+    for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    ASSERT_EQ_INT(atomic_load(&errs), 0);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.appended, NT * PER);
+    ASSERT_EQ_INT(st.live, NT * PER);
+    fprintf(stderr, "group commit: %d records, %" PRIu64 " commits, %" PRIu64 " fdatasyncs\n", NT * PER,
+            st.commits, st.fdatasyncs);
+    ASSERT_TRUE(st.fdatasyncs < (uint64_t)(NT * PER / 2));
+    ASSERT_TRUE(st.commits < (uint64_t)(NT * PER / 2));
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, NT * PER);
+    ASSERT_EQ_INT(e.rep.records, NT * PER);
+    env_close(&e);
+}
+
+static void case_states(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    spool_body *b1 = mkbody(e.sp, 10000, 1), *b2 = mkbody(e.sp, 5000, 2), *b3 = mkbody(e.sp, 3000, 3);
+    uint64_t s1 = append(e.j, JFMT_OP_CREATE, "/a", NULL, 0, b1, &d);
+    uint64_t s2 = append(e.j, JFMT_OP_CREATE, "/b", NULL, 0, b2, &d);
+    uint64_t s3 = append(e.j, JFMT_OP_APPEND, "/c", NULL, 0, b3, &d);
+    uint64_t s4 = append(e.j, JFMT_OP_MKDIRS, "/d", NULL, 0, NULL, &d);
+    spool_unref(b1); /* the journal keeps its own references */
+    spool_unref(b2);
+    spool_unref(b3);
+    wait_n(&d, 4);
+    spool_stats ss;
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 3);
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PRIMARY_OK, 201, NULL, on_done, &d), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s2, JFMT_S_PRIMARY_REFUSED, 403, "AccessControlException", on_done, &d), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s3, JFMT_S_PRIMARY_OK, 200, NULL, NULL, NULL), 0); /* lazy */
+    ASSERT_EQ_INT(jnl_state(e.j, s4, JFMT_S_PRIMARY_OK, 200, NULL, NULL, NULL), 0);
+    wait_n(&d, 6);
+    ASSERT_EQ_INT(atomic_load(&d.errs), 0);
+    wait_live(e.j, 3); /* s2 refused: gone once durable */
+    ASSERT_EQ_INT(jnl_state(e.j, s2, JFMT_S_APPLIED, 0, NULL, NULL, NULL), -ENOENT);
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 2);
+    ASSERT_EQ_INT(ss.used_bytes, 13000);
+    /* applied (lazy): leaves and frees its body within commit_lazy_ms */
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_APPLIED, 200, "ok", NULL, NULL), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PARKED, 0, NULL, NULL, NULL), -ENOENT); /* ending */
+    wait_live(e.j, 2);
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 1);
+    /* RESYNC: the entry stays but its body is released (a resync copies from the primary) */
+    ASSERT_EQ_INT(jnl_state(e.j, s3, JFMT_S_RESYNC, 0, "degraded", on_done, &d), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s4, JFMT_S_PARKED, 500, "resync failed", on_done, &d), 0);
+    wait_n(&d, 8);
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 0);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.live, 2);
+    ASSERT_EQ_INT(st.parked, 1);
+    ASSERT_EQ_INT(st.pending, 1);
+    ASSERT_EQ_INT(st.applied, 1);
+    ASSERT_EQ_INT(st.refused, 1);
+    ASSERT_EQ_INT(st.resyncs, 1);
+    ASSERT_EQ_INT(st.parked_total, 1);
+    ASSERT_TRUE(st.oldest_ns > 0);
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 2);
+    ASSERT_EQ_INT(sn.s[0].seq, s3);
+    ASSERT_EQ_STR(sn.s[0].detail, "degraded");
+    ASSERT_TRUE(!sn.s[0].has_body);
+    ASSERT_EQ_INT(sn.s[1].seq, s4);
+    ASSERT_EQ_INT(sn.s[1].state, JFMT_S_PARKED);
+    /* dropped by an operator */
+    ASSERT_EQ_INT(jnl_state(e.j, s4, JFMT_S_DROPPED, 0, "operator", NULL, NULL), 0);
+    wait_live(e.j, 1);
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.dropped, 1);
+    /* the states survive a restart */
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 1);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 0); /* a RESYNC entry needs no body */
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 1);
+    ASSERT_EQ_INT(sn.s[0].seq, s3);
+    ASSERT_EQ_INT(sn.s[0].state, JFMT_S_RESYNC);
+    ASSERT_EQ_STR(sn.s[0].detail, "degraded");
+    env_close(&e);
+}
+
+static void case_rollover(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 8192);
+    done d = {0};
+    uint64_t seqs[120];
+    char longp[300];
+    memset(longp, 'x', sizeof longp);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    for (int i = 0; i < 120; i++) seqs[i] = append_sync(e.j, longp, &d);
+    int nseg = count_files(e.jdir, "jrnl-");
+    ASSERT_TRUE(nseg >= 4);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.segments, nseg);
+    /* all but the last: the segments holding only terminal WRITEs go */
+    for (int i = 0; i < 119; i++) ASSERT_EQ_INT(jnl_state(e.j, seqs[i], JFMT_S_PRIMARY_REFUSED, 0, NULL, NULL, NULL), 0);
+    wait_live(e.j, 1);
+    /* roll once more so that the segment holding seqs[119] is not current either */
+    for (int i = 0; i < 40; i++) {
+        uint64_t s = append_sync(e.j, longp, &d);
+        ASSERT_EQ_INT(jnl_state(e.j, s, JFMT_S_APPLIED, 0, NULL, on_done, &d), 0);
+        wait_n(&d, 120 + 2 * (i + 1));
+    }
+    wait_live(e.j, 1);
+    jnl_get_stats(e.j, &st);
+    int left = count_files(e.jdir, "jrnl-");
+    ASSERT_EQ_INT(st.segments, left);
+    ASSERT_TRUE(st.segments_deleted >= (uint64_t)nseg - 1);
+    ASSERT_TRUE(left <= 3); /* the one holding seqs[119], the current one, maybe one between */
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 1);
+    ASSERT_EQ_INT(e.rep.problem[0], 0);
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.s[0].seq, seqs[119]);
+    /* finishing it empties the journal down to the fresh segment */
+    ASSERT_EQ_INT(jnl_state(e.j, seqs[119], JFMT_S_APPLIED, 0, NULL, on_done, &d), 0);
+    wait_n(&d, 201);
+    ASSERT_EQ_INT(count_files(e.jdir, "jrnl-"), 1);
+    env_close(&e);
+}
+
+typedef struct body_chk {
+    size_t n;
+    unsigned seed;
+    bool ok;
+    uint64_t seg;
+} body_chk;
+
+static void body_fn(void *ud, const jnl_entry *e)
+{
+    body_chk *c = ud;
+    c->ok = false;
+    if (!e->body || e->body->len != c->n) return;
+    uint8_t *buf = malloc(c->n);
+    if (!buf) return;
+    bool ok = pread(e->body->fd, buf, c->n, (off_t)e->body->off) == (ssize_t)c->n;
+    for (size_t i = 0; ok && i < c->n; i++) ok = buf[i] == (uint8_t)(i * 7 + c->seed);
+    free(buf);
+    c->ok = ok;
+    c->seg = e->body->seg;
+}
+
+static bool spool_seg_exists(const env *e, uint64_t id)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/spool-%016" PRIx64 ".seg", e->sdir, id);
+    return access(p, F_OK) == 0;
+}
+
+static void case_bodies_restart(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    spool_body *b = mkbody(e.sp, 70000, 9);
+    uint64_t s = append(e.j, JFMT_OP_CREATE, "/big", NULL, 0, b, &d);
+    spool_body *orphan = mkbody(e.sp, 500, 1); /* never journaled: gone after a restart */
+    (void)orphan;
+    spool_unref(b);
+    wait_n(&d, 1);
+    ASSERT_EQ_INT(jnl_state(e.j, s, JFMT_S_PRIMARY_OK, 201, NULL, on_done, &d), 0);
+    wait_n(&d, 2);
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 1);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 0);
+    ASSERT_EQ_INT(e.rep.unknown_outcome, 0);
+    body_chk c = {.n = 70000, .seed = 9};
+    ASSERT_EQ_INT(jnl_with_entry(e.j, s, body_fn, &c), 0);
+    ASSERT_TRUE(c.ok);
+    ASSERT_TRUE(spool_seg_exists(&e, c.seg));
+    spool_stats ss;
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 1);
+    ASSERT_EQ_INT(ss.used_bytes, 70000);
+    /* applied: the body goes, and with it the (no longer current) spool segment */
+    ASSERT_EQ_INT(jnl_state(e.j, s, JFMT_S_APPLIED, 200, NULL, on_done, &d), 0);
+    wait_n(&d, 3);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, s, body_fn, &c), -ENOENT);
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 0);
+    ASSERT_TRUE(!spool_seg_exists(&e, c.seg));
+    env_close(&e);
+}
+
+static void case_recover_close(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    whreq_param rp[2] = {{"destination", "/dst/x"}, {"op", "RENAME"}};
+    uint64_t s1 = append(e.j, JFMT_OP_RENAME, "/src/x", rp, 2, NULL, &d);
+    uint64_t s2 = append(e.j, JFMT_OP_MKDIRS, "/m", NULL, 0, NULL, &d);
+    uint64_t s3 = append(e.j, JFMT_OP_DELETE, "/gone", NULL, 0, NULL, &d);
+    uint64_t s4 = append(e.j, JFMT_OP_RESYNC, "/r", NULL, 0, NULL, &d);
+    wait_n(&d, 4);
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PRIMARY_OK, 200, NULL, NULL, NULL), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s2, JFMT_S_PARKED, 0, "needs an operator", NULL, NULL), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s3, JFMT_S_APPLIED, 200, NULL, NULL, NULL), 0);
+    env_shut(&e); /* close commits the lazy states */
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.segments, 1);
+    ASSERT_EQ_INT(e.rep.records, 7);
+    ASSERT_EQ_INT(e.rep.live, 3);
+    ASSERT_EQ_INT(e.rep.unknown_outcome, 1); /* s4 never got an answer */
+    ASSERT_EQ_INT(e.rep.torn + e.rep.corrupt + e.rep.orphan_states, 0);
+    ASSERT_EQ_INT(e.rep.max_seq, s4);
+    ASSERT_TRUE(e.rep.bytes > 0);
+    ASSERT_TRUE(e.rep.scan_seconds >= 0 && e.rep.seconds >= e.rep.scan_seconds);
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 3);
+    ASSERT_EQ_INT(sn.s[0].seq, s1);
+    ASSERT_EQ_INT(sn.s[0].state, JFMT_S_PRIMARY_OK);
+    ASSERT_EQ_STR(sn.s[0].path, "/src/x");
+    ASSERT_EQ_STR(sn.s[0].dest, "/dst/x");
+    ASSERT_EQ_INT(sn.s[0].nparams, 2);
+    ASSERT_EQ_INT(sn.s[1].state, JFMT_S_PARKED);
+    ASSERT_EQ_STR(sn.s[1].detail, "needs an operator");
+    ASSERT_EQ_INT(sn.s[2].seq, s4);
+    /* new records continue after max_seq, in a fresh segment */
+    uint64_t s5 = append_sync(e.j, "/n", &d);
+    ASSERT_TRUE(s5 > s4);
+    ASSERT_EQ_INT(count_files(e.jdir, "jrnl-"), 2);
+    env_close(&e);
+}
+
+static void case_recover_crash(iox_backend be)
+{
+    env e;
+    env_init(&e, be, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        env_reopen(&e);
+        done d = {0};
+        for (int i = 0; i < 50; i++) {
+            char p[32];
+            snprintf(p, sizeof p, "/crash/%d", i);
+            spool_body *b = i % 5 == 0 ? mkbody(e.sp, 1000 + (size_t)i, (unsigned)i) : NULL;
+            append(e.j, JFMT_OP_CREATE, p, NULL, 0, b, &d);
+            spool_unref(b);
+        }
+        wait_n(&d, 50);
+        if (atomic_load(&d.errs) != 0) _exit(2);
+        _exit(0); /* no close: the commit thread and its queue just vanish */
+    }
+    int st = 0;
+    ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 50);
+    ASSERT_EQ_INT(e.rep.unknown_outcome, 50);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 0);
+    ASSERT_EQ_STR(e.rep.problem, "");
+    body_chk c = {.n = 1005, .seed = 5};
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, sn.s[5].seq, body_fn, &c), 0);
+    ASSERT_TRUE(c.ok);
+    env_close(&e);
+}
+
+/* Append n small records and close; returns the last segment's path. */
+static void fill_and_close(env *e, int n, char *seg, size_t seglen)
+{
+    done d = {0};
+    for (int i = 0; i < n; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/t/%d", i);
+        append(e->j, JFMT_OP_MKDIRS, p, NULL, 0, NULL, &d);
+    }
+    wait_n(&d, n);
+    env_shut(e);
+    last_segment(e, seg, seglen);
+}
+
+static void garble(const char *path, uint64_t off)
+{
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    uint8_t x;
+    ASSERT_EQ_INT(pread(fd, &x, 1, (off_t)off), 1);
+    x ^= 0x5a;
+    ASSERT_EQ_INT(pwrite(fd, &x, 1, (off_t)off), 1);
+    close(fd);
+}
+
+static void case_torn_tail(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    char seg[256];
+    fill_and_close(&e, 20, seg, sizeof seg);
+    frames fr;
+    uint64_t end = seg_frames(seg, &fr);
+    ASSERT_EQ_INT(fr.n, 20);
+    struct stat st0;
+    ASSERT_EQ_INT(stat(seg, &st0), 0);
+    garble(seg, fr.off[19] + 12); /* inside the last frame's payload */
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.torn, 1);
+    ASSERT_TRUE(e.rep.torn_bytes > 0 && e.rep.torn_bytes <= end - fr.off[19]);
+    ASSERT_EQ_INT(e.rep.corrupt, 0);
+    ASSERT_EQ_INT(e.rep.live, 19);
+    ASSERT_TRUE(strstr(e.rep.problem, "torn tail") != NULL);
+    struct stat st1;
+    ASSERT_EQ_INT(stat(seg, &st1), 0);
+    ASSERT_EQ_INT(st1.st_size, st0.st_size); /* zeroed, not truncated */
+    /* appends go on, and the next start is clean */
+    done d = {0};
+    append_sync(e.j, "/after", &d);
+    ASSERT_EQ_INT(atomic_load(&d.errs), 0);
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.torn + e.rep.corrupt, 0);
+    ASSERT_EQ_STR(e.rep.problem, "");
+    ASSERT_EQ_INT(e.rep.live, 20);
+    env_close(&e);
+}
+
+static void case_truncated_tail(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    char seg[256];
+    fill_and_close(&e, 10, seg, sizeof seg);
+    frames fr;
+    seg_frames(seg, &fr);
+    ASSERT_EQ_INT(fr.n, 10);
+    /* the file ends in the middle of the last frame (a crash before preallocation was used) */
+    ASSERT_EQ_INT(truncate(seg, (off_t)fr.off[9] + 10), 0);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.torn, 1);
+    ASSERT_EQ_INT(e.rep.live, 9);
+    done d = {0};
+    append_sync(e.j, "/after", &d);
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.torn + e.rep.corrupt, 0);
+    ASSERT_EQ_INT(e.rep.live, 10);
+    env_close(&e);
+}
+
+static void case_corrupt_middle(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    char seg[256];
+    fill_and_close(&e, 30, seg, sizeof seg);
+    frames fr;
+    seg_frames(seg, &fr);
+    ASSERT_EQ_INT(fr.n, 30);
+    garble(seg, fr.off[10] + 20);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.corrupt, 1);
+    ASSERT_EQ_INT(e.rep.torn, 0);
+    ASSERT_EQ_INT(e.rep.live, 29);
+    ASSERT_EQ_INT(e.rep.records, 29);
+    ASSERT_TRUE(strstr(e.rep.problem, "corrupt") != NULL);
+    char off[32];
+    snprintf(off, sizeof off, "%" PRIu64, fr.off[10]);
+    ASSERT_TRUE(strstr(e.rep.problem, off) != NULL);
+    env_close(&e);
+}
+
+static void case_body_lost(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    spool_body *b = mkbody(e.sp, 9000, 4);
+    spool_body *ok = mkbody(e.sp, 100, 5);
+    uint64_t boff = b->off, bseg = b->seg;
+    uint64_t s1 = append(e.j, JFMT_OP_CREATE, "/x", NULL, 0, b, &d);
+    uint64_t s2 = append(e.j, JFMT_OP_CREATE, "/y", NULL, 0, ok, &d);
+    spool_unref(b);
+    spool_unref(ok);
+    wait_n(&d, 2);
+    env_shut(&e);
+    char p[256];
+    snprintf(p, sizeof p, "%s/spool-%016" PRIx64 ".seg", e.sdir, bseg);
+    garble(p, boff + 4444);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 2);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 1);
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.s[0].seq, s1);
+    ASSERT_TRUE(sn.s[0].body_lost && !sn.s[0].has_body);
+    ASSERT_EQ_INT(sn.s[1].seq, s2);
+    ASSERT_TRUE(!sn.s[1].body_lost && sn.s[1].has_body);
+    env_close(&e);
+}
+
+static void case_lock(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    env second = e;
+    second.sp = NULL;
+    second.j = NULL;
+    char err[512] = "";
+    spool_opts so = {.dir = e.sdir, .io = e.io};
+    ASSERT_EQ_INT(spool_open(&so, &second.sp, err, sizeof err), 0);
+    jnl_opts o = {.dir = e.jdir, .io = e.io, .sp = second.sp};
+    journal *j2 = NULL;
+    ASSERT_EQ_INT(jnl_open(&o, &j2, NULL, err, sizeof err), -1);
+    char want[256];
+    snprintf(want, sizeof want, "journal %s is in use by another dualpipe (pid %ld)", e.jdir, (long)getpid());
+    ASSERT_EQ_STR(err, want);
+    spool_close(second.sp);
+    /* once closed, it opens */
+    env_shut(&e);
+    env_reopen(&e);
+    env_close(&e);
+}
+
+/* ---- fault shim */
+
+typedef struct fault {
+    _Atomic int mode;    /* 0 none, 1 fail writes, 2 fail fdatasync, 3 short writes */
+    _Atomic int err;
+    _Atomic int hits;
+} fault;
+
+static int64_t fault_fn(void *ud, iox_kind kind, int fd, size_t len, uint64_t off)
+{
+    (void)fd, (void)off;
+    fault *f = ud;
+    int m = atomic_load(&f->mode);
+    if (m == 1 && kind == IOX_OP_PWRITE) {
+        atomic_fetch_add(&f->hits, 1);
+        return atomic_load(&f->err);
+    }
+    if (m == 2 && kind == IOX_OP_FDATASYNC) {
+        atomic_fetch_add(&f->hits, 1);
+        return atomic_load(&f->err);
+    }
+    if (m == 3 && kind == IOX_OP_PWRITE && len > 1) {
+        atomic_fetch_add(&f->hits, 1);
+        return (int64_t)(len / 2 > 8 ? len / 2 - 3 : 1);
+    }
+    return 0;
+}
+
+static void wait_not_failed(journal *j)
+{
+    jnl_stats st;
+    for (int i = 0; i < 5000; i++) {
+        jnl_get_stats(j, &st);
+        if (!st.failed) return;
+        usleep(1000);
+    }
+    ASSERT_TRUE(!st.failed);
+}
+
+static void run_fault(iox_backend be, int mode, int err)
+{
+    env e;
+    env_open(&e, be, 0);
+    fault f = {0};
+    iox_set_fault(e.io, fault_fn, &f);
+    done d = {0};
+    uint64_t ok1 = append_sync(e.j, "/before", &d);
+    ASSERT_EQ_INT(atomic_load(&d.errs), 0);
+    atomic_store(&f.err, err);
+    atomic_store(&f.mode, mode);
+    spool_body *b = mkbody(e.sp, 3000, 3);
+    done bad = {0};
+    uint64_t s_bad = append(e.j, JFMT_OP_CREATE, "/bad", NULL, 0, b, &bad);
+    spool_unref(b);
+    wait_n(&bad, 1);
+    ASSERT_EQ_INT(atomic_load(&bad.errs), 1);
+    ASSERT_EQ_INT(atomic_load(&bad.last_err), err);
+    ASSERT_TRUE(atomic_load(&f.hits) > 0);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_TRUE(st.failed);
+    /* appends are refused while the journal cannot commit */
+    jnl_write_in in = {.jop = JFMT_OP_MKDIRS, .path = "/refused"};
+    uint64_t s;
+    ASSERT_EQ_INT(jnl_append(e.j, &in, on_done, &d, &s), -EIO);
+    /* the failed write is recorded as refused (in memory now, on disk once a commit works) */
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 2);
+    ASSERT_EQ_INT(sn.s[1].seq, s_bad);
+    ASSERT_EQ_INT(sn.s[1].state, JFMT_S_PRIMARY_REFUSED);
+    ASSERT_EQ_STR(sn.s[1].detail, "journal I/O error");
+    /* still failing a while later: the retries fail too */
+    usleep(60000);
+    jnl_get_stats(e.j, &st);
+    ASSERT_TRUE(st.failed);
+    /* faults stop: a retry on a fresh segment succeeds, appends work again */
+    atomic_store(&f.mode, 0);
+    wait_not_failed(e.j);
+    wait_live(e.j, 1);
+    uint64_t ok2 = append_sync(e.j, "/after", &d);
+    ASSERT_EQ_INT(atomic_load(&d.errs), 0);
+    spool_stats ss;
+    spool_get_stats(e.sp, &ss);
+    ASSERT_EQ_INT(ss.live_bodies, 0); /* the refused write's body was released */
+    env_shut(&e);
+    iox_set_fault(e.io, NULL, NULL);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 2);
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 2);
+    ASSERT_EQ_INT(sn.s[0].seq, ok1);
+    ASSERT_EQ_INT(sn.s[1].seq, ok2);
+    env_close(&e);
+}
+
+static void case_fault_write_eio(iox_backend be)
+{
+    run_fault(be, 1, -EIO);
+}
+
+static void case_fault_write_enospc(iox_backend be)
+{
+    run_fault(be, 1, -ENOSPC);
+}
+
+static void case_fault_fsync_eio(iox_backend be)
+{
+    run_fault(be, 2, -EIO);
+}
+
+static void case_short_writes(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 16384);
+    fault f = {0};
+    atomic_store(&f.mode, 3);
+    iox_set_fault(e.io, fault_fn, &f);
+    enum { NT = 4, PER = 50 };
+    pthread_t t[NT];
+    gc_arg a[NT];
+    _Atomic int errs = 0;
+    for (int i = 0; i < NT; i++) {
+        a[i] = (gc_arg){e.j, PER, i, &errs};
+        ASSERT_EQ_INT(pthread_create(&t[i], NULL, gc_writer, &a[i]), 0);
+    }
+    for (int i = 0; i < NT; i++) pthread_join(t[i], NULL);
+    ASSERT_EQ_INT(atomic_load(&errs), 0);
+    ASSERT_TRUE(atomic_load(&f.hits) > 0);
+    env_shut(&e);
+    iox_set_fault(e.io, NULL, NULL);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, NT * PER);
+    ASSERT_EQ_INT(e.rep.torn + e.rep.corrupt, 0);
+    ASSERT_EQ_STR(e.rep.problem, "");
+    env_close(&e);
+}
+
+static void case_path_epoch(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    bool busy = true;
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/a", &busy), 0);
+    ASSERT_TRUE(!busy);
+    uint64_t s1 = append(e.j, JFMT_OP_CREATE, "/a/b/c", NULL, 0, NULL, &d);
+    whreq_param rp[1] = {{"destination", "/a/y"}};
+    uint64_t s2 = append(e.j, JFMT_OP_RENAME, "/x", rp, 1, NULL, &d);
+    whreq_param cp[1] = {{"sources", "/z/s1,/q/s2"}};
+    uint64_t s3 = append(e.j, JFMT_OP_CONCAT, "/t/target", cp, 1, NULL, &d);
+    wait_n(&d, 3);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/a/b", &busy), s1);
+    ASSERT_TRUE(busy);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/a/", &busy), s2); /* the rename's destination is under /a */
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/x", &busy), s2);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/q", &busy), s3);  /* a CONCAT source */
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/z/s1", &busy), s3);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/", &busy), s3);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/elsewhere", &busy), 0);
+    ASSERT_TRUE(!busy);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/ab", &busy), 0); /* a prefix that is not a parent */
+    ASSERT_TRUE(!busy);
+    /* the primary answered: no longer busy, the epoch stays */
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PRIMARY_OK, 201, NULL, NULL, NULL), 0);
+    jnl_path_epoch(e.j, "/a/b", &busy);
+    ASSERT_TRUE(!busy);
+    jnl_path_epoch(e.j, "/a", &busy);
+    ASSERT_TRUE(busy); /* the rename to /a/y still waits */
+    ASSERT_EQ_INT(jnl_state(e.j, s2, JFMT_S_PRIMARY_REFUSED, 403, NULL, on_done, &d), 0);
+    wait_n(&d, 4);
+    ASSERT_EQ_INT(jnl_path_epoch(e.j, "/a", &busy), s2); /* gone from the index, not from the gate */
+    ASSERT_TRUE(!busy);
+    /* a restart rebuilds the epochs from what is on disk */
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_TRUE(jnl_path_epoch(e.j, "/a", &busy) >= s2);
+    ASSERT_TRUE(jnl_path_epoch(e.j, "/q/s2", &busy) >= s3);
+    ASSERT_TRUE(busy); /* s3 never got an answer */
+    env_close(&e);
+}
+
+static void case_json_metrics(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    metrics *m = metrics_new();
+    ASSERT_TRUE(m != NULL);
+    ASSERT_EQ_INT(jnl_register_metrics(e.j, m), 0);
+    done d = {0};
+    uint64_t s1 = append(e.j, JFMT_OP_CREATE, "/we\"ird\\name\x01\xc3\xa9\xff", NULL, 0, NULL, &d);
+    uint64_t s2 = append(e.j, JFMT_OP_MKDIRS, "/p", NULL, 0, NULL, &d);
+    uint64_t s3 = append(e.j, JFMT_OP_RESYNC, "/r", NULL, 0, NULL, &d);
+    wait_n(&d, 3);
+    ASSERT_EQ_INT(jnl_state(e.j, s2, JFMT_S_PARKED, 502, "resync \"failed\"", on_done, &d), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PRIMARY_OK, 201, NULL, on_done, &d), 0);
+    wait_n(&d, 5);
+
+    dbuf o;
+    dbuf_init(&o, 1 << 20);
+    ASSERT_EQ_INT(jnl_status_json(e.j, &o), 0);
+    json_error_t jerr;
+    json_t *v = json_loads(o.data, 0, &jerr);
+    if (!v) TH_FAIL_AT("status JSON does not parse: %s: %s", jerr.text, o.data);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(v, "live")), 3);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(v, "parked")), 1);
+    ASSERT_EQ_STR(json_string_value(json_object_get(v, "backend")), iox_backend_name(be));
+    json_decref(v);
+
+    dbuf_reset(&o);
+    ASSERT_EQ_INT(jnl_list_json(e.j, false, 0, 2, &o), 0);
+    v = json_loads(o.data, 0, &jerr);
+    if (!v) TH_FAIL_AT("list JSON does not parse: %s: %s", jerr.text, o.data);
+    json_t *recs = json_object_get(v, "records");
+    ASSERT_EQ_INT(json_array_size(recs), 2);
+    ASSERT_TRUE(json_is_true(json_object_get(v, "more")));
+    json_t *r0 = json_array_get(recs, 0);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(r0, "seq")), s1);
+    ASSERT_EQ_STR(json_string_value(json_object_get(r0, "op")), "CREATE");
+    ASSERT_EQ_STR(json_string_value(json_object_get(r0, "path")), "/we\"ird\\name\x01\xc3\xa9\xef\xbf\xbd");
+    ASSERT_EQ_STR(json_string_value(json_object_get(r0, "state")), "PRIMARY_OK");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(r0, "status")), 201);
+    json_decref(v);
+
+    dbuf_reset(&o);
+    ASSERT_EQ_INT(jnl_list_json(e.j, false, s2, 10, &o), 0);
+    v = json_loads(o.data, 0, &jerr);
+    ASSERT_TRUE(v != NULL);
+    recs = json_object_get(v, "records");
+    ASSERT_EQ_INT(json_array_size(recs), 1);
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_array_get(recs, 0), "op")), "RESYNC");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(json_array_get(recs, 0), "seq")), s3);
+    ASSERT_TRUE(json_is_false(json_object_get(v, "more")));
+    json_decref(v);
+
+    dbuf_reset(&o);
+    ASSERT_EQ_INT(jnl_list_json(e.j, true, 0, 10, &o), 0);
+    v = json_loads(o.data, 0, &jerr);
+    ASSERT_TRUE(v != NULL);
+    recs = json_object_get(v, "records");
+    ASSERT_EQ_INT(json_array_size(recs), 1);
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_array_get(recs, 0), "detail")), "resync \"failed\"");
+    json_decref(v);
+
+    dbuf_reset(&o);
+    ASSERT_EQ_INT(metrics_render(m, &o), 0);
+    const char *want[] = {"dualpipe_journal_records{state=\"parked\"} 1",
+                          "dualpipe_journal_records{state=\"awaiting_primary\"} 1",
+                          "dualpipe_journal_records{state=\"pending\"} 1",
+                          "dualpipe_journal_bytes_pending 0",
+                          "dualpipe_journal_oldest_pending_seconds",
+                          "dualpipe_journal_records_total{state=\"parked\"} 1",
+                          "dualpipe_journal_commits_total",
+                          "dualpipe_journal_fdatasync_total",
+                          "dualpipe_journal_fdatasync_seconds_count",
+                          "dualpipe_journal_segments 1"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(o.data, want[i])) TH_FAIL_AT("metrics lack %s:\n%s", want[i], o.data);
+    char be_line[64];
+    snprintf(be_line, sizeof be_line, "dualpipe_io_backend{backend=\"%s\"} 1", iox_backend_name(be));
+    ASSERT_TRUE(strstr(o.data, be_line) != NULL);
+    dbuf_free(&o);
+    env_close(&e);
+    metrics_free(m);
+}
+
+/* A seq names one record for good: after every record was applied and the segments holding them were
+ * deleted, a restart still continues after the highest seq ever assigned (the header's seq_floor). */
+static void case_seq_never_reused(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    uint64_t last = 0;
+    for (int round = 0; round < 3; round++) {
+        uint64_t s = append(e.j, JFMT_OP_MKDIRS, "/m", NULL, 0, NULL, &d);
+        wait_n(&d, round + 1);
+        ASSERT_TRUE(s > last);
+        last = s;
+        ASSERT_EQ_INT(jnl_state(e.j, s, JFMT_S_APPLIED, 201, NULL, NULL, NULL), 0);
+        env_shut(&e);
+        env_reopen(&e); /* the segment holding s is deleted here: nothing in it is live */
+        env_shut(&e);
+        env_reopen(&e); /* a restart with no record left at all */
+        ASSERT_EQ_INT(e.rep.live, 0);
+        ASSERT_TRUE(e.rep.max_seq >= last);
+    }
+    env_close(&e);
+}
+
+#define BOTH(name)                                                                                 \
+    TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
+    TEST(name##_uring) { case_##name(IOX_URING); }
+
+BOTH(append_durable)
+BOTH(group_commit)
+BOTH(states)
+BOTH(rollover)
+BOTH(bodies_restart)
+BOTH(recover_close)
+BOTH(recover_crash)
+BOTH(torn_tail)
+BOTH(truncated_tail)
+BOTH(corrupt_middle)
+BOTH(body_lost)
+BOTH(lock)
+BOTH(fault_write_eio)
+BOTH(fault_write_enospc)
+BOTH(fault_fsync_eio)
+BOTH(short_writes)
+BOTH(path_epoch)
+BOTH(json_metrics)
+BOTH(seq_never_reused)
+
+#define TB(name) T(name##_threads), T(name##_uring)
+
+TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
+      TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
+      TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch),
+      TB(json_metrics), TB(seq_never_reused))
