@@ -25,13 +25,28 @@ enum bn_op {
     BN_OP_COUNT
 };
 
-enum bn_method { BN_GET, BN_PUT, BN_POST };
+enum bn_method { BN_GET, BN_PUT, BN_POST, BN_PATCH };
+
+/* The protocol the bench speaks: WebHDFS (the proxy's front, a Gen1 emulator, nginx in front of them) or
+ * the Gen2 DFS REST API with a SAS (the Gen2 emulator directly, to measure its own ingest rate). */
+enum bn_api { BN_API_WEBHDFS, BN_API_DFS };
+
+#define BN_DFS_VERSION "2021-06-08"
+
+/* --phases: at most this many phases (split points + 1), each with its own latency histogram. */
+#define BN_PHASE_MAX 8
+
 
 struct bn_cfg {
     char url[512];          /* WebHDFS base, no trailing slash */
     char prefix[256];       /* absolute path prefix for everything the bench writes */
     enum bn_workload workload;
     enum bn_flow flow;
+    enum bn_api api;
+    char sas[1024];         /* dfs: SAS query string (without '?') added to every request */
+    char label[128];        /* free text copied to the JSON (which system a comparison run measured) */
+    double phase_at[BN_PHASE_MAX - 1]; /* --phases: increasing split points, seconds into the window */
+    unsigned nphase_at;
     unsigned concurrency;
     uint64_t files;         /* 0 = unbounded (stop on --ops / --duration) */
     uint64_t appends;       /* K */

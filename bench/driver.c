@@ -57,6 +57,14 @@ void bn_drv_stats_init(struct bn_stats *st)
     for (unsigned i = 0; i < BN_OP_COUNT; i++)
         bn_hist_init(&st->op[i]);
     bn_hist_init(&st->all);
+    bn_hist_ts_init(&st->ts);
+    for (unsigned i = 0; i < BN_PHASE_MAX; i++)
+        bn_hist_init(&st->phase[i]);
+}
+
+void bn_drv_stats_free(struct bn_stats *st)
+{
+    bn_hist_ts_free(&st->ts);
 }
 
 static size_t on_read(char *buf, size_t size, size_t nitems, void *userp)
@@ -147,6 +155,11 @@ static int start_hop(struct wk *k)
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, len);
         break;
+    case BN_PATCH:
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, len);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PATCH");
+        break;
     }
     if (rq->method != BN_GET) {
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
@@ -195,25 +208,38 @@ static void launch(struct drv *d, struct wk *k)
     }
 }
 
-static void record(struct drv *d, struct wk *k, bool ok)
+static void record(struct drv *d, struct wk *k, bool ok, uint64_t t)
 {
     struct bn_stats *st = d->st;
     if (st == NULL)
         return;
+    uint64_t bytes = 0;
+    if (k->req.upload)
+        bytes += k->req.len;
+    if (k->req.op == BN_OP_OPEN)
+        bytes += k->res.body_bytes;
     if (!ok) {
         long s = k->res.status;
         st->errors++;
         st->err_status[s < 0 ? 0 : s >= BN_STATUS_MAX ? BN_STATUS_MAX - 1 : s]++;
+    } else {
+        st->acked++;
+        st->acked_bytes += bytes;
     }
     if (!d->measured || k->t0 < d->t_warm)
         return;
     bn_hist_record(&st->op[k->req.op], k->res.ns);
     bn_hist_record(&st->all, k->res.ns);
+    bn_hist_ts_record(&st->ts, t - d->t_warm, k->res.ns, bytes, ok);
+    unsigned ph = 0;
+    double at = (double)(t - d->t_warm) / 1e9;
+    while (ph < d->cfg->nphase_at && at >= d->cfg->phase_at[ph])
+        ph++;
+    bn_hist_record(&st->phase[ph], k->res.ns);
+    st->phase_bytes[ph] += bytes;
+    st->phase_errors[ph] += ok ? 0 : 1;
     st->ops++;
-    if (k->req.upload)
-        st->bytes += k->req.len;
-    if (k->req.op == BN_OP_OPEN)
-        st->bytes += k->res.body_bytes;
+    st->bytes += bytes;
 }
 
 static void finish(struct drv *d, struct wk *k, CURLcode cc)
@@ -243,7 +269,7 @@ static void finish(struct drv *d, struct wk *k, CURLcode cc)
     if (EVP_DigestFinal_ex(k->md, k->res.digest, &dl) != 1)
         memset(k->res.digest, 0, sizeof(k->res.digest));
     bool ok = d->job->done(d->job->ctx, k->id, &k->req, &k->res);
-    record(d, k, ok);
+    record(d, k, ok, t);
     d->t_last = t;
     launch(d, k);
 }
@@ -273,6 +299,18 @@ static void progress(struct drv *d, const char *label, bool final)
     fflush(stdout);
 }
 
+/* Appends header h (nothing when NULL) to *list; -1 when out of memory (*list is kept for freeing). */
+static int add_header(struct curl_slist **list, const char *h)
+{
+    if (h == NULL)
+        return 0;
+    struct curl_slist *l = curl_slist_append(*list, h);
+    if (l == NULL)
+        return -1;
+    *list = l;
+    return 0;
+}
+
 int bn_drv_run(const struct bn_cfg *cfg, const struct bn_job *job, struct bn_stats *st, bool measured,
                const char *label)
 {
@@ -280,11 +318,10 @@ int bn_drv_run(const struct bn_cfg *cfg, const struct bn_job *job, struct bn_sta
     struct drv d = { .cfg = cfg, .job = job, .st = st, .measured = measured && st != NULL };
     d.w = calloc(cfg->concurrency, sizeof(*d.w));
     d.multi = curl_multi_init();
-    d.hdr_plain = curl_slist_append(NULL, "Expect:");
-    d.hdr_body = curl_slist_append(NULL, "Expect:");
-    if (d.hdr_body != NULL)
-        d.hdr_body = curl_slist_append(d.hdr_body, "Content-Type: application/octet-stream");
-    if (d.w == NULL || d.multi == NULL || d.hdr_plain == NULL || d.hdr_body == NULL)
+    const char *ver = cfg->api == BN_API_DFS ? "x-ms-version: " BN_DFS_VERSION : NULL;
+    if (d.w == NULL || d.multi == NULL || add_header(&d.hdr_plain, "Expect:") != 0 ||
+        add_header(&d.hdr_plain, ver) != 0 || add_header(&d.hdr_body, "Expect:") != 0 ||
+        add_header(&d.hdr_body, "Content-Type: application/octet-stream") != 0 || add_header(&d.hdr_body, ver) != 0)
         goto out;
     curl_multi_setopt(d.multi, CURLMOPT_MAXCONNECTS, (long)cfg->concurrency * 2 + 4);
     for (unsigned i = 0; i < cfg->concurrency; i++) {
@@ -296,6 +333,10 @@ int bn_drv_run(const struct bn_cfg *cfg, const struct bn_job *job, struct bn_sta
             goto out;
     }
     d.t_start = now_ns();
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    if (d.measured)
+        st->start_unix = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9 + cfg->warmup;
     d.t_warm = d.t_start + (d.measured ? (uint64_t)(cfg->warmup * 1e9) : 0);
     d.t_end = d.measured && cfg->duration > 0 ? d.t_warm + (uint64_t)(cfg->duration * 1e9) : 0;
     d.t_last = d.t_start;
@@ -327,8 +368,10 @@ int bn_drv_run(const struct bn_cfg *cfg, const struct bn_job *job, struct bn_sta
     }
     if (show)
         progress(&d, label, true);
-    if (d.measured)
+    if (d.measured) {
         st->elapsed = d.t_last > d.t_warm ? (double)(d.t_last - d.t_warm) / 1e9 : 0.0;
+        bn_hist_ts_finish(&st->ts);
+    }
     rc = 0;
 out:
     if (d.w != NULL) {

@@ -29,10 +29,19 @@ struct bn_stats {
     uint64_t errors;
     uint64_t err_status[BN_STATUS_MAX]; /* [0] = transport errors; [599] = any status >= 599 */
     double elapsed;         /* seconds of the measured window */
+    double start_unix;      /* wall-clock time (Unix seconds) when the measured window began */
+    uint64_t acked;         /* successful operations, warm-up and unmeasured phases included */
+    uint64_t acked_bytes;   /* their body bytes (sent, plus read for OPEN) */
+    struct bn_hist phase[BN_PHASE_MAX]; /* --phases: operations by the phase they completed in */
+    uint64_t phase_bytes[BN_PHASE_MAX];
+    uint64_t phase_errors[BN_PHASE_MAX];
+    struct bn_hist_ts ts;   /* per second of the measured window, by completion time */
 };
 
-/** Initialises st (empty histograms). */
+/** Initialises st (empty histograms and series). */
 void bn_drv_stats_init(struct bn_stats *st);
+/** Frees what the per-second series of st allocated. */
+void bn_drv_stats_free(struct bn_stats *st);
 
 /** Runs job to completion. measured: apply warm-up, --ops and --duration, record into st and show the
  *  progress line; otherwise run every worker until it returns 0 (errors are still counted into st when

@@ -35,7 +35,19 @@ static const char usage[] =
     "  --seed N          content seed (default 1)\n"
     "  --prefix PATH     where files go (default /dpbench)\n"
     "  --json FILE       write the results as JSON\n"
-    "  --no-verify       skip reading back lengths and SHA-256 digests\n";
+    "  --no-verify       skip reading back lengths and SHA-256 digests\n"
+    "  --api A           webhdfs (default) | dfs: Gen2 DFS REST (--url http://HOST:PORT/ACCOUNT/FILESYSTEM,\n"
+    "                    write workloads and verify only; create, append at position, flush+close)\n"
+    "  --sas QUERY       dfs: SAS query string added to every request (or env DPBENCH_SAS)\n"
+    "  --label TEXT      copied to the JSON report (names the system a comparison run measured)\n"
+    "  --phases S1,S2..  also report latency and throughput per phase of the measured window, split at\n"
+    "                    these seconds (by completion time; at most 7 increasing split points)\n";
+
+static const char *wl_name(enum bn_workload w)
+{
+    static const char *const names[] = { "ingest", "small", "large", "read", "meta", "verify" };
+    return (unsigned)w < 6 ? names[w] : "?";
+}
 
 /* Parses an unsigned integer with an optional K/M/G (binary) suffix when `suffix`. */
 static int parse_u64(const char *s, bool suffix, uint64_t *out)
@@ -99,6 +111,39 @@ static int check_prefix(const char *p)
     return strstr(p, "//") != NULL || strcmp(p, "/") == 0 ? -1 : 0;
 }
 
+/* "30,60.5": increasing split points into c->phase_at. */
+static int parse_phases(const char *s, struct bn_cfg *c)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, strlen(s) + 1);
+    c->nphase_at = 0;
+    char *p = buf;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        double v = 0;
+        if (c->nphase_at == BN_PHASE_MAX - 1 || parse_secs(p, &v) != 0 || v <= 0 ||
+            (c->nphase_at > 0 && v <= c->phase_at[c->nphase_at - 1]))
+            return -1;
+        c->phase_at[c->nphase_at++] = v;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+/* A SAS is sent as is in the query: printable, no spaces, no '?' or '#'. */
+static int check_query(const char *q)
+{
+    for (const char *c = q; *c; c++)
+        if (*c <= ' ' || *c >= 0x7f || *c == '?' || *c == '#')
+            return -1;
+    return 0;
+}
+
 static int bad(const char *what, const char *val)
 {
     fprintf(stderr, "dualpipe-bench: bad %s: '%s'\n%s", what, val ? val : "", usage);
@@ -108,7 +153,7 @@ static int bad(const char *what, const char *val)
 static int parse_args(int argc, char **argv, struct bn_cfg *c)
 {
     enum { O_URL = 256, O_WL, O_FLOW, O_CONC, O_FILES, O_APP, O_SIZE, O_DUR, O_OPS, O_WARM, O_SEED, O_JSON,
-           O_NOVER, O_PREFIX, O_HELP, O_VERSION };
+           O_NOVER, O_PREFIX, O_HELP, O_VERSION, O_API, O_SAS, O_LABEL, O_PHASES };
     static const struct option opts[] = {
         { "url", required_argument, NULL, O_URL },       { "workload", required_argument, NULL, O_WL },
         { "flow", required_argument, NULL, O_FLOW },     { "concurrency", required_argument, NULL, O_CONC },
@@ -118,6 +163,8 @@ static int parse_args(int argc, char **argv, struct bn_cfg *c)
         { "seed", required_argument, NULL, O_SEED },     { "json", required_argument, NULL, O_JSON },
         { "no-verify", no_argument, NULL, O_NOVER },     { "prefix", required_argument, NULL, O_PREFIX },
         { "help", no_argument, NULL, O_HELP },           { "version", no_argument, NULL, O_VERSION },
+        { "api", required_argument, NULL, O_API },       { "sas", required_argument, NULL, O_SAS },
+        { "label", required_argument, NULL, O_LABEL },   { "phases", required_argument, NULL, O_PHASES },
         { NULL, 0, NULL, 0 },
     };
     bool have_url = false, have_k = false, have_s = false;
@@ -139,9 +186,8 @@ static int parse_args(int argc, char **argv, struct bn_cfg *c)
             have_url = true;
             break;
         case O_WL: {
-            static const char *const names[] = { "ingest", "small", "large", "read", "meta", "verify" };
             unsigned i = 0;
-            while (i < 6 && strcmp(optarg, names[i]) != 0)
+            while (i < 6 && strcmp(optarg, wl_name((enum bn_workload)i)) != 0)
                 i++;
             if (i == 6)
                 return bad("--workload", optarg);
@@ -201,6 +247,28 @@ static int parse_args(int argc, char **argv, struct bn_cfg *c)
             if (copy_trimmed(c->prefix, sizeof(c->prefix) - 64, optarg) != 0 || check_prefix(c->prefix) != 0)
                 return bad("--prefix (absolute; letters, digits, / . _ -)", optarg);
             break;
+        case O_API:
+            if (strcmp(optarg, "webhdfs") == 0)
+                c->api = BN_API_WEBHDFS;
+            else if (strcmp(optarg, "dfs") == 0)
+                c->api = BN_API_DFS;
+            else
+                return bad("--api", optarg);
+            break;
+        case O_SAS:
+            if (check_query(optarg) != 0 || strlen(optarg) >= sizeof(c->sas))
+                return bad("--sas (a query string without '?', at most 1023 bytes)", "...");
+            memcpy(c->sas, optarg, strlen(optarg) + 1);
+            break;
+        case O_LABEL:
+            if (strlen(optarg) >= sizeof(c->label))
+                return bad("--label (at most 127 bytes)", optarg);
+            memcpy(c->label, optarg, strlen(optarg) + 1);
+            break;
+        case O_PHASES:
+            if (parse_phases(optarg, c) != 0)
+                return bad("--phases (up to 7 increasing seconds, comma-separated)", optarg);
+            break;
         case O_HELP:
             fputs(usage, stdout);
             exit(0);
@@ -216,6 +284,18 @@ static int parse_args(int argc, char **argv, struct bn_cfg *c)
         return bad("argument", argv[optind]);
     if (!have_url)
         return bad("--url (required)", "");
+    if (c->api == BN_API_DFS) {
+        const char *env = getenv("DPBENCH_SAS");
+        if (c->sas[0] == '\0' && env != NULL) {
+            if (check_query(env) != 0 || strlen(env) >= sizeof(c->sas))
+                return bad("DPBENCH_SAS (a query string without '?')", "...");
+            memcpy(c->sas, env, strlen(env) + 1);
+        }
+        if (c->flow != BN_FLOW_ADLS)
+            return bad("--flow with --api dfs (Gen2 has one flow)", "hadoop");
+        if (c->workload == BN_WL_READ || c->workload == BN_WL_META)
+            return bad("--workload with --api dfs (ingest, small, large, verify)", wl_name(c->workload));
+    }
     static const uint64_t dk[] = { 4, 256, 16, 4, 0, 4 };
     static const uint64_t ds[] = { 4u << 20, 4u << 10, 4u << 20, 4u << 20, 0, 4u << 20 };
     if (!have_k)
@@ -244,8 +324,8 @@ int main(int argc, char **argv)
         return 2;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
-    st = malloc(sizeof(*st));
-    setup = malloc(sizeof(*setup));
+    st = calloc(1, sizeof(*st));
+    setup = calloc(1, sizeof(*setup));
     if (st == NULL || setup == NULL || bn_wl_init(&wl, &cfg) != 0)
         goto out;
     wl_ready = true;
@@ -309,6 +389,10 @@ fail:
 out:
     if (wl_ready)
         bn_wl_free(&wl);
+    if (st != NULL)
+        bn_drv_stats_free(st);
+    if (setup != NULL)
+        bn_drv_stats_free(setup);
     free(st);
     free(setup);
     curl_global_cleanup();

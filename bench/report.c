@@ -1,11 +1,13 @@
 /* bn_rep: formatting only; every number comes from bn_stats and bn_vres. The JSON layout (documented in
- * bench/README.md) is what later comparison runs and plots read, so keys are only ever added. */
+ * bench/README.md) is what the comparison runs (bench/compare.py) and their plots read, so keys are only
+ * ever added: the per-second timeline and the latency CDF points are there for the plots. */
 #include "report.h"
 
 #include "workload.h"
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char *const wl_names[] = { "ingest", "small", "large", "read", "meta", "verify" };
 
@@ -26,8 +28,10 @@ void bn_rep_print(const struct bn_rep *r)
     const struct bn_cfg *c = r->cfg;
     const struct bn_stats *st = r->st;
     double el = st->elapsed;
-    printf("dualpipe-bench  workload=%s flow=%s url=%s concurrency=%u seed=%llu\n", wl_names[c->workload],
-           c->flow == BN_FLOW_ADLS ? "adls" : "hadoop", c->url, c->concurrency, (unsigned long long)c->seed);
+    printf("dualpipe-bench  %s%sworkload=%s flow=%s url=%s concurrency=%u seed=%llu\n", c->label,
+           c->label[0] ? "  " : "", wl_names[c->workload],
+           c->api == BN_API_DFS ? "dfs" : c->flow == BN_FLOW_ADLS ? "adls" : "hadoop", c->url, c->concurrency,
+           (unsigned long long)c->seed);
     if (c->workload != BN_WL_VERIFY) {
         printf("  elapsed %.2f s   ops %llu (%.1f ops/s)   %.1f MB (%.1f MB/s)   errors %llu\n", el,
                (unsigned long long)st->ops, el > 0 ? (double)st->ops / el : 0.0, (double)st->bytes / 1e6,
@@ -71,6 +75,65 @@ static json_t *lat(const struct bn_hist *h)
                      (double)bn_hist_quantile(h, 0.999) / 1e3, "max_us", (double)h->max / 1e3);
 }
 
+/* [[latency_us, fraction], ...]: the cumulative distribution, one point per non-empty bucket. */
+static json_t *cdf(const struct bn_hist *h)
+{
+    json_t *arr = json_array();
+    uint64_t *val = malloc(BN_HIST_BUCKETS * sizeof(*val));
+    double *frac = malloc(BN_HIST_BUCKETS * sizeof(*frac));
+    if (arr == NULL || val == NULL || frac == NULL) {
+        json_decref(arr);
+        arr = NULL;
+        goto out;
+    }
+    size_t n = bn_hist_cdf(h, val, frac, BN_HIST_BUCKETS);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("[f, f]", (double)val[i] / 1e3, frac[i]));
+out:
+    free(val);
+    free(frac);
+    return arr;
+}
+
+/* [{"t": second, "ops", "bytes", "errors", "mb_per_s", "p50_us", "p99_us", "max_us"}, ...] */
+static json_t *timeline(const struct bn_hist_ts *ts)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return NULL;
+    for (size_t i = 0; i < ts->n; i++) {
+        const struct bn_hist_sec *s = &ts->sec[i];
+        json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "t", (json_int_t)i, "ops",
+                                             (json_int_t)s->ops, "bytes", (json_int_t)s->bytes, "errors",
+                                             (json_int_t)s->errors, "mb_per_s", (double)s->bytes / 1e6, "p50_us",
+                                             (double)s->p50 / 1e3, "p99_us", (double)s->p99 / 1e3, "max_us",
+                                             (double)s->max / 1e3));
+    }
+    return arr;
+}
+
+/* [{"from_s", "to_s" (null for the last), "ops", "bytes", "errors", "mb_per_s", "latency": {...}}, ...]:
+ * throughput over the phase's nominal span (the last one ends at the window's end). */
+static json_t *phases(const struct bn_cfg *c, const struct bn_stats *st)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return NULL;
+    for (unsigned i = 0; i <= c->nphase_at; i++) {
+        double from = i == 0 ? 0.0 : c->phase_at[i - 1];
+        double to = i < c->nphase_at ? c->phase_at[i] : st->elapsed;
+        double span = to - from;
+        json_t *ph = json_pack("{s:f, s:o, s:I, s:I, s:I, s:f, s:o}", "from_s", from, "to_s",
+                               i < c->nphase_at ? json_real(to) : json_null(), "ops",
+                               (json_int_t)st->phase[i].count, "bytes", (json_int_t)st->phase_bytes[i], "errors",
+                               (json_int_t)st->phase_errors[i], "mb_per_s",
+                               span > 0 ? (double)st->phase_bytes[i] / span / 1e6 : 0.0, "latency",
+                               lat(&st->phase[i]));
+        json_array_append_new(arr, ph);
+    }
+    return arr;
+}
+
 int bn_rep_json(const struct bn_rep *r, const char *path)
 {
     int rc = -1;
@@ -85,7 +148,8 @@ int bn_rep_json(const struct bn_rep *r, const char *path)
         (json_int_t)c->ops, "warmup_s", c->warmup, "seed", (json_int_t)c->seed);
     json_t *errs = json_object();
     json_t *byop = json_object();
-    if (doc == NULL || errs == NULL || byop == NULL)
+    json_t *cdfs = json_object();
+    if (doc == NULL || errs == NULL || byop == NULL || cdfs == NULL)
         goto out;
     for (unsigned s = 0; s < BN_STATUS_MAX; s++) {
         if (st->err_status[s] == 0)
@@ -97,9 +161,24 @@ int bn_rep_json(const struct bn_rep *r, const char *path)
             snprintf(key, sizeof(key), "%u", s);
         json_object_set_new(errs, key, json_integer((json_int_t)st->err_status[s]));
     }
-    for (unsigned i = 0; i < BN_OP_COUNT; i++)
-        if (st->op[i].count > 0)
+    for (unsigned i = 0; i < BN_OP_COUNT; i++) {
+        if (st->op[i].count > 0) {
             json_object_set_new(byop, bn_wl_op_name((enum bn_op)i), lat(&st->op[i]));
+            json_object_set_new(cdfs, bn_wl_op_name((enum bn_op)i), cdf(&st->op[i]));
+        }
+    }
+    json_object_set_new(cdfs, "all", cdf(&st->all));
+    json_object_set_new(doc, "label", json_string(c->label));
+    json_object_set_new(doc, "api", json_string(c->api == BN_API_DFS ? "dfs" : "webhdfs"));
+    json_object_set_new(doc, "start_unix", json_real(st->start_unix));
+    json_object_set_new(doc, "acked_total", json_integer((json_int_t)st->acked));
+    json_object_set_new(doc, "acked_bytes", json_integer((json_int_t)st->acked_bytes));
+    if (c->nphase_at > 0)
+        json_object_set_new(doc, "phases", phases(c, st));
+    json_object_set_new(doc, "timeline", timeline(&st->ts));
+    json_object_set_new(doc, "timeline_complete", json_boolean(!st->ts.oom));
+    json_object_set_new(doc, "cdf", cdfs);
+    cdfs = NULL;
     json_object_set_new(doc, "elapsed_s", json_real(el));
     json_object_set_new(doc, "ops", json_integer((json_int_t)st->ops));
     json_object_set_new(doc, "bytes", json_integer((json_int_t)st->bytes));
@@ -127,6 +206,7 @@ int bn_rep_json(const struct bn_rep *r, const char *path)
 out:
     json_decref(errs);
     json_decref(byop);
+    json_decref(cdfs);
     json_decref(doc);
     return rc;
 }

@@ -102,7 +102,13 @@ int bn_wl_path(const struct bn_cfg *cfg, uint64_t f, char *out, size_t outsz)
 
 int bn_wl_target(const struct bn_cfg *cfg, uint64_t f, const char *query, char *out, size_t outsz)
 {
-    int n = snprintf(out, outsz, "/webhdfs/v1%s/f%06" PRIu64 "?%s", cfg->prefix, f, query);
+    int n;
+    if (cfg->api == BN_API_DFS) {
+        bool both = query[0] != '\0' && cfg->sas[0] != '\0';
+        n = snprintf(out, outsz, "%s/f%06" PRIu64 "?%s%s%s", cfg->prefix, f, query, both ? "&" : "", cfg->sas);
+    } else {
+        n = snprintf(out, outsz, "/webhdfs/v1%s/f%06" PRIu64 "?%s", cfg->prefix, f, query);
+    }
     return n < 0 || (size_t)n >= outsz ? -1 : 0;
 }
 
@@ -140,7 +146,21 @@ static int write_next(void *ctx, unsigned w, bool stopping, struct bn_req *req)
         req->method = BN_PUT;
         req->flag = "write=true";
         req->expect = 201;
-        snprintf(q, sizeof(q), "op=CREATE&overwrite=true");
+        snprintf(q, sizeof(q), "%s", cfg->api == BN_API_DFS ? "resource=file" : "op=CREATE&overwrite=true");
+    } else if (cfg->api == BN_API_DFS) {
+        /* Gen2: append at the position (202), then flush the whole length and close (200) */
+        if (stopping && ws->step <= k)
+            ws->step = k + 1;
+        uint64_t off = wl->files.len[f];
+        bool close = ws->step > k;
+        req->op = close ? BN_OP_CLOSE : BN_OP_APPEND;
+        req->method = BN_PATCH;
+        req->flag = "";
+        req->expect = close ? 200 : 202;
+        req->off = off;
+        req->len = close ? 0 : cfg->size;
+        snprintf(q, sizeof(q), close ? "action=flush&position=%" PRIu64 "&close=true" : "action=append&position=%" PRIu64,
+                 off);
     } else {
         if (stopping && ws->step <= k)
             ws->step = k + 1;

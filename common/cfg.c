@@ -246,7 +246,7 @@ static int get_string(pctx *p, const char *path, const json_t *v, size_t cap, co
 static int set_string(pctx *p, const char *path, const json_t *v, char *dst, size_t cap,
                       int (*check)(const char *, char *, size_t))
 {
-    const char *s;
+    const char *s = NULL;
     if (get_string(p, path, v, cap, &s) < 0) return -1;
     char msg[256];
     if (check && check(s, msg, sizeof msg) < 0) return fail(p, path, "%s", msg);

@@ -2,7 +2,20 @@
 # Installs the Debian 12 packages that building, testing and running dualpipe locally need.
 # Idempotent: packages already present are skipped, and apt-get runs only when something is missing.
 # Used by README's two commands, by .ci/run (through tests/run-all.sh) and by docker/Dockerfile.
+#   docker/install-deps.sh          build + test packages (the default)
+#   docker/install-deps.sh --bench  also the comparison run's extras (bench/compare.sh): nginx (its mirror
+#                                   module is the do-it-yourself dual write), gnuplot-nox (the plots), wrk
+#                                   (bench/emu-speed.sh). Services are never started: bench/ runs its own
+#                                   nginx as the invoking user, on loopback, from a scratch directory.
 set -euo pipefail
+
+BENCH=0
+for a in "$@"; do
+  case "$a" in
+    --bench) BENCH=1 ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 # Build: compiler, CMake, pkg-config and the five libraries fixed by the design card.
 BUILD_PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
@@ -11,8 +24,11 @@ BUILD_PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-
 # integration tests, the Debian ADLS Gen1 client, curl for the shell scripts.
 TEST_PKGS="clang libclang-rt-14-dev python3 python3-azure-datalake-store curl ca-certificates"
 
+BENCH_PKGS=""
+[ "$BENCH" -eq 0 ] || BENCH_PKGS="nginx gnuplot-nox wrk"
+
 missing=()
-for p in $BUILD_PKGS $TEST_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $BENCH_PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
@@ -31,4 +47,12 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update
+# A package's maintainer scripts must not start a system nginx: with no policy-rc.d in place (Docker
+# images ship one), deny service starts for the duration of the install only.
+POLICY=/usr/sbin/policy-rc.d
+if [ "$BENCH" -eq 1 ] && [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  trap '$SUDO rm -f "$POLICY"' EXIT
+fi
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"

@@ -2,12 +2,18 @@
 both writer flows (adls one-step against the adls-dialect emulator, hadoop two-step against the
 hadoop-dialect emulator, following its 307 to the datanode), one ingest run with verification through the
 proxy stack, and the checks that make the numbers trustworthy: verification fails (exit 1) when a file was
-changed behind the bench's back, and request errors show up by status and fail the run.
+changed behind the bench's back, and request errors show up by status and fail the run. Also what the
+comparison run (bench/compare.py) reads: the per-second timeline, phases, CDF points and label in the JSON,
+the Gen2 DFS mode (--api dfs with a SAS, verified against the Gen2 emulator), and compare.py itself in its
+smoke profile (every part for a moment; nginx and gnuplot, absent in CI, are skipped with a note).
 
 Sizes are tiny: this proves the harness works, it measures nothing."""
+import datetime
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -111,12 +117,17 @@ class WorkloadsTest(BenchCase):
                                   "--prefix", "/smoke-meta-" + flow)
                 self.assertEqual(set(doc["by_op"]), {"mkdirs", "setacl", "rename", "liststatus"})
                 self.assertFalse(doc["verify"]["enabled"])
-                # each cycle renamed its directory into w0/r: they are there
+                # each cycle renamed its directory into wN/r: they are there. 10 operations over 2 workers
+                # give one of them at least 5, more than the 4 that reach the first rename (which worker
+                # gets more depends on timing, so count over both)
                 r = e.webhdfs("GET", "/smoke-meta-" + flow + "/meta", "LISTSTATUS")
                 run = r.json()["FileStatuses"]["FileStatus"][0]["pathSuffix"]
-                r = e.webhdfs("GET", "/smoke-meta-%s/meta/%s/w0/r" % (flow, run), "LISTSTATUS")
-                self.assertEqual(r.status, 200, r)
-                self.assertGreaterEqual(len(r.json()["FileStatuses"]["FileStatus"]), 1)
+                renamed = 0
+                for w in (0, 1):
+                    r = e.webhdfs("GET", "/smoke-meta-%s/meta/%s/w%d/r" % (flow, run, w), "LISTSTATUS")
+                    self.assertEqual(r.status, 200, r)
+                    renamed += len(r.json()["FileStatuses"]["FileStatus"])
+                self.assertGreaterEqual(renamed, 1)
 
     def test_duration_and_warmup(self):
         e = self.emus["adls"]
@@ -174,6 +185,143 @@ class WorkloadsTest(BenchCase):
                 self.assertIn("usage:", p.stderr)
         p = subprocess.run([BENCH, "--workload", "ingest"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 2)
+
+
+class ComparisonInputsTest(BenchCase):
+    """The JSON keys compare.py builds its tables and plots from, and the Gen2 (DFS) mode."""
+    EMUS = {"adls": dict(service="gen1", dialect="adls"), "gen2": dict(service="gen2")}
+
+    def test_timeline_phases_cdf_label(self):
+        e = self.emus["adls"]
+        doc = self.ok_run(e.url, "--duration", 2.2, "--concurrency", 2, "--appends", 3, "--size", "8K",
+                          "--phases", "1,2", "--label", "smoke-label", "--prefix", "/smoke-timeline")
+        self.assertEqual((doc["label"], doc["api"]), ("smoke-label", "webhdfs"))
+        # one entry per second of the window, their operations and bytes add up to the run's
+        tl = doc["timeline"]
+        self.assertEqual([s["t"] for s in tl], list(range(len(tl))))
+        self.assertGreaterEqual(len(tl), 3)
+        self.assertTrue(doc["timeline_complete"])
+        self.assertEqual(sum(s["ops"] for s in tl), doc["ops"])
+        self.assertEqual(sum(s["bytes"] for s in tl), doc["bytes"])
+        for s in tl[:2]:
+            self.assertGreater(s["ops"], 0, tl)
+            self.assertTrue(0 < s["p50_us"] <= s["p99_us"] <= s["max_us"] <= doc["latency"]["max_us"], s)
+        # three phases split at 1 s and 2 s, adding up as well
+        ph = doc["phases"]
+        self.assertEqual([(p["from_s"], p["to_s"]) for p in ph[:2]], [(0, 1), (1, 2)])
+        self.assertIsNone(ph[2]["to_s"])
+        self.assertEqual(sum(p["ops"] for p in ph), doc["ops"])
+        self.assertEqual(sum(p["latency"]["count"] for p in ph), doc["ops"])
+        self.assertEqual(sum(p["bytes"] for p in ph), doc["bytes"])
+        # CDF points: increasing latency and fraction, ending at (max, 1); one per operation kind and "all"
+        self.assertEqual(set(doc["cdf"]), {"all", "create", "append", "close"})
+        pts = doc["cdf"]["all"]
+        self.assertEqual([a for a, _ in pts], sorted(a for a, _ in pts))
+        self.assertEqual([f for _, f in pts], sorted(f for _, f in pts))
+        self.assertAlmostEqual(pts[-1][1], 1.0)
+        self.assertAlmostEqual(pts[-1][0], doc["latency"]["max_us"], places=2)
+        self.assertGreaterEqual(doc["acked_total"], doc["ops"])
+        self.assertGreaterEqual(doc["acked_bytes"], doc["bytes"])
+
+    def sas(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+        return emulib.service_sas(emulib.DEV_ACCOUNT, emulib.DEV_KEY, "benchfs", "", "racwdl", "c",
+                                  (now - datetime.timedelta(minutes=5)).strftime(fmt),
+                                  (now + datetime.timedelta(hours=1)).strftime(fmt))
+
+    def test_dfs_api_against_gen2(self):
+        g2 = self.emus["gen2"]
+        r = g2.gen2("PUT", "/%s/benchfs?resource=filesystem" % emulib.DEV_ACCOUNT)
+        self.assertIn(r.status, (201, 409), r)
+        url = "%s/%s/benchfs" % (g2.url, emulib.DEV_ACCOUNT)
+        args = ["--api", "dfs", "--sas", self.sas(), "--concurrency", 2, "--files", 3, "--appends", 3,
+                "--size", 5000, "--prefix", "/smoke-dfs"]
+        doc = self.ok_run(url, *args)
+        self.assertEqual(doc["api"], "dfs")
+        self.assertEqual({op: v["count"] for op, v in doc["by_op"].items()}, {"create": 3, "append": 9, "close": 3})
+        self.assertEqual(doc["verify"], {"enabled": True, "files": 3, "skipped": 0, "bytes": 45000, "mismatches": 0})
+        # the bytes are on Gen2, flushed: a signed read (not the bench's) gets the full length
+        r = g2.gen2("HEAD", "/%s/benchfs/smoke-dfs/f000002" % emulib.DEV_ACCOUNT)
+        self.assertEqual((r.status, r.header("content-length")), (200, "15000"), r)
+        # verify mode reads them back; a different seed does not match
+        rc, doc, out, err = bench(url, "--workload", "verify", *args)
+        self.assertEqual((rc, doc["verify"]["mismatches"]), (0, 0), err)
+        rc, doc, out, err = bench(url, "--workload", "verify", "--seed", 9, *args)
+        self.assertEqual((rc, doc["verify"]["mismatches"]), (1, 3), err)
+        # without the SAS, Gen2 refuses and the run fails with the status counted
+        rc, doc, out, err = bench(url, "--api", "dfs", "--files", 1, "--appends", 1, "--size", 10,
+                                  "--prefix", "/smoke-dfs-nosas")
+        self.assertEqual(rc, 1)
+        self.assertEqual(list(doc["errors_by_status"]), ["401"], doc["errors_by_status"])
+        # DFS has one flow and no read/meta workloads here
+        for extra in (["--flow", "hadoop"], ["--workload", "meta"]):
+            p = subprocess.run([BENCH, "--url", url, "--api", "dfs"] + extra, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 2, p.stderr)
+
+
+COMPARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../bench/compare.py")
+
+
+class CompareSmokeTest(unittest.TestCase):
+    """bench/compare.py --profile smoke: every part runs for a moment against the real processes."""
+
+    def test_compare_smoke_profile(self):
+        bindir = os.path.dirname(os.path.abspath(BENCH))
+        emu = os.environ.get("DUALPIPE_EMU", os.path.join(bindir, "dualpipe-emu"))
+        proxy = os.environ.get("DUALPIPE", os.path.join(bindir, "dualpipe"))
+        work = tempfile.mkdtemp(prefix="dp-compare-smoke-")
+        try:
+            # compare.py looks for the bench and the emulator in one directory
+            for name, src in (("dualpipe-bench", BENCH), ("dualpipe-emu", emu)):
+                os.symlink(os.path.abspath(src), os.path.join(work, name))
+            out = os.path.join(work, "out")
+            p = subprocess.run([sys.executable, COMPARE, "--profile", "smoke", "--bin", work, "--dualpipe", proxy,
+                                "--jrnlbench", os.path.join(bindir, "dualpipe-jrnlbench"), "--out", out,
+                                "--drain-timeout", "60"],
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-4000:])
+            with open(os.path.join(out, "results.json")) as f:
+                res = json.load(f)
+            notes = res["notes"]
+            dp = res["main_dualpipe"]
+            self.assertTrue(dp.startswith("dualpipe"), res.keys())
+            runs = res["runs"]
+            # every workload ran against the direct target and the proxy, verified
+            for tag in ("big", "small", "sweep-4096", "sweep-1048576"):
+                for name in ("direct", dp):
+                    self.assertTrue(runs[tag][name]["ok"], (tag, name, runs[tag][name]))
+            self.assertTrue(runs["big"]["gen2-direct"]["ok"], runs["big"]["gen2-direct"])
+            self.assertEqual(runs["big"]["gen2-direct"]["verify"]["mismatches"], 0)
+            # the proxy's resources were measured from /proc
+            resources = runs["big"][dp]["resources"]
+            self.assertGreater(resources["vmhwm_kib"], 1000)
+            self.assertGreater(resources["cpu_s"], 0)
+            # the outage really happened (Gen2 taken down through its admin listener) and was split out
+            o = runs["outage"][dp]
+            self.assertTrue(o["outage"]["down_ok"], o["outage"])
+            self.assertEqual(len(o["phases"]), 3)
+            self.assertIn("drain_s", o["outage"], o["outage"])  # the backlog drained within the timeout
+            # ratios are the plain quotient of the runs' numbers
+            t = res["targets"]
+            self.assertAlmostEqual(t["big_vs_direct"]["value"],
+                                   runs["big"][dp]["mb_per_s"] / runs["big"]["direct"]["mb_per_s"], places=6)
+            self.assertFalse(t["rss_256"]["measured"])  # the smoke profile runs 16 uploads, not 256
+            # absent tools are skipped with a note, never a failure; present ones run
+            if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
+                self.assertIn("nginx is not installed", notes["nginx-mirror"])
+                self.assertFalse(t["big_vs_nginx"]["measured"])
+            else:
+                self.assertTrue(runs["big"]["nginx-mirror"]["ok"], runs["big"]["nginx-mirror"])
+            if shutil.which("gnuplot") is None:
+                self.assertIn("gnuplot is not installed", notes["plots"])
+                self.assertEqual(res["plots"], [])
+            else:
+                for png in res["plots"]:
+                    self.assertGreater(os.path.getsize(os.path.join(out, png)), 1000)
+            self.assertIn("Targets (issue 5)", p.stdout)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class ProxyTest(BenchCase):

@@ -1,5 +1,5 @@
 /* Unit tests of the bench's pure modules: bn_hist (bucket layout, quantiles within the promised 1/64
- * relative error, merge) and bn_data (ranges are position-independent, digests match the bytes). */
+ * relative error, merge, the CDF and the per-second series the comparison plots read) and bn_data (ranges are position-independent, digests match the bytes). */
 #include "data.h"
 #include "hist.h"
 
@@ -72,6 +72,90 @@ TEST(hist_merge)
     free(b);
 }
 
+TEST(hist_cdf_points)
+{
+    struct bn_hist *h = malloc(sizeof(*h));
+    uint64_t val[BN_HIST_BUCKETS];
+    double frac[BN_HIST_BUCKETS];
+    ASSERT_TRUE(h != NULL);
+    bn_hist_init(h);
+    ASSERT_EQ_INT(bn_hist_cdf(h, val, frac, BN_HIST_BUCKETS), 0);
+    /* 70 values of 5, 20 of 1000, 10 of 1e6: three buckets, fractions 0.7, 0.9, 1 */
+    for (unsigned i = 0; i < 70; i++)
+        bn_hist_record(h, 5);
+    for (unsigned i = 0; i < 20; i++)
+        bn_hist_record(h, 1000);
+    for (unsigned i = 0; i < 10; i++)
+        bn_hist_record(h, 1000000);
+    size_t n = bn_hist_cdf(h, val, frac, BN_HIST_BUCKETS);
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_EQ_INT(val[0], 5);
+    ASSERT_TRUE(val[1] >= 1000 && val[1] <= 1000 + 1000 / 64);
+    ASSERT_EQ_INT(val[2], 1000000); /* clamped to the maximum */
+    ASSERT_TRUE(frac[0] > 0.699 && frac[0] < 0.701);
+    ASSERT_TRUE(frac[1] > 0.899 && frac[1] < 0.901);
+    ASSERT_TRUE(frac[2] == 1.0);
+    /* the points agree with the quantiles */
+    ASSERT_EQ_INT(bn_hist_quantile(h, 0.69), val[0]);
+    ASSERT_EQ_INT(bn_hist_quantile(h, 0.89), val[1]);
+    /* a short buffer gets the first points only */
+    ASSERT_EQ_INT(bn_hist_cdf(h, val, frac, 2), 2);
+    ASSERT_TRUE(frac[1] < 1.0);
+    free(h);
+}
+
+TEST(hist_series_per_second)
+{
+    struct bn_hist_ts *ts = malloc(sizeof(*ts));
+    ASSERT_TRUE(ts != NULL);
+    bn_hist_ts_init(ts);
+    bn_hist_ts_finish(ts);
+    ASSERT_EQ_INT(ts->n, 0); /* nothing recorded: no seconds */
+    const uint64_t S = 1000000000ull;
+    /* second 0: 100 ops of 1 ms (one failed); second 1: nothing; second 2: 10 ops of 50 ms, one of 2 s */
+    for (unsigned i = 0; i < 100; i++)
+        bn_hist_ts_record(ts, i * (S / 100), 1000000, 4096, i != 42);
+    for (unsigned i = 0; i < 10; i++)
+        bn_hist_ts_record(ts, 2 * S + i * 1000, 50000000, 1 << 20, true);
+    bn_hist_ts_record(ts, 2 * S + S / 2, 2 * S, 0, true);
+    bn_hist_ts_finish(ts);
+    ASSERT_EQ_INT(ts->n, 3);
+    ASSERT_TRUE(!ts->oom);
+    ASSERT_EQ_INT(ts->sec[0].ops, 100);
+    ASSERT_EQ_INT(ts->sec[0].bytes, 100 * 4096);
+    ASSERT_EQ_INT(ts->sec[0].errors, 1);
+    ASSERT_TRUE(ts->sec[0].p50 >= 1000000 && ts->sec[0].p50 <= 1000000 + 1000000 / 64);
+    ASSERT_EQ_INT(ts->sec[0].max, 1000000);
+    ASSERT_EQ_INT(ts->sec[1].ops, 0);
+    ASSERT_EQ_INT(ts->sec[1].bytes, 0);
+    ASSERT_EQ_INT(ts->sec[1].p99, 0);
+    ASSERT_EQ_INT(ts->sec[2].ops, 11);
+    ASSERT_EQ_INT(ts->sec[2].bytes, 10u << 20);
+    ASSERT_TRUE(ts->sec[2].p50 >= 50000000 && ts->sec[2].p50 <= 50000000 + 50000000 / 64);
+    ASSERT_EQ_INT(ts->sec[2].p99, 2 * S); /* the slow one: its own second's p99 and max */
+    ASSERT_EQ_INT(ts->sec[2].max, 2 * S);
+    /* a first operation late in the window: the seconds before it are there, empty */
+    bn_hist_ts_free(ts);
+    bn_hist_ts_init(ts);
+    bn_hist_ts_record(ts, 3 * S + 5, 7000, 1, true);
+    bn_hist_ts_finish(ts);
+    ASSERT_EQ_INT(ts->n, 4);
+    ASSERT_EQ_INT(ts->sec[0].ops + ts->sec[1].ops + ts->sec[2].ops, 0);
+    ASSERT_EQ_INT(ts->sec[3].ops, 1);
+    ASSERT_EQ_INT(ts->sec[3].max, 7000);
+    /* a long run grows the array past its first allocation */
+    bn_hist_ts_free(ts);
+    bn_hist_ts_init(ts);
+    for (uint64_t sec = 0; sec < 300; sec++)
+        bn_hist_ts_record(ts, sec * S, sec + 1, 1, true);
+    bn_hist_ts_finish(ts);
+    ASSERT_EQ_INT(ts->n, 300);
+    ASSERT_EQ_INT(ts->sec[299].max, 300);
+    ASSERT_EQ_INT(ts->sec[150].ops, 1);
+    bn_hist_ts_free(ts);
+    free(ts);
+}
+
 TEST(data_ranges_are_position_independent)
 {
     enum { N = 10007 };
@@ -103,4 +187,5 @@ TEST(data_ranges_are_position_independent)
     free(parts);
 }
 
-TESTS(T(hist_buckets_tile_the_range), T(hist_quantiles), T(hist_merge), T(data_ranges_are_position_independent))
+TESTS(T(hist_buckets_tile_the_range), T(hist_quantiles), T(hist_merge), T(hist_cdf_points), T(hist_series_per_second),
+      T(data_ranges_are_position_independent))
