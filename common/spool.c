@@ -437,7 +437,11 @@ void spool_unref(spool_body *b)
     g->live--;
     if (seg_deletable(s, g)) {
         seg_delete_locked(s, g);
-    } else if (plen > 0) {
+    } else if (plen >= SPOOL_PUNCH_MIN) {
+        /* Small regions are not punched: on file systems mounted with discard a punch holds the inode
+         * lock through a synchronous discard and stalls the writes and fdatasyncs of the current
+         * segment (measured: 18% of the proxy's time at 4 KiB appends); their space comes back when
+         * the segment is deleted. */
         punch = true;
         g->refs++; /* held until the punch completes */
         s->punches_inflight++;

@@ -10,9 +10,10 @@
  * commit's job: spool_take_dirty hands the journal the segments written since its last commit, and
  * it fdatasyncs them (through iox) in the same cycle as the journal records that point at them.
  *
- * A body is reference counted. When the last reference goes, its region is freed on disk at once
- * (fallocate PUNCH_HOLE through iox, so a long-lived neighbour does not pin the space), and a segment
- * that is no longer current and holds no live body is deleted.
+ * A body is reference counted. When the last reference goes, a region of SPOOL_PUNCH_MIN or more is
+ * freed on disk at once (fallocate PUNCH_HOLE through iox, so a long-lived neighbour does not pin the
+ * space); smaller ones come back with their segment. A segment that is no longer current and holds no
+ * live body is deleted.
  *
  * Disk use is bounded by the caller: spool_would_exceed says whether a new body of a given length
  * would take the bytes in use past spool.max_bytes; the policy (reject or degrade) is the proxy's.
@@ -33,6 +34,7 @@
 #include "iox.h"
 
 #define SPOOL_ALIGN 4096u
+#define SPOOL_PUNCH_MIN (1u << 20) /* released regions from this size on are punched out at once */
 #define SPOOL_DIGEST_LEN 32
 
 typedef struct spool spool;
