@@ -687,6 +687,13 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
                 if (e->sseg) e->sseg->state_refs--;
                 if (st == JFMT_S_APPLIED) {
                     j->applied++;
+                    uint64_t sec = jnl__now_ns() / 1000000000u;
+                    unsigned slot = (unsigned)(sec % JNL_RATE_SLOTS);
+                    if (j->rate_sec[slot] != sec) {
+                        j->rate_sec[slot] = sec;
+                        j->rate_cnt[slot] = 0;
+                    }
+                    j->rate_cnt[slot]++;
                     metrics_inc(j->m_applied);
                 } else if (st == JFMT_S_PRIMARY_REFUSED) {
                     j->refused++;
@@ -1181,6 +1188,17 @@ void jnl_get_stats(journal *j, jnl_stats *st)
     st->parked = j->nparked;
     st->awaiting_primary = j->naccepted;
     st->pending = j->nlive - j->nparked - j->naccepted;
+    /* Apply rates over the last complete 10 and 60 seconds (the current second is still filling). */
+    uint64_t now_s = jnl__now_ns() / 1000000000u;
+    uint64_t n10 = 0, n60 = 0;
+    for (unsigned i = 0; i < JNL_RATE_SLOTS; i++) {
+        uint64_t age = now_s - j->rate_sec[i];
+        if (j->rate_sec[i] == 0 || j->rate_sec[i] >= now_s || age > 60) continue;
+        n60 += j->rate_cnt[i];
+        if (age <= 10) n10 += j->rate_cnt[i];
+    }
+    st->apply_rate_10s = (double)n10 / 10.0;
+    st->apply_rate_60s = (double)n60 / 60.0;
     st->bytes_pending = j->bytes_live;
     /* the oldest pending entry is nearly always at the head (seq order) */
     for (jent *e = j->head; e; e = e->next) {
@@ -1239,6 +1257,12 @@ static int64_t g_oldest(void *ud)
     uint64_t now = jnl__now_ns();
     return st.oldest_ns && now > st.oldest_ns ? (int64_t)((now - st.oldest_ns) / 1000000000u) : 0;
 }
+static int64_t g_rate(void *ud)
+{
+    jnl_stats st;
+    jnl_get_stats(ud, &st);
+    return (int64_t)(st.apply_rate_10s + 0.5);
+}
 static int64_t g_segments(void *ud)
 {
     jnl_stats st;
@@ -1258,6 +1282,8 @@ int jnl_register_metrics(journal *j, metrics *m)
                          j) < 0 ||
         metrics_gauge_fn(m, "dualpipe_journal_oldest_pending_seconds", "Age of the oldest entry owed to Gen2",
                          NULL, g_oldest, j) < 0 ||
+        metrics_gauge_fn(m, "dualpipe_journal_apply_rate", "Records applied to Gen2 per second, last 10 s", NULL,
+                         g_rate, j) < 0 ||
         metrics_gauge_fn(m, "dualpipe_journal_segments", "Journal segment files", NULL, g_segments, j) < 0)
         return -1;
     const char *tot = "Journal entries that reached a state";
@@ -1347,11 +1373,13 @@ int jnl_status_json(journal *j, dbuf *out)
                        ",\"parked_total\":%" PRIu64 ",\"commits\":%" PRIu64 ",\"fdatasyncs\":%" PRIu64
                        ",\"records_written\":%" PRIu64 ",\"bytes_written\":%" PRIu64
                        ",\"fdatasync_seconds\":%.6f,\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64
-                       ",\"max_seq\":%" PRIu64 ",\"failed\":%s,\"backend\":\"%s\"}",
+                       ",\"max_seq\":%" PRIu64 ",\"apply_rate_10s\":%.1f,\"apply_rate_60s\":%.1f"
+                       ",\"failed\":%s,\"backend\":\"%s\"}",
                        st.live, st.pending, st.parked, st.awaiting_primary, st.bytes_pending, oldest, st.appended,
                        st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.fdatasyncs,
                        st.records_written, st.bytes_written, st.fdatasync_seconds, st.segments,
-                       st.segments_deleted, st.max_seq, st.failed ? "true" : "false",
+                       st.segments_deleted, st.max_seq, st.apply_rate_10s, st.apply_rate_60s,
+                       st.failed ? "true" : "false",
                        iox_backend_name(iox_in_use(j->io)));
 }
 

@@ -147,6 +147,7 @@ typedef struct jnl_stats {
     uint64_t bytes_pending;   /* body bytes of live entries */
     uint64_t oldest_ns;       /* t_accept of the oldest pending entry, 0 when none */
     uint64_t appended, applied, refused, dropped, resyncs, parked_total; /* totals since start */
+    double apply_rate_10s, apply_rate_60s; /* records that became APPLIED per second, last 10 / 60 s */
     uint64_t commits, fdatasyncs, records_written, bytes_written;
     double fdatasync_seconds; /* summed */
     uint64_t segments, segments_deleted;
@@ -157,7 +158,7 @@ void jnl_get_stats(journal *j, jnl_stats *st);
 
 /**
  * Register the journal's metrics: dualpipe_journal_records{state="pending|parked|awaiting_primary"},
- * dualpipe_journal_bytes_pending, dualpipe_journal_oldest_pending_seconds,
+ * dualpipe_journal_bytes_pending, dualpipe_journal_oldest_pending_seconds, dualpipe_journal_apply_rate (records/s, last 10 s),
  * dualpipe_journal_records_total{state=...} (applied, refused, dropped, resync, parked),
  * dualpipe_journal_commits_total, dualpipe_journal_fdatasync_total,
  * dualpipe_journal_fdatasync_seconds (histogram), dualpipe_journal_segments,

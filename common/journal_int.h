@@ -12,6 +12,8 @@
 
 #include "journal.h"
 
+#define JNL_RATE_SLOTS 64 /* seconds of apply history behind the apply rates */
+
 #define JNL_PATH_MAX 4096
 #define JNL_EPOCH_SLOTS (1u << 16)
 #define JNL_DEFAULT_SEGMENT ((uint64_t)64 << 20)
@@ -102,6 +104,8 @@ struct journal {
 
     /* totals */
     uint64_t appended, applied, refused, dropped, resyncs, parked_total;
+    uint64_t rate_sec[JNL_RATE_SLOTS];  /* applied per wall-clock second: which second a slot holds ... */
+    uint32_t rate_cnt[JNL_RATE_SLOTS];  /* ... and how many records became APPLIED in it */
     uint64_t commits, fdatasyncs, records_written, bytes_written, segments_deleted;
     double fdatasync_seconds;
 

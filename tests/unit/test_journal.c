@@ -1099,6 +1099,33 @@ static void case_seq_never_reused(iox_backend be)
     env_close(&e);
 }
 
+/* The apply rate operators see: records that became APPLIED per second over the last complete 10 and 60
+ * seconds (the current second is left out while it fills). */
+static void case_apply_rate(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    uint64_t seqs[5];
+    for (int i = 0; i < 5; i++) seqs[i] = append(e.j, JFMT_OP_MKDIRS, "/rate", NULL, 0, NULL, &d);
+    wait_n(&d, 5);
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ_INT(jnl_state(e.j, seqs[i], JFMT_S_APPLIED, 201, NULL, on_done, &d), 0);
+    wait_n(&d, 10);
+    usleep(1100 * 1000); /* the second they were applied in is over */
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    ASSERT_EQ_INT(st.applied, 5);
+    ASSERT_TRUE(st.apply_rate_10s > 0.49 && st.apply_rate_10s < 0.51);
+    ASSERT_TRUE(st.apply_rate_60s > 5.0 / 60 - 0.001 && st.apply_rate_60s < 5.0 / 60 + 0.001);
+    dbuf o;
+    dbuf_init(&o, 1 << 16);
+    ASSERT_EQ_INT(jnl_status_json(e.j, &o), 0);
+    ASSERT_TRUE(strstr(o.data, "\"apply_rate_10s\":0.5") != NULL);
+    dbuf_free(&o);
+    env_close(&e);
+}
+
 #define BOTH(name)                                                                                 \
     TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
     TEST(name##_uring) { case_##name(IOX_URING); }
@@ -1122,10 +1149,11 @@ BOTH(short_writes)
 BOTH(path_epoch)
 BOTH(json_metrics)
 BOTH(seq_never_reused)
+BOTH(apply_rate)
 
 #define TB(name) T(name##_threads), T(name##_uring)
 
 TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
       TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
       TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch),
-      TB(json_metrics), TB(seq_never_reused))
+      TB(json_metrics), TB(seq_never_reused), TB(apply_rate))
