@@ -10,10 +10,14 @@
  * commit's job: spool_take_dirty hands the journal the segments written since its last commit, and
  * it fdatasyncs them (through iox) in the same cycle as the journal records that point at them.
  *
- * A body is reference counted. When the last reference goes, a region of SPOOL_PUNCH_MIN or more is
- * freed on disk at once (fallocate PUNCH_HOLE through iox, so a long-lived neighbour does not pin the
- * space); smaller ones come back with their segment. A segment that is no longer current and holds no
- * live body is deleted.
+ * Releasing space. A body is reference counted. When the last reference goes, its region is "held":
+ * merged with adjacent held regions of its segment and counted in held_bytes, which counts against
+ * max_bytes like live bodies do. Held space is punched out (fallocate PUNCH_HOLE through iox, so a
+ * long-lived neighbour does not pin it) in batches: a merged range once it reaches SPOOL_PUNCH_MIN,
+ * all of a segment's ranges when it stops being current (or holds more than 64 ranges), and every
+ * segment's ranges when live plus held bytes pass max_bytes or when spool_would_exceed needs the room. Punching each small body on its own would
+ * cost a synchronous discard per body on file systems mounted with discard. A segment that is no
+ * longer current and holds no live body is deleted, held ranges and all.
  *
  * Disk use is bounded by the caller: spool_would_exceed says whether a new body of a given length
  * would take the bytes in use past spool.max_bytes; the policy (reject or degrade) is the proxy's.
@@ -110,6 +114,7 @@ void spool_recovery_done(spool *s);
 
 typedef struct spool_stats {
     uint64_t used_bytes;    /* bytes of live bodies (reserved for bodies still being written) */
+    uint64_t held_bytes;    /* released, not punched out yet; used + held is what max_bytes caps */
     uint64_t max_bytes;
     uint64_t live_bodies;
     uint64_t segments;      /* segment files open */

@@ -471,7 +471,7 @@ static int64_t g_spool_used(void *ud)
 {
     spool_stats st;
     spool_get_stats(((pipeline *)ud)->sp, &st);
-    return (int64_t)st.used_bytes;
+    return (int64_t)(st.used_bytes + st.held_bytes);
 }
 
 static int64_t g_spool_max(void *ud)
@@ -487,8 +487,9 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
     const char *what = NULL;
     if (jnl_register_metrics(p->j, m) != 0) what = "journal";
     else if (applier_register_metrics(p->ap, m) != 0) what = "applier";
-    else if (metrics_gauge_fn(m, "dualpipe_spool_bytes_used", "Bytes of request bodies the spool holds (live bodies "
-                                                              "and reservations of bodies being received).",
+    else if (metrics_gauge_fn(m, "dualpipe_spool_bytes_used", "Bytes the spool holds against spool.max_bytes: live "
+                                                              "bodies, reservations of bodies being received, and "
+                                                              "released space not punched out yet.",
                               NULL, g_spool_used, p) != 0 ||
              metrics_gauge_fn(m, "dualpipe_spool_bytes_max", "spool.max_bytes: the cap on dualpipe_spool_bytes_used.",
                               NULL, g_spool_max, p) != 0)
@@ -609,7 +610,8 @@ pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, s
         if (cfg->spool_policy == CFG_SPOOL_REJECT) {
             spool_stats st;
             spool_get_stats(p->sp, &st);
-            uint64_t room = st.used_bytes < cap ? cap - st.used_bytes : 0;
+            uint64_t used = st.used_bytes + st.held_bytes;
+            uint64_t room = used < cap ? cap - used : 0;
             /* a chunked body takes what room is left (past it: 503 mid-body, as a full spool does) */
             if (known || room < SPOOL_ALIGN) {
                 metrics_inc(p->m_rejected);
@@ -762,10 +764,11 @@ int pipe_status_json(pipeline *p, dbuf *out)
     if (rc == 0) rc = jnl_status_json(p->j, out);
     if (rc == 0)
         rc = dbuf_printf(out,
-                         ",\"spool\":{\"used_bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64 ",\"live_bodies\":%" PRIu64
+                         ",\"spool\":{\"used_bytes\":%" PRIu64 ",\"held_bytes\":%" PRIu64 ",\"max_bytes\":%" PRIu64
+                         ",\"live_bodies\":%" PRIu64
                          ",\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64 ",\"policy\":\"%s\""
                          ",\"degraded\":%" PRIu64 ",\"rejected\":%" PRIu64 "},\"ack\":\"%s\",\"applier\":",
-                         ss.used_bytes, ss.max_bytes, ss.live_bodies, ss.segments, ss.segments_deleted,
+                         ss.used_bytes, ss.held_bytes, ss.max_bytes, ss.live_bodies, ss.segments, ss.segments_deleted,
                          p->cfg->spool_policy == CFG_SPOOL_REJECT ? "reject" : "degrade",
                          metrics_counter_value(p->m_degraded), metrics_counter_value(p->m_rejected),
                          p->cfg->ack == CFG_ACK_BOTH ? "both" : "durable");

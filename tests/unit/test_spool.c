@@ -2,7 +2,7 @@
  * Unit tests for the spool (common/spool.h) on real files in a mkdtemp directory, each case on both
  * iox backends (the io_uring cases skip, saying why, where this machine cannot set up a ring): bodies
  * read back byte for byte with the SHA-256 of what was written, 4 KiB aligned regions, the byte
- * accounting of reservations, hole punching once the last reference goes, deletion of a segment
+ * accounting of reservations, hole punching once the last reference goes (small bodies in batches), deletion of a segment
  * that is no longer current and holds nothing, spool_take_dirty, and recovery (attach with and
  * without verification, a changed byte or a missing segment, recovery_done deleting orphans).
  */
@@ -342,6 +342,110 @@ static void case_attach(iox_backend be)
     env_close(&e);
 }
 
+/* Small released bodies are held and punched in batches: once adjacent released space reaches
+ * SPOOL_PUNCH_MIN, out-of-order releases merge, and held space counts against the cap. */
+static void case_held_batched(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 8 << 20, 0);
+    enum { N = 300 };
+    spool_body *bs[N];
+    for (int i = 0; i < N; i++) bs[i] = put_body(e.sp, 4000, (unsigned)i, true);
+    int fd = bs[0]->fd;
+    uint64_t off0 = bs[0]->off;
+    ASSERT_EQ_INT(fsync(fd), 0);
+    for (int i = 0; i < 200; i++) spool_unref(bs[i]);
+    drain(e.io);
+    spool_stats st;
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 200 * 4096);
+    ASSERT_TRUE(lseek(fd, (off_t)off0, SEEK_HOLE) > (off_t)off0); /* not punched yet */
+    ASSERT_TRUE(spool_would_exceed(e.sp, 1) == false);             /* no cap */
+    for (int i = 200; i < 256; i++) spool_unref(bs[i]);            /* 256 x 4 KiB = 1 MiB adjacent */
+    drain(e.io);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 0);
+    ASSERT_EQ_INT(lseek(fd, (off_t)off0, SEEK_HOLE), (long long)off0); /* punched as one range */
+    ASSERT_EQ_INT(lseek(fd, (off_t)off0, SEEK_DATA), (long long)bs[256]->off);
+    check_bytes(bs[256], 256); /* the neighbour is untouched */
+    /* out of order: two separate ranges, then the middle one joins them */
+    spool_unref(bs[260]);
+    spool_unref(bs[262]);
+    spool_unref(bs[261]);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 3 * 4096);
+    ASSERT_EQ_INT(st.live_bodies, N - 256 - 3);
+    for (int i = 256; i < N; i++)
+        if (i < 260 || i > 262) spool_unref(bs[i]);
+    env_close(&e);
+}
+
+static void case_held_rollover_and_cap(iox_backend be)
+{
+    env e;
+    /* a segment that stops being current has its held gaps punched */
+    env_open(&e, be, 256 * 1024, 0);
+    spool_body *a = put_body(e.sp, 4000, 1, true);
+    spool_body *b = put_body(e.sp, 4000, 2, true);
+    int fd = b->fd;
+    uint64_t boff = b->off, first = a->seg;
+    ASSERT_EQ_INT(fsync(fd), 0);
+    spool_unref(b);
+    spool_stats st;
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 4096);
+    spool_body *big[4];
+    int n = 0;
+    while (n < 4) {
+        big[n] = put_body(e.sp, 100000, (unsigned)(10 + n), true);
+        if (big[n++]->seg != first) break;
+    }
+    ASSERT_TRUE(big[n - 1]->seg != first);
+    drain(e.io);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 0);
+    ASSERT_EQ_INT(lseek(fd, (off_t)boff, SEEK_HOLE), (long long)boff);
+    check_bytes(a, 1);
+    for (int i = 0; i < n; i++) spool_unref(big[i]);
+    spool_unref(a);
+    env_close(&e);
+
+    /* held space counts against the cap, and passing the cap punches it all */
+    env_open(&e, be, 8 << 20, 64 * 1024);
+    spool_body *s[10];
+    for (int i = 0; i < 10; i++) s[i] = put_body(e.sp, 4096, (unsigned)(20 + i), true);
+    spool_body *live = put_body(e.sp, 4096, 30, true);
+    for (int i = 0; i < 10; i++) spool_unref(s[i]);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.used_bytes, 4096);
+    ASSERT_EQ_INT(st.held_bytes, 40960);
+    ASSERT_TRUE(!spool_would_exceed(e.sp, 16 * 1024)); /* 4 + 40 + 16 KiB fit */
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 40960);
+    ASSERT_TRUE(!spool_would_exceed(e.sp, 24 * 1024)); /* 4 + 40 + 24 KiB would not: held space is punched */
+    drain(e.io);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 0);
+    ASSERT_TRUE(spool_would_exceed(e.sp, 61 * 1024)); /* live bodies alone leave no room for this */
+    for (int i = 0; i < 10; i++) s[i] = put_body(e.sp, 4096, (unsigned)(40 + i), true);
+    for (int i = 0; i < 10; i++) spool_unref(s[i]);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 40960);
+    spool_body *c = put_body(e.sp, 20480, 31, true);
+    spool_body *d = put_body(e.sp, 8192, 32, true); /* live 32 KiB + held 40 KiB: over the cap */
+    spool_unref(d);
+    drain(e.io);
+    spool_get_stats(e.sp, &st);
+    ASSERT_EQ_INT(st.held_bytes, 0);
+    ASSERT_EQ_INT(st.used_bytes, 4096 + 20480);
+    ASSERT_TRUE(!spool_would_exceed(e.sp, 24 * 1024));
+    check_bytes(live, 30);
+    check_bytes(c, 31);
+    spool_unref(c);
+    spool_unref(live);
+    env_close(&e);
+}
+
 #define BOTH(name)                                                                                 \
     TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
     TEST(name##_uring) { case_##name(IOX_URING); }
@@ -352,7 +456,11 @@ BOTH(hole_punched)
 BOTH(segment_deleted)
 BOTH(take_dirty)
 BOTH(attach)
+BOTH(held_batched)
+BOTH(held_rollover_and_cap)
 
 TESTS(T(round_trip_threads), T(round_trip_uring), T(accounting_threads), T(accounting_uring),
       T(hole_punched_threads), T(hole_punched_uring), T(segment_deleted_threads), T(segment_deleted_uring),
-      T(take_dirty_threads), T(take_dirty_uring), T(attach_threads), T(attach_uring))
+      T(take_dirty_threads), T(take_dirty_uring), T(attach_threads), T(attach_uring),
+      T(held_batched_threads), T(held_batched_uring), T(held_rollover_and_cap_threads),
+      T(held_rollover_and_cap_uring))
