@@ -376,6 +376,7 @@ jseg *jnl__seg_add(journal *j, uint64_t seq, int fd, uint64_t size, uint64_t end
     g->fd = fd;
     g->size = size;
     g->end = end;
+    g->zeroed = end;
     g->min_term_ref = UINT64_MAX;
     g->prev = j->segs_tail;
     if (j->segs_tail) j->segs_tail->next = g;
@@ -493,7 +494,9 @@ static int queue_rec(journal *j, const jfmt_rec *rec, jitem *it)
         j->q.buf.len = before;
         return rc;
     }
-    pthread_cond_signal(&j->wake);
+    /* Wake the commit thread only when what it waits for changed: the queue stopped being empty, or
+     * it got its first waiter (a lazy batch becomes due now). Other records ride along unannounced. */
+    if (j->q.n == 1 || (it->cb && j->q.waiters == 1)) pthread_cond_signal(&j->wake);
     return 0;
 }
 
@@ -771,6 +774,34 @@ static void apply_abandon_locked(jqueue *b, int err, cbrun *runs, size_t *nruns)
         if (b->items[i].cb) runs[(*nruns)++] = (cbrun){b->items[i].cb, b->items[i].ud, b->items[i].seq, err};
 }
 
+/* Never written: the source of the zeros written ahead of a segment's data end. */
+static uint8_t jnl_zeros[JNL_ZERO_AHEAD];
+
+/*
+ * Write zeros over the preallocated space from the end of what was written to JNL_ZERO_AHEAD past
+ * data_end (commit thread). fallocate leaves "unwritten" extents: the first write into each block
+ * converts it, a metadata change that turns the next fdatasync into a file system journal commit
+ * (measured here: 0.46 ms per 4 KiB write + fdatasync into fallocated space, 0.15 ms into written
+ * space). Zeroing a megabyte at a time pays that once per megabyte instead of once per commit.
+ * Zeros are what an unwritten end reads as anyway (JOURNAL.md section 6), so a crash in between
+ * changes nothing a reader sees.
+ */
+static int zero_ahead(journal *j, jseg *seg, int fd, uint64_t data_end)
+{
+    if (seg->zeroed < data_end) seg->zeroed = data_end;
+    if (seg->zeroed >= seg->size || seg->zeroed >= data_end + JNL_ZERO_AHEAD / 2) return 0;
+    uint64_t to = (data_end + JNL_ZERO_AHEAD + 4095) & ~(uint64_t)4095;
+    if (to > seg->size) to = seg->size;
+    while (seg->zeroed < to) {
+        uint64_t n = to - seg->zeroed;
+        if (n > JNL_ZERO_AHEAD) n = JNL_ZERO_AHEAD;
+        int64_t w = iox_pwrite_wait(j->io, fd, jnl_zeros, (size_t)n, seg->zeroed);
+        if (w < 0) return (int)w;
+        seg->zeroed += n;
+    }
+    return 0;
+}
+
 /* One commit of batch b: place, write, sync. Returns 0 or -errno. No lock held. */
 static int commit_batch(journal *j, jqueue *b, jseg **seg_out)
 {
@@ -794,6 +825,7 @@ static int commit_batch(journal *j, jqueue *b, jseg **seg_out)
     spool_seg **ss = NULL;
     int nss = 0;
     int64_t w = iox_pwrite_wait(j->io, fd, b->buf.data, b->buf.len, off);
+    if (w >= 0) w = zero_ahead(j, seg, fd, off + b->buf.len);
     /* the spool segments are taken even when the write failed, so a failed sync is retried */
     pthread_mutex_lock(&j->mu);
     rc = take_spool_dirty(j, &ss, &nss);

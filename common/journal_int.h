@@ -12,6 +12,7 @@
 
 #include "journal.h"
 
+#define JNL_ZERO_AHEAD ((uint64_t)1 << 20) /* zeros written ahead of the data end (section 10 of JOURNAL.md) */
 #define JNL_RATE_SLOTS 64 /* seconds of apply history behind the apply rates */
 
 #define JNL_PATH_MAX 4096
@@ -25,6 +26,7 @@ typedef struct jseg {
     int fd;                 /* open for the current segment (and until it is replaced); else -1 */
     uint64_t size;          /* file size (preallocated) */
     uint64_t end;           /* where the next frame goes (data end) */
+    uint64_t zeroed;        /* [0, zeroed) has been written (header, frames, zeros); commit thread only */
     uint64_t live_writes;   /* WRITEs in it whose entry is still in the index */
     uint64_t state_refs;    /* live entries whose latest durable STATE record is in it */
     uint64_t min_term_ref;  /* lowest segment seq whose WRITE a terminal STATE here ends (UINT64_MAX: none) */

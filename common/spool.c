@@ -26,6 +26,8 @@
 #define SPOOL_DEFAULT_SEGMENT ((uint64_t)64 << 20)
 #define SPOOL_VERIFY_CHUNK ((size_t)1 << 20)
 #define SPOOL_PATH_MAX 4096
+#define SPOOL_ZERO_AHEAD ((uint64_t)1 << 20)   /* zeros written ahead of small bodies */
+#define SPOOL_ZERO_BODY_MAX ((uint64_t)64 << 10) /* bodies up to this size get zeroed space */
 #define SPOOL_HELD_MAX 64 /* released ranges a segment keeps before it punches them all */
 
 /* A released region not punched out yet (section "Releasing space" in spool.h). */
@@ -46,6 +48,7 @@ struct spool_seg {
     int refs;               /* under sp->mu */
     uint64_t live;          /* live bodies in it */
     uint64_t alloc_off;     /* next free region (current segment) */
+    uint64_t zeroed;        /* nothing at or past this offset is allocated; [alloc_off, zeroed) is zeros */
     bool current;
     bool preexisting;       /* found on disk at open (kept until spool_recovery_done) */
     bool attached;          /* a body was attached to it during recovery */
@@ -417,6 +420,31 @@ bool spool_would_exceed(spool *s, uint64_t len)
     return r;
 }
 
+/* Never written: the source of the zeros written ahead of small bodies. */
+static uint8_t spool_zeros[SPOOL_ZERO_AHEAD];
+
+/*
+ * Write zeros past the last allocated region of g (under mu, so no body can be given that space
+ * while they are written). A small body written into space that was never written allocates blocks
+ * and grows the file, metadata that makes the journal's fdatasync of this segment a file system
+ * journal commit each time; into written space it is a plain overwrite (measured here: 0.24 ms per
+ * 4 KiB write + fdatasync at the end of a growing file, 0.15 ms into written space). A failure only
+ * loses the optimisation.
+ */
+static void zero_ahead_locked(spool *s, spool_seg *g)
+{
+    uint64_t ahead = SPOOL_ZERO_AHEAD; /* at most a sixteenth of the cap: disk use stays near it */
+    if (s->max_bytes && ahead > s->max_bytes / 16) ahead = s->max_bytes / 16 & ~(uint64_t)(SPOOL_ALIGN - 1);
+    if (ahead == 0 || g->zeroed >= g->alloc_off + ahead / 2 || g->zeroed >= s->segment_bytes) return;
+    uint64_t to = g->alloc_off + ahead;
+    if (to > s->segment_bytes) to = s->segment_bytes;
+    while (g->zeroed < to) {
+        ssize_t w = pwrite(g->fd, spool_zeros, (size_t)(to - g->zeroed), (off_t)g->zeroed);
+        if (w <= 0) return;
+        g->zeroed += (uint64_t)w;
+    }
+}
+
 static body_node *body_new_locked(spool *s, spool_seg *g, uint64_t off, uint64_t cap)
 {
     body_node *n = calloc(1, sizeof *n);
@@ -461,6 +489,8 @@ int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **ou
         goto out;
     }
     g->alloc_off = align_up(off + cap);
+    if (g->zeroed < g->alloc_off) g->zeroed = g->alloc_off;
+    if (cap <= SPOOL_ZERO_BODY_MAX) zero_ahead_locked(s, g);
     s->used_bytes += cap;
     n->b.sha = sha;
     sha = NULL;

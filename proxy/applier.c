@@ -1162,11 +1162,12 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
         ap_op_free(op);
         return -1;
     }
+    bool was_empty = !a->in_head; /* otherwise the worker was woken for the list already */
     if (a->in_tail) a->in_tail->qnext = op;
     else a->in_head = op;
     a->in_tail = op;
     a->pending++;
-    pthread_cond_signal(&a->cv);
+    if (was_empty) pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     return 0;
 }
