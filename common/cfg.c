@@ -100,6 +100,8 @@ static const cfg_opt cfg_opts[] = {
     {"journal.io", K_ENUM, FLD(journal_io), 0, 0, "\"auto\"", 0, io_names, NULL},
     {"journal.segment_bytes", K_SIZE, FLD(journal_segment_bytes), MIB, 4 * GIB, "67108864", 0, NULL, NULL},
     {"journal.lazy_commit_ms", K_UINT, FLD(journal_lazy_ms), 1, 10000, "100", 0, NULL, NULL},
+    {"journal.commit_wait_us", K_UINT, FLD(journal_commit_wait_us), 0, 100000, "4000", 0, NULL, NULL},
+    {"journal.commit_batch", K_UINT, FLD(journal_commit_batch), 2, 65536, "32", 0, NULL, NULL},
     {"journal.verify_bodies", K_BOOL, FLD(journal_verify_bodies), 0, 0, "true", 0, NULL, NULL},
     {"ack", K_ENUM, FLD(ack), 0, 0, "\"durable\"", 0, ack_names, NULL},
     {"applier.concurrency", K_UINT, FLD(applier_concurrency), 1, 1024, "64", 0, NULL, NULL},

@@ -84,6 +84,8 @@ typedef struct dp_config {
     cfg_io journal_io;                /* "journal.io" auto|io_uring|threads (auto) */
     uint64_t journal_segment_bytes;   /* "journal.segment_bytes" (64 MiB) */
     unsigned journal_lazy_ms;         /* "journal.lazy_commit_ms" (100): state-only batches wait this long */
+    unsigned journal_commit_wait_us;  /* "journal.commit_wait_us" (4000): under load, wait for company */
+    unsigned journal_commit_batch;    /* "journal.commit_batch" (32): ... until a batch holds this many writes */
     bool journal_verify_bodies;       /* "journal.verify_bodies" (true): recovery checks bodies' SHA-256 */
     cfg_ack ack;                      /* "ack" durable|both (durable) */
     /* applier */

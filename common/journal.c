@@ -477,7 +477,7 @@ static int queue_item(jqueue *q, const jitem *it)
     }
     if (q->n == 0) q->first_ns = mono_ns();
     q->items[q->n++] = *it;
-    if (it->cb) q->waiters++;
+    if (it->cb && q->waiters++ == 0) q->first_waiter_ns = mono_ns();
     return 0;
 }
 
@@ -496,7 +496,8 @@ static int queue_rec(journal *j, const jfmt_rec *rec, jitem *it)
     }
     /* Wake the commit thread only when what it waits for changed: the queue stopped being empty, or
      * it got its first waiter (a lazy batch becomes due now). Other records ride along unannounced. */
-    if (j->q.n == 1 || (it->cb && j->q.waiters == 1)) pthread_cond_signal(&j->wake);
+    if (j->q.n == 1 || (it->cb && (j->q.waiters == 1 || j->q.waiters == j->batch_target)))
+        pthread_cond_signal(&j->wake);
     return 0;
 }
 
@@ -885,6 +886,12 @@ static uint64_t commit_due(const journal *j, uint64_t now)
     if (j->failed && now < j->retry_at_ns) return j->retry_at_ns;
     uint64_t lazy_due = j->q.first_ns + (uint64_t)j->lazy_ms * 1000000u;
     if (!j->closing && j->q.waiters == 0 && now < lazy_due) return lazy_due;
+    /* Group commit under load: when the previous batch was busy, wait a little for more writers so
+     * that one fdatasync serves more of them. A lone writer never waits (its batches hold one). */
+    if (!j->closing && j->wait_ns && j->q.waiters < j->batch_target && j->last_waiters * 8 >= j->batch_target) {
+        uint64_t until = j->q.first_waiter_ns + j->wait_ns;
+        if (now < until) return until;
+    }
     return 0;
 }
 
@@ -925,6 +932,7 @@ static void *commit_main(void *arg)
         }
         /* take the queue as this batch */
         jqueue t = j->q;
+        j->last_waiters = t.waiters;
         j->q = b;
         b = t;
         j->q.n = 0;
@@ -1057,6 +1065,8 @@ int jnl_open(const jnl_opts *o, journal **out, jnl_recovery *rep, char *err, siz
     j->segment_bytes = o->segment_bytes ? o->segment_bytes : JNL_DEFAULT_SEGMENT;
     if (j->segment_bytes < 4096) j->segment_bytes = 4096;
     j->lazy_ms = o->commit_lazy_ms ? o->commit_lazy_ms : JNL_DEFAULT_LAZY_MS;
+    j->wait_ns = (uint64_t)o->commit_wait_us * 1000u;
+    j->batch_target = o->commit_batch ? o->commit_batch : 32;
     j->io = o->io;
     j->sp = o->sp;
     j->verify = o->verify_bodies;

@@ -48,6 +48,9 @@ typedef struct jnl_opts {
     uint64_t segment_bytes;   /* preallocated size of a segment (0 = 64 MiB); a batch that does not
                                  fit starts the next segment */
     unsigned commit_lazy_ms;  /* lazy-only batches wait at most this (0 = 100) */
+    unsigned commit_wait_us;  /* under load, a batch with waiters waits up to this for company (0 = never) */
+    unsigned commit_batch;    /* ... until it holds this many waiting records (0 = 32); the wait applies only
+                                 when the previous batch held at least an eighth of this many */
     iox *io;                  /* must outlive the journal */
     spool *sp;                /* bodies; must outlive the journal */
     bool verify_bodies;       /* recovery reads every live body and checks its SHA-256 */

@@ -66,6 +66,7 @@ typedef struct jqueue {
     jitem *items;
     size_t n, cap;
     size_t waiters;             /* items with a callback */
+    uint64_t first_waiter_ns;   /* monotonic time the first item with a callback arrived */
     uint64_t first_ns;          /* monotonic time the first item arrived */
 } jqueue;
 
@@ -78,6 +79,9 @@ struct journal {
     int dirfd, lockfd;
     uint64_t segment_bytes;
     unsigned lazy_ms;
+    uint64_t wait_ns;           /* commit_wait_us in ns (0: batches with waiters go at once) */
+    size_t batch_target;        /* commit_batch */
+    size_t last_waiters;        /* waiters in the batch taken last (commit thread, under mu) */
     iox *io;
     spool *sp;
     bool verify;

@@ -555,6 +555,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         goto fail;
     }
     jnl_opts jo = {.dir = jdir, .segment_bytes = cfg->journal_segment_bytes, .commit_lazy_ms = cfg->journal_lazy_ms,
+                   .commit_wait_us = cfg->journal_commit_wait_us, .commit_batch = cfg->journal_commit_batch,
                    .io = p->io, .sp = p->sp, .verify_bodies = cfg->journal_verify_bodies};
     if (jnl_open(&jo, &p->j, &p->rec, e, sizeof e) != 0) {
         snprintf(err, errlen, "journal.dir: %s", e);

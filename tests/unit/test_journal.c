@@ -51,6 +51,7 @@ typedef struct env {
     char dir[64], sdir[96], jdir[96];
     uint64_t seg_bytes;
     bool verify;
+    unsigned wait_us, batch; /* group commit wait (0: off) */
     iox *io;
     spool *sp;
     journal *j;
@@ -61,8 +62,8 @@ static int env_try_open(env *e, char *err, size_t errlen)
 {
     spool_opts so = {.dir = e->sdir, .segment_bytes = 1 << 20, .io = e->io};
     if (spool_open(&so, &e->sp, err, errlen) != 0) return -1;
-    jnl_opts o = {.dir = e->jdir, .segment_bytes = e->seg_bytes, .commit_lazy_ms = 20, .io = e->io,
-                  .sp = e->sp, .verify_bodies = e->verify};
+    jnl_opts o = {.dir = e->jdir, .segment_bytes = e->seg_bytes, .commit_lazy_ms = 20, .commit_wait_us = e->wait_us,
+                  .commit_batch = e->batch, .io = e->io, .sp = e->sp, .verify_bodies = e->verify};
     if (jnl_open(&o, &e->j, &e->rep, err, errlen) != 0) {
         spool_close(e->sp);
         e->sp = NULL;
@@ -1126,6 +1127,58 @@ static void case_apply_rate(iox_backend be)
     env_close(&e);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Group commit under load (journal.commit_wait_us / commit_batch): after a busy batch, writes that
+ * arrive a few ms apart share one commit (up to commit_batch of them) instead of one commit each; a
+ * lone writer that waits for each write is held back at most once, when the load has just ended. */
+static void case_commit_wait(iox_backend be)
+{
+    env e;
+    env_init(&e, be, 0);
+    e.wait_us = 200000;
+    e.batch = 16;
+    env_reopen(&e);
+    done d = {0};
+    char p[32];
+    /* a burst: a busy batch (at least commit_batch / 8 waiters) */
+    for (int i = 0; i < 16; i++) {
+        snprintf(p, sizeof p, "/burst/%d", i);
+        append(e.j, JFMT_OP_MKDIRS, p, NULL, 0, NULL, &d);
+    }
+    wait_n(&d, 16);
+    jnl_stats st;
+    jnl_get_stats(e.j, &st);
+    uint64_t c0 = st.commits;
+    ASSERT_TRUE(c0 <= 4);
+    /* 48 writes 2 ms apart: without the wait each would be a commit of its own */
+    for (int i = 0; i < 48; i++) {
+        snprintf(p, sizeof p, "/spaced/%d", i);
+        append(e.j, JFMT_OP_MKDIRS, p, NULL, 0, NULL, &d);
+        usleep(2000);
+    }
+    wait_n(&d, 64);
+    jnl_get_stats(e.j, &st);
+    fprintf(stderr, "commit wait: 48 spaced writes in %" PRIu64 " commits\n", st.commits - c0);
+    ASSERT_TRUE(st.commits - c0 <= 8);
+    /* a lone writer: at most its first write waits (the previous batch was busy), then none */
+    append_sync(e.j, "/lone/0", &d);
+    double t0 = now_s();
+    for (int i = 1; i < 10; i++) {
+        snprintf(p, sizeof p, "/lone/%d", i);
+        append_sync(e.j, p, &d);
+    }
+    double took = now_s() - t0;
+    fprintf(stderr, "commit wait: 9 lone writes took %.3f s\n", took);
+    ASSERT_TRUE(took < 1.0); /* nine waits would take 1.8 s */
+    env_close(&e);
+}
+
 #define BOTH(name)                                                                                 \
     TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
     TEST(name##_uring) { case_##name(IOX_URING); }
@@ -1150,10 +1203,11 @@ BOTH(path_epoch)
 BOTH(json_metrics)
 BOTH(seq_never_reused)
 BOTH(apply_rate)
+BOTH(commit_wait)
 
 #define TB(name) T(name##_threads), T(name##_uring)
 
 TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
       TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
       TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch),
-      TB(json_metrics), TB(seq_never_reused), TB(apply_rate))
+      TB(json_metrics), TB(seq_never_reused), TB(apply_rate), TB(commit_wait))
