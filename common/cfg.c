@@ -86,6 +86,7 @@ static const cfg_opt cfg_opts[] = {
     {"public_url", K_URL, FLD(public_url), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"limits.max_connections", K_UINT, FLD(max_connections), 1, 1048576, "1024", 0, NULL, NULL},
     {"limits.max_header_bytes", K_UINT, FLD(max_header_bytes), 1024, 1048576, "32768", 0, NULL, NULL},
+    {"limits.read_buffer_bytes", K_UINT, FLD(read_buffer_bytes), 16384, 16777216, "65536", 0, NULL, NULL},
     {"limits.max_body_bytes", K_SIZE, FLD(max_body_bytes), 1, TIB, "16777216", 0, NULL, NULL},
     {"limits.idle_timeout_s", K_UINT, FLD(idle_timeout_s), 1, 86400, "60", 0, NULL, NULL},
     {"limits.request_timeout_s", K_UINT, FLD(request_timeout_s), 1, 86400, "300", 0, NULL, NULL},

@@ -64,6 +64,7 @@ typedef struct dp_config {
     char public_url[512];             /* "public_url": base of 307 Locations; "" = from the Host header */
     unsigned max_connections;         /* "limits.max_connections" (1024) */
     unsigned max_header_bytes;        /* "limits.max_header_bytes" (32768) */
+    unsigned read_buffer_bytes;       /* "limits.read_buffer_bytes" (65536): per-connection buffer */
     uint64_t max_body_bytes;          /* "limits.max_body_bytes" (16 MiB: see the example file) */
     unsigned idle_timeout_s;          /* "limits.idle_timeout_s" (60): slow or idle client */
     unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): whole upstream exchange */

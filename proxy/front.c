@@ -474,6 +474,22 @@ static enum MHD_Result queue_answer(fr_req *r)
 }
 
 /* Headers are in: parse, decide local answers, open the spool. Returns MHD_YES, or MHD_NO. */
+static enum MHD_Result add_header_len(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                      const char *value, size_t value_size)
+{
+    (void)kind, (void)key, (void)value;
+    *(size_t *)cls += key_size + value_size + 4; /* "Name: value\r\n" */
+    return MHD_YES;
+}
+
+/* Bytes of the request line and headers as the client sent them (to within whitespace). */
+static size_t header_bytes(fr_req *r, const char *method)
+{
+    size_t n = strlen(method) + strlen(r->target) + 11; /* " HTTP/1.1\r\n" */
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, add_header_len, &n);
+    return n + 2;
+}
+
 static enum MHD_Result on_headers(fr_req *r, const char *method)
 {
     front *f = r->f;
@@ -495,8 +511,13 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
     r->client_request_id = dup_header(r->conn, "x-ms-client-request-id");
 
     whreq_err e;
+    size_t hbytes = header_bytes(r, method);
     if (atomic_load(&f->stopping)) {
         front__fail(r, 503, "IOException", "the proxy is shutting down");
+    } else if (hbytes > f->cfg->max_header_bytes) {
+        front__fail(r, 431, "IllegalArgumentException",
+                    "request line and headers of %zu bytes are over limits.max_header_bytes (%u)", hbytes,
+                    f->cfg->max_header_bytes);
     } else if (whreq_parse(method, r->target, &r->wr, &e) != 0) {
         front__fail_err(r, &e);
     } else {
@@ -781,6 +802,10 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
+    /* One memory pool per connection holds the request line, the headers and the body as it arrives:
+     * larger than the header limit so big bodies come in big pieces; the header limit is then checked
+     * in on_headers. */
+    size_t pool_bytes = cfg->read_buffer_bytes > cfg->max_header_bytes ? cfg->read_buffer_bytes : cfg->max_header_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct MHD_OptionItem pool[] = {
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
@@ -789,7 +814,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     f->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, f, MHD_OPTION_LISTEN_SOCKET, lfd,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, f, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, f,
                             MHD_OPTION_NOTIFY_CONNECTION, connection_cb, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header_bytes,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_ARRAY, pool,
                             MHD_OPTION_END);

@@ -135,6 +135,21 @@ class Front(emulib.unittest.TestCase):
         self.assertEqual(r.status, 201, r)
         self.assertEqual(self.s.g1_read("/big3"), data)
 
+    def test_header_limit(self):
+        # limits.max_header_bytes (32768 by default) holds although the connection's buffer
+        # (limits.read_buffer_bytes, 65536) is larger: 431 as a RemoteException, Gen1 never asked
+        before = self.s.g1_counters().get("PUT CREATE", 0)
+        big = "a" * 40000
+        r = self.p.request("PUT", "/webhdfs/v1/hdr?op=CREATE&write=true", body=b"x", headers={"X-Big": big})
+        self.assertRemoteException(r, 431, "IllegalArgumentException")
+        self.assertIn("limits.max_header_bytes", r.json()["RemoteException"]["message"])
+        self.assertEqual(self.s.g1_counters().get("PUT CREATE", 0), before)
+        self.assertIsNone(self.s.g1_status("/hdr"))
+        # just under the limit: served
+        r = self.p.request("PUT", "/webhdfs/v1/hdr?op=CREATE&write=true", body=b"x", headers={"X-Big": "a" * 30000})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.s.g1_read("/hdr"), b"x")
+
     def test_host_header_checked_for_redirects(self):
         req = "PUT /webhdfs/v1/h?op=CREATE HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n"
         status, hdrs, _ = emulib.raw_http(self.p.listen, (req % self.p.listen).encode())
