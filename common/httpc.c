@@ -30,6 +30,7 @@
 #define HTTPC_DEFAULT_CONNECT_MS 5000u
 #define HTTPC_DEFAULT_TIMEOUT_MS 60000u
 #define HTTPC_POLL_MS 1000
+#define HTTPC_SMALL_BODY (32u << 10)        /* fd bodies up to this size are read at submit (see hx.small) */
 
 typedef struct hx hx;
 
@@ -43,6 +44,8 @@ struct hx {
     bool has_body;
     httpc_body_in in;
     const char *in_mem;
+    char *small;                   /* an fd body of at most HTTPC_SMALL_BODY, read at submit: sent with the
+                                      headers in one piece (libcurl's POSTFIELDS) instead of through on_read */
     int in_fd;
     uint64_t in_off, in_len, in_pos;
     httpc_body_out out;
@@ -311,6 +314,7 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
     }
     easy_release(e, h->easy);
     curl_slist_free_all(h->hdrs);
+    free(h->small);
     void (*done)(void *, httpc_resp *) = h->done;
     void *ud = h->ud;
     free(h);
@@ -341,6 +345,13 @@ static bool setup_easy(hx *h, CURL *c)
         bad |= curl_easy_setopt(c, CURLOPT_HTTPGET, 1L) != CURLE_OK;
     } else if (strcmp(h->method, "HEAD") == 0) {
         bad |= curl_easy_setopt(c, CURLOPT_NOBODY, 1L) != CURLE_OK;
+    } else if (h->has_body && (h->small || (h->in == HTTPC_IN_MEMORY && h->in_len <= HTTPC_SMALL_BODY))) {
+        /* A small body goes out with the request headers in one send; CUSTOMREQUEST keeps the method
+         * (libcurl would say POST) and the header list drops libcurl's default Content-Type. */
+        const char *data = h->small ? h->small : h->in_mem;
+        bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->in_len) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, data ? data : "") != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, h->method) != CURLE_OK;
     } else if (h->has_body) {
         bad |= curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) != CURLE_OK;
         bad |= curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
@@ -365,6 +376,10 @@ static void hx_start(httpc *e, hx *h)
         return;
     }
     h->easy = c;
+    if (h->in_failed) { /* the small body could not be read at submit */
+        hx_finish(e, h, CURLE_OK, HTTPC_E_BODY);
+        return;
+    }
     if (!setup_easy(h, c)) {
         hx_finish(e, h, CURLE_OK, HTTPC_E_TRANSPORT);
         return;
@@ -527,6 +542,26 @@ static bool has_header(const httpc_req *req, const char *name)
     return false;
 }
 
+/* Read a small fd body into h->small (the submitting thread does the pread, not the engine). A read
+ * error or a short file is kept for the engine to report as HTTPC_E_BODY; -1 only on ENOMEM. */
+static int read_small(hx *h)
+{
+    h->small = malloc(h->in_len ? h->in_len : 1);
+    if (!h->small) return -1;
+    uint64_t got = 0;
+    while (got < h->in_len) {
+        ssize_t r = pread(h->in_fd, h->small + got, (size_t)(h->in_len - got), (off_t)(h->in_off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { /* error, or the file is shorter than in_off + in_len */
+            h->in_failed = true;
+            h->io_errno = r < 0 ? errno : 0;
+            return 0;
+        }
+        got += (uint64_t)r;
+    }
+    return 0;
+}
+
 int httpc_submit(httpc *e, const httpc_req *req)
 {
     if (!e || !req || !req->url || !req->done) return -1;
@@ -560,6 +595,10 @@ int httpc_submit(httpc *e, const httpc_req *req)
 
     for (int i = 0; i < HTTPC_MAX_HEADERS && req->headers[i]; i++)
         if (add_header(&h->hdrs, req->headers[i]) != 0) goto fail;
+    if (h->in == HTTPC_IN_FD && h->in_len <= HTTPC_SMALL_BODY && read_small(h) != 0) goto fail;
+    bool inline_body = h->small || (h->in == HTTPC_IN_MEMORY && h->in_len <= HTTPC_SMALL_BODY);
+    if (h->has_body && inline_body && !has_header(req, "Content-Type") && add_raw(&h->hdrs, "Content-Type:") != 0)
+        goto fail;
     /* Bodies always go with Content-Length; never wait for a 100 Continue. */
     if (add_raw(&h->hdrs, "Expect:") != 0 || add_raw(&h->hdrs, "Transfer-Encoding:") != 0) goto fail;
     /* Only the caller's headers go out: drop curl's default "Accept". */
@@ -582,7 +621,10 @@ int httpc_submit(httpc *e, const httpc_req *req)
     return 0;
 
 fail:
-    if (h) curl_slist_free_all(h->hdrs);
+    if (h) {
+        curl_slist_free_all(h->hdrs);
+        free(h->small);
+    }
     free(h);
     if (r) dbuf_free(&r->body);
     free(r);

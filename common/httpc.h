@@ -5,7 +5,8 @@
  * host (libcurl's pool). Every response is read to its end so connections stay reusable.
  *
  * Request bodies come from memory (not copied: must stay valid until the callback) or from a file
- * descriptor range (pread, so one spool file can feed several requests at once). Response bodies go to
+ * descriptor range (pread, so one spool file can feed several requests at once; a range of 32 KiB or
+ * less is read by httpc_submit on the caller's thread and sent together with the headers). Response bodies go to
  * memory (bounded: over the limit the request fails with HTTPC_E_TOO_BIG) or are appended to a file
  * descriptor (for OPEN data), or are discarded.
  *
