@@ -107,8 +107,8 @@ static int run(const char *file)
     int status = 1;
     char err[512] = "";
     dp_config cfg;
-    httpc *http = NULL;
-    gen1c *g1 = NULL;
+    httpc *http = NULL, *http_ap = NULL;
+    gen1c *g1 = NULL, *g1_ap = NULL;
     pipeline *pl = NULL;
     metrics *m = NULL;
     front *f = NULL;
@@ -136,10 +136,15 @@ static int run(const char *file)
     metrics_gauge_set(metrics_gauge_get(m, "dualpipe_build_info", "Always 1; labels name the build.",
                                         "version=\"" DP_VERSION "\""),
                       1);
+    /* Two upstream engines, one thread each: the writers' Gen1 requests, and the applier's (Gen2 writes,
+     * Gen1 reads for resyncs). A backlog being drained then does not queue the writers' requests behind
+     * its bodies, and each side has a core's worth of sending. */
     if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
+    if (httpc_start(0, &http_ap, err, sizeof err) != 0) goto out;
+    if (gen1c_new(&cfg, http_ap, &g1_ap, err, sizeof err) != 0) goto out;
     /* Recovery runs here, before the front takes a request. */
-    if (pipe_open(&cfg, http, g1, m, &pl, err, sizeof err) != 0) goto out;
+    if (pipe_open(&cfg, http_ap, g1_ap, m, &pl, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, &adm, err, sizeof err) != 0) goto out;
 
@@ -167,10 +172,12 @@ out:
     if (adm) admin_stop(adm);
     if (pl) pipe_stop(pl, MAIN_DRAIN_APPLIER_MS);
     if (http) httpc_stop(http);
+    if (http_ap) httpc_stop(http_ap);
     admin_free(adm);
     front_free(f);
     pipe_free(pl);
     if (g1) gen1c_free(g1);
+    if (g1_ap) gen1c_free(g1_ap);
     metrics_free(m);
     cfg_free(&cfg);
     if (status == 0) LOGI("msg=stopped");
