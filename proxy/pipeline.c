@@ -3,9 +3,10 @@
  * owns the I/O engine, the spool, the journal and the applier, turns the front's calls into journal
  * records and applier submissions, and turns the applier's outcomes back into journal states.
  *
- * Threads: pipe_body_begin and pipe_accept run on the front's MHD threads, pipe_primary on the httpc
- * thread, journal callbacks on the journal's commit thread, applier callbacks on the httpc thread,
- * the applier's worker or the thread in applier_stop, operator commands on the admin thread. One
+ * Threads: pipe_body_begin and pipe_accept run on the front's MHD threads, pipe_primary on the front's
+ * httpc thread, journal callbacks on the journal's commit thread, applier callbacks on the applier's
+ * own httpc thread, the applier's worker or the thread in applier_stop, operator commands on the admin
+ * thread. One
  * mutex (mu) guards the life-cycle flags, the count of accepts whose durability callback has not run
  * yet, and the set of degraded writes. Lock order: mu, then the applier's or the journal's own lock
  * (applier_submit is called under mu so that it never races with applier_stop); no journal or
