@@ -10,6 +10,7 @@
  * writes, the path-epoch gate, and the status/list JSON and metrics.
  */
 #include "tharness.h"
+#include "tiox.h"
 
 #include "journal.h"
 
@@ -24,27 +25,6 @@
 #include <time.h>
 
 /* ---------------------------------------------------------------- helpers */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
-}
-
-static iox *engine(iox_backend b)
-{
-    if (b == IOX_URING) {
-        struct io_uring r;
-        int rc = io_uring_queue_init(4, &r, 0);
-        if (rc < 0) TH_SKIP_NOW("io_uring unavailable on this machine (io_uring_setup: %s)", strerror(-rc));
-        io_uring_queue_exit(&r);
-    }
-    iox *x = NULL;
-    char err[256] = "";
-    if (iox_new(b, 0, 0, &x, err, sizeof err) != 0) TH_FAIL_AT("iox_new: %s", err);
-    ASSERT_EQ_INT(iox_in_use(x), b);
-    return x;
-}
 
 typedef struct env {
     iox_backend be;
@@ -75,7 +55,7 @@ static int env_try_open(env *e, char *err, size_t errlen)
 static void env_reopen(env *e)
 {
     char err[512] = "";
-    if (!e->io) e->io = engine(e->be);
+    if (!e->io) e->io = tiox_engine(e->be);
     if (env_try_open(e, err, sizeof err) != 0) TH_FAIL_AT("open: %s", err);
 }
 
@@ -113,7 +93,7 @@ static void env_close(env *e)
 {
     env_shut(e);
     iox_free(e->io);
-    nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tiox_rm_tree(e->dir);
 }
 
 /* Callback bookkeeping: how many ran, the last error, per-seq errors for small tests. */

@@ -7,6 +7,7 @@
  * without verification, a changed byte or a missing segment, recovery_done deleting orphans).
  */
 #include "tharness.h"
+#include "tiox.h"
 
 #include "spool.h"
 
@@ -19,32 +20,6 @@
 #include <time.h>
 
 /* ---------------------------------------------------------------- helpers */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)flag, (void)f;
-    return remove(p);
-}
-
-static void tdir_rm(const char *d)
-{
-    nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static iox *engine(iox_backend b)
-{
-    if (b == IOX_URING) {
-        struct io_uring r;
-        int rc = io_uring_queue_init(4, &r, 0);
-        if (rc < 0) TH_SKIP_NOW("io_uring unavailable on this machine (io_uring_setup: %s)", strerror(-rc));
-        io_uring_queue_exit(&r);
-    }
-    iox *x = NULL;
-    char err[256] = "";
-    if (iox_new(b, 0, 0, &x, err, sizeof err) != 0) TH_FAIL_AT("iox_new: %s", err);
-    ASSERT_EQ_INT(iox_in_use(x), b);
-    return x;
-}
 
 typedef struct env {
     char dir[64];
@@ -66,7 +41,7 @@ static void env_open(env *e, iox_backend b, uint64_t seg_bytes, uint64_t max_byt
     snprintf(e->dir, sizeof e->dir, "/tmp/dp-spool-XXXXXX");
     ASSERT_TRUE(mkdtemp(e->dir) != NULL);
     snprintf(e->sdir, sizeof e->sdir, "%s/data", e->dir);
-    e->io = engine(b);
+    e->io = tiox_engine(b);
     env_open_spool(e, seg_bytes, max_bytes);
 }
 
@@ -81,7 +56,7 @@ static void env_close(env *e)
     drain(e->io);
     spool_close(e->sp);
     iox_free(e->io);
-    tdir_rm(e->dir);
+    tiox_rm_tree(e->dir);
 }
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
