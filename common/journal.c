@@ -1268,48 +1268,28 @@ void jnl_get_stats(journal *j, jnl_stats *st)
 
 /* ---------------------------------------------------------------- metrics */
 
-static int64_t g_pending(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)st.pending;
-}
-static int64_t g_parked(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)st.parked;
-}
-static int64_t g_awaiting(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)st.awaiting_primary;
-}
-static int64_t g_bytes(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)st.bytes_pending;
-}
+/* One gauge callback per figure of jnl_stats: each takes a fresh snapshot. */
+#define JNL_GAUGE(name, expr)                                                                      \
+    static int64_t name(void *ud)                                                                  \
+    {                                                                                              \
+        jnl_stats st;                                                                              \
+        jnl_get_stats(ud, &st);                                                                    \
+        return (int64_t)(expr);                                                                    \
+    }
+JNL_GAUGE(g_pending, st.pending)
+JNL_GAUGE(g_parked, st.parked)
+JNL_GAUGE(g_awaiting, st.awaiting_primary)
+JNL_GAUGE(g_bytes, st.bytes_pending)
+JNL_GAUGE(g_rate, st.apply_rate_10s + 0.5)
+JNL_GAUGE(g_segments, st.segments)
+#undef JNL_GAUGE
+
 static int64_t g_oldest(void *ud)
 {
     jnl_stats st;
     jnl_get_stats(ud, &st);
     uint64_t now = jnl__now_ns();
     return st.oldest_ns && now > st.oldest_ns ? (int64_t)((now - st.oldest_ns) / 1000000000u) : 0;
-}
-static int64_t g_rate(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)(st.apply_rate_10s + 0.5);
-}
-static int64_t g_segments(void *ud)
-{
-    jnl_stats st;
-    jnl_get_stats(ud, &st);
-    return (int64_t)st.segments;
 }
 
 int jnl_register_metrics(journal *j, metrics *m)

@@ -421,18 +421,14 @@ static void case_held_rollover_and_cap(iox_backend be)
     env_close(&e);
 }
 
-#define BOTH(name)                                                                                 \
-    TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
-    TEST(name##_uring) { case_##name(IOX_URING); }
-
-BOTH(round_trip)
-BOTH(accounting)
-BOTH(hole_punched)
-BOTH(segment_deleted)
-BOTH(take_dirty)
-BOTH(attach)
-BOTH(held_batched)
-BOTH(held_rollover_and_cap)
+TIOX_BOTH(round_trip)
+TIOX_BOTH(accounting)
+TIOX_BOTH(hole_punched)
+TIOX_BOTH(segment_deleted)
+TIOX_BOTH(take_dirty)
+TIOX_BOTH(attach)
+TIOX_BOTH(held_batched)
+TIOX_BOTH(held_rollover_and_cap)
 
 TESTS(T(round_trip_threads), T(round_trip_uring), T(accounting_threads), T(accounting_uring),
       T(hole_punched_threads), T(hole_punched_uring), T(segment_deleted_threads), T(segment_deleted_uring),

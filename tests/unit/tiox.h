@@ -41,4 +41,9 @@ static inline iox *tiox_engine(iox_backend b)
     return x;
 }
 
+/* Case case_NAME(backend) as two tests: NAME_threads and NAME_uring. */
+#define TIOX_BOTH(name)                                                                            \
+    TEST(name##_threads) { case_##name(IOX_THREADS); }                                             \
+    TEST(name##_uring) { case_##name(IOX_URING); }
+
 #endif
