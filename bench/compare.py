@@ -104,6 +104,26 @@ def proc_status_kib(pid, key):
     return None
 
 
+def settle_disk(limit_kib=64 * 1024, timeout_s=60):
+    """Write back what earlier runs left dirty in the page cache (sync, then wait until Dirty + Writeback in
+    /proc/meminfo is under limit_kib), so that no run pays for the previous run's writes."""
+    os.sync()
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        kib = {}
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    k, v = line.split(":", 1)
+                    if k in ("Dirty", "Writeback"):
+                        kib[k] = int(v.split()[0])
+        except (OSError, ValueError):
+            return
+        if sum(kib.values()) < limit_kib:
+            return
+        time.sleep(0.2)
+
+
 def parse_metrics(text):
     out = {}
     for line in text.splitlines():
@@ -516,6 +536,7 @@ def main():
     started = time.time()
 
     def run(tag, name, factory, bench_args, outage=None):
+        settle_disk()
         try:
             system = factory()
         except Exception as e:  # noqa: BLE001 - one system failing to start must not stop the comparison
