@@ -880,8 +880,9 @@ static void run_callbacks(journal *j, cbrun *runs, size_t n)
     pthread_mutex_lock(&j->mu);
 }
 
-/* How long the commit thread waits before taking the queue (monotonic deadline; 0: go now). */
-static uint64_t commit_due(const journal *j, uint64_t now)
+/* How long the commit thread waits before taking the queue (monotonic deadline; 0: go now). Under mu;
+ * marks the queue when it is held back for company. */
+static uint64_t commit_due(journal *j, uint64_t now)
 {
     if (j->failed && now < j->retry_at_ns) return j->retry_at_ns;
     uint64_t lazy_due = j->q.first_ns + (uint64_t)j->lazy_ms * 1000000u;
@@ -890,7 +891,10 @@ static uint64_t commit_due(const journal *j, uint64_t now)
      * that one fdatasync serves more of them. A lone writer never waits (its batches hold one). */
     if (!j->closing && j->wait_ns && j->q.waiters < j->batch_target && j->last_waiters * 8 >= j->batch_target) {
         uint64_t until = j->q.first_waiter_ns + j->wait_ns;
-        if (now < until) return until;
+        if (now < until) {
+            j->q.waited = true;
+            return until;
+        }
     }
     return 0;
 }
@@ -933,10 +937,12 @@ static void *commit_main(void *arg)
         /* take the queue as this batch */
         jqueue t = j->q;
         j->last_waiters = t.waiters;
+        if (t.waited) j->commit_waits++;
         j->q = b;
         b = t;
         j->q.n = 0;
         j->q.waiters = 0;
+        j->q.waited = false;
         dbuf_reset(&j->q.buf);
         pthread_mutex_unlock(&j->mu);
 
@@ -949,6 +955,7 @@ static void *commit_main(void *arg)
         else apply_failed_locked(j, &b, rc, runs, &nruns);
         b.n = 0;
         b.waiters = 0;
+        b.waited = false;
         dbuf_reset(&b.buf);
         run_callbacks(j, runs, nruns);
         if (rc != 0 && j->closing && close_attempts >= JNL_CLOSE_ATTEMPTS) {
@@ -957,6 +964,7 @@ static void *commit_main(void *arg)
             if (runs_reserve(&runs, &runcap, j->q.n)) apply_abandon_locked(&j->q, rc, runs, &nruns);
             j->q.n = 0;
             j->q.waiters = 0;
+            j->q.waited = false;
             dbuf_reset(&j->q.buf);
             run_callbacks(j, runs, nruns);
         }
@@ -1255,6 +1263,7 @@ void jnl_get_stats(journal *j, jnl_stats *st)
     st->resyncs = j->resyncs;
     st->parked_total = j->parked_total;
     st->commits = j->commits;
+    st->commit_waits = j->commit_waits;
     st->fdatasyncs = j->fdatasyncs;
     st->records_written = j->records_written;
     st->bytes_written = j->bytes_written;
@@ -1392,13 +1401,13 @@ int jnl_status_json(journal *j, dbuf *out)
                        ",\"awaiting_primary\":%" PRIu64 ",\"bytes_pending\":%" PRIu64
                        ",\"oldest_pending_s\":%.3f,\"appended\":%" PRIu64 ",\"applied\":%" PRIu64
                        ",\"refused\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"resyncs\":%" PRIu64
-                       ",\"parked_total\":%" PRIu64 ",\"commits\":%" PRIu64 ",\"fdatasyncs\":%" PRIu64
+                       ",\"parked_total\":%" PRIu64 ",\"commits\":%" PRIu64 ",\"commit_waits\":%" PRIu64 ",\"fdatasyncs\":%" PRIu64
                        ",\"records_written\":%" PRIu64 ",\"bytes_written\":%" PRIu64
                        ",\"fdatasync_seconds\":%.6f,\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64
                        ",\"max_seq\":%" PRIu64 ",\"apply_rate_10s\":%.1f,\"apply_rate_60s\":%.1f"
                        ",\"failed\":%s,\"backend\":\"%s\"}",
                        st.live, st.pending, st.parked, st.awaiting_primary, st.bytes_pending, oldest, st.appended,
-                       st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.fdatasyncs,
+                       st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.commit_waits, st.fdatasyncs,
                        st.records_written, st.bytes_written, st.fdatasync_seconds, st.segments,
                        st.segments_deleted, st.max_seq, st.apply_rate_10s, st.apply_rate_60s,
                        st.failed ? "true" : "false",

@@ -152,6 +152,7 @@ typedef struct jnl_stats {
     uint64_t appended, applied, refused, dropped, resyncs, parked_total; /* totals since start */
     double apply_rate_10s, apply_rate_60s; /* records that became APPLIED per second, last 10 / 60 s */
     uint64_t commits, fdatasyncs, records_written, bytes_written;
+    uint64_t commit_waits;    /* commits that waited for company (journal.commit_wait_us) */
     double fdatasync_seconds; /* summed */
     uint64_t segments, segments_deleted;
     uint64_t max_seq;

@@ -67,6 +67,7 @@ typedef struct jqueue {
     size_t n, cap;
     size_t waiters;             /* items with a callback */
     uint64_t first_waiter_ns;   /* monotonic time the first item with a callback arrived */
+    bool waited;                /* the commit thread held this batch back for company */
     uint64_t first_ns;          /* monotonic time the first item arrived */
 } jqueue;
 
@@ -82,6 +83,7 @@ struct journal {
     uint64_t wait_ns;           /* commit_wait_us in ns (0: batches with waiters go at once) */
     size_t batch_target;        /* commit_batch */
     size_t last_waiters;        /* waiters in the batch taken last (commit thread, under mu) */
+    uint64_t commit_waits;      /* batches held back for company */
     iox *io;
     spool *sp;
     bool verify;
