@@ -108,7 +108,7 @@ static void seg_put_locked(spool_seg *g)
     free(g);
 }
 
-/* Forget g's held ranges (under mu): punched, or the file is going. */
+/* Forget g's held ranges (under mu): the file is going, and their blocks with it. */
 static void held_clear_locked(spool *s, spool_seg *g)
 {
     s->held_bytes -= g->held_bytes;

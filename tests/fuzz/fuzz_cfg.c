@@ -12,16 +12,10 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_cfg: check failed: %s (line %d)\n", #c, __LINE__);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check_printable(const char *s, size_t cap, bool newline_ok)
 {

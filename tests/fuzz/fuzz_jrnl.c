@@ -12,16 +12,10 @@
 #include <string.h>
 
 #include "jrnl_fmt.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_jrnl: check failed: %s (line %d)\n", #c, __LINE__);              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define MAX_EVENTS 4096
 

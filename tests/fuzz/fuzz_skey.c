@@ -14,16 +14,10 @@
 #include <strings.h>
 
 #include "skey.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_skey: check failed: %s (line %d)\n", #c, __LINE__);              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define FZ_MAX_LINES 96
 

@@ -15,16 +15,10 @@
 #include "acl.h"
 #include "dbuf.h"
 #include "xlate.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_upstream: check failed: %s (line %d)\n", #c, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void fuzz_acl(const char *s, bool with_perm)
 {

@@ -13,16 +13,10 @@
 
 #include "urlcodec.h"
 #include "whreq.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_whreq: check failed: %s (line %d)\n", #c, __LINE__);             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check_json(const whreq_err *err)
 {
