@@ -3,7 +3,7 @@
 Every emulator runs in its own temporary data directory, on ports it picks itself (port 0), and is
 stopped when the test ends; readiness is the "dualpipe-emu ready" line the emulator prints on stdout.
 The Gen2 helpers sign requests with Shared Key using an implementation written independently of the
-C one (Python's hmac), so a bug in common/skey.c cannot hide behind the same bug here.
+C one (Python's hmac), so a bug in common/upstream/skey.c cannot hide behind the same bug here.
 """
 import base64
 import datetime

@@ -2,7 +2,7 @@
 
 Each test writes through the proxy while Gen2 is down (so the journal holds live records), kills the
 proxy (SIGKILL), damages the newest journal segment on disk, and starts the proxy again on the same
-directories. The segment is read with an independent Python reader of common/JOURNAL.md (header,
+directories. The segment is read with an independent Python reader of common/store/JOURNAL.md (header,
 8-byte aligned frames of u32 length + u32 CRC-32C + payload, zero bytes after the data end), which
 first checks that the undamaged journal is exactly what the document describes.
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for iox (common/iox.h). Every behaviour is checked on both backends: concurrent writes
+ * Unit tests for iox (common/store/iox.h). Every behaviour is checked on both backends: concurrent writes
  * read back byte for byte, callbacks run exactly once and never on the submitting thread, punched
  * holes free blocks and read back as zeros, the fault hook's errors and short writes, the blocking
  * forms, and iox_free with work in flight. The io_uring cases skip (saying why) when this machine

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the journal (common/journal.h) on real files in a mkdtemp directory, each case on
+ * Unit tests for the journal (common/store/journal.h) on real files in a mkdtemp directory, each case on
  * both iox backends (the io_uring cases skip, saying why, where this machine cannot set up a ring):
  * durability callbacks, group commit batching many concurrent appends into few fdatasyncs, states and
  * the removal of terminal entries (their bodies freed), segment rollover and deletion, bodies through

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the spool (common/spool.h) on real files in a mkdtemp directory, each case on both
+ * Unit tests for the spool (common/store/spool.h) on real files in a mkdtemp directory, each case on both
  * iox backends (the io_uring cases skip, saying why, where this machine cannot set up a ring): bodies
  * read back byte for byte with the SHA-256 of what was written, 4 KiB aligned regions, the byte
  * accounting of reservations, hole punching once the last reference goes (small bodies in batches), deletion of a segment
