@@ -22,10 +22,11 @@
  * its current step. An operation is freed by ap_op_done, after its done callback, and never inside
  * applier_submit.
  *
- * This file holds the queue, ordering, APPEND groups, scheduling, sending, retries and breakers,
- * outcomes, metrics and the public API; the operations themselves are in applier_ops.c, copying from
- * Gen1 in applier_copy.c, subtree copies and resyncs in applier_resync.c, the shared cache, marks and
- * covers in applier_state.c (applier_int.h lists what crosses files).
+ * This file holds the queue, outcomes, metrics and the public API; the timer list, breakers and
+ * sending are in applier_send.c, preparation, ordering, APPEND groups and the worker's scheduling in
+ * applier_sched.c, the operations themselves in applier_ops.c, copying from Gen1 in applier_copy.c,
+ * subtree copies and resyncs in applier_resync.c, the shared cache, marks and covers in
+ * applier_state.c (applier_int.h lists what crosses files).
  */
 #include "applier_int.h"
 
@@ -45,8 +46,6 @@
 
 #include "log.h"
 
-#define STOP_MSG "the applier stopped before this write was mirrored"
-
 /* ================================================================ small helpers */
 
 int64_t ap_mono_ms(void)
@@ -56,7 +55,7 @@ int64_t ap_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t real_ms(void)
+int64_t ap_real_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -170,7 +169,7 @@ static void ring_add(ap_ring *ring, const aop *op)
 {
     ap_rec *r = &ring->r[ring->next];
     r->seq = op->req->seq;
-    r->time_ms = real_ms();
+    r->time_ms = ap_real_ms();
     r->op = op->req->op;
     snprintf(r->path, sizeof r->path, "%s", op->req->path);
     snprintf(r->detail, sizeof r->detail, "%s", op->detail);
@@ -200,7 +199,7 @@ static void count_outcome(aop *op)
     metrics_observe(mx->lag, (double)(ap_mono_ms() - op->t0_ms) / 1000.0);
 }
 
-static void count_answer(aop *op, const httpc_resp *r)
+void ap_count_answer(aop *op, const httpc_resp *r)
 {
     long s = r->result == HTTPC_OK ? r->status / 100 : 0;
     metrics_inc(op->a->mx.answers[op->is_g1 ? 0 : 1][s >= 1 && s <= 5 ? s : 0]);
@@ -353,7 +352,7 @@ void ap_op_done(aop *op)
             return;
         }
         op->outcome = APPLY_STOPPED;
-        snprintf(op->detail, sizeof op->detail, STOP_MSG);
+        snprintf(op->detail, sizeof op->detail, AP_STOP_MSG);
     }
     log_outcome(op);
     count_outcome(op);
@@ -455,641 +454,6 @@ const char *ap_g2code(const httpc_resp *r, char *buf, size_t cap)
     return r->result == HTTPC_OK ? gen2c_error_code(r, buf, cap) : "";
 }
 
-/* ================================================================ timers, backoff */
-
-/* Insert op into the timer list by due time (a->mu held). */
-static void timer_insert(applier *a, aop *op)
-{
-    aop **pp = &a->timers;
-    while (*pp && (*pp)->due_ms <= op->due_ms) pp = &(*pp)->qnext;
-    op->qnext = *pp;
-    *pp = op;
-}
-
-void ap_park(aop *op, int64_t delay_ms, ap_step wake)
-{
-    applier *a = op->a;
-    pthread_mutex_lock(&a->mu);
-    if (a->abandon) {
-        pthread_mutex_unlock(&a->mu);
-        ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
-        return;
-    }
-    op->wake = wake;
-    op->due_ms = ap_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
-    timer_insert(a, op);
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-}
-
-int64_t ap_backoff_ms(applier *a, int n)
-{
-    if (n < 0) n = 0;
-    if (n > 30) n = 30;
-    uint64_t ceil = (uint64_t)a->backoff_base_ms << n;
-    if (ceil > a->backoff_cap_ms) ceil = a->backoff_cap_ms;
-    pthread_mutex_lock(&a->mu);
-    a->rng ^= a->rng << 13;
-    a->rng ^= a->rng >> 7;
-    a->rng ^= a->rng << 17;
-    uint64_t r = a->rng;
-    pthread_mutex_unlock(&a->mu);
-    return (int64_t)(r % (ceil + 1));
-}
-
-/* ================================================================ circuit breakers */
-
-static const char *const side_name[2] = {"gen1", "gen2"};
-
-typedef enum brk_verdict { BRK_NONE = 0, BRK_FAIL, BRK_ALIVE } brk_verdict;
-
-/* Append op to a FIFO (a->mu held). */
-static void fifo_push(aop **head, aop **tail, aop *op)
-{
-    op->qnext = NULL;
-    if (*tail) (*tail)->qnext = op;
-    else *head = op;
-    *tail = op;
-}
-
-static aop *fifo_pop(aop **head, aop **tail)
-{
-    aop *op = *head;
-    if (op) {
-        *head = op->qnext;
-        if (!*head) *tail = NULL;
-        op->qnext = NULL;
-    }
-    return op;
-}
-
-/*
- * An answer from upstream side arrived (op sent it). FAIL: a transient failure (counts toward
- * opening); ALIVE: any other HTTP answer (closes an open breaker: everything it held back, and every
- * re-send of that side waiting for its backoff, goes out again now); NONE: says nothing about the
- * upstream (cancelled, no credential, a local error).
- */
-static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
-{
-    ap_breaker *b = &a->brk[side];
-    bool tripped = false, closed = false;
-    pthread_mutex_lock(&a->mu);
-    if (op->probe) {
-        op->probe = false;
-        b->probing = false;
-        pthread_cond_signal(&a->cv);
-    }
-    if (v == BRK_FAIL) {
-        b->fails++;
-        if (!b->open && b->fails >= a->brk_failures) {
-            b->open = true;
-            b->next_probe_ms = ap_mono_ms() + a->brk_probe_ms;
-            tripped = true;
-        }
-    } else if (v == BRK_ALIVE) {
-        b->fails = 0;
-        if (b->open) {
-            b->open = false;
-            closed = true;
-            aop *w;
-            while ((w = fifo_pop(&b->wait_head, &b->wait_tail))) fifo_push(&a->ready, &a->ready_tail, w);
-            for (aop **pp = &a->timers; *pp;) {
-                aop *t = *pp;
-                if (!t->wake && (t->is_g1 ? 0 : 1) == side) {
-                    *pp = t->qnext;
-                    fifo_push(&a->ready, &a->ready_tail, t);
-                } else {
-                    pp = &t->qnext;
-                }
-            }
-            pthread_cond_signal(&a->cv);
-        }
-    }
-    unsigned fails = b->fails;
-    pthread_mutex_unlock(&a->mu);
-    if (tripped) {
-        metrics_inc(a->mx.trips[side]);
-        LOGW("msg=\"circuit breaker open: sends held back\" upstream=%s failures=%u probe_ms=%u", side_name[side], fails,
-             a->brk_probe_ms);
-    }
-    if (closed) LOGI("msg=\"circuit breaker closed\" upstream=%s", side_name[side]);
-}
-
-/* ================================================================ sending */
-
-static void on_answer(void *ud, httpc_resp *r);
-
-/* Send the current request (op->rq or the Gen1 look-up) now. */
-static void send_now(aop *op)
-{
-    op->attempt++;
-    int rc;
-    if (op->is_g1) {
-        if (op->g1_out == HTTPC_BODY_FD && (ftruncate(op->g1_fd, 0) != 0 || lseek(op->g1_fd, 0, SEEK_SET) != 0)) {
-            breaker_note(op->a, 0, op, BRK_NONE);
-            ap_op_finish(op, APPLY_FAILED, "cannot reset the spool file: %s", strerror(errno));
-            return;
-        }
-        rc = gen1c_get(op->a->g1, op->g1_path, op->g1_query, op->req->authorization, op->g1_out, op->g1_max,
-                       op->g1_fd, on_answer, op);
-    } else {
-        gen2c_call c;
-        memset(&c, 0, sizeof c);
-        c.method = op->rq.method;
-        c.fs = op->rq_fs;
-        c.path = op->rq_path;
-        c.query = op->rq.query;
-        for (int i = 0; i < op->rq.nheaders && i < 23; i++) c.headers[i] = op->rq.headers[i];
-        c.in = op->in;
-        c.in_mem = op->in_mem;
-        c.in_fd = op->in_fd;
-        c.in_off = op->in_off;
-        c.in_len = op->in_len;
-        c.out = HTTPC_BODY_MEMORY;
-        c.out_max = 64 * 1024;
-        c.done = on_answer;
-        c.ud = op;
-        rc = gen2c_send(op->a->g2, &c);
-    }
-    if (rc != 0) {
-        breaker_note(op->a, op->is_g1 ? 0 : 1, op, BRK_NONE);
-        ap_op_finish(op, APPLY_FAILED, "%s request could not be sent (%s %s)", op->is_g1 ? "Gen1" : "Gen2",
-                     op->is_g1 ? "GET" : op->rq.method, op->is_g1 ? op->g1_query : op->rq.query);
-    }
-}
-
-/* Send the current request, unless its upstream's breaker is open: then it waits on the breaker's
- * list (the worker sends the first waiting one as the probe when its time comes). */
-static void resend(aop *op)
-{
-    applier *a = op->a;
-    ap_breaker *b = &a->brk[op->is_g1 ? 0 : 1];
-    pthread_mutex_lock(&a->mu);
-    if (a->abandon) {
-        pthread_mutex_unlock(&a->mu);
-        ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
-        return;
-    }
-    if (b->open) {
-        int64_t now = ap_mono_ms();
-        if (b->probing || b->wait_head || now < b->next_probe_ms) {
-            fifo_push(&b->wait_head, &b->wait_tail, op);
-            pthread_cond_signal(&a->cv);
-            pthread_mutex_unlock(&a->mu);
-            return;
-        }
-        b->probing = true;
-        op->probe = true;
-        b->next_probe_ms = now + a->brk_probe_ms;
-    }
-    pthread_mutex_unlock(&a->mu);
-    send_now(op);
-}
-
-/* Every answer comes here (httpc thread): retry what is worth retrying, else hand it to the step. */
-static void on_answer(void *ud, httpc_resp *r)
-{
-    aop *op = ud;
-    applier *a = op->a;
-    int side = op->is_g1 ? 0 : 1;
-    count_answer(op, r);
-    /* HTTPC_E_AUTH: gen2c could get no token (the auth module already retried the token service):
-     * not transient here. */
-    bool transport = r->result == HTTPC_E_CONNECT || r->result == HTTPC_E_TIMEOUT || r->result == HTTPC_E_TRANSPORT ||
-                     r->result == HTTPC_E_NOMEM;
-    bool transient = transport || (r->result == HTTPC_OK && xlate_retryable(false, r->status));
-    breaker_note(a, side, op, transient ? BRK_FAIL : r->result == HTTPC_OK ? BRK_ALIVE : BRK_NONE);
-    if (r->result == HTTPC_E_CANCELLED) {
-        httpc_resp_free(r);
-        free(r);
-        ap_op_finish(op, APPLY_STOPPED, STOP_MSG " (request cancelled)");
-        return;
-    }
-    if (transient) {
-        int64_t d = ap_backoff_ms(a, op->attempt - 1);
-        int64_t ra = r->result == HTTPC_OK ? xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), real_ms()) : -1;
-        if (ra > (int64_t)a->backoff_cap_ms) ra = a->backoff_cap_ms;
-        if (ra > d) d = ra;
-        char what[300];
-        ap_resp_what(op, r, what, sizeof what);
-        LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64 " cause=\"%s\"",
-             op->req->seq, ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
-        metrics_inc(a->mx.retries[side]);
-        httpc_resp_free(r);
-        free(r);
-        ap_first(op, false);
-        ap_park(op, d, NULL);
-        return;
-    }
-    op->on(op, r); /* may finish (free) op */
-    httpc_resp_free(r);
-    free(r);
-}
-
-static bool abandoned(aop *op)
-{
-    pthread_mutex_lock(&op->a->mu);
-    bool ab = op->a->abandon;
-    pthread_mutex_unlock(&op->a->mu);
-    if (ab) ap_op_finish(op, APPLY_STOPPED, STOP_MSG);
-    return ab;
-}
-
-/* Send op->rq to Gen2 at fs/rq_path; on answers, h runs (retries are handled here). */
-static void g2_send_in(aop *op, const char *fs, const char *rq_path, httpc_body_in in, const void *mem, int fd,
-                       uint64_t off, uint64_t len, ap_handler h)
-{
-    if (abandoned(op)) return;
-    op->is_g1 = false;
-    op->attempt = 0;
-    op->rq_fs = fs;
-    op->rq_path = rq_path;
-    op->in = in;
-    op->in_mem = mem;
-    op->in_fd = fd;
-    op->in_off = off;
-    op->in_len = len;
-    op->on = h;
-    resend(op);
-}
-
-void ap_g2_send(aop *op, const char *rq_path, httpc_body_in in, int fd, uint64_t off, uint64_t len, ap_handler h)
-{
-    g2_send_in(op, op->fs, rq_path, in, NULL, fd, off, len, h);
-}
-
-void ap_g2_send_mem(aop *op, const char *rq_path, const void *mem, uint64_t len, ap_handler h)
-{
-    g2_send_in(op, op->fs, rq_path, HTTPC_IN_MEMORY, mem, -1, 0, len, h);
-}
-
-/* A body-less Gen2 request built by the caller into op->rq. */
-void ap_g2_simple(aop *op, const char *rq_path, ap_handler h)
-{
-    g2_send_in(op, op->fs, rq_path, HTTPC_IN_NONE, NULL, -1, 0, 0, h);
-}
-
-void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h)
-{
-    g2_send_in(op, fs, rq_path, HTTPC_IN_NONE, NULL, -1, 0, 0, h);
-}
-
-/* A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
-static void g1_send(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out,
-                    size_t max, int fd, ap_handler h)
-{
-    if (abandoned(op)) return;
-    dbuf q;
-    dbuf_init(&q, 64 * 1024);
-    free(op->g1_path);
-    free(op->g1_query);
-    op->g1_path = strdup(path);
-    op->g1_query = xlate_gen1_query(g1op, op->req->params, op->req->nparams, extra, &q) == 0 ? dbuf_take(&q) : NULL;
-    dbuf_free(&q);
-    if (!op->g1_path || !op->g1_query) {
-        ap_op_finish(op, APPLY_FAILED, "out of memory building a Gen1 look-up");
-        return;
-    }
-    op->is_g1 = true;
-    op->attempt = 0;
-    op->g1_out = out;
-    op->g1_max = max;
-    op->g1_fd = fd;
-    op->on = h;
-    resend(op);
-}
-
-void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
-               ap_handler h)
-{
-    g1_send(op, path, g1op, extra, out, AP_JSON_MAX, fd, h);
-}
-
-void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h)
-{
-    g1_send(op, path, "LISTSTATUS", extra, HTTPC_BODY_MEMORY, AP_LIST_MAX, -1, h);
-}
-
-/* ================================================================ worker: preparation, order, timers */
-
-/* Which Gen1 paths the operation touches (worker thread, outside the lock). */
-static void op_prepare(aop *op)
-{
-    const apply_req *q = op->req;
-    if (ap_path_list_add(&op->touch, &op->ntouch, q->path) != 0) goto oom;
-    if (q->op == WH_OP_RENAME) {
-        whreq_err we;
-        char *dst = NULL;
-        const char *d = ap_param(q, "destination");
-        if (!d || whreq_norm_path(d, &dst, &we) != 0) {
-            snprintf(op->prep_err, sizeof op->prep_err, "RENAME without a valid destination");
-            return;
-        }
-        int rc = ap_path_list_add(&op->touch, &op->ntouch, dst);
-        free(dst);
-        if (rc != 0) goto oom;
-    } else if (q->op == WH_OP_CONCAT || q->op == WH_OP_MSCONCAT) {
-        char *body = NULL;
-        size_t blen = 0;
-        if (q->op == WH_OP_MSCONCAT && q->body && q->body->len > 0) {
-            blen = q->body->len > AP_CONCAT_BODY_MAX ? AP_CONCAT_BODY_MAX : (size_t)q->body->len;
-            body = malloc(blen + 1);
-            if (!body) goto oom;
-            size_t got = 0;
-            while (got < blen) {
-                ssize_t n = pread(q->body->fd, body + got, blen - got, (off_t)(q->body->off + got));
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) {
-                    free(body);
-                    snprintf(op->prep_err, sizeof op->prep_err, "cannot read the MSCONCAT body: %s",
-                             n < 0 ? strerror(errno) : "short read");
-                    return;
-                }
-                got += (size_t)n;
-            }
-            body[blen] = 0;
-        }
-        xlate_err e;
-        int rc = xlate_concat_sources(q->op, ap_param(q, "sources"), body, blen, &op->srcs, &e);
-        free(body);
-        if (rc != 0) {
-            snprintf(op->prep_err, sizeof op->prep_err, "%s", e.message);
-            return;
-        }
-        for (int i = 0; i < op->srcs.n; i++)
-            if (ap_path_list_add(&op->touch, &op->ntouch, op->srcs.v[i]) != 0) goto oom;
-        if (q->op == WH_OP_MSCONCAT && ap_param_bool(q, "deletesourcedirectory", false)) {
-            op->srcdir = xlate_concat_source_dir(&op->srcs, q->path);
-            if (op->srcdir && ap_path_list_add(&op->touch, &op->ntouch, op->srcdir) != 0) goto oom;
-        }
-    }
-    return;
-oom:
-    snprintf(op->prep_err, sizeof op->prep_err, "out of memory");
-}
-
-static bool ops_conflict(const aop *x, const aop *y)
-{
-    for (int i = 0; i < x->ntouch; i++)
-        for (int j = 0; j < y->ntouch; j++)
-            if (xlate_path_related(x->touch[i], y->touch[j])) return true;
-    return false;
-}
-
-/* A CONCURRENTAPPEND whose next conflicting operation is another CONCURRENTAPPEND of the same file
- * need not copy: that one copies Gen1's file later, with these bytes in it (writers that stream
- * with CONCURRENTAPPEND would otherwise cost a full copy per append). */
-uint64_t ap_superseded_by(aop *op)
-{
-    applier *a = op->a;
-    uint64_t seq = 0;
-    int scanned = 0;
-    pthread_mutex_lock(&a->mu);
-    for (aop *n = op->next; n && scanned < AP_SCAN_MAX; n = n->next, scanned++) {
-        if (!ops_conflict(op, n)) continue;
-        if (!n->started && !n->req->resync && n->req->op == WH_OP_CONCURRENTAPPEND &&
-            strcmp(n->req->path, op->req->path) == 0)
-            seq = n->req->seq;
-        break;
-    }
-    pthread_mutex_unlock(&a->mu);
-    return seq;
-}
-
-/* ================================================================ APPEND groups */
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    if (!s || s[0] < '0' || s[0] > '9') return false;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || !end || *end) return false;
-    *out = v;
-    return true;
-}
-
-static uint64_t body_len(const apply_req *q)
-{
-    return q->body ? q->body->len : 0;
-}
-
-int ap_group_take(aop *op)
-{
-    applier *a = op->a;
-    if (op->ngrp || op->req->op != WH_OP_APPEND) return op->ngrp;
-    const char *o0 = ap_param(op->req, "offset");
-    bool has_off = o0 && *o0;
-    uint64_t expect = 0;
-    if (has_off && !parse_u64(o0, &expect)) return 0;
-    uint64_t bytes = body_len(op->req);
-    expect += bytes;
-    aop **v = malloc(sizeof *v * AP_GROUP_OPS);
-    if (!v) return 0;
-    int n = 0, scanned = 0;
-    pthread_mutex_lock(&a->mu);
-    for (aop *x = op->next; x && scanned < AP_GROUP_SCAN && n < AP_GROUP_OPS; x = x->next, scanned++) {
-        if (!ops_conflict(op, x)) continue;
-        const apply_req *q = x->req;
-        if (x->started || q->op != WH_OP_APPEND || q->resync || x->prep_err[0] || strcmp(q->path, op->req->path) != 0)
-            break;
-        const char *xo = ap_param(q, "offset");
-        bool xhas = xo && *xo;
-        uint64_t xv = 0;
-        if (xhas != has_off || (!xhas && q->maybe_sent)) break;
-        if (xhas && (!parse_u64(xo, &xv) || xv != expect)) break;
-        uint64_t xl = body_len(q);
-        if (bytes + xl > AP_GROUP_BYTES) break;
-        if (ap_covered(a, x, true, NULL, 0)) break;
-        x->started = true;
-        x->leader = op;
-        v[n++] = x;
-        bytes += xl;
-        expect += xl;
-    }
-    pthread_mutex_unlock(&a->mu);
-    if (n == 0) {
-        free(v);
-        return 0;
-    }
-    op->grp = v;
-    op->ngrp = n;
-    return n;
-}
-
-void ap_group_release(aop *op)
-{
-    applier *a = op->a;
-    if (!op->ngrp) return;
-    pthread_mutex_lock(&a->mu);
-    for (int i = 0; i < op->ngrp; i++) {
-        op->grp[i]->started = false;
-        op->grp[i]->leader = NULL;
-    }
-    a->kick = true;
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-    free(op->grp);
-    op->grp = NULL;
-    op->ngrp = 0;
-}
-
-/* ================================================================ scheduling */
-
-/* Pick operations that may start now (a->mu held); they are marked started. */
-static int collect_runnable(applier *a, aop **out, int max)
-{
-    int n = 0, scanned = 0;
-    for (aop *op = a->head; op && n < max && scanned < AP_SCAN_MAX; op = op->next, scanned++) {
-        if (op->started) continue;
-        bool blocked = false;
-        for (aop *e = a->head; e != op && !blocked; e = e->next) blocked = ops_conflict(e, op);
-        if (blocked) continue;
-        op->started = true;
-        op->counted = true;
-        a->in_flight++;
-        out[n++] = op;
-    }
-    return n;
-}
-
-/* How a worker pass got the operation it runs. */
-typedef enum wk_how { WK_RESEND, WK_TIMER, WK_PROBE } wk_how;
-
-/* The next operation with something due (a->mu held), or NULL. */
-static aop *next_due(applier *a, int64_t now, wk_how *how)
-{
-    if (a->ready) {
-        *how = WK_RESEND;
-        return fifo_pop(&a->ready, &a->ready_tail);
-    }
-    if (a->timers && (a->abandon || a->timers->due_ms <= now)) {
-        aop *op = a->timers;
-        a->timers = op->qnext;
-        op->qnext = NULL;
-        *how = WK_TIMER;
-        return op;
-    }
-    for (int s = 0; s < 2; s++) {
-        ap_breaker *b = &a->brk[s];
-        if (!b->wait_head) continue;
-        if (a->abandon || !b->open) {
-            *how = WK_RESEND;
-            return fifo_pop(&b->wait_head, &b->wait_tail);
-        }
-        if (!b->probing && now >= b->next_probe_ms) {
-            aop *op = fifo_pop(&b->wait_head, &b->wait_tail);
-            b->probing = true;
-            op->probe = true;
-            b->next_probe_ms = now + a->brk_probe_ms;
-            *how = WK_PROBE;
-            return op;
-        }
-    }
-    return NULL;
-}
-
-/* When the worker must wake up next (a->mu held): a timer or a breaker's probe; -1 for never. */
-static int64_t next_wake(applier *a)
-{
-    int64_t t = a->timers ? a->timers->due_ms : -1;
-    for (int s = 0; s < 2; s++) {
-        const ap_breaker *b = &a->brk[s];
-        if (b->open && b->wait_head && !b->probing && (t < 0 || b->next_probe_ms < t)) t = b->next_probe_ms;
-    }
-    return t;
-}
-
-static void *worker_main(void *arg)
-{
-    applier *a = arg;
-    aop *batch[AP_CONC_MAX];
-    pthread_mutex_lock(&a->mu);
-    for (;;) {
-        if (a->in_head) {
-            aop *list = a->in_head;
-            a->in_head = a->in_tail = NULL;
-            pthread_mutex_unlock(&a->mu);
-            for (aop *op = list; op; op = op->qnext) op_prepare(op);
-            pthread_mutex_lock(&a->mu);
-            while (list) {
-                aop *op = list;
-                list = op->qnext;
-                op->qnext = NULL;
-                op->prev = a->tail;
-                if (a->tail) a->tail->next = op;
-                else a->head = op;
-                a->tail = op;
-            }
-            a->kick = true;
-            continue;
-        }
-        int64_t now = ap_mono_ms();
-        wk_how how = WK_RESEND;
-        aop *due = next_due(a, now, &how);
-        if (due) {
-            bool ab = a->abandon;
-            pthread_mutex_unlock(&a->mu);
-            if (ab) {
-                ap_op_finish(due, APPLY_STOPPED, STOP_MSG);
-            } else if (how == WK_TIMER && due->wake) {
-                ap_step w = due->wake;
-                due->wake = NULL;
-                w(due);
-            } else if (how == WK_PROBE) {
-                LOGI("msg=\"circuit breaker probe\" upstream=%s seq=%" PRIu64 " op=%s path=\"%s\"",
-                     side_name[due->is_g1 ? 0 : 1], due->req->seq, ap_op_name(due->req->op), due->req->path);
-                send_now(due);
-            } else {
-                resend(due);
-            }
-            pthread_mutex_lock(&a->mu);
-            continue;
-        }
-        if (a->kick) {
-            a->kick = false;
-            int n = 0;
-            if (a->abandon) {
-                for (aop *op = a->head; op && n < AP_CONC_MAX; op = op->next)
-                    if (!op->started) {
-                        op->started = true;
-                        batch[n++] = op;
-                    }
-                if (n == AP_CONC_MAX) a->kick = true;
-            } else if (a->in_flight < a->conc) {
-                n = collect_runnable(a, batch, (int)(a->conc - a->in_flight));
-            }
-            bool ab = a->abandon;
-            pthread_mutex_unlock(&a->mu);
-            for (int i = 0; i < n; i++) {
-                if (ab) ap_op_finish(batch[i], APPLY_STOPPED, STOP_MSG);
-                else ap_op_start(batch[i]);
-            }
-            pthread_mutex_lock(&a->mu);
-            continue;
-        }
-        if (a->quit) break;
-        int64_t at = next_wake(a);
-        if (at >= 0) {
-            int64_t wait = at - now;
-            if (wait < 1) wait = 1;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-        } else {
-            pthread_cond_wait(&a->cv, &a->mu);
-        }
-    }
-    pthread_mutex_unlock(&a->mu);
-    return NULL;
-}
-
 /* ================================================================ public */
 
 static unsigned or_default(unsigned v, unsigned def)
@@ -1121,7 +485,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
     a->brk[0].a = a->brk[1].a = a;
     if (getrandom(&a->rng, sizeof a->rng, 0) != (ssize_t)sizeof a->rng || a->rng == 0)
-        a->rng = (uint64_t)real_ms() | 1;
+        a->rng = (uint64_t)ap_real_ms() | 1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1130,7 +494,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     pthread_cond_init(&a->idle, &ca);
     pthread_condattr_destroy(&ca);
     if (gen2c_new(cfg, http, &a->g2, err, errlen) != 0) goto fail;
-    if (pthread_create(&a->worker, NULL, worker_main, a) != 0) {
+    if (pthread_create(&a->worker, NULL, ap_worker_main, a) != 0) {
         snprintf(err, errlen, "applier: cannot start its thread");
         goto fail;
     }

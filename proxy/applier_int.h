@@ -1,6 +1,7 @@
 /*
- * applier_int: what the applier's files share (proxy/applier.c: queue, ordering, scheduling, sending
- * and retries, outcomes, public API; applier_state.c: the per-file cache and the metadata marks;
+ * applier_int: what the applier's files share (proxy/applier.c: queue, outcomes, metrics, public API;
+ * applier_send.c: timers, backoff, breakers, sending; applier_sched.c: preparation, ordering, APPEND
+ * groups, the worker; applier_state.c: the per-file cache and the metadata marks;
  * applier_copy.c: copying from Gen1 (metadata, missing ancestors, data chunks, re-copies);
  * applier_resync.c: copying whole subtrees from Gen1, and resyncs (gate, covers, parking);
  * applier_ops.c: the per-operation state machines). Not part of the applier's interface (applier.h);
@@ -264,6 +265,30 @@ static inline const char *ap_meta_target(const char *g2)
 {
     return *g2 ? g2 : "/";
 }
+
+/* ---- applier.c: cross-file pieces of the core ------------------------------------------------- */
+
+#define AP_STOP_MSG "the applier stopped before this write was mirrored"
+/** Wall-clock milliseconds (Retry-After dates, admin timestamps). */
+int64_t ap_real_ms(void);
+/** Count an upstream answer by status class (metrics). */
+void ap_count_answer(aop *op, const httpc_resp *r);
+
+/* ---- applier_send.c: timers, breakers, sending ------------------------------------------------- */
+
+extern const char *const ap_side_name[2]; /* "gen1", "gen2" */
+/** FIFO of operations through qnext (a->mu held). */
+void ap_fifo_push(aop **head, aop **tail, aop *op);
+aop *ap_fifo_pop(aop **head, aop **tail);
+/** Send op's current request now (the breaker already let it through). */
+void ap_send_now(aop *op);
+/** Send op's current request again, or hold it on its breaker's list while the breaker is open. */
+void ap_resend(aop *op);
+
+/* ---- applier_sched.c: the worker --------------------------------------------------------------- */
+
+/** The worker thread (applier_new starts it): preparation, ordering, scheduling, timers. */
+void *ap_worker_main(void *arg);
 
 /* ---- applier.c: outcomes ---------------------------------------------------------------------- */
 
