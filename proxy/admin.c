@@ -88,6 +88,8 @@ static void probe_done(void *ud, httpc_resp *resp)
 
 static void probe_once(admin *a)
 {
+    /* The applier's check of the mapped Gen2 filesystems: at start, then while a problem lasts. */
+    applier_gen2_check(a->ap);
     if (atomic_exchange(&a->probe_out, true)) return; /* the previous probe is still out */
     if (gen1c_get(a->g1, "/", "op=GETFILESTATUS", NULL, HTTPC_BODY_DISCARD, 0, -1, probe_done, a) != 0)
         atomic_store(&a->probe_out, false);
@@ -197,7 +199,21 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
         return reply_text(conn, 503, "not ready: the journal cannot commit (its last write or fdatasync failed), "
                                      "so writes are refused until a commit succeeds; check the disk of journal.dir "
                                      "and spool.dir\n");
-    switch (atomic_load(&a->gen1_state)) {
+    int g1 = atomic_load(&a->gen1_state);
+    if (g1 == 1) {
+        /* Gen2 account-level problems: writers are still served (Gen1 is primary, records queue), but
+         * nothing reaches Gen2 until someone fixes the account. */
+        dbuf b;
+        dbuf_init(&b, 64 * 1024);
+        int n = dbuf_adds(&b, "not ready: ") == 0 ? applier_gen2_problems(a->ap, &b) : -1;
+        if (n != 0) {
+            enum MHD_Result ret = reply_text(conn, 503, n > 0 ? b.data : "not ready: out of memory\n");
+            dbuf_free(&b);
+            return ret;
+        }
+        dbuf_free(&b);
+    }
+    switch (g1) {
     case 1: return reply_text(conn, 200, "ready\n");
     case 2: return reply_text(conn, 503, "not ready: Gen1 is unreachable\n");
     default: return reply_text(conn, 503, "not ready: Gen1 not probed yet\n");

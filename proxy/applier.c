@@ -263,6 +263,7 @@ int applier_register_metrics(applier *a, metrics *m)
                                     "Time from a write's submission to the applier to its outcome.", NULL, lag_bounds,
                                     (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
     bad |= !mx->copied[0] || !mx->copied[1] || !mx->lag || !mx->coalesced;
+    bad |= ap_acct_register_metrics(a, m) != 0;
     bad |= metrics_gauge_fn(m, "dualpipe_applier_in_flight", "Writes being applied to Gen2 now.", NULL, in_flight_fn,
                             a) != 0;
     mx->m = m;
@@ -384,7 +385,7 @@ void ap_op_done(aop *op)
     a->kick = true;
     pthread_cond_signal(&a->cv);
     if (a->pending == 0) pthread_cond_broadcast(&a->idle);
-    bool last = a->orphaned && a->pending == 0;
+    bool last = a->orphaned && a->pending == 0 && a->calls_out == 0;
     pthread_mutex_unlock(&a->mu);
     first_one(op, outcome_ok(res.outcome));
     if (op->done) op->done(op->ud, &res);
@@ -484,6 +485,10 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 2000);
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
     a->brk[0].a = a->brk[1].a = a;
+    if (ap_acct_init(a) != 0) {
+        snprintf(err, errlen, "applier: out of memory");
+        goto fail;
+    }
     if (getrandom(&a->rng, sizeof a->rng, 0) != (ssize_t)sizeof a->rng || a->rng == 0)
         a->rng = (uint64_t)ap_real_ms() | 1;
     pthread_condattr_t ca;
@@ -568,6 +573,7 @@ int applier_status_json(applier *a, dbuf *out)
                           "breaker", a->brk[1].open ? "open" : "closed", "breaker_gen1",
                           a->brk[0].open ? "open" : "closed");
     if (o) {
+        json_object_set_new(o, "gen2_problems", ap_acct_status_json(a));
         json_object_set_new(o, "divergences", ring_json(&a->divs));
         json_object_set_new(o, "failures", ring_json(&a->fails));
     }
@@ -579,10 +585,20 @@ int applier_status_json(applier *a, dbuf *out)
     return rc == 0 ? 0 : -1;
 }
 
+void ap_call_done(applier *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->calls_out--;
+    bool last = a->orphaned && a->pending == 0 && a->calls_out == 0;
+    pthread_mutex_unlock(&a->mu);
+    if (last) applier_destroy(a);
+}
+
 static void applier_destroy(applier *a)
 {
     if (!a) return;
     gen2c_free(a->g2);
+    ap_acct_free(a);
     ap_cache_clear(a);
     ap_covers_clear(a);
     for (int i = 0; i < a->nmarks; i++) free(a->marks[i]);
@@ -620,7 +636,7 @@ void applier_stop(applier *a, unsigned timeout_ms)
     /* While httpc still runs (gen2client's shut-down order): calls waiting for a token end now. */
     gen2c_stop(a->g2);
     pthread_mutex_lock(&a->mu);
-    bool now = a->pending == 0;
+    bool now = a->pending == 0 && a->calls_out == 0;
     if (!now) a->orphaned = true; /* the last running operation frees the applier (httpc_stop cancels them) */
     pthread_mutex_unlock(&a->mu);
     if (now) applier_destroy(a);

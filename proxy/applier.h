@@ -118,6 +118,16 @@ int applier_register_metrics(applier *a, metrics *m);
  *  to out; the lists hold the last 100 of each, newest first, as {"seq","time_ms","op","path","detail"}. */
 int applier_status_json(applier *a, dbuf *out);
 /**
+ * Account-level Gen2 problems (a filesystem that does not exist, a credential or role Gen2 refuses, an
+ * account that does not exist or resolve): writes are held pending, never parked, while one lasts.
+ * applier_gen2_check: the first call checks every mapped filesystem (get properties) and logs each
+ * result (creating missing ones under gen2.create_filesystems); later calls check again what a read
+ * can settle while a problem lasts. Never blocks (answers arrive on the httpc thread).
+ */
+void applier_gen2_check(applier *a);
+/** Append one line per current problem (what is wrong, how to fix it) to out. Returns how many, or -1. */
+int applier_gen2_problems(applier *a, dbuf *out);
+/**
  * Stop accepting, wait up to timeout_ms for pending work, then free. Call it while the httpc engine
  * still runs. Past the timeout, queued and waiting operations end as APPLY_STOPPED at once; those
  * with a request in flight end so when it ends — httpc_stop cancels them — and the last one frees the

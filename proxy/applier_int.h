@@ -94,6 +94,7 @@ struct aop {
     /* the request in flight */
     bool is_g1;
     bool probe;                     /* this send is the circuit breaker's probe */
+    bool fs_probe;                  /* ... the probe of its filesystem's breaker (account-level problem) */
     int attempt;                    /* sends of the current request so far */
     xlate_g2req rq;
     const char *rq_fs;              /* its filesystem (op->fs unless the step said otherwise) */
@@ -190,7 +191,13 @@ typedef struct ap_metrics {
     metrics_counter *coalesced;
 } ap_metrics;
 
-/* Circuit breaker of one upstream ([0] Gen1 look-ups, [1] Gen2), under a->mu. */
+/*
+ * Circuit breaker of one upstream ([0] Gen1 look-ups, [1] Gen2), under a->mu. The Gen2 breaker also
+ * opens at once for an account-level problem of the whole account (authentication, account not found,
+ * unreachable: problem says which). Each mapped filesystem has a breaker of its own (a->fsbrk) that
+ * only account-level problems of that filesystem open (filesystem not found, authorization): its
+ * probe is the first held operation, re-sent every applier.breaker_probe_ms from the timer list.
+ */
 typedef struct ap_breaker {
     unsigned fails;                 /* transient failures in a row */
     bool open;
@@ -198,6 +205,12 @@ typedef struct ap_breaker {
     int64_t next_probe_ms;
     aop *wait_head, *wait_tail;     /* sends held back while open, in order */
     struct applier *a;              /* (gauge callback) */
+    gen2c_problem problem;          /* the account-level problem holding it open, or GEN2C_PROB_NONE */
+    char problem_detail[200];       /* what Gen2 answered, for /readyz and the status */
+    int64_t problem_since_ms;       /* wall clock */
+    char fs[64];                    /* a filesystem's breaker: the filesystem ("" for [0], [1]) */
+    bool checking;                  /* a filesystem check (applier_gen2_check) is out */
+    bool creating;                  /* gen2.create_filesystems: a create is out */
 } ap_breaker;
 
 /* A resync that made Gen2 equal to Gen1 under root as of every record up to epoch. */
@@ -236,6 +249,11 @@ struct applier {
     /* applier.* settings (0 in the config: the documented default) */
     unsigned conc, backoff_base_ms, backoff_cap_ms, brk_failures, brk_probe_ms, resync_attempts;
     ap_breaker brk[2];
+    ap_breaker *fsbrk;              /* one per mapped filesystem (applier_acct.c) */
+    int nfsbrk;
+    struct ap_probgauge *pgauges;   /* dualpipe_gen2_account_problem series */
+    bool checked;                   /* applier_gen2_check ran once (the start-up check) */
+    unsigned calls_out;             /* checks and creates in flight (the applier outlives them) */
     apply_gate_fn gate;
     void *gate_ud;
     ap_cover covers[AP_COVERS_MAX];
@@ -284,6 +302,31 @@ aop *ap_fifo_pop(aop **head, aop **tail);
 void ap_send_now(aop *op);
 /** Send op's current request again, or hold it on its breaker's list while the breaker is open. */
 void ap_resend(aop *op);
+/** Gen2 answered fine for filesystem fs outside an operation (a check or a create of applier_acct.c):
+ *  close what an account-level problem held open (checkable: also an authorization problem). */
+void ap_acct_fine(applier *a, const char *fs, bool checkable);
+/** Gen2 answered with account-level problem p (detail: what it said) for filesystem fs outside an
+ *  operation: open the breaker it concerns (gen2c_problem_per_fs: fs's, else the Gen2 breaker). */
+void ap_acct_problem(applier *a, const char *fs, gen2c_problem p, const char *detail);
+
+/* ---- applier_acct.c: account-level problems (checks, creation, reports) ------------------------ */
+
+/** Make one breaker per mapped filesystem. Returns 0 or -1 (out of memory). */
+int ap_acct_init(applier *a);
+void ap_acct_free(applier *a);
+/** The breaker of filesystem fs, or NULL (the array never changes after init). */
+ap_breaker *ap_acct_fsbrk(applier *a, const char *fs);
+/** Log that a problem started (once per episode) or cleared (it held since since_ms). */
+void ap_acct_log_start(applier *a, const char *fs, gen2c_problem p, const char *detail);
+void ap_acct_log_clear(applier *a, const char *fs, gen2c_problem p, int64_t since_ms, unsigned held);
+/** FilesystemNotFound was seen for fs: create it when gen2.create_filesystems says so. */
+void ap_acct_maybe_create(applier *a, const char *fs);
+/** The problems as a JSON array for the status (a->mu held). */
+struct json_t *ap_acct_status_json(applier *a);
+/** The dualpipe_gen2_account_problem{kind,filesystem} gauges. Returns 0 or -1. */
+int ap_acct_register_metrics(applier *a, metrics *m);
+/** A check or create (a->calls_out) ended: frees the applier when it was the last thing it waited for. */
+void ap_call_done(applier *a);
 
 /* ---- applier_sched.c: the worker --------------------------------------------------------------- */
 

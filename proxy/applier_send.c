@@ -3,6 +3,11 @@
  * The timer list and full-jitter backoff, the circuit breaker per upstream (Gen1 look-ups, Gen2),
  * and sending: one Gen1 or Gen2 request per step, its answer on the httpc thread, a transient
  * failure parked for a re-send (Retry-After honoured), a breaker that is open holding sends back.
+ * Account-level problems (gen2c_classify: a filesystem that does not exist, a credential or role Gen2
+ * refuses, an account that does not resolve) are no failure of the operation: its breaker (the
+ * filesystem's, or the Gen2 breaker for the whole account) opens at once, the operation waits on it
+ * without its attempt being counted, and the breaker's probe (the first held operation) tells when the
+ * problem is fixed; then everything held goes out again.
  */
 #include "applier_int.h"
 
@@ -96,8 +101,11 @@ static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
 {
     ap_breaker *b = &a->brk[side];
     bool tripped = false, closed = false;
+    gen2c_problem was = GEN2C_PROB_NONE;
+    int64_t since = 0;
+    unsigned held = 0;
     pthread_mutex_lock(&a->mu);
-    if (op->probe) {
+    if (op && op->probe) {
         op->probe = false;
         b->probing = false;
         pthread_cond_signal(&a->cv);
@@ -114,8 +122,14 @@ static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
         if (b->open) {
             b->open = false;
             closed = true;
+            was = b->problem;
+            since = b->problem_since_ms;
+            b->problem = GEN2C_PROB_NONE;
             aop *w;
-            while ((w = ap_fifo_pop(&b->wait_head, &b->wait_tail))) ap_fifo_push(&a->ready, &a->ready_tail, w);
+            while ((w = ap_fifo_pop(&b->wait_head, &b->wait_tail))) {
+                ap_fifo_push(&a->ready, &a->ready_tail, w);
+                held++;
+            }
             for (aop **pp = &a->timers; *pp;) {
                 aop *t = *pp;
                 if (!t->wake && (t->is_g1 ? 0 : 1) == side) {
@@ -135,7 +149,162 @@ static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
         LOGW("msg=\"circuit breaker open: sends held back\" upstream=%s failures=%u probe_ms=%u", ap_side_name[side], fails,
              a->brk_probe_ms);
     }
-    if (closed) LOGI("msg=\"circuit breaker closed\" upstream=%s", ap_side_name[side]);
+    if (closed && was != GEN2C_PROB_NONE) ap_acct_log_clear(a, "", was, since, held);
+    else if (closed) LOGI("msg=\"circuit breaker closed\" upstream=%s", ap_side_name[side]);
+}
+
+/* ================================================================ account-level problems */
+
+/* Open b for problem p (a->mu held). Returns true when p is new for b (to be logged). */
+static bool problem_open(applier *a, ap_breaker *b, gen2c_problem p, const char *detail, int64_t next_probe_ms)
+{
+    if (!b->open) {
+        b->open = true;
+        b->next_probe_ms = next_probe_ms;
+    }
+    if (b->problem == p) return false;
+    b->problem = p;
+    snprintf(b->problem_detail, sizeof b->problem_detail, "%s", detail);
+    b->problem_since_ms = ap_real_ms();
+    return true;
+}
+
+/* Make the first operation waiting on filesystem breaker b its probe, sent when the probe is due
+ * (a->mu held). Every wait list of an open filesystem breaker has a probe going or coming. */
+static void fs_probe_handoff(applier *a, ap_breaker *b)
+{
+    if (!b->open || b->probing || !b->wait_head) return;
+    aop *w = ap_fifo_pop(&b->wait_head, &b->wait_tail);
+    int64_t now = ap_mono_ms();
+    b->probing = true;
+    w->fs_probe = true;
+    w->wake = NULL;
+    w->due_ms = b->next_probe_ms > now ? b->next_probe_ms : now;
+    timer_insert(a, w);
+    pthread_cond_signal(&a->cv);
+}
+
+/* Close filesystem breaker b (a->mu held): everything it held goes out again. Returns how many. */
+static unsigned fs_close(applier *a, ap_breaker *b)
+{
+    unsigned n = 0;
+    aop *w;
+    b->open = false;
+    b->probing = false;
+    b->problem = GEN2C_PROB_NONE;
+    while ((w = ap_fifo_pop(&b->wait_head, &b->wait_tail))) {
+        ap_fifo_push(&a->ready, &a->ready_tail, w);
+        n++;
+    }
+    pthread_cond_signal(&a->cv);
+    return n;
+}
+
+/* Gen2 answered op's request for its filesystem with no account-level problem: close the
+ * filesystem's breaker if one held it. */
+static void fs_fine(aop *op)
+{
+    applier *a = op->a;
+    ap_breaker *b = ap_acct_fsbrk(a, op->rq_fs);
+    if (!b) return;
+    gen2c_problem was = GEN2C_PROB_NONE;
+    int64_t since = 0;
+    unsigned held = 0;
+    pthread_mutex_lock(&a->mu);
+    if (op->fs_probe) {
+        op->fs_probe = false;
+        b->probing = false;
+    }
+    if (b->open) {
+        was = b->problem;
+        since = b->problem_since_ms;
+        held = fs_close(a, b);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(a, b->fs, was, since, held);
+}
+
+void ap_acct_fine(applier *a, const char *fs, bool checkable)
+{
+    breaker_note(a, 1, NULL, BRK_ALIVE); /* Gen2 answered: the account's credential and name are fine */
+    ap_breaker *b = ap_acct_fsbrk(a, fs);
+    if (!b) return;
+    gen2c_problem was = GEN2C_PROB_NONE;
+    int64_t since = 0;
+    unsigned held = 0;
+    pthread_mutex_lock(&a->mu);
+    if (b->open && (checkable || b->problem != GEN2C_PROB_AUTHORIZATION)) {
+        was = b->problem;
+        since = b->problem_since_ms;
+        held = fs_close(a, b);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(a, b->fs, was, since, held);
+}
+
+void ap_acct_problem(applier *a, const char *fs, gen2c_problem p, const char *detail)
+{
+    bool per_fs = gen2c_problem_per_fs(p);
+    ap_breaker *b = per_fs ? ap_acct_fsbrk(a, fs) : NULL;
+    if (per_fs) breaker_note(a, 1, NULL, BRK_ALIVE);
+    if (!b) b = &a->brk[1];
+    pthread_mutex_lock(&a->mu);
+    bool was_open = b->open;
+    /* Nothing is held yet: the first write to come is the probe, at once. */
+    bool fresh = problem_open(a, b, p, detail, ap_mono_ms());
+    pthread_mutex_unlock(&a->mu);
+    if (!was_open && b == &a->brk[1]) metrics_inc(a->mx.trips[1]);
+    if (fresh) ap_acct_log_start(a, b->fs, p, detail);
+    if (fresh && p == GEN2C_PROB_FS_NOT_FOUND) ap_acct_maybe_create(a, b->fs);
+}
+
+/*
+ * op's request met account-level problem p (r: the answer, freed here). The operation is held, not
+ * failed: its attempt does not count, no resync starts, nothing is parked. On a filesystem's breaker
+ * it becomes the probe (re-sent after applier.breaker_probe_ms from the timer list) unless another
+ * one is out; on the Gen2 breaker it waits for the worker's probe.
+ */
+static void acct_hold(aop *op, httpc_resp *r, gen2c_problem p)
+{
+    applier *a = op->a;
+    char what[200];
+    ap_resp_what(op, r, what, sizeof what);
+    httpc_resp_free(r);
+    free(r);
+    op->attempt--;
+    ap_first(op, false);
+    bool per_fs = gen2c_problem_per_fs(p);
+    ap_breaker *b = per_fs ? ap_acct_fsbrk(a, op->rq_fs) : NULL;
+    if (b) breaker_note(a, 1, op, BRK_ALIVE); /* Gen2 answered: the account itself is fine */
+    else b = &a->brk[1];
+    int64_t now = ap_mono_ms();
+    pthread_mutex_lock(&a->mu);
+    if (a->abandon) {
+        pthread_mutex_unlock(&a->mu);
+        ap_op_finish(op, APPLY_STOPPED, AP_STOP_MSG);
+        return;
+    }
+    bool was_open = b->open;
+    bool fresh = problem_open(a, b, p, what, now + a->brk_probe_ms);
+    if (b != &a->brk[1]) {
+        if (op->fs_probe) b->probing = false;
+        op->fs_probe = false;
+        b->next_probe_ms = now + a->brk_probe_ms;
+        ap_fifo_push(&b->wait_head, &b->wait_tail, op);
+        fs_probe_handoff(a, b);
+    } else {
+        if (op->probe) {
+            op->probe = false;
+            b->probing = false;
+            b->next_probe_ms = now + a->brk_probe_ms;
+        }
+        ap_fifo_push(&b->wait_head, &b->wait_tail, op);
+        pthread_cond_signal(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (!was_open && b == &a->brk[1]) metrics_inc(a->mx.trips[1]);
+    if (fresh) ap_acct_log_start(a, b->fs, p, what);
+    if (fresh && p == GEN2C_PROB_FS_NOT_FOUND) ap_acct_maybe_create(a, b->fs);
 }
 
 /* ================================================================ sending */
@@ -176,6 +345,14 @@ void ap_send_now(aop *op)
     }
     if (rc != 0) {
         breaker_note(op->a, op->is_g1 ? 0 : 1, op, BRK_NONE);
+        ap_breaker *fb = op->fs_probe ? ap_acct_fsbrk(op->a, op->rq_fs) : NULL;
+        if (fb) {
+            pthread_mutex_lock(&op->a->mu);
+            op->fs_probe = false;
+            fb->probing = false;
+            fs_probe_handoff(op->a, fb);
+            pthread_mutex_unlock(&op->a->mu);
+        }
         ap_op_finish(op, APPLY_FAILED, "%s request could not be sent (%s %s)", op->is_g1 ? "Gen1" : "Gen2",
                      op->is_g1 ? "GET" : op->rq.method, op->is_g1 ? op->g1_query : op->rq.query);
     }
@@ -192,6 +369,18 @@ void ap_resend(aop *op)
         pthread_mutex_unlock(&a->mu);
         ap_op_finish(op, APPLY_STOPPED, AP_STOP_MSG);
         return;
+    }
+    ap_breaker *fb = op->is_g1 ? NULL : ap_acct_fsbrk(a, op->rq_fs);
+    if (fb && !fb->open) {
+        op->fs_probe = false;
+    } else if (fb && !op->fs_probe) {
+        /* Its filesystem has an account-level problem: wait behind the probe, or be the probe. */
+        ap_fifo_push(&fb->wait_head, &fb->wait_tail, op);
+        fs_probe_handoff(a, fb);
+        pthread_mutex_unlock(&a->mu);
+        return;
+    } else if (fb) {
+        fb->next_probe_ms = ap_mono_ms() + a->brk_probe_ms;
     }
     if (b->open) {
         int64_t now = ap_mono_ms();
@@ -216,12 +405,18 @@ static void on_answer(void *ud, httpc_resp *r)
     applier *a = op->a;
     int side = op->is_g1 ? 0 : 1;
     ap_count_answer(op, r);
+    gen2c_problem prob = side == 1 ? gen2c_problem_of(r) : GEN2C_PROB_NONE;
+    if (prob != GEN2C_PROB_NONE) {
+        acct_hold(op, r, prob);
+        return;
+    }
     /* HTTPC_E_AUTH: gen2c could get no token (the auth module already retried the token service):
      * not transient here. */
     bool transport = r->result == HTTPC_E_CONNECT || r->result == HTTPC_E_TIMEOUT || r->result == HTTPC_E_TRANSPORT ||
                      r->result == HTTPC_E_NOMEM;
     bool transient = transport || (r->result == HTTPC_OK && xlate_retryable(false, r->status));
     breaker_note(a, side, op, transient ? BRK_FAIL : r->result == HTTPC_OK ? BRK_ALIVE : BRK_NONE);
+    if (side == 1 && !transient && r->result == HTTPC_OK) fs_fine(op);
     if (r->result == HTTPC_E_CANCELLED) {
         httpc_resp_free(r);
         free(r);

@@ -124,6 +124,7 @@ static const cfg_opt cfg_opts[] = {
     {"gen2.connect_timeout_ms", K_UINT, FLD(gen2_connect_timeout_ms), 1, 600000, "5000", 0, NULL, NULL},
     {"gen2.timeout_ms", K_UINT, FLD(gen2_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
     {"gen2.unmapped", K_ENUM, FLD(unmapped), 0, 0, "\"skip\"", 0, unmapped_names, NULL},
+    {"gen2.create_filesystems", K_BOOL, FLD(gen2_create_filesystems), 0, 0, "false", 0, NULL, NULL},
     {"gen2.mappings", K_MAPPINGS, 0, 0, 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen2.auth.mode", K_ENUM, FLD(gen2_auth), 0, 0, "\"shared_key\"", 0, auth_names, NULL},
     {"gen2.auth.account_key", K_SECRET, FLD(gen2_account_key), 0, 0, NULL, 0, NULL, NULL},

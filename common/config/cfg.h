@@ -131,6 +131,7 @@ typedef struct dp_config {
     cfg_mapping mappings[CFG_MAX_MAPPINGS]; /* "gen2.mappings" (required, at least one) */
     int nmappings;
     cfg_unmapped unmapped;            /* "gen2.unmapped" skip|reject (skip) */
+    bool gen2_create_filesystems;     /* "gen2.create_filesystems" (false): create missing mapped filesystems */
     /* log */
     int log_level;                    /* "log.level" error|warn|info|debug (info): log.h's values */
     /* internal to cfg: which table options the file set (cfg_explain marks the others "(default)") */

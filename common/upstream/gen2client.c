@@ -649,6 +649,48 @@ const char *gen2c_error_code(const httpc_resp *r, char *buf, size_t cap)
     return buf;
 }
 
+gen2c_problem gen2c_classify(httpc_result result, bool unresolved, long status, const char *code)
+{
+    if (result == HTTPC_E_AUTH) return GEN2C_PROB_AUTHENTICATION;
+    if (result == HTTPC_E_CONNECT && unresolved) return GEN2C_PROB_UNREACHABLE;
+    if (result != HTTPC_OK || !code) return GEN2C_PROB_NONE;
+    /* Codes only: a 403 without one (a proxy in between, a firewall page) is not known to be Gen2's. */
+    if (status == 404 && (strcmp(code, "FilesystemNotFound") == 0 || strcmp(code, "ContainerNotFound") == 0))
+        return GEN2C_PROB_FS_NOT_FOUND;
+    if ((status == 403 && strcmp(code, "AuthenticationFailed") == 0) ||
+        (status == 401 && (strcmp(code, "InvalidAuthenticationInfo") == 0 ||
+                           strcmp(code, "NoAuthenticationInformation") == 0)))
+        return GEN2C_PROB_AUTHENTICATION;
+    if (status == 403 && (strncmp(code, "Authorization", 13) == 0 || strcmp(code, "InsufficientAccountPermissions") == 0))
+        return GEN2C_PROB_AUTHORIZATION;
+    if (strcmp(code, "AccountNotFound") == 0 || strcmp(code, "AccountIsDisabled") == 0)
+        return GEN2C_PROB_ACCOUNT_NOT_FOUND;
+    return GEN2C_PROB_NONE;
+}
+
+gen2c_problem gen2c_problem_of(const httpc_resp *r)
+{
+    char code[64];
+    return gen2c_classify(r->result, r->unresolved, r->status, gen2c_error_code(r, code, sizeof code));
+}
+
+const char *gen2c_problem_name(gen2c_problem p)
+{
+    switch (p) {
+    case GEN2C_PROB_FS_NOT_FOUND: return "filesystem_not_found";
+    case GEN2C_PROB_AUTHENTICATION: return "authentication";
+    case GEN2C_PROB_AUTHORIZATION: return "authorization";
+    case GEN2C_PROB_ACCOUNT_NOT_FOUND: return "account_not_found";
+    case GEN2C_PROB_UNREACHABLE: return "unreachable";
+    default: return "";
+    }
+}
+
+bool gen2c_problem_per_fs(gen2c_problem p)
+{
+    return p == GEN2C_PROB_FS_NOT_FOUND || p == GEN2C_PROB_AUTHORIZATION;
+}
+
 int gen2c_rename_source(const gen2c *c, const char *fs, const char *path, dbuf *out)
 {
     dbuf_reset(out);

@@ -95,4 +95,33 @@ int gen2c_send(gen2c *c, const gen2c_call *call);
 /** Error code of a Gen2 answer: x-ms-error-code, else error.code from the JSON body, else "". */
 const char *gen2c_error_code(const httpc_resp *r, char *buf, size_t cap);
 
+/*
+ * Account-level problems: answers that say nothing about the path a request named but that no request
+ * to the filesystem (or to the whole account) can succeed until someone fixes the account. Everything
+ * else (PathNotFound, 409s, 5xx, timeouts, refused connections) is path-level or transient.
+ */
+typedef enum gen2c_problem {
+    GEN2C_PROB_NONE = 0,
+    GEN2C_PROB_FS_NOT_FOUND,      /* 404 FilesystemNotFound / ContainerNotFound (per filesystem) */
+    GEN2C_PROB_AUTHENTICATION,    /* 403 AuthenticationFailed, 401 InvalidAuthenticationInfo or
+                                     NoAuthenticationInformation (after the token retry), or no token
+                                     could be had (HTTPC_E_AUTH) (whole account) */
+    GEN2C_PROB_AUTHORIZATION,     /* 403 AuthorizationPermissionMismatch, AuthorizationFailure and the other
+                                     Authorization* codes, InsufficientAccountPermissions (per filesystem:
+                                     roles can be granted on one container) */
+    GEN2C_PROB_ACCOUNT_NOT_FOUND, /* AccountNotFound, AccountIsDisabled (whole account) */
+    GEN2C_PROB_UNREACHABLE        /* the endpoint's host name does not resolve (whole account) */
+} gen2c_problem;
+#define GEN2C_PROB__COUNT 6
+
+/** Classify one exchange: result and unresolved as httpc reports them, status and the error code
+ *  (gen2c_error_code) when result is HTTPC_OK. */
+gen2c_problem gen2c_classify(httpc_result result, bool unresolved, long status, const char *code);
+/** The same for a whole response. */
+gen2c_problem gen2c_problem_of(const httpc_resp *r);
+/** "filesystem_not_found", "authentication", "authorization", "account_not_found", "unreachable" ("" for NONE). */
+const char *gen2c_problem_name(gen2c_problem p);
+/** True when the problem concerns one filesystem (FS_NOT_FOUND, AUTHORIZATION), false for the account. */
+bool gen2c_problem_per_fs(gen2c_problem p);
+
 #endif

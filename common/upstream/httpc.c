@@ -284,6 +284,7 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
     }
     if (result == HTTPC_OK && cc != CURLE_OK) result = map_curl(h, cc);
     r->result = result;
+    r->unresolved = result == HTTPC_E_CONNECT && cc == CURLE_COULDNT_RESOLVE_HOST;
     if (result == HTTPC_OK) {
         long status = 0;
         curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);

@@ -51,6 +51,7 @@ typedef struct httpc_header {
 typedef struct httpc_resp {
     httpc_result result;
     long status;                         /* HTTP status, 0 unless result == HTTPC_OK */
+    bool unresolved;                     /* HTTPC_E_CONNECT because the host name did not resolve */
     char error[256];                     /* libcurl's message on failure (no secrets: URLs are not included) */
     httpc_header headers[HTTPC_MAX_HEADERS]; /* response headers of the final response, in order */
     int nheaders;

@@ -160,7 +160,7 @@ static void admin_done(void *ctx, emu_req *r, bool completed)
     }
 }
 
-static void admin_fault(void *ctx, emu_req *r, int status, int retry_after_s)
+static void admin_fault(void *ctx, emu_req *r, int status, int retry_after_s, const char *code)
 {
     error(r, status, "request refused");
 }

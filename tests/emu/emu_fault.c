@@ -29,6 +29,7 @@ typedef struct rule {
     rule_kind kind;
     int status;
     int retry_after_s;
+    char code[64];            /* "" = the service's default for the status */
     long count;               /* -1 = unlimited (fraction or always) */
     double fraction;          /* 1.0 = always */
     unsigned latency_ms;
@@ -107,6 +108,12 @@ static int set_field(rule *r, const char *k, const char *v, char *err, size_t er
     } else if (strcmp(k, "status") == 0) {
         if (parse_long(v, 100, 599, &x)) goto bad;
         r->status = (int)x;
+    } else if (strcmp(k, "code") == 0) {
+        if (!*v || strlen(v) >= sizeof r->code) goto bad;
+        for (const char *c = v; *c; c++)
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.'))
+                goto bad;
+        snprintf(r->code, sizeof r->code, "%s", v);
     } else if (strcmp(k, "retry_after") == 0) {
         if (parse_long(v, 0, 86400, &x)) goto bad;
         r->retry_after_s = (int)x;
@@ -127,7 +134,7 @@ static int set_field(rule *r, const char *k, const char *v, char *err, size_t er
         r->after_bytes = (uint64_t)x;
     } else {
         snprintf(err, errlen, "unknown fault rule key '%s' (expected method, op, action, status, retry_after, "
-                              "count, fraction, latency_ms, after_bytes)", k);
+                              "count, fraction, latency_ms, after_bytes, code)", k);
         return -1;
     }
     return 0;
@@ -224,6 +231,7 @@ void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault
             hit->action = EMU_FAULT_FAIL;
             hit->status = r->status;
             hit->retry_after_s = r->retry_after_s;
+            snprintf(hit->code, sizeof hit->code, "%s", r->code);
             f->fails++;
         } else {
             hit->action = EMU_FAULT_RESET;
@@ -285,6 +293,8 @@ int emu_fault_rules_json(emu_fault *f, dbuf *out)
         if (rc == 0) rc = json_str(out, r->method);
         if (rc == 0) rc = dbuf_adds(out, ",\"op\":");
         if (rc == 0) rc = json_str(out, r->op);
+        if (rc == 0 && r->code[0]) rc = dbuf_adds(out, ",\"code\":");
+        if (rc == 0 && r->code[0]) rc = json_str(out, r->code);
         if (rc == 0)
             rc = dbuf_printf(out,
                              ",\"action\":\"%s\",\"status\":%d,\"retry_after\":%d,\"remaining\":%ld,"

@@ -7,7 +7,9 @@
  *
  * Rule text (flags and admin): comma-separated key=value:
  *   method=POST op=APPEND action=fail|latency|reset status=503 retry_after=2 count=3 fraction=0.25
- *   latency_ms=200 after_bytes=65536
+ *   latency_ms=200 after_bytes=65536 code=AuthorizationPermissionMismatch
+ * code (fail rules): the service's error code to answer with (Gen2: x-ms-error-code and error.code,
+ * Gen1: the RemoteException's exception) instead of the one it picks for the status.
  */
 #ifndef DP_EMU_FAULT_H
 #define DP_EMU_FAULT_H
@@ -25,6 +27,7 @@ typedef struct emu_fault_hit {
     emu_fault_action action;
     int status;             /* FAIL */
     int retry_after_s;      /* FAIL: 0 = no Retry-After */
+    char code[64];          /* FAIL: the error code to answer with, "" = the service's default */
     uint64_t after_bytes;   /* RESET: bytes of body to accept first */
     unsigned latency_ms;    /* sum of matching latency rules (applied by the caller) */
 } emu_fault_hit;

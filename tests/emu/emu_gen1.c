@@ -398,7 +398,7 @@ static void g1_done(void *ctx, emu_req *r, bool completed)
     free(q);
 }
 
-static void g1_fault(void *ctx, emu_req *r, int status, int retry_after_s)
+static void g1_fault(void *ctx, emu_req *r, int status, int retry_after_s, const char *code)
 {
     whreq_err e;
     const char *exc;
@@ -412,7 +412,7 @@ static void g1_fault(void *ctx, emu_req *r, int status, int retry_after_s)
     default: exc = status >= 500 ? "RuntimeException" : "IOException"; break;
     }
     e.status = status;
-    e.exception = exc;
+    e.exception = code ? code : exc;
     snprintf(e.message, sizeof e.message, "Injected fault: HTTP %d", status);
     if (status == 413 && emu_req_body_bytes(r) > emu_req_max_body(r)) {
         /* not a rule: the glue's body limit (see g1_data_params) */

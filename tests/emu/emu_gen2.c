@@ -784,7 +784,7 @@ static void g2_done(void *ctx, emu_req *r, bool completed)
     free(q);
 }
 
-static void g2_fault(void *ctx, emu_req *r, int status, int retry_after_s)
+static void g2_fault(void *ctx, emu_req *r, int status, int retry_after_s, const char *code_rule)
 {
     g2_req *q = emu_req_get_data(r);
     if (retry_after_s > 0) {
@@ -825,6 +825,17 @@ static void g2_fault(void *ctx, emu_req *r, int status, int retry_after_s)
         {500, "InternalError", "Server encountered an internal error. Please try again after some time."},
         {503, "ServerBusy", "The server is currently unable to receive requests. Please retry your request."},
     };
+    /* Codes a rule may name, with the message the service sends with them. */
+    static const struct {
+        const char *code, *msg;
+    } named[] = {
+        {"AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this "
+                                            "permission."},
+        {"AuthenticationFailed", "Server failed to authenticate the request. Make sure the value of Authorization "
+                                 "header is formed correctly including the signature."},
+        {"FilesystemNotFound", "The specified filesystem does not exist."},
+        {"AccountIsDisabled", "The specified account is disabled."},
+    };
     const char *code = status >= 500 ? "InternalError" : "InvalidInput", *msg = map[0].msg;
     if (status >= 500) msg = map[9].msg;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -832,6 +843,12 @@ static void g2_fault(void *ctx, emu_req *r, int status, int retry_after_s)
             code = map[i].code;
             msg = map[i].msg;
         }
+    }
+    if (code_rule) {
+        code = code_rule;
+        msg = "Injected fault.";
+        for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+            if (strcmp(named[i].code, code_rule) == 0) msg = named[i].msg;
     }
     g2_ans_err(q, status, code, "%s", msg);
     g2_ans_send(q);

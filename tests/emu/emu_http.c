@@ -198,7 +198,7 @@ int emu_req_fault(emu_req *r, const char *op)
         }
     }
     if (hit.action == EMU_FAULT_FAIL) {
-        r->h->svc.fault(r->h->svc.ctx, r, hit.status, hit.retry_after_s);
+        r->h->svc.fault(r->h->svc.ctx, r, hit.status, hit.retry_after_s, hit.code[0] ? hit.code : NULL);
         return 1;
     }
     if (hit.action == EMU_FAULT_RESET) {
@@ -313,7 +313,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (r->reset_now || (r->reset_armed && r->body_bytes >= r->reset_after)) return MHD_NO;
         if (r->answered) return MHD_YES; /* read and drop the rest of a refused body */
         if (r->body_bytes > h->o.max_body) {
-            h->svc.fault(h->svc.ctx, r, 413, 0);
+            h->svc.fault(h->svc.ctx, r, 413, 0, NULL);
             return MHD_YES;
         }
         h->svc.body(h->svc.ctx, r, upload_data, n);

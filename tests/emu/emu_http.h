@@ -31,9 +31,10 @@ typedef struct emu_service {
     void (*body)(void *ctx, emu_req *r, const char *data, size_t n);
     void (*end)(void *ctx, emu_req *r);
     void (*done)(void *ctx, emu_req *r, bool completed);
-    /* Render an injected fault (status, optional Retry-After seconds) in the service's own error
-     * format (RemoteException JSON for Gen1, {"error":{...}} + x-ms-error-code for Gen2). */
-    void (*fault)(void *ctx, emu_req *r, int status, int retry_after_s);
+    /* Render an injected fault (status, optional Retry-After seconds, optional error code: NULL
+     * for the service's default) in the service's own error format (RemoteException JSON for Gen1,
+     * {"error":{...}} + x-ms-error-code for Gen2). */
+    void (*fault)(void *ctx, emu_req *r, int status, int retry_after_s, const char *code);
 } emu_service;
 
 /* ---- request accessors (valid from begin to done) ---- */

@@ -712,9 +712,100 @@ TEST(error_code_sources)
     ASSERT_EQ_STR(gen2c_error_code(NULL, code, sizeof code), "");
 }
 
+/* The classifier on its own: account-level codes and transport classes, and what stays path-level. */
+TEST(problem_classifier_table)
+{
+    static const struct {
+        httpc_result res;
+        bool unresolved;
+        long status;
+        const char *code;
+        gen2c_problem want;
+    } t[] = {
+        {HTTPC_OK, false, 404, "FilesystemNotFound", GEN2C_PROB_FS_NOT_FOUND},
+        {HTTPC_OK, false, 404, "ContainerNotFound", GEN2C_PROB_FS_NOT_FOUND},
+        {HTTPC_OK, false, 404, "PathNotFound", GEN2C_PROB_NONE},
+        {HTTPC_OK, false, 404, "", GEN2C_PROB_NONE},
+        {HTTPC_OK, false, 403, "AuthenticationFailed", GEN2C_PROB_AUTHENTICATION},
+        {HTTPC_OK, false, 401, "InvalidAuthenticationInfo", GEN2C_PROB_AUTHENTICATION},
+        {HTTPC_OK, false, 401, "NoAuthenticationInformation", GEN2C_PROB_AUTHENTICATION},
+        {HTTPC_OK, false, 403, "AuthorizationPermissionMismatch", GEN2C_PROB_AUTHORIZATION},
+        {HTTPC_OK, false, 403, "AuthorizationFailure", GEN2C_PROB_AUTHORIZATION},
+        {HTTPC_OK, false, 403, "InsufficientAccountPermissions", GEN2C_PROB_AUTHORIZATION},
+        {HTTPC_OK, false, 403, "", GEN2C_PROB_NONE},              /* no code: not known to be Gen2's */
+        {HTTPC_OK, false, 400, "AuthorizationPermissionMismatch", GEN2C_PROB_NONE},
+        {HTTPC_OK, false, 404, "AccountNotFound", GEN2C_PROB_ACCOUNT_NOT_FOUND},
+        {HTTPC_OK, false, 403, "AccountIsDisabled", GEN2C_PROB_ACCOUNT_NOT_FOUND},
+        {HTTPC_OK, false, 409, "PathAlreadyExists", GEN2C_PROB_NONE},
+        {HTTPC_OK, false, 503, "ServerBusy", GEN2C_PROB_NONE},
+        {HTTPC_E_CONNECT, true, 0, "", GEN2C_PROB_UNREACHABLE},
+        {HTTPC_E_CONNECT, false, 0, "", GEN2C_PROB_NONE},          /* refused: an outage, not the account */
+        {HTTPC_E_TIMEOUT, false, 0, "", GEN2C_PROB_NONE},
+        {HTTPC_E_AUTH, false, 0, "", GEN2C_PROB_AUTHENTICATION},
+        {HTTPC_E_CANCELLED, false, 0, "", GEN2C_PROB_NONE},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        gen2c_problem got = gen2c_classify(t[i].res, t[i].unresolved, t[i].status, t[i].code);
+        if (got != t[i].want)
+            TH_FAIL_AT("row %zu (%s %ld %s): got %s, want %s", i, httpc_result_str(t[i].res), t[i].status, t[i].code,
+                       gen2c_problem_name(got), gen2c_problem_name(t[i].want));
+    }
+    ASSERT_TRUE(gen2c_problem_per_fs(GEN2C_PROB_FS_NOT_FOUND));
+    ASSERT_TRUE(gen2c_problem_per_fs(GEN2C_PROB_AUTHORIZATION));
+    ASSERT_TRUE(!gen2c_problem_per_fs(GEN2C_PROB_AUTHENTICATION));
+    ASSERT_TRUE(!gen2c_problem_per_fs(GEN2C_PROB_UNREACHABLE));
+    ASSERT_EQ_STR(gen2c_problem_name(GEN2C_PROB_FS_NOT_FOUND), "filesystem_not_found");
+}
+
+/* The classifier on real exchanges: a missing filesystem, a wrong key, a host that does not resolve,
+ * and a refused connection (transient, not account-level). */
+TEST(problem_classifier_on_the_wire)
+{
+    temu e;
+    temu_start(&e, "gen2", NULL, NULL);
+    dp_config cfg;
+    base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
+    env v;
+    env_open(&v, &cfg);
+    httpc_resp *r = call(v.c, "HEAD", "nosuchfs", "", "resource=filesystem", NULL, NULL, 0);
+    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_FS_NOT_FOUND);
+    resp_drop(r);
+    expect_drop(call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0), 201);
+    r = call(v.c, "PUT", "lake", "missing/parent/f", "resource=file", NULL, NULL, 0);
+    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_NONE); /* created with its parents, or path-level */
+    resp_drop(r);
+    env_close(&v);
+
+    cfg.gen2_account_key.value = (char *)"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+    env_open(&v, &cfg);
+    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
+    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_AUTHENTICATION);
+    resp_drop(r);
+    env_close(&v);
+
+    base_cfg(&cfg, "http://dualpipe-test-account.invalid:10004", CFG_AUTH_SHARED_KEY);
+    env_open(&v, &cfg);
+    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
+    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
+    ASSERT_TRUE(r->unresolved);
+    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_UNREACHABLE);
+    resp_drop(r);
+    env_close(&v);
+
+    temu_stop(&e); /* nothing listens on its port any more: refused */
+    base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
+    env_open(&v, &cfg);
+    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
+    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
+    ASSERT_TRUE(!r->unresolved);
+    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_NONE);
+    resp_drop(r);
+    env_close(&v);
+}
+
 TESTS(T(shared_key_roundtrip_and_headers), T(wrong_key_is_403_authentication_failed), T(sas_roundtrip),
       T(sas_expired_fails), T(client_credentials_roundtrip), T(managed_identity_roundtrip),
       T(no_token_fails_call_with_reason), T(token_refresh_during_run), T(a_401_refreshes_once_and_retries_once),
       T(shared_key_401_is_not_retried), T(awkward_names_roundtrip), T(url_encoding), T(config_errors),
       T(invalid_calls_refused), T(mapping_longest_prefix), T(mapping_unmapped), T(mapping_invalid_names),
-      T(error_code_sources))
+      T(error_code_sources), T(problem_classifier_table), T(problem_classifier_on_the_wire))
