@@ -289,11 +289,11 @@ static void add_json(void *ud, const char *fs, const ap_breaker *b)
     json_ctx *j = ud;
     char text[700];
     problem_text(j->a, fs, b->problem, b->problem_detail, text, sizeof text);
-    json_int_t held = 0;
-    for (const aop *w = b->wait_head; w; w = w->qnext) held++;
+    json_int_t waiting = 0; /* behind the probe */
+    for (const aop *w = b->wait_head; w; w = w->qnext) waiting++;
     json_array_append_new(j->arr, json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "kind", gen2c_problem_name(b->problem),
-                                            "filesystem", fs, "since_ms", (json_int_t)b->problem_since_ms, "held",
-                                            held, "detail", b->problem_detail, "message", text));
+                                            "filesystem", fs, "since_ms", (json_int_t)b->problem_since_ms, "waiting",
+                                            waiting, "detail", b->problem_detail, "message", text));
 }
 
 json_t *ap_acct_status_json(applier *a)

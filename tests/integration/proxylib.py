@@ -145,6 +145,13 @@ class Proxy:
         self.admin_url = "http://" + fields["admin"]
         self._drainer = threading.Thread(target=emulib.Emu._drain, args=(self.proc.stdout,), daemon=True)
         self._drainer.start()
+        # The proxy checks each mapped Gen2 filesystem as it starts (one request each, logged): let that
+        # end first, so that faults a test injects next meet only the test's own requests.
+        nfs = len({m["filesystem"] for m in self.config.get("gen2", {}).get("mappings", [])})
+        deadline = time.time() + 5
+        while (self.log_since_start().count("gen2 filesystem check") < nfs and time.time() < deadline
+               and self.proc.poll() is None):
+            time.sleep(0.02)
 
     def read_log(self):
         try:

@@ -1,7 +1,7 @@
 """test_applier: the Gen2 applier's own behaviour through the real proxy (proxylib Stack: Gen1 emulator,
 Gen2 emulator, dualpipe): retries of transient Gen2 errors (503 with Retry-After, a connection reset
 mid-append), a non-retryable refusal reported with path, op and Gen2 status, a Gen2 token that cannot
-be had failing at once (no retries), the ACL read-modify-write redone after a 412, metadata copied
+be had holding the write (no retries, no parking), the ACL read-modify-write redone after a 412, metadata copied
 after a create that Gen1 already renamed, unmapped paths and names Gen2 would reject counted as
 skipped, renames Gen2 cannot do as renames (across filesystems, into and out of the mapped paths)
 mirrored by copying the subtree from Gen1 (a tree with nested files and ACLs; a directory larger than
@@ -65,31 +65,37 @@ class Applier(unittest.TestCase):
         self.assertEqual(self.s.g2_read("/nr/f"), b"on Gen1 first")
         self.s.assert_same(self, "/nr")
 
-    def test_no_token_fails_without_retries(self):
+    def test_no_token_holds_without_retries(self):
         self.s.close()
         self.s = proxylib.Stack(
             config=lambda stack: {"gen2": {"auth": {
                 "mode": "client_credentials", "account_key": None, "authority": stack.gen2.url,
                 "tenant_id": "contoso.onmicrosoft.com", "client_id": CLIENT_ID,
                 "client_secret_env": "DP_TEST_CLIENT_SECRET"}},
-                "applier": {"resync_attempts": 1}},
+                "applier": {"resync_attempts": 1, "breaker_probe_ms": 500}},
             proxy_env={"DP_TEST_CLIENT_SECRET": "not-the-secret"},
             gen2_kw={"extra_args": ["--oauth-client-id", CLIENT_ID],
                      "env": {"DUALPIPE_EMU_CLIENT_SECRET": CLIENT_SECRET}})
         self.p = self.s.proxy
-        t0 = time.time()
         self.create("/noauth/f", b"Gen1 only")
-        st = self.s.wait_applied(60)
-        # Refused credentials are not a transient failure: the write is parked for an operator (kept in the
-        # journal) after its one resync attempt, instead of being retried request after request.
-        self.assertLess(time.time() - t0, 20, "a token that cannot be had is not retried per request")
-        self.assertEqual(st["failure_count"], 1, st)
-        self.assertEqual(st["parked"], 1, st)
-        f = st["failures"][0]
-        self.assertEqual((f["op"], f["path"]), ("CREATE", "/noauth/f"), f)
-        self.assertIn("Gen2 not authenticated", f["detail"])
-        self.assertIn("invalid_client", f["detail"])
-        self.assertNotIn("not-the-secret", f["detail"])
+        # Refused credentials are an account-level problem: the write is held (pending, not parked, not
+        # resynced) and reported, and only the breaker's probe asks for a token again, not every record.
+        deadline = time.time() + 20
+        while not self.p.status()["gen2_problems"] and time.time() < deadline:
+            time.sleep(0.05)
+        st = self.p.status()
+        self.assertEqual((st["pending"], st["parked"], st["resynced"], st["failure_count"]), (1, 0, 0, 0), st)
+        pb = st["gen2_problems"][0]
+        self.assertEqual(pb["kind"], "authentication", pb)
+        self.assertIn("invalid_client", pb["detail"])
+        self.assertNotIn("not-the-secret", str(st))
+        tokens = sum(n for k, n in self.s.g2_counters().items() if k.endswith(" token"))
+        time.sleep(2)
+        asked = sum(n for k, n in self.s.g2_counters().items() if k.endswith(" token")) - tokens
+        self.assertLessEqual(asked, 8, "the token service is asked by the probe only (every 0.5 s)")
+        r = self.p.admin("GET", "/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("rejects the proxy's credential", r.body.decode())
 
     def test_acl_write_redone_after_precondition_failed(self):
         self.ok(self.p.webhdfs("PUT", "/acl", "MKDIRS", permission="750"), 200)

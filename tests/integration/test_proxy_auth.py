@@ -122,8 +122,13 @@ class OAuth(AuthBase):
             r = p.webhdfs("PUT", "/badsecret/f", "CREATE", body=b"still written to Gen1", write="true")
             self.assertEqual(r.status, 201, r)
             self.assertEqual(s.g1_read("/badsecret/f"), b"still written to Gen1")
-            st = s.wait_applied(60)
-            self.assertTrue(st.get("failures"), "a Gen2 auth failure must be reported: %s" % json.dumps(st))
+            deadline = time.time() + 20
+            while not p.status()["gen2_problems"] and time.time() < deadline:
+                time.sleep(0.05)
+            st = p.status()
+            self.assertEqual([x["kind"] for x in st["gen2_problems"]], ["authentication"],
+                             "a Gen2 auth failure must be reported: %s" % json.dumps(st))
+            self.assertEqual((st["pending"], st["parked"]), (1, 0), "held for the fix, not parked: %s" % st)
             self.assertEqual(s.g2("HEAD", "/badsecret/f").status, 404)
             self.assert_secret_not_logged(s, "not-the-secret", CLIENT_SECRET)
         finally:
