@@ -627,6 +627,7 @@ void applier_stop(applier *a, unsigned timeout_ms)
     if (a->pending > 0) {
         LOGW("msg=\"applier stopping with writes not mirrored: the journal keeps them\" pending=%" PRIu64, a->pending);
         a->abandon = true; /* queued and waiting operations stop now; running ones at their next step */
+        ap_acct_release(a); /* (the worker knows the Gen1 and Gen2 breakers' lists, not the filesystems') */
         a->kick = true;
     }
     a->quit = true;

@@ -109,6 +109,15 @@ void ap_acct_log_clear(applier *a, const char *fs, gen2c_problem p, int64_t sinc
          gen2c_problem_name(p), fs, (ap_real_ms() - since_ms) / 1000, held);
 }
 
+void ap_acct_release(applier *a)
+{
+    for (int i = 0; i < a->nfsbrk; i++) {
+        aop *w;
+        while ((w = ap_fifo_pop(&a->fsbrk[i].wait_head, &a->fsbrk[i].wait_tail)))
+            ap_fifo_push(&a->ready, &a->ready_tail, w);
+    }
+}
+
 /* ---------------------------------------------------------------- checks and creates */
 
 typedef struct acall {

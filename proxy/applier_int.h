@@ -321,6 +321,8 @@ void ap_acct_log_start(applier *a, const char *fs, gen2c_problem p, const char *
 void ap_acct_log_clear(applier *a, const char *fs, gen2c_problem p, int64_t since_ms, unsigned held);
 /** FilesystemNotFound was seen for fs: create it when gen2.create_filesystems says so. */
 void ap_acct_maybe_create(applier *a, const char *fs);
+/** Move every operation waiting on a filesystem's breaker to the ready list (a->mu held; at stop). */
+void ap_acct_release(applier *a);
 /** The problems as a JSON array for the status (a->mu held). */
 struct json_t *ap_acct_status_json(applier *a);
 /** The dualpipe_gen2_account_problem{kind,filesystem} gauges. Returns 0 or -1. */

@@ -102,6 +102,27 @@ TEST(counters_count_per_method_and_op)
     emu_fault_free(f);
 }
 
+TEST(fail_rule_carries_its_error_code)
+{
+    emu_fault *f = emu_fault_new(1);
+    char err[256];
+    emu_fault_hit h;
+    ASSERT_EQ_INT(emu_fault_add(f, "code=Bad\"Code", err, sizeof err), -1);
+    ASSERT_TRUE(strstr(err, "code") != NULL);
+    ASSERT_EQ_INT(emu_fault_add(f, "code=", err, sizeof err), -1);
+    ASSERT_EQ_INT(emu_fault_add(f, "method=PUT,status=403,code=AuthorizationPermissionMismatch,count=1", err, sizeof err),
+                  0);
+    ASSERT_EQ_INT(emu_fault_add(f, "method=PUT,status=503,count=1", err, sizeof err), 0);
+    emu_fault_check(f, "PUT", "create-file", &h);
+    ASSERT_EQ_INT(h.action, EMU_FAULT_FAIL);
+    ASSERT_EQ_INT(h.status, 403);
+    ASSERT_EQ_STR(h.code, "AuthorizationPermissionMismatch");
+    emu_fault_check(f, "PUT", "create-file", &h); /* the next rule: no code, the service picks one */
+    ASSERT_EQ_INT(h.status, 503);
+    ASSERT_EQ_STR(h.code, "");
+    emu_fault_free(f);
+}
+
 TESTS(T(rule_errors_name_the_key), T(count_fires_exactly_n_times_on_matching_requests),
       T(fraction_is_deterministic_per_seed), T(latency_adds_up_and_reset_carries_after_bytes),
-      T(counters_count_per_method_and_op))
+      T(counters_count_per_method_and_op), T(fail_rule_carries_its_error_code))
