@@ -182,6 +182,13 @@ class AccountProblems(unittest.TestCase):
         self.assertIn("'other' not found", self.wait_readyz(503)[1])
         self.assertEqual(problem_metric(s, "filesystem_not_found", "other"), 1.0)
         self.assertEqual(problem_metric(s, "filesystem_not_found", "lake"), 0.0)
+        # A stop while writes wait on the filesystem's breaker is clean (exit 0, no sanitizer report), and
+        # they are still owed after the restart.
+        self.assertEqual(s.proxy.stop(), 0, s.proxy.read_log()[-3000:])
+        self.assertFalse(any(m in s.proxy.read_log() for m in proxylib.SANITIZER_MARKS))
+        s.proxy.start()
+        self.assertEqual(int(s.proxy.journal()["journal"]["pending"]), 30)
+        self.assertEqual(int(s.proxy.journal()["journal"]["parked"]), 0)
         self.assertEqual(s.gen2.gen2("PUT", "%s/other?resource=filesystem" % A).status, 201)
         self.assert_drained("/other", fs="other", gen2_dir="")
 
