@@ -64,9 +64,9 @@ static void problem_text(const applier *a, const char *fs, gen2c_problem p, cons
     switch (p) {
     case GEN2C_PROB_FS_NOT_FOUND:
         if (a->cfg->gen2_create_filesystems)
-            snprintf(buf, cap, "gen2 filesystem '%s' not found on account '%s' and gen2.create_filesystems could "
-                               "not create it (see the log): create it, or let the proxy's credential create containers",
-                     fs, acct);
+            snprintf(buf, cap, "gen2 filesystem '%s' not found on account '%s' (gen2.create_filesystems is on: the "
+                               "log says whether creating it worked): create it, or let the proxy's credential create "
+                               "filesystems", fs, acct);
         else
             snprintf(buf, cap, "gen2 filesystem '%s' not found on account '%s': create it, or set "
                                "gen2.create_filesystems to true", fs, acct);

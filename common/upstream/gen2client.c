@@ -663,15 +663,19 @@ gen2c_problem gen2c_classify(httpc_result result, bool unresolved, long status, 
         return GEN2C_PROB_AUTHENTICATION;
     if (status == 403 && (strncmp(code, "Authorization", 13) == 0 || strcmp(code, "InsufficientAccountPermissions") == 0))
         return GEN2C_PROB_AUTHORIZATION;
-    if (strcmp(code, "AccountNotFound") == 0 || strcmp(code, "AccountIsDisabled") == 0)
+    if ((status == 403 || status == 404) &&
+        (strcmp(code, "AccountNotFound") == 0 || strcmp(code, "AccountIsDisabled") == 0))
         return GEN2C_PROB_ACCOUNT_NOT_FOUND;
     return GEN2C_PROB_NONE;
 }
 
 gen2c_problem gen2c_problem_of(const httpc_resp *r)
 {
-    char code[64];
-    return gen2c_classify(r->result, r->unresolved, r->status, gen2c_error_code(r, code, sizeof code));
+    /* Only the statuses an account-level code comes with: no JSON parse of every other answer. */
+    char code[64] = "";
+    if (r->result == HTTPC_OK && (r->status == 401 || r->status == 403 || r->status == 404))
+        gen2c_error_code(r, code, sizeof code);
+    return gen2c_classify(r->result, r->unresolved, r->status, code);
 }
 
 const char *gen2c_problem_name(gen2c_problem p)
