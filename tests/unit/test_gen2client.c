@@ -757,6 +757,21 @@ TEST(problem_classifier_table)
     ASSERT_EQ_STR(gen2c_problem_name(GEN2C_PROB_FS_NOT_FOUND), "filesystem_not_found");
 }
 
+/* Get the properties of filesystem fs with a client made from cfg: what the classifier makes of the
+ * answer, and the transport result it had. */
+static gen2c_problem fs_props_problem(const dp_config *cfg, const char *fs, httpc_result *res, bool *unresolved)
+{
+    env v;
+    env_open(&v, cfg);
+    httpc_resp *r = call(v.c, "HEAD", fs, "", "resource=filesystem", NULL, NULL, 0);
+    gen2c_problem p = gen2c_problem_of(r);
+    *res = r->result;
+    *unresolved = r->unresolved;
+    resp_drop(r);
+    env_close(&v);
+    return p;
+}
+
 /* The classifier on real exchanges: a missing filesystem, a wrong key, a host that does not resolve,
  * and a refused connection (transient, not account-level). */
 TEST(problem_classifier_on_the_wire)
@@ -765,42 +780,31 @@ TEST(problem_classifier_on_the_wire)
     temu_start(&e, "gen2", NULL, NULL);
     dp_config cfg;
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
+    httpc_result res;
+    bool unresolved;
+    ASSERT_EQ_INT(fs_props_problem(&cfg, "nosuchfs", &res, &unresolved), GEN2C_PROB_FS_NOT_FOUND);
     env v;
     env_open(&v, &cfg);
-    httpc_resp *r = call(v.c, "HEAD", "nosuchfs", "", "resource=filesystem", NULL, NULL, 0);
-    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_FS_NOT_FOUND);
-    resp_drop(r);
     expect_drop(call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0), 201);
-    r = call(v.c, "PUT", "lake", "missing/parent/f", "resource=file", NULL, NULL, 0);
+    httpc_resp *r = call(v.c, "PUT", "lake", "missing/parent/f", "resource=file", NULL, NULL, 0);
     ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_NONE); /* created with its parents, or path-level */
     resp_drop(r);
     env_close(&v);
+    ASSERT_EQ_INT(fs_props_problem(&cfg, "lake", &res, &unresolved), GEN2C_PROB_NONE);
 
     cfg.gen2_account_key.value = (char *)"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
-    env_open(&v, &cfg);
-    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
-    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_AUTHENTICATION);
-    resp_drop(r);
-    env_close(&v);
+    ASSERT_EQ_INT(fs_props_problem(&cfg, "lake", &res, &unresolved), GEN2C_PROB_AUTHENTICATION);
 
     base_cfg(&cfg, "http://dualpipe-test-account.invalid:10004", CFG_AUTH_SHARED_KEY);
-    env_open(&v, &cfg);
-    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
-    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
-    ASSERT_TRUE(r->unresolved);
-    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_UNREACHABLE);
-    resp_drop(r);
-    env_close(&v);
+    ASSERT_EQ_INT(fs_props_problem(&cfg, "lake", &res, &unresolved), GEN2C_PROB_UNREACHABLE);
+    ASSERT_EQ_INT(res, HTTPC_E_CONNECT);
+    ASSERT_TRUE(unresolved);
 
     temu_stop(&e); /* nothing listens on its port any more: refused */
     base_cfg(&cfg, e.url, CFG_AUTH_SHARED_KEY);
-    env_open(&v, &cfg);
-    r = call(v.c, "HEAD", "lake", "", "resource=filesystem", NULL, NULL, 0);
-    ASSERT_EQ_INT(r->result, HTTPC_E_CONNECT);
-    ASSERT_TRUE(!r->unresolved);
-    ASSERT_EQ_INT(gen2c_problem_of(r), GEN2C_PROB_NONE);
-    resp_drop(r);
-    env_close(&v);
+    ASSERT_EQ_INT(fs_props_problem(&cfg, "lake", &res, &unresolved), GEN2C_PROB_NONE);
+    ASSERT_EQ_INT(res, HTTPC_E_CONNECT);
+    ASSERT_TRUE(!unresolved);
 }
 
 TESTS(T(shared_key_roundtrip_and_headers), T(wrong_key_is_403_authentication_failed), T(sas_roundtrip),
