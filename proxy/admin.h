@@ -3,8 +3,9 @@
  * libmicrohttpd daemon with one internal thread:
  *   GET /healthz       200 "ok" while the process serves
  *   GET /readyz        200 "ready" when the front takes requests, the journal commits (the last
- *                      group commit did not fail) and Gen1 answered the last probe (any HTTP status
- *                      counts: it is reachable); else 503 with the reason
+ *                      group commit did not fail), Gen1 answered the last probe (any HTTP status
+ *                      counts: it is reachable) and Gen2 has no account-level problem
+ *                      (applier_gen2_problems); else 503 with the reason
  *   GET /metrics       Prometheus text (common/metrics)
  *   GET /admin/status  JSON from applier_status_json
  * The journal's operator endpoints (what `dualpipe journal` uses while the daemon runs); answers are
@@ -22,7 +23,8 @@
  * There is no authentication: anyone who can reach the port can drop records. Keep it on loopback.
  *
  * A probe thread sends GETFILESTATUS of "/" to Gen1 at start and every 10 s, without credentials
- * (dualpipe never invents an identity toward Gen1; a 401/403 still proves Gen1 is there).
+ * (dualpipe never invents an identity toward Gen1; a 401/403 still proves Gen1 is there), and runs
+ * the applier's check of the mapped Gen2 filesystems (applier_gen2_check) at the same times.
  */
 #ifndef DP_ADMIN_H
 #define DP_ADMIN_H

@@ -13,6 +13,10 @@
  * jitter (applier.backoff_base_ms * 2^n, capped), honouring Retry-After, for as long as it takes; a
  * circuit breaker on Gen2 opens after applier.breaker_failures transient failures in a row, holds
  * every send back and lets one probe through every applier.breaker_probe_ms until Gen2 answers again.
+ * An account-level problem (gen2c_classify: a filesystem that does not exist, a credential or role
+ * Gen2 refuses, an account that does not resolve) is no failure of the operation: the breaker of the
+ * filesystem (or of Gen2, for the whole account) opens at once and the operation waits there, not
+ * retried, resynced or parked, until a probe goes through (applier_acct.c).
  *
  * Idempotency on every replay (protocols.md section 4.6): an APPEND whose bytes already landed (Gen2
  * holds offset + length) is not written twice, a flush at the existing length counts as done, a
@@ -108,13 +112,15 @@ uint64_t applier_pending(applier *a);
  * {op,outcome}, dualpipe_applier_in_flight, dualpipe_applier_lag_seconds (submission to outcome),
  * dualpipe_applier_upstream_answers_total{upstream,code}, dualpipe_applier_retries_total{upstream},
  * dualpipe_applier_copied_nodes_total{kind} (subtree copies), dualpipe_applier_breaker_open{upstream}
- * (1 while open), dualpipe_applier_breaker_trips_total{upstream}, dualpipe_applier_coalesced_total. (dualpipe_applier_pending is the
+ * (1 while open), dualpipe_applier_breaker_trips_total{upstream}, dualpipe_applier_coalesced_total,
+ * dualpipe_gen2_account_problem{kind,filesystem} (1 while a problem holds the filesystem). (dualpipe_applier_pending is the
  * admin module's.) Returns 0, or -1 when a series cannot be created.
  */
 int applier_register_metrics(applier *a, metrics *m);
 /** Append JSON {"pending":n,"in_flight":n,"applied":n,"skipped":n,"skipped_unmapped":n,
  *  "skipped_invalid_name":n,"divergence_count":n,"resynced":n,"parked":n,"breaker":"closed|open",
- *  "divergences":[...],"failures":[...]} ("failures": operations that ended resynced or parked)
+ *  "gen2_problems":[{"kind","filesystem" ("" = the whole account),"since_ms","waiting","detail",
+ *  "message"}],"divergences":[...],"failures":[...]} ("failures": operations that ended resynced or parked)
  *  to out; the lists hold the last 100 of each, newest first, as {"seq","time_ms","op","path","detail"}. */
 int applier_status_json(applier *a, dbuf *out);
 /**

@@ -101,9 +101,8 @@ void ap_acct_log_start(applier *a, const char *fs, gen2c_problem p, const char *
          gen2c_problem_name(p), fs, text);
 }
 
-void ap_acct_log_clear(applier *a, const char *fs, gen2c_problem p, int64_t since_ms, unsigned held)
+void ap_acct_log_clear(const char *fs, gen2c_problem p, int64_t since_ms, unsigned held)
 {
-    (void)a;
     LOGI("msg=\"gen2 account problem cleared: held writes resume\" kind=%s filesystem=\"%s\" lasted_s=%" PRId64
          " released=%u",
          gen2c_problem_name(p), fs, (ap_real_ms() - since_ms) / 1000, held);

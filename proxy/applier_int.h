@@ -318,7 +318,7 @@ void ap_acct_free(applier *a);
 ap_breaker *ap_acct_fsbrk(applier *a, const char *fs);
 /** Log that a problem started (once per episode) or cleared (it held since since_ms). */
 void ap_acct_log_start(applier *a, const char *fs, gen2c_problem p, const char *detail);
-void ap_acct_log_clear(applier *a, const char *fs, gen2c_problem p, int64_t since_ms, unsigned held);
+void ap_acct_log_clear(const char *fs, gen2c_problem p, int64_t since_ms, unsigned held);
 /** FilesystemNotFound was seen for fs: create it when gen2.create_filesystems says so. */
 void ap_acct_maybe_create(applier *a, const char *fs);
 /** Move every operation waiting on a filesystem's breaker to the ready list (a->mu held; at stop). */

@@ -149,7 +149,7 @@ static void breaker_note(applier *a, int side, aop *op, brk_verdict v)
         LOGW("msg=\"circuit breaker open: sends held back\" upstream=%s failures=%u probe_ms=%u", ap_side_name[side], fails,
              a->brk_probe_ms);
     }
-    if (closed && was != GEN2C_PROB_NONE) ap_acct_log_clear(a, "", was, since, held);
+    if (closed && was != GEN2C_PROB_NONE) ap_acct_log_clear("", was, since, held);
     else if (closed) LOGI("msg=\"circuit breaker closed\" upstream=%s", ap_side_name[side]);
 }
 
@@ -221,7 +221,7 @@ static void fs_fine(aop *op)
         held = fs_close(a, b);
     }
     pthread_mutex_unlock(&a->mu);
-    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(a, b->fs, was, since, held);
+    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(b->fs, was, since, held);
 }
 
 void ap_acct_fine(applier *a, const char *fs, bool checkable)
@@ -239,7 +239,7 @@ void ap_acct_fine(applier *a, const char *fs, bool checkable)
         held = fs_close(a, b);
     }
     pthread_mutex_unlock(&a->mu);
-    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(a, b->fs, was, since, held);
+    if (was != GEN2C_PROB_NONE) ap_acct_log_clear(b->fs, was, since, held);
 }
 
 void ap_acct_problem(applier *a, const char *fs, gen2c_problem p, const char *detail)
@@ -410,8 +410,8 @@ static void on_answer(void *ud, httpc_resp *r)
         acct_hold(op, r, prob);
         return;
     }
-    /* HTTPC_E_AUTH: gen2c could get no token (the auth module already retried the token service):
-     * not transient here. */
+    /* HTTPC_E_AUTH (gen2c could get no token; the auth module already retried the token service) is
+     * an account-level problem: held above. */
     bool transport = r->result == HTTPC_E_CONNECT || r->result == HTTPC_E_TIMEOUT || r->result == HTTPC_E_TRANSPORT ||
                      r->result == HTTPC_E_NOMEM;
     bool transient = transport || (r->result == HTTPC_OK && xlate_retryable(false, r->status));
