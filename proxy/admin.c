@@ -444,6 +444,16 @@ static enum MHD_Result serve_journal(admin *a, struct MHD_Connection *conn, cons
     return reply_error(conn, 404, "no such journal endpoint");
 }
 
+/* /admin/status: the applier's object, with the per-path fence's numbers added as "order". */
+static int status_json(admin *a, dbuf *b)
+{
+    if (applier_status_json(a->ap, b) != 0 || b->len == 0 || b->data[b->len - 1] != '}') return -1;
+    if (!a->p) return 0;
+    b->data[--b->len] = '\0';
+    if (dbuf_adds(b, ",\"order\":") != 0 || pipe_order_json(a->p, b) != 0 || dbuf_adds(b, "}") != 0) return -1;
+    return 0;
+}
+
 static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *url, const char *method,
                              const char *query)
 {
@@ -463,8 +473,8 @@ static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *
     if (strcmp(url, "/admin/status") == 0) {
         dbuf b;
         dbuf_init(&b, ADMIN_METRICS_MAX);
-        enum MHD_Result ret = applier_status_json(a->ap, &b) == 0 ? reply_json(conn, 200, &b)
-                                                                  : reply_text(conn, 500, "cannot render the applier status\n");
+        enum MHD_Result ret = status_json(a, &b) == 0 ? reply_json(conn, 200, &b)
+                                                      : reply_text(conn, 500, "cannot render the applier status\n");
         dbuf_free(&b);
         return ret;
     }

@@ -12,6 +12,18 @@
  * (applier_submit is called under mu so that it never races with applier_stop); no journal or
  * applier callback is ever called with mu held.
  *
+ * Order (order.h): every journaled write is registered in the per-path fence under omu, in the same
+ * critical section as jnl_append, so the fence's order is seq order. When its record is durable, a
+ * write goes to Gen1 only if no earlier conflicting write is still out there; otherwise its durability
+ * callback returns and the write waits, holding no thread. Whatever ends a write at Gen1 (pipe_primary,
+ * on any answer or none; a journal error; stopping) ends its place in the fence and continues the
+ * writes that waited for it, on that same thread (order_drain). An unknown outcome (timeout, reset)
+ * releases at once: holding the path until Gen1 is known to have settled the write would stall its
+ * writers for as long as Gen1 stays silent, while answered writes keep their order either way. The
+ * cost: a write Gen1 applies after its timeout can still land after a later write of the same path
+ * (the resync of the unknown write then copies whatever Gen1 holds at that time).
+ * Lock order: omu, then the journal's lock; omu and mu are never held together.
+ *
  * Stop: pipe_stop refuses new accepts, waits until every accepted record's durability callback ran
  * (the front's connections are all resumed then), marks the applier gone under mu (from then on
  * nothing is submitted: Gen1 answers still arriving are journaled and replayed at the next start)
@@ -28,12 +40,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "iox.h"
 #include "jrnl_fmt.h"
 #include "log.h"
+#include "order.h"
 
 #define PIPE_STOP_LOG_S 5 /* pipe_stop logs this often while waiting for the journal */
+#define PIPE_CONCAT_BODY_MAX (1u << 20) /* MSCONCAT body bytes read for the fence (its source list) */
 
 struct pipeline {
     const dp_config *cfg;
@@ -54,6 +69,11 @@ struct pipeline {
     uint64_t *degraded;                      /* seqs of degraded writes waiting for the primary */
     size_t ndegraded, capdegraded;
     metrics_counter *m_degraded, *m_rejected;
+    pthread_mutex_t omu;                     /* guards ord; held around jnl_append of writes */
+    ord *ord;                                /* the per-path fence (order.h) */
+    metrics_counter *m_owaits;
+    metrics_histogram *m_owait_s;
+    metrics_gauge *m_owaiting;
 };
 
 /* One applier submission: done (and first, with ack "both") come back here. */
@@ -72,6 +92,8 @@ typedef struct pipe_actx {
     pipe_durable_cb cb;
     void *ud;
     bool degraded;
+    uint64_t seq;
+    struct timespec t_wait;  /* when it began to wait in the fence (set under omu) */
 } pipe_actx;
 
 /* A degraded write's RESYNC mark waiting to be durable. */
@@ -506,6 +528,22 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
                                             NULL);
         if (!p->m_degraded || !p->m_rejected) what = "spool";
     }
+    if (!what) {
+        static const double wait_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+        p->m_owaits = metrics_counter_get(m, "dualpipe_order_waits_total",
+                                          "Writes that waited before going to Gen1 because an earlier write of the "
+                                          "same path (or a DELETE/RENAME of an ancestor) was still in flight there.",
+                                          NULL);
+        p->m_owait_s = metrics_histogram_get(m, "dualpipe_order_wait_seconds",
+                                             "How long writes that waited for an earlier write of the same path "
+                                             "waited before going to Gen1.",
+                                             NULL, wait_bounds, (int)(sizeof wait_bounds / sizeof wait_bounds[0]));
+        p->m_owaiting = metrics_gauge_get(m, "dualpipe_order_waiting",
+                                          "Writes durable in the journal and waiting now for an earlier write of "
+                                          "the same path to be answered by Gen1.",
+                                          NULL);
+        if (!p->m_owaits || !p->m_owait_s || !p->m_owaiting) what = "order";
+    }
     if (what) {
         snprintf(err, errlen, "%s: cannot register its metrics", what);
         return -1;
@@ -526,6 +564,12 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     p->m = m;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
+    pthread_mutex_init(&p->omu, NULL);
+    p->ord = ord_new();
+    if (!p->ord) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
 
     if (iox_new((iox_backend)cfg->journal_io, 0, 0, &p->io, e, sizeof e) != 0) {
         snprintf(err, errlen, "journal.io: %s", e);
@@ -632,30 +676,135 @@ pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, s
     return adm;
 }
 
-/* Journal commit thread: the record is durable (or not); tell the front unless we are stopping. */
-static void accept_durable(void *ud, uint64_t seq, int err)
+/* ---- the per-path fence ---- */
+
+/* The accept is settled: its callback reached the front (pipe_stop waits for all of them). */
+static void accept_settle(pipe_actx *c)
 {
-    pipe_actx *c = ud;
     pipeline *p = c->p;
-    pthread_mutex_lock(&p->mu);
-    bool stopped = p->stopped;
-    if (err == 0 && !stopped && c->degraded && degraded_add_locked(p, seq) != 0)
-        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64, seq);
-    pthread_mutex_unlock(&p->mu);
-    if (err == 0 && stopped) {
-        /* httpc may be gone: the write is not sent, and the record says so. */
-        (void)jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0, "not sent to the primary: the proxy is stopping", NULL,
-                        NULL);
-        err = -ESHUTDOWN;
-    } else if (err != 0) {
-        LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
-    }
-    c->cb(c->ud, seq, err);
     pthread_mutex_lock(&p->mu);
     p->outstanding--;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
     free(c);
+}
+
+/* A durable write that will not be sent because the proxy is stopping: the record says so. */
+static void refuse_stopping(pipeline *p, uint64_t seq)
+{
+    /* httpc may be gone: the write is not sent, and the record says so. */
+    (void)jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0, "not sent to the primary: the proxy is stopping", NULL,
+                    NULL);
+}
+
+/*
+ * Continue the writes the fence freed, on this thread: each goes to the front's callback (which sends
+ * it to Gen1), or, once the proxy is stopping, is refused and ends its own place at once. Whoever ends
+ * a write calls this, so a waiting write never needs a thread of its own.
+ */
+static void order_drain(pipeline *p)
+{
+    for (;;) {
+        uint64_t seq = 0;
+        pthread_mutex_lock(&p->omu);
+        pipe_actx *c = ord_next_released(p->ord, &seq);
+        if (c) metrics_gauge_add(p->m_owaiting, -1);
+        pthread_mutex_unlock(&p->omu);
+        if (!c) return;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - c->t_wait.tv_sec) + (double)(now.tv_nsec - c->t_wait.tv_nsec) / 1e9;
+        metrics_observe(p->m_owait_s, waited);
+        pthread_mutex_lock(&p->mu);
+        bool stopped = p->stopped;
+        if (stopped) (void)degraded_take_locked(p, seq);
+        pthread_mutex_unlock(&p->mu);
+        int err = 0;
+        if (stopped) {
+            refuse_stopping(p, seq);
+            pthread_mutex_lock(&p->omu);
+            (void)ord_done(p->ord, seq); /* what it frees, this loop takes next */
+            pthread_mutex_unlock(&p->omu);
+            err = -ESHUTDOWN;
+        }
+        LOGD("msg=\"write released by the per-path order\" seq=%" PRIu64 " waited_s=%.6f%s", seq, waited,
+             stopped ? " sent=false reason=stopping" : "");
+        c->cb(c->ud, seq, err);
+        accept_settle(c);
+    }
+}
+
+/* Write seq ended at Gen1, or will never reach it: the writes behind it may go. */
+static void order_end(pipeline *p, uint64_t seq)
+{
+    pthread_mutex_lock(&p->omu);
+    unsigned freed = ord_done(p->ord, seq);
+    pthread_mutex_unlock(&p->omu);
+    if (freed) order_drain(p);
+}
+
+/* Journal commit thread: the record is durable (or not). Tell the front, unless we are stopping or an
+ * earlier write of the same path is still in flight at Gen1 (then order_drain tells it later). */
+static void accept_durable(void *ud, uint64_t seq, int err)
+{
+    pipe_actx *c = ud;
+    pipeline *p = c->p;
+    c->seq = seq;
+    pthread_mutex_lock(&p->mu);
+    bool stopped = p->stopped;
+    if (err == 0 && !stopped && c->degraded && degraded_add_locked(p, seq) != 0)
+        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64, seq);
+    pthread_mutex_unlock(&p->mu);
+    if (err == 0 && !stopped) {
+        uint64_t waits_for = 0;
+        pthread_mutex_lock(&p->omu);
+        bool go = ord_ready(p->ord, seq, &waits_for);
+        if (!go) {
+            /* set before omu is released: the write may be freed on another thread right after */
+            clock_gettime(CLOCK_MONOTONIC, &c->t_wait);
+            metrics_inc(p->m_owaits);
+            metrics_gauge_add(p->m_owaiting, 1);
+        }
+        pthread_mutex_unlock(&p->omu);
+        if (!go) {
+            LOGD("msg=\"write waits for an earlier write of the same path\" seq=%" PRIu64 " waits_for=%" PRIu64, seq,
+                 waits_for);
+            return;
+        }
+    } else {
+        if (err == 0) {
+            refuse_stopping(p, seq);
+            err = -ESHUTDOWN;
+        } else {
+            LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+        }
+        order_end(p, seq); /* never sent: nothing behind it waits for it */
+    }
+    c->cb(c->ud, seq, err);
+    accept_settle(c);
+}
+
+/* MSCONCAT's body (its source list, for the fence), up to PIPE_CONCAT_BODY_MAX bytes. NULL when there
+ * is none or it cannot be read: the fence then covers the target alone (Gen1 judges the body). */
+static char *concat_body(const spool_body *b, size_t *len)
+{
+    if (!b || b->len == 0) return NULL;
+    size_t n = b->len > PIPE_CONCAT_BODY_MAX ? PIPE_CONCAT_BODY_MAX : (size_t)b->len;
+    char *buf = malloc(n + 1);
+    if (!buf) return NULL;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(b->fd, buf + got, n - got, (off_t)(b->off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            free(buf);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
 int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, pipe_durable_cb durable, void *ud,
@@ -674,8 +823,20 @@ int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, p
         free(c);
         return -ESHUTDOWN;
     }
+    size_t cblen = 0;
+    char *cbody = wr->op == WH_OP_MSCONCAT ? concat_body(body, &cblen) : NULL;
     jnl_write_in in = {.jop = jop, .path = wr->path, .params = wr->params, .nparams = wr->nparams, .body = body};
-    int rc = jnl_append(p->j, &in, accept_durable, c, seq);
+    /* Registered in the fence and given its seq in one critical section: fence order = seq order. */
+    pthread_mutex_lock(&p->omu);
+    ord_write *ow = NULL;
+    int rc = ord_add(p->ord, wr, cbody, cblen, c, &ow);
+    if (rc == 0) {
+        rc = jnl_append(p->j, &in, accept_durable, c, seq);
+        if (rc == 0) ord_bind(p->ord, ow, *seq);
+        else ord_cancel(p->ord, ow);
+    }
+    pthread_mutex_unlock(&p->omu);
+    free(cbody);
     if (rc != 0) {
         pthread_mutex_lock(&p->mu);
         p->outstanding--;
@@ -697,7 +858,9 @@ static void degrade_durable(void *ud, uint64_t seq, int err)
     free(c);
 }
 
-int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud)
+/* pipe_primary without the fence: journal Gen1's answer and hand the write on. */
+static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud),
+                          void *ud)
 {
     pthread_mutex_lock(&p->mu);
     bool degraded = degraded_take_locked(p, seq);
@@ -741,6 +904,15 @@ int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void
     bool both = p->cfg->ack == CFG_ACK_BOTH && acked;
     rc = submit_seq(p, seq, false, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
     return both && rc == 0 ? 0 : 1;
+}
+
+int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud)
+{
+    int rc = primary_record(p, seq, res, acked, ud);
+    /* Gen1 answered (or will not: no answer is treated as an answer, see the file comment): the next
+     * write of the path may go. After the record, so the journal holds this answer first. */
+    order_end(p, seq);
+    return rc;
 }
 
 /* ---- operator commands ---- */
@@ -798,6 +970,23 @@ int pipe_status_json(pipeline *p, dbuf *out)
     if (rc == 0) rc = json_str(out, r->problem);
     if (rc == 0) rc = dbuf_adds(out, "}}\n");
     return rc;
+}
+
+int pipe_order_json(pipeline *p, dbuf *out)
+{
+    ord_stats st;
+    pthread_mutex_lock(&p->omu);
+    ord_get_stats(p->ord, &st);
+    pthread_mutex_unlock(&p->omu);
+    double sum = 0;
+    if (p->m_owait_s) {
+        uint64_t bits = atomic_load_explicit(&p->m_owait_s->sum_bits, memory_order_relaxed);
+        memcpy(&sum, &bits, sizeof sum);
+    }
+    return dbuf_printf(out,
+                       "{\"waits_total\":%" PRIu64 ",\"waiting\":%" PRIu64 ",\"wait_seconds_sum\":%.6f"
+                       ",\"writes_in_flight\":%" PRIu64 ",\"paths_held\":%" PRIu64 "}",
+                       metrics_counter_value(p->m_owaits), st.waiting, sum, st.writes, st.paths);
 }
 
 int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out)
@@ -941,6 +1130,8 @@ void pipe_free(pipeline *p)
     spool_close(p->sp);
     iox_free(p->io);
     free(p->degraded);
+    ord_free(p->ord);
+    pthread_mutex_destroy(&p->omu);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->mu);
     free(p);

@@ -16,6 +16,12 @@
  * without an offset per path (it may have been in flight) as resyncs; the rest are replayed with
  * their idempotency checks. PARKED records wait for an operator.
  *
+ * Order: two writes that touch the same path (or one is a DELETE/RENAME of an ancestor of the other's
+ * path) are never in flight to Gen1 together: the later one by seq waits, without a thread, until the
+ * earlier one's answer (or its end without one), so Gen1 applies them in journal order, the order the
+ * applier replays (see pipeline.c and order.h for the rules, CONCURRENTAPPEND's exemption and the
+ * treatment of unknown outcomes).
+ *
  * Spool cap (spool.max_bytes): under "reject" a new body that would pass it gets 503 + Retry-After
  * before anything reaches Gen1; under "degrade" the write goes through as usual, but once Gen1
  * accepted it the record turns into a durable RESYNC mark and its body is freed: Gen2 gets the path
@@ -97,6 +103,11 @@ int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void
 
 /** {"journal":{jnl_status_json},"spool":{...},"applier":{...},"io_backend":"..","recovery":{...}} */
 int pipe_status_json(pipeline *p, dbuf *out);
+/**
+ * The per-path fence: {"waits_total":N (writes that waited),"waiting":N (now),"wait_seconds_sum":S,
+ * "writes_in_flight":N (registered, not answered by Gen1 yet),"paths_held":N}. 0 or a dbuf error.
+ */
+int pipe_order_json(pipeline *p, dbuf *out);
 /** jnl_list_json. */
 int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out);
 /** Retry parked record seq (0: all parked): each becomes a resync again. *n: how many. 0 or -ENOENT. */
