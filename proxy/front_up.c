@@ -1,8 +1,10 @@
 /*
  * front_up: the upstream leg of a front request. front__dispatch suspends the connection. A write
- * is journaled first (pipe_accept); its durability callback, on the journal's commit thread, sends
- * it to Gen1 through gen1client with the body read straight from its spool region (or, when the
- * journal could not make it durable, ends the suspension with a 503: Gen1 never sees it). A read
+ * is journaled first (pipe_accept); its durability callback, on the journal's commit thread (or, when
+ * an earlier write of the same path was still out at Gen1, on the thread that ended that write: the
+ * pipeline's per-path order), sends it to Gen1 through gen1client with the body read straight from its
+ * spool region (or, when the journal could not make it durable, ends the suspension with a 503: Gen1
+ * never sees it). A read
  * goes to Gen1 at once (OPEN data into an O_TMPFILE, other answers to bounded memory).
  *
  * Gen1's answer arrives on the httpc engine thread. For a write it goes to pipe_primary: 2xx is

@@ -72,7 +72,11 @@ typedef enum pipe_admit { PIPE_ADMIT_OK = 0, PIPE_ADMIT_DEGRADED, PIPE_ADMIT_REJ
  */
 pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, spool_body **out);
 
-/** Result of pipe_accept's durability callback: err 0 (send to Gen1) or -errno (answer 503, do not send). */
+/**
+ * Result of pipe_accept's durability callback: err 0 (send to Gen1 now) or -errno (answer 503, do not
+ * send). It runs on the journal's commit thread, or, for a write that waited for an earlier write of
+ * the same path, on the thread that ended that one (usually the httpc thread, inside pipe_primary).
+ */
 typedef void (*pipe_durable_cb)(void *ud, uint64_t seq, int err);
 
 /**
