@@ -28,6 +28,17 @@
 
 typedef struct ord_node ord_node;
 
+/* A chained hash table of structs that embed an hlink as their first member. */
+typedef struct hlink {
+    struct hlink *next;
+    uint64_t h;
+} hlink;
+
+typedef struct htab {
+    hlink **b;
+    size_t mask, n;
+} htab;
+
 typedef struct ord_ref {
     ord_write *w;
     ord_node *node;
@@ -36,8 +47,7 @@ typedef struct ord_ref {
 } ord_ref;
 
 struct ord_node {
-    ord_node *hnext;
-    uint64_t h;
+    hlink hl;                       /* first: path hash */
     size_t len;
     ord_ref *head, *tail;
     char path[];
@@ -51,6 +61,7 @@ typedef enum ord_wstate {
 } ord_wstate;
 
 struct ord_write {
+    hlink hl;                       /* first: seq hash (once bound) */
     uint64_t id;                    /* registration order */
     uint64_t seq;                   /* journal seq (ord_bind) */
     uint64_t stamp;                 /* id of the write whose blockers were last collected: dedup */
@@ -63,17 +74,14 @@ struct ord_write {
     ord_write **deps;               /* later writes waiting for this one, registration order */
     size_t ndeps, capdeps;
     ord_write *prev, *next;         /* every registered write, registration order */
-    ord_write *hnext;               /* seq hash chain */
     ord_write *qnext;               /* released queue, or the stack of writes to remove */
     int nrefs;
     ord_ref refs[];
 };
 
 struct ord {
-    ord_node **nb;                  /* path -> node */
-    size_t nbmask, nnodes;
-    ord_write **wb;                 /* seq -> write */
-    size_t wbmask, nwrites;
+    htab nodes;                     /* path -> node */
+    htab writes;                    /* seq -> bound write */
     ord_write *head, *tail;
     ord_write *rel_head, *rel_tail; /* freed by ord_done, not yet taken */
     uint64_t next_id, nwaiting;
@@ -96,50 +104,60 @@ static uint64_t hash_seq(uint64_t s)
     return s ^ (s >> 33);
 }
 
-/* Double the node table once it is fuller than one node per bucket. A failed allocation keeps the
- * old table: chains get longer, nothing breaks. */
-static void nodes_grow(ord *o)
+static int htab_init(htab *t)
 {
-    if (o->nnodes <= o->nbmask + 1) return;
-    size_t nm = o->nbmask * 2 + 1;
-    ord_node **nb = calloc(nm + 1, sizeof *nb);
-    if (!nb) return;
-    for (size_t i = 0; i <= o->nbmask; i++) {
-        for (ord_node *n = o->nb[i], *nx; n; n = nx) {
-            nx = n->hnext;
-            n->hnext = nb[n->h & nm];
-            nb[n->h & nm] = n;
-        }
-    }
-    free(o->nb);
-    o->nb = nb;
-    o->nbmask = nm;
+    t->b = calloc(ORD_MIN_BUCKETS, sizeof *t->b);
+    t->mask = ORD_MIN_BUCKETS - 1;
+    t->n = 0;
+    return t->b ? 0 : -ENOMEM;
 }
 
-static void writes_grow(ord *o)
+/* Double the table once it holds more than one entry per bucket. A failed allocation keeps the old
+ * table: chains get longer, nothing breaks. */
+static void htab_grow(htab *t)
 {
-    if (o->nwrites <= o->wbmask + 1) return;
-    size_t nm = o->wbmask * 2 + 1;
-    ord_write **wb = calloc(nm + 1, sizeof *wb);
-    if (!wb) return;
-    for (size_t i = 0; i <= o->wbmask; i++) {
-        for (ord_write *w = o->wb[i], *nx; w; w = nx) {
-            nx = w->hnext;
-            size_t k = hash_seq(w->seq) & nm;
-            w->hnext = wb[k];
-            wb[k] = w;
+    if (t->n <= t->mask + 1) return;
+    size_t nm = t->mask * 2 + 1;
+    hlink **nb = calloc(nm + 1, sizeof *nb);
+    if (!nb) return;
+    for (size_t i = 0; i <= t->mask; i++) {
+        for (hlink *l = t->b[i], *nx; l; l = nx) {
+            nx = l->next;
+            l->next = nb[l->h & nm];
+            nb[l->h & nm] = l;
         }
     }
-    free(o->wb);
-    o->wb = wb;
-    o->wbmask = nm;
+    free(t->b);
+    t->b = nb;
+    t->mask = nm;
+}
+
+static void htab_put(htab *t, hlink *l, uint64_t h)
+{
+    l->h = h;
+    l->next = t->b[h & t->mask];
+    t->b[h & t->mask] = l;
+    t->n++;
+    htab_grow(t);
+}
+
+static void htab_del(htab *t, hlink *l)
+{
+    for (hlink **pp = &t->b[l->h & t->mask]; *pp; pp = &(*pp)->next) {
+        if (*pp != l) continue;
+        *pp = l->next;
+        t->n--;
+        return;
+    }
 }
 
 static ord_node *node_find(const ord *o, const char *p, size_t len)
 {
     uint64_t h = hash_path(p, len);
-    for (ord_node *n = o->nb[h & o->nbmask]; n; n = n->hnext)
-        if (n->h == h && n->len == len && memcmp(n->path, p, len) == 0) return n;
+    for (hlink *l = o->nodes.b[h & o->nodes.mask]; l; l = l->next) {
+        ord_node *n = (ord_node *)l;
+        if (l->h == h && n->len == len && memcmp(n->path, p, len) == 0) return n;
+    }
     return NULL;
 }
 
@@ -150,32 +168,24 @@ static ord_node *node_get(ord *o, const char *p)
     if (n) return n;
     n = malloc(sizeof *n + len + 1);
     if (!n) return NULL;
-    n->h = hash_path(p, len);
     n->len = len;
     n->head = n->tail = NULL;
     memcpy(n->path, p, len + 1);
-    n->hnext = o->nb[n->h & o->nbmask];
-    o->nb[n->h & o->nbmask] = n;
-    o->nnodes++;
-    nodes_grow(o);
+    htab_put(&o->nodes, &n->hl, hash_path(p, len));
     return n;
 }
 
 static void node_drop(ord *o, ord_node *n)
 {
-    for (ord_node **pp = &o->nb[n->h & o->nbmask]; *pp; pp = &(*pp)->hnext) {
-        if (*pp != n) continue;
-        *pp = n->hnext;
-        o->nnodes--;
-        free(n);
-        return;
-    }
+    htab_del(&o->nodes, &n->hl);
+    free(n);
 }
 
 static ord_write *write_find(const ord *o, uint64_t seq)
 {
-    for (ord_write *w = o->wb[hash_seq(seq) & o->wbmask]; w; w = w->hnext)
-        if (w->seq == seq) return w;
+    uint64_t h = hash_seq(seq);
+    for (hlink *l = o->writes.b[h & o->writes.mask]; l; l = l->next)
+        if (l->h == h && ((ord_write *)l)->seq == seq) return (ord_write *)l;
     return NULL;
 }
 
@@ -185,13 +195,10 @@ ord *ord_new(void)
 {
     ord *o = calloc(1, sizeof *o);
     if (!o) return NULL;
-    o->nb = calloc(ORD_MIN_BUCKETS, sizeof *o->nb);
-    o->wb = calloc(ORD_MIN_BUCKETS, sizeof *o->wb);
-    if (!o->nb || !o->wb) {
+    if (htab_init(&o->nodes) != 0 || htab_init(&o->writes) != 0) {
         ord_free(o);
         return NULL;
     }
-    o->nbmask = o->wbmask = ORD_MIN_BUCKETS - 1;
     return o;
 }
 
@@ -203,14 +210,14 @@ void ord_free(ord *o)
         free(w->deps);
         free(w);
     }
-    for (size_t i = 0; o->nb && i <= o->nbmask; i++) {
-        for (ord_node *n = o->nb[i], *nx; n; n = nx) {
-            nx = n->hnext;
-            free(n);
+    for (size_t i = 0; o->nodes.b && i <= o->nodes.mask; i++) {
+        for (hlink *l = o->nodes.b[i], *nx; l; l = nx) {
+            nx = l->next;
+            free(l);
         }
     }
-    free(o->nb);
-    free(o->wb);
+    free(o->nodes.b);
+    free(o->writes.b);
     free(o);
 }
 
@@ -385,11 +392,7 @@ void ord_bind(ord *o, ord_write *w, uint64_t seq)
 {
     w->seq = seq;
     w->bound = true;
-    size_t k = hash_seq(seq) & o->wbmask;
-    w->hnext = o->wb[k];
-    o->wb[k] = w;
-    o->nwrites++;
-    writes_grow(o);
+    htab_put(&o->writes, &w->hl, hash_seq(seq));
 }
 
 /* Unlink w from its nodes (dropping emptied ones), the write list and the seq table; free it. */
@@ -409,14 +412,7 @@ static void write_unlink_free(ord *o, ord_write *w)
     if (w->next) w->next->prev = w->prev;
     else o->tail = w->prev;
     o->nlive--;
-    if (w->bound) {
-        for (ord_write **pp = &o->wb[hash_seq(w->seq) & o->wbmask]; *pp; pp = &(*pp)->hnext) {
-            if (*pp != w) continue;
-            *pp = w->hnext;
-            o->nwrites--;
-            break;
-        }
-    }
+    if (w->bound) htab_del(&o->writes, &w->hl);
     free(w->deps);
     free(w);
 }
@@ -496,6 +492,6 @@ void *ord_next_released(ord *o, uint64_t *seq)
 void ord_get_stats(const ord *o, ord_stats *st)
 {
     st->writes = o->nlive;
-    st->paths = o->nnodes;
+    st->paths = o->nodes.n;
     st->waiting = o->nwaiting;
 }
