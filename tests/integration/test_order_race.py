@@ -12,8 +12,8 @@ a job. Checks:
    file of its own made before the barrier) or APPEND. After each round the journal drains and the
    compare tool must find Gen1 and Gen2 equal (tree, bytes by sha256, permissions, owner): the proxy
    sent conflicting writes to Gen1 one after the other in journal order, the order the applier
-   replays. Without the per-path fence, a few of the 60 paths differ in a typical run (seen: 5 and 3
-   of 48 in two runs of four rounds). No APPEND is applied twice: the bytes match (compare), and the
+   replays. Without the per-path fence, a few of the 60 paths differ in a typical run (seen: 4 and 6
+   of 60 in two runs). No APPEND is applied twice: the bytes match (compare), and the
    Gen2 emulator saw no more appends than Gen1 got data writes and reads.
 2. The fence's cost is visible and limited to those paths: dualpipe_order_waits_total grew during the
    races, every wait was timed (dualpipe_order_wait_seconds_count equals it) and /admin/status
