@@ -2,7 +2,7 @@
  * test_order: the per-path fence's decisions (proxy/order.c). Which writes wait for which: the same
  * path, a DELETE or RENAME of an ancestor (and the other way round), a RENAME destination, CONCAT
  * and MSCONCAT sources, MSCONCAT's source directory, CONCURRENTAPPENDs among themselves and against
- * other writes; that independent paths and reads' neighbours never wait; that waiting writes come
+ * other writes; that independent paths never wait; that waiting writes come
  * out in seq order, one at a time on one path; that a write ending before its turn keeps the order;
  * that a cancelled registration leaves nothing behind; and that ended writes free their memory.
  */
