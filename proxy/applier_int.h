@@ -254,6 +254,7 @@ struct applier {
     struct ap_probgauge *pgauges;   /* dualpipe_gen2_account_problem series */
     bool checked;                   /* applier_gen2_check ran once (the start-up check) */
     unsigned calls_out;             /* checks and creates in flight (the applier outlives them) */
+    char g1_ident_err[256];         /* why the proxy's Gen1 identity could not be had, "" when it works */
     apply_gate_fn gate;
     void *gate_ud;
     ap_cover covers[AP_COVERS_MAX];

@@ -398,6 +398,26 @@ void ap_resend(aop *op)
     ap_send_now(op);
 }
 
+/* One log line when the proxy's Gen1 identity stops (or starts again) being usable, not one per
+ * request: the cause is remembered and logged again only when it changes. */
+static void ident_note(applier *a, int side, const httpc_resp *r)
+{
+    if (side != 0 || (r->result != HTTPC_E_AUTH && r->result != HTTPC_OK)) return;
+    bool failed = r->result == HTTPC_E_AUTH;
+    char was[sizeof a->g1_ident_err];
+    pthread_mutex_lock(&a->mu);
+    snprintf(was, sizeof was, "%s", a->g1_ident_err);
+    bool changed = failed ? strcmp(was, r->error) != 0 : was[0] != 0;
+    if (changed) snprintf(a->g1_ident_err, sizeof a->g1_ident_err, "%s", failed ? r->error : "");
+    pthread_mutex_unlock(&a->mu);
+    if (!changed) return;
+    if (failed)
+        LOGW("msg=\"the proxy's Gen1 identity cannot be had: writer-less Gen1 work waits and is retried\" "
+             "cause=\"%s\"", r->error);
+    else
+        LOGI("msg=\"the proxy's Gen1 identity works again\"");
+}
+
 /* Every answer comes here (httpc thread): retry what is worth retrying, else hand it to the step. */
 static void on_answer(void *ud, httpc_resp *r)
 {
@@ -411,9 +431,13 @@ static void on_answer(void *ud, httpc_resp *r)
         return;
     }
     /* HTTPC_E_AUTH (gen2c could get no token; the auth module already retried the token service) is
-     * an account-level problem: held above. */
+     * an account-level problem: held above. On the Gen1 side it means the proxy's own identity could not be had (token service
+     * down, bad secret, unreadable token file): the Gen1 side is unavailable for writer-less work,
+     * which waits (breaker, retries) and is never parked for it. */
+    bool no_ident = side == 0 && r->result == HTTPC_E_AUTH;
+    ident_note(a, side, r);
     bool transport = r->result == HTTPC_E_CONNECT || r->result == HTTPC_E_TIMEOUT || r->result == HTTPC_E_TRANSPORT ||
-                     r->result == HTTPC_E_NOMEM;
+                     r->result == HTTPC_E_NOMEM || no_ident;
     bool transient = transport || (r->result == HTTPC_OK && xlate_retryable(false, r->status));
     breaker_note(a, side, op, transient ? BRK_FAIL : r->result == HTTPC_OK ? BRK_ALIVE : BRK_NONE);
     if (side == 1 && !transient && r->result == HTTPC_OK) fs_fine(op);

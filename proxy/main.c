@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "cfg.h"
 #include "front.h"
+#include "gen1auth.h"
 #include "gen1client.h"
 #include "httpc.h"
 #include "jcli.h"
@@ -37,6 +38,7 @@
 
 #define MAIN_DRAIN_FRONT_MS 5000
 #define MAIN_DRAIN_APPLIER_MS 5000
+#define MAIN_IDENT_WAIT_MS 2000 /* at start, how long to wait for the first Gen1 token before going on */
 
 static void usage(FILE *out)
 {
@@ -109,6 +111,7 @@ static int run(const char *file)
     dp_config cfg;
     httpc *http = NULL, *http_ap = NULL;
     gen1c *g1 = NULL, *g1_ap = NULL;
+    g1a *ident = NULL;
     pipeline *pl = NULL;
     metrics *m = NULL;
     front *f = NULL;
@@ -143,6 +146,20 @@ static int run(const char *file)
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
     if (httpc_start(0, &http_ap, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http_ap, &g1_ap, err, sizeof err) != 0) goto out;
+    /* The proxy's own Gen1 identity, for the applier's look-ups and the readiness probe (writers'
+     * requests keep theirs). A credential that cannot be had now is not fatal: the work that needs it
+     * waits (Gen1 breaker, retries) and the applier says why once. */
+    if (g1a_new(&cfg, http_ap, &ident, err, sizeof err) != 0) goto out;
+    gen1c_set_identity(g1, ident);
+    gen1c_set_identity(g1_ap, ident);
+    if (g1a_active(ident)) {
+        char why[256] = "";
+        if (g1a_wait_ready(ident, MAIN_IDENT_WAIT_MS, why, sizeof why) != 0)
+            LOGW("msg=\"gen1 identity not usable yet; writer-less Gen1 work waits for it\" mode=%s cause=\"%s\"",
+                 cfg_g1auth_name(cfg.gen1_auth), why);
+        else
+            LOGI("msg=\"gen1 identity ready\" mode=%s", cfg_g1auth_name(cfg.gen1_auth));
+    }
     /* Recovery runs here, before the front takes a request. */
     if (pipe_open(&cfg, http_ap, g1_ap, m, &pl, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, m, &f, err, sizeof err) != 0) goto out;
@@ -171,6 +188,7 @@ out:
     if (f) front_stop(f, MAIN_DRAIN_FRONT_MS);
     if (adm) admin_stop(adm);
     if (pl) pipe_stop(pl, MAIN_DRAIN_APPLIER_MS);
+    g1a_stop(ident);
     if (http) httpc_stop(http);
     if (http_ap) httpc_stop(http_ap);
     admin_free(adm);
@@ -178,6 +196,7 @@ out:
     pipe_free(pl);
     if (g1) gen1c_free(g1);
     if (g1_ap) gen1c_free(g1_ap);
+    g1a_free(ident);
     metrics_free(m);
     cfg_free(&cfg);
     if (status == 0) LOGI("msg=stopped");

@@ -71,6 +71,8 @@ typedef struct pctx {
 static const char *const phase_names[] = {"gen1-primary", "gen2-primary", "gen2-only", NULL};
 static const char *const dialect_names[] = {"adls", "hadoop", NULL};
 static const char *const auth_names[] = {"shared_key", "sas", "client_credentials", "managed_identity", NULL};
+static const char *const g1auth_names[] = {"none", "bearer", "client_credentials", "hadoop", "kerberos", NULL};
+static const char *const token_api_names[] = {"v1", "v2", NULL};
 static const char *const unmapped_names[] = {"skip", "reject", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const policy_names[] = {"degrade", "reject", NULL};
@@ -117,6 +119,20 @@ static const cfg_opt cfg_opts[] = {
     {"gen1.datanode_rewrite", K_REWRITES, 0, 0, 0, 0, "{}", 0, NULL, NULL},
     {"gen1.connect_timeout_ms", K_UINT, FLD(gen1_connect_timeout_ms), 1, 600000, "5000", 0, NULL, NULL},
     {"gen1.timeout_ms", K_UINT, FLD(gen1_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
+    {"gen1.auth.mode", K_ENUM, FLD(gen1_auth), 0, 0, "\"none\"", 0, g1auth_names, NULL},
+    {"gen1.auth.token", K_SECRET, FLD(gen1_token), 0, 0, NULL, 0, NULL, NULL},
+    {"gen1.auth.authority", K_URL, FLD(gen1_authority), 0, 0, "\"https://login.microsoftonline.com\"", F_URL_PATH,
+     NULL, NULL},
+    {"gen1.auth.token_api", K_ENUM, FLD(gen1_token_api), 0, 0, "\"v1\"", 0, token_api_names, NULL},
+    {"gen1.auth.tenant_id", K_STRING, FLD(gen1_tenant), 0, 0, "\"\"", 0, NULL, NULL},
+    {"gen1.auth.client_id", K_STRING, FLD(gen1_client_id), 0, 0, "\"\"", 0, NULL, NULL},
+    {"gen1.auth.client_secret", K_SECRET, FLD(gen1_client_secret), 0, 0, NULL, 0, NULL, NULL},
+    {"gen1.auth.resource", K_STRING, FLD(gen1_resource), 0, 0, "\"https://datalake.azure.net/\"", 0, NULL,
+     cfg__check_nonempty},
+    {"gen1.auth.scope", K_STRING, FLD(gen1_scope), 0, 0, "\"\"", 0, NULL, NULL},
+    {"gen1.auth.refresh_margin_s", K_UINT, FLD(gen1_refresh_margin_s), 0, 3600, "300", 0, NULL, NULL},
+    {"gen1.auth.user", K_STRING, FLD(gen1_user), 0, 0, "\"\"", 0, NULL, NULL},
+    {"gen1.auth.doas", K_STRING, FLD(gen1_doas), 0, 0, "\"\"", 0, NULL, NULL},
     {"gen2.endpoint", K_URL, FLD(gen2_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen2.path_style", K_BOOL, FLD(gen2_path_style), 0, 0, NULL, F_DERIVED, NULL, NULL},
     {"gen2.account", K_STRING, FLD(gen2_account), 0, 0, NULL, F_REQUIRED, NULL, cfg__check_account},
@@ -145,7 +161,8 @@ _Static_assert(NOPTS <= CFG_MAX_OPTIONS, "dp_config.cfg_given is too small for c
 _Static_assert(sizeof(cfg_phase) == sizeof(int) && sizeof(cfg_dialect) == sizeof(int) &&
                    sizeof(cfg_auth_mode) == sizeof(int) && sizeof(cfg_unmapped) == sizeof(int) &&
                    sizeof(cfg_spool_policy) == sizeof(int) && sizeof(cfg_io) == sizeof(int) &&
-                   sizeof(cfg_ack) == sizeof(int),
+                   sizeof(cfg_ack) == sizeof(int) && sizeof(cfg_g1auth_mode) == sizeof(int) &&
+                   sizeof(cfg_token_api) == sizeof(int),
                "K_ENUM fields are stored as int");
 
 static const char *const secret_suffix[] = {"", "_env", "_file"};
@@ -417,6 +434,7 @@ static int set_secret(pctx *p, const cfg_opt *o, int variant, const char *path, 
         return fail(p, path, "file name too long (at most %zu bytes)", sizeof file - 1);
     if (read_secret_file(p, path, file, &s->value) < 0) return -1;
     snprintf(s->source, sizeof s->source, "file %s", file);
+    snprintf(s->file, sizeof s->file, "%s", file);
     return 0;
 }
 
@@ -596,6 +614,41 @@ static int walk(pctx *p, const json_t *obj, const char *prefix)
 
 /* ---------------------------------------------------------------- rules across keys */
 
+/* gen1.auth: each mode's required keys; secrets and settings of another mode are errors (a key that
+ * would silently do nothing is a mistake the operator wants to hear about). */
+static int finish_gen1_auth(pctx *p)
+{
+    dp_config *c = p->c;
+    const char *mode = g1auth_names[c->gen1_auth];
+    if (c->gen1_auth == CFG_G1AUTH_KERBEROS)
+        return fail(p, "gen1.auth.mode", "kerberos (SPNEGO) is not supported yet; use bearer, client_credentials, "
+                                         "hadoop or none");
+    static const struct { const char *key; size_t off; unsigned used_by; } secrets[] = {
+        {"gen1.auth.token", offsetof(dp_config, gen1_token), 1u << CFG_G1AUTH_BEARER},
+        {"gen1.auth.client_secret", offsetof(dp_config, gen1_client_secret), 1u << CFG_G1AUTH_CLIENT_CREDENTIALS},
+    };
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        const cfg_secret *s = (const cfg_secret *)((const char *)c + secrets[i].off);
+        bool used = secrets[i].used_by & (1u << c->gen1_auth);
+        const char *lf = leaf(secrets[i].key);
+        if (used && !s->value)
+            return fail(p, secrets[i].key, "required with gen1.auth.mode %s (give %s, %s_env or %s_file)", mode, lf,
+                        lf, lf);
+        if (!used && s->value) return fail(p, secrets[i].key, "not used with gen1.auth.mode %s; remove it", mode);
+    }
+    if (c->gen1_auth == CFG_G1AUTH_CLIENT_CREDENTIALS) {
+        if (!c->gen1_tenant[0]) return fail(p, "gen1.auth.tenant_id", "required with gen1.auth.mode client_credentials");
+        if (!c->gen1_client_id[0])
+            return fail(p, "gen1.auth.client_id", "required with gen1.auth.mode client_credentials");
+    }
+    if (c->gen1_auth == CFG_G1AUTH_HADOOP && !c->gen1_user[0])
+        return fail(p, "gen1.auth.user", "required with gen1.auth.mode hadoop (the user.name the proxy sends)");
+    if (c->gen1_auth != CFG_G1AUTH_HADOOP && (c->gen1_user[0] || c->gen1_doas[0]))
+        return fail(p, c->gen1_user[0] ? "gen1.auth.user" : "gen1.auth.doas",
+                    "only used with gen1.auth.mode hadoop (mode is %s); remove it", mode);
+    return 0;
+}
+
 static int finish(pctx *p)
 {
     dp_config *c = p->c;
@@ -662,6 +715,7 @@ static int finish(pctx *p)
             return fail(p, "gen2.auth.sas", "does not look like a SAS token: no sig= parameter (secret from %s)",
                         c->gen2_sas.source);
     }
+    if (finish_gen1_auth(p) < 0) return -1;
     if (c->gen2_auth == CFG_AUTH_CLIENT_CREDENTIALS) {
         if (!c->oauth_tenant[0])
             return fail(p, "gen2.auth.tenant_id", "required with gen2.auth.mode client_credentials");
@@ -783,7 +837,8 @@ out:
 
 void cfg_free(dp_config *c)
 {
-    cfg_secret *s[] = {&c->gen2_account_key, &c->gen2_sas, &c->oauth_client_secret};
+    cfg_secret *s[] = {&c->gen2_account_key, &c->gen2_sas, &c->oauth_client_secret, &c->gen1_token,
+                       &c->gen1_client_secret};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         if (s[i]->value) {
             explicit_bzero(s[i]->value, strlen(s[i]->value));
@@ -870,6 +925,11 @@ int cfg_explain(const dp_config *c, dbuf *out)
     int rc = dbuf_adds(out, "# effective configuration; \"(default)\" marks keys the file does not set\n");
     for (size_t i = 0; rc == 0 && i < NOPTS; i++) rc = explain_opt(c, &cfg_opts[i], c->cfg_given[i], out);
     return rc;
+}
+
+const char *cfg_g1auth_name(cfg_g1auth_mode m)
+{
+    return (m >= CFG_G1AUTH_NONE && m <= CFG_G1AUTH_KERBEROS) ? g1auth_names[m] : "unknown";
 }
 
 const char *cfg_phase_name(cfg_phase p)

@@ -32,6 +32,11 @@ typedef enum cfg_dialect { CFG_DIALECT_ADLS = 0, CFG_DIALECT_HADOOP } cfg_dialec
 typedef enum cfg_auth_mode {
     CFG_AUTH_SHARED_KEY = 0, CFG_AUTH_SAS, CFG_AUTH_CLIENT_CREDENTIALS, CFG_AUTH_MANAGED_IDENTITY
 } cfg_auth_mode;
+/* gen1.auth.mode: the proxy's own identity toward Gen1 (kerberos is refused by the loader). */
+typedef enum cfg_g1auth_mode {
+    CFG_G1AUTH_NONE = 0, CFG_G1AUTH_BEARER, CFG_G1AUTH_CLIENT_CREDENTIALS, CFG_G1AUTH_HADOOP, CFG_G1AUTH_KERBEROS
+} cfg_g1auth_mode;
+typedef enum cfg_token_api { CFG_TOKEN_API_V1 = 0, CFG_TOKEN_API_V2 } cfg_token_api;
 typedef enum cfg_unmapped { CFG_UNMAPPED_SKIP = 0, CFG_UNMAPPED_REJECT } cfg_unmapped;
 typedef enum cfg_spool_policy { CFG_SPOOL_DEGRADE = 0, CFG_SPOOL_REJECT } cfg_spool_policy;
 typedef enum cfg_ack { CFG_ACK_DURABLE = 0, CFG_ACK_BOTH } cfg_ack;
@@ -56,6 +61,7 @@ typedef struct cfg_rewrite {
 typedef struct cfg_secret {
     char *value;              /* resolved secret (malloc'd, wiped by cfg_free), NULL when not set */
     char source[320];         /* "inline", "env NAME" or "file PATH" — for cfg_explain, never the value */
+    char file[300];           /* "<key>_file": the resolved path (modules that re-read it); else "" */
 } cfg_secret;
 
 typedef struct dp_config {
@@ -107,6 +113,18 @@ typedef struct dp_config {
     int gen1_nrewrites;
     unsigned gen1_connect_timeout_ms; /* "gen1.connect_timeout_ms" (5000) */
     unsigned gen1_timeout_ms;         /* "gen1.timeout_ms" (60000) */
+    cfg_g1auth_mode gen1_auth;        /* "gen1.auth.mode" none|bearer|client_credentials|hadoop (none) */
+    cfg_secret gen1_token;            /* "gen1.auth.token" (+_env, _file) — bearer; a _file is re-read on change */
+    char gen1_authority[512];         /* "gen1.auth.authority" (https://login.microsoftonline.com) */
+    cfg_token_api gen1_token_api;     /* "gen1.auth.token_api" v1|v2 (v1): AAD token URL and form */
+    char gen1_tenant[128];            /* "gen1.auth.tenant_id" */
+    char gen1_client_id[128];         /* "gen1.auth.client_id" */
+    cfg_secret gen1_client_secret;    /* "gen1.auth.client_secret" (+_env, _file) */
+    char gen1_resource[256];          /* "gen1.auth.resource" (https://datalake.azure.net/): v1 */
+    char gen1_scope[300];             /* "gen1.auth.scope" ("" = resource + "/.default"): v2 */
+    unsigned gen1_refresh_margin_s;   /* "gen1.auth.refresh_margin_s" (300) */
+    char gen1_user[128];              /* "gen1.auth.user": hadoop user.name */
+    char gen1_doas[128];              /* "gen1.auth.doas": hadoop doas ("" = none) */
     /* gen2 */
     char gen2_endpoint[512];          /* "gen2.endpoint": https://ACCOUNT.dfs.core.windows.net or
                                          http://127.0.0.1:10004 (path-style) (required) */
@@ -160,6 +178,9 @@ void cfg_free(dp_config *c);
  *  "(secret, env NAME)" or "(secret, file PATH)", never their value. Appends to out.
  *  Returns 0, or a negative errno from dbuf (-E2BIG, -ENOMEM). */
 __attribute__((warn_unused_result)) int cfg_explain(const dp_config *c, dbuf *out);
+
+/** gen1.auth.mode's spelling: "none", "bearer", "client_credentials", "hadoop", "kerberos". */
+const char *cfg_g1auth_name(cfg_g1auth_mode m);
 
 /** "gen1-primary", "gen2-primary" or "gen2-only" (the config's spelling). */
 const char *cfg_phase_name(cfg_phase p);

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "gen1auth.h"
 #include "urlcodec.h"
 
 #define G1_MAX_URL (512u << 10)        /* endpoint + encoded path + query: far above whreq's limits */
@@ -34,6 +35,7 @@ struct gen1c {
     cfg_rewrite rewrites[CFG_MAX_REWRITES];
     int nrewrites;
     unsigned connect_timeout_ms, timeout_ms;
+    g1a *ident;                        /* the proxy's own identity for gen1c_get, or NULL */
 };
 
 /* One writer (or applier) request in flight, possibly in two steps. */
@@ -50,6 +52,13 @@ typedef struct g1x {
     size_t out_max;
     int out_fd;
     bool two_step;                     /* hadoop CREATE/APPEND/OPEN, still at the namenode step */
+    bool data_op;                      /* hadoop CREATE/APPEND/OPEN: starts with the namenode step */
+    /* gen1c_get with the proxy's identity: the URL is kept to send again after a token wait or 401 */
+    char *url;
+    bool ident, retried;
+    uint64_t gen;                      /* token generation the request carries */
+    httpc_resp *held;                  /* a 401 kept while a newer token is fetched */
+    httpc_resp *spare;                 /* allocated up front: the answer when no credential can be had */
     void (*done)(void *ud, httpc_resp *resp);
     void *ud;
 } g1x;
@@ -90,7 +99,16 @@ void gen1c_free(gen1c *c) { free(c); }
 
 static void g1x_free(g1x *x)
 {
-    for (int i = 0; i < x->nhdr; i++) free(x->hdr[i]);
+    for (int i = 0; i < x->nhdr; i++) {
+        memset(x->hdr[i], 0, strlen(x->hdr[i])); /* may hold a token */
+        free(x->hdr[i]);
+    }
+    free(x->url);
+    free(x->spare);
+    if (x->held) {
+        httpc_resp_free(x->held);
+        free(x->held);
+    }
     free(x);
 }
 
@@ -140,7 +158,7 @@ static int add_query_bytes(dbuf *out, const char *p, size_t n)
  * first thing after the '?', dropping the one-step flags and noredirect. *op receives the op named by
  * an "op" piece (WH_OP_UNKNOWN when none).
  */
-static int add_query(dbuf *out, const char *raw, bool *first, whreq_op *op)
+static int add_query(dbuf *out, const char *raw, bool *first, whreq_op *op, bool drop_ident)
 {
     url_param *ps = calloc(G1_MAX_QUERY_PIECES, sizeof *ps);
     dbuf name;
@@ -157,6 +175,10 @@ static int add_query(dbuf *out, const char *raw, bool *first, whreq_op *op)
         const char *nm = name.data ? name.data : "";
         if (strcasecmp(nm, "write") == 0 || strcasecmp(nm, "append") == 0 || strcasecmp(nm, "read") == 0 ||
             strcasecmp(nm, "noredirect") == 0)
+            continue;
+        /* The proxy's own identity replaces the writer's (theirs may be gone or expired). */
+        if (drop_ident &&
+            (strcmp(nm, "user.name") == 0 || strcmp(nm, "doas") == 0 || strcmp(nm, "delegation") == 0))
             continue;
         if (op && strcasecmp(nm, "op") == 0 && ps[i].value && *op == WH_OP_UNKNOWN)
             *op = whreq_op_from_name(ps[i].value, ps[i].value_len);
@@ -178,7 +200,7 @@ static bool is_data_op(whreq_op op) { return op == WH_OP_CREATE || op == WH_OP_A
 /* endpoint + prefix + encoded path + "?" + query (+ the adls one-step flag). The op is op_hint, or
  * when that is WH_OP_UNKNOWN the one the query names; it is stored in *op_out. */
 static int build_url(const gen1c *c, whreq_prefix prefix, const char *path, const char *raw_query,
-                     whreq_op op_hint, dbuf *url, whreq_op *op_out)
+                     whreq_op op_hint, const char *ident_query, dbuf *url, whreq_op *op_out)
 {
     whreq_op qop = WH_OP_UNKNOWN;
     bool first = true;
@@ -186,7 +208,12 @@ static int build_url(const gen1c *c, whreq_prefix prefix, const char *path, cons
     if (rc == 0) rc = dbuf_adds(url, prefix == WH_PREFIX_EXT ? "/WebHdfsExt" : "/webhdfs/v1");
     if (rc == 0) rc = url_encode(path && *path ? path : "/", true, url);
     if (rc == 0) rc = dbuf_add(url, "?", 1);
-    if (rc == 0 && raw_query) rc = add_query(url, raw_query, &first, &qop);
+    if (rc == 0 && raw_query) rc = add_query(url, raw_query, &first, &qop, ident_query != NULL);
+    if (rc == 0 && ident_query && *ident_query) {
+        if (!first) rc = dbuf_add(url, "&", 1);
+        first = false;
+        if (rc == 0) rc = dbuf_adds(url, ident_query);
+    }
     whreq_op op = op_hint != WH_OP_UNKNOWN ? op_hint : qop;
     *op_out = op;
     if (rc == 0 && c->dialect == CFG_DIALECT_ADLS && is_data_op(op)) {
@@ -270,9 +297,32 @@ static int redirect_url(const gen1c *c, const char *loc, dbuf *out)
     return rc;
 }
 
+static void ident_ready(void *ud, bool ok, const char *why);
+
 static void g1x_done(void *ud, httpc_resp *resp)
 {
     g1x *x = ud;
+    if (x->ident && !x->retried && resp->result == HTTPC_OK && resp->status == 401 && g1a_refreshable(x->c->ident)) {
+        /* The token may have been revoked or rotated early: one more try with a newer one. */
+        x->retried = true;
+        x->held = resp;
+        int w = g1a_wait(x->c->ident, x->gen, ident_ready, x);
+        if (w == 1) ident_ready(x, true, "");
+        if (w != -1) return;
+        x->held = NULL;
+        g1x_finish(x, resp);
+        return;
+    }
+    if (x->ident && resp->result == HTTPC_OK && resp->status == 401) {
+        /* Refused credentials are the proxy's problem, not the record's: the caller sees a credential
+         * that cannot be had (and waits), never an answer about the path. */
+        char msg[200];
+        snprintf(msg, sizeof msg, "gen1 answered 401 to the proxy's identity (gen1.auth.mode %s): check gen1.auth",
+                 cfg_g1auth_name(g1a_mode(x->c->ident)));
+        resp_fail(resp, HTTPC_E_AUTH, msg);
+        g1x_finish(x, resp);
+        return;
+    }
     if (!x->two_step || resp->result != HTTPC_OK || resp->status != 307) {
         if (x->two_step) relay_step1_body(x, resp);
         g1x_finish(x, resp);
@@ -330,7 +380,8 @@ static int g1x_submit(g1x *x, const char *url)
 /* Common tail of gen1c_send and gen1c_get: x is filled but for the URL; frees x on failure. */
 static int g1x_start(g1x *x, whreq_op op, dbuf *url)
 {
-    x->two_step = x->c->dialect == CFG_DIALECT_HADOOP && is_data_op(op);
+    x->data_op = x->c->dialect == CFG_DIALECT_HADOOP && is_data_op(op);
+    x->two_step = x->data_op;
     int rc = g1x_submit(x, url->data);
     dbuf_free(url);
     if (rc != 0) g1x_free(x);
@@ -361,12 +412,102 @@ int gen1c_send(gen1c *c, const gen1c_call *call)
     if (g1x_header(x, "Authorization", call->authorization) != 0 ||
         g1x_header(x, "Content-Type", call->content_type) != 0 ||
         g1x_header(x, "x-ms-client-request-id", call->client_request_id) != 0 ||
-        build_url(c, w->info->prefix, w->path, call->raw_query, w->op, &url, &op) != 0) {
+        build_url(c, w->info->prefix, w->path, call->raw_query, w->op, NULL, &url, &op) != 0) {
         dbuf_free(&url);
         g1x_free(x);
         return -1;
     }
     return g1x_start(x, op, &url);
+}
+
+/* Finish x without an answer from Gen1: the 401 held for a token refresh when there is one (the
+ * honest answer when no newer token could be had), else result r with why (nothing was sent). */
+static void g1x_fail_auth(g1x *x, httpc_result r, const char *why)
+{
+    httpc_resp *resp = x->held;
+    x->held = NULL;
+    if (!resp) {
+        resp = x->spare;
+        x->spare = NULL;
+        dbuf_init(&resp->body, x->out_max ? x->out_max : 1);
+        resp->result = r;
+        snprintf(resp->error, sizeof resp->error, "%s", why);
+    }
+    g1x_finish(x, resp);
+}
+
+/* Put the proxy's current Authorization into x's headers and send x->url. Returns 0 when sent or
+ * waiting for a token (ident_ready resumes), 1 when x was finished with an error answer, -1 when
+ * the engine refused it (x not finished). */
+static int ident_send(g1x *x)
+{
+    gen1c *c = x->c;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        dbuf authz, q;
+        dbuf_init(&authz, G1_STEP1_MAX);
+        dbuf_init(&q, 4096);
+        char err[256] = "";
+        int rc = g1a_identity(c->ident, &authz, &q, &x->gen, err, sizeof err);
+        dbuf_free(&q); /* hadoop pieces are in the URL already */
+        if (rc == G1A_AGAIN) {
+            dbuf_free(&authz);
+            int w = g1a_wait(c->ident, 0, ident_ready, x);
+            if (w == 1) continue;
+            if (w == 0) return 0;
+            g1x_fail_auth(x, HTTPC_E_AUTH, "gen1 auth: cannot wait for a token (stopping or out of memory)");
+            return 1;
+        }
+        if (rc != 0) {
+            dbuf_free(&authz);
+            g1x_fail_auth(x, HTTPC_E_AUTH, err);
+            return 1;
+        }
+        /* hdr[0] is reserved for the Authorization line */
+        if (x->hdr[0]) {
+            memset(x->hdr[0], 0, strlen(x->hdr[0]));
+            free(x->hdr[0]);
+            x->hdr[0] = NULL;
+        }
+        x->nhdr = 0;
+        int hr = authz.len ? g1x_header(x, "Authorization", authz.data) : 0;
+        if (authz.data) memset(authz.data, 0, authz.len);
+        dbuf_free(&authz);
+        if (hr != 0) {
+            g1x_fail_auth(x, HTTPC_E_NOMEM, "gen1 auth: out of memory");
+            return 1;
+        }
+        x->two_step = x->data_op;
+        return g1x_submit(x, x->url) == 0 ? 0 : -1;
+    }
+    g1x_fail_auth(x, HTTPC_E_AUTH, "gen1 auth: token expired before it could be used");
+    return 1;
+}
+
+/* A token wait ended (token engine thread, or in the caller when ready at once). */
+static void ident_ready(void *ud, bool ok, const char *why)
+{
+    g1x *x = ud;
+    if (!ok) {
+        g1x_fail_auth(x, HTTPC_E_AUTH, why && *why ? why : "gen1 auth: no token");
+        return;
+    }
+    httpc_resp *held = x->held;
+    x->held = NULL;
+    int rc = ident_send(x);
+    if (rc == -1) { /* the engine refused it: x is still ours */
+        x->held = held;
+        g1x_fail_auth(x, HTTPC_E_CANCELLED, "gen1: request not submitted (engine stopping)");
+        return;
+    }
+    if (held) {
+        httpc_resp_free(held);
+        free(held);
+    }
+}
+
+void gen1c_set_identity(gen1c *c, g1a *ident)
+{
+    if (c) c->ident = g1a_active(ident) ? ident : NULL;
 }
 
 int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
@@ -385,9 +526,39 @@ int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char 
     dbuf url;
     dbuf_init(&url, G1_MAX_URL);
     whreq_op op = WH_OP_UNKNOWN;
+    if (c->ident) {
+        /* The proxy's own identity: the writer's Authorization and identity pieces are dropped. */
+        dbuf authz, q;
+        dbuf_init(&authz, 16);
+        dbuf_init(&q, 4096);
+        char err[64];
+        /* hadoop pieces are static; a token is fetched at send time (ident_send) */
+        int rc = g1a_mode(c->ident) == CFG_G1AUTH_HADOOP ? g1a_identity(c->ident, &authz, &q, NULL, err, sizeof err) : 0;
+        dbuf_free(&authz);
+        if (rc != 0 ||
+            build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, q.data ? q.data : "", &url, &op) != 0) {
+            dbuf_free(&q);
+            dbuf_free(&url);
+            g1x_free(x);
+            return -1;
+        }
+        dbuf_free(&q);
+        x->data_op = c->dialect == CFG_DIALECT_HADOOP && is_data_op(op);
+        x->ident = true;
+        x->url = dbuf_take(&url);
+        dbuf_free(&url);
+        x->spare = calloc(1, sizeof *x->spare);
+        if (!x->url || !x->spare) {
+            g1x_free(x);
+            return -1;
+        }
+        int sr = ident_send(x);
+        if (sr == -1) g1x_free(x);
+        return sr == -1 ? -1 : 0;
+    }
     /* Same URL rules as a writer's request; the op is read from op_and_params. */
     if (g1x_header(x, "Authorization", authorization) != 0 ||
-        build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, &url, &op) != 0) {
+        build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, NULL, &url, &op) != 0) {
         dbuf_free(&url);
         g1x_free(x);
         return -1;

@@ -4,8 +4,10 @@
  *    read=true) so the service does not redirect;
  *  - hadoop: CREATE/APPEND/OPEN are two-step: the request without body goes to the namenode, its 307
  *    Location (the datanode) is rewritten through the configured host map, and the body is sent there.
- * The writer's identity passes through unchanged: its Authorization header and its user.name / doas /
- * delegation parameters (dualpipe never invents one). Body-less requests carry Content-Length: 0.
+ * A writer's request (gen1c_send) carries the writer's identity unchanged: its Authorization header
+ * and its user.name / doas / delegation parameters. The proxy's own requests (gen1c_get) carry the
+ * proxy's identity (gen1auth) when one is configured, else the identity the caller passes. Body-less
+ * requests carry Content-Length: 0.
  *
  * The upstream target is rebuilt from the parsed request: the path re-encoded from whreq's normalised
  * path (so "%2F", "//" and odd encodings never reach Gen1 in a form it could read differently), the
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "gen1auth.h"
 #include "httpc.h"
 #include "whreq.h"
 
@@ -50,9 +53,19 @@ typedef struct gen1c_call {
 int gen1c_send(gen1c *c, const gen1c_call *call);
 
 /**
+ * Give the proxy's own identity to gen1c_get (NULL or mode none: none; ident must outlive c). Call
+ * before the first request.
+ */
+void gen1c_set_identity(gen1c *c, g1a *ident);
+
+/**
  * A request the proxy itself makes to Gen1 on the applier's behalf (GETFILESTATUS, GETACLSTATUS, OPEN
- * for re-copies, LISTSTATUS), using the identity given (the writer's Authorization of the write being
- * mirrored, or none). op_and_params: e.g. "op=GETFILESTATUS" (already encoded). path: decoded,
+ * for re-copies, LISTSTATUS). With an identity set (gen1c_set_identity) it carries the proxy's
+ * identity: authorization is ignored and user.name / doas / delegation pieces of op_and_params are
+ * replaced by the proxy's; when no credential can be had (token service down, token file unreadable)
+ * done gets result HTTPC_E_AUTH with the reason and nothing is sent; a 401 under client_credentials
+ * is retried once with a newer token. Without one, it uses the identity given (the writer's
+ * Authorization of the write being mirrored, or none). op_and_params: e.g. "op=GETFILESTATUS" (already encoded). path: decoded,
  * normalised. Response to memory or fd as in gen1c_call.
  */
 int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,

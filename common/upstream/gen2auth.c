@@ -39,9 +39,14 @@ typedef struct waiter {
 } waiter;
 
 struct g2auth {
-    const dp_config *cfg;
     httpc *http;
     cfg_auth_mode mode;
+    /* token modes: what to fetch (copies; the secret is wiped on free) */
+    char *label;               /* "gen2 auth", "gen1 auth": first words of every error */
+    bool v2;                   /* client credentials against /oauth2/v2.0/token with scope */
+    char *token_url;           /* client credentials: AUTHORITY/TENANT/oauth2[/v2.0]/token; MI: the IMDS URL */
+    char *client_id, *client_secret, *resource, *scope;
+    unsigned refresh_margin_s, connect_timeout_ms, timeout_ms;
     skey_key key;              /* shared_key */
     char *sas;                 /* sas: the query string without '?' */
     /* token modes; everything below under mu */
@@ -234,7 +239,7 @@ static void fetch_finish(g2auth *a, char *token, int64_t life_ms, bool retryable
         a->gen++;
         a->expires_ms = a->fetch_started_ms + life_ms; /* counted from the request: conservative */
         int64_t remaining = a->expires_ms - now;
-        int64_t delay = remaining - (int64_t)a->cfg->token_refresh_margin_s * 1000;
+        int64_t delay = remaining - (int64_t)a->refresh_margin_s * 1000;
         if (delay < remaining / 2) delay = remaining / 2;
         if (delay < G2AUTH_MIN_REFRESH_MS) delay = G2AUTH_MIN_REFRESH_MS;
         a->next_fetch_ms = now + delay;
@@ -299,7 +304,7 @@ static void fetch_done(void *ud, httpc_resp *resp)
     bool retryable = false;
     json_t *j = NULL;
     if (resp->result != HTTPC_OK) {
-        snprintf(why, sizeof why, "gen2 auth: %s: token request failed: %s", mode, httpc_result_str(resp->result));
+        snprintf(why, sizeof why, "%s: %s: token request failed: %s", a->label, mode, httpc_result_str(resp->result));
         retryable = resp->result != HTTPC_E_CANCELLED && resp->result != HTTPC_E_NOMEM;
         goto out;
     }
@@ -310,19 +315,20 @@ static void fetch_done(void *ud, httpc_resp *resp)
         copy_ident(e, sizeof e, json_string_value(json_object_get(j, "error")));
         if (json_is_array(codes) && json_is_integer(json_array_get(codes, 0)))
             snprintf(code, sizeof code, "AADSTS%lld", (long long)json_integer_value(json_array_get(codes, 0)));
-        snprintf(why, sizeof why, "gen2 auth: %s: token service answered HTTP %ld%s%s%s%s%s", mode, resp->status,
+        snprintf(why, sizeof why, "%s: %s: token service answered HTTP %ld%s%s%s%s%s", a->label, mode, resp->status,
                  e[0] || code[0] ? " (" : "", e, e[0] && code[0] ? ", " : "", code, e[0] || code[0] ? ")" : "");
         retryable = resp->status == 408 || resp->status == 429 || resp->status >= 500;
         goto out;
     }
     const char *tok = json_string_value(json_object_get(j, "access_token"));
     if (!j || !tok) {
-        snprintf(why, sizeof why, "gen2 auth: %s: token response has no access_token", mode);
+        snprintf(why, sizeof why, "%s: %s: token response has no access_token", a->label, mode);
         retryable = true;
         goto out;
     }
     if (!printable_token(tok, G2AUTH_MAX_TOKEN)) {
-        snprintf(why, sizeof why, "gen2 auth: %s: access_token is empty, too long or has invalid characters", mode);
+        snprintf(why, sizeof why, "%s: %s: access_token is empty, too long or has invalid characters", a->label,
+                 mode);
         goto out;
     }
     long long in = 0, on = 0;
@@ -334,16 +340,16 @@ static void fetch_done(void *ud, httpc_resp *resp)
         if (!has_in || (l2 > 0 && l2 < life_ms)) life_ms = l2;
     }
     if (!has_in && !has_on) {
-        snprintf(why, sizeof why, "gen2 auth: %s: token response has no expires_in or expires_on", mode);
+        snprintf(why, sizeof why, "%s: %s: token response has no expires_in or expires_on", a->label, mode);
         goto out;
     }
     if (life_ms <= 0) {
-        snprintf(why, sizeof why, "gen2 auth: %s: token service returned an expired token", mode);
+        snprintf(why, sizeof why, "%s: %s: token service returned an expired token", a->label, mode);
         retryable = true;
         goto out;
     }
     token = strdup(tok);
-    if (!token) snprintf(why, sizeof why, "gen2 auth: %s: out of memory", mode);
+    if (!token) snprintf(why, sizeof why, "%s: %s: out of memory", a->label, mode);
 out:
     json_decref(j);
     if (resp->body.data) memset(resp->body.data, 0, resp->body.len);
@@ -362,7 +368,6 @@ static int add_enc_param(dbuf *d, const char *name, const char *value)
 /* Build and submit the fetch; called on the refresher thread with fetching set and the lock released. */
 static void start_fetch(g2auth *a)
 {
-    const dp_config *c = a->cfg;
     dbuf url;
     dbuf_init(&url, G2AUTH_MAX_URL);
     dbuf_init(&a->fetch_body, G2AUTH_MAX_URL);
@@ -370,13 +375,11 @@ static void start_fetch(g2auth *a)
     memset(&req, 0, sizeof req);
     int rc;
     if (a->mode == CFG_AUTH_CLIENT_CREDENTIALS) {
-        size_t n = strlen(c->oauth_authority);
-        while (n > 0 && c->oauth_authority[n - 1] == '/') n--;
-        rc = dbuf_printf(&url, "%.*s/%s/oauth2/token", (int)n, c->oauth_authority, c->oauth_tenant);
+        rc = dbuf_adds(&url, a->token_url);
         if (!rc) rc = add_enc_param(&a->fetch_body, "grant_type", "client_credentials");
-        if (!rc) rc = add_enc_param(&a->fetch_body, "client_id", c->oauth_client_id);
-        if (!rc) rc = add_enc_param(&a->fetch_body, "client_secret", c->oauth_client_secret.value);
-        if (!rc) rc = add_enc_param(&a->fetch_body, "resource", c->oauth_resource);
+        if (!rc) rc = add_enc_param(&a->fetch_body, "client_id", a->client_id);
+        if (!rc) rc = add_enc_param(&a->fetch_body, "client_secret", a->client_secret);
+        if (!rc) rc = add_enc_param(&a->fetch_body, a->v2 ? "scope" : "resource", a->v2 ? a->scope : a->resource);
         req.method = "POST";
         req.headers[0] = "Content-Type: application/x-www-form-urlencoded";
         req.headers[1] = "Accept: application/json";
@@ -387,31 +390,33 @@ static void start_fetch(g2auth *a)
         dbuf q;
         dbuf_init(&q, G2AUTH_MAX_URL);
         rc = add_enc_param(&q, "api-version", G2AUTH_IMDS_VERSION);
-        if (!rc) rc = add_enc_param(&q, "resource", c->oauth_resource);
-        if (!rc && c->oauth_client_id[0]) rc = add_enc_param(&q, "client_id", c->oauth_client_id);
-        if (!rc)
-            rc = dbuf_printf(&url, "%s%s%s", c->imds_endpoint, strchr(c->imds_endpoint, '?') ? "&" : "?", q.data);
+        if (!rc) rc = add_enc_param(&q, "resource", a->resource);
+        if (!rc && a->client_id[0]) rc = add_enc_param(&q, "client_id", a->client_id);
+        if (!rc) rc = dbuf_printf(&url, "%s%s%s", a->token_url, strchr(a->token_url, '?') ? "&" : "?", q.data);
         dbuf_free(&q);
         req.method = "GET";
         req.headers[0] = "Metadata: true";
         req.headers[1] = "Accept: application/json";
     }
+    char why[160];
     if (rc) {
         dbuf_free(&url);
-        fetch_finish(a, NULL, 0, false, "gen2 auth: token request too large (authority, tenant or ids too long)");
+        snprintf(why, sizeof why, "%s: token request too large (authority, tenant or ids too long)", a->label);
+        fetch_finish(a, NULL, 0, false, why);
         return;
     }
     a->fetch_url = dbuf_take(&url);
     req.url = a->fetch_url;
     req.out = HTTPC_BODY_MEMORY;
     req.out_max = G2AUTH_MAX_RESPONSE;
-    req.connect_timeout_ms = c->gen2_connect_timeout_ms;
-    req.timeout_ms = c->gen2_timeout_ms && c->gen2_timeout_ms < G2AUTH_FETCH_TIMEOUT_MS ? c->gen2_timeout_ms
-                                                                                        : G2AUTH_FETCH_TIMEOUT_MS;
+    req.connect_timeout_ms = a->connect_timeout_ms;
+    req.timeout_ms = a->timeout_ms && a->timeout_ms < G2AUTH_FETCH_TIMEOUT_MS ? a->timeout_ms : G2AUTH_FETCH_TIMEOUT_MS;
     req.done = fetch_done;
     req.ud = a;
-    if (!a->fetch_url || httpc_submit(a->http, &req) != 0)
-        fetch_finish(a, NULL, 0, false, "gen2 auth: token request could not be submitted (engine stopping)");
+    if (!a->fetch_url || httpc_submit(a->http, &req) != 0) {
+        snprintf(why, sizeof why, "%s: token request could not be submitted (engine stopping)", a->label);
+        fetch_finish(a, NULL, 0, false, why);
+    }
 }
 
 static void *refresher(void *arg)
@@ -451,6 +456,43 @@ static void *refresher(void *arg)
 
 /* ---------- public ---------- */
 
+/* The settings of a token source; errors name the key under tc->key_prefix. */
+static int token_check(const g2auth_token_cfg *tc, char *err, size_t errlen)
+{
+    const char *k = tc->key_prefix;
+    if (!tc->managed_identity) {
+        if (!tc->authority || !is_http_url(tc->authority)) {
+            snprintf(err, errlen, "%s.authority: must be an http:// or https:// URL", k);
+            return -1;
+        }
+        if (!tc->tenant || !tenant_ok(tc->tenant)) {
+            snprintf(err, errlen, "%s.tenant_id: required (letters, digits, '-', '.', '_')", k);
+            return -1;
+        }
+        if (!tc->client_id || !tc->client_id[0]) {
+            snprintf(err, errlen, "%s.client_id: required for mode client_credentials", k);
+            return -1;
+        }
+        if (!tc->client_secret || !*tc->client_secret) {
+            snprintf(err, errlen, "%s.client_secret: required for mode client_credentials", k);
+            return -1;
+        }
+        if (tc->v2 && (!tc->scope || !tc->scope[0])) {
+            snprintf(err, errlen, "%s.scope: required for the v2 token endpoint", k);
+            return -1;
+        }
+    } else if (!tc->imds_endpoint || !is_http_url(tc->imds_endpoint) || strchr(tc->imds_endpoint, '#')) {
+        snprintf(err, errlen, "%s.imds_endpoint: must be an http:// or https:// URL", k);
+        return -1;
+    }
+    if (!tc->v2 && (!tc->resource || !tc->resource[0])) {
+        snprintf(err, errlen, "%s.resource: required for mode %s", k,
+                 tc->managed_identity ? "managed_identity" : "client_credentials");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_config(const dp_config *c, char *err, size_t errlen)
 {
     switch (c->gen2_auth) {
@@ -467,52 +509,19 @@ static int check_config(const dp_config *c, char *err, size_t errlen)
         }
         return 0;
     case CFG_AUTH_CLIENT_CREDENTIALS:
-        if (!is_http_url(c->oauth_authority)) {
-            snprintf(err, errlen, "gen2.auth.authority: must be an http:// or https:// URL");
-            return -1;
-        }
-        if (!tenant_ok(c->oauth_tenant)) {
-            snprintf(err, errlen, "gen2.auth.tenant_id: required (letters, digits, '-', '.', '_')");
-            return -1;
-        }
-        if (!c->oauth_client_id[0]) {
-            snprintf(err, errlen, "gen2.auth.client_id: required for mode client_credentials");
-            return -1;
-        }
-        if (!c->oauth_client_secret.value || !*c->oauth_client_secret.value) {
-            snprintf(err, errlen, "gen2.auth.client_secret: required for mode client_credentials");
-            return -1;
-        }
-        break;
-    case CFG_AUTH_MANAGED_IDENTITY:
-        if (!is_http_url(c->imds_endpoint) || strchr(c->imds_endpoint, '#')) {
-            snprintf(err, errlen, "gen2.auth.imds_endpoint: must be an http:// or https:// URL");
-            return -1;
-        }
-        break;
+    case CFG_AUTH_MANAGED_IDENTITY: return 0; /* token_check */
     default:
         snprintf(err, errlen, "gen2.auth.mode: unknown mode");
         return -1;
     }
-    if (!c->oauth_resource[0]) {
-        snprintf(err, errlen, "gen2.auth.resource: required for mode %s", mode_name(c->gen2_auth));
-        return -1;
-    }
-    return 0;
 }
 
-int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_t errlen)
+static g2auth *alloc_auth(httpc *http, cfg_auth_mode mode)
 {
-    *out = NULL;
-    if (check_config(cfg, err, errlen)) return -1;
     g2auth *a = calloc(1, sizeof *a);
-    if (!a) {
-        snprintf(err, errlen, "gen2 auth: out of memory");
-        return -1;
-    }
-    a->cfg = cfg;
+    if (!a) return NULL;
     a->http = http;
-    a->mode = cfg->gen2_auth;
+    a->mode = mode;
     a->wtail = &a->waiters;
     a->prng = (uint32_t)mono_ms() ^ (uint32_t)(uintptr_t)a ^ 0x9e3779b9u;
     if (!a->prng) a->prng = 1;
@@ -523,12 +532,96 @@ int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->cond, &ca);
     pthread_condattr_destroy(&ca);
+    return a;
+}
+
+static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
+
+/* Copy tc into a (token mode) and start the refresher. */
+static int token_setup(g2auth *a, const g2auth_token_cfg *tc, char *err, size_t errlen)
+{
+    a->v2 = tc->v2;
+    a->refresh_margin_s = tc->refresh_margin_s;
+    a->connect_timeout_ms = tc->connect_timeout_ms;
+    a->timeout_ms = tc->timeout_ms;
+    a->label = dup_or_empty(tc->label);
+    a->client_id = dup_or_empty(tc->client_id);
+    a->client_secret = dup_or_empty(tc->client_secret);
+    a->resource = dup_or_empty(tc->resource);
+    a->scope = dup_or_empty(tc->scope);
+    dbuf url;
+    dbuf_init(&url, G2AUTH_MAX_URL);
+    int rc;
+    if (tc->managed_identity) {
+        rc = dbuf_adds(&url, tc->imds_endpoint);
+    } else {
+        size_t n = strlen(tc->authority);
+        while (n > 0 && tc->authority[n - 1] == '/') n--;
+        rc = dbuf_printf(&url, "%.*s/%s/oauth2/%stoken", (int)n, tc->authority, tc->tenant, tc->v2 ? "v2.0/" : "");
+    }
+    a->token_url = rc ? NULL : dbuf_take(&url);
+    dbuf_free(&url);
+    if (!a->label || !a->client_id || !a->client_secret || !a->resource || !a->scope || !a->token_url) {
+        snprintf(err, errlen, "%s: out of memory or token URL too long", tc->key_prefix);
+        return -1;
+    }
+    if (pthread_create(&a->thread, NULL, refresher, a) != 0) {
+        snprintf(err, errlen, "%s: cannot start the token refresher thread", tc->key_prefix);
+        return -1;
+    }
+    a->thread_started = true;
+    return 0;
+}
+
+int g2auth_new_token(const g2auth_token_cfg *tc, httpc *http, g2auth **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (token_check(tc, err, errlen)) return -1;
+    g2auth *a = alloc_auth(http, tc->managed_identity ? CFG_AUTH_MANAGED_IDENTITY : CFG_AUTH_CLIENT_CREDENTIALS);
+    if (!a) {
+        snprintf(err, errlen, "%s: out of memory", tc->key_prefix);
+        return -1;
+    }
+    if (token_setup(a, tc, err, errlen) != 0) {
+        g2auth_free(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (check_config(cfg, err, errlen)) return -1;
+    if (cfg->gen2_auth == CFG_AUTH_CLIENT_CREDENTIALS || cfg->gen2_auth == CFG_AUTH_MANAGED_IDENTITY) {
+        g2auth_token_cfg tc = {
+            .key_prefix = "gen2.auth",
+            .label = "gen2 auth",
+            .managed_identity = cfg->gen2_auth == CFG_AUTH_MANAGED_IDENTITY,
+            .authority = cfg->oauth_authority,
+            .tenant = cfg->oauth_tenant,
+            .client_id = cfg->oauth_client_id,
+            .client_secret = cfg->oauth_client_secret.value,
+            .resource = cfg->oauth_resource,
+            .imds_endpoint = cfg->imds_endpoint,
+            .refresh_margin_s = cfg->token_refresh_margin_s,
+            .connect_timeout_ms = cfg->gen2_connect_timeout_ms,
+            .timeout_ms = cfg->gen2_timeout_ms,
+        };
+        return g2auth_new_token(&tc, http, out, err, errlen);
+    }
+    g2auth *a = alloc_auth(http, cfg->gen2_auth);
+    if (!a) {
+        snprintf(err, errlen, "gen2 auth: out of memory");
+        return -1;
+    }
     if (a->mode == CFG_AUTH_SHARED_KEY) {
         if (skey_key_init(&a->key, cfg->gen2_account, cfg->gen2_account_key.value) != 0) {
             snprintf(err, errlen, "gen2.auth.account_key: not a valid base64 account key (or gen2.account is empty)");
             goto fail;
         }
-    } else if (a->mode == CFG_AUTH_SAS) {
+    } else {
         const char *s = cfg->gen2_sas.value;
         if (*s == '?') s++;
         if (!printable_token(s, 8192) || strchr(s, '#') || !strstr(s, "sig=")) {
@@ -539,12 +632,6 @@ int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_
             snprintf(err, errlen, "gen2 auth: out of memory");
             goto fail;
         }
-    } else {
-        if (pthread_create(&a->thread, NULL, refresher, a) != 0) {
-            snprintf(err, errlen, "gen2 auth: cannot start the token refresher thread");
-            goto fail;
-        }
-        a->thread_started = true;
     }
     *out = a;
     return 0;
@@ -571,7 +658,7 @@ void g2auth_stop(g2auth *a)
     while (run) {
         waiter *w = run;
         run = w->next;
-        w->fn(w->ud, false, "gen2 auth: shutting down");
+        w->fn(w->ud, false, "shutting down");
         free(w);
     }
 }
@@ -582,6 +669,12 @@ void g2auth_free(g2auth *a)
     g2auth_stop(a);
     wipe_free(a->token);
     wipe_free(a->sas);
+    wipe_free(a->client_secret);
+    free(a->label);
+    free(a->token_url);
+    free(a->client_id);
+    free(a->resource);
+    free(a->scope);
     wipe_dbuf(&a->fetch_body);
     free(a->fetch_url);
     pthread_cond_destroy(&a->cond);
@@ -619,10 +712,10 @@ int g2auth_authorization(g2auth *a, const g2auth_req *req, dbuf *value, uint64_t
     if (token_valid_locked(a, mono_ms())) {
         rc = dbuf_printf(value, "Bearer %s", a->token) ? -1 : 0;
         if (rc == 0 && gen) *gen = a->gen;
-        if (rc) snprintf(err, errlen, "gen2 auth: out of memory");
+        if (rc) snprintf(err, errlen, "%s: out of memory", a->label ? a->label : "auth");
     } else if (a->stop) {
         rc = -1;
-        snprintf(err, errlen, "gen2 auth: shutting down");
+        snprintf(err, errlen, "%s: shutting down", a->label ? a->label : "auth");
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -673,7 +766,7 @@ int g2auth_wait_ready(g2auth *a, unsigned timeout_ms, char *err, size_t errlen)
             break;
         }
         if (now >= deadline || a->stop) {
-            snprintf(err, errlen, "gen2 auth: %s: no token after %u ms%s%s", mode_name(a->mode), timeout_ms,
+            snprintf(err, errlen, "%s: %s: no token after %u ms%s%s", a->label, mode_name(a->mode), timeout_ms,
                      a->last_err[0] ? "; last error: " : "", a->last_err);
             break;
         }

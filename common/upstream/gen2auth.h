@@ -34,7 +34,7 @@
 typedef struct g2auth g2auth;
 
 /**
- * Create the authenticator for cfg->gen2_auth. cfg must outlive it. For token modes the first token
+ * Create the authenticator for cfg->gen2_auth (cfg is only read during the call). For token modes the first token
  * fetch starts at once in the background (through http, which must be running). Returns 0, or -1
  * with a message naming the missing or malformed setting (never a secret value).
  */
@@ -49,6 +49,28 @@ int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_
 void g2auth_stop(g2auth *a);
 /** g2auth_stop (if not done) and free everything; secrets are wiped. */
 void g2auth_free(g2auth *a);
+
+/** Where a token comes from: the token part shared by gen2auth and gen1auth. */
+typedef struct g2auth_token_cfg {
+    const char *key_prefix;      /* config key branch for errors: "gen2.auth", "gen1.auth" */
+    const char *label;           /* first words of fetch errors: "gen2 auth", "gen1 auth" */
+    bool managed_identity;       /* false: OAuth2 client credentials */
+    bool v2;                     /* client credentials: AUTHORITY/TENANT/oauth2/v2.0/token with scope=;
+                                    false: AUTHORITY/TENANT/oauth2/token with resource= */
+    const char *authority, *tenant, *client_id, *client_secret;
+    const char *resource;        /* v1 and managed identity */
+    const char *scope;           /* v2 */
+    const char *imds_endpoint;   /* managed identity */
+    unsigned refresh_margin_s, connect_timeout_ms, timeout_ms;
+} g2auth_token_cfg;
+
+/**
+ * A token-mode authenticator for any upstream (copies everything in tc; the secret is wiped on free).
+ * Same behaviour as g2auth_new in a token mode: first fetch at once, refreshed refresh_margin_s
+ * before expiry, g2auth_authorization / g2auth_wait / g2auth_wait_ready. Returns 0, or -1 with an
+ * error naming the key (never a secret).
+ */
+int g2auth_new_token(const g2auth_token_cfg *tc, httpc *http, g2auth **out, char *err, size_t errlen);
 
 /** The configured mode. */
 cfg_auth_mode g2auth_mode(const g2auth *a);
