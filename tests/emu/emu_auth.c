@@ -38,6 +38,7 @@ struct emu_auth {
     unsigned char tok_key[32];  /* HMAC key for tokens, derived from the account key */
     char *client_id;
     char *client_secret;
+    char *audience;             /* NULL: the storage audiences */
     unsigned ttl_s;
 };
 
@@ -248,6 +249,7 @@ int emu_auth_new(const emu_auth_opts *o, emu_auth **out)
     a->ttl_s = o->token_ttl_s ? o->token_ttl_s : 3600;
     if (o->client_id && !(a->client_id = strdup(o->client_id))) goto fail;
     if (o->client_secret && !(a->client_secret = strdup(o->client_secret))) goto fail;
+    if (o->audience && !(a->audience = strdup(o->audience))) goto fail;
     static const char label[] = "dualpipe-emu token signing key v1";
     if (hmac_raw(a->key.key, a->key.key_len, label, sizeof label - 1, a->tok_key)) goto fail;
     *out = a;
@@ -261,6 +263,7 @@ void emu_auth_free(emu_auth *a)
 {
     if (!a) return;
     free(a->client_id);
+    free(a->audience);
     if (a->client_secret) {
         memset(a->client_secret, 0, strlen(a->client_secret));
         free(a->client_secret);
@@ -301,6 +304,11 @@ static int token_issue(emu_auth *a, const char *tenant, const char *appid, const
 
 static bool audience_ok(const emu_auth *a, const char *aud)
 {
+    if (a->audience) { /* one service's audience, with or without the trailing '/' */
+        size_t n = strlen(a->audience);
+        while (n > 0 && a->audience[n - 1] == '/') n--;
+        return strncmp(aud, a->audience, n) == 0 && (aud[n] == 0 || strcmp(aud + n, "/") == 0);
+    }
     static const char *const fixed[] = {"https://storage.azure.com", "https://storage.azure.com/"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(aud, fixed[i]) == 0) return true;
@@ -315,8 +323,7 @@ static bool audience_ok(const emu_auth *a, const char *aud)
     return false;
 }
 
-/* Validate a bearer token. Returns 0 with the object id, or -1 with why (for WWW-Authenticate). */
-static int token_verify(emu_auth *a, const char *tok, char oid[64], const char **why)
+int emu_auth_verify_token(emu_auth *a, const char *tok, char oid[64], const char **why)
 {
     size_t len = strlen(tok);
     *why = "Signature validation failed. The token is not valid.";
@@ -608,7 +615,7 @@ static int check_bearer(emu_auth *a, const char *tok, emu_auth_caller *caller, e
     while (*tok == ' ') tok++;
     const char *why = NULL;
     char oid[64];
-    if (token_verify(a, tok, oid, &why)) {
+    if (emu_auth_verify_token(a, tok, oid, &why)) {
         fail_set(f, 401, "InvalidAuthenticationInfo", why, "%s", MSG_WWW);
         return -1;
     }

@@ -27,6 +27,8 @@ typedef struct emu_auth_opts {
     const char *client_id;      /* accepted client id; NULL = any */
     const char *client_secret;  /* accepted client secret; NULL = any */
     unsigned token_ttl_s;       /* lifetime of issued tokens; 0 = 3600 */
+    const char *audience;       /* the one audience tokens must name (e.g. https://datalake.azure.net/);
+                                   NULL = the storage audiences of the account */
 } emu_auth_opts;
 
 /** Create the authenticator (copies the options). Returns 0 or -ENOMEM. */
@@ -99,6 +101,10 @@ int emu_auth_check_sas(emu_auth *a, const char *query, const char *fs, const cha
  * super-user in this emulator). Returns 0, or -1 with a 403 in fail.
  */
 int emu_auth_permits(const emu_auth_caller *c, char perm, emu_auth_fail *fail);
+
+/** Validate a bearer token this emulator issued (signature, lifetime, audience). Returns 0 with the
+ *  token's object id, or -1 with why (static text for a WWW-Authenticate error_description). */
+int emu_auth_verify_token(emu_auth *a, const char *tok, char oid[64], const char **why);
 
 /** Object id the emulator derives for a client id (the `oid` of its tokens). Writes 37 bytes. */
 void emu_auth_object_id(const char *client_id, char out[37]);

@@ -20,6 +20,8 @@
 #define EMU_FAULT_MAX_RULES 64
 #define EMU_FAULT_MAX_COUNTERS 256
 #define EMU_FAULT_LABEL 64
+#define EMU_FAULT_IDENT 64
+#define EMU_FAULT_MAX_ICOUNTERS 512
 
 typedef enum rule_kind { RULE_FAIL, RULE_LATENCY, RULE_RESET } rule_kind;
 
@@ -42,6 +44,13 @@ typedef struct counter {
     unsigned long n;
 } counter;
 
+/* Requests of one identity for one "METHOD OP". */
+typedef struct icounter {
+    char ident[EMU_FAULT_IDENT];
+    char key[16 + EMU_FAULT_LABEL + 2];
+    unsigned long n;
+} icounter;
+
 struct emu_fault {
     pthread_mutex_t mu;
     uint64_t rng;
@@ -49,6 +58,8 @@ struct emu_fault {
     int nrules;
     counter counters[EMU_FAULT_MAX_COUNTERS];
     int ncounters;
+    icounter icounters[EMU_FAULT_MAX_ICOUNTERS];
+    int nicounters;
     unsigned long fails, resets, delays;
 };
 
@@ -212,6 +223,26 @@ static void count_request(emu_fault *f, const char *method, const char *op)
     }
 }
 
+void emu_fault_count_identity(emu_fault *f, const char *ident, const char *method, const char *op)
+{
+    char key[sizeof f->icounters[0].key];
+    snprintf(key, sizeof key, "%s %s", method, op);
+    pthread_mutex_lock(&f->mu);
+    int i = 0;
+    for (; i < f->nicounters; i++)
+        if (strcmp(f->icounters[i].key, key) == 0 && strncmp(f->icounters[i].ident, ident, EMU_FAULT_IDENT - 1) == 0)
+            break;
+    if (i < f->nicounters) {
+        f->icounters[i].n++;
+    } else if (f->nicounters < EMU_FAULT_MAX_ICOUNTERS) {
+        icounter *c = &f->icounters[f->nicounters++];
+        snprintf(c->ident, sizeof c->ident, "%s", ident);
+        snprintf(c->key, sizeof c->key, "%s", key);
+        c->n = 1;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit)
 {
     memset(hit, 0, sizeof *hit);
@@ -268,8 +299,33 @@ int emu_fault_counters_json(emu_fault *f, dbuf *out)
         if (rc == 0) rc = dbuf_printf(out, ":%lu", f->counters[i].n);
     }
     if (rc == 0)
-        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu}}", f->fails, f->resets,
+        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu}", f->fails, f->resets,
                          f->delays);
+    /* "identities":{"NAME":{"total":N,"ops":{"GET OPEN":n,...}},...}, names in order of first request */
+    if (rc == 0) rc = dbuf_adds(out, ",\"identities\":{");
+    bool first = true;
+    for (int i = 0; rc == 0 && i < f->nicounters; i++) {
+        bool seen = false;
+        for (int k = 0; k < i && !seen; k++) seen = strcmp(f->icounters[k].ident, f->icounters[i].ident) == 0;
+        if (seen) continue;
+        unsigned long total = 0;
+        for (int k = i; k < f->nicounters; k++)
+            if (strcmp(f->icounters[k].ident, f->icounters[i].ident) == 0) total += f->icounters[k].n;
+        if (!first) rc = dbuf_adds(out, ",");
+        first = false;
+        if (rc == 0) rc = json_str(out, f->icounters[i].ident);
+        if (rc == 0) rc = dbuf_printf(out, ":{\"total\":%lu,\"ops\":{", total);
+        bool f2 = true;
+        for (int k = i; rc == 0 && k < f->nicounters; k++) {
+            if (strcmp(f->icounters[k].ident, f->icounters[i].ident) != 0) continue;
+            if (!f2) rc = dbuf_adds(out, ",");
+            f2 = false;
+            if (rc == 0) rc = json_str(out, f->icounters[k].key);
+            if (rc == 0) rc = dbuf_printf(out, ":%lu", f->icounters[k].n);
+        }
+        if (rc == 0) rc = dbuf_adds(out, "}}");
+    }
+    if (rc == 0) rc = dbuf_adds(out, "}}");
     pthread_mutex_unlock(&f->mu);
     return rc;
 }
@@ -278,6 +334,7 @@ void emu_fault_reset_counters(emu_fault *f)
 {
     pthread_mutex_lock(&f->mu);
     f->ncounters = 0;
+    f->nicounters = 0;
     f->fails = f->resets = f->delays = 0;
     pthread_mutex_unlock(&f->mu);
 }

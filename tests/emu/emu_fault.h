@@ -39,7 +39,10 @@ int emu_fault_add(emu_fault *f, const char *rule, char *err, size_t errlen);
 void emu_fault_clear(emu_fault *f);
 /** Count a request and decide what happens to it. Thread-safe. */
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit);
-/** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2}}. */
+/** Count one request of identity ident (the Gen1 emulator's token name or Hadoop user). Thread-safe. */
+void emu_fault_count_identity(emu_fault *f, const char *ident, const char *method, const char *op);
+/** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2},
+ *  "identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}. */
 int emu_fault_counters_json(emu_fault *f, dbuf *out);
 void emu_fault_reset_counters(emu_fault *f);
 /** Rules as JSON (for GET /faults). */

@@ -162,18 +162,59 @@ static g1_fn handler_for(whreq_op op)
     }
 }
 
-static int check_auth(g1_ctx *c)
+/* With tokens configured, the request's bearer token names its identity (counted per op). */
+static int check_auth(g1_ctx *c, char who[EMU_IDENT_NAME])
 {
-    const char *tok = c->g->token;
-    if (!tok || !*tok) return 0;
-    const char *h = emu_req_header(c->r, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-        const char *v = h + 7;
-        while (*v == ' ') v++;
-        if (strcmp(v, tok) == 0) return 0;
-        return g1_fail(c, 401, "SecurityException", "Authentication failed: the bearer token is not valid");
+    who[0] = 0;
+    if (!emu_ident_required(c->g->ident)) return 0;
+    const char *why = NULL;
+    if (emu_ident_check(c->g->ident, emu_req_header(c->r, "Authorization"), who, &why) == 0) return 0;
+    snprintf(who, EMU_IDENT_NAME, "(refused)");
+    return g1_fail(c, 401, "SecurityException", "%s", why);
+}
+
+/* The identity /counters reports: the token's name, else the Hadoop caller ("USER" or "USER as DOAS"). */
+static void count_identity(g1_ctx *c, const char *who)
+{
+    char label[EMU_IDENT_NAME + EMU_MAX_PRINCIPAL * 2];
+    if (who[0]) {
+        snprintf(label, sizeof label, "%s", who);
+    } else {
+        const char *u = c->q->parsed ? whreq_param_get(&c->q->w, "user.name") : NULL;
+        const char *d = c->q->parsed ? whreq_param_get(&c->q->w, "doas") : NULL;
+        snprintf(label, sizeof label, "%.60s%s%.60s", u && *u ? u : "(none)", d && *d ? " as " : "", d && *d ? d : "");
     }
-    return g1_fail(c, 401, "SecurityException", "Authentication required: no bearer token");
+    emu_req_count_identity(c->r, label, c->q->parsed ? c->q->w.info->name : "UNKNOWN");
+}
+
+/* POST /{tenant}/oauth2/token or /{tenant}/oauth2/v2.0/token: the token endpoint (body follows). */
+static bool token_request(g1_ctx *c)
+{
+    emu_gen1 *g = c->g;
+    if (!emu_ident_oauth(g->ident) || strcmp(emu_req_method(c->r), "POST") != 0) return false;
+    const char *p = emu_req_path(c->r);
+    if (*p != '/') return false;
+    const char *slash = strchr(p + 1, '/');
+    if (!slash || (size_t)(slash - p - 1) >= sizeof c->q->tenant || slash == p + 1) return false;
+    bool v1 = strcmp(slash, "/oauth2/token") == 0, v2 = strcmp(slash, "/oauth2/v2.0/token") == 0;
+    if (!v1 && !v2) return false;
+    memcpy(c->q->tenant, p + 1, (size_t)(slash - p - 1));
+    c->q->tenant[slash - p - 1] = 0;
+    c->q->token_v2 = v2;
+    c->q->kind = G1_K_TOKEN;
+    dbuf_init(&c->q->body, 64 * 1024);
+    return true;
+}
+
+static void token_answer(g1_ctx *c)
+{
+    dbuf out;
+    dbuf_init(&out, 64 * 1024);
+    int st = emu_ident_token_endpoint(c->g->ident, c->q->token_v2, c->q->tenant, c->q->body.data ? c->q->body.data : "",
+                                      &out);
+    if (c->q->body.data) memset(c->q->body.data, 0, c->q->body.len);
+    emu_resp_json(c->r, st, out.data ? out.data : "{}");
+    dbuf_free(&out);
 }
 
 static int identify(g1_ctx *c)
@@ -292,6 +333,10 @@ static void g1_begin(void *ctx, emu_req *r)
     q->fd = -1;
     emu_req_set_data(r, q);
     g1_ctx c = {.g = g, .r = r, .q = q};
+    if (token_request(&c)) {
+        if (emu_req_fault(r, "TOKEN") != 0) q->skip = true;
+        return;
+    }
     whreq_err perr;
     q->parsed = whreq_parse(emu_req_method(r), emu_req_target(r), &q->w, &perr) == 0;
     if (emu_req_fault(r, q->parsed ? q->w.info->name : "UNKNOWN") != 0) {
@@ -302,7 +347,10 @@ static void g1_begin(void *ctx, emu_req *r)
         send_err(r, &perr);
         return;
     }
-    if (check_auth(&c) != 0 || identify(&c) != 0) {
+    char who[EMU_IDENT_NAME];
+    int arc = check_auth(&c, who);
+    count_identity(&c, who);
+    if (arc != 0 || identify(&c) != 0) {
         if (c.err.status == 401) emu_resp_header(r, "WWW-Authenticate", "Bearer");
         send_err(r, &c.err);
         return;
@@ -338,6 +386,10 @@ static void g1_body(void *ctx, emu_req *r, const char *data, size_t n)
     g1_req *q = emu_req_get_data(r);
     if (!q || q->skip || emu_req_answered(r) || q->kind == G1_K_NONE) return;
     g1_ctx c = {.g = g, .r = r, .q = q};
+    if (q->kind == G1_K_TOKEN) {
+        if (dbuf_add(&q->body, data, n) != 0) emu_resp_json(r, 413, "{\"error\":\"invalid_request\"}");
+        return;
+    }
     if (q->kind == G1_K_MSCONCAT) {
         if (dbuf_add(&q->body, data, n) != 0) {
             g1_fail(&c, 413, "IllegalArgumentException", "MSCONCAT body exceeds the limit of %" PRIu64 " bytes",
@@ -377,6 +429,7 @@ static void g1_end(void *ctx, emu_req *r)
     case G1_K_APPEND:
     case G1_K_CAPPEND: run_locked(&c, g1_append_finish); break;
     case G1_K_MSCONCAT: run_locked(&c, g1_op_msconcat_body); break;
+    case G1_K_TOKEN: token_answer(&c); break;
     default:
         g1_fail(&c, 500, "RuntimeException", "request was not handled");
         send_err(r, &c.err);
@@ -433,8 +486,8 @@ static void g1_fault(void *ctx, emu_req *r, int status, int retry_after_s, const
 int emu_gen1_new(const emu_gen1_opts *o, emu_gen1 **out, emu_service *svc)
 {
     emu_gen1 *g = calloc(1, sizeof *g);
-    if (!g) return -1;
-    if (!o || !o->store) {
+    if (!g || !o || !o->store) {
+        if (o) emu_ident_free(o->ident);
         free(g);
         return -1;
     }
@@ -443,12 +496,12 @@ int emu_gen1_new(const emu_gen1_opts *o, emu_gen1 **out, emu_service *svc)
     g->hadoop = o->hadoop;
     g->max_body = o->max_body ? o->max_body : G1_DEFAULT_MAX_BODY;
     g->lease_ms = o->lease_ms > 0 ? o->lease_ms : G1_DEFAULT_LEASE_MS;
-    g->token = (o->token && *o->token) ? strdup(o->token) : NULL;
+    g->ident = o->ident;
     g->superuser = strdup(o->superuser && *o->superuser ? o->superuser : "hdfs");
     g->default_user = strdup(o->default_user && *o->default_user ? o->default_user
                              : g->superuser                      ? g->superuser
                                                                  : "hdfs");
-    if ((o->token && *o->token && !g->token) || !g->superuser || !g->default_user) {
+    if (!g->superuser || !g->default_user) {
         emu_gen1_free(g);
         return -1;
     }
@@ -480,7 +533,7 @@ void emu_gen1_free(emu_gen1 *g)
 {
     if (!g) return;
     pthread_mutex_destroy(&g->dn_mu);
-    free(g->token);
+    emu_ident_free(g->ident);
     free(g->superuser);
     free(g->default_user);
     free(g);

@@ -12,12 +12,14 @@
 #include <stdint.h>
 
 #include "emu_http.h"
+#include "emu_ident.h"
 #include "emu_store.h"
 
 typedef struct emu_gen1_opts {
     emu_store *store;
     bool hadoop;                 /* dialect: false = adls, true = hadoop */
-    const char *token;           /* when set, requests must carry "Authorization: Bearer <token>" */
+    emu_ident *ident;            /* when it requires one, requests must carry a bearer token it knows;
+                                    the service owns it from emu_gen1_new on (even on failure) */
     const char *superuser;       /* identity that bypasses permission checks (default "hdfs") */
     const char *default_user;    /* identity when a request names none (default: superuser) */
     uint64_t max_body;           /* bytes per CREATE/APPEND body (default 4 MiB, like ADLS) */

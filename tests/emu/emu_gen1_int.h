@@ -19,6 +19,7 @@
 #include "dbuf.h"
 #include "emu_gen1.h"
 #include "emu_http.h"
+#include "emu_ident.h"
 #include "emu_store.h"
 #include "whreq.h"
 
@@ -32,7 +33,7 @@ enum { P_X = 1, P_W = 2, P_R = 4 };
 struct emu_gen1 {
     emu_store *store;
     bool hadoop;
-    char *token;
+    emu_ident *ident;   /* named bearer tokens and the token endpoint; NULL: no token needed */
     char *superuser;
     char *default_user;
     uint64_t max_body;
@@ -42,7 +43,7 @@ struct emu_gen1 {
     char datanode[160]; /* "http://127.0.0.1:PORT" or "" */
 };
 
-typedef enum g1_kind { G1_K_NONE = 0, G1_K_CREATE, G1_K_APPEND, G1_K_CAPPEND, G1_K_MSCONCAT } g1_kind;
+typedef enum g1_kind { G1_K_NONE = 0, G1_K_CREATE, G1_K_APPEND, G1_K_CAPPEND, G1_K_MSCONCAT, G1_K_TOKEN } g1_kind;
 
 typedef struct g1_req {
     whreq w;
@@ -68,7 +69,9 @@ typedef struct g1_req {
     bool has_mode;
     uint16_t mode;
     bool delete_dir; /* MSCONCAT deleteSourceDirectory */
-    dbuf body;       /* MSCONCAT body */
+    dbuf body;       /* MSCONCAT body; the token endpoint's form */
+    bool token_v2;   /* token endpoint: /oauth2/v2.0/token */
+    char tenant[129];
 } g1_req;
 
 typedef struct g1_ctx {

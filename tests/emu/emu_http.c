@@ -187,6 +187,11 @@ void emu_resp_head(emu_req *r, int status, uint64_t len)
 
 /* ---- fault hook ---- */
 
+void emu_req_count_identity(emu_req *r, const char *ident, const char *op)
+{
+    if (r->h->faults) emu_fault_count_identity(r->h->faults, ident, r->method, op);
+}
+
 int emu_req_fault(emu_req *r, const char *op)
 {
     emu_fault_hit hit;

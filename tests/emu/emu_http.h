@@ -74,6 +74,8 @@ uint64_t emu_req_max_body(const emu_req *r);
  *      the service must not answer.
  */
 int emu_req_fault(emu_req *r, const char *op);
+/** Count the request under identity ident (who sent it) and op, for /counters' "identities". */
+void emu_req_count_identity(emu_req *r, const char *ident, const char *op);
 
 /* ---- answering ---- */
 /** Add a response header (copied). Call before emu_resp_*; allowed several times. */

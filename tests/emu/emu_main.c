@@ -19,6 +19,7 @@
 #include "emu_admin.h"
 #include "emu_fault.h"
 #include "emu_gen1.h"
+#include "emu_ident.h"
 #include "emu_gen2.h"
 #include "emu_http.h"
 #include "emu_store.h"
@@ -26,6 +27,7 @@
 #include "skey.h"
 
 #define MAX_FAULT_FLAGS 32
+#define MAX_IDENTITY_FLAGS 32
 
 typedef struct emu_args {
     const char *service;
@@ -39,6 +41,8 @@ typedef struct emu_args {
     const char *log_level;
     const char *faults[MAX_FAULT_FLAGS];
     int nfaults;
+    const char *identities[MAX_IDENTITY_FLAGS];
+    int nidentities;
     unsigned long long seed;
     unsigned long long max_body;
     unsigned long max_header, max_connections, token_ttl, idle_timeout;
@@ -51,7 +55,9 @@ static void usage(FILE *f)
 {
     fputs("usage:\n"
           "  dualpipe-emu gen1 --listen 127.0.0.1:PORT --data DIR [--dialect adls|hadoop]\n"
-          "                    [--token TOKEN | --token-file FILE] [--datanode-listen 127.0.0.1:PORT]\n"
+          "                    [--token TOKEN] [--token-file FILE (lines NAME TOKEN, re-read on change)]\n"
+          "                    [--identity NAME=TOKEN (repeatable)] [--datanode-listen 127.0.0.1:PORT]\n"
+          "                    [--oauth-client-id ID [--token-ttl SECONDS]: token endpoint, identity \"oauth\"]\n"
           "                    [--superuser NAME] [--user NAME] [--lease-ms MS (stale lease expiry, default 600000)]\n"
           "  dualpipe-emu gen2 --listen 127.0.0.1:PORT --data DIR --account NAME\n"
           "                    (--key BASE64KEY | --key-file FILE | env DUALPIPE_EMU_KEY)\n"
@@ -120,6 +126,12 @@ static int parse_args(int argc, char **argv, emu_args *a)
                 return -1;
             }
             a->faults[a->nfaults++] = v;
+        } else if (strcmp(f, "--identity") == 0) {
+            if (a->nidentities >= MAX_IDENTITY_FLAGS) {
+                fprintf(stderr, "dualpipe-emu: at most %d --identity flags\n", MAX_IDENTITY_FLAGS);
+                return -1;
+            }
+            a->identities[a->nidentities++] = v;
         } else if (strcmp(f, "--seed") == 0) {
             if (parse_ull(f, v, ~0ULL, &a->seed)) return -1;
         } else if (strcmp(f, "--max-body") == 0) {
@@ -267,10 +279,18 @@ int main(int argc, char **argv)
 
     if (gen1) {
         const char *token = a.token;
-        if (!token && a.token_file) token = secret = read_secret_file("--token-file", a.token_file);
-        if (!token && !a.token_file) token = getenv("DUALPIPE_EMU_TOKEN");
-        if (a.token_file && !token) goto out;
-        emu_gen1_opts o = {.store = store, .hadoop = hadoop, .token = (token && *token) ? token : NULL,
+        if (!token && !a.token_file && !a.nidentities) token = getenv("DUALPIPE_EMU_TOKEN");
+        const char *csecret = getenv("DUALPIPE_EMU_CLIENT_SECRET");
+        emu_ident_opts io = {.token = token, .file = a.token_file, .pairs = a.identities, .npairs = a.nidentities,
+                             .oauth_client_id = a.oauth_client_id,
+                             .oauth_client_secret = (csecret && *csecret) ? csecret : NULL,
+                             .token_ttl_s = a.token_ttl ? (unsigned)a.token_ttl : 3600};
+        emu_ident *ident = NULL;
+        if (emu_ident_new(&io, &ident, err, sizeof err) != 0) {
+            fprintf(stderr, "dualpipe-emu: %s\n", err);
+            goto out;
+        }
+        emu_gen1_opts o = {.store = store, .hadoop = hadoop, .ident = ident,
                            .superuser = a.superuser ? a.superuser : "hdfs", .default_user = a.user,
                            .max_body = a.max_body ? a.max_body : (4u << 20), .lease_ms = (int64_t)a.lease_ms};
         if (emu_gen1_new(&o, &g1, &svc) != 0) {
