@@ -576,6 +576,8 @@ int applier_status_json(applier *a, dbuf *out)
         json_object_set_new(o, "gen2_problems", ap_acct_status_json(a));
         json_object_set_new(o, "divergences", ring_json(&a->divs));
         json_object_set_new(o, "failures", ring_json(&a->fails));
+        /* why the proxy's own Gen1 identity cannot be had right now ("" when it works or is unused) */
+        json_object_set_new(o, "gen1_identity_error", json_string(a->g1_ident_err));
     }
     pthread_mutex_unlock(&a->mu);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -309,9 +309,7 @@ static void g1x_done(void *ud, httpc_resp *resp)
         int w = g1a_wait(x->c->ident, x->gen, ident_ready, x);
         if (w == 1) ident_ready(x, true, "");
         if (w != -1) return;
-        x->held = NULL;
-        g1x_finish(x, resp);
-        return;
+        x->held = NULL; /* no refresh possible: reported below like any refused identity */
     }
     if (x->ident && resp->result == HTTPC_OK && resp->status == 401) {
         /* Refused credentials are the proxy's problem, not the record's: the caller sees a credential
@@ -420,19 +418,20 @@ int gen1c_send(gen1c *c, const gen1c_call *call)
     return g1x_start(x, op, &url);
 }
 
-/* Finish x without an answer from Gen1: the 401 held for a token refresh when there is one (the
- * honest answer when no newer token could be had), else result r with why (nothing was sent). */
+/* Finish x (a request with the proxy's identity) with result r and why instead of an answer: no
+ * credential could be had. A 401 held for a token refresh is dropped: it, too, only says that. */
 static void g1x_fail_auth(g1x *x, httpc_result r, const char *why)
 {
-    httpc_resp *resp = x->held;
-    x->held = NULL;
-    if (!resp) {
-        resp = x->spare;
-        x->spare = NULL;
-        dbuf_init(&resp->body, x->out_max ? x->out_max : 1);
-        resp->result = r;
-        snprintf(resp->error, sizeof resp->error, "%s", why);
+    if (x->held) {
+        httpc_resp_free(x->held);
+        free(x->held);
+        x->held = NULL;
     }
+    httpc_resp *resp = x->spare;
+    x->spare = NULL;
+    dbuf_init(&resp->body, x->out_max ? x->out_max : 1);
+    resp->result = r;
+    snprintf(resp->error, sizeof resp->error, "%s", why);
     g1x_finish(x, resp);
 }
 
