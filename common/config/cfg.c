@@ -614,6 +614,30 @@ static int walk(pctx *p, const json_t *obj, const char *prefix)
 
 /* ---------------------------------------------------------------- rules across keys */
 
+/* A secret key of an auth branch and the modes (bit set of mode values) that use it. */
+typedef struct mode_secret {
+    const char *key;
+    size_t off;
+    unsigned used_by;
+} mode_secret;
+
+/* Each secret the mode (value mode, spelled name, of key mode_key) uses must be given; any other is an
+ * error. Returns 0 or -1 (fail). */
+static int check_mode_secrets(pctx *p, const mode_secret *secrets, size_t n, int mode, const char *mode_key,
+                              const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        const cfg_secret *s = (const cfg_secret *)((const char *)p->c + secrets[i].off);
+        bool used = secrets[i].used_by & (1u << mode);
+        const char *lf = leaf(secrets[i].key);
+        if (used && !s->value)
+            return fail(p, secrets[i].key, "required with %s %s (give %s, %s_env or %s_file)", mode_key, name, lf, lf,
+                        lf);
+        if (!used && s->value) return fail(p, secrets[i].key, "not used with %s %s; remove it", mode_key, name);
+    }
+    return 0;
+}
+
 /* gen1.auth: each mode's required keys; secrets and settings of another mode are errors (a key that
  * would silently do nothing is a mistake the operator wants to hear about). */
 static int finish_gen1_auth(pctx *p)
@@ -623,19 +647,12 @@ static int finish_gen1_auth(pctx *p)
     if (c->gen1_auth == CFG_G1AUTH_KERBEROS)
         return fail(p, "gen1.auth.mode", "kerberos (SPNEGO) is not supported yet; use bearer, client_credentials, "
                                          "hadoop or none");
-    static const struct { const char *key; size_t off; unsigned used_by; } secrets[] = {
+    static const mode_secret secrets[] = {
         {"gen1.auth.token", offsetof(dp_config, gen1_token), 1u << CFG_G1AUTH_BEARER},
         {"gen1.auth.client_secret", offsetof(dp_config, gen1_client_secret), 1u << CFG_G1AUTH_CLIENT_CREDENTIALS},
     };
-    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
-        const cfg_secret *s = (const cfg_secret *)((const char *)c + secrets[i].off);
-        bool used = secrets[i].used_by & (1u << c->gen1_auth);
-        const char *lf = leaf(secrets[i].key);
-        if (used && !s->value)
-            return fail(p, secrets[i].key, "required with gen1.auth.mode %s (give %s, %s_env or %s_file)", mode, lf,
-                        lf, lf);
-        if (!used && s->value) return fail(p, secrets[i].key, "not used with gen1.auth.mode %s; remove it", mode);
-    }
+    if (check_mode_secrets(p, secrets, sizeof secrets / sizeof secrets[0], (int)c->gen1_auth, "gen1.auth.mode", mode))
+        return -1;
     if (c->gen1_auth == CFG_G1AUTH_CLIENT_CREDENTIALS) {
         if (!c->gen1_tenant[0]) return fail(p, "gen1.auth.tenant_id", "required with gen1.auth.mode client_credentials");
         if (!c->gen1_client_id[0])
@@ -685,22 +702,14 @@ static int finish(pctx *p)
         return fail(p, "admin.listen", "must differ from listen");
 
     /* Auth: the mode's required keys, and no secret the mode does not use. */
-    static const struct { const char *key; size_t off; unsigned used_by; } secrets[] = {
+    static const mode_secret secrets[] = {
         {"gen2.auth.account_key", offsetof(dp_config, gen2_account_key), 1u << CFG_AUTH_SHARED_KEY},
         {"gen2.auth.sas", offsetof(dp_config, gen2_sas), 1u << CFG_AUTH_SAS},
         {"gen2.auth.client_secret", offsetof(dp_config, oauth_client_secret), 1u << CFG_AUTH_CLIENT_CREDENTIALS},
     };
-    const char *mode = auth_names[c->gen2_auth];
-    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
-        const cfg_secret *s = (const cfg_secret *)((const char *)c + secrets[i].off);
-        bool used = secrets[i].used_by & (1u << c->gen2_auth);
-        const char *lf = leaf(secrets[i].key);
-        if (used && !s->value)
-            return fail(p, secrets[i].key, "required with gen2.auth.mode %s (give %s, %s_env or %s_file)", mode, lf,
-                        lf, lf);
-        if (!used && s->value)
-            return fail(p, secrets[i].key, "not used with gen2.auth.mode %s; remove it", mode);
-    }
+    if (check_mode_secrets(p, secrets, sizeof secrets / sizeof secrets[0], (int)c->gen2_auth, "gen2.auth.mode",
+                           auth_names[c->gen2_auth]))
+        return -1;
     if (c->gen2_auth == CFG_AUTH_SHARED_KEY) {
         unsigned char key[CFG_MAX_SECRET];
         long kl = b64_decode(c->gen2_account_key.value, strlen(c->gen2_account_key.value), key, sizeof key);
