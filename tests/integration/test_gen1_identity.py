@@ -6,7 +6,7 @@ identity W; the proxy is configured with its own identity P. Each test writes th
 (the writer's requests carry W, never P), then forces writer-less work and checks on the counters
 that it carried P and that it succeeded: nothing parked, and Gen1 and Gen2 compare equal.
 
- - bearer (adls dialect, token from a file): an operator resync, a CONCAT re-copy, kill -9 with
+ - bearer (adls dialect, token from a file): the readiness probe, an operator resync, a CONCAT re-copy, kill -9 with
    writes in flight then restart (recovery checks the in-doubt records), `journal retry` of a parked
    record, and the token file rotated while the proxy runs (the emulator then accepts only the new
    token; the proxy uses it without a restart);
@@ -99,6 +99,14 @@ class Bearer(unittest.TestCase):
         self.s.wait_drained(timeout=30)
         diffs = self.s.compare(root)
         self.assertEqual(diffs, [], "\n".join(diffs))
+
+    def test_0_readiness_probe_carries_the_proxys_identity(self):
+        deadline = time.time() + 10
+        while time.time() < deadline and count(self.s, "P", "GET GETFILESTATUS") == 0:
+            time.sleep(0.1)
+        self.assertGreaterEqual(count(self.s, "P", "GET GETFILESTATUS"), 1, idents(self.s))
+        self.assertEqual(count(self.s, "(refused)"), 0, idents(self.s))
+        self.assertEqual(self.p.admin("GET", "/readyz").status, 200)
 
     def test_1_writers_keep_their_identity_resync_uses_the_proxys(self):
         s = self.s
