@@ -4,7 +4,10 @@
  * Gen1's refusals relayed (BadOffsetException, 401, 404), odd paths and parameter values that must
  * reach Gen1 meaning what the writer meant, one-step flags and noredirect stripped, the writer's
  * Authorization passed through, the datanode rewrite map. A recording server checks the exact URL and
- * headers sent, and the handling of a 307 without a usable Location.
+ * headers sent, and the handling of a 307 without a usable Location. With the proxy's own identity
+ * (gen1auth) gen1c_get replaces the writer's identity (hadoop query pieces, bearer header), turns
+ * Gen1's 401 into a credential that cannot be had, and waits for an OAuth2 token from the emulator's
+ * token endpoint (a wrong secret fails without a request to Gen1).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "gen1auth.h"
 #include "gen1client.h"
 #include "httpc.h"
 #include "temu.h"
@@ -532,7 +536,138 @@ TEST(hadoop_redirect_handling)
     env_stop(&v);
 }
 
+/* A client of v's emulator (or server) with the proxy's own identity from cfg's gen1.auth keys. */
+static g1a *with_identity(env *v, void (*set)(dp_config *c, void *ud), void *ud)
+{
+    set(v->cfg, ud);
+    g1a *id = NULL;
+    char err[256];
+    if (g1a_new(v->cfg, v->http, &id, err, sizeof err) != 0) TH_FAIL_AT("g1a_new: %s", err);
+    gen1c_set_identity(v->g, id);
+    return id;
+}
+
+static void set_hadoop(dp_config *c, void *ud)
+{
+    (void)ud;
+    c->gen1_auth = CFG_G1AUTH_HADOOP;
+    snprintf(c->gen1_user, sizeof c->gen1_user, "svc");
+    snprintf(c->gen1_doas, sizeof c->gen1_doas, "hdfs");
+}
+
+static void set_bearer(dp_config *c, void *ud)
+{
+    c->gen1_auth = CFG_G1AUTH_BEARER;
+    c->gen1_token.value = ud;
+}
+
+TEST(proxy_identity_replaces_the_writers)
+{
+    temu_srv_start(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    env v;
+    memset(&v, 0, sizeof v);
+    char err[256], ep[64], head[TEMU_SRV_HEAD];
+    signal(SIGPIPE, SIG_IGN);
+    ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", srv.port);
+    env_client(&v, ep, false, NULL);
+    /* hadoop: the writer's user.name, doas and delegation and its Authorization are all replaced */
+    g1a *id = with_identity(&v, set_hadoop, NULL);
+    httpc_resp *r = g1get(&v, "/a", "op=GETFILESTATUS&user.name=bob&doas=alice&delegation=D1&x=1", "Bearer w");
+    ASSERT_EQ_INT(r->status, 200);
+    rfree(r);
+    temu_srv_last(&srv, head, sizeof head);
+    const char *line = "GET /webhdfs/v1/a?op=GETFILESTATUS&x=1&user.name=svc&doas=hdfs HTTP/1.1\r\n";
+    if (strncmp(head, line, strlen(line)) != 0) TH_FAIL_AT("sent %.200s", head);
+    ASSERT_TRUE(!temu_head_has(head, "Authorization", NULL));
+    /* a writer's own request is never touched */
+    opts o = {.auth = "Bearer w", .mem = "x"};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/b?op=CREATE&user.name=bob", &o), 200);
+    temu_srv_last(&srv, head, sizeof head);
+    line = "PUT /webhdfs/v1/b?op=CREATE&user.name=bob&write=true HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_TRUE(temu_head_has(head, "Authorization", "Bearer w"));
+    g1a_free(id);
+
+    /* bearer: its token instead of the writer's; Gen1's 401 to it is a credential that cannot be had */
+    env_client(&v, ep, false, NULL);
+    char tok[] = "proxy-tok";
+    id = with_identity(&v, set_bearer, tok);
+    temu_srv_set_reply(&srv, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}");
+    r = g1get(&v, "/a", "op=OPEN&user.name=bob", "Bearer w");
+    ASSERT_EQ_INT(r->result, HTTPC_E_AUTH);
+    ASSERT_TRUE(strstr(r->error, "401") != NULL && strstr(r->error, "bearer") != NULL);
+    ASSERT_TRUE(strstr(r->error, tok) == NULL);
+    rfree(r);
+    temu_srv_last(&srv, head, sizeof head);
+    line = "GET /webhdfs/v1/a?op=OPEN&read=true HTTP/1.1\r\n";
+    ASSERT_TRUE(strncmp(head, line, strlen(line)) == 0);
+    ASSERT_TRUE(temu_head_has(head, "Authorization", "Bearer proxy-tok"));
+    v.cfg->gen1_token.value = NULL;
+    g1a_free(id);
+    env_stop(&v);
+}
+
+static void set_cc(dp_config *c, void *ud)
+{
+    const char *const *kv = ud; /* authority, secret */
+    c->gen1_auth = CFG_G1AUTH_CLIENT_CREDENTIALS;
+    c->gen1_token_api = CFG_TOKEN_API_V1;
+    snprintf(c->gen1_authority, sizeof c->gen1_authority, "%s", kv[0]);
+    snprintf(c->gen1_tenant, sizeof c->gen1_tenant, "contoso");
+    snprintf(c->gen1_client_id, sizeof c->gen1_client_id, "app");
+    snprintf(c->gen1_resource, sizeof c->gen1_resource, "https://datalake.azure.net/");
+    c->gen1_client_secret.value = (char *)kv[1];
+    c->gen1_refresh_margin_s = 300;
+}
+
+TEST(proxy_identity_client_credentials)
+{
+    env v;
+    memset(&v, 0, sizeof v);
+    const char *args[] = {"--identity", "W=wtok", "--oauth-client-id", "app", NULL};
+    temu_start(&v.emu, "gen1", args, "right");
+    signal(SIGPIPE, SIG_IGN);
+    char err[256];
+    ASSERT_EQ_INT(httpc_start(0, &v.http, err, sizeof err), 0);
+    env_client(&v, v.emu.url, false, NULL);
+    /* the first request waits for the first token, then carries it */
+    const char *good[] = {v.emu.url, "right"};
+    g1a *id = with_identity(&v, set_cc, (void *)good);
+    httpc_resp *r = g1get(&v, "/", "op=GETFILESTATUS", NULL);
+    ASSERT_EQ_INT(r->result, HTTPC_OK);
+    ASSERT_EQ_INT(r->status, 200);
+    rfree(r);
+    ASSERT_EQ_INT(temu_counter(&v.emu, "POST TOKEN"), 1);
+    r = g1get(&v, "/", "op=LISTSTATUS", "Bearer wtok");
+    ASSERT_EQ_INT(r->status, 200);
+    rfree(r);
+    ASSERT_EQ_INT(temu_counter(&v.emu, "POST TOKEN"), 1); /* cached */
+    char *body = NULL;
+    ASSERT_EQ_INT(temu_admin(&v.emu, "GET", "/counters", NULL, &body), 200);
+    ASSERT_TRUE(strstr(body, "\"oauth\":{\"total\":2") != NULL);
+    ASSERT_TRUE(strstr(body, "\"W\"") == NULL);
+    free(body);
+    v.cfg->gen1_client_secret.value = NULL;
+    g1a_free(id);
+
+    /* a wrong secret: no request reaches Gen1, the answer says why without the secret */
+    env_client(&v, v.emu.url, false, NULL);
+    const char *bad[] = {v.emu.url, "wrong-s3cret"};
+    id = with_identity(&v, set_cc, (void *)bad);
+    long before = temu_counter(&v.emu, "GET GETFILESTATUS");
+    r = g1get(&v, "/", "op=GETFILESTATUS", NULL);
+    ASSERT_EQ_INT(r->result, HTTPC_E_AUTH);
+    ASSERT_TRUE(strstr(r->error, "invalid_client") != NULL);
+    ASSERT_TRUE(strstr(r->error, "wrong-s3cret") == NULL);
+    rfree(r);
+    ASSERT_EQ_INT(temu_counter(&v.emu, "GET GETFILESTATUS"), before);
+    v.cfg->gen1_client_secret.value = NULL;
+    g1a_free(id);
+    env_stop(&v);
+}
+
 TESTS(T(data_ops_adls), T(data_ops_hadoop), T(odd_paths_adls), T(odd_paths_hadoop), T(params_verbatim_adls),
       T(params_verbatim_hadoop), T(one_step_flags_are_the_dialects_choice), T(authorization_adls),
       T(authorization_hadoop), T(hadoop_datanode_rewrite), T(hadoop_namenode_answer_is_final), T(wire_request),
-      T(hadoop_redirect_handling))
+      T(hadoop_redirect_handling), T(proxy_identity_replaces_the_writers), T(proxy_identity_client_credentials))
