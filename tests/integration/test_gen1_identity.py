@@ -13,6 +13,8 @@ that it carried P and that it succeeded: nothing parked, and Gen1 and Gen2 compa
  - hadoop dialect: writers send user.name=alice, the proxy user.name=dpproxy&doas=hdfs;
  - client_credentials against the emulator's token endpoint (v2, scope) with a 3 s token lifetime:
    the token is refreshed and the work after the first token's expiry still carries P;
+ - client_credentials with the authority answering 503: the work waits (never parked), /admin/status says
+   why, and drains by itself once the authority is back;
  - client_credentials with a wrong client secret: the resync stays pending (never parked), the log
    says why once without the secret, and after a restart with the right secret the backlog drains.
 """
@@ -260,6 +262,29 @@ class ClientCredentials(unittest.TestCase):
             self.assertGreater(count(s, "oauth"), first, idents(s))
             self.assertEqual(count(s, "(refused)"), 0, idents(s))
             self.assertGreaterEqual(s.gen1.counters()["requests"].get("POST TOKEN", 0), 2, s.gen1.counters())
+        finally:
+            s.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_authority_down_then_back(self):
+        s, tmp, _ = oauth_stack("right-secret", extra=["--fault", "method=POST,op=TOKEN,status=503"])
+        try:
+            self.assertEqual(s.g1("PUT", "/d/side", "CREATE", body=b"owed", write="true").status, 201)
+            self.assertEqual(jcli(s.proxy, "resync", "/d/side")[0], 0)
+            # the token service is retried with backoff (4 attempts) before the work is told it must wait
+            deadline = time.time() + 15
+            while time.time() < deadline and not s.proxy.status().get("gen1_identity_error"):
+                time.sleep(0.2)
+            self.assertIn("HTTP 503", s.proxy.status().get("gen1_identity_error", ""))
+            j = s.proxy.journal()["journal"]
+            self.assertEqual(int(j.get("parked", 0)), 0, j)
+            self.assertGreaterEqual(int(j.get("pending", 0)), 1, j)
+            self.assertEqual(count(s, "oauth"), 0, idents(s))
+            s.gen1.admin("DELETE", "/faults")  # the authority is back: the token comes, the backlog drains
+            s.wait_drained(timeout=45)
+            self.assertEqual(s.g2_read("d/side"), b"owed")
+            self.assertGreater(count(s, "oauth"), 0, idents(s))
+            self.assertIn("Gen1 identity works again", s.proxy.read_log())
         finally:
             s.close()
             shutil.rmtree(tmp, ignore_errors=True)
