@@ -78,7 +78,8 @@ typedef struct apply_req {
     void (*first)(void *ud, bool ok); /* ack "both": runs once, when the first Gen2 attempt ended (ok: the
                                      operation applied) or at the outcome, whichever is first; or NULL */
     void *first_ud;
-    char *authorization;          /* writer's Authorization (for Gen1 look-ups on its behalf), or NULL */
+    char *authorization;          /* writer's Authorization (for Gen1 look-ups on its behalf when gen1.auth is
+                                     none), or NULL */
     int gen1_status;              /* Gen1's status for the write (2xx) */
     char *gen1_body;              /* Gen1's JSON answer (e.g. {"boolean":true}), or NULL */
 } apply_req;

@@ -374,7 +374,8 @@ void ap_g2_send_mem(aop *op, const char *rq_path, const void *mem, uint64_t len,
 void ap_g2_simple(aop *op, const char *rq_path, ap_handler h);
 /** The same in filesystem fs (op-owned memory) instead of op->fs. */
 void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h);
-/** A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
+/** A Gen1 look-up on path with the proxy's own identity (gen1.auth), or without one the writer's ("op=X" + its
+ *  user.name/doas/delegation). */
 void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
                ap_handler h);
 /** A Gen1 LISTSTATUS of path (extra: its listSize/listAfter), answer in memory up to AP_LIST_MAX. */

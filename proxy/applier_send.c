@@ -516,7 +516,8 @@ void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h)
     g2_send_in(op, fs, rq_path, HTTPC_IN_NONE, NULL, -1, 0, 0, h);
 }
 
-/* A Gen1 look-up on path with the writer's identity ("op=X" + its user.name/doas/delegation). */
+/* A Gen1 look-up on path ("op=X" + the writer's user.name/doas/delegation): gen1c_get swaps in the proxy's
+ * own identity when gen1.auth sets one. */
 static void g1_send(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out,
                     size_t max, int fd, ap_handler h)
 {
