@@ -148,8 +148,7 @@ void ap_op_free(aop *op)
     }
     free(op->meta);
     xlate_meta_free(&op->m);
-    xlate_g2req_free(&op->mreq[0]);
-    xlate_g2req_free(&op->mreq[1]);
+    for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&op->mreq[i]);
     free(op->probe_node.g1);
     free(op->probe_node.g2);
     if (op->tmpfd >= 0) close(op->tmpfd);

@@ -126,7 +126,7 @@ struct aop {
     ap_node *meta;
     int nmeta, meta_i;
     xlate_meta m;
-    xlate_g2req mreq[2];
+    xlate_g2req mreq[XLATE_META_REQS];
     int nmreq, mreq_i;
     ap_step after_meta;
     ap_node probe_node;             /* ancestor being probed */

@@ -74,6 +74,7 @@ static const char *const auth_names[] = {"shared_key", "sas", "client_credential
 static const char *const g1auth_names[] = {"none", "bearer", "client_credentials", "hadoop", "kerberos", NULL};
 static const char *const token_api_names[] = {"v1", "v2", NULL};
 static const char *const unmapped_names[] = {"skip", "reject", NULL};
+static const char *const unmapped_id_names[] = {"keep", "drop", "resync-later", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const policy_names[] = {"degrade", "reject", NULL};
 static const char *const io_names[] = {"auto", "io_uring", "threads", NULL}; /* iox_backend's order */
@@ -141,6 +142,8 @@ static const cfg_opt cfg_opts[] = {
     {"gen2.timeout_ms", K_UINT, FLD(gen2_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
     {"gen2.unmapped", K_ENUM, FLD(unmapped), 0, 0, "\"skip\"", 0, unmapped_names, NULL},
     {"gen2.create_filesystems", K_BOOL, FLD(gen2_create_filesystems), 0, 0, "false", 0, NULL, NULL},
+    {"gen2.identity_map", K_PATH, FLD(identity_map), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen2.unmapped_identity", K_ENUM, FLD(unmapped_identity), 0, 0, "\"resync-later\"", 0, unmapped_id_names, NULL},
     {"gen2.mappings", K_MAPPINGS, 0, 0, 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen2.auth.mode", K_ENUM, FLD(gen2_auth), 0, 0, "\"shared_key\"", 0, auth_names, NULL},
     {"gen2.auth.account_key", K_SECRET, FLD(gen2_account_key), 0, 0, NULL, 0, NULL, NULL},
@@ -159,7 +162,7 @@ static const cfg_opt cfg_opts[] = {
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 _Static_assert(NOPTS <= CFG_MAX_OPTIONS, "dp_config.cfg_given is too small for cfg_opts");
 _Static_assert(sizeof(cfg_phase) == sizeof(int) && sizeof(cfg_dialect) == sizeof(int) &&
-                   sizeof(cfg_auth_mode) == sizeof(int) && sizeof(cfg_unmapped) == sizeof(int) &&
+                   sizeof(cfg_auth_mode) == sizeof(int) && sizeof(cfg_unmapped) == sizeof(int) && sizeof(cfg_unmapped_id) == sizeof(int) &&
                    sizeof(cfg_spool_policy) == sizeof(int) && sizeof(cfg_io) == sizeof(int) &&
                    sizeof(cfg_ack) == sizeof(int) && sizeof(cfg_g1auth_mode) == sizeof(int) &&
                    sizeof(cfg_token_api) == sizeof(int),
@@ -884,7 +887,8 @@ static int explain_opt(const dp_config *c, const cfg_opt *o, bool given, dbuf *b
     case K_URL:
     case K_PATH:
         /* journal.dir's default is derived in finish(): say from what */
-        if (o->kind == K_PATH && (o->flags & F_EMPTY_OK) && !given) dflt = " (default: <spool.dir>/journal)";
+        if (o->kind == K_PATH && (o->flags & F_EMPTY_OK) && !given && strcmp(o->key, "journal.dir") == 0)
+            dflt = " (default: <spool.dir>/journal)";
         if ((rc = dbuf_printf(b, "%s = ", o->key)) || (rc = put_quoted(b, f))) return rc;
         return dbuf_printf(b, "%s\n", dflt);
     case K_UINT: return dbuf_printf(b, "%s = %u%s\n", o->key, *(const unsigned *)f, dflt);

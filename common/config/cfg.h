@@ -38,6 +38,8 @@ typedef enum cfg_g1auth_mode {
 } cfg_g1auth_mode;
 typedef enum cfg_token_api { CFG_TOKEN_API_V1 = 0, CFG_TOKEN_API_V2 } cfg_token_api;
 typedef enum cfg_unmapped { CFG_UNMAPPED_SKIP = 0, CFG_UNMAPPED_REJECT } cfg_unmapped;
+/* Same order as idm_policy (common/webhdfs/idmap.h). */
+typedef enum cfg_unmapped_id { CFG_UNMAPPED_ID_KEEP = 0, CFG_UNMAPPED_ID_DROP, CFG_UNMAPPED_ID_RESYNC_LATER } cfg_unmapped_id;
 typedef enum cfg_spool_policy { CFG_SPOOL_DEGRADE = 0, CFG_SPOOL_REJECT } cfg_spool_policy;
 typedef enum cfg_ack { CFG_ACK_DURABLE = 0, CFG_ACK_BOTH } cfg_ack;
 typedef enum cfg_io { CFG_IO_AUTO = 0, CFG_IO_URING, CFG_IO_THREADS } cfg_io; /* same values as iox_backend */
@@ -150,6 +152,8 @@ typedef struct dp_config {
     int nmappings;
     cfg_unmapped unmapped;            /* "gen2.unmapped" skip|reject (skip) */
     bool gen2_create_filesystems;     /* "gen2.create_filesystems" (false): create missing mapped filesystems */
+    char identity_map[1024];          /* "gen2.identity_map": name -> object id file ("" = names copied as they are) */
+    cfg_unmapped_id unmapped_identity; /* "gen2.unmapped_identity" keep|drop|resync-later (resync-later) */
     /* log */
     int log_level;                    /* "log.level" error|warn|info|debug (info): log.h's values */
     /* internal to cfg: which table options the file set (cfg_explain marks the others "(default)") */

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "acl.h"
+#include "b64.h"
 #include "urlcodec.h"
 
 #define XL_STICKY 01000
@@ -488,6 +489,8 @@ void xlate_meta_free(xlate_meta *m)
     m->acl = NULL;
 }
 
+static int json_i64(const json_t *v, int64_t *out);
+
 /* Wrapper object (case-insensitive key, as the ADLS swagger and examples disagree on casing). */
 static json_t *get_ci(json_t *obj, const char *key)
 {
@@ -536,10 +539,65 @@ int xlate_meta_from_filestatus(const char *json, size_t len, xlate_meta *m, xlat
     json_t *type = json_object_get(fs, "type");
     m->is_dir = json_is_string(type) && strcmp(json_string_value(type), "DIRECTORY") == 0;
     m->acl_bit = json_truthy(json_object_get(fs, "aclBit"));
+    int64_t mt = -1, at = -1, flen = -1;
+    json_t *v = json_object_get(fs, "modificationTime");
+    if (v && json_i64(v, &mt) != 0) mt = -1;
+    v = json_object_get(fs, "accessTime");
+    if (v && json_i64(v, &at) != 0) at = -1;
+    v = json_object_get(fs, "length");
+    if (v && json_i64(v, &flen) != 0) flen = -1;
+    m->has_times = mt >= 0 || at >= 0;
+    m->mtime_ms = mt;
+    m->atime_ms = at;
+    m->length = flen;
     rc = 0;
 out:
     json_decref(root);
     return rc;
+}
+
+/* Count what Gen2 would hold per scope for a Gen1 AclStatus entries array (the access scope adds user::,
+ * mask:: and other::; the default scope the base entries and mask HDFS implies). Sets m->acl_over and
+ * m->base_added; returns -1 when a scope is over XLATE_ACL_SCOPE_MAX. */
+static int acl_scope_counts(const json_t *ents, xlate_meta *m)
+{
+    int access = 0, defaults = 0, dnamed = 0;
+    bool dbase[3] = {false, false, false}, dmask = false;
+    static const char *const dnames[3] = {"default:user::", "default:group::", "default:other::"};
+    size_t i;
+    json_t *v;
+    m->acl_over = 0;
+    m->base_added = false;
+    if (!json_is_array(ents)) return 0;
+    json_array_foreach(ents, i, v)
+    {
+        const char *e = json_string_value(v);
+        if (!e) continue;
+        if (strncmp(e, "default:", 8) != 0) {
+            access++;
+            continue;
+        }
+        defaults++;
+        for (int k = 0; k < 3; k++)
+            if (strncasecmp(e, dnames[k], strlen(dnames[k])) == 0) dbase[k] = true;
+        const char *c = strchr(e + 8, ':');
+        if (strncasecmp(e, "default:mask:", 13) == 0) dmask = true;
+        else if (c && c[1] != ':' && c[1] != '\0' && strncasecmp(e, "default:other:", 14) != 0) dnamed++;
+    }
+    int atotal = access ? access + 3 : 3, dtotal = defaults;
+    if (defaults) {
+        for (int k = 0; k < 3; k++)
+            if (!dbase[k]) {
+                dtotal++;
+                m->base_added = true;
+            }
+        if (dnamed && !dmask) dtotal++;
+    }
+    int most = atotal > dtotal ? atotal : dtotal;
+    if (most <= XLATE_ACL_SCOPE_MAX) return 0;
+    m->acl_over = most;
+    m->base_added = false;
+    return -1;
 }
 
 int xlate_meta_from_aclstatus(const char *json, size_t len, xlate_meta *m, xlate_err *err)
@@ -571,6 +629,13 @@ int xlate_meta_from_aclstatus(const char *json, size_t len, xlate_meta *m, xlate
     /* entries: named users, group:: (with an extended access ACL), named groups, then defaults. */
     json_t *ents = json_object_get(as, "entries"), *v;
     size_t i;
+    if (acl_scope_counts(ents, m) != 0) { /* over Gen2's limit: only the permission bits go */
+        free(m->acl);
+        m->acl = NULL;
+        m->mode = mode;
+        rc = 0;
+        goto out;
+    }
     bool access_ext = false;
     acl_entry e;
     memset(&e, 0, sizeof e);
@@ -634,12 +699,34 @@ out:
     return rc;
 }
 
-int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[2], int *n, xlate_err *err)
+/* The times request of a metadata copy (files with times only): appended at out[*n]. */
+static int meta_times_req(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err)
+{
+    if (m->is_dir || !m->has_times) return 0;
+    char v[96];
+    dbuf props;
+    dbuf_init(&props, 1024);
+    int rc = xlate_times_format(m->mtime_ms, m->atime_ms, m->length, v, sizeof v);
+    if (rc == 0) rc = xlate_props_put(NULL, XLATE_TIMES_KEY, v, &props, err);
+    if (rc == 0) rc = xlate_setprops(props.data ? props.data : "", NULL, &out[*n], err);
+    dbuf_free(&props);
+    if (rc == 0) (*n)++;
+    return rc;
+}
+
+int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err)
 {
     *n = 0;
     if (req_begin(&out[0], "PATCH", err, "action=setAccessControl") != 0) return -1;
     if (m->owner[0] && req_header(&out[0], "x-ms-owner", m->owner, err) != 0) return -1;
     if (m->group[0] && req_header(&out[0], "x-ms-group", m->group, err) != 0) return -1;
+    if (m->acl_over) { /* no entries: the permission bits (group bits: the mask) and sticky bit in one go */
+        char p[8];
+        snprintf(p, sizeof p, "%04o", (unsigned)(m->mode & 01777));
+        if (req_header(&out[0], "x-ms-permissions", p, err) != 0) return -1;
+        *n = 1;
+        return meta_times_req(m, out, n, err);
+    }
     if (m->acl) {
         if (req_header(&out[0], "x-ms-acl", m->acl, err) != 0) return -1;
     } else {
@@ -658,7 +745,142 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[2], int *n, xlate_e
         if (req_header(&out[1], "x-ms-permissions", p, err) != 0) return -1;
         *n = 2;
     }
+    return meta_times_req(m, out, n, err);
+}
+
+/* ---- times as a Gen2 property ----------------------------------------------------------------- */
+
+int xlate_times_format(int64_t mtime_ms, int64_t atime_ms, int64_t length, char *out, size_t cap)
+{
+    size_t off = 0;
+    const char *names[3] = {"mtime", "atime", "len"};
+    int64_t vals[3] = {mtime_ms, atime_ms, length};
+    if (cap) out[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        if (vals[i] < 0) continue;
+        int w = snprintf(out + off, cap - off, "%s%s=%" PRId64, off ? "," : "", names[i], vals[i]);
+        if (w < 0 || (size_t)w >= cap - off) return -1;
+        off += (size_t)w;
+    }
     return 0;
+}
+
+int xlate_times_parse(const char *v, int64_t *mtime_ms, int64_t *atime_ms, int64_t *length)
+{
+    *mtime_ms = *atime_ms = *length = -1;
+    const char *p = v ? v : "";
+    while (*p) {
+        const char *e = strchr(p, ','), *eq = strchr(p, '=');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!eq || eq > p + len) return -1;
+        char num[24];
+        size_t nl = len - (size_t)(eq + 1 - p);
+        if (nl == 0 || nl >= sizeof num) return -1;
+        memcpy(num, eq + 1, nl);
+        num[nl] = '\0';
+        int64_t x;
+        if (parse_i64(num, &x) != 0 || x < 0) return -1;
+        size_t kl = (size_t)(eq - p);
+        if (kl == 5 && strncmp(p, "mtime", 5) == 0) *mtime_ms = x;
+        else if (kl == 5 && strncmp(p, "atime", 5) == 0) *atime_ms = x;
+        else if (kl == 3 && strncmp(p, "len", 3) == 0) *length = x;
+        else return -1;
+        p = e ? e + 1 : p + len;
+    }
+    return 0;
+}
+
+int xlate_props_get(const char *props, const char *key, char *out, size_t cap)
+{
+    const char *p = props ? props : "";
+    size_t kl = strlen(key);
+    while (*p) {
+        const char *e = strchr(p, ','), *eq = strchr(p, '=');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!eq || eq > p + len) return -1;
+        if ((size_t)(eq - p) == kl && strncmp(p, key, kl) == 0) {
+            size_t vl = len - kl - 1;
+            unsigned char *buf = malloc(vl + 1);
+            long d = buf ? b64_decode(eq + 1, vl, buf, vl + 1) : -1;
+            if (d < 0 || (size_t)d >= cap || memchr(buf, '\0', (size_t)d)) {
+                free(buf);
+                return -1;
+            }
+            memcpy(out, buf, (size_t)d);
+            out[d] = '\0';
+            free(buf);
+            return 1;
+        }
+        p = e ? e + 1 : p + len;
+    }
+    return 0;
+}
+
+int xlate_props_put(const char *props, const char *key, const char *value, dbuf *out, xlate_err *err)
+{
+    const char *p = props ? props : "";
+    size_t kl = strlen(key);
+    bool first = true;
+    int rc = 0;
+    while (*p && rc == 0) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool ours = len > kl && p[kl] == '=' && strncmp(p, key, kl) == 0;
+        if (!ours && len > 0) {
+            rc = dbuf_printf(out, "%s%.*s", first ? "" : ",", (int)len, p);
+            first = false;
+        }
+        p = e ? e + 1 : p + len;
+    }
+    size_t vl = strlen(value);
+    char *enc = malloc(b64_encoded_size(vl) + 1);
+    if (!enc) return xl_fail(err, "out of memory");
+    enc[b64_encode((const unsigned char *)value, vl, enc)] = '\0';
+    if (rc == 0) rc = dbuf_printf(out, "%s%s=%s", first ? "" : ",", key, enc);
+    free(enc);
+    return rc == 0 ? 0 : xl_fail(err, "x-ms-properties too long");
+}
+
+int xlate_getprops(xlate_g2req *out, xlate_err *err)
+{
+    return req_begin(out, "HEAD", err, "%s", "");
+}
+
+int xlate_setprops(const char *props, const char *etag, xlate_g2req *out, xlate_err *err)
+{
+    if (req_begin(out, "PATCH", err, "action=setProperties") != 0) return -1;
+    if (req_header(out, "x-ms-properties", props, err) != 0) return -1;
+    if (etag && *etag && req_header(out, "If-Match", etag, err) != 0) return -1;
+    return 0;
+}
+
+/* A SETTIMES parameter: absent or -1 = unchanged (-1 out), else ms >= 0. */
+static int time_param(const char *s, int64_t *out)
+{
+    *out = -1;
+    if (!s || !*s) return 0;
+    int64_t v;
+    if (parse_i64(s, &v) != 0 || v < -1) return -1;
+    *out = v;
+    return 0;
+}
+
+int xlate_settimes_props(const char *props, const char *content_length, const char *mtime_param,
+                         const char *atime_param, dbuf *out, xlate_err *err)
+{
+    int64_t mt, at, len = -1, omt = -1, oat = -1, olen = -1;
+    if (time_param(mtime_param, &mt) != 0) return xl_fail(err, "bad modificationtime");
+    if (time_param(atime_param, &at) != 0) return xl_fail(err, "bad accesstime");
+    if (mt < 0 && at < 0) return xl_fail(err, "SETTIMES changes neither time");
+    char cur[128];
+    int g = xlate_props_get(props, XLATE_TIMES_KEY, cur, sizeof cur);
+    if (g < 0) return xl_fail(err, "Gen2 x-ms-properties cannot be read");
+    if (g == 1 && xlate_times_parse(cur, &omt, &oat, &olen) != 0) omt = oat = -1; /* unreadable: replace it */
+    if (content_length && (parse_i64(content_length, &len) != 0 || len < 0)) len = -1;
+    char v[96];
+    if (xlate_times_format(mt >= 0 ? mt : omt, at >= 0 ? at : oat, len, v, sizeof v) != 0)
+        return xl_fail(err, "times value too long");
+    return xlate_props_put(props, XLATE_TIMES_KEY, v, out, err);
 }
 
 /* ---- listings --------------------------------------------------------------------------------- */

@@ -138,7 +138,7 @@ bool xlate_gen1_false(const char *body);
  */
 int xlate_gen1_query(const char *op, const whreq_param *params, int nparams, const char *extra, dbuf *out);
 
-/** Metadata of one Gen1 node, to be copied to Gen2 (owner, group, permission, ACL). */
+/** Metadata of one Gen1 node, to be copied to Gen2 (owner, group, permission, ACL, times). */
 typedef struct xlate_meta {
     char owner[256];
     char group[256];
@@ -146,18 +146,61 @@ typedef struct xlate_meta {
     bool is_dir;
     bool acl_bit;          /* FileStatus.aclBit: GETACLSTATUS is needed for the entries */
     char *acl;             /* full x-ms-acl (malloc'd) once known; NULL = minimal from mode */
+    int acl_over;          /* the Gen1 ACL has this many entries in one scope, over XLATE_ACL_SCOPE_MAX:
+                              acl stays NULL and only the permission bits are copied (0: within) */
+    bool base_added;       /* default base entries (user::, group::, other::) were filled in from the
+                              access entries, as HDFS implies them */
+    bool has_times;        /* FileStatus carried modificationTime/accessTime */
+    int64_t mtime_ms, atime_ms, length;
 } xlate_meta;
+
+#define XLATE_ACL_SCOPE_MAX 32 /* Gen2 entries per scope (access, default), base entries and mask included */
+#define XLATE_META_REQS 3      /* requests of one metadata copy at most */
 void xlate_meta_free(xlate_meta *m);
 /** Read {"FileStatus":{...}} (owner, group, permission, type, aclBit as bool or "true"). */
 int xlate_meta_from_filestatus(const char *json, size_t len, xlate_meta *m, xlate_err *err);
 /** Read {"AclStatus":{...}} (entries, permission, stickyBit) into m->acl / m->mode. */
 int xlate_meta_from_aclstatus(const char *json, size_t len, xlate_meta *m, xlate_err *err);
 /**
- * The setAccessControl requests that make a Gen2 node equal to m: out[0] carries x-ms-owner,
- * x-ms-group (when known) and the full x-ms-acl; out[1] (only with a sticky bit) x-ms-permissions.
- * *n gets 1 or 2.
+ * The requests that make a Gen2 node equal to m: out[0] (setAccessControl) carries x-ms-owner,
+ * x-ms-group (when known) and the full x-ms-acl — or, when the ACL is over Gen2's limit (acl_over),
+ * x-ms-permissions instead; then (only with a sticky bit and an ACL) a setAccessControl with
+ * x-ms-permissions; then, for a file with times, a setProperties whose x-ms-properties holds only
+ * XLATE_TIMES_KEY (the proxy sets no other property on Gen2, and this runs on a node the copy just
+ * created). *n gets 1 to XLATE_META_REQS.
  */
-int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[2], int *n, xlate_err *err);
+int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err);
+
+/* ---- Gen1 times kept as a Gen2 property --------------------------------------------------------- */
+
+/*
+ * Gen2 cannot set a path's modification or access time, so Gen1's are kept as the path property
+ * XLATE_TIMES_KEY (x-ms-properties, base64 value), as "mtime=<ms>,atime=<ms>,len=<bytes>": Gen1's
+ * times in ms since the epoch and the file length they belong to (a later APPEND changes the length on
+ * Gen2 but does not rewrite the property, so a verify knows the times are from before it). A field
+ * Gen1 did not give is left out.
+ */
+#define XLATE_TIMES_KEY "dualpipe_times"
+/** Format the value (fields < 0 left out) into out. Returns 0 or -1 (too small). */
+int xlate_times_format(int64_t mtime_ms, int64_t atime_ms, int64_t length, char *out, size_t cap);
+/** Read a value (any field may be absent: -1). Returns 0 or -1 for a malformed value. */
+int xlate_times_parse(const char *v, int64_t *mtime_ms, int64_t *atime_ms, int64_t *length);
+/** The decoded value of property key in an x-ms-properties list. Returns 1 found, 0 absent, -1 bad list. */
+int xlate_props_get(const char *props, const char *key, char *out, size_t cap);
+/** props (NULL/"" = none) with key set to value (base64-encoded; others kept as they are), appended to out. */
+int xlate_props_put(const char *props, const char *key, const char *value, dbuf *out, xlate_err *err);
+/** HEAD without action (getProperties: x-ms-properties, ETag, Content-Length). */
+int xlate_getprops(xlate_g2req *out, xlate_err *err);
+/** PATCH ?action=setProperties with x-ms-properties: props and, when etag is non-empty, If-Match. */
+int xlate_setprops(const char *props, const char *etag, xlate_g2req *out, xlate_err *err);
+/**
+ * SETTIMES on Gen2: the new x-ms-properties for a path whose getProperties answer carried props and
+ * content_length (either may be NULL), given Gen1's modificationtime/accesstime parameters ("-1" or
+ * absent: unchanged, kept from the existing property if there is one). Appended to out. -1 with err
+ * for a bad parameter or nothing to set.
+ */
+int xlate_settimes_props(const char *props, const char *content_length, const char *mtime_param,
+                         const char *atime_param, dbuf *out, xlate_err *err);
 
 /* ---- Gen1 listings (walking a subtree on Gen1) ------------------------------------------------ */
 

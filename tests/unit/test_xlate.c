@@ -414,7 +414,7 @@ TEST(meta_from_gen1)
     ASSERT_EQ_STR(m.acl, "user::rwx,user:bob:r-x,group::r--,mask::rwx,other::---,default:user::rwx,"
                          "default:user:bob:rwx,default:group::r-x,default:mask::r-x,default:other::---");
     ASSERT_EQ_INT(m.mode, 01770);
-    xlate_g2req r[2] = {{0}};
+    xlate_g2req r[XLATE_META_REQS] = {{0}};
     int n = 0;
     ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
     ASSERT_EQ_INT(n, 2);
