@@ -157,6 +157,7 @@ void ap_op_free(aop *op)
     free(op->del.g1);
     free(op->del.g2);
     free(op->cont);
+    free(op->ids_spec);
     for (int i = 0; i < op->nrs_roots; i++) free(op->rs_roots[i]);
     free(op->rs_roots);
     ap_resync_free(op->rs);
@@ -266,6 +267,7 @@ int applier_register_metrics(applier *a, metrics *m)
     bad |= metrics_gauge_fn(m, "dualpipe_applier_in_flight", "Writes being applied to Gen2 now.", NULL, in_flight_fn,
                             a) != 0;
     mx->m = m;
+    if (a->ids) bad |= ap_ids_register_metrics(a->ids, m) != 0;
     return bad ? -1 : 0;
 }
 
@@ -354,6 +356,7 @@ void ap_op_done(aop *op)
         op->outcome = APPLY_STOPPED;
         snprintf(op->detail, sizeof op->detail, AP_STOP_MSG);
     }
+    ap_ids_settle(op);
     log_outcome(op);
     count_outcome(op);
     aop **grp = op->grp;
@@ -498,6 +501,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     pthread_cond_init(&a->idle, &ca);
     pthread_condattr_destroy(&ca);
     if (gen2c_new(cfg, http, &a->g2, err, errlen) != 0) goto fail;
+    if (ap_ids_new(a, cfg, &a->ids, err, errlen) != 0) goto fail;
     if (pthread_create(&a->worker, NULL, ap_worker_main, a) != 0) {
         snprintf(err, errlen, "applier: cannot start its thread");
         goto fail;
@@ -540,6 +544,11 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
     return 0;
 }
 
+void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud)
+{
+    ap_ids_on_change(a->ids, fn, ud);
+}
+
 uint64_t applier_pending(applier *a)
 {
     pthread_mutex_lock(&a->mu);
@@ -579,6 +588,7 @@ int applier_status_json(applier *a, dbuf *out)
         json_object_set_new(o, "gen1_identity_error", json_string(a->g1_ident_err));
     }
     pthread_mutex_unlock(&a->mu);
+    if (o && a->ids) json_object_set_new(o, "identity", ap_ids_json(a->ids));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     int rc = s ? dbuf_adds(out, s) : -ENOMEM;
@@ -598,6 +608,7 @@ void ap_call_done(applier *a)
 static void applier_destroy(applier *a)
 {
     if (!a) return;
+    ap_ids_free(a->ids);
     gen2c_free(a->g2);
     ap_acct_free(a);
     ap_cache_clear(a);
@@ -635,6 +646,7 @@ void applier_stop(applier *a, unsigned timeout_ms)
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     if (a->worker_started) pthread_join(a->worker, NULL);
+    ap_ids_stop(a->ids);
     /* While httpc still runs (gen2client's shut-down order): calls waiting for a token end now. */
     gen2c_stop(a->g2);
     pthread_mutex_lock(&a->mu);

@@ -84,6 +84,10 @@ typedef struct apply_req {
     char *gen1_body;              /* Gen1's JSON answer (e.g. {"boolean":true}), or NULL */
 } apply_req;
 
+/** Detail of a record parked because identities could not be mapped (gen2.unmapped_identity
+ *  resync-later): the data applied, some metadata waits for the identity map. */
+#define APPLY_IDS_OWED "metadata owed to unmapped identities"
+
 /** Free an apply_req and everything it owns (also unrefs the body). */
 void apply_req_free(apply_req *r);
 
@@ -105,6 +109,11 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
  * Returns 0, or -1 if the applier is stopping (req is freed).
  */
 int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const apply_result *res), void *ud);
+/**
+ * fn runs (on the identity map's watcher thread) each time gen2.identity_map was reloaded with a new
+ * version, so that records parked with APPLY_IDS_OWED can be resynced. Call before writes arrive.
+ */
+void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud);
 /** Operations submitted and not finished. */
 uint64_t applier_pending(applier *a);
 /**

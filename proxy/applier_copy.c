@@ -36,7 +36,7 @@ static void h_meta_set(aop *op, httpc_resp *r)
     if (r->result != HTTPC_OK || r->status != 200) {
         char what[300];
         ap_resp_what(op, r, what, sizeof what);
-        ap_op_note(op, "metadata of %s not copied: %s on setAccessControl", n->g1, what);
+        ap_op_note(op, "metadata of %s not copied: %s on %s", n->g1, what, op->rq.query ? op->rq.query : "");
         op->meta_i++;
         meta_next(op);
         return;
@@ -56,6 +56,7 @@ static void meta_apply(aop *op)
 {
     ap_node *n = &op->meta[op->meta_i];
     xlate_err e;
+    ap_ids_meta(op, n->g1, &op->m); /* names to Gen2 identities, ACL limits */
     if (xlate_meta_requests(&op->m, op->mreq, &op->nmreq, &e) != 0) {
         ap_op_note(op, "metadata of %s not copied: %s", n->g1, e.message);
         op->meta_i++;

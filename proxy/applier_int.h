@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "applier.h"
 #include "gen2client.h"
 #include "metrics.h"
@@ -51,6 +53,7 @@ typedef void (*ap_handler)(aop *op, httpc_resp *r);
 typedef void (*ap_step)(aop *op);
 typedef struct ap_resync ap_resync;   /* a subtree copy from Gen1 (applier_resync.c) */
 typedef struct ap_rsnode ap_rsnode;   /* one node of it still to copy */
+typedef struct ap_ids ap_ids;         /* the identity map and what it could not map (applier_ids.c) */
 
 /* A byte range of a file that goes to Gen2 (a body, or a re-copy's spool file). */
 typedef struct ap_ext {
@@ -161,6 +164,12 @@ struct aop {
     bool fix_ancestors;             /* the ancestor probe copies Gen1's metadata to existing parents too */
     int rmw;                        /* ACL read-modify-write rounds */
     char *cont;                     /* x-ms-continuation */
+    /* identities (applier_ids.c) */
+    bool ids_owed;                  /* resync-later: some metadata waits for the identity map */
+    char ids_what[200];             /* which names (the first met) */
+    bool ids_spec_done;             /* ACL ops: the writer's aclspec went through the map ... */
+    bool ids_spec_empty;            /* ... and nothing of it was left */
+    char *ids_spec;                 /* ... into this */
     apply_outcome outcome;
     char detail[512];
 };
@@ -265,6 +274,7 @@ struct applier {
     int nmarks;
     uint64_t rng;
     ap_metrics mx;
+    ap_ids *ids;
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */
@@ -470,6 +480,34 @@ aop *ap_resync_owner(const ap_resync *rs);
 void ap_op_resync(aop *op, const char *why);
 /** A copy of op's resync failed (from ap_op_done, op->resyncing and APPLY_FAILED): retry or park. */
 void ap_op_resync_failed(aop *op);
+
+/* ---- applier_ids.c: identities on Gen2 (owners, groups, ACL entry names), ACL limits ----------- */
+
+/** Set up from gen2.identity_map / gen2.unmapped_identity (the map must load) and start watching the
+ *  file. Returns 0 or -1 with a message. */
+int ap_ids_new(applier *a, const dp_config *cfg, ap_ids **out, char *err, size_t errlen);
+/** Stop watching (joins the watcher thread); ap_ids_free frees. NULL is fine for both. */
+void ap_ids_stop(ap_ids *ids);
+void ap_ids_free(ap_ids *ids);
+int ap_ids_register_metrics(ap_ids *ids, metrics *m);
+/** {"map":..,"policy":..,"generation":n,"unmapped_total":{"user":n,"group":n},"acl_over_limit":n,
+ *  "acl_base_added":n,"unmapped":[{"kind","name","path","count","time_ms"}...]} (newest first). */
+json_t *ap_ids_json(ap_ids *ids);
+void ap_ids_on_change(ap_ids *ids, void (*fn)(void *ud), void *ud);
+/**
+ * Translate a metadata copy's owner, group and ACL (m, read from Gen1 for path g1) to Gen2 identities
+ * in place, then account for what could not be mapped (counted, reported; drop: op's outcome becomes
+ * a divergence naming the names; resync-later: op, or the operation a copy piece belongs to, owes
+ * metadata) and for an ACL over Gen2's limit (divergence) or with base entries filled in (counted).
+ */
+void ap_ids_meta(aop *op, const char *g1, xlate_meta *m);
+/** SETOWNER: owner and group (either may be NULL) translated into o and g ("" = leave out). */
+void ap_ids_owner(aop *op, const char *owner, const char *group, char o[256], char g[256]);
+/** ACL ops: the writer's aclspec translated once into op->ids_spec (op->ids_spec_empty when nothing is
+ *  left). Returns 0, or -1 (out of memory / a spec that does not parse: op->ids_spec stays NULL). */
+int ap_ids_aclspec(aop *op, const char *spec, bool with_perm);
+/** At the end of op (ap_op_done): an op that owes metadata ends APPLY_PARKED with APPLY_IDS_OWED. */
+void ap_ids_settle(aop *op);
 
 /* ---- applier_ops.c ----------------------------------------------------------------------------- */
 

@@ -634,7 +634,7 @@ static void h_acl_get(aop *op, httpc_resp *r)
     dbuf acl;
     dbuf_init(&acl, 96 * 1024);
     xlate_err e;
-    int rc = xlate_acl_apply(op->req->op, ap_param(op->req, "aclspec"), httpc_resp_header(r, "x-ms-acl"),
+    int rc = xlate_acl_apply(op->req->op, op->ids_spec, httpc_resp_header(r, "x-ms-acl"),
                              httpc_resp_header(r, "x-ms-permissions"), is_dir, &acl, &e);
     if (rc == 0) rc = xlate_setacl(acl.data ? acl.data : "", httpc_resp_header(r, "ETag"), &op->rq, &e);
     dbuf_free(&acl);
@@ -648,6 +648,18 @@ static void h_acl_get(aop *op, httpc_resp *r)
 static void st_acl_get(aop *op)
 {
     xlate_err e;
+    whreq_op o = op->req->op;
+    if (!op->ids_spec_done) { /* the writer's names to Gen2 identities, once for all rounds */
+        const char *spec = o == WH_OP_REMOVEACL || o == WH_OP_REMOVEDEFAULTACL ? NULL : ap_param(op->req, "aclspec");
+        if (ap_ids_aclspec(op, spec, o != WH_OP_REMOVEACLENTRIES) != 0) {
+            ap_op_finish(op, APPLY_FAILED, "ACL spec not translated to Gen2 identities (bad spec or out of memory)");
+            return;
+        }
+        if (op->ids_spec_empty) { /* every entry named someone the map lacks: nothing to change */
+            ap_op_done(op);
+            return;
+        }
+    }
     if (xlate_getacl(&op->rq, &e) != 0) {
         ap_op_finish(op, APPLY_FAILED, "%s", e.message);
         return;
@@ -673,7 +685,16 @@ static void st_simple_meta(aop *op)
         }
         rc = xlate_setpermission(ap_param(q, "permission"), &op->rq, &e);
         break;
-    case WH_OP_SETOWNER: rc = xlate_setowner(ap_param(q, "owner"), ap_param(q, "group"), &op->rq, &e); break;
+    case WH_OP_SETOWNER: {
+        char o[256], g[256];
+        ap_ids_owner(op, ap_param(q, "owner"), ap_param(q, "group"), o, g);
+        if (!o[0] && !g[0]) { /* nothing mapped: the outcome already says why */
+            ap_op_done(op);
+            return;
+        }
+        rc = xlate_setowner(o, g, &op->rq, &e);
+        break;
+    }
     case WH_OP_SETEXPIRY: rc = xlate_expiry(ap_param(q, "expiryoption"), ap_param(q, "expiretime"), &op->rq, &e); break;
     default: rc = -1; snprintf(e.message, sizeof e.message, "not a metadata operation");
     }
@@ -682,6 +703,61 @@ static void st_simple_meta(aop *op)
         return;
     }
     ap_g2_simple(op, ap_meta_target(op->g2path), h_simple);
+}
+
+/* ================================================================ SETTIMES */
+
+/*
+ * Gen2 cannot set a path's times: Gen1's go into the property XLATE_TIMES_KEY instead. Properties are
+ * replaced as a whole, so this is a read-modify-write: getProperties, merge the key into what is there,
+ * setProperties with If-Match (a 412 reads again, as the ACL operations do).
+ */
+static void st_times_get(aop *op);
+
+static void h_times_set(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 412 && ++op->rmw < XLATE_ACL_ATTEMPTS) {
+        st_times_get(op);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "setProperties (SETTIMES)");
+        return;
+    }
+    ap_op_done(op);
+}
+
+static void h_times_get(aop *op, httpc_resp *r)
+{
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(op, r, "getProperties (SETTIMES)");
+        return;
+    }
+    dbuf props;
+    dbuf_init(&props, 64 * 1024);
+    xlate_err e;
+    const char *t = httpc_resp_header(r, "x-ms-resource-type");
+    bool dir = t && strcasecmp(t, "directory") == 0;
+    int rc = xlate_settimes_props(httpc_resp_header(r, "x-ms-properties"),
+                                  dir ? NULL : httpc_resp_header(r, "Content-Length"),
+                                  ap_param(op->req, "modificationtime"), ap_param(op->req, "accesstime"), &props, &e);
+    if (rc == 0) rc = xlate_setprops(props.data ? props.data : "", httpc_resp_header(r, "ETag"), &op->rq, &e);
+    dbuf_free(&props);
+    if (rc != 0) {
+        ap_op_finish(op, APPLY_DIVERGENCE, "times not kept on Gen2: %s", e.message);
+        return;
+    }
+    ap_g2_simple(op, ap_meta_target(op->g2path), h_times_set);
+}
+
+static void st_times_get(aop *op)
+{
+    xlate_err e;
+    if (xlate_getprops(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, ap_meta_target(op->g2path), h_times_get);
 }
 
 /* ================================================================ start */
@@ -704,10 +780,6 @@ void ap_op_start(aop *op)
     whreq_op o = op->req->op;
     if ((o == WH_OP_RENAME || o == WH_OP_DELETE || o == WH_OP_MKDIRS) && xlate_gen1_false(op->req->gen1_body)) {
         ap_op_finish(op, APPLY_OK, "Gen1 answered false: nothing changed");
-        return;
-    }
-    if (o == WH_OP_SETTIMES) {
-        ap_op_finish(op, APPLY_DIVERGENCE, "Gen2 cannot set modification/access times (SETTIMES)");
         return;
     }
     char why[128];
@@ -740,6 +812,7 @@ void ap_op_start(aop *op)
     case WH_OP_SETPERMISSION:
     case WH_OP_SETOWNER:
     case WH_OP_SETEXPIRY: st_simple_meta(op); break;
+    case WH_OP_SETTIMES: st_times_get(op); break;
     case WH_OP_SETACL:
     case WH_OP_MODIFYACLENTRIES:
     case WH_OP_REMOVEACLENTRIES:

@@ -311,6 +311,8 @@ static void resync_durable(void *ud, uint64_t seq, int err)
     (void)submit_seq(p, seq, true, NULL, 0, NULL, NULL, NULL);
 }
 
+static void retry_owed(void *ud);
+
 /* Gate of the applier's resyncs. */
 static uint64_t gate(void *ud, const char *root, bool *busy)
 {
@@ -613,6 +615,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         goto fail;
     }
     if (register_metrics(p, err, errlen) != 0) goto fail;
+    applier_on_identity_change(p->ap, retry_owed, p);
     /* Past this point nothing fails: submitted records call back into p. What cannot be resubmitted
      * (out of memory) stays in the journal for the next start. */
     if (resubmit_recovered(p) != 0)
@@ -996,6 +999,7 @@ int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit
 
 typedef struct seq_list {
     uint64_t want;     /* 0: every parked entry */
+    const char *has;   /* with want 0: only entries whose detail holds this, or NULL */
     uint64_t *v;
     size_t n, cap;
     bool found, oom;   /* found: want is live (parked or not) */
@@ -1007,6 +1011,7 @@ static void collect_parked(void *ud, const jnl_entry *e)
     if (l->want && e->seq != l->want) return;
     if (l->want) l->found = true;
     if (e->state != JFMT_S_PARKED) return;
+    if (l->has && (!e->detail || !strstr(e->detail, l->has))) return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         uint64_t *nv = realloc(l->v, cap * sizeof *nv);
@@ -1051,6 +1056,21 @@ int pipe_retry(pipeline *p, uint64_t seq, unsigned *n)
     free(l.v);
     if (seq && *n == 0 && rc == 0) rc = -ENOENT;
     return rc;
+}
+
+/* The identity map changed: resync the records parked because their metadata waited for it. */
+static void retry_owed(void *ud)
+{
+    pipeline *p = ud;
+    seq_list l = {.has = APPLY_IDS_OWED};
+    jnl_foreach(p->j, collect_parked, &l);
+    unsigned n = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (jnl_state(p->j, l.v[i], JFMT_S_RESYNC, 0, "identity map changed", resync_durable, p) == 0) n++;
+    if (l.n || l.oom)
+        LOGI("msg=\"identity map changed: records owing metadata resynced\" records=%u%s", n,
+             l.oom ? " (out of memory: the rest wait for journal retry)" : "");
+    free(l.v);
 }
 
 int pipe_drop(pipeline *p, uint64_t seq)

@@ -35,7 +35,7 @@
 #define IDM_MAX_NAME 256           /* bytes of a name or identity, NUL included */
 #define IDM_MAX_FILE (16u << 20)   /* bytes of a map file */
 #define IDM_POLL_MS 1000           /* idm_watch_poll looks at the file at most this often */
-#define IDM_MISS_MAX 8             /* unmapped names kept per translation */
+#define IDM_MISS_MAX 72            /* unmapped names kept per translation: an ACL (64) plus owner and group */
 
 typedef enum idm_kind { IDM_USER = 0, IDM_GROUP = 1 } idm_kind;
 

@@ -21,12 +21,18 @@ the Gen1 emulator (WebHDFS LISTSTATUS with paging, GETACLSTATUS, OPEN) and Gen2 
 emulator (recursive List Paths with continuations, HEAD getAccessControl, GET, signed by emulib's own
 Shared Key code) and returns the differences: tree, types, bytes (sha256), permission bits (Gen2's
 symbolic form turned into octal), owner/group and the full ACL (Gen1's AclStatus expanded to the
-base entries Gen2 shows). Times are not compared (SETTIMES is a known divergence).
+base entries Gen2 shows). With gen2.identity_map in the stack's config, Gen1's owner, group and ACL
+entry names are first mapped through that file (read here with its own parser, so compare stays an
+independent check); names the file lacks are compared as they are. check_times also compares Gen1's
+modificationTime/accessTime with the Gen2 property dualpipe_times of each file whose length it
+recorded is still the file's length (a later APPEND leaves the property behind by design).
 """
 import copy
+import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -425,8 +431,8 @@ class Stack:
     def wait_drained(self, timeout=60, allow_parked=False):
         return self.proxy.wait_drained(timeout, allow_parked)
 
-    def compare(self, root="/", fs=FS, gen2_dir=None, check_bytes=True):
-        return compare(self, root, fs, gen2_dir, check_bytes)
+    def compare(self, root="/", fs=FS, gen2_dir=None, check_bytes=True, check_times=False):
+        return compare(self, root, fs, gen2_dir, check_bytes, check_times=check_times)
 
     def assert_same(self, tc, root="/", **kw):
         """wait_applied, then compare; fails the unittest.TestCase tc with every difference."""
@@ -438,6 +444,53 @@ class Stack:
 
 
 # ---------------------------------------------------------------- compare tool
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def load_identity_map(path):
+    """{"user": {name: id}, "group": {name: id}} from a gen2.identity_map file (lines "user|group NAME ID";
+    '#' comments and blank lines skipped). Written apart from the C parser on purpose."""
+    m = {"user": {}, "group": {}}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            kind, name, ident = words
+            m[kind][name] = ident
+    return m
+
+
+def map_identity(idmap, kind, name):
+    """Gen1 name -> what Gen2 should hold: fixed names and GUIDs pass, unknown names stay as they are."""
+    if idmap is None or not name or name == "$superuser" or GUID_RE.match(name):
+        return name
+    return idmap[kind].get(name, name)
+
+
+def map_acl(idmap, entries):
+    out = []
+    for e in entries:
+        parts = e.split(":")
+        i = 1 if parts[0] == "default" else 0
+        if parts[i] in ("user", "group") and parts[i + 1]:
+            parts[i + 1] = map_identity(idmap, parts[i], parts[i + 1])
+        out.append(":".join(parts))
+    return sorted(out)
+
+
+def gen2_times(stack, path, fs=FS):
+    """The dualpipe_times property of a Gen2 path as {"mtime","atime","len"} (ints), or None."""
+    r = stack.g2("HEAD", path, fs=fs)
+    if r.status != 200:
+        raise AssertionError("Gen2 HEAD %s: %r" % (path, r))
+    for item in (r.header("x-ms-properties") or "").split(","):
+        if item.startswith("dualpipe_times="):
+            v = base64.b64decode(item[len("dualpipe_times="):]).decode()
+            return {k: int(x) for k, x in (f.split("=") for f in v.split(","))}
+    return None
+
 
 def perm_bits(p):
     return ("r" if p & 4 else "-") + ("w" if p & 2 else "-") + ("x" if p & 1 else "-")
@@ -515,6 +568,7 @@ def walk_gen1(stack, root, check_bytes=True, page=500):
         if bool(acl.get("stickyBit")):
             n.perm |= 0o1000
         n.acl = gen1_full_acl(acl)
+        n.extra["times"] = {"mtime": s.get("modificationTime"), "atime": s.get("accessTime")}
         if n.kind == "FILE" and check_bytes:
             data = stack.g1_read(abs_path)
             n.sha = hashlib.sha256(data).hexdigest()
@@ -606,7 +660,7 @@ def walk_gen2(stack, gen2_dir, fs=FS, check_bytes=True, page=500):
     return out
 
 
-def compare(stack, root="/", fs=FS, gen2_dir=None, check_bytes=True, include_root=None):
+def compare(stack, root="/", fs=FS, gen2_dir=None, check_bytes=True, include_root=None, check_times=False):
     """Differences between Gen1 (under root) and Gen2 (filesystem fs, under gen2_dir: by default the
     same path as root, as the mapping "/" -> fs root gives) as a list of
     strings, empty when both hold the same tree. The root itself is compared unless it is '/' (the
@@ -615,6 +669,12 @@ def compare(stack, root="/", fs=FS, gen2_dir=None, check_bytes=True, include_roo
         include_root = root.strip("/") != ""
     g1 = walk_gen1(stack, root, check_bytes)
     g2 = walk_gen2(stack, root.strip("/") if gen2_dir is None else gen2_dir, fs, check_bytes)
+    map_file = stack.config.get("gen2", {}).get("identity_map")
+    idmap = load_identity_map(map_file) if map_file else None
+    for n in g1.values():
+        n.owner = map_identity(idmap, "user", n.owner)
+        n.group = map_identity(idmap, "group", n.group)
+        n.acl = map_acl(idmap, n.acl)
     if not include_root:
         g1.pop("", None)
         g2.pop("", None)
@@ -632,6 +692,12 @@ def compare(stack, root="/", fs=FS, gen2_dir=None, check_bytes=True, include_roo
         if a.kind != "FILE":
             fa.pop("length")
             fb.pop("length")
+        elif check_times:
+            full = "/".join(p for p in ((root.strip("/") if gen2_dir is None else gen2_dir.strip("/")), rel) if p)
+            t = gen2_times(stack, full, fs) or {}
+            if t.get("len", b.length) == b.length:  # recorded for this length: must match Gen1
+                fa["times"] = a.extra["times"]
+                fb["times"] = {"mtime": t.get("mtime"), "atime": t.get("atime")}
         for k in fa:
             if fa[k] != fb[k]:
                 va, vb = fa[k], fb[k]
