@@ -625,7 +625,113 @@ TEST(filestatus_from_gen2)
     dbuf_free(&b);
 }
 
-TESTS(T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
+TEST(times_property)
+{
+    char v[96];
+    int64_t mt, at, len;
+    ASSERT_EQ_INT(xlate_times_format(1700000000123, 1700000000000, 42, v, sizeof v), 0);
+    ASSERT_EQ_STR(v, "mtime=1700000000123,atime=1700000000000,len=42");
+    ASSERT_EQ_INT(xlate_times_format(-1, 5, -1, v, sizeof v), 0);
+    ASSERT_EQ_STR(v, "atime=5");
+    ASSERT_EQ_INT(xlate_times_format(1, 2, 3, v, 8), -1);
+    ASSERT_EQ_INT(xlate_times_parse("mtime=7,len=3", &mt, &at, &len), 0);
+    ASSERT_TRUE(mt == 7 && at == -1 && len == 3);
+    ASSERT_EQ_INT(xlate_times_parse("mtime=x", &mt, &at, &len), -1);
+    ASSERT_EQ_INT(xlate_times_parse("ctime=1", &mt, &at, &len), -1);
+
+    /* properties: other keys kept as they are, ours replaced or added, values base64 */
+    dbuf b;
+    xlate_err e;
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(xlate_props_put("a=eA==,dualpipe_times=b2xk,z=", XLATE_TIMES_KEY, "mtime=1", &b, &e), 0);
+    ASSERT_EQ_STR(b.data, "a=eA==,z=,dualpipe_times=bXRpbWU9MQ==");
+    char out[64];
+    ASSERT_EQ_INT(xlate_props_get(b.data, XLATE_TIMES_KEY, out, sizeof out), 1);
+    ASSERT_EQ_STR(out, "mtime=1");
+    ASSERT_EQ_INT(xlate_props_get(b.data, "missing", out, sizeof out), 0);
+    ASSERT_EQ_INT(xlate_props_get("broken", "a", out, sizeof out), -1);
+    dbuf_free(&b);
+
+    /* SETTIMES: -1 keeps the recorded value, the length is Gen2's now */
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(xlate_settimes_props("x=eQ==,dualpipe_times=bXRpbWU9MTAsYXRpbWU9MjAsbGVuPTE=", "5", "-1", "99", &b, &e),
+                  0);
+    ASSERT_EQ_INT(xlate_props_get(b.data, XLATE_TIMES_KEY, out, sizeof out), 1);
+    ASSERT_EQ_STR(out, "mtime=10,atime=99,len=5");
+    ASSERT_TRUE(strncmp(b.data, "x=eQ==,", 7) == 0);
+    dbuf_free(&b);
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(xlate_settimes_props(NULL, NULL, "1000", NULL, &b, &e), 0);
+    ASSERT_EQ_INT(xlate_props_get(b.data, XLATE_TIMES_KEY, out, sizeof out), 1);
+    ASSERT_EQ_STR(out, "mtime=1000");
+    ASSERT_EQ_INT(xlate_settimes_props(NULL, NULL, "-1", "-1", &b, &e), -1);
+    ASSERT_EQ_INT(xlate_settimes_props(NULL, NULL, "abc", NULL, &b, &e), -1);
+    dbuf_free(&b);
+
+    xlate_g2req r = {0};
+    ASSERT_EQ_INT(xlate_setprops("k=dg==", "\"0x1\"", &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=setProperties", "x-ms-properties: k=dg==|If-Match: \"0x1\"");
+    ASSERT_EQ_INT(xlate_getprops(&r, &e), 0);
+    ASSERT_REQ(&r, "HEAD", "", "");
+    xlate_g2req_free(&r);
+}
+
+TEST(meta_times_and_acl_limits)
+{
+    xlate_meta m = {0};
+    xlate_err e;
+    xlate_g2req r[XLATE_META_REQS] = {{0}};
+    int n = 0;
+    /* a file's times go into a setProperties after the access control */
+    const char *fs = "{\"FileStatus\":{\"accessTime\":11,\"aclBit\":false,\"group\":\"g\",\"length\":3,"
+                     "\"modificationTime\":22,\"owner\":\"o\",\"permission\":\"1640\",\"type\":\"FILE\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs, strlen(fs), &m, &e), 0);
+    ASSERT_TRUE(m.has_times && m.mtime_ms == 22 && m.atime_ms == 11 && m.length == 3);
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_REQ(&r[1], "PATCH", "action=setAccessControl", "x-ms-permissions: 1640");
+    /* "mtime=22,atime=11,len=3" */
+    ASSERT_REQ(&r[2], "PATCH", "action=setProperties", "x-ms-properties: dualpipe_times=bXRpbWU9MjIsYXRpbWU9MTEsbGVuPTM=");
+
+    /* over 32 access entries: no x-ms-acl, the permission bits (group bits: the mask) instead */
+    dbuf as;
+    dbuf_init(&as, 1 << 16);
+    ASSERT_EQ_INT(dbuf_adds(&as, "{\"AclStatus\":{\"entries\":[\"group::r--\""), 0);
+    for (int i = 0; i < 29; i++) ASSERT_EQ_INT(dbuf_printf(&as, ",\"user:u%02d:r--\"", i), 0);
+    ASSERT_EQ_INT(dbuf_adds(&as, "],\"permission\":\"750\",\"stickyBit\":false}}"), 0);
+    ASSERT_EQ_INT(xlate_meta_from_aclstatus(as.data, as.len, &m, &e), 0);
+    ASSERT_EQ_INT(m.acl_over, 33);
+    ASSERT_TRUE(m.acl == NULL);
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_REQ(&r[0], "PATCH", "action=setAccessControl", "x-ms-owner: o|x-ms-group: g|x-ms-permissions: 0750");
+    dbuf_free(&as);
+    /* 28 named entries fit exactly (28 + user::, group::, mask::, other:: = 32) */
+    dbuf_init(&as, 1 << 16);
+    ASSERT_EQ_INT(dbuf_adds(&as, "{\"AclStatus\":{\"entries\":[\"group::r--\""), 0);
+    for (int i = 0; i < 28; i++) ASSERT_EQ_INT(dbuf_printf(&as, ",\"user:u%02d:r--\"", i), 0);
+    ASSERT_EQ_INT(dbuf_adds(&as, "],\"permission\":\"750\",\"stickyBit\":false}}"), 0);
+    ASSERT_EQ_INT(xlate_meta_from_aclstatus(as.data, as.len, &m, &e), 0);
+    ASSERT_EQ_INT(m.acl_over, 0);
+    ASSERT_TRUE(m.acl != NULL);
+    dbuf_free(&as);
+
+    /* default entries without their base entries: filled in from the access entries (HDFS) */
+    const char *fsd = "{\"FileStatus\":{\"aclBit\":true,\"group\":\"g\",\"owner\":\"o\",\"permission\":\"750\","
+                      "\"type\":\"DIRECTORY\"}}";
+    const char *asd = "{\"AclStatus\":{\"entries\":[\"default:user:bob:r-x\"],\"permission\":\"750\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fsd, strlen(fsd), &m, &e), 0);
+    ASSERT_EQ_INT(xlate_meta_from_aclstatus(asd, strlen(asd), &m, &e), 0);
+    ASSERT_TRUE(m.base_added);
+    ASSERT_EQ_STR(m.acl, "user::rwx,group::r-x,other::---,default:user::rwx,default:user:bob:r-x,default:group::r-x,"
+                         "default:mask::r-x,default:other::---");
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 1); /* a directory: no times property */
+    for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&r[i]);
+    xlate_meta_free(&m);
+}
+
+TESTS(T(times_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
       T(liststatus_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
