@@ -27,6 +27,7 @@
 #include "gen1auth.h"
 #include "gen1client.h"
 #include "httpc.h"
+#include "idmap.h"
 #include "jcli.h"
 #include "log.h"
 #include "metrics.h"
@@ -68,6 +69,16 @@ static int check_config(const char *file)
 {
     dp_config cfg;
     if (load(file, &cfg) != 0) return 1;
+    if (cfg.identity_map[0]) { /* the file the key names must parse too (the start needs it) */
+        idm_map *m = NULL;
+        idm_err ie;
+        if (idm_load(cfg.identity_map, &m, &ie) != 0) {
+            fprintf(stderr, "gen2.identity_map: %s\n", ie.message);
+            cfg_free(&cfg);
+            return 1;
+        }
+        idm_unref(m);
+    }
     dbuf b;
     dbuf_init(&b, 1u << 20);
     int rc = cfg_explain(&cfg, &b);

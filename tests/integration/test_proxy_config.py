@@ -89,6 +89,35 @@ class CheckConfig(emulib.unittest.TestCase):
             self.assertIn("%s: %s" % (path, key), out, "the message must name the file and the key: " + out)
             self.assertNotIn(emulib.DEV_KEY, out)
 
+    def test_identity_map_is_checked(self):
+        # a good map: explained with its resolved path and the policy; a bad line: file:line; a bad
+        # policy: the key; the proxy refuses to start on a bad map with the same message
+        mp = os.path.join(self.tmp, "ids.txt")
+        with open(mp, "w") as f:
+            f.write("# ids\nuser alice 3f2504e0-4f89-11d3-9a0c-0305e82c3301\n")
+        cfg = proxylib.deep_merge(good_config(self.tmp), {"gen2": {"identity_map": "ids.txt",
+                                                                   "unmapped_identity": "drop"}})
+        r = self.run_dp("--check-config", self.write(cfg))
+        out = (r.stdout + r.stderr).decode()
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn('gen2.identity_map = "%s"' % mp, out)
+        self.assertIn("gen2.unmapped_identity = drop", out)
+        with open(mp, "a") as f:
+            f.write("group staff staff\n")
+        path = self.write(cfg)
+        for args in (("--check-config", path), ("--config", path)):
+            r = self.run_dp(*args)
+            out = (r.stdout + r.stderr).decode()
+            self.assertNotEqual(r.returncode, 0, out)
+            self.assertIn("gen2.identity_map: %s:3: group staff" % mp, out)
+            self.assertNotIn("dualpipe ready", out)
+        bad = proxylib.deep_merge(cfg, {"gen2": {"unmapped_identity": "ignore"}})
+        path = self.write(bad, "bad-policy.json")
+        r = self.run_dp("--check-config", path)
+        out = (r.stdout + r.stderr).decode()
+        self.assertEqual(r.returncode, 1, out)
+        self.assertIn("%s: gen2.unmapped_identity" % path, out)
+
     def test_bad_json(self):
         path = self.write('{"listen": "127.0.0.1:0", ')
         r = self.run_dp("--check-config", path)
