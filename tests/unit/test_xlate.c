@@ -676,6 +676,15 @@ TEST(times_property)
     xlate_g2req_free(&r);
 }
 
+/* A Gen1 AclStatus with group:: and n named users (access scope: n + 4 entries on Gen2), into b. */
+static void aclstatus_named(dbuf *b, int n)
+{
+    dbuf_init(b, 1 << 16);
+    ASSERT_EQ_INT(dbuf_adds(b, "{\"AclStatus\":{\"entries\":[\"group::r--\""), 0);
+    for (int i = 0; i < n; i++) ASSERT_EQ_INT(dbuf_printf(b, ",\"user:u%02d:r--\"", i), 0);
+    ASSERT_EQ_INT(dbuf_adds(b, "],\"permission\":\"750\",\"stickyBit\":false}}"), 0);
+}
+
 TEST(meta_times_and_acl_limits)
 {
     xlate_meta m = {0};
@@ -695,10 +704,7 @@ TEST(meta_times_and_acl_limits)
 
     /* over 32 access entries: no x-ms-acl, the permission bits (group bits: the mask) instead */
     dbuf as;
-    dbuf_init(&as, 1 << 16);
-    ASSERT_EQ_INT(dbuf_adds(&as, "{\"AclStatus\":{\"entries\":[\"group::r--\""), 0);
-    for (int i = 0; i < 29; i++) ASSERT_EQ_INT(dbuf_printf(&as, ",\"user:u%02d:r--\"", i), 0);
-    ASSERT_EQ_INT(dbuf_adds(&as, "],\"permission\":\"750\",\"stickyBit\":false}}"), 0);
+    aclstatus_named(&as, 29);
     ASSERT_EQ_INT(xlate_meta_from_aclstatus(as.data, as.len, &m, &e), 0);
     ASSERT_EQ_INT(m.acl_over, 33);
     ASSERT_TRUE(m.acl == NULL);
@@ -707,10 +713,7 @@ TEST(meta_times_and_acl_limits)
     ASSERT_REQ(&r[0], "PATCH", "action=setAccessControl", "x-ms-owner: o|x-ms-group: g|x-ms-permissions: 0750");
     dbuf_free(&as);
     /* 28 named entries fit exactly (28 + user::, group::, mask::, other:: = 32) */
-    dbuf_init(&as, 1 << 16);
-    ASSERT_EQ_INT(dbuf_adds(&as, "{\"AclStatus\":{\"entries\":[\"group::r--\""), 0);
-    for (int i = 0; i < 28; i++) ASSERT_EQ_INT(dbuf_printf(&as, ",\"user:u%02d:r--\"", i), 0);
-    ASSERT_EQ_INT(dbuf_adds(&as, "],\"permission\":\"750\",\"stickyBit\":false}}"), 0);
+    aclstatus_named(&as, 28);
     ASSERT_EQ_INT(xlate_meta_from_aclstatus(as.data, as.len, &m, &e), 0);
     ASSERT_EQ_INT(m.acl_over, 0);
     ASSERT_TRUE(m.acl != NULL);
