@@ -259,17 +259,16 @@ class WritesBase(emulib.unittest.TestCase):
         self.call("PUT", f, "REMOVEACL", 200)
         self.same(root)
 
-    def test_settimes_is_a_known_divergence(self):
+    def test_settimes_kept_in_the_times_property(self):
         root = "/w-times"
         self.mkdir(root)
         self.create(root + "/f", b"t")
         self.call("PUT", root + "/f", "SETTIMES", 200, modificationtime=1000000000000, accesstime=-1)
         self.assertEqual(self.s.g1_status(root + "/f")["modificationTime"], 1000000000000)
         st = self.s.wait_applied()
-        text = json.dumps(st.get("divergences", []))
-        self.assertIn("SETTIMES", text.upper(), st)
-        self.assertIn(root + "/f", text, st)
-        self.same(root)  # everything but the times is equal
+        self.assertEqual(st["divergence_count"], 0, st)
+        self.assertEqual(proxylib.gen2_times(self.s, root + "/f")["mtime"], 1000000000000)
+        self.assertEqual(self.s.compare(root, check_times=True), [])  # times included
 
     def test_setexpiry(self):
         root = "/w-expiry"
