@@ -114,6 +114,8 @@ static void admin_end(void *ctx, emu_req *r)
         emu_resp_buf(r, 200, "text/plain", "ok\n", 3);
     } else if (strcmp(p, "/counters") == 0 && strcmp(m, "GET") == 0) {
         answer_dbuf(r, 200, &out, emu_fault_counters_json(a->faults, &out));
+    } else if (strcmp(p, "/client-request-ids") == 0 && strcmp(m, "GET") == 0) {
+        answer_dbuf(r, 200, &out, emu_fault_crids_json(a->faults, &out));
     } else if (strcmp(p, "/counters") == 0 && strcmp(m, "DELETE") == 0) {
         emu_fault_reset_counters(a->faults);
         emu_resp_json(r, 200, "{}");

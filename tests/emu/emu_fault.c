@@ -22,6 +22,8 @@
 #define EMU_FAULT_LABEL 64
 #define EMU_FAULT_IDENT 64
 #define EMU_FAULT_MAX_ICOUNTERS 512
+#define EMU_FAULT_CRIDS 256       /* client request ids remembered (oldest dropped first) */
+#define EMU_FAULT_CRID_MAX 128    /* longer ids are kept cut to this (the proxy sends at most 64) */
 
 typedef enum rule_kind { RULE_FAIL, RULE_LATENCY, RULE_RESET } rule_kind;
 
@@ -38,6 +40,12 @@ typedef struct rule {
     uint64_t after_bytes;
     unsigned long fired;
 } rule;
+
+/* One request's x-ms-client-request-id, for tests that trace a write end to end. */
+typedef struct crid_note {
+    char key[16 + EMU_FAULT_LABEL + 2]; /* "METHOD op" as in the counters */
+    char id[EMU_FAULT_CRID_MAX + 1];
+} crid_note;
 
 typedef struct counter {
     char key[16 + EMU_FAULT_LABEL + 2];
@@ -61,6 +69,8 @@ struct emu_fault {
     icounter icounters[EMU_FAULT_MAX_ICOUNTERS];
     int nicounters;
     unsigned long fails, resets, delays;
+    crid_note crids[EMU_FAULT_CRIDS]; /* ring: the next one goes to crid_next % EMU_FAULT_CRIDS */
+    unsigned long crid_next;
 };
 
 emu_fault *emu_fault_new(uint64_t seed)
@@ -336,7 +346,37 @@ void emu_fault_reset_counters(emu_fault *f)
     f->ncounters = 0;
     f->nicounters = 0;
     f->fails = f->resets = f->delays = 0;
+    f->crid_next = 0;
     pthread_mutex_unlock(&f->mu);
+}
+
+void emu_fault_note_crid(emu_fault *f, const char *method, const char *op, const char *crid)
+{
+    if (!crid) return;
+    pthread_mutex_lock(&f->mu);
+    crid_note *n = &f->crids[f->crid_next % EMU_FAULT_CRIDS];
+    snprintf(n->key, sizeof n->key, "%.15s %.*s", method, EMU_FAULT_LABEL, op);
+    snprintf(n->id, sizeof n->id, "%s", crid);
+    f->crid_next++;
+    pthread_mutex_unlock(&f->mu);
+}
+
+int emu_fault_crids_json(emu_fault *f, dbuf *out)
+{
+    int rc = dbuf_adds(out, "{\"client_request_ids\":[");
+    pthread_mutex_lock(&f->mu);
+    unsigned long first = f->crid_next > EMU_FAULT_CRIDS ? f->crid_next - EMU_FAULT_CRIDS : 0;
+    for (unsigned long i = first; rc == 0 && i < f->crid_next; i++) {
+        const crid_note *n = &f->crids[i % EMU_FAULT_CRIDS];
+        rc = dbuf_adds(out, i > first ? ",{\"request\":" : "{\"request\":");
+        if (rc == 0) rc = json_str(out, n->key);
+        if (rc == 0) rc = dbuf_adds(out, ",\"id\":");
+        if (rc == 0) rc = json_str(out, n->id);
+        if (rc == 0) rc = dbuf_adds(out, "}");
+    }
+    if (rc == 0) rc = dbuf_adds(out, "]}");
+    pthread_mutex_unlock(&f->mu);
+    return rc;
 }
 
 int emu_fault_rules_json(emu_fault *f, dbuf *out)

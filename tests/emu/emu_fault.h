@@ -44,7 +44,13 @@ void emu_fault_count_identity(emu_fault *f, const char *ident, const char *metho
 /** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2},
  *  "identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}. */
 int emu_fault_counters_json(emu_fault *f, dbuf *out);
+/** Reset the counters and forget the client request ids. */
 void emu_fault_reset_counters(emu_fault *f);
+/** Remember a request's x-ms-client-request-id (crid NULL: nothing to note). Thread-safe. */
+void emu_fault_note_crid(emu_fault *f, const char *method, const char *op, const char *crid);
+/** The last client request ids seen, oldest first:
+ *  {"client_request_ids":[{"request":"PUT CREATE","id":"..."},...]}. */
+int emu_fault_crids_json(emu_fault *f, dbuf *out);
 /** Rules as JSON (for GET /faults). */
 int emu_fault_rules_json(emu_fault *f, dbuf *out);
 
