@@ -426,7 +426,7 @@ static int seg_create(journal *j, uint64_t seq, uint64_t need, int *fd_out, uint
     if (rc < 0) return rc;
     uint64_t size = j->segment_bytes;
     if (size < JFMT_HDR_SIZE + need) size = (JFMT_HDR_SIZE + need + 4095) & ~(uint64_t)4095;
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -errno;
     if (posix_fallocate(fd, 0, (off_t)size) != 0 && ftruncate(fd, (off_t)size) < 0) {
         rc = -errno;
@@ -982,7 +982,7 @@ static int take_lock(journal *j, char *err, size_t errlen)
 {
     char path[JNL_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/LOCK", j->dir);
-    j->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    j->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (j->lockfd < 0) {
         snprintf(err, errlen, "journal: cannot open %s: %s", path, strerror(errno));
         return -1;
@@ -1057,7 +1057,7 @@ int jnl_open(const jnl_opts *o, journal **out, jnl_recovery *rep, char *err, siz
         snprintf(err, errlen, "journal: directory name too long");
         return -1;
     }
-    if (mkdir(o->dir, 0750) < 0 && errno != EEXIST) {
+    if (mkdir(o->dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "journal: cannot create %s: %s", o->dir, strerror(errno));
         return -1;
     }

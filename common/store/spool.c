@@ -245,7 +245,7 @@ static int seg_new_locked(spool *s)
     uint64_t id = s->next_id;
     int rc = seg_path(s, id, path, sizeof path);
     if (rc < 0) return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return -errno;
     if (fsync(s->dirfd) < 0) {
         rc = -errno;
@@ -301,7 +301,7 @@ int spool_open(const spool_opts *o, spool **out, char *err, size_t errlen)
         snprintf(err, errlen, "spool: directory name too long");
         return -1;
     }
-    if (mkdir(o->dir, 0750) < 0 && errno != EEXIST) {
+    if (mkdir(o->dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "spool: cannot create %s: %s", o->dir, strerror(errno));
         return -1;
     }
