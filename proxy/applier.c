@@ -298,32 +298,32 @@ static void log_outcome(const aop *op)
     const apply_req *q = op->req;
     switch (op->outcome) {
     case APPLY_OK:
-        LOGD("msg=applied seq=%" PRIu64 " op=%s path=\"%s\"%s%s%s", q->seq, ap_op_name(q->op), q->path,
+        LOGD("msg=applied seq=%" PRIu64 " rid=%s op=%s path=\"%s\"%s%s%s", q->seq, AP_RID(q), ap_op_name(q->op), q->path,
              op->detail[0] ? " detail=\"" : "", op->detail, op->detail[0] ? "\"" : "");
         break;
     case APPLY_SKIPPED_UNMAPPED:
-        LOGD("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+        LOGD("msg=\"not mirrored\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
              q->path, op->detail);
         break;
     case APPLY_SKIPPED_INVALID_NAME:
-        LOGW("msg=\"not mirrored\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+        LOGW("msg=\"not mirrored\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
              q->path, op->detail);
         break;
     case APPLY_DIVERGENCE:
-        LOGW("msg=divergence seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op), q->path,
+        LOGW("msg=divergence seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op), q->path,
              op->detail);
         break;
     case APPLY_RESYNCED:
-        LOGW("msg=\"resynced from gen1\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+        LOGW("msg=\"resynced from gen1\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
              q->path, op->detail);
         break;
     case APPLY_PARKED:
-        LOGE("msg=\"gen2 apply parked\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq, ap_op_name(q->op),
+        LOGE("msg=\"gen2 apply parked\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
              q->path, op->detail);
         break;
     case APPLY_STOPPED:
-        LOGI("msg=\"left for the next start\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", q->seq,
-             ap_op_name(q->op), q->path, op->detail);
+        LOGI("msg=\"left for the next start\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq,
+             AP_RID(q), ap_op_name(q->op), q->path, op->detail);
         break;
     case APPLY_FAILED: break; /* (never here) */
     }
@@ -619,6 +619,11 @@ static void applier_destroy(applier *a)
     pthread_cond_destroy(&a->cv);
     pthread_cond_destroy(&a->idle);
     free(a);
+}
+
+int applier_reload(applier *a, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    return gen2c_reload(a->g2, nc, check, err, errlen);
 }
 
 void applier_stop(applier *a, unsigned timeout_ms)

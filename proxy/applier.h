@@ -43,6 +43,7 @@
 #include "gen1client.h"
 #include "httpc.h"
 #include "metrics.h"
+#include "rid.h"
 #include "spool.h"
 #include "whreq.h"
 
@@ -82,6 +83,9 @@ typedef struct apply_req {
                                      none), or NULL */
     int gen1_status;              /* Gen1's status for the write (2xx) */
     char *gen1_body;              /* Gen1's JSON answer (e.g. {"boolean":true}), or NULL */
+    char request_id[RID_MAX + 1]; /* the write's request id (rid_valid): Gen2's x-ms-client-request-id on
+                                     every request for this record, and rid= in its log lines; "" = none
+                                     (operator resyncs: each Gen2 request gets its own) */
 } apply_req;
 
 /** Detail of a record parked because identities could not be mapped (gen2.unmapped_identity
@@ -114,6 +118,8 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
  * version, so that records parked with APPLY_IDS_OWED can be resynced. Call before writes arrive.
  */
 void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud);
+/** SIGHUP: Gen2 credentials from nc (gen2c_reload; check=true only validates). 0, or -1 with err. */
+int applier_reload(applier *a, const dp_config *nc, bool check, char *err, size_t errlen);
 /** Operations submitted and not finished. */
 uint64_t applier_pending(applier *a);
 /**

@@ -48,6 +48,9 @@
 #define AP_LIST_PAGE 256            /* LISTSTATUS listSize of a subtree copy */
 #define AP_LIST_MAX (8u << 20)      /* a LISTSTATUS answer (also when Gen1 ignores listSize) */
 
+/* A request id for a log line ("-" when the record has none). */
+#define AP_RID(q) ((q)->request_id[0] ? (q)->request_id : "-")
+
 typedef struct aop aop;
 typedef void (*ap_handler)(aop *op, httpc_resp *r);
 typedef void (*ap_step)(aop *op);

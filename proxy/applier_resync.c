@@ -110,6 +110,7 @@ static apply_req *req_for(const apply_req *q, const char *path)
     r->seq = q->seq;
     r->op = q->op;
     r->gen1_status = q->gen1_status;
+    memcpy(r->request_id, q->request_id, sizeof r->request_id);
     r->path = strdup(path);
     bool ok = r->path != NULL;
     if (ok && q->authorization) ok = (r->authorization = strdup(q->authorization)) != NULL;
@@ -625,8 +626,8 @@ void ap_op_resync(aop *op, const char *why)
     op->rs_sum[0] = 0;
     op->outcome = APPLY_OK;
     op->detail[0] = 0;
-    LOGI("msg=\"resync from gen1\" seq=%" PRIu64 " op=%s path=\"%s\" why=\"%s\"", op->req->seq,
-         ap_op_name(op->req->op), op->req->path, op->why);
+    LOGI("msg=\"resync from gen1\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" why=\"%s\"", op->req->seq,
+         AP_RID(op->req), ap_op_name(op->req->op), op->req->path, op->why);
     /* The roots: every path the operation touches, without those under another. */
     for (int t = 0; t < op->ntouch; t++) {
         const char *p = op->touch[t];
@@ -670,9 +671,9 @@ void ap_op_resync_failed(aop *op)
         return;
     }
     int64_t d = ap_backoff_ms(a, op->rs_fails + 1);
-    LOGW("msg=\"resync failed: tried again later\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64
+    LOGW("msg=\"resync failed: tried again later\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" attempt=%d after_ms=%" PRId64
          " detail=\"%s\"",
-         op->req->seq, ap_op_name(op->req->op), op->req->path, op->rs_fails, d, op->detail);
+         op->req->seq, AP_RID(op->req), ap_op_name(op->req->op), op->req->path, op->rs_fails, d, op->detail);
     op->outcome = APPLY_OK;
     op->detail[0] = 0;
     ap_park(op, d, rs_root_start);

@@ -331,6 +331,7 @@ void ap_send_now(aop *op)
         c.fs = op->rq_fs;
         c.path = op->rq_path;
         c.query = op->rq.query;
+        c.client_request_id = op->req->request_id[0] ? op->req->request_id : NULL;
         for (int i = 0; i < op->rq.nheaders && i < 23; i++) c.headers[i] = op->rq.headers[i];
         c.in = op->in;
         c.in_mem = op->in_mem;
@@ -454,8 +455,9 @@ static void on_answer(void *ud, httpc_resp *r)
         if (ra > d) d = ra;
         char what[300];
         ap_resp_what(op, r, what, sizeof what);
-        LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " op=%s path=\"%s\" attempt=%d after_ms=%" PRId64 " cause=\"%s\"",
-             op->req->seq, ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
+        LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" attempt=%d after_ms=%" PRId64
+             " cause=\"%s\"",
+             op->req->seq, AP_RID(op->req), ap_op_name(op->req->op), op->req->path, op->attempt, d, what);
         metrics_inc(a->mx.retries[side]);
         httpc_resp_free(r);
         free(r);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "reload.h"
 #include "urlcodec.h"
 
 /* ---- state machine ---- */
@@ -142,7 +143,7 @@ int front__spool_open(const front *f)
 static void body_begin(fr_req *r)
 {
     uint64_t expect = r->content_length >= 0 ? (uint64_t)r->content_length : UINT64_MAX;
-    pipe_admit a = pipe_body_begin(r->f->p, expect, r->f->cfg->max_body_bytes, &r->body);
+    pipe_admit a = pipe_body_begin(r->f->p, expect, r->max_body, &r->body);
     switch (a) {
     case PIPE_ADMIT_OK:
         break;
@@ -466,6 +467,8 @@ static enum MHD_Result queue_answer(fr_req *r)
     if (!r->resp) front__fail(r, 500, "IOException", "the proxy produced no answer");
     if (!r->resp) return MHD_NO;
     r->queued = true;
+    /* The request id goes back the way Gen2 echoes it; Gen1's own x-ms-request-id is relayed untouched. */
+    if (r->rid[0]) MHD_add_response_header(r->resp, "x-ms-client-request-id", r->rid);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -509,7 +512,11 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
     }
     r->authorization = dup_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION);
     r->content_type = dup_header(r->conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-    r->client_request_id = dup_header(r->conn, "x-ms-client-request-id");
+    const char *crid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-ms-client-request-id");
+    if (crid && rid_valid(crid)) snprintf(r->rid, sizeof r->rid, "%s", crid);
+    else rid_new(r->rid);
+
+    r->max_body = atomic_load_explicit(&f->max_body_bytes, memory_order_relaxed);
 
     whreq_err e;
     size_t hbytes = header_bytes(r, method);
@@ -525,10 +532,10 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
         r->parsed = true;
         const char *flag = onestep_flag(r->wr.op);
         bool flag_set = false;
-        if (r->content_length > 0 && (uint64_t)r->content_length > f->cfg->max_body_bytes) {
+        if (r->content_length > 0 && (uint64_t)r->content_length > r->max_body) {
             front__fail(r, 413, "IllegalArgumentException",
                         "request body of %" PRId64 " bytes is over the limit of %" PRIu64, r->content_length,
-                        f->cfg->max_body_bytes);
+                        r->max_body);
         } else if (check_path_params(&r->wr, &e) != 0 || check_mapped(f->cfg, &r->wr, &e) != 0) {
             front__fail_err(r, &e);
         } else if (flag && whreq_get_bool(&r->wr, flag, false, &flag_set, &e) != 0) {
@@ -546,7 +553,7 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
          * (on_body) unless it is declared larger than that allows. */
         const char *expect = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
         if ((expect && strcasecmp(expect, "100-continue") == 0) ||
-            (r->content_length > 0 && (uint64_t)r->content_length > f->cfg->max_body_bytes + FRONT_DRAIN_MAX))
+            (r->content_length > 0 && (uint64_t)r->content_length > r->max_body + FRONT_DRAIN_MAX))
             return queue_answer(r);
     }
     return MHD_YES;
@@ -555,17 +562,16 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
 /* A piece of body. Returns MHD_YES, or MHD_NO to cut the connection. */
 static enum MHD_Result on_body(fr_req *r, const char *data, size_t n)
 {
-    const dp_config *cfg = r->f->cfg;
     r->body_bytes += n;
     metrics_add(r->f->bytes_in, n);
     if (r->state == FR_ANSWERING) {
         /* Refused: read and drop, but no more than a body we would have accepted plus
          * FRONT_DRAIN_MAX; past that the connection is cut. */
-        return r->body_bytes > cfg->max_body_bytes + FRONT_DRAIN_MAX ? MHD_NO : MHD_YES;
+        return r->body_bytes > r->max_body + FRONT_DRAIN_MAX ? MHD_NO : MHD_YES;
     }
-    if (r->body_bytes > cfg->max_body_bytes) {
+    if (r->body_bytes > r->max_body) {
         front__fail(r, 413, "IllegalArgumentException", "request body is over the limit of %" PRIu64 " bytes",
-                    cfg->max_body_bytes);
+                    r->max_body);
         return MHD_YES;
     }
     if (!r->body) return MHD_YES; /* a body on an op that takes none: dropped */
@@ -657,9 +663,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e6;
-        LOGD("msg=request req=%" PRIu64 " method=%s op=%s path=\"%s\" status=%d in=%" PRIu64 " out=%" PRIu64
-             " ms=%.1f completed=%d",
-             r->id, r->method, r->parsed ? r->wr.info->name : "-", r->parsed ? r->wr.path : "-",
+        char seqs[24] = "-";
+        if (r->journaled && r->seq) snprintf(seqs, sizeof seqs, "%" PRIu64, r->seq);
+        LOGD("msg=request req=%" PRIu64 " rid=%s seq=%s method=%s op=%s path=\"%s\" status=%d in=%" PRIu64
+             " out=%" PRIu64 " ms=%.1f completed=%d",
+             r->id, r->rid, seqs, r->method, r->parsed ? r->wr.info->name : "-", r->parsed ? r->wr.path : "-",
              r->queued ? r->status : 0, r->body_bytes, r->resp_bytes, ms, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
     FR_SET(r, FR_DONE);
@@ -675,7 +683,6 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->parsed) whreq_free(&r->wr);
     free(r->authorization);
     free(r->content_type);
-    free(r->client_request_id);
     free(r->target);
     free(r);
 }
@@ -792,6 +799,16 @@ static void init_metrics(front *f)
                                            "Writes not mirrored to Gen2, by reason.", "reason=\"gen1_false\"");
 }
 
+/* SIGHUP (reload.h): the limits the front reads per request. */
+static const char *const front_live_keys[] = {"limits.max_body_bytes", NULL};
+
+static int front_reload(void *arg, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    front *f = arg;
+    if (!check) atomic_store_explicit(&f->max_body_bytes, nc->max_body_bytes, memory_order_relaxed);
+    return 0;
+}
+
 int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front **out, char *err, size_t errlen)
 {
     int lfd = -1;
@@ -801,6 +818,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
         return -1;
     }
     f->cfg = cfg;
+    atomic_init(&f->max_body_bytes, cfg->max_body_bytes);
     f->g1 = g1;
     f->p = p;
     f->m = m;
@@ -851,6 +869,8 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     }
     LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u", cfg->listen.host, f->port, threads,
          cfg->max_connections);
+    if (rl_register("front", front_live_keys, front_reload, f) != 0)
+        LOGW("msg=\"front limits will not follow SIGHUP: too many reload hooks\"");
     *out = f;
     return 0;
 
@@ -898,6 +918,7 @@ void front_stop(front *f, unsigned drain_ms)
 void front_free(front *f)
 {
     if (!f) return;
+    rl_unregister(front_reload, f);
     if (f->d) MHD_stop_daemon(f->d);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);

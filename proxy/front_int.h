@@ -16,6 +16,7 @@
 
 #include "front.h"
 #include "pipeline.h"
+#include "rid.h"
 #include "spool.h"
 #include "whreq.h"
 
@@ -41,6 +42,7 @@ struct front {
     int port;
     atomic_bool stopping;
     atomic_uint_fast64_t next_id;      /* request ids for logs */
+    _Atomic uint64_t max_body_bytes;   /* limits.max_body_bytes (SIGHUP changes it: front_reload) */
     pipeline *p;                       /* the journal and the applier behind it */
     pthread_mutex_t mu;                /* guards upstream_calls (and orders it with stopping) */
     pthread_cond_t cond;               /* signalled when upstream_calls drops */
@@ -65,10 +67,14 @@ typedef struct fr_req {
     bool parsed;                       /* wr is valid */
     whreq wr;
     /* copied request headers (the httpc thread must not touch the MHD connection) */
-    char *authorization, *content_type, *client_request_id;
+    char *authorization, *content_type;
+    char rid[RID_MAX + 1];             /* request id: the writer's well-formed x-ms-client-request-id, else a
+                                          fresh UUID; sent to Gen1, journaled with a write, echoed back */
     int64_t content_length;            /* -1 when absent or chunked */
     bool chunked;
     uint64_t body_bytes;               /* received so far */
+    uint64_t max_body;                 /* limits.max_body_bytes when its headers came (a reload never
+                                          changes the limit in the middle of a body) */
     uint64_t spool_counted;            /* bytes added to the spool gauge */
     spool_body *body;                  /* spooled body (ops that carry data; one reference), or NULL */
     bool degraded;                     /* the body went over the spool cap (policy degrade) */

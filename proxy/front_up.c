@@ -99,24 +99,24 @@ static bool report_primary(fr_req *r, const httpc_resp *resp)
             pr.changed_nothing = answered_false(r, resp);
             if (pr.changed_nothing) {
                 metrics_inc(f->skipped_false);
-                LOGD("msg=\"not mirrored: Gen1 answered false\" req=%" PRIu64 " op=%s seq=%" PRIu64, r->id,
-                     r->wr.info->name, r->seq);
+                LOGD("msg=\"not mirrored: Gen1 answered false\" req=%" PRIu64 " rid=%s op=%s seq=%" PRIu64, r->id,
+                     r->rid, r->wr.info->name, r->seq);
             } else {
                 metrics_inc(f->applied_submits);
             }
         } else {
             pr.kind = PIPE_P_REFUSED;
-            LOGD("msg=\"Gen1 refused a write: aborted\" req=%" PRIu64 " op=%s seq=%" PRIu64 " status=%d", r->id,
-                 r->wr.info->name, r->seq, pr.status);
+            LOGD("msg=\"Gen1 refused a write: aborted\" req=%" PRIu64 " rid=%s op=%s seq=%" PRIu64 " status=%d",
+                 r->id, r->rid, r->wr.info->name, r->seq, pr.status);
         }
     } else if (resp->result == HTTPC_E_CONNECT) {
         /* No connection was made (refused, unresolvable): nothing reached Gen1, so it is aborted. */
         pr.kind = PIPE_P_REFUSED;
-        LOGD("msg=\"Gen1 unreachable: write aborted\" req=%" PRIu64 " seq=%" PRIu64, r->id, r->seq);
+        LOGD("msg=\"Gen1 unreachable: write aborted\" req=%" PRIu64 " rid=%s seq=%" PRIu64, r->id, r->rid, r->seq);
     } else {
         LOGW("msg=\"no answer from Gen1 for a journaled write: its path will be resynced\" req=%" PRIu64
-             " op=%s seq=%" PRIu64 " result=%s",
-             r->id, r->wr.info->name, r->seq, httpc_result_str(resp->result));
+             " rid=%s op=%s seq=%" PRIu64 " result=%s",
+             r->id, r->rid, r->wr.info->name, r->seq, httpc_result_str(resp->result));
     }
     return pipe_primary(f->p, r->seq, &pr, on_acked, r) == 0;
 }
@@ -146,7 +146,7 @@ static int send_gen1(fr_req *r)
         .raw_query = r->query,
         .authorization = r->authorization,
         .content_type = r->content_type,
-        .client_request_id = r->client_request_id,
+        .client_request_id = r->rid,
         .in = r->body ? HTTPC_IN_FD : HTTPC_IN_NONE,
         .in_fd = r->body ? r->body->fd : -1,
         .in_off = r->body ? r->body->off : 0,
@@ -207,9 +207,10 @@ void front__dispatch(fr_req *r)
     int rc;
     if (r->journaled) {
         uint64_t seq = 0;
-        rc = pipe_accept(f->p, &r->wr, r->body, r->degraded, on_durable, r, &seq);
+        rc = pipe_accept(f->p, &r->wr, r->rid, r->body, r->degraded, on_durable, r, &seq);
         if (rc == 0) return;
-        LOGW("msg=\"write not journaled\" req=%" PRIu64 " op=%s err=\"%s\"", r->id, r->wr.info->name, strerror(-rc));
+        LOGW("msg=\"write not journaled\" req=%" PRIu64 " rid=%s op=%s err=\"%s\"", r->id, r->rid, r->wr.info->name,
+             strerror(-rc));
     } else {
         rc = send_gen1(r) == 0 ? 0 : -ECONNREFUSED;
         if (rc == 0) return;
@@ -228,8 +229,8 @@ void front__dispatch(fr_req *r)
 /* The writer-facing error for an exchange that produced no HTTP answer (never an internal path). */
 static void fail_transport(fr_req *r, const httpc_resp *resp)
 {
-    LOGW("msg=\"Gen1 exchange failed\" req=%" PRIu64 " op=%s result=%s detail=\"%s\"", r->id, r->wr.info->name,
-         httpc_result_str(resp->result), resp->error);
+    LOGW("msg=\"Gen1 exchange failed\" req=%" PRIu64 " rid=%s seq=%" PRIu64 " op=%s result=%s detail=\"%s\"", r->id,
+         r->rid, r->seq, r->wr.info->name, httpc_result_str(resp->result), resp->error);
     switch (resp->result) {
     case HTTPC_E_TIMEOUT:
         front__fail(r, 504, "IOException", "Gen1 did not answer in time");

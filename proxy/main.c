@@ -3,23 +3,29 @@
  * starts the modules in a visible order (httpc engine, Gen1 client, pipeline — I/O engine, spool,
  * journal with its recovery, applier, the recovered records resubmitted — then the front and the
  * admin), prints one "dualpipe ready listen=H:P admin=H:P" line on stdout once both listeners are
- * up, then waits for SIGINT/SIGTERM with sigwait (the signals are blocked in every thread, so no
- * handler runs in the middle of anything) and stops in reverse: the front takes no new requests and
- * lets the suspended ones finish (journal, Gen1, ack), the admin closes, the pipeline refuses new
- * records and drains the applier for up to 5 s (what is left stays in the journal for the next
- * start), the httpc engine stops (cancelling whatever is left), the front closes its connections
- * (releasing their spool bodies), and the pipeline commits what is queued and closes the journal.
+ * up, then waits for signals with sigwait (they are blocked in every thread, so no handler runs in
+ * the middle of anything). SIGHUP reloads the file (reload.h: what can change live does, what needs
+ * a restart is named; a file with an error changes nothing). SIGINT/SIGTERM stop in reverse: the
+ * front takes no new requests and lets the suspended ones finish (journal, Gen1, ack) for up to
+ * shutdown.drain_ms, the admin closes, the pipeline refuses new records and drains the applier for up
+ * to shutdown.drain_ms again (what is left stays in the journal for the next start), the httpc engine
+ * stops (cancelling whatever is left), the front closes its connections (releasing their spool
+ * bodies), and the pipeline commits what is queued and closes the journal.
  * `dualpipe journal ...` is the operator command (jcli.h). `--check-config FILE` validates and
  * explains the configuration; `--version` and `--help` do the obvious. Secrets never come from the
  * command line.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
 
 #include "admin.h"
 #include "cfg.h"
@@ -32,13 +38,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "reload.h"
 
 #ifndef DP_VERSION
 #define DP_VERSION "0.0.0"
 #endif
 
-#define MAIN_DRAIN_FRONT_MS 5000
-#define MAIN_DRAIN_APPLIER_MS 5000
 #define MAIN_IDENT_WAIT_MS 2000 /* at start, how long to wait for the first Gen1 token before going on */
 
 static void usage(FILE *out)
@@ -108,6 +113,99 @@ static int ensure_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* What main itself applies on SIGHUP: the log level, and the drain of the next stop. */
+static const char *const main_live_keys[] = {"log.level", "shutdown.drain_ms", NULL};
+
+static int main_reload(void *arg, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    if (check) return 0;
+    log_set_level((log_level)nc->log_level);
+    *(unsigned *)arg = nc->shutdown_drain_ms;
+    return 0;
+}
+
+/* SIGHUP: load the file again; apply it (reload.h) only when it is valid. prev becomes the new one. */
+static void reload(const char *file, const dp_config *running, dp_config *prev)
+{
+    dp_config nc;
+    cfg_err e;
+    memset(&e, 0, sizeof e);
+    LOGI("msg=\"reloading the configuration\" config=\"%s\"", file);
+    if (cfg_load_file(file, &nc, &e) != 0) {
+        LOGE("msg=\"reload refused: the file has an error, nothing changed\" key=%s error=\"%s\"",
+             e.path[0] ? e.path : "-", e.message);
+        return;
+    }
+    int n = rl_reload(running, prev, &nc);
+    if (n < 0) {
+        cfg_free(&nc);
+        return;
+    }
+    LOGI("msg=\"configuration reloaded\" keys_changed=%d", n);
+    cfg_free(prev);
+    *prev = nc;
+}
+
+/* One stop phase's drain: what it waited, and whether it settled early or used the whole budget. */
+static void log_drain(const char *phase, const struct timespec *t0, unsigned drain_ms)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ms = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+    if (ms < (int64_t)drain_ms)
+        LOGI("msg=\"drain ended early: nothing left to wait for\" phase=%s waited_ms=%" PRId64 " drain_ms=%u", phase, ms,
+             drain_ms);
+    else
+        LOGW("msg=\"drain ran out: shutdown.drain_ms reached\" phase=%s waited_ms=%" PRId64 " drain_ms=%u", phase, ms,
+             drain_ms);
+}
+
+/*
+ * Writers' data lives in spool.dir and journal.dir: the proxy creates its files 0600 and its
+ * directories 0700. Directories and files left by an older version (0640/0750) or made by hand are
+ * tightened at start, not just reported: nobody but the proxy's user has a reason to read them, and
+ * a warning alone would leave them readable. One line per directory says what was changed; what
+ * cannot be changed (another owner) is reported and left.
+ */
+static void tighten_dir(const char *dir)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return; /* not there yet: created 0700 */
+    unsigned fixed = 0, failed = 0;
+    if ((st.st_mode & 077) != 0) {
+        if (chmod(dir, 0700) == 0) fixed++;
+        else failed++;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;
+        if ((st.st_mode & 077) == 0) continue;
+        if (fchmodat(dirfd(d), de->d_name, S_ISDIR(st.st_mode) ? 0700 : 0600, 0) == 0) fixed++;
+        else failed++;
+    }
+    closedir(d);
+    if (fixed)
+        LOGW("msg=\"tightened permissions: group/other could read writers' data\" dir=\"%s\" entries=%u "
+             "now=\"files 0600, directories 0700\"",
+             dir, fixed);
+    if (failed) LOGW("msg=\"cannot tighten permissions (not the owner?)\" dir=\"%s\" entries=%u", dir, failed);
+}
+
+static void tighten_store(const dp_config *cfg)
+{
+    char path[1200];
+    tighten_dir(cfg->spool_dir);
+    snprintf(path, sizeof path, "%s/data", cfg->spool_dir);
+    tighten_dir(path);
+    if (cfg->journal_dir[0]) snprintf(path, sizeof path, "%s", cfg->journal_dir);
+    else snprintf(path, sizeof path, "%s/journal", cfg->spool_dir);
+    tighten_dir(path);
+}
+
 /* Hostnames print as they are; an IPv6 literal gets brackets so "H:P" stays unambiguous. */
 static void print_hostport(FILE *out, const char *host, int port)
 {
@@ -119,7 +217,8 @@ static int run(const char *file)
 {
     int status = 1;
     char err[512] = "";
-    dp_config cfg;
+    dp_config cfg, cur; /* cfg: what the modules started with; cur: the last file applied (SIGHUP) */
+    bool have_cur = false;
     httpc *http = NULL, *http_ap = NULL;
     gen1c *g1 = NULL, *g1_ap = NULL;
     g1a *ident = NULL;
@@ -131,6 +230,7 @@ static int run(const char *file)
     if (load(file, &cfg) != 0) return 1;
     log_set_component("dualpipe");
     log_set_level((log_level)cfg.log_level);
+    unsigned drain_ms = cfg.shutdown_drain_ms;
 
     /* Block the stop signals before any thread exists: every thread inherits the mask and only
      * sigwait below ever sees them. A writer that goes away must not kill us with SIGPIPE. */
@@ -138,10 +238,12 @@ static int run(const char *file)
     sigemptyset(&stopset);
     sigaddset(&stopset, SIGINT);
     sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stopset, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (ensure_dir(cfg.spool_dir, err, sizeof err) != 0) goto out;
+    tighten_store(&cfg);
     m = metrics_new();
     if (!m) {
         snprintf(err, sizeof err, "out of memory");
@@ -184,8 +286,21 @@ static int run(const char *file)
     fflush(stdout);
     LOGI("msg=started version=%s phase=%s config=\"%s\"", DP_VERSION, cfg_phase_name(cfg.phase), file);
 
+    /* cur starts as a second load of the same file: SIGHUP compares against what was last applied. */
+    if (load(file, &cur) != 0) {
+        snprintf(err, sizeof err, "the configuration changed while starting; not started");
+        goto out;
+    }
+    have_cur = true;
+    if (rl_register("main", main_live_keys, main_reload, &drain_ms) != 0) {
+        snprintf(err, sizeof err, "cannot register the SIGHUP reload");
+        goto out;
+    }
     int sig = 0;
-    while (sigwait(&stopset, &sig) != 0) {
+    for (;;) {
+        if (sigwait(&stopset, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        reload(file, &cfg, &cur);
     }
     LOGI("msg=\"stopping\" signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     status = 0;
@@ -196,9 +311,19 @@ out:
      * freed state: after pipe_stop every journal callback for the front has run, after httpc_stop no
      * Gen1 or applier callback is left, so no connection is suspended when front_free closes them
      * (their spool bodies go back while the spool is open), and the journal closes last. */
-    if (f) front_stop(f, MAIN_DRAIN_FRONT_MS);
+    rl_unregister(main_reload, &drain_ms);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (f) {
+        front_stop(f, drain_ms);
+        if (status == 0) log_drain("front", &t0, drain_ms);
+    }
     if (adm) admin_stop(adm);
-    if (pl) pipe_stop(pl, MAIN_DRAIN_APPLIER_MS);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (pl) {
+        pipe_stop(pl, drain_ms);
+        if (status == 0) log_drain("applier", &t0, drain_ms);
+    }
     g1a_stop(ident);
     if (http) httpc_stop(http);
     if (http_ap) httpc_stop(http_ap);
@@ -209,6 +334,7 @@ out:
     if (g1_ap) gen1c_free(g1_ap);
     g1a_free(ident);
     metrics_free(m);
+    if (have_cur) cfg_free(&cur);
     cfg_free(&cfg);
     if (status == 0) LOGI("msg=stopped");
     return status;

@@ -46,6 +46,8 @@
 #include "jrnl_fmt.h"
 #include "log.h"
 #include "order.h"
+#include "reload.h"
+#include "rid.h"
 
 #define PIPE_STOP_LOG_S 5 /* pipe_stop logs this often while waiting for the journal */
 #define PIPE_CONCAT_BODY_MAX (1u << 20) /* MSCONCAT body bytes read for the fence (its source list) */
@@ -66,6 +68,7 @@ struct pipeline {
     bool stopped;                            /* pipe_stop began: accepts refused, nothing sent to Gen1 */
     bool ap_gone;                            /* the applier is stopping or stopped: no submissions */
     unsigned outstanding;                    /* accepts whose durability callback has not finished */
+    _Atomic int spool_policy;                /* spool.policy (cfg_spool_policy; SIGHUP changes it) */
     uint64_t *degraded;                      /* seqs of degraded writes waiting for the primary */
     size_t ndegraded, capdegraded;
     metrics_counter *m_degraded, *m_rejected;
@@ -80,6 +83,7 @@ struct pipeline {
 typedef struct pipe_sub {
     pipeline *p;
     uint64_t seq;
+    char rid[RID_MAX + 1];   /* the record's request id, for the outcome's log line ("-": none) */
     void (*acked)(void *ud);
     void *acked_ud;
     atomic_bool acked_ran;
@@ -202,7 +206,8 @@ static void on_done(void *ud, const apply_result *res)
         break;
     case APPLY_FAILED: /* never reaches done by contract; keep it for an operator rather than lose it */
     case APPLY_PARKED:
-        LOGW("msg=\"record parked: waits for an operator\" seq=%" PRIu64 " detail=\"%s\"", s->seq, res->detail);
+        LOGW("msg=\"record parked: waits for an operator\" seq=%" PRIu64 " rid=%s detail=\"%s\"", s->seq, s->rid,
+             res->detail);
         rc = jnl_state(p->j, s->seq, JFMT_S_PARKED, 0, detail, NULL, NULL);
         break;
     case APPLY_STOPPED:
@@ -210,8 +215,25 @@ static void on_done(void *ud, const apply_result *res)
         break;
     }
     if (rc != 0)
-        LOGD("msg=\"outcome not journaled\" seq=%" PRIu64 " outcome=%s err=\"%s\"", s->seq, name, strerror(-rc));
+        LOGD("msg=\"outcome not journaled\" seq=%" PRIu64 " rid=%s outcome=%s err=\"%s\"", s->seq, s->rid, name,
+             strerror(-rc));
     sub_unref(s);
+}
+
+/* Move the journal's reserved request-id parameter out of r's params into r->request_id (a
+ * malformed one is dropped: each Gen2 request then gets its own id). */
+static void take_request_id(apply_req *r)
+{
+    for (int i = 0; i < r->nparams; i++) {
+        if (!r->params[i].name || strcmp(r->params[i].name, JFMT_KEY_REQUEST_ID) != 0) continue;
+        if (r->params[i].value && rid_valid(r->params[i].value))
+            snprintf(r->request_id, sizeof r->request_id, "%s", r->params[i].value);
+        free(r->params[i].name);
+        free(r->params[i].value);
+        memmove(&r->params[i], &r->params[i + 1], (size_t)(r->nparams - i - 1) * sizeof r->params[0]);
+        r->nparams--;
+        return;
+    }
 }
 
 static char *dup_or_null(const char *s, bool *oom)
@@ -247,6 +269,7 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     e->path = NULL;
     e->params = NULL;
     e->nparams = 0;
+    take_request_id(r);
     r->resync = resync || e->body_lost;
     r->maybe_sent = maybe_sent;
     if (!r->resync) {
@@ -259,6 +282,7 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     if (oom) goto fail;
     s->p = p;
     s->seq = e->seq;
+    snprintf(s->rid, sizeof s->rid, "%s", r->request_id[0] ? r->request_id : "-");
     s->acked = acked;
     s->acked_ud = acked_ud;
     atomic_init(&s->acked_ran, false);
@@ -553,6 +577,17 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
     return 0;
 }
 
+/* SIGHUP (reload.h): the spool policy, and the Gen2 credentials the applier signs with. */
+static const char *const pipe_live_keys[] = {"spool.policy", "gen2.auth.account_key", "gen2.auth.sas",
+                                             "gen2.auth.client_secret", NULL};
+
+static int pipe_reload(void *arg, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    pipeline *p = arg;
+    if (!check) atomic_store_explicit(&p->spool_policy, (int)nc->spool_policy, memory_order_relaxed);
+    return p->ap ? applier_reload(p->ap, nc, check, err, errlen) : 0;
+}
+
 int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline **out, char *err, size_t errlen)
 {
     char e[400] = "";
@@ -562,6 +597,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         return -1;
     }
     p->cfg = cfg;
+    atomic_init(&p->spool_policy, (int)cfg->spool_policy);
     p->g1 = g1;
     p->m = m;
     pthread_mutex_init(&p->mu, NULL);
@@ -623,6 +659,8 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     if (p->rec_resubmitted || p->rec_parked)
         LOGI("msg=\"recovered records handed to the applier\" resubmitted=%" PRIu64 " parked=%" PRIu64,
              p->rec_resubmitted, p->rec_parked);
+    if (rl_register("pipeline", pipe_live_keys, pipe_reload, p) != 0)
+        LOGW("msg=\"spool policy and Gen2 credentials will not follow SIGHUP: too many reload hooks\"");
     *out = p;
     return 0;
 
@@ -656,7 +694,7 @@ pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, s
     }
     if (cap && !known && want > cap) want = cap;
     if (spool_would_exceed(p->sp, want)) {
-        if (cfg->spool_policy == CFG_SPOOL_REJECT) {
+        if (atomic_load_explicit(&p->spool_policy, memory_order_relaxed) == CFG_SPOOL_REJECT) {
             spool_stats st;
             spool_get_stats(p->sp, &st);
             uint64_t used = st.used_bytes + st.held_bytes;
@@ -810,9 +848,26 @@ static char *concat_body(const spool_body *b, size_t *len)
     return buf;
 }
 
-int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, pipe_durable_cb durable, void *ud,
-                uint64_t *seq)
+/* Query parameters that carry a writer's credential: never journaled (pipe_accept). */
+static bool credential_param(const char *name)
 {
+    return strcmp(name, "delegation") == 0 || strcmp(name, "token") == 0;
+}
+
+int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body *body, bool degraded,
+                pipe_durable_cb durable, void *ud, uint64_t *seq)
+{
+    /* What goes to disk: the writer's parameters but its credentials, plus the request id (left out
+     * only when the writer filled the journal's parameter list: the record matters more than its id). */
+    whreq_param kept[JFMT_MAX_PARAMS];
+    int nkept = 0;
+    for (int i = 0; i < wr->nparams; i++) {
+        if (credential_param(wr->params[i].name)) continue;
+        if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
+        kept[nkept++] = wr->params[i];
+    }
+    if (request_id && rid_valid(request_id) && nkept < JFMT_MAX_PARAMS)
+        kept[nkept++] = (whreq_param){.name = (char *)JFMT_KEY_REQUEST_ID, .value = (char *)request_id};
     uint16_t jop = jfmt_op_from_whreq(wr->op);
     if (jop == JFMT_OP_NONE || !durable) return -EINVAL;
     pipe_actx *c = malloc(sizeof *c);
@@ -828,7 +883,7 @@ int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, p
     }
     size_t cblen = 0;
     char *cbody = wr->op == WH_OP_MSCONCAT ? concat_body(body, &cblen) : NULL;
-    jnl_write_in in = {.jop = jop, .path = wr->path, .params = wr->params, .nparams = wr->nparams, .body = body};
+    jnl_write_in in = {.jop = jop, .path = wr->path, .params = kept, .nparams = nkept, .body = body};
     /* Registered in the fence and given its seq in one critical section: fence order = seq order. */
     pthread_mutex_lock(&p->omu);
     ord_write *ow = NULL;
@@ -946,7 +1001,7 @@ int pipe_status_json(pipeline *p, dbuf *out)
                          ",\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64 ",\"policy\":\"%s\""
                          ",\"degraded\":%" PRIu64 ",\"rejected\":%" PRIu64 "},\"ack\":\"%s\",\"applier\":",
                          ss.used_bytes, ss.held_bytes, ss.max_bytes, ss.live_bodies, ss.segments, ss.segments_deleted,
-                         p->cfg->spool_policy == CFG_SPOOL_REJECT ? "reject" : "degrade",
+                         atomic_load(&p->spool_policy) == CFG_SPOOL_REJECT ? "reject" : "degrade",
                          metrics_counter_value(p->m_degraded), metrics_counter_value(p->m_rejected),
                          p->cfg->ack == CFG_ACK_BOTH ? "both" : "durable");
     if (rc == 0) {
@@ -1128,6 +1183,8 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     }
     p->ap_gone = true;
     pthread_mutex_unlock(&p->mu);
+    /* Reloads run on the thread that stops us, never during this call: no hook is running now. */
+    rl_unregister(pipe_reload, p);
     if (already || !p->ap) return;
     uint64_t left = applier_pending(p->ap);
     if (left) LOGI("msg=\"draining the applier\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);

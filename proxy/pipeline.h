@@ -80,12 +80,15 @@ pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, s
 typedef void (*pipe_durable_cb)(void *ud, uint64_t seq, int err);
 
 /**
- * Journal a write (wr: the parsed request; body: finished, or NULL) and call durable once the record
- * is durable. Returns 0 and *seq, or -errno (-EINVAL: the request breaks a journal limit, answer 400;
+ * Journal a write (wr: the parsed request; request_id: its rid.h id, kept with the record so that
+ * every Gen2 request for it carries the id, also after a restart; body: finished, or NULL) and call
+ * durable once the record is durable. Parameters that carry a credential (delegation tokens) are
+ * not written to the journal: the applier never sends them, and nothing on disk may hold a
+ * writer's secret. Returns 0 and *seq, or -errno (-EINVAL: the request breaks a journal limit, answer 400;
  * -EIO/-ESHUTDOWN: answer 503). Read ops must not come here.
  */
-int pipe_accept(pipeline *p, const whreq *wr, spool_body *body, bool degraded, pipe_durable_cb durable, void *ud,
-                uint64_t *seq);
+int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body *body, bool degraded,
+                pipe_durable_cb durable, void *ud, uint64_t *seq);
 
 /** Gen1's answer to a journaled write. */
 typedef struct pipe_primary_result {

@@ -115,6 +115,7 @@ static const cfg_opt cfg_opts[] = {
     {"applier.breaker_probe_ms", K_UINT, FLD(applier_breaker_probe_ms), 100, 600000, "2000", 0, NULL, NULL},
     {"applier.resync_attempts", K_UINT, FLD(applier_resync_attempts), 1, 100, "3", 0, NULL, NULL},
     {"log.level", K_ENUM, FLD(log_level), 0, 0, "\"info\"", 0, level_names, NULL},
+    {"shutdown.drain_ms", K_UINT, FLD(shutdown_drain_ms), 0, 600000, "5000", 0, NULL, NULL},
     {"gen1.endpoint", K_URL, FLD(gen1_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen1.dialect", K_ENUM, FLD(gen1_dialect), 0, 0, "\"adls\"", 0, dialect_names, NULL},
     {"gen1.datanode_rewrite", K_REWRITES, 0, 0, 0, 0, "{}", 0, NULL, NULL},
@@ -943,6 +944,52 @@ int cfg_explain(const dp_config *c, dbuf *out)
 const char *cfg_g1auth_name(cfg_g1auth_mode m)
 {
     return (m >= CFG_G1AUTH_NONE && m <= CFG_G1AUTH_KERBEROS) ? g1auth_names[m] : "unknown";
+}
+
+/* Whether option o holds the same value in a and b (secrets: the same value from the same source). */
+static bool opt_same(const dp_config *a, const dp_config *b, const cfg_opt *o)
+{
+    switch (o->kind) {
+    case K_SECRET: {
+        const cfg_secret *x = cfield(a, o), *y = cfield(b, o);
+        if (strcmp(x->source, y->source) != 0 || !x->value != !y->value) return false;
+        return !x->value || strcmp(x->value, y->value) == 0;
+    }
+    case K_MAPPINGS:
+        if (a->nmappings != b->nmappings) return false;
+        for (int i = 0; i < a->nmappings; i++) {
+            const cfg_mapping *x = &a->mappings[i], *y = &b->mappings[i];
+            if (strcmp(x->gen1_prefix, y->gen1_prefix) || strcmp(x->filesystem, y->filesystem) ||
+                strcmp(x->prefix, y->prefix))
+                return false;
+        }
+        return true;
+    case K_REWRITES:
+        if (a->gen1_nrewrites != b->gen1_nrewrites) return false;
+        for (int i = 0; i < a->gen1_nrewrites; i++)
+            if (strcmp(a->gen1_rewrites[i].from, b->gen1_rewrites[i].from) ||
+                strcmp(a->gen1_rewrites[i].to, b->gen1_rewrites[i].to))
+                return false;
+        return true;
+    case K_HOSTPORT: {
+        const cfg_hostport *x = cfield(a, o), *y = cfield(b, o);
+        return x->port == y->port && strcmp(x->host, y->host) == 0;
+    }
+    case K_STRING:
+    case K_URL:
+    case K_PATH: return strcmp(cfield(a, o), cfield(b, o)) == 0;
+    case K_UINT:
+    case K_SIZE:
+    case K_BOOL:
+    case K_ENUM: return memcmp(cfield(a, o), cfield(b, o), o->size) == 0;
+    }
+    return false;
+}
+
+void cfg_diff(const dp_config *a, const dp_config *b, void (*fn)(void *ud, const char *key), void *ud)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (!opt_same(a, b, &cfg_opts[i])) fn(ud, cfg_opts[i].key);
 }
 
 const char *cfg_phase_name(cfg_phase p)

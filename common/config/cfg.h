@@ -156,6 +156,9 @@ typedef struct dp_config {
     cfg_unmapped_id unmapped_identity; /* "gen2.unmapped_identity" keep|drop|resync-later (resync-later) */
     /* log */
     int log_level;                    /* "log.level" error|warn|info|debug (info): log.h's values */
+    /* shutdown */
+    unsigned shutdown_drain_ms;       /* "shutdown.drain_ms" (5000): on SIGTERM, how long the front waits for
+                                         requests in progress, and then the applier for its backlog */
     /* internal to cfg: which table options the file set (cfg_explain marks the others "(default)") */
     unsigned char cfg_given[CFG_MAX_OPTIONS];
 } dp_config;
@@ -185,6 +188,11 @@ __attribute__((warn_unused_result)) int cfg_explain(const dp_config *c, dbuf *ou
 
 /** gen1.auth.mode's spelling: "none", "bearer", "client_credentials", "hadoop", "kerberos". */
 const char *cfg_g1auth_name(cfg_g1auth_mode m);
+
+/** Call fn with the key of every option whose value differs between a and b, in table order (a
+ *  secret differs when its value or its source does; fn never sees a value). SIGHUP's reload uses
+ *  it to apply what changed and to name what needs a restart. */
+void cfg_diff(const dp_config *a, const dp_config *b, void (*fn)(void *ud, const char *key), void *ud);
 
 /** "gen1-primary", "gen2-primary" or "gen2-only" (the config's spelling). */
 const char *cfg_phase_name(cfg_phase p);

@@ -102,6 +102,10 @@ typedef struct jfmt_str {
     size_t len;
 } jfmt_str;
 
+/* Reserved WRITE parameter: the write's request id (JOURNAL.md section 4). Its upper-case letters keep
+ * it apart from the writer's parameters, whose names the front end stores lower-cased. */
+#define JFMT_KEY_REQUEST_ID "X-Request-Id"
+
 typedef struct jfmt_kv {
     jfmt_str key; /* 1..JFMT_MAX_KEY bytes, no NUL */
     jfmt_str val; /* 0..65535 bytes, no NUL */

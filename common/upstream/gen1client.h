@@ -35,7 +35,7 @@ typedef struct gen1c_call {
     const char *raw_query;        /* the writer's raw query string (without '?') */
     const char *authorization;    /* writer's Authorization header or NULL */
     const char *content_type;     /* writer's Content-Type or NULL (MSCONCAT sends JSON) */
-    const char *client_request_id;/* writer's x-ms-client-request-id or NULL */
+    const char *client_request_id;/* x-ms-client-request-id: the request id (rid.h), or NULL */
     httpc_body_in in;             /* request body: NONE, MEMORY or FD range */
     const void *in_mem;
     int in_fd;

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,11 @@ typedef struct waiter {
     void *ud;
 } waiter;
 
+typedef struct sas_old {
+    struct sas_old *next;
+    char *sas;
+} sas_old;
+
 struct g2auth {
     httpc *http;
     cfg_auth_mode mode;
@@ -45,10 +51,13 @@ struct g2auth {
     char *label;               /* "gen2 auth", "gen1 auth": first words of every error */
     bool v2;                   /* client credentials against /oauth2/v2.0/token with scope */
     char *token_url;           /* client credentials: AUTHORITY/TENANT/oauth2[/v2.0]/token; MI: the IMDS URL */
-    char *client_id, *client_secret, *resource, *scope;
+    char *client_id, *resource, *scope;
+    char *client_secret;       /* under mu: g2auth_reload replaces it */
     unsigned refresh_margin_s, connect_timeout_ms, timeout_ms;
-    skey_key key;              /* shared_key */
-    char *sas;                 /* sas: the query string without '?' */
+    skey_key key;              /* shared_key (under mu: g2auth_reload replaces it) */
+    _Atomic(char *) sas;       /* sas: the query string without '?' (g2auth_reload swaps it) */
+    sas_old *retired;          /* SASes replaced by g2auth_reload (callers may still hold them): freed
+                                  with the authenticator; one per reload that changed the SAS */
     /* token modes; everything below under mu */
     pthread_mutex_t mu;
     pthread_cond_t cond;       /* CLOCK_MONOTONIC; refresher wake-ups and fetch completions */
@@ -193,7 +202,12 @@ static int sign_shared_key(g2auth *a, const g2auth_req *req, dbuf *value, char *
         .each = hdr_each,
         .ctx = &l,
     };
-    int rc = skey_sign(&a->key, &sr, value);
+    skey_key key;
+    pthread_mutex_lock(&a->mu);
+    key = a->key;
+    pthread_mutex_unlock(&a->mu);
+    int rc = skey_sign(&key, &sr, value);
+    explicit_bzero(&key, sizeof key);
     if (rc) {
         snprintf(err, errlen, "gen2 auth: shared_key: cannot sign the request (%s)",
                  rc == -EINVAL ? "malformed query" : rc == -E2BIG ? "too many headers or parameters" : "no memory");
@@ -378,7 +392,9 @@ static void start_fetch(g2auth *a)
         rc = dbuf_adds(&url, a->token_url);
         if (!rc) rc = add_enc_param(&a->fetch_body, "grant_type", "client_credentials");
         if (!rc) rc = add_enc_param(&a->fetch_body, "client_id", a->client_id);
+        pthread_mutex_lock(&a->mu);
         if (!rc) rc = add_enc_param(&a->fetch_body, "client_secret", a->client_secret);
+        pthread_mutex_unlock(&a->mu);
         if (!rc) rc = add_enc_param(&a->fetch_body, a->v2 ? "scope" : "resource", a->v2 ? a->scope : a->resource);
         req.method = "POST";
         req.headers[0] = "Content-Type: application/x-www-form-urlencoded";
@@ -628,10 +644,12 @@ int g2auth_new(const dp_config *cfg, httpc *http, g2auth **out, char *err, size_
             snprintf(err, errlen, "gen2.auth.sas: must be a SAS query string (with sig=, no spaces or '#')");
             goto fail;
         }
-        if (!(a->sas = strdup(s))) {
+        char *copy = strdup(s);
+        if (!copy) {
             snprintf(err, errlen, "gen2 auth: out of memory");
             goto fail;
         }
+        atomic_store(&a->sas, copy);
     }
     *out = a;
     return 0;
@@ -668,7 +686,13 @@ void g2auth_free(g2auth *a)
     if (!a) return;
     g2auth_stop(a);
     wipe_free(a->token);
-    wipe_free(a->sas);
+    wipe_free(atomic_load(&a->sas));
+    while (a->retired) {
+        sas_old *o = a->retired;
+        a->retired = o->next;
+        wipe_free(o->sas);
+        free(o);
+    }
     wipe_free(a->client_secret);
     free(a->label);
     free(a->token_url);
@@ -695,7 +719,60 @@ bool g2auth_uses_token(const g2auth *a)
 
 const char *g2auth_sas(const g2auth *a)
 {
-    return a->mode == CFG_AUTH_SAS ? a->sas : NULL;
+    return a->mode == CFG_AUTH_SAS ? atomic_load(&((g2auth *)a)->sas) : NULL;
+}
+
+int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    if (nc->gen2_auth != a->mode) return 0; /* a new mode needs a restart (the caller says so) */
+    if (check) return check_config(nc, err, errlen);
+    if (a->mode == CFG_AUTH_SHARED_KEY) {
+        skey_key k;
+        char account[sizeof k.account];
+        pthread_mutex_lock(&a->mu);
+        memcpy(account, a->key.account, sizeof account); /* gen2.account itself needs a restart */
+        pthread_mutex_unlock(&a->mu);
+        if (skey_key_init(&k, account, nc->gen2_account_key.value) != 0) {
+            snprintf(err, errlen, "gen2.auth.account_key: not a valid base64 account key");
+            return -1;
+        }
+        pthread_mutex_lock(&a->mu);
+        a->key = k;
+        pthread_mutex_unlock(&a->mu);
+        explicit_bzero(&k, sizeof k);
+    } else if (a->mode == CFG_AUTH_SAS) {
+        const char *s = nc->gen2_sas.value;
+        if (*s == '?') s++;
+        if (!printable_token(s, 8192) || strchr(s, '#') || !strstr(s, "sig=")) {
+            snprintf(err, errlen, "gen2.auth.sas: must be a SAS query string (with sig=, no spaces or '#')");
+            return -1;
+        }
+        if (strcmp(s, atomic_load(&a->sas)) == 0) return 0;
+        sas_old *o = calloc(1, sizeof *o);
+        char *copy = strdup(s);
+        if (!o || !copy) {
+            free(o);
+            free(copy);
+            snprintf(err, errlen, "gen2.auth.sas: out of memory");
+            return -1;
+        }
+        /* The old SAS stays allocated: a request being built may still be reading it. */
+        o->sas = atomic_exchange(&a->sas, copy);
+        o->next = a->retired;
+        a->retired = o;
+    } else if (a->mode == CFG_AUTH_CLIENT_CREDENTIALS) {
+        char *copy = strdup(nc->oauth_client_secret.value);
+        if (!copy) {
+            snprintf(err, errlen, "gen2.auth.client_secret: out of memory");
+            return -1;
+        }
+        pthread_mutex_lock(&a->mu);
+        char *old = a->client_secret;
+        a->client_secret = copy;
+        pthread_mutex_unlock(&a->mu);
+        wipe_free(old);
+    }
+    return 0;
 }
 
 int g2auth_authorization(g2auth *a, const g2auth_req *req, dbuf *value, uint64_t *gen, char *err, size_t errlen)

@@ -72,6 +72,15 @@ typedef struct g2auth_token_cfg {
  */
 int g2auth_new_token(const g2auth_token_cfg *tc, httpc *http, g2auth **out, char *err, size_t errlen);
 
+/**
+ * SIGHUP: take the credential of nc (a newly loaded config of the same mode; another mode needs a
+ * restart and is ignored here): the account key (shared_key), the SAS (sas) or the client secret
+ * (client_credentials, used from the next token fetch on; the current token stays until it is due).
+ * check=true only validates. Thread-safe against requests being signed. 0, or -1 with err naming the
+ * key (never the secret).
+ */
+int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t errlen);
+
 /** The configured mode. */
 cfg_auth_mode g2auth_mode(const g2auth *a);
 /** True for the OAuth modes (client_credentials, managed_identity). */

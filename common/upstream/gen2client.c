@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <jansson.h>
 
 #include "gen2auth.h"
+#include "rid.h"
 #include "urlcodec.h"
 
 #define GEN2C_MAX_CALL_HDRS 24
@@ -48,7 +48,7 @@ typedef struct g2call {
     char *hdrs[GEN2C_MAX_CALL_HDRS];
     int nh;
     bool has_ct;
-    char crid[40];
+    char crid[RID_MAX + 1];
     httpc_body_in in;
     const void *in_mem;
     int in_fd;
@@ -75,20 +75,6 @@ static void rfc1123_now(char out[40])
     gmtime_r(&t, &tm);
     snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday, mons[tm.tm_mon % 12],
              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-static void uuid4(char out[40])
-{
-    unsigned char b[16];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        memcpy(b, &ts, sizeof b < sizeof ts ? sizeof b : sizeof ts);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 static bool name_is(const char *line, const char *name)
@@ -188,7 +174,7 @@ static int dispatch(g2call *k, char *err, size_t errlen)
 {
     gen2c *c = k->c;
     for (int attempt = 0; attempt < 3; attempt++) {
-        char date[40], line_date[64], line_ver[64], line_crid[80], line_cl[48];
+        char date[40], line_date[64], line_ver[64], line_crid[RID_MAX + 32], line_cl[48];
         const char *hdrs[HTTPC_MAX_HEADERS + 1];
         int n = 0;
         for (int i = 0; i < k->nh; i++) hdrs[n++] = k->hdrs[i];
@@ -388,6 +374,11 @@ int gen2c_new(const dp_config *cfg, httpc *http, gen2c **out, char *err, size_t 
     return 0;
 }
 
+int gen2c_reload(gen2c *c, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    return g2auth_reload(c->auth, nc, check, err, errlen);
+}
+
 void gen2c_stop(gen2c *c)
 {
     if (c) g2auth_stop(c->auth);
@@ -432,6 +423,7 @@ int gen2c_send(gen2c *c, const gen2c_call *call)
     if (!mok || !call->done) return -1;
     if (call->query && !query_ok(call->query)) return -1;
     if (call->in == HTTPC_IN_MEMORY && !call->in_mem && call->in_len) return -1;
+    if (call->client_request_id && !rid_valid(call->client_request_id)) return -1;
     g2call *k = calloc(1, sizeof *k);
     if (!k) return -1;
     k->c = c;
@@ -457,7 +449,9 @@ int gen2c_send(gen2c *c, const gen2c_call *call)
         if (!(k->hdrs[k->nh] = strdup(h))) goto fail;
         k->nh++;
     }
-    if (!own_crid) uuid4(k->crid);
+    if (own_crid) k->crid[0] = '\0';
+    else if (call->client_request_id) snprintf(k->crid, sizeof k->crid, "%s", call->client_request_id);
+    else rid_new(k->crid);
     dbuf d;
     dbuf_init(&d, GEN2C_MAX_URL);
     if (gen2c_build_target(c, call->fs, call->path, &d)) {

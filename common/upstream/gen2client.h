@@ -29,6 +29,8 @@ int gen2c_new(const dp_config *cfg, httpc *http, gen2c **out, char *err, size_t 
  *  a token complete with HTTPC_E_AUTH "shutting down" on the calling thread), then httpc_stop
  *  (calls in flight complete with HTTPC_E_CANCELLED), then gen2c_free. Idempotent. */
 void gen2c_stop(gen2c *c);
+/** SIGHUP: the credential of nc from now on (g2auth_reload: check=true only validates). 0 or -1, err. */
+int gen2c_reload(gen2c *c, const dp_config *nc, bool check, char *err, size_t errlen);
 /** Free the client (calls gen2c_stop if not done: only safe then if httpc still runs). */
 void gen2c_free(gen2c *c);
 
@@ -67,6 +69,8 @@ typedef struct gen2c_call {
     const char *path;                 /* path inside fs, not encoded, "" = filesystem itself */
     const char *query;                /* encoded query without '?', e.g. "action=flush&position=10&close=true" */
     const char *headers[24];          /* extra "Name: value" lines (If-Match, x-ms-permissions, ...) */
+    const char *client_request_id;    /* x-ms-client-request-id of every send of this call (rid_valid), or
+                                         NULL: a fresh UUID; a line in headers overrides both */
     httpc_body_in in;
     const void *in_mem;
     int in_fd;
@@ -80,7 +84,8 @@ typedef struct gen2c_call {
 
 /**
  * Send one Gen2 request (signed / token-bearing; retried once after a 401 in the token modes).
- * Adds x-ms-version, x-ms-date, x-ms-client-request-id (unless headers carry one) and, when a body is
+ * Adds x-ms-version, x-ms-date, x-ms-client-request-id (client_request_id, or a fresh UUID, unless headers
+ * carry one) and, when a body is
  * sent without a Content-Type line, "Content-Type: application/octet-stream". headers may not carry
  * Authorization, Date, x-ms-date, x-ms-version or Content-Length, nor control characters; query must
  * be printable ASCII without spaces. In sas mode the SAS is appended to the query.
