@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ struct emu_http {
     emu_service svc;
     emu_fault *faults;
     struct MHD_Daemon *d;
-    int port;
+    atomic_int port;         /* written again by "up" on the admin thread while main may read it */
     char base_url[64];
     pthread_mutex_t mu;      /* guards d, the timer and the down/up generation */
     pthread_cond_t cond;     /* wakes the up timer early */
@@ -375,7 +376,8 @@ static int start_daemon(emu_http *h, char *err, size_t errlen)
     /* Coming back up: listen on the socket that kept the port while down. */
     int fd = h->reserve_fd;
     h->reserve_fd = -1;
-    if (fd < 0) fd = bind_socket(h->o.host, h->port ? h->port : h->o.port, false, err, errlen);
+    int held = atomic_load(&h->port);
+    if (fd < 0) fd = bind_socket(h->o.host, held ? held : h->o.port, false, err, errlen);
     if (fd < 0) return -1;
     if (listen(fd, 512) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", h->o.host, strerror(errno));
@@ -397,7 +399,7 @@ static int start_daemon(emu_http *h, char *err, size_t errlen)
         close(fd);
         return -1;
     }
-    h->port = port;
+    atomic_store(&h->port, port);
     return 0;
 }
 
@@ -433,12 +435,12 @@ int emu_http_start(const emu_http_opts *o, const emu_service *svc, struct emu_fa
         free(h);
         return -1;
     }
-    snprintf(h->base_url, sizeof h->base_url, "http://%s:%d", h->o.host, h->port);
+    snprintf(h->base_url, sizeof h->base_url, "http://%s:%d", h->o.host, atomic_load(&h->port));
     *out = h;
     return 0;
 }
 
-int emu_http_port(const emu_http *h) { return h->port; }
+int emu_http_port(const emu_http *h) { return atomic_load(&((emu_http *)h)->port); }
 
 /* The "come back after ms" timer: one joinable thread at a time, woken early by a later down/up or
  * by stop, so nothing touches h after emu_http_stop. */
@@ -480,14 +482,14 @@ int emu_http_down(emu_http *h, unsigned ms)
     if (d) {
         /* Hold the port before the listener closes (see bind_socket), so nothing else takes it. */
         char err[256];
-        int r = bind_socket(h->o.host, h->port, true, err, sizeof err);
+        int r = bind_socket(h->o.host, atomic_load(&h->port), true, err, sizeof err);
         if (r < 0) LOGW("msg=\"cannot hold the port while down\" err=\"%s\"", err);
         pthread_mutex_lock(&h->mu);
         if (h->reserve_fd >= 0) close(h->reserve_fd);
         h->reserve_fd = r;
         pthread_mutex_unlock(&h->mu);
         MHD_stop_daemon(d); /* closes the listener and every open connection */
-        LOGI("msg=\"listener down\" port=%d ms=%u", h->port, ms);
+        LOGI("msg=\"listener down\" port=%d ms=%u", atomic_load(&h->port), ms);
     }
     if (ms == 0) return 0;
     pthread_mutex_lock(&h->mu);
@@ -516,7 +518,7 @@ int emu_http_up(emu_http *h)
         if (rc != 0)
             LOGE("msg=\"listener could not come back\" err=\"%s\"", err);
         else
-            LOGI("msg=\"listener up\" port=%d", h->port);
+            LOGI("msg=\"listener up\" port=%d", atomic_load(&h->port));
     }
     pthread_mutex_unlock(&h->mu);
     return rc;
