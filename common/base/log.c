@@ -6,7 +6,7 @@
  * LOG_LINE_MAX are cut and marked.
  *
  * State: log_current_level is the one mutable global the project allows (the LOG macros read it
- * without a call); the component name is a second, write-once-at-start-up pointer kept atomic so a
+ * without a call; atomic, relaxed: a level change on SIGHUP needs no ordering, only no torn read); the component name is a second, write-once-at-start-up pointer kept atomic so a
  * late log_set_component from another thread is still well defined.
  */
 #include "log.h"
@@ -21,7 +21,7 @@
 
 #define LOG_LINE_MAX 4096
 
-log_level log_current_level = LOG_INFO;
+_Atomic log_level log_current_level = LOG_INFO;
 
 static _Atomic(const char *) log_component = "dualpipe";
 
@@ -47,7 +47,7 @@ void log_set_level(log_level lvl)
 {
     if (lvl < LOG_ERROR) lvl = LOG_ERROR;
     if (lvl > LOG_DEBUG) lvl = LOG_DEBUG;
-    log_current_level = lvl;
+    atomic_store_explicit(&log_current_level, lvl, memory_order_relaxed);
 }
 
 void log_set_component(const char *name)

@@ -5,9 +5,12 @@
 #ifndef DP_LOG_H
 #define DP_LOG_H
 
+#include <stdatomic.h>
+
 typedef enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 } log_level;
 
-extern log_level log_current_level;
+/* Atomic: SIGHUP changes it on one thread while every other thread's LOG reads it. */
+extern _Atomic log_level log_current_level;
 
 /** Parse "error|warn|info|debug". Returns 0 or -1. */
 int log_parse_level(const char *s, log_level *out);
@@ -19,7 +22,8 @@ __attribute__((format(printf, 2, 3))) void log_write(log_level lvl, const char *
 
 #define LOG(lvl, ...)                                                                              \
     do {                                                                                           \
-        if ((lvl) <= log_current_level) log_write((lvl), __VA_ARGS__);                             \
+        if ((lvl) <= atomic_load_explicit(&log_current_level, memory_order_relaxed))               \
+            log_write((lvl), __VA_ARGS__);                                                         \
     } while (0)
 #define LOGE(...) LOG(LOG_ERROR, __VA_ARGS__)
 #define LOGW(...) LOG(LOG_WARN, __VA_ARGS__)
