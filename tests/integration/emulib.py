@@ -201,7 +201,7 @@ class Emu:
     def close(self):
         self.stop()
         log = self.read_log()
-        if "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+        if any(m in log for m in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")):
             raise AssertionError("sanitizer report in emulator log:\n" + log[-4000:])
         try:
             os.unlink(self.log_path)
