@@ -15,16 +15,17 @@
  * explains the configuration; `--version` and `--help` do the obvious. Secrets never come from the
  * command line.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <time.h>
 
 #include "admin.h"
@@ -161,25 +162,25 @@ static void log_drain(const char *phase, const struct timespec *t0, unsigned dra
 }
 
 /*
- * Writers' data lives in spool.dir and journal.dir: the proxy creates its files 0600 and its
- * directories 0700. Directories and files left by an older version (0640/0750) or made by hand are
+ * Writers' data lives in spool.dir/data and journal.dir: the proxy creates its files 0600 and its
+ * directories 0700. Files and directories left by an older version (0640/0750) or made by hand are
  * tightened at start, not just reported: nobody but the proxy's user has a reason to read them, and
  * a warning alone would leave them readable. One line per directory says what was changed; what
- * cannot be changed (another owner) is reported and left.
+ * cannot be changed (another owner) is reported and left. spool.dir itself is tightened but not its
+ * other contents (they are not the proxy's), nor when it is a shared sticky directory such as /tmp.
  */
-static void tighten_dir(const char *dir)
+static void tighten_dir(const char *dir, bool contents)
 {
     struct stat st;
     if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return; /* not there yet: created 0700 */
     unsigned fixed = 0, failed = 0;
-    if ((st.st_mode & 077) != 0) {
+    if ((st.st_mode & 077) != 0 && !(st.st_mode & S_ISVTX)) {
         if (chmod(dir, 0700) == 0) fixed++;
         else failed++;
     }
-    DIR *d = opendir(dir);
-    if (!d) return;
+    DIR *d = contents ? opendir(dir) : NULL;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while (d && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
         if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;
@@ -187,7 +188,7 @@ static void tighten_dir(const char *dir)
         if (fchmodat(dirfd(d), de->d_name, S_ISDIR(st.st_mode) ? 0700 : 0600, 0) == 0) fixed++;
         else failed++;
     }
-    closedir(d);
+    if (d) closedir(d);
     if (fixed)
         LOGW("msg=\"tightened permissions: group/other could read writers' data\" dir=\"%s\" entries=%u "
              "now=\"files 0600, directories 0700\"",
@@ -198,12 +199,12 @@ static void tighten_dir(const char *dir)
 static void tighten_store(const dp_config *cfg)
 {
     char path[1200];
-    tighten_dir(cfg->spool_dir);
+    tighten_dir(cfg->spool_dir, false);
     snprintf(path, sizeof path, "%s/data", cfg->spool_dir);
-    tighten_dir(path);
+    tighten_dir(path, true);
     if (cfg->journal_dir[0]) snprintf(path, sizeof path, "%s", cfg->journal_dir);
     else snprintf(path, sizeof path, "%s/journal", cfg->spool_dir);
-    tighten_dir(path);
+    tighten_dir(path, true);
 }
 
 /* Hostnames print as they are; an IPv6 literal gets brackets so "H:P" stays unambiguous. */
