@@ -98,6 +98,7 @@ typedef struct pipe_actx {
     bool degraded;
     uint64_t seq;
     struct timespec t_wait;  /* when it began to wait in the fence (set under omu) */
+    char rid[RID_MAX + 1];  /* the write's request id, for this file's log lines about it */
 } pipe_actx;
 
 /* A degraded write's RESYNC mark waiting to be durable. */
@@ -768,8 +769,8 @@ static void order_drain(pipeline *p)
             pthread_mutex_unlock(&p->omu);
             err = -ESHUTDOWN;
         }
-        LOGD("msg=\"write released by the per-path order\" seq=%" PRIu64 " waited_s=%.6f%s", seq, waited,
-             stopped ? " sent=false reason=stopping" : "");
+        LOGD("msg=\"write released by the per-path order\" seq=%" PRIu64 " rid=%s waited_s=%.6f%s", seq, c->rid,
+             waited, stopped ? " sent=false reason=stopping" : "");
         c->cb(c->ud, seq, err);
         accept_settle(c);
     }
@@ -794,7 +795,8 @@ static void accept_durable(void *ud, uint64_t seq, int err)
     pthread_mutex_lock(&p->mu);
     bool stopped = p->stopped;
     if (err == 0 && !stopped && c->degraded && degraded_add_locked(p, seq) != 0)
-        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64, seq);
+        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64 " rid=%s",
+             seq, c->rid);
     pthread_mutex_unlock(&p->mu);
     if (err == 0 && !stopped) {
         uint64_t waits_for = 0;
@@ -808,8 +810,8 @@ static void accept_durable(void *ud, uint64_t seq, int err)
         }
         pthread_mutex_unlock(&p->omu);
         if (!go) {
-            LOGD("msg=\"write waits for an earlier write of the same path\" seq=%" PRIu64 " waits_for=%" PRIu64, seq,
-                 waits_for);
+            LOGD("msg=\"write waits for an earlier write of the same path\" seq=%" PRIu64 " rid=%s waits_for=%" PRIu64,
+                 seq, c->rid, waits_for);
             return;
         }
     } else {
@@ -817,7 +819,8 @@ static void accept_durable(void *ud, uint64_t seq, int err)
             refuse_stopping(p, seq);
             err = -ESHUTDOWN;
         } else {
-            LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+            LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " rid=%s err=\"%s\"", seq, c->rid,
+                 strerror(-err));
         }
         order_end(p, seq); /* never sent: nothing behind it waits for it */
     }
@@ -873,6 +876,7 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
     pipe_actx *c = malloc(sizeof *c);
     if (!c) return -EIO;
     *c = (pipe_actx){.p = p, .cb = durable, .ud = ud, .degraded = degraded};
+    snprintf(c->rid, sizeof c->rid, "%s", request_id && rid_valid(request_id) ? request_id : "-");
     pthread_mutex_lock(&p->mu);
     bool stopped = p->stopped;
     if (!stopped) p->outstanding++;

@@ -945,9 +945,75 @@ TEST(example_json_loads)
     ASSERT_EQ_STR(e.message, "environment variable DUALPIPE_GEN2_ACCOUNT_KEY is not set");
 }
 
+/* cfg_diff (SIGHUP): every changed key and only those, secrets by value and source, never a value. */
+static void diff_collect(void *ud, const char *key)
+{
+    dbuf *b = ud;
+    ASSERT_EQ_INT(dbuf_printf(b, "%s;", key), 0);
+}
+
+static char *diff(const char *ja, const char *jb)
+{
+    dp_config a, b;
+    must_load(ja, &a);
+    char copy[sizeof jbuf];
+    snprintf(copy, sizeof copy, "%s", jb);
+    must_load(copy, &b);
+    dbuf out;
+    dbuf_init(&out, 4096);
+    ASSERT_EQ_INT(dbuf_adds(&out, ""), 0);
+    cfg_diff(&a, &b, diff_collect, &out);
+    cfg_free(&a);
+    cfg_free(&b);
+    return dbuf_take(&out);
+}
+
+TEST(diff_names_changed_keys)
+{
+    char base[sizeof jbuf];
+    snprintf(base, sizeof base, "%s", mk(NULL, NULL, NULL, NULL, NULL));
+    char *d = diff(base, base);
+    ASSERT_EQ_STR(d, "");
+    free(d);
+    d = diff(base, mk("\"limits\":{\"max_body_bytes\":\"1 MiB\"},\"log\":{\"level\":\"debug\"},"
+                      "\"shutdown\":{\"drain_ms\":100},",
+                      NULL, NULL, NULL, NULL));
+    ASSERT_EQ_STR(d, "limits.max_body_bytes;log.level;shutdown.drain_ms;");
+    free(d);
+    /* The same key value given another way (a file) is a change of source; another value is a change. */
+    d = diff(base, mk(NULL, NULL, NULL, "{\"mode\":\"shared_key\",\"account_key\":\"" MARKKEY "\"}", NULL));
+    ASSERT_EQ_STR(d, "gen2.auth.account_key;");
+    free(d);
+    d = diff(base, mk("\"listen\":\"127.0.0.1:1\",", NULL, NULL, NULL,
+                      "[{\"gen1_prefix\":\"/\",\"filesystem\":\"other\",\"prefix\":\"\"}]"));
+    ASSERT_EQ_STR(d, "listen;gen2.mappings;");
+    free(d);
+    d = diff(base, mk(NULL, ",\"datanode_rewrite\":{\"a:1\":\"b:2\"}", NULL, NULL, NULL));
+    ASSERT_EQ_STR(d, "gen1.datanode_rewrite;");
+    free(d);
+}
+
+TEST(drain_key)
+{
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_INT(c.shutdown_drain_ms, 5000);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "shutdown.drain_ms = 5000 (default)\n") != NULL);
+    free(x);
+    cfg_free(&c);
+    must_load(mk("\"shutdown\":{\"drain_ms\":0},", NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_INT(c.shutdown_drain_ms, 0);
+    cfg_free(&c);
+    EXPECT_ERR(mk("\"shutdown\":{\"drain_ms\":600001},", NULL, NULL, NULL, NULL), "shutdown.drain_ms",
+               "must be from 0 to 600000");
+    EXPECT_ERR(mk("\"shutdown\":{\"drain\":1},", NULL, NULL, NULL, NULL), "shutdown.drain", "unknown key");
+}
+
 TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
       T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(journal_spool_and_applier_keys), T(bad_enum_lists_the_choices),
       T(host_port_errors), T(endpoint_urls), T(required_keys), T(mapping_errors), T(datanode_rewrite),
       T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
       T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),
-      T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads))
+      T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads),
+      T(diff_names_changed_keys), T(drain_key))
