@@ -725,7 +725,7 @@ const char *g2auth_sas(const g2auth *a)
 int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t errlen)
 {
     if (nc->gen2_auth != a->mode) return 0; /* a new mode needs a restart (the caller says so) */
-    if (check) return check_config(nc, err, errlen);
+    if (check_config(nc, err, errlen)) return -1;
     if (a->mode == CFG_AUTH_SHARED_KEY) {
         skey_key k;
         char account[sizeof k.account];
@@ -736,9 +736,11 @@ int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t 
             snprintf(err, errlen, "gen2.auth.account_key: not a valid base64 account key");
             return -1;
         }
-        pthread_mutex_lock(&a->mu);
-        a->key = k;
-        pthread_mutex_unlock(&a->mu);
+        if (!check) {
+            pthread_mutex_lock(&a->mu);
+            a->key = k;
+            pthread_mutex_unlock(&a->mu);
+        }
         explicit_bzero(&k, sizeof k);
     } else if (a->mode == CFG_AUTH_SAS) {
         const char *s = nc->gen2_sas.value;
@@ -747,7 +749,7 @@ int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t 
             snprintf(err, errlen, "gen2.auth.sas: must be a SAS query string (with sig=, no spaces or '#')");
             return -1;
         }
-        if (strcmp(s, atomic_load(&a->sas)) == 0) return 0;
+        if (check || strcmp(s, atomic_load(&a->sas)) == 0) return 0;
         sas_old *o = calloc(1, sizeof *o);
         char *copy = strdup(s);
         if (!o || !copy) {
@@ -760,7 +762,7 @@ int g2auth_reload(g2auth *a, const dp_config *nc, bool check, char *err, size_t 
         o->sas = atomic_exchange(&a->sas, copy);
         o->next = a->retired;
         a->retired = o;
-    } else if (a->mode == CFG_AUTH_CLIENT_CREDENTIALS) {
+    } else if (a->mode == CFG_AUTH_CLIENT_CREDENTIALS && !check) {
         char *copy = strdup(nc->oauth_client_secret.value);
         if (!copy) {
             snprintf(err, errlen, "gen2.auth.client_secret: out of memory");

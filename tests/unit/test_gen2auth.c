@@ -178,6 +178,65 @@ TEST(config_errors_name_the_key_not_the_secret)
 
 /* ---------- tokens from the emulator ---------- */
 
+/* SIGHUP: a new account key signs from the next request on; a malformed one is refused (check and
+ * apply alike) and changes nothing; a new SAS replaces the old one, which stays readable. */
+TEST(reload_swaps_credentials)
+{
+    static const char other_key[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    dp_config cfg, nc;
+    base_cfg(&cfg, CFG_AUTH_SHARED_KEY);
+    g2auth *a = NULL;
+    char err[256];
+    ASSERT_EQ_INT(g2auth_new(&cfg, NULL, &a, err, sizeof err), 0);
+    const char *hdrs[] = {"x-ms-date: Mon, 01 Jan 2024 00:00:00 GMT", "x-ms-version: 2021-06-08"};
+    g2auth_req r = {"GET", "/devstoreaccount1/lake/x", NULL, hdrs, 2};
+    hl l = {hdrs, 2};
+    skey_request sr = {"GET", "/devstoreaccount1/lake/x", NULL, hl_get, hl_each, &l};
+    skey_key oldk, newk;
+    ASSERT_EQ_INT(skey_key_init(&oldk, TEMU_ACCOUNT, TEMU_KEY), 0);
+    ASSERT_EQ_INT(skey_key_init(&newk, TEMU_ACCOUNT, other_key), 0);
+    dbuf v;
+    dbuf_init(&v, 1024);
+
+    base_cfg(&nc, CFG_AUTH_SHARED_KEY);
+    nc.gen2_account_key.value = (char *)"not base64 " SECRET;
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, true, err, sizeof err), -1);
+    ASSERT_EQ_STR(err, "gen2.auth.account_key: not a valid base64 account key");
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, false, err, sizeof err), -1);
+    ASSERT_EQ_INT(g2auth_authorization(a, &r, &v, NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(skey_verify(&oldk, &sr, v.data, NULL), 0);
+
+    nc.gen2_account_key.value = (char *)other_key;
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, true, err, sizeof err), 0);
+    ASSERT_EQ_INT(g2auth_authorization(a, &r, &v, NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(skey_verify(&oldk, &sr, v.data, NULL), 0); /* a check changes nothing */
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, false, err, sizeof err), 0);
+    ASSERT_EQ_INT(g2auth_authorization(a, &r, &v, NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(skey_verify(&newk, &sr, v.data, NULL), 0);
+    ASSERT_EQ_INT(skey_verify(&oldk, &sr, v.data, NULL), -EACCES);
+    /* Another mode needs a restart: not this function's business, nothing changes. */
+    base_cfg(&nc, CFG_AUTH_SAS);
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, false, err, sizeof err), 0);
+    ASSERT_EQ_INT(g2auth_authorization(a, &r, &v, NULL, err, sizeof err), 0);
+    ASSERT_EQ_INT(skey_verify(&newk, &sr, v.data, NULL), 0);
+    g2auth_free(a);
+
+    base_cfg(&cfg, CFG_AUTH_SAS);
+    cfg.gen2_sas.value = (char *)"sv=1&sig=old";
+    ASSERT_EQ_INT(g2auth_new(&cfg, NULL, &a, err, sizeof err), 0);
+    const char *before = g2auth_sas(a);
+    base_cfg(&nc, CFG_AUTH_SAS);
+    nc.gen2_sas.value = (char *)"sv=1&nosig";
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, true, err, sizeof err), -1);
+    ASSERT_TRUE(strstr(err, "gen2.auth.sas:") == err);
+    nc.gen2_sas.value = (char *)"?sv=1&sig=new";
+    ASSERT_EQ_INT(g2auth_reload(a, &nc, false, err, sizeof err), 0);
+    ASSERT_EQ_STR(g2auth_sas(a), "sv=1&sig=new");
+    ASSERT_EQ_STR(before, "sv=1&sig=old"); /* a request still building with it reads valid memory */
+    dbuf_free(&v);
+    g2auth_free(a);
+}
+
 static void cc_cfg(dp_config *c, const temu *e)
 {
     base_cfg(c, CFG_AUTH_CLIENT_CREDENTIALS);
@@ -444,4 +503,4 @@ TESTS(T(shared_key_signature_verifies), T(sas_mode_appends_query_and_sends_no_he
       T(wrong_secret_error_names_problem_without_secret), T(token_fetch_retried_after_5xx),
       T(token_service_unreachable_fails_after_retries), T(managed_identity_token),
       T(background_refresh_before_expiry), T(concurrent_refresh_requests_share_one_fetch),
-      T(stop_fails_queued_waiters))
+      T(stop_fails_queued_waiters), T(reload_swaps_credentials))
