@@ -159,11 +159,12 @@ static aop *piece_new(ap_resync *j, ap_rsnode *n)
     if (mr == GEN2C_MAPPED) return p;
     if (mr == GEN2C_UNMAPPED) {
         j->unmapped++;
-        LOGD("msg=\"not copied: no mapping covers it\" seq=%" PRIu64 " path=\"%s\"", owner->req->seq, n->g1);
+        LOGD("msg=\"not copied: no mapping covers it\" seq=%" PRIu64 " rid=%s path=\"%s\"", owner->req->seq,
+             AP_RID(owner->req), n->g1);
     } else {
         j->invalid++;
-        LOGW("msg=\"not copied: Gen2 would reject the name\" seq=%" PRIu64 " path=\"%s\" why=\"%s\"",
-             owner->req->seq, n->g1, why);
+        LOGW("msg=\"not copied: Gen2 would reject the name\" seq=%" PRIu64 " rid=%s path=\"%s\" why=\"%s\"",
+             owner->req->seq, AP_RID(owner->req), n->g1, why);
     }
     ap_op_free(p);
     return NULL;
@@ -480,11 +481,11 @@ void ap_resync_piece_done(aop *p)
     snprintf(e.path, sizeof e.path, "%s", p->req->path);
     snprintf(e.detail, sizeof e.detail, "%s", p->detail);
     if (e.outcome == APPLY_FAILED)
-        LOGW("msg=\"not copied\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
-             ap_op_name(p->req->op), e.path, e.detail);
+        LOGW("msg=\"not copied\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
+             AP_RID(p->req), ap_op_name(p->req->op), e.path, e.detail);
     else if (e.outcome == APPLY_DIVERGENCE)
-        LOGW("msg=\"copied, metadata not\" seq=%" PRIu64 " op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
-             ap_op_name(p->req->op), e.path, e.detail);
+        LOGW("msg=\"copied, metadata not\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", p->req->seq,
+             AP_RID(p->req), ap_op_name(p->req->op), e.path, e.detail);
     ap_op_free(p);
     pump(j, &e);
 }
@@ -568,9 +569,9 @@ static void rs_copied(aop *op)
                              AP_RESYNC_REDOS);
                 return;
             }
-            LOGD("msg=\"resync copied again: a write came in meanwhile\" seq=%" PRIu64 " root=\"%s\" epoch=%" PRIu64
+            LOGD("msg=\"resync copied again: a write came in meanwhile\" seq=%" PRIu64 " rid=%s root=\"%s\" epoch=%" PRIu64
                  " now=%" PRIu64 " busy=%d",
-                 op->req->seq, root, op->rs_e1, e2, (int)busy);
+                 op->req->seq, AP_RID(op->req), root, op->rs_e1, e2, (int)busy);
             op->rs_gate_waits = 0;
             rs_gate(op);
             return;

@@ -285,8 +285,9 @@ void *ap_worker_main(void *arg)
                 due->wake = NULL;
                 w(due);
             } else if (how == WK_PROBE) {
-                LOGI("msg=\"circuit breaker probe\" upstream=%s seq=%" PRIu64 " op=%s path=\"%s\"",
-                     ap_side_name[due->is_g1 ? 0 : 1], due->req->seq, ap_op_name(due->req->op), due->req->path);
+                LOGI("msg=\"circuit breaker probe\" upstream=%s seq=%" PRIu64 " rid=%s op=%s path=\"%s\"",
+                     ap_side_name[due->is_g1 ? 0 : 1], due->req->seq, AP_RID(due->req), ap_op_name(due->req->op),
+                     due->req->path);
                 ap_send_now(due);
             } else {
                 ap_resend(due);

@@ -107,8 +107,8 @@ void front__fail_err(fr_req *r, const whreq_err *e)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
         }
     }
-    LOGD("msg=refused req=%" PRIu64 " status=%d exception=%s message=\"%s\"", r->id, e->status, e->exception,
-         e->message);
+    LOGD("msg=refused req=%" PRIu64 " rid=%s status=%d exception=%s message=\"%s\"", r->id, r->rid, e->status,
+         e->exception, e->message);
     front__set_answer(r, e->status, resp);
 }
 
@@ -153,7 +153,8 @@ static void body_begin(fr_req *r)
         break;
     case PIPE_ADMIT_REJECT:
         r->body = NULL;
-        LOGI("msg=\"write refused: the spool is at its cap\" req=%" PRIu64 " op=%s", r->id, r->wr.info->name);
+        LOGI("msg=\"write refused: the spool is at its cap\" req=%" PRIu64 " rid=%s op=%s", r->id, r->rid,
+             r->wr.info->name);
         front__fail(r, 503, "IOException", "the proxy's spool is full; retry later");
         break;
     case PIPE_ADMIT_ERROR:
@@ -577,8 +578,8 @@ static enum MHD_Result on_body(fr_req *r, const char *data, size_t n)
     if (!r->body) return MHD_YES; /* a body on an op that takes none: dropped */
     int rc = body_write(r, data, n);
     if (rc != 0) {
-        if (rc == -EFBIG) LOGI("msg=\"body past its spool reservation (spool cap)\" req=%" PRIu64, r->id);
-        else LOGW("msg=\"spool write failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-rc));
+        if (rc == -EFBIG) LOGI("msg=\"body past its spool reservation (spool cap)\" req=%" PRIu64 " rid=%s", r->id, r->rid);
+        else LOGW("msg=\"spool write failed\" req=%" PRIu64 " rid=%s err=\"%s\"", r->id, r->rid, strerror(-rc));
         front__fail(r, 503, "IOException", "the proxy's spool is full; retry later");
     }
     return MHD_YES;
@@ -602,7 +603,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         whreq_err e;
         int frc = r->body ? spool_finish(r->body) : 0;
         if (frc != 0) {
-            LOGW("msg=\"spool finish failed\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-frc));
+            LOGW("msg=\"spool finish failed\" req=%" PRIu64 " rid=%s err=\"%s\"", r->id, r->rid, strerror(-frc));
             front__fail(r, 503, "IOException", "the proxy cannot spool the request body now; retry later");
             return queue_answer(r);
         }

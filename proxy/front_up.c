@@ -271,7 +271,7 @@ void front__answer_upstream(fr_req *r)
     }
     int status = (int)resp->status;
     if (status < 200 || status > 599) {
-        LOGW("msg=\"Gen1 gave an unusable status\" req=%" PRIu64 " status=%d", r->id, status);
+        LOGW("msg=\"Gen1 gave an unusable status\" req=%" PRIu64 " rid=%s status=%d", r->id, r->rid, status);
         front__fail(r, 502, "IOException", "Gen1 gave an invalid answer");
         return;
     }
