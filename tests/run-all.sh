@@ -3,7 +3,7 @@
 #   1. build/       -Werror build; all tests (unit, integration, real clients)        ctest
 #   2. build-asan/  ASan+UBSan build, leak checks on; unit + integration tests         ctest -L
 #   3. build-tsan/  ThreadSanitizer build; journal, spool, iox, applier, pipeline,     ctest -L tsan
-#                   one durability variant and the operations test
+#                   the per-path fence, one durability variant and the operations test
 #   4. build-fuzz/  clang libFuzzer targets, a bounded run over the seed corpus        ctest -L fuzz
 # Usage: bash tests/run-all.sh        (from anywhere; run as root or with sudo available)
 # Exit status is non-zero if any stage fails; each stage prints ctest's summary.
