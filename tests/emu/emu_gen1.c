@@ -30,6 +30,7 @@
 #include "dbuf.h"
 #include "emu_gen1_int.h"
 #include "log.h"
+#include "rid.h"
 #include "whreq.h"
 
 #define G1_DEFAULT_MAX_BODY (4u * 1024 * 1024)
@@ -332,6 +333,12 @@ static void g1_begin(void *ctx, emu_req *r)
     }
     q->fd = -1;
     emu_req_set_data(r, q);
+    if (!g->hadoop) {
+        /* ADLS Gen1 names every answer (errors too) with its own request id; Hadoop sends none. */
+        char id[RID_MAX + 1];
+        rid_new(id);
+        emu_resp_header(r, "x-ms-request-id", id);
+    }
     g1_ctx c = {.g = g, .r = r, .q = q};
     if (token_request(&c)) {
         if (emu_req_fault(r, "TOKEN") != 0) q->skip = true;

@@ -97,6 +97,9 @@ class Ops(unittest.TestCase):
         for r in (r1, r2, r3):
             self.assertEqual(r.status, 201, r)
         self.assertEqual(r1.header("x-ms-client-request-id"), mine)
+        # Gen1's own request id (ADLS sends one with every answer) still comes back untouched.
+        self.assertRegex(r1.header("x-ms-request-id") or "", UUID)
+        self.assertNotEqual(r1.header("x-ms-request-id"), r3.header("x-ms-request-id"))
         replaced, generated = r2.header("x-ms-client-request-id"), r3.header("x-ms-client-request-id")
         self.assertRegex(replaced or "", UUID)
         self.assertRegex(generated or "", UUID)
