@@ -549,6 +549,11 @@ void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud)
     ap_ids_on_change(a->ids, fn, ud);
 }
 
+void applier_reread_identity_map(applier *a)
+{
+    ap_ids_reread(a->ids);
+}
+
 uint64_t applier_pending(applier *a)
 {
     pthread_mutex_lock(&a->mu);

@@ -118,6 +118,8 @@ int applier_submit(applier *a, apply_req *req, void (*done)(void *ud, const appl
  * version, so that records parked with APPLY_IDS_OWED can be resynced. Call before writes arrive.
  */
 void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud);
+/** SIGHUP: read gen2.identity_map again now (the watcher otherwise notices a change within a second). */
+void applier_reread_identity_map(applier *a);
 /** SIGHUP: Gen2 credentials from nc (gen2c_reload; check=true only validates). 0, or -1 with err. */
 int applier_reload(applier *a, const dp_config *nc, bool check, char *err, size_t errlen);
 /** Operations submitted and not finished. */

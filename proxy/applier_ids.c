@@ -46,6 +46,7 @@ struct ap_ids {
     char file[1024];
     pthread_t th;
     bool th_started, quit;
+    bool force;                     /* SIGHUP: read the file now, even if it looks unchanged */
     pthread_mutex_t mu;             /* the fields below, and quit */
     pthread_cond_t cv;
     ap_ids_seen seen[AP_IDS_SEEN];  /* most recently met last */
@@ -78,9 +79,11 @@ static void *watch_main(void *arg)
         ts.tv_sec += IDM_POLL_MS / 1000;
         pthread_cond_timedwait(&ids->cv, &ids->mu, &ts);
         if (ids->quit) break;
+        bool force = ids->force;
+        ids->force = false;
         pthread_mutex_unlock(&ids->mu);
         idm_err e;
-        idm_poll r = idm_watch_poll(ids->w, mono_ms(), false, &e);
+        idm_poll r = idm_watch_poll(ids->w, mono_ms(), force, &e);
         if (r == IDM_POLL_RELOADED) {
             idm_map *m = idm_watch_get(ids->w);
             LOGI("msg=\"identity map reloaded\" file=\"%s\" users=%zu groups=%zu generation=%" PRIu64, ids->file,
@@ -103,6 +106,15 @@ static void *watch_main(void *arg)
     }
     pthread_mutex_unlock(&ids->mu);
     return NULL;
+}
+
+void ap_ids_reread(ap_ids *ids)
+{
+    if (!ids || !ids->w) return;
+    pthread_mutex_lock(&ids->mu);
+    ids->force = true;
+    pthread_cond_signal(&ids->cv);
+    pthread_mutex_unlock(&ids->mu);
 }
 
 int ap_ids_new(applier *a, const dp_config *cfg, ap_ids **out, char *err, size_t errlen)

@@ -492,6 +492,8 @@ int ap_ids_new(applier *a, const dp_config *cfg, ap_ids **out, char *err, size_t
 /** Stop watching (joins the watcher thread); ap_ids_free frees. NULL is fine for both. */
 void ap_ids_stop(ap_ids *ids);
 void ap_ids_free(ap_ids *ids);
+/** Have the watcher read the map file now, even if it looks unchanged (SIGHUP). */
+void ap_ids_reread(ap_ids *ids);
 int ap_ids_register_metrics(ap_ids *ids, metrics *m);
 /** {"map":..,"policy":..,"generation":n,"unmapped_total":{"user":n,"group":n},"acl_over_limit":n,
  *  "acl_base_added":n,"unmapped":[{"kind","name","path","count","time_ms"}...]} (newest first). */

@@ -125,6 +125,22 @@ static int main_reload(void *arg, const dp_config *nc, bool check, char *err, si
     return 0;
 }
 
+/* The proxy's own Gen1 token (gen1.auth mode bearer) is taken live: a token file is read again at
+ * once (it is also re-read by itself whenever it changes), an inline or env value replaced. */
+static const char *const ident_live_keys[] = {"gen1.auth.token", NULL};
+
+static int ident_reload(void *arg, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    return g1a_reload(arg, nc, check, err, errlen);
+}
+
+/* gen2.identity_map: its watcher notices a changed file within a second; SIGHUP makes it read now. */
+static int idmap_reload(void *arg, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    if (!check) applier_reread_identity_map(arg);
+    return 0;
+}
+
 /* SIGHUP: load the file again; apply it (reload.h) only when it is valid. prev becomes the new one. */
 static void reload(const char *file, const dp_config *running, dp_config *prev)
 {
@@ -293,7 +309,9 @@ static int run(const char *file)
         goto out;
     }
     have_cur = true;
-    if (rl_register("main", main_live_keys, main_reload, &drain_ms) != 0) {
+    if (rl_register("gen1-identity", ident_live_keys, ident_reload, ident) != 0 ||
+        rl_register("identity-map", NULL, idmap_reload, pipe_applier(pl)) != 0 ||
+        rl_register("main", main_live_keys, main_reload, &drain_ms) != 0) {
         snprintf(err, sizeof err, "cannot register the SIGHUP reload");
         goto out;
     }
@@ -313,6 +331,8 @@ out:
      * Gen1 or applier callback is left, so no connection is suspended when front_free closes them
      * (their spool bodies go back while the spool is open), and the journal closes last. */
     rl_unregister(main_reload, &drain_ms);
+    rl_unregister(idmap_reload, pl ? pipe_applier(pl) : NULL);
+    rl_unregister(ident_reload, ident);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (f) {

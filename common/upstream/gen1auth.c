@@ -196,6 +196,35 @@ bool g1a_active(const g1a *a) { return a && a->mode != CFG_G1AUTH_NONE; }
 
 bool g1a_refreshable(const g1a *a) { return a && a->mode == CFG_G1AUTH_CLIENT_CREDENTIALS; }
 
+int g1a_reload(g1a *a, const dp_config *nc, bool check, char *err, size_t errlen)
+{
+    if (!a || a->mode != CFG_G1AUTH_BEARER) return 0;
+    const cfg_secret *s = &nc->gen1_token;
+    if (nc->gen1_auth != a->mode) return 0; /* reported as "needs a restart" with gen1.auth.mode */
+    if (!s->value || !token_ok(s->value, strlen(s->value))) {
+        snprintf(err, errlen, "gen1.auth.token: required for mode bearer (printable, no spaces)");
+        return -1;
+    }
+    pthread_mutex_lock(&a->mu);
+    bool same_source = (a->file[0] != 0) == (s->file[0] != 0) && (!a->file[0] || strcmp(a->file, s->file) == 0);
+    int rc = 0;
+    if (!same_source) {
+        snprintf(err, errlen, "gen1.auth.token: a token from another file or source needs a restart");
+        rc = -1;
+    } else if (!check) {
+        char *tok = strdup(s->value);
+        if (tok) {
+            wipe_free(a->token);
+            a->token = tok;
+        }
+        /* The loader just read the file: remember it as seen (the next request re-reads it only if it
+         * changes again). */
+        if (a->file[0]) a->have_seen = stat(a->file, &a->seen) == 0;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
 /* bearer from a file: read it again if it changed since the last read. Called with mu held. */
 static int refresh_file_locked(g1a *a, char *err, size_t errlen)
 {

@@ -41,6 +41,16 @@ void g1a_stop(g1a *a);
 /** g1a_stop and free; secrets are wiped. NULL is fine. */
 void g1a_free(g1a *a);
 
+/**
+ * SIGHUP (proxy/reload): check (true) whether nc's gen1.auth.token can be taken live, or take it
+ * (false). Only the bearer token changes live: from the same kind of source (a file is read again
+ * at once, even when its size and time look unchanged; an inline or env value is replaced). A token
+ * now from another file or kind of source needs a restart: -1 with a message naming the key. Other
+ * modes, or a new mode (which the reload reports as needing a restart): 0 and nothing changes.
+ * Never a secret in err.
+ */
+int g1a_reload(g1a *a, const dp_config *nc, bool check, char *err, size_t errlen);
+
 /** The configured mode. */
 cfg_g1auth_mode g1a_mode(const g1a *a);
 /** True when the proxy has an identity of its own (mode is not none). */

@@ -9,7 +9,7 @@ that it carried P and that it succeeded: nothing parked, and Gen1 and Gen2 compa
  - bearer (adls dialect, token from a file): the readiness probe, an operator resync, a CONCAT re-copy, kill -9 with
    writes in flight then restart (recovery checks the in-doubt records), `journal retry` of a parked
    record, and the token file rotated while the proxy runs (the emulator then accepts only the new
-   token; the proxy uses it without a restart);
+   token; the proxy uses it without a restart), and again with a SIGHUP (the token is a key taken live);
  - hadoop dialect: writers send user.name=alice, the proxy user.name=dpproxy&doas=hdfs;
  - client_credentials against the emulator's token endpoint (v2, scope) with a 3 s token lifetime:
    the token is refreshed and the work after the first token's expiry still carries P;
@@ -21,6 +21,7 @@ that it carried P and that it succeeded: nothing parked, and Gen1 and Gen2 compa
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -200,6 +201,31 @@ class Bearer(unittest.TestCase):
         # the old token really is refused now
         r = s.gen1.request("GET", "/webhdfs/v1/?op=GETFILESTATUS", headers={"Authorization": "Bearer " + PTOK1})
         self.assertEqual(r.status, 401, r)
+
+    def test_6_sighup_takes_the_rotated_token(self):
+        """SIGHUP after a rotation: the token is a key applied live (never "needs a restart"), and the
+        writer-less work that follows carries the new token."""
+        s = self.s
+        ptok3 = "proxy-token-P-third"
+        write_file(self.emu_tokens, "W %s\nP %s\n" % (WTOK, ptok3))
+        write_file(self.proxy_token, ptok3 + "\n")
+        mark = len(self.p.log_since_start())
+        self.p.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        tail = ""
+        while time.time() < deadline and "msg=\"configuration reloaded\"" not in tail:
+            time.sleep(0.05)
+            tail = self.p.log_since_start()[mark:]
+        self.assertIn("msg=\"reload: key changed\" key=gen1.auth.token", tail)
+        self.assertNotIn("needs a restart\" key=gen1.auth", tail)
+        self.assertNotIn(ptok3, tail)
+        self.assertEqual(s.g1("PUT", "/hup/x", "CREATE", body=b"after sighup", write="true").status, 201)
+        refused = count(s, "(refused)")
+        rc, out, err = jcli(self.p, "resync", "/hup/x")
+        self.assertEqual(rc, 0, out + err)
+        self.converged("/hup")
+        self.assertEqual(s.g2_read("hup/x"), b"after sighup")
+        self.assertEqual(count(s, "(refused)"), refused, idents(s))
 
 
 class Hadoop(unittest.TestCase):
