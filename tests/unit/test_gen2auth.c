@@ -292,8 +292,11 @@ TEST(wrong_secret_error_names_problem_without_secret)
     ASSERT_TRUE(strstr(err, "401") != NULL);
     ASSERT_TRUE(strstr(err, "invalid_client") != NULL);
     ASSERT_TRUE(strstr(err, SECRET) == NULL);
-    /* 401 from the token service is not retried. */
-    ASSERT_EQ_INT(temu_counter(&e, "POST token"), 1);
+    /* A 401 from the token service fails the waiter at once, without the retries a 5xx gets (four
+     * fetches, token_fetch_retried_after_5xx). The refresher keeps trying in the background after its
+     * backoff (250 ms, doubling), so that a fixed secret is picked up without a restart: a loaded
+     * machine may already have sent the second one when the counter is read, never the fourth. */
+    ASSERT_TRUE(temu_counter(&e, "POST token") < 4);
     g2auth_free(a);
     httpc_stop(h);
 }
