@@ -151,6 +151,7 @@ void ap_op_free(aop *op)
     for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&op->mreq[i]);
     free(op->probe_node.g1);
     free(op->probe_node.g2);
+    ap_copy_free(op);
     if (op->tmpfd >= 0) close(op->tmpfd);
     xlate_paths_free(&op->srcs);
     free(op->srcdir);
@@ -221,6 +222,13 @@ static int64_t breaker_open_fn(void *ud)
     int64_t v = b->open;
     pthread_mutex_unlock(&b->a->mu);
     return v;
+}
+
+void applier_set_spool(applier *a, spool *sp)
+{
+    pthread_mutex_lock(&a->mu);
+    a->sp = sp;
+    pthread_mutex_unlock(&a->mu);
 }
 
 int applier_register_metrics(applier *a, metrics *m)
@@ -486,6 +494,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->brk_failures = or_default(cfg->applier_breaker_failures, 5);
     a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 2000);
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
+    a->part_bytes = cfg->applier_copy_part_bytes ? cfg->applier_copy_part_bytes : 64ull << 20;
     a->brk[0].a = a->brk[1].a = a;
     if (ap_acct_init(a) != 0) {
         snprintf(err, errlen, "applier: out of memory");
@@ -493,6 +502,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     }
     if (getrandom(&a->rng, sizeof a->rng, 0) != (ssize_t)sizeof a->rng || a->rng == 0)
         a->rng = (uint64_t)ap_real_ms() | 1;
+    a->copy_nonce = (uint32_t)(a->rng >> 32) ^ (uint32_t)a->rng;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

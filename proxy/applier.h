@@ -122,6 +122,9 @@ void applier_on_identity_change(applier *a, void (*fn)(void *ud), void *ud);
 void applier_reread_identity_map(applier *a);
 /** SIGHUP: Gen2 credentials from nc (gen2c_reload; check=true only validates). 0, or -1 with err. */
 int applier_reload(applier *a, const dp_config *nc, bool check, char *err, size_t errlen);
+/** Count the parts re-copies stage from Gen1 against sp's cap (spool.max_bytes; a re-copy waits for
+ *  room). Call before the first submit; sp must outlive the applier. Without it nothing is counted. */
+void applier_set_spool(applier *a, spool *sp);
 /** Operations submitted and not finished. */
 uint64_t applier_pending(applier *a);
 /**

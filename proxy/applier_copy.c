@@ -3,8 +3,8 @@
  * group, permission, ACL read from Gen1 with the writer's identity, written with setAccessControl),
  * the probe for ancestors Gen2 lacks (so their metadata is copied too), the data step (byte ranges of
  * spool files sent as append requests and one flush), and the re-copies of CONCAT, MSCONCAT and
- * CONCURRENTAPPEND (stream Gen1's OPEN into a spool file, create/append/flush it on Gen2, copy its
- * metadata, delete the sources). Each function is one step of an operation's state machine.
+ * CONCURRENTAPPEND (copy the result from Gen1, delete the sources; the copy itself is
+ * applier_range.c). Each function is one step of an operation's state machine.
  */
 #include "applier_int.h"
 
@@ -529,84 +529,6 @@ static void st_recopy_done(aop *op)
     }
     op->src_i = 0;
     del_next(op);
-}
-
-static void st_copy_meta(aop *op)
-{
-    ap_meta_run(op, op->after_copy);
-}
-
-static void h_copy_create(aop *op, httpc_resp *r)
-{
-    if (r->result != HTTPC_OK || r->status != 201) {
-        ap_op_fail_resp(op, r, "create (re-copy)");
-        return;
-    }
-    ap_mark_ancestors(op);
-    if (ap_meta_add_status(op, op->req->path, op->g2path, op->g1status) != 0) {
-        ap_op_finish(op, APPLY_FAILED, "out of memory");
-        return;
-    }
-    ap_cache_put(op->a, op->req->path, false, 0);
-    if (op->data_len == 0) {
-        st_copy_meta(op);
-        return;
-    }
-    ap_data_run(op, op->tmpfd, 0, op->data_len, 0, XLATE_FLUSH_CLOSE, st_copy_meta);
-}
-
-static void st_copy_create(aop *op)
-{
-    xlate_err e;
-    if (xlate_create(true, NULL, &op->rq, &e) != 0) {
-        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
-        return;
-    }
-    ap_g2_simple(op, op->g2path, h_copy_create);
-}
-
-static void h_copy_open(aop *op, httpc_resp *r)
-{
-    if (r->result == HTTPC_OK && r->status == 404) {
-        /* Gone on Gen1 already (a later write): a re-copy is left with the sources' fate. */
-        op->after_copy(op);
-        return;
-    }
-    if (r->result != HTTPC_OK || r->status != 200) {
-        ap_op_fail_resp(op, r, "reading the result from Gen1 (OPEN)");
-        return;
-    }
-    struct stat st;
-    if (fstat(op->tmpfd, &st) != 0) {
-        ap_op_finish(op, APPLY_FAILED, "cannot stat the spool file: %s", strerror(errno));
-        return;
-    }
-    op->data_len = (uint64_t)st.st_size;
-    ap_cache_drop_tree(op->a, op->req->path);
-    ap_probe_ancestors(op, st_copy_create);
-}
-
-static int spool_tmp(const char *dir)
-{
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) return fd;
-    char path[1100];
-    int n = snprintf(path, sizeof path, "%s/.dp-copy-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof path) return -1;
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd >= 0) unlink(path);
-    return fd;
-}
-
-void ap_copy_file(aop *op, ap_step then)
-{
-    op->after_copy = then;
-    if (op->tmpfd < 0) op->tmpfd = spool_tmp(op->a->cfg->spool_dir);
-    if (op->tmpfd < 0) {
-        ap_op_finish(op, APPLY_FAILED, "cannot create a spool file: %s", strerror(errno));
-        return;
-    }
-    ap_g1_get(op, op->req->path, "OPEN", NULL, HTTPC_BODY_FD, op->tmpfd, h_copy_open);
 }
 
 void ap_st_recopy(aop *op)

@@ -23,6 +23,7 @@
 #include "applier.h"
 #include "gen2client.h"
 #include "metrics.h"
+#include "spool.h"
 #include "xlate.h"
 
 #define AP_CONC_MAX 1024            /* upper bound of applier.concurrency (the worker's batch array) */
@@ -47,6 +48,7 @@
 #define AP_RESYNC_CONC 8            /* nodes of one subtree copy in progress at once */
 #define AP_LIST_PAGE 256            /* LISTSTATUS listSize of a subtree copy */
 #define AP_LIST_MAX (8u << 20)      /* a LISTSTATUS answer (also when Gen1 ignores listSize) */
+#define AP_TMP_PREFIX ".dualpipe-resync-" /* reserved names: a copy's temporary file next to its target */
 
 /* A request id for a log line ("-" when the record has none). */
 #define AP_RID(q) ((q)->request_id[0] ? (q)->request_id : "-")
@@ -57,6 +59,7 @@ typedef void (*ap_step)(aop *op);
 typedef struct ap_resync ap_resync;   /* a subtree copy from Gen1 (applier_resync.c) */
 typedef struct ap_rsnode ap_rsnode;   /* one node of it still to copy */
 typedef struct ap_ids ap_ids;         /* the identity map and what it could not map (applier_ids.c) */
+typedef struct ap_copy ap_copy;       /* a ranged file copy from Gen1 (applier_range.c) */
 
 /* A byte range of a file that goes to Gen2 (a body, or a re-copy's spool file). */
 typedef struct ap_ext {
@@ -138,6 +141,7 @@ struct aop {
     ap_node probe_node;             /* ancestor being probed */
 
     /* re-copies */
+    ap_copy *cp;                    /* the ranged file copy in progress (owned) */
     int tmpfd;
     ap_step after_copy;             /* ap_copy_file: what follows the copy */
     xlate_paths srcs;
@@ -278,6 +282,10 @@ struct applier {
     uint64_t rng;
     ap_metrics mx;
     ap_ids *ids;
+    spool *sp;                      /* re-copy parts are counted in it (applier_set_spool), or NULL */
+    uint64_t part_bytes;            /* applier.copy_part_bytes */
+    uint32_t copy_nonce;            /* this run's mark in temporary names (AP_TMP_PREFIX) */
+    _Atomic uint64_t copy_ids;
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */
@@ -443,12 +451,22 @@ void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step 
 /** A Gen2 HEAD/getStatus answer: a directory (*is_dir), or a file and its committed length. False when
  *  the answer says neither. */
 bool ap_g2_file_len(const httpc_resp *r, uint64_t *len, bool *is_dir);
+/* ---- applier_range.c --------------------------------------------------------------------------- */
+
 /**
- * Copy Gen1's file op->req->path to op->g2path (op->fs): OPEN into a spool file, the missing
- * ancestors, create (overwrite), append, flush, metadata (op->g1status when known), then run then.
- * A file gone from Gen1 meanwhile (404) copies nothing and runs then.
+ * Copy Gen1's file op->req->path to op->g2path (op->fs) without a gap: read in ranged parts (counted
+ * in the spool), written under a temporary name next to the target (the missing ancestors probed
+ * first), flushed, given Gen1's metadata, renamed over the target; then run then. A file gone from
+ * Gen1 meanwhile (404) copies nothing and runs then.
  */
 void ap_copy_file(aop *op, ap_step then);
+/** Append Gen1's bytes past gen2_len (what Gen2 holds of op->g2path) to it in ranged parts, flush
+ *  (close), then run then. Fails when Gen1 holds fewer bytes than gen2_len. */
+void ap_copy_tail(aop *op, uint64_t gen2_len, ap_step then);
+/** Free op->cp (gives back its spool room). NULL is fine. */
+void ap_copy_free(aop *op);
+/** AP_TMP_PREFIX "<seq>-<nonce>-": the prefix of the temporary names of copies for seq in this run. */
+int ap_tmp_own_prefix(const applier *a, uint64_t seq, char *buf, size_t cap);
 /** CONCAT, MSCONCAT, CONCURRENTAPPEND: re-copy the result from Gen1, then delete the sources. */
 void ap_st_recopy(aop *op);
 

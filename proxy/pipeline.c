@@ -651,6 +651,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         snprintf(err, errlen, "%s", e);
         goto fail;
     }
+    applier_set_spool(p->ap, p->sp);
     if (register_metrics(p, err, errlen) != 0) goto fail;
     applier_on_identity_change(p->ap, retry_owed, p);
     /* Past this point nothing fails: submitted records call back into p. What cannot be resubmitted

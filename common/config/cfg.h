@@ -105,6 +105,7 @@ typedef struct dp_config {
                                          that open the circuit breaker */
     unsigned applier_breaker_probe_ms;/* "applier.breaker_probe_ms" (2000): one probe this often while open */
     unsigned applier_resync_attempts; /* "applier.resync_attempts" (3): failed resyncs before parking */
+    uint64_t applier_copy_part_bytes; /* "applier.copy_part_bytes" (64 MiB): one ranged Gen1 read of a re-copy */
     /* gen1 */
     char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
                                          lower-case scheme and host, no trailing '/' */

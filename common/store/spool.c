@@ -84,6 +84,7 @@ struct spool {
     uint64_t used_bytes, live_bodies, nsegs, segments_deleted;
     uint64_t punches_inflight;
     uint64_t held_bytes;    /* released, not yet punched, in every segment: counts against max_bytes */
+    uint64_t reserved_bytes;/* spool_reserve: staged outside the segments, also in used_bytes */
     spool_punch *topunch;   /* decided under mu, issued by issue_punches without it */
     size_t ntopunch, captopunch;
 };
@@ -418,6 +419,35 @@ bool spool_would_exceed(spool *s, uint64_t len)
     pthread_mutex_unlock(&s->mu);
     if (punch) issue_punches(s);
     return r;
+}
+
+int spool_reserve(spool *s, uint64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t used = s->used_bytes + s->held_bytes;
+    bool over = s->max_bytes && (used > s->max_bytes || n > s->max_bytes - used);
+    bool punch = over && s->held_bytes > 0;
+    if (punch) { /* released space counts until it is punched out: make the room real first */
+        punch_everything_locked(s);
+        used = s->used_bytes + s->held_bytes;
+        over = used > s->max_bytes || n > s->max_bytes - used;
+    }
+    if (!over) {
+        s->used_bytes += n;
+        s->reserved_bytes += n;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (punch) issue_punches(s);
+    return over ? -EAGAIN : 0;
+}
+
+void spool_release(spool *s, uint64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    if (n > s->reserved_bytes) n = s->reserved_bytes; /* (a caller bug must not wrap the counters) */
+    s->reserved_bytes -= n;
+    s->used_bytes -= n;
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Never written: the source of the zeros written ahead of small bodies. */
@@ -781,6 +811,7 @@ void spool_get_stats(spool *s, spool_stats *st)
     pthread_mutex_lock(&s->mu);
     st->used_bytes = s->used_bytes;
     st->held_bytes = s->held_bytes;
+    st->reserved_bytes = s->reserved_bytes;
     st->max_bytes = s->max_bytes;
     st->live_bodies = s->live_bodies;
     st->segments = s->nsegs;

@@ -79,6 +79,15 @@ void spool_close(spool *s);
 bool spool_would_exceed(spool *s, uint64_t len);
 
 /**
+ * Count n bytes staged outside the spool's segments (a re-copy's part read from Gen1) against
+ * max_bytes, when they fit: 0, or -EAGAIN when they would take the bytes in use past max_bytes (the
+ * caller waits and asks again; nothing is counted). Give them back with spool_release.
+ */
+int spool_reserve(spool *s, uint64_t n) __attribute__((warn_unused_result));
+/** Stop counting n bytes a spool_reserve counted. */
+void spool_release(spool *s, uint64_t n);
+
+/**
  * Reserve a region for a new body: exactly expect_len bytes when known, else max_len (expect_len =
  * UINT64_MAX). Returns 0 and *out (one reference, owned by the caller) or -errno (creating a segment
  * failed: -ENOSPC, -EIO ...).
@@ -115,6 +124,7 @@ void spool_recovery_done(spool *s);
 typedef struct spool_stats {
     uint64_t used_bytes;    /* bytes of live bodies (reserved for bodies still being written) */
     uint64_t held_bytes;    /* released, not punched out yet; used + held is what max_bytes caps */
+    uint64_t reserved_bytes;/* staged outside the segments (spool_reserve), included in used_bytes */
     uint64_t max_bytes;
     uint64_t live_bodies;
     uint64_t segments;      /* segment files open */

@@ -253,6 +253,13 @@ void emu_fault_count_identity(emu_fault *f, const char *ident, const char *metho
     pthread_mutex_unlock(&f->mu);
 }
 
+void emu_fault_count(emu_fault *f, const char *method, const char *label)
+{
+    pthread_mutex_lock(&f->mu);
+    count_request(f, method, label);
+    pthread_mutex_unlock(&f->mu);
+}
+
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit)
 {
     memset(hit, 0, sizeof *hit);

@@ -41,6 +41,8 @@ void emu_fault_clear(emu_fault *f);
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit);
 /** Count one request of identity ident (the Gen1 emulator's token name or Hadoop user). Thread-safe. */
 void emu_fault_count_identity(emu_fault *f, const char *ident, const char *method, const char *op);
+/** Count one more of "method label" without any rule acting (a finer counter, e.g. ranged OPENs). */
+void emu_fault_count(emu_fault *f, const char *method, const char *label);
 /** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2},
  *  "identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}. */
 int emu_fault_counters_json(emu_fault *f, dbuf *out);

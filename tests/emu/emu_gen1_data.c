@@ -33,6 +33,8 @@ int g1_op_open(g1_ctx *c)
     if (whreq_get_i64(w, "length", -1, &len, &c->err) != 0) return -1;
     if (off < 0) return g1_fail_arg(c, "offset", whreq_param_get(w, "offset"));
     if (len < -1) return g1_fail_arg(c, "length", whreq_param_get(w, "length"));
+    /* Where reads start (GET /counters): a re-copy that resumes or copies a tail reads past 0. */
+    emu_req_count(c->r, off > 0 ? "OPEN past 0" : "OPEN at 0");
     g1_res res;
     if (g1_resolve(c, w->path, &res) != 0) return -1;
     emu_node *n = res.node;

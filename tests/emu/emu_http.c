@@ -66,6 +66,8 @@ struct emu_req {
     bool reset_now;          /* drop the connection at the next handler call */
     bool reset_armed;        /* drop once body_bytes >= reset_after */
     uint64_t reset_after;
+    bool cut_armed;          /* a body-less request: its response body stops after cut_after bytes */
+    uint64_t cut_after;
     int status;
     struct MHD_Response *resp;
     char *hname[EMU_MAX_RESP_HEADERS];
@@ -167,9 +169,40 @@ void emu_resp_empty(emu_req *r, int status)
     emu_resp_buf(r, status, NULL, "", 0);
 }
 
+/* A response body cut short by a reset fault: the first cut bytes of [off, off + len) of fd, then the
+ * connection drops (MHD closes it when the reader ends with an error before Content-Length). */
+typedef struct cut_body {
+    int fd;
+    uint64_t off, cut;
+} cut_body;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    cut_body *c = cls;
+    if (pos >= c->cut) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (max > c->cut - pos) max = (size_t)(c->cut - pos);
+    ssize_t n = pread(c->fd, buf, max, (off_t)(c->off + pos));
+    return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void cut_free(void *cls)
+{
+    cut_body *c = cls;
+    close(c->fd);
+    free(c);
+}
+
 void emu_resp_fd(emu_req *r, int status, const char *content_type, int fd, uint64_t offset, uint64_t len)
 {
-    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    struct MHD_Response *resp = NULL;
+    cut_body *c = r->cut_armed && r->cut_after < len ? malloc(sizeof *c) : NULL;
+    if (c) {
+        *c = (cut_body){fd, offset, r->cut_after};
+        resp = MHD_create_response_from_callback(len, 64 * 1024, cut_reader, c, cut_free);
+        if (!resp) free(c);
+    } else {
+        resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    }
     if (!resp) close(fd);
     set_response(r, status, resp, content_type);
 }
@@ -193,6 +226,11 @@ void emu_req_count_identity(emu_req *r, const char *ident, const char *op)
     if (r->h->faults) emu_fault_count_identity(r->h->faults, ident, r->method, op);
 }
 
+void emu_req_count(emu_req *r, const char *label)
+{
+    if (r->h->faults) emu_fault_count(r->h->faults, r->method, label);
+}
+
 int emu_req_fault(emu_req *r, const char *op)
 {
     emu_fault_hit hit;
@@ -209,6 +247,11 @@ int emu_req_fault(emu_req *r, const char *op)
         return 1;
     }
     if (hit.action == EMU_FAULT_RESET) {
+        if (hit.after_bytes > 0 && !emu_req_has_body(r) && strcmp(r->method, "GET") == 0) {
+            r->cut_armed = true; /* answered as usual, its body cut short (a reader's reset mid-body) */
+            r->cut_after = hit.after_bytes;
+            return 0;
+        }
         if (hit.after_bytes > 0 && emu_req_has_body(r)) {
             r->reset_armed = true;
             r->reset_after = hit.after_bytes;

@@ -64,11 +64,14 @@ void emu_req_set_data(emu_req *r, void *data);
 /** Maximum body size configured (--max-body); services reject larger declared bodies early. */
 uint64_t emu_req_max_body(const emu_req *r);
 
+/** Bump the counter "METHOD label" (GET /counters) for this request; no fault rule acts on it. */
+void emu_req_count(emu_req *r, const char *label);
 /**
  * Fault injection and per-op counters. The service calls this once per request, in begin, with the
  * op label it identified ("CREATE", "append", "flush", ...). It counts the request, sleeps for any
  * latency rule that matches, and returns:
- *   0  proceed normally;
+ *   0  proceed normally (also for a GET a reset rule with after_bytes matched: its response body is
+ *      cut after that many bytes, as when a reader's connection breaks mid-body);
  *   1  a fail rule matched: the glue has already answered through service->fault();
  *  -1  a reset rule matched: the glue drops the connection (now, or after some body bytes);
  *      the service must not answer.

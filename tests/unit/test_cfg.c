@@ -142,6 +142,7 @@ TEST(every_default)
     ASSERT_EQ_INT(c.applier_breaker_failures, 5);
     ASSERT_EQ_INT(c.applier_breaker_probe_ms, 2000);
     ASSERT_EQ_INT(c.applier_resync_attempts, 3);
+    ASSERT_TRUE(c.applier_copy_part_bytes == 64ull * 1024 * 1024);
     ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_ADLS);
     ASSERT_EQ_INT(c.gen1_nrewrites, 0);
     ASSERT_EQ_INT(c.gen1_connect_timeout_ms, 5000);
