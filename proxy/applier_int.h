@@ -160,6 +160,8 @@ struct aop {
 
     /* resync of the operation's paths (ap_op_resync) */
     bool resyncing;
+    bool rs_tail;                   /* an in-doubt APPEND: settle by lengths (a tail copy) when Gen2 holds
+                                       a prefix of Gen1's file, a whole copy only otherwise */
     char **rs_roots;
     int nrs_roots, rs_i;
     uint64_t rs_e1;                 /* the gate's epoch of the current root before its copy */
@@ -461,7 +463,7 @@ bool ap_g2_file_len(const httpc_resp *r, uint64_t *len, bool *is_dir);
  */
 void ap_copy_file(aop *op, ap_step then);
 /** Append Gen1's bytes past gen2_len (what Gen2 holds of op->g2path) to it in ranged parts, flush
- *  (close), then run then. Fails when Gen1 holds fewer bytes than gen2_len. */
+ *  (close), then run then. When Gen1 holds fewer bytes than gen2_len, a whole copy (ap_copy_file). */
 void ap_copy_tail(aop *op, uint64_t gen2_len, ap_step then);
 /** Free op->cp (gives back its spool room). NULL is fine. */
 void ap_copy_free(aop *op);
@@ -473,10 +475,11 @@ void ap_st_recopy(aop *op);
 /* ---- applier_resync.c ---------------------------------------------------------------------------- */
 
 /**
- * Make Gen2 equal to Gen1 for the subtree at Gen1 path root: whatever Gen2 holds at root's place is
- * deleted (recursively), then every node Gen1 has there is created on Gen2 where its own mapping puts
- * it (directories, files re-copied, metadata), a few at a time, walking Gen1 with GETFILESTATUS and
- * paged LISTSTATUS with op's writer identity. Names Gen2 would reject and unmapped nodes are skipped
+ * Make Gen2 equal to Gen1 for the subtree at Gen1 path root without a gap: every node Gen1 has there
+ * is created or updated on Gen2 where its own mapping puts it (directories in place, files through a
+ * temporary name renamed over them, metadata), a few at a time, walking Gen1 with GETFILESTATUS and
+ * paged listings with op's writer identity; then what Gen2 holds in those directories and Gen1 does
+ * not is removed (a root Gen1 lacks is deleted). Names Gen2 would reject and unmapped nodes are skipped
  * (with their subtrees) and counted. When all is done, then runs on op (metadata problems noted as
  * a divergence); if a node failed, op finishes as failed instead. op must not be touched by its
  * caller after this call (tail call); op's ordering entry covers root for the whole copy.

@@ -241,6 +241,7 @@ static void append_at(aop *op, uint64_t len)
                 st_append_len(op);
                 return;
             }
+            op->rs_tail = true; /* the resync compares lengths: a tail may be all that is missing */
             ap_op_finish(op, APPLY_FAILED, "Gen2 holds %" PRIu64 " bytes but Gen1 appended at offset %llu", len, v);
             return;
         }
@@ -249,6 +250,7 @@ static void append_at(aop *op, uint64_t len)
             return;
         }
     } else if (op->req->maybe_sent) {
+        op->rs_tail = true;
         ap_op_finish(op, APPLY_FAILED, "an APPEND without an offset that may have reached Gen2 before a restart "
                                        "(Gen2 holds %" PRIu64 " bytes): cannot tell whether it landed",
                      len);
@@ -774,6 +776,7 @@ void ap_op_start(aop *op)
         return;
     }
     if (op->req->resync) {
+        op->rs_tail = op->req->op == WH_OP_APPEND; /* Gen1's outcome unknown: settle by lengths */
         ap_op_resync(op, op->req->maybe_sent ? "resync requested (recovered after a restart)" : "resync requested");
         return;
     }

@@ -360,14 +360,16 @@ static void c_begin(aop *op)
 {
     ap_copy *c = op->cp;
     c->pos = 0;
-    if (c->tail) {
-        if (c->len < c->base) {
-            ap_op_finish(op, APPLY_FAILED, "Gen2 holds more of %s than Gen1 (%" PRIu64 " > %" PRIu64 ")",
-                         op->req->path, c->base, c->len);
-            return;
-        }
+    if (c->tail && c->len >= c->base) {
         c_part(op);
         return;
+    }
+    if (c->tail) { /* Gen2 holds more than Gen1: no prefix of it, so the whole file is copied */
+        LOGI("msg=\"gen2 holds more than gen1: whole file copied\" seq=%" PRIu64 " path=\"%s\" gen2=%" PRIu64
+             " gen1=%" PRIu64,
+             op->req->seq, op->req->path, c->base, c->len);
+        c->tail = false;
+        c->base = 0;
     }
     ap_probe_ancestors(op, c_create_tmp);
 }
@@ -437,8 +439,8 @@ static int copy_new(aop *op, ap_step then, bool tail, uint64_t base)
     c->tail = tail;
     c->base = base;
     c->t0_ms = ap_mono_ms();
-    if (!tail) {
-        /* the temporary name: next to the target, so the rename stays in its directory */
+    {
+        /* the temporary name (a tail copy needs it when it turns into a whole copy): next to the target, so the rename stays in its directory */
         const char *g2 = op->g2path, *slash = strrchr(g2, '/');
         size_t dlen = slash ? (size_t)(slash - g2) + 1 : 0;
         uint64_t id = atomic_fetch_add(&a->copy_ids, 1);

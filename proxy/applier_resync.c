@@ -12,8 +12,14 @@
  * lists the next page; at most about one page per level of the tree waits in memory. At most
  * AP_RESYNC_CONC pieces run at once.
  *
- * The root piece first reads the root on Gen1 (GETFILESTATUS) and deletes whatever Gen2 holds in its
- * place (recursively), so the result is exactly Gen1's subtree; a root gone from Gen1 leaves nothing.
+ * The root piece first reads the root on Gen1 (GETFILESTATUS). Nothing Gen1 has is deleted on Gen2
+ * first, so Gen2 readers never see a path vanish while it is copied back: a file is written under a
+ * temporary name next to it and renamed over it (applier_range.c); a directory is created or, when it
+ * exists, updated in place, and once Gen1's listing of it is complete (its names collected over the
+ * pages) a sweep lists what Gen2 holds there and removes what Gen1 no longer has (with leftover
+ * temporary names of copies that died); only a node whose type changed is removed before its copy.
+ * A root gone from Gen1 is deleted on Gen2. An in-doubt APPEND's file (rs_tail) is settled by
+ * lengths: when Gen2 holds a prefix of Gen1's file only the missing tail is copied.
  * The copy's lock guards the stack and the counts. Pieces end on whatever thread ran their last step;
  * the thread that leaves nothing running and nothing queued finishes the copy (one thread at a time
  * starts pieces: the "pumping" flag).
@@ -34,21 +40,35 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "log.h"
+#include "urlcodec.h"
 
 typedef enum rs_kind {
     RS_ROOT,        /* the subtree's root: type not known yet */
     RS_FILE,
     RS_DIR,
-    RS_MORE         /* the next page of a directory's listing */
+    RS_MORE,        /* the next page of a directory's listing */
+    RS_SWEEP,       /* a page of what Gen2 holds in a directory that existed there: remove what Gen1 lacks */
+    RS_REMOVE       /* one such node (recursively) */
 } rs_kind;
+
+/* The names Gen1 has in one directory (collected over its listing pages for the sweep). */
+typedef struct rs_names {
+    char **b;                       /* open addressing, power-of-two buckets */
+    size_t cap, n;
+} rs_names;
 
 struct ap_rsnode {
     ap_rsnode *next;                /* stack link */
     rs_kind kind;
     char *g1;                       /* Gen1 path */
     char *status;                   /* {"FileStatus":..} from the listing (RS_FILE, RS_DIR) */
-    char *after;                    /* RS_MORE: list after this token */
+    char *after;                    /* RS_MORE: list after this token; RS_SWEEP: Gen2's continuation */
+    char *g2;                       /* RS_REMOVE: the Gen2 path listed (the mapping must still give it) */
+    rs_names *names;                /* RS_DIR that existed on Gen2, RS_MORE, RS_SWEEP: Gen1's names so far */
+    bool removed;                   /* RS_REMOVE: it went */
 };
 
 struct ap_resync {
@@ -61,20 +81,73 @@ struct ap_resync {
     bool pumping;                   /* a thread is starting pieces */
     bool over;                      /* finished (nothing may touch the copy after that) */
     bool stopped;                   /* the applier stopped: queued nodes were dropped */
-    uint64_t files, dirs, unmapped, invalid, failed, diverged;
+    uint64_t files, dirs, removed, unmapped, invalid, failed, diverged;
     char first_fail[1040];
     char first_div[1040];
 };
 
 /* How a piece ended, captured before it is freed. */
 typedef struct rs_end {
-    char copied;
+    char copied;                    /* 'f' file, 'd' directory copied; 'x' a node Gen1 lacks removed */
     apply_outcome outcome;
     char path[512];
     char detail[512];
 } rs_end;
 
 static void pump(ap_resync *j, const rs_end *end);
+
+/* ================================================================ name sets */
+
+static void names_free(rs_names *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->cap; i++) free(s->b[i]);
+    free(s->b);
+    free(s);
+}
+
+static size_t names_hash(const char *k)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+static bool names_has(const rs_names *s, const char *k)
+{
+    if (!s->cap) return false;
+    for (size_t i = names_hash(k) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->b[i]) return false;
+        if (strcmp(s->b[i], k) == 0) return true;
+    }
+}
+
+/* Add k (copied). 0 or -1 (out of memory). */
+static int names_add(rs_names *s, const char *k)
+{
+    if (names_has(s, k)) return 0;
+    if ((s->n + 1) * 2 > s->cap) { /* keep it at most half full */
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        char **b = calloc(cap, sizeof *b);
+        if (!b) return -1;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->b[i]) continue;
+            size_t j = names_hash(s->b[i]) & (cap - 1);
+            while (b[j]) j = (j + 1) & (cap - 1);
+            b[j] = s->b[i];
+        }
+        free(s->b);
+        s->b = b;
+        s->cap = cap;
+    }
+    char *d = strdup(k);
+    if (!d) return -1;
+    size_t i = names_hash(k) & (s->cap - 1);
+    while (s->b[i]) i = (i + 1) & (s->cap - 1);
+    s->b[i] = d;
+    s->n++;
+    return 0;
+}
 
 /* ================================================================ nodes and pieces */
 
@@ -84,6 +157,8 @@ void ap_rsnode_free(ap_rsnode *n)
     free(n->g1);
     free(n->status);
     free(n->after);
+    free(n->g2);
+    names_free(n->names);
     free(n);
 }
 
@@ -180,6 +255,8 @@ static int push_page(aop *p, const xlate_listing *l)
     const char *dir = p->req->path;
     ap_rsnode *head = NULL, **tailp = &head;
     int rc = 0;
+    rs_names *names = p->rsn->names;
+    for (int i = 0; names && i < l->n && rc == 0; i++) rc = names_add(names, l->v[i].name);
     for (int i = 0; i < l->n && rc == 0; i++) {
         size_t n = strlen(dir) + strlen(l->v[i].name) + 2;
         char *path = malloc(n);
@@ -196,10 +273,16 @@ static int push_page(aop *p, const xlate_listing *l)
     if (rc == 0 && l->token && after && strcmp(l->token, after) == 0) {
         LOGW("msg=\"Gen1 listing did not advance: the rest of the directory is not copied\" path=\"%s\"", dir);
         rc = -2;
-    } else if (rc == 0 && l->token) {
-        ap_rsnode *more = node_new(RS_MORE, dir, NULL, l->token);
+    } else if (rc == 0 && (l->token || names)) {
+        /* the next page, or (Gen1's names complete) the sweep of what Gen2 has beyond them; the
+         * names go along */
+        ap_rsnode *more = l->token ? node_new(RS_MORE, dir, NULL, l->token) : node_new(RS_SWEEP, dir, NULL, NULL);
         if (!more) rc = -1;
-        else *tailp = more;
+        else {
+            more->names = names;
+            p->rsn->names = NULL;
+            *tailp = more;
+        }
     }
     if (rc == -1) {
         while (head) {
@@ -267,6 +350,21 @@ static void st_dir_meta(aop *p)
     ap_meta_run(p, st_list);
 }
 
+static void st_mkdir(aop *p);
+
+/* The directory existed on Gen2: its listing collects Gen1's names, so the sweep after it can remove
+ * what Gen1 no longer has (never before: readers keep seeing what both have throughout). */
+static void dir_existed(aop *p)
+{
+    if (!p->rsn->names) p->rsn->names = calloc(1, sizeof *p->rsn->names);
+    if (!p->rsn->names) ap_op_finish(p, APPLY_FAILED, "out of memory");
+}
+
+static void h_file_removed(aop *p, httpc_resp *r)
+{
+    ap_delete_round_answer(p, r, false, h_file_removed, "removing the file in a directory's place", st_mkdir);
+}
+
 static void h_mkdir(aop *p, httpc_resp *r)
 {
     const char *t = r->result == HTTPC_OK ? httpc_resp_header(r, "x-ms-existing-resource-type") : NULL;
@@ -274,9 +372,21 @@ static void h_mkdir(aop *p, httpc_resp *r)
     bool ok = r->result == HTTPC_OK && xlate_mkdirs_ok(r->status, t);
     if (!ok && r->result == HTTPC_OK && xlate_already_exists(r->status, ap_g2code(r, code, sizeof code)))
         ok = p->attempt > 1 && (t == NULL || strcasecmp(t, "directory") == 0);
+    if (!ok && r->result == HTTPC_OK && r->status == 409 && t && strcasecmp(t, "file") == 0 && !p->rsn->removed) {
+        /* Gen1 has a directory where Gen2 has a file: the file goes first (the path changed type) */
+        p->rsn->removed = true;
+        free(p->cont);
+        p->cont = NULL;
+        ap_delete_round(p, false, h_file_removed);
+        return;
+    }
     if (!ok) {
         ap_op_fail_resp(p, r, "create directory (copy)");
         return;
+    }
+    if (r->status == 409) { /* it was there: updated in place */
+        dir_existed(p);
+        if (!p->rsn->names) return;
     }
     ap_mark_ancestors(p);
     ap_cache_put(p->a, p->req->path, true, 0);
@@ -287,7 +397,8 @@ static void st_mkdir(aop *p)
 {
     xlate_err e;
     if (!*p->g2path) { /* a filesystem's root always exists */
-        st_dir_meta(p);
+        dir_existed(p);
+        if (p->rsn->names) st_dir_meta(p);
         return;
     }
     if (xlate_mkdirs(NULL, &p->rq, &e) != 0) {
@@ -295,6 +406,146 @@ static void st_mkdir(aop *p)
         return;
     }
     ap_g2_simple(p, p->g2path, h_mkdir);
+}
+
+/* ================================================================ the sweep: what Gen1 no longer has */
+
+#define SWEEP_PAGE 50 /* Gen2 entries per listing page (the answer stays well under the 64 KiB read) */
+
+static void h_removed(aop *p, httpc_resp *r);
+
+static void st_removed(aop *p)
+{
+    p->rsn->removed = true;
+    p->rs_copied = 'x';
+    ap_st_ok(p);
+}
+
+static void h_removed(aop *p, httpc_resp *r)
+{
+    ap_delete_round_answer(p, r, true, h_removed, "removing what Gen1 no longer has", st_removed);
+}
+
+/* RS_REMOVE: delete the node, if Gen1's path still maps to the Gen2 path the listing gave. */
+static void st_remove(aop *p)
+{
+    if (strcmp(p->g2path, p->rsn->g2) != 0) { /* another mapping owns that name: not this copy's */
+        ap_st_ok(p);
+        return;
+    }
+    free(p->cont);
+    p->cont = NULL;
+    ap_delete_round(p, true, h_removed);
+}
+
+/* One page of Gen2's entries: those whose names Gen1 lacks (and no copy of this resync is writing)
+ * become RS_REMOVE nodes, then the next page. 0, -1 (out of memory) or -2 (not a listing). */
+static int sweep_page(aop *p, const httpc_resp *r)
+{
+    json_error_t je;
+    json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &je);
+    json_t *paths = root ? json_object_get(root, "paths") : NULL;
+    if (!json_is_array(paths)) {
+        json_decref(root);
+        return -2;
+    }
+    char own[96];
+    if (ap_tmp_own_prefix(p->a, ap_resync_owner(p->job)->req->seq, own, sizeof own) != 0) own[0] = 0;
+    const char *dir = p->req->path;
+    ap_rsnode *head = NULL, **tailp = &head;
+    int rc = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(paths, i, e)
+    {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *base = name ? strrchr(name, '/') : NULL;
+        base = base ? base + 1 : name;
+        if (!base || !*base || names_has(p->rsn->names, base)) continue;
+        if (own[0] && strncmp(base, own, strlen(own)) == 0) continue; /* a copy of this resync in flight */
+        size_t n = strlen(dir) + strlen(base) + 2;
+        char *g1 = malloc(n);
+        if (g1) snprintf(g1, n, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, base);
+        ap_rsnode *nd = g1 ? node_new(RS_REMOVE, g1, NULL, NULL) : NULL;
+        free(g1);
+        if (nd && !(nd->g2 = strdup(name))) {
+            ap_rsnode_free(nd);
+            nd = NULL;
+        }
+        if (!nd) {
+            rc = -1;
+            break;
+        }
+        *tailp = nd;
+        tailp = &nd->next;
+    }
+    json_decref(root);
+    const char *c = httpc_resp_header(r, "x-ms-continuation");
+    if (rc == 0 && c && *c) {
+        ap_rsnode *more = node_new(RS_SWEEP, dir, NULL, c);
+        if (!more) rc = -1;
+        else {
+            more->names = p->rsn->names;
+            p->rsn->names = NULL;
+            *tailp = more;
+        }
+    }
+    if (rc != 0) {
+        while (head) {
+            ap_rsnode *nx = head->next;
+            ap_rsnode_free(head);
+            head = nx;
+        }
+        return rc;
+    }
+    if (head) {
+        ap_resync *j = p->job;
+        pthread_mutex_lock(&j->mu);
+        ap_rsnode *last = head;
+        while (last->next) last = last->next;
+        last->next = j->stack;
+        j->stack = head;
+        pthread_mutex_unlock(&j->mu);
+    }
+    return 0;
+}
+
+static void h_sweep_list(aop *p, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && r->status == 404) { /* gone meanwhile: nothing to sweep */
+        ap_st_ok(p);
+        return;
+    }
+    if (r->result != HTTPC_OK || r->status != 200) {
+        ap_op_fail_resp(p, r, "listing the directory on Gen2 (sweep)");
+        return;
+    }
+    int rc = sweep_page(p, r);
+    if (rc == -1) ap_op_finish(p, APPLY_FAILED, "out of memory sweeping the directory");
+    else if (rc == -2) ap_op_finish(p, APPLY_FAILED, "Gen2 answered the directory's listing with no paths");
+    else ap_st_ok(p);
+}
+
+/* RS_SWEEP: list one page of what Gen2 holds in the directory (not recursive). */
+static void st_sweep(aop *p)
+{
+    dbuf q;
+    dbuf_init(&q, 16 * 1024);
+    int rc = dbuf_adds(&q, "resource=filesystem&directory=");
+    if (rc == 0) rc = url_encode(p->g2path, true, &q);
+    if (rc == 0) rc = dbuf_printf(&q, "&recursive=false&maxResults=%d", SWEEP_PAGE);
+    if (rc == 0 && p->rsn->after) rc = dbuf_adds(&q, "&continuation=");
+    if (rc == 0 && p->rsn->after) rc = url_encode(p->rsn->after, false, &q);
+    char *query = rc == 0 ? dbuf_take(&q) : NULL;
+    dbuf_free(&q);
+    if (!query) {
+        ap_op_finish(p, APPLY_FAILED, "out of memory building a Gen2 listing");
+        return;
+    }
+    xlate_g2req_free(&p->rq);
+    p->rq.method = "GET";
+    p->rq.query = query;
+    ap_g2_simple_in(p, p->fs, "", h_sweep_list);
 }
 
 /* ================================================================ files, the root */
@@ -305,31 +556,50 @@ static void st_file_copied(aop *p)
     ap_st_ok(p);
 }
 
+static void h_tail_len(aop *p, httpc_resp *r)
+{
+    uint64_t len = 0;
+    bool dir = false;
+    if (r->result == HTTPC_OK && r->status == 200 && ap_g2_file_len(r, &len, &dir) && !dir) {
+        ap_copy_tail(p, len, st_file_copied); /* (a whole copy when Gen2 holds more than Gen1) */
+        return;
+    }
+    if (r->result != HTTPC_OK || (r->status != 200 && r->status != 404)) {
+        ap_op_fail_resp(p, r, "reading the file's length on Gen2");
+        return;
+    }
+    ap_copy_file(p, st_file_copied); /* nothing there, or a directory: a whole copy */
+}
+
 static void root_copy(aop *p)
 {
     p->fix_ancestors = true; /* the parents Gen2 has may be half made (a crash mid-create) */
-    if (p->rsn->kind == RS_DIR) ap_probe_ancestors(p, st_mkdir);
-    else ap_copy_file(p, st_file_copied);
-}
-
-/* After what Gen2 held at the root is gone: copy the root from Gen1 (or stop: Gen1 has nothing). */
-static void root_deleted(aop *p)
-{
-    if (p->rsn->kind == RS_ROOT) ap_st_ok(p); /* gone from Gen1: nothing to copy */
-    else root_copy(p);
+    aop *owner = ap_resync_owner(p->job);
+    if (p->rsn->kind == RS_DIR) {
+        ap_probe_ancestors(p, st_mkdir);
+    } else if (owner->rs_tail && owner->req->op == WH_OP_APPEND && strcmp(owner->req->path, p->req->path) == 0) {
+        /* an in-doubt APPEND: what Gen2 lacks may be just a tail of Gen1's file */
+        xlate_err e;
+        if (xlate_getstatus(&p->rq, &e) != 0) {
+            ap_op_finish(p, APPLY_FAILED, "%s", e.message);
+            return;
+        }
+        ap_g2_simple(p, p->g2path, h_tail_len);
+    } else {
+        ap_copy_file(p, st_file_copied);
+    }
 }
 
 static void h_root_delete(aop *p, httpc_resp *r)
 {
-    ap_delete_round_answer(p, r, true, h_root_delete, "deleting what Gen2 held in the copy's place", root_deleted);
+    ap_delete_round_answer(p, r, true, h_root_delete, "deleting what Gen1 no longer has", ap_st_ok);
 }
 
-/* Replace what Gen2 holds at the root (a filesystem's root cannot go: the copy merges into it). */
-static void root_replace(aop *p)
+/* Gen1 has nothing at the root: neither may Gen2 (a filesystem's root stays). */
+static void root_delete(aop *p)
 {
     if (!*p->g2path) {
-        if (p->rsn->kind == RS_ROOT) ap_st_ok(p);
-        else root_copy(p);
+        ap_st_ok(p);
         return;
     }
     free(p->cont);
@@ -340,7 +610,7 @@ static void root_replace(aop *p)
 static void h_root_status(aop *p, httpc_resp *r)
 {
     if (r->result == HTTPC_OK && r->status == 404) {
-        root_replace(p); /* kind stays RS_ROOT: delete only */
+        root_delete(p);
         return;
     }
     if (r->result != HTTPC_OK || r->status != 200) {
@@ -358,7 +628,9 @@ static void h_root_status(aop *p, httpc_resp *r)
         ap_op_finish(p, APPLY_FAILED, "out of memory");
         return;
     }
-    root_replace(p);
+    /* Copied over what Gen2 holds, never after deleting it: a file through a temporary name renamed
+     * over it, a directory updated in place and swept afterwards. */
+    root_copy(p);
 }
 
 static void piece_start(aop *p)
@@ -377,6 +649,8 @@ static void piece_start(aop *p)
         st_mkdir(p);
         break;
     case RS_MORE: st_list(p); break;
+    case RS_SWEEP: st_sweep(p); break;
+    case RS_REMOVE: st_remove(p); break;
     }
 }
 
@@ -406,7 +680,8 @@ static void account(ap_resync *j, const rs_end *e)
     j->active--;
     if (e->copied == 'f') j->files++;
     if (e->copied == 'd') j->dirs++;
-    if (e->copied) metrics_inc(j->owner->a->mx.copied[e->copied == 'f' ? 0 : 1]);
+    if (e->copied == 'x') j->removed++;
+    if (e->copied == 'f' || e->copied == 'd') metrics_inc(j->owner->a->mx.copied[e->copied == 'f' ? 0 : 1]);
     char *first = NULL;
     if (e->outcome == APPLY_STOPPED) {
         j->stopped = true;
@@ -520,6 +795,8 @@ void ap_resync_summary(const aop *op, char *buf, size_t cap)
     }
     int n = snprintf(buf, cap, "copied %" PRIu64 " file%s and %" PRIu64 " director%s", j->files,
                      j->files == 1 ? "" : "s", j->dirs, j->dirs == 1 ? "y" : "ies");
+    if (n > 0 && (size_t)n < cap && j->removed)
+        n += snprintf(buf + n, cap - (size_t)n, ", %" PRIu64 " node(s) Gen1 no longer has removed", j->removed);
     if (n > 0 && (size_t)n < cap && j->invalid)
         n += snprintf(buf + n, cap - (size_t)n, ", %" PRIu64 " name(s) Gen2 would reject skipped", j->invalid);
     if (n > 0 && (size_t)n < cap && j->unmapped)
