@@ -401,7 +401,8 @@ void ap_g2_simple_in(aop *op, const char *fs, const char *rq_path, ap_handler h)
  *  user.name/doas/delegation). */
 void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, httpc_body_out out, int fd,
                ap_handler h);
-/** A Gen1 LISTSTATUS of path (extra: its listSize/listAfter), answer in memory up to AP_LIST_MAX. */
+/** A Gen1 listing page of path: LISTSTATUS (extra: listSize/listAfter), or LISTSTATUS_BATCH (extra:
+ *  startAfter) on the hadoop dialect; answer in memory up to AP_LIST_MAX. */
 void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h);
 
 /* ---- applier.c: ordering ---------------------------------------------------------------------- */

@@ -7,8 +7,9 @@
  * work is done by pieces: small operations (aop with ->job set) that run the usual steps (sending
  * with retries, metadata copy, file re-copy) for one node each and are never counted or listed by the
  * applier. The nodes still to copy sit on a stack, so the walk is depth first: a directory piece
- * creates the directory, copies its metadata and lists one page of its entries (LISTSTATUS with
- * listSize, then listAfter = the page's continuationToken), pushing the entries above a node that
+ * creates the directory, copies its metadata and lists one page of its entries (adls: LISTSTATUS with
+ * listSize, then listAfter = the page's continuationToken; hadoop: LISTSTATUS_BATCH, then startAfter
+ * = the page's last name while remainingEntries > 0), pushing the entries above a node that
  * lists the next page; at most about one page per level of the tree waits in memory. At most
  * AP_RESYNC_CONC pieces run at once.
  *
@@ -311,7 +312,7 @@ static void h_list(aop *p, httpc_resp *r)
         return;
     }
     if (r->result != HTTPC_OK || r->status != 200) {
-        ap_op_fail_resp(p, r, "listing the directory on Gen1 (LISTSTATUS)");
+        ap_op_fail_resp(p, r, "listing the directory on Gen1 (LISTSTATUS / LISTSTATUS_BATCH)");
         return;
     }
     xlate_listing l;
@@ -331,7 +332,9 @@ static void st_list(aop *p)
 {
     dbuf extra;
     dbuf_init(&extra, 8192);
-    if (xlate_liststatus_query(AP_LIST_PAGE, p->rsn->after, &extra) != 0) {
+    bool hadoop = p->a->cfg->gen1_dialect == CFG_DIALECT_HADOOP; /* a NameNode ignores listSize */
+    if ((hadoop ? xlate_liststatus_batch_query(p->rsn->after, &extra)
+                : xlate_liststatus_query(AP_LIST_PAGE, p->rsn->after, &extra)) != 0) {
         dbuf_free(&extra);
         ap_op_finish(p, APPLY_FAILED, "listing continuation token too long");
         return;

@@ -552,6 +552,8 @@ void ap_g1_get(aop *op, const char *path, const char *g1op, const char *extra, h
 
 void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h)
 {
-    g1_send(op, path, "LISTSTATUS", extra, HTTPC_BODY_MEMORY, AP_LIST_MAX, -1, h);
+    /* Hadoop NameNodes page only LISTSTATUS_BATCH (startAfter); ADLS Gen1 pages LISTSTATUS */
+    bool hadoop = op->a->cfg->gen1_dialect == CFG_DIALECT_HADOOP;
+    g1_send(op, path, hadoop ? "LISTSTATUS_BATCH" : "LISTSTATUS", extra, HTTPC_BODY_MEMORY, AP_LIST_MAX, -1, h);
 }
 

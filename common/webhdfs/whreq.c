@@ -54,6 +54,7 @@ static const whreq_opinfo whreq_ops[WH_OP__COUNT] = {
     [WH_OP_GETFILECHECKSUM] = {WH_OP_GETFILECHECKSUM, "GETFILECHECKSUM", "GET", WH_PREFIX_WEBHDFS, false, false},
     [WH_OP_GETHOMEDIRECTORY] = {WH_OP_GETHOMEDIRECTORY, "GETHOMEDIRECTORY", "GET", WH_PREFIX_WEBHDFS, false,
                                 false},
+    [WH_OP_LISTSTATUS_BATCH] = {WH_OP_LISTSTATUS_BATCH, "LISTSTATUS_BATCH", "GET", WH_PREFIX_WEBHDFS, false, false},
 };
 
 const whreq_opinfo *whreq_opinfo_get(whreq_op op)

@@ -906,9 +906,18 @@ int xlate_liststatus_parse(const char *json, size_t len, xlate_listing *out, xla
     memset(out, 0, sizeof *out);
     json_error_t je;
     json_t *root = json_loadb(json ? json : "", len, 0, &je);
-    json_t *fss = root && json_is_object(root) ? get_ci(root, "FileStatuses") : NULL;
-    json_t *arr = fss && json_is_object(fss) ? get_ci(fss, "FileStatus") : NULL;
     int rc = -1;
+    /* Hadoop's LISTSTATUS_BATCH: {"DirectoryListing":{"partialListing":{"FileStatuses":..},
+     * "remainingEntries":N}}; the next page starts after the last entry while N > 0. */
+    json_t *dl = root && json_is_object(root) ? get_ci(root, "DirectoryListing") : NULL;
+    json_t *part = dl && json_is_object(dl) ? get_ci(dl, "partialListing") : NULL;
+    json_t *rem = dl && json_is_object(dl) ? get_ci(dl, "remainingEntries") : NULL;
+    if (dl && (!json_is_object(part) || !json_is_integer(rem))) {
+        xl_fail(err, "Gen1 answer is not a DirectoryListing");
+        goto out;
+    }
+    json_t *fss = dl ? get_ci(part, "FileStatuses") : root && json_is_object(root) ? get_ci(root, "FileStatuses") : NULL;
+    json_t *arr = fss && json_is_object(fss) ? get_ci(fss, "FileStatus") : NULL;
     if (!arr || !json_is_array(arr)) {
         xl_fail(err, "Gen1 answer is not a FileStatuses listing");
         goto out;
@@ -947,7 +956,8 @@ int xlate_liststatus_parse(const char *json, size_t len, xlate_listing *out, xla
             goto out;
         }
     }
-    const char *tok = json_string_value(get_ci(fss, "continuationToken"));
+    const char *tok = dl ? (json_integer_value(rem) > 0 && out->n > 0 ? out->v[out->n - 1].name : NULL)
+                         : json_string_value(get_ci(fss, "continuationToken"));
     if (tok && *tok && !(out->token = strdup(tok))) {
         xl_fail(err, "out of memory");
         goto out;
@@ -957,6 +967,13 @@ out:
     json_decref(root);
     if (rc != 0) xlate_listing_free(out);
     return rc;
+}
+
+int xlate_liststatus_batch_query(const char *after, dbuf *out)
+{
+    if (!after || !*after) return 0;
+    int rc = dbuf_adds(out, "startAfter=");
+    return rc == 0 ? url_encode(after, false, out) : rc;
 }
 
 int xlate_liststatus_query(unsigned list_size, const char *after, dbuf *out)

@@ -223,13 +223,17 @@ void xlate_listing_free(xlate_listing *l);
 /**
  * Read a LISTSTATUS answer {"FileStatuses":{"FileStatus":[...],"continuationToken":".."}} (keys
  * matched case-insensitively; the token may come before or after the array; absent or "" means the
- * listing is complete). Entries of type DIRECTORY or FILE only. Returns 0, or -1 with err for
+ * listing is complete), or a Hadoop LISTSTATUS_BATCH answer {"DirectoryListing":{"partialListing":
+ * {"FileStatuses":{...}},"remainingEntries":N}} (token: the last entry's name while N > 0). Entries of type DIRECTORY or FILE only. Returns 0, or -1 with err for
  * anything else, an entry without a valid pathSuffix, or over XLATE_LIST_MAX_ENTRIES entries.
  */
 int xlate_liststatus_parse(const char *json, size_t len, xlate_listing *out, xlate_err *err);
 /** The paging parameters of a LISTSTATUS look-up: "listSize=N" and, when after is non-empty,
  *  "&listAfter=<after, percent-encoded>", appended to out (an `extra` for xlate_gen1_query). */
 int xlate_liststatus_query(unsigned list_size, const char *after, dbuf *out);
+/** The paging parameter of a Hadoop LISTSTATUS_BATCH look-up: "startAfter=<after, percent-encoded>"
+ *  when after is non-empty (nothing for the first page; the NameNode decides the page size). */
+int xlate_liststatus_batch_query(const char *after, dbuf *out);
 
 /** Paths named by a CONCAT/MSCONCAT (normalised, malloc'd). */
 typedef struct xlate_paths {

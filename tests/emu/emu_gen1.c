@@ -137,6 +137,7 @@ static g1_fn handler_for(whreq_op op)
     case WH_OP_MSGETFILESTATUS: return g1_op_getfilestatus;
     case WH_OP_LISTSTATUS:
     case WH_OP_MSLISTSTATUS: return g1_op_liststatus;
+    case WH_OP_LISTSTATUS_BATCH: return g1_op_liststatus_batch;
     case WH_OP_GETCONTENTSUMMARY: return g1_op_contentsummary;
     case WH_OP_GETACLSTATUS:
     case WH_OP_MSGETACLSTATUS: return g1_op_aclstatus;
@@ -504,6 +505,7 @@ int emu_gen1_new(const emu_gen1_opts *o, emu_gen1 **out, emu_service *svc)
     g->max_body = o->max_body ? o->max_body : G1_DEFAULT_MAX_BODY;
     g->lease_ms = o->lease_ms > 0 ? o->lease_ms : G1_DEFAULT_LEASE_MS;
     g->ident = o->ident;
+    g->ls_limit = o->ls_limit ? o->ls_limit : 1000;
     g->superuser = strdup(o->superuser && *o->superuser ? o->superuser : "hdfs");
     g->default_user = strdup(o->default_user && *o->default_user ? o->default_user
                              : g->superuser                      ? g->superuser

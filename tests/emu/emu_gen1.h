@@ -24,6 +24,7 @@ typedef struct emu_gen1_opts {
     const char *default_user;    /* identity when a request names none (default: superuser) */
     uint64_t max_body;           /* bytes per CREATE/APPEND body (default 4 MiB, like ADLS) */
     int64_t lease_ms;            /* a leaseid not renewed for this long goes stale (default 10 min) */
+    unsigned ls_limit;           /* hadoop LISTSTATUS_BATCH entries per answer (dfs.ls.limit; default 1000) */
 } emu_gen1_opts;
 
 typedef struct emu_gen1 emu_gen1;

@@ -38,6 +38,7 @@ struct emu_gen1 {
     char *default_user;
     uint64_t max_body;
     int64_t lease_ms;
+    unsigned ls_limit;
     uint64_t seq; /* staging names; under the store lock */
     pthread_mutex_t dn_mu;
     char datanode[160]; /* "http://127.0.0.1:PORT" or "" */
@@ -146,6 +147,7 @@ int g1_get_mode(g1_ctx *c, bool *has, uint16_t *mode);
 
 int g1_op_getfilestatus(g1_ctx *c);
 int g1_op_liststatus(g1_ctx *c);
+int g1_op_liststatus_batch(g1_ctx *c);
 int g1_op_contentsummary(g1_ctx *c);
 int g1_op_aclstatus(g1_ctx *c);
 int g1_op_checkaccess(g1_ctx *c);

@@ -112,6 +112,52 @@ int g1_op_liststatus(g1_ctx *c)
     return g1_reply_dbuf(c, rc, &b);
 }
 
+/*
+ * Hadoop's paged listing (WebHDFS LISTSTATUS_BATCH, Hadoop 2.8+): at most dfs.ls.limit entries
+ * (--ls-limit) after startAfter, as {"DirectoryListing":{"partialListing":{"FileStatuses":
+ * {"FileStatus":[...]}},"remainingEntries":N}}; the client asks again with startAfter = the last
+ * pathSuffix while remainingEntries > 0. A file lists as itself. ADLS Gen1 has no such op.
+ */
+int g1_op_liststatus_batch(g1_ctx *c)
+{
+    const whreq *w = &c->q->w;
+    if (!c->g->hadoop)
+        return g1_fail(c, 400, "IllegalArgumentException",
+                       "Invalid value for webhdfs parameter \"op\": No enum constant LISTSTATUS_BATCH");
+    g1_res res;
+    if (g1_resolve(c, w->path, &res) != 0) return -1;
+    emu_node *n = res.node;
+    if (!n) return g1_not_found(c, w->path);
+    dbuf b;
+    dbuf_init(&b, G1_MAX_JSON);
+    int rc = dbuf_adds(&b, "{\"DirectoryListing\":{\"partialListing\":{\"FileStatuses\":{\"FileStatus\":[");
+    int64_t remaining = 0;
+    if (n->type == EMU_FILE) {
+        if (rc == 0) rc = put_status(c, &b, n, "", false);
+    } else {
+        if (g1_need(c, n, P_R | P_X) != 0) {
+            dbuf_free(&b);
+            return -1;
+        }
+        const char *after = whreq_param_get(w, "startafter");
+        size_t i = (after && *after) ? emu_store_child_after(n, after) : 0;
+        int64_t count = 0, now = emu_now_ms();
+        for (; rc == 0 && i < n->nchildren; i++) {
+            const emu_node *ch = n->children[i];
+            if (g1_hidden(ch, now)) continue;
+            if (count == (int64_t)c->g->ls_limit) {
+                remaining++;
+                continue;
+            }
+            if (count > 0) rc = dbuf_add(&b, ",", 1);
+            if (rc == 0) rc = put_status(c, &b, ch, ch->name, false);
+            count++;
+        }
+    }
+    if (rc == 0) rc = dbuf_printf(&b, "]}},\"remainingEntries\":%" PRId64 "}}", remaining);
+    return g1_reply_dbuf(c, rc, &b);
+}
+
 static void summarize(const emu_node *n, int64_t now, int64_t *dirs, int64_t *files, int64_t *bytes)
 {
     if (n->type == EMU_FILE) {

@@ -47,6 +47,7 @@ typedef struct emu_args {
     unsigned long long max_body;
     unsigned long max_header, max_connections, token_ttl, idle_timeout;
     unsigned long long lease_ms;
+    unsigned long ls_limit;
     unsigned long delete_page;
     int sync;
 } emu_args;
@@ -59,6 +60,7 @@ static void usage(FILE *f)
           "                    [--identity NAME=TOKEN (repeatable)] [--datanode-listen 127.0.0.1:PORT]\n"
           "                    [--oauth-client-id ID [--token-ttl SECONDS]: token endpoint, identity \"oauth\"]\n"
           "                    [--superuser NAME] [--user NAME] [--lease-ms MS (stale lease expiry, default 600000)]\n"
+          "                    [--ls-limit N (hadoop LISTSTATUS_BATCH entries per answer, dfs.ls.limit; default 1000)]\n"
           "  dualpipe-emu gen2 --listen 127.0.0.1:PORT --data DIR --account NAME\n"
           "                    (--key BASE64KEY | --key-file FILE | env DUALPIPE_EMU_KEY)\n"
           "                    [--oauth-client-id ID] [--token-ttl SECONDS]   (secret: env DUALPIPE_EMU_CLIENT_SECRET)\n"
@@ -150,6 +152,9 @@ static int parse_args(int argc, char **argv, emu_args *a)
         } else if (strcmp(f, "--token-ttl") == 0) {
             if (parse_ull(f, v, 86400 * 365, &x)) return -1;
             a->token_ttl = (unsigned long)x;
+        } else if (strcmp(f, "--ls-limit") == 0) {
+            if (parse_ull(f, v, 1000000, &x) || x == 0) return -1;
+            a->ls_limit = (unsigned long)x;
         } else if (strcmp(f, "--delete-page") == 0) {
             if (parse_ull(f, v, 1000000, &x)) return -1;
             a->delete_page = (unsigned long)x;
@@ -292,7 +297,8 @@ int main(int argc, char **argv)
         }
         emu_gen1_opts o = {.store = store, .hadoop = hadoop, .ident = ident,
                            .superuser = a.superuser ? a.superuser : "hdfs", .default_user = a.user,
-                           .max_body = a.max_body ? a.max_body : (4u << 20), .lease_ms = (int64_t)a.lease_ms};
+                           .max_body = a.max_body ? a.max_body : (4u << 20), .lease_ms = (int64_t)a.lease_ms,
+                           .ls_limit = (unsigned)a.ls_limit};
         if (emu_gen1_new(&o, &g1, &svc) != 0) {
             fprintf(stderr, "dualpipe-emu: cannot create the gen1 service\n");
             goto out;

@@ -245,6 +245,7 @@ TEST(op_table_matches_protocol)
         {WH_OP_CHECKACCESS, "CHECKACCESS", "GET", WH_PREFIX_WEBHDFS, false, false},
         {WH_OP_GETFILECHECKSUM, "GETFILECHECKSUM", "GET", WH_PREFIX_WEBHDFS, false, false},
         {WH_OP_GETHOMEDIRECTORY, "GETHOMEDIRECTORY", "GET", WH_PREFIX_WEBHDFS, false, false},
+        {WH_OP_LISTSTATUS_BATCH, "LISTSTATUS_BATCH", "GET", WH_PREFIX_WEBHDFS, false, false},
     };
     ASSERT_EQ_INT(sizeof want / sizeof want[0], WH_OP__COUNT - 1); /* every op is listed */
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {

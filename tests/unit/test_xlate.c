@@ -328,6 +328,42 @@ TEST(gen1_answers_and_lookups)
     dbuf_free(&b);
 }
 
+TEST(liststatus_batch_pages)
+{
+    xlate_listing l;
+    xlate_err e;
+    /* Hadoop LISTSTATUS_BATCH: more entries remain, so the next page starts after the last name. */
+    const char *page = "{\"DirectoryListing\":{\"partialListing\":{\"FileStatuses\":{\"FileStatus\":["
+                       "{\"pathSuffix\":\"a\",\"type\":\"DIRECTORY\"},{\"pathSuffix\":\"b c\",\"type\":\"FILE\","
+                       "\"length\":5}]}},\"remainingEntries\":7}}";
+    ASSERT_EQ_INT(xlate_liststatus_parse(page, strlen(page), &l, &e), 0);
+    ASSERT_EQ_INT(l.n, 2);
+    ASSERT_TRUE(l.v[0].is_dir && !l.v[1].is_dir);
+    ASSERT_EQ_STR(l.token, "b c");
+    xlate_listing_free(&l);
+    /* The last page: nothing remains. */
+    const char *last = "{\"DirectoryListing\":{\"partialListing\":{\"FileStatuses\":{\"FileStatus\":["
+                       "{\"pathSuffix\":\"z\",\"type\":\"FILE\"}]}},\"remainingEntries\":0}}";
+    ASSERT_EQ_INT(xlate_liststatus_parse(last, strlen(last), &l, &e), 0);
+    ASSERT_TRUE(l.n == 1 && l.token == NULL);
+    xlate_listing_free(&l);
+    /* A DirectoryListing without its parts is refused. */
+    const char *bad[] = {
+        "{\"DirectoryListing\":{\"remainingEntries\":0}}",
+        "{\"DirectoryListing\":{\"partialListing\":{\"FileStatuses\":{\"FileStatus\":[]}}}}",
+        "{\"DirectoryListing\":{\"partialListing\":{},\"remainingEntries\":0}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ_INT(xlate_liststatus_parse(bad[i], strlen(bad[i]), &l, &e), -1);
+    dbuf q;
+    dbuf_init(&q, 4096);
+    ASSERT_EQ_INT(xlate_liststatus_batch_query(NULL, &q), 0);
+    ASSERT_TRUE(q.len == 0);
+    ASSERT_EQ_INT(xlate_liststatus_batch_query("a b&c", &q), 0);
+    ASSERT_EQ_STR(q.data, "startAfter=a%20b%26c");
+    dbuf_free(&q);
+}
+
 TEST(liststatus_pages)
 {
     xlate_listing l;
@@ -737,5 +773,5 @@ TEST(meta_times_and_acl_limits)
 TESTS(T(times_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
-      T(liststatus_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
+      T(liststatus_pages), T(liststatus_batch_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
       T(permission_conversions), T(aclstatus_from_gen2), T(filestatus_from_gen2))
