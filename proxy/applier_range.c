@@ -379,6 +379,8 @@ static void h_start_status(aop *op, httpc_resp *r)
     ap_copy *c = op->cp;
     if (r->result == HTTPC_OK && r->status == 404) {
         /* Gone on Gen1 already (a later write removes or moves it): nothing to copy. */
+        free(op->g1status);
+        op->g1status = NULL;
         ap_copy_free(op);
         ap_step then = op->after_copy;
         then(op);

@@ -555,7 +555,7 @@ static void st_sweep(aop *p)
 
 static void st_file_copied(aop *p)
 {
-    if (p->nmeta > 0) p->rs_copied = 'f'; /* (nothing when the file was gone from Gen1) */
+    if (p->nmeta > 0 || p->g1status) p->rs_copied = 'f'; /* (nothing when the file was gone from Gen1) */
     ap_st_ok(p);
 }
 
