@@ -341,6 +341,7 @@ static void log_outcome(const aop *op)
  * failure turns into a resync instead; a group's members end with their leader's outcome. */
 void ap_op_done(aop *op)
 {
+    ap_copy_free(op); /* a copy that ended here (failed) gives its spool room back and its real path */
     if (op->job) {
         ap_resync_piece_done(op);
         return;
@@ -502,7 +503,6 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     }
     if (getrandom(&a->rng, sizeof a->rng, 0) != (ssize_t)sizeof a->rng || a->rng == 0)
         a->rng = (uint64_t)ap_real_ms() | 1;
-    a->copy_nonce = (uint32_t)(a->rng >> 32) ^ (uint32_t)a->rng;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -286,8 +286,6 @@ struct applier {
     ap_ids *ids;
     spool *sp;                      /* re-copy parts are counted in it (applier_set_spool), or NULL */
     uint64_t part_bytes;            /* applier.copy_part_bytes */
-    uint32_t copy_nonce;            /* this run's mark in temporary names (AP_TMP_PREFIX) */
-    _Atomic uint64_t copy_ids;
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */
@@ -468,8 +466,8 @@ void ap_copy_file(aop *op, ap_step then);
 void ap_copy_tail(aop *op, uint64_t gen2_len, ap_step then);
 /** Free op->cp (gives back its spool room). NULL is fine. */
 void ap_copy_free(aop *op);
-/** AP_TMP_PREFIX "<seq>-<nonce>-": the prefix of the temporary names of copies for seq in this run. */
-int ap_tmp_own_prefix(const applier *a, uint64_t seq, char *buf, size_t cap);
+/** AP_TMP_PREFIX "<seq>-": the prefix of the temporary names of the copies for record seq. */
+int ap_tmp_own_prefix(uint64_t seq, char *buf, size_t cap);
 /** CONCAT, MSCONCAT, CONCURRENTAPPEND: re-copy the result from Gen1, then delete the sources. */
 void ap_st_recopy(aop *op);
 

@@ -4,7 +4,7 @@
  * cannot do and in-doubt APPENDs.
  *
  * A whole-file copy never leaves the path missing or half written on Gen2: the bytes go to a
- * temporary name next to the target (AP_TMP_PREFIX "<seq>-<nonce>-<n>", same directory), which gets
+ * temporary name next to the target (AP_TMP_PREFIX "<seq>-<hash of the name>", same directory), which gets
  * the file's metadata and is then renamed over the target (Gen2's rename replaces a file), so Gen2
  * readers see the old content or the new, never nothing. Only a directory in the target's place (the
  * path changed type on Gen1) is deleted first. A tail copy (ap_copy_tail) appends Gen1's bytes past
@@ -25,7 +25,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,14 +65,14 @@ static void release_room(aop *op)
     }
 }
 
+static void restore_target(aop *op);
+
 void ap_copy_free(aop *op)
 {
     ap_copy *c = op->cp;
     if (!c) return;
     release_room(op);
-    if (c->target) { /* still writing the temporary name: op->g2path is it; the real path goes */
-        free(c->target);
-    }
+    restore_target(op); /* (a copy that failed while writing the temporary name) */
     free(c->tmp);
     free(c);
     op->cp = NULL;
@@ -232,6 +231,12 @@ static void c_changed(aop *op, const char *what)
          op->req->seq, op->req->path, what, c->redos);
     free(op->g1status);
     op->g1status = NULL;
+    for (int i = 0; i < op->nmeta; i++) { /* the probe and the metadata step run again */
+        free(op->meta[i].g1);
+        free(op->meta[i].g2);
+        free(op->meta[i].status);
+    }
+    op->nmeta = 0;
     restore_target(op);
     c_start(op);
 }
@@ -445,15 +450,17 @@ static int copy_new(aop *op, ap_step then, bool tail, uint64_t base)
         /* the temporary name (a tail copy needs it when it turns into a whole copy): next to the target, so the rename stays in its directory */
         const char *g2 = op->g2path, *slash = strrchr(g2, '/');
         size_t dlen = slash ? (size_t)(slash - g2) + 1 : 0;
-        uint64_t id = atomic_fetch_add(&a->copy_ids, 1);
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the target's name */
+        for (const char *k = g2 + dlen; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
         size_t cap = dlen + 96;
         c->tmp = malloc(cap);
         if (!c->tmp) {
             ap_op_finish(op, APPLY_FAILED, "out of memory");
             return -1;
         }
-        snprintf(c->tmp, cap, "%.*s" AP_TMP_PREFIX "%" PRIu64 "-%08" PRIx32 "-%" PRIu64, (int)dlen, g2, op->req->seq,
-                 a->copy_nonce, id);
+        /* the same name for every attempt of this record's copy of this file (also after a restart):
+         * a retry overwrites what a failed attempt left, and the rename consumes it */
+        snprintf(c->tmp, cap, "%.*s" AP_TMP_PREFIX "%" PRIu64 "-%016" PRIx64, (int)dlen, g2, op->req->seq, h);
     }
     return 0;
 }
@@ -472,8 +479,8 @@ void ap_copy_tail(aop *op, uint64_t gen2_len, ap_step then)
     c_start(op);
 }
 
-int ap_tmp_own_prefix(const applier *a, uint64_t seq, char *buf, size_t cap)
+int ap_tmp_own_prefix(uint64_t seq, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, AP_TMP_PREFIX "%" PRIu64 "-%08" PRIx32 "-", seq, a->copy_nonce);
+    int n = snprintf(buf, cap, AP_TMP_PREFIX "%" PRIu64 "-", seq);
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }

@@ -453,7 +453,7 @@ static int sweep_page(aop *p, const httpc_resp *r)
         return -2;
     }
     char own[96];
-    if (ap_tmp_own_prefix(p->a, ap_resync_owner(p->job)->req->seq, own, sizeof own) != 0) own[0] = 0;
+    if (ap_tmp_own_prefix(ap_resync_owner(p->job)->req->seq, own, sizeof own) != 0) own[0] = 0;
     const char *dir = p->req->path;
     ap_rsnode *head = NULL, **tailp = &head;
     int rc = 0;

@@ -30,8 +30,8 @@ MIB = 1 << 20
 FILE_MB = int(os.environ.get("DP_RECOPY_MB", "64"))
 ENTRIES = int(os.environ.get("DP_RESYNC_ENTRIES", "5000"))
 SCALE = FILE_MB > 256 or ENTRIES > 20000
-PART = 8 * MIB
-CAP = 24 * MIB
+PART = 64 * MIB if SCALE else 8 * MIB  # at scale: the default part, so the rate is the default's
+CAP = 3 * PART
 FAST = {"applier": {"backoff_base_ms": 20, "backoff_cap_ms": 300, "breaker_probe_ms": 100,
                     "copy_part_bytes": PART},
         "spool": {"max_bytes": CAP}}
@@ -181,7 +181,7 @@ class Recopy(unittest.TestCase):
             self.assertEqual(s.g1("DELETE", "/dir/" + n, "DELETE").status, 200)
         for i in range(10):
             self.assertEqual(s.g1("PUT", "/dir/new%d" % i, "CREATE", body=b"new", write="true").status, 201)
-        leftover = "dir/.dualpipe-resync-1-0badf00d-0"
+        leftover = "dir/.dualpipe-resync-1-00000000badf00d5"
         self.assertEqual(s.g2("PUT", leftover, "resource=file").status, 201)
         stay = names[:100] + ["sub"]
         s.gen2.fault("method=PUT,op=rename,action=latency,latency_ms=20,fraction=0.5")
@@ -208,17 +208,21 @@ class Recopy(unittest.TestCase):
     def directory_resync(self, dialect, list_op, page):
         s, p = self.stack(dialect=dialect, gen1_args=["--ls-limit", "500"] if dialect == "hadoop" else [])
         t0 = time.time()
-        sem = threading.Semaphore(8)
-        errors = []
+        errors, todo = [], iter(range(ENTRIES))
+        lock = threading.Lock()
 
-        def put(i):
-            with sem:
+        def put():
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
                 r = s.g1("PUT", "/wide/e%06d" % i, "CREATE", body=b"%d" % i if i % 10 == 0 else b"",
                          write="true")
                 if r.status != 201:
                     errors.append(r)
 
-        threads = [threading.Thread(target=put, args=(i,)) for i in range(ENTRIES)]
+        threads = [threading.Thread(target=put) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
