@@ -237,6 +237,8 @@ class Recopy(unittest.TestCase):
         print("resync of a %d-entry directory (%s): %.1f s (%.0f entries/s; made on Gen1 in %.1f s)"
               % (ENTRIES, dialect, took, ENTRIES / took, made), flush=True)
         req = s.gen1.counters()["requests"]
+        if os.environ.get("DP_DEBUG_COUNTERS"):
+            print(req, s.gen2.counters()["requests"], flush=True)
         self.assertGreaterEqual(req.get("GET " + list_op, 0), ENTRIES // page, req)
         other = "LISTSTATUS" if list_op == "LISTSTATUS_BATCH" else "LISTSTATUS_BATCH"
         self.assertEqual(req.get("GET " + other, 0), 0, req)
