@@ -150,8 +150,8 @@ static void h_del_target(aop *op, httpc_resp *r)
 
 static void h_rename(aop *op, httpc_resp *r)
 {
-    if (r->result == HTTPC_OK && r->status == 201) {
-        c_done(op);
+    if (r->result == HTTPC_OK && (r->status == 201 || (r->status == 404 && op->attempt > 1))) {
+        c_done(op); /* (404 on a re-send: the first send moved the temporary name already) */
         return;
     }
     char code[128];
