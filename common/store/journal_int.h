@@ -1,7 +1,8 @@
 /*
- * journal_int: what journal.c (index, group commit, gate, stats) and journal_recover.c (the start-up
- * scan) share: the journal's struct, the live entry, the segment bookkeeping and the helpers both
- * use. Private to those two files.
+ * journal_int: what the journal's files share: journal.c (the record API, views, stats),
+ * journal_index.c (the live index, the gate, segment bookkeeping), journal_commit.c (the group
+ * commit) and journal_recover.c (the start-up scan): the journal's struct, the live entry, the
+ * segment bookkeeping and the helpers they call across. Private to those files.
  */
 #ifndef DP_JOURNAL_INT_H
 #define DP_JOURNAL_INT_H
@@ -19,6 +20,7 @@
 #define JNL_EPOCH_SLOTS (1u << 16)
 #define JNL_DEFAULT_SEGMENT ((uint64_t)64 << 20)
 #define JNL_DEFAULT_LAZY_MS 100u
+#define JNL_QUEUE_MAX ((size_t)1 << 30) /* bound of a commit queue's buffer */
 
 /* A journal segment file. Segments are kept on a list in seq order. */
 typedef struct jseg {
@@ -122,9 +124,14 @@ struct journal {
     metrics_histogram *m_fsync_hist;
 };
 
-/* ---- journal.c helpers used by recovery ---- */
+/* ---- journal.c ---- */
 
 uint64_t jnl__now_ns(void);
+int jnl__seg_path(const journal *j, uint64_t seq, char *buf, size_t len);
+bool jnl__terminal(uint16_t st);
+
+/* ---- journal_index.c ---- */
+
 /** A new entry from a decoded WRITE (copies everything). NULL on ENOMEM. */
 jent *jnl__ent_from_write(const jfmt_write *w);
 void jnl__ent_free(jent *e);
@@ -136,8 +143,26 @@ void jnl__epoch_touch(journal *j, uint64_t seq, const char *path, size_t plen, c
 jseg *jnl__seg_add(journal *j, uint64_t seq, int fd, uint64_t size, uint64_t end);
 /** Delete every segment the rules allow (JOURNAL.md §10). Under mu. */
 void jnl__sweep_locked(journal *j);
-int jnl__seg_path(const journal *j, uint64_t seq, char *buf, size_t len);
-bool jnl__terminal(uint16_t st);
+/** The live entry seq, or NULL. Under mu. */
+jent *jnl__lookup(const journal *j, uint64_t seq);
+/** Change an entry's in-memory state, keeping the per-state counts. Under mu. */
+void jnl__set_state(journal *j, jent *e, uint16_t st);
+/** Take e out of the index and free it; its body reference goes too. Under mu. */
+void jnl__index_remove(journal *j, jent *e);
+/** Copy text into an entry's detail (truncated at JFMT_MAX_DETAIL on a UTF-8 boundary). */
+void jnl__set_detail(jent *e, const char *d);
+
+/* ---- journal_commit.c ---- */
+
+/** Encode rec into the commit queue with its item (seq, callback). Under mu. 0 or -errno. */
+int jnl__queue_rec(journal *j, const jfmt_rec *rec, jitem *it);
+/** Queue a STATE record of seq. Under mu. 0 or -errno. */
+int jnl__queue_state(journal *j, uint64_t seq, uint16_t st, int status, const char *detail, jnl_done_cb cb,
+                     void *ud);
+/** Make sure the current segment can take len more bytes (a fresh one otherwise). No lock held. */
+int jnl__ensure_segment(journal *j, size_t len);
+/** The commit thread (pthread start routine; arg is the journal). */
+void *jnl__commit_main(void *arg);
 
 /* ---- journal_recover.c ---- */
 
