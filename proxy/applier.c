@@ -633,6 +633,7 @@ static void applier_destroy(applier *a)
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     pthread_cond_destroy(&a->idle);
+    rset_free(&a->sched);
     free(a);
 }
 

@@ -23,11 +23,12 @@
 #include "applier.h"
 #include "gen2client.h"
 #include "metrics.h"
+#include "relset.h"
 #include "spool.h"
 #include "xlate.h"
 
 #define AP_CONC_MAX 1024            /* upper bound of applier.concurrency (the worker's batch array) */
-#define AP_SCAN_MAX 512             /* unfinished operations looked at per scheduling pass */
+#define AP_SCAN_MAX 512             /* later operations looked at for a superseding CONCURRENTAPPEND */
 #define AP_GROUP_SCAN 4096          /* operations looked at when gathering an APPEND group */
 #define AP_GROUP_OPS 256            /* APPENDs coalesced into one flush at most ... */
 #define AP_GROUP_BYTES (64ull << 20) /* ... and their bytes */
@@ -259,6 +260,8 @@ struct applier {
     aop *timers;                    /* parked for a re-send, by due time */
     aop *ready, *ready_tail;        /* to re-send now (their breaker closed) */
     bool kick;                      /* something finished or arrived: schedule again */
+    rset sched;                     /* a scheduling pass: the paths of the unfinished operations before
+                                       the one looked at (worker thread, under mu) */
     unsigned in_flight;
     uint64_t pending;
     bool stopping, abandon, quit, orphaned;

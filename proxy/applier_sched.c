@@ -184,19 +184,35 @@ void ap_group_release(aop *op)
 
 /* ================================================================ scheduling */
 
-/* Pick operations that may start now (a->mu held); they are marked started. */
+/*
+ * Pick operations that may start now (a->mu held); they are marked started. One walk over every
+ * unfinished operation in submission order: an operation may start when none of its paths relates to
+ * a path of an unfinished operation before it (relset: a look-up per path, whatever the number of
+ * operations before it). So blocked operations at the head (a path that keeps failing) cost a hash
+ * look-up each and never hide runnable ones behind them; how many operations are unfinished at once
+ * is bounded by the pipeline's window (applier.max_in_memory).
+ */
 static int collect_runnable(applier *a, aop **out, int max)
 {
-    int n = 0, scanned = 0;
-    for (aop *op = a->head; op && n < max && scanned < AP_SCAN_MAX; op = op->next, scanned++) {
-        if (op->started) continue;
-        bool blocked = false;
-        for (aop *e = a->head; e != op && !blocked; e = e->next) blocked = ops_conflict(e, op);
-        if (blocked) continue;
-        op->started = true;
-        op->counted = true;
-        a->in_flight++;
-        out[n++] = op;
+    int n = 0;
+    rset_clear(&a->sched);
+    for (aop *op = a->head; op && n < max; op = op->next) {
+        bool blocked = op->started;
+        for (int i = 0; i < op->ntouch && !blocked; i++) blocked = rset_hits_path(&a->sched, op->touch[i]);
+        bool oom = false;
+        if (op->next) /* the last one blocks nothing behind it */
+            for (int i = 0; i < op->ntouch && !oom; i++) oom = rset_add_path(&a->sched, op->touch[i]) != 0;
+        if (!blocked) {
+            op->started = true;
+            op->counted = true;
+            a->in_flight++;
+            out[n++] = op;
+        }
+        if (oom) {
+            /* what follows cannot be checked against this one: try again at the next pass */
+            a->kick = true;
+            break;
+        }
     }
     return n;
 }
