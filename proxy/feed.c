@@ -393,7 +393,9 @@ size_t feed_pass(feed *f, feed_load_fn load, feed_submit_fn submit, void *ud)
         uint64_t seq = f->q[f->qhead];
         const char *const *paths = NULL;
         int n = 0;
-        if (load(ud, seq, &paths, &n) != 0) {
+        int lr = load(ud, seq, &paths, &n);
+        if (lr > 0) break;
+        if (lr < 0) {
             queue_pop(f);
             continue;
         }

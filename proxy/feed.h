@@ -29,7 +29,7 @@
 typedef struct feed feed;
 
 /** Fill *paths and *npaths with the paths record seq touches (valid until the next load or submit call).
- *  0, or -1 when the record is gone (it leaves the feed). */
+ *  0, -1 when the record is gone (it leaves the feed), or 1 to end the pass now (the record stays). */
 typedef int (*feed_load_fn)(void *ud, uint64_t seq, const char *const **paths, int *npaths);
 /** Hand record seq to the applier. 0, or -1 when it was not taken (gone, stopping): it leaves the feed. */
 typedef int (*feed_submit_fn)(void *ud, uint64_t seq);

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "feed.h"
 #include "iox.h"
 #include "jrnl_fmt.h"
 #include "log.h"
@@ -51,6 +52,7 @@
 
 #define PIPE_STOP_LOG_S 5 /* pipe_stop logs this often while waiting for the journal */
 #define PIPE_CONCAT_BODY_MAX (1u << 20) /* MSCONCAT body bytes read for the fence (its source list) */
+#define PIPE_HELD_PER_WINDOW 64 /* the feeder holds back at most this many records per window slot */
 
 struct pipeline {
     const dp_config *cfg;
@@ -77,7 +79,29 @@ struct pipeline {
     metrics_counter *m_owaits;
     metrics_histogram *m_owait_s;
     metrics_gauge *m_owaiting;
+
+    /* The feeder (feed.h): records reach the applier through a window of applier.max_in_memory. Its
+     * lock fmu comes before mu and the journal's and the applier's locks. */
+    pthread_mutex_t fmu;
+    pthread_cond_t fcv;                      /* the feeder: a pass may hand something over, or quit */
+    pthread_t fthread;
+    bool fthread_started, fquit;
+    atomic_bool fstop;                       /* pipe_stop began: a pass in progress ends at once */
+    feed *fd;
+    struct pipe_ent *fstash;                 /* the record the feeder loaded last (feed_load -> submit) */
+    struct pipe_wait *waits;                 /* ack "both" writers whose record waits in the feed */
+    size_t nwaits, capwaits;
+    uint64_t *maybe_sent;                    /* recovered APPENDs that may have been sent (sorted seqs) */
+    size_t nmaybe, capmaybe;
 };
+
+/* A writer waiting (ack "both") for a record that waits in the feed; bounded by the writers. */
+typedef struct pipe_wait {
+    uint64_t seq;
+    void (*acked)(void *ud);
+    void *ud;
+    char *authorization;
+} pipe_wait;
 
 /* One applier submission: done (and first, with ack "both") come back here. */
 typedef struct pipe_sub {
@@ -120,6 +144,8 @@ typedef struct pipe_ent {
     spool_body *body; /* one reference, or NULL */
     bool body_lost;
     bool oom;
+    char **touched;   /* the paths it touches (journal's view) */
+    int ntouched;
 } pipe_ent;
 
 /* ---- entry copies ---- */
@@ -132,6 +158,8 @@ static void ent_clear(pipe_ent *e)
         free(e->params[i].value);
     }
     free(e->params);
+    for (int i = 0; i < e->ntouched; i++) free(e->touched[i]);
+    free(e->touched);
     spool_unref(e->body);
     memset(e, 0, sizeof *e);
 }
@@ -156,6 +184,15 @@ static void ent_copy(pipe_ent *d, const jnl_entry *s)
             d->params[i].value = strdup(s->params[i].value);
             d->nparams = i + 1;
             if (!d->params[i].name || !d->params[i].value) goto oom;
+        }
+    }
+    if (s->ntouched > 0) {
+        d->touched = calloc((size_t)s->ntouched, sizeof *d->touched);
+        if (!d->touched) goto oom;
+        for (int i = 0; i < s->ntouched; i++) {
+            d->touched[i] = strdup(s->touched[i]);
+            d->ntouched = i + 1;
+            if (!d->touched[i]) goto oom;
         }
     }
     if (s->body) d->body = spool_ref(s->body);
@@ -218,6 +255,11 @@ static void on_done(void *ud, const apply_result *res)
     if (rc != 0)
         LOGD("msg=\"outcome not journaled\" seq=%" PRIu64 " rid=%s outcome=%s err=\"%s\"", s->seq, s->rid, name,
              strerror(-rc));
+    /* the window has room again: the feeder may hand over the next records */
+    pthread_mutex_lock(&p->fmu);
+    feed_finish(p->fd, s->seq);
+    if (feed_want_pass(p->fd)) pthread_cond_signal(&p->fcv);
+    pthread_mutex_unlock(&p->fmu);
     sub_unref(s);
 }
 
@@ -312,9 +354,119 @@ fail:
     return -1;
 }
 
-/* Submit live entry seq (copied from the journal). -1 when gone or not submitted. */
-static int submit_seq(pipeline *p, uint64_t seq, bool resync, const char *authorization, int gen1_status,
-                      const char *gen1_body, void (*acked)(void *ud), void *acked_ud)
+/* ---- the feeder: records reach the applier through a bounded window (feed.h) ---- */
+
+/* How a record is handed over follows from its journal state (the recovery rules of
+ * resubmit_recovered): replayed when Gen1 accepted it (PRIMARY_OK), else resynced. */
+static bool ent_resync(const pipe_ent *e)
+{
+    return e->state != JFMT_S_PRIMARY_OK || e->jop == JFMT_OP_RESYNC || e->op == WH_OP_UNKNOWN || e->body_lost;
+}
+
+/* Recovered records that may have been sent before the restart (the applier re-checks them). */
+static bool ent_maybe_sent(const pipeline *p, const pipe_ent *e)
+{
+    if (e->seq > p->rec.max_seq) return false;
+    if (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS) return true;
+    size_t lo = 0, hi = p->nmaybe;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->maybe_sent[mid] < e->seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->nmaybe && p->maybe_sent[lo] == e->seq;
+}
+
+/* The paths the feeder orders e by: the journal's, or "/" for MSCONCAT (its sources are in its body). */
+static void ent_paths(const pipe_ent *e, const char *const **paths, int *n)
+{
+    static const char *const root[] = {"/"};
+    if (e->op == WH_OP_MSCONCAT || e->ntouched == 0) {
+        *paths = root;
+        *n = 1;
+    } else {
+        *paths = (const char *const *)e->touched;
+        *n = e->ntouched;
+    }
+}
+
+/* The writer waiting for seq (ack "both"), taken out of the list (fmu held); false when none. */
+static bool wait_take_locked(pipeline *p, uint64_t seq, pipe_wait *out)
+{
+    for (size_t i = 0; i < p->nwaits; i++) {
+        if (p->waits[i].seq != seq) continue;
+        *out = p->waits[i];
+        p->waits[i] = p->waits[--p->nwaits];
+        return true;
+    }
+    return false;
+}
+
+/* feed_load: copy the record into the stash (fmu held). */
+static int feed_load(void *ud, uint64_t seq, const char *const **paths, int *n)
+{
+    pipeline *p = ud;
+    pipe_ent *e = p->fstash;
+    ent_clear(e);
+    if (atomic_load(&p->fstop)) return 1;
+    if (jnl_with_entry(p->j, seq, copy_one, e) != 0 || e->state == JFMT_S_PARKED) {
+        ent_clear(e);
+        return -1;
+    }
+    ent_paths(e, paths, n);
+    return 0;
+}
+
+/* feed_submit: hand record seq to the applier (fmu held). */
+static int feed_submit(void *ud, uint64_t seq)
+{
+    pipeline *p = ud;
+    pipe_ent *e = p->fstash;
+    if (atomic_load(&p->fstop)) return -1; /* stays in the journal for the next start */
+    if (e->seq != seq) {
+        ent_clear(e);
+        if (jnl_with_entry(p->j, seq, copy_one, e) != 0 || e->state == JFMT_S_PARKED) {
+            ent_clear(e);
+            return -1;
+        }
+    }
+    pipe_wait w = {0};
+    bool waiting = wait_take_locked(p, seq, &w);
+    bool resync = ent_resync(e);
+    int g1status = resync ? 0 : e->status ? e->status : 200;
+    int rc = submit_ent(p, e, resync, !resync && ent_maybe_sent(p, e), w.authorization, g1status, NULL,
+                        waiting ? w.acked : NULL, w.ud);
+    if (rc != 0 && waiting) w.acked(w.ud); /* the applier is gone: the record stays for the next start */
+    free(w.authorization);
+    return rc;
+}
+
+static void *feeder_main(void *arg)
+{
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->fmu);
+    while (!p->fquit) {
+        if (!feed_want_pass(p->fd)) {
+            pthread_cond_wait(&p->fcv, &p->fmu);
+            continue;
+        }
+        (void)feed_pass(p->fd, feed_load, feed_submit, p);
+    }
+    ent_clear(p->fstash);
+    pthread_mutex_unlock(&p->fmu);
+    return NULL;
+}
+
+/*
+ * Live entry seq is ready for Gen2 (its state says how: feed_submit). It goes to the applier at once
+ * when nothing waits in the feed before it and the window has room, or, for a writer waiting on it
+ * (acked: ack "both"), even past the window: such writes are bounded by the writers. Otherwise it
+ * waits in the feed (the writer's authorization is then kept only for a writer that waits; others are
+ * replayed like recovered records, without it). Returns 0 when handed over or queued (acked then runs
+ * later), -1 when neither (acked is not called).
+ */
+static int feed_seq(pipeline *p, uint64_t seq, const char *authorization, int gen1_status, const char *gen1_body,
+                    void (*acked)(void *ud), void *acked_ud)
 {
     pipe_ent e;
     memset(&e, 0, sizeof e);
@@ -322,7 +474,47 @@ static int submit_seq(pipeline *p, uint64_t seq, bool resync, const char *author
         LOGD("msg=\"record gone before its submission\" seq=%" PRIu64, seq);
         return -1;
     }
-    return submit_ent(p, &e, resync, false, authorization, gen1_status, gen1_body, acked, acked_ud);
+    pthread_mutex_lock(&p->fmu);
+    feed_stats st;
+    feed_get_stats(p->fd, &st);
+    const char *const *paths;
+    int np;
+    ent_paths(&e, &paths, &np);
+    int rc;
+    if (!p->fquit && (acked || st.in_window < p->cfg->applier_max_in_memory) && feed_take_now(p->fd, seq, paths, np)) {
+        bool resync = ent_resync(&e);
+        rc = submit_ent(p, &e, resync, false, authorization, resync ? 0 : gen1_status, gen1_body, acked, acked_ud);
+        if (rc != 0) feed_finish(p->fd, seq);
+        pthread_mutex_unlock(&p->fmu);
+        return rc;
+    }
+    ent_clear(&e);
+    rc = p->fquit ? -ESHUTDOWN : 0;
+    if (rc == 0 && acked) {
+        if (p->nwaits == p->capwaits) {
+            size_t cap = p->capwaits ? p->capwaits * 2 : 16;
+            pipe_wait *nw = realloc(p->waits, cap * sizeof *nw);
+            if (nw) {
+                p->waits = nw;
+                p->capwaits = cap;
+            }
+        }
+        if (p->nwaits < p->capwaits) {
+            char *auth = authorization ? strdup(authorization) : NULL;
+            p->waits[p->nwaits++] = (pipe_wait){seq, acked, acked_ud, auth};
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0) rc = feed_push(p->fd, seq);
+    if (rc != 0 && acked) {
+        pipe_wait w;
+        if (wait_take_locked(p, seq, &w)) free(w.authorization);
+    }
+    if (rc == 0 && feed_want_pass(p->fd)) pthread_cond_signal(&p->fcv);
+    pthread_mutex_unlock(&p->fmu);
+    if (rc != 0) LOGD("msg=\"record left for the next start\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
+    return rc == 0 ? 0 : -1;
 }
 
 /* Durability callback of RESYNC records and marks (operator resync, retry): submit as a resync. */
@@ -333,7 +525,7 @@ static void resync_durable(void *ud, uint64_t seq, int err)
         LOGW("msg=\"resync mark not durable\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
         return;
     }
-    (void)submit_seq(p, seq, true, NULL, 0, NULL, NULL, NULL);
+    (void)feed_seq(p, seq, NULL, 0, NULL, NULL, NULL);
 }
 
 static void retry_owed(void *ud);
@@ -412,91 +604,112 @@ static int pathset_add(pathset *ps, const char *s)
     return 1;
 }
 
-typedef struct ent_list {
-    pipe_ent *v;
-    size_t n, cap;
-    bool oom;
-} ent_list;
+/* A recovered record still waiting for the primary when the proxy stopped. */
+typedef struct rec_acc {
+    uint64_t seq;
+    bool mark;        /* a RESYNC record */
+} rec_acc;
 
-static void collect_one(void *ud, const jnl_entry *e)
+typedef struct rec_scan {
+    pipeline *p;
+    pathset seen;     /* paths whose first pending APPEND without an offset was seen */
+    rec_acc *acc;
+    size_t nacc, capacc;
+    int err;
+} rec_scan;
+
+static int u64_push(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 {
-    ent_list *l = ud;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        pipe_ent *nv = realloc(l->v, cap * sizeof *nv);
-        if (!nv) {
-            l->oom = true;
-            return;
-        }
-        l->v = nv;
-        l->cap = cap;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        uint64_t *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv) return -ENOMEM;
+        *v = nv;
+        *cap = nc;
     }
-    ent_copy(&l->v[l->n++], e);
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+/* One live entry at start (under the journal's lock, fmu held; the feeder is not running yet). */
+static void recover_one(void *ud, const jnl_entry *e)
+{
+    rec_scan *r = ud;
+    pipeline *p = r->p;
+    if (r->err) return;
+    if (e->state == JFMT_S_PARKED) {
+        p->rec_parked++;
+        return;
+    }
+    if (e->state == JFMT_S_ACCEPTED) {
+        if (r->nacc == r->capacc) {
+            size_t nc = r->capacc ? r->capacc * 2 : 64;
+            rec_acc *na = realloc(r->acc, nc * sizeof *na);
+            if (!na) {
+                r->err = -ENOMEM;
+                return;
+            }
+            r->acc = na;
+            r->capacc = nc;
+        }
+        r->acc[r->nacc++] = (rec_acc){e->seq, e->jop == JFMT_OP_RESYNC};
+    }
+    bool resync = e->state != JFMT_S_PRIMARY_OK || e->jop == JFMT_OP_RESYNC || e->op == WH_OP_UNKNOWN ||
+                  e->body_lost;
+    if (!resync && (e->op == WH_OP_APPEND || e->op == WH_OP_CONCURRENTAPPEND) && e->path) {
+        bool has_off = false;
+        for (int k = 0; k < e->nparams && !has_off; k++) has_off = strcmp(e->params[k].name, "offset") == 0;
+        if (!has_off) {
+            /* the set keeps a pointer to the path: keep a copy that lives until the end */
+            char *key = strdup(e->path);
+            int added = key ? pathset_add(&r->seen, key) : -ENOMEM;
+            if (added < 0) {
+                free(key);
+                r->err = added;
+                return;
+            }
+            if (added == 0) free(key);
+            else if (u64_push(&p->maybe_sent, &p->nmaybe, &p->capmaybe, e->seq) != 0) {
+                /* without the flag it would be replayed blind: better stop here than risk a double append */
+                r->err = -ENOMEM;
+                return;
+            }
+        }
+    }
+    if (feed_push(p->fd, e->seq) != 0) {
+        r->err = -ENOMEM;
+        return;
+    }
+    p->rec_resubmitted++;
 }
 
 /*
  * Recovery "resubmit" (journal-arch.md "Recovery"): ACCEPTED, PRIMARY_UNKNOWN, body lost, RESYNC state
  * or RESYNC record -> resync; PRIMARY_OK -> replay, the first APPEND of a path without an offset
- * flagged maybe_sent; PARKED stays. Entries are copied out first and submitted outside the journal's lock.
+ * flagged maybe_sent (and CREATE/MKDIRS: their parents' metadata may be half copied); PARKED stays.
+ * One walk over the index queues the records in the feeder (8 bytes each; the feeder loads them from
+ * the journal as the applier has room: feed_submit applies these rules from the record's state). What
+ * cannot be queued (out of memory) stays in the journal for the next start.
  */
 static int resubmit_recovered(pipeline *p)
 {
-    ent_list l = {0};
-    jnl_foreach(p->j, collect_one, &l);
-    pathset seen = {0};
-    int rc = 0;
-    if (l.oom) {
-        rc = -ENOMEM;
-        goto out;
+    rec_scan r = {.p = p};
+    pthread_mutex_lock(&p->fmu);
+    jnl_foreach(p->j, recover_one, &r);
+    pthread_mutex_unlock(&p->fmu);
+    /* Nobody will answer for these any more: not "busy" for the resync gate from now on. */
+    for (size_t i = 0; i < r.nacc; i++) {
+        bool mark = r.acc[i].mark;
+        int src = jnl_state(p->j, r.acc[i].seq, mark ? JFMT_S_RESYNC : JFMT_S_PRIMARY_UNKNOWN, 0,
+                            mark ? "resync requested" : "recovered: primary outcome unknown", NULL, NULL);
+        if (src != 0)
+            LOGW("msg=\"cannot journal a recovered record's state\" seq=%" PRIu64 " err=\"%s\"", r.acc[i].seq,
+                 strerror(-src));
     }
-    for (size_t i = 0; i < l.n; i++) {
-        pipe_ent *e = &l.v[i];
-        if (e->state == JFMT_S_PARKED) {
-            p->rec_parked++;
-            ent_clear(e);
-            continue;
-        }
-        bool resync = e->state != JFMT_S_PRIMARY_OK || e->jop == JFMT_OP_RESYNC || e->op == WH_OP_UNKNOWN ||
-                      e->body_lost;
-        if (e->state == JFMT_S_ACCEPTED) {
-            /* Nobody will answer for it any more: not "busy" for the resync gate from now on. */
-            bool mark = e->jop == JFMT_OP_RESYNC;
-            int src = jnl_state(p->j, e->seq, mark ? JFMT_S_RESYNC : JFMT_S_PRIMARY_UNKNOWN, 0,
-                                mark ? "resync requested" : "recovered: primary outcome unknown", NULL, NULL);
-            if (src != 0)
-                LOGW("msg=\"cannot journal a recovered record's state\" seq=%" PRIu64 " err=\"%s\"", e->seq,
-                     strerror(-src));
-        }
-        bool maybe_sent = false;
-        if (!resync && (e->op == WH_OP_APPEND || e->op == WH_OP_CONCURRENTAPPEND) && e->path) {
-            bool has_off = false;
-            for (int k = 0; k < e->nparams && !has_off; k++) has_off = strcmp(e->params[k].name, "offset") == 0;
-            if (!has_off) {
-                /* the set keeps a pointer to the path: keep a copy that lives until the end */
-                char *key = strdup(e->path);
-                int added = key ? pathset_add(&seen, key) : -ENOMEM;
-                if (added < 0) {
-                    free(key);
-                    rc = -ENOMEM;
-                    goto out;
-                }
-                if (added == 0) free(key);
-                maybe_sent = added == 1;
-            }
-        }
-        /* A CREATE or MKDIRS may have been half applied (its parents made by Gen2 with Gen2's defaults,
-         * their metadata not yet copied): the applier re-copies the parents' metadata for these. */
-        if (!resync && (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS)) maybe_sent = true;
-        int g1status = resync ? 0 : e->status ? e->status : 200;
-        if (submit_ent(p, e, resync, maybe_sent, NULL, g1status, NULL, NULL, NULL) == 0)
-            p->rec_resubmitted++;
-    }
-out:
-    for (size_t i = 0; i < l.n; i++) ent_clear(&l.v[i]);
-    free(l.v);
-    for (size_t i = 0; seen.slot && i <= seen.mask; i++) free(seen.slot[i]);
-    free(seen.slot);
-    return rc;
+    free(r.acc);
+    for (size_t i = 0; r.seen.slot && i <= r.seen.mask; i++) free(r.seen.slot[i]);
+    free(r.seen.slot);
+    return r.err;
 }
 
 static void log_recovery(const pipeline *p)
@@ -605,7 +818,12 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     pthread_cond_init(&p->cond, NULL);
     pthread_mutex_init(&p->omu, NULL);
     p->ord = ord_new();
-    if (!p->ord) {
+    pthread_mutex_init(&p->fmu, NULL);
+    pthread_cond_init(&p->fcv, NULL);
+    p->fd = feed_new(cfg->applier_max_in_memory, cfg->applier_max_per_path,
+                     (size_t)cfg->applier_max_in_memory * PIPE_HELD_PER_WINDOW);
+    p->fstash = calloc(1, sizeof *p->fstash);
+    if (!p->ord || !p->fd || !p->fstash) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -659,8 +877,14 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     if (resubmit_recovered(p) != 0)
         LOGE("msg=\"out of memory resubmitting recovered records; the rest wait for the next start\"");
     if (p->rec_resubmitted || p->rec_parked)
-        LOGI("msg=\"recovered records handed to the applier\" resubmitted=%" PRIu64 " parked=%" PRIu64,
-             p->rec_resubmitted, p->rec_parked);
+        LOGI("msg=\"recovered records queued for the applier\" resubmitted=%" PRIu64 " parked=%" PRIu64
+             " max_in_memory=%u",
+             p->rec_resubmitted, p->rec_parked, cfg->applier_max_in_memory);
+    if (pthread_create(&p->fthread, NULL, feeder_main, p) != 0) {
+        snprintf(err, errlen, "cannot start the feeder thread");
+        goto fail;
+    }
+    p->fthread_started = true;
     if (rl_register("pipeline", pipe_live_keys, pipe_reload, p) != 0)
         LOGW("msg=\"spool policy and Gen2 credentials will not follow SIGHUP: too many reload hooks\"");
     *out = p;
@@ -915,7 +1139,7 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
 static void degrade_durable(void *ud, uint64_t seq, int err)
 {
     pipe_dctx *c = ud;
-    if (err == 0) (void)submit_seq(c->p, seq, true, c->authorization, 0, NULL, NULL, NULL);
+    if (err == 0) (void)feed_seq(c->p, seq, c->authorization, 0, NULL, NULL, NULL);
     else LOGW("msg=\"resync mark of a degraded write not durable\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
     free(c->authorization);
     free(c);
@@ -941,7 +1165,7 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
     if (res->kind == PIPE_P_UNKNOWN) {
         rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_UNKNOWN, 0, "no answer from the primary", NULL, NULL);
         if (rc != 0) LOGW("msg=\"cannot journal an unknown outcome\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
-        (void)submit_seq(p, seq, true, res->authorization, 0, NULL, NULL, NULL);
+        (void)feed_seq(p, seq, res->authorization, 0, NULL, NULL, NULL);
         return 1;
     }
     if (degraded) {
@@ -965,7 +1189,7 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
     rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, NULL, NULL, NULL);
     if (rc != 0) LOGW("msg=\"cannot journal the primary's answer\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
     bool both = p->cfg->ack == CFG_ACK_BOTH && acked;
-    rc = submit_seq(p, seq, false, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
+    rc = feed_seq(p, seq, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
     return both && rc == 0 ? 0 : 1;
 }
 
@@ -1168,9 +1392,33 @@ journal *pipe_journal(pipeline *p) { return p->j; }
 
 /* ---- stop ---- */
 
+/* Stop the feeder: what waits in it stays in the journal for the next start; writers waiting on such
+ * records (ack "both") are answered now, as at any stop. */
+static void stop_feeder(pipeline *p)
+{
+    pthread_mutex_lock(&p->fmu);
+    p->fquit = true;
+    pthread_cond_signal(&p->fcv);
+    pipe_wait *w = p->waits;
+    size_t n = p->nwaits;
+    p->waits = NULL;
+    p->nwaits = p->capwaits = 0;
+    pthread_mutex_unlock(&p->fmu);
+    if (p->fthread_started) {
+        pthread_join(p->fthread, NULL);
+        p->fthread_started = false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w[i].acked(w[i].ud);
+        free(w[i].authorization);
+    }
+    free(w);
+}
+
 void pipe_stop(pipeline *p, unsigned drain_ms)
 {
     if (!p) return;
+    atomic_store(&p->fstop, true);
     pthread_mutex_lock(&p->mu);
     bool already = p->ap_gone;
     p->stopped = true;
@@ -1190,6 +1438,7 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     pthread_mutex_unlock(&p->mu);
     /* Reloads run on the thread that stops us, never during this call: no hook is running now. */
     rl_unregister(pipe_reload, p);
+    stop_feeder(p);
     if (already || !p->ap) return;
     uint64_t left = applier_pending(p->ap);
     if (left) LOGI("msg=\"draining the applier\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
@@ -1207,6 +1456,8 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
 void pipe_free(pipeline *p)
 {
     if (!p) return;
+    atomic_store(&p->fstop, true);
+    stop_feeder(p);
     /* Normally pipe_stop ran (and the applier is gone); closing the journal commits what is queued. */
     jnl_close(p->j);
     spool_close(p->sp);
@@ -1214,6 +1465,14 @@ void pipe_free(pipeline *p)
     free(p->degraded);
     ord_free(p->ord);
     pthread_mutex_destroy(&p->omu);
+    if (p->fstash) ent_clear(p->fstash);
+    free(p->fstash);
+    feed_free(p->fd);
+    for (size_t i = 0; i < p->nwaits; i++) free(p->waits[i].authorization);
+    free(p->waits);
+    free(p->maybe_sent);
+    pthread_cond_destroy(&p->fcv);
+    pthread_mutex_destroy(&p->fmu);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->mu);
     free(p);

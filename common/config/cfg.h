@@ -106,6 +106,10 @@ typedef struct dp_config {
     unsigned applier_breaker_probe_ms;/* "applier.breaker_probe_ms" (2000): one probe this often while open */
     unsigned applier_resync_attempts; /* "applier.resync_attempts" (3): failed resyncs before parking */
     uint64_t applier_copy_part_bytes; /* "applier.copy_part_bytes" (64 MiB): one ranged Gen1 read of a re-copy */
+    unsigned applier_max_in_memory;   /* "applier.max_in_memory" (8192): journal records handed to the applier
+                                         at once; the rest wait in the journal (pipeline's feeder) */
+    unsigned applier_max_per_path;    /* "applier.max_per_path" (1024): of those, at most this many touching
+                                         one path (capped at max_in_memory) */
     /* gen1 */
     char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
                                          lower-case scheme and host, no trailing '/' */

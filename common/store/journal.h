@@ -93,6 +93,9 @@ typedef struct jnl_entry {
     uint64_t body_len;
     bool body_lost;           /* had a body that recovery could not get back intact */
     const char *detail;       /* latest state's detail ("" when none) */
+    const char *const *touched; /* the paths it touches, normalised: path, RENAME destination, CONCAT
+                                   sources (MSCONCAT's sources are in its body: not listed) */
+    int ntouched;
 } jnl_entry;
 
 /** What a new WRITE record holds. */

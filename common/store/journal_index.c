@@ -210,6 +210,8 @@ jent *jnl__ent_from_write(const jfmt_write *w)
     add_touch at = {e, false};
     for_extra_paths(w->params, w->nparams, add_touched, &at);
     if (at.oom) goto fail;
+    e->e.touched = (const char *const *)e->touched;
+    e->e.ntouched = e->ntouched;
     return e;
 fail:
     jnl__ent_free(e);
