@@ -30,6 +30,7 @@ typedef enum rule_kind { RULE_FAIL, RULE_LATENCY, RULE_RESET } rule_kind;
 typedef struct rule {
     char method[16];          /* "*" = any */
     char op[EMU_FAULT_LABEL]; /* "*" = any; case-insensitive */
+    char path[256];           /* "" = any; else the raw request path (before '?') must contain it */
     rule_kind kind;
     int status;
     int retry_after_s;
@@ -117,6 +118,9 @@ static int set_field(rule *r, const char *k, const char *v, char *err, size_t er
     } else if (strcmp(k, "op") == 0) {
         if (strlen(v) >= sizeof r->op) goto bad;
         snprintf(r->op, sizeof r->op, "%s", v);
+    } else if (strcmp(k, "path") == 0) {
+        if (!*v || strlen(v) >= sizeof r->path) goto bad;
+        snprintf(r->path, sizeof r->path, "%s", v);
     } else if (strcmp(k, "action") == 0) {
         if (strcmp(v, "fail") == 0)
             r->kind = RULE_FAIL;
@@ -154,8 +158,8 @@ static int set_field(rule *r, const char *k, const char *v, char *err, size_t er
         if (parse_long(v, 0, 1L << 40, &x)) goto bad;
         r->after_bytes = (uint64_t)x;
     } else {
-        snprintf(err, errlen, "unknown fault rule key '%s' (expected method, op, action, status, retry_after, "
-                              "count, fraction, latency_ms, after_bytes, code)", k);
+        snprintf(err, errlen, "unknown fault rule key '%s' (expected method, op, path, action, status, "
+                              "retry_after, count, fraction, latency_ms, after_bytes, code)", k);
         return -1;
     }
     return 0;
@@ -210,10 +214,21 @@ void emu_fault_clear(emu_fault *f)
     pthread_mutex_unlock(&f->mu);
 }
 
-static bool matches(const rule *r, const char *method, const char *op)
+/* Whether the raw target's path part (up to '?') contains sub. */
+static bool path_has(const char *target, const char *sub)
+{
+    if (!target) return false;
+    size_t plen = strcspn(target, "?"), slen = strlen(sub);
+    for (size_t i = 0; i + slen <= plen; i++)
+        if (memcmp(target + i, sub, slen) == 0) return true;
+    return false;
+}
+
+static bool matches(const rule *r, const char *method, const char *op, const char *target)
 {
     if (strcmp(r->method, "*") != 0 && strcasecmp(r->method, method) != 0) return false;
     if (strcmp(r->op, "*") != 0 && strcasecmp(r->op, op) != 0) return false;
+    if (r->path[0] && !path_has(target, r->path)) return false;
     return r->count != 0;
 }
 
@@ -262,12 +277,17 @@ void emu_fault_count(emu_fault *f, const char *method, const char *label)
 
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit)
 {
+    emu_fault_check_target(f, method, op, NULL, hit);
+}
+
+void emu_fault_check_target(emu_fault *f, const char *method, const char *op, const char *target, emu_fault_hit *hit)
+{
     memset(hit, 0, sizeof *hit);
     pthread_mutex_lock(&f->mu);
     count_request(f, method, op);
     for (int i = 0; i < f->nrules; i++) {
         rule *r = &f->rules[i];
-        if (!matches(r, method, op)) continue;
+        if (!matches(r, method, op, target)) continue;
         if (r->kind != RULE_LATENCY && hit->action != EMU_FAULT_NONE) continue;
         if (r->fraction < 1.0 && next_unit(f) >= r->fraction) continue;
         if (r->count > 0) r->count--;

@@ -7,9 +7,10 @@
  *
  * Rule text (flags and admin): comma-separated key=value:
  *   method=POST op=APPEND action=fail|latency|reset status=503 retry_after=2 count=3 fraction=0.25
- *   latency_ms=200 after_bytes=65536 code=AuthorizationPermissionMismatch
+ *   latency_ms=200 after_bytes=65536 code=AuthorizationPermissionMismatch path=/lake/stuck
  * code (fail rules): the service's error code to answer with (Gen2: x-ms-error-code and error.code,
  * Gen1: the RemoteException's exception) instead of the one it picks for the status.
+ * path= matches requests whose raw path (before '?') contains the text (e.g. one file on Gen2).
  */
 #ifndef DP_EMU_FAULT_H
 #define DP_EMU_FAULT_H
@@ -39,6 +40,9 @@ int emu_fault_add(emu_fault *f, const char *rule, char *err, size_t errlen);
 void emu_fault_clear(emu_fault *f);
 /** Count a request and decide what happens to it. Thread-safe. */
 void emu_fault_check(emu_fault *f, const char *method, const char *op, emu_fault_hit *hit);
+/** The same for a request target (raw path + optional "?query"), which path= rules look at. */
+void emu_fault_check_target(emu_fault *f, const char *method, const char *op, const char *target,
+                            emu_fault_hit *hit);
 /** Count one request of identity ident (the Gen1 emulator's token name or Hadoop user). Thread-safe. */
 void emu_fault_count_identity(emu_fault *f, const char *ident, const char *method, const char *op);
 /** Count one more of "method label" without any rule acting (a finer counter, e.g. ranged OPENs). */

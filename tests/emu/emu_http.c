@@ -236,7 +236,7 @@ int emu_req_fault(emu_req *r, const char *op)
     emu_fault_hit hit;
     if (!r->h->faults) return 0;
     emu_fault_note_crid(r->h->faults, r->method, op, emu_req_header(r, "x-ms-client-request-id"));
-    emu_fault_check(r->h->faults, r->method, op, &hit);
+    emu_fault_check_target(r->h->faults, r->method, op, r->target, &hit);
     if (hit.latency_ms) {
         struct timespec ts = {hit.latency_ms / 1000, (long)(hit.latency_ms % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {

@@ -37,6 +37,24 @@ TEST(count_fires_exactly_n_times_on_matching_requests)
     emu_fault_free(f);
 }
 
+TEST(path_rule_matches_only_targets_containing_it)
+{
+    emu_fault *f = emu_fault_new(1);
+    char err[256];
+    emu_fault_hit h;
+    ASSERT_EQ_INT(emu_fault_add(f, "path=", err, sizeof err), -1);
+    ASSERT_TRUE(strstr(err, "path") != NULL);
+    ASSERT_EQ_INT(emu_fault_add(f, "path=/lake/stuck/f,status=500", err, sizeof err), 0);
+    emu_fault_check_target(f, "PATCH", "append", "/acct/lake/stuck/f?action=append", &h);
+    ASSERT_EQ_INT(h.action, EMU_FAULT_FAIL);
+    ASSERT_EQ_INT(h.status, 500);
+    emu_fault_check_target(f, "PATCH", "append", "/acct/lake/other/f?x=/lake/stuck/f", &h); /* query ignored */
+    ASSERT_EQ_INT(h.action, EMU_FAULT_NONE);
+    emu_fault_check(f, "PATCH", "append", &h); /* no target: a path rule never matches */
+    ASSERT_EQ_INT(h.action, EMU_FAULT_NONE);
+    emu_fault_free(f);
+}
+
 static int fire_pattern(uint64_t seed, char *out, int n)
 {
     emu_fault *f = emu_fault_new(seed);
@@ -125,4 +143,5 @@ TEST(fail_rule_carries_its_error_code)
 
 TESTS(T(rule_errors_name_the_key), T(count_fires_exactly_n_times_on_matching_requests),
       T(fraction_is_deterministic_per_seed), T(latency_adds_up_and_reset_carries_after_bytes),
-      T(counters_count_per_method_and_op), T(fail_rule_carries_its_error_code))
+      T(counters_count_per_method_and_op), T(fail_rule_carries_its_error_code),
+      T(path_rule_matches_only_targets_containing_it))
