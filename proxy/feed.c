@@ -1,7 +1,9 @@
 /*
  * feed: the bounded window between the journal and the applier (feed.h).
  *
- * Memory: the queue is 8 bytes per record; a held record is 12 bytes plus its share of a group (the
+ * Memory: the queue holds runs of consecutive seqs (16 bytes per run: a recovered backlog, pushed in seq
+ * order, is a few runs whatever its length; its records that are gone by the time the feeder gets to
+ * them are skipped by load); a held record is 12 bytes plus its share of a group (the
  * groups are keyed by the exact paths they touch, so a thousand held APPENDs of one file share one);
  * the window's records and the per-path counts are bounded by the window.
  */
@@ -125,9 +127,12 @@ typedef struct fheld {
 struct feed {
     unsigned window, per_path;
     size_t held_max;
-    /* queue: ring of seqs */
-    uint64_t *q;
+    /* queue: ring of runs [lo, hi] of seqs, in push order */
+    struct frun {
+        uint64_t lo, hi;
+    } *q;
     size_t qcap, qhead, qn;
+    uint64_t queued;     /* seqs in the runs */
     /* held, in order */
     fheld *held;
     size_t nheld, capheld;
@@ -193,9 +198,18 @@ void feed_free(feed *f)
 
 int feed_push(feed *f, uint64_t seq)
 {
+    f->dirty = true;
+    if (f->qn > 0) {
+        struct frun *last = &f->q[(f->qhead + f->qn - 1) % f->qcap];
+        if (last->hi != UINT64_MAX && seq == last->hi + 1) {
+            last->hi = seq;
+            f->queued++;
+            return 0;
+        }
+    }
     if (f->qn == f->qcap) {
-        size_t nc = f->qcap ? f->qcap * 2 : 1024;
-        uint64_t *nq = malloc(nc * sizeof *nq);
+        size_t nc = f->qcap ? f->qcap * 2 : 64;
+        struct frun *nq = malloc(nc * sizeof *nq);
         if (!nq) return -ENOMEM;
         for (size_t i = 0; i < f->qn; i++) nq[i] = f->q[(f->qhead + i) % f->qcap];
         free(f->q);
@@ -203,14 +217,25 @@ int feed_push(feed *f, uint64_t seq)
         f->qcap = nc;
         f->qhead = 0;
     }
-    f->q[(f->qhead + f->qn) % f->qcap] = seq;
+    f->q[(f->qhead + f->qn) % f->qcap] = (struct frun){seq, seq};
     f->qn++;
-    f->dirty = true;
+    f->queued++;
     return 0;
+}
+
+static uint64_t queue_front(const feed *f)
+{
+    return f->q[f->qhead].lo;
 }
 
 static void queue_pop(feed *f)
 {
+    struct frun *r = &f->q[f->qhead];
+    f->queued--;
+    if (r->lo < r->hi) {
+        r->lo++;
+        return;
+    }
     f->qhead = (f->qhead + 1) % f->qcap;
     f->qn--;
 }
@@ -390,7 +415,7 @@ size_t feed_pass(feed *f, feed_load_fn load, feed_submit_fn submit, void *ud)
     f->nheld = keep;
     /* 2. the queue, while there is room */
     while (room(f) && f->qn > 0) {
-        uint64_t seq = f->q[f->qhead];
+        uint64_t seq = queue_front(f);
         const char *const *paths = NULL;
         int n = 0;
         int lr = load(ud, seq, &paths, &n);
@@ -472,7 +497,7 @@ bool feed_want_pass(const feed *f)
 
 void feed_get_stats(const feed *f, feed_stats *st)
 {
-    st->queued = f->qn;
+    st->queued = f->queued;
     st->held = f->nheld;
     st->in_window = f->nwin;
     st->groups = f->ng - f->ngfree;

@@ -2,7 +2,8 @@
  * feed: which journal records the pipeline hands to the applier, and when (the bounded window of
  * issue 9: the backlog stays in the journal, the applier holds at most `window` operations).
  *
- * Records ready for Gen2 are pushed in the order they became ready (feed_push: 8 bytes each). A pass
+ * Records ready for Gen2 are pushed in the order they became ready (feed_push; consecutive seqs are
+ * kept as one run, so a recovered backlog costs a few bytes in all). A pass
  * (feed_pass) walks them in that order and hands each over (submit) while the window has room, unless
  *   - one of its paths already has `per_path` operations in the applier (a path with a long queue, or
  *     one whose operations keep failing, takes at most that share of the window), or

@@ -242,6 +242,30 @@ TEST(gone_and_refused_records_leave_the_feed)
     feed_free(fd);
 }
 
+TEST(runs_of_seqs_skip_records_gone_meanwhile)
+{
+    static fake f;
+    feed *fd = feed_new(1000, 1000, 100);
+    char names[FK_MAX][16];
+    for (int i = 1; i < 3000; i++) {
+        snprintf(names[i], sizeof names[i], "/r/%d", i);
+        fk_rec(&f, fd, (uint64_t)i, names[i], NULL);
+        f.gone[i] = i % 2 == 0; /* applied or dropped before the feeder got to them */
+    }
+    fk_rec(&f, fd, 3500, "/late", NULL); /* a new run */
+    feed_stats st;
+    feed_get_stats(fd, &st);
+    ASSERT_EQ_INT(st.queued, 3000);
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 1000);
+    for (int i = 0; i < 1000; i++) ASSERT_EQ_INT(f.sub[i], 2 * i + 1);
+    for (int i = 0; i < 1000; i++) feed_finish(fd, (uint64_t)(2 * i + 1));
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 501); /* the other 500 odd ones and 3500 */
+    ASSERT_EQ_INT(f.sub[f.nsub - 1], 3500);
+    feed_get_stats(fd, &st);
+    ASSERT_EQ_INT(st.queued, 0);
+    feed_free(fd);
+}
+
 TEST(held_list_bound_stops_the_pass)
 {
     static fake f;
@@ -292,4 +316,4 @@ TEST(take_now_only_without_anything_waiting_before_it)
 TESTS(T(relset_matches_xlate_path_related), T(relset_many_members_and_clear), T(window_limits_what_is_handed_over),
       T(per_path_cap_lets_other_paths_through_in_order), T(order_holds_across_the_window_edge),
       T(held_ancestor_holds_descendants_and_renames), T(gone_and_refused_records_leave_the_feed),
-      T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it));
+      T(runs_of_seqs_skip_records_gone_meanwhile), T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it));
