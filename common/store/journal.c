@@ -258,14 +258,14 @@ int jnl_state(journal *j, uint64_t seq, jfmt_state st, int status, const char *d
     else if (!e || e->ending) rc = -ENOENT;
     else {
         char d[JFMT_MAX_DETAIL + 1];
-        jent tmp;
-        jnl__set_detail(&tmp, detail);
-        memcpy(d, tmp.detail, sizeof d);
+        size_t n = detail ? jnl__detail_len(detail, strlen(detail)) : 0;
+        if (n) memcpy(d, detail, n);
+        d[n] = '\0';
         rc = jnl__queue_state(j, seq, (uint16_t)st, status, d, cb, ud);
         if (rc == 0) {
             jnl__set_state(j, e, (uint16_t)st);
             if (status > 0 && status < 65536) e->e.status = (uint16_t)status;
-            memcpy(e->detail, d, sizeof d);
+            jnl__set_detail(e, d, n);
             if (jnl__terminal((uint16_t)st)) e->ending = true;
         }
     }

@@ -341,7 +341,7 @@ static void apply_failed_locked(journal *j, jqueue *b, int err, cbrun *runs, siz
         if (it->type == JFMT_T_WRITE) {
             if (e && !e->ending) {
                 jnl__set_state(j, e, JFMT_S_PRIMARY_REFUSED);
-                jnl__set_detail(e, "journal I/O error");
+                jnl__set_detail(e, "journal I/O error", strlen("journal I/O error"));
                 e->ending = true;
                 (void)jnl__queue_state(j, e->e.seq, JFMT_S_PRIMARY_REFUSED, 0, "journal I/O error", NULL, NULL);
             }

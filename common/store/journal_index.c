@@ -137,48 +137,63 @@ uint64_t jnl_path_epoch(journal *j, const char *root, bool *busy)
 void jnl__ent_free(jent *e)
 {
     if (!e) return;
-    for (int i = 0; i < e->e.nparams; i++) {
-        free(e->params[i].name);
-        free(e->params[i].value);
-    }
-    free(e->params);
-    for (int i = 0; i < e->ntouched; i++) free(e->touched[i]);
-    free(e->touched);
-    free(e->path);
+    free(e->detail);
     free(e);
 }
 
-static char *memdup_str(const char *p, size_t len)
+/* The extra paths a record touches, gathered before the entry is sized. */
+typedef struct extra_paths {
+    char **p;
+    int n, cap;
+    size_t bytes;
+    bool oom;
+} extra_paths;
+
+static void add_extra(void *ud, char *p)
 {
-    char *s = malloc(len + 1);
-    if (!s) return NULL;
+    extra_paths *x = ud;
+    if (x->n == x->cap) {
+        int nc = x->cap ? x->cap * 2 : 4;
+        char **np = realloc(x->p, sizeof *np * (size_t)nc);
+        if (!np) {
+            free(p);
+            x->oom = true;
+            return;
+        }
+        x->p = np;
+        x->cap = nc;
+    }
+    x->bytes += strlen(p) + 1;
+    x->p[x->n++] = p;
+}
+
+static char *put_str(char **at, const char *p, size_t len)
+{
+    char *s = *at;
     memcpy(s, p, len);
     s[len] = '\0';
+    *at += len + 1;
     return s;
 }
 
-typedef struct add_touch {
-    jent *e;
-    bool oom;
-} add_touch;
-
-static void add_touched(void *ud, char *p)
-{
-    add_touch *a = ud;
-    char **t = realloc(a->e->touched, sizeof *t * (size_t)(a->e->ntouched + 1));
-    if (!t) {
-        free(p);
-        a->oom = true;
-        return;
-    }
-    a->e->touched = t;
-    t[a->e->ntouched++] = p;
-}
-
+/*
+ * One allocation per entry: the struct, then its parameters, its touched-path list and every string
+ * (the path doubles as the first touched path). The detail is allocated apart, only when there is one.
+ */
 jent *jnl__ent_from_write(const jfmt_write *w)
 {
-    jent *e = calloc(1, sizeof *e);
-    if (!e) return NULL;
+    extra_paths xs = {0}, *x = &xs;
+    for_extra_paths(w->params, w->nparams, add_extra, x);
+    jent *e = NULL;
+    if (x->oom) goto out;
+    size_t strs = w->path.len + 1 + x->bytes;
+    for (int i = 0; i < w->nparams; i++) strs += w->params[i].key.len + w->params[i].val.len + 2;
+    size_t np = (size_t)w->nparams, nt = (size_t)x->n + 1;
+    e = calloc(1, sizeof *e + np * sizeof(whreq_param) + nt * sizeof(char *) + strs);
+    if (!e) goto out;
+    whreq_param *params = (whreq_param *)(void *)e->blob;
+    char **touched = (char **)(void *)(params + np);
+    char *at = (char *)(touched + nt);
     e->e.seq = w->seq;
     e->e.jop = w->op;
     e->e.op = jfmt_op_to_whreq(w->op);
@@ -187,35 +202,24 @@ jent *jnl__ent_from_write(const jfmt_write *w)
     e->e.t_accept_ns = w->t_accept_ns;
     e->e.t_state_ns = w->t_accept_ns;
     e->e.body_len = w->body_len;
-    e->e.detail = e->detail;
-    e->path = memdup_str(w->path.p, w->path.len);
-    if (!e->path) goto fail;
-    e->e.path = e->path;
-    if (w->nparams > 0) {
-        e->params = calloc(w->nparams, sizeof *e->params);
-        if (!e->params) goto fail;
-        for (int i = 0; i < w->nparams; i++) {
-            e->params[i].name = memdup_str(w->params[i].key.p, w->params[i].key.len);
-            e->params[i].value = memdup_str(w->params[i].val.p, w->params[i].val.len);
-            e->e.nparams = i + 1;
-            if (!e->params[i].name || !e->params[i].value) goto fail;
-        }
+    e->e.detail = "";
+    e->e.path = put_str(&at, w->path.p, w->path.len);
+    for (size_t i = 0; i < np; i++) {
+        params[i].name = put_str(&at, w->params[i].key.p, w->params[i].key.len);
+        params[i].value = put_str(&at, w->params[i].val.p, w->params[i].val.len);
     }
-    e->e.params = e->params;
-    e->touched = malloc(sizeof *e->touched);
-    if (!e->touched) goto fail;
-    e->touched[0] = memdup_str(w->path.p, w->path.len);
-    if (!e->touched[0]) goto fail;
-    e->ntouched = 1;
-    add_touch at = {e, false};
-    for_extra_paths(w->params, w->nparams, add_touched, &at);
-    if (at.oom) goto fail;
-    e->e.touched = (const char *const *)e->touched;
-    e->e.ntouched = e->ntouched;
+    e->e.params = params;
+    e->e.nparams = (int)np;
+    touched[0] = (char *)e->e.path;
+    for (int i = 0; i < x->n; i++) touched[i + 1] = put_str(&at, x->p[i], strlen(x->p[i]));
+    e->touched = touched;
+    e->ntouched = (int)nt;
+    e->e.touched = (const char *const *)touched;
+    e->e.ntouched = (int)nt;
+out:
+    for (int i = 0; i < x->n; i++) free(x->p[i]);
+    free(x->p);
     return e;
-fail:
-    jnl__ent_free(e);
-    return NULL;
 }
 
 static size_t hash_seq(const journal *j, uint64_t seq)
@@ -381,13 +385,27 @@ void jnl__sweep_locked(journal *j)
 }
 
 /* Copy text into an entry's detail: truncated at JFMT_MAX_DETAIL on a UTF-8 boundary, NULs impossible. */
-void jnl__set_detail(jent *e, const char *d)
+size_t jnl__detail_len(const char *d, size_t n)
 {
-    size_t n = d ? strlen(d) : 0;
     if (n > JFMT_MAX_DETAIL) {
         n = JFMT_MAX_DETAIL;
         while (n > 0 && ((unsigned char)d[n] & 0xC0) == 0x80) n--;
     }
-    if (n) memcpy(e->detail, d, n);
-    e->detail[n] = '\0';
+    return n;
+}
+
+void jnl__set_detail(jent *e, const char *d, size_t n)
+{
+    n = d ? jnl__detail_len(d, n) : 0;
+    char *nd = NULL;
+    if (n) {
+        nd = malloc(n + 1);
+        if (nd) { /* without memory the entry just shows no detail */
+            memcpy(nd, d, n);
+            nd[n] = '\0';
+        }
+    }
+    free(e->detail);
+    e->detail = nd;
+    e->e.detail = nd ? nd : "";
 }

@@ -35,7 +35,7 @@ typedef struct jseg {
     struct jseg *prev, *next;
 } jseg;
 
-/* A live entry: the public view plus bookkeeping. */
+/* A live entry: the public view plus bookkeeping, in one allocation with its strings (blob). */
 typedef struct jent {
     jnl_entry e;
     struct jent *prev, *next;   /* seq order */
@@ -46,11 +46,10 @@ typedef struct jent {
     bool ending;                /* a terminal state is queued; no further states */
     jseg *wseg;                 /* segment of the WRITE record (NULL until written) */
     jseg *sseg;                 /* segment of the latest durable STATE record (NULL: none) */
-    char *path;
-    whreq_param *params;
-    char **touched;             /* path, RENAME destination, CONCAT sources (normalised) */
+    char **touched;             /* path, RENAME destination, CONCAT sources (normalised; into blob) */
     int ntouched;
-    char detail[JFMT_MAX_DETAIL + 1];
+    char *detail;               /* latest state's detail (malloc'd), NULL when empty */
+    void *blob[];               /* e.params, touched, then the strings (pointer-aligned) */
 } jent;
 
 /* A record queued for (or in) a commit. */
@@ -149,8 +148,10 @@ jent *jnl__lookup(const journal *j, uint64_t seq);
 void jnl__set_state(journal *j, jent *e, uint16_t st);
 /** Take e out of the index and free it; its body reference goes too. Under mu. */
 void jnl__index_remove(journal *j, jent *e);
-/** Copy text into an entry's detail (truncated at JFMT_MAX_DETAIL on a UTF-8 boundary). */
-void jnl__set_detail(jent *e, const char *d);
+/** How many of d's n bytes a detail keeps (at most JFMT_MAX_DETAIL, cut on a UTF-8 boundary). */
+size_t jnl__detail_len(const char *d, size_t n);
+/** Set an entry's detail to d's first n bytes (truncated as jnl__detail_len says; NULL/0: none). */
+void jnl__set_detail(jent *e, const char *d, size_t n);
 
 /* ---- journal_commit.c ---- */
 

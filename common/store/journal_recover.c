@@ -344,9 +344,7 @@ static int rebuild_entry(rctx *c, const rrow *r)
         if (jfmt_decode_payload(sf + JFMT_FRAME_HDR, sl, &srec, NULL) == 0 && srec.type == JFMT_T_STATE) {
             if (srec.u.s.status) e->e.status = srec.u.s.status;
             e->e.t_state_ns = srec.u.s.t_ns;
-            size_t dl = srec.u.s.detail.len < JFMT_MAX_DETAIL ? srec.u.s.detail.len : JFMT_MAX_DETAIL;
-            memcpy(e->detail, srec.u.s.detail.p, dl);
-            e->detail[dl] = '\0';
+            jnl__set_detail(e, srec.u.s.detail.p, srec.u.s.detail.len);
         }
         e->sseg = ss->g;
         ss->g->state_refs++;
