@@ -22,6 +22,14 @@
  * applier replays (see pipeline.c and order.h for the rules, CONCURRENTAPPEND's exemption and the
  * treatment of unknown outcomes).
  *
+ * Records reach the applier through a bounded window (feed.h; applier.max_in_memory, of which at most
+ * applier.max_per_path touch one path): the feeder thread loads the next ones from the journal as
+ * operations finish, so a backlog of any length costs the applier no more than the window. How a
+ * record is handed over (replay or resync) follows from its journal state. A fresh write goes straight
+ * in when nothing waits before it (with ack "both", even past the window: bounded by the writers);
+ * otherwise it queues, and a writer waiting on it (ack "both") is answered at its first Gen2 attempt as
+ * usual, or at pipe_stop.
+ *
  * Spool cap (spool.max_bytes): under "reject" a new body that would pass it gets 503 + Retry-After
  * before anything reaches Gen1; under "degrade" the write goes through as usual, but once Gen1
  * accepted it the record turns into a durable RESYNC mark and its body is freed: Gen2 gets the path
