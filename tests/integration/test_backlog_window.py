@@ -11,7 +11,8 @@ and 100 files elsewhere with 50 records each. Asserted:
     and the proxy's RSS grows by far less than holding every record as an applier operation would take;
   - once the fault is gone everything drains, nothing is parked, both stores compare equal, and Gen2
     wrote each file's bytes exactly once (emulator counters).
-Runs on the default I/O backend and on the thread pool (backlog_window_threads).
+Runs on the default I/O backend and on the thread pool (backlog_window_threads). Under sanitizers
+(DP_SANITIZED=1) the RSS bound is not checked: shadow memory and the quarantine dominate it.
 """
 import os
 import sys
@@ -109,8 +110,9 @@ class BacklogWindow(unittest.TestCase):
             self.assertLessEqual(peak["pending"], WINDOW, peak)
             self.assertGreater(peak["pending"], 0, peak)
             grown = peak["rss"] - rss0
-            self.assertLess(grown, total * AOP_BYTES // 2,
-                            "RSS grew by %d bytes for %d records" % (grown, total))
+            if os.environ.get("DP_SANITIZED", "0") not in ("1", "ON", "TRUE"):
+                self.assertLess(grown, total * AOP_BYTES // 2,
+                                "RSS grew by %d bytes for %d records" % (grown, total))
             s.assert_same(self, "/")  # the stuck file's permission is the last of its 600 changes
             c = s.gen2.counters()["requests"]
             # each file's bytes went to Gen2 once (the stuck file's failed creates were retries, not applies)
