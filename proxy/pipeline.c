@@ -411,6 +411,11 @@ static int feed_load(void *ud, uint64_t seq, const char *const **paths, int *n)
     if (atomic_load(&p->fstop)) return 1;
     if (jnl_with_entry(p->j, seq, copy_one, e) != 0 || e->state == JFMT_S_PARKED) {
         ent_clear(e);
+        pipe_wait w;
+        if (wait_take_locked(p, seq, &w)) { /* nothing more will happen to it: answer its writer */
+            w.acked(w.ud);
+            free(w.authorization);
+        }
         return -1;
     }
     ent_paths(e, paths, n);
