@@ -972,6 +972,65 @@ static void case_path_epoch(iox_backend be)
     env_close(&e);
 }
 
+/* What an entry view carries (one allocation per entry: parameters, touched paths, strings). */
+typedef struct view {
+    char path[64], params[256], touched[256], detail[300];
+    int nparams, ntouched;
+} view;
+
+static void view_fn(void *ud, const jnl_entry *e)
+{
+    view *v = ud;
+    snprintf(v->path, sizeof v->path, "%s", e->path);
+    v->nparams = e->nparams;
+    v->ntouched = e->ntouched;
+    v->params[0] = v->touched[0] = '\0';
+    for (int i = 0; i < e->nparams; i++)
+        snprintf(v->params + strlen(v->params), sizeof v->params - strlen(v->params), "%s=%s;", e->params[i].name,
+                 e->params[i].value);
+    for (int i = 0; i < e->ntouched; i++)
+        snprintf(v->touched + strlen(v->touched), sizeof v->touched - strlen(v->touched), "%s;", e->touched[i]);
+    snprintf(v->detail, sizeof v->detail, "%s", e->detail);
+}
+
+static void case_entry_view(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    whreq_param rp[2] = {{"destination", "/a//y/"}, {"overwrite", ""}};
+    uint64_t s1 = append(e.j, JFMT_OP_RENAME, "/x", rp, 2, NULL, &d);
+    whreq_param cp[1] = {{"sources", "/z/s1,,/q/s2"}};
+    uint64_t s2 = append(e.j, JFMT_OP_CONCAT, "/t/target", cp, 1, NULL, &d);
+    uint64_t s3 = append(e.j, JFMT_OP_MKDIRS, "/m", NULL, 0, NULL, &d);
+    wait_n(&d, 3);
+    /* a detail longer than the format's limit is cut on a UTF-8 boundary: 255 ASCII bytes + "é" */
+    char longd[400];
+    memset(longd, 'x', 255);
+    strcpy(longd + 255, "\xc3\xa9 and more");
+    ASSERT_EQ_INT(jnl_state(e.j, s3, JFMT_S_PARKED, 0, longd, on_done, &d), 0);
+    ASSERT_EQ_INT(jnl_state(e.j, s1, JFMT_S_PRIMARY_OK, 200, NULL, on_done, &d), 0);
+    wait_n(&d, 5);
+    for (int round = 0; round < 2; round++) { /* as appended, then as recovered */
+        view v;
+        ASSERT_EQ_INT(jnl_with_entry(e.j, s1, view_fn, &v), 0);
+        ASSERT_EQ_STR(v.path, "/x");
+        ASSERT_EQ_STR(v.params, "destination=/a//y/;overwrite=;");
+        ASSERT_EQ_STR(v.touched, "/x;/a/y;"); /* the destination normalised */
+        ASSERT_EQ_STR(v.detail, "");
+        ASSERT_EQ_INT(jnl_with_entry(e.j, s2, view_fn, &v), 0);
+        ASSERT_EQ_STR(v.touched, "/t/target;/z/s1;/q/s2;"); /* an empty source is left out */
+        ASSERT_EQ_INT(v.nparams, 1);
+        ASSERT_EQ_INT(jnl_with_entry(e.j, s3, view_fn, &v), 0);
+        ASSERT_EQ_INT(v.nparams, 0);
+        ASSERT_EQ_INT(v.ntouched, 1);
+        ASSERT_EQ_INT(strlen(v.detail), 255); /* the 2-byte character would pass 256: cut before it */
+        env_shut(&e);
+        env_reopen(&e);
+    }
+    env_close(&e);
+}
+
 static void case_json_metrics(iox_backend be)
 {
     env e;
@@ -1154,6 +1213,7 @@ static void case_commit_wait(iox_backend be)
 }
 
 TIOX_BOTH(append_durable)
+TIOX_BOTH(entry_view)
 TIOX_BOTH(group_commit)
 TIOX_BOTH(states)
 TIOX_BOTH(rollover)
@@ -1180,4 +1240,4 @@ TIOX_BOTH(commit_wait)
 TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
       TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
       TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch),
-      TB(json_metrics), TB(seq_never_reused), TB(apply_rate), TB(commit_wait))
+      TB(json_metrics), TB(seq_never_reused), TB(apply_rate), TB(commit_wait), TB(entry_view))
