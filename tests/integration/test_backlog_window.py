@@ -97,7 +97,9 @@ class BacklogWindow(unittest.TestCase):
                 if int(j["pending"]) == stuck:
                     break
                 self.assertGreater(int(j["pending"]), stuck - 1, j)
-                self.assertLess(time.time(), deadline, "other paths did not drain past the stuck one: %s" % j)
+                if time.time() > deadline:
+                    self.fail("other paths did not drain past the stuck one: %s\n---- status ----\n%s\n"
+                              "---- proxy log ----\n%s" % (j, p.status(), p.log_since_start()[-6000:]))
                 time.sleep(0.2)
             self.assertEqual(int(j["parked"]), 0, j)
             self.assertGreaterEqual(int(j["applied"]), total - stuck, j)
