@@ -16,7 +16,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <netdb.h>
@@ -123,21 +122,6 @@ void front__fail(fr_req *r, int status, const char *exception, const char *fmt, 
 }
 
 /* ---- spool ---- */
-
-int front__spool_open(const front *f)
-{
-    int fd = open(f->cfg->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) return fd;
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return -errno;
-    /* The file system cannot do O_TMPFILE: a named file, unlinked at once. */
-    char path[1100];
-    int n = snprintf(path, sizeof path, "%s/.dp-body-XXXXXX", f->cfg->spool_dir);
-    if (n < 0 || (size_t)n >= sizeof path) return -ENAMETOOLONG;
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0) return -errno;
-    unlink(path);
-    return fd;
-}
 
 /* Reserve the body's spool region (pipe_body_begin) and answer locally when the spool refuses. */
 static void body_begin(fr_req *r)
@@ -642,7 +626,6 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->f = f;
     r->id = atomic_fetch_add(&f->next_id, 1) + 1;
     r->conn = conn;
-    r->open_fd = -1;
     r->target = strdup(uri ? uri : "/");
     if (!r->target) {
         free(r);
@@ -659,6 +642,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     fr_req *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
+    if (r->stream) r->resp_bytes = front__stream_release(r);
     if (r->begun) {
         if (!r->queued) count_request(r); /* the client went away before an answer */
         struct timespec t1;
@@ -680,7 +664,6 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     spool_unref(r->body);
     metrics_gauge_add(r->f->spool_bytes, -(int64_t)r->spool_counted);
-    if (r->open_fd >= 0) close(r->open_fd);
     if (r->parsed) whreq_free(&r->wr);
     free(r->authorization);
     free(r->content_type);
@@ -781,6 +764,8 @@ static void init_metrics(front *f)
                                        "Response body bytes sent to writers.", NULL);
     f->connections = metrics_gauge_get(m, "dualpipe_front_connections", "Open client connections on the front.", NULL);
     f->waiting = metrics_gauge_get(m, "dualpipe_front_requests_upstream", "Requests waiting for Gen1's answer.", NULL);
+    f->streaming = metrics_gauge_get(m, "dualpipe_front_reads_streaming",
+                                     "Read answers being relayed from Gen1 to their readers.", NULL);
     f->spool_bytes = metrics_gauge_get(m, "dualpipe_spool_bytes",
                                        "Bytes of request bodies being received into the spool.", NULL);
     static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -826,14 +811,6 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
     init_metrics(f);
-
-    /* Prove spool.dir takes files (OPEN data) now rather than at the first read. */
-    int probe = front__spool_open(f);
-    if (probe < 0) {
-        snprintf(err, errlen, "spool.dir: cannot create files in %s: %s", cfg->spool_dir, strerror(-probe));
-        goto fail;
-    }
-    close(probe);
 
     char lerr[300];
     lfd = front_listen_socket(cfg->listen.host, cfg->listen.port, &f->port, lerr, sizeof lerr);

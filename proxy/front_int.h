@@ -22,7 +22,7 @@
 
 #define FRONT_RETRY_AFTER_S 5          /* Retry-After on a 503 the proxy makes itself */
 #define FRONT_DRAIN_MAX (1u << 20)     /* refused bodies up to this are read and dropped (keep-alive) */
-#define FRONT_JSON_MAX (8u << 20)      /* Gen1 answers kept in memory (LISTSTATUS pages) */
+#define FRONT_JSON_MAX (8u << 20)      /* Gen1's answer to a write, kept in memory (reads stream instead) */
 #define FRONT_NCLASS 6                 /* status classes: 0 = no answer sent, 1..5 = 1xx..5xx */
 
 typedef enum fr_state {
@@ -52,8 +52,11 @@ struct front {
     metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false;
     metrics_counter *up_fail[HTTPC_E_AUTH + 1]; /* by httpc_result */
     metrics_histogram *up_latency;
-    metrics_gauge *connections, *waiting, *spool_bytes;
+    metrics_gauge *connections, *waiting, *spool_bytes, *streaming;
 };
+
+/* A read answer on its way from Gen1 to the reader (front_up.c). */
+typedef struct fr_stream fr_stream;
 
 typedef struct fr_req {
     front *f;
@@ -81,7 +84,7 @@ typedef struct fr_req {
     bool journaled;                    /* a write op: goes through pipe_accept / pipe_primary */
     uint64_t seq;                      /* its journal seq (set by the durability callback) */
     _Atomic int local_err;             /* -errno: answered locally after a suspension (journal, send) */
-    int open_fd;                       /* OPEN data from Gen1 (O_TMPFILE), -1 when none */
+    fr_stream *stream;                 /* a read: Gen1's answer relayed as it arrives (one reference) */
     /* the answer */
     int status;
     struct MHD_Response *resp;         /* prepared, not yet queued */
@@ -103,8 +106,6 @@ __attribute__((format(printf, 4, 5))) void front__fail(fr_req *r, int status, co
 void front__fail_err(fr_req *r, const whreq_err *e);
 /** Attach resp with status as r's answer (consumes resp; NULL means out of memory -> 500). */
 void front__set_answer(fr_req *r, int status, struct MHD_Response *resp);
-/** Open an unlinked file in spool.dir for OPEN data (O_TMPFILE, else mkstemp + unlink). fd or -errno. */
-int front__spool_open(const front *f);
 
 /** SPOOLED -> UPSTREAM: suspend, journal a write (pipe_accept) and send r to Gen1 once it is durable,
  *  or send a read at once (or prepare an error answer). */
@@ -112,7 +113,10 @@ void front__dispatch(fr_req *r);
 /** Turn Gen1's stored answer, or the local failure that ended the suspension, into r's answer
  *  (UPSTREAM -> ANSWERING). */
 void front__answer_upstream(fr_req *r);
-/** True when the suspension ended with an answer to give (Gen1's or a local failure). */
+/** True when the suspension ended with an answer to give (Gen1's, the head of a read, or a local failure). */
 bool front__upstream_ready(const fr_req *r);
+/** The request is over (completed_cb): let go of r's read stream, cancelling Gen1's transfer if it still
+ *  runs. Returns the body bytes the reader was sent. */
+uint64_t front__stream_release(fr_req *r);
 
 #endif

@@ -4,8 +4,7 @@
  * an earlier write of the same path was still out at Gen1, on the thread that ended that write: the
  * pipeline's per-path order), sends it to Gen1 through gen1client with the body read straight from its
  * spool region (or, when the journal could not make it durable, ends the suspension with a 503: Gen1
- * never sees it). A read
- * goes to Gen1 at once (OPEN data into an O_TMPFILE, other answers to bounded memory).
+ * never sees it). A read goes to Gen1 at once and its answer is streamed (see "read streams" below).
  *
  * Gen1's answer arrives on the httpc engine thread. For a write it goes to pipe_primary: 2xx is
  * accepted (the pipeline hands it to the applier), except MKDIRS/RENAME/DELETE answered
@@ -19,6 +18,20 @@
  *
  * Every suspension is counted in upstream_calls (front_stop drains them) and ends with exactly one
  * finish_upstream, by whichever thread ends it.
+ *
+ * Read streams. A read's answer (OPEN data, listings, any JSON) is never held whole: Gen1's head ends
+ * the suspension at once (status and relayed headers, Gen1's Content-Length when it gave one, else
+ * chunked), and the body goes through a buffer of limits.stream_buffer_bytes per request:
+ *   - the httpc thread appends what Gen1 sends; when the buffer is full the transfer pauses
+ *     (HTTPC_PAUSE: libcurl stops reading Gen1's socket) until the reader has taken half of it;
+ *   - MHD's content reader takes from it; when it is empty the reader's connection is suspended
+ *     (no polling) until the httpc thread appends more or the exchange ends;
+ *   - a Gen1 body that breaks off ends the reader's connection with an error (never a short body
+ *     that looks complete); a reader that goes away cancels the Gen1 transfer.
+ * The fr_stream is shared by the request, its MHD response and the Gen1 exchange (reference counted);
+ * everything in it after the head is guarded by its mutex. httpc_ctl_cancel/_resume are only called
+ * under that mutex while the exchange has not ended, so the engine is alive when they run (httpc_stop
+ * ends every exchange first, and ending one needs the mutex).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "front_int.h"
@@ -34,6 +48,32 @@
 /* Headers of Gen1's answer that go back to the writer (MHD sets Content-Length itself). */
 static const char *const relay_headers[] = {
     "Content-Type", "Location", "Retry-After", "WWW-Authenticate", "x-ms-request-id",
+};
+#define NRELAY (sizeof relay_headers / sizeof relay_headers[0])
+#define STREAM_BLOCK (32u << 10) /* MHD's preferred piece size for the content reader */
+
+struct fr_stream {
+    pthread_mutex_t mu;
+    atomic_int refs;             /* the request, its response (once made) and the Gen1 exchange */
+    front *f;
+    httpc_ctl *ctl;
+    struct MHD_Connection *conn;
+    fr_req *r;                   /* until the suspension ends (httpc thread only), then NULL */
+    /* the head: written by on_head before the connection resumes, read-only afterwards */
+    atomic_bool head;
+    int status;
+    int64_t length;              /* Gen1's Content-Length, -1 when it sent none */
+    char *hval[NRELAY];
+    /* the body, guarded by mu */
+    char *buf;
+    size_t cap, alloc, rpos, wpos; /* bytes [rpos, wpos) wait for the reader */
+    bool paused;                 /* Gen1's transfer is paused: the buffer was full */
+    bool waiting;                /* the reader's connection is suspended: the buffer was empty */
+    bool ended;                  /* the exchange is over (its done ran) */
+    bool failed;                 /* it ended before Gen1's body was complete */
+    bool gone;                   /* the reader side let go (request over) */
+    bool counted;                /* in the streaming gauge */
+    uint64_t sent;               /* body bytes handed to MHD */
 };
 
 /* End r's suspension: resume the connection (r belongs to the MHD thread again from here on and may
@@ -58,7 +98,8 @@ static void finish_local(fr_req *r, int err)
 bool front__upstream_ready(const fr_req *r)
 {
     return atomic_load_explicit(&r->up, memory_order_acquire) != NULL ||
-           atomic_load_explicit(&r->local_err, memory_order_acquire) != 0;
+           atomic_load_explicit(&r->local_err, memory_order_acquire) != 0 ||
+           (r->stream && atomic_load_explicit(&r->stream->head, memory_order_acquire));
 }
 
 /* ---- Gen1's answer to a write -> the pipeline (httpc thread) ---- */
@@ -123,22 +164,27 @@ static bool report_primary(fr_req *r, const httpc_resp *resp)
 
 /* ---- Gen1 exchange ---- */
 
-static void upstream_done(void *ud, httpc_resp *resp)
+/* Gen1's exchange in the metrics (httpc thread). */
+static void observe_exchange(front *f, const httpc_resp *resp)
 {
-    fr_req *r = ud;
-    front *f = r->f;
     if (resp->result == HTTPC_OK) {
         metrics_observe(f->up_latency, resp->total_s);
     } else if ((int)resp->result > 0 && (unsigned)resp->result <= HTTPC_E_AUTH) {
         metrics_inc(f->up_fail[resp->result]);
     }
+}
+
+static void upstream_done(void *ud, httpc_resp *resp)
+{
+    fr_req *r = ud;
+    observe_exchange(r->f, resp);
     /* Stored first: with ack "both" the suspension may end on another thread inside report_primary. */
     atomic_store_explicit(&r->up, resp, memory_order_release);
     if (r->journaled && report_primary(r, resp)) return; /* r may be gone already */
     finish_upstream(r);
 }
 
-/* Send r to Gen1 (its body from the spool region). 0, or -1 when it could not be sent. */
+/* Send write r to Gen1 (its body from the spool region). 0, or -1 when it could not be sent. */
 static int send_gen1(fr_req *r)
 {
     gen1c_call call = {
@@ -151,13 +197,260 @@ static int send_gen1(fr_req *r)
         .in_fd = r->body ? r->body->fd : -1,
         .in_off = r->body ? r->body->off : 0,
         .in_len = r->body ? r->body->len : 0,
-        .out = r->open_fd >= 0 ? HTTPC_BODY_FD : HTTPC_BODY_MEMORY,
+        .out = HTTPC_BODY_MEMORY, /* answers to writes are small */
         .out_max = FRONT_JSON_MAX,
-        .out_fd = r->open_fd,
         .done = upstream_done,
         .ud = r,
     };
     return gen1c_send(r->f->g1, &call);
+}
+
+/* ---- read streams ---- */
+
+static void stream_unref(fr_stream *st)
+{
+    if (atomic_fetch_sub(&st->refs, 1) != 1) return;
+    httpc_ctl_unref(st->ctl);
+    for (size_t i = 0; i < NRELAY; i++) free(st->hval[i]);
+    free(st->buf);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+}
+
+/* httpc thread: Gen1's final head. Keep what the reader gets and end the suspension. */
+static void stream_on_head(void *ud, const httpc_resp *resp)
+{
+    fr_stream *st = ud;
+    st->status = (int)resp->status;
+    st->length = -1;
+    const char *cl = httpc_resp_header(resp, "Content-Length");
+    if (cl) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && *end == '\0' && cl[0] != '-' && v <= INT64_MAX) st->length = (int64_t)v;
+    }
+    for (size_t i = 0; i < NRELAY; i++) {
+        const char *v = httpc_resp_header(resp, relay_headers[i]);
+        /* Out of memory drops the header (logged by the MHD side when it finds none to relay). */
+        if (v) st->hval[i] = strdup(v);
+    }
+    fr_req *r = st->r;
+    st->r = NULL;
+    atomic_store_explicit(&st->head, true, memory_order_release);
+    finish_upstream(r); /* r belongs to the MHD thread from here on */
+}
+
+/* httpc thread: a piece of Gen1's body. Taken whole, or HTTPC_PAUSE while the buffer is full. */
+static size_t stream_on_body(void *ud, const char *p, size_t n)
+{
+    fr_stream *st = ud;
+    pthread_mutex_lock(&st->mu);
+    if (st->gone) {
+        pthread_mutex_unlock(&st->mu);
+        return 0; /* nobody reads any more: abort (a cancel is on its way too) */
+    }
+    size_t used = st->wpos - st->rpos;
+    if (used > 0 && used + n > st->cap) {
+        st->paused = true;
+        pthread_mutex_unlock(&st->mu);
+        return HTTPC_PAUSE;
+    }
+    if (st->wpos + n > st->alloc) {
+        /* Move the unread bytes to the front; a piece larger than the whole buffer (only when the buffer
+         * is empty: libcurl's pieces are far smaller than the minimum size) grows it once. */
+        memmove(st->buf, st->buf + st->rpos, used);
+        st->rpos = 0;
+        st->wpos = used;
+        if (n > st->alloc) {
+            char *nb = realloc(st->buf, n);
+            if (!nb) {
+                pthread_mutex_unlock(&st->mu);
+                return 0;
+            }
+            st->buf = nb;
+            st->alloc = n;
+        }
+    }
+    memcpy(st->buf + st->wpos, p, n);
+    st->wpos += n;
+    bool wake = st->waiting;
+    st->waiting = false;
+    pthread_mutex_unlock(&st->mu);
+    if (wake) MHD_resume_connection(st->conn);
+    return n;
+}
+
+/* httpc thread: the exchange ended. Before the head it is answered like any failed exchange (r still
+ * waits); after it, the reader takes what is left and then the end or the error. */
+static void stream_done(void *ud, httpc_resp *resp)
+{
+    fr_stream *st = ud;
+    observe_exchange(st->f, resp);
+    if (st->r) {
+        fr_req *r = st->r;
+        st->r = NULL;
+        pthread_mutex_lock(&st->mu);
+        st->ended = true;
+        st->failed = true;
+        pthread_mutex_unlock(&st->mu);
+        atomic_store_explicit(&r->up, resp, memory_order_release);
+        stream_unref(st);
+        finish_upstream(r);
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    st->ended = true;
+    st->failed = resp->result != HTTPC_OK;
+    bool wake = st->waiting;
+    st->waiting = false;
+    pthread_mutex_unlock(&st->mu);
+    if (st->failed)
+        LOGW("msg=\"Gen1's read answer broke off: the reader's connection is cut\" result=%s detail=\"%s\" "
+             "received=%" PRIu64,
+             httpc_result_str(resp->result), resp->error, resp->body_bytes);
+    if (wake) MHD_resume_connection(st->conn);
+    httpc_resp_free(resp);
+    free(resp);
+    stream_unref(st);
+}
+
+/* MHD thread: the next piece for the reader. Suspends the connection while the buffer is empty. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    fr_stream *st = cls;
+    pthread_mutex_lock(&st->mu);
+    size_t used = st->wpos - st->rpos;
+    if (used > 0) {
+        size_t k = used < max ? used : max;
+        memcpy(out, st->buf + st->rpos, k);
+        st->rpos += k;
+        st->sent += k;
+        if (st->rpos == st->wpos) st->rpos = st->wpos = 0;
+        /* Resume Gen1 once half the buffer is free: fewer pause/resume rounds than at every piece. */
+        if (st->paused && !st->ended && st->wpos - st->rpos <= st->cap / 2) {
+            st->paused = false;
+            httpc_ctl_resume(gen1c_http(st->f->g1), st->ctl);
+        }
+        pthread_mutex_unlock(&st->mu);
+        metrics_add(st->f->bytes_out, k);
+        return (ssize_t)k;
+    }
+    if (st->ended) {
+        bool failed = st->failed;
+        pthread_mutex_unlock(&st->mu);
+        return failed ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    /* Nothing yet: wait without polling; stream_on_body or stream_done resumes (it sees waiting only
+     * after this unlock, so the resume always follows the suspend). */
+    st->waiting = true;
+    MHD_suspend_connection(st->conn);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+/* The reader side lets go: cancel Gen1's transfer if it still runs, drop a reference. */
+static void stream_let_go(fr_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->gone = true;
+    if (!st->ended) httpc_ctl_cancel(gen1c_http(st->f->g1), st->ctl);
+    bool counted = st->counted;
+    st->counted = false;
+    pthread_mutex_unlock(&st->mu);
+    if (counted) metrics_gauge_add(st->f->streaming, -1);
+}
+
+/* MHD: the response is destroyed (sent, or the reader went away). */
+static void stream_response_free(void *cls)
+{
+    fr_stream *st = cls;
+    stream_let_go(st);
+    stream_unref(st);
+}
+
+uint64_t front__stream_release(fr_req *r)
+{
+    fr_stream *st = r->stream;
+    r->stream = NULL;
+    stream_let_go(st);
+    pthread_mutex_lock(&st->mu);
+    uint64_t sent = st->sent;
+    pthread_mutex_unlock(&st->mu);
+    stream_unref(st);
+    return sent;
+}
+
+/* Send read r to Gen1 with its answer streamed. 0, or -ECONNREFUSED when it could not be sent. */
+static int send_read(fr_req *r)
+{
+    front *f = r->f;
+    fr_stream *st = calloc(1, sizeof *st);
+    if (!st) return -ECONNREFUSED;
+    st->cap = (size_t)f->cfg->stream_buffer_bytes;
+    st->alloc = st->cap;
+    st->buf = malloc(st->alloc);
+    st->ctl = httpc_ctl_new();
+    if (!st->buf || !st->ctl) {
+        free(st->buf);
+        httpc_ctl_unref(st->ctl);
+        free(st);
+        return -ECONNREFUSED;
+    }
+    pthread_mutex_init(&st->mu, NULL);
+    atomic_init(&st->refs, 2); /* r and the exchange */
+    atomic_init(&st->head, false);
+    st->f = f;
+    st->conn = r->conn;
+    st->r = r;
+    r->stream = st;
+    gen1c_call call = {
+        .req = &r->wr,
+        .raw_query = r->query,
+        .authorization = r->authorization,
+        .content_type = r->content_type,
+        .client_request_id = r->rid,
+        .in = HTTPC_IN_NONE,
+        .out = HTTPC_BODY_STREAM,
+        .on_head = stream_on_head,
+        .on_body = stream_on_body,
+        .ctl = st->ctl,
+        .done = stream_done,
+        .ud = st,
+    };
+    if (gen1c_send(f->g1, &call) == 0) return 0;
+    st->r = NULL;
+    atomic_fetch_sub(&st->refs, 1); /* the exchange's: it never started */
+    return -ECONNREFUSED;
+}
+
+/* MHD thread: Gen1's head arrived for read r; answer with a response that streams the body. */
+static void answer_stream(fr_req *r)
+{
+    fr_stream *st = r->stream;
+    if (st->status < 200 || st->status > 599) {
+        LOGW("msg=\"Gen1 gave an unusable status\" req=%" PRIu64 " status=%d", r->id, st->status);
+        r->resp_bytes = front__stream_release(r);
+        front__fail(r, 502, "IOException", "Gen1 gave an invalid answer");
+        return;
+    }
+    uint64_t size = st->length >= 0 ? (uint64_t)st->length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *mr = MHD_create_response_from_callback(size, STREAM_BLOCK, stream_read, st,
+                                                                stream_response_free);
+    if (mr) {
+        atomic_fetch_add(&st->refs, 1); /* the response's, dropped in stream_response_free */
+        pthread_mutex_lock(&st->mu);
+        st->counted = true;
+        pthread_mutex_unlock(&st->mu);
+        metrics_gauge_add(r->f->streaming, 1);
+        for (size_t i = 0; i < NRELAY; i++) {
+            if (st->hval[i] && MHD_add_response_header(mr, relay_headers[i], st->hval[i]) != MHD_YES)
+                LOGW("msg=\"header not relayed\" req=%" PRIu64 " name=%s", r->id, relay_headers[i]);
+        }
+    }
+    /* resp_bytes stays 0 here: streamed bytes are counted as they go (completed_cb logs the total). */
+    front__set_answer(r, st->status, mr);
 }
 
 /* Journal commit thread: the write's record is durable (err 0) or not; send it or answer 503. */
@@ -181,15 +474,6 @@ void front__dispatch(fr_req *r)
 {
     front *f = r->f;
     r->journaled = r->wr.info->is_write;
-    if (r->wr.op == WH_OP_OPEN) {
-        int fd = front__spool_open(f);
-        if (fd < 0) {
-            LOGW("msg=\"cannot create a file for OPEN data\" req=%" PRIu64 " err=\"%s\"", r->id, strerror(-fd));
-            front__fail(r, 503, "IOException", "the proxy cannot buffer the read now; retry later");
-            return;
-        }
-        r->open_fd = fd;
-    }
     /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
     pthread_mutex_lock(&f->mu);
     bool stopping = atomic_load(&f->stopping);
@@ -212,7 +496,7 @@ void front__dispatch(fr_req *r)
         LOGW("msg=\"write not journaled\" req=%" PRIu64 " rid=%s op=%s err=\"%s\"", r->id, r->rid, r->wr.info->name,
              strerror(-rc));
     } else {
-        rc = send_gen1(r) == 0 ? 0 : -ECONNREFUSED;
+        rc = send_read(r);
         if (rc == 0) return;
     }
     finish_upstream(r);
@@ -256,6 +540,10 @@ static void fail_transport(fr_req *r, const httpc_resp *resp)
 
 void front__answer_upstream(fr_req *r)
 {
+    if (r->stream && atomic_load_explicit(&r->stream->head, memory_order_acquire)) {
+        answer_stream(r);
+        return;
+    }
     httpc_resp *resp = atomic_load_explicit(&r->up, memory_order_acquire);
     int lerr = atomic_load_explicit(&r->local_err, memory_order_acquire);
     if (!resp) {
@@ -275,21 +563,15 @@ void front__answer_upstream(fr_req *r)
         front__fail(r, 502, "IOException", "Gen1 gave an invalid answer");
         return;
     }
+    /* A write's answer, whole in memory. */
     struct MHD_Response *mr = NULL;
-    if (r->open_fd >= 0) {
-        /* OPEN data (or Gen1's error about it) is in our O_TMPFILE; MHD sends it and closes the fd. */
-        mr = MHD_create_response_from_fd_at_offset64(resp->body_bytes, r->open_fd, 0);
-        if (mr) r->open_fd = -1;
-        r->resp_bytes = resp->body_bytes;
-    } else {
-        size_t len = resp->body.len;
-        char *data = dbuf_take(&resp->body);
-        if (data) mr = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-        if (!mr) free(data);
-        r->resp_bytes = len;
-    }
+    size_t len = resp->body.len;
+    char *data = dbuf_take(&resp->body);
+    if (data) mr = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!mr) free(data);
+    r->resp_bytes = len;
     if (mr) {
-        for (size_t i = 0; i < sizeof relay_headers / sizeof relay_headers[0]; i++) {
+        for (size_t i = 0; i < NRELAY; i++) {
             const char *v = httpc_resp_header(resp, relay_headers[i]);
             if (v && MHD_add_response_header(mr, relay_headers[i], v) != MHD_YES)
                 LOGW("msg=\"header not relayed\" req=%" PRIu64 " name=%s", r->id, relay_headers[i]);

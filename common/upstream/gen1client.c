@@ -8,7 +8,8 @@
  * x-ms-client-request-id are passed on. In the hadoop dialect CREATE/APPEND/OPEN go in two steps: a
  * body-less request to the namenode, whose 307 Location is rewritten through gen1.datanode_rewrite and
  * then receives the request with its body; any other answer to step one is the final answer. Each
- * step has the configured timeouts. Step two is submitted from the httpc completion of step one, so
+ * step has the configured timeouts. A streamed answer (HTTPC_BODY_STREAM) is streamed at both steps:
+ * the namenode's 307 head and body are swallowed here, any other head goes to the caller at once. Step two is submitted from the httpc completion of step one, so
  * nothing here blocks.
  */
 #include "gen1client.h"
@@ -51,6 +52,10 @@ typedef struct g1x {
     httpc_body_out out;
     size_t out_max;
     int out_fd;
+    void (*on_head)(void *ud, const httpc_resp *resp); /* HTTPC_BODY_STREAM */
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;
+    bool swallow;                      /* streaming the namenode's 307: not for the caller */
     bool two_step;                     /* hadoop CREATE/APPEND/OPEN, still at the namenode step */
     bool data_op;                      /* hadoop CREATE/APPEND/OPEN: starts with the namenode step */
     /* gen1c_get with the proxy's identity: the URL is kept to send again after a token wait or 401 */
@@ -299,6 +304,20 @@ static int redirect_url(const gen1c *c, const char *loc, dbuf *out)
 
 static void ident_ready(void *ud, bool ok, const char *why);
 
+/* HTTPC_BODY_STREAM at either step: the namenode's redirect stays here, every other answer goes on. */
+static void g1x_on_head(void *ud, const httpc_resp *resp)
+{
+    g1x *x = ud;
+    x->swallow = x->two_step && resp->status == 307;
+    if (!x->swallow) x->on_head(x->ud, resp);
+}
+
+static size_t g1x_on_body(void *ud, const char *p, size_t n)
+{
+    g1x *x = ud;
+    return x->swallow ? n : x->on_body(x->ud, p, n);
+}
+
 static void g1x_done(void *ud, httpc_resp *resp)
 {
     g1x *x = ud;
@@ -354,7 +373,20 @@ static int g1x_submit(g1x *x, const char *url)
     r.method = x->method;
     r.url = url;
     for (int i = 0; i < x->nhdr; i++) r.headers[i] = x->hdr[i];
-    if (x->two_step) {
+    if (x->out == HTTPC_BODY_STREAM) {
+        /* Streamed at both steps (the wrappers keep a namenode 307 to themselves). */
+        if (!x->two_step) {
+            r.in = x->in;
+            r.in_mem = x->in_mem;
+            r.in_fd = x->in_fd;
+            r.in_off = x->in_off;
+            r.in_len = x->in_len;
+        }
+        r.out = HTTPC_BODY_STREAM;
+        r.on_head = g1x_on_head;
+        r.on_body = g1x_on_body;
+        r.ctl = x->ctl;
+    } else if (x->two_step) {
         /* Namenode step: no body; its answer is kept in memory until we know whether it is final. */
         r.out = HTTPC_BODY_MEMORY;
         r.out_max = x->out == HTTPC_BODY_MEMORY && x->out_max ? x->out_max : G1_STEP1_MAX;
@@ -402,6 +434,9 @@ int gen1c_send(gen1c *c, const gen1c_call *call)
     x->out = call->out;
     x->out_max = call->out_max;
     x->out_fd = call->out_fd;
+    x->on_head = call->on_head;
+    x->on_body = call->on_body;
+    x->ctl = call->ctl;
     x->done = call->done;
     x->ud = call->ud;
     dbuf url;
@@ -508,6 +543,8 @@ void gen1c_set_identity(gen1c *c, g1a *ident)
 {
     if (c) c->ident = g1a_active(ident) ? ident : NULL;
 }
+
+httpc *gen1c_http(const gen1c *c) { return c->http; }
 
 int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
               httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud)

@@ -40,9 +40,14 @@ typedef struct gen1c_call {
     const void *in_mem;
     int in_fd;
     uint64_t in_off, in_len;
-    httpc_body_out out;           /* response body: MEMORY (JSON answers) or FD (OPEN data) */
+    httpc_body_out out;           /* response body: MEMORY, FD, or STREAM (reads relayed as they arrive) */
     size_t out_max;
     int out_fd;
+    /* HTTPC_BODY_STREAM (see httpc_req): the final answer's head and body; in the hadoop dialect the
+     * namenode's 307 is followed here and never reaches them. ctl serves both steps. */
+    void (*on_head)(void *ud, const httpc_resp *resp);
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;
     /* Final answer of Gen1 (after the datanode step in the hadoop dialect); runs on the httpc thread;
      * callee owns resp (httpc_resp_free + free). */
     void (*done)(void *ud, httpc_resp *resp);
@@ -51,6 +56,8 @@ typedef struct gen1c_call {
 
 /** Send a writer's request to Gen1. Returns 0 (done will be called) or -1 (it will not). */
 int gen1c_send(gen1c *c, const gen1c_call *call);
+/** The httpc engine c sends through (for httpc_ctl_resume / httpc_ctl_cancel on a streamed call). */
+httpc *gen1c_http(const gen1c *c);
 
 /**
  * Give the proxy's own identity to gen1c_get (NULL or mode none: none; ident must outlive c). Call

@@ -7,7 +7,10 @@
  * "Content-Length: 0", and curl's default "Accept: * / *" is dropped so only the caller's headers go
  * out. Bodies are read from memory or pread from a file range (so one spool file can feed several
  * requests at once, and curl can rewind on a retried connection); responses go to a bounded dbuf, an
- * fd or nowhere. Connections are pooled by the multi handle (CURLMOPT_MAX_HOST_CONNECTIONS per
+ * fd, nowhere, or to the caller's stream callbacks. A stream pauses with CURL_WRITEFUNC_PAUSE when
+ * its consumer is full; curl_easy_pause may only run on this thread, so other threads ask for a resume
+ * (or a cancel) through the exchange's httpc_ctl, which is queued like a submit and handled at the
+ * engine's next turn. Connections are pooled by the multi handle (CURLMOPT_MAX_HOST_CONNECTIONS per
  * host). Per request there is no thread, no sleep and no scan of other requests: the active list is
  * only walked at shutdown to cancel what is left. libcurl's default upload buffer is kept on
  * purpose (DESIGN.md: a 2 MiB buffer doubled the CPU cost per byte).
@@ -50,6 +53,10 @@ struct hx {
     uint64_t in_off, in_len, in_pos;
     httpc_body_out out;
     int out_fd;
+    void (*on_head)(void *ud, const httpc_resp *resp);   /* HTTPC_BODY_STREAM */
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;                /* one reference, or NULL */
+    bool head_done;                /* on_head has run */
     unsigned connect_timeout_ms, timeout_ms;
     bool in_failed, out_failed, too_big, nomem;
     int io_errno;
@@ -61,11 +68,21 @@ struct hx {
     char url[];                    /* copied at submit */
 };
 
+struct httpc_ctl {
+    atomic_int refs;
+    atomic_bool cancel;            /* sticky: this and every later exchange with the ctl is cancelled */
+    atomic_bool resume;            /* a resume was asked and not yet done */
+    bool queued;                   /* in the engine's ctl queue (guarded by the engine's mu) */
+    httpc_ctl *qnext;              /* guarded by the engine's mu */
+    hx *h;                         /* the exchange running with it (engine thread only) */
+};
+
 struct httpc {
     pthread_t thread;
     CURLM *multi;
     pthread_mutex_t mu;
     hx *q_head, *q_tail;           /* guarded by mu */
+    httpc_ctl *c_head, *c_tail;    /* resume/cancel requests, guarded by mu (each holds a ctl reference) */
     bool stopping;                 /* guarded by mu */
     hx active;                     /* list sentinel: exchanges in the multi handle (engine thread) */
     CURL *free_easy[HTTPC_FREE_EASY]; /* engine thread only */
@@ -129,6 +146,18 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
     }
     size_t end = len;
     while (end > 0 && (buf[end - 1] == '\r' || buf[end - 1] == '\n')) end--;
+    if (end == 0 && h->out == HTTPC_BODY_STREAM && !h->head_done) {
+        /* The blank line ends a response's headers; a final (non-1xx) one goes to the caller now, before
+         * any body byte arrives. */
+        long status = 0;
+        curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200) {
+            r->status = status;
+            h->head_done = true;
+            h->on_head(h->ud, r);
+        }
+        return len;
+    }
     if (end == 0 || buf[0] == ' ' || buf[0] == '\t') return len; /* blank line; obsolete folding ignored */
     const char *colon = memchr(buf, ':', end);
     if (!colon || colon == buf) return len;
@@ -167,10 +196,32 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* HTTPC_BODY_STREAM: make sure on_head ran (an answer may end without the blank line reaching us). */
+static void stream_head(hx *h)
+{
+    if (h->head_done) return;
+    long status = 0;
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+    h->resp->status = status;
+    h->head_done = true;
+    h->on_head(h->ud, h->resp);
+}
+
 static size_t on_write(char *buf, size_t size, size_t n, void *ud)
 {
     hx *h = ud;
     size_t len = size * n;
+    if (h->out == HTTPC_BODY_STREAM) {
+        stream_head(h);
+        size_t took = h->on_body(h->ud, buf, len);
+        if (took == HTTPC_PAUSE) return CURL_WRITEFUNC_PAUSE; /* offered again after the resume */
+        if (took != len) {
+            h->out_failed = true; /* the consumer gave up: abort the exchange */
+            return 0;
+        }
+        h->resp->body_bytes += len;
+        return len;
+    }
     h->resp->body_bytes += len;
     if (h->out == HTTPC_BODY_MEMORY) {
         int rc = dbuf_add(&h->resp->body, buf, len);
@@ -289,6 +340,7 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
         long status = 0;
         curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
         r->status = status;
+        if (h->out == HTTPC_BODY_STREAM) stream_head(h);
         if (h->out == HTTPC_BODY_MEMORY && !r->body.data && dbuf_add(&r->body, "", 0) != 0) {
             r->result = HTTPC_E_NOMEM;
             r->status = 0;
@@ -300,6 +352,8 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
         else if (h->in_failed)
             snprintf(r->error, sizeof r->error, "reading the request body: %s",
                      h->io_errno ? strerror(h->io_errno) : "file shorter than the declared length");
+        else if (h->out_failed && h->out == HTTPC_BODY_STREAM)
+            snprintf(r->error, sizeof r->error, "the stream's consumer refused the response body");
         else if (h->out_failed)
             snprintf(r->error, sizeof r->error, "writing the response body: %s", strerror(h->io_errno));
         else if (result == HTTPC_E_CANCELLED)
@@ -316,6 +370,10 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
     easy_release(e, h->easy);
     curl_slist_free_all(h->hdrs);
     free(h->small);
+    if (h->ctl) {
+        if (h->ctl->h == h) h->ctl->h = NULL;
+        httpc_ctl_unref(h->ctl);
+    }
     void (*done)(void *, httpc_resp *) = h->done;
     void *ud = h->ud;
     free(h);
@@ -336,7 +394,16 @@ static bool setup_easy(hx *h, CURL *c)
     bad |= curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)h->connect_timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms) != CURLE_OK;
+    if (h->out == HTTPC_BODY_STREAM) {
+        /* A stream lasts as long as its reader takes, so no total timeout: instead the exchange fails
+         * after timeout_ms without a byte (less than 1 byte/s over that window). libcurl leaves paused
+         * transfers out of this check, so a slow reader does not count as a silent upstream. */
+        long secs = (long)((h->timeout_ms + 999) / 1000);
+        bad |= curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, secs) != CURLE_OK;
+    } else {
+        bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms) != CURLE_OK;
+    }
     bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, h) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
@@ -377,6 +444,13 @@ static void hx_start(httpc *e, hx *h)
         return;
     }
     h->easy = c;
+    if (h->ctl) {
+        if (atomic_load(&h->ctl->cancel)) {
+            hx_finish(e, h, CURLE_OK, HTTPC_E_CANCELLED);
+            return;
+        }
+        h->ctl->h = h;
+    }
     if (h->in_failed) { /* the small body could not be read at submit */
         hx_finish(e, h, CURLE_OK, HTTPC_E_BODY);
         return;
@@ -395,15 +469,84 @@ static void hx_start(httpc *e, hx *h)
     list_add(&e->active, h);
 }
 
-/* Take the submit queue; returns it and whether the engine is stopping. */
-static hx *take_queue(httpc *e, bool *stopping)
+/* Take the submit queue and the ctl queue; returns the first and whether the engine is stopping. */
+static hx *take_queue(httpc *e, httpc_ctl **ctls, bool *stopping)
 {
     pthread_mutex_lock(&e->mu);
     hx *q = e->q_head;
     e->q_head = e->q_tail = NULL;
+    *ctls = e->c_head;
+    for (httpc_ctl *c = e->c_head; c; c = c->qnext) c->queued = false;
+    e->c_head = e->c_tail = NULL;
     *stopping = e->stopping;
     pthread_mutex_unlock(&e->mu);
     return q;
+}
+
+/* Act on queued resume/cancel requests (engine thread) and drop the queue's references. With run
+ * false (stopping) the references are only dropped: every exchange is being cancelled anyway. */
+static void run_ctls(httpc *e, httpc_ctl *c, bool run)
+{
+    while (c) {
+        httpc_ctl *next = c->qnext;
+        c->qnext = NULL;
+        hx *h = c->h;
+        if (run && h) {
+            if (atomic_load(&c->cancel))
+                hx_finish(e, h, CURLE_OK, HTTPC_E_CANCELLED);
+            else if (atomic_exchange(&c->resume, false))
+                curl_easy_pause(h->easy, CURLPAUSE_CONT); /* may hand the held piece to on_body right away */
+        }
+        httpc_ctl_unref(c);
+        c = next;
+    }
+}
+
+httpc_ctl *httpc_ctl_new(void)
+{
+    httpc_ctl *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->cancel, false);
+    atomic_init(&c->resume, false);
+    return c;
+}
+
+void httpc_ctl_unref(httpc_ctl *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) free(c);
+}
+
+static void ctl_enqueue(httpc *e, httpc_ctl *c)
+{
+    pthread_mutex_lock(&e->mu);
+    bool wake = false;
+    if (!e->stopping && !c->queued) {
+        c->queued = true;
+        atomic_fetch_add(&c->refs, 1);
+        if (e->c_tail)
+            e->c_tail->qnext = c;
+        else
+            e->c_head = c;
+        e->c_tail = c;
+        wake = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (wake) curl_multi_wakeup(e->multi);
+}
+
+void httpc_ctl_resume(httpc *e, httpc_ctl *c)
+{
+    if (!e || !c) return;
+    atomic_store(&c->resume, true);
+    ctl_enqueue(e, c);
+}
+
+void httpc_ctl_cancel(httpc *e, httpc_ctl *c)
+{
+    if (!e || !c) return;
+    atomic_store(&c->cancel, true);
+    ctl_enqueue(e, c);
 }
 
 static void cancel_list(httpc *e, hx *q)
@@ -420,8 +563,10 @@ static void *engine_main(void *arg)
     httpc *e = arg;
     for (;;) {
         bool stopping;
-        hx *q = take_queue(e, &stopping);
+        httpc_ctl *ctls;
+        hx *q = take_queue(e, &ctls, &stopping);
         if (stopping) {
+            run_ctls(e, ctls, false);
             cancel_list(e, q);
             break;
         }
@@ -430,6 +575,7 @@ static void *engine_main(void *arg)
             hx_start(e, q);
             q = next;
         }
+        run_ctls(e, ctls, true);
         int running = 0;
         curl_multi_perform(e->multi, &running);
         CURLMsg *m;
@@ -446,7 +592,10 @@ static void *engine_main(void *arg)
     /* Stopping: submit refuses new work, so the active list and the queue only shrink. */
     while (e->active.next != &e->active) hx_finish(e, e->active.next, CURLE_OK, HTTPC_E_CANCELLED);
     bool stopping;
-    cancel_list(e, take_queue(e, &stopping));
+    httpc_ctl *ctls;
+    hx *q = take_queue(e, &ctls, &stopping);
+    run_ctls(e, ctls, false);
+    cancel_list(e, q);
     return NULL;
 }
 
@@ -572,6 +721,7 @@ int httpc_submit(httpc *e, const httpc_req *req)
     for (size_t i = 0; i < mlen; i++)
         if (method[i] < 'A' || method[i] > 'Z') return -1;
     if (req->in == HTTPC_IN_MEMORY && !req->in_mem && req->in_len > 0) return -1;
+    if (req->out == HTTPC_BODY_STREAM && (!req->on_head || !req->on_body)) return -1;
 
     hx *h = calloc(1, sizeof *h + ulen + 1);
     httpc_resp *r = calloc(1, sizeof *r);
@@ -587,6 +737,8 @@ int httpc_submit(httpc *e, const httpc_req *req)
     h->in_len = h->has_body ? req->in_len : 0;
     h->out = req->out;
     h->out_fd = req->out_fd;
+    h->on_head = req->on_head;
+    h->on_body = req->on_body;
     h->connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms : HTTPC_DEFAULT_CONNECT_MS;
     h->timeout_ms = req->timeout_ms ? req->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
     h->done = req->done;
@@ -617,6 +769,10 @@ int httpc_submit(httpc *e, const httpc_req *req)
         e->q_head = h;
     e->q_tail = h;
     atomic_fetch_add(&e->in_flight, 1);
+    if (req->out == HTTPC_BODY_STREAM && req->ctl) {
+        h->ctl = req->ctl;
+        atomic_fetch_add(&h->ctl->refs, 1);
+    }
     pthread_mutex_unlock(&e->mu);
     curl_multi_wakeup(e->multi);
     return 0;

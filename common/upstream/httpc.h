@@ -7,8 +7,9 @@
  * Request bodies come from memory (not copied: must stay valid until the callback) or from a file
  * descriptor range (pread, so one spool file can feed several requests at once; a range of 32 KiB or
  * less is read by httpc_submit on the caller's thread and sent together with the headers). Response bodies go to
- * memory (bounded: over the limit the request fails with HTTPC_E_TOO_BIG) or are appended to a file
- * descriptor (for OPEN data), or are discarded.
+ * memory (bounded: over the limit the request fails with HTTPC_E_TOO_BIG), are appended to a file
+ * descriptor, are discarded, or are streamed to the caller (HTTPC_BODY_STREAM: headers as soon as they are
+ * complete, then the body piece by piece, with pause/resume and cancel through an httpc_ctl).
  *
  * Only the caller's headers go out (plus Host and Content-Length): libcurl's default "Accept" is
  * dropped unless the caller gives one, "Expect" and "Transfer-Encoding" are never sent (bodies always
@@ -66,7 +67,31 @@ const char *httpc_resp_header(const httpc_resp *r, const char *name);
 void httpc_resp_free(httpc_resp *r);
 
 typedef enum httpc_body_in { HTTPC_IN_NONE = 0, HTTPC_IN_MEMORY, HTTPC_IN_FD } httpc_body_in;
-typedef enum httpc_body_out { HTTPC_BODY_MEMORY = 0, HTTPC_BODY_FD, HTTPC_BODY_DISCARD } httpc_body_out;
+typedef enum httpc_body_out {
+    HTTPC_BODY_MEMORY = 0,
+    HTTPC_BODY_FD,
+    HTTPC_BODY_DISCARD,
+    HTTPC_BODY_STREAM                    /* to on_head / on_body as it arrives (see httpc_req) */
+} httpc_body_out;
+
+/* on_body's answer when it cannot take the piece now: the transfer pauses (nothing more is read from
+ * the connection) and the same piece is offered again after httpc_ctl_resume. */
+#define HTTPC_PAUSE ((size_t)-1)
+
+/* Control of a streamed exchange from other threads: resume after a pause, or cancel. One ctl may serve
+ * several exchanges one after the other (a two-step request); it is reference counted because the
+ * engine and the caller let go of it at different times. */
+typedef struct httpc_ctl httpc_ctl;
+/** A new ctl with one reference (the caller's), or NULL when memory ran out. */
+httpc_ctl *httpc_ctl_new(void);
+/** Drop a reference (any thread); the last one frees it. */
+void httpc_ctl_unref(httpc_ctl *c);
+/** Ask the engine to resume the paused exchange of c (any thread; on the engine thread, where
+ *  curl_easy_pause must run, at its next turn). Harmless when it is not paused or already ended. */
+void httpc_ctl_resume(httpc *e, httpc_ctl *c);
+/** Cancel c's exchange, the current one and any later one submitted with c: it ends with
+ *  HTTPC_E_CANCELLED (done runs as usual). Any thread. */
+void httpc_ctl_cancel(httpc *e, httpc_ctl *c);
 
 typedef struct httpc_req {
     const char *method;                  /* "GET", "PUT", "POST", "PATCH", "DELETE", "HEAD" */
@@ -83,7 +108,15 @@ typedef struct httpc_req {
     size_t out_max;                      /* HTTPC_BODY_MEMORY limit (default 1 MiB when 0) */
     int out_fd;                          /* HTTPC_BODY_FD: bytes appended with write() */
     unsigned connect_timeout_ms;         /* 0 = 5000 */
-    unsigned timeout_ms;                 /* whole exchange; 0 = 60000 */
+    unsigned timeout_ms;                 /* whole exchange; 0 = 60000. HTTPC_BODY_STREAM: the longest
+                                            silence instead (no byte while not paused), since a stream
+                                            lasts as long as its reader takes */
+    /* HTTPC_BODY_STREAM, both on the engine thread. on_head runs once, when the final answer's headers
+     * are complete (resp: status and headers; body empty), before any on_body. on_body gets each piece
+     * of the body and returns n (taken) or HTTPC_PAUSE; it must not block. */
+    void (*on_head)(void *ud, const httpc_resp *resp);
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;                      /* optional (HTTPC_BODY_STREAM): referenced while the exchange runs */
     /* Called once, on the engine thread, when the exchange ends. The callee owns resp (free it with
      * httpc_resp_free, then free(resp)). */
     void (*done)(void *ud, httpc_resp *resp);
