@@ -1,7 +1,7 @@
 /*
  * emu_admin: the emulator's loopback admin endpoint, used by tests to steer faults and outages:
  *   GET    /healthz              200 "ok"
- *   GET    /counters             requests per "METHOD op", faults fired (emu_fault_counters_json)
+ *   GET    /counters             requests per "METHOD op", faults fired, in_flight (emu_fault_counters_json)
  *   DELETE /counters             reset the counters (and forget the client request ids)
  *   GET    /client-request-ids   the last 256 x-ms-client-request-id values the service saw, oldest
  *                                first, each with its "METHOD op" (tests trace a write end to end)

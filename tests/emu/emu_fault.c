@@ -72,6 +72,7 @@ struct emu_fault {
     unsigned long fails, resets, delays;
     crid_note crids[EMU_FAULT_CRIDS]; /* ring: the next one goes to crid_next % EMU_FAULT_CRIDS */
     unsigned long crid_next;
+    long in_flight;             /* requests begun and not yet done (a gauge: never reset) */
 };
 
 emu_fault *emu_fault_new(uint64_t seed)
@@ -336,8 +337,8 @@ int emu_fault_counters_json(emu_fault *f, dbuf *out)
         if (rc == 0) rc = dbuf_printf(out, ":%lu", f->counters[i].n);
     }
     if (rc == 0)
-        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu}", f->fails, f->resets,
-                         f->delays);
+        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu},\"in_flight\":%ld",
+                         f->fails, f->resets, f->delays, f->in_flight);
     /* "identities":{"NAME":{"total":N,"ops":{"GET OPEN":n,...}},...}, names in order of first request */
     if (rc == 0) rc = dbuf_adds(out, ",\"identities\":{");
     bool first = true;
@@ -365,6 +366,13 @@ int emu_fault_counters_json(emu_fault *f, dbuf *out)
     if (rc == 0) rc = dbuf_adds(out, "}}");
     pthread_mutex_unlock(&f->mu);
     return rc;
+}
+
+void emu_fault_in_flight(emu_fault *f, int delta)
+{
+    pthread_mutex_lock(&f->mu);
+    f->in_flight += delta;
+    pthread_mutex_unlock(&f->mu);
 }
 
 void emu_fault_reset_counters(emu_fault *f)

@@ -1,7 +1,8 @@
 /*
  * emu_fault: fault injection and request counters for dualpipe-emu. Rules match a method and an op
  * label ("*" matches anything) and either fail the request with a status (optionally with
- * Retry-After), add latency, or reset the connection (optionally after some body bytes). A rule fires
+ * Retry-After), add latency, or reset the connection (optionally after some bytes of the request's
+ * body, or, for a GET, of the answer's body). A rule fires
  * for the next N matching requests (count) or for a fraction of them (drawn from a PRNG seeded by
  * --seed, so a run is repeatable). Rules come from --fault flags or the admin endpoint.
  *
@@ -29,7 +30,7 @@ typedef struct emu_fault_hit {
     int status;             /* FAIL */
     int retry_after_s;      /* FAIL: 0 = no Retry-After */
     char code[64];          /* FAIL: the error code to answer with, "" = the service's default */
-    uint64_t after_bytes;   /* RESET: bytes of body to accept first */
+    uint64_t after_bytes;   /* RESET: bytes of request body to accept first (or of answer body to send) */
     unsigned latency_ms;    /* sum of matching latency rules (applied by the caller) */
 } emu_fault_hit;
 
@@ -48,8 +49,12 @@ void emu_fault_count_identity(emu_fault *f, const char *ident, const char *metho
 /** Count one more of "method label" without any rule acting (a finer counter, e.g. ranged OPENs). */
 void emu_fault_count(emu_fault *f, const char *method, const char *label);
 /** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2},
- *  "identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}. */
+ *  "in_flight":0,"identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}; in_flight counts
+ *  requests begun and not yet finished (an answer still being sent included), so a test can see that no
+ *  exchange is left hanging. */
 int emu_fault_counters_json(emu_fault *f, dbuf *out);
+/** A request began (+1) or finished (-1). Thread-safe. */
+void emu_fault_in_flight(emu_fault *f, int delta);
 /** Reset the counters and forget the client request ids. */
 void emu_fault_reset_counters(emu_fault *f);
 /** Remember a request's x-ms-client-request-id (crid NULL: nothing to note). Thread-safe. */

@@ -66,8 +66,7 @@ struct emu_req {
     bool reset_now;          /* drop the connection at the next handler call */
     bool reset_armed;        /* drop once body_bytes >= reset_after */
     uint64_t reset_after;
-    bool cut_armed;          /* a body-less request: its response body stops after cut_after bytes */
-    uint64_t cut_after;
+    uint64_t cut_after;      /* > 0: the answer's body is cut off (connection reset) after this many bytes */
     int status;
     struct MHD_Response *resp;
     char *hname[EMU_MAX_RESP_HEADERS];
@@ -153,9 +152,79 @@ static void set_response(emu_req *r, int status, struct MHD_Response *resp, cons
     r->answered = true;
 }
 
+/* An answer whose body is cut off after cut bytes (fault reset with after_bytes on a body-less
+ * request): it announces its full length, sends the first cut bytes, then resets the connection. */
+typedef struct cut_body {
+    struct MHD_Connection *conn;
+    int fd;                  /* source: fd at off, or mem */
+    uint64_t off;
+    char *mem;
+    uint64_t len, cut;
+} cut_body;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    cut_body *c = cls;
+    if (pos >= c->len) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (pos >= c->cut) {
+        /* RST rather than FIN: the client sees the connection break, as with a crashed server. */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    uint64_t n = c->cut - pos;
+    if (n > c->len - pos) n = c->len - pos;
+    if (n > max) n = max;
+    if (c->mem) {
+        memcpy(buf, c->mem + pos, (size_t)n);
+        return (ssize_t)n;
+    }
+    ssize_t got;
+    do {
+        got = pread(c->fd, buf, (size_t)n, (off_t)(c->off + pos));
+    } while (got < 0 && errno == EINTR);
+    return got > 0 ? got : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void cut_free(void *cls)
+{
+    cut_body *c = cls;
+    if (c->fd >= 0) close(c->fd);
+    free(c->mem);
+    free(c);
+}
+
+/* The cut answer for r (takes fd, copies data), or NULL when memory ran out (fd is then closed). */
+static struct MHD_Response *cut_response(emu_req *r, int fd, uint64_t off, const void *data, uint64_t len)
+{
+    cut_body *c = calloc(1, sizeof *c);
+    if (c && !data) {
+        c->fd = fd;
+    } else if (c) {
+        c->fd = -1;
+        c->mem = malloc(len ? (size_t)len : 1);
+        if (c->mem) memcpy(c->mem, data, (size_t)len);
+    }
+    if (!c || (data && !c->mem)) {
+        if (c) free(c->mem);
+        free(c);
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    c->conn = r->conn;
+    c->off = off;
+    c->len = len;
+    c->cut = r->cut_after;
+    struct MHD_Response *resp = MHD_create_response_from_callback(len, 64 * 1024, cut_reader, c, cut_free);
+    if (!resp) cut_free(c);
+    return resp;
+}
+
 void emu_resp_buf(emu_req *r, int status, const char *content_type, const void *data, size_t len)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = r->cut_after > 0 ? cut_response(r, -1, 0, data, len)
+                                                 : MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
     set_response(r, status, resp, content_type);
 }
 
@@ -169,40 +238,13 @@ void emu_resp_empty(emu_req *r, int status)
     emu_resp_buf(r, status, NULL, "", 0);
 }
 
-/* A response body cut short by a reset fault: the first cut bytes of [off, off + len) of fd, then the
- * connection drops (MHD closes it when the reader ends with an error before Content-Length). */
-typedef struct cut_body {
-    int fd;
-    uint64_t off, cut;
-} cut_body;
-
-static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    cut_body *c = cls;
-    if (pos >= c->cut) return MHD_CONTENT_READER_END_WITH_ERROR;
-    if (max > c->cut - pos) max = (size_t)(c->cut - pos);
-    ssize_t n = pread(c->fd, buf, max, (off_t)(c->off + pos));
-    return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
-static void cut_free(void *cls)
-{
-    cut_body *c = cls;
-    close(c->fd);
-    free(c);
-}
-
 void emu_resp_fd(emu_req *r, int status, const char *content_type, int fd, uint64_t offset, uint64_t len)
 {
-    struct MHD_Response *resp = NULL;
-    cut_body *c = r->cut_armed && r->cut_after < len ? malloc(sizeof *c) : NULL;
-    if (c) {
-        *c = (cut_body){fd, offset, r->cut_after};
-        resp = MHD_create_response_from_callback(len, 64 * 1024, cut_reader, c, cut_free);
-        if (!resp) free(c);
-    } else {
-        resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    if (r->cut_after > 0) {
+        set_response(r, status, cut_response(r, fd, offset, NULL, len), content_type);
+        return;
     }
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
     if (!resp) close(fd);
     set_response(r, status, resp, content_type);
 }
@@ -248,7 +290,7 @@ int emu_req_fault(emu_req *r, const char *op)
     }
     if (hit.action == EMU_FAULT_RESET) {
         if (hit.after_bytes > 0 && !emu_req_has_body(r) && strcmp(r->method, "GET") == 0) {
-            r->cut_armed = true; /* answered as usual, its body cut short (a reader's reset mid-body) */
+            /* A read: answered as usual, its body cut short by a reset (a server crashing mid-answer). */
             r->cut_after = hit.after_bytes;
             return 0;
         }
@@ -305,6 +347,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     emu_req *r = *con_cls;
     if (!r) return;
     if (r->begun && h->svc.done) h->svc.done(h->svc.ctx, r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (r->begun && h->faults) emu_fault_in_flight(h->faults, -1);
     free_req(r);
     *con_cls = NULL;
 }
@@ -323,6 +366,7 @@ static enum MHD_Result queue(emu_req *r)
 static void begin(emu_req *r, const char *method)
 {
     r->begun = true;
+    if (r->h->faults) emu_fault_in_flight(r->h->faults, 1);
     r->method = method;
     r->is_head = strcmp(method, "HEAD") == 0;
     const char *te = emu_req_header(r, "Transfer-Encoding");

@@ -70,8 +70,9 @@ void emu_req_count(emu_req *r, const char *label);
  * Fault injection and per-op counters. The service calls this once per request, in begin, with the
  * op label it identified ("CREATE", "append", "flush", ...). It counts the request, sleeps for any
  * latency rule that matches, and returns:
- *   0  proceed normally (also for a GET a reset rule with after_bytes matched: its response body is
- *      cut after that many bytes, as when a reader's connection breaks mid-body);
+ *   0  proceed normally (also for a GET a reset rule with after_bytes matched: the service answers as
+ *      usual and the glue resets the connection after that many bytes of the answer's body, a JSON
+ *      answer or file data alike, as when a server crashes mid-answer);
  *   1  a fail rule matched: the glue has already answered through service->fault();
  *  -1  a reset rule matched: the glue drops the connection (now, or after some body bytes);
  *      the service must not answer.
