@@ -166,7 +166,7 @@ class Stream(emulib.unittest.TestCase):
     RSS_BOUND_MIB = 32          # the peak RSS may grow by this much during a read of FILE_SIZE
     ENTRIES = 40000             # about 10 MiB of JSON: over the 8 MiB the proxy once refused with a 502
     STREAM_BUFFER = 65536       # small: many pause/resume rounds per file
-    GEN1_TIMEOUT_MS = 1500      # shorter than the slow reader's pause: a paused transfer is not "silent"
+    GEN1_TIMEOUT_MS = 1000      # shorter than the slow reader's pause: a paused transfer is not "silent"
 
     @classmethod
     def setUpClass(cls):
@@ -223,7 +223,7 @@ class Stream(emulib.unittest.TestCase):
     def test_slow_reader(self):
         # The first pieces slowly (the proxy's buffer fills and Gen1's transfer pauses), then one pause
         # longer than gen1.timeout_ms, then full speed: intact data, bounded RSS, no timeout.
-        t_end = time.monotonic() + 3.0
+        t_end = time.monotonic() + 2.0
         state = {"paused": False}
 
         def slow(total):
@@ -303,14 +303,19 @@ class Stream(emulib.unittest.TestCase):
         d = self.ROOT + "/many"
         make_entries(self.s.gen1, d, self.ENTRIES)
         target = proxylib.wh_target(d, "LISTSTATUS")
-        direct, t_direct = timed_get(self.s.gen1.url, target)
-        via, t_via = timed_get(self.p.url, target)
-        self.assertEqual(direct.status, 200, direct)
-        self.assertEqual(via.status, 200, via)
-        self.assertEqual(via.json(), direct.json())
+        # three rounds each way, alternating, so neither side gets a warm-up advantage; the median is printed
+        t_direct, t_via = [], []
+        for _ in range(3):
+            direct, t = timed_get(self.s.gen1.url, target)
+            t_direct.append(t)
+            via, t = timed_get(self.p.url, target)
+            t_via.append(t)
+            self.assertEqual(direct.status, 200, direct)
+            self.assertEqual(via.status, 200, via)
+            self.assertEqual(via.json(), direct.json())
         self.assertEqual(len(names_of(via.json())), self.ENTRIES)
-        print("LISTSTATUS of %d entries (%s, %.1f MiB): direct %.3f s, through the proxy %.3f s"
-              % (self.ENTRIES, self.DIALECT, len(via.body) / MiB, t_direct, t_via))
+        print("LISTSTATUS of %d entries (%s, %.1f MiB): direct %.3f s, through the proxy %.3f s (median of 3)"
+              % (self.ENTRIES, self.DIALECT, len(via.body) / MiB, sorted(t_direct)[1], sorted(t_via)[1]))
         # paged (listSize/listAfter, the ADLS form): the pages add up to the whole listing
         names, after = [], ""
         while True:
@@ -325,11 +330,33 @@ class Stream(emulib.unittest.TestCase):
             if not after:
                 break
         self.assertEqual(names, names_of(direct.json()))
+        # paged the Hadoop way (LISTSTATUS_BATCH + startAfter, pages of the NameNode's size): hadoop only;
+        # ADLS Gen1 does not know the op, and its refusal comes back unchanged
+        batch = self.p.webhdfs("GET", d, "LISTSTATUS_BATCH")
+        if self.DIALECT != "hadoop":
+            self.assertEqual(batch.status, 400, batch)
+            self.assertEqual(batch.json(), self.s.g1("GET", d, "LISTSTATUS_BATCH").json())
+        else:
+            names, pages = [], 0
+            while True:
+                self.assertEqual(batch.status, 200, batch)
+                dl = batch.json()["DirectoryListing"]
+                names += names_of(dl["partialListing"])
+                pages += 1
+                if dl["remainingEntries"] == 0:
+                    break
+                batch = self.p.webhdfs("GET", d, "LISTSTATUS_BATCH", startAfter=names[-1])
+            self.assertEqual(names, names_of(direct.json()))
+            self.assertGreater(pages, 1)
         self.assert_idle()
 
 
 class StreamHadoop(Stream):
+    """The dialect changes how the proxy reaches Gen1's answer (the namenode's 307 is followed inside the
+    proxy), not how the answer is relayed: the reader-side checks (slow reader, reader going away, ranges)
+    run once, in Stream."""
     DIALECT = "hadoop"
+    test_slow_reader = test_reader_goes_away = test_open_ranges = None
 
 
 if __name__ == "__main__":
