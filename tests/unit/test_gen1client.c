@@ -7,7 +7,8 @@
  * headers sent, and the handling of a 307 without a usable Location. With the proxy's own identity
  * (gen1auth) gen1c_get replaces the writer's identity (hadoop query pieces, bearer header), turns
  * Gen1's 401 into a credential that cannot be had, and waits for an OAuth2 token from the emulator's
- * token endpoint (a wrong secret fails without a request to Gen1).
+ * token endpoint (a wrong secret fails without a request to Gen1). Streamed answers (HTTPC_BODY_STREAM)
+ * in both dialects: the hadoop namenode's 307 never reaches the caller's head/body callbacks.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -414,6 +415,108 @@ TEST(hadoop_namenode_answer_is_final)
     env_stop(&v);
 }
 
+/* ---- streamed answers ---- */
+
+typedef struct collect {
+    int heads;
+    long status;
+    char *buf;
+    size_t n, cap;
+} collect;
+
+static void col_head(void *ud, const httpc_resp *resp)
+{
+    collect *c = ud;
+    c->heads++;
+    c->status = resp->status;
+}
+
+static size_t col_body(void *ud, const char *p, size_t n)
+{
+    collect *c = ud;
+    if (c->n + n > c->cap) return 0; /* more than expected: abort */
+    memcpy(c->buf + c->n, p, n);
+    c->n += n;
+    return n;
+}
+
+typedef struct scall {
+    collect col;
+    waiter wt;
+} scall;
+
+static void scall_done(void *ud, httpc_resp *resp) { wait_done(&((scall *)ud)->wt, resp); }
+
+static size_t scall_body(void *ud, const char *p, size_t n) { return col_body(&((scall *)ud)->col, p, n); }
+
+static void scall_head(void *ud, const httpc_resp *resp) { col_head(&((scall *)ud)->col, resp); }
+
+/* GET target streamed through gen1c_send; body collected into c (at most cap bytes). */
+static httpc_resp *g1_stream(env *v, const char *target, scall *sc, size_t cap)
+{
+    whreq w;
+    whreq_err err;
+    if (whreq_parse("GET", target, &w, &err) != 0) TH_FAIL_AT("whreq_parse %s: %s", target, err.message);
+    memset(sc, 0, sizeof *sc);
+    sc->wt = (waiter){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    sc->col.buf = malloc(cap);
+    sc->col.cap = cap;
+    const char *q = strchr(target, '?');
+    gen1c_call call = {.req = &w, .raw_query = q ? q + 1 : "", .out = HTTPC_BODY_STREAM, .on_head = scall_head,
+                       .on_body = scall_body, .done = scall_done, .ud = sc};
+    if (gen1c_send(v->g, &call) != 0) TH_FAIL_AT("gen1c_send refused %s", target);
+    httpc_resp *r = wait_resp(&sc->wt);
+    whreq_free(&w);
+    return r;
+}
+
+static void stream_answers(bool hadoop)
+{
+    env v;
+    env_start(&v, hadoop, NULL);
+    enum { N = 600000 };
+    char *data = malloc(N + 1);
+    for (int i = 0; i < N; i++) data[i] = (char)('a' + (i * 13 + i / 1000) % 26);
+    data[N] = '\0';
+    opts o = {.mem = data};
+    ASSERT_EQ_INT(st(&v, "PUT", "/webhdfs/v1/s/f?op=CREATE&overwrite=true", &o), 201);
+    scall sc;
+    httpc_resp *r = g1_stream(&v, "/webhdfs/v1/s/f?op=OPEN", &sc, N);
+    ASSERT_EQ_INT(r->result, HTTPC_OK);
+    ASSERT_EQ_INT(r->status, 200);
+    ASSERT_EQ_INT(sc.col.heads, 1); /* only the final answer's head: a namenode 307 stays inside */
+    ASSERT_EQ_INT(sc.col.status, 200);
+    ASSERT_EQ_INT(sc.col.n, N);
+    ASSERT_TRUE(memcmp(sc.col.buf, data, N) == 0);
+    ASSERT_EQ_INT(r->body.len, 0); /* nothing kept in memory */
+    rfree(r);
+    free(sc.col.buf);
+    r = g1_stream(&v, "/webhdfs/v1/s/f?op=OPEN&offset=1000&length=10", &sc, N);
+    ASSERT_EQ_INT(sc.col.n, 10);
+    ASSERT_TRUE(memcmp(sc.col.buf, data + 1000, 10) == 0);
+    rfree(r);
+    free(sc.col.buf);
+    /* The namenode's own final answer (404) streams to the caller like any other. */
+    r = g1_stream(&v, "/webhdfs/v1/s/missing?op=OPEN", &sc, 4096);
+    ASSERT_EQ_INT(r->status, 404);
+    ASSERT_EQ_INT(sc.col.heads, 1);
+    ASSERT_EQ_INT(sc.col.status, 404);
+    ASSERT_TRUE(sc.col.n > 0 && memmem(sc.col.buf, sc.col.n, "FileNotFoundException", 21) != NULL);
+    rfree(r);
+    free(sc.col.buf);
+    /* A listing streams too. */
+    r = g1_stream(&v, "/webhdfs/v1/s?op=LISTSTATUS", &sc, 65536);
+    ASSERT_EQ_INT(sc.col.status, 200);
+    ASSERT_TRUE(memmem(sc.col.buf, sc.col.n, "\"pathSuffix\":\"f\"", 15) != NULL);
+    rfree(r);
+    free(sc.col.buf);
+    free(data);
+    env_stop(&v);
+}
+
+TEST(stream_answers_adls) { stream_answers(false); }
+TEST(stream_answers_hadoop) { stream_answers(true); }
+
 static temu_srv srv;
 
 static int count_header_lines(const char *head)
@@ -670,4 +773,5 @@ TEST(proxy_identity_client_credentials)
 TESTS(T(data_ops_adls), T(data_ops_hadoop), T(odd_paths_adls), T(odd_paths_hadoop), T(params_verbatim_adls),
       T(params_verbatim_hadoop), T(one_step_flags_are_the_dialects_choice), T(authorization_adls),
       T(authorization_hadoop), T(hadoop_datanode_rewrite), T(hadoop_namenode_answer_is_final), T(wire_request),
-      T(hadoop_redirect_handling), T(proxy_identity_replaces_the_writers), T(proxy_identity_client_credentials))
+      T(hadoop_redirect_handling), T(proxy_identity_replaces_the_writers), T(proxy_identity_client_credentials),
+      T(stream_answers_adls), T(stream_answers_hadoop))

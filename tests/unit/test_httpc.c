@@ -2,7 +2,7 @@
  * Unit tests for httpc, over real loopback HTTP: against `dualpipe-emu gen1` (bodies from memory and
  * from fd ranges, responses to memory/fd/discard, size limit, timeouts from an injected latency fault,
  * cancellation at stop, keep-alive reuse, 200 concurrent requests, follow-ups submitted from a
- * callback) and against a small recording server that shows the exact request bytes (Content-Length:
+ * callback, streamed answers with pause/resume/cancel through an httpc_ctl) and against a small recording server that shows the exact request bytes (Content-Length:
  * 0 on body-less writes, no Expect / Transfer-Encoding / Accept, empty header values, only the final
  * response's headers after a 1xx).
  */
@@ -491,7 +491,251 @@ TEST(callback_submits_follow_up)
     httpc_stop(e);
 }
 
+/* ---- HTTPC_BODY_STREAM ---- */
+
+#define SBIG (3u << 20)
+
+/* A stream consumer: keeps the body, and (with step > 0) pauses after every step bytes until the test
+ * thread resumes it; with hold set from the start it pauses at the first piece and never takes one. */
+typedef struct sink {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long head_status;
+    size_t head_at;               /* body bytes taken when on_head ran */
+    char len_hdr[32];
+    char *buf;
+    size_t n, step, next_stop;
+    bool hold, paused, done;
+    int pauses;
+    httpc_result result;
+    uint64_t body_bytes;
+} sink;
+
+static void sink_head(void *ud, const httpc_resp *resp)
+{
+    sink *k = ud;
+    pthread_mutex_lock(&k->mu);
+    k->head_status = resp->status;
+    k->head_at = k->n;
+    const char *cl = httpc_resp_header(resp, "Content-Length");
+    snprintf(k->len_hdr, sizeof k->len_hdr, "%s", cl ? cl : "");
+    pthread_mutex_unlock(&k->mu);
+}
+
+static size_t sink_body(void *ud, const char *p, size_t n)
+{
+    sink *k = ud;
+    pthread_mutex_lock(&k->mu);
+    if (k->hold) {
+        if (!k->paused) k->pauses++;
+        k->paused = true;
+        pthread_cond_broadcast(&k->cv);
+        pthread_mutex_unlock(&k->mu);
+        return HTTPC_PAUSE;
+    }
+    if (k->n + n <= SBIG) memcpy(k->buf + k->n, p, n);
+    k->n += n;
+    if (k->step && k->n >= k->next_stop) {
+        k->hold = true; /* the next piece pauses the transfer */
+        k->next_stop = k->n + k->step;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return n;
+}
+
+static void sink_done(void *ud, httpc_resp *resp)
+{
+    sink *k = ud;
+    pthread_mutex_lock(&k->mu);
+    k->done = true;
+    k->result = resp->result;
+    k->body_bytes = resp->body_bytes;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    httpc_resp_free(resp);
+    free(resp);
+}
+
+static void sink_init(sink *k, size_t step)
+{
+    memset(k, 0, sizeof *k);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    k->buf = malloc(SBIG);
+    if (!k->buf) TH_FAIL_AT("out of memory");
+    k->step = step;
+    k->next_stop = step;
+    k->head_status = -1;
+}
+
+static void sink_free(sink *k)
+{
+    free(k->buf);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+}
+
+/* A file of SBIG bytes on the emulator (a pattern that shows any misplaced byte); returns its data. */
+static char *put_big(httpc *e, const temu *emu, const char *name, char *url, size_t cap)
+{
+    char *data = malloc(SBIG);
+    if (!data) TH_FAIL_AT("out of memory");
+    for (size_t i = 0; i < SBIG; i++) data[i] = (char)((i * 7 + i / 4096) & 0xff);
+    snprintf(url, cap, "%s/webhdfs/v1/%s?op=CREATE&write=true", emu->url, name);
+    httpc_resp r = req_mem(e, "PUT", url, data, SBIG);
+    ASSERT_EQ_INT(r.status, 201);
+    httpc_resp_free(&r);
+    snprintf(url, cap, "%s/webhdfs/v1/%s?op=OPEN&read=true", emu->url, name);
+    return data;
+}
+
+static httpc_req stream_req(const char *url, sink *k, httpc_ctl *ctl)
+{
+    httpc_req r = {.method = "GET", .url = url, .out = HTTPC_BODY_STREAM, .on_head = sink_head,
+                   .on_body = sink_body, .ctl = ctl, .done = sink_done, .ud = k};
+    return r;
+}
+
+TEST(stream_pause_resume)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "s1", url, sizeof url);
+    sink k;
+    sink_init(&k, 256u << 10);
+    httpc_ctl *ctl = httpc_ctl_new();
+    ASSERT_TRUE(ctl != NULL);
+    httpc_req r = stream_req(url, &k, ctl);
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    /* Resume every pause from this thread (the engine does the curl_easy_pause) until the end. */
+    pthread_mutex_lock(&k.mu);
+    while (!k.done) {
+        if (k.paused) {
+            k.paused = false;
+            k.hold = false;
+            httpc_ctl_resume(e, ctl);
+        }
+        pthread_cond_wait(&k.cv, &k.mu);
+    }
+    pthread_mutex_unlock(&k.mu);
+    ASSERT_EQ_INT(k.result, HTTPC_OK);
+    ASSERT_EQ_INT(k.head_status, 200);
+    ASSERT_EQ_INT(k.head_at, 0); /* the head came before any body byte */
+    ASSERT_EQ_INT(atoi(k.len_hdr), SBIG);
+    ASSERT_EQ_INT(k.n, SBIG);
+    ASSERT_EQ_INT(k.body_bytes, SBIG); /* a paused piece is counted once, when taken */
+    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    ASSERT_TRUE(k.pauses >= 8);
+    ASSERT_EQ_INT(httpc_in_flight(e), 0);
+    httpc_ctl_unref(ctl);
+    sink_free(&k);
+    free(data);
+    httpc_stop(e);
+}
+
+TEST(stream_cancel)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "s2", url, sizeof url);
+    /* Paused at the first piece, then cancelled from this thread. */
+    sink k;
+    sink_init(&k, 0);
+    k.hold = true;
+    httpc_ctl *ctl = httpc_ctl_new();
+    httpc_req r = stream_req(url, &k, ctl);
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    pthread_mutex_lock(&k.mu);
+    while (!k.paused) pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    httpc_ctl_cancel(e, ctl);
+    pthread_mutex_lock(&k.mu);
+    while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    ASSERT_EQ_INT(k.result, HTTPC_E_CANCELLED);
+    ASSERT_EQ_INT(k.n, 0);
+    ASSERT_EQ_INT(httpc_in_flight(e), 0);
+    /* The cancel sticks to the ctl: a later exchange with it ends cancelled without being sent. */
+    sink k2;
+    sink_init(&k2, 0);
+    r = stream_req(url, &k2, ctl);
+    uint64_t opens = (uint64_t)temu_counter(&emu, "GET OPEN");
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    pthread_mutex_lock(&k2.mu);
+    while (!k2.done) pthread_cond_wait(&k2.cv, &k2.mu);
+    pthread_mutex_unlock(&k2.mu);
+    ASSERT_EQ_INT(k2.result, HTTPC_E_CANCELLED);
+    ASSERT_EQ_INT(k2.head_status, -1);
+    ASSERT_EQ_INT((uint64_t)temu_counter(&emu, "GET OPEN"), opens);
+    httpc_ctl_unref(ctl);
+    /* The engine still serves the same file. */
+    httpc_req q = {.method = "GET", .url = url, .out = HTTPC_BODY_MEMORY, .out_max = SBIG};
+    httpc_resp g;
+    ASSERT_EQ_INT(httpc_do(e, &q, &g), 0);
+    ASSERT_EQ_INT(g.status, 200);
+    ASSERT_EQ_INT(g.body.len, SBIG);
+    ASSERT_TRUE(memcmp(g.body.data, data, SBIG) == 0);
+    httpc_resp_free(&g);
+    sink_free(&k);
+    sink_free(&k2);
+    free(data);
+    httpc_stop(e);
+}
+
+/* A stream's timeout is silence, not duration: a pause longer than timeout_ms is fine, a Gen1 that
+ * says nothing for timeout_ms is not. */
+TEST(stream_timeout_is_silence)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "s3", url, sizeof url);
+    sink k;
+    sink_init(&k, 0);
+    k.hold = true;
+    httpc_ctl *ctl = httpc_ctl_new();
+    httpc_req r = stream_req(url, &k, ctl);
+    r.timeout_ms = 1000;
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    pthread_mutex_lock(&k.mu);
+    while (!k.paused) pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    struct timespec ts = {2, 500000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&k.mu);
+    ASSERT_TRUE(!k.done);
+    k.hold = false;
+    httpc_ctl_resume(e, ctl);
+    while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    ASSERT_EQ_INT(k.result, HTTPC_OK);
+    ASSERT_EQ_INT(k.n, SBIG);
+    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    httpc_ctl_unref(ctl);
+    sink_free(&k);
+    /* A silent upstream (latency before the answer) times out. */
+    temu_fault(&emu, "action=latency,latency_ms=3000,count=1");
+    sink_init(&k, 0);
+    r = stream_req(url, &k, NULL);
+    r.timeout_ms = 1000;
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    pthread_mutex_lock(&k.mu);
+    while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
+    pthread_mutex_unlock(&k.mu);
+    ASSERT_EQ_INT(k.result, HTTPC_E_TIMEOUT);
+    ASSERT_EQ_INT(k.head_status, -1);
+    sink_free(&k);
+    free(data);
+    httpc_stop(e);
+}
+
 TESTS(T(get_json_to_memory), T(put_from_fd_range_then_open_to_fd), T(redirect_is_not_followed), T(wire_format),
       T(final_response_headers_only), T(timeout), T(connect_refused), T(response_too_big),
       T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse), T(stop_cancels_pending),
-      T(callback_submits_follow_up))
+      T(callback_submits_follow_up), T(stream_pause_resume), T(stream_cancel), T(stream_timeout_is_silence))
