@@ -50,7 +50,7 @@ static const char *const relay_headers[] = {
     "Content-Type", "Location", "Retry-After", "WWW-Authenticate", "x-ms-request-id",
 };
 #define NRELAY (sizeof relay_headers / sizeof relay_headers[0])
-#define STREAM_BLOCK (32u << 10) /* MHD's preferred piece size for the content reader */
+#define STREAM_BLOCK (64u << 10)  /* MHD's preferred piece size for the content reader */
 
 struct fr_stream {
     pthread_mutex_t mu;
