@@ -221,20 +221,22 @@ static void stream_unref(fr_stream *st)
 static void stream_on_head(void *ud, const httpc_resp *resp)
 {
     fr_stream *st = ud;
-    st->status = (int)resp->status;
-    st->length = -1;
+    int64_t length = -1;
     const char *cl = httpc_resp_header(resp, "Content-Length");
     if (cl) {
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl && *end == '\0' && cl[0] != '-' && v <= INT64_MAX) st->length = (int64_t)v;
+        if (errno == 0 && end != cl && *end == '\0' && cl[0] != '-' && v <= INT64_MAX) length = (int64_t)v;
     }
     for (size_t i = 0; i < NRELAY; i++) {
         const char *v = httpc_resp_header(resp, relay_headers[i]);
-        /* Out of memory drops the header (logged by the MHD side when it finds none to relay). */
-        if (v) st->hval[i] = strdup(v);
+        if (v) st->hval[i] = strdup(v); /* out of memory: that header is not relayed */
     }
+    pthread_mutex_lock(&st->mu); /* stream_let_go reads length */
+    st->status = (int)resp->status;
+    st->length = length;
+    pthread_mutex_unlock(&st->mu);
     fr_req *r = st->r;
     st->r = NULL;
     atomic_store_explicit(&st->head, true, memory_order_release);
@@ -350,12 +352,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     return 0;
 }
 
-/* The reader side lets go: cancel Gen1's transfer if it still runs, drop a reference. */
+/* The reader side lets go: cancel Gen1's transfer if it still runs, drop a reference. A reader that had
+ * every byte of a Content-Length answer leaves the exchange to end by itself (its connection to Gen1
+ * stays reusable). */
 static void stream_let_go(fr_stream *st)
 {
     pthread_mutex_lock(&st->mu);
     st->gone = true;
-    if (!st->ended) httpc_ctl_cancel(gen1c_http(st->f->g1), st->ctl);
+    bool complete = st->length >= 0 && st->sent >= (uint64_t)st->length;
+    if (!st->ended && !complete) httpc_ctl_cancel(gen1c_http(st->f->g1), st->ctl);
     bool counted = st->counted;
     st->counted = false;
     pthread_mutex_unlock(&st->mu);
@@ -404,6 +409,7 @@ static int send_read(fr_req *r)
     st->f = f;
     st->conn = r->conn;
     st->r = r;
+    st->length = -1;
     r->stream = st;
     gen1c_call call = {
         .req = &r->wr,
@@ -421,6 +427,7 @@ static int send_read(fr_req *r)
     };
     if (gen1c_send(f->g1, &call) == 0) return 0;
     st->r = NULL;
+    st->ended = true;               /* nothing to cancel when r lets go */
     atomic_fetch_sub(&st->refs, 1); /* the exchange's: it never started */
     return -ECONNREFUSED;
 }

@@ -10,7 +10,10 @@ What a reader relies on, checked through real processes (Gen1 emulator, Gen2 emu
   and the proxy keeps serving;
 - a Gen1 body that breaks off mid-answer breaks the reader's connection: never a short body that
   looks complete;
-- OPEN with offset/length, and a 40,000-entry directory listed whole and in pages, equal Gen1's answers.
+- OPEN with offset/length, and a 40,000-entry directory listed whole and in pages, equal Gen1's answers;
+- against a Gen1 that sends slowly (a scripted server): the head and the first bytes reach the reader
+  while Gen1 holds the rest, the proxy uses next to no CPU while it waits (no polling), and a chunked
+  answer is relayed chunked, whole, or cut off when Gen1 breaks it.
 Both Gen1 dialects (hadoop: the namenode's 307 is followed inside the proxy, the datanode's answer
 streams). The heavy versions (3 GiB, 200,000 entries) are in test_proxy_stream_scale.py.
 """
@@ -349,6 +352,130 @@ class Stream(emulib.unittest.TestCase):
             self.assertEqual(names, names_of(direct.json()))
             self.assertGreater(pages, 1)
         self.assert_idle()
+
+
+class ScriptedGen1:
+    """An HTTP server playing Gen1: an OPEN gets head + first, then rest once release() was called (and,
+    for chunked, the last chunk unless broken); anything else (the proxy's own probes) a 404."""
+
+    def __init__(self, first, rest, chunked=False, broken=False):
+        self.first, self.rest, self.chunked, self.broken = first, rest, chunked, broken
+        self.gate = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _chunk(self, data):
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def _serve(self, c):
+        with c:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            if b"op=OPEN" not in buf.split(b"\r\n", 1)[0]:
+                body = b'{"RemoteException":{"exception":"FileNotFoundException","message":"no"}}'
+                c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                return
+            if self.chunked:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n" + self._chunk(self.first))
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+                          % (len(self.first) + len(self.rest)) + self.first)
+            self.gate.wait(30)
+            if self.chunked:
+                c.sendall(self._chunk(self.rest) + (b"" if self.broken else b"0\r\n\r\n"))
+            else:
+                c.sendall(self.rest)
+            if not self.broken:
+                c.recv(1)  # keep the connection until the proxy is done with it
+
+    def release(self):
+        self.gate.set()
+
+    def close(self):
+        self.gate.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close alone does not)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class SlowGen1(emulib.unittest.TestCase):
+    """The proxy in front of a scripted Gen1 that holds the rest of its answer until told."""
+
+    def stack_for(self, gen1):
+        s = proxylib.Stack(config={"gen1": {"endpoint": gen1.url}})
+        self.addCleanup(s.close)
+        return s
+
+    def test_head_and_first_bytes_before_the_rest_without_polling(self):
+        first, rest = os.urandom(100000), os.urandom(3 * MiB)
+        g = ScriptedGen1(first, rest)
+        self.addCleanup(g.close)
+        s = self.stack_for(g)
+        u = urllib.parse.urlsplit(s.proxy.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+        self.addCleanup(conn.close)
+        conn.request("GET", open_target("/f"))
+        r = conn.getresponse()  # Gen1 holds the rest: the head must come anyway
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Content-Length"), str(len(first) + len(rest)))
+        got = r.read(len(first))
+        self.assertEqual(got, first)
+        # waiting for Gen1 costs no CPU: the reader's connection is suspended, not polled
+        cpu0 = cpu_seconds(s.proxy.proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(s.proxy.proc.pid) - cpu0
+        self.assertLess(spent, 0.2, "the proxy used %.2f s of CPU in 1 s of waiting for Gen1" % spent)
+        g.release()
+        self.assertEqual(r.read(), rest)
+
+    def test_chunked_answer_relayed_chunked(self):
+        first, rest = os.urandom(5000), os.urandom(MiB + 3)
+        g = ScriptedGen1(first, rest, chunked=True)
+        self.addCleanup(g.close)
+        g.release()
+        s = self.stack_for(g)
+        v = s.proxy.request("GET", open_target("/f"))
+        self.assertEqual(v.status, 200, v)
+        self.assertIsNone(v.header("content-length"))
+        self.assertEqual(v.header("transfer-encoding"), "chunked")
+        self.assertEqual(v.body, first + rest)
+
+    def test_broken_chunked_answer_breaks_the_reader(self):
+        first, rest = os.urandom(5000), os.urandom(MiB + 3)
+        g = ScriptedGen1(first, rest, chunked=True, broken=True)
+        self.addCleanup(g.close)
+        g.release()
+        s = self.stack_for(g)
+        with self.assertRaises((http.client.IncompleteRead, ConnectionError, socket.timeout)):
+            stream_get(s.proxy.url, open_target("/f"))
 
 
 class StreamHadoop(Stream):
