@@ -13,7 +13,8 @@
  * record is durable (journal commit thread) it goes to Gen1 through the httpc engine (a journal
  * failure is answered 503 and Gen1 never sees the write); Gen1's answer (httpc thread) goes to
  * pipe_primary, which hands an accepted write to the applier; the connection resumes then, or with
- * ack "both" when Gen2's first attempt ended. Reads go to Gen1 directly and are never journaled.
+ * ack "both" when Gen2's first attempt ended. Reads go to Gen1 directly, are never journaled, and their
+ * answers stream back as Gen1 sends them (limits.stream_buffer_bytes per read).
  * ANSWERING: Gen1's answer (status, body, relevant headers) or a local answer is queued. DONE: the
  * request is finished and its state freed.
  *
