@@ -25,13 +25,18 @@ class StreamScale(ts.Stream):
     test_open_streams_bounded = None  # test_throughput reads the whole file under the same bound
 
     def test_throughput(self):
-        """OPEN of the whole file, straight from Gen1 and through the proxy (printed for the README)."""
+        """OPEN of the whole file, straight from Gen1 and through the proxy, two rounds each, alternating
+        (printed for the README: the best of each)."""
         target = ts.open_target(self.big)
-        status, _, n, sha, t_direct = ts.stream_get(self.s.gen1.url, target)
-        self.assertEqual((status, n, sha), (200, self.FILE_SIZE, self.big_sha))
-        t_via = self.read_bounded("OPEN of %.1f GiB through the proxy" % (self.FILE_SIZE / GiB))
-        print("OPEN %.1f GiB: direct %.2f s (%.0f MiB/s), through the proxy %.2f s (%.0f MiB/s)"
-              % (self.FILE_SIZE / GiB, t_direct, n / MiB / t_direct, t_via, n / MiB / t_via))
+        t_direct, t_via = [], []
+        for _ in range(2):
+            status, _, n, sha, t = ts.stream_get(self.s.gen1.url, target)
+            self.assertEqual((status, n, sha), (200, self.FILE_SIZE, self.big_sha))
+            t_direct.append(t)
+            t_via.append(self.read_bounded("OPEN of %.1f GiB through the proxy" % (self.FILE_SIZE / GiB)))
+        n = self.FILE_SIZE
+        print("OPEN %.1f GiB: direct %.2f s (%.0f MiB/s), through the proxy %.2f s (%.0f MiB/s) (best of 2)"
+              % (n / GiB, min(t_direct), n / MiB / min(t_direct), min(t_via), n / MiB / min(t_via)))
 
     def test_large_listing(self):
         t0 = time.monotonic()
