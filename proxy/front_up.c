@@ -184,8 +184,9 @@ static void upstream_done(void *ud, httpc_resp *resp)
     finish_upstream(r);
 }
 
-/* Send write r to Gen1 (its body from the spool region). 0, or -1 when it could not be sent. */
-static int send_gen1(fr_req *r)
+/* What every call for r carries: the parsed request, the writer's headers that go to Gen1 and the
+ * request id (x-ms-client-request-id). */
+static gen1c_call writer_call(const fr_req *r)
 {
     gen1c_call call = {
         .req = &r->wr,
@@ -193,15 +194,24 @@ static int send_gen1(fr_req *r)
         .authorization = r->authorization,
         .content_type = r->content_type,
         .client_request_id = r->rid,
-        .in = r->body ? HTTPC_IN_FD : HTTPC_IN_NONE,
-        .in_fd = r->body ? r->body->fd : -1,
-        .in_off = r->body ? r->body->off : 0,
-        .in_len = r->body ? r->body->len : 0,
-        .out = HTTPC_BODY_MEMORY, /* answers to writes are small */
-        .out_max = FRONT_JSON_MAX,
-        .done = upstream_done,
-        .ud = r,
     };
+    return call;
+}
+
+/* Send write r to Gen1 (its body from the spool region). 0, or -1 when it could not be sent. */
+static int send_gen1(fr_req *r)
+{
+    gen1c_call call = writer_call(r);
+    if (r->body) {
+        call.in = HTTPC_IN_FD;
+        call.in_fd = r->body->fd;
+        call.in_off = r->body->off;
+        call.in_len = r->body->len;
+    }
+    call.out = HTTPC_BODY_MEMORY; /* answers to writes are small */
+    call.out_max = FRONT_JSON_MAX;
+    call.done = upstream_done;
+    call.ud = r;
     return gen1c_send(r->f->g1, &call);
 }
 
@@ -411,20 +421,13 @@ static int send_read(fr_req *r)
     st->r = r;
     st->length = -1;
     r->stream = st;
-    gen1c_call call = {
-        .req = &r->wr,
-        .raw_query = r->query,
-        .authorization = r->authorization,
-        .content_type = r->content_type,
-        .client_request_id = r->rid,
-        .in = HTTPC_IN_NONE,
-        .out = HTTPC_BODY_STREAM,
-        .on_head = stream_on_head,
-        .on_body = stream_on_body,
-        .ctl = st->ctl,
-        .done = stream_done,
-        .ud = st,
-    };
+    gen1c_call call = writer_call(r);
+    call.out = HTTPC_BODY_STREAM;
+    call.on_head = stream_on_head;
+    call.on_body = stream_on_body;
+    call.ctl = st->ctl;
+    call.done = stream_done;
+    call.ud = st;
     if (gen1c_send(f->g1, &call) == 0) return 0;
     st->r = NULL;
     st->ended = true;               /* nothing to cancel when r lets go */

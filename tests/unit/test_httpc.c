@@ -575,6 +575,14 @@ static void sink_free(sink *k)
     pthread_mutex_destroy(&k->mu);
 }
 
+/* Wait until *flag (a field of k) is set. */
+static void sink_wait(sink *k, const bool *flag)
+{
+    pthread_mutex_lock(&k->mu);
+    while (!*flag) pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+}
+
 /* A file of SBIG bytes on the emulator (a pattern that shows any misplaced byte); returns its data. */
 static char *put_big(httpc *e, const temu *emu, const char *name, char *url, size_t cap)
 {
@@ -649,13 +657,9 @@ TEST(stream_cancel)
     httpc_ctl *ctl = httpc_ctl_new();
     httpc_req r = stream_req(url, &k, ctl);
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    pthread_mutex_lock(&k.mu);
-    while (!k.paused) pthread_cond_wait(&k.cv, &k.mu);
-    pthread_mutex_unlock(&k.mu);
+    sink_wait(&k, &k.paused);
     httpc_ctl_cancel(e, ctl);
-    pthread_mutex_lock(&k.mu);
-    while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
-    pthread_mutex_unlock(&k.mu);
+    sink_wait(&k, &k.done);
     ASSERT_EQ_INT(k.result, HTTPC_E_CANCELLED);
     ASSERT_EQ_INT(k.n, 0);
     ASSERT_EQ_INT(httpc_in_flight(e), 0);
@@ -665,9 +669,7 @@ TEST(stream_cancel)
     r = stream_req(url, &k2, ctl);
     uint64_t opens = (uint64_t)temu_counter(&emu, "GET OPEN");
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    pthread_mutex_lock(&k2.mu);
-    while (!k2.done) pthread_cond_wait(&k2.cv, &k2.mu);
-    pthread_mutex_unlock(&k2.mu);
+    sink_wait(&k2, &k2.done);
     ASSERT_EQ_INT(k2.result, HTTPC_E_CANCELLED);
     ASSERT_EQ_INT(k2.head_status, -1);
     ASSERT_EQ_INT((uint64_t)temu_counter(&emu, "GET OPEN"), opens);
@@ -702,9 +704,7 @@ TEST(stream_timeout_is_silence)
     httpc_req r = stream_req(url, &k, ctl);
     r.timeout_ms = 1000;
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    pthread_mutex_lock(&k.mu);
-    while (!k.paused) pthread_cond_wait(&k.cv, &k.mu);
-    pthread_mutex_unlock(&k.mu);
+    sink_wait(&k, &k.paused);
     struct timespec ts = {2, 500000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
@@ -725,9 +725,7 @@ TEST(stream_timeout_is_silence)
     r = stream_req(url, &k, NULL);
     r.timeout_ms = 1000;
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    pthread_mutex_lock(&k.mu);
-    while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
-    pthread_mutex_unlock(&k.mu);
+    sink_wait(&k, &k.done);
     ASSERT_EQ_INT(k.result, HTTPC_E_TIMEOUT);
     ASSERT_EQ_INT(k.head_status, -1);
     sink_free(&k);
