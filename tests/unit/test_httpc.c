@@ -643,6 +643,20 @@ TEST(stream_pause_resume)
     httpc_stop(e);
 }
 
+/* Stream url into k (which holds from the first piece on) and wait until the transfer has paused. */
+static httpc_ctl *start_paused(httpc *e, const char *url, sink *k, unsigned timeout_ms)
+{
+    sink_init(k, 0);
+    k->hold = true;
+    httpc_ctl *ctl = httpc_ctl_new();
+    if (!ctl) TH_FAIL_AT("out of memory");
+    httpc_req r = stream_req(url, k, ctl);
+    r.timeout_ms = timeout_ms;
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    sink_wait(k, &k->paused);
+    return ctl;
+}
+
 TEST(stream_cancel)
 {
     temu emu;
@@ -652,12 +666,7 @@ TEST(stream_cancel)
     char *data = put_big(e, &emu, "s2", url, sizeof url);
     /* Paused at the first piece, then cancelled from this thread. */
     sink k;
-    sink_init(&k, 0);
-    k.hold = true;
-    httpc_ctl *ctl = httpc_ctl_new();
-    httpc_req r = stream_req(url, &k, ctl);
-    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    sink_wait(&k, &k.paused);
+    httpc_ctl *ctl = start_paused(e, url, &k, 0);
     httpc_ctl_cancel(e, ctl);
     sink_wait(&k, &k.done);
     ASSERT_EQ_INT(k.result, HTTPC_E_CANCELLED);
@@ -666,7 +675,7 @@ TEST(stream_cancel)
     /* The cancel sticks to the ctl: a later exchange with it ends cancelled without being sent. */
     sink k2;
     sink_init(&k2, 0);
-    r = stream_req(url, &k2, ctl);
+    httpc_req r = stream_req(url, &k2, ctl);
     uint64_t opens = (uint64_t)temu_counter(&emu, "GET OPEN");
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
     sink_wait(&k2, &k2.done);
@@ -698,13 +707,7 @@ TEST(stream_timeout_is_silence)
     char url[256];
     char *data = put_big(e, &emu, "s3", url, sizeof url);
     sink k;
-    sink_init(&k, 0);
-    k.hold = true;
-    httpc_ctl *ctl = httpc_ctl_new();
-    httpc_req r = stream_req(url, &k, ctl);
-    r.timeout_ms = 1000;
-    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    sink_wait(&k, &k.paused);
+    httpc_ctl *ctl = start_paused(e, url, &k, 1000);
     struct timespec ts = {2, 500000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
@@ -722,7 +725,7 @@ TEST(stream_timeout_is_silence)
     /* A silent upstream (latency before the answer) times out. */
     temu_fault(&emu, "action=latency,latency_ms=3000,count=1");
     sink_init(&k, 0);
-    r = stream_req(url, &k, NULL);
+    httpc_req r = stream_req(url, &k, NULL);
     r.timeout_ms = 1000;
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
     sink_wait(&k, &k.done);
