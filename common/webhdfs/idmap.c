@@ -151,6 +151,17 @@ static int split_fields(const char *s, const char *e, const char *f[4], size_t f
     return n;
 }
 
+/* A NUL-terminated copy of n bytes of s. The file's buffer is not NUL-terminated: strndup would
+ * be free to look past its end (and ASan's strict string checks say so). NULL on ENOMEM. */
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
 static int add_pair(idm_map *m, idm_kind k, const char *name, size_t nl, const char *id, size_t il, unsigned line)
 {
     if (m->n[k] == m->cap[k]) {
@@ -161,8 +172,8 @@ static int add_pair(idm_map *m, idm_kind k, const char *name, size_t nl, const c
         m->cap[k] = cap;
     }
     idm_pair *p = &m->v[k][m->n[k]];
-    p->name = strndup(name, nl);
-    p->id = strndup(id, il);
+    p->name = dup_n(name, nl);
+    p->id = dup_n(id, il);
     p->line = line;
     if (!p->name || !p->id) {
         free(p->name);
