@@ -266,7 +266,10 @@ class WritesBase(emulib.unittest.TestCase):
         self.call("PUT", root + "/f", "SETTIMES", 200, modificationtime=1000000000000, accesstime=-1)
         self.assertEqual(self.s.g1_status(root + "/f")["modificationTime"], 1000000000000)
         st = self.s.wait_applied()
-        self.assertEqual(st["divergence_count"], 0, st)
+        # The stack is shared by the class's tests: other tests' divergences (a rapid rename that moved
+        # a path before its ACL was read) are theirs. SETTIMES of this file is none any more.
+        mine = [d for d in st["divergences"] if d["path"].startswith(root)]
+        self.assertEqual(mine, [], st)
         self.assertEqual(proxylib.gen2_times(self.s, root + "/f")["mtime"], 1000000000000)
         self.assertEqual(self.s.compare(root, check_times=True), [])  # times included
 
