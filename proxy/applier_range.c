@@ -195,9 +195,21 @@ static void c_meta(aop *op)
     ap_meta_run(op, c_rename);
 }
 
+/* A tail copy ends with Gen1's metadata on the file itself: the resync it belongs to covers the later
+ * records of the path (a SETPERMISSION among them), so it must leave the path's metadata as Gen1 has
+ * it, as a whole copy does (kill -9 cycles under load showed a permission left behind without it). */
+static void c_tail_meta(aop *op)
+{
+    if (ap_meta_add_status(op, op->req->path, op->g2path, op->g1status) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "out of memory");
+        return;
+    }
+    ap_meta_run(op, c_done);
+}
+
 static void c_flushed(aop *op)
 {
-    if (op->cp->tail) c_done(op);
+    if (op->cp->tail) c_tail_meta(op);
     else c_meta(op);
 }
 
@@ -209,8 +221,8 @@ static void c_finish(aop *op)
         c_meta(op);
         return;
     }
-    if (c->len == c->base) { /* a tail copy with nothing to add */
-        c_done(op);
+    if (c->len == c->base) { /* a tail copy with nothing to add but the metadata */
+        c_tail_meta(op);
         return;
     }
     ap_data_run(op, -1, 0, 0, c->len, XLATE_FLUSH_CLOSE, c_flushed);
