@@ -804,6 +804,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
         return -1;
     }
     f->cfg = cfg;
+    f->quiesced_fd = -1;
     atomic_init(&f->max_body_bytes, cfg->max_body_bytes);
     f->g1 = g1;
     f->p = p;
@@ -873,7 +874,14 @@ void front_stop(front *f, unsigned drain_ms)
     atomic_store(&g_quiescing, true);
     MHD_socket lfd = MHD_quiesce_daemon(f->d);
     atomic_store(&g_quiescing, false);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    /* Workers drop the socket from their sets with some delay after the quiesce, so it must stay a valid
+     * descriptor until MHD_stop_daemon (closing it now races a worker's accept, and the number could be
+     * reused). shutdown() already makes the kernel refuse new connections, so clients are not left
+     * waiting in the backlog during the drain. */
+    if (lfd != MHD_INVALID_SOCKET) {
+        shutdown(lfd, SHUT_RDWR);
+        f->quiesced_fd = lfd;
+    }
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += drain_ms / 1000;
@@ -898,6 +906,7 @@ void front_free(front *f)
     if (!f) return;
     rl_unregister(front_reload, f);
     if (f->d) MHD_stop_daemon(f->d);
+    if (f->quiesced_fd >= 0) close(f->quiesced_fd);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
     free(f);

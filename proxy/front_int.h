@@ -41,6 +41,7 @@ struct front {
     struct MHD_Daemon *d;
     int port;
     atomic_bool stopping;
+    int quiesced_fd; /* listen socket MHD_quiesce_daemon handed back: shut down at once, closed after MHD_stop_daemon */
     atomic_uint_fast64_t next_id;      /* request ids for logs */
     _Atomic uint64_t max_body_bytes;   /* limits.max_body_bytes (SIGHUP changes it: front_reload) */
     pipeline *p;                       /* the journal and the applier behind it */
