@@ -85,6 +85,7 @@ typedef struct fr_req {
     bool journaled;                    /* a write op: goes through pipe_accept / pipe_primary */
     uint64_t seq;                      /* its journal seq (set by the durability callback) */
     _Atomic int local_err;             /* -errno: answered locally after a suspension (journal, send) */
+    _Atomic int verdict;               /* stl_verdict of a write whose Gen1 answer was lost, once settled */
     fr_stream *stream;                 /* a read: Gen1's answer relayed as it arrives (one reference) */
     /* the answer */
     int status;

@@ -9,9 +9,11 @@
  * Gen1's answer arrives on the httpc engine thread. For a write it goes to pipe_primary: 2xx is
  * accepted (the pipeline hands it to the applier), except MKDIRS/RENAME/DELETE answered
  * {"boolean": false}, which changed nothing and is aborted like a refusal; another status is a
- * refusal (the record is aborted, Gen2 never sees it), and so is a connection Gen1 refused (nothing
- * was sent); no answer after the request went out (timeout, reset) leaves the outcome unknown (the
- * pipeline resyncs the path from Gen1). The answer is stored and the
+ * refusal (the record is aborted, Gen2 never sees it), and so is an exchange that ended before the
+ * request went out (resp->sent false: nothing reached Gen1). No answer after the request went out
+ * (timeout, reset; gen1client never sends a write twice) leaves the outcome unknown: the pipeline
+ * settles it by asking Gen1 (settle.h) and on_settled gives the writer Gen1's answer when the check
+ * shows the write applied, else a 5xx saying what is known (answer_settled). The answer is stored and the
  * connection resumed, at once or, with ack "both", when pipe_primary's ack callback runs after the
  * first Gen2 attempt. MHD then calls the handler again on its own thread and
  * front__answer_upstream relays Gen1's status, body and relevant headers, unchanged.
@@ -124,6 +126,14 @@ static void on_acked(void *ud)
     finish_upstream(ud);
 }
 
+/* The pipeline settled a lost answer (settle.h): the writer is answered with what was found. */
+static void on_settled(void *ud, stl_verdict v)
+{
+    fr_req *r = ud;
+    atomic_store_explicit(&r->verdict, (int)v, memory_order_release);
+    finish_upstream(r);
+}
+
 /* Tell the pipeline what Gen1 said about journaled write r. Returns true when r's suspension
  * continues (ack "both": on_acked ends it), false when the caller ends it now. */
 static bool report_primary(fr_req *r, const httpc_resp *resp)
@@ -148,14 +158,19 @@ static bool report_primary(fr_req *r, const httpc_resp *resp)
             LOGD("msg=\"Gen1 refused a write: aborted\" req=%" PRIu64 " rid=%s op=%s seq=%" PRIu64 " status=%d",
                  r->id, r->rid, r->wr.info->name, r->seq, pr.status);
         }
-    } else if (resp->result == HTTPC_E_CONNECT) {
-        /* No connection was made (refused, unresolvable): nothing reached Gen1, so it is aborted. */
+    } else if (!resp->sent) {
+        /* The request never went out (no connection could be made, or the exchange ended before):
+         * nothing reached Gen1, so it is aborted. */
         pr.kind = PIPE_P_REFUSED;
-        LOGD("msg=\"Gen1 unreachable: write aborted\" req=%" PRIu64 " rid=%s seq=%" PRIu64, r->id, r->rid, r->seq);
+        LOGD("msg=\"write not sent to Gen1: aborted\" req=%" PRIu64 " rid=%s seq=%" PRIu64 " result=%s", r->id, r->rid,
+             r->seq, httpc_result_str(resp->result));
     } else {
-        LOGW("msg=\"no answer from Gen1 for a journaled write: its path will be resynced\" req=%" PRIu64
-             " rid=%s op=%s seq=%" PRIu64 " result=%s",
-             r->id, r->rid, r->wr.info->name, r->seq, httpc_result_str(resp->result));
+        LOGW("msg=\"no answer from Gen1 for a journaled write: its outcome is unknown\" req=%" PRIu64
+             " rid=%s op=%s seq=%" PRIu64 " result=%s detail=\"%s\"",
+             r->id, r->rid, r->wr.info->name, r->seq, httpc_result_str(resp->result), resp->error);
+        pr.wr = &r->wr;
+        pr.body_len = r->body ? r->body->len : 0;
+        pr.settled = on_settled;
     }
     return pipe_primary(f->p, r->seq, &pr, on_acked, r) == 0;
 }
@@ -546,6 +561,33 @@ static void fail_transport(fr_req *r, const httpc_resp *resp)
     }
 }
 
+/* A write whose Gen1 answer was lost, settled by asking Gen1: the answer Gen1 gives when it applied
+ * such a write, or a 5xx that says what is known. */
+static void answer_settled(fr_req *r, const httpc_resp *resp, stl_verdict v)
+{
+    LOGW("msg=\"writer answered after its lost Gen1 answer was settled\" req=%" PRIu64 " rid=%s seq=%" PRIu64
+         " op=%s result=%s verdict=%s",
+         r->id, r->rid, r->seq, r->wr.info->name, httpc_result_str(resp->result), stl_verdict_name(v));
+    if (v == STL_APPLIED) {
+        whreq_op op = r->wr.op;
+        bool boolean = op == WH_OP_MKDIRS || op == WH_OP_RENAME || op == WH_OP_DELETE;
+        static const char btrue[] = "{\"boolean\":true}";
+        struct MHD_Response *mr = MHD_create_response_from_buffer(boolean ? sizeof btrue - 1 : 0, (void *)btrue,
+                                                                   MHD_RESPMEM_PERSISTENT);
+        if (mr && boolean) (void)MHD_add_response_header(mr, "Content-Type", "application/json");
+        r->resp_bytes = boolean ? sizeof btrue - 1 : 0;
+        front__set_answer(r, op == WH_OP_CREATE ? 201 : 200, mr);
+    } else if (v == STL_NOT_APPLIED) {
+        front__fail(r, 503, "IOException",
+                    "Gen1's answer to this write was lost and Gen1, asked after gen1.settle_ms, does not hold it: "
+                    "the write was not applied; retry it");
+    } else {
+        front__fail(r, resp->result == HTTPC_E_TIMEOUT ? 504 : 502, "IOException",
+                    "Gen1's answer to this write was lost and whether Gen1 applied it cannot be told: the outcome "
+                    "is unknown; the proxy reconciles Gen2 with what Gen1 holds");
+    }
+}
+
 void front__answer_upstream(fr_req *r)
 {
     if (r->stream && atomic_load_explicit(&r->stream->head, memory_order_acquire)) {
@@ -562,7 +604,9 @@ void front__answer_upstream(fr_req *r)
         return;
     }
     if (resp->result != HTTPC_OK) {
-        fail_transport(r, resp);
+        int v = atomic_load_explicit(&r->verdict, memory_order_acquire);
+        if (v != 0) answer_settled(r, resp, (stl_verdict)v);
+        else fail_transport(r, resp);
         return;
     }
     int status = (int)resp->status;

@@ -17,11 +17,11 @@
  * write goes to Gen1 only if no earlier conflicting write is still out there; otherwise its durability
  * callback returns and the write waits, holding no thread. Whatever ends a write at Gen1 (pipe_primary,
  * on any answer or none; a journal error; stopping) ends its place in the fence and continues the
- * writes that waited for it, on that same thread (order_drain). An unknown outcome (timeout, reset)
- * releases at once: holding the path until Gen1 is known to have settled the write would stall its
- * writers for as long as Gen1 stays silent, while answered writes keep their order either way. The
- * cost: a write Gen1 applies after its timeout can still land after a later write of the same path
- * (the resync of the unknown write then copies whatever Gen1 holds at that time).
+ * writes that waited for it, on that same thread (order_drain). An unknown outcome (the request went
+ * out, then a timeout or a dead connection) keeps its place until it is settled (settle.h): Gen1 is
+ * asked at once and again after gen1.settle_ms, so a write Gen1 applies late still lands before the
+ * path's next write, and the check sees it. Then the record is replayed (applied), refused (not
+ * applied) or resynced (unknown), the path is released and the writer answered (settle_done).
  * Lock order: omu, then the journal's lock; omu and mu are never held together.
  *
  * Stop: pipe_stop refuses new accepts, waits until every accepted record's durability callback ran
@@ -79,6 +79,8 @@ struct pipeline {
     metrics_counter *m_owaits;
     metrics_histogram *m_owait_s;
     metrics_gauge *m_owaiting;
+    stl *settle;                             /* unknown outcomes being settled (settle.h) */
+    metrics_counter *m_settled[STL_UNKNOWN + 1]; /* by verdict */
 
     /* The feeder (feed.h): records reach the applier through a window of applier.max_in_memory. Its
      * lock fmu comes before mu and the journal's and the applier's locks. */
@@ -124,6 +126,17 @@ typedef struct pipe_actx {
     struct timespec t_wait;  /* when it began to wait in the fence (set under omu) */
     char rid[RID_MAX + 1];  /* the write's request id, for this file's log lines about it */
 } pipe_actx;
+
+/* A write whose Gen1 outcome is being settled. */
+typedef struct pipe_sctx {
+    pipeline *p;
+    uint64_t seq;
+    whreq_op op;
+    bool degraded;
+    char *authorization;
+    void (*settled)(void *ud, stl_verdict v);
+    void *ud;
+} pipe_sctx;
 
 /* A degraded write's RESYNC mark waiting to be durable. */
 typedef struct pipe_dctx {
@@ -789,6 +802,16 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
                                           NULL);
         if (!p->m_owaits || !p->m_owait_s || !p->m_owaiting) what = "order";
     }
+    for (int v = STL_APPLIED; !what && v <= STL_UNKNOWN; v++) {
+        char lab[40];
+        snprintf(lab, sizeof lab, "verdict=\"%s\"", stl_verdict_name((stl_verdict)v));
+        p->m_settled[v] = metrics_counter_get(m, "dualpipe_gen1_unknown_outcomes_total",
+                                              "Writes whose Gen1 answer was lost after they were sent (timeout, "
+                                              "dead connection), by what asking Gen1 settled: applied (replayed "
+                                              "to Gen2), not_applied (refused), unknown (resynced from Gen1).",
+                                              lab);
+        if (!p->m_settled[v]) what = "settle";
+    }
     if (what) {
         snprintf(err, errlen, "%s: cannot register its metrics", what);
         return -1;
@@ -875,6 +898,11 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         goto fail;
     }
     applier_set_spool(p->ap, p->sp);
+    int src = stl_new(g1, cfg->gen1_settle_ms, &p->settle);
+    if (src != 0) {
+        snprintf(err, errlen, "cannot start the settle thread: %s", strerror(-src));
+        goto fail;
+    }
     if (register_metrics(p, err, errlen) != 0) goto fail;
     applier_on_identity_change(p->ap, retry_owed, p);
     /* Past this point nothing fails: submitted records call back into p. What cannot be resubmitted
@@ -1150,6 +1178,71 @@ static void degrade_durable(void *ud, uint64_t seq, int err)
     free(c);
 }
 
+/* The answer Gen1 gives a write it applied (what the applier's replay expects of it, too). */
+static int applied_status(whreq_op op, const char **body)
+{
+    *body = NULL;
+    if (op == WH_OP_MKDIRS || op == WH_OP_RENAME || op == WH_OP_DELETE) *body = "{\"boolean\":true}";
+    return op == WH_OP_CREATE ? 201 : 200;
+}
+
+/* A settle ended (settle thread or httpc thread): journal what it found, hand the record on, release
+ * the path, answer the writer. The record stayed ACCEPTED while it was settled (busy for resync gates,
+ * and resynced by recovery after a crash). */
+static void settle_done(void *ud, stl_verdict v)
+{
+    pipe_sctx *c = ud;
+    pipeline *p = c->p;
+    uint64_t seq = c->seq;
+    metrics_inc(p->m_settled[v]);
+    LOGW("msg=\"lost Gen1 answer settled\" seq=%" PRIu64 " op=%s verdict=%s", seq,
+         whreq_opinfo_get(c->op) ? whreq_opinfo_get(c->op)->name : "?", stl_verdict_name(v));
+    int rc = 0;
+    if (v == STL_NOT_APPLIED) {
+        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0,
+                       "answer lost; the primary was asked after the settle time: not applied", NULL, NULL);
+    } else if (v == STL_APPLIED && !c->degraded) {
+        const char *body;
+        int status = applied_status(c->op, &body);
+        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, status, "answer lost; the primary was asked: applied", NULL,
+                       NULL);
+        if (rc == 0) (void)feed_seq(p, seq, c->authorization, status, body, NULL, NULL);
+    } else {
+        /* unknown (or applied over the spool cap, whose body may be gone): copy the path from Gen1 */
+        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_UNKNOWN, 0,
+                       v == STL_UNKNOWN ? "answer lost; the primary's state does not tell: resync"
+                                        : "answer lost; applied, spool over its cap: resync",
+                       NULL, NULL);
+        if (rc == 0) (void)feed_seq(p, seq, c->authorization, 0, NULL, NULL, NULL);
+    }
+    if (rc != 0) LOGW("msg=\"cannot journal a settled outcome\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
+    order_end(p, seq);
+    c->settled(c->ud, v);
+    free(c->authorization);
+    free(c);
+}
+
+/* An unknown outcome: settle it by asking Gen1 (settle.h). true when settle_done will run. */
+static bool settle_begin(pipeline *p, uint64_t seq, const pipe_primary_result *res, bool degraded, void *ud)
+{
+    if (!res->wr || !res->settled || !p->settle) return false;
+    pipe_sctx *c = calloc(1, sizeof *c);
+    if (!c) return false;
+    *c = (pipe_sctx){.p = p, .seq = seq, .op = res->wr->op, .degraded = degraded, .settled = res->settled,
+                     .ud = ud};
+    if (res->authorization && !(c->authorization = strdup(res->authorization))) {
+        free(c);
+        return false;
+    }
+    LOGW("msg=\"Gen1's answer was lost after the write went out: settling by asking Gen1\" seq=%" PRIu64
+         " op=%s path=\"%s\" settle_ms=%u",
+         seq, res->wr->info->name, res->wr->path, p->cfg->gen1_settle_ms);
+    if (stl_start(p->settle, res->wr, res->body_len, res->authorization, settle_done, c) == 0) return true;
+    free(c->authorization);
+    free(c);
+    return false;
+}
+
 /* pipe_primary without the fence: journal Gen1's answer and hand the write on. */
 static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud),
                           void *ud)
@@ -1167,6 +1260,7 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
         if (rc != 0) LOGW("msg=\"cannot journal a refusal\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
         return 1;
     }
+    if (res->kind == PIPE_P_UNKNOWN && settle_begin(p, seq, res, degraded, ud)) return 0;
     if (res->kind == PIPE_P_UNKNOWN) {
         rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_UNKNOWN, 0, "no answer from the primary", NULL, NULL);
         if (rc != 0) LOGW("msg=\"cannot journal an unknown outcome\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
@@ -1201,9 +1295,10 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
 int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud)
 {
     int rc = primary_record(p, seq, res, acked, ud);
-    /* Gen1 answered (or will not: no answer is treated as an answer, see the file comment): the next
-     * write of the path may go. After the record, so the journal holds this answer first. */
-    order_end(p, seq);
+    /* Gen1 answered (or the write never reached it): the next write of the path may go. After the
+     * record, so the journal holds this answer first. A write being settled keeps its place until
+     * settle_done. */
+    if (!(res->kind == PIPE_P_UNKNOWN && rc == 0)) order_end(p, seq);
     return rc;
 }
 
@@ -1425,8 +1520,13 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     if (!p) return;
     atomic_store(&p->fstop, true);
     pthread_mutex_lock(&p->mu);
-    bool already = p->ap_gone;
     p->stopped = true;
+    pthread_mutex_unlock(&p->mu);
+    /* Writes being settled end as unknown now (their records are resynced at the next start); the
+     * writes they held are then released and refused as stopping, which settles their accepts. */
+    stl_stop(p->settle);
+    pthread_mutex_lock(&p->mu);
+    bool already = p->ap_gone;
     /* Every accepted record's callback must have reached the front before its connections go. */
     time_t last_log = time(NULL);
     while (p->outstanding > 0) {
@@ -1463,6 +1563,8 @@ void pipe_free(pipeline *p)
     if (!p) return;
     atomic_store(&p->fstop, true);
     stop_feeder(p);
+    stl_free(p->settle); /* the httpc engines stopped: no check is out */
+    p->settle = NULL;
     /* Normally pipe_stop ran (and the applier is gone); closing the journal commits what is queued. */
     jnl_close(p->j);
     spool_close(p->sp);

@@ -7,8 +7,10 @@
  *          pipe_accept       -> a WRITE record, durable by group commit, then the caller sends to Gen1
  *          pipe_primary      -> Gen1's answer: refused -> record aborted (Gen2 never sees it);
  *                               accepted -> handed to the applier (ack "both": the caller's ack
- *                               callback waits for the first Gen2 attempt); no answer (timeout,
- *                               reset) -> PRIMARY_UNKNOWN, resolved by a resync from Gen1
+ *                               callback waits for the first Gen2 attempt); no answer after the
+ *                               request went out (timeout, reset) -> settled by asking Gen1 after
+ *                               gen1.settle_ms while the path's later writes wait (settle.h):
+ *                               applied -> replayed, not applied -> refused, unknown -> resynced
  *   applier outcome          -> APPLIED / PARKED state in the journal (terminal states free the body)
  *
  * On start (pipe_open) the journal recovers and every live record goes back to the applier: records
@@ -56,6 +58,7 @@
 #include "httpc.h"
 #include "journal.h"
 #include "metrics.h"
+#include "settle.h"
 #include "spool.h"
 #include "whreq.h"
 
@@ -105,12 +108,20 @@ typedef struct pipe_primary_result {
     const char *gen1_body;         /* Gen1's JSON answer or NULL */
     bool changed_nothing;          /* MKDIRS/RENAME/DELETE answered {"boolean": false}: like refused */
     const char *authorization;     /* writer's Authorization, for Gen1 look-ups on its behalf, or NULL */
+    /* PIPE_P_UNKNOWN (the request went out, its answer was lost): with wr and settled given, the outcome
+     * is settled by asking Gen1 (settle.h) while the path's later writes wait, and settled(ud, verdict)
+     * then gives the writer its answer (pipe_primary returns 0). */
+    const whreq *wr;
+    uint64_t body_len;
+    void (*settled)(void *ud, stl_verdict v);
 } pipe_primary_result;
 
 /**
  * Record Gen1's answer for seq (see the file comment). With ack "both" and an accepted write, acked
  * runs when the first Gen2 attempt ended; otherwise it is not called and the function returns 1
- * ("answer now"). Returns 0 when acked will run, 1 when the caller answers at once.
+ * ("answer now"). An unknown outcome with res->settled is settled first: res->settled(ud, verdict)
+ * runs once that is done (acked is then not called). Returns 0 when acked or settled will run, 1 when
+ * the caller answers at once.
  */
 int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud), void *ud);
 

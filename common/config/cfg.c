@@ -125,6 +125,7 @@ static const cfg_opt cfg_opts[] = {
     {"gen1.datanode_rewrite", K_REWRITES, 0, 0, 0, 0, "{}", 0, NULL, NULL},
     {"gen1.connect_timeout_ms", K_UINT, FLD(gen1_connect_timeout_ms), 1, 600000, "5000", 0, NULL, NULL},
     {"gen1.timeout_ms", K_UINT, FLD(gen1_timeout_ms), 1, 86400000, "60000", 0, NULL, NULL},
+    {"gen1.settle_ms", K_UINT, FLD(gen1_settle_ms), 0, 3600000, "10000", 0, NULL, NULL},
     {"gen1.auth.mode", K_ENUM, FLD(gen1_auth), 0, 0, "\"none\"", 0, g1auth_names, NULL},
     {"gen1.auth.token", K_SECRET, FLD(gen1_token), 0, 0, NULL, 0, NULL, NULL},
     {"gen1.auth.authority", K_URL, FLD(gen1_authority), 0, 0, "\"https://login.microsoftonline.com\"", F_URL_PATH,

@@ -121,6 +121,8 @@ typedef struct dp_config {
     int gen1_nrewrites;
     unsigned gen1_connect_timeout_ms; /* "gen1.connect_timeout_ms" (5000) */
     unsigned gen1_timeout_ms;         /* "gen1.timeout_ms" (60000) */
+    unsigned gen1_settle_ms;          /* "gen1.settle_ms" (10000): a write whose answer was lost is checked
+                                         on Gen1 again this long after its exchange ended */
     cfg_g1auth_mode gen1_auth;        /* "gen1.auth.mode" none|bearer|client_credentials|hadoop (none) */
     cfg_secret gen1_token;            /* "gen1.auth.token" (+_env, _file) — bearer; a _file is re-read on change */
     char gen1_authority[512];         /* "gen1.auth.authority" (https://login.microsoftonline.com) */

@@ -58,6 +58,7 @@ typedef struct g1x {
     bool swallow;                      /* streaming the namenode's 307: not for the caller */
     bool two_step;                     /* hadoop CREATE/APPEND/OPEN, still at the namenode step */
     bool data_op;                      /* hadoop CREATE/APPEND/OPEN: starts with the namenode step */
+    bool once;                         /* a writer's write: each step is sent at most once (httpc_req.once) */
     /* gen1c_get with the proxy's identity: the URL is kept to send again after a token wait or 401 */
     char *url;
     bool ident, retried;
@@ -402,6 +403,7 @@ static int g1x_submit(g1x *x, const char *url)
     }
     r.connect_timeout_ms = x->c->connect_timeout_ms;
     r.timeout_ms = x->c->timeout_ms;
+    r.once = x->once;
     r.done = g1x_done;
     r.ud = x;
     return httpc_submit(x->c->http, &r);
@@ -426,6 +428,7 @@ int gen1c_send(gen1c *c, const gen1c_call *call)
     if (!x) return -1;
     x->c = c;
     x->method = w->info->method;
+    x->once = w->info->is_write;
     x->in = call->in;
     x->in_mem = call->in_mem;
     x->in_fd = call->in_fd;

@@ -54,7 +54,11 @@ typedef struct gen1c_call {
     void *ud;
 } gen1c_call;
 
-/** Send a writer's request to Gen1. Returns 0 (done will be called) or -1 (it will not). */
+/**
+ * Send a writer's request to Gen1. Returns 0 (done will be called) or -1 (it will not). A write
+ * (info->is_write) goes at most once at each step (httpc_req.once): when its connection dies after the
+ * request went out, done gets a failure with resp->sent set (Gen1 may have applied it), never a resend.
+ */
 int gen1c_send(gen1c *c, const gen1c_call *call);
 /** The httpc engine c sends through (for httpc_ctl_resume / httpc_ctl_cancel on a streamed call). */
 httpc *gen1c_http(const gen1c *c);

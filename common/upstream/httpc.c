@@ -6,7 +6,8 @@
  * "Transfer-Encoding:" are always suppressed, a body-less PUT/POST/PATCH/DELETE carries an explicit
  * "Content-Length: 0", and curl's default "Accept: * / *" is dropped so only the caller's headers go
  * out. Bodies are read from memory or pread from a file range (so one spool file can feed several
- * requests at once, and curl can rewind on a retried connection); responses go to a bounded dbuf, an
+ * requests at once, and curl can rewind on a retried connection, unless the request is sent at most once:
+ * httpc_req.once, enforced by the pre-request callback, which sees every send); responses go to a bounded dbuf, an
  * fd, nowhere, or to the caller's stream callbacks. A stream pauses with CURL_WRITEFUNC_PAUSE when
  * its consumer is full; curl_easy_pause may only run on this thread, so other threads ask for a resume
  * (or a cancel) through the exchange's httpc_ctl, which is queued like a submit and handled at the
@@ -57,6 +58,8 @@ struct hx {
     size_t (*on_body)(void *ud, const char *p, size_t n);
     httpc_ctl *ctl;                /* one reference, or NULL */
     bool head_done;                /* on_head has run */
+    bool once;                     /* httpc_req.once */
+    unsigned sends;                /* times libcurl was about to send the request (on_prereq) */
     unsigned connect_timeout_ms, timeout_ms;
     bool in_failed, out_failed, too_big, nomem;
     int io_errno;
@@ -306,6 +309,26 @@ static void easy_release(httpc *e, CURL *c)
     }
 }
 
+/* libcurl is about to send the request on a connection that is ready: the first time, or again after
+ * a reused connection died without an answer (its silent retry). A request that must go at most once
+ * refuses the second send: the first may have been applied, so the outcome stays with the caller. */
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    hx *h = ud;
+    h->resp->sent = true;
+    if (h->once && h->sends > 0) {
+        snprintf(h->errbuf, sizeof h->errbuf, "the connection died after the request was sent; not sent again");
+        return CURL_PREREQFUNC_ABORT;
+    }
+    h->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static httpc_result map_curl(const hx *h, CURLcode cc)
 {
     if (h->too_big) return HTTPC_E_TOO_BIG;
@@ -315,7 +338,9 @@ static httpc_result map_curl(const hx *h, CURLcode cc)
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        return HTTPC_E_CONNECT;
+        /* after a send (libcurl's retry of a dead reused connection could not connect) the first send may
+         * have reached the upstream: not "nothing was sent" */
+        return h->resp->sent ? HTTPC_E_TRANSPORT : HTTPC_E_CONNECT;
     case CURLE_OPERATION_TIMEDOUT: return HTTPC_E_TIMEOUT;
     case CURLE_OUT_OF_MEMORY: return HTTPC_E_NOMEM;
     default: return HTTPC_E_TRANSPORT;
@@ -404,6 +429,8 @@ static bool setup_easy(hx *h, CURL *c)
     } else {
         bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms) != CURLE_OK;
     }
+    bad |= curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_PREREQDATA, h) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, h) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
@@ -739,6 +766,7 @@ int httpc_submit(httpc *e, const httpc_req *req)
     h->out_fd = req->out_fd;
     h->on_head = req->on_head;
     h->on_body = req->on_body;
+    h->once = req->once;
     h->connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms : HTTPC_DEFAULT_CONNECT_MS;
     h->timeout_ms = req->timeout_ms ? req->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
     h->done = req->done;

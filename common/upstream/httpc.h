@@ -59,6 +59,9 @@ typedef struct httpc_resp {
     dbuf body;                           /* HTTPC_BODY_MEMORY (body.data is never NULL on HTTPC_OK) */
     uint64_t body_bytes;                 /* bytes received (all modes) */
     double total_s;                      /* wall time of the exchange */
+    bool sent;                           /* the request went out on a connection (it may have reached the
+                                            upstream): false for HTTPC_E_CONNECT and anything that ended
+                                            before a connection was ready */
 } httpc_resp;
 
 /** Value of response header name (case-insensitive), or NULL. */
@@ -117,6 +120,11 @@ typedef struct httpc_req {
     void (*on_head)(void *ud, const httpc_resp *resp);
     size_t (*on_body)(void *ud, const char *p, size_t n);
     httpc_ctl *ctl;                      /* optional (HTTPC_BODY_STREAM): referenced while the exchange runs */
+    bool once;                           /* send at most once: libcurl retries a request whose reused
+                                            keep-alive connection died before any answer byte, on a fresh
+                                            connection (rewinding the body). With once that second send is
+                                            refused: the exchange ends HTTPC_E_TRANSPORT with sent set (the
+                                            first send may have been applied). For writes to a primary. */
     /* Called once, on the engine thread, when the exchange ends. The callee owns resp (free it with
      * httpc_resp_free, then free(resp)). */
     void (*done)(void *ud, httpc_resp *resp);

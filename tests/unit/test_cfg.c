@@ -148,6 +148,7 @@ TEST(every_default)
     ASSERT_EQ_INT(c.gen1_nrewrites, 0);
     ASSERT_EQ_INT(c.gen1_connect_timeout_ms, 5000);
     ASSERT_EQ_INT(c.gen1_timeout_ms, 60000);
+    ASSERT_EQ_INT(c.gen1_settle_ms, 10000);
     ASSERT_TRUE(c.gen1_https);
     ASSERT_EQ_INT(c.gen1_addr.port, 443);
     ASSERT_TRUE(c.gen2_https);
@@ -175,7 +176,7 @@ TEST(explicit_values)
     must_load(mk("\"listen\":\"0.0.0.0:0\",\"admin\":{\"listen\":\"[::1]:9000\"},\"phase\":\"gen2-only\","
                  "\"public_url\":\"HTTP://Proxy.Example:8080/\",\"log\":{\"level\":\"debug\"},"
                  "\"limits\":{\"max_body_bytes\":\"64 MiB\",\"threads\":8},",
-                 ",\"dialect\":\"hadoop\",\"timeout_ms\":1000",
+                 ",\"dialect\":\"hadoop\",\"timeout_ms\":1000,\"settle_ms\":0",
                  ",\"unmapped\":\"reject\",\"version\":\"2023-11-03\"", NULL, NULL),
               &c);
     ASSERT_EQ_STR(c.listen.host, "0.0.0.0");
@@ -190,6 +191,7 @@ TEST(explicit_values)
     ASSERT_EQ_INT(c.threads, 8);
     ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_HADOOP);
     ASSERT_EQ_INT(c.gen1_timeout_ms, 1000);
+    ASSERT_EQ_INT(c.gen1_settle_ms, 0);
     ASSERT_EQ_INT(c.unmapped, CFG_UNMAPPED_REJECT);
     ASSERT_EQ_STR(c.gen2_version, "2023-11-03");
     cfg_free(&c);
@@ -206,6 +208,8 @@ TEST(unknown_keys_name_the_path_and_suggest)
     EXPECT_ERR(mk(NULL, NULL, NULL, "{\"account_key_enw\":\"X\"}", NULL), "gen2.auth.account_key_enw",
                "did you mean account_key_env?");
     EXPECT_ERR(mk("\"zzzzzz\":1,", NULL, NULL, NULL, NULL), "zzzzzz", "unknown key");
+    EXPECT_ERR(mk(NULL, ",\"settle_ms\":3600001", NULL, NULL, NULL), "gen1.settle_ms", "");
+    EXPECT_ERR(mk(NULL, ",\"settle_ms\":-1", NULL, NULL, NULL), "gen1.settle_ms", "");
     EXPECT_ERR(mk(NULL, NULL, NULL, NULL, "[{\"gen1_prefix\":\"/\",\"filesytem\":\"lake\"}]"),
                "gen2.mappings[0].filesytem", "did you mean filesystem?");
     /* a leaf used as an object, and an object used as a leaf */
@@ -780,6 +784,7 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "gen1.datanode_rewrite = {} (default)\n",
         "gen1.connect_timeout_ms = 5000 (default)\n",
         "gen1.timeout_ms = 60000 (default)\n",
+        "gen1.settle_ms = 10000 (default)\n",
         "gen2.endpoint = \"http://127.0.0.1:10004\"\n",
         "gen2.path_style = true (default: the endpoint host is an IP address or localhost)\n",
         "gen2.account = \"devstoreaccount1\"\n",
