@@ -5,7 +5,7 @@ and an operator rely on from the front itself, in both writer dialects: the two-
 absolute Location points back at the proxy, noredirect, one-step writes and reads, keep-alive across
 answers (including refusals), the body-size limit (declared and streamed), the spool cap (503 with
 Retry-After), Host header validation, many concurrent connections without a thread each, Gen1's own
-answers relayed (Retry-After), Gen1 being down or resetting (502, no internal detail), SIGTERM letting
+answers relayed (Retry-After), Gen1 being down (502, no internal detail) or resetting a write (settled: 503 not applied), SIGTERM letting
 requests already at Gen1 finish, gen2.unmapped = reject, and the admin endpoints (/healthz, /readyz,
 /metrics, /admin/status). Whether Gen2 ends up equal is the business of the other test_proxy_* suites.
 """
@@ -257,7 +257,7 @@ class Relay(emulib.unittest.TestCase):
     """Gen1's own answers relayed as they are; shutdown lets requests already at Gen1 finish."""
 
     def setUp(self):
-        self.s = proxylib.Stack(dialect="adls", config={"log": {"level": "info"}})
+        self.s = proxylib.Stack(dialect="adls", config={"log": {"level": "info"}, "gen1": {"settle_ms": 300}})
         self.p = self.s.proxy
 
     def tearDown(self):
@@ -272,12 +272,15 @@ class Relay(emulib.unittest.TestCase):
         self.assertIn("RemoteException", r.json())
         self.assertEqual(self.p.webhdfs("GET", "/", "LISTSTATUS").status, 200)
 
-    def test_gen1_connection_reset_is_502(self):
-        # every attempt reset (libcurl may retry once on a reused connection that died)
+    def test_gen1_connection_reset_is_settled(self):
+        # Gen1 resets the write: never sent again; asked after gen1.settle_ms (300 here), Gen1 does not
+        # hold the directory, so the writer learns the write was not applied (issue 11)
         self.s.gen1.fault("method=PUT,op=MKDIRS,action=reset,count=100")
         r = self.p.webhdfs("PUT", "/reset", "MKDIRS")
-        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.status, 503, r)
         self.assertEqual(r.json()["RemoteException"]["exception"], "IOException")
+        self.assertIn("not applied", r.json()["RemoteException"]["message"])
+        self.assertEqual(self.s.g1_counters().get("PUT MKDIRS", 0), 1)
 
     def test_sigterm_drains_requests_at_gen1(self):
         self.s.gen1.fault("method=PUT,op=CREATE,action=latency,latency_ms=1500,count=1")
