@@ -2,12 +2,14 @@
  * Unit tests for httpc, over real loopback HTTP: against `dualpipe-emu gen1` (bodies from memory and
  * from fd ranges, responses to memory/fd/discard, size limit, timeouts from an injected latency fault,
  * cancellation at stop, keep-alive reuse, 200 concurrent requests, follow-ups submitted from a
- * callback, streamed answers with pause/resume/cancel through an httpc_ctl) and against a small recording server that shows the exact request bytes (Content-Length:
+ * callback, streamed answers with pause/resume/cancel through an httpc_ctl), against a server that drops
+ * a reused connection after reading a request (httpc_req.once: not sent twice) and against a small recording server that shows the exact request bytes (Content-Length:
  * 0 on body-less writes, no Expect / Transfer-Encoding / Accept, empty header values, only the final
  * response's headers after a 1xx).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,6 +291,7 @@ TEST(connect_refused)
     ASSERT_EQ_INT(r.status, 0);
     ASSERT_TRUE(r.error[0] != '\0');
     ASSERT_EQ_STR(httpc_result_str(r.result), "connect failed");
+    ASSERT_TRUE(!r.sent); /* nothing went out */
     httpc_resp_free(&r);
     httpc_stop(e);
 }
@@ -424,6 +427,96 @@ TEST(keepalive_reuse)
         httpc_resp_free(&r);
     }
     ASSERT_EQ_INT(httpc_connections_opened(e), 1);
+    httpc_stop(e);
+}
+
+/* An upstream that answers the first request of each connection and, at the second, reads it whole
+ * and resets the connection without an answer: one that applied a request and lost its answer. Only
+ * body-less requests (their head is the whole request). */
+typedef struct dropper {
+    int lfd, port;
+    atomic_int nreq;
+} dropper;
+
+static void *dropper_main(void *arg)
+{
+    dropper *d = arg;
+    for (;;) {
+        int fd = accept(d->lfd, NULL, NULL);
+        if (fd < 0) return NULL;
+        char buf[8192];
+        size_t n = 0;
+        for (int served = 0;; served++) {
+            ssize_t end;
+            while ((end = temu_srv_find(buf, n, "\r\n\r\n")) < 0 && n < sizeof buf) {
+                ssize_t r = read(fd, buf + n, sizeof buf - n);
+                if (r <= 0) break;
+                n += (size_t)r;
+            }
+            if (end < 0) break;
+            atomic_fetch_add(&d->nreq, 1);
+            memmove(buf, buf + end + 4, n - (size_t)end - 4);
+            n -= (size_t)end + 4;
+            if (served > 0) {
+                struct linger lg = {.l_onoff = 1, .l_linger = 0};
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+                break;
+            }
+            static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if (write(fd, ok, sizeof ok - 1) != (ssize_t)(sizeof ok - 1)) break;
+        }
+        close(fd);
+    }
+}
+
+static httpc_resp delete_once(httpc *e, const char *url, bool once)
+{
+    httpc_req q = {.method = "DELETE", .url = url, .out = HTTPC_BODY_MEMORY, .once = once};
+    httpc_resp r;
+    if (httpc_do(e, &q, &r) != 0) TH_FAIL_AT("httpc_do refused");
+    return r;
+}
+
+TEST(once_is_not_resent_on_a_dead_reused_connection)
+{
+    static dropper d;
+    d.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (d.lfd < 0 || bind(d.lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(d.lfd, 16) != 0 ||
+        getsockname(d.lfd, (struct sockaddr *)&a, &al) != 0)
+        TH_FAIL_AT("server socket: %s", strerror(errno));
+    d.port = ntohs(a.sin_port);
+    pthread_t thr;
+    if (pthread_create(&thr, NULL, dropper_main, &d) != 0) TH_FAIL_AT("pthread_create");
+    pthread_detach(thr);
+    httpc *e = start(0);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/w", d.port);
+
+    /* The connection is pooled after an answered request; the next one on it is read and dropped.
+     * With once, libcurl's retry on a fresh connection is refused: the upstream saw it once, and the
+     * caller learns that it went out. */
+    httpc_resp r = delete_once(e, url, true);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_TRUE(r.sent);
+    httpc_resp_free(&r);
+    r = delete_once(e, url, true);
+    ASSERT_EQ_INT(r.result, HTTPC_E_TRANSPORT);
+    ASSERT_TRUE(r.sent);
+    httpc_resp_free(&r);
+    ASSERT_EQ_INT(atomic_load(&d.nreq), 2);
+
+    /* Without once, the same drop is followed by libcurl's silent resend on a fresh connection (which
+     * answers): the upstream got the request twice. This is what once exists for. */
+    r = delete_once(e, url, false);
+    ASSERT_EQ_INT(r.status, 200);
+    httpc_resp_free(&r);
+    r = delete_once(e, url, false);
+    ASSERT_EQ_INT(r.status, 200);
+    httpc_resp_free(&r);
+    ASSERT_EQ_INT(atomic_load(&d.nreq), 5);
     httpc_stop(e);
 }
 
@@ -738,5 +831,6 @@ TEST(stream_timeout_is_silence)
 
 TESTS(T(get_json_to_memory), T(put_from_fd_range_then_open_to_fd), T(redirect_is_not_followed), T(wire_format),
       T(final_response_headers_only), T(timeout), T(connect_refused), T(response_too_big),
-      T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse), T(stop_cancels_pending),
+      T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse),
+      T(once_is_not_resent_on_a_dead_reused_connection), T(stop_cancels_pending),
       T(callback_submits_follow_up), T(stream_pause_resume), T(stream_cancel), T(stream_timeout_is_silence))
