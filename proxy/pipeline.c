@@ -1372,8 +1372,9 @@ int pipe_order_json(pipeline *p, dbuf *out)
     }
     return dbuf_printf(out,
                        "{\"waits_total\":%" PRIu64 ",\"waiting\":%" PRIu64 ",\"wait_seconds_sum\":%.6f"
-                       ",\"writes_in_flight\":%" PRIu64 ",\"paths_held\":%" PRIu64 "}",
-                       metrics_counter_value(p->m_owaits), st.waiting, sum, st.writes, st.paths);
+                       ",\"writes_in_flight\":%" PRIu64 ",\"paths_held\":%" PRIu64 ",\"settling\":%u}",
+                       metrics_counter_value(p->m_owaits), st.waiting, sum, st.writes, st.paths,
+                       p->settle ? stl_pending(p->settle) : 0u);
 }
 
 int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out)

@@ -131,7 +131,8 @@ int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void
 int pipe_status_json(pipeline *p, dbuf *out);
 /**
  * The per-path fence: {"waits_total":N (writes that waited),"waiting":N (now),"wait_seconds_sum":S,
- * "writes_in_flight":N (registered, not answered by Gen1 yet),"paths_held":N}. 0 or a dbuf error.
+ * "writes_in_flight":N (registered, not answered by Gen1 yet),"paths_held":N,"settling":N (writes whose
+ * lost Gen1 answer is being settled, holding their paths)}. 0 or a dbuf error.
  */
 int pipe_order_json(pipeline *p, dbuf *out);
 /** jnl_list_json. */

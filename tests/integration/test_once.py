@@ -200,6 +200,17 @@ class OnceBase:
         self.assertEqual(self.s.g1_status(p)["permission"], "600")
         self.assert_same(p)
 
+    def test_delete_answer_late(self):
+        # Gen1 applies at once and answers after gen1.timeout_ms: the first look already shows it done
+        d = "/once/%s/dlate" % self.dialect
+        self.create(d + "/f", b"L")
+        r, g1d, fwd = self.faulted(self.nn, "delay_after", "DELETE", "DELETE",
+                                   lambda: self.call("DELETE", d + "/f", "DELETE"), delay_ms=TIMEOUT_MS + 500)
+        self.assert_once(g1d, fwd, "DELETE DELETE")
+        self.assertEqual((r.status, r.json()), (200, {"boolean": True}), r)
+        self.assertEqual(self.s.proxy.status()["order"]["settling"], 0)
+        self.assert_same(d)
+
     # ---- item 1, the other side: the write never reached Gen1 ----
     def test_rename_lost_before_gen1(self):
         d = "/once/%s/rnlost" % self.dialect
