@@ -20,8 +20,9 @@
  * writes that waited for it, on that same thread (order_drain). An unknown outcome (the request went
  * out, then a timeout or a dead connection) keeps its place until it is settled (settle.h): Gen1 is
  * asked at once and again after gen1.settle_ms, so a write Gen1 applies late still lands before the
- * path's next write, and the check sees it. Then the record is replayed (applied), refused (not
- * applied) or resynced (unknown), the path is released and the writer answered (settle_done).
+ * path's next write, and the check sees it. Then the record is replayed (applied; a CREATE is copied
+ * from Gen1 instead), refused (not applied) or resynced (unknown), the path is released and the writer
+ * answered (settle_done).
  * Lock order: omu, then the journal's lock; omu and mu are never held together.
  *
  * Stop: pipe_stop refuses new accepts, waits until every accepted record's durability callback ran
@@ -1201,17 +1202,19 @@ static void settle_done(void *ud, stl_verdict v)
     if (v == STL_NOT_APPLIED) {
         rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0,
                        "answer lost; the primary was asked after the settle time: not applied", NULL, NULL);
-    } else if (v == STL_APPLIED && !c->degraded) {
+    } else if (v == STL_APPLIED && !c->degraded && c->op != WH_OP_CREATE) {
         const char *body;
         int status = applied_status(c->op, &body);
         rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, status, "answer lost; the primary was asked: applied", NULL,
                        NULL);
         if (rc == 0) (void)feed_seq(p, seq, c->authorization, status, body, NULL, NULL);
     } else {
-        /* unknown (or applied over the spool cap, whose body may be gone): copy the path from Gen1 */
+        /* Unknown: copy the path from Gen1. Also an applied CREATE (judged by its length, which a file
+         * that was already there may share: Gen2 gets what Gen1 holds, not the body) and an applied write
+         * over the spool cap (its body may be gone). */
         rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_UNKNOWN, 0,
                        v == STL_UNKNOWN ? "answer lost; the primary's state does not tell: resync"
-                                        : "answer lost; applied, spool over its cap: resync",
+                                        : "answer lost; applied: resync from the primary",
                        NULL, NULL);
         if (rc == 0) (void)feed_seq(p, seq, c->authorization, 0, NULL, NULL, NULL);
     }
