@@ -37,7 +37,8 @@ import dp_relay  # noqa: E402
 import proxylib  # noqa: E402
 
 TIMEOUT_MS = 1000
-SETTLE_MS = 1200
+SETTLE_MS = 1800  # Gen1 applies a late write 0.5 s past the timeout: well inside the settle time
+LATE_MS = TIMEOUT_MS + 500
 FAST_APPLIER = {"applier": {"backoff_base_ms": 100, "backoff_cap_ms": 1000, "breaker_probe_ms": 300}}
 
 
@@ -240,14 +241,19 @@ class OnceBase:
         t = threading.Thread(target=second)
         relay = self.data_relay()
         fwd0 = relay.count("forwarded", "POST APPEND")
-        relay.add("delay_before", method="POST", op="APPEND", delay_ms=TIMEOUT_MS + 600)
+        relay.add("delay_before", method="POST", op="APPEND", delay_ms=LATE_MS)
         try:
             t.start()
             r = self.call("POST", p, "APPEND", b"y" * 500, **extra1)
         finally:
             t.join(30)
             relay.clear()
-        self.assertEqual(r.status, 200, r)  # applied late: the check after the settle time saw it
+        if extra1:
+            self.assertEqual(r.status, 200, r)  # applied late: the check after the settle time saw it
+        else:
+            # no offset: growth since the first look tells (200), unless that look came after the late
+            # write landed (a slow machine): then it cannot be told (504), and the path is resynced
+            self.assertIn(r.status, (200, 504), r)
         self.assertEqual(out["second"].status, 200, out["second"])
         # the second APPEND waited for the first to be settled: it landed after it, at its offset
         self.assertEqual(self.s.g1_read(p), b"x" * 1000 + b"y" * 500 + b"z" * 20)
@@ -259,7 +265,7 @@ class OnceBase:
         p = "/once/%s/late-create" % self.dialect
         r, g1d, fwd = self.faulted(self.data_relay(), "delay_before", "PUT", "CREATE",
                                    lambda: self.call("PUT", p, "CREATE", b"late" * 100, overwrite="true"),
-                                   delay_ms=TIMEOUT_MS + 600)
+                                   delay_ms=LATE_MS)
         self.assertEqual(r.status, 201, r)
         self.assertEqual(fwd, 1)
         self.assert_same(p)
