@@ -76,6 +76,9 @@ typedef struct apply_req {
                                      the bytes are [body->off, body->off + body->len) of body->fd */
     bool resync;                  /* copy path (a RENAME: both paths) from Gen1 instead of replaying */
     bool maybe_sent;              /* recovered after a crash: may already have reached Gen2 */
+    int64_t not_before_ms;        /* a resync does not start copying before this CLOCK_MONOTONIC time (ms):
+                                     a recovered write whose Gen1 outcome is unknown may still land at
+                                     Gen1 until gen1.settle_ms after the start; 0 = at once */
     void (*first)(void *ud, bool ok); /* ack "both": runs once, when the first Gen2 attempt ended (ok: the
                                      operation applied) or at the outcome, whichever is first; or NULL */
     void *first_ud;

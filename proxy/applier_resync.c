@@ -897,9 +897,29 @@ static void rs_gate(aop *op)
     ap_resync_run(op, root, rs_copied);
 }
 
+/* The settle wait of a recovered in-doubt write is over: the resync starts. */
+static void rs_after_settle(aop *op)
+{
+    char why[sizeof op->why];
+    memcpy(why, op->why, sizeof why);
+    ap_op_resync(op, why);
+}
+
 void ap_op_resync(aop *op, const char *why)
 {
     ap_group_release(op);
+    int64_t wait = op->req->not_before_ms ? op->req->not_before_ms - ap_mono_ms() : 0;
+    op->req->not_before_ms = 0;
+    if (wait > 0) {
+        /* A write of the last run whose Gen1 outcome is unknown may still land at Gen1: the copy must see
+         * it, so it waits for the settle time (the op keeps the path: later records of it wait too). */
+        snprintf(op->why, sizeof op->why, "%s", why);
+        LOGI("msg=\"resync waits for gen1.settle_ms: the write's Gen1 outcome is unknown and it may still land\""
+             " seq=%" PRIu64 " rid=%s path=\"%s\" wait_ms=%" PRId64,
+             op->req->seq, AP_RID(op->req), op->req->path, wait);
+        ap_park(op, wait, rs_after_settle);
+        return;
+    }
     op->resyncing = true;
     snprintf(op->why, sizeof op->why, "%s", why);
     op->rs_fails = 0;

@@ -96,6 +96,10 @@ struct pipeline {
     size_t nwaits, capwaits;
     uint64_t *maybe_sent;                    /* recovered APPENDs that may have been sent (sorted seqs) */
     size_t nmaybe, capmaybe;
+    uint64_t *in_doubt;                      /* recovered writes whose Gen1 outcome is unknown (sorted seqs):
+                                                their resyncs wait until gen1.settle_ms after the start */
+    size_t ndoubt, capdoubt;
+    int64_t t_open_ms;                       /* CLOCK_MONOTONIC ms of pipe_open */
 };
 
 /* A writer waiting (ack "both") for a record that waits in the feed; bounded by the writers. */
@@ -217,6 +221,18 @@ oom:
 
 static void copy_one(void *ud, const jnl_entry *e) { ent_copy(ud, e); }
 
+/* True when seq is in the sorted list v[0..n). */
+static bool seq_in(const uint64_t *v, size_t n, uint64_t seq)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && v[lo] == seq;
+}
+
 /* ---- applier submissions ---- */
 
 static void sub_unref(pipe_sub *s)
@@ -329,6 +345,8 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     take_request_id(r);
     r->resync = resync || e->body_lost;
     r->maybe_sent = maybe_sent;
+    if (r->resync && seq_in(p->in_doubt, p->ndoubt, e->seq))
+        r->not_before_ms = p->t_open_ms + (int64_t)p->cfg->gen1_settle_ms;
     if (!r->resync) {
         r->body = e->body;
         e->body = NULL;
@@ -382,13 +400,7 @@ static bool ent_maybe_sent(const pipeline *p, const pipe_ent *e)
 {
     if (e->seq > p->rec.max_seq) return false;
     if (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS) return true;
-    size_t lo = 0, hi = p->nmaybe;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (p->maybe_sent[mid] < e->seq) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < p->nmaybe && p->maybe_sent[lo] == e->seq;
+    return seq_in(p->maybe_sent, p->nmaybe, e->seq);
 }
 
 /* The paths the feeder orders e by: the journal's, or "/" for MSCONCAT (its sources are in its body). */
@@ -660,6 +672,11 @@ static void recover_one(void *ud, const jnl_entry *e)
         p->rec_parked++;
         return;
     }
+    if ((e->state == JFMT_S_ACCEPTED || e->state == JFMT_S_PRIMARY_UNKNOWN) && e->jop != JFMT_OP_RESYNC &&
+        p->cfg->gen1_settle_ms > 0 && u64_push(&p->in_doubt, &p->ndoubt, &p->capdoubt, e->seq) != 0) {
+        r->err = -ENOMEM;
+        return;
+    }
     if (e->state == JFMT_S_ACCEPTED) {
         if (r->nacc == r->capacc) {
             size_t nc = r->capacc ? r->capacc * 2 : 64;
@@ -840,6 +857,9 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         return -1;
     }
     p->cfg = cfg;
+    struct timespec t_open;
+    clock_gettime(CLOCK_MONOTONIC, &t_open);
+    p->t_open_ms = (int64_t)t_open.tv_sec * 1000 + t_open.tv_nsec / 1000000;
     atomic_init(&p->spool_policy, (int)cfg->spool_policy);
     p->g1 = g1;
     p->m = m;
@@ -1582,6 +1602,7 @@ void pipe_free(pipeline *p)
     for (size_t i = 0; i < p->nwaits; i++) free(p->waits[i].authorization);
     free(p->waits);
     free(p->maybe_sent);
+    free(p->in_doubt);
     pthread_cond_destroy(&p->fcv);
     pthread_mutex_destroy(&p->fmu);
     pthread_cond_destroy(&p->cond);
