@@ -242,7 +242,7 @@ static void answer_redirect(fr_req *r, const char *flag)
             front__fail(r, 400, "IllegalArgumentException", "missing or invalid Host header");
             return;
         }
-        snprintf(base, sizeof base, "http://%s", host);
+        snprintf(base, sizeof base, "%s://%s", r->f->tls ? "https" : "http", host);
     }
     dbuf loc;
     dbuf_init(&loc, 2 * 65536 + 1024);
@@ -505,8 +505,11 @@ static enum MHD_Result on_headers(fr_req *r, const char *method)
 
     whreq_err e;
     size_t hbytes = header_bytes(r, method);
+    char tlsmsg[300];
     if (atomic_load(&f->stopping)) {
         front__fail(r, 503, "IOException", "the proxy is shutting down");
+    } else if (front_tls_check_peer(f->tls, r->conn, tlsmsg, sizeof tlsmsg) != 0) {
+        front__fail(r, 403, "AccessControlException", "%s", tlsmsg);
     } else if (hbytes > f->cfg->max_header_bytes) {
         front__fail(r, 431, "IllegalArgumentException",
                     "request line and headers of %zu bytes are over limits.max_header_bytes (%u)", hbytes,
@@ -829,7 +832,9 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
      * in on_headers. */
     size_t pool_bytes = cfg->read_buffer_bytes > cfg->max_header_bytes ? cfg->read_buffer_bytes : cfg->max_header_bytes;
     MHD_set_panic_func(mhd_panic, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (front_tls_new(cfg, &f->tls, err, errlen) != 0) goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     front_tls_mhd_flags(f->tls);
     struct MHD_OptionItem pool[] = {
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -840,14 +845,14 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_ARRAY, pool,
-                            MHD_OPTION_END);
+                            MHD_OPTION_ARRAY, front_tls_mhd_options(f->tls), MHD_OPTION_END);
     if (!f->d) {
         snprintf(err, errlen, "listen: libmicrohttpd failed to start on %s:%d (check limits.*)", cfg->listen.host,
                  f->port);
         goto fail;
     }
-    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u", cfg->listen.host, f->port, threads,
-         cfg->max_connections);
+    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u tls=%s", cfg->listen.host, f->port,
+         threads, cfg->max_connections, f->tls ? (cfg->tls_client_ca_file[0] ? "on+client_cert" : "on") : "off");
     if (rl_register("front", front_live_keys, front_reload, f) != 0)
         LOGW("msg=\"front limits will not follow SIGHUP: too many reload hooks\"");
     *out = f;
@@ -855,6 +860,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
 
 fail:
     if (lfd >= 0) close(lfd);
+    front_tls_free(f->tls);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -907,6 +913,7 @@ void front_free(front *f)
     rl_unregister(front_reload, f);
     if (f->d) MHD_stop_daemon(f->d);
     if (f->quiesced_fd >= 0) close(f->quiesced_fd);
+    front_tls_free(f->tls);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
     free(f);

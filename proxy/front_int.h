@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "front.h"
+#include "front_tls.h"
 #include "pipeline.h"
 #include "rid.h"
 #include "spool.h"
@@ -39,6 +40,7 @@ struct front {
     gen1c *g1;
     metrics *m;
     struct MHD_Daemon *d;
+    front_tls *tls;                    /* HTTPS (tls.*), NULL for plain HTTP */
     int port;
     atomic_bool stopping;
     int quiesced_fd; /* listen socket MHD_quiesce_daemon handed back: shut down at once, closed after MHD_stop_daemon */

@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include "admin.h"
 #include "cfg.h"
 #include "front.h"
@@ -112,6 +114,63 @@ static int ensure_dir(const char *dir, char *err, size_t errlen)
         path[i] = c;
     }
     return 0;
+}
+
+/* One upstream TLS rule for url's host and port (as libcurl reads them). 0 or -1 with err. */
+static int tls_rule_for(httpc *e, const char *key, const char *url, const httpc_tls *t, char *err, size_t errlen)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[') { /* IPv6 literal: httpc compares without brackets */
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = '\0';
+        }
+        rc = httpc_set_tls(e, host, atoi(port), t);
+    }
+    if (rc != 0) snprintf(err, errlen, "%s: cannot set up TLS for %s", key, url);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* TLS toward the upstreams, for one engine: Gen2's endpoint gets gen2.tls, Gen1's endpoint gen1.tls,
+ * the token services (Entra ID authorities, IMDS) the system CAs, and any other host gen1.tls (the
+ * hadoop dialect's datanodes, which Gen1's redirects name). */
+static int setup_upstream_tls(httpc *e, const dp_config *c, char *err, size_t errlen)
+{
+    httpc_tls g1 = {.ca_file = c->gen1_tls.ca_file, .ca_path = c->gen1_tls.ca_path,
+                    .cert_file = c->gen1_tls.cert_file, .key_file = c->gen1_tls.key_file,
+                    .insecure_skip_verify = c->gen1_tls.insecure_skip_verify};
+    httpc_tls g2 = {.ca_file = c->gen2_tls.ca_file, .ca_path = c->gen2_tls.ca_path,
+                    .insecure_skip_verify = c->gen2_tls.insecure_skip_verify};
+    httpc_tls sys = {0};
+    if (tls_rule_for(e, "gen2.endpoint", c->gen2_endpoint, &g2, err, errlen) != 0 ||
+        tls_rule_for(e, "gen1.endpoint", c->gen1_endpoint, &g1, err, errlen) != 0 ||
+        tls_rule_for(e, "gen1.auth.authority", c->gen1_authority, &sys, err, errlen) != 0 ||
+        tls_rule_for(e, "gen2.auth.authority", c->oauth_authority, &sys, err, errlen) != 0 ||
+        tls_rule_for(e, "gen2.auth.imds_endpoint", c->imds_endpoint, &sys, err, errlen) != 0)
+        return -1;
+    if (httpc_set_tls(e, NULL, 0, &g1) != 0) {
+        snprintf(err, errlen, "gen1.tls: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void warn_insecure_tls(const dp_config *c)
+{
+    if (c->gen1_tls.insecure_skip_verify)
+        LOGE("msg=\"gen1.tls.insecure_skip_verify is true: Gen1's TLS certificate is NOT verified; anyone on the "
+             "network path can read and change the traffic, writers' tokens included. For tests only.\"");
+    if (c->gen2_tls.insecure_skip_verify)
+        LOGE("msg=\"gen2.tls.insecure_skip_verify is true: Gen2's TLS certificate is NOT verified; anyone on the "
+             "network path can read and change the data and steal the signed requests. For tests only.\"");
 }
 
 /* What main itself applies on SIGHUP: the log level, and the drain of the next stop. */
@@ -272,9 +331,12 @@ static int run(const char *file)
     /* Two upstream engines, one thread each: the writers' Gen1 requests, and the applier's (Gen2 writes,
      * Gen1 reads for resyncs). A backlog being drained then does not queue the writers' requests behind
      * its bodies, and each side has a core's worth of sending. */
+    warn_insecure_tls(&cfg);
     if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
+    if (setup_upstream_tls(http, &cfg, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
     if (httpc_start(0, &http_ap, err, sizeof err) != 0) goto out;
+    if (setup_upstream_tls(http_ap, &cfg, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http_ap, &g1_ap, err, sizeof err) != 0) goto out;
     /* The proxy's own Gen1 identity, for the applier's look-ups and the readiness probe (writers'
      * requests keep theirs). A credential that cannot be had now is not fatal: the work that needs it

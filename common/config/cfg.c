@@ -95,6 +95,9 @@ static const cfg_opt cfg_opts[] = {
     {"limits.idle_timeout_s", K_UINT, FLD(idle_timeout_s), 1, 86400, "60", 0, NULL, NULL},
     {"limits.request_timeout_s", K_UINT, FLD(request_timeout_s), 1, 86400, "300", 0, NULL, NULL},
     {"limits.threads", K_UINT, FLD(threads), 0, 1024, "0", 0, NULL, NULL},
+    {"tls.cert_file", K_PATH, FLD(tls_cert_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"tls.key_file", K_PATH, FLD(tls_key_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"tls.client_ca_file", K_PATH, FLD(tls_client_ca_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"admin.listen", K_HOSTPORT, FLD(admin_listen), 0, 65535, "\"127.0.0.1:14080\"", 0, NULL, NULL},
     {"phase", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", 0, phase_names, NULL},
     {"spool.dir", K_PATH, FLD(spool_dir), 0, 0, "\"/var/lib/dualpipe/spool\"", 0, NULL, NULL},
@@ -140,6 +143,11 @@ static const cfg_opt cfg_opts[] = {
     {"gen1.auth.refresh_margin_s", K_UINT, FLD(gen1_refresh_margin_s), 0, 3600, "300", 0, NULL, NULL},
     {"gen1.auth.user", K_STRING, FLD(gen1_user), 0, 0, "\"\"", 0, NULL, NULL},
     {"gen1.auth.doas", K_STRING, FLD(gen1_doas), 0, 0, "\"\"", 0, NULL, NULL},
+    {"gen1.tls.ca_file", K_PATH, FLD(gen1_tls.ca_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen1.tls.ca_path", K_PATH, FLD(gen1_tls.ca_path), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen1.tls.cert_file", K_PATH, FLD(gen1_tls.cert_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen1.tls.key_file", K_PATH, FLD(gen1_tls.key_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen1.tls.insecure_skip_verify", K_BOOL, FLD(gen1_tls.insecure_skip_verify), 0, 0, "false", 0, NULL, NULL},
     {"gen2.endpoint", K_URL, FLD(gen2_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},
     {"gen2.path_style", K_BOOL, FLD(gen2_path_style), 0, 0, NULL, F_DERIVED, NULL, NULL},
     {"gen2.account", K_STRING, FLD(gen2_account), 0, 0, NULL, F_REQUIRED, NULL, cfg__check_account},
@@ -164,6 +172,9 @@ static const cfg_opt cfg_opts[] = {
     {"gen2.auth.imds_endpoint", K_URL, FLD(imds_endpoint), 0, 0,
      "\"http://169.254.169.254/metadata/identity/oauth2/token\"", F_URL_PATH, NULL, NULL},
     {"gen2.auth.refresh_margin_s", K_UINT, FLD(token_refresh_margin_s), 0, 3600, "300", 0, NULL, NULL},
+    {"gen2.tls.ca_file", K_PATH, FLD(gen2_tls.ca_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen2.tls.ca_path", K_PATH, FLD(gen2_tls.ca_path), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
+    {"gen2.tls.insecure_skip_verify", K_BOOL, FLD(gen2_tls.insecure_skip_verify), 0, 0, "false", 0, NULL, NULL},
 };
 #define NOPTS (sizeof cfg_opts / sizeof cfg_opts[0])
 _Static_assert(NOPTS <= CFG_MAX_OPTIONS, "dp_config.cfg_given is too small for cfg_opts");
@@ -705,6 +716,15 @@ static int finish(pctx *p)
     if (c->applier_backoff_cap_ms < c->applier_backoff_base_ms)
         return fail(p, "applier.backoff_cap_ms", "must be at least applier.backoff_base_ms (%u)",
                     c->applier_backoff_base_ms);
+
+    if (!c->tls_cert_file[0] != !c->tls_key_file[0])
+        return fail(p, c->tls_cert_file[0] ? "tls.key_file" : "tls.cert_file",
+                    "tls.cert_file and tls.key_file go together (both set: HTTPS front; neither: plain HTTP)");
+    if (c->tls_client_ca_file[0] && !c->tls_cert_file[0])
+        return fail(p, "tls.client_ca_file", "needs an HTTPS front (tls.cert_file and tls.key_file)");
+    if (!c->gen1_tls.cert_file[0] != !c->gen1_tls.key_file[0])
+        return fail(p, c->gen1_tls.cert_file[0] ? "gen1.tls.key_file" : "gen1.tls.cert_file",
+                    "gen1.tls.cert_file and gen1.tls.key_file go together");
 
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)

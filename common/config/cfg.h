@@ -25,7 +25,7 @@
 
 #define CFG_MAX_MAPPINGS 64
 #define CFG_MAX_REWRITES 64
-#define CFG_MAX_OPTIONS 96    /* size of dp_config.cfg_given (cfg.c checks its table fits) */
+#define CFG_MAX_OPTIONS 128   /* size of dp_config.cfg_given (cfg.c checks its table fits) */
 
 typedef enum cfg_phase { CFG_PHASE_GEN1_PRIMARY = 0, CFG_PHASE_GEN2_PRIMARY, CFG_PHASE_GEN2_ONLY } cfg_phase;
 typedef enum cfg_dialect { CFG_DIALECT_ADLS = 0, CFG_DIALECT_HADOOP } cfg_dialect;
@@ -66,6 +66,15 @@ typedef struct cfg_secret {
     char file[300];           /* "<key>_file": the resolved path (modules that re-read it); else "" */
 } cfg_secret;
 
+/* TLS toward an upstream (libcurl's options). Verification is on unless insecure_skip_verify. */
+typedef struct cfg_tls {
+    char ca_file[1024];               /* "<side>.tls.ca_file": PEM bundle replacing the system's ("" = system) */
+    char ca_path[1024];               /* "<side>.tls.ca_path": OpenSSL hashed directory of CAs ("" = none) */
+    char cert_file[1024];             /* "gen1.tls.cert_file": client certificate (PEM), "" = none */
+    char key_file[1024];              /* "gen1.tls.key_file": its private key (PEM) */
+    bool insecure_skip_verify;        /* "<side>.tls.insecure_skip_verify" (false): logged loudly at start */
+} cfg_tls;
+
 typedef struct dp_config {
     /* front */
     cfg_hostport listen;              /* "listen": WebHDFS front, default 127.0.0.1:14000 */
@@ -78,6 +87,10 @@ typedef struct dp_config {
     unsigned idle_timeout_s;          /* "limits.idle_timeout_s" (60): slow or idle client */
     unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): whole upstream exchange */
     unsigned threads;                 /* "limits.threads" (0 = number of cores): MHD thread pool */
+    char tls_cert_file[1024];         /* "tls.cert_file": PEM chain of the HTTPS front ("" = plain HTTP) */
+    char tls_key_file[1024];          /* "tls.key_file": its PEM private key (not readable by others) */
+    char tls_client_ca_file[1024];    /* "tls.client_ca_file": writers must show a certificate from these CAs
+                                         ("" = no client certificate asked for) */
     /* admin */
     cfg_hostport admin_listen;        /* "admin.listen", default 127.0.0.1:14080 */
     /* phase */
@@ -135,6 +148,7 @@ typedef struct dp_config {
     unsigned gen1_refresh_margin_s;   /* "gen1.auth.refresh_margin_s" (300) */
     char gen1_user[128];              /* "gen1.auth.user": hadoop user.name */
     char gen1_doas[128];              /* "gen1.auth.doas": hadoop doas ("" = none) */
+    cfg_tls gen1_tls;                 /* "gen1.tls.*": toward Gen1 (and its datanodes) */
     /* gen2 */
     char gen2_endpoint[512];          /* "gen2.endpoint": https://ACCOUNT.dfs.core.windows.net or
                                          http://127.0.0.1:10004 (path-style) (required) */
@@ -156,6 +170,7 @@ typedef struct dp_config {
     char imds_endpoint[512];          /* "gen2.auth.imds_endpoint"
                                          (http://169.254.169.254/metadata/identity/oauth2/token) */
     unsigned token_refresh_margin_s;  /* "gen2.auth.refresh_margin_s" (300): refresh this long before expiry */
+    cfg_tls gen2_tls;                 /* "gen2.tls.*" (no client certificate: Gen2 does not take one) */
     cfg_mapping mappings[CFG_MAX_MAPPINGS]; /* "gen2.mappings" (required, at least one) */
     int nmappings;
     cfg_unmapped unmapped;            /* "gen2.unmapped" skip|reject (skip) */

@@ -80,6 +80,13 @@ struct httpc_ctl {
     hx *h;                         /* the exchange running with it (engine thread only) */
 };
 
+typedef struct tls_rule {
+    char *host;                    /* NULL: the default rule */
+    int port;                      /* 0: any */
+    char *ca_file, *ca_path, *cert_file, *key_file; /* NULL when not set */
+    bool insecure;
+} tls_rule;
+
 struct httpc {
     pthread_t thread;
     CURLM *multi;
@@ -92,6 +99,8 @@ struct httpc {
     int nfree;
     atomic_uint in_flight;
     atomic_uint_fast64_t connects;
+    tls_rule tls[HTTPC_MAX_TLS_RULES]; /* guarded by mu */
+    int ntls;
 };
 
 const char *httpc_result_str(httpc_result r)
@@ -338,6 +347,11 @@ static httpc_result map_curl(const hx *h, CURLcode cc)
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
+    /* The TLS handshake failed: no byte of this attempt's request left, like a refused connection. */
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
         /* after a send (libcurl's retry of a dead reused connection could not connect) the first send may
          * have reached the upstream: not "nothing was sent" */
         return h->resp->sent ? HTTPC_E_TRANSPORT : HTTPC_E_CONNECT;
@@ -404,6 +418,99 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
     free(h);
     atomic_fetch_sub(&e->in_flight, 1);
     done(ud, r);
+}
+
+/* The first TLS rule matching url's host and port, copied out under the lock (rules are never freed
+ * before httpc_stop, so the strings stay valid). false when none matches. */
+static bool find_tls(httpc *e, const char *url, tls_rule *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&e->mu);
+    int n = e->ntls;
+    pthread_mutex_unlock(&e->mu);
+    if (n == 0) return false;
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* IPv6 literal: compare without brackets */
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = '\0';
+        }
+        int p = atoi(port);
+        pthread_mutex_lock(&e->mu);
+        for (int i = 0; i < e->ntls && !found; i++) {
+            const tls_rule *r = &e->tls[i];
+            if (!r->host || (strcasecmp(r->host, host) == 0 && (r->port == 0 || r->port == p))) {
+                *out = *r;
+                found = true;
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return found;
+}
+
+static char *dup_opt(const char *s, bool *bad)
+{
+    if (!s || !s[0]) return NULL;
+    char *d = strdup(s);
+    if (!d) *bad = true;
+    return d;
+}
+
+static void tls_rule_free(tls_rule *r)
+{
+    free(r->host);
+    free(r->ca_file);
+    free(r->ca_path);
+    free(r->cert_file);
+    free(r->key_file);
+}
+
+int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls)
+{
+    bool bad = false;
+    tls_rule r = {.port = port, .insecure = tls->insecure_skip_verify};
+    if (host) {
+        r.host = strdup(host);
+        bad = !r.host;
+    }
+    r.ca_file = dup_opt(tls->ca_file, &bad);
+    r.ca_path = dup_opt(tls->ca_path, &bad);
+    r.cert_file = dup_opt(tls->cert_file, &bad);
+    r.key_file = dup_opt(tls->key_file, &bad);
+    pthread_mutex_lock(&e->mu);
+    if (!bad && e->ntls < HTTPC_MAX_TLS_RULES) e->tls[e->ntls++] = r;
+    else bad = true;
+    pthread_mutex_unlock(&e->mu);
+    if (bad) tls_rule_free(&r);
+    return bad ? -1 : 0;
+}
+
+static bool setup_tls(httpc *e, hx *h, CURL *c)
+{
+    tls_rule r;
+    if (!find_tls(e, h->url, &r)) return true;
+    bool bad = false;
+    if (r.ca_file) bad |= curl_easy_setopt(c, CURLOPT_CAINFO, r.ca_file) != CURLE_OK;
+    if (r.ca_path) bad |= curl_easy_setopt(c, CURLOPT_CAPATH, r.ca_path) != CURLE_OK;
+    if (r.cert_file) {
+        bad |= curl_easy_setopt(c, CURLOPT_SSLCERT, r.cert_file) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, r.key_file) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK;
+    }
+    if (r.insecure) {
+        bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK;
+    }
+    return !bad;
 }
 
 static bool setup_easy(hx *h, CURL *c)
@@ -482,7 +589,7 @@ static void hx_start(httpc *e, hx *h)
         hx_finish(e, h, CURLE_OK, HTTPC_E_BODY);
         return;
     }
-    if (!setup_easy(h, c)) {
+    if (!setup_easy(h, c) || !setup_tls(e, h, c)) {
         hx_finish(e, h, CURLE_OK, HTTPC_E_TRANSPORT);
         return;
     }
@@ -866,6 +973,7 @@ void httpc_stop(httpc *e)
     curl_multi_wakeup(e->multi);
     pthread_join(e->thread, NULL);
     for (int i = 0; i < e->nfree; i++) curl_easy_cleanup(e->free_easy[i]);
+    for (int i = 0; i < e->ntls; i++) tls_rule_free(&e->tls[i]);
     curl_multi_cleanup(e->multi);
     pthread_mutex_destroy(&e->mu);
     free(e);

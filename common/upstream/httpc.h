@@ -134,6 +134,25 @@ typedef struct httpc_req {
 /** Start the engine thread. Returns 0 or -1 (with a message in err). max_host_connections bounds
  *  connections per upstream host (0 = 64). */
 int httpc_start(unsigned max_host_connections, httpc **out, char *err, size_t errlen);
+/* TLS toward one upstream host (libcurl's options). Verification of the peer's chain and name is on
+ * unless insecure_skip_verify. Strings "" or NULL = not set; ca_file replaces the system bundle. */
+typedef struct httpc_tls {
+    const char *ca_file;   /* CURLOPT_CAINFO */
+    const char *ca_path;   /* CURLOPT_CAPATH */
+    const char *cert_file; /* CURLOPT_SSLCERT (PEM), with key_file */
+    const char *key_file;  /* CURLOPT_SSLKEY (PEM) */
+    bool insecure_skip_verify;
+} httpc_tls;
+
+#define HTTPC_MAX_TLS_RULES 16
+
+/** TLS settings for requests whose URL names host (case-insensitive) and port (0 = any port); host NULL
+ *  makes them the default for every other URL (without a default, libcurl's: system CAs, verified).
+ *  Rules are matched in the order added, the first wins. Strings are copied. Call before the requests
+ *  it should apply to are submitted (thread-safe). 0, or -1 when HTTPC_MAX_TLS_RULES are set or memory
+ *  ran out. A TLS handshake that fails (untrusted or expired certificate, wrong name) ends the exchange
+ *  with HTTPC_E_CONNECT (nothing was sent) and libcurl's reason in resp->error. */
+int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls);
 /** Submit a request (thread-safe, any thread incl. the engine's). Copies url and headers. Returns 0,
  *  or -1 when the engine is stopping, the request is malformed (no url or done, method not an upper-case
  *  token) or memory ran out (done is then not called). A body-less PUT/POST/PATCH/DELETE is sent

@@ -475,8 +475,15 @@ static int start_daemon(emu_http *h, char *err, size_t errlen)
     socklen_t len = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &len);
     int port = ntohs(sa.sin_port);
-    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd,
+    bool tls = h->o.tls_cert_pem && h->o.tls_key_pem;
+    struct MHD_OptionItem tls_opts[] = {
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)h->o.tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)h->o.tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                                (tls ? MHD_USE_TLS : 0),
+                            0, NULL, NULL, access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_ARRAY, tls_opts,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, h, MHD_OPTION_NOTIFY_COMPLETED,
                             completed_cb, h, MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->o.max_header,
                             MHD_OPTION_CONNECTION_LIMIT, h->o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -105,6 +105,9 @@ typedef struct emu_http_opts {
     size_t max_header;          /* bytes of request headers (MHD memory limit) */
     unsigned max_connections;
     unsigned idle_timeout_s;
+    const char *tls_cert_pem;   /* with tls_key_pem: serve HTTPS with this PEM chain and key (must outlive
+                                   the listener); NULL = plain HTTP */
+    const char *tls_key_pem;
 } emu_http_opts;
 
 /** Start listening. Returns 0 and *out, or -1 with a message in err. */

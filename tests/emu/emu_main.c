@@ -50,6 +50,7 @@ typedef struct emu_args {
     unsigned long ls_limit;
     unsigned long delete_page;
     int sync;
+    const char *tls_cert, *tls_key;
 } emu_args;
 
 static void usage(FILE *f)
@@ -73,6 +74,8 @@ static void usage(FILE *f)
           "  --max-header BYTES         memory for one request's headers (default 65536)\n"
           "  --max-connections N        (default 1024)   --idle-timeout SECONDS (default 120)\n"
           "  --sync                     fdatasync the metadata log after every change\n"
+          "  --tls-cert FILE --tls-key FILE   serve HTTPS on --listen with this PEM chain and key (the admin\n"
+          "                             endpoint and a hadoop --datanode-listen stay plain HTTP)\n"
           "  --log-level error|warn|info|debug   (default info)\n"
           "PORT 0 picks a free port; the ready line on stdout tells which.\n",
           f);
@@ -122,6 +125,8 @@ static int parse_args(int argc, char **argv, emu_args *a)
         else if (strcmp(f, "--superuser") == 0) a->superuser = v;
         else if (strcmp(f, "--user") == 0) a->user = v;
         else if (strcmp(f, "--log-level") == 0) a->log_level = v;
+        else if (strcmp(f, "--tls-cert") == 0) a->tls_cert = v;
+        else if (strcmp(f, "--tls-key") == 0) a->tls_key = v;
         else if (strcmp(f, "--fault") == 0) {
             if (a->nfaults >= MAX_FAULT_FLAGS) {
                 fprintf(stderr, "dualpipe-emu: at most %d --fault flags\n", MAX_FAULT_FLAGS);
@@ -202,6 +207,26 @@ static char *read_secret_file(const char *flag, const char *path)
     return s;
 }
 
+/* A whole PEM file (at most 1 MiB) as a malloc'd string, or NULL (message printed). */
+static char *read_whole_file(const char *flag, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "dualpipe-emu: %s: cannot open %s: %s\n", flag, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc((1u << 20) + 1);
+    size_t n = buf ? fread(buf, 1, 1u << 20, f) : 0;
+    fclose(f);
+    if (!buf || n == 0) {
+        fprintf(stderr, "dualpipe-emu: %s: %s is empty or unreadable\n", flag, path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     emu_args a = {.seed = 1};
@@ -212,7 +237,7 @@ int main(int argc, char **argv)
     emu_gen1 *g1 = NULL;
     emu_gen2 *g2 = NULL;
     emu_http *http = NULL, *dn = NULL, *admin_http = NULL;
-    char *secret = NULL;
+    char *secret = NULL, *tls_cert = NULL, *tls_key = NULL;
     emu_admin admin = {0};
     emu_service svc, admin_svc;
     skey_key key;
@@ -329,7 +354,16 @@ int main(int argc, char **argv)
         }
     }
 
-    emu_http_opts ho = {.host = host, .port = port,
+    if (!a.tls_cert != !a.tls_key) {
+        fprintf(stderr, "dualpipe-emu: --tls-cert and --tls-key go together\n");
+        goto out;
+    }
+    if (a.tls_cert) {
+        tls_cert = read_whole_file("--tls-cert", a.tls_cert);
+        tls_key = read_whole_file("--tls-key", a.tls_key);
+        if (!tls_cert || !tls_key) goto out;
+    }
+    emu_http_opts ho = {.host = host, .port = port, .tls_cert_pem = tls_cert, .tls_key_pem = tls_key,
                         .max_body = a.max_body ? a.max_body : (gen1 ? (4u << 20) : (100u << 20)),
                         .max_header = a.max_header, .max_connections = (unsigned)a.max_connections,
                         .idle_timeout_s = (unsigned)a.idle_timeout};
@@ -342,6 +376,7 @@ int main(int argc, char **argv)
     admin.targets[admin.ntargets++] = http;
     if (hadoop) {
         emu_http_opts dno = ho;
+        dno.tls_cert_pem = dno.tls_key_pem = NULL;
         dno.host = dn_host;
         dno.port = dn_port;
         if (emu_http_start(&dno, &svc, faults, &dn, err, sizeof err) != 0) {
@@ -383,5 +418,7 @@ out:
     emu_fault_free(faults);
     if (store) emu_store_close(store);
     free(secret);
+    free(tls_cert);
+    free(tls_key);
     return rc;
 }

@@ -46,10 +46,17 @@ class Response:
         return "Response(%d, %r, %r)" % (self.status, self.headers, self.body[:300])
 
 
+# ssl.SSLContext used for https:// bases (a test with a CA of its own sets it; None = the system's).
+SSL_CONTEXT = None
+
+
 def http_request(base, method, target, body=None, headers=None, timeout=30):
-    """One request on a fresh connection. base is 'http://127.0.0.1:PORT'; target is sent verbatim."""
+    """One request on a fresh connection. base is 'http(s)://127.0.0.1:PORT'; target is sent verbatim."""
     u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if u.scheme == "https":
+        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=SSL_CONTEXT)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
         hdrs = dict(headers or {})
         if body is not None and isinstance(body, str):
@@ -157,7 +164,7 @@ class Emu:
             self.proc.wait()
             raise RuntimeError("emulator did not start: %r\n%s" % (line, self.read_log()))
         fields = dict(kv.split("=", 1) for kv in line.decode().split()[2:])
-        self.url = "http://" + fields["listen"]
+        self.url = ("https://" if "--tls-cert" in self.extra_args else "http://") + fields["listen"]
         self.admin_url = "http://" + fields["admin"]
         self.datanode_url = ("http://" + fields["datanode"]) if "datanode" in fields else None
         # Keep draining stdout so the emulator never blocks on a full pipe.

@@ -149,7 +149,8 @@ class Proxy:
                                   json.dumps(self.config), self.read_log()[-4000:]))
         fields = dict(kv.split("=", 1) for kv in line.decode().split()[2:])
         self.listen = fields["listen"]
-        self.url = "http://" + fields["listen"]
+        https = bool(self.config.get("tls", {}).get("cert_file"))
+        self.url = ("https://" if https else "http://") + fields["listen"]
         self.admin_url = "http://" + fields["admin"]
         self._drainer = threading.Thread(target=emulib.Emu._drain, args=(self.proc.stdout,), daemon=True)
         self._drainer.start()
