@@ -27,7 +27,10 @@ for f in $(grep -liE 'Acquire::(https?::)?proxy|Check-Valid-Until|Check-Date' /e
   cp "$f" "$R/etc/apt/apt.conf.d/"
 done
 printf 'Acquire::Languages "none";\n' > "$R/etc/apt/apt.conf.d/90no-languages"
-# Documentation, man pages and locales are not needed in a container.
+# Documentation, man pages and locales are not needed in a container (as in Debian's slim images):
+# those of the base go now, those of packages installed later are never unpacked.
+find "$R/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+rm -rf "$R"/usr/share/man/* "$R"/usr/share/locale/* "$R"/usr/share/info/*
 printf 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-exclude /usr/share/info/*\n' \
   > "$R/etc/dpkg/dpkg.cfg.d/90container-nodoc"
 tar --numeric-owner -C "$R" -c . | podman import -q --change 'CMD ["/bin/bash"]' - "$IMAGE" >/dev/null

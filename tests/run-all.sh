@@ -20,7 +20,7 @@ stage "dependencies"
 bash docker/install-deps.sh || exit 1
 
 stage "build (warnings are errors)"
-cmake -S . -B build -DDP_WERROR=ON >/dev/null && cmake --build build -j"$JOBS" || exit 1
+cmake -S . -B build -DDP_WERROR=ON -DDP_REQUIRE_CLIENT_TESTS=ON >/dev/null && cmake --build build -j"$JOBS" || exit 1
 stage "tests: unit, integration, real clients"
 ctest --test-dir build -j"$JOBS" -LE scale --output-on-failure --timeout 600 || status=1
 stage "tests at scale (one at a time: each fills the disk and both cores)"

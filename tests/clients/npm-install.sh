@@ -16,6 +16,8 @@ stamp="$prefix/node_modules/.dualpipe-lock-installed"
 
 command -v npm >/dev/null 2>&1 || { echo "npm-install: npm not found (run docker/install-deps.sh)" >&2; exit 1; }
 mkdir -p "$prefix"
+prefix=$(cd "$prefix" && pwd)
+stamp="$prefix/node_modules/.dualpipe-lock-installed"
 
 # Up to date: the lock that was installed (the stamp is a copy of it, written only after a
 # successful `npm ci`) equals the lock in the source tree, and so does package.json.

@@ -51,6 +51,9 @@ NO_URING_BIN = os.environ.get("DUALPIPE_NO_URING",
                               os.path.join(os.path.dirname(os.path.abspath(DUALPIPE_BIN)), "dualpipe-no-uring"))
 JOURNAL_IO = os.environ.get("DP_JOURNAL_IO") or None     # auto|io_uring|threads; None = the proxy's default
 NO_URING = os.environ.get("DP_NO_URING", "") not in ("", "0")
+# The backend every proxy of the run must report in dualpipe_io_backend (docker/ci-container.sh runs the
+# proxy in a container under podman's default seccomp profile, "threads", or the io_uring one).
+EXPECT_BACKEND = os.environ.get("DP_EXPECT_IO_BACKEND") or None
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
@@ -156,6 +159,11 @@ class Proxy:
         self._drainer.start()
         # The proxy checks each mapped Gen2 filesystem as it starts (one request each, logged): let that
         # end first, so that faults a test injects next meet only the test's own requests.
+        if EXPECT_BACKEND:
+            got = self.metrics().get('dualpipe_io_backend{backend="%s"}' % EXPECT_BACKEND)
+            if got != 1:
+                raise AssertionError("dualpipe_io_backend is not %s: %r" % (
+                    EXPECT_BACKEND, {k: v for k, v in self.metrics().items() if "io_backend" in k}))
         nfs = len({m["filesystem"] for m in self.config.get("gen2", {}).get("mappings", [])})
         deadline = time.time() + 5
         while (self.log_since_start().count("gen2 filesystem check") < nfs and time.time() < deadline

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Stands in for the dualpipe binary in the integration and client tests (proxylib runs
+# `$DUALPIPE --config FILE`): runs the proxy of the image $DP_CTR_IMAGE instead, in a container that
+# shares the host's network (the emulators and the tests are on its loopback, as a sidecar shares its
+# pod's), as the image's non-root user, under the seccomp profile $DP_CTR_SECCOMP (a file, or
+# "default" for podman's). The config's directory and spool.dir (journal.dir) are mounted at the same
+# paths and handed to the image's user. stdout/stderr and the exit status are the proxy's; SIGTERM
+# and SIGHUP reach it through podman (--sig-proxy). Used by docker/ci-container.sh.
+set -euo pipefail
+[ "${1:-}" = "--config" ] && [ $# -eq 2 ] || { echo "usage: $0 --config FILE" >&2; exit 2; }
+cfg=$(readlink -f "$2")
+IMAGE=${DP_CTR_IMAGE:?DP_CTR_IMAGE names the image to run}
+SECCOMP=${DP_CTR_SECCOMP:-default}
+mapfile -t dirs < <(/usr/bin/python3 - "$cfg" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+base = os.path.dirname(sys.argv[1])
+def absdir(p):
+    return os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
+spool = absdir(c.get("spool", {}).get("dir", "/var/lib/dualpipe/spool"))
+print(base)
+print(spool)
+j = c.get("journal", {}).get("dir")
+if j:
+    print(absdir(j))
+PY
+)
+mounts=()
+for d in "${dirs[@]}"; do
+  mkdir -p "$d"
+  chown -R 10001:10001 "$d"
+  mounts+=(-v "$d:$d")
+done
+sec=()
+[ "$SECCOMP" = default ] || sec=(--security-opt "seccomp=$SECCOMP")
+exec podman run --rm --pull=never --network host --health-interval=disable "${sec[@]}" "${mounts[@]}" \
+  "$IMAGE" --config "$cfg"
