@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building, testing and running dualpipe locally need.
 # Idempotent: packages already present are skipped, and apt-get runs only when something is missing.
-# Used by README's two commands, by .ci/run (through tests/run-all.sh) and by docker/Dockerfile.
+# Used by README's two commands and by .ci/run (through tests/run-all.sh); docker/Dockerfile installs
+# its own (a build stage and a runtime stage).
 #   docker/install-deps.sh          build + test packages (the default)
+#   docker/install-deps.sh --container  also podman, buildah, runc and debootstrap: docker/ci-container.sh
+#                                   builds and tests docker/Dockerfile with them (no Docker engine needed)
 #   docker/install-deps.sh --bench  also the comparison run's extras (bench/compare.sh): nginx (its mirror
 #                                   module is the do-it-yourself dual write), gnuplot-nox (the plots), wrk
 #                                   (bench/emu-speed.sh). Services are never started: bench/ runs its own
@@ -10,25 +13,32 @@
 set -euo pipefail
 
 BENCH=0
+CONTAINER=0
 for a in "$@"; do
   case "$a" in
     --bench) BENCH=1 ;;
-    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    --container) CONTAINER=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "install-deps: unknown option $a" >&2; echo "usage: $0 [--container] [--bench]" >&2; exit 2 ;;
   esac
 done
 
 # Build: compiler, CMake, pkg-config and the five libraries fixed by the design card.
-BUILD_PKGS="build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
+BUILD_PKGS="build-essential cmake pkg-config libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
             liburing-dev libjansson-dev"
 # Tests: clang + its runtimes for the libFuzzer targets and sanitizer runs, Python for the HTTP
 # integration tests, the Debian ADLS Gen1 client, curl for the shell scripts.
-TEST_PKGS="clang libclang-rt-14-dev python3 python3-azure-datalake-store curl ca-certificates"
+TEST_PKGS="clang libclang-rt-14-dev python3 python3-azure-datalake-store curl ca-certificates openssl"
 
 BENCH_PKGS=""
 [ "$BENCH" -eq 0 ] || BENCH_PKGS="nginx gnuplot-nox wrk"
+# The container stage: podman 4.3 with runc (crun refuses hosts whose cgroups are in hybrid mode) and
+# debootstrap for a base image made from the Debian mirror when no container registry is reachable.
+CONTAINER_PKGS=""
+[ "$CONTAINER" -eq 0 ] || CONTAINER_PKGS="podman buildah runc debootstrap"
 
 missing=()
-for p in $BUILD_PKGS $TEST_PKGS $BENCH_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $BENCH_PKGS $CONTAINER_PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi

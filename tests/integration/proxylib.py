@@ -113,7 +113,9 @@ class Proxy:
             json.dump(self.config, f, indent=1)
 
     def argv(self):
-        cmd = [DUALPIPE_BIN, "--config", self.config_path]
+        # DP_PROXY_CMD: a command standing in for the binary (docker/dualpipe-container.sh runs the image's
+        # proxy in a container); ctest's DUALPIPE setting does not override it.
+        cmd = [os.environ.get("DP_PROXY_CMD") or DUALPIPE_BIN, "--config", self.config_path]
         return ([NO_URING_BIN] + cmd) if self.no_uring else cmd
 
     def start(self, timeout=20):
@@ -162,8 +164,10 @@ class Proxy:
         if EXPECT_BACKEND:
             got = self.metrics().get('dualpipe_io_backend{backend="%s"}' % EXPECT_BACKEND)
             if got != 1:
+                seen = {k: v for k, v in self.metrics().items() if "io_backend" in k}
+                self.stop()
                 raise AssertionError("dualpipe_io_backend is not %s: %r" % (
-                    EXPECT_BACKEND, {k: v for k, v in self.metrics().items() if "io_backend" in k}))
+                    EXPECT_BACKEND, seen))
         nfs = len({m["filesystem"] for m in self.config.get("gen2", {}).get("mappings", [])})
         deadline = time.time() + 5
         while (self.log_since_start().count("gen2 filesystem check") < nfs and time.time() < deadline
