@@ -800,6 +800,11 @@ static int journal_locked(const char *dir, long *pid)
 
 int jcli_main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) /* `dualpipe journal [CMD] --help`: the usage of every command */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return JCLI_OK;
+        }
     jcli_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc != JCLI_OK) {

@@ -436,6 +436,14 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--config") == 0) return run(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
     if (argc >= 2 && strcmp(argv[1], "journal") == 0) return jcli_main(argc - 1, argv + 1);
+    if (argc < 2)
+        fprintf(stderr, "dualpipe: a command is required\n");
+    else if (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)
+        fprintf(stderr, "dualpipe: %s takes exactly one FILE\n", argv[1]);
+    else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "--version") == 0)
+        fprintf(stderr, "dualpipe: %s takes no argument\n", argv[1]);
+    else
+        fprintf(stderr, "dualpipe: unknown %s %s\n", argv[1][0] == '-' ? "option" : "command", argv[1]);
     usage(stderr);
     return 2;
 }

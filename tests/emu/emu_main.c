@@ -104,7 +104,6 @@ static int parse_args(int argc, char **argv, emu_args *a)
             a->sync = 1;
             continue;
         }
-        if (strcmp(f, "--help") == 0) return -1;
         if (i + 1 >= argc) {
             fprintf(stderr, "dualpipe-emu: %s needs a value\n", f);
             return -1;
@@ -242,6 +241,16 @@ int main(int argc, char **argv)
     emu_service svc, admin_svc;
     skey_key key;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    if (argc < 2) {
+        fprintf(stderr, "dualpipe-emu: a service is required (gen1 or gen2)\n");
+        usage(stderr);
+        return 2;
+    }
     if (parse_args(argc, argv, &a) != 0) {
         usage(stderr);
         return 2;
