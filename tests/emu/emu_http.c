@@ -447,6 +447,22 @@ static int bind_socket(const char *host, int port, bool reserve, char *err, size
         return -1;
     }
     int one = 1;
+    /* SO_REUSEPORT lets the reserving socket of emu_http_down bind while the listener is still open; it
+     * would also let a second emulator join a port in use, and the kernel would then split connections
+     * between the two. So a listener's port is first probed with a plain socket: busy means refused. */
+    if (!reserve && port != 0) {
+        int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            int busy = bind(probe, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == EADDRINUSE;
+            close(probe);
+            if (busy) {
+                snprintf(err, errlen, "cannot bind %s:%d: the port is in use", host, port);
+                close(fd);
+                return -1;
+            }
+        }
+    }
     /* The reserving socket goes without SO_REUSEADDR, so that even an explicit bind elsewhere fails. */
     if (!reserve) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);

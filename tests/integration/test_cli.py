@@ -1,0 +1,64 @@
+"""Command-line conventions of dualpipe and dualpipe-emu (what a new user meets first): every command
+and subcommand answers --help on stdout with exit status 0; a usage error says what was wrong on
+stderr, then shows the usage, and exits 2."""
+import os
+import subprocess
+import unittest
+
+import emulib
+import proxylib
+
+
+def run(*argv):
+    p = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class Cli(unittest.TestCase):
+    def test_help_everywhere(self):
+        d = proxylib.DUALPIPE_BIN
+        for argv in ([d, "--help"], [d, "-h"], [d, "journal", "--help"], [d, "journal", "status", "--help"],
+                     [d, "journal", "list", "--help"], [d, "journal", "retry", "--help"], [d, "journal", "drop", "-h"],
+                     [d, "journal", "resync", "--help"], [emulib.EMU_BIN, "--help"], [emulib.EMU_BIN, "gen1", "--help"],
+                     [emulib.EMU_BIN, "gen2", "--help"]):
+            rc, out, err = run(*argv)
+            self.assertEqual(rc, 0, (argv, err))
+            self.assertIn("usage", out, argv)
+            self.assertEqual(err, "", argv)
+
+    def test_usage_errors_say_what_was_wrong(self):
+        d = proxylib.DUALPIPE_BIN
+        for argv, says in (([d], "a command is required"), ([d, "--bogus"], "unknown option --bogus"),
+                           ([d, "frobnicate"], "unknown command frobnicate"),
+                           ([d, "--config"], "--config takes exactly one FILE"),
+                           ([d, "journal"], "a command is required"),
+                           ([d, "journal", "bogus"], "unknown command bogus"),
+                           ([d, "journal", "status", "--bogus"], "unknown option --bogus"),
+                           ([emulib.EMU_BIN], "a service is required"),
+                           ([emulib.EMU_BIN, "gen3"], "service must be gen1 or gen2"),
+                           ([emulib.EMU_BIN, "gen1", "--bogus", "x"], "unknown option --bogus")):
+            rc, out, err = run(*argv)
+            self.assertEqual(rc, 2, (argv, err))
+            first = err.splitlines()[0] if err else ""
+            self.assertIn(says, first, (argv, err))
+            self.assertIn("usage", err, argv)
+            self.assertEqual(out, "", argv)
+
+    def test_emulator_refuses_a_busy_port(self):
+        e = emulib.Emu("gen1")
+        try:
+            port = e.url.rsplit(":", 1)[1]
+            data = os.path.join(e.data_dir, "second")
+            rc, out, err = run(emulib.EMU_BIN, "gen1", "--listen", "127.0.0.1:" + port, "--data", data)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("the port is in use", err)
+            self.assertNotIn("ready", out)
+            # the first one still answers every request (no second listener shares the port)
+            for _ in range(20):
+                self.assertEqual(emulib.http_request(e.url, "GET", "/webhdfs/v1/?op=GETFILESTATUS").status, 200)
+        finally:
+            e.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
