@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import unittest.mock
 import urllib.parse
 
 import emulib
@@ -104,6 +105,36 @@ class TlsStack(unittest.TestCase):
         # A client that does not trust the proxy's CA refuses it (curl's own check).
         rc, out, err = self.curl("-o", "/dev/null", p.url + "/webhdfs/v1/?op=GETFILESTATUS", cacert=self.other.cert)
         self.assertEqual(rc, 60, err)
+
+    def test_adls_sdk_speaks_https_to_the_proxy(self):
+        """Debian's python3-azure-datalake-store builds https://STORE.SUFFIX/webhdfs/v1 itself: pointed at
+        the proxy by host and port only, trusting the test CA (REQUESTS_CA_BUNDLE), it writes through."""
+        # The SDK makes ~/.config/azure-datalake-store when imported: HOME is the test's directory.
+        env = unittest.mock.patch.dict(os.environ, {"HOME": self.dir, "REQUESTS_CA_BUNDLE": self.ca.cert,
+                                                    "NO_PROXY": "127.0.0.1,localhost"})
+        env.start()
+        self.addCleanup(env.stop)
+        try:
+            from azure.datalake.store import core, lib
+        except ImportError:
+            self.skipTest("python3-azure-datalake-store is not installed")
+        s = self.stack()
+        host, port = s.proxy.listen.rsplit(":", 1)
+        token = lib.DataLakeCredential({"tokenType": "Bearer", "access": "x", "time": time.time(),
+                                        "expiresIn": 10 ** 9})
+        # store_name "127.0.0" + url_suffix "1:PORT" = https://127.0.0.1:PORT/ : no URL given, only host and port
+        adl = core.AzureDLFileSystem(token=token, store_name=host.rsplit(".", 1)[0],
+                                     url_suffix=host.rsplit(".", 1)[1] + ":" + port)
+        self.assertTrue(adl.azure.url.startswith("https://127.0.0.1:%s/" % port), adl.azure.url)
+        data = os.urandom(300000)
+        with adl.open("/sdk/tls.bin", "wb") as f:
+            f.write(data)
+        with adl.open("/sdk/tls.bin", "rb") as f:
+            self.assertEqual(f.read(), data)
+        adl.mkdir("/sdk/dir")
+        s.wait_applied()
+        s.assert_same(self)
+        self.assertEqual(s.g2_read("sdk/tls.bin"), data)
 
     def test_wrong_ca_toward_gen2_is_refused_clearly(self):
         s = self.stack(gen2_ca=self.other.cert)
