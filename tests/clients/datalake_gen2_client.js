@@ -8,6 +8,8 @@
 // Environment: DP_GEN2_URL (http://127.0.0.1:PORT), DP_GEN2_ACCOUNT, DP_GEN2_KEY.
 'use strict';
 
+require('./webcrypto-global'); // before the SDK: Node 18 needs it (see the file)
+
 const assert = require('assert');
 const crypto = require('crypto');
 const { DataLakeServiceClient, StorageSharedKeyCredential } = require('@azure/storage-file-datalake');

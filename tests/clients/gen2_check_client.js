@@ -9,6 +9,8 @@
 //          "permission": "0750", "owner": s, "group": s, "acl": ["user::rwx", ...]}}}
 'use strict';
 
+require('./webcrypto-global'); // before the SDK: Node 18 needs it (see the file)
+
 const crypto = require('crypto');
 const { DataLakeServiceClient, StorageSharedKeyCredential } = require('@azure/storage-file-datalake');
 
