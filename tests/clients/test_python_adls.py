@@ -11,6 +11,7 @@ counters that the client really made the calls the test is about.
 
 Run with /usr/bin/python3 (Debian's, where the package is installed); DUALPIPE_EMU names the binary.
 """
+import atexit
 import hashlib
 import os
 import shutil
@@ -27,6 +28,8 @@ import emulib  # noqa: E402
 # state there: give it a throwaway HOME so the test leaves nothing in the real one.
 _HOME = tempfile.mkdtemp(prefix="dp-adls-home-")
 os.environ["HOME"] = _HOME
+# Removed at exit too: a module that imports this one (test_proxy_clients.py) may run none of its tests.
+atexit.register(shutil.rmtree, _HOME, True)
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 from azure.datalake.store import core, lib, multithread  # noqa: E402

@@ -134,7 +134,20 @@ class Emu:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="dp-emu-")
         self.proc = None
         self.log_path = os.path.join(tempfile.gettempdir(), "dp-emu-%d-%s.log" % (os.getpid(), id(self)))
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            # A failed start leaves nothing behind: no log (its tail is in the error), no data directory.
+            self._remove_files()
+            raise
+
+    def _remove_files(self):
+        try:
+            os.unlink(self.log_path)
+        except OSError:
+            pass
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def args(self):
         a = [EMU_BIN, self.service, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", self.data_dir]
@@ -162,6 +175,8 @@ class Emu:
         if not line.startswith(b"dualpipe-emu ready"):
             self.proc.kill()
             self.proc.wait()
+            self.proc.stdout.close()
+            self.log.close()
             raise RuntimeError("emulator did not start: %r\n%s" % (line, self.read_log()))
         fields = dict(kv.split("=", 1) for kv in line.decode().split()[2:])
         self.url = ("https://" if "--tls-cert" in self.extra_args else "http://") + fields["listen"]
@@ -210,12 +225,7 @@ class Emu:
         log = self.read_log()
         if any(m in log for m in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")):
             raise AssertionError("sanitizer report in emulator log:\n" + log[-4000:])
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        self._remove_files()
 
     # ---- plain requests ----
     def request(self, method, target, body=None, headers=None, base=None):

@@ -40,20 +40,24 @@ static void fx_open(fixture *f)
     if (emu_store_open(&o, &f->s, err, sizeof err) != 0) TH_FAIL_AT("emu_store_open: %s", err);
 }
 
-/* Each test runs in its own process; the directory is removed when it exits, failed or not. */
-static char cleanup_dir[64];
+/* Each test runs in its own process; its directories (a test may make several) are removed when it
+ * exits, failed or not. */
+#define FX_MAX_DIRS 8
+static char cleanup_dirs[FX_MAX_DIRS][64];
+static int ncleanup;
 
 static void cleanup(void)
 {
-    if (cleanup_dir[0]) nftw(cleanup_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    for (int i = 0; i < ncleanup; i++) nftw(cleanup_dirs[i], rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void fx_mkdir(fixture *f)
 {
     snprintf(f->dir, sizeof f->dir, "/tmp/emustore.XXXXXX");
     if (!mkdtemp(f->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
-    memcpy(cleanup_dir, f->dir, sizeof cleanup_dir);
-    atexit(cleanup);
+    if (ncleanup == FX_MAX_DIRS) TH_FAIL_AT("more than %d fixture directories in one test", FX_MAX_DIRS);
+    memcpy(cleanup_dirs[ncleanup++], f->dir, sizeof cleanup_dirs[0]);
+    if (ncleanup == 1) atexit(cleanup);
 }
 
 static void fx_init(fixture *f)
