@@ -41,8 +41,17 @@ PY
 
 STATE=$BUILD/local-stack
 mkdir -p "$STATE/gen1" "$STATE/gen2" "$SPOOL"
+# One stack per state directory: a second run would truncate the running one's logs and find its ports busy.
+exec 9>>"$STATE/lock"
+if ! flock -n 9; then
+  echo "local-stack: a stack is already running from $STATE (pid $(cat "$STATE/pid" 2>/dev/null || echo unknown));" \
+       "stop it first (Ctrl-C in its terminal, or kill that pid)" >&2
+  exit 1
+fi
+echo $$ >"$STATE/pid"
 pids=()
 cleanup() {
+  rm -f "$STATE/pid"
   trap - EXIT INT TERM
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -77,36 +86,9 @@ start gen1 "dualpipe-emu ready" "$BUILD/bin/dualpipe-emu" gen1 --listen "$GEN1_L
 DUALPIPE_EMU_KEY="$GEN2_KEY" start gen2 "dualpipe-emu ready" "$BUILD/bin/dualpipe-emu" gen2 --listen "$GEN2_LISTEN" \
   --admin 127.0.0.1:0 --data "$STATE/gen2" --account "$GEN2_ACCOUNT"
 
-# The Gen2 side through emulib's Shared Key signer: create the filesystem (409 when it exists), and later
-# show the sample file.
-gen2() { # create-fs | show PATH
-  GEN2_URL="http://$GEN2_LISTEN" GEN2_ACCOUNT="$GEN2_ACCOUNT" GEN2_KEY="$GEN2_KEY" GEN2_FS="$GEN2_FS" \
-  GEN2_PREFIX="$GEN2_PREFIX" /usr/bin/python3 - "$@" <<'PY'
-import datetime, os, sys, urllib.parse
-sys.path.insert(0, "tests/integration")
-from emulib import http_request, shared_key_auth, X_MS_VERSION
-url, acct, key, fs, prefix = (os.environ[k] for k in ("GEN2_URL", "GEN2_ACCOUNT", "GEN2_KEY", "GEN2_FS",
-                                                       "GEN2_PREFIX"))
-def call(method, target):
-    h = {"x-ms-version": X_MS_VERSION,
-         "x-ms-date": datetime.datetime.now(datetime.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")}
-    h["Authorization"] = shared_key_auth(acct, key, method, target, h, 0)
-    return http_request(url, method, target, None, h)
-if sys.argv[1] == "create-fs":
-    r = call("PUT", "/%s/%s?resource=filesystem" % (acct, fs))
-    print("gen2: filesystem %s %s" % (fs, "created" if r.status == 201 else "exists" if r.status == 409 else r.status))
-    sys.exit(0 if r.status in (201, 409) else 1)
-rel = "/".join(p for p in (prefix.strip("/"), sys.argv[2].strip("/")) if p)
-target = "/%s/%s/%s" % (acct, fs, urllib.parse.quote(rel))
-h = call("HEAD", target + "?action=getAccessControl")
-g = call("GET", target)
-print("gen2: HEAD %s -> %d  owner=%s group=%s permissions=%s" % (target, h.status, h.header("x-ms-owner"),
-      h.header("x-ms-group"), h.header("x-ms-permissions")))
-print("gen2: GET  %s -> %d  %r" % (target, g.status, g.body[:200].decode("utf-8", "replace")))
-sys.exit(0 if g.status == 200 else 1)
-PY
-}
-gen2 create-fs
+# The Gen2 side, signed with the config's Shared Key by docker/gen2.py (also for users: ls, cat, stat).
+gen2() { /usr/bin/python3 docker/gen2.py --config "$CONFIG" "$@"; }
+gen2 mkfs
 
 start dualpipe "dualpipe ready" "$BUILD/bin/dualpipe" --config "$CONFIG"
 
@@ -131,7 +113,8 @@ for _ in $(seq 150); do
 done
 echo "gen1: GET http://$GEN1_LISTEN/webhdfs/v1$SAMPLE?op=GETFILESTATUS"
 echo "      $(curl -sS "http://$GEN1_LISTEN/webhdfs/v1$SAMPLE?op=GETFILESTATUS")"
-gen2 show "$SAMPLE"
+gen2 stat "$SAMPLE"
+echo "gen2: $(gen2 cat "$SAMPLE")"
 
 cat <<EOF_INFO
 
@@ -145,5 +128,9 @@ Try:
   curl -i -X PUT -T README.md "http://$PROXY_LISTEN/webhdfs/v1/demo/readme.md?op=CREATE&write=true&overwrite=true"
   curl -s "http://$PROXY_LISTEN/webhdfs/v1/demo?op=LISTSTATUS"
   curl -s "http://$ADMIN_LISTEN/admin/status"
+See your writes on Gen2 (Shared Key signing done for you):
+  python3 docker/gen2.py --config $CONFIG ls /demo
+  python3 docker/gen2.py --config $CONFIG cat /demo/readme.md
+  python3 docker/gen2.py --config $CONFIG stat /demo/readme.md
 EOF_INFO
 wait

@@ -59,6 +59,24 @@ class Cli(unittest.TestCase):
         finally:
             e.close()
 
+    def test_gen2_tool_shows_what_reached_gen2(self):
+        """docker/gen2.py (the local stack's way to look at Gen2) lists and reads a write made through the proxy."""
+        s = proxylib.Stack()
+        try:
+            r = proxylib.write_data(s.proxy, "PUT", "/seen/a.txt", "CREATE", b"visible on gen2", overwrite="true")
+            self.assertEqual(r.status, 201, r)
+            s.wait_applied()
+            tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docker", "gen2.py")
+            rc, out, err = run("/usr/bin/python3", tool, "--config", s.proxy.config_path, "ls", "/seen")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("lake/seen/a.txt", out)
+            rc, out, err = run("/usr/bin/python3", tool, "--config", s.proxy.config_path, "cat", "/seen/a.txt")
+            self.assertEqual((rc, out), (0, "visible on gen2"), err)
+            rc, out, err = run("/usr/bin/python3", tool, "--config", s.proxy.config_path, "cat", "/seen/missing")
+            self.assertEqual(rc, 1)
+        finally:
+            s.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
