@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     const char *dir = NULL;
     uint64_t n = 0, dirs = 1000, every = 20, body = 100;
     iox_backend be = IOX_AUTO;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = !v;
         if (!bad && strcmp(a, "--spool") == 0) dir = v;
@@ -84,7 +84,6 @@ int main(int argc, char **argv)
                             "[--body BYTES] [--io auto|io_uring|threads]\n");
             return 2;
         }
-        i++;
     }
     if (!dir || n == 0) {
         fprintf(stderr, "backlogfill: --spool and --records are required\n");

@@ -531,6 +531,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages: fm is its printf format. */
+static void mhd_logger(void *cls, const char *fm, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_logger(void *cls, const char *fm, va_list ap)
 {
     char line[512];

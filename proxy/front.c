@@ -705,6 +705,8 @@ static void mhd_panic(void *cls, const char *file, unsigned int line, const char
     abort();
 }
 
+/* libmicrohttpd's messages: fm is its printf format. */
+static void mhd_logger(void *cls, const char *fm, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_logger(void *cls, const char *fm, va_list ap)
 {
     char line[512];

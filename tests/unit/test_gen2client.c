@@ -448,7 +448,7 @@ TEST(awkward_names_roundtrip)
     env v;
     env_open(&v, &cfg);
     expect_drop(call(v.c, "PUT", "lake", "", "resource=filesystem", NULL, NULL, 0), 201);
-    static const char *const names[] = {"sp ace/x y", "plus+/a+b", "pct%/100%25", "\xc3\xbcnic\xc3\xb8" "de/\xe6\x97\xa5",
+    static const char *const names[] = {"sp ace/x y", "plus+/a+b", "pct%/100%25", ("\xc3\xbcnic\xc3\xb8" "de/\xe6\x97\xa5"),
                                         "q?h#a&b=c;d", "tilde~-_.ok"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) roundtrip(v.c, "lake", names[i], false);
     /* Listing shows the names decoded exactly as given. */
