@@ -301,6 +301,10 @@ static bool outcome_ok(apply_outcome o)
            o == APPLY_RESYNCED;
 }
 
+/* A RESYNC record (`dualpipe journal resync PATH`, POST /admin/journal/resync): the operator's own
+ * operation, with no WebHDFS op behind it; resyncing is its success, not a failed write's fallback. */
+static bool requested_resync(const apply_req *q) { return q->resync && q->op == WH_OP_UNKNOWN; }
+
 static void log_outcome(const aop *op)
 {
     const apply_req *q = op->req;
@@ -322,8 +326,12 @@ static void log_outcome(const aop *op)
              op->detail);
         break;
     case APPLY_RESYNCED:
-        LOGW("msg=\"resynced from gen1\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
-             q->path, op->detail);
+        if (requested_resync(q))
+            LOGI("msg=\"resynced from gen1\" seq=%" PRIu64 " rid=%s op=RESYNC path=\"%s\" detail=\"%s\"", q->seq,
+                 AP_RID(q), q->path, op->detail);
+        else
+            LOGW("msg=\"resynced from gen1\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q),
+                 ap_op_name(q->op), q->path, op->detail);
         break;
     case APPLY_PARKED:
         LOGE("msg=\"gen2 apply parked\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" detail=\"%s\"", q->seq, AP_RID(q), ap_op_name(q->op),
@@ -388,8 +396,18 @@ void ap_op_done(aop *op)
     case APPLY_SKIPPED_UNMAPPED: a->n_unmapped++; break;
     case APPLY_SKIPPED_INVALID_NAME: a->n_invalid++; break;
     case APPLY_DIVERGENCE: a->n_divergence++; ring_add(&a->divs, op); break;
-    case APPLY_RESYNCED: a->n_resynced++; ring_add(&a->fails, op); break;
-    case APPLY_PARKED: a->n_parked++; ring_add(&a->fails, op); break;
+    case APPLY_RESYNCED:
+        a->n_resynced++;
+        if (!requested_resync(op->req)) {
+            a->n_failures++;
+            ring_add(&a->fails, op);
+        }
+        break;
+    case APPLY_PARKED:
+        a->n_parked++;
+        a->n_failures++;
+        ring_add(&a->fails, op);
+        break;
     case APPLY_STOPPED: a->n_stopped++; break;
     case APPLY_FAILED: break;
     }
@@ -592,7 +610,7 @@ int applier_status_json(applier *a, dbuf *out)
                           (json_int_t)(a->n_unmapped + a->n_invalid), "skipped_unmapped", (json_int_t)a->n_unmapped,
                           "skipped_invalid_name", (json_int_t)a->n_invalid, "divergence_count",
                           (json_int_t)a->n_divergence, "resynced", (json_int_t)a->n_resynced, "parked",
-                          (json_int_t)a->n_parked, "failure_count", (json_int_t)(a->n_resynced + a->n_parked),
+                          (json_int_t)a->n_parked, "failure_count", (json_int_t)a->n_failures,
                           "breaker", a->brk[1].open ? "open" : "closed", "breaker_gen1",
                           a->brk[0].open ? "open" : "closed");
     if (o) {

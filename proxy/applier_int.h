@@ -266,6 +266,8 @@ struct applier {
     uint64_t pending;
     bool stopping, abandon, quit, orphaned;
     uint64_t n_applied, n_unmapped, n_invalid, n_divergence, n_resynced, n_parked, n_stopped;
+    uint64_t n_failures;          /* writes that ended resynced or parked (the failures ring); an operator's
+                                     own resync (a RESYNC record) counts as resynced, not as a failure */
     ap_ring divs, fails;
     /* applier.* settings (0 in the config: the documented default) */
     unsigned conc, backoff_base_ms, backoff_cap_ms, brk_failures, brk_probe_ms, resync_attempts;

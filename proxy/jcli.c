@@ -289,7 +289,15 @@ static void print_status(const json_t *root, const char *where, bool online)
         line_num(ap, "applier in flight", "pending");
     }
     if (online) { /* counted since the daemon started; an offline open has just started */
-        line_num(j, "applied (since start)", "applied");
+        /* The outcomes are the applier's, the same counts as GET /admin/status; the journal's total is
+         * every record finished on Gen2, whatever the outcome (their sum). */
+        line_num(j, "done on gen2 (total)", "applied");
+        if (json_is_object(ap)) {
+            line_num(ap, "  applied", "applied");
+            line_num(ap, "  skipped", "skipped");
+            line_num(ap, "  divergences", "divergence_count");
+            line_num(ap, "  resynced", "resynced");
+        }
         line_num(j, "resyncs (since start)", "resyncs");
         line_num(j, "fdatasyncs", "fdatasyncs");
     }

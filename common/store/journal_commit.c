@@ -312,8 +312,11 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
                 e->sseg = seg;
                 seg->state_refs++;
                 if (st == JFMT_S_RESYNC) {
-                    j->resyncs++;
-                    metrics_inc(j->m_resync);
+                    /* one per record: a RESYNC record was counted when it was written */
+                    if (e->e.jop != JFMT_OP_RESYNC) {
+                        j->resyncs++;
+                        metrics_inc(j->m_resync);
+                    }
                     /* a resync copies from the primary: the body is no longer needed */
                     spool_unref(e->e.body);
                     e->e.body = NULL;

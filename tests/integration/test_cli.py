@@ -2,6 +2,7 @@
 and subcommand answers --help on stdout with exit status 0; a usage error says what was wrong on
 stderr, then shows the usage, and exits 2."""
 import os
+import re
 import subprocess
 import unittest
 
@@ -74,6 +75,40 @@ class Cli(unittest.TestCase):
             self.assertEqual((rc, out), (0, "visible on gen2"), err)
             rc, out, err = run("/usr/bin/python3", tool, "--config", s.proxy.config_path, "cat", "/seen/missing")
             self.assertEqual(rc, 1)
+        finally:
+            s.close()
+
+    def test_counts_agree_after_an_operator_resync(self):
+        """One operator resync: the journal, /admin/status and `journal status` give the same counts, and
+        the resync is not listed as a failure."""
+        s = proxylib.Stack()
+        try:
+            p = s.proxy
+            for i in range(3):
+                self.assertEqual(proxylib.write_data(p, "PUT", "/cnt/f%d" % i, "CREATE", b"x", overwrite="true").status, 201)
+            s.wait_applied()
+            s.wait_drained()
+            rc, out, err = run(proxylib.DUALPIPE_BIN, "journal", "resync", "/cnt/f1", "--config", p.config_path,
+                               "--admin", p.admin_url.split("//", 1)[1])
+            self.assertEqual(rc, 0, err)
+            s.wait_drained()
+            s.wait_applied()
+            js, st = p.journal(), p.status()
+            self.assertEqual(js["journal"]["resyncs"], 1, js["journal"])
+            self.assertEqual(st["resynced"], 1, st)
+            self.assertEqual((st["failure_count"], st["failures"]), (0, []), st)
+            self.assertEqual(st["applied"], 3, st)
+            self.assertEqual(js["journal"]["applied"], st["applied"] + st["skipped"] + st["divergence_count"]
+                             + st["resynced"], (js["journal"], st))
+            rc, out, err = run(proxylib.DUALPIPE_BIN, "journal", "status", "--config", p.config_path,
+                               "--admin", p.admin_url.split("//", 1)[1])
+            self.assertEqual(rc, 0, err)
+            lines = dict(re.split(r"\s{2,}", ln.strip(), maxsplit=1) for ln in out.splitlines()
+                         if re.search(r"\S\s{2,}\S", ln))
+            self.assertEqual(lines.get("done on gen2 (total)"), "4", out)
+            self.assertEqual(lines.get("applied"), "3", out)
+            self.assertEqual(lines.get("resynced"), "1", out)
+            self.assertEqual(lines.get("resyncs (since start)"), "1", out)
         finally:
             s.close()
 
