@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import unittest.mock
@@ -31,6 +32,68 @@ import proxylib
 import tlslib
 
 CURL = shutil.which("curl")
+
+
+class MtlsGateway:
+    """A TLS gateway in front of a plain-HTTP emulator that, like a Knox or HttpFS gateway set up for client
+    certificates, refuses any client that does not present a certificate of its CA: it accepts TLS on a
+    loopback port of its own (server certificate of `server`), requires the client's certificate, then
+    relays bytes both ways to `upstream` (host, port). Counts the handshakes it accepted and refused."""
+
+    def __init__(self, server, client_ca, upstream):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*server)
+        self.ctx.load_verify_locations(client_ca)
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.upstream = upstream
+        self.accepted = self.refused = 0
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                raw, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+                raw.close()
+                continue
+
+            self.accepted += 1
+            up = socket.create_connection(self.upstream)
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
 
 
 def emu_tls(cert_key):
@@ -135,6 +198,37 @@ class TlsStack(unittest.TestCase):
         s.wait_applied()
         s.assert_same(self)
         self.assertEqual(s.g2_read("sdk/tls.bin"), data)
+
+    def test_gen1_client_certificate(self):
+        """gen1.tls.cert_file/key_file: a Gen1 gateway that requires client certificates lets the proxy
+        through with one, and refuses it (clear reason in the writer's answer and the log) without."""
+        gen1_client = self.ca.issue("proxy-client", client=True)
+        for with_cert in (True, False):
+            gw = {}
+
+            def over(s, with_cert=with_cert):
+                u = urllib.parse.urlsplit(s.gen1.url)
+                gw["gw"] = MtlsGateway(self.emu_cert, self.ca.cert, (u.hostname, u.port))
+                tls = {"ca_file": self.ca.cert}
+                if with_cert:
+                    tls.update(cert_file=gen1_client[0], key_file=gen1_client[1])
+                return {"gen1": {"endpoint": "https://127.0.0.1:%d" % gw["gw"].port, "tls": tls},
+                        "gen2": {"tls": {"ca_file": self.ca.cert}}}
+
+            s = proxylib.Stack(config=over, gen2_kw=emu_tls(self.emu_cert))
+            self.addCleanup(s.close)
+            self.addCleanup(gw["gw"].close)
+            r = proxylib.write_data(s.proxy, "PUT", "/mtls.txt", "CREATE", b"client cert", overwrite="true")
+            if with_cert:
+                self.assertEqual(r.status, 201, r)
+                s.wait_applied()
+                self.assertEqual(s.g2_read("mtls.txt"), b"client cert")
+                self.assertGreaterEqual(gw["gw"].accepted, 1)
+            else:
+                self.assertGreaterEqual(r.status, 500, r)
+                self.assertEqual(gw["gw"].accepted, 0)
+                self.assertGreaterEqual(gw["gw"].refused, 1)
+                self.assertEqual(s.g1_counters().get("requests", {}), {}, "nothing may reach Gen1")
 
     def test_wrong_ca_toward_gen2_is_refused_clearly(self):
         s = self.stack(gen2_ca=self.other.cert)
