@@ -114,6 +114,40 @@ class ProxyWebhdfsAdls(unittest.TestCase):
             s.close()
 
 
+class ProxyWebhdfsHttps(unittest.TestCase):
+    """npm webhdfs over HTTPS (its protocol option) through the proxy's TLS front, Gen1 and Gen2 emulators
+    behind TLS too, all certificates from a CA made for the test (Node trusts it via NODE_EXTRA_CA_CERTS)."""
+
+    def test_webhdfs_client_over_tls(self):
+        import tempfile
+        import emulib
+        import tlslib
+        d = tempfile.mkdtemp(prefix="dp-webhdfs-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        ca = tlslib.Pki(d)
+        front, emu = ca.issue("proxy"), ca.issue("emulator")
+        emulib.SSL_CONTEXT = ca.context()
+        self.addCleanup(setattr, emulib, "SSL_CONTEXT", None)
+        tls_args = {"extra_args": ["--tls-cert", emu[0], "--tls-key", emu[1]]}
+        s = proxylib.Stack(dialect="adls", gen1_kw=tls_args, gen2_kw=tls_args,
+                           config={"tls": {"cert_file": front[0], "key_file": front[1]},
+                                   "gen1": {"tls": {"ca_file": ca.cert}}, "gen2": {"tls": {"ca_file": ca.cert}}})
+        try:
+            self.assertTrue(s.proxy.url.startswith("https://"))
+            host, port = s.proxy.listen.rsplit(":", 1)
+            before = s.g1_counters()
+            run_node(self, "webhdfs_client.js", {"DP_GEN1_HOST": host, "DP_GEN1_PORT": port, "DP_GEN1_DIALECT": "adls",
+                                                 "DP_GEN1_PROTOCOL": "https", "NODE_EXTRA_CA_CERTS": ca.cert})
+            delta = proxylib.counter_delta(before, s.g1_counters())
+            for op in ("CREATE", "APPEND", "RENAME", "DELETE"):
+                self.assertTrue(any(k.split(" ")[-1] == op for k in delta), (op, delta))
+            s.wait_applied()
+            s.assert_same(self, "/wh-adls")
+            self.assertEqual(s.g2_read("/wh-adls/final.txt"), b"webhdfs-adls-final")
+        finally:
+            s.close()
+
+
 class ProxyWebhdfsHadoop(ProxyWebhdfsAdls):
     """npm webhdfs through the proxy; the proxy's upstream is Gen1 in the hadoop dialect."""
     DIALECT = "hadoop"

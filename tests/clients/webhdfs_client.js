@@ -3,7 +3,9 @@
 // write=true; hadoop: 307 to a separate data listener). Every step goes through the client's own API
 // and checks what a user of the client relies on: the bytes read back, the status fields, the errors.
 // Exits non-zero (uncaught rejection / assert) on the first failure.
-// Environment: DP_GEN1_HOST, DP_GEN1_PORT (the emulator), DP_GEN1_DIALECT (for messages only).
+// Environment: DP_GEN1_HOST, DP_GEN1_PORT (the emulator), DP_GEN1_DIALECT (for messages only),
+// DP_GEN1_PROTOCOL (http, the default, or https: the client's own option; the CA comes from Node's
+// NODE_EXTRA_CA_CERTS).
 'use strict';
 
 const assert = require('assert');
@@ -20,7 +22,8 @@ if (!host || !port) {
 
 // 'hdfs' is the emulator's superuser: the client sends user.name=hdfs on every call, and chown
 // (SETOWNER) is a superuser operation in HDFS.
-const hdfs = WebHDFS.createClient({ host, port, protocol: 'http', path: '/webhdfs/v1', user: 'hdfs' });
+const protocol = process.env.DP_GEN1_PROTOCOL || 'http';
+const hdfs = WebHDFS.createClient({ host, port, protocol, path: '/webhdfs/v1', user: 'hdfs' });
 
 // The client's API is callback-based; wrap the calls so each step can be awaited.
 function call(fn, ...args) {
