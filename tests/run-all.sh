@@ -5,7 +5,7 @@
 #      and a 200,000-entry listing through the proxy)
 #      then the container stage (docker/ci-container.sh): docker/Dockerfile built with podman, the
 #      real-client tests through the containerised proxy on both I/O backends, a stack of containers
-#      (healthcheck, SIGTERM drain); about 75 s on a machine that never built it, 20 s after.
+#      (healthcheck, SIGTERM drain); about 100 s on a machine that never built it, 25-55 s after.
 #      DP_CONTAINER_STAGE=0 skips it.
 #   2. build-asan/  ASan+UBSan build, leak checks on; unit + integration tests         ctest -L
 #   3. build-tsan/  ThreadSanitizer build; journal, spool, iox, applier, pipeline,     ctest -L tsan
