@@ -3,14 +3,20 @@
 // enums; like the API server's non-strict mode it does not refuse unknown field names), then the rules
 // the dualpipe sidecar depends on (README, "Kubernetes sidecar"), which name every field they need, so a
 // misspelt probe or annotation fails here.
-// Usage: node validate.mjs DIR   (DIR holds the manifests; run by the ctest k8s_manifests)
+// With DUALPIPE (the binary), the ConfigMap's config.json and docker/compose/config.json must also pass
+// `dualpipe --check-config` (the Secret's file replaced by a throwaway key), and docker/compose.yaml is
+// checked against the files it names and the drain time.
+// Usage: node validate.mjs DIR [DUALPIPE]   (DIR holds the manifests; run by the ctest k8s_manifests)
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 
 const dir = process.argv[2];
+const dualpipe = process.argv[3];
 if (!dir) {
-  console.error("usage: node validate.mjs DIR");
+  console.error("usage: node validate.mjs DIR [DUALPIPE]");
   process.exit(2);
 }
 const problems = [];
@@ -113,9 +119,73 @@ if (deploy && cm) {
   }
 }
 
+// `dualpipe --check-config` on a config file; returns its stderr on failure, "" when valid.
+function checkConfig(file) {
+  try {
+    execFileSync(dualpipe, ["--check-config", file], { stdio: ["ignore", "ignore", "pipe"] });
+    return "";
+  } catch (e) {
+    return (e.stderr || "").toString().trim() || String(e);
+  }
+}
+
+if (dualpipe && cm) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dp-k8s-"));
+  try {
+    const keyFile = path.join(tmp, "gen2-account-key");
+    fs.writeFileSync(keyFile, Buffer.alloc(32, 7).toString("base64") + "\n", { mode: 0o600 });
+    const text = cm.obj.data["config.json"].replace(/"account_key_file"\s*:\s*"[^"]*"/, `"account_key_file": "${keyFile}"`);
+    fs.writeFileSync(path.join(tmp, "config.json"), text);
+    const err = checkConfig(path.join(tmp, "config.json"));
+    if (err) fail(cm.file, `config.json does not pass dualpipe --check-config: ${err}`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// docker/compose.yaml, beside the k8s directory.
+const composeFile = path.join(dir, "..", "compose.yaml");
+if (fs.existsSync(composeFile)) {
+  const base = path.dirname(composeFile);
+  let c = null;
+  try {
+    c = parse(fs.readFileSync(composeFile, "utf8"));
+  } catch (e) {
+    fail("compose.yaml", `YAML: ${e.message}`);
+  }
+  const svc = c?.services ?? {};
+  for (const name of ["gen1", "gen2", "dualpipe"]) if (!svc[name]) fail("compose.yaml", `no service ${name}`);
+  for (const name of ["gen2", "dualpipe"])
+    if (svc[name] && svc[name].network_mode !== "service:gen1") fail("compose.yaml", `${name} must share gen1's network namespace`);
+  const dp = svc.dualpipe ?? {};
+  const cfgMount = (dp.volumes ?? []).map((v) => String(v).split(":")).find((p) => p[1] === "/etc/dualpipe/config.json");
+  if (!cfgMount) fail("compose.yaml", "dualpipe does not mount /etc/dualpipe/config.json");
+  const stateMount = (dp.volumes ?? []).map((v) => String(v).split(":")).find((p) => p[1] === "/var/lib/dualpipe");
+  if (!stateMount || !(c.volumes ?? {})[stateMount[0]]) fail("compose.yaml", "dualpipe's /var/lib/dualpipe must be a named volume");
+  for (const opt of dp.security_opt ?? []) {
+    const m = String(opt).match(/^seccomp=(.*)$/);
+    if (m && !fs.existsSync(path.join(base, m[1]))) fail("compose.yaml", `seccomp profile ${m[1]} not found`);
+  }
+  if (cfgMount) {
+    const cfgPath = path.join(base, cfgMount[0]);
+    if (!fs.existsSync(cfgPath)) fail("compose.yaml", `${cfgMount[0]} not found`);
+    else {
+      const conf = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
+      const drain = conf.shutdown?.drain_ms ?? 5000;
+      const grace = parseInt(String(dp.stop_grace_period ?? "10s"), 10);
+      if (grace < (2 * drain) / 1000) fail("compose.yaml", `stop_grace_period ${dp.stop_grace_period} < 2 x shutdown.drain_ms (${drain} ms)`);
+      if (dualpipe) {
+        const err = checkConfig(cfgPath);
+        if (err) fail("compose.yaml", `${cfgMount[0]} does not pass dualpipe --check-config: ${err}`);
+      }
+    }
+  }
+}
+
 if (problems.length) {
   for (const p of problems) console.error(`k8s: ${p}`);
   console.error(`k8s: ${problems.length} problem(s) in ${dir}`);
   process.exit(1);
 }
-console.log(`k8s: ${docs.length} manifests valid (${docs.map((d) => `${d.obj.kind}/${d.obj.metadata.name}`).join(", ")})`);
+console.log(`k8s: ${docs.length} manifests valid (${docs.map((d) => `${d.obj.kind}/${d.obj.metadata.name}`).join(", ")})` +
+  (dualpipe ? "; their config and compose's pass dualpipe --check-config" : ""));
