@@ -1020,10 +1020,45 @@ TEST(drain_key)
     EXPECT_ERR(mk("\"shutdown\":{\"drain\":1},", NULL, NULL, NULL, NULL), "shutdown.drain", "unknown key");
 }
 
+/* tls.*, gen1.tls.*, gen2.tls.*: defaults (plain HTTP front, verification on), values, and the pairs that
+ * go together, each error naming the key at fault. */
+TEST(tls_keys)
+{
+    dp_config c;
+    must_load(mk(NULL, NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_STR(c.tls_cert_file, "");
+    ASSERT_EQ_STR(c.tls_key_file, "");
+    ASSERT_EQ_STR(c.tls_client_ca_file, "");
+    ASSERT_TRUE(!c.gen1_tls.insecure_skip_verify && !c.gen2_tls.insecure_skip_verify);
+    ASSERT_EQ_STR(c.gen1_tls.ca_file, "");
+    cfg_free(&c);
+    must_load(mk("\"tls\":{\"cert_file\":\"/etc/dp/p.pem\",\"key_file\":\"/etc/dp/p.key\",\"client_ca_file\":\"/etc/dp/ca.pem\"},",
+                 ",\"tls\":{\"ca_file\":\"/etc/dp/g1ca.pem\",\"ca_path\":\"/etc/dp/cas\",\"cert_file\":\"/etc/dp/c.pem\","
+                 "\"key_file\":\"/etc/dp/c.key\",\"insecure_skip_verify\":true}",
+                 ",\"tls\":{\"ca_file\":\"/etc/dp/g2ca.pem\"}", NULL, NULL),
+              &c);
+    ASSERT_EQ_STR(c.tls_cert_file, "/etc/dp/p.pem");
+    ASSERT_EQ_STR(c.tls_client_ca_file, "/etc/dp/ca.pem");
+    ASSERT_EQ_STR(c.gen1_tls.ca_path, "/etc/dp/cas");
+    ASSERT_EQ_STR(c.gen1_tls.key_file, "/etc/dp/c.key");
+    ASSERT_TRUE(c.gen1_tls.insecure_skip_verify);
+    ASSERT_EQ_STR(c.gen2_tls.ca_file, "/etc/dp/g2ca.pem");
+    ASSERT_TRUE(!c.gen2_tls.insecure_skip_verify);
+    cfg_free(&c);
+    EXPECT_ERR(mk("\"tls\":{\"cert_file\":\"/etc/dp/p.pem\"},", NULL, NULL, NULL, NULL), "tls.key_file", "go together");
+    EXPECT_ERR(mk("\"tls\":{\"key_file\":\"/etc/dp/p.key\"},", NULL, NULL, NULL, NULL), "tls.cert_file", "go together");
+    EXPECT_ERR(mk("\"tls\":{\"client_ca_file\":\"/etc/dp/ca.pem\"},", NULL, NULL, NULL, NULL), "tls.client_ca_file",
+               "needs an HTTPS front");
+    EXPECT_ERR(mk(NULL, ",\"tls\":{\"cert_file\":\"/etc/dp/c.pem\"}", NULL, NULL, NULL), "gen1.tls.key_file", "go together");
+    EXPECT_ERR(mk(NULL, NULL, ",\"tls\":{\"cert_file\":\"/etc/dp/c.pem\"}", NULL, NULL), "gen2.tls.cert_file", "unknown key");
+    EXPECT_ERR(mk(NULL, NULL, ",\"tls\":{\"insecure_skip_verify\":\"yes\"}", NULL, NULL), "gen2.tls.insecure_skip_verify",
+               "");
+}
+
 TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
       T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(journal_spool_and_applier_keys), T(bad_enum_lists_the_choices),
       T(host_port_errors), T(endpoint_urls), T(required_keys), T(mapping_errors), T(datanode_rewrite),
       T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
       T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),
       T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads),
-      T(diff_names_changed_keys), T(drain_key))
+      T(diff_names_changed_keys), T(drain_key), T(tls_keys))
