@@ -1,7 +1,7 @@
 /* bn_drv: the libcurl multi loop. Each worker owns one easy handle, reused for every request (connections
  * stay in the multi's pool, so keep-alive works across requests and across the two steps of a hadoop
  * write). Bodies are generated straight into libcurl's upload buffer by the read callback (default buffer
- * size, see docs/ARCHITECTURE.md); responses are always read to their end, hashed when asked and their first bytes
+ * size, see proxy/ARCHITECTURE.md); responses are always read to their end, hashed when asked and their first bytes
  * kept for the job to parse. One thread, curl_multi_poll with a 100 ms tick for the clock and progress. */
 #include "driver.h"
 

@@ -1,5 +1,5 @@
 /*
- * pipeline: the glue of the durable write path (the promises are in pipeline.h and docs/ARCHITECTURE.md). It
+ * pipeline: the glue of the durable write path (the promises are in pipeline.h and proxy/ARCHITECTURE.md). It
  * owns the I/O engine, the spool, the journal and the applier, turns the front's calls into journal
  * records and applier submissions, and turns the applier's outcomes back into journal states.
  *

@@ -1,5 +1,5 @@
 /*
- * pipeline: the write path's durable middle (docs/ARCHITECTURE.md "The write path, step by step"). It owns
+ * pipeline: the write path's durable middle (proxy/ARCHITECTURE.md "The write path, step by step"). It owns
  * the I/O engine (common/iox), the spool (common/spool), the journal (common/journal) and the
  * applier, and ties them together:
  *

@@ -1,4 +1,4 @@
-"""Writes Gen1 refuses are relayed unchanged and nothing reaches Gen2 (issue 3; docs/ARCHITECTURE.md write path,
+"""Writes Gen1 refuses are relayed unchanged and nothing reaches Gen2 (issue 3; proxy/ARCHITECTURE.md write path,
 promise 3: "the secondary never sees a write the primary refused").
 
 Cases: APPEND at a wrong offset (400 BadOffsetException), permission denied through the emulator's
