@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "front_frame.h"
 #include "log.h"
 #include "reload.h"
 #include "urlcodec.h"
@@ -173,12 +174,6 @@ static bool sane_host(const char *h)
     return true;
 }
 
-static enum MHD_Result count_host(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) (*(int *)cls)++;
-    return MHD_YES;
-}
-
 /* True when the raw parameter name p decodes to one of the names the redirect decides. */
 static bool is_flag_param(const url_param *p)
 {
@@ -231,13 +226,8 @@ static void answer_redirect(fr_req *r, const char *flag)
         while (n > 0 && pub[n - 1] == '/') n--;
         snprintf(base, sizeof base, "%.*s", (int)n, pub);
     } else {
+        /* ff_check let through at most one Host. */
         const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-        int nhost = 0;
-        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_host, &nhost);
-        if (nhost > 1) {
-            front__fail(r, 400, "IllegalArgumentException", "more than one Host header");
-            return;
-        }
         if (!sane_host(host)) {
             front__fail(r, 400, "IllegalArgumentException", "missing or invalid Host header");
             return;
@@ -451,6 +441,8 @@ static enum MHD_Result queue_answer(fr_req *r)
 {
     if (!r->resp) front__fail(r, 500, "IOException", "the proxy produced no answer");
     if (!r->resp) return MHD_NO;
+    if (!front__conn_received(r)) return MHD_NO; /* the reaper answered and shut the connection down */
+    if (r->close_after) MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->queued = true;
     /* The request id goes back the way Gen2 echoes it; Gen1's own x-ms-request-id is relayed untouched. */
     if (r->rid[0]) MHD_add_response_header(r->resp, "x-ms-client-request-id", r->rid);
@@ -479,21 +471,61 @@ static size_t header_bytes(fr_req *r, const char *method)
     return n + 2;
 }
 
-static enum MHD_Result on_headers(fr_req *r, const char *method)
+typedef struct field_list {
+    ff_field f[FF_MAX_FIELDS];
+    size_t n; /* all fields, possibly more than f holds */
+} field_list;
+
+static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                 const char *value, size_t value_size)
+{
+    field_list *l = cls;
+    if (l->n < FF_MAX_FIELDS) l->f[l->n] = (ff_field){key, key_size, value, value_size};
+    l->n++;
+    return MHD_YES;
+}
+
+/* RFC 9112 framing and header checks (front_frame.h) on what MHD parsed. 0, or -1 with e. */
+static int check_framing(fr_req *r, const char *version, whreq_err *e)
+{
+    field_list *l = calloc(1, sizeof *l);
+    if (!l) return whreq_fail(e, 503, "IOException", "the proxy is out of memory; retry later");
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, add_field, l);
+    ff_frame fr;
+    int rc;
+    if (l->n > FF_MAX_FIELDS)
+        rc = whreq_fail(e, 431, "IllegalArgumentException", "Too many header fields (at most %d)", FF_MAX_FIELDS);
+    else if (!ff_in_place(l->f, l->n))
+        rc = whreq_fail(e, 400, "IllegalArgumentException",
+                        "Malformed header section (a folded line or a NUL byte in a header)");
+    else
+        rc = ff_check(version, l->f, l->n, &fr, e);
+    if (rc == 0) {
+        r->content_length = fr.content_length;
+        r->chunked = fr.chunked;
+    }
+    free(l);
+    return rc;
+}
+
+static enum MHD_Result on_headers(fr_req *r, const char *method, const char *version)
 {
     front *f = r->f;
     r->begun = true;
     r->method = method;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
-    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    r->chunked = te && strcasestr(te, "chunked") != NULL;
     r->content_length = -1;
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && !r->chunked) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(cl, &end, 10);
-        if (errno == 0 && end != cl && *end == '\0' && v >= 0) r->content_length = v;
+    whreq_err fe;
+    if (check_framing(r, version, &fe) != 0) {
+        /* Answered at once with Connection: close: nothing after these headers is read as a body or as
+         * a next request, and nothing reaches an upstream. */
+        rid_new(r->rid);
+        r->close_after = true;
+        metrics_inc(f->framing_refused);
+        LOGI("msg=\"request refused: framing\" req=%" PRIu64 " status=%d message=\"%s\"", r->id, fe.status,
+             fe.message);
+        front__fail_err(r, &fe);
+        return queue_answer(r);
     }
     r->authorization = dup_header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION);
     r->content_type = dup_header(r->conn, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -578,7 +610,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 {
     fr_req *r = *con_cls;
     if (!r) return MHD_NO; /* out of memory in uri_log_cb */
-    if (!r->begun) return on_headers(r, method);
+    if (!r->begun) return front__conn_handled(r) ? on_headers(r, method, version) : MHD_NO;
     if (*upload_size > 0) {
         size_t n = *upload_size;
         *upload_size = 0;
@@ -586,6 +618,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     }
     switch (r->state) {
     case FR_RECEIVING: {
+        if (!front__conn_received(r)) return MHD_NO; /* the reaper answered 408 and shut the connection */
         FR_SET(r, FR_SPOOLED);
         whreq_err e;
         int frc = r->body ? spool_finish(r->body) : 0;
@@ -637,6 +670,9 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     const char *q = strchr(r->target, '?');
     r->query = q ? q + 1 : "";
     atomic_init(&r->up, NULL);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->fc = ci ? ci->socket_context : NULL;
+    front__conn_request(r, ff_query_params(r->query));
     return r;
 }
 
@@ -658,6 +694,12 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
              r->id, r->rid, seqs, r->method, r->parsed ? r->wr.info->name : "-", r->parsed ? r->wr.path : "-",
              r->queued ? r->status : 0, r->body_bytes, r->resp_bytes, ms, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     }
+    front__conn_request_done(r);
+    front__req_free(r);
+}
+
+void front__req_free(fr_req *r)
+{
     FR_SET(r, FR_DONE);
     if (r->resp) MHD_destroy_response(r->resp);
     httpc_resp *up = atomic_load(&r->up);
@@ -672,13 +714,6 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->content_type);
     free(r->target);
     free(r);
-}
-
-static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    front *f = cls;
-    metrics_gauge_add(f->connections, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 /*
@@ -771,6 +806,16 @@ static void init_metrics(front *f)
     f->waiting = metrics_gauge_get(m, "dualpipe_front_requests_upstream", "Requests waiting for Gen1's answer.", NULL);
     f->streaming = metrics_gauge_get(m, "dualpipe_front_reads_streaming",
                                      "Read answers being relayed from Gen1 to their readers.", NULL);
+    f->conn_refused = metrics_counter_get(m, "dualpipe_front_connections_refused_total",
+                                          "Connections closed at accept: limits.max_connections reached.", NULL);
+    f->req_timeouts = metrics_counter_get(m, "dualpipe_front_request_timeouts_total",
+                                          "Connections ended because a request was not received within "
+                                          "limits.request_timeout_s.",
+                                          NULL);
+    f->framing_refused = metrics_counter_get(m, "dualpipe_front_framing_refused_total",
+                                             "Requests refused for their header section or message framing "
+                                             "(RFC 9112), their connection closed.",
+                                             NULL);
     f->spool_bytes = metrics_gauge_get(m, "dualpipe_spool_bytes",
                                        "Bytes of request bodies being received into the spool.", NULL);
     static const double lat[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -816,7 +861,15 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     f->m = m;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
+    pthread_mutex_init(&f->conn_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->conn_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&f->nconns, 0);
     init_metrics(f);
+    if (front__conn_start(f, err, errlen) != 0) goto fail;
 
     char lerr[300];
     lfd = front_listen_socket(cfg->listen.host, cfg->listen.port, &f->port, lerr, sizeof lerr);
@@ -837,15 +890,20 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     if (front_tls_new(cfg, &f->tls, err, errlen) != 0) goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      front_tls_mhd_flags(f->tls);
+    /* limits.max_connections is enforced at accept (front__conn_accept refuses at once); MHD's own limit,
+     * which splits evenly over the pool's threads and past which a thread stops accepting (connections
+     * then wait in the backlog), is set well above it. */
+    unsigned mhd_limit = cfg->max_connections * 2u + threads;
     struct MHD_OptionItem pool[] = {
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_client, NULL},
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    f->d = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, f, MHD_OPTION_LISTEN_SOCKET, lfd,
+    f->d = MHD_start_daemon(flags, 0, front__conn_accept, f, access_cb, f, MHD_OPTION_LISTEN_SOCKET, lfd,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, f, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, f,
-                            MHD_OPTION_NOTIFY_CONNECTION, connection_cb, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
+                            MHD_OPTION_NOTIFY_CONNECTION, front__conn_notify, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_ARRAY, pool,
                             MHD_OPTION_ARRAY, front_tls_mhd_options(f->tls), MHD_OPTION_END);
     if (!f->d) {
@@ -853,8 +911,10 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
                  f->port);
         goto fail;
     }
-    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u tls=%s", cfg->listen.host, f->port,
-         threads, cfg->max_connections, f->tls ? (cfg->tls_client_ca_file[0] ? "on+client_cert" : "on") : "off");
+    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u max_connections_per_client=%u "
+         "request_timeout_s=%u tls=%s",
+         cfg->listen.host, f->port, threads, cfg->max_connections, cfg->max_connections_per_client,
+         cfg->request_timeout_s, f->tls ? (cfg->tls_client_ca_file[0] ? "on+client_cert" : "on") : "off");
     if (rl_register("front", front_live_keys, front_reload, f) != 0)
         LOGW("msg=\"front limits will not follow SIGHUP: too many reload hooks\"");
     *out = f;
@@ -863,6 +923,9 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
 fail:
     if (lfd >= 0) close(lfd);
     front_tls_free(f->tls);
+    front__conn_stop(f);
+    pthread_cond_destroy(&f->conn_cond);
+    pthread_mutex_destroy(&f->conn_mu);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -916,6 +979,9 @@ void front_free(front *f)
     if (f->d) MHD_stop_daemon(f->d);
     if (f->quiesced_fd >= 0) close(f->quiesced_fd);
     front_tls_free(f->tls);
+    front__conn_stop(f);
+    pthread_cond_destroy(&f->conn_cond);
+    pthread_mutex_destroy(&f->conn_mu);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
     free(f);

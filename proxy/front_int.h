@@ -8,6 +8,7 @@
 #define DP_FRONT_INT_H
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,6 +36,29 @@ typedef enum fr_state {
     FR__COUNT
 } fr_state;
 
+/* A read answer on its way from Gen1 to the reader (front_up.c). */
+typedef struct fr_stream fr_stream;
+typedef struct fr_req fr_req;
+
+/*
+ * One client connection (MHD's socket context, from its "started" to its "closed" notification), on the
+ * front's list for the reaper thread (front_conn.c). deadline_ms bounds the time to receive the current
+ * request: set when the connection opens and when a request ends (the next one may start), cleared once
+ * the request is fully received. Past it the reaper answers 408 (400 for a request MHD could not parse,
+ * see refuse) where no answer has started, and shuts the socket down, so MHD drops the connection.
+ */
+typedef struct fr_conn {
+    struct fr_conn *prev, *next;  /* f->conns, under f->conn_mu */
+    int fd;
+    fr_req *req;                  /* the request MHD holds (uri_log_cb .. completed_cb), freed with the
+                                     connection when MHD drops it without completing it */
+    /* under f->conn_mu */
+    int64_t deadline_ms;          /* monotonic; 0 = none (received, answering or waiting for Gen1) */
+    bool reaped;                  /* the reaper shut the socket down: no answer may follow */
+    bool handled;                 /* the access handler has seen the current request */
+    bool refuse_params;           /* more query parameters than a request may have (answered 400) */
+} fr_conn;
+
 struct front {
     const dp_config *cfg;
     gen1c *g1;
@@ -56,13 +80,19 @@ struct front {
     metrics_counter *up_fail[HTTPC_E_AUTH + 1]; /* by httpc_result */
     metrics_histogram *up_latency;
     metrics_gauge *connections, *waiting, *spool_bytes, *streaming;
+    metrics_counter *conn_refused, *req_timeouts, *framing_refused;
+    /* connections (front_conn.c) */
+    pthread_mutex_t conn_mu;           /* guards conns and every fr_conn's deadline and flags */
+    pthread_cond_t conn_cond;          /* wakes the reaper to stop */
+    fr_conn *conns;                    /* open connections */
+    atomic_uint nconns;                /* their number (limits.max_connections is checked on accept) */
+    pthread_t reaper;
+    bool reaper_started, reaper_stop;  /* reaper_stop under conn_mu */
 };
 
-/* A read answer on its way from Gen1 to the reader (front_up.c). */
-typedef struct fr_stream fr_stream;
-
-typedef struct fr_req {
+struct fr_req {
     front *f;
+    fr_conn *fc;                       /* its connection (NULL when out of memory at the connection's start) */
     uint64_t id;
     struct MHD_Connection *conn;
     char *target;                      /* raw request target (path + "?query"), owned */
@@ -93,11 +123,12 @@ typedef struct fr_req {
     int status;
     struct MHD_Response *resp;         /* prepared, not yet queued */
     bool queued;
+    bool close_after;                  /* the answer carries Connection: close (refused framing) */
     bool suspended;                    /* was suspended for Gen1: answer only at a later call */
     uint64_t resp_bytes;
     _Atomic(httpc_resp *) up;          /* Gen1's answer, stored by the httpc thread */
     struct timespec t0;
-} fr_req;
+};
 
 /** Move r to state s (logs "old -> new" at debug with the caller's line). */
 void front__set_state(fr_req *r, fr_state s, int line);
@@ -122,5 +153,28 @@ bool front__upstream_ready(const fr_req *r);
 /** The request is over (completed_cb): let go of r's read stream, cancelling Gen1's transfer if it still
  *  runs. Returns the body bytes the reader was sent. */
 uint64_t front__stream_release(fr_req *r);
+
+/* ---- connections, limits and the reaper (front_conn.c) ---- */
+
+/** Start the reaper thread. 0, or -1 with err. */
+int front__conn_start(front *f, char *err, size_t errlen);
+/** Stop and join the reaper (after MHD_stop_daemon: no connection is left). */
+void front__conn_stop(front *f);
+/** MHD's accept policy: refuse (close at once) a connection over limits.max_connections. */
+enum MHD_Result front__conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/** MHD's connection notification: track the connection; on close, free a request MHD dropped. */
+void front__conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe);
+/** The request line of r is in (uri_log_cb): attach r to its connection. */
+void front__conn_request(fr_req *r, size_t nparams);
+/** The access handler sees r's headers. false when the reaper already answered (return MHD_NO). */
+bool front__conn_handled(fr_req *r);
+/** r is fully received or about to be answered: stop its receive deadline. false when the reaper
+ *  already answered (return MHD_NO). */
+bool front__conn_received(fr_req *r);
+/** r is over (completed_cb): detach it; the connection's next request gets a fresh deadline. */
+void front__conn_request_done(fr_req *r);
+/** Free r and everything it holds (completed_cb, or the connection closing without completing r). */
+void front__req_free(fr_req *r);
 
 #endif

@@ -88,6 +88,7 @@ static const cfg_opt cfg_opts[] = {
     {"listen", K_HOSTPORT, FLD(listen), 0, 65535, "\"127.0.0.1:14000\"", 0, NULL, NULL},
     {"public_url", K_URL, FLD(public_url), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"limits.max_connections", K_UINT, FLD(max_connections), 1, 1048576, "1024", 0, NULL, NULL},
+    {"limits.max_connections_per_client", K_UINT, FLD(max_connections_per_client), 0, 1048576, "0", 0, NULL, NULL},
     {"limits.max_header_bytes", K_UINT, FLD(max_header_bytes), 1024, 1048576, "32768", 0, NULL, NULL},
     {"limits.read_buffer_bytes", K_UINT, FLD(read_buffer_bytes), 16384, 16777216, "65536", 0, NULL, NULL},
     {"limits.max_body_bytes", K_SIZE, FLD(max_body_bytes), 1, TIB, "16777216", 0, NULL, NULL},

@@ -80,12 +80,13 @@ typedef struct dp_config {
     cfg_hostport listen;              /* "listen": WebHDFS front, default 127.0.0.1:14000 */
     char public_url[512];             /* "public_url": base of 307 Locations; "" = from the Host header */
     unsigned max_connections;         /* "limits.max_connections" (1024) */
+    unsigned max_connections_per_client; /* "limits.max_connections_per_client" (0 = no cap): per client address */
     unsigned max_header_bytes;        /* "limits.max_header_bytes" (32768) */
     unsigned read_buffer_bytes;       /* "limits.read_buffer_bytes" (65536): per-connection buffer */
     uint64_t max_body_bytes;          /* "limits.max_body_bytes" (16 MiB: see the example file) */
     uint64_t stream_buffer_bytes;     /* "limits.stream_buffer_bytes" (1 MiB): Gen1 read answer held per request */
     unsigned idle_timeout_s;          /* "limits.idle_timeout_s" (60): slow or idle client */
-    unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): whole upstream exchange */
+    unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): to receive a request's headers and body */
     unsigned threads;                 /* "limits.threads" (0 = number of cores): MHD thread pool */
     char tls_cert_file[1024];         /* "tls.cert_file": PEM chain of the HTTPS front ("" = plain HTTP) */
     char tls_key_file[1024];          /* "tls.key_file": its PEM private key (not readable by others) */

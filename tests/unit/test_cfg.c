@@ -754,6 +754,7 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "listen = 127.0.0.1:14000\n", /* set in the file, even though it equals the default */
         "public_url = \"\" (default)\n",
         "limits.max_connections = 1024 (default)\n",
+        "limits.max_connections_per_client = 0 (default)\n",
         "limits.max_header_bytes = 32768 (default)\n",
         "limits.max_body_bytes = 16777216 (16 MiB) (default)\n",
         "limits.stream_buffer_bytes = 1048576 (1 MiB) (default)\n",
