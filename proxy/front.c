@@ -503,6 +503,7 @@ static int check_framing(fr_req *r, const char *version, whreq_err *e)
     if (rc == 0) {
         r->content_length = fr.content_length;
         r->chunked = fr.chunked;
+        r->close_after = fr.must_close;
     }
     free(l);
     return rc;

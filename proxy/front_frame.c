@@ -104,14 +104,14 @@ int ff_check(const char *version, const ff_field *fields, size_t n, ff_frame *ou
     if (nhost == 0 && !http10) return whreq_fail(e, 400, FF_EXC_ARG, "HTTP/1.1 request without a Host header");
     out->content_length = cl;
     out->chunked = false;
+    out->must_close = false;
     if (nte > 0) {
-        if (ncl > 0)
-            return whreq_fail(e, 400, FF_EXC_ARG, "Both Transfer-Encoding and Content-Length: ambiguous framing");
         if (http10) return whreq_fail(e, 400, FF_EXC_ARG, "Transfer-Encoding in an HTTP/1.0 request");
         if (nte > 1) return whreq_fail(e, 400, FF_EXC_ARG, "More than one Transfer-Encoding header");
         if (check_codings(te->value, te->value_len, e) != 0) return -1;
         out->chunked = true;
         out->content_length = -1;
+        out->must_close = ncl > 0; /* served by the transfer coding alone, then closed (RFC 9112 6.3) */
     }
     return 0;
 }

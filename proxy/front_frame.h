@@ -4,12 +4,19 @@
  * no daemon, no allocation, no logging (the fuzz target fuzz_front_frame drives them directly).
  *
  * What is refused, and why here: MHD frames a body by the first Transfer-Encoding or, failing that, the
- * first Content-Length it finds, and forwards everything else as it came. So a request with both, with two
- * different lengths, with a transfer coding other than chunked, or with a field name that is not a token
- * (whitespace before the colon turns "Content-Length " into a harmless-looking unknown field) could be read
- * one way here and another way by the next hop, and a value holding CR, NUL or other control bytes would be
- * relayed to Gen1 as it is. Every such request is answered 400 (501 for a transfer coding we do not
- * implement) and its connection closed, before any of it reaches an upstream.
+ * first Content-Length it finds, and forwards everything else as it came. So a request with two different
+ * lengths, with a transfer coding other than chunked, or with a field name that is not a token (whitespace
+ * before the colon turns "Content-Length " into a harmless-looking unknown field) could be read one way
+ * here and another way by the next hop, and a value holding CR, NUL or other control bytes would be relayed
+ * to Gen1 as it is. Every such request is answered 400 (501 for a transfer coding we do not implement) and
+ * its connection closed, before any of it reaches an upstream.
+ *
+ * Content-Length beside "Transfer-Encoding: chunked" is the one ambiguity RFC 9112 (section 6.3) lets a
+ * server either refuse or serve by the transfer coding alone, provided it closes the connection after
+ * answering. The front serves it (the Azure Node SDK, azure-arm-datalake-store, sends both on every
+ * upload): the body is read as chunked, the length is ignored (Gen1 is sent a request of the proxy's own
+ * making), and the connection is closed after the answer, so nothing after the chunked body is ever read
+ * as a next request.
  */
 #ifndef DP_FRONT_FRAME_H
 #define DP_FRONT_FRAME_H
@@ -34,6 +41,7 @@ typedef struct ff_field {
 typedef struct ff_frame {
     int64_t content_length; /* -1 when absent or chunked */
     bool chunked;           /* Transfer-Encoding: chunked */
+    bool must_close;        /* close the connection after the answer (Content-Length beside chunked) */
 } ff_frame;
 
 /**
@@ -45,7 +53,8 @@ typedef struct ff_frame {
  *  - a value holding a control byte other than HTAB (CR, LF, NUL, 0x01-0x1f, DEL);
  *  - an HTTP/1.1 request without exactly one Host, an HTTP/1.0 one with more than one;
  *  - Content-Length that is not 1*DIGIT (or overflows), or several that differ;
- *  - Transfer-Encoding together with Content-Length, in an HTTP/1.0 request, or more than once;
+ *  - Transfer-Encoding in an HTTP/1.0 request, or more than once (with Content-Length beside a valid
+ *    chunked one the request is accepted as chunked with must_close set);
  *  - a transfer-coding list whose last coding is not chunked (400), or any coding besides chunked (501).
  */
 int ff_check(const char *version, const ff_field *fields, size_t n, ff_frame *out, whreq_err *e);

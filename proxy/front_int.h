@@ -123,7 +123,7 @@ struct fr_req {
     int status;
     struct MHD_Response *resp;         /* prepared, not yet queued */
     bool queued;
-    bool close_after;                  /* the answer carries Connection: close (refused framing) */
+    bool close_after;                  /* the answer carries Connection: close (refused or ambiguous framing) */
     bool suspended;                    /* was suspended for Gen1: answer only at a later call */
     uint64_t resp_bytes;
     _Atomic(httpc_resp *) up;          /* Gen1's answer, stored by the httpc thread */
