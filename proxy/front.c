@@ -523,7 +523,7 @@ static enum MHD_Result on_headers(fr_req *r, const char *method, const char *ver
         rid_new(r->rid);
         r->close_after = true;
         metrics_inc(f->framing_refused);
-        LOGI("msg=\"request refused: framing\" req=%" PRIu64 " status=%d message=\"%s\"", r->id, fe.status,
+        LOGD("msg=\"request refused: framing\" req=%" PRIu64 " status=%d message=\"%s\"", r->id, fe.status,
              fe.message);
         front__fail_err(r, &fe);
         return queue_answer(r);

@@ -105,7 +105,7 @@ void front__conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
     if (answer) {
         /* MHD gave up on the query (out of pool memory) and answers nothing; the socket is still open. */
         last_words(fc->fd, 400, "Bad Request", "Too many query parameters");
-        LOGI("msg=\"connection ended by the front\" reason=\"too many query parameters\" req=%" PRIu64, r->id);
+        LOGD("msg=\"connection ended by the front\" reason=\"too many query parameters\" req=%" PRIu64, r->id);
     }
     if (r) {
         /* MHD dropped the request without completing it (it failed on it, e.g. out of pool memory). */
@@ -224,7 +224,7 @@ static void reap(front *f, fr_conn *fc)
     shutdown(fc->fd, SHUT_RDWR);
     fc->reaped = true;
     fc->deadline_ms = 0;
-    LOGI("msg=\"connection ended by the front\" reason=\"%s\" req=%" PRIu64, what, fc->req ? fc->req->id : 0);
+    LOGD("msg=\"connection ended by the front\" reason=\"%s\" req=%" PRIu64, what, fc->req ? fc->req->id : 0);
 }
 
 static void *reaper_main(void *arg)
