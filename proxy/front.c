@@ -10,7 +10,10 @@
  * sent yet (Expect: 100-continue) or that is declared too large to read and drop. MHD forbids
  * queueing during a body call, so any other refused body (one found too large while streaming
  * included) is read and dropped up to limits.max_body_bytes + FRONT_DRAIN_MAX, then the connection
- * is cut.
+ * is cut. The first call also checks the header section and the body's framing (front_frame.h); a
+ * request refused there is answered at once with Connection: close, for the same reason: nothing after
+ * its headers may be read as a body or as a next request. Connections, their limits and the request
+ * timeout are kept in front_conn.c.
  */
 #include "front_int.h"
 
@@ -902,7 +905,8 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     };
     f->d = MHD_start_daemon(flags, 0, front__conn_accept, f, access_cb, f, MHD_OPTION_LISTEN_SOCKET, lfd,
                             MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, f, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, f,
-                            MHD_OPTION_NOTIFY_CONNECTION, front__conn_notify, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
+                            MHD_OPTION_NOTIFY_CONNECTION, front__conn_notify, f,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, f,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
                             MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_ARRAY, pool,

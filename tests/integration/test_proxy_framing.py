@@ -172,9 +172,10 @@ class Framing(emulib.unittest.TestCase):
         # RFC 9112 6.3 lets a server serve this by the transfer coding alone if it closes the connection
         # afterwards (the Azure Node SDK sends both on every upload): one answer, then the close, and the
         # bytes after the chunked body never run as a request.
-        for what, cl, chunks, want in (("CL+TE", b"5", b"0\r\n\r\n", b""),
-                                       ("CL+TE, length past the chunks", b"3", b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
-                                       ("CL+TE, length short of the chunks", b"200", b"2\r\nhi\r\n0\r\n\r\n", b"hi")):
+        for what, cl, chunks, want in (
+                ("CL+TE", b"5", b"0\r\n\r\n", b""),
+                ("CL+TE, length past the chunks", b"3", b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+                ("CL+TE, length short of the chunks", b"200", b"2\r\nhi\r\n0\r\n\r\n", b"hi")):
             with self.subTest(what):
                 path = b"/fr/clte-%d" % len(want)
                 data = (CREATE.replace(b"/fr/f?", path + b"?") + b"Host: x\r\nContent-Length: " + cl +
