@@ -17,6 +17,8 @@
  * the same mutex, before it queues one), and it shuts the socket down before MHD could write again; the
  * handler then refuses to go on (front__conn_handled / front__conn_received return false). The fd stays
  * valid while the connection is on the list: MHD notifies "closed" before it closes the socket.
+ * On a TLS connection the reaper writes nothing (plain bytes would break the TLS stream): it only shuts
+ * the connection down.
  *
  * A request MHD drops without its completion callback is freed when its connection closes.
  * Connections over limits.max_connections are refused at accept (closed at once, not left in the
@@ -45,7 +47,7 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void last_words(int fd, int status, const char *reason, const char *message);
+static void last_words(const fr_conn *fc, int status, const char *reason, const char *message);
 
 static int64_t request_deadline(const front *f)
 {
@@ -80,6 +82,9 @@ void front__conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
             return;
         }
         fc->fd = ci->connect_fd;
+        const union MHD_ConnectionInfo *di = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+        const union MHD_DaemonInfo *fl = di ? MHD_get_daemon_info(di->daemon, MHD_DAEMON_INFO_FLAGS) : NULL;
+        fc->tls = fl && (fl->flags & MHD_USE_TLS);
         pthread_mutex_lock(&f->conn_mu);
         fc->deadline_ms = request_deadline(f);
         fc->next = f->conns;
@@ -104,7 +109,7 @@ void front__conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
     pthread_mutex_unlock(&f->conn_mu);
     if (answer) {
         /* MHD gave up on the query (out of pool memory) and answers nothing; the socket is still open. */
-        last_words(fc->fd, 400, "Bad Request", "Too many query parameters");
+        last_words(fc, 400, "Bad Request", "Too many query parameters");
         LOGD("msg=\"connection ended by the front\" reason=\"too many query parameters\" req=%" PRIu64, r->id);
     }
     if (r) {
@@ -190,8 +195,10 @@ static void raw_answer(int status, const char *reason, const char *message, dbuf
 /* Write a last answer on fd (best effort) and read off what the client sent that MHD did not read: that
  * would turn the close into a reset, which loses the answer on the client's side (bounded; a client
  * still sending gets the reset). */
-static void last_words(int fd, int status, const char *reason, const char *message)
+static void last_words(const fr_conn *fc, int status, const char *reason, const char *message)
 {
+    if (fc->tls) return; /* MHD owns the TLS session: a plain answer would corrupt it; the close says it */
+    int fd = fc->fd;
     dbuf msg;
     dbuf_init(&msg, 8192);
     if (status) raw_answer(status, reason, message, &msg);
@@ -211,14 +218,14 @@ static void reap(front *f, fr_conn *fc)
     const char *what;
     if (fc->refuse_params && !fc->handled) {
         what = "too many query parameters";
-        last_words(fc->fd, 400, "Bad Request", "Too many query parameters");
+        last_words(fc, 400, "Bad Request", "Too many query parameters");
     } else if (fc->req) {
         what = "request not received within limits.request_timeout_s";
-        last_words(fc->fd, 408, "Request Timeout", "The request was not received within limits.request_timeout_s");
+        last_words(fc, 408, "Request Timeout", "The request was not received within limits.request_timeout_s");
         metrics_inc(f->req_timeouts);
     } else {
         what = "no request within limits.request_timeout_s";
-        last_words(fc->fd, 0, NULL, NULL);
+        last_words(fc, 0, NULL, NULL);
         metrics_inc(f->req_timeouts);
     }
     shutdown(fc->fd, SHUT_RDWR);

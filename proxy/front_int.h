@@ -50,6 +50,8 @@ typedef struct fr_req fr_req;
 typedef struct fr_conn {
     struct fr_conn *prev, *next;  /* f->conns, under f->conn_mu */
     int fd;
+    bool tls;                     /* a TLS connection: the reaper never writes on it (plain bytes would break
+                                     the TLS stream), it only shuts it down */
     fr_req *req;                  /* the request MHD holds (uri_log_cb .. completed_cb), freed with the
                                      connection when MHD drops it without completing it */
     /* under f->conn_mu */
