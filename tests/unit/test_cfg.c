@@ -118,6 +118,7 @@ TEST(every_default)
     ASSERT_EQ_INT(c.listen.port, 14000);
     ASSERT_EQ_STR(c.public_url, "");
     ASSERT_EQ_INT(c.max_connections, 1024);
+    ASSERT_EQ_INT(c.max_connections_per_client, 0);
     ASSERT_EQ_INT(c.max_header_bytes, 32768);
     ASSERT_EQ_INT(c.max_body_bytes, 16 * 1024 * 1024);
     ASSERT_EQ_INT(c.stream_buffer_bytes, 1024 * 1024);
@@ -239,6 +240,8 @@ TEST(type_and_bound_errors)
     EXPECT_ERR(mk("\"limits\":{\"threads\":1.5},", NULL, NULL, NULL, NULL), "limits.threads", "must be an integer");
     EXPECT_ERR(mk("\"limits\":{\"max_connections\":0},", NULL, NULL, NULL, NULL), "limits.max_connections",
                "must be from 1 to 1048576");
+    EXPECT_ERR(mk("\"limits\":{\"max_connections_per_client\":-1},", NULL, NULL, NULL, NULL),
+               "limits.max_connections_per_client", "must be from 0 to 1048576");
     EXPECT_ERR(mk("\"limits\":{\"idle_timeout_s\":-1},", NULL, NULL, NULL, NULL), "limits.idle_timeout_s",
                "must be from 1 to 86400");
     EXPECT_ERR(mk("\"limits\":{\"max_header_bytes\":99999999999999999},", NULL, NULL, NULL, NULL),
