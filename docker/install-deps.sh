@@ -27,8 +27,9 @@ done
 BUILD_PKGS="build-essential cmake pkg-config libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
             liburing-dev libjansson-dev"
 # Tests: clang + its runtimes for the libFuzzer targets and sanitizer runs, Python for the HTTP
-# integration tests, the Debian ADLS Gen1 client, curl for the shell scripts.
-TEST_PKGS="clang libclang-rt-14-dev python3 python3-azure-datalake-store curl ca-certificates openssl"
+# integration tests, the Debian ADLS Gen1 client, curl for the shell scripts, chromium (headless: the
+# assess HTML report is opened in a real browser by tests/integration/test_assess.py).
+TEST_PKGS="clang libclang-rt-14-dev python3 python3-azure-datalake-store curl ca-certificates openssl chromium"
 
 BENCH_PKGS=""
 [ "$BENCH" -eq 0 ] || BENCH_PKGS="nginx gnuplot-nox wrk"

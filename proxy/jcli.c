@@ -852,3 +852,80 @@ int jcli_main(int argc, char **argv)
     free(a.path);
     return rc;
 }
+
+/* ---------------------------------------------------------------- records for other commands */
+
+/* Feed the records of one list answer to fn; the last seq in *last, "more" in *more. 0 or -1. */
+static int feed_records(const dbuf *b, void (*fn)(void *ud, const json_t *rec), void *ud, uint64_t *last, bool *more)
+{
+    json_error_t je;
+    json_t *root = json_loadb(b->data ? b->data : "", b->len, 0, &je);
+    json_t *recs = root ? json_object_get(root, "records") : NULL;
+    if (!json_is_array(recs)) {
+        json_decref(root);
+        return -1;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(recs, i, r) {
+        json_t *s = json_object_get(r, "seq");
+        if (json_is_integer(s)) *last = (uint64_t)json_integer_value(s);
+        fn(ud, r);
+    }
+    *more = json_is_true(json_object_get(root, "more")) && json_array_size(recs) > 0;
+    json_decref(root);
+    return 0;
+}
+
+int jcli_records(const dp_config *c, const char *admin, void (*fn)(void *ud, const json_t *rec), void *ud,
+                 bool *online, char *err, size_t errlen)
+{
+    long pid = 0;
+    int held = journal_locked(c->journal_dir, &pid);
+    if (held < 0) {
+        snprintf(err, errlen, "no journal directory at %s", c->journal_dir);
+        return -1;
+    }
+    *online = held == 1;
+    uint64_t after = 0;
+    bool more = true;
+    int rc = 0;
+    dbuf out;
+    dbuf_init(&out, JCLI_ANSWER_MAX);
+    if (held) {
+        jcli_args a = {.admin = admin};
+        char base[400];
+        if (admin_base(&a, c, base, sizeof base) != 0) {
+            snprintf(err, errlen, "the daemon's admin address is unknown");
+            dbuf_free(&out);
+            return -1;
+        }
+        while (rc == 0 && more) {
+            char t[128];
+            snprintf(t, sizeof t, "/admin/journal/records?after=%" PRIu64 "&limit=%u", after, JCLI_LIST_MAX);
+            dbuf_reset(&out);
+            long st = admin_call(base, "GET", t, &out);
+            if (st != 200 || feed_records(&out, fn, ud, &after, &more) != 0) {
+                snprintf(err, errlen, "the daemon's admin API at %s did not list the journal (status %ld)", base, st);
+                rc = -1;
+            }
+        }
+    } else {
+        offline o;
+        if (off_open(c, &o) != 0) {
+            snprintf(err, errlen, "cannot open the journal at %s offline", c->journal_dir);
+            dbuf_free(&out);
+            return -1;
+        }
+        while (rc == 0 && more) {
+            dbuf_reset(&out);
+            if (jnl_list_json(o.j, false, after, JCLI_LIST_MAX, &out) != 0 || feed_records(&out, fn, ud, &after, &more) != 0) {
+                snprintf(err, errlen, "cannot list the journal at %s", c->journal_dir);
+                rc = -1;
+            }
+        }
+        off_close(&o);
+    }
+    dbuf_free(&out);
+    return rc;
+}

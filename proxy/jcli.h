@@ -19,7 +19,21 @@
 #ifndef DP_JCLI_H
 #define DP_JCLI_H
 
+#include <jansson.h>
+
+#include "cfg.h"
+
 /** Run `dualpipe journal ...`: argv[0] is "journal". Returns the exit status. */
 int jcli_main(int argc, char **argv);
+
+/**
+ * Every record the journal still holds (pending or parked), oldest first, as the admin API's list
+ * documents them ({"seq","op","path","state",...}): from the running daemon's admin port (admin
+ * HOST:PORT, or admin.listen) when it holds the journal, else read offline. fn gets each record.
+ * *online says which. 0, or -1 with the reason in err (printed problems of an offline recovery go to
+ * stderr, as for `dualpipe journal`).
+ */
+int jcli_records(const dp_config *c, const char *admin, void (*fn)(void *ud, const json_t *rec), void *ud,
+                 bool *online, char *err, size_t errlen);
 
 #endif
