@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,11 +75,11 @@ typedef struct assess {
     uint64_t largest_len;
 } assess;
 
-static volatile sig_atomic_t g_stop;
+static atomic_int g_stop; /* lock-free: set from the signal handler */
 static void on_signal(int sig)
 {
     (void)sig;
-    g_stop = 1;
+    atomic_store(&g_stop, 1);
 }
 
 /* ---------------------------------------------------------------- state */
@@ -315,9 +316,7 @@ static int as_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
         }
         char fsn[64], g2path[4096], why[256];
         if (gen2c_map(a->g2, paths[i], fsn, g2path, sizeof g2path, why, sizeof why) == GEN2C_INVALID_NAME) {
-            char rule[320];
-            snprintf(rule, sizeof rule, "Gen2 refuses the name: %s", why);
-            problem(s, P_NAME, paths[i], rule);
+            problem(s, P_NAME, paths[i], why);
         }
         check_name(a, s, paths[i], IDM_USER, meta[i].owner, "owner");
         check_name(a, s, paths[i], IDM_GROUP, meta[i].group, "group");
@@ -515,6 +514,27 @@ static void usage(FILE *out)
             "--cursor), 2 usage error.\n");
 }
 
+static bool takes_value(const char *opt)
+{
+    static const char *const v[] = {"--config", "--json",      "--html",    "--cursor",   "--admin",
+                                    "--threads", "--ops-per-sec", "--page-size", "--retries"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (strcmp(opt, v[i]) == 0) return true;
+    return false;
+}
+
+/* A usage error: what was wrong, then the usage, on stderr (exit status 2 by the caller). */
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dualpipe assess: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    usage(stderr);
+}
+
 static int parse_args(int argc, char **argv, as_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -529,9 +549,9 @@ static int parse_args(int argc, char **argv, as_args *a)
             return -1;
         } else if (strcmp(s, "--no-journal") == 0) a->no_journal = true;
         else if (strcmp(s, "--no-progress") == 0) a->no_progress = true;
-        else if (s[0] == '-' && s[1] == '-' && !has) {
-            fprintf(stderr, "dualpipe assess: %s needs a value\n", s);
-            return 2;
+        else if (!has && takes_value(s)) {
+            usage_error("%s needs a value\n", s);
+            return AS_USAGE;
         } else if (strcmp(s, "--config") == 0) a->config = argv[++i];
         else if (strcmp(s, "--json") == 0) a->json = argv[++i];
         else if (strcmp(s, "--html") == 0) a->html = argv[++i];
@@ -542,8 +562,8 @@ static int parse_args(int argc, char **argv, as_args *a)
             unsigned long v = strtoul(argv[++i], &end, 10);
             bool page = s[2] == 'p';
             if (!end || *end || argv[i][0] == '-' || !argv[i][0] || (page ? v < 1 || v > 5000 : v > 100)) {
-                fprintf(stderr, "dualpipe assess: %s: %s\n", s, page ? "must be 1 to 5000" : "must be 0 to 100");
-                return 2;
+                usage_error("%s: %s\n", s, page ? "must be 1 to 5000" : "must be 0 to 100");
+                return AS_USAGE;
             }
             if (page) a->page = (unsigned)v;
             else a->retries = (unsigned)v;
@@ -551,24 +571,24 @@ static int parse_args(int argc, char **argv, as_args *a)
             char *end = NULL;
             double v = strtod(argv[++i], &end);
             if (!end || *end || v < (s[2] == 't' ? 1 : 0) || v > (s[2] == 't' ? 64 : 1e6)) {
-                fprintf(stderr, "dualpipe assess: %s: %s\n", s,
+                usage_error("%s: %s\n", s,
                         s[2] == 't' ? "must be 1 to 64" : "must be a number of requests per second (0: no limit)");
-                return 2;
+                return AS_USAGE;
             }
             if (s[2] == 't') a->threads = (unsigned)v;
             else a->ops = v;
         } else if (s[0] == '-') {
-            fprintf(stderr, "dualpipe assess: unknown option %s (dualpipe assess --help)\n", s);
-            return 2;
+            usage_error("unknown option %s (dualpipe assess --help)\n", s);
+            return AS_USAGE;
         } else if (!a->path) a->path = s;
         else {
-            fprintf(stderr, "dualpipe assess: one PATH only\n");
-            return 2;
+            usage_error("one PATH only\n");
+            return AS_USAGE;
         }
     }
     if (!a->config) {
-        fprintf(stderr, "dualpipe assess: --config FILE is required (dualpipe assess --help)\n");
-        return 2;
+        usage_error("--config FILE is required (dualpipe assess --help)\n");
+        return AS_USAGE;
     }
     return 0;
 }
@@ -622,14 +642,14 @@ int assess_main(int argc, char **argv)
         if (mapping_of(&cfg, "/") >= 0) want = "/";
         else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
         else {
-            fprintf(stderr, "dualpipe assess: the mappings cover several trees and none covers /: give PATH\n");
+            usage_error("the mappings cover several trees and none covers /: give PATH\n");
             rc = AS_USAGE;
             goto out;
         }
     }
     whreq_err we;
     if (want[0] != '/' || whreq_norm_path(want, &path, &we) != 0) {
-        fprintf(stderr, "dualpipe assess: PATH must be an absolute path without . or .. segments: %s\n", want);
+        usage_error("PATH must be an absolute path without . or .. segments: %s\n", want);
         rc = AS_USAGE;
         goto out;
     }
@@ -673,7 +693,7 @@ int assess_main(int argc, char **argv)
     walk_gen1 lg = {.g1 = g1, .hadoop = hadoop, .page = ar.page};
     walk_opts wo = {.root = path, .list = walk_gen1_lister, .lud = &lg, .g1 = g1, .threads = ar.threads,
                     .ops_per_s = ar.ops, .retries = ar.retries, .cursor = ar.cursor, .progress = !ar.no_progress,
-                    .total_hint = hint, .stop = (const volatile int *)&g_stop, .on_page = as_page, .save = as_save,
+                    .total_hint = hint, .stop = &g_stop, .on_page = as_page, .save = as_save,
                     .load = as_load, .ud = &a};
     walk_stats ws;
     err[0] = 0;

@@ -354,7 +354,11 @@ static void count_request(walk *w, double secs, bool retry)
 
 static bool stopping(walk *w)
 {
-    return (w->o->stop && *w->o->stop) || w->failed;
+    if (w->o->stop && atomic_load(w->o->stop)) return true;
+    pthread_mutex_lock(&w->mu);
+    bool failed = w->failed;
+    pthread_mutex_unlock(&w->mu);
+    return failed;
 }
 
 /* The lister with retries: WALK_OK, WALK_GONE or WALK_FATAL (err). */
@@ -615,7 +619,7 @@ static void *worker_main(void *arg)
     unsigned ck = o->checkpoint_ms ? o->checkpoint_ms : 2000;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        if (w->failed || w->finished || (o->stop && *o->stop)) break;
+        if (w->failed || w->finished || (o->stop && atomic_load(o->stop))) break;
         if (o->cursor && !w->quiesce && now_s() >= w->next_ckpt) w->quiesce = true;
         if (w->quiesce) {
             if (w->inflight == 0) {
@@ -659,7 +663,7 @@ static void *worker_main(void *arg)
         if (rc != 0) w->failed = true;
         pthread_cond_broadcast(&w->cv);
     }
-    w->finished = w->finished || w->failed || (o->stop && *o->stop);
+    w->finished = w->finished || w->failed || (o->stop && atomic_load(o->stop));
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return NULL;

@@ -25,6 +25,7 @@
 #ifndef DP_WALK_H
 #define DP_WALK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,7 +68,7 @@ typedef struct walk_opts {
     const char *cursor;        /* cursor file, or NULL: not resumable (spill to an unnamed file) */
     bool progress;             /* draw the progress line (only if stderr is a terminal) */
     uint64_t total_hint;       /* expected entries (ETA), 0 = unknown */
-    const volatile int *stop;  /* set non-zero (a signal) to stop at the next page, with a cursor */
+    const atomic_int *stop;    /* set non-zero (a signal handler, another thread) to stop at the next page */
     /* visitor */
     int (*on_page)(void *ud, walk *w, const walk_dir *dir, const xlate_listing *page, bool last, char *err,
                    size_t errlen);               /* 0, or -1 to stop the walk with err */

@@ -250,6 +250,20 @@ class AssessResume(AssessBase):
         self.assertFalse(os.path.exists(cursor))      # a finished walk removes its cursor
         self.assertEqual(os.listdir(self.tmp).count("cursor.spill"), 0)
         del before
+        # --help and usage errors as everywhere else (test_cli's conventions)
+        for argv in (["--help"], ["-h"]):
+            p = subprocess.run([DUALPIPE, "assess", *argv], capture_output=True, text=True, timeout=30)
+            self.assertEqual((p.returncode, p.stderr), (0, ""))
+            self.assertIn("usage: dualpipe assess", p.stdout)
+        for argv, says in ((["--bogus"], "unknown option --bogus"), (["--config"], "--config needs a value"),
+                           (["/data"], "--config FILE is required"),
+                           (["/a/../b", "--config", self.config_file()], "PATH must be an absolute path"),
+                           (["--threads", "0", "--config", "x"], "--threads: must be 1 to 64")):
+            p = subprocess.run([DUALPIPE, "assess", *argv], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, (argv, p.stderr))
+            self.assertIn(says, p.stderr.splitlines()[0])
+            self.assertIn("usage: dualpipe assess", p.stderr)
+            self.assertEqual(p.stdout, "")
         # bad input: a path outside every mapping
         p, _ = self.assess("/elsewhere", "--no-journal")
         self.assertEqual(p.returncode, 1)

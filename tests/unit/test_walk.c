@@ -105,7 +105,7 @@ typedef struct visit {
     pthread_mutex_t mu;
     uint64_t files, bytes, dirs_done;
     int pages, stop_after;
-    volatile int *stop;
+    atomic_int *stop;
 } visit;
 
 static int v_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *page, bool last, char *err,
@@ -121,7 +121,7 @@ static int v_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pag
         v->bytes += strtoull(p + 9, NULL, 10);
     }
     if (last) v->dirs_done++;
-    if (v->stop && ++v->pages == v->stop_after) *v->stop = 1;
+    if (v->stop && ++v->pages == v->stop_after) atomic_store(v->stop, 1);
     (void)d;
     pthread_mutex_unlock(&v->mu);
     return 0;
@@ -202,7 +202,7 @@ TEST(stopped_then_resumed_exact)
     cursor_path(cur, sizeof cur);
     snprintf(spill, sizeof spill, "%s.spill", cur);
     fake f = {.calls = 0};
-    volatile int stop = 0;
+    atomic_int stop = 0;
     visit v = {.mu = PTHREAD_MUTEX_INITIALIZER, .stop = &stop, .stop_after = 25};
     walk_opts o = opts(&f, &v, cur);
     o.stop = &stop;
