@@ -14,6 +14,7 @@
 """
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -250,6 +251,32 @@ class AssessResume(AssessBase):
         self.assertFalse(os.path.exists(cursor))      # a finished walk removes its cursor
         self.assertEqual(os.listdir(self.tmp).count("cursor.spill"), 0)
         del before
+        # the progress line: on a terminal only (a pty as stderr), never when stderr is a pipe
+        p, rep = self.assess("/data", "--no-journal", "--ops-per-sec", "25")
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        master, slave = pty.openpty()
+        try:
+            q = subprocess.run([DUALPIPE, "assess", "/data", "--no-journal", "--ops-per-sec", "25", "--config",
+                                self.config_file()], stdout=subprocess.DEVNULL, stderr=slave, timeout=60)
+            os.close(slave)
+            slave = None
+            tty = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                tty += chunk
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        self.assertEqual(q.returncode, 0)
+        self.assertIn(b" entries  ", tty)
+        self.assertIn(b"entries/s", tty)
+        self.assertIn(b"ETA", tty)                  # Gen1's GETCONTENTSUMMARY gave the total
         # --help and usage errors as everywhere else (test_cli's conventions)
         for argv in (["--help"], ["-h"]):
             p = subprocess.run([DUALPIPE, "assess", *argv], capture_output=True, text=True, timeout=30)
