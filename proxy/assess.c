@@ -137,8 +137,7 @@ static json_t *mstat_json(const mstat *s)
                                              (json_int_t)s->top[i].entries, "bytes", (json_int_t)s->top[i].bytes));
     for (int k = 0; k < P_NKINDS; k++) {
         json_object_set_new(pc, pkind_name[k], json_integer((json_int_t)s->pcount[k]));
-        json_object_set(ps, pkind_name[k], s->samples[k] ? s->samples[k] : json_array());
-        if (!s->samples[k]) json_decref(json_object_get(ps, pkind_name[k]));
+        json_object_set_new(ps, pkind_name[k], s->samples[k] ? json_incref(s->samples[k]) : json_array());
     }
     return json_pack("{s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:i,s:o,s:o,s:o}", "files", (json_int_t)s->files, "dirs",
                      (json_int_t)s->dirs, "bytes", (json_int_t)s->bytes, "small_files", (json_int_t)s->small, "hist",
@@ -346,8 +345,8 @@ static int as_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             }
         }
     }
-    if (last) top_offer(&a->m[mapping_of(a->cfg, d->path) < 0 ? 0 : mapping_of(a->cfg, d->path)], d->path,
-                        d->entries, d->file_bytes);
+    int dm = mapping_of(a->cfg, d->path);
+    if (last && dm >= 0) top_offer(&a->m[dm], d->path, d->entries, d->file_bytes);
     pthread_mutex_unlock(&a->mu);
     rc = 0;
 out:
