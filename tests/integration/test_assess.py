@@ -232,8 +232,8 @@ class AssessResume(AssessBase):
                 self.put("/data/r%02d/f%d" % (d, i), b"y" * (d + i))
         files, total = 120, sum(d + i for d in range(30) for i in range(4))
         cursor = os.path.join(self.tmp, "cursor")
-        # kill -9 mid-walk: at 12 requests/s the walk takes ~4 s; the cursor is written every 2 s
-        proc = subprocess.Popen([DUALPIPE, "assess", "/data", "--no-journal", "--ops-per-sec", "12", "--cursor",
+        # kill -9 mid-walk: 31 listings at 8 requests/s take ~4 s; the cursor is written every 2 s
+        proc = subprocess.Popen([DUALPIPE, "assess", "/data", "--no-journal", "--ops-per-sec", "8", "--cursor",
                                  cursor, "--config", self.config_file()],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
