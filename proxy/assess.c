@@ -13,6 +13,7 @@
 #include "assess.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "assess_html.h"
@@ -703,8 +705,12 @@ int assess_main(int argc, char **argv)
     }
     /* the journal */
     char jmsg[1200];
+    struct stat jst;
     if (ar.no_journal) {
         snprintf(jmsg, sizeof jmsg, "not read (--no-journal)");
+    } else if (stat(cfg.journal_dir, &jst) != 0 && errno == ENOENT) {
+        /* assessing before the proxy ever ran: nothing to read, and nothing wrong */
+        snprintf(jmsg, sizeof jmsg, "none at %s (the proxy has not run with this config)", cfg.journal_dir);
     } else {
         bool online = false;
         char jerr[600] = "";

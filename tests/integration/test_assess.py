@@ -291,7 +291,18 @@ class AssessResume(AssessBase):
             self.assertIn(says, p.stderr.splitlines()[0])
             self.assertIn("usage: dualpipe assess", p.stderr)
             self.assertEqual(p.stdout, "")
-        # bad input: a path outside every mapping
+        # before the proxy ever ran with this config there is no journal: said so, not an error
+        cfg = dict(s.config, journal={"dir": os.path.join(self.tmp, "no-journal-yet")})
+        cpath = os.path.join(self.tmp, "fresh.json")
+        with open(cpath, "w") as f:
+            json.dump(cfg, f)
+        out = os.path.join(self.tmp, "fresh-report.json")
+        p = subprocess.run([DUALPIPE, "assess", "/data", "--config", cpath, "--json", out], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        with open(out) as f:
+            self.assertIn("the proxy has not run with this config", json.load(f)["journal"])
+                # bad input: a path outside every mapping
         p, _ = self.assess("/elsewhere", "--no-journal")
         self.assertEqual(p.returncode, 1)
         self.assertIn("outside every mapping", p.stderr)
