@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "urlcodec.h"
+
 #define WALK_LIST_MAX (256u << 20) /* one listing page answer */
 
 typedef struct unit {
@@ -372,6 +374,7 @@ static int list_retry(walk *w, const char *dir, const char *after, xlate_listing
         int rc = w->o->list(w->o->lud, dir, after, out, err, errlen);
         count_request(w, now_s() - t, attempt > 0);
         if (rc != WALK_RETRY) return rc;
+        xlate_listing_free(out); /* a lister may have filled part of a page it then gave up on */
         if (attempt >= w->o->retries || stopping(w)) return WALK_FATAL;
         sleep_s(delay / 1000.0);
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
@@ -481,6 +484,117 @@ int walk_gen1_lister(void *lud, const char *dir, const char *after, xlate_listin
 out:
     dbuf_free(&q);
     dbuf_free(&body);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- Gen2 lister */
+
+/* One page of a List Paths answer into out. WALK_OK or WALK_FATAL (err). */
+static int g2_page(const httpc_resp *r, xlate_listing *out, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &je);
+    json_t *paths = root ? json_object_get(root, "paths") : NULL;
+    int rc = WALK_FATAL;
+    dbuf st;
+    dbuf_init(&st, 1u << 20);
+    if (!json_is_array(paths)) {
+        snprintf(err, errlen, "Gen2's listing is not a List Paths answer");
+        goto out;
+    }
+    size_t n = json_array_size(paths);
+    out->v = calloc(n ? n : 1, sizeof *out->v);
+    if (!out->v) goto oom;
+    size_t i;
+    json_t *e;
+    json_array_foreach(paths, i, e) {
+        xlate_filestatus fs;
+        xlate_err xe;
+        if (xlate_filestatus_from_list(e, &fs, &xe) != 0) {
+            snprintf(err, errlen, "Gen2's listing has an entry that cannot be read: %s", xe.message);
+            goto out;
+        }
+        const char *base = strrchr(fs.name, '/');
+        base = base ? base + 1 : fs.name;
+        if (!base[0]) continue;
+        dbuf_reset(&st);
+        if (dbuf_adds(&st, "{\"FileStatus\":") != 0 || xlate_filestatus_json(&fs, base, &st) != 0 ||
+            dbuf_adds(&st, "}") != 0)
+            goto oom;
+        xlate_entry *x = &out->v[out->n];
+        x->is_dir = fs.is_dir;
+        x->name = strdup(base);
+        x->status = dbuf_take(&st);
+        out->n++;
+        if (!x->name || !x->status) goto oom;
+    }
+    const char *c = httpc_resp_header(r, "x-ms-continuation");
+    if (c && *c && !(out->token = strdup(c))) goto oom;
+    rc = WALK_OK;
+    goto out;
+oom:
+    snprintf(err, errlen, "out of memory reading Gen2's listing");
+out:
+    dbuf_free(&st);
+    json_decref(root);
+    return rc;
+}
+
+int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listing *out, char *err, size_t errlen)
+{
+    walk_gen2 *g = lud;
+    dbuf q;
+    dbuf_init(&q, 16384);
+    int rc = WALK_FATAL;
+    int qr = dbuf_printf(&q, "resource=filesystem&recursive=false&maxResults=%u", g->page ? g->page : 1000);
+    if (qr == 0 && strcmp(dir, "/") != 0) {
+        qr = dbuf_adds(&q, "&directory=");
+        if (qr == 0) qr = url_encode(dir + 1, true, &q);
+    }
+    if (qr == 0 && after[0]) {
+        qr = dbuf_adds(&q, "&continuation=");
+        if (qr == 0) qr = url_encode(after, false, &q);
+    }
+    if (qr != 0) {
+        snprintf(err, errlen, "listing query of %s too long", dir);
+        dbuf_free(&q);
+        return WALK_FATAL;
+    }
+    sync_call s = {.done = false};
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    gen2c_call call = {.method = "GET", .fs = g->fs, .path = "", .query = q.data, .out = HTTPC_BODY_MEMORY,
+                       .out_max = WALK_LIST_MAX, .done = sync_done, .ud = &s};
+    if (gen2c_send(g->g2, &call) != 0) {
+        snprintf(err, errlen, "cannot send the listing of %s to Gen2", dir);
+        goto out;
+    }
+    pthread_mutex_lock(&s.mu);
+    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    const httpc_resp *r = s.resp;
+    if (r->result != HTTPC_OK) {
+        snprintf(err, errlen, "Gen2 did not answer the listing of %s: %s%s%s", dir, httpc_result_str(r->result),
+                 r->error[0] ? ": " : "", r->error);
+        rc = r->result == HTTPC_E_AUTH ? WALK_FATAL : WALK_RETRY;
+    } else if (r->status == 404) {
+        rc = WALK_GONE;
+    } else if (r->status == 429 || r->status >= 500) {
+        snprintf(err, errlen, "Gen2 answered %ld to the listing of %s", r->status, dir);
+        rc = WALK_RETRY;
+    } else if (r->status != 200) {
+        char code[128];
+        snprintf(err, errlen, "Gen2 answered %ld (%s) to the listing of %s", r->status,
+                 gen2c_error_code(r, code, sizeof code), dir);
+    } else {
+        rc = g2_page(r, out, err, errlen);
+    }
+    httpc_resp_free(s.resp);
+    free(s.resp);
+out:
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    dbuf_free(&q);
     return rc;
 }
 

@@ -3,8 +3,8 @@
  * one page at a time, in parallel, and hands each page to the caller's visitor.
  *
  *  - Listing is a lister callback (dir, continuation) -> one page (xlate_listing): walk_gen1_lister
- *    pages Gen1 (adls: LISTSTATUS listSize/listAfter; hadoop: LISTSTATUS_BATCH startAfter); a Gen2
- *    lister (list paths with its continuation) plugs in the same way.
+ *    pages Gen1 (adls: LISTSTATUS listSize/listAfter; hadoop: LISTSTATUS_BATCH startAfter),
+ *    walk_gen2_lister pages Gen2 (list paths with its continuation), so one walk can list either side.
  *  - Bounded memory whatever the tree size: the work is a stack of (directory, continuation) units,
  *    depth first (a page's subdirectories are listed before the page's continuation), so the stack
  *    stays about depth x page size; past `mem_units` units the older half is spilled to a file as a
@@ -34,6 +34,7 @@
 
 #include "dbuf.h"
 #include "gen1client.h"
+#include "gen2client.h"
 #include "xlate.h"
 
 typedef struct walk walk;
@@ -109,6 +110,20 @@ typedef struct walk_gen1 {
     unsigned timeout_ms;
 } walk_gen1;
 int walk_gen1_lister(void *lud, const char *dir, const char *after, xlate_listing *out, char *err, size_t errlen);
+
+/**
+ * The Gen2 lister (list paths of one filesystem, not recursive, maxResults per page, the
+ * x-ms-continuation token as the walker's continuation): lud is a walk_gen2. The walker's paths are
+ * paths inside the filesystem with a leading '/' ("/" is the filesystem's root); each entry becomes a
+ * {"FileStatus":{...}} as WebHDFS would give it (xlate_filestatus_json), its pathSuffix the last
+ * segment of Gen2's name.
+ */
+typedef struct walk_gen2 {
+    gen2c *g2;
+    const char *fs;
+    unsigned page;             /* maxResults (default 1000) */
+} walk_gen2;
+int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listing *out, char *err, size_t errlen);
 
 /** One synchronous Gen1 GET with the proxy's identity: the HTTP status (0: no answer, reason in err). */
 long walk_gen1_get(gen1c *g1, const char *path, const char *op_and_params, size_t max, dbuf *out, char *err,

@@ -2,9 +2,13 @@
  * test_walk: the shared tree walker over a synthetic lister (no HTTP): exact counts with several
  * threads and a tiny in-memory stack (so units spill to the file and come back), a walk stopped
  * between pages and resumed from its cursor with exact visitor state, a lister that keeps failing
- * (retries, then a resumable failure), and cursors that cannot be used.
+ * (retries, then a resumable failure), and cursors that cannot be used; and the Gen2 lister against
+ * the Gen2 emulator (pages of 2 entries with x-ms-continuation, a name with a space, a missing root).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfg.h"
+#include "gen2client.h"
+#include "httpc.h"
 #include "tharness.h"
 #include "walk.h"
 
@@ -273,5 +280,135 @@ TEST(unusable_cursors)
     unlink(cur);
 }
 
+
+typedef struct sync_call_t {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    httpc_resp *resp;
+} sync_call_t;
+
+static void t_done(void *ud, httpc_resp *resp)
+{
+    sync_call_t *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->resp = resp;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the Gen2 lister against the Gen2 emulator (DUALPIPE_EMU; skipped without it) ---- */
+
+#define EMU_ACCOUNT "devstoreaccount1"
+#define EMU_KEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+static pid_t g_emu;
+static char g_emu_dir[64];
+
+static void emu_cleanup(void)
+{
+    if (g_emu > 0) {
+        kill(g_emu, SIGTERM);
+        waitpid(g_emu, NULL, 0);
+    }
+    if (g_emu_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_emu_dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_emu_dir);
+    }
+}
+
+/* Start `dualpipe-emu gen2` on a free port; its listen address into listen. */
+static void emu_start(char *listen, size_t cap)
+{
+    const char *bin = getenv("DUALPIPE_EMU");
+    if (!bin || !bin[0]) TH_SKIP_NOW("DUALPIPE_EMU is not set (ctest sets it)");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_emu_dir, sizeof g_emu_dir, "%s/dp-test-walk2-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g_emu_dir)) abort();
+    atexit(emu_cleanup);
+    int fd[2];
+    if (pipe(fd) != 0) abort();
+    g_emu = fork();
+    if (g_emu == 0) {
+        dup2(fd[1], 1);
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0) dup2(dn, 2);
+        close(fd[0]);
+        execl(bin, bin, "gen2", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", g_emu_dir, "--account",
+              EMU_ACCOUNT, "--key", EMU_KEY, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    char line[512];
+    listen[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "dualpipe-emu ready", 18) != 0) continue;
+        const char *l = strstr(line, "listen=");
+        if (l) snprintf(listen, cap, "%.*s", (int)strcspn(l + 7, " \n"), l + 7);
+        break;
+    }
+    /* the emulator prints nothing more on stdout; the pipe stays open until the test's process ends */
+    ASSERT_TRUE(listen[0] != 0);
+}
+
+static long g2_do(gen2c *g2, const char *method, const char *fs, const char *path, const char *query)
+{
+    sync_call_t s = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    gen2c_call c = {.method = method, .fs = fs, .path = path, .query = query, .out = HTTPC_BODY_DISCARD,
+                    .done = t_done, .ud = &s};
+    if (gen2c_send(g2, &c) != 0) return -1;
+    pthread_mutex_lock(&s.mu);
+    while (!s.resp) pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    long st = s.resp->result == HTTPC_OK ? s.resp->status : 0;
+    httpc_resp_free(s.resp);
+    free(s.resp);
+    return st;
+}
+
+TEST(gen2_lister_pages_with_continuation)
+{
+    char listen[128], cfgtext[2048], err[512] = "";
+    emu_start(listen, sizeof listen);
+    snprintf(cfgtext, sizeof cfgtext,
+             "{\"listen\":\"127.0.0.1:0\",\"spool\":{\"dir\":\"%s\"},\"gen1\":{\"endpoint\":\"http://127.0.0.1:9\"},"
+             "\"gen2\":{\"endpoint\":\"http://%s\",\"account\":\"%s\",\"auth\":{\"mode\":\"shared_key\","
+             "\"account_key\":\"%s\"},\"mappings\":[{\"gen1_prefix\":\"/\",\"filesystem\":\"walkfs\",\"prefix\":\"\"}]}}",
+             g_emu_dir, listen, EMU_ACCOUNT, EMU_KEY);
+    dp_config cfg;
+    cfg_err ce;
+    ASSERT_EQ_INT(cfg_load_text(cfgtext, strlen(cfgtext), &cfg, &ce), 0);
+    httpc *http = NULL;
+    gen2c *g2 = NULL;
+    ASSERT_EQ_INT(httpc_start(0, &http, err, sizeof err), 0);
+    ASSERT_EQ_INT(gen2c_new(&cfg, http, &g2, err, sizeof err), 0);
+    ASSERT_EQ_INT(g2_do(g2, "PUT", "walkfs", "", "resource=filesystem"), 201);
+    /* 2 directories and 9 files; pages of 2 entries, so every directory takes several pages */
+    const char *dirs[] = {"a", "a/b c"}, *files[] = {"f0", "f1", "f2", "f3", "f4", "a/g0", "a/g1", "a/g2", "a/b c/h0"};
+    for (size_t i = 0; i < 2; i++) ASSERT_EQ_INT(g2_do(g2, "PUT", "walkfs", dirs[i], "resource=directory"), 201);
+    for (size_t i = 0; i < 9; i++) ASSERT_EQ_INT(g2_do(g2, "PUT", "walkfs", files[i], "resource=file"), 201);
+    walk_gen2 lg = {.g2 = g2, .fs = "walkfs", .page = 2};
+    visit v = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    walk_opts o = {.root = "/", .list = walk_gen2_lister, .lud = &lg, .threads = 2, .retries = 1,
+                   .on_page = v_page, .ud = &v};
+    walk_stats st;
+    ASSERT_EQ_INT(walk_run(&o, &st, err, sizeof err), WALK_DONE);
+    ASSERT_EQ_INT(st.dirs, 2);
+    ASSERT_EQ_INT(st.files, 9);
+    ASSERT_EQ_INT(v.files, 9);
+    ASSERT_EQ_INT(v.dirs_done, 3);           /* /, /a, /a/b c: each listed to its last page */
+    ASSERT_TRUE(st.requests >= 3 + 3);       /* 6, 5 and 1 entries in pages of 2: continuation followed */
+    /* a root that is not there */
+    walk_opts o2 = o;
+    o2.root = "/missing";
+    ASSERT_EQ_INT(walk_run(&o2, &st, err, sizeof err), WALK_FAILED);
+    ASSERT_TRUE(strstr(err, "no such directory") != NULL);
+    gen2c_stop(g2);
+    httpc_stop(http);
+    gen2c_free(g2);
+    cfg_free(&cfg);
+}
+
 TESTS(T(full_walk_exact_with_spilling), T(stopped_then_resumed_exact), T(failing_lister_retries_then_resumable),
-      T(unusable_cursors))
+      T(unusable_cursors), T(gen2_lister_pages_with_continuation))
