@@ -179,6 +179,7 @@ class AssessProblems(AssessBase):
                                         ("/data/exp", "SETTIMES")])
         self.assertEqual(m["problem_counts"]["journal_op"], 3)
         self.assertGreater(rep["estimate"]["backfill_seconds"], 0)
+        self.assertGreater(rep["estimate"]["gen1_read_bytes_per_s"], 0)   # one OPEN of the largest file (2 MiB)
         self.assertIn("files 27", text)
         self.assertIn("problem unmapped_identity", text)
 
