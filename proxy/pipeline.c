@@ -907,7 +907,9 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     }
     jnl_opts jo = {.dir = jdir, .segment_bytes = cfg->journal_segment_bytes, .commit_lazy_ms = cfg->journal_lazy_ms,
                    .commit_wait_us = cfg->journal_commit_wait_us, .commit_batch = cfg->journal_commit_batch,
-                   .io = p->io, .sp = p->sp, .verify_bodies = cfg->journal_verify_bodies};
+                   .io = p->io, .sp = p->sp, .verify_bodies = cfg->journal_verify_bodies,
+                   /* whole entries: what the applier holds (and its copies' neighbours), the rest compact */
+                   .max_resident = (uint64_t)cfg->applier_max_in_memory * 2 + 1024};
     if (jnl_open(&jo, &p->j, &p->rec, e, sizeof e) != 0) {
         snprintf(err, errlen, "journal.dir: %s", e);
         goto fail;

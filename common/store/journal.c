@@ -79,17 +79,20 @@ static int take_lock(journal *j, char *err, size_t errlen)
 
 static void free_all(journal *j)
 {
-    for (jent *e = j->head; e;) {
-        jent *n = e->next;
+    for (jent *e = j->lru; e;) {
+        jent *n = e->lnext;
         /* bodies stay on disk: their references die with the spool (spool_close) */
         jnl__ent_free(e);
         e = n;
     }
-    j->head = j->tail = NULL;
+    j->head = j->tail = j->lru = j->lru_tail = NULL;
     free(j->hash);
+    for (int i = 0; i < 2; i++) free(j->pcache[i].buf);
     for (jseg *g = j->segs; g;) {
         jseg *n = g->next;
         if (g->fd >= 0) close(g->fd);
+        if (g->rfd >= 0) close(g->rfd);
+        free(g->rows);
         free(g);
         g = n;
     }
@@ -139,6 +142,8 @@ int jnl_open(const jnl_opts *o, journal **out, jnl_recovery *rep, char *err, siz
     j->io = o->io;
     j->sp = o->sp;
     j->verify = o->verify_bodies;
+    j->max_resident = o->max_resident ? o->max_resident : JNL_DEFAULT_RESIDENT;
+    j->pcache[0].cap = j->pcache[1].cap = JNL_PAGE_WINDOW;
     j->next_seg_seq = 1;
     dbuf_init(&j->q.buf, JNL_QUEUE_MAX);
     j->hmask = 1023;
@@ -242,6 +247,7 @@ int jnl_append(journal *j, const jnl_write_in *in, jnl_done_cb cb, void *ud, uin
     j->appended++;
     *seq = w->seq;
     e = NULL;
+    jnl__trim_locked(j);
 out:
     pthread_mutex_unlock(&j->mu);
     jnl__ent_free(e);
@@ -251,11 +257,12 @@ out:
 /** Record a new state of entry seq. */
 int jnl_state(journal *j, uint64_t seq, jfmt_state st, int status, const char *detail, jnl_done_cb cb, void *ud)
 {
-    int rc;
+    int rc = -ENOENT;
     pthread_mutex_lock(&j->mu);
-    jent *e = jnl__lookup(j, seq);
+    jent *e = j->closing ? NULL : jnl__get(j, seq, &rc);
     if (j->closing) rc = -ESHUTDOWN;
-    else if (!e || e->ending) rc = -ENOENT;
+    else if (!e) (void)0; /* rc: -ENOENT, or why it could not be paged in */
+    else if (e->ending) rc = -ENOENT;
     else {
         char d[JFMT_MAX_DETAIL + 1];
         size_t n = detail ? jnl__detail_len(detail, strlen(detail)) : 0;
@@ -266,29 +273,121 @@ int jnl_state(journal *j, uint64_t seq, jfmt_state st, int status, const char *d
             jnl__set_state(j, e, (uint16_t)st);
             if (status > 0 && status < 65536) e->e.status = (uint16_t)status;
             jnl__set_detail(e, d, n);
+            e->nqueued++;
             if (jnl__terminal((uint16_t)st)) e->ending = true;
         }
     }
+    jnl__trim_locked(j);
     pthread_mutex_unlock(&j->mu);
     return rc;
 }
 
 /* ---------------------------------------------------------------- views */
 
+/*
+ * Every live record in seq order (under mu): the rows of the segments merged with the fresh list.
+ * visit gets the resident entry (e) or the row (g, r; e NULL); it returns false to stop.
+ */
+typedef bool (*walk_fn)(void *ud, journal *j, jseg *g, jrow *r, jent *e);
+
+static void walk_locked(journal *j, walk_fn visit, void *ud)
+{
+    jent *f = j->head;
+    for (jseg *g = j->segs; g; g = g->next) {
+        for (uint32_t i = 0; i < g->nrows; i++) {
+            jrow *r = &g->rows[i];
+            if (r->flags & JR_DEAD) continue;
+            uint64_t seq = g->row_base + r->dseq;
+            for (; f && f->e.seq < seq; f = f->next)
+                if (!visit(ud, j, NULL, NULL, f)) return;
+            if (!visit(ud, j, g, r, jnl__lookup(j, seq))) return;
+        }
+    }
+    for (; f; f = f->next)
+        if (!visit(ud, j, NULL, NULL, f)) return;
+}
+
+/* A walk that pages in: sequential reads through caches of its own. */
+typedef struct view_walk {
+    void (*fn)(void *ud, const jnl_entry *e);
+    void *ud;
+    struct jrcache c[2];
+} view_walk;
+
+static bool foreach_visit(void *ud, journal *j, jseg *g, jrow *r, jent *e)
+{
+    view_walk *w = ud;
+    if (e) {
+        w->fn(w->ud, &e->e);
+        return true;
+    }
+    if (jnl__row_load(j, g, r, true, w->c, &e) < 0) return true; /* unreadable: not shown (jnl_with_entry says why) */
+    w->fn(w->ud, &e->e);
+    if (e->e.body && !spool_body_to_pin(e->e.body)) {
+        /* fn kept a reference to the body: the entry stays resident, which keeps the journal's */
+        jnl__resident_add(j, e);
+        return true;
+    }
+    e->e.body = NULL;
+    jnl__ent_free(e);
+    return true;
+}
+
+static void walk_caches(struct jrcache *c)
+{
+    memset(c, 0, 2 * sizeof *c);
+    c[0].cap = c[1].cap = JNL_WALK_WINDOW;
+}
+
 void jnl_foreach(journal *j, void (*fn)(void *ud, const jnl_entry *e), void *ud)
 {
+    view_walk w = {.fn = fn, .ud = ud};
+    walk_caches(w.c);
     pthread_mutex_lock(&j->mu);
-    for (jent *e = j->head; e; e = e->next) fn(ud, &e->e);
+    walk_locked(j, foreach_visit, &w);
+    jnl__trim_locked(j);
     pthread_mutex_unlock(&j->mu);
+    free(w.c[0].buf);
+    free(w.c[1].buf);
 }
 
 int jnl_with_entry(journal *j, uint64_t seq, void (*fn)(void *ud, const jnl_entry *e), void *ud)
 {
+    int rc = 0;
     pthread_mutex_lock(&j->mu);
-    jent *e = jnl__lookup(j, seq);
+    jent *e = jnl__get(j, seq, &rc);
     if (e) fn(ud, &e->e);
+    jnl__trim_locked(j);
     pthread_mutex_unlock(&j->mu);
-    return e ? 0 : -ENOENT;
+    return e ? 0 : rc;
+}
+
+/* The oldest pending entry's t_accept (stats). */
+typedef struct oldest_walk {
+    uint64_t ns;
+    struct jrcache c[2];
+} oldest_walk;
+
+static bool oldest_visit(void *ud, journal *j, jseg *g, jrow *r, jent *e)
+{
+    oldest_walk *w = ud;
+    uint16_t st = e ? e->e.state : r->state;
+    if (st == JFMT_S_PARKED || st == JFMT_S_ACCEPTED) return true;
+    if (e) {
+        w->ns = e->e.t_accept_ns;
+        return false;
+    }
+    uint64_t seq = g->row_base + r->dseq;
+    if (j->oldest_seq == seq) {
+        w->ns = j->oldest_ns;
+        return false;
+    }
+    if (jnl__row_load(j, g, r, false, j->pcache, &e) < 0) return true;
+    w->ns = e->e.t_accept_ns;
+    jnl__ent_free(e);
+    j->oldest_seq = seq;
+    j->oldest_ns = w->ns;
+    return false;
 }
 
 void jnl_get_stats(journal *j, jnl_stats *st)
@@ -311,12 +410,15 @@ void jnl_get_stats(journal *j, jnl_stats *st)
     st->apply_rate_10s = (double)n10 / 10.0;
     st->apply_rate_60s = (double)n60 / 60.0;
     st->bytes_pending = j->bytes_live;
-    /* the oldest pending entry is nearly always at the head (seq order) */
-    for (jent *e = j->head; e; e = e->next) {
-        if (e->e.state == JFMT_S_PARKED || e->e.state == JFMT_S_ACCEPTED) continue;
-        st->oldest_ns = e->e.t_accept_ns;
-        break;
-    }
+    /* the oldest pending entry is nearly always first in seq order (its t_accept is cached) */
+    oldest_walk ow = {0};
+    walk_locked(j, oldest_visit, &ow);
+    st->oldest_ns = ow.ns;
+    st->resident = j->nresident;
+    st->compact = j->nlive >= j->nresident ? j->nlive - j->nresident : 0;
+    st->max_resident = j->max_resident;
+    st->page_ins = j->page_ins;
+    st->evictions = j->evictions;
     st->appended = j->appended;
     st->applied = j->applied;
     st->refused = j->refused;
@@ -352,6 +454,9 @@ JNL_GAUGE(g_awaiting, st.awaiting_primary)
 JNL_GAUGE(g_bytes, st.bytes_pending)
 JNL_GAUGE(g_rate, st.apply_rate_10s + 0.5)
 JNL_GAUGE(g_segments, st.segments)
+JNL_GAUGE(g_resident, st.resident)
+JNL_GAUGE(g_compact, st.compact)
+JNL_GAUGE(g_page_ins, st.page_ins)
 #undef JNL_GAUGE
 
 static int64_t g_oldest(void *ud)
@@ -376,7 +481,13 @@ int jnl_register_metrics(journal *j, metrics *m)
                          NULL, g_oldest, j) < 0 ||
         metrics_gauge_fn(m, "dualpipe_journal_apply_rate", "Records applied to Gen2 per second, last 10 s", NULL,
                          g_rate, j) < 0 ||
-        metrics_gauge_fn(m, "dualpipe_journal_segments", "Journal segment files", NULL, g_segments, j) < 0)
+        metrics_gauge_fn(m, "dualpipe_journal_segments", "Journal segment files", NULL, g_segments, j) < 0 ||
+        metrics_gauge_fn(m, "dualpipe_journal_index_entries", "Live journal entries by how they are held",
+                         "tier=\"resident\"", g_resident, j) < 0 ||
+        metrics_gauge_fn(m, "dualpipe_journal_index_entries", "Live journal entries by how they are held",
+                         "tier=\"compact\"", g_compact, j) < 0 ||
+        metrics_gauge_fn(m, "dualpipe_journal_page_ins", "Journal entries read back from their segment (total)",
+                         NULL, g_page_ins, j) < 0)
         return -1;
     const char *tot = "Journal entries that reached a state";
     metrics_counter *ap = metrics_counter_get(m, "dualpipe_journal_records_total", tot, "state=\"applied\"");
@@ -466,13 +577,15 @@ int jnl_status_json(journal *j, dbuf *out)
                        ",\"records_written\":%" PRIu64 ",\"bytes_written\":%" PRIu64
                        ",\"fdatasync_seconds\":%.6f,\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64
                        ",\"max_seq\":%" PRIu64 ",\"apply_rate_10s\":%.1f,\"apply_rate_60s\":%.1f"
-                       ",\"failed\":%s,\"backend\":\"%s\"}",
+                       ",\"failed\":%s,\"backend\":\"%s\",\"resident\":%" PRIu64 ",\"compact\":%" PRIu64
+                       ",\"max_resident\":%" PRIu64 ",\"page_ins\":%" PRIu64 ",\"evictions\":%" PRIu64 "}",
                        st.live, st.pending, st.parked, st.awaiting_primary, st.bytes_pending, oldest, st.appended,
                        st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.commit_waits, st.fdatasyncs,
                        st.records_written, st.bytes_written, st.fdatasync_seconds, st.segments,
                        st.segments_deleted, st.max_seq, st.apply_rate_10s, st.apply_rate_60s,
                        st.failed ? "true" : "false",
-                       iox_backend_name(iox_in_use(j->io)));
+                       iox_backend_name(iox_in_use(j->io)), st.resident, st.compact, st.max_resident, st.page_ins,
+                       st.evictions);
 }
 
 static const char *op_name(const jnl_entry *e, char *buf, size_t len)
@@ -484,36 +597,66 @@ static const char *op_name(const jnl_entry *e, char *buf, size_t len)
     return buf;
 }
 
+typedef struct list_walk {
+    bool parked_only;
+    uint64_t after;
+    unsigned limit, n;
+    bool more;
+    int rc;
+    uint64_t now;
+    dbuf *out;
+    struct jrcache c[2];
+} list_walk;
+
+static bool list_visit(void *ud, journal *j, jseg *g, jrow *r, jent *x)
+{
+    list_walk *w = ud;
+    uint64_t seq = x ? x->e.seq : g->row_base + r->dseq;
+    uint16_t state = x ? x->e.state : r->state;
+    if (seq <= w->after || (w->parked_only && state != JFMT_S_PARKED)) return true;
+    if (w->n >= w->limit) {
+        w->more = true;
+        return false;
+    }
+    jent *tmp = NULL;
+    if (!x) {
+        if (jnl__row_load(j, g, r, false, w->c, &tmp) < 0) return true;
+        x = tmp;
+    }
+    const jnl_entry *e = &x->e;
+    dbuf *out = w->out;
+    char ob[32];
+    double age = w->now > e->t_accept_ns ? (double)(w->now - e->t_accept_ns) / 1e9 : 0;
+    int rc = dbuf_printf(out, "%s{\"seq\":%" PRIu64 ",\"op\":\"%s\",\"path\":", w->n ? "," : "", e->seq,
+                         op_name(e, ob, sizeof ob));
+    if (rc == 0) rc = json_str(out, e->path);
+    if (rc == 0)
+        rc = dbuf_printf(out,
+                         ",\"state\":\"%s\",\"status\":%u,\"age_s\":%.3f,\"body_len\":%" PRIu64
+                         ",\"body_lost\":%s,\"detail\":",
+                         jfmt_state_name(e->state), (unsigned)e->status, age, e->body_len,
+                         e->body_lost ? "true" : "false");
+    if (rc == 0) rc = json_str(out, e->detail);
+    if (rc == 0) rc = dbuf_add(out, "}", 1);
+    jnl__ent_free(tmp);
+    w->n++;
+    w->rc = rc;
+    return rc == 0;
+}
+
 int jnl_list_json(journal *j, bool parked_only, uint64_t after, unsigned limit, dbuf *out)
 {
-    int rc = dbuf_adds(out, "{\"records\":[");
-    unsigned n = 0;
-    bool more = false;
-    uint64_t now = jnl__now_ns();
-    pthread_mutex_lock(&j->mu);
-    for (jent *x = j->head; x && rc == 0; x = x->next) {
-        const jnl_entry *e = &x->e;
-        if (e->seq <= after || (parked_only && e->state != JFMT_S_PARKED)) continue;
-        if (n >= limit) {
-            more = true;
-            break;
-        }
-        char ob[32];
-        double age = now > e->t_accept_ns ? (double)(now - e->t_accept_ns) / 1e9 : 0;
-        rc = dbuf_printf(out, "%s{\"seq\":%" PRIu64 ",\"op\":\"%s\",\"path\":", n ? "," : "", e->seq,
-                         op_name(e, ob, sizeof ob));
-        if (rc == 0) rc = json_str(out, e->path);
-        if (rc == 0)
-            rc = dbuf_printf(out,
-                             ",\"state\":\"%s\",\"status\":%u,\"age_s\":%.3f,\"body_len\":%" PRIu64
-                             ",\"body_lost\":%s,\"detail\":",
-                             jfmt_state_name(e->state), (unsigned)e->status, age, e->body_len,
-                             e->body_lost ? "true" : "false");
-        if (rc == 0) rc = json_str(out, e->detail);
-        if (rc == 0) rc = dbuf_add(out, "}", 1);
-        n++;
+    list_walk w = {.parked_only = parked_only, .after = after, .limit = limit, .now = jnl__now_ns(), .out = out};
+    walk_caches(w.c);
+    w.rc = dbuf_adds(out, "{\"records\":[");
+    if (w.rc == 0) {
+        pthread_mutex_lock(&j->mu);
+        walk_locked(j, list_visit, &w);
+        pthread_mutex_unlock(&j->mu);
     }
-    pthread_mutex_unlock(&j->mu);
-    if (rc == 0) rc = dbuf_printf(out, "],\"more\":%s}", more ? "true" : "false");
+    free(w.c[0].buf);
+    free(w.c[1].buf);
+    int rc = w.rc;
+    if (rc == 0) rc = dbuf_printf(out, "],\"more\":%s}", w.more ? "true" : "false");
     return rc;
 }

@@ -54,6 +54,8 @@ typedef struct jnl_opts {
     iox *io;                  /* must outlive the journal */
     spool *sp;                /* bodies; must outlive the journal */
     bool verify_bodies;       /* recovery reads every live body and checks its SHA-256 */
+    uint64_t max_resident;    /* live entries kept whole in memory (0 = 65536); the others are compact
+                                 rows, read back from their segment when needed (JOURNAL.md section 12) */
 } jnl_opts;
 
 /** What recovery found (jnl_open). */
@@ -160,6 +162,10 @@ typedef struct jnl_stats {
     uint64_t segments, segments_deleted;
     uint64_t max_seq;
     bool failed;              /* the last commit failed (appends refused until one succeeds) */
+    uint64_t resident;        /* live entries held whole in memory (may pass max_resident while in use) */
+    uint64_t compact;         /* live entries held as a compact row only */
+    uint64_t max_resident;
+    uint64_t page_ins, evictions; /* totals: entries read back from their segment, entries made compact */
 } jnl_stats;
 void jnl_get_stats(journal *j, jnl_stats *st);
 

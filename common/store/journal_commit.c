@@ -271,18 +271,20 @@ oom:
 /* Apply a durable batch (under mu): WRITEs are durable, states move, terminal entries leave. */
 static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, size_t *nruns)
 {
+    uint64_t base = seg->end - b->buf.len; /* where the batch went */
     for (size_t i = 0; i < b->n; i++) {
         jitem *it = &b->items[i];
-        jent *e = jnl__lookup(j, it->seq);
+        jent *e = jnl__lookup(j, it->seq); /* resident: fresh, or a STATE queued (nqueued) */
         j->records_written++;
         if (it->type == JFMT_T_WRITE) {
-            if (e) e->durable = true;
+            if (e) jnl__made_durable(j, e);
             if (e && e->e.jop == JFMT_OP_RESYNC) {
                 j->resyncs++;
                 metrics_inc(j->m_resync);
             }
         } else if (e) {
             uint16_t st = it->state;
+            if (e->nqueued > 0) e->nqueued--;
             if (jnl__terminal(st)) {
                 if (e->wseg) {
                     e->wseg->live_writes--;
@@ -308,9 +310,7 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
                 }
                 jnl__index_remove(j, e);
             } else {
-                if (e->sseg) e->sseg->state_refs--;
-                e->sseg = seg;
-                seg->state_refs++;
+                jnl__state_durable(j, e, seg, base + it->off, st);
                 if (st == JFMT_S_RESYNC) {
                     /* one per record: a RESYNC record was counted when it was written */
                     if (e->e.jop != JFMT_OP_RESYNC) {
@@ -333,6 +333,7 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
     metrics_inc(j->m_commits);
     j->failed = false;
     jnl__sweep_locked(j);
+    jnl__trim_locked(j);
 }
 
 /* A failed batch (under mu): WRITEs fail (recorded PRIMARY_REFUSED), STATEs are queued again. */
@@ -346,22 +347,26 @@ static void apply_failed_locked(journal *j, jqueue *b, int err, cbrun *runs, siz
                 jnl__set_state(j, e, JFMT_S_PRIMARY_REFUSED);
                 jnl__set_detail(e, "journal I/O error", strlen("journal I/O error"));
                 e->ending = true;
-                (void)jnl__queue_state(j, e->e.seq, JFMT_S_PRIMARY_REFUSED, 0, "journal I/O error", NULL, NULL);
+                if (jnl__queue_state(j, e->e.seq, JFMT_S_PRIMARY_REFUSED, 0, "journal I/O error", NULL, NULL) == 0)
+                    e->nqueued++;
             }
             if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
         } else if (e && e->ending && !jnl__terminal(it->state)) {
             /* its WRITE failed in this batch: the refusal queued above must stay the last word */
+            if (e->nqueued > 0) e->nqueued--;
             if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
         } else {
             size_t before = j->q.buf.len;
             jitem again = *it;
             if (dbuf_add(&j->q.buf, b->buf.data + it->off, it->len) < 0) {
+                if (e && e->nqueued > 0) e->nqueued--;
                 if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
                 continue;
             }
             again.off = (uint32_t)before;
             if (queue_item(&j->q, &again) < 0) {
                 j->q.buf.len = before;
+                if (e && e->nqueued > 0) e->nqueued--;
                 if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
             }
         }
@@ -418,6 +423,7 @@ static int commit_batch(journal *j, jqueue *b, jseg **seg_out)
         jent *e = jnl__lookup(j, b->items[i].seq);
         if (e && !e->wseg) {
             e->wseg = seg;
+            e->woff = seg->end + b->items[i].off;
             seg->live_writes++;
         }
     }

@@ -7,10 +7,12 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "journal_int.h"
 
 /* ---------------------------------------------------------------- path epochs */
@@ -282,14 +284,46 @@ static void accepted_del(journal *j, jent *e)
     e->aprev = e->anext = NULL;
 }
 
-int jnl__index_add(journal *j, jent *e)
+static void lru_unlink(journal *j, jent *e)
 {
-    if (j->nlive + 1 > j->hmask + 1) (void)hash_grow(j); /* on ENOMEM the chains just get longer */
-    size_t b = hash_seq(j, e->e.seq);
-    e->hnext = j->hash[b];
-    j->hash[b] = e;
-    /* seq order: appends come in increasing order; recovery too, nearly always */
-    jent *after = j->tail;
+    if (e->lprev) e->lprev->lnext = e->lnext;
+    else j->lru = e->lnext;
+    if (e->lnext) e->lnext->lprev = e->lprev;
+    else j->lru_tail = e->lprev;
+    e->lprev = e->lnext = NULL;
+}
+
+static void lru_append(journal *j, jent *e)
+{
+    e->lnext = NULL;
+    e->lprev = j->lru_tail;
+    if (j->lru_tail) j->lru_tail->lnext = e;
+    else j->lru = e;
+    j->lru_tail = e;
+}
+
+void jnl__touch(journal *j, jent *e)
+{
+    if (j->lru_tail == e) return;
+    lru_unlink(j, e);
+    lru_append(j, e);
+}
+
+/* The fresh list: entries without a row (WRITE not durable yet), seq order. */
+static void fresh_del(journal *j, jent *e)
+{
+    if (!e->in_fresh) return;
+    e->in_fresh = false;
+    if (e->prev) e->prev->next = e->next;
+    else j->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else j->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void fresh_add(journal *j, jent *e)
+{
+    jent *after = j->tail; /* appends come in increasing order */
     while (after && after->e.seq > e->e.seq) after = after->prev;
     e->prev = after;
     e->next = after ? after->next : j->head;
@@ -297,11 +331,52 @@ int jnl__index_add(journal *j, jent *e)
     else j->tail = e;
     if (after) after->next = e;
     else j->head = e;
+    e->in_fresh = true;
+}
+
+/* Make e resident: hash, eviction order, the ACCEPTED set, and the fresh list when it has no row. */
+static void resident_add(journal *j, jent *e, bool fresh)
+{
+    if (j->nresident + 1 > j->hmask + 1) (void)hash_grow(j); /* on ENOMEM the chains just get longer */
+    size_t b = hash_seq(j, e->e.seq);
+    e->hnext = j->hash[b];
+    j->hash[b] = e;
+    lru_append(j, e);
+    if (fresh) fresh_add(j, e);
+    if (e->e.state == JFMT_S_ACCEPTED) accepted_add(j, e);
+    j->nresident++;
+}
+
+void jnl__resident_add(journal *j, jent *e)
+{
+    resident_add(j, e, false);
+}
+
+static void resident_del(journal *j, jent *e)
+{
+    jent **pp = &j->hash[hash_seq(j, e->e.seq)];
+    while (*pp && *pp != e) pp = &(*pp)->hnext;
+    if (*pp) *pp = e->hnext;
+    lru_unlink(j, e);
+    fresh_del(j, e);
+    accepted_del(j, e);
+    j->nresident--;
+}
+
+int jnl__index_add(journal *j, jent *e)
+{
+    resident_add(j, e, !e->durable);
     j->nlive++;
     j->bytes_live += e->e.body_len;
     count_state(j, e->e.state, 1);
-    if (e->e.state == JFMT_S_ACCEPTED) accepted_add(j, e);
     return 0;
+}
+
+void jnl__index_count(journal *j, uint16_t state, uint64_t body_len)
+{
+    j->nlive++;
+    j->bytes_live += body_len;
+    count_state(j, state, 1);
 }
 
 /* Change an entry's in-memory state, keeping the per-state counts. Under mu. */
@@ -314,22 +389,324 @@ void jnl__set_state(journal *j, jent *e, uint16_t st)
     e->e.t_state_ns = jnl__now_ns();
 }
 
+/* ---------------------------------------------------------------- the compact tier */
+
+static jrow *seg_find_row(const jseg *g, uint64_t seq)
+{
+    if (g->nrows == 0 || seq < g->row_base) return NULL;
+    uint64_t d = seq - g->row_base;
+    if (d > g->rows[g->nrows - 1].dseq) return NULL;
+    size_t lo = 0, hi = g->nrows;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->rows[mid].dseq < d) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < g->nrows && g->rows[lo].dseq == d ? &g->rows[lo] : NULL;
+}
+
+jrow *jnl__row(const journal *j, uint64_t seq, jseg **gout)
+{
+    for (jseg *g = j->segs; g; g = g->next) {
+        jrow *r = seg_find_row(g, seq);
+        if (r) {
+            if (gout) *gout = g;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+int jnl__row_add(jseg *g, uint64_t seq, uint64_t off, uint8_t state, uint8_t flags)
+{
+    if (off % 8 || off / 8 > UINT32_MAX) return -ERANGE;
+    if (g->nrows > 0) {
+        uint64_t last = g->row_base + g->rows[g->nrows - 1].dseq;
+        if (seq <= last || seq - g->row_base > UINT32_MAX) return -ERANGE; /* rows come in seq order */
+    }
+    if (g->nrows == g->caprows) {
+        uint32_t nc = g->caprows ? g->caprows + g->caprows / 2 : 256;
+        jrow *nr = realloc(g->rows, (size_t)nc * sizeof *nr);
+        if (!nr) return -ENOMEM;
+        g->rows = nr;
+        g->caprows = nc;
+    }
+    if (g->nrows == 0) g->row_base = seq;
+    g->rows[g->nrows++] = (jrow){.dseq = (uint32_t)(seq - g->row_base), .off8 = (uint32_t)(off / 8), .state = state,
+                                 .flags = flags};
+    return 0;
+}
+
+bool jnl__row_state(jseg *g, jrow *r, const jseg *s, uint64_t off, uint8_t state)
+{
+    r->state = state;
+    if (s->seq < g->seq || s->seq - g->seq >= JNL_FAR || off / 8 > UINT32_MAX || off % 8) {
+        r->flags |= JR_FAR;
+        r->st_dseg = JNL_FAR;
+        return false;
+    }
+    r->st_dseg = (uint16_t)(s->seq - g->seq);
+    r->st_off8 = (uint32_t)(off / 8);
+    return true;
+}
+
+/* A row left the index: marked dead; the array is compacted once half of it is dead. */
+static void row_kill(jseg *g, jrow *r)
+{
+    if (r->flags & JR_DEAD) return;
+    r->flags |= JR_DEAD;
+    if (++g->ndead == g->nrows) {
+        free(g->rows);
+        g->rows = NULL;
+        g->nrows = g->caprows = g->ndead = 0;
+        return;
+    }
+    if (g->ndead < 64 || g->ndead * 2 < g->nrows) return;
+    uint32_t k = 0;
+    uint64_t base = 0;
+    for (uint32_t i = 0; i < g->nrows; i++) {
+        if (g->rows[i].flags & JR_DEAD) continue;
+        jrow r2 = g->rows[i];
+        uint64_t seq = g->row_base + r2.dseq;
+        if (k == 0) base = seq;
+        r2.dseq = (uint32_t)(seq - base);
+        g->rows[k++] = r2;
+    }
+    g->row_base = base;
+    g->nrows = k;
+    g->ndead = 0;
+    uint32_t nc = k + k / 4 + 16;
+    jrow *nr = realloc(g->rows, (size_t)nc * sizeof *nr);
+    if (nr) {
+        g->rows = nr;
+        g->caprows = nc;
+    }
+}
+
+/* The segment whose seq is seq, at or after from; NULL when gone. */
+static jseg *seg_by_seq(jseg *from, uint64_t seq)
+{
+    for (jseg *g = from; g; g = g->next)
+        if (g->seq == seq) return g;
+    return NULL;
+}
+
+static int seg_rfd(journal *j, jseg *g)
+{
+    if (g->rfd >= 0) return g->rfd;
+    if (j->nrfd >= JNL_RFD_MAX) {
+        for (jseg *o = j->segs; o; o = o->next) {
+            if (o->rfd >= 0) {
+                close(o->rfd);
+                o->rfd = -1;
+            }
+        }
+        j->nrfd = 0;
+    }
+    char path[JNL_PATH_MAX + 64];
+    int rc = jnl__seg_path(j, g->seq, path, sizeof path);
+    if (rc < 0) return rc;
+    g->rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (g->rfd < 0) return -errno;
+    j->nrfd++;
+    return g->rfd;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The payload of the frame at off of g, through cache c (a window of the segment's durable data). */
+static int frame_at(journal *j, struct jrcache *c, jseg *g, uint64_t off, const uint8_t **pl, uint32_t *plen)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        if (c->g == g && off >= c->base && off - c->base + JFMT_FRAME_HDR <= c->len) {
+            const uint8_t *f = c->buf + (off - c->base);
+            uint32_t len = le32(f);
+            if (len < 4 || len > JFMT_MAX_PAYLOAD) return -EIO;
+            if (off - c->base + JFMT_FRAME_HDR + len <= c->len) {
+                if (crc32c(f + JFMT_FRAME_HDR, len) != le32(f + 4)) return -EIO;
+                *pl = f + JFMT_FRAME_HDR;
+                *plen = len;
+                return 0;
+            }
+            if (pass == 1) return -EIO; /* the frame runs past the durable data */
+        }
+        if (!c->buf) {
+            if (c->cap < JFMT_MAX_FRAME) c->cap = JFMT_MAX_FRAME;
+            c->buf = malloc(c->cap);
+            if (!c->buf) return -ENOMEM;
+        }
+        int fd = seg_rfd(j, g);
+        if (fd < 0) return fd;
+        if (off >= g->end) return -EIO;
+        uint64_t want = g->end - off;
+        if (want > c->cap) want = c->cap;
+        c->g = NULL;
+        size_t got = 0;
+        while (got < want) {
+            ssize_t r = pread(fd, c->buf + got, (size_t)want - got, (off_t)(off + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return -errno;
+            if (r == 0) break;
+            got += (size_t)r;
+        }
+        c->g = g;
+        c->base = off;
+        c->len = (uint32_t)got;
+    }
+    return -EIO;
+}
+
+int jnl__row_load(journal *j, jseg *g, const jrow *r, bool body, struct jrcache *cache, jent **out)
+{
+    const uint8_t *pl;
+    uint32_t plen;
+    int rc = frame_at(j, &cache[0], g, (uint64_t)r->off8 * 8, &pl, &plen);
+    if (rc < 0) return rc;
+    jfmt_rec rec;
+    if (jfmt_decode_payload(pl, plen, &rec, NULL) != 0 || rec.type != JFMT_T_WRITE) return -EIO;
+    const jfmt_write *w = &rec.u.w;
+    uint64_t seq = g->row_base + r->dseq;
+    if (w->seq != seq) return -EIO;
+    jent *e = jnl__ent_from_write(w);
+    if (!e) return -ENOMEM;
+    e->e.state = r->state;
+    e->durable = true;
+    e->wseg = g;
+    e->woff = (uint64_t)r->off8 * 8;
+    e->e.body_lost = (r->flags & JR_BODY_LOST) != 0;
+    if (r->st_off8) {
+        jseg *ss = seg_by_seq(g, g->seq + r->st_dseg);
+        if (!ss) {
+            jnl__ent_free(e);
+            return -EIO;
+        }
+        e->sseg = ss;
+        e->st_off = (uint64_t)r->st_off8 * 8;
+        rc = frame_at(j, &cache[1], ss, e->st_off, &pl, &plen);
+        jfmt_rec srec;
+        if (rc == 0 && (jfmt_decode_payload(pl, plen, &srec, NULL) != 0 || srec.type != JFMT_T_STATE ||
+                        srec.u.s.seq != seq))
+            rc = -EIO;
+        if (rc < 0) {
+            jnl__ent_free(e);
+            return rc;
+        }
+        if (srec.u.s.status) e->e.status = srec.u.s.status;
+        e->e.t_state_ns = srec.u.s.t_ns;
+        jnl__set_detail(e, srec.u.s.detail.p, srec.u.s.detail.len);
+    }
+    bool has_body = w->body_len > 0 || w->spool_seg != 0;
+    if (body && has_body && !e->e.body_lost && r->state != JFMT_S_RESYNC) {
+        spool_body *b = NULL;
+        rc = spool_pin_take(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, &b);
+        if (rc < 0) {
+            jnl__ent_free(e);
+            return rc;
+        }
+        e->e.body = b;
+    }
+    *out = e;
+    return 0;
+}
+
+jent *jnl__get(journal *j, uint64_t seq, int *err)
+{
+    jent *e = jnl__lookup(j, seq);
+    if (e) {
+        jnl__touch(j, e);
+        return e;
+    }
+    jseg *g = NULL;
+    jrow *r = jnl__row(j, seq, &g);
+    int rc = -ENOENT;
+    if (r && !(r->flags & JR_DEAD)) rc = jnl__row_load(j, g, r, true, j->pcache, &e);
+    if (rc < 0) {
+        if (err) *err = rc;
+        return NULL;
+    }
+    resident_add(j, e, false);
+    j->page_ins++;
+    return e;
+}
+
+/* The record became durable: it gets its row (and leaves the fresh list). Without one it stays resident. */
+void jnl__made_durable(journal *j, jent *e)
+{
+    e->durable = true;
+    if (!e->wseg || !e->in_fresh) return;
+    if (jnl__row_add(e->wseg, e->e.seq, e->woff, JFMT_S_ACCEPTED, 0) == 0) fresh_del(j, e);
+}
+
+/* A durable STATE of e at off of s (not terminal). */
+void jnl__state_durable(journal *j, jent *e, jseg *s, uint64_t off, uint16_t st)
+{
+    if (e->sseg) e->sseg->state_refs--;
+    e->sseg = s;
+    e->st_off = off;
+    s->state_refs++;
+    if (e->in_fresh || !e->wseg) return;
+    jrow *r = seg_find_row(e->wseg, e->e.seq);
+    if (r && !jnl__row_state(e->wseg, r, s, off, (uint8_t)st)) e->far = true;
+}
+
+static bool evict(journal *j, jent *e)
+{
+    if (!e->durable || e->in_fresh || e->in_accepted || e->e.state == JFMT_S_ACCEPTED || e->ending || e->far ||
+        e->nqueued > 0 || !e->wseg)
+        return false;
+    jrow *r = seg_find_row(e->wseg, e->e.seq);
+    if (!r || (r->flags & (JR_DEAD | JR_FAR))) return false;
+    if (e->e.body && !spool_body_to_pin(e->e.body)) return false; /* someone still reads it */
+    e->e.body = NULL;
+    r->state = (uint8_t)e->e.state;
+    if (e->e.body_lost) r->flags |= JR_BODY_LOST;
+    resident_del(j, e);
+    jnl__ent_free(e);
+    j->evictions++;
+    return true;
+}
+
+void jnl__trim_locked(journal *j)
+{
+    if (j->nresident <= j->max_resident) return;
+    uint64_t budget = j->nresident - j->max_resident + 64;
+    while (j->nresident > j->max_resident && budget-- > 0 && j->lru) {
+        jent *e = j->lru;
+        if (!evict(j, e)) jnl__touch(j, e); /* in use: look again later */
+    }
+}
+
 /* Take e out of the index and free it; its body reference goes too. Under mu. */
 void jnl__index_remove(journal *j, jent *e)
 {
-    jent **pp = &j->hash[hash_seq(j, e->e.seq)];
-    while (*pp && *pp != e) pp = &(*pp)->hnext;
-    if (*pp) *pp = e->hnext;
-    if (e->prev) e->prev->next = e->next;
-    else j->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else j->tail = e->prev;
-    accepted_del(j, e);
+    if (e->durable && !e->in_fresh && e->wseg) {
+        jrow *r = seg_find_row(e->wseg, e->e.seq);
+        if (r) row_kill(e->wseg, r);
+    }
+    resident_del(j, e);
     j->nlive--;
     j->bytes_live -= e->e.body_len;
     count_state(j, e->e.state, -1);
+    if (j->oldest_seq == e->e.seq) j->oldest_seq = 0;
     spool_unref(e->e.body);
     jnl__ent_free(e);
+}
+
+void jnl__seg_forget(journal *j, jseg *g)
+{
+    if (g->rfd >= 0) {
+        close(g->rfd);
+        g->rfd = -1;
+        j->nrfd--;
+    }
+    for (int i = 0; i < 2; i++)
+        if (j->pcache[i].g == g) j->pcache[i].g = NULL;
+    free(g->rows);
+    g->rows = NULL;
+    g->nrows = g->caprows = g->ndead = 0;
 }
 
 /* ---------------------------------------------------------------- segments */
@@ -344,6 +721,7 @@ jseg *jnl__seg_add(journal *j, uint64_t seq, int fd, uint64_t size, uint64_t end
     g->end = end;
     g->zeroed = end;
     g->min_term_ref = UINT64_MAX;
+    g->rfd = -1;
     g->prev = j->segs_tail;
     if (j->segs_tail) j->segs_tail->next = g;
     else j->segs = g;
@@ -362,6 +740,7 @@ static void seg_unlink_locked(journal *j, jseg *g)
     if (g->next) g->next->prev = g->prev;
     else j->segs_tail = g->prev;
     if (g->fd >= 0) close(g->fd);
+    jnl__seg_forget(j, g);
     j->nsegs--;
     j->segments_deleted++;
     free(g);

@@ -22,6 +22,31 @@
 #define JNL_DEFAULT_LAZY_MS 100u
 #define JNL_QUEUE_MAX ((size_t)1 << 30) /* bound of a commit queue's buffer */
 
+#define JNL_DEFAULT_RESIDENT 65536u
+#define JNL_PAGE_WINDOW (16u << 10)  /* bytes a page-in reads at a time (the next records come along) */
+#define JNL_WALK_WINDOW (256u << 10) /* bytes a walk over every record (jnl_foreach) reads at a time */
+#define JNL_FAR 0xFFFFu          /* jrow.st_dseg: the latest STATE is too far; the entry stays resident */
+#define JNL_RFD_MAX 64           /* read descriptors of old segments kept open at once */
+
+/* jrow.flags */
+#define JR_DEAD 1u               /* the record left the index (the row goes at the next compaction) */
+#define JR_BODY_LOST 2u          /* recovery could not get its body back */
+#define JR_FAR 4u                /* latest STATE location in the resident entry (st_dseg overflowed) */
+
+/*
+ * The compact tier (JOURNAL.md section 12): one row per live record whose WRITE is durable, kept in
+ * the segment that holds the WRITE, in seq order. Path, parameters, status and detail are read back
+ * from the WRITE frame and the latest STATE frame when the record is needed (page-in).
+ */
+typedef struct jrow {
+    uint32_t dseq;               /* seq - the segment's row_base */
+    uint32_t off8;               /* WRITE frame offset / 8 */
+    uint32_t st_off8;            /* latest durable STATE frame offset / 8 */
+    uint16_t st_dseg;            /* its segment's seq - this segment's seq; UINT16 0xFFFF with JR_FAR; 0 and st_off8 0: none */
+    uint8_t state;               /* latest durable state */
+    uint8_t flags;
+} jrow;
+
 /* A journal segment file. Segments are kept on a list in seq order. */
 typedef struct jseg {
     uint64_t seq;
@@ -32,20 +57,38 @@ typedef struct jseg {
     uint64_t live_writes;   /* WRITEs in it whose entry is still in the index */
     uint64_t state_refs;    /* live entries whose latest durable STATE record is in it */
     uint64_t min_term_ref;  /* lowest segment seq whose WRITE a terminal STATE here ends (UINT64_MAX: none) */
+    jrow *rows;             /* live durable WRITEs in it, seq order (dead ones until compaction) */
+    uint32_t nrows, caprows, ndead;
+    uint64_t row_base;      /* seq of rows[0] is row_base + rows[0].dseq */
+    int rfd;                /* read descriptor for page-ins (-1: not open) */
     struct jseg *prev, *next;
 } jseg;
+
+/* Page-in reads: a window of one segment's durable data (cap bytes, at least a frame). */
+struct jrcache {
+    jseg *g;
+    uint64_t base;
+    uint32_t len, cap;
+    uint8_t *buf;
+};
 
 /* A live entry: the public view plus bookkeeping, in one allocation with its strings (blob). */
 typedef struct jent {
     jnl_entry e;
-    struct jent *prev, *next;   /* seq order */
+    struct jent *prev, *next;   /* the fresh list (WRITE not durable yet), seq order */
+    struct jent *lprev, *lnext; /* the resident list (eviction order: least recently used first) */
     struct jent *hnext;         /* hash chain */
     struct jent *aprev, *anext; /* the ACCEPTED set (in_accepted) */
     bool in_accepted;
-    bool durable;               /* the WRITE record is durable */
+    bool durable;               /* the WRITE record is durable (it has a row) */
     bool ending;                /* a terminal state is queued; no further states */
+    bool in_fresh;              /* on the fresh list (no row yet) */
+    bool far;                   /* its latest STATE is too far from its WRITE for a row: stays resident */
+    uint32_t nqueued;           /* its STATE records queued, not yet durable (resident while > 0) */
     jseg *wseg;                 /* segment of the WRITE record (NULL until written) */
+    uint64_t woff;              /* WRITE frame offset in wseg */
     jseg *sseg;                 /* segment of the latest durable STATE record (NULL: none) */
+    uint64_t st_off;            /* its frame offset */
     char **touched;             /* path, RENAME destination, CONCAT sources (normalised; into blob) */
     int ntouched;
     char *detail;               /* latest state's detail (malloc'd), NULL when empty */
@@ -89,11 +132,16 @@ struct journal {
     spool *sp;
     bool verify;
 
-    /* index */
-    jent *head, *tail;
+    /* index: the resident tier (jent, hashed) and the compact tier (rows in the segments) */
+    jent *head, *tail;          /* fresh entries (WRITE not durable), seq order */
+    jent *lru, *lru_tail;       /* every resident entry, least recently used first */
     jent **hash;
     size_t hmask;
     uint64_t nlive, nparked, naccepted, bytes_live;
+    uint64_t nresident, max_resident, evictions, page_ins;
+    uint64_t oldest_seq, oldest_ns; /* cache of the oldest pending entry's t_accept */
+    int nrfd;                   /* segments with rfd open */
+    struct jrcache pcache[2];   /* page-in reads: [0] WRITE frames, [1] STATE frames */
     jent *accepted;             /* the ACCEPTED set */
     uint64_t epoch[JNL_EPOCH_SLOTS];
 
@@ -136,14 +184,40 @@ jent *jnl__ent_from_write(const jfmt_write *w);
 void jnl__ent_free(jent *e);
 /** Insert into the index (seq order, hash, ACCEPTED set when e->e.state is ACCEPTED). Under mu or single-threaded. */
 int jnl__index_add(journal *j, jent *e);
+/** Count a live record of the compact tier (recovery: it has a row, no entry). */
+void jnl__index_count(journal *j, uint16_t state, uint64_t body_len);
 /** Raise the path-epoch slots of every path a record touches (path, destination, sources). */
 void jnl__epoch_touch(journal *j, uint64_t seq, const char *path, size_t plen, const jfmt_kv *kv, int nkv);
 /** Append a segment to the list (in seq order). */
 jseg *jnl__seg_add(journal *j, uint64_t seq, int fd, uint64_t size, uint64_t end);
 /** Delete every segment the rules allow (JOURNAL.md §10). Under mu. */
 void jnl__sweep_locked(journal *j);
-/** The live entry seq, or NULL. Under mu. */
+/** The resident entry seq, or NULL. Under mu. */
 jent *jnl__lookup(const journal *j, uint64_t seq);
+/** The live entry seq, paged in from its row when not resident (and made resident). NULL when not
+ *  live; *err (may be NULL) then says -ENOENT, or -EIO / -ENOMEM when the page-in failed. Under mu. */
+jent *jnl__get(journal *j, uint64_t seq, int *err);
+/** The row of seq in its segment (dead rows too), or NULL. */
+jrow *jnl__row(const journal *j, uint64_t seq, jseg **gout);
+/** Add a row for a durable WRITE at frame offset off of g (rows are appended in seq order). 0 or -ENOMEM. */
+int jnl__row_add(jseg *g, uint64_t seq, uint64_t off, uint8_t state, uint8_t flags);
+/** Point row r (of segment g) at its latest durable STATE (segment s, offset off); false when too far. */
+bool jnl__row_state(jseg *g, jrow *r, const jseg *s, uint64_t off, uint8_t state);
+/** A live entry from row r of g (not in the index), with a body reference when body is set, read
+ *  through cache[0] (WRITE frames) and cache[1] (STATE frames). 0 or -errno. */
+int jnl__row_load(journal *j, jseg *g, const jrow *r, bool body, struct jrcache *cache, jent **out);
+/** e's WRITE is durable: it gets its row. Under mu. */
+void jnl__made_durable(journal *j, jent *e);
+/** A durable non-terminal STATE of e at off of segment s. Under mu. */
+void jnl__state_durable(journal *j, jent *e, jseg *s, uint64_t off, uint16_t st);
+/** Make a paged-in entry resident (it has a row). Under mu. */
+void jnl__resident_add(journal *j, jent *e);
+/** Evict resident entries past max_resident to the compact tier (those that may go). Under mu. */
+void jnl__trim_locked(journal *j);
+/** Mark a resident entry as used (moves to the end of the eviction order). Under mu. */
+void jnl__touch(journal *j, jent *e);
+/** Drop the read descriptors and caches of g (it is going). Under mu. */
+void jnl__seg_forget(journal *j, jseg *g);
 /** Change an entry's in-memory state, keeping the per-state counts. Under mu. */
 void jnl__set_state(journal *j, jent *e, uint16_t st);
 /** Take e out of the index and free it; its body reference goes too. Under mu. */

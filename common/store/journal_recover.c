@@ -322,48 +322,83 @@ static int map_segment(journal *j, rseg *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Build the live entry of row r. */
+static uint32_t rd32(const uint8_t *f)
+{
+    return (uint32_t)f[0] | (uint32_t)f[1] << 8 | (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24;
+}
+
+/*
+ * Rebuild the live record of row r. Records waiting for the primary (ACCEPTED: jnl_path_epoch needs
+ * their paths) become resident entries; every other one a compact row whose body is pinned in the
+ * spool (JOURNAL.md section 12).
+ */
 static int rebuild_entry(rctx *c, const rrow *r)
 {
     journal *j = c->j;
     rseg *ws = &c->segs[r->segi];
     jfmt_rec rec, srec;
     const uint8_t *f = ws->map + r->off;
-    uint32_t plen = (uint32_t)f[0] | (uint32_t)f[1] << 8 | (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24;
-    if (jfmt_decode_payload(f + JFMT_FRAME_HDR, plen, &rec, NULL) != 0 || rec.type != JFMT_T_WRITE) return -EIO;
-    jent *e = jnl__ent_from_write(&rec.u.w);
+    if (jfmt_decode_payload(f + JFMT_FRAME_HDR, rd32(f), &rec, NULL) != 0 || rec.type != JFMT_T_WRITE) return -EIO;
+    const jfmt_write *w = &rec.u.w;
+    jseg *wg = ws->g;
+    wg->live_writes++;
+    jseg *sg = NULL;
+    if (r->st_segi != UINT32_MAX) {
+        sg = c->segs[r->st_segi].g;
+        sg->state_refs++;
+    }
+    uint8_t flags = 0;
+    bool has_body = w->body_len > 0 || w->spool_seg != 0;
+    bool resident = r->state == JFMT_S_ACCEPTED;
+    /* the row first: its STATE may be too far from its WRITE for one, and then the entry stays whole */
+    bool rowed = jnl__row_add(wg, r->seq, r->off, (uint8_t)r->state, 0) == 0;
+    jrow *row = rowed ? &wg->rows[wg->nrows - 1] : NULL;
+    if (row && sg && !jnl__row_state(wg, row, sg, r->st_off, (uint8_t)r->state)) resident = true;
+    if (!rowed) resident = true;
+    if (r->state == JFMT_S_ACCEPTED || r->state == JFMT_S_PRIMARY_UNKNOWN) c->rep->unknown_outcome++;
+    c->rep->live++;
+    if (!resident) {
+        if (has_body && r->state != JFMT_S_RESYNC &&
+            spool_pin(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, j->verify) < 0) {
+            flags |= JR_BODY_LOST;
+            c->rep->bodies_lost++;
+        }
+        row->flags |= flags;
+        jnl__index_count(j, r->state, w->body_len);
+        return 0;
+    }
+    jent *e = jnl__ent_from_write(w);
     if (!e) return -ENOMEM;
     e->e.state = r->state;
-    e->durable = true;
-    e->wseg = ws->g;
-    ws->g->live_writes++;
-    if (r->st_segi != UINT32_MAX) {
+    e->wseg = wg;
+    e->woff = r->off;
+    e->far = row && (row->flags & JR_FAR);
+    if (sg) {
         rseg *ss = &c->segs[r->st_segi];
         const uint8_t *sf = ss->map + r->st_off;
-        uint32_t sl = (uint32_t)sf[0] | (uint32_t)sf[1] << 8 | (uint32_t)sf[2] << 16 | (uint32_t)sf[3] << 24;
-        if (jfmt_decode_payload(sf + JFMT_FRAME_HDR, sl, &srec, NULL) == 0 && srec.type == JFMT_T_STATE) {
+        if (jfmt_decode_payload(sf + JFMT_FRAME_HDR, rd32(sf), &srec, NULL) == 0 && srec.type == JFMT_T_STATE) {
             if (srec.u.s.status) e->e.status = srec.u.s.status;
             e->e.t_state_ns = srec.u.s.t_ns;
             jnl__set_detail(e, srec.u.s.detail.p, srec.u.s.detail.len);
         }
-        e->sseg = ss->g;
-        ss->g->state_refs++;
+        e->sseg = sg;
+        e->st_off = r->st_off;
     }
-    const jfmt_write *w = &rec.u.w;
-    bool has_body = w->body_len > 0 || w->spool_seg != 0;
     if (has_body && r->state != JFMT_S_RESYNC) {
         spool_body *b = NULL;
-        int rc = spool_attach(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, j->verify, &b);
-        if (rc == 0) {
+        if (spool_attach(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, j->verify, &b) == 0) {
             e->e.body = b;
         } else {
             e->e.body_lost = true;
+            if (row) row->flags |= JR_BODY_LOST;
             c->rep->bodies_lost++;
         }
     }
-    if (r->state == JFMT_S_ACCEPTED || r->state == JFMT_S_PRIMARY_UNKNOWN) c->rep->unknown_outcome++;
-    c->rep->live++;
-    return jnl__index_add(j, e);
+    /* without a row it goes on the fresh list (which walks show), as a WRITE not yet durable would */
+    e->durable = rowed;
+    int rc = jnl__index_add(j, e);
+    e->durable = true;
+    return rc;
 }
 
 int jnl__recover(journal *j, jnl_recovery *rep, char *err, size_t errlen)
@@ -399,6 +434,18 @@ int jnl__recover(journal *j, jnl_recovery *rep, char *err, size_t errlen)
         if (s->damaged) continue;
         s->g = jnl__seg_add(j, s->seq, -1, s->size, s->data_end);
         if (!s->g) {
+            snprintf(err, errlen, "journal: out of memory");
+            goto out;
+        }
+    }
+    /* rows: sized exactly, per segment */
+    for (size_t i = 0; i < c.nrows; i++)
+        if (!jnl__terminal(c.rows[i].state)) c.segs[c.rows[i].segi].g->caprows++;
+    for (size_t i = 0; i < n; i++) {
+        jseg *g = c.segs[i].g;
+        if (!g || g->caprows == 0) continue;
+        g->rows = malloc((size_t)g->caprows * sizeof *g->rows);
+        if (!g->rows) {
             snprintf(err, errlen, "journal: out of memory");
             goto out;
         }

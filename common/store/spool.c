@@ -619,21 +619,14 @@ static void issue_punches(spool *s)
     }
 }
 
-/** Drop a reference; the last releases the region (spool.h) or deletes the segment. */
-void spool_unref(spool_body *b)
+/*
+ * A live region of g is released (under mu): the last reference of its body went, or a pin was
+ * dropped. The region joins g's held ranges (or g goes). Returns with issue_punches due.
+ */
+static void region_release_locked(spool *s, spool_seg *g, uint64_t poff, uint64_t plen, uint64_t used)
 {
-    if (!b) return;
-    if (atomic_fetch_sub(&b->refs, 1) != 1) return;
-    spool *s = b->sp;
-    spool_seg *g = b->sg;
-    body_node *n = (body_node *)b;
-    uint64_t poff = b->off, plen = align_up(b->len);
-    pthread_mutex_lock(&s->mu);
-    s->used_bytes -= b->finished ? b->len : b->cap;
+    s->used_bytes -= used;
     s->live_bodies--;
-    if (n->prev) n->prev->next = n->next;
-    else s->bodies = n->next;
-    if (n->next) n->next->prev = n->prev;
     g->live--;
     if (seg_deletable(s, g)) {
         seg_delete_locked(s, g);
@@ -657,6 +650,26 @@ void spool_unref(spool_body *b)
         }
         if (s->max_bytes && s->used_bytes + s->held_bytes > s->max_bytes) punch_everything_locked(s);
     }
+}
+
+static void body_unlink_locked(spool *s, body_node *n)
+{
+    if (n->prev) n->prev->next = n->next;
+    else s->bodies = n->next;
+    if (n->next) n->next->prev = n->prev;
+}
+
+/** Drop a reference; the last releases the region (spool.h) or deletes the segment. */
+void spool_unref(spool_body *b)
+{
+    if (!b) return;
+    if (atomic_fetch_sub(&b->refs, 1) != 1) return;
+    spool *s = b->sp;
+    spool_seg *g = b->sg;
+    body_node *n = (body_node *)b;
+    pthread_mutex_lock(&s->mu);
+    body_unlink_locked(s, n);
+    region_release_locked(s, g, b->off, align_up(b->len), b->finished ? b->len : b->cap);
     seg_put_locked(g); /* the body's */
     pthread_mutex_unlock(&s->mu);
     body_free_fields(b);
@@ -735,28 +748,39 @@ out:
     return rc;
 }
 
-/** Recovery: a body back from (seg, off, len), optionally checked against its SHA-256. */
-int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                 bool verify, spool_body **out)
+/* The segment of id with its fd open (under mu), or NULL and *rc. */
+static spool_seg *seg_open_locked(spool *s, uint64_t id, int *rc)
 {
-    int rc = 0;
-    pthread_mutex_lock(&s->mu);
     spool_seg *g = s->segs;
-    while (g && g->id != seg) g = g->next;
+    while (g && g->id != id) g = g->next;
     if (!g) {
-        rc = -ENOENT;
-        goto out;
+        *rc = -ENOENT;
+        return NULL;
     }
     if (g->fd < 0) {
         char path[SPOOL_PATH_MAX + 64];
-        rc = seg_path(s, g->id, path, sizeof path);
-        if (rc < 0) goto out;
+        *rc = seg_path(s, g->id, path, sizeof path);
+        if (*rc < 0) return NULL;
         g->fd = open(path, O_RDWR | O_CLOEXEC);
         if (g->fd < 0) {
-            rc = errno == ENOENT ? -ENOENT : -errno;
-            goto out;
+            *rc = errno == ENOENT ? -ENOENT : -errno;
+            return NULL;
         }
     }
+    return g;
+}
+
+/*
+ * Recovery: count the body at (seg, off, len) as live, as spool_attach does. With out, a body object
+ * holds it (one reference); without, it is a pin (spool.h).
+ */
+static int attach_or_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                         bool verify, spool_body **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    spool_seg *g = seg_open_locked(s, seg, &rc);
+    if (!g) goto out;
     struct stat st;
     if (fstat(g->fd, &st) < 0) {
         rc = -errno;
@@ -775,20 +799,85 @@ int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8
         g->refs--;
         if (rc < 0) goto out;
     }
-    body_node *n = body_new_locked(s, g, off, len);
-    if (!n) {
-        rc = -ENOMEM;
-        goto out;
+    if (out) {
+        body_node *n = body_new_locked(s, g, off, len);
+        if (!n) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        n->b.len = len;
+        n->b.finished = true;
+        memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
+        *out = &n->b;
+    } else {
+        g->live++;
+        s->live_bodies++;
     }
-    n->b.len = len;
-    n->b.finished = true;
-    memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
     g->attached = true;
     s->used_bytes += len;
-    *out = &n->b;
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+/** Recovery: a body back from (seg, off, len), optionally checked against its SHA-256. */
+int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                 bool verify, spool_body **out)
+{
+    return attach_or_pin(s, seg, off, len, digest, verify, out);
+}
+
+int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN], bool verify)
+{
+    return attach_or_pin(s, seg, off, len, digest, verify, NULL);
+}
+
+int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                   spool_body **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    spool_seg *g = seg_open_locked(s, seg, &rc);
+    if (g) {
+        /* the pin becomes the object's: live, used_bytes and live_bodies stay as they are */
+        body_node *n = body_new_locked(s, g, off, len);
+        if (n) {
+            g->live--;
+            s->live_bodies--;
+            n->b.len = len;
+            n->b.finished = true;
+            memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
+            *out = &n->b;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+bool spool_body_to_pin(spool_body *b)
+{
+    if (!b || !b->finished || atomic_load(&b->refs) != 1) return false;
+    spool *s = b->sp;
+    body_node *n = (body_node *)b;
+    pthread_mutex_lock(&s->mu);
+    body_unlink_locked(s, n);
+    seg_put_locked(b->sg); /* the body's reference; g->live and the bytes stay counted as the pin */
+    pthread_mutex_unlock(&s->mu);
+    body_free_fields(b);
+    free(n);
+    return true;
+}
+
+void spool_unpin(spool *s, uint64_t seg, uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    spool_seg *g = s->segs;
+    while (g && g->id != seg) g = g->next;
+    if (g && g->live > 0) region_release_locked(s, g, off, align_up(len), len);
+    pthread_mutex_unlock(&s->mu);
+    issue_punches(s);
 }
 
 /** Recovery is over: segments without an attached live body go. Idempotent. */

@@ -118,6 +118,20 @@ void spool_seg_put(spool_seg *g);
  */
 int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
                  bool verify, spool_body **out);
+/**
+ * Pins: a live body without an object (the journal's compact index keeps one per evicted record
+ * instead of a spool_body). A pin counts like a body: in live_bodies, in the bytes in use, and it
+ * keeps its segment. spool_pin is spool_attach without the object (recovery); spool_pin_take turns a
+ * pin into a body object (one reference; its last spool_unref releases the region as usual), and
+ * spool_body_to_pin the reverse when b holds its last reference (false, and nothing changes,
+ * otherwise). spool_unpin releases a pinned region as the last reference of its body would.
+ */
+int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN], bool verify);
+int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
+                   spool_body **out);
+bool spool_body_to_pin(spool_body *b);
+void spool_unpin(spool *s, uint64_t seg, uint64_t off, uint64_t len);
+
 /** Recovery is over: delete segments no attached body lives in; new bodies go to a new segment. */
 void spool_recovery_done(spool *s);
 
@@ -126,7 +140,7 @@ typedef struct spool_stats {
     uint64_t held_bytes;    /* released, not punched out yet; used + held is what max_bytes caps */
     uint64_t reserved_bytes;/* staged outside the segments (spool_reserve), included in used_bytes */
     uint64_t max_bytes;
-    uint64_t live_bodies;
+    uint64_t live_bodies;   /* body objects and pins */
     uint64_t segments;      /* segment files open */
     uint64_t segments_deleted;
 } spool_stats;
