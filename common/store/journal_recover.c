@@ -40,8 +40,8 @@ typedef struct rseg {
 /* One WRITE found by the scan. */
 typedef struct rrow {
     uint64_t seq;
-    uint64_t off;           /* frame offset of the WRITE */
-    uint64_t st_off;        /* frame offset of the latest STATE */
+    uint32_t off8;          /* frame offset of the WRITE / 8 (frames start on 8-byte boundaries) */
+    uint32_t st_off8;       /* frame offset of the latest STATE / 8 */
     uint32_t segi;
     uint32_t st_segi;       /* UINT32_MAX: no STATE */
     uint16_t state;
@@ -164,7 +164,7 @@ static int on_write(rctx *c, const jfmt_write *w, uint32_t segi, uint64_t off)
         c->caprows = nc;
     }
     if (pos < c->nrows) memmove(&c->rows[pos + 1], &c->rows[pos], (c->nrows - pos) * sizeof *c->rows);
-    c->rows[pos] = (rrow){.seq = w->seq, .off = off, .segi = segi, .st_segi = UINT32_MAX, .state = JFMT_S_ACCEPTED};
+    c->rows[pos] = (rrow){.seq = w->seq, .off8 = (uint32_t)(off / 8), .segi = segi, .st_segi = UINT32_MAX, .state = JFMT_S_ACCEPTED};
     c->nrows++;
     return 0;
 }
@@ -179,7 +179,7 @@ static void on_state(rctx *c, const jfmt_statechg *s, uint32_t segi, uint64_t of
     }
     r->state = s->state;
     r->st_segi = segi;
-    r->st_off = off;
+    r->st_off8 = (uint32_t)(off / 8);
 }
 
 /* Zero [from, last non-zero byte] of a torn segment and sync it. Returns the bytes zeroed or -errno. */
@@ -313,6 +313,10 @@ static int map_segment(journal *j, rseg *s, char *err, size_t errlen)
     s->size = (uint64_t)st.st_size;
     s->mlen = data_limit(s->fd, s->size);
     if (s->mlen == 0) return 0;
+    if (s->mlen / 8 > UINT32_MAX) { /* rows keep offsets / 8 in 32 bits; dualpipe never writes this much */
+        snprintf(err, errlen, "journal: %s holds more than 32 GiB of data", path);
+        return -1;
+    }
     void *m = mmap(NULL, (size_t)s->mlen, PROT_READ, MAP_SHARED, s->fd, 0);
     if (m == MAP_FAILED) {
         snprintf(err, errlen, "journal: cannot map %s: %s", path, strerror(errno));
@@ -337,7 +341,7 @@ static int rebuild_entry(rctx *c, const rrow *r)
     journal *j = c->j;
     rseg *ws = &c->segs[r->segi];
     jfmt_rec rec, srec;
-    const uint8_t *f = ws->map + r->off;
+    const uint8_t *f = ws->map + (uint64_t)r->off8 * 8;
     if (jfmt_decode_payload(f + JFMT_FRAME_HDR, rd32(f), &rec, NULL) != 0 || rec.type != JFMT_T_WRITE) return -EIO;
     const jfmt_write *w = &rec.u.w;
     jseg *wg = ws->g;
@@ -351,9 +355,9 @@ static int rebuild_entry(rctx *c, const rrow *r)
     bool has_body = w->body_len > 0 || w->spool_seg != 0;
     bool resident = r->state == JFMT_S_ACCEPTED;
     /* the row first: its STATE may be too far from its WRITE for one, and then the entry stays whole */
-    bool rowed = jnl__row_add(wg, r->seq, r->off, (uint8_t)r->state, 0) == 0;
+    bool rowed = jnl__row_add(wg, r->seq, (uint64_t)r->off8 * 8, (uint8_t)r->state, 0) == 0;
     jrow *row = rowed ? &wg->rows[wg->nrows - 1] : NULL;
-    if (row && sg && !jnl__row_state(wg, row, sg, r->st_off, (uint8_t)r->state)) resident = true;
+    if (row && sg && !jnl__row_state(wg, row, sg, (uint64_t)r->st_off8 * 8, (uint8_t)r->state)) resident = true;
     if (!rowed) resident = true;
     if (r->state == JFMT_S_ACCEPTED || r->state == JFMT_S_PRIMARY_UNKNOWN) c->rep->unknown_outcome++;
     c->rep->live++;
@@ -371,18 +375,18 @@ static int rebuild_entry(rctx *c, const rrow *r)
     if (!e) return -ENOMEM;
     e->e.state = r->state;
     e->wseg = wg;
-    e->woff = r->off;
+    e->woff = (uint64_t)r->off8 * 8;
     e->far = row && (row->flags & JR_FAR);
     if (sg) {
         rseg *ss = &c->segs[r->st_segi];
-        const uint8_t *sf = ss->map + r->st_off;
+        const uint8_t *sf = ss->map + (uint64_t)r->st_off8 * 8;
         if (jfmt_decode_payload(sf + JFMT_FRAME_HDR, rd32(sf), &srec, NULL) == 0 && srec.type == JFMT_T_STATE) {
             if (srec.u.s.status) e->e.status = srec.u.s.status;
             e->e.t_state_ns = srec.u.s.t_ns;
             jnl__set_detail(e, srec.u.s.detail.p, srec.u.s.detail.len);
         }
         e->sseg = sg;
-        e->st_off = r->st_off;
+        e->st_off = (uint64_t)r->st_off8 * 8;
     }
     if (has_body && r->state != JFMT_S_RESYNC) {
         spool_body *b = NULL;
@@ -425,6 +429,9 @@ int jnl__recover(journal *j, jnl_recovery *rep, char *err, size_t errlen)
         if (map_segment(j, &c.segs[i], err, errlen) < 0) goto out;
         rep->segments++;
         if (c.segs[i].map && scan_one(&c, (uint32_t)i, err, errlen) < 0) goto out;
+        /* Out of this process's memory until the fold reads it again (the page cache keeps it): a large
+         * journal need not be resident all at once. */
+        if (c.segs[i].map) (void)madvise(c.segs[i].map, (size_t)c.segs[i].mlen, MADV_DONTNEED);
     }
     rep->scan_seconds = mono_s() - ts;
 
@@ -451,8 +458,11 @@ int jnl__recover(journal *j, jnl_recovery *rep, char *err, size_t errlen)
         }
     }
     /* fold: latest state per WRITE */
+    uint32_t dropped = 0; /* segments before this one are folded: out of memory again */
     for (size_t i = 0; i < c.nrows; i++) {
         const rrow *r = &c.rows[i];
+        for (; dropped < r->segi; dropped++)
+            if (c.segs[dropped].map) (void)madvise(c.segs[dropped].map, (size_t)c.segs[dropped].mlen, MADV_DONTNEED);
         if (!jnl__terminal(r->state)) {
             int e = rebuild_entry(&c, r);
             if (e < 0) {
