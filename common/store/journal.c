@@ -419,6 +419,7 @@ void jnl_get_stats(journal *j, jnl_stats *st)
     st->max_resident = j->max_resident;
     st->page_ins = j->page_ins;
     st->evictions = j->evictions;
+    st->page_in_errors = j->page_in_errors;
     st->appended = j->appended;
     st->applied = j->applied;
     st->refused = j->refused;
@@ -578,14 +579,14 @@ int jnl_status_json(journal *j, dbuf *out)
                        ",\"fdatasync_seconds\":%.6f,\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64
                        ",\"max_seq\":%" PRIu64 ",\"apply_rate_10s\":%.1f,\"apply_rate_60s\":%.1f"
                        ",\"failed\":%s,\"backend\":\"%s\",\"resident\":%" PRIu64 ",\"compact\":%" PRIu64
-                       ",\"max_resident\":%" PRIu64 ",\"page_ins\":%" PRIu64 ",\"evictions\":%" PRIu64 "}",
+                       ",\"max_resident\":%" PRIu64 ",\"page_ins\":%" PRIu64 ",\"evictions\":%" PRIu64 ",\"page_in_errors\":%" PRIu64 "}",
                        st.live, st.pending, st.parked, st.awaiting_primary, st.bytes_pending, oldest, st.appended,
                        st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.commit_waits, st.fdatasyncs,
                        st.records_written, st.bytes_written, st.fdatasync_seconds, st.segments,
                        st.segments_deleted, st.max_seq, st.apply_rate_10s, st.apply_rate_60s,
                        st.failed ? "true" : "false",
                        iox_backend_name(iox_in_use(j->io)), st.resident, st.compact, st.max_resident, st.page_ins,
-                       st.evictions);
+                       st.evictions, st.page_in_errors);
 }
 
 static const char *op_name(const jnl_entry *e, char *buf, size_t len)

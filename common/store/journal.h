@@ -166,6 +166,7 @@ typedef struct jnl_stats {
     uint64_t compact;         /* live entries held as a compact row only */
     uint64_t max_resident;
     uint64_t page_ins, evictions; /* totals: entries read back from their segment, entries made compact */
+    uint64_t page_in_errors;  /* page-ins that failed (segment unreadable, out of memory): the call fails */
 } jnl_stats;
 void jnl_get_stats(journal *j, jnl_stats *st);
 

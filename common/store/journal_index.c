@@ -1,7 +1,8 @@
 /*
- * journal_index: the journal's live index (entries by seq, the ACCEPTED set, per-state counts), the
- * path-epoch gate and the bookkeeping of segment files (which ones the deletion rules of JOURNAL.md
- * section 10 let go). Shared with journal.c, journal_commit.c and journal_recover.c through
+ * journal_index: the journal's live index in two tiers (JOURNAL.md section 12: whole entries for the
+ * records in use, hashed, in eviction order, the ACCEPTED set; a compact row per other live record in
+ * its WRITE's segment, paged in from the segment on demand), per-state counts, the path-epoch gate and
+ * the bookkeeping of segment files (which ones the deletion rules of JOURNAL.md section 10 let go). Shared with journal.c, journal_commit.c and journal_recover.c through
  * journal_int.h; callers hold the journal mutex (or run single-threaded at recovery).
  */
 #include "journal.h"
@@ -624,6 +625,7 @@ jent *jnl__get(journal *j, uint64_t seq, int *err)
     int rc = -ENOENT;
     if (r && !(r->flags & JR_DEAD)) rc = jnl__row_load(j, g, r, true, j->pcache, &e);
     if (rc < 0) {
+        if (rc != -ENOENT) j->page_in_errors++;
         if (err) *err = rc;
         return NULL;
     }

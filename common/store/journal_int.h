@@ -138,7 +138,7 @@ struct journal {
     jent **hash;
     size_t hmask;
     uint64_t nlive, nparked, naccepted, bytes_live;
-    uint64_t nresident, max_resident, evictions, page_ins;
+    uint64_t nresident, max_resident, evictions, page_ins, page_in_errors;
     uint64_t oldest_seq, oldest_ns; /* cache of the oldest pending entry's t_accept */
     int nrfd;                   /* segments with rfd open */
     struct jrcache pcache[2];   /* page-in reads: [0] WRITE frames, [1] STATE frames */

@@ -4,8 +4,9 @@
  * (where it is, where its latest STATE is, that state) so that it runs at memory speed, and raises the
  * path epochs. A torn tail is zeroed (the file keeps its preallocated size) and synced; a corrupt
  * stretch is reported with its offsets. Then the rows are folded: a WRITE whose latest state is not
- * terminal becomes a live entry, decoded from the still-mapped segment, its body re-attached from the
- * spool (checked when asked; a RESYNC entry needs none). Segments nothing live depends on are deleted
+ * terminal becomes a compact row of the index (its body pinned in the spool), or a whole entry decoded
+ * from the still-mapped segment when it waits for the primary (bodies checked when asked; a RESYNC
+ * record needs none). Segments nothing live depends on are deleted
  * and new records go to a fresh segment.
  */
 #include <dirent.h>

@@ -712,6 +712,7 @@ static void case_concurrent(iox_backend be)
     jnl_stats st = stats(&e);
     ASSERT_TRUE(st.resident <= MAXRES);
     ASSERT_TRUE(st.page_ins > 0 && st.evictions > 0);
+    ASSERT_EQ_INT(st.page_in_errors, 0);
     /* what is live after a restart is what was live before */
     uint64_t live = st.live;
     env_shut(&e);
