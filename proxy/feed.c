@@ -1,9 +1,9 @@
 /*
  * feed: the bounded window between the journal and the applier (feed.h).
  *
- * Memory: the queue holds runs of consecutive seqs (16 bytes per run: a recovered backlog, pushed in seq
- * order, is a few runs whatever its length; its records that are gone by the time the feeder gets to
- * them are skipped by load); a held record is 12 bytes plus its share of a group (the
+ * Memory: the queue holds runs of consecutive seqs and cursors over the journal (24 bytes each: a
+ * recovered backlog is a few cursors whatever its length and however many records between its own are
+ * gone; its records that are gone by the time the feeder gets to them are skipped by next and load); a held record is 12 bytes plus its share of a group (the
  * groups are keyed by the exact paths they touch, so a thousand held APPENDs of one file share one);
  * the window's records and the per-path counts are bounded by the window.
  */
@@ -127,9 +127,11 @@ typedef struct fheld {
 struct feed {
     unsigned window, per_path;
     size_t held_max;
-    /* queue: ring of runs [lo, hi] of seqs, in push order */
+    /* queue: ring of runs [lo, hi] of seqs, in push order; a sparse run holds n records, the ones
+     * `next` finds in [lo, hi] */
     struct frun {
         uint64_t lo, hi;
+        uint64_t n;      /* sparse: records left in it; 0: a dense run (every seq of it) */
     } *q;
     size_t qcap, qhead, qn;
     uint64_t queued;     /* seqs in the runs */
@@ -150,6 +152,7 @@ struct feed {
     rset blocked;        /* a pass: the paths of the records held so far */
     bool dirty;
     uint64_t fed, held_total;
+    feed_next_fn next;
 };
 
 feed *feed_new(unsigned window, unsigned per_path, size_t held_max)
@@ -196,17 +199,8 @@ void feed_free(feed *f)
     free(f);
 }
 
-int feed_push(feed *f, uint64_t seq)
+static int queue_add(feed *f, uint64_t lo, uint64_t hi, uint64_t n)
 {
-    f->dirty = true;
-    if (f->qn > 0) {
-        struct frun *last = &f->q[(f->qhead + f->qn - 1) % f->qcap];
-        if (last->hi != UINT64_MAX && seq == last->hi + 1) {
-            last->hi = seq;
-            f->queued++;
-            return 0;
-        }
-    }
     if (f->qn == f->qcap) {
         size_t nc = f->qcap ? f->qcap * 2 : 64;
         struct frun *nq = malloc(nc * sizeof *nq);
@@ -217,27 +211,87 @@ int feed_push(feed *f, uint64_t seq)
         f->qcap = nc;
         f->qhead = 0;
     }
-    f->q[(f->qhead + f->qn) % f->qcap] = (struct frun){seq, seq};
+    f->q[(f->qhead + f->qn) % f->qcap] = (struct frun){lo, hi, n};
     f->qn++;
-    f->queued++;
+    f->queued += n ? n : 1;
     return 0;
 }
 
-static uint64_t queue_front(const feed *f)
+int feed_push(feed *f, uint64_t seq)
 {
-    return f->q[f->qhead].lo;
+    f->dirty = true;
+    if (f->qn > 0) {
+        struct frun *last = &f->q[(f->qhead + f->qn - 1) % f->qcap];
+        if (last->n == 0 && last->hi != UINT64_MAX && seq == last->hi + 1) {
+            last->hi = seq;
+            f->queued++;
+            return 0;
+        }
+    }
+    return queue_add(f, seq, seq, 0);
+}
+
+int feed_push_range(feed *f, uint64_t lo, uint64_t hi, uint64_t n)
+{
+    if (n == 0) return 0;
+    if (lo > hi || n > hi - lo + 1) return -EINVAL;
+    f->dirty = true;
+    if (n == hi - lo + 1) { /* every seq of it: as dense runs are */
+        for (uint64_t s = lo; s <= hi; s++) {
+            int rc = feed_push(f, s);
+            if (rc < 0) return rc;
+            if (s == UINT64_MAX) break;
+        }
+        return 0;
+    }
+    if (!f->next) return -EINVAL; /* the gaps could not be told from the records */
+    return queue_add(f, lo, hi, n);
+}
+
+void feed_set_next(feed *f, feed_next_fn next)
+{
+    f->next = next;
+}
+
+static void run_drop(feed *f)
+{
+    struct frun *r = &f->q[f->qhead];
+    f->queued -= r->n ? r->n : r->hi - r->lo + 1;
+    f->qhead = (f->qhead + 1) % f->qcap;
+    f->qn--;
+}
+
+/* The first seq of the queue (a sparse run moves on to its next record first); false when empty. */
+static bool queue_front(feed *f, void *ud, uint64_t *seq)
+{
+    while (f->qn > 0) {
+        struct frun *r = &f->q[f->qhead];
+        if (r->n > 0 && f->next) {
+            uint64_t nx = f->next(ud, r->lo);
+            if (nx > r->hi) { /* the rest of its records are gone */
+                run_drop(f);
+                continue;
+            }
+            r->lo = nx;
+        }
+        *seq = r->lo;
+        return true;
+    }
+    return false;
 }
 
 static void queue_pop(feed *f)
 {
     struct frun *r = &f->q[f->qhead];
-    f->queued--;
-    if (r->lo < r->hi) {
-        r->lo++;
-        return;
+    if (r->n > 1 || (r->n == 0 && r->lo < r->hi)) {
+        f->queued--;
+        if (r->n) r->n--;
+        if (r->lo < r->hi) {
+            r->lo++;
+            return;
+        }
     }
-    f->qhead = (f->qhead + 1) % f->qcap;
-    f->qn--;
+    run_drop(f);
 }
 
 /* Chains of paths (n of them) into ch[]. 0 or -ENOMEM (nothing left allocated). */
@@ -414,8 +468,8 @@ size_t feed_pass(feed *f, feed_load_fn load, feed_submit_fn submit, void *ud)
     }
     f->nheld = keep;
     /* 2. the queue, while there is room */
-    while (room(f) && f->qn > 0) {
-        uint64_t seq = queue_front(f);
+    uint64_t seq;
+    while (room(f) && queue_front(f, ud, &seq)) {
         const char *const *paths = NULL;
         int n = 0;
         int lr = load(ud, seq, &paths, &n);

@@ -3,7 +3,8 @@
  * issue 9: the backlog stays in the journal, the applier holds at most `window` operations).
  *
  * Records ready for Gen2 are pushed in the order they became ready (feed_push; consecutive seqs are
- * kept as one run, so a recovered backlog costs a few bytes in all). A pass
+ * kept as one run; feed_push_range pushes a recovered backlog as a cursor over the journal, so it costs
+ * a few bytes in all). A pass
  * (feed_pass) walks them in that order and hands each over (submit) while the window has room, unless
  *   - one of its paths already has `per_path` operations in the applier (a path with a long queue, or
  *     one whose operations keep failing, takes at most that share of the window), or
@@ -49,6 +50,14 @@ void feed_free(feed *f);
 
 /** A record is ready for the applier. 0 or -ENOMEM. */
 int feed_push(feed *f, uint64_t seq);
+/** The first record at or after seq that may still be ready (UINT64_MAX: none); ud is feed_pass's. */
+typedef uint64_t (*feed_next_fn)(void *ud, uint64_t seq);
+/** n records are ready, the ones in [lo, hi] that next (feed_set_next) finds: a cursor over the journal,
+ *  24 bytes however many records it covers (a recovered backlog). Every live record of the journal in
+ *  [lo, hi] must be one of the n (seqs are never reused, so later writes cannot fall in). Needs
+ *  feed_set_next unless the range has no gaps. 0, -EINVAL or -ENOMEM. */
+int feed_push_range(feed *f, uint64_t lo, uint64_t hi, uint64_t n);
+void feed_set_next(feed *f, feed_next_fn next);
 /** Hand over what may go now (see above). Returns how many records were handed over. */
 size_t feed_pass(feed *f, feed_load_fn load, feed_submit_fn submit, void *ud);
 /** Take a record into the window without a pass (a writer waits for it: ack "both"): allowed when no

@@ -428,6 +428,13 @@ static bool wait_take_locked(pipeline *p, uint64_t seq, pipe_wait *out)
     return false;
 }
 
+/* feed_next: the next live record of a recovered cursor (fmu held). */
+static uint64_t feed_next(void *ud, uint64_t seq)
+{
+    pipeline *p = ud;
+    return jnl_next_live(p->j, seq);
+}
+
 /* feed_load: copy the record into the stash (fmu held). */
 static int feed_load(void *ud, uint64_t seq, const char *const **paths, int *n)
 {
@@ -646,8 +653,16 @@ typedef struct rec_scan {
     pathset seen;     /* paths whose first pending APPEND without an offset was seen */
     rec_acc *acc;
     size_t nacc, capacc;
+    uint64_t lo, hi, n; /* the cursor being built: n records in [lo, hi], no other live one between */
     int err;
 } rec_scan;
+
+/* Queue the cursor built so far (feed_push_range). */
+static void rec_flush(rec_scan *r)
+{
+    if (r->n && !r->err && feed_push_range(r->p->fd, r->lo, r->hi, r->n) != 0) r->err = -ENOMEM;
+    r->n = 0;
+}
 
 static int u64_push(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 {
@@ -670,6 +685,7 @@ static void recover_one(void *ud, const jnl_entry *e)
     if (r->err) return;
     if (e->state == JFMT_S_PARKED) {
         p->rec_parked++;
+        rec_flush(r); /* a cursor covers only records it queues: a retry of this one queues it anew */
         return;
     }
     if ((e->state == JFMT_S_ACCEPTED || e->state == JFMT_S_PRIMARY_UNKNOWN) && e->jop != JFMT_OP_RESYNC &&
@@ -712,10 +728,9 @@ static void recover_one(void *ud, const jnl_entry *e)
             }
         }
     }
-    if (feed_push(p->fd, e->seq) != 0) {
-        r->err = -ENOMEM;
-        return;
-    }
+    if (r->n == 0) r->lo = e->seq;
+    r->hi = e->seq;
+    r->n++;
     p->rec_resubmitted++;
 }
 
@@ -723,8 +738,9 @@ static void recover_one(void *ud, const jnl_entry *e)
  * Recovery "resubmit" (journal-arch.md "Recovery"): ACCEPTED, PRIMARY_UNKNOWN, body lost, RESYNC state
  * or RESYNC record -> resync; PRIMARY_OK -> replay, the first APPEND of a path without an offset
  * flagged maybe_sent (and CREATE/MKDIRS: their parents' metadata may be half copied); PARKED stays.
- * One walk over the index queues the records in the feeder (8 bytes each; the feeder loads them from
- * the journal as the applier has room: feed_submit applies these rules from the record's state). What
+ * One walk over the index queues the records in the feeder as cursors over the journal (a few bytes in
+ * all; the feeder finds them with jnl_next_live and loads them as the applier has room: feed_submit
+ * applies these rules from the record's state). What
  * cannot be queued (out of memory) stays in the journal for the next start.
  */
 static int resubmit_recovered(pipeline *p)
@@ -732,6 +748,7 @@ static int resubmit_recovered(pipeline *p)
     rec_scan r = {.p = p};
     pthread_mutex_lock(&p->fmu);
     jnl_foreach(p->j, recover_one, &r);
+    rec_flush(&r);
     pthread_mutex_unlock(&p->fmu);
     /* Nobody will answer for these any more: not "busy" for the resync gate from now on. */
     for (size_t i = 0; i < r.nacc; i++) {
@@ -872,6 +889,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     p->fd = feed_new(cfg->applier_max_in_memory, cfg->applier_max_per_path,
                      (size_t)cfg->applier_max_in_memory * PIPE_HELD_PER_WINDOW);
     p->fstash = calloc(1, sizeof *p->fstash);
+    if (p->fd) feed_set_next(p->fd, feed_next);
     if (!p->ord || !p->fd || !p->fstash) {
         snprintf(err, errlen, "out of memory");
         goto fail;

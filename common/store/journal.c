@@ -351,6 +351,35 @@ void jnl_foreach(journal *j, void (*fn)(void *ud, const jnl_entry *e), void *ud)
     free(w.c[1].buf);
 }
 
+uint64_t jnl_next_live(journal *j, uint64_t seq)
+{
+    uint64_t best = UINT64_MAX;
+    pthread_mutex_lock(&j->mu);
+    for (jseg *g = j->segs; g && best == UINT64_MAX; g = g->next) {
+        if (g->nrows == 0 || g->row_base + g->rows[g->nrows - 1].dseq < seq) continue;
+        uint64_t d = seq > g->row_base ? seq - g->row_base : 0;
+        size_t lo = 0, hi = g->nrows;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (g->rows[mid].dseq < d) lo = mid + 1;
+            else hi = mid;
+        }
+        for (; lo < g->nrows; lo++) {
+            if (g->rows[lo].flags & JR_DEAD) continue;
+            best = g->row_base + g->rows[lo].dseq;
+            break;
+        }
+    }
+    for (jent *f = j->head; f; f = f->next) { /* entries without a row */
+        if (f->e.seq >= seq) {
+            if (f->e.seq < best) best = f->e.seq;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    return best;
+}
+
 int jnl_with_entry(journal *j, uint64_t seq, void (*fn)(void *ud, const jnl_entry *e), void *ud)
 {
     int rc = 0;

@@ -136,6 +136,8 @@ int jnl_state(journal *j, uint64_t seq, jfmt_state st, int status, const char *d
 
 /** Call fn for each live entry in seq order (under the lock: fn must not call the journal). */
 void jnl_foreach(journal *j, void (*fn)(void *ud, const jnl_entry *e), void *ud);
+/** The smallest seq >= seq of a live entry, UINT64_MAX when none (a cursor over the index). */
+uint64_t jnl_next_live(journal *j, uint64_t seq);
 /** Copy out what the applier needs of entry seq: fn runs under the lock with the entry. -ENOENT if gone. */
 int jnl_with_entry(journal *j, uint64_t seq, void (*fn)(void *ud, const jnl_entry *e), void *ud);
 

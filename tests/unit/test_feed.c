@@ -266,6 +266,58 @@ TEST(runs_of_seqs_skip_records_gone_meanwhile)
     feed_free(fd);
 }
 
+/* The fake journal's cursor: the first record at or after seq that is not gone (records: fk_rec'd). */
+static uint64_t fk_next(void *ud, uint64_t seq)
+{
+    fake *f = ud;
+    for (uint64_t s = seq; s < FK_MAX; s++)
+        if (f->npaths[s] && !f->gone[s]) return s;
+    return UINT64_MAX;
+}
+
+TEST(cursor_over_a_recovered_backlog)
+{
+    static fake f;
+    feed *fd = feed_new(100, 100, 100);
+    ASSERT_EQ_INT(feed_push_range(fd, 1, 50, 10), -EINVAL); /* gaps need a cursor */
+    feed_set_next(fd, fk_next);
+    char names[FK_MAX][16];
+    /* records every 7th seq from 7 to 700 (100 of them), the others applied before the restart */
+    for (int i = 7; i <= 700; i += 7) {
+        snprintf(names[i], sizeof names[i], "/c/%d", i);
+        f.paths[i][0] = names[i];
+        f.npaths[i] = 1;
+    }
+    ASSERT_EQ_INT(feed_push_range(fd, 7, 350, 50), 0);
+    ASSERT_EQ_INT(feed_push_range(fd, 357, 700, 50), 0); /* (a parked record between them) */
+    ASSERT_EQ_INT(feed_push_range(fd, 5, 4, 1), -EINVAL);
+    fk_rec(&f, fd, 900, "/fresh", NULL); /* a new write behind them */
+    f.gone[14] = f.gone[700] = true;    /* finished by others before the feeder got there */
+    feed_stats st;
+    feed_get_stats(fd, &st);
+    ASSERT_EQ_INT(st.queued, 101);
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 99);
+    ASSERT_EQ_INT(f.nsub, 99);
+    ASSERT_EQ_INT(f.sub[0], 7);
+    ASSERT_EQ_INT(f.sub[1], 21);
+    for (int i = 1; i < 98; i++) ASSERT_TRUE(f.sub[i] > f.sub[i - 1] && f.sub[i] % 7 == 0);
+    ASSERT_EQ_INT(f.sub[97], 693);
+    ASSERT_EQ_INT(f.sub[98], 900);
+    feed_get_stats(fd, &st);
+    ASSERT_EQ_INT(st.queued, 0);
+    ASSERT_TRUE(!feed_want_pass(fd));
+    /* a range without gaps is a plain run */
+    for (int i = 0; i < 99; i++) feed_finish(fd, f.sub[i]);
+    for (int i = 1000; i < 1010; i++) {
+        snprintf(names[i], sizeof names[i], "/d/%d", i);
+        f.paths[i][0] = names[i];
+        f.npaths[i] = 1;
+    }
+    ASSERT_EQ_INT(feed_push_range(fd, 1000, 1009, 10), 0);
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 10);
+    feed_free(fd);
+}
+
 TEST(held_list_bound_stops_the_pass)
 {
     static fake f;
@@ -316,4 +368,4 @@ TEST(take_now_only_without_anything_waiting_before_it)
 TESTS(T(relset_matches_xlate_path_related), T(relset_many_members_and_clear), T(window_limits_what_is_handed_over),
       T(per_path_cap_lets_other_paths_through_in_order), T(order_holds_across_the_window_edge),
       T(held_ancestor_holds_descendants_and_renames), T(gone_and_refused_records_leave_the_feed),
-      T(runs_of_seqs_skip_records_gone_meanwhile), T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it));
+      T(runs_of_seqs_skip_records_gone_meanwhile), T(cursor_over_a_recovered_backlog), T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it));
