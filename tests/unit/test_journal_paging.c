@@ -659,12 +659,13 @@ static void *stress_reader(void *ud)
     sarg *a = ud;
     stress *s = a->s;
     unsigned r = (unsigned)a->id * 7919u + 1;
-    while (atomic_load(&s->done_writers) < NT / 2) {
+    for (int it = 0; it < 3000 || atomic_load(&s->done_writers) < NT / 2;) {
         uint64_t m = atomic_load(&s->max_seq);
         if (m == 0) {
             usleep(100);
             continue;
         }
+        it++;
         r = r * 1103515245u + 12345u;
         uint64_t seq = 1 + (r >> 8) % m;
         got g = {.seq = seq};
