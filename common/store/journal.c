@@ -486,7 +486,6 @@ JNL_GAUGE(g_rate, st.apply_rate_10s + 0.5)
 JNL_GAUGE(g_segments, st.segments)
 JNL_GAUGE(g_resident, st.resident)
 JNL_GAUGE(g_compact, st.compact)
-JNL_GAUGE(g_page_ins, st.page_ins)
 #undef JNL_GAUGE
 
 static int64_t g_oldest(void *ud)
@@ -515,9 +514,7 @@ int jnl_register_metrics(journal *j, metrics *m)
         metrics_gauge_fn(m, "dualpipe_journal_index_entries", "Live journal entries by how they are held",
                          "tier=\"resident\"", g_resident, j) < 0 ||
         metrics_gauge_fn(m, "dualpipe_journal_index_entries", "Live journal entries by how they are held",
-                         "tier=\"compact\"", g_compact, j) < 0 ||
-        metrics_gauge_fn(m, "dualpipe_journal_page_ins", "Journal entries read back from their segment (total)",
-                         NULL, g_page_ins, j) < 0)
+                         "tier=\"compact\"", g_compact, j) < 0)
         return -1;
     const char *tot = "Journal entries that reached a state";
     metrics_counter *ap = metrics_counter_get(m, "dualpipe_journal_records_total", tot, "state=\"applied\"");
@@ -528,13 +525,15 @@ int jnl_register_metrics(journal *j, metrics *m)
     metrics_counter *cm = metrics_counter_get(m, "dualpipe_journal_commits_total", "Journal group commits", NULL);
     metrics_counter *fs =
         metrics_counter_get(m, "dualpipe_journal_fdatasync_total", "fdatasync calls by the journal", NULL);
+    metrics_counter *pi = metrics_counter_get(m, "dualpipe_journal_page_ins_total",
+                                              "Journal entries read back from their segment", NULL);
     metrics_histogram *fh = metrics_histogram_get(m, "dualpipe_journal_fdatasync_seconds",
                                                   "fdatasync latency", NULL, fs_bounds,
                                                   (int)(sizeof fs_bounds / sizeof fs_bounds[0]));
     char lbl[64];
     snprintf(lbl, sizeof lbl, "backend=\"%s\"", iox_backend_name(iox_in_use(j->io)));
     metrics_gauge *be = metrics_gauge_get(m, "dualpipe_io_backend", "I/O backend in use", lbl);
-    if (!ap || !rf || !dr || !rs || !pk || !cm || !fs || !fh || !be) return -1;
+    if (!ap || !rf || !dr || !rs || !pk || !cm || !fs || !pi || !fh || !be) return -1;
     metrics_gauge_set(be, 1);
     pthread_mutex_lock(&j->mu);
     metrics_add(ap, j->applied);
@@ -544,6 +543,7 @@ int jnl_register_metrics(journal *j, metrics *m)
     metrics_add(pk, j->parked_total);
     metrics_add(cm, j->commits);
     metrics_add(fs, j->fdatasyncs);
+    metrics_add(pi, j->page_ins);
     j->m_applied = ap;
     j->m_refused = rf;
     j->m_dropped = dr;
@@ -551,6 +551,7 @@ int jnl_register_metrics(journal *j, metrics *m)
     j->m_parked = pk;
     j->m_commits = cm;
     j->m_fsyncs = fs;
+    j->m_page_ins = pi;
     j->m_fsync_hist = fh;
     pthread_mutex_unlock(&j->mu);
     return 0;

@@ -631,6 +631,7 @@ jent *jnl__get(journal *j, uint64_t seq, int *err)
     }
     resident_add(j, e, false);
     j->page_ins++;
+    metrics_inc(j->m_page_ins);
     return e;
 }
 

@@ -167,7 +167,7 @@ struct journal {
     double fdatasync_seconds;
 
     /* metrics (NULL until jnl_register_metrics) */
-    metrics_counter *m_applied, *m_refused, *m_dropped, *m_resync, *m_parked, *m_commits, *m_fsyncs;
+    metrics_counter *m_applied, *m_refused, *m_dropped, *m_resync, *m_parked, *m_commits, *m_fsyncs, *m_page_ins;
     metrics_histogram *m_fsync_hist;
 };
 
