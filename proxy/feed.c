@@ -530,8 +530,11 @@ bool feed_take_now(feed *f, uint64_t seq, const char *const *paths, int npaths)
         free(ch);
         return false;
     }
-    bool ok = true;
-    if (f->nheld > 0) {
+    /* A path with its share of the window already in it waits like any other record: otherwise a
+     * writer's burst on one failing path would fill the whole window by this door and stall every
+     * other path behind it (nothing finishes, so no pass runs). */
+    bool ok = !saturated(f, ch, npaths);
+    if (ok && f->nheld > 0) {
         rset_clear(&f->blocked);
         for (uint32_t i = 0; i < f->ng && ok; i++)
             if (f->g[i].refs && !chains_add(&f->blocked, f->g[i].ch, f->g[i].n)) ok = false;

@@ -62,7 +62,7 @@ void feed_set_next(feed *f, feed_next_fn next);
 size_t feed_pass(feed *f, feed_load_fn load, feed_submit_fn submit, void *ud);
 /** Take a record into the window without a pass (a writer waits for it: ack "both"): allowed when no
  *  record is queued or held that it could have to wait for (nothing queued, and none held relates to
- *  its paths); it may exceed the window. Returns true when taken (the caller submits it; feed_finish
+ *  its paths) and none of its paths has its per-path share in the window yet; it may exceed the window. Returns true when taken (the caller submits it; feed_finish
  *  when it ends), false when it must be pushed. */
 bool feed_take_now(feed *f, uint64_t seq, const char *const *paths, int npaths);
 /** An operation handed over ended (any outcome). Unknown seqs are ignored. */

@@ -3,8 +3,8 @@ blocking") through the real proxy (proxylib Stack).
 
 One Gen2 path keeps failing (a path= fault rule on the Gen2 emulator: 503 for /lake/stuck/...) while
 eight writers send a backlog of thousands of records many times larger than applier.max_in_memory
-(32): 1 CREATE + 600 SETPERMISSIONs of /stuck/f (more than the old scheduler's 512-operation scan)
-and 100 files elsewhere with 50 records each. Asserted:
+(32): 1 CREATE + 600 SETPERMISSIONs of /stuck/f (more than the old scheduler's 512-operation scan),
+sent first and alone for twice the window, then 100 files elsewhere with 50 records each. Asserted:
   - every other path drains while the stuck path waits (the journal's pending count falls to exactly
     the stuck path's records): one failing path holds nothing else back;
   - the applier never holds more operations than the window (sampled from /admin/status throughout),
@@ -61,6 +61,9 @@ class BacklogWindow(unittest.TestCase):
                     time.sleep(0.02)
 
             errors = []
+            # The stuck path's burst starts alone: while nothing else waits, its fresh writes could go
+            # straight into the window; the others start once it has sent twice the window.
+            stuck_ahead = threading.Event()
 
             def writer(w):
                 try:
@@ -68,8 +71,12 @@ class BacklogWindow(unittest.TestCase):
                         r = p.webhdfs("PUT", "/stuck/f", "CREATE", body=b"stuck", write="true", overwrite="true")
                         assert r.status == 201, r
                         for i in range(STUCK_OPS):
+                            if i == 2 * WINDOW:
+                                stuck_ahead.set()
                             r = p.webhdfs("PUT", "/stuck/f", "SETPERMISSION", permission="%o" % (0o600 + i % 64))
                             assert r.status == 200, r
+                    else:
+                        stuck_ahead.wait(60)
                     for f in range(w, FILES, WRITERS):
                         path = "/ok/d%d/f%d" % (f % 10, f)
                         r = p.webhdfs("PUT", path, "CREATE", body=b"file %d" % f, write="true", overwrite="true")
@@ -79,6 +86,7 @@ class BacklogWindow(unittest.TestCase):
                             assert r.status == 200, r
                 except BaseException as e:  # reported by the main thread
                     errors.append(e)
+                    stuck_ahead.set()
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()

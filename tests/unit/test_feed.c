@@ -365,7 +365,35 @@ TEST(take_now_only_without_anything_waiting_before_it)
     feed_free(fd);
 }
 
+/* A burst of fresh writes to one path (one that keeps failing on Gen2, say) never takes more than its
+ * per-path share of the window through feed_take_now: the rest of the window stays for other paths, and
+ * what it refused goes through the queue and waits held, behind the path's own. */
+TEST(take_now_keeps_a_path_to_its_share_of_the_window)
+{
+    static fake f;
+    feed *fd = feed_new(8, 2, 100);
+    const char *ps[] = {"/stuck/f"}, *po[] = {"/ok/f"};
+    ASSERT_TRUE(feed_take_now(fd, 1, ps, 1));
+    ASSERT_TRUE(feed_take_now(fd, 2, ps, 1));
+    ASSERT_TRUE(!feed_take_now(fd, 3, ps, 1)); /* /stuck/f has its 2 */
+    fk_rec(&f, fd, 3, "/stuck/f", NULL);
+    fk_rec(&f, fd, 4, "/stuck/f", NULL);
+    fk_rec(&f, fd, 5, "/ok/f", NULL);
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 1); /* 3 and 4 held, 5 goes */
+    ASSERT_EQ_INT(f.sub[0], 5);
+    feed_stats st;
+    feed_get_stats(fd, &st);
+    ASSERT_EQ_INT(st.in_window, 3);
+    ASSERT_EQ_INT(st.held, 2);
+    ASSERT_TRUE(feed_take_now(fd, 6, po, 1)); /* nothing it relates to waits: taken */
+    feed_finish(fd, 1);
+    ASSERT_EQ_INT(feed_pass(fd, fk_load, fk_submit, &f), 1); /* room on /stuck/f again: 3, in order */
+    ASSERT_EQ_INT(f.sub[1], 3);
+    feed_free(fd);
+}
+
 TESTS(T(relset_matches_xlate_path_related), T(relset_many_members_and_clear), T(window_limits_what_is_handed_over),
       T(per_path_cap_lets_other_paths_through_in_order), T(order_holds_across_the_window_edge),
       T(held_ancestor_holds_descendants_and_renames), T(gone_and_refused_records_leave_the_feed),
-      T(runs_of_seqs_skip_records_gone_meanwhile), T(cursor_over_a_recovered_backlog), T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it));
+      T(runs_of_seqs_skip_records_gone_meanwhile), T(cursor_over_a_recovered_backlog), T(held_list_bound_stops_the_pass), T(take_now_only_without_anything_waiting_before_it),
+      T(take_now_keeps_a_path_to_its_share_of_the_window));
