@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +71,8 @@ static double now_s(void)
 static void sleep_s(double s)
 {
     if (s <= 0) return;
-    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - floor(s)) * 1e9)};
+    time_t whole = (time_t)s; /* s > 0: truncation is the floor */
+    struct timespec ts = {.tv_sec = whole, .tv_nsec = (long)((s - (double)whole) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
