@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bfadmin.h"
 #include "log.h"
 #include "urlcodec.h"
 
@@ -44,6 +45,7 @@ struct admin {
     applier *ap;
     gen1c *g1;
     front *f;
+    bfadmin *bf;                  /* backfill leases (bfadmin.h) */
     struct MHD_Daemon *d;
     int port;
     /* probe */
@@ -459,6 +461,17 @@ static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *
 {
     if (strcmp(url, "/admin/journal") == 0 || strncmp(url, "/admin/journal/", 15) == 0)
         return serve_journal(a, conn, url, method, query);
+    if (strncmp(url, "/admin/backfill/", 16) == 0) {
+        bool post = strcmp(method, "POST") == 0;
+        if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_405(conn, "GET, POST");
+        dbuf b;
+        dbuf_init(&b, ADMIN_METRICS_MAX);
+        const char *allow = NULL;
+        unsigned st = bfadmin_handle(a->bf, a->p, url, post, query, &b, &allow);
+        enum MHD_Result ret = st == 405 ? reply_405(conn, allow) : reply_json(conn, st, &b);
+        dbuf_free(&b);
+        return ret;
+    }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_text(conn, 405, "method not allowed\n");
     if (strcmp(url, "/healthz") == 0) return reply_text(conn, 200, "ok\n");
     if (strcmp(url, "/readyz") == 0) return serve_readyz(a, conn);
@@ -558,6 +571,11 @@ int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front 
     a->ap = pipe_applier(p);
     a->g1 = g1;
     a->f = f;
+    if (!(a->bf = bfadmin_new())) {
+        snprintf(err, errlen, "out of memory");
+        free(a);
+        return -1;
+    }
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -599,6 +617,7 @@ int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front 
 fail:
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->mu);
+    bfadmin_free(a->bf);
     free(a);
     return -1;
 }
@@ -629,5 +648,6 @@ void admin_free(admin *a)
     if (atomic_load(&a->probe_out)) LOGW("msg=\"admin freed with a Gen1 probe in flight\"");
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->mu);
+    bfadmin_free(a->bf);
     free(a);
 }

@@ -38,6 +38,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "assess.h"
+#include "backfill.h"
 #include "jcli.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,6 +59,9 @@ static void usage(FILE *out)
                  "                                     operate on the journal (dualpipe journal --help)\n"
                  "       dualpipe assess [PATH] --config FILE [--json FILE] [--html FILE] [--cursor FILE]\n"
                  "                                     what moving PATH to Gen2 involves (dualpipe assess --help)\n"
+                 "       dualpipe backfill [PATH] --config FILE [--json FILE] [--cursor FILE]\n"
+                 "                                     copy what Gen2 lacks, ordered with live writes\n"
+                 "                                     (dualpipe backfill --help)\n"
                  "       dualpipe --version\n"
                  "       dualpipe --help\n"
                  "Secrets (Gen2 account key, SAS, client secret) come from the config file, or from the\n"
@@ -440,6 +444,7 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
     if (argc >= 2 && strcmp(argv[1], "journal") == 0) return jcli_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "assess") == 0) return assess_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "backfill") == 0) return backfill_main(argc - 1, argv + 1);
     if (argc < 2)
         fprintf(stderr, "dualpipe: a command is required\n");
     else if (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)

@@ -1,0 +1,1123 @@
+/*
+ * backfill: `dualpipe backfill [PATH]` (README "Backfill"). Walks Gen1 under PATH with the shared
+ * walker (common/upstream/walk), looks at each entry's counterpart on Gen2 (one getProperties each)
+ * and has the running daemon copy what differs, through its admin port (bfadmin.h): every copy is a
+ * journal RESYNC record of that path, so it is ordered with the live writes of the path, reads Gen1's
+ * newest state, and is started again when a write lands while it reads (the resync gate). A file is:
+ *
+ *   skipped-equal  Gen2 has a file of Gen1's length whose recorded Gen1 times (XLATE_TIMES_KEY) carry
+ *                  Gen1's modification time and that length;
+ *   skipped-newer  Gen2's recorded modification time is later than the one the walk saw on Gen1: a
+ *                  write through the proxy reached the path after the listing, and its own journal
+ *                  records carry the path to Gen2;
+ *   copied         anything else (missing, another type, another length or time, no recorded times):
+ *                  a RESYNC of the file. A directory missing on Gen2 is copied whole (one RESYNC of
+ *                  the directory); what the walk lists below it is counted as copied with it.
+ *   failed         the daemon parked the copy (its reason is the record's detail) or Gen2 refuses
+ *                  the name.
+ *
+ * The run holds a lease on PATH in the daemon (a second run over an overlapping tree is refused). At
+ * most --max-pending copies are outstanding; a poller thread asks the daemon what became of them.
+ * The walker's cursor carries this file's state (run id, counts, outstanding copies, directories
+ * copied whole), so a killed run resumes with the same lease and without copying finished files again
+ * (they are equal by then).
+ *
+ * Exit status: 0 done, nothing failed; 3 done, some copies failed (see the report); 1 failed or
+ * interrupted (resumable with --cursor); 2 usage error.
+ */
+#include "backfill.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "gen1auth.h"
+#include "gen1client.h"
+#include "gen2client.h"
+#include "httpc.h"
+#include "urlcodec.h"
+#include "walk.h"
+#include "whreq.h"
+#include "xlate.h"
+
+enum { BF_OK = 0, BF_FAILED = 1, BF_USAGE = 2, BF_SOME_FAILED = 3 };
+
+#define BF_SAMPLES 200          /* failures listed in the report (all are counted) */
+#define BF_POLL_MS 200
+#define BF_STATE_BATCH 300      /* seqs per state request (the admin target is at most 8 KiB) */
+#define BF_HTTP_TIMEOUT_S 30L
+#define BF_CURL_POOL 80
+
+typedef struct bf_args {
+    const char *config, *cursor, *json, *admin, *path;
+    unsigned threads, page, retries, max_pending;
+    double ops, bytes_ps;
+    bool no_progress;
+} bf_args;
+
+typedef struct outst {
+    uint64_t seq;
+    char *path;
+    uint64_t len;
+    bool dir;
+} outst;
+
+typedef struct backfill {
+    const dp_config *cfg;
+    const bf_args *ar;
+    gen2c *g2;
+    const char *root;
+    char base[300];                 /* http://HOST:PORT of the admin listener */
+    char owner[40];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;              /* outstanding shrank, or the poller failed */
+    outst *o;
+    size_t no, co;
+    char **cov;                     /* directories copied whole by this run */
+    size_t ncov, ccov;
+    bool root_done;
+    uint64_t copied_files, copied_dirs, copied_bytes, in_dir_files, in_dir_dirs, in_dir_bytes;
+    uint64_t equal_files, equal_bytes, newer_files, failed, present_dirs, requested, retries;
+    double prev_seconds;            /* of the runs before a resume */
+    json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
+    double tb_next;                 /* bytes/s limiter: when the next copy may be requested */
+    bool began;
+    char fatal[1000];               /* the poller's or a worker's reason to give up */
+    /* curl handles for the admin calls (keep-alive) */
+    pthread_mutex_t cmu;
+    CURL *pool[BF_CURL_POOL];
+    int npool;
+} backfill;
+
+static atomic_int g_stop; /* lock-free: set from the signal handler */
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&g_stop, 1);
+}
+
+static double mono(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0) return;
+    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&t, NULL);
+}
+
+static int mapping_of(const dp_config *c, const char *path)
+{
+    int best = -1;
+    size_t bestlen = 0;
+    for (int i = 0; i < c->nmappings; i++) {
+        const char *pre = c->mappings[i].gen1_prefix;
+        size_t n = strlen(pre);
+        while (n > 0 && pre[n - 1] == '/') n--;
+        bool match = n == 0 || (strncmp(path, pre, n) == 0 && (path[n] == 0 || path[n] == '/'));
+        if (match && (best < 0 || n > bestlen)) best = i, bestlen = n;
+    }
+    return best;
+}
+
+/* A failure for the report (under mu). */
+static void failure(backfill *b, const char *path, const char *reason)
+{
+    b->failed++;
+    if (b->failures && json_array_size(b->failures) < BF_SAMPLES)
+        json_array_append_new(b->failures, json_pack("{s:s,s:s}", "path", path, "reason", reason));
+}
+
+/* Set the fatal reason once and wake everyone (under mu). */
+static void set_fatal(backfill *b, const char *msg)
+{
+    if (!b->fatal[0]) snprintf(b->fatal, sizeof b->fatal, "%s", msg);
+    pthread_cond_broadcast(&b->cv);
+}
+
+/* ---------------------------------------------------------------- the admin API */
+
+static size_t curl_sink(char *data, size_t size, size_t n, void *ud)
+{
+    dbuf *b = ud;
+    size_t len = size * n;
+    return dbuf_add(b, data, len) == 0 ? len : 0;
+}
+
+/* One admin request, retried (no answer, 503) with backoff; the body in out. The HTTP status, or 0
+ * when the daemon never answered (reason in err). */
+static long admin_call(backfill *b, const char *method, const char *target, dbuf *out, char *err, size_t errlen)
+{
+    char url[9000];
+    int n = snprintf(url, sizeof url, "%s%s", b->base, target);
+    if (n < 0 || (size_t)n >= sizeof url) {
+        snprintf(err, errlen, "admin request too long");
+        return 0;
+    }
+    pthread_mutex_lock(&b->cmu);
+    CURL *h = b->npool ? b->pool[--b->npool] : curl_easy_init();
+    pthread_mutex_unlock(&b->cmu);
+    if (!h) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return 0;
+    }
+    long status = 0;
+    unsigned wait_ms = 200;
+    for (unsigned attempt = 0;; attempt++) {
+        char cerr[CURL_ERROR_SIZE] = "";
+        dbuf_reset(out);
+        curl_easy_reset(h);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never through an http_proxy from the environment */
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, BF_HTTP_TIMEOUT_S);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, curl_sink);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+        if (strcmp(method, "POST") == 0) {
+            curl_easy_setopt(h, CURLOPT_POST, 1L);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+        }
+        CURLcode rc = curl_easy_perform(h);
+        status = 0;
+        if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        else snprintf(err, errlen, "the daemon's admin port at %s does not answer: %s", b->base,
+                      cerr[0] ? cerr : curl_easy_strerror(rc));
+        if ((status != 0 && status != 503) || attempt >= b->ar->retries || atomic_load(&g_stop)) break;
+        if (status == 503) snprintf(err, errlen, "the daemon answered 503: %s", out->data ? out->data : "");
+        sleep_s(wait_ms / 1000.0);
+        wait_ms = wait_ms * 2 > 5000 ? 5000 : wait_ms * 2;
+    }
+    pthread_mutex_lock(&b->cmu);
+    if (b->npool < BF_CURL_POOL) b->pool[b->npool++] = h;
+    else curl_easy_cleanup(h);
+    pthread_mutex_unlock(&b->cmu);
+    return status;
+}
+
+/* The "error" of an admin answer, or the body. */
+static void admin_error(const dbuf *body, char *out, size_t cap)
+{
+    json_t *j = body->data ? json_loads(body->data, 0, NULL) : NULL;
+    const char *e = json_string_value(json_object_get(j, "error"));
+    snprintf(out, cap, "%s", e ? e : body->data ? body->data : "(no answer body)");
+    json_decref(j);
+}
+
+static int lease_begin(backfill *b, char *err, size_t errlen)
+{
+    dbuf q, out;
+    dbuf_init(&q, 16384);
+    dbuf_init(&out, 65536);
+    int rc = -1;
+    if (dbuf_printf(&q, "/admin/backfill/begin?owner=%s&root=", b->owner) != 0 || url_encode(b->root, false, &q) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    long st = admin_call(b, "POST", q.data, &out, err, errlen);
+    if (st == 200) {
+        b->began = true;
+        rc = 0;
+    } else if (st != 0) {
+        char e[700];
+        admin_error(&out, e, sizeof e);
+        snprintf(err, errlen, "the daemon refused the backfill (%ld): %s", st, e);
+    }
+out:
+    dbuf_free(&q);
+    dbuf_free(&out);
+    return rc;
+}
+
+static void lease_end(backfill *b)
+{
+    if (!b->began) return;
+    dbuf out;
+    dbuf_init(&out, 4096);
+    char q[200], err[400];
+    snprintf(q, sizeof q, "/admin/backfill/end?owner=%s", b->owner);
+    (void)admin_call(b, "POST", q, &out, err, sizeof err); /* a lease not ended lapses by itself */
+    dbuf_free(&out);
+    b->began = false;
+}
+
+/* ---------------------------------------------------------------- outstanding copies */
+
+/* Ask the daemon about up to BF_STATE_BATCH outstanding copies; settle the finished ones. 0 or -1 (fatal set). */
+static int poll_once(backfill *b)
+{
+    dbuf q, out;
+    dbuf_init(&q, 16384);
+    dbuf_init(&out, 8u << 20);
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->no < BF_STATE_BATCH ? b->no : BF_STATE_BATCH;
+    int qr = dbuf_printf(&q, "/admin/backfill/state?owner=%s&seqs=", b->owner);
+    for (size_t i = 0; i < n && qr == 0; i++) qr = dbuf_printf(&q, "%s%" PRIu64, i ? "," : "", b->o[i].seq);
+    pthread_mutex_unlock(&b->mu);
+    if (n == 0 || qr != 0) goto out;
+    char err[700] = "";
+    long st = admin_call(b, "GET", q.data, &out, err, sizeof err);
+    json_t *j = st == 200 && out.data ? json_loads(out.data, 0, NULL) : NULL;
+    json_t *arr = json_object_get(j, "states");
+    pthread_mutex_lock(&b->mu);
+    if (!json_is_array(arr)) {
+        if (st != 0 && st != 200) admin_error(&out, err, sizeof err);
+        char msg[900];
+        snprintf(msg, sizeof msg, "cannot learn what became of the copies: %s", err[0] ? err : "bad answer");
+        set_fatal(b, msg);
+        rc = -1;
+    } else {
+        size_t idx;
+        json_t *s;
+        json_array_foreach(arr, idx, s) {
+            uint64_t seq = (uint64_t)json_integer_value(json_object_get(s, "seq"));
+            const char *state = json_string_value(json_object_get(s, "state"));
+            if (!state || strcmp(state, "pending") == 0 || strcmp(state, "unknown") == 0) continue;
+            for (size_t i = 0; i < b->no; i++) {
+                if (b->o[i].seq != seq) continue;
+                outst o = b->o[i];
+                b->o[i] = b->o[--b->no];
+                if (strcmp(state, "done") == 0) {
+                    if (o.dir) b->copied_dirs++;
+                    else b->copied_files++, b->copied_bytes += o.len;
+                } else {
+                    const char *d = json_string_value(json_object_get(s, "detail"));
+                    char why[800];
+                    snprintf(why, sizeof why, "the daemon parked its copy (journal record %" PRIu64 "): %s", seq,
+                             d && d[0] ? d : "no detail");
+                    failure(b, o.path, why);
+                }
+                free(o.path);
+                break;
+            }
+        }
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    json_decref(j);
+out:
+    dbuf_free(&q);
+    dbuf_free(&out);
+    return rc;
+}
+
+typedef struct poller {
+    backfill *b;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool quit;
+} poller;
+
+static void *poll_main(void *arg)
+{
+    poller *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_nsec += BF_POLL_MS * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+        while (!p->quit && pthread_cond_timedwait(&p->cv, &p->mu, &dl) == 0) {
+        }
+        bool quit = p->quit;
+        pthread_mutex_unlock(&p->mu);
+        if (quit) break;
+        if (poll_once(p->b) != 0) break;
+    }
+    return NULL;
+}
+
+/* Record a copy request for path: wait for the byte rate and a free slot, journal it. 0, or -1 with err
+ * (fatal: the walk stops). A copy the daemon refuses for this path alone is a failure, not fatal. */
+static int request_copy(backfill *b, const char *path, uint64_t len, bool dir, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->ar->bytes_ps > 0 && !dir) {
+        double now = mono(), at = b->tb_next > now ? b->tb_next : now;
+        b->tb_next = at + (double)len / b->ar->bytes_ps;
+        pthread_mutex_unlock(&b->mu);
+        sleep_s(at - now);
+        pthread_mutex_lock(&b->mu);
+    }
+    while (b->no >= b->ar->max_pending && !b->fatal[0] && !atomic_load(&g_stop)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+    }
+    if (b->fatal[0] || atomic_load(&g_stop)) {
+        snprintf(err, errlen, "%s", b->fatal[0] ? b->fatal : "interrupted");
+        pthread_mutex_unlock(&b->mu);
+        return -1;
+    }
+    pthread_mutex_unlock(&b->mu);
+    dbuf q, out;
+    dbuf_init(&q, 16384);
+    dbuf_init(&out, 65536);
+    int rc = -1;
+    if (dbuf_printf(&q, "/admin/backfill/copy?owner=%s&path=", b->owner) != 0 || url_encode(path, false, &q) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    long st = admin_call(b, "POST", q.data, &out, err, errlen);
+    json_t *j = st == 200 && out.data ? json_loads(out.data, 0, NULL) : NULL;
+    json_int_t seq = json_integer_value(json_object_get(j, "seq"));
+    json_decref(j);
+    if (st == 200 && seq > 0) {
+        char *p = strdup(path);
+        pthread_mutex_lock(&b->mu);
+        if (p && b->no == b->co) {
+            size_t nc = b->co ? b->co * 2 : 64;
+            outst *no = realloc(b->o, nc * sizeof *no);
+            if (no) b->o = no, b->co = nc;
+        }
+        if (p && b->no < b->co) {
+            b->o[b->no++] = (outst){.seq = (uint64_t)seq, .path = p, .len = len, .dir = dir};
+            b->requested++;
+            rc = 0;
+        } else {
+            free(p);
+            snprintf(err, errlen, "out of memory");
+        }
+        pthread_mutex_unlock(&b->mu);
+    } else if (st == 400) {
+        char e[700];
+        admin_error(&out, e, sizeof e);
+        pthread_mutex_lock(&b->mu);
+        failure(b, path, e);
+        pthread_mutex_unlock(&b->mu);
+        rc = 0;
+    } else if (st != 0) {
+        char e[700];
+        admin_error(&out, e, sizeof e);
+        snprintf(err, errlen, "the daemon refused the copy of %s (%ld): %s", path, st, e);
+    }
+out:
+    dbuf_free(&q);
+    dbuf_free(&out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- Gen2 */
+
+typedef struct sync_call {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    httpc_resp *resp;
+} sync_call;
+
+static void sync_done(void *ud, httpc_resp *resp)
+{
+    sync_call *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->resp = resp;
+    s->done = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* What Gen2 has at a path. */
+typedef struct g2node {
+    bool exists, dir, has_times;
+    int64_t length, t_mtime, t_len;
+} g2node;
+
+/* getProperties of Gen1 path g1 on Gen2, retried. 0, 1 (Gen2 refuses the name: reason in err) or -1 (err). */
+static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t errlen)
+{
+    char fs[64], why[256];
+    char *p = malloc(WHREQ_MAX_PATH + 1);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memset(n, 0, sizeof *n);
+    gen2c_map_result mr = gen2c_map(b->g2, g1, fs, p, WHREQ_MAX_PATH + 1, why, sizeof why);
+    if (mr != GEN2C_MAPPED) {
+        snprintf(err, errlen, "%s", mr == GEN2C_UNMAPPED ? "no mapping covers it" : why);
+        free(p);
+        return 1;
+    }
+    int rc = -1;
+    unsigned wait_ms = 200;
+    for (unsigned attempt = 0;; attempt++) {
+        sync_call s = {.done = false};
+        pthread_mutex_init(&s.mu, NULL);
+        pthread_cond_init(&s.cv, NULL);
+        gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = sync_done, .ud = &s};
+        bool sent = gen2c_send(b->g2, &call) == 0;
+        if (sent) {
+            pthread_mutex_lock(&s.mu);
+            while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+            pthread_mutex_unlock(&s.mu);
+        }
+        pthread_mutex_destroy(&s.mu);
+        pthread_cond_destroy(&s.cv);
+        bool retry = false;
+        if (!sent) {
+            snprintf(err, errlen, "cannot send Gen2's getProperties of %s", g1);
+        } else {
+            const httpc_resp *r = s.resp;
+            if (r->result != HTTPC_OK) {
+                snprintf(err, errlen, "Gen2 did not answer the getProperties of %s: %s%s%s", g1,
+                         httpc_result_str(r->result), r->error[0] ? ": " : "", r->error);
+                retry = r->result != HTTPC_E_AUTH;
+            } else if (r->status == 404) {
+                rc = 0;
+            } else if (r->status == 200) {
+                const char *rt = httpc_resp_header(r, "x-ms-resource-type");
+                const char *cl = httpc_resp_header(r, "Content-Length");
+                const char *props = httpc_resp_header(r, "x-ms-properties");
+                n->exists = true;
+                n->dir = rt && strcmp(rt, "directory") == 0;
+                n->length = cl ? strtoll(cl, NULL, 10) : -1;
+                char tv[256];
+                int64_t at;
+                if (props && xlate_props_get(props, XLATE_TIMES_KEY, tv, sizeof tv) == 1 &&
+                    xlate_times_parse(tv, &n->t_mtime, &at, &n->t_len) == 0)
+                    n->has_times = true;
+                rc = 0;
+            } else {
+                snprintf(err, errlen, "Gen2 answered %ld to the getProperties of %s", r->status, g1);
+                retry = r->status == 429 || r->status >= 500;
+            }
+            httpc_resp_free(s.resp);
+            free(s.resp);
+        }
+        if (rc == 0 || !retry || attempt >= b->ar->retries || atomic_load(&g_stop)) break;
+        pthread_mutex_lock(&b->mu);
+        b->retries++;
+        pthread_mutex_unlock(&b->mu);
+        sleep_s(wait_ms / 1000.0);
+        wait_ms = wait_ms * 2 > 5000 ? 5000 : wait_ms * 2;
+    }
+    free(p);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the visitor */
+
+/* path is a directory this run copies whole, or below one (under mu). */
+static bool covered(const backfill *b, const char *path)
+{
+    for (size_t i = 0; i < b->ncov; i++) {
+        size_t n = strlen(b->cov[i]);
+        if (n == 1 || (strncmp(path, b->cov[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))) return true;
+    }
+    return false;
+}
+
+static int add_covered(backfill *b, const char *path)
+{
+    char *p = strdup(path);
+    if (!p) return -1;
+    pthread_mutex_lock(&b->mu);
+    if (b->ncov == b->ccov) {
+        size_t nc = b->ccov ? b->ccov * 2 : 16;
+        char **v = realloc(b->cov, nc * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&b->mu);
+            free(p);
+            return -1;
+        }
+        b->cov = v, b->ccov = nc;
+    }
+    b->cov[b->ncov++] = p;
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+/* Decide one entry (a directory or a file of length len, Gen1 mtime mtime). 0 or -1 (err: fatal). */
+static int visit(backfill *b, const char *path, bool dir, uint64_t len, int64_t mtime, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&b->mu);
+    bool cov = covered(b, path);
+    if (cov) {
+        if (dir) b->in_dir_dirs++;
+        else b->in_dir_files++, b->in_dir_bytes += len;
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (cov) return 0;
+    g2node n;
+    char why[700] = "";
+    int h = g2_head(b, path, &n, why, sizeof why);
+    if (h < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (h == 1) {
+        char r[800];
+        snprintf(r, sizeof r, "Gen2 cannot hold this name: %s", why);
+        pthread_mutex_lock(&b->mu);
+        failure(b, path, r);
+        pthread_mutex_unlock(&b->mu);
+        return 0;
+    }
+    if (dir) {
+        if (n.exists && n.dir) {
+            pthread_mutex_lock(&b->mu);
+            b->present_dirs++;
+            pthread_mutex_unlock(&b->mu);
+            return 0;
+        }
+        /* covered first: the walk lists its children next, and they are this copy's */
+        if (add_covered(b, path) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return request_copy(b, path, 0, true, err, errlen);
+    }
+    if (n.exists && !n.dir && n.has_times && n.length == (int64_t)len) {
+        /* the times recorded for this very length; or for a shorter one: appends reached Gen2 since, and
+         * appends only reach Gen2 through the proxy, which journals each one */
+        if ((n.t_mtime == mtime && n.t_len == (int64_t)len) || (n.t_len >= 0 && n.t_len < (int64_t)len)) {
+            pthread_mutex_lock(&b->mu);
+            b->equal_files++;
+            b->equal_bytes += len;
+            pthread_mutex_unlock(&b->mu);
+            return 0;
+        }
+    }
+    if (n.exists && !n.dir && n.has_times && mtime >= 0 && n.t_mtime > mtime) {
+        pthread_mutex_lock(&b->mu);
+        b->newer_files++;
+        pthread_mutex_unlock(&b->mu);
+        return 0;
+    }
+    return request_copy(b, path, len, false, err, errlen);
+}
+
+static int bf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *page, bool last, char *err,
+                   size_t errlen)
+{
+    (void)w;
+    (void)last;
+    backfill *b = ud;
+    if (!b->root_done) {
+        /* the root's own page comes first and alone: a root missing on Gen2 is copied whole */
+        g2node n;
+        char why[700] = "";
+        int h = g2_head(b, b->root, &n, why, sizeof why);
+        if (h != 0) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        if (!n.exists || !n.dir) {
+            if (add_covered(b, b->root) != 0 || request_copy(b, b->root, 0, true, err, errlen) != 0) return -1;
+        }
+        b->root_done = true;
+    }
+    size_t dl = strlen(d->path);
+    for (int i = 0; i < page->n; i++) {
+        const xlate_entry *e = &page->v[i];
+        char *path = NULL;
+        if (asprintf(&path, "%s%s%s", d->path, dl > 1 ? "/" : "", e->name) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        xlate_meta m;
+        memset(&m, 0, sizeof m);
+        xlate_err xe;
+        int rc = -1;
+        if (xlate_meta_from_filestatus(e->status, strlen(e->status), &m, &xe) != 0) {
+            snprintf(err, errlen, "Gen1's FileStatus of %s cannot be read: %s", path, xe.message);
+        } else {
+            uint64_t len = m.length > 0 ? (uint64_t)m.length : 0;
+            rc = visit(b, path, e->is_dir, len, m.has_times ? m.mtime_ms : -1, err, errlen);
+        }
+        xlate_meta_free(&m);
+        free(path);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- cursor state */
+
+static json_t *bf_save(void *ud)
+{
+    backfill *b = ud;
+    pthread_mutex_lock(&b->mu);
+    json_t *o = json_array(), *c = json_array();
+    for (size_t i = 0; i < b->no && o; i++)
+        json_array_append_new(o, json_pack("{s:I,s:s,s:I,s:b}", "seq", (json_int_t)b->o[i].seq, "path", b->o[i].path,
+                                           "len", (json_int_t)b->o[i].len, "dir", b->o[i].dir));
+    for (size_t i = 0; i < b->ncov && c; i++) json_array_append_new(c, json_string(b->cov[i]));
+    json_t *s = json_pack("{s:s,s:b,s:o,s:o,s:O,s:[IIIIIIIIIIIII],s:f}", "owner", b->owner, "root_done",
+                          b->root_done, "outstanding", o, "covered", c, "failures", b->failures, "counts",
+                          (json_int_t)b->copied_files, (json_int_t)b->copied_dirs, (json_int_t)b->copied_bytes,
+                          (json_int_t)b->in_dir_files, (json_int_t)b->in_dir_dirs, (json_int_t)b->in_dir_bytes,
+                          (json_int_t)b->equal_files, (json_int_t)b->equal_bytes, (json_int_t)b->newer_files,
+                          (json_int_t)b->failed, (json_int_t)b->present_dirs, (json_int_t)b->requested,
+                          (json_int_t)b->retries, "seconds", b->prev_seconds + 0.0);
+    pthread_mutex_unlock(&b->mu);
+    return s;
+}
+
+static int bf_load(void *ud, const json_t *st)
+{
+    backfill *b = ud;
+    const char *owner = json_string_value(json_object_get(st, "owner"));
+    json_t *o = json_object_get(st, "outstanding"), *c = json_object_get(st, "covered");
+    json_t *f = json_object_get(st, "failures"), *n = json_object_get(st, "counts");
+    if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(c) || !json_is_array(f) ||
+        json_array_size(n) != 13)
+        return -1;
+    snprintf(b->owner, sizeof b->owner, "%s", owner);
+    b->root_done = json_is_true(json_object_get(st, "root_done"));
+    b->prev_seconds = json_real_value(json_object_get(st, "seconds"));
+    uint64_t *v[13] = {&b->copied_files, &b->copied_dirs, &b->copied_bytes, &b->in_dir_files, &b->in_dir_dirs,
+                       &b->in_dir_bytes, &b->equal_files, &b->equal_bytes, &b->newer_files, &b->failed,
+                       &b->present_dirs, &b->requested, &b->retries};
+    for (size_t i = 0; i < 13; i++) *v[i] = (uint64_t)json_integer_value(json_array_get(n, i));
+    json_decref(b->failures);
+    b->failures = json_deep_copy(f);
+    size_t i;
+    json_t *e;
+    json_array_foreach(c, i, e) {
+        if (!json_is_string(e) || add_covered(b, json_string_value(e)) != 0) return -1;
+    }
+    json_array_foreach(o, i, e) {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        char *pd = p ? strdup(p) : NULL;
+        if (!pd) return -1;
+        if (b->no == b->co) {
+            size_t nc = b->co ? b->co * 2 : 64;
+            outst *no = realloc(b->o, nc * sizeof *no);
+            if (!no) {
+                free(pd);
+                return -1;
+            }
+            b->o = no, b->co = nc;
+        }
+        b->o[b->no++] = (outst){.seq = (uint64_t)json_integer_value(json_object_get(e, "seq")), .path = pd,
+                                .len = (uint64_t)json_integer_value(json_object_get(e, "len")),
+                                .dir = json_is_true(json_object_get(e, "dir"))};
+    }
+    /* the same run again: its lease (a killed run's may still hold the tree for a while) */
+    char err[800];
+    if (lease_begin(b, err, sizeof err) != 0) {
+        fprintf(stderr, "dualpipe backfill: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- report */
+
+static void fmt_bytes(uint64_t n, char *buf, size_t cap)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1024 && i < 5) v /= 1024, i++;
+    if (i == 0) snprintf(buf, cap, "%" PRIu64 " B", n);
+    else snprintf(buf, cap, "%.1f %s", v, u[i]);
+}
+
+/* s without control characters (a Gen1 name may hold any). */
+static void put_safe(FILE *out, const char *s)
+{
+    for (; *s; s++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+}
+
+static void print_text(const json_t *rep, FILE *out)
+{
+    char b1[64];
+    json_t *cp = json_object_get(rep, "copied"), *eq = json_object_get(rep, "skipped_equal");
+    fprintf(out, "dualpipe backfill of ");
+    put_safe(out, json_string_value(json_object_get(rep, "root")));
+    fprintf(out, " (run %s)\n\n", json_string_value(json_object_get(rep, "run")));
+    fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes")), b1, sizeof b1);
+    fprintf(out, "  copied          %" JSON_INTEGER_FORMAT " files (%s), %" JSON_INTEGER_FORMAT " directories",
+            json_integer_value(json_object_get(cp, "files")), b1, json_integer_value(json_object_get(cp, "dirs")));
+    json_int_t idf = json_integer_value(json_object_get(cp, "files_in_dirs"));
+    fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes_in_dirs")), b1, sizeof b1);
+    fprintf(out, " copied whole, holding %" JSON_INTEGER_FORMAT " files (%s) and %" JSON_INTEGER_FORMAT
+            " directories\n", idf, b1, json_integer_value(json_object_get(cp, "dirs_in_dirs")));
+    fmt_bytes((uint64_t)json_integer_value(json_object_get(eq, "bytes")), b1, sizeof b1);
+    fprintf(out, "  skipped-equal   %" JSON_INTEGER_FORMAT " files (%s); %" JSON_INTEGER_FORMAT
+            " directories already there\n",
+            json_integer_value(json_object_get(eq, "files")), b1,
+            json_integer_value(json_object_get(rep, "dirs_present")));
+    fprintf(out, "  skipped-newer   %" JSON_INTEGER_FORMAT " files (written through the proxy after the walk saw "
+            "them)\n", json_integer_value(json_object_get(json_object_get(rep, "skipped_newer"), "files")));
+    json_t *fl = json_object_get(rep, "failed");
+    fprintf(out, "  failed          %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(fl, "count")));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(fl, "items"), i, f) {
+        fputs("      ", out);
+        put_safe(out, json_string_value(json_object_get(f, "path")));
+        fputs(": ", out);
+        put_safe(out, json_string_value(json_object_get(f, "reason")));
+        fputc('\n', out);
+    }
+    fmt_bytes((uint64_t)json_integer_value(json_object_get(rep, "bytes")), b1, sizeof b1);
+    json_t *wk = json_object_get(rep, "walk");
+    fprintf(out, "\n%s copied in %.1fs: %.1f files/s, %.1f MiB/s\n", b1,
+            json_real_value(json_object_get(rep, "seconds")), json_real_value(json_object_get(rep, "files_per_s")),
+            json_real_value(json_object_get(rep, "bytes_per_s")) / 1048576.0);
+    fprintf(out, "walk: %" JSON_INTEGER_FORMAT " entries, %" JSON_INTEGER_FORMAT " Gen1 requests%s\n",
+            json_integer_value(json_object_get(wk, "entries")), json_integer_value(json_object_get(wk, "requests")),
+            json_is_true(json_object_get(wk, "resumed")) ? " (resumed)" : "");
+}
+
+/* text and a newline into path ("-": stdout). 0 or -1. */
+static int write_file(const char *path, const char *text)
+{
+    if (strcmp(path, "-") == 0) return fputs(text, stdout) < 0 || fputc('\n', stdout) < 0 ? -1 : 0;
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int rc = fputs(text, f) < 0 || fputc('\n', f) < 0 ? -1 : 0;
+    if (fclose(f) != 0) rc = -1;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- arguments */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dualpipe backfill [PATH] --config FILE [options]\n"
+            "Copies what Gen1 holds under PATH (default: / when a mapping covers it, else the only mapping's\n"
+            "gen1_prefix) and Gen2 lacks or holds differently, through the running daemon: each copy is\n"
+            "journaled and ordered with the writes made through the proxy, so none replaces a newer one.\n"
+            "  --json FILE          the report as JSON (- for stdout)\n"
+            "  --cursor FILE        resume file: an interrupted run (Ctrl-C, kill, Gen1 or Gen2 down) resumes\n"
+            "  --threads N          parallel listings and Gen2 look-ups (default 4)\n"
+            "  --ops-per-sec N      at most N Gen1 listing requests per second (default: no limit)\n"
+            "  --bytes-per-sec N    at most N bytes of files per second handed to the daemon to copy\n"
+            "                       (default: no limit; directories copied whole go at the applier's pace)\n"
+            "  --max-pending N      copies handed to the daemon and not finished, at most (default 64)\n"
+            "  --page-size N        entries per Gen1 listing page on the adls dialect (default 1000)\n"
+            "  --retries N          tries again after a failed request, with backoff (default 5)\n"
+            "  --admin HOST:PORT    the running daemon's admin address (when admin.listen has port 0)\n"
+            "  --no-progress        no progress line (there is none anyway when stderr is not a terminal)\n"
+            "Exit status: 0 done, 3 done but some copies failed (listed), 1 failed or interrupted (resumable\n"
+            "with --cursor), 2 usage error.\n");
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dualpipe backfill: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    usage(stderr);
+}
+
+/* A number option in [lo, hi] into *v. 0 or -1 (usage error printed). */
+static int num_opt(const char *opt, const char *s, double lo, double hi, double *v)
+{
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno || !end || *end || !s[0] || d < lo || d > hi) {
+        usage_error("%s: must be a number from %.0f to %.0f\n", opt, lo, hi);
+        return -1;
+    }
+    *v = d;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, bf_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->threads = 4;
+    a->page = 1000;
+    a->retries = 5;
+    a->max_pending = 64;
+    static const char *const valued[] = {"--config", "--json", "--cursor", "--admin", "--threads", "--ops-per-sec",
+                                         "--bytes-per-sec", "--max-pending", "--page-size", "--retries"};
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        bool takes = false;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) takes |= strcmp(s, valued[k]) == 0;
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        }
+        if (strcmp(s, "--no-progress") == 0) {
+            a->no_progress = true;
+            continue;
+        }
+        if (takes && i + 1 >= argc) {
+            usage_error("%s needs a value\n", s);
+            return BF_USAGE;
+        }
+        double v = 0;
+        const char *val = takes ? argv[++i] : NULL;
+        if (strcmp(s, "--config") == 0) a->config = val;
+        else if (strcmp(s, "--json") == 0) a->json = val;
+        else if (strcmp(s, "--cursor") == 0) a->cursor = val;
+        else if (strcmp(s, "--admin") == 0) a->admin = val;
+        else if (strcmp(s, "--threads") == 0) {
+            if (num_opt(s, val, 1, 64, &v) != 0) return BF_USAGE;
+            a->threads = (unsigned)v;
+        } else if (strcmp(s, "--ops-per-sec") == 0) {
+            if (num_opt(s, val, 0, 1e6, &v) != 0) return BF_USAGE;
+            a->ops = v;
+        } else if (strcmp(s, "--bytes-per-sec") == 0) {
+            if (num_opt(s, val, 0, 1e12, &v) != 0) return BF_USAGE;
+            a->bytes_ps = v;
+        } else if (strcmp(s, "--max-pending") == 0) {
+            if (num_opt(s, val, 1, 10000, &v) != 0) return BF_USAGE;
+            a->max_pending = (unsigned)v;
+        } else if (strcmp(s, "--page-size") == 0) {
+            if (num_opt(s, val, 1, 5000, &v) != 0) return BF_USAGE;
+            a->page = (unsigned)v;
+        } else if (strcmp(s, "--retries") == 0) {
+            if (num_opt(s, val, 0, 100, &v) != 0) return BF_USAGE;
+            a->retries = (unsigned)v;
+        } else if (s[0] == '-') {
+            usage_error("unknown option %s (dualpipe backfill --help)\n", s);
+            return BF_USAGE;
+        } else if (!a->path) a->path = s;
+        else {
+            usage_error("one PATH only\n");
+            return BF_USAGE;
+        }
+    }
+    if (!a->config) {
+        usage_error("--config FILE is required (dualpipe backfill --help)\n");
+        return BF_USAGE;
+    }
+    return 0;
+}
+
+/* "http://HOST:PORT" of the daemon's admin listener. 0 or -1 (message printed). */
+static int admin_base(const bf_args *a, const dp_config *c, char *base, size_t cap)
+{
+    if (a->admin) {
+        const char *colon = strrchr(a->admin, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == a->admin || strpbrk(a->admin, "/@?# \t") || !end || *end || port < 1 || port > 65535) {
+            usage_error("--admin must be HOST:PORT (e.g. 127.0.0.1:14080)\n");
+            return -1;
+        }
+        snprintf(base, cap, "http://%s", a->admin);
+        return 0;
+    }
+    if (c->admin_listen.port == 0) {
+        usage_error("admin.listen has port 0 (picked at start); give --admin HOST:PORT (the daemon's ready line "
+                    "names it)\n");
+        return -1;
+    }
+    const char *h = c->admin_listen.host;
+    if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
+    else if (strcmp(h, "::") == 0) h = "::1";
+    bool v6 = strchr(h, ':') != NULL;
+    snprintf(base, cap, "http://%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "", c->admin_listen.port);
+    return 0;
+}
+
+static json_t *report(backfill *b, const walk_stats *ws, double secs)
+{
+    uint64_t files = b->copied_files + b->in_dir_files, bytes = b->copied_bytes + b->in_dir_bytes;
+    return json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I},s:{s:I,s:O},s:I,s:I,s:I,s:f,s:f,"
+                     "s:f,s:{s:I,s:I,s:I,s:I,s:b}}",
+                     "root", b->root, "run", b->owner, "copied", "files", (json_int_t)b->copied_files, "bytes",
+                     (json_int_t)b->copied_bytes, "dirs", (json_int_t)b->copied_dirs, "files_in_dirs",
+                     (json_int_t)b->in_dir_files, "bytes_in_dirs", (json_int_t)b->in_dir_bytes, "dirs_in_dirs",
+                     (json_int_t)b->in_dir_dirs, "skipped_equal", "files", (json_int_t)b->equal_files, "bytes",
+                     (json_int_t)b->equal_bytes, "skipped_newer", "files", (json_int_t)b->newer_files, "failed",
+                     "count", (json_int_t)b->failed, "items", b->failures, "dirs_present",
+                     (json_int_t)b->present_dirs, "bytes", (json_int_t)bytes, "copies_requested",
+                     (json_int_t)b->requested, "seconds", secs, "files_per_s", secs > 0 ? (double)files / secs : 0.0,
+                     "bytes_per_s", secs > 0 ? (double)bytes / secs : 0.0, "walk", "entries",
+                     (json_int_t)ws->entries, "requests", (json_int_t)ws->requests, "retries",
+                     (json_int_t)(ws->retries + b->retries), "gone", (json_int_t)ws->gone, "resumed", ws->resumed);
+}
+
+int backfill_main(int argc, char **argv)
+{
+    bf_args ar;
+    int pr = parse_args(argc, argv, &ar);
+    if (pr < 0) return BF_OK;
+    if (pr) return BF_USAGE;
+    dp_config cfg;
+    cfg_err ce;
+    if (cfg_load_file(ar.config, &cfg, &ce) != 0) {
+        fprintf(stderr, "dualpipe backfill: %s: %s%s%s\n", ar.config, ce.path, ce.path[0] ? ": " : "", ce.message);
+        return BF_FAILED;
+    }
+    int rc = BF_FAILED;
+    backfill b;
+    memset(&b, 0, sizeof b);
+    b.cfg = &cfg;
+    b.ar = &ar;
+    b.failures = json_array();
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_mutex_init(&b.cmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    poller pl = {.b = &b};
+    pthread_mutex_init(&pl.mu, NULL);
+    pthread_cond_init(&pl.cv, NULL);
+    bool poller_on = false;
+    httpc *http = NULL;
+    gen1c *g1 = NULL;
+    g1a *ident = NULL;
+    json_t *rep = NULL;
+    char *path = NULL, err[1024] = "";
+    double t0 = mono();
+    bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
+    const char *want = ar.path;
+    if (!want) {
+        if (mapping_of(&cfg, "/") >= 0) want = "/";
+        else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
+        else {
+            usage_error("the mappings cover several trees and none covers /: give PATH\n");
+            rc = BF_USAGE;
+            goto out;
+        }
+    }
+    whreq_err we;
+    if (want[0] != '/' || whreq_norm_path(want, &path, &we) != 0) {
+        usage_error("PATH must be an absolute path without . or .. segments: %s\n", want);
+        rc = BF_USAGE;
+        goto out;
+    }
+    b.root = path;
+    if (mapping_of(&cfg, path) < 0) {
+        fprintf(stderr, "dualpipe backfill: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
+                path);
+        goto out;
+    }
+    if (admin_base(&ar, &cfg, b.base, sizeof b.base) != 0) {
+        rc = BF_USAGE;
+        goto out;
+    }
+    if (!curl_on || httpc_start(0, &http, err, sizeof err) != 0 || gen1c_new(&cfg, http, &g1, err, sizeof err) != 0 ||
+        gen2c_new(&cfg, http, &b.g2, err, sizeof err) != 0 || g1a_new(&cfg, http, &ident, err, sizeof err) != 0) {
+        fprintf(stderr, "dualpipe backfill: %s\n", err[0] ? err : "cannot start the HTTP engine");
+        goto out;
+    }
+    gen1c_set_identity(g1, ident);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* a new run takes its lease now; a resumed one in bf_load, with the id its cursor keeps */
+    struct stat cst;
+    if (!ar.cursor || stat(ar.cursor, &cst) != 0) {
+        unsigned char rnd[12];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+            fprintf(stderr, "dualpipe backfill: no random bytes for the run id\n");
+            goto out;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++) snprintf(b.owner + 2 * i, 3, "%02x", rnd[i]);
+        if (lease_begin(&b, err, sizeof err) != 0) {
+            fprintf(stderr, "dualpipe backfill: %s\n", err);
+            goto out;
+        }
+    }
+    if (pthread_create(&pl.th, NULL, poll_main, &pl) != 0) {
+        fprintf(stderr, "dualpipe backfill: cannot start a thread\n");
+        goto out;
+    }
+    poller_on = true;
+    bool hadoop = cfg.gen1_dialect == CFG_DIALECT_HADOOP;
+    walk_gen1 lg = {.g1 = g1, .hadoop = hadoop, .page = ar.page};
+    walk_opts wo = {.root = path, .list = walk_gen1_lister, .lud = &lg, .g1 = g1, .threads = ar.threads,
+                    .ops_per_s = ar.ops, .retries = ar.retries, .cursor = ar.cursor, .progress = !ar.no_progress,
+                    .stop = &g_stop, .on_page = bf_page, .save = bf_save, .load = bf_load, .ud = &b};
+    walk_stats ws;
+    memset(&ws, 0, sizeof ws);
+    err[0] = 0;
+    walk_result wr = walk_run(&wo, &ws, err, sizeof err);
+    if (wr != WALK_DONE) {
+        fprintf(stderr, "dualpipe backfill: %s%s\n", err[0] ? err : "interrupted",
+                ar.cursor ? "; the same command resumes from the cursor" : "");
+        goto out;
+    }
+    /* the walk is over: wait for the copies still out */
+    pthread_mutex_lock(&b.mu);
+    while (b.no > 0 && !b.fatal[0] && !atomic_load(&g_stop)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&b.cv, &b.mu, &dl);
+    }
+    bool drained = b.no == 0;
+    pthread_mutex_unlock(&b.mu);
+    if (!drained) {
+        fprintf(stderr, "dualpipe backfill: %s while %zu copies were still out; the daemon finishes them (they are "
+                "journaled), and running the command again checks them\n",
+                b.fatal[0] ? b.fatal : "interrupted", b.no);
+        goto out;
+    }
+    double secs = b.prev_seconds + (mono() - t0);
+    rep = report(&b, &ws, secs);
+    if (!rep) {
+        fprintf(stderr, "dualpipe backfill: out of memory building the report\n");
+        goto out;
+    }
+    print_text(rep, stdout);
+    char *js = json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS);
+    int werr = 0;
+    if (ar.json && (!js || write_file(ar.json, js) != 0)) {
+        fprintf(stderr, "dualpipe backfill: cannot write %s\n", ar.json);
+        werr = 1;
+    }
+    free(js);
+    rc = werr ? BF_FAILED : b.failed ? BF_SOME_FAILED : BF_OK;
+out:
+    if (poller_on) {
+        pthread_mutex_lock(&pl.mu);
+        pl.quit = true;
+        pthread_cond_signal(&pl.cv);
+        pthread_mutex_unlock(&pl.mu);
+        pthread_join(pl.th, NULL);
+    }
+    if (b.g2 || http) lease_end(&b);
+    json_decref(rep);
+    g1a_stop(ident);
+    if (b.g2) gen2c_stop(b.g2);
+    if (http) httpc_stop(http);
+    g1a_free(ident);
+    gen1c_free(g1);
+    if (b.g2) gen2c_free(b.g2);
+    for (size_t i = 0; i < b.no; i++) free(b.o[i].path);
+    free(b.o);
+    for (size_t i = 0; i < b.ncov; i++) free(b.cov[i]);
+    free(b.cov);
+    for (int i = 0; i < b.npool; i++) curl_easy_cleanup(b.pool[i]);
+    json_decref(b.failures);
+    pthread_cond_destroy(&pl.cv);
+    pthread_mutex_destroy(&pl.mu);
+    pthread_cond_destroy(&b.cv);
+    pthread_mutex_destroy(&b.cmu);
+    pthread_mutex_destroy(&b.mu);
+    free(path);
+    cfg_free(&cfg);
+    if (curl_on) curl_global_cleanup();
+    return rc;
+}
