@@ -91,6 +91,9 @@ typedef struct apply_req {
                                      (operator resyncs: each Gen2 request gets its own) */
 } apply_req;
 
+/** Parameter of a RESYNC record whose directory root is copied without its entries (pipe_resync_node). */
+#define APPLY_RESYNC_NODE_ONLY "dualpipe.node_only"
+
 /** Detail of a record parked because identities could not be mapped (gen2.unmapped_identity
  *  resync-later): the data applied, some metadata waits for the identity map. */
 #define APPLY_IDS_OWED "metadata owed to unmapped identities"

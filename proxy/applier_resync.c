@@ -25,6 +25,10 @@
  * the thread that leaves nothing running and nothing queued finishes the copy (one thread at a time
  * starts pieces: the "pumping" flag).
  *
+ * A RESYNC record with the parameter APPLY_RESYNC_NODE_ONLY (pipe_resync_node, `dualpipe backfill`)
+ * copies a directory root without its entries: created or updated with its metadata, no listing, no
+ * sweep.
+ *
  * A resync copies each root the operation touches in turn, gated by the journal (apply_gate_fn):
  * before reading Gen1 it asks for the root's epoch (the highest seq that touched it) and waits while
  * a record there still waits for the primary; after the copy it asks again, and copies again when
@@ -343,6 +347,17 @@ static void st_list(aop *p)
     dbuf_free(&extra);
 }
 
+/* The copy's root of a node-only resync (pipe_resync_node): the directory without its entries. */
+static bool node_only_root(const aop *p)
+{
+    const aop *owner = ap_resync_owner(p->job);
+    const apply_req *r = owner->req;
+    bool flag = false;
+    for (int i = 0; i < r->nparams && !flag; i++)
+        flag = r->params[i].name && strcmp(r->params[i].name, APPLY_RESYNC_NODE_ONLY) == 0;
+    return flag && strcmp(p->req->path, p->job->root) == 0;
+}
+
 static void st_dir_meta(aop *p)
 {
     p->rs_copied = 'd';
@@ -350,7 +365,7 @@ static void st_dir_meta(aop *p)
         ap_op_finish(p, APPLY_FAILED, "out of memory");
         return;
     }
-    ap_meta_run(p, st_list);
+    ap_meta_run(p, node_only_root(p) ? ap_st_ok : st_list);
 }
 
 static void st_mkdir(aop *p);

@@ -11,15 +11,15 @@
  *                  write through the proxy reached the path after the listing, and its own journal
  *                  records carry the path to Gen2;
  *   copied         anything else (missing, another type, another length or time, no recorded times):
- *                  a RESYNC of the file. A directory missing on Gen2 is copied whole (one RESYNC of
- *                  the directory); what the walk lists below it is counted as copied with it.
+ *                  a RESYNC of the file. A directory missing on Gen2 gets a node-only RESYNC (created
+ *                  with its metadata, without its entries: pipe_resync_node); the walk then copies its
+ *                  entries one by one, so a copy never spans a subtree that live writes keep changing.
  *   failed         the daemon parked the copy (its reason is the record's detail) or Gen2 refuses
  *                  the name.
  *
  * The run holds a lease on PATH in the daemon (a second run over an overlapping tree is refused). At
  * most --max-pending copies are outstanding; a poller thread asks the daemon what became of them.
- * The walker's cursor carries this file's state (run id, counts, outstanding copies, directories
- * copied whole), so a killed run resumes with the same lease and without copying finished files again
+ * The walker's cursor carries this file's state (run id, counts, outstanding copies), so a killed run resumes with the same lease and without copying finished files again
  * (they are equal by then).
  *
  * Exit status: 0 done, nothing failed; 3 done, some copies failed (see the report); 1 failed or
@@ -85,10 +85,8 @@ typedef struct backfill {
     pthread_cond_t cv;              /* outstanding shrank, or the poller failed */
     outst *o;
     size_t no, co;
-    char **cov;                     /* directories copied whole by this run */
-    size_t ncov, ccov;
     bool root_done;
-    uint64_t copied_files, copied_dirs, copied_bytes, in_dir_files, in_dir_dirs, in_dir_bytes;
+    uint64_t copied_files, copied_dirs, copied_bytes;
     uint64_t equal_files, equal_bytes, newer_files, failed, present_dirs, requested, retries;
     double prev_seconds;            /* of the runs before a resume */
     json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
@@ -136,12 +134,37 @@ static int mapping_of(const dp_config *c, const char *path)
     return best;
 }
 
+/* s as valid UTF-8 into out: bytes of a broken sequence (a reason cut short mid-character, a Gen1
+ * name in another encoding) become '?'. */
+static void utf8_clean(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && o + 1 < cap) {
+        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0 && o + (size_t)n < cap;
+        for (int k = 1; ok && k < n; k++) ok = (p[k] & 0xc0) == 0x80;
+        if (!ok) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, (size_t)n);
+        o += (size_t)n;
+        p += n;
+    }
+    out[o] = '\0';
+}
+
 /* A failure for the report (under mu). */
 static void failure(backfill *b, const char *path, const char *reason)
 {
     b->failed++;
-    if (b->failures && json_array_size(b->failures) < BF_SAMPLES)
-        json_array_append_new(b->failures, json_pack("{s:s,s:s}", "path", path, "reason", reason));
+    if (!b->failures || json_array_size(b->failures) >= BF_SAMPLES) return;
+    char p[WHREQ_MAX_PATH + 1], r[1024];
+    utf8_clean(path, p, sizeof p);
+    utf8_clean(reason, r, sizeof r);
+    json_array_append_new(b->failures, json_pack("{s:s,s:s}", "path", p, "reason", r));
 }
 
 /* Set the fatal reason once and wake everyone (under mu). */
@@ -234,7 +257,9 @@ static int lease_begin(backfill *b, char *err, size_t errlen)
     }
     long st = admin_call(b, "POST", q.data, &out, err, errlen);
     if (st == 200) {
+        pthread_mutex_lock(&b->mu);
         b->began = true;
+        pthread_mutex_unlock(&b->mu);
         rc = 0;
     } else if (st != 0) {
         char e[700];
@@ -249,14 +274,19 @@ out:
 
 static void lease_end(backfill *b)
 {
-    if (!b->began) return;
+    pthread_mutex_lock(&b->mu);
+    bool began = b->began;
+    pthread_mutex_unlock(&b->mu);
+    if (!began) return;
     dbuf out;
     dbuf_init(&out, 4096);
     char q[200], err[400];
     snprintf(q, sizeof q, "/admin/backfill/end?owner=%s", b->owner);
     (void)admin_call(b, "POST", q, &out, err, sizeof err); /* a lease not ended lapses by itself */
     dbuf_free(&out);
+    pthread_mutex_lock(&b->mu);
     b->began = false;
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* ---------------------------------------------------------------- outstanding copies */
@@ -269,7 +299,7 @@ static int poll_once(backfill *b)
     dbuf_init(&out, 8u << 20);
     int rc = 0;
     pthread_mutex_lock(&b->mu);
-    size_t n = b->no < BF_STATE_BATCH ? b->no : BF_STATE_BATCH;
+    size_t n = !b->began ? 0 : b->no < BF_STATE_BATCH ? b->no : BF_STATE_BATCH; /* a resumed run: lease first */
     int qr = dbuf_printf(&q, "/admin/backfill/state?owner=%s&seqs=", b->owner);
     for (size_t i = 0; i < n && qr == 0; i++) qr = dbuf_printf(&q, "%s%" PRIu64, i ? "," : "", b->o[i].seq);
     pthread_mutex_unlock(&b->mu);
@@ -375,7 +405,8 @@ static int request_copy(backfill *b, const char *path, uint64_t len, bool dir, c
     dbuf_init(&q, 16384);
     dbuf_init(&out, 65536);
     int rc = -1;
-    if (dbuf_printf(&q, "/admin/backfill/copy?owner=%s&path=", b->owner) != 0 || url_encode(path, false, &q) != 0) {
+    if (dbuf_printf(&q, "/admin/backfill/copy?owner=%s%s&path=", b->owner, dir ? "&node=1" : "") != 0 ||
+        url_encode(path, false, &q) != 0) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -518,47 +549,9 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
 
 /* ---------------------------------------------------------------- the visitor */
 
-/* path is a directory this run copies whole, or below one (under mu). */
-static bool covered(const backfill *b, const char *path)
-{
-    for (size_t i = 0; i < b->ncov; i++) {
-        size_t n = strlen(b->cov[i]);
-        if (n == 1 || (strncmp(path, b->cov[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))) return true;
-    }
-    return false;
-}
-
-static int add_covered(backfill *b, const char *path)
-{
-    char *p = strdup(path);
-    if (!p) return -1;
-    pthread_mutex_lock(&b->mu);
-    if (b->ncov == b->ccov) {
-        size_t nc = b->ccov ? b->ccov * 2 : 16;
-        char **v = realloc(b->cov, nc * sizeof *v);
-        if (!v) {
-            pthread_mutex_unlock(&b->mu);
-            free(p);
-            return -1;
-        }
-        b->cov = v, b->ccov = nc;
-    }
-    b->cov[b->ncov++] = p;
-    pthread_mutex_unlock(&b->mu);
-    return 0;
-}
-
 /* Decide one entry (a directory or a file of length len, Gen1 mtime mtime). 0 or -1 (err: fatal). */
 static int visit(backfill *b, const char *path, bool dir, uint64_t len, int64_t mtime, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&b->mu);
-    bool cov = covered(b, path);
-    if (cov) {
-        if (dir) b->in_dir_dirs++;
-        else b->in_dir_files++, b->in_dir_bytes += len;
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (cov) return 0;
     g2node n;
     char why[700] = "";
     int h = g2_head(b, path, &n, why, sizeof why);
@@ -581,11 +574,7 @@ static int visit(backfill *b, const char *path, bool dir, uint64_t len, int64_t 
             pthread_mutex_unlock(&b->mu);
             return 0;
         }
-        /* covered first: the walk lists its children next, and they are this copy's */
-        if (add_covered(b, path) != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        /* the directory alone: the walk lists its entries next and copies them one by one */
         return request_copy(b, path, 0, true, err, errlen);
     }
     if (n.exists && !n.dir && n.has_times && n.length == (int64_t)len) {
@@ -615,7 +604,7 @@ static int bf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
     (void)last;
     backfill *b = ud;
     if (!b->root_done) {
-        /* the root's own page comes first and alone: a root missing on Gen2 is copied whole */
+        /* the root's own page comes first and alone: a root missing on Gen2 is made first */
         g2node n;
         char why[700] = "";
         int h = g2_head(b, b->root, &n, why, sizeof why);
@@ -623,9 +612,7 @@ static int bf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             snprintf(err, errlen, "%s", why);
             return -1;
         }
-        if (!n.exists || !n.dir) {
-            if (add_covered(b, b->root) != 0 || request_copy(b, b->root, 0, true, err, errlen) != 0) return -1;
-        }
+        if ((!n.exists || !n.dir) && request_copy(b, b->root, 0, true, err, errlen) != 0) return -1;
         b->root_done = true;
     }
     size_t dl = strlen(d->path);
@@ -659,15 +646,13 @@ static json_t *bf_save(void *ud)
 {
     backfill *b = ud;
     pthread_mutex_lock(&b->mu);
-    json_t *o = json_array(), *c = json_array();
+    json_t *o = json_array();
     for (size_t i = 0; i < b->no && o; i++)
         json_array_append_new(o, json_pack("{s:I,s:s,s:I,s:b}", "seq", (json_int_t)b->o[i].seq, "path", b->o[i].path,
                                            "len", (json_int_t)b->o[i].len, "dir", b->o[i].dir));
-    for (size_t i = 0; i < b->ncov && c; i++) json_array_append_new(c, json_string(b->cov[i]));
-    json_t *s = json_pack("{s:s,s:b,s:o,s:o,s:O,s:[IIIIIIIIIIIII],s:f}", "owner", b->owner, "root_done",
-                          b->root_done, "outstanding", o, "covered", c, "failures", b->failures, "counts",
+    json_t *s = json_pack("{s:s,s:b,s:o,s:O,s:[IIIIIIIIII],s:f}", "owner", b->owner, "root_done",
+                          b->root_done, "outstanding", o, "failures", b->failures, "counts",
                           (json_int_t)b->copied_files, (json_int_t)b->copied_dirs, (json_int_t)b->copied_bytes,
-                          (json_int_t)b->in_dir_files, (json_int_t)b->in_dir_dirs, (json_int_t)b->in_dir_bytes,
                           (json_int_t)b->equal_files, (json_int_t)b->equal_bytes, (json_int_t)b->newer_files,
                           (json_int_t)b->failed, (json_int_t)b->present_dirs, (json_int_t)b->requested,
                           (json_int_t)b->retries, "seconds", b->prev_seconds + 0.0);
@@ -679,25 +664,26 @@ static int bf_load(void *ud, const json_t *st)
 {
     backfill *b = ud;
     const char *owner = json_string_value(json_object_get(st, "owner"));
-    json_t *o = json_object_get(st, "outstanding"), *c = json_object_get(st, "covered");
+    json_t *o = json_object_get(st, "outstanding");
     json_t *f = json_object_get(st, "failures"), *n = json_object_get(st, "counts");
-    if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(c) || !json_is_array(f) ||
-        json_array_size(n) != 13)
+    if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(f) || json_array_size(n) != 10)
         return -1;
     snprintf(b->owner, sizeof b->owner, "%s", owner);
+    /* the same run again: its lease (a killed run's may still hold the tree for a while) */
+    char err[800];
+    if (lease_begin(b, err, sizeof err) != 0) {
+        fprintf(stderr, "dualpipe backfill: %s\n", err);
+        return -1;
+    }
     b->root_done = json_is_true(json_object_get(st, "root_done"));
     b->prev_seconds = json_real_value(json_object_get(st, "seconds"));
-    uint64_t *v[13] = {&b->copied_files, &b->copied_dirs, &b->copied_bytes, &b->in_dir_files, &b->in_dir_dirs,
-                       &b->in_dir_bytes, &b->equal_files, &b->equal_bytes, &b->newer_files, &b->failed,
+    uint64_t *v[10] = {&b->copied_files, &b->copied_dirs, &b->copied_bytes, &b->equal_files, &b->equal_bytes, &b->newer_files, &b->failed,
                        &b->present_dirs, &b->requested, &b->retries};
-    for (size_t i = 0; i < 13; i++) *v[i] = (uint64_t)json_integer_value(json_array_get(n, i));
+    for (size_t i = 0; i < 10; i++) *v[i] = (uint64_t)json_integer_value(json_array_get(n, i));
     json_decref(b->failures);
     b->failures = json_deep_copy(f);
     size_t i;
     json_t *e;
-    json_array_foreach(c, i, e) {
-        if (!json_is_string(e) || add_covered(b, json_string_value(e)) != 0) return -1;
-    }
     json_array_foreach(o, i, e) {
         const char *p = json_string_value(json_object_get(e, "path"));
         char *pd = p ? strdup(p) : NULL;
@@ -714,12 +700,6 @@ static int bf_load(void *ud, const json_t *st)
         b->o[b->no++] = (outst){.seq = (uint64_t)json_integer_value(json_object_get(e, "seq")), .path = pd,
                                 .len = (uint64_t)json_integer_value(json_object_get(e, "len")),
                                 .dir = json_is_true(json_object_get(e, "dir"))};
-    }
-    /* the same run again: its lease (a killed run's may still hold the tree for a while) */
-    char err[800];
-    if (lease_begin(b, err, sizeof err) != 0) {
-        fprintf(stderr, "dualpipe backfill: %s\n", err);
-        return -1;
     }
     return 0;
 }
@@ -750,12 +730,8 @@ static void print_text(const json_t *rep, FILE *out)
     put_safe(out, json_string_value(json_object_get(rep, "root")));
     fprintf(out, " (run %s)\n\n", json_string_value(json_object_get(rep, "run")));
     fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes")), b1, sizeof b1);
-    fprintf(out, "  copied          %" JSON_INTEGER_FORMAT " files (%s), %" JSON_INTEGER_FORMAT " directories",
+    fprintf(out, "  copied          %" JSON_INTEGER_FORMAT " files (%s), %" JSON_INTEGER_FORMAT " directories\n",
             json_integer_value(json_object_get(cp, "files")), b1, json_integer_value(json_object_get(cp, "dirs")));
-    json_int_t idf = json_integer_value(json_object_get(cp, "files_in_dirs"));
-    fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes_in_dirs")), b1, sizeof b1);
-    fprintf(out, " copied whole, holding %" JSON_INTEGER_FORMAT " files (%s) and %" JSON_INTEGER_FORMAT
-            " directories\n", idf, b1, json_integer_value(json_object_get(cp, "dirs_in_dirs")));
     fmt_bytes((uint64_t)json_integer_value(json_object_get(eq, "bytes")), b1, sizeof b1);
     fprintf(out, "  skipped-equal   %" JSON_INTEGER_FORMAT " files (%s); %" JSON_INTEGER_FORMAT
             " directories already there\n",
@@ -809,7 +785,7 @@ static void usage(FILE *out)
             "  --threads N          parallel listings and Gen2 look-ups (default 4)\n"
             "  --ops-per-sec N      at most N Gen1 listing requests per second (default: no limit)\n"
             "  --bytes-per-sec N    at most N bytes of files per second handed to the daemon to copy\n"
-            "                       (default: no limit; directories copied whole go at the applier's pace)\n"
+            "                       (default: no limit)\n"
             "  --max-pending N      copies handed to the daemon and not finished, at most (default 64)\n"
             "  --page-size N        entries per Gen1 listing page on the adls dialect (default 1000)\n"
             "  --retries N          tries again after a failed request, with backoff (default 5)\n"
@@ -938,13 +914,11 @@ static int admin_base(const bf_args *a, const dp_config *c, char *base, size_t c
 
 static json_t *report(backfill *b, const walk_stats *ws, double secs)
 {
-    uint64_t files = b->copied_files + b->in_dir_files, bytes = b->copied_bytes + b->in_dir_bytes;
-    return json_pack("{s:s,s:s,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I},s:{s:I,s:O},s:I,s:I,s:I,s:f,s:f,"
+    uint64_t files = b->copied_files, bytes = b->copied_bytes;
+    return json_pack("{s:s,s:s,s:{s:I,s:I,s:I},s:{s:I,s:I},s:{s:I},s:{s:I,s:O},s:I,s:I,s:I,s:f,s:f,"
                      "s:f,s:{s:I,s:I,s:I,s:I,s:b}}",
                      "root", b->root, "run", b->owner, "copied", "files", (json_int_t)b->copied_files, "bytes",
-                     (json_int_t)b->copied_bytes, "dirs", (json_int_t)b->copied_dirs, "files_in_dirs",
-                     (json_int_t)b->in_dir_files, "bytes_in_dirs", (json_int_t)b->in_dir_bytes, "dirs_in_dirs",
-                     (json_int_t)b->in_dir_dirs, "skipped_equal", "files", (json_int_t)b->equal_files, "bytes",
+                     (json_int_t)b->copied_bytes, "dirs", (json_int_t)b->copied_dirs, "skipped_equal", "files", (json_int_t)b->equal_files, "bytes",
                      (json_int_t)b->equal_bytes, "skipped_newer", "files", (json_int_t)b->newer_files, "failed",
                      "count", (json_int_t)b->failed, "items", b->failures, "dirs_present",
                      (json_int_t)b->present_dirs, "bytes", (json_int_t)bytes, "copies_requested",
@@ -1107,8 +1081,6 @@ out:
     if (b.g2) gen2c_free(b.g2);
     for (size_t i = 0; i < b.no; i++) free(b.o[i].path);
     free(b.o);
-    for (size_t i = 0; i < b.ncov; i++) free(b.cov[i]);
-    free(b.cov);
     for (int i = 0; i < b.npool; i++) curl_easy_cleanup(b.pool[i]);
     json_decref(b.failures);
     pthread_cond_destroy(&pl.cv);

@@ -255,8 +255,12 @@ static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
         free(path);
         return st;
     }
+    dbuf v;
+    dbuf_init(&v, 64);
+    bool node = qget(query, "node", &v) == 1 && strcmp(v.data, "1") == 0;
+    dbuf_free(&v);
     uint64_t seq = 0;
-    int rc = pipe_resync(p, path, &seq);
+    int rc = pipe_resync_node(p, path, node, &seq);
     if (rc == -ESHUTDOWN) st = fail(out, 503, "the proxy is stopping");
     else if (rc != 0) st = fail(out, 503, "the journal cannot take the copy of %s: %s", path, strerror(-rc));
     else {

@@ -4,7 +4,7 @@
  *
  *   POST /admin/backfill/begin?root=/p&owner=ID   take the lease on the tree /p for run ID: 409 while
  *                                                 another run holds an overlapping tree
- *   POST /admin/backfill/copy?owner=ID&path=/p/f  journal a RESYNC of /p/f (pipe_resync): the copy is
+ *   POST /admin/backfill/copy?owner=ID&path=/p/f  journal a RESYNC of /p/f (pipe_resync_node): the copy is
  *                                                 made by the applier from Gen1's newest state, in
  *                                                 journal order with the live writes of that path
  *   GET  /admin/backfill/state?owner=ID&seqs=1,2  what became of those records: done (gone from the

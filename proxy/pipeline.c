@@ -1514,12 +1514,19 @@ int pipe_drop(pipeline *p, uint64_t seq)
 
 int pipe_resync(pipeline *p, const char *path, uint64_t *seq)
 {
+    return pipe_resync_node(p, path, false, seq);
+}
+
+int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *seq)
+{
     if (!path || path[0] != '/') return -EINVAL;
     pthread_mutex_lock(&p->mu);
     bool stopped = p->stopped;
     pthread_mutex_unlock(&p->mu);
     if (stopped) return -ESHUTDOWN;
-    jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path};
+    whreq_param node = {.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
+    jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path, .params = node_only ? &node : NULL,
+                       .nparams = node_only ? 1 : 0};
     int rc = jnl_append(p->j, &in, resync_durable, p, seq);
     if (rc != 0) return rc;
     /* A RESYNC record waits for no primary answer: state RESYNC at once, so that the resync gate does

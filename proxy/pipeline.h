@@ -143,6 +143,12 @@ int pipe_retry(pipeline *p, uint64_t seq, unsigned *n);
 int pipe_drop(pipeline *p, uint64_t seq);
 /** Queue a resync of path (a RESYNC record; the applier copies it from Gen1). 0 and *seq, or -errno. */
 int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
+/**
+ * The same with node_only: a directory is copied without its subtree (created or updated in place with
+ * its metadata; its entries are neither copied nor swept): `dualpipe backfill` copies the entries one
+ * by one after it. The record carries the parameter APPLY_RESYNC_NODE_ONLY (applier.h).
+ */
+int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *seq);
 
 /** The applier (admin /admin/status) and the journal (metrics). */
 applier *pipe_applier(pipeline *p);
