@@ -7,7 +7,7 @@ which returns once the daemon has finished every copy it asked for):
 
   small/per-file  --small N files of --small-size bytes in a directory Gen2 already has: one
                   journaled resync per file (the path a partly copied tree takes)
-  small/whole-dir the same in a directory Gen2 lacks: one resync copies the directory whole
+  small/new-dir   the same in a directory Gen2 lacks (a node-only resync of it first)
   large           --large N files of --large-mib MiB in a directory Gen2 already has
 
   DUALPIPE=build/bin/dualpipe DUALPIPE_EMU=build/bin/dualpipe-emu python3 bench/backfill-rate.py \\
@@ -101,11 +101,11 @@ def main():
         assert rep["copied"]["files"] == a.small, rep
         print("%s small/per-file: %d files of %d B in %.2f s: %.0f files/s (%.2f MB/s)" %
               (a.dialect, a.small, a.small_size, wall, a.small / wall, a.small * a.small_size / wall / 1e6))
-        # small files, whole directory: Gen2 lacks it
-        put_files(s, ["/wholedir/f%06d" % i for i in range(a.small)], a.small_size)
-        rep, wall = run(s, cfg_path, "/wholedir", a.max_pending, tmp)
-        assert rep["copied"]["files_in_dirs"] == a.small, rep
-        print("%s small/whole-dir: %d files of %d B in %.2f s: %.0f files/s" %
+        # small files in a directory Gen2 lacks
+        put_files(s, ["/newdir/f%06d" % i for i in range(a.small)], a.small_size)
+        rep, wall = run(s, cfg_path, "/newdir", a.max_pending, tmp)
+        assert rep["copied"]["files"] == a.small and rep["copied"]["dirs"] == 1, rep
+        print("%s small/new-dir: %d files of %d B in %.2f s: %.0f files/s" %
               (a.dialect, a.small, a.small_size, wall, a.small / wall))
         # large files
         r = s.proxy.webhdfs("PUT", "/large", "MKDIRS")

@@ -347,15 +347,18 @@ static void st_list(aop *p)
     dbuf_free(&extra);
 }
 
-/* The copy's root of a node-only resync (pipe_resync_node): the directory without its entries. */
+/* A node-only resync (pipe_resync_node): a directory root is copied without its entries. */
+static bool req_node_only(const apply_req *r)
+{
+    for (int i = 0; i < r->nparams; i++)
+        if (r->params[i].name && strcmp(r->params[i].name, APPLY_RESYNC_NODE_ONLY) == 0) return true;
+    return false;
+}
+
+/* This piece copies the root of a node-only resync. */
 static bool node_only_root(const aop *p)
 {
-    const aop *owner = ap_resync_owner(p->job);
-    const apply_req *r = owner->req;
-    bool flag = false;
-    for (int i = 0; i < r->nparams && !flag; i++)
-        flag = r->params[i].name && strcmp(r->params[i].name, APPLY_RESYNC_NODE_ONLY) == 0;
-    return flag && strcmp(p->req->path, p->job->root) == 0;
+    return req_node_only(ap_resync_owner(p->job)->req) && strcmp(p->req->path, p->job->root) == 0;
 }
 
 static void st_dir_meta(aop *p)
@@ -855,7 +858,13 @@ static void rs_copied(aop *op)
 {
     applier *a = op->a;
     const char *root = op->rs_roots[op->rs_i];
-    if (a->gate) {
+    /* A node-only copy of a directory (or of a root Gen1 no longer has) covers nothing below its root,
+     * so it records no cover (the records of its entries, journaled after it, still apply) and is not
+     * redone for writes below it: the path's epoch counts those. The writes of the directory itself
+     * it may have read early are metadata operations, applied again after it with the same result.
+     * A root that turned out to be a file takes the gate as any resync (an APPEND is not idempotent). */
+    bool node_dir = req_node_only(op->req) && op->rs && op->rs->files == 0;
+    if (a->gate && !node_dir) {
         bool busy = false;
         uint64_t e2 = a->gate(a->gate_ud, root, &busy);
         if (busy || e2 != op->rs_e1) {

@@ -7,6 +7,7 @@
   then both stores are equal, the writers' data reached Gen1 once each, and no write was lost on Gen2
   (both dialects);
 - an incremental second run copies nothing (every file skipped as equal, no Gen2 write);
+- a directory Gen2 lacks, with many entries copied right after it: all copied, a rerun finds all equal;
 - kill -9 of a backfill, then the same command resumes from its cursor (its lease taken back at once)
   without copying finished files again;
 - bad input: a path outside every mapping, a second backfill of an overlapping tree while one runs
@@ -212,6 +213,29 @@ class Backfill(BackfillBase):
 
 class BackfillHadoop(Backfill):
     dialect = "hadoop"
+
+
+class BackfillNewDirectory(BackfillBase):
+    def test_many_entries_in_a_directory_gen2_lacks(self):
+        """The directory's node-only copy and its entries' copies are journaled close together: the
+        entries are still copied (the directory's copy covers none of them), and a rerun finds all equal."""
+        s = self.s
+        self.mkdir("/data")
+        self.mkdir("/data/fresh")
+        for i in range(40):
+            self.put("/data/fresh/f%02d" % i, b"n" * (i * 10))
+        self.mkdir("/data/fresh/inner")
+        self.put("/data/fresh/inner/x", b"x")
+        p, rep = self.backfill("/data", "--max-pending", "256")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(rep["copied"]["files"], 41, rep)
+        self.assertEqual(rep["copied"]["dirs"], 3, rep)     # /data, fresh, inner
+        s.wait_drained()
+        s.assert_same(self, "/data")
+        p, rep = self.backfill("/data")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(rep["copies_requested"], 0, rep)
+        self.assertEqual(rep["skipped_equal"]["files"], 41, rep)
 
 
 class BackfillResume(BackfillBase):
