@@ -490,6 +490,11 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
         free(p);
         return 1;
     }
+    if (!p[0]) { /* a filesystem's root: always there, a directory */
+        n->exists = n->dir = true;
+        free(p);
+        return 0;
+    }
     int rc = -1;
     unsigned wait_ms = 200;
     for (unsigned attempt = 0;; attempt++) {
