@@ -59,6 +59,7 @@ enum { BF_OK = 0, BF_FAILED = 1, BF_USAGE = 2, BF_SOME_FAILED = 3 };
 #define BF_STATE_BATCH 300      /* seqs per state request (the admin target is at most 8 KiB) */
 #define BF_HTTP_TIMEOUT_S 30L
 #define BF_CURL_POOL 80
+#define BF_HEARTBEAT_S 5.0      /* the lease lasts BF_LEASE_S (30 s) after the run's last call */
 
 typedef struct bf_args {
     const char *config, *cursor, *json, *admin, *path;
@@ -92,6 +93,7 @@ typedef struct backfill {
     json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
     double tb_next;                 /* bytes/s limiter: when the next copy may be requested */
     bool began;
+    double last_call;               /* mono() of the last lease-keeping call */
     char fatal[1000];               /* the poller's or a worker's reason to give up */
     /* curl handles for the admin calls (keep-alive) */
     pthread_mutex_t cmu;
@@ -259,6 +261,7 @@ static int lease_begin(backfill *b, char *err, size_t errlen)
     if (st == 200) {
         pthread_mutex_lock(&b->mu);
         b->began = true;
+        b->last_call = mono();
         pthread_mutex_unlock(&b->mu);
         rc = 0;
     } else if (st != 0) {
@@ -299,13 +302,21 @@ static int poll_once(backfill *b)
     dbuf_init(&out, 8u << 20);
     int rc = 0;
     pthread_mutex_lock(&b->mu);
-    size_t n = !b->began ? 0 : b->no < BF_STATE_BATCH ? b->no : BF_STATE_BATCH; /* a resumed run: lease first */
+    size_t n = b->no < BF_STATE_BATCH ? b->no : BF_STATE_BATCH;
+    bool began = b->began; /* a resumed run takes its lease before it asks */
+    /* with nothing out, an empty question every BF_HEARTBEAT_S keeps the lease (a run waiting in its
+     * --bytes-per-sec limit makes no other call) */
+    double now = mono();
+    bool ask = began && (n > 0 || now - b->last_call >= BF_HEARTBEAT_S);
     int qr = dbuf_printf(&q, "/admin/backfill/state?owner=%s&seqs=", b->owner);
     for (size_t i = 0; i < n && qr == 0; i++) qr = dbuf_printf(&q, "%s%" PRIu64, i ? "," : "", b->o[i].seq);
+    if (ask) b->last_call = now;
     pthread_mutex_unlock(&b->mu);
-    if (n == 0 || qr != 0) goto out;
+    if (!ask || qr != 0) goto out;
     char err[700] = "";
     long st = admin_call(b, "GET", q.data, &out, err, sizeof err);
+    if (st == 409 && lease_begin(b, err, sizeof err) == 0) /* the lease lapsed and nobody took the tree */
+        st = admin_call(b, "GET", q.data, &out, err, sizeof err);
     json_t *j = st == 200 && out.data ? json_loads(out.data, 0, NULL) : NULL;
     json_t *arr = json_object_get(j, "states");
     pthread_mutex_lock(&b->mu);
@@ -411,6 +422,11 @@ static int request_copy(backfill *b, const char *path, uint64_t len, bool dir, c
         goto out;
     }
     long st = admin_call(b, "POST", q.data, &out, err, errlen);
+    if (st == 409 && lease_begin(b, err, errlen) == 0) /* the lease lapsed and nobody took the tree */
+        st = admin_call(b, "POST", q.data, &out, err, errlen);
+    pthread_mutex_lock(&b->mu);
+    b->last_call = mono();
+    pthread_mutex_unlock(&b->mu);
     json_t *j = st == 200 && out.data ? json_loads(out.data, 0, NULL) : NULL;
     json_int_t seq = json_integer_value(json_object_get(j, "seq"));
     json_decref(j);
