@@ -624,7 +624,10 @@ static int bf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
     (void)w;
     (void)last;
     backfill *b = ud;
-    if (!b->root_done) {
+    pthread_mutex_lock(&b->mu);
+    bool root_done = b->root_done;
+    pthread_mutex_unlock(&b->mu);
+    if (!root_done) {
         /* the root's own page comes first and alone: a root missing on Gen2 is made first */
         g2node n;
         char why[700] = "";
@@ -634,7 +637,9 @@ static int bf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             return -1;
         }
         if ((!n.exists || !n.dir) && request_copy(b, b->root, 0, true, err, errlen) != 0) return -1;
+        pthread_mutex_lock(&b->mu);
         b->root_done = true;
+        pthread_mutex_unlock(&b->mu);
     }
     size_t dl = strlen(d->path);
     for (int i = 0; i < page->n; i++) {
@@ -689,17 +694,22 @@ static int bf_load(void *ud, const json_t *st)
     json_t *f = json_object_get(st, "failures"), *n = json_object_get(st, "counts");
     if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(f) || json_array_size(n) != 10)
         return -1;
+    /* the poller runs already (it waits for the lease): every field under mu */
+    pthread_mutex_lock(&b->mu);
     snprintf(b->owner, sizeof b->owner, "%s", owner);
+    pthread_mutex_unlock(&b->mu);
     /* the same run again: its lease (a killed run's may still hold the tree for a while) */
     char err[800];
     if (lease_begin(b, err, sizeof err) != 0) {
         fprintf(stderr, "dualpipe backfill: %s\n", err);
         return -1;
     }
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
     b->root_done = json_is_true(json_object_get(st, "root_done"));
     b->prev_seconds = json_real_value(json_object_get(st, "seconds"));
-    uint64_t *v[10] = {&b->copied_files, &b->copied_dirs, &b->copied_bytes, &b->equal_files, &b->equal_bytes, &b->newer_files, &b->failed,
-                       &b->present_dirs, &b->requested, &b->retries};
+    uint64_t *v[10] = {&b->copied_files, &b->copied_dirs, &b->copied_bytes, &b->equal_files, &b->equal_bytes,
+                       &b->newer_files,  &b->failed,      &b->present_dirs, &b->requested,   &b->retries};
     for (size_t i = 0; i < 10; i++) *v[i] = (uint64_t)json_integer_value(json_array_get(n, i));
     json_decref(b->failures);
     b->failures = json_deep_copy(f);
@@ -708,21 +718,22 @@ static int bf_load(void *ud, const json_t *st)
     json_array_foreach(o, i, e) {
         const char *p = json_string_value(json_object_get(e, "path"));
         char *pd = p ? strdup(p) : NULL;
-        if (!pd) return -1;
-        if (b->no == b->co) {
+        outst *no = NULL;
+        if (pd && b->no == b->co) {
             size_t nc = b->co ? b->co * 2 : 64;
-            outst *no = realloc(b->o, nc * sizeof *no);
-            if (!no) {
-                free(pd);
-                return -1;
-            }
-            b->o = no, b->co = nc;
+            if ((no = realloc(b->o, nc * sizeof *no))) b->o = no, b->co = nc;
+        }
+        if (!pd || b->no == b->co) {
+            free(pd);
+            rc = -1;
+            break;
         }
         b->o[b->no++] = (outst){.seq = (uint64_t)json_integer_value(json_object_get(e, "seq")), .path = pd,
                                 .len = (uint64_t)json_integer_value(json_object_get(e, "len")),
                                 .dir = json_is_true(json_object_get(e, "dir"))};
     }
-    return 0;
+    pthread_mutex_unlock(&b->mu);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- report */
