@@ -1060,8 +1060,10 @@ int backfill_main(int argc, char **argv)
     err[0] = 0;
     walk_result wr = walk_run(&wo, &ws, err, sizeof err);
     if (wr != WALK_DONE) {
+        /* a cursor the walker refused is not one to resume from (its message says what to do) */
+        bool resumable = ar.cursor && !strstr(err, "cursor file");
         fprintf(stderr, "dualpipe backfill: %s%s\n", err[0] ? err : "interrupted",
-                ar.cursor ? "; the same command resumes from the cursor" : "");
+                resumable ? "; the same command resumes from the cursor" : "");
         goto out;
     }
     /* the walk is over: wait for the copies still out */

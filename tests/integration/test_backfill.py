@@ -10,7 +10,7 @@
 - a directory Gen2 lacks, with many entries copied right after it: all copied, a rerun finds all equal;
 - kill -9 of a backfill, then the same command resumes from its cursor (its lease taken back at once)
   without copying finished files again;
-- bad input: a path outside every mapping, a second backfill of an overlapping tree while one runs
+- bad input: a path outside every mapping, an unreadable cursor, a second backfill of an overlapping tree while one runs
   (refused), Gen2 failing mid-run and Gen1 failing mid-run (the run stops with a cursor; the rerun
   completes and both stores are equal).
 """
@@ -289,6 +289,17 @@ class BackfillBadInput(BackfillBase):
         p = subprocess.run([DUALPIPE, "backfill", "--help"], capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 0)
         self.assertIn("--max-pending", p.stdout)
+
+    def test_unreadable_cursor(self):
+        self.mkdir("/data")
+        cursor = os.path.join(self.tmp, "bad.cursor")
+        with open(cursor, "w") as f:
+            f.write("this is not a cursor\n")
+        p, _ = self.backfill("/data", "--cursor", cursor)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not a dualpipe walk cursor", p.stderr)
+        self.assertNotIn("resumes from the cursor", p.stderr)
+        self.assertTrue(os.path.exists(cursor))      # left for the operator to look at
 
     def test_second_backfill_refused_then_gen2_and_gen1_failing(self):
         s = self.s
