@@ -19,8 +19,8 @@
  *
  * The run holds a lease on PATH in the daemon (a second run over an overlapping tree is refused). At
  * most --max-pending copies are outstanding; a poller thread asks the daemon what became of them.
- * The walker's cursor carries this file's state (run id, counts, outstanding copies), so a killed run resumes with the same lease and without copying finished files again
- * (they are equal by then).
+ * The walker's cursor carries this file's state (run id, counts, outstanding copies), so a killed
+ * run resumes with the same lease and without copying finished files again (they are equal by then).
  *
  * Exit status: 0 done, nothing failed; 3 done, some copies failed (see the report); 1 failed or
  * interrupted (resumable with --cursor); 2 usage error.
@@ -517,7 +517,8 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
         sync_call s = {.done = false};
         pthread_mutex_init(&s.mu, NULL);
         pthread_cond_init(&s.cv, NULL);
-        gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = sync_done, .ud = &s};
+        gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = sync_done,
+                           .ud = &s};
         bool sent = gen2c_send(b->g2, &call) == 0;
         if (sent) {
             pthread_mutex_lock(&s.mu);
@@ -692,7 +693,8 @@ static int bf_load(void *ud, const json_t *st)
     const char *owner = json_string_value(json_object_get(st, "owner"));
     json_t *o = json_object_get(st, "outstanding");
     json_t *f = json_object_get(st, "failures"), *n = json_object_get(st, "counts");
-    if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(f) || json_array_size(n) != 10)
+    if (!owner || strlen(owner) >= sizeof b->owner || !json_is_array(o) || !json_is_array(f) ||
+        json_array_size(n) != 10)
         return -1;
     /* the poller runs already (it waits for the lease): every field under mu */
     pthread_mutex_lock(&b->mu);
@@ -950,7 +952,8 @@ static json_t *report(backfill *b, const walk_stats *ws, double secs)
     return json_pack("{s:s,s:s,s:{s:I,s:I,s:I},s:{s:I,s:I},s:{s:I},s:{s:I,s:O},s:I,s:I,s:I,s:f,s:f,"
                      "s:f,s:{s:I,s:I,s:I,s:I,s:b}}",
                      "root", b->root, "run", b->owner, "copied", "files", (json_int_t)b->copied_files, "bytes",
-                     (json_int_t)b->copied_bytes, "dirs", (json_int_t)b->copied_dirs, "skipped_equal", "files", (json_int_t)b->equal_files, "bytes",
+                     (json_int_t)b->copied_bytes, "dirs", (json_int_t)b->copied_dirs, "skipped_equal", "files",
+                     (json_int_t)b->equal_files, "bytes",
                      (json_int_t)b->equal_bytes, "skipped_newer", "files", (json_int_t)b->newer_files, "failed",
                      "count", (json_int_t)b->failed, "items", b->failures, "dirs_present",
                      (json_int_t)b->present_dirs, "bytes", (json_int_t)bytes, "copies_requested",

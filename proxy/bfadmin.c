@@ -314,7 +314,10 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
         s = *end ? end + 1 : end;
         seen sn = {0};
         int w = jnl_with_entry(pipe_journal(p), (uint64_t)seq, seen_fn, &sn);
-        const char *name = w == -ENOENT ? "done" : w != 0 ? "unknown" : sn.state == JFMT_S_PARKED ? "parked" : "pending";
+        const char *name = w == -ENOENT ? "done"
+                           : w != 0             ? "unknown"
+                           : sn.state == JFMT_S_PARKED ? "parked"
+                                                       : "pending";
         json_t *o = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "state", name);
         if (o && w == 0 && sn.detail[0]) json_object_set_new(o, "detail", json_string(sn.detail));
         if (!o || json_array_append_new(arr, o) != 0) st = fail(out, 500, "out of memory");
