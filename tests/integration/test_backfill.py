@@ -6,6 +6,8 @@
   backfilled while writers create, append, overwrite, rename and delete under it through the proxy;
   then both stores are equal, the writers' data reached Gen1 once each, and no write was lost on Gen2
   (both dialects);
+- a write through the proxy landing between the copy's read of Gen1 and its write to Gen2: the copy is
+  made again from the newest state (the append neither lost nor doubled);
 - an incremental second run copies nothing (every file skipped as equal, no Gen2 write);
 - a directory Gen2 lacks, with many entries copied right after it: all copied, a rerun finds all equal;
 - kill -9 of a backfill, then the same command resumes from its cursor (its lease taken back at once)
@@ -236,6 +238,41 @@ class BackfillNewDirectory(BackfillBase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(rep["copies_requested"], 0, rep)
         self.assertEqual(rep["skipped_equal"]["files"], 41, rep)
+
+
+class BackfillRace(BackfillBase):
+    def test_live_append_during_the_copy_wins(self):
+        """A write through the proxy lands on Gen1 after the backfill's copy read the file and before it
+        reached Gen2 (Gen2 holds the copy's create back): the copy is made again from Gen1's newest
+        state, and the append is neither lost nor applied twice."""
+        s = self.s
+        self.pw("PUT", "/data/r", "MKDIRS")
+        old = b"old-" * 1000
+        self.put("/data/r/x", old)
+        s.wait_drained()
+        s.gen2.fault("method=PUT,op=create-file,action=latency,latency_ms=1500,path=/data/r/,count=1")
+        p = subprocess.Popen(self.cmd("/data/r", json_out=False), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                c = s.gen2.counters()
+                if c.get("requests", {}).get("PUT create-file", 0) >= 1 and c.get("in_flight", 0) >= 1:
+                    break
+                time.sleep(0.02)
+            else:
+                self.fail("the copy never reached Gen2's create: %r" % s.gen2.counters())
+            self.pw("POST", "/data/r/x", "APPEND", b"+live")
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        self.assertEqual(p.returncode, 0, out + err)
+        s.wait_drained()
+        s.assert_same(self, "/data")
+        self.assertEqual(s.g2_read("data/r/x"), old + b"+live")
+        self.assertIn("resync copied again: a write came in meanwhile", s.proxy.read_log())
 
 
 class BackfillResume(BackfillBase):
