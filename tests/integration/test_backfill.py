@@ -284,8 +284,8 @@ class BackfillResume(BackfillBase):
             self.put("/data/many/f%03d" % i, b"m" * 2000)
         s.gen2.admin("DELETE", "/counters")
         cursor = os.path.join(self.tmp, "bf.cursor")
-        # slow enough to be killed in the middle: 2000 B files at 100 kB/s
-        argv = self.cmd("/data", "--cursor", cursor, "--bytes-per-sec", "100000", "--max-pending", "2",
+        # slow enough to be killed in the middle: 120 files of 2000 B at 50 kB/s (4.8 s)
+        argv = self.cmd("/data", "--cursor", cursor, "--bytes-per-sec", "50000", "--max-pending", "2",
                         "--page-size", "10", json_out=False)
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 30
@@ -347,7 +347,7 @@ class BackfillBadInput(BackfillBase):
         self.put("/data/b/x", b"x")
         cursor = os.path.join(self.tmp, "bf.cursor")
         # one thread: /data/a is walked (slowly) before /data/b
-        argv = self.cmd("/data", "--cursor", cursor, "--bytes-per-sec", "20000", "--max-pending", "1",
+        argv = self.cmd("/data", "--cursor", cursor, "--bytes-per-sec", "10000", "--max-pending", "1",
                         "--threads", "1", json_out=False)
         first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
