@@ -90,6 +90,7 @@ typedef struct backfill {
     uint64_t copied_files, copied_dirs, copied_bytes;
     uint64_t equal_files, equal_bytes, newer_files, failed, present_dirs, requested, retries;
     double prev_seconds;            /* of the runs before a resume */
+    double t0;                      /* mono() at this run's start */
     json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
     double tb_next;                 /* bytes/s limiter: when the next copy may be requested */
     bool began;
@@ -682,7 +683,7 @@ static json_t *bf_save(void *ud)
                           (json_int_t)b->copied_files, (json_int_t)b->copied_dirs, (json_int_t)b->copied_bytes,
                           (json_int_t)b->equal_files, (json_int_t)b->equal_bytes, (json_int_t)b->newer_files,
                           (json_int_t)b->failed, (json_int_t)b->present_dirs, (json_int_t)b->requested,
-                          (json_int_t)b->retries, "seconds", b->prev_seconds + 0.0);
+                          (json_int_t)b->retries, "seconds", b->prev_seconds + (mono() - b->t0));
     pthread_mutex_unlock(&b->mu);
     return s;
 }
@@ -997,7 +998,7 @@ int backfill_main(int argc, char **argv)
     g1a *ident = NULL;
     json_t *rep = NULL;
     char *path = NULL, err[1024] = "";
-    double t0 = mono();
+    b.t0 = mono();
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     const char *want = ar.path;
     if (!want) {
@@ -1085,7 +1086,7 @@ int backfill_main(int argc, char **argv)
                 b.fatal[0] ? b.fatal : "interrupted", b.no);
         goto out;
     }
-    double secs = b.prev_seconds + (mono() - t0);
+    double secs = b.prev_seconds + (mono() - b.t0);
     rep = report(&b, &ws, secs);
     if (!rep) {
         fprintf(stderr, "dualpipe backfill: out of memory building the report\n");

@@ -301,6 +301,7 @@ class BackfillResume(BackfillBase):
         p2, rep = self.backfill("/data", "--cursor", cursor)
         self.assertEqual(p2.returncode, 0, p2.stdout + p2.stderr)
         self.assertTrue(rep["walk"]["resumed"], rep)
+        self.assertGreaterEqual(rep["seconds"], 1.9, rep)   # the killed run's time (to its 2 s checkpoint) counts
         self.assertFalse(os.path.exists(cursor))
         s.wait_drained(timeout=60)
         s.assert_same(self, "/data")
