@@ -291,7 +291,7 @@ class BackfillResume(BackfillBase):
         deadline = time.time() + 30
         while time.time() < deadline and not os.path.exists(cursor):
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(2.6)   # past the checkpoint at 2 s (the cursor is first written as the walk starts)
         self.assertIsNone(p.poll(), "finished before the kill")
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
