@@ -50,7 +50,11 @@ class BackfillBase(unittest.TestCase):
             # the writers through the proxy (the emulator's default user and groups)
             f.write("user hdfs %s\ngroup supergroup %s\ngroup hdfs %s\n" % (GUID_HDFS, GUID_SUPER, GUID_HDFSG))
         over = {"gen2": {"identity_map": idmap}, "applier": {"copy_part_bytes": 1 << 20}}
-        self.s = proxylib.Stack(dialect=self.dialect, config=over)
+        try:
+            self.s = proxylib.Stack(dialect=self.dialect, config=over)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)   # tearDown does not run after a failed setUp
+            raise
 
     def tearDown(self):
         try:
