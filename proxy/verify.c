@@ -470,13 +470,37 @@ static int deep_compare(verify *v, walk *w, const char *path, const char *fs, co
         rate_take(v, &v->bytes_next, v->bps, (double)(2 * n));
         char q[160], range[96];
         snprintf(q, sizeof q, "op=OPEN&offset=%" PRIu64 "&length=%" PRIu64 "%s", off, n, v->hadoop ? "" : "&read=true");
+        snprintf(range, sizeof range, "Range: bytes=%" PRIu64 "-%" PRIu64, off, off + n - 1);
+        /* both sides at once: Gen2's chunk is sent first and read while Gen1's is fetched; a failed
+         * first try goes through g2_req's retries */
+        rate_take(v, &v->ops_next, v->g2ops, 1);
+        sync_call s = {.done = false};
+        pthread_mutex_init(&s.mu, NULL);
+        pthread_cond_init(&s.cv, NULL);
+        gen2c_call call = {.method = "GET", .fs = fs, .path = g2path, .query = "", .out = HTTPC_BODY_MEMORY,
+                           .out_max = VF_CHUNK + 1, .done = sync_done, .ud = &s};
+        call.headers[0] = range;
+        bool sent = gen2c_send(v->g2, &call) == 0;
         dbuf_reset(&a);
         rc = g1_get(v, w, path, q, VF_CHUNK + 1, &a, err, errlen);
-        if (rc != WALK_OK) break;
-        snprintf(range, sizeof range, "Range: bytes=%" PRIu64 "-%" PRIu64, off, off + n - 1);
         httpc_resp *r = NULL;
-        rc = g2_req(v, "GET", fs, g2path, NULL, range, VF_CHUNK + 1, &r, err, errlen);
-        if (rc != WALK_OK) break;
+        if (sent) {
+            pthread_mutex_lock(&s.mu);
+            while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+            pthread_mutex_unlock(&s.mu);
+            r = s.resp;
+        }
+        pthread_mutex_destroy(&s.mu);
+        pthread_cond_destroy(&s.cv);
+        if (r && !(r->result == HTTPC_OK && r->status >= 200 && r->status < 300)) {
+            resp_drop(r);
+            r = NULL;
+        }
+        if (rc != WALK_OK) {
+            resp_drop(r);
+            break;
+        }
+        if (!r && (rc = g2_req(v, "GET", fs, g2path, NULL, range, VF_CHUNK + 1, &r, err, errlen)) != WALK_OK) break;
         size_t la = a.len, lb = r->body.len;
         *c1 = crc32c_extend(*c1, a.data, la);
         *c2 = crc32c_extend(*c2, r->body.data, lb);
