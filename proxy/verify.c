@@ -1436,8 +1436,8 @@ static void print_pass(const json_t *p, const char *title, FILE *out)
     fprintf(out, "%s\n", title);
     fprintf(out, "  compared %" PRId64 " (files %" PRId64 ", directories %" PRId64 ")\n", N(c, "compared"),
             N(c, "files"), N(c, "dirs"));
-    fprintf(out, "  content: verified %" PRId64 ", size-only %" PRId64 " (not read: run with --deep)\n",
-            N(c, "content_verified"), N(c, "size_only"));
+    fprintf(out, "  content: verified %" PRId64 ", size-only %" PRId64 "%s\n", N(c, "content_verified"),
+            N(c, "size_only"), N(c, "size_only") ? " (lengths compared, bytes not read: --deep reads them)" : "");
     fprintf(out, "  modification time: verified %" PRId64 ", not recorded on Gen2 %" PRId64 "\n",
             N(c, "mtime_verified"), N(c, "mtime_not_recorded"));
     fprintf(out, "  ACLs compared %" PRId64 ", not compared (under a difference %" PRId64 ", unmapped %" PRId64 ")\n",
