@@ -105,6 +105,27 @@ static void h_meta_status(aop *op, httpc_resp *r)
     meta_from_status(op, r->body.data, r->body.len);
 }
 
+/* The file a CREATE wrote whole: its digest (the spool's SHA-256 of the body, kept by the journal over
+ * restarts) goes to Gen2 with the times (xlate.h XLATE_DIGEST_KEY), for `dualpipe verify`. */
+static void meta_digest(aop *op, const ap_node *n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    static const uint8_t empty[SPOOL_DIGEST_LEN] = {
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+        0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}; /* of "" */
+    const apply_req *q = op->req;
+    if (op->job || !q || q->resync || q->op != WH_OP_CREATE || op->m.is_dir || strcmp(n->g1, q->path) != 0) return;
+    const spool_body *b = q->body;
+    if (b && !b->finished) return;
+    const uint8_t *d = b && b->len ? b->digest : empty;
+    for (int i = 0; i < SPOOL_DIGEST_LEN; i++) {
+        op->m.sha256[2 * i] = hexd[d[i] >> 4];
+        op->m.sha256[2 * i + 1] = hexd[d[i] & 15];
+    }
+    op->m.sha256[64] = 0;
+    op->m.sha256_len = b ? (int64_t)b->len : 0;
+}
+
 /* The node's FileStatus is known: read the ACL too when it has one, then write. */
 static void meta_from_status(aop *op, const char *json, size_t len)
 {
@@ -116,6 +137,7 @@ static void meta_from_status(aop *op, const char *json, size_t len)
         meta_next(op);
         return;
     }
+    meta_digest(op, n);
     if (op->m.acl_bit) {
         ap_g1_get(op, n->g1, "GETACLSTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_acl);
         return;

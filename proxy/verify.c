@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -86,7 +87,7 @@ typedef struct dlist {
 /* Counters of one pass (saved in the cursor). */
 typedef struct vcount {
     uint64_t compared, files, dirs, size_only, content_ok, mtime_ok, mtime_unrecorded, acl_checked, under_diff,
-        not_mapped, bytes_read;
+        not_mapped, bytes_read, digest_recorded, digest_ok;
 } vcount;
 
 /* The Gen2 side of one Gen1 directory being listed: continuation and the entries read but not merged. */
@@ -103,7 +104,7 @@ typedef struct verify {
     gen1c *g1;
     gen2c *g2;
     idm_map *idm;
-    bool hadoop, deep;
+    bool hadoop, deep, digest;
     unsigned g2page, retries;
     double g2ops, bps;
     size_t max_diffs;
@@ -455,24 +456,47 @@ static int g2_acl(verify *v, const char *fs, const char *g2path, xlate_meta *m, 
     return rc;
 }
 
-/* Read both sides of a file of len bytes and compare. *same, *c1, *c2 (CRC-32C of each side). */
-static int deep_compare(verify *v, walk *w, const char *path, const char *fs, const char *g2path, uint64_t len,
-                        bool *same, uint64_t *at, uint32_t *c1, uint32_t *c2, uint64_t *read, char *err, size_t errlen)
+/* What reading a file's content found. */
+typedef struct content {
+    bool same;             /* both sides read: byte for byte equal */
+    uint64_t at;           /* the first differing offset */
+    uint32_t c1, c2;       /* CRC-32C of each side */
+    char h1[65], h2[65];   /* SHA-256 of each side (hex; "" when that side was not read) */
+} content;
+
+static void hex_of(EVP_MD_CTX *x, char out[65])
 {
-    dbuf a, b;
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    out[0] = 0;
+    if (!x || EVP_DigestFinal_ex(x, d, &n) != 1 || n != 32) return;
+    for (unsigned i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Read len bytes of the file from Gen2 and, when both, from Gen1 too, in VF_CHUNK pieces (Gen2's chunk is
+ * fetched while Gen1's is). WALK_OK (*ct), WALK_GONE or WALK_FATAL (err). */
+static int read_content(verify *v, walk *w, const char *path, const char *fs, const char *g2path, uint64_t len,
+                        bool both, content *ct, uint64_t *read, char *err, size_t errlen)
+{
+    dbuf a;
     dbuf_init(&a, VF_CHUNK + 1);
-    dbuf_init(&b, VF_CHUNK + 1);
     int rc = WALK_OK;
-    *same = true;
-    *c1 = *c2 = 0;
+    memset(ct, 0, sizeof *ct);
+    ct->same = true;
+    EVP_MD_CTX *x1 = both ? EVP_MD_CTX_new() : NULL, *x2 = EVP_MD_CTX_new();
+    if ((both && (!x1 || EVP_DigestInit_ex(x1, EVP_sha256(), NULL) != 1)) || !x2 ||
+        EVP_DigestInit_ex(x2, EVP_sha256(), NULL) != 1) {
+        snprintf(err, errlen, "SHA-256 is not available");
+        rc = WALK_FATAL;
+    }
     for (uint64_t off = 0; off < len && rc == WALK_OK; off += VF_CHUNK) {
         uint64_t n = len - off < VF_CHUNK ? len - off : VF_CHUNK;
-        rate_take(v, &v->bytes_next, v->bps, (double)(2 * n));
+        rate_take(v, &v->bytes_next, v->bps, (double)((both ? 2 : 1) * n));
         char q[160], range[96];
         snprintf(q, sizeof q, "op=OPEN&offset=%" PRIu64 "&length=%" PRIu64 "%s", off, n, v->hadoop ? "" : "&read=true");
         snprintf(range, sizeof range, "Range: bytes=%" PRIu64 "-%" PRIu64, off, off + n - 1);
-        /* both sides at once: Gen2's chunk is sent first and read while Gen1's is fetched; a failed
-         * first try goes through g2_req's retries */
+        /* Gen2's chunk is sent first and read while Gen1's is fetched; a failed first try goes through
+         * g2_req's retries */
         rate_take(v, &v->ops_next, v->g2ops, 1);
         sync_call s = {.done = false};
         pthread_mutex_init(&s.mu, NULL);
@@ -482,7 +506,7 @@ static int deep_compare(verify *v, walk *w, const char *path, const char *fs, co
         call.headers[0] = range;
         bool sent = gen2c_send(v->g2, &call) == 0;
         dbuf_reset(&a);
-        rc = g1_get(v, w, path, q, VF_CHUNK + 1, &a, err, errlen);
+        if (both) rc = g1_get(v, w, path, q, VF_CHUNK + 1, &a, err, errlen);
         httpc_resp *r = NULL;
         if (sent) {
             pthread_mutex_lock(&s.mu);
@@ -502,20 +526,57 @@ static int deep_compare(verify *v, walk *w, const char *path, const char *fs, co
         }
         if (!r && (rc = g2_req(v, "GET", fs, g2path, NULL, range, VF_CHUNK + 1, &r, err, errlen)) != WALK_OK) break;
         size_t la = a.len, lb = r->body.len;
-        *c1 = crc32c_extend(*c1, a.data, la);
-        *c2 = crc32c_extend(*c2, r->body.data, lb);
-        *read += la + lb;
-        if (*same && (la != n || lb != n || memcmp(a.data, r->body.data, n) != 0)) {
-            *same = false;
-            size_t k = 0;
-            while (k < la && k < lb && ((const char *)a.data)[k] == ((const char *)r->body.data)[k]) k++;
-            *at = off + k;
+        const char *pa = a.data ? a.data : "", *pb = r->body.data ? r->body.data : "";
+        ct->c2 = crc32c_extend(ct->c2, pb, lb);
+        EVP_DigestUpdate(x2, pb, lb);
+        *read += lb;
+        if (both) {
+            ct->c1 = crc32c_extend(ct->c1, pa, la);
+            EVP_DigestUpdate(x1, pa, la);
+            *read += la;
+            if (ct->same && (la != n || lb != n || memcmp(pa, pb, n) != 0)) {
+                ct->same = false;
+                size_t k = 0;
+                while (k < la && k < lb && pa[k] == pb[k]) k++;
+                ct->at = off + k;
+            }
+        } else if (lb != n) {
+            ct->same = false;
+            ct->at = off + lb;
         }
         resp_drop(r);
     }
+    if (rc == WALK_OK) {
+        if (both) hex_of(x1, ct->h1);
+        hex_of(x2, ct->h2);
+    }
+    EVP_MD_CTX_free(x1);
+    EVP_MD_CTX_free(x2);
     dbuf_free(&a);
-    dbuf_free(&b);
     return rc;
+}
+
+/* After a failed read: true when either side no longer has the file at the length the listing gave. */
+static bool changed_meanwhile(verify *v, walk *w, const char *path, const char *fs, const char *g2path, int64_t len)
+{
+    char e[256];
+    dbuf b;
+    dbuf_init(&b, VF_STATUS_MAX);
+    xlate_meta m;
+    memset(&m, 0, sizeof m);
+    xlate_err xe;
+    int g = g1_get(v, w, path, "op=GETFILESTATUS", VF_STATUS_MAX, &b, e, sizeof e);
+    bool changed = g == WALK_GONE ||
+                   (g == WALK_OK && (xlate_meta_from_filestatus(b.data, b.len, &m, &xe) != 0 || m.length != len));
+    xlate_meta_free(&m);
+    dbuf_free(&b);
+    if (changed) return true;
+    httpc_resp *r = NULL;
+    g = g2_req(v, "HEAD", fs, g2path, NULL, NULL, 0, &r, e, sizeof e);
+    const char *cl = r ? httpc_resp_header(r, "content-length") : NULL;
+    changed = g == WALK_GONE || (g == WALK_OK && (!cl || strtoll(cl, NULL, 10) != len));
+    resp_drop(r);
+    return changed;
 }
 
 /* Compare one path present on both sides: m1 (Gen1's FileStatus), m2 (Gen2's). Differences into l,
@@ -573,39 +634,62 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
     if ((m1->mode & 07777) != (m2->mode & 07777))
         rc |= dlist_add(l, path, D_PERMISSION, "Gen1 %04o, Gen2 %04o", m1->mode & 07777u, m2->mode & 07777u);
     if (m1->is_dir || m1->length != m2->length) return rc ? -1 : 0;
-    /* the stored modification time */
+    /* the stored modification time and the digest the proxy recorded */
     httpc_resp *r = NULL;
     int g = g2_req(v, "HEAD", fs, g2path, NULL, NULL, 0, &r, err, errlen);
     if (g == WALK_FATAL) return -1;
+    bool g1_unchanged = false; /* Gen1's time is the one recorded when the proxy wrote the file */
+    char dig[65] = "";
     if (g == WALK_OK) {
         const char *props = httpc_resp_header(r, "x-ms-properties");
         char val[256];
-        int64_t mt = -1, at = -1, ln = -1;
+        int64_t mt = -1, at = -1, ln = -1, dl = -1;
         if (props && xlate_props_get(props, XLATE_TIMES_KEY, val, sizeof val) == 1 &&
             xlate_times_parse(val, &mt, &at, &ln) == 0 && mt >= 0 && ln == m2->length && m1->has_times) {
             if (mt != m1->mtime_ms)
                 rc |= dlist_add(l, path, D_MTIME, "Gen1 %" PRId64 " ms, Gen2 (dualpipe_times) %" PRId64 " ms",
                                 m1->mtime_ms, mt);
-            else c->mtime_ok++;
+            else c->mtime_ok++, g1_unchanged = true;
         } else {
             c->mtime_unrecorded++;
         }
+        if (props && xlate_props_get(props, XLATE_DIGEST_KEY, val, sizeof val) == 1 &&
+            xlate_digest_parse(val, dig, &dl) == 0 && dl == m2->length)
+            c->digest_recorded++;
+        else
+            dig[0] = 0; /* none, or stale (appended to since) */
         resp_drop(r);
     }
-    if (!v->deep) {
+    bool by_digest = v->digest && dig[0] && g1_unchanged;
+    if (!v->deep && !by_digest) {
         c->size_only++;
         return rc ? -1 : 0;
     }
-    bool same = true;
-    uint64_t at = 0;
-    uint32_t c1 = 0, c2 = 0;
-    g = deep_compare(v, w, path, fs, g2path, (uint64_t)m1->length, &same, &at, &c1, &c2, &c->bytes_read, err, errlen);
-    if (g == WALK_FATAL) return -1;
-    if (g == WALK_GONE) return rc ? -1 : 0; /* vanished meanwhile: the recheck decides */
-    if (same) c->content_ok++;
-    else
-        rc |= dlist_add(l, path, D_CONTENT, "first different byte at offset %" PRIu64 "; CRC-32C Gen1 %08x, Gen2 %08x",
-                        at, c1, c2);
+    content ct;
+    g = read_content(v, w, path, fs, g2path, (uint64_t)m1->length, v->deep, &ct, &c->bytes_read, err, errlen);
+    if (g == WALK_FATAL && !changed_meanwhile(v, w, path, fs, g2path, m1->length)) return -1;
+    if (g != WALK_OK) /* written to or removed while being read (a 416, a short file): the recheck decides */
+        return dlist_add(l, path, D_CONTENT, "changed while being read") != 0 || rc ? -1 : 0;
+    if (!v->deep) { /* Gen2 read, against the digest; Gen1 unchanged since it got the same bytes */
+        if (ct.same && strcmp(ct.h2, dig) == 0) c->digest_ok++;
+        else
+            rc |= dlist_add(l, path, D_CONTENT, "Gen2's bytes are not the ones the proxy wrote: SHA-256 %s, recorded %s",
+                            ct.h2, dig);
+        return rc ? -1 : 0;
+    }
+    if (ct.same && (!dig[0] || strcmp(ct.h1, dig) == 0)) {
+        c->content_ok++;
+        if (dig[0]) c->digest_ok++;
+    } else if (ct.same) {
+        rc |= dlist_add(l, path, D_CONTENT, "both sides hold the same bytes, not the ones the proxy wrote (SHA-256 %s, "
+                        "recorded %s)", ct.h1, dig);
+    } else {
+        const char *who = !dig[0] ? "" : strcmp(ct.h1, dig) == 0 ? "; Gen1 holds what the proxy wrote, Gen2 does not"
+                                       : strcmp(ct.h2, dig) == 0 ? "; Gen2 holds what the proxy wrote, Gen1 does not"
+                                                                 : "; neither holds what the proxy wrote";
+        rc |= dlist_add(l, path, D_CONTENT, "first different byte at offset %" PRIu64 "; CRC-32C Gen1 %08x, Gen2 %08x%s",
+                        ct.at, ct.c1, ct.c2, who);
+    }
     return rc ? -1 : 0;
 }
 
@@ -697,6 +781,7 @@ static void vcount_add(vcount *a, const vcount *b)
     a->content_ok += b->content_ok, a->mtime_ok += b->mtime_ok, a->mtime_unrecorded += b->mtime_unrecorded;
     a->acl_checked += b->acl_checked, a->under_diff += b->under_diff, a->not_mapped += b->not_mapped;
     a->bytes_read += b->bytes_read;
+    a->digest_recorded += b->digest_recorded, a->digest_ok += b->digest_ok;
 }
 
 static void dstate_free(dstate *s)
@@ -931,12 +1016,17 @@ out:
 
 static json_t *vcount_json(const vcount *c)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "compared", (json_int_t)c->compared, "files",
-                     (json_int_t)c->files, "dirs", (json_int_t)c->dirs, "size_only", (json_int_t)c->size_only,
-                     "content_verified", (json_int_t)c->content_ok, "mtime_verified", (json_int_t)c->mtime_ok,
-                     "mtime_not_recorded", (json_int_t)c->mtime_unrecorded, "acl_compared",
-                     (json_int_t)c->acl_checked, "under_a_difference", (json_int_t)c->under_diff, "not_mapped",
-                     (json_int_t)c->not_mapped, "bytes_read", (json_int_t)c->bytes_read);
+    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "compared", (json_int_t)c->compared,
+                          "files", (json_int_t)c->files, "dirs", (json_int_t)c->dirs, "size_only",
+                          (json_int_t)c->size_only, "content_verified", (json_int_t)c->content_ok, "mtime_verified",
+                          (json_int_t)c->mtime_ok, "mtime_not_recorded", (json_int_t)c->mtime_unrecorded,
+                          "acl_compared", (json_int_t)c->acl_checked, "under_a_difference", (json_int_t)c->under_diff,
+                          "not_mapped", (json_int_t)c->not_mapped, "bytes_read", (json_int_t)c->bytes_read);
+    if (j) {
+        json_object_set_new(j, "digest_recorded", json_integer((json_int_t)c->digest_recorded));
+        json_object_set_new(j, "digest_verified", json_integer((json_int_t)c->digest_ok));
+    }
+    return j;
 }
 
 static void vcount_load(vcount *c, const json_t *j)
@@ -945,7 +1035,7 @@ static void vcount_load(vcount *c, const json_t *j)
     L(compared, "compared"); L(files, "files"); L(dirs, "dirs"); L(size_only, "size_only");
     L(content_ok, "content_verified"); L(mtime_ok, "mtime_verified"); L(mtime_unrecorded, "mtime_not_recorded");
     L(acl_checked, "acl_compared"); L(under_diff, "under_a_difference"); L(not_mapped, "not_mapped");
-    L(bytes_read, "bytes_read");
+    L(bytes_read, "bytes_read"); L(digest_recorded, "digest_recorded"); L(digest_ok, "digest_verified");
 #undef L
 }
 
@@ -1212,7 +1302,7 @@ typedef struct vf_args {
     unsigned threads, page, retries;
     double ops, mbps, settle;
     unsigned long max_diffs;
-    bool deep, repair, no_progress;
+    bool deep, digest, repair, no_progress;
 } vf_args;
 
 static void usage(FILE *out)
@@ -1223,7 +1313,10 @@ static void usage(FILE *out)
             "gen1_prefix): missing and extra paths, types, lengths, permissions, owners, groups and ACLs\n"
             "(through gen2.identity_map), the stored modification time, and with --deep the content.\n"
             "Differences seen while the proxy still applies writes there are rechecked once they settle.\n"
-            "  --deep               read both sides and compare the bytes (without it files are size-only)\n"
+            "  --digest             read Gen2's bytes of each file with a digest the proxy recorded when it\n"
+            "                       wrote the file (and Gen1 unchanged since) and check them against it\n"
+            "  --deep               read both sides and compare the bytes (and each with a recorded digest)\n"
+            "                       (without --digest or --deep files are size-only: lengths compared)\n"
             "  --repair             journal a resync of every difference, wait for it, verify again\n"
             "  --json FILE          the full report as JSON (- for stdout)\n"
             "  --cursor FILE        resume file: an interrupted run (Ctrl-C, kill, Gen1 or Gen2 down) resumes\n"
@@ -1289,6 +1382,7 @@ static int parse_args(int argc, char **argv, vf_args *a)
             usage(stdout);
             return -1;
         } else if (strcmp(s, "--deep") == 0) a->deep = true;
+        else if (strcmp(s, "--digest") == 0) a->digest = true;
         else if (strcmp(s, "--repair") == 0) a->repair = true;
         else if (strcmp(s, "--no-progress") == 0) a->no_progress = true;
         else if (takes_value(s) && i + 1 >= argc) {
@@ -1436,8 +1530,10 @@ static void print_pass(const json_t *p, const char *title, FILE *out)
     fprintf(out, "%s\n", title);
     fprintf(out, "  compared %" PRId64 " (files %" PRId64 ", directories %" PRId64 ")\n", N(c, "compared"),
             N(c, "files"), N(c, "dirs"));
-    fprintf(out, "  content: verified %" PRId64 ", size-only %" PRId64 "%s\n", N(c, "content_verified"),
-            N(c, "size_only"), N(c, "size_only") ? " (lengths compared, bytes not read: --deep reads them)" : "");
+    fprintf(out, "  content: verified %" PRId64 " (both sides read), by digest %" PRId64 " (Gen2 read), size-only %"
+            PRId64 "%s\n", N(c, "content_verified"), N(c, "digest_verified"), N(c, "size_only"),
+            N(c, "size_only") ? " (lengths compared, bytes not read: --digest or --deep reads them)" : "");
+    fprintf(out, "  digests recorded by the proxy (current): %" PRId64 "\n", N(c, "digest_recorded"));
     fprintf(out, "  modification time: verified %" PRId64 ", not recorded on Gen2 %" PRId64 "\n",
             N(c, "mtime_verified"), N(c, "mtime_not_recorded"));
     fprintf(out, "  ACLs compared %" PRId64 ", not compared (under a difference %" PRId64 ", unmapped %" PRId64 ")\n",
@@ -1492,6 +1588,7 @@ int verify_main(int argc, char **argv)
     memset(&v, 0, sizeof v);
     v.cfg = &cfg;
     v.deep = ar.deep;
+    v.digest = ar.digest;
     v.g2page = ar.page;
     v.retries = ar.retries;
     v.g2ops = ar.ops;
@@ -1571,8 +1668,8 @@ int verify_main(int argc, char **argv)
     const json_t *fin = second ? second : first;
     print_pass(fin, second ? "dualpipe verify: after repair" : "dualpipe verify", stdout);
     printf("%s: %s\n", path, equal ? "EQUAL" : "NOT EQUAL");
-    rep = json_pack("{s:s,s:s,s:b,s:b,s:b,s:O,s:O*,s:I}", "root", path, "gen1_dialect", v.hadoop ? "hadoop" : "adls",
-                    "deep", ar.deep, "equal", equal, "repair", ar.repair, "result", fin, "before_repair", second ? first : NULL,
+    rep = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:O,s:O*,s:I}", "root", path, "gen1_dialect",
+                    v.hadoop ? "hadoop" : "adls", "digest", ar.digest, "deep", ar.deep, "equal", equal, "repair", ar.repair, "result", fin, "before_repair", second ? first : NULL,
                     "resyncs_queued", (json_int_t)queued);
     if (ar.json) {
         char *js = rep ? json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;

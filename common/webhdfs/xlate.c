@@ -7,6 +7,7 @@
  */
 #include "xlate.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -702,12 +703,26 @@ out:
 /* The times request of a metadata copy (files with times only): appended at out[*n]. */
 static int meta_times_req(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err)
 {
-    if (m->is_dir || !m->has_times) return 0;
-    char v[96];
+    if (m->is_dir || (!m->has_times && !m->sha256[0])) return 0;
+    char v[96], d[128];
     dbuf props;
     dbuf_init(&props, 1024);
-    int rc = xlate_times_format(m->mtime_ms, m->atime_ms, m->length, v, sizeof v);
-    if (rc == 0) rc = xlate_props_put(NULL, XLATE_TIMES_KEY, v, &props, err);
+    int rc = 0;
+    if (m->has_times) {
+        rc = xlate_times_format(m->mtime_ms, m->atime_ms, m->length, v, sizeof v);
+        if (rc == 0) rc = xlate_props_put(NULL, XLATE_TIMES_KEY, v, &props, err);
+    }
+    if (rc == 0 && m->sha256[0]) {
+        rc = xlate_digest_format(m->sha256, m->sha256_len, d, sizeof d);
+        if (rc != 0) xl_fail(err, "bad digest");
+        else {
+            dbuf both; /* xlate_props_put appends to its output: not the buffer it reads */
+            dbuf_init(&both, 1024);
+            rc = xlate_props_put(props.data, XLATE_DIGEST_KEY, d, &both, err);
+            dbuf_free(&props);
+            props = both;
+        }
+    }
     if (rc == 0) rc = xlate_setprops(props.data ? props.data : "", NULL, &out[*n], err);
     dbuf_free(&props);
     if (rc == 0) (*n)++;
@@ -749,6 +764,28 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], i
 }
 
 /* ---- times as a Gen2 property ----------------------------------------------------------------- */
+
+int xlate_digest_format(const char *hex, int64_t len, char *out, size_t cap)
+{
+    if (!hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64 || len < 0) return -1;
+    int w = snprintf(out, cap, "sha256=%s,len=%" PRId64, hex, len);
+    return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
+int xlate_digest_parse(const char *v, char hex[65], int64_t *len)
+{
+    hex[0] = 0;
+    *len = -1;
+    if (!v || strncmp(v, "sha256=", 7) != 0 || strspn(v + 7, "0123456789abcdefABCDEF") != 64 ||
+        strncmp(v + 71, ",len=", 5) != 0)
+        return -1;
+    int64_t x;
+    if (parse_i64(v + 76, &x) != 0 || x < 0) return -1;
+    for (int i = 0; i < 64; i++) hex[i] = (char)tolower((unsigned char)v[7 + i]);
+    hex[64] = 0;
+    *len = x;
+    return 0;
+}
 
 int xlate_times_format(int64_t mtime_ms, int64_t atime_ms, int64_t length, char *out, size_t cap)
 {

@@ -152,6 +152,9 @@ typedef struct xlate_meta {
                               access entries, as HDFS implies them */
     bool has_times;        /* FileStatus carried modificationTime/accessTime */
     int64_t mtime_ms, atime_ms, length;
+    char sha256[65];       /* hex SHA-256 of the file's bytes as the proxy wrote them ("" = none): goes to
+                              XLATE_DIGEST_KEY with sha256_len (set by the caller, not from a FileStatus) */
+    int64_t sha256_len;
 } xlate_meta;
 
 #define XLATE_ACL_SCOPE_MAX 32 /* Gen2 entries per scope (access, default), base entries and mask included */
@@ -165,9 +168,9 @@ int xlate_meta_from_aclstatus(const char *json, size_t len, xlate_meta *m, xlate
  * The requests that make a Gen2 node equal to m: out[0] (setAccessControl) carries x-ms-owner,
  * x-ms-group (when known) and the full x-ms-acl — or, when the ACL is over Gen2's limit (acl_over),
  * x-ms-permissions instead; then (only with a sticky bit and an ACL) a setAccessControl with
- * x-ms-permissions; then, for a file with times, a setProperties whose x-ms-properties holds only
- * XLATE_TIMES_KEY (the proxy sets no other property on Gen2, and this runs on a node the copy just
- * created). *n gets 1 to XLATE_META_REQS.
+ * x-ms-permissions; then, for a file with times or a digest (sha256), a setProperties whose x-ms-properties
+ * holds only XLATE_TIMES_KEY and XLATE_DIGEST_KEY (the proxy sets no other property on Gen2, and this runs
+ * on a node the copy just created). *n gets 1 to XLATE_META_REQS.
  */
 int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err);
 
@@ -181,6 +184,18 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], i
  * Gen1 did not give is left out.
  */
 #define XLATE_TIMES_KEY "dualpipe_times"
+/*
+ * The digest of a file the proxy wrote whole (a CREATE: the SHA-256 the spool computed of the body, which the
+ * journal keeps), as the path property XLATE_DIGEST_KEY: "sha256=<64 hex>,len=<bytes>". Written with the
+ * times by the metadata copy after the CREATE; a later APPEND changes Gen2's length and not the property, so
+ * a digest whose len differs from the file's length is stale (`dualpipe verify` ignores it). A resync's
+ * metadata copy writes no digest (the property is replaced).
+ */
+#define XLATE_DIGEST_KEY "dualpipe_sha256"
+/** Format the value into out. Returns 0 or -1 (too small, or hex not 64 hex digits). */
+int xlate_digest_format(const char *hex, int64_t len, char *out, size_t cap);
+/** Read a value: hex gets the 64 digits (lower case). Returns 0 or -1 (malformed). */
+int xlate_digest_parse(const char *v, char hex[65], int64_t *len);
 /** Format the value (fields < 0 left out) into out. Returns 0 or -1 (too small). */
 int xlate_times_format(int64_t mtime_ms, int64_t atime_ms, int64_t length, char *out, size_t cap);
 /** Read a value (any field may be absent: -1). Returns 0 or -1 for a malformed value. */

@@ -121,11 +121,21 @@ class VerifyEqual(VerifyBase):
         self.assertGreaterEqual(c["acl_compared"], 1)
         self.assertGreaterEqual(c["bytes_read"], 2 * (6 << 20))
         self.assertIn("EQUAL", p.stdout)
-        # without --deep: nothing read, every file size-only (never "verified")
+        self.assertEqual(c["digest_verified"], files - 1)  # every file but the appended one matched its digest
+        # --digest: Gen2 read only, checked against the digest the proxy recorded at the CREATE; the
+        # appended file's digest is stale (its length changed), so that one is size-only
+        p, rep = self.verify("/t", "--digest")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        c = rep["result"]["counts"]
+        self.assertEqual((c["digest_recorded"], c["digest_verified"], c["size_only"], c["content_verified"]),
+                         (files - 1, files - 1, 1, 0))
+        self.assertEqual(c["bytes_read"], 2 * (0 + 10 + 5000 + 70000) + 3)
+        # neither: nothing read, every file size-only (never "verified")
         p, rep = self.verify("/t")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
-        self.assertEqual((c["content_verified"], c["size_only"], c["bytes_read"]), (0, files, 0))
+        self.assertEqual((c["content_verified"], c["digest_verified"], c["size_only"], c["bytes_read"]),
+                         (0, 0, files, 0))
         self.assertIn("size-only %d" % files, p.stdout)
 
     def test_usage_and_bad_input(self):
@@ -147,10 +157,15 @@ class VerifyDifferences(VerifyBase):
         # behind the proxy's back
         g1len = len(s.g1_read("/t/c/g3"))
         data = bytearray(s.g2_read("t/c/g3"))
-        data[777] ^= 0xFF                                  # a changed byte on Gen2 (same length)
+        data[777] ^= 0xFF                                  # a changed byte on Gen2 (same length, same properties)
+        props = s.g2("HEAD", "t/c/g3").header("x-ms-properties")
+        self.assertIn("dualpipe_sha256=", props)           # the digest the proxy recorded at the CREATE
         self.assertEqual(s.g2("PUT", "t/c/g3", "resource=file").status, 201)
         self.assertEqual(s.g2("PATCH", "t/c/g3", "action=append&position=0", bytes(data)).status, 202)
         self.assertEqual(s.g2("PATCH", "t/c/g3", "action=flush&position=%d" % g1len).status, 200)
+        self.assertEqual(s.g2("PATCH", "t/c/g3", "action=setProperties",
+                              headers={"x-ms-properties": props}).status, 200)
+        s.g1("PUT", "/t/c/g1", "CREATE", b"h" * 10, overwrite="true", write="true")  # a changed byte on Gen1
         self.assertEqual(s.g2("DELETE", "t/a/f0").status, 200)                      # missing on Gen2
         self.assertEqual(s.g2("PUT", "t/a/extra", "resource=file").status, 201)      # extra on Gen2
         self.assertEqual(s.g2("DELETE", "t/a/b", "recursive=true").status, 200)      # a type mismatch:
@@ -166,9 +181,18 @@ class VerifyDifferences(VerifyBase):
         self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
         self.assertFalse(rep["equal"])
         found = self.kinds(rep)
-        self.assertTrue(want <= found, "missing %s in %s" % (want - found, found))
+        self.assertTrue(want | {("/t/c/g1", "content")} <= found, "missing %s in %s" % (want - found, found))
         self.assertIn("NOT EQUAL", p.stdout)
-        # without --deep the changed byte cannot be seen (same length): that file is size-only
+        detail = {(d["path"], d["kind"]): d["detail"] for d in rep["result"]["differences"]}
+        self.assertIn("Gen1 holds what the proxy wrote, Gen2 does not", detail[("/t/c/g3", "content")])
+        self.assertIn("Gen2 holds what the proxy wrote, Gen1 does not", detail[("/t/c/g1", "content")])
+        # --digest finds Gen2's changed byte reading Gen2 only; Gen1's shows as its changed time
+        p, rep = self.verify("/t", "--digest")
+        self.assertEqual(p.returncode, 3)
+        found = self.kinds(rep)
+        self.assertTrue({("/t/c/g3", "content"), ("/t/c/g1", "mtime")} <= found, found)
+        self.assertNotIn(("/t/c/g1", "content"), found)
+        # neither: the same-length changes cannot be seen; those files are size-only
         p, rep = self.verify("/t")
         self.assertEqual(p.returncode, 3)
         self.assertNotIn(("/t/c/g3", "content"), self.kinds(rep))

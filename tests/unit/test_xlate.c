@@ -770,7 +770,44 @@ TEST(meta_times_and_acl_limits)
     xlate_meta_free(&m);
 }
 
-TESTS(T(times_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
+TEST(digest_property)
+{
+    const char *h = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"; /* SHA-256 of "abc" */
+    char v[128], small[40], hex[65];
+    int64_t len;
+    ASSERT_EQ_INT(xlate_digest_format(h, 3, v, sizeof v), 0);
+    ASSERT_EQ_STR(v, "sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad,len=3");
+    ASSERT_EQ_INT(xlate_digest_format("abc", 3, v, sizeof v), -1);       /* not 64 hex digits */
+    ASSERT_EQ_INT(xlate_digest_format(h, 3, small, sizeof small), -1);   /* too small */
+    ASSERT_EQ_INT(xlate_digest_parse(v, hex, &len), 0);
+    ASSERT_EQ_STR(hex, h);
+    ASSERT_TRUE(len == 3);
+    ASSERT_EQ_INT(xlate_digest_parse("sha256=BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD,len=0",
+                                     hex, &len), 0);
+    ASSERT_EQ_STR(hex, h); /* lower case */
+    ASSERT_EQ_INT(xlate_digest_parse("sha256=ba78,len=3", hex, &len), -1);
+    ASSERT_EQ_INT(xlate_digest_parse("md5=x,len=3", hex, &len), -1);
+    ASSERT_EQ_INT(xlate_digest_parse("sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad,len=-1",
+                                     hex, &len), -1);
+
+    /* the metadata copy after a CREATE writes the digest next to the times, in one setProperties */
+    xlate_meta m = {0};
+    xlate_err e;
+    xlate_g2req r[XLATE_META_REQS] = {{0}};
+    int n = 0;
+    const char *fs = "{\"FileStatus\":{\"accessTime\":11,\"aclBit\":false,\"group\":\"g\",\"length\":3,"
+                     "\"modificationTime\":22,\"owner\":\"o\",\"permission\":\"640\",\"type\":\"FILE\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs, strlen(fs), &m, &e), 0);
+    snprintf(m.sha256, sizeof m.sha256, "%s", h);
+    m.sha256_len = 3;
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_REQ(&r[1], "PATCH", "action=setProperties", "x-ms-properties: dualpipe_times=bXRpbWU9MjIsYXRpbWU9MTEsbGVuPTM=,dualpipe_sha256=c2hhMjU2PWJhNzgxNmJmOGYwMWNmZWE0MTQxNDBkZTVkYWUyMjIzYjAwMzYxYTM5NjE3N2E5Y2I0MTBmZjYxZjIwMDE1YWQsbGVuPTM=");
+    for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&r[i]);
+    xlate_meta_free(&m);
+}
+
+TESTS(T(times_property), T(digest_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
       T(liststatus_pages), T(liststatus_batch_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
