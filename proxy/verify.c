@@ -10,10 +10,12 @@
  * side has one (both sides normalised by xlate_meta_from_aclstatus, Gen1's names mapped, entries
  * compared as sets), and for files the modification time Gen2 keeps as the dualpipe_times property
  * (only when the property was written for Gen2's current length: a later append makes it stale, and a
- * file without it counts as "mtime not recorded", not as a difference). Content: with --deep both
- * sides are read (chunks of 4 MiB, in parallel over the walker's threads, --mb-per-sec) and compared
- * byte for byte (a CRC-32C of each side goes into the report); without --deep a file whose length,
- * metadata and time agree is counted "size-only", never "verified".
+ * file without it counts as "mtime not recorded", not as a difference). Content: with --digest, Gen2's
+ * bytes of a file whose digest the proxy recorded at its CREATE (xlate.h XLATE_DIGEST_KEY, current for
+ * Gen2's length) and whose Gen1 time is still the recorded one are read and checked against it; with
+ * --deep both sides are read (chunks of 4 MiB, in parallel over the walker's threads, --mb-per-sec) and
+ * compared byte for byte (CRC-32C of each side, and against a recorded digest: which side diverged);
+ * any other file whose length, metadata and time agree is counted "size-only", never "verified".
  *
  * Live writes: a difference seen during the walk is not reported at once. At the end each difference
  * is rechecked on its own (Gen1 GETFILESTATUS, Gen2 HEAD) once the journal holds no pending record of a
