@@ -584,7 +584,7 @@ static bool changed_meanwhile(verify *v, walk *w, const char *path, const char *
 /* Compare one path present on both sides: m1 (Gen1's FileStatus), m2 (Gen2's). Differences into l,
  * counts into c. 0, or -1 (err: a request failed). */
 static int compare_pair(verify *v, walk *w, const char *path, const char *fs, const char *g2path, xlate_meta *m1,
-                        xlate_meta *m2, dlist *l, vcount *c, bool *bad_dir, char *err, size_t errlen)
+                        xlate_meta *m2, httpc_resp *pre, dlist *l, vcount *c, bool *bad_dir, char *err, size_t errlen)
 {
     c->compared++;
     if (m1->is_dir) c->dirs++;
@@ -636,9 +636,13 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
     if ((m1->mode & 07777) != (m2->mode & 07777))
         rc |= dlist_add(l, path, D_PERMISSION, "Gen1 %04o, Gen2 %04o", m1->mode & 07777u, m2->mode & 07777u);
     if (m1->is_dir || m1->length != m2->length) return rc ? -1 : 0;
-    /* the stored modification time and the digest the proxy recorded */
+    /* the stored modification time and the digest the proxy recorded (the HEAD prefetched for the page,
+     * when it was and got an answer) */
     httpc_resp *r = NULL;
-    int g = g2_req(v, "HEAD", fs, g2path, NULL, NULL, 0, &r, err, errlen);
+    int g;
+    if (pre && pre->result == HTTPC_OK && pre->status == 200) r = pre, g = WALK_OK;
+    else if (pre && pre->result == HTTPC_OK && pre->status == 404) g = WALK_GONE;
+    else g = g2_req(v, "HEAD", fs, g2path, NULL, NULL, 0, &r, err, errlen);
     if (g == WALK_FATAL) return -1;
     bool g1_unchanged = false; /* Gen1's time is the one recorded when the proxy wrote the file */
     char dig[65] = "";
@@ -660,7 +664,7 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
             c->digest_recorded++;
         else
             dig[0] = 0; /* none, or stale (appended to since) */
-        resp_drop(r);
+        if (r != pre) resp_drop(r);
     }
     bool by_digest = v->digest && dig[0] && g1_unchanged;
     if (!v->deep && !by_digest) {
@@ -766,7 +770,7 @@ static int check_one(verify *v, walk *w, const char *path, dlist *l, vcount *c, 
     else if (g2 == WALK_GONE) {
         *bad_dir = m1.is_dir;
         rc = dlist_add(l, path, D_MISSING, "only on Gen1 (%s)", m1.is_dir ? "directory" : "file");
-    } else rc = compare_pair(v, w, path, fs, g2path, &m1, &m2, l, c, bad_dir, err, errlen);
+    } else rc = compare_pair(v, w, path, fs, g2path, &m1, &m2, NULL, l, c, bad_dir, err, errlen);
 out:
     xlate_meta_free(&m1);
     xlate_meta_free(&m2);
@@ -869,7 +873,7 @@ static void pw_free(pagework *pw)
 
 /* A Gen1 entry (e1, may be NULL) against a Gen2 entry (e2, may be NULL) of the same name. */
 static int merge_one(verify *v, walk *w, const char *dir, const char *fs, const char *g2dir, const xlate_entry *e1,
-                     const xlate_entry *e2, pagework *pw, char *err, size_t errlen)
+                     const xlate_entry *e2, httpc_resp *pre, pagework *pw, char *err, size_t errlen)
 {
     const char *name = e1 ? e1->name : e2->name;
     char *path = child_path(dir, name);
@@ -893,7 +897,7 @@ static int merge_one(verify *v, walk *w, const char *dir, const char *fs, const 
         rc = dlist_add(&pw->l, path, D_EXTRA, "only on Gen2 (%s)", m2.is_dir ? "directory" : "file");
     } else {
         bool bad = false;
-        rc = compare_pair(v, w, path, fs, g2path, &m1, &m2, &pw->l, &pw->c, &bad, err, errlen);
+        rc = compare_pair(v, w, path, fs, g2path, &m1, &m2, pre, &pw->l, &pw->c, &bad, err, errlen);
         if (bad) pw_bad(pw, path);
     }
     if (rc != 0 && !err[0]) snprintf(err, errlen, "out of memory");
@@ -904,12 +908,119 @@ static int merge_one(verify *v, walk *w, const char *dir, const char *fs, const 
     return rc;
 }
 
+/* The merged entries of one page, compared after their HEADs were prefetched. */
+typedef struct item {
+    int i1;            /* Gen1 page index, or -1 */
+    long i2;           /* index in the directory's Gen2 buffer, or -1 */
+    httpc_resp *pre;   /* the prefetched HEAD of a pair of files (or NULL) */
+} item;
+
+typedef struct items {
+    item *v;
+    size_t n, cap;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned inflight;
+    bool sync_init;
+} items;
+
+static int items_add(items *t, int i1, long i2)
+{
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 64;
+        item *nv = realloc(t->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        t->v = nv, t->cap = nc;
+    }
+    t->v[t->n++] = (item){i1, i2, NULL};
+    return 0;
+}
+
+static void items_free(items *t)
+{
+    for (size_t i = 0; i < t->n; i++) resp_drop(t->v[i].pre);
+    free(t->v);
+    if (t->sync_init) {
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+typedef struct pf_slot {
+    items *t;
+    size_t i;
+} pf_slot;
+
+static void pf_done(void *ud, httpc_resp *r)
+{
+    pf_slot *s = ud;
+    pthread_mutex_lock(&s->t->mu);
+    s->t->v[s->i].pre = r;
+    s->t->inflight--;
+    pthread_cond_broadcast(&s->t->cv);
+    pthread_mutex_unlock(&s->t->mu);
+}
+
+#define VF_PREFETCH 32 /* HEADs in flight per page */
+
+/* Send the HEAD of every pair of files of t at once (at most VF_PREFETCH in flight) and wait for the
+ * answers. A HEAD that could not be sent is left NULL (compare_pair sends it itself). 0 or -1 (memory). */
+static int prefetch(verify *v, const dstate *st, const xlate_listing *page, items *t, const char *fs, const char *g2dir)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < t->n; i++)
+        want += t->v[i].i1 >= 0 && t->v[i].i2 >= 0 && !page->v[t->v[i].i1].is_dir && !st->b[t->v[i].i2].is_dir;
+    if (want == 0) return 0;
+    pf_slot *slots = calloc(t->n, sizeof *slots);
+    char **paths = calloc(t->n, sizeof *paths);
+    if (!slots || !paths) {
+        free(slots);
+        free(paths);
+        return -1;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->sync_init = true;
+    int rc = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const item *x = &t->v[i];
+        if (x->i1 < 0 || x->i2 < 0 || page->v[x->i1].is_dir || st->b[x->i2].is_dir) continue;
+        if (asprintf(&paths[i], "%s%s%s", g2dir, g2dir[0] ? "/" : "", page->v[x->i1].name) < 0) {
+            paths[i] = NULL;
+            rc = -1;
+            break;
+        }
+        rate_take(v, &v->ops_next, v->g2ops, 1);
+        pthread_mutex_lock(&t->mu);
+        while (t->inflight >= VF_PREFETCH) pthread_cond_wait(&t->cv, &t->mu);
+        t->inflight++;
+        pthread_mutex_unlock(&t->mu);
+        slots[i] = (pf_slot){t, i};
+        gen2c_call call = {.method = "HEAD", .fs = fs, .path = paths[i], .query = "", .out = HTTPC_BODY_MEMORY,
+                           .done = pf_done, .ud = &slots[i]};
+        if (gen2c_send(v->g2, &call) != 0) {
+            pthread_mutex_lock(&t->mu);
+            t->inflight--;
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    pthread_mutex_lock(&t->mu);
+    while (t->inflight > 0) pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < t->n; i++) free(paths[i]);
+    free(paths);
+    free(slots);
+    return rc;
+}
+
 static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *page, bool last, char *err,
                    size_t errlen)
 {
     verify *v = ud;
     pagework pw;
     memset(&pw, 0, sizeof pw);
+    items it = {0};
     err[0] = 0;
     pthread_mutex_lock(&v->mu);
     bool bad = is_bad(v, d->path);
@@ -947,7 +1058,7 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             while (mapped) {
                 if (k == st->n && !st->exhausted && g2_more(v, st, fs, g2dir, err, errlen) != 0) goto fail;
                 if (k < st->n && strcmp(st->b[k].name, e1->name) < 0) {
-                    if (merge_one(v, w, d->path, fs, g2dir, NULL, &st->b[k], &pw, err, errlen) != 0) goto fail;
+                    if (items_add(&it, -1, (long)k) != 0) goto oom;
                     k++;
                     continue;
                 }
@@ -984,14 +1095,21 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             if (!e1 && !e2) break;
             if (!e1 && !last) break;
             if (cmp > 0) {
-                if (merge_one(v, w, d->path, fs, g2dir, NULL, e2, &pw, err, errlen) != 0) goto fail;
+                if (items_add(&it, -1, (long)k) != 0) goto oom;
                 k++;
                 continue;
             }
-            if (merge_one(v, w, d->path, fs, g2dir, e1, cmp == 0 ? e2 : NULL, &pw, err, errlen) != 0) goto fail;
+            if (items_add(&it, i, cmp == 0 ? (long)k : -1) != 0) goto oom;
             if (cmp == 0) k++;
             break;
         }
+    }
+    /* the pairs of files: their Gen2 HEADs (stored time, digest) all at once, then the comparisons */
+    if (mapped && prefetch(v, st, page, &it, fs, g2dir) != 0) goto oom;
+    for (size_t q = 0; q < it.n; q++) {
+        const xlate_entry *e1 = it.v[q].i1 >= 0 ? &page->v[it.v[q].i1] : NULL;
+        const xlate_entry *e2 = it.v[q].i2 >= 0 ? &st->b[it.v[q].i2] : NULL;
+        if (merge_one(v, w, d->path, fs, g2dir, e1, e2, it.v[q].pre, &pw, err, errlen) != 0) goto fail;
     }
     pthread_mutex_lock(&v->mu);
     if (st) {
@@ -1009,6 +1127,7 @@ oom:
 fail:
     if (!err[0]) snprintf(err, errlen, "out of memory");
 out:
+    items_free(&it);
     pw_free(&pw);
     free(g2dir);
     return rc;
@@ -1206,22 +1325,41 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
         bool seen = false;
         for (size_t q = 0; q < i && !seen; q++) seen = strcmp(v->diffs.v[q].path, path) == 0;
         if (seen) continue;
-        dlist now = {0};
-        bool bad = false;
-        if (check_one(v, NULL, path, &now, &scratch, &bad, err, errlen) != 0) {
-            if (!err[0]) snprintf(err, errlen, "out of memory");
+        /* A write is journaled before Gen1 sees it, so a difference seen by a check is in flight only if a
+         * record of the path is pending after that check: look at the journal again after each check. Not
+         * pending then, the write may have been applied meanwhile: one more check decides. */
+        bool unpending_once = false;
+        for (;;) {
+            dlist now = {0};
+            bool bad = false;
+            if (check_one(v, NULL, path, &now, &scratch, &bad, err, errlen) != 0) {
+                if (!err[0]) snprintf(err, errlen, "out of memory");
+                dlist_free(&now);
+                rc = -1;
+                break;
+            }
+            if (now.n == 0) {
+                (*settled)++;
+                dlist_free(&now);
+                break;
+            }
+            if (pending_load(v->cfg, admin, &p, err, errlen) < 0) {
+                dlist_free(&now);
+                rc = -1;
+                break;
+            }
+            bool pend = pending_has(&p, path);
+            bool late = now_s() >= until || atomic_load(&g_stop);
+            if ((pend && late) || (!pend && unpending_once)) {
+                dlist *to = pend ? inflight : &keep;
+                for (size_t q = 0; q < now.n; q++) dlist_add(to, now.v[q].path, now.v[q].k, "%s", now.v[q].detail);
+                dlist_free(&now);
+                break;
+            }
             dlist_free(&now);
-            rc = -1;
-            break;
+            unpending_once = !pend;
+            if (pend) sleep_s(0.2);
         }
-        if (now.n == 0) {
-            (*settled)++;
-        } else if (pending_has(&p, path)) {
-            for (size_t q = 0; q < now.n; q++) dlist_add(inflight, now.v[q].path, now.v[q].k, "%s", now.v[q].detail);
-        } else {
-            for (size_t q = 0; q < now.n; q++) dlist_add(&keep, now.v[q].path, now.v[q].k, "%s", now.v[q].detail);
-        }
-        dlist_free(&now);
     }
     pending_free(&p);
     if (rc == 0) {
