@@ -148,6 +148,19 @@ class VerifyEqual(VerifyBase):
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 2)
         self.assertIn("--threads", p.stderr)
+        # an unusable cursor: refused with the walker's message, exit 1
+        self.wp("PUT", "/t", "MKDIRS")
+        self.s.wait_drained()
+        cursor = os.path.join(self.tmp, "cursor")
+        with open(cursor, "w") as f:
+            f.write("garbage\n")
+        p, _ = self.verify("/t", "--cursor", cursor)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("not a dualpipe walk cursor", p.stderr)
+        os.unlink(cursor)
+        # not absolute: a usage error
+        p, _ = self.verify("t")
+        self.assertEqual(p.returncode, 2)
 
 
 class VerifyDifferences(VerifyBase):
