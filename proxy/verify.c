@@ -1314,53 +1314,65 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
         if (!any || now_s() >= until || atomic_load(&g_stop)) break;
         sleep_s(0.2);
     }
-    /* one recheck per path (a path can have several differences) */
+    /* One recheck per path (a path can have several differences), in rounds: check every path of the
+     * round, then look at the journal once. A write is journaled before Gen1 sees it, so a difference a
+     * check saw is in flight only if a record of the path is pending after that check; not pending then,
+     * the write may have been applied meanwhile, and one more check (next round) decides. */
     dlist keep = {0};
     vcount scratch;
     memset(&scratch, 0, sizeof scratch);
     int rc = 0;
-    for (size_t i = 0; i < v->diffs.n && rc == 0; i++) {
-        const char *path = v->diffs.v[i].path;
-        if (i > 0 && strcmp(path, v->diffs.v[i - 1].path) == 0) continue;
-        bool seen = false;
-        for (size_t q = 0; q < i && !seen; q++) seen = strcmp(v->diffs.v[q].path, path) == 0;
-        if (seen) continue;
-        /* A write is journaled before Gen1 sees it, so a difference seen by a check is in flight only if a
-         * record of the path is pending after that check: look at the journal again after each check. Not
-         * pending then, the write may have been applied meanwhile: one more check decides. */
-        bool unpending_once = false;
-        for (;;) {
-            dlist now = {0};
-            bool bad = false;
-            if (check_one(v, NULL, path, &now, &scratch, &bad, err, errlen) != 0) {
-                if (!err[0]) snprintf(err, errlen, "out of memory");
-                dlist_free(&now);
-                rc = -1;
-                break;
-            }
-            if (now.n == 0) {
-                (*settled)++;
-                dlist_free(&now);
-                break;
-            }
-            if (pending_load(v->cfg, admin, &p, err, errlen) < 0) {
-                dlist_free(&now);
-                rc = -1;
-                break;
-            }
-            bool pend = pending_has(&p, path);
-            bool late = now_s() >= until || atomic_load(&g_stop);
-            if ((pend && late) || (!pend && unpending_once)) {
-                dlist *to = pend ? inflight : &keep;
-                for (size_t q = 0; q < now.n; q++) dlist_add(to, now.v[q].path, now.v[q].k, "%s", now.v[q].detail);
-                dlist_free(&now);
-                break;
-            }
-            dlist_free(&now);
-            unpending_once = !pend;
-            if (pend) sleep_s(0.2);
-        }
+    size_t n = 0;
+    char **todo = calloc(v->diffs.n, sizeof *todo);
+    bool *once = calloc(v->diffs.n, sizeof *once);
+    dlist *now = calloc(v->diffs.n, sizeof *now);
+    if (!todo || !once || !now) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
     }
+    for (size_t i = 0; rc == 0 && i < v->diffs.n; i++) {
+        /* a path's differences are next to each other (one page's are committed together) */
+        if (n == 0 || strcmp(todo[n - 1], v->diffs.v[i].path) != 0) todo[n++] = v->diffs.v[i].path;
+    }
+    while (rc == 0 && n > 0) {
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            bool bad = false;
+            dlist_free(&now[i]);
+            if (check_one(v, NULL, todo[i], &now[i], &scratch, &bad, err, errlen) != 0) {
+                if (!err[0]) snprintf(err, errlen, "out of memory");
+                rc = -1;
+            }
+        }
+        if (rc != 0 || pending_load(v->cfg, admin, &p, err, errlen) < 0) {
+            rc = -1;
+            break;
+        }
+        bool late = now_s() >= until || atomic_load(&g_stop), wait = false;
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (now[i].n == 0) {
+                (*settled)++;
+                continue;
+            }
+            bool pend = pending_has(&p, todo[i]);
+            if ((pend && late) || (!pend && once[i])) {
+                dlist *to = pend ? inflight : &keep;
+                for (size_t q = 0; q < now[i].n; q++)
+                    dlist_add(to, now[i].v[q].path, now[i].v[q].k, "%s", now[i].v[q].detail);
+                continue;
+            }
+            wait |= pend;
+            todo[m] = todo[i];
+            once[m] = !pend;
+            m++;
+        }
+        n = m;
+        if (wait) sleep_s(0.2);
+    }
+    for (size_t i = 0; now && i < v->diffs.n; i++) dlist_free(&now[i]);
+    free(now);
+    free(once);
+    free(todo);
     pending_free(&p);
     if (rc == 0) {
         /* differences past the listed ones (max_differences) cannot be rechecked: they stay counted */
