@@ -468,23 +468,6 @@ out:
 
 /* ---------------------------------------------------------------- Gen2 */
 
-typedef struct sync_call {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    httpc_resp *resp;
-} sync_call;
-
-static void sync_done(void *ud, httpc_resp *resp)
-{
-    sync_call *s = ud;
-    pthread_mutex_lock(&s->mu);
-    s->resp = resp;
-    s->done = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* What Gen2 has at a path. */
 typedef struct g2node {
     bool exists, dir, has_times;
@@ -515,19 +498,15 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
     int rc = -1;
     unsigned wait_ms = 200;
     for (unsigned attempt = 0;; attempt++) {
-        sync_call s = {.done = false};
-        pthread_mutex_init(&s.mu, NULL);
-        pthread_cond_init(&s.cv, NULL);
-        gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = sync_done,
+        httpc_sync s;
+        httpc_sync_init(&s);
+        gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = httpc_sync_done,
                            .ud = &s};
         bool sent = gen2c_send(b->g2, &call) == 0;
-        if (sent) {
-            pthread_mutex_lock(&s.mu);
-            while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
-            pthread_mutex_unlock(&s.mu);
-        }
-        pthread_mutex_destroy(&s.mu);
-        pthread_cond_destroy(&s.cv);
+        if (sent)
+            (void)httpc_sync_wait(&s);
+        else
+            httpc_sync_drop(&s);
         bool retry = false;
         if (!sent) {
             snprintf(err, errlen, "cannot send Gen2's getProperties of %s", g1);

@@ -257,23 +257,6 @@ static void bad_add(verify *v, const char *dir)
 
 /* ---------------------------------------------------------------- upstream calls */
 
-typedef struct sync_call {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    httpc_resp *resp;
-} sync_call;
-
-static void sync_done(void *ud, httpc_resp *resp)
-{
-    sync_call *s = ud;
-    pthread_mutex_lock(&s->mu);
-    s->resp = resp;
-    s->done = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 static void resp_drop(httpc_resp *r)
 {
     if (!r) return;
@@ -290,20 +273,16 @@ static int g2_req(verify *v, const char *method, const char *fs, const char *pat
     unsigned backoff = 200;
     for (unsigned attempt = 0;; attempt++) {
         rate_take(v, &v->ops_next, v->g2ops, 1);
-        sync_call s = {.done = false};
-        pthread_mutex_init(&s.mu, NULL);
-        pthread_cond_init(&s.cv, NULL);
+        httpc_sync s;
+        httpc_sync_init(&s);
         gen2c_call call = {.method = method, .fs = fs, .path = path, .query = query ? query : "",
-                           .out = HTTPC_BODY_MEMORY, .out_max = out_max, .done = sync_done, .ud = &s};
+                           .out = HTTPC_BODY_MEMORY, .out_max = out_max, .done = httpc_sync_done, .ud = &s};
         if (hdr) call.headers[0] = hdr;
         int sent = gen2c_send(v->g2, &call);
-        if (sent == 0) {
-            pthread_mutex_lock(&s.mu);
-            while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
-            pthread_mutex_unlock(&s.mu);
-        }
-        pthread_mutex_destroy(&s.mu);
-        pthread_cond_destroy(&s.cv);
+        if (sent == 0)
+            (void)httpc_sync_wait(&s);
+        else
+            httpc_sync_drop(&s);
         if (sent != 0) {
             snprintf(err, errlen, "cannot send %s %s/%s to Gen2", method, fs, path);
             return WALK_FATAL;
@@ -500,24 +479,20 @@ static int read_content(verify *v, walk *w, const char *path, const char *fs, co
         /* Gen2's chunk is sent first and read while Gen1's is fetched; a failed first try goes through
          * g2_req's retries */
         rate_take(v, &v->ops_next, v->g2ops, 1);
-        sync_call s = {.done = false};
-        pthread_mutex_init(&s.mu, NULL);
-        pthread_cond_init(&s.cv, NULL);
+        httpc_sync s;
+        httpc_sync_init(&s);
         gen2c_call call = {.method = "GET", .fs = fs, .path = g2path, .query = "", .out = HTTPC_BODY_MEMORY,
-                           .out_max = VF_CHUNK + 1, .done = sync_done, .ud = &s};
+                           .out_max = VF_CHUNK + 1, .done = httpc_sync_done, .ud = &s};
         call.headers[0] = range;
         bool sent = gen2c_send(v->g2, &call) == 0;
         dbuf_reset(&a);
         if (both) rc = g1_get(v, w, path, q, VF_CHUNK + 1, &a, err, errlen);
         httpc_resp *r = NULL;
         if (sent) {
-            pthread_mutex_lock(&s.mu);
-            while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
-            pthread_mutex_unlock(&s.mu);
-            r = s.resp;
+            r = httpc_sync_wait(&s);
+        } else {
+            httpc_sync_drop(&s);
         }
-        pthread_mutex_destroy(&s.mu);
-        pthread_cond_destroy(&s.cv);
         if (r && !(r->result == HTTPC_OK && r->status >= 200 && r->status < 300)) {
             resp_drop(r);
             r = NULL;

@@ -136,6 +136,39 @@ static void resp_clear_headers(httpc_resp *r)
     r->nheaders = 0;
 }
 
+void httpc_sync_init(httpc_sync *s)
+{
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->done = false;
+    s->resp = NULL;
+}
+
+void httpc_sync_done(void *ud, httpc_resp *resp)
+{
+    httpc_sync *s = ud;
+    pthread_mutex_lock(&s->mu);
+    s->resp = resp;
+    s->done = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+httpc_resp *httpc_sync_wait(httpc_sync *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->done) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    httpc_sync_drop(s);
+    return s->resp;
+}
+
+void httpc_sync_drop(httpc_sync *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+}
+
 void httpc_resp_free(httpc_resp *r)
 {
     if (!r) return;

@@ -20,6 +20,7 @@
 #ifndef DP_HTTPC_H
 #define DP_HTTPC_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,23 @@ typedef struct httpc_resp {
 const char *httpc_resp_header(const httpc_resp *r, const char *name);
 /** Free what a response holds (headers, body). */
 void httpc_resp_free(httpc_resp *r);
+
+/**
+ * Waiting for one exchange from a thread that is not the engine's (the command-line tools): init, pass
+ * httpc_sync_done with &s as the request's done/ud, then httpc_sync_wait, which returns the answer
+ * (the caller frees it as any done callback would). If the request could not be submitted, call
+ * httpc_sync_drop instead of waiting.
+ */
+typedef struct httpc_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    httpc_resp *resp;
+} httpc_sync;
+void httpc_sync_init(httpc_sync *s);
+void httpc_sync_done(void *ud, httpc_resp *resp);
+httpc_resp *httpc_sync_wait(httpc_sync *s);
+void httpc_sync_drop(httpc_sync *s);
 
 typedef enum httpc_body_in { HTTPC_IN_NONE = 0, HTTPC_IN_MEMORY, HTTPC_IN_FD } httpc_body_in;
 typedef enum httpc_body_out {

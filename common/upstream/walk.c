@@ -404,37 +404,18 @@ int walk_get(walk *w, const char *path, const char *op_and_params, size_t max, d
 
 /* ---------------------------------------------------------------- Gen1 lister */
 
-typedef struct sync_call {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    httpc_resp *resp;
-} sync_call;
-
-static void sync_done(void *ud, httpc_resp *resp)
-{
-    sync_call *s = ud;
-    pthread_mutex_lock(&s->mu);
-    s->resp = resp;
-    s->done = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 long walk_gen1_get(gen1c *g1, const char *path, const char *op_and_params, size_t max, dbuf *out, char *err,
                    size_t errlen)
 {
-    sync_call s = {.done = false};
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
+    httpc_sync s;
+    httpc_sync_init(&s);
     long status = 0;
-    if (gen1c_get(g1, path, op_and_params, NULL, HTTPC_BODY_MEMORY, max, -1, sync_done, &s) != 0) {
+    if (gen1c_get(g1, path, op_and_params, NULL, HTTPC_BODY_MEMORY, max, -1, httpc_sync_done, &s) != 0) {
         snprintf(err, errlen, "cannot send %s of %s to Gen1", op_and_params, path);
+        httpc_sync_drop(&s);
         goto out;
     }
-    pthread_mutex_lock(&s.mu);
-    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
-    pthread_mutex_unlock(&s.mu);
+    (void)httpc_sync_wait(&s);
     if (s.resp->result != HTTPC_OK) {
         snprintf(err, errlen, "Gen1 did not answer %s of %s: %s%s%s", op_and_params, path,
                  httpc_result_str(s.resp->result), s.resp->error[0] ? ": " : "", s.resp->error);
@@ -450,8 +431,6 @@ long walk_gen1_get(gen1c *g1, const char *path, const char *op_and_params, size_
     httpc_resp_free(s.resp);
     free(s.resp);
 out:
-    pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
     return status;
 }
 
@@ -560,18 +539,16 @@ int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listin
         dbuf_free(&q);
         return WALK_FATAL;
     }
-    sync_call s = {.done = false};
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
+    httpc_sync s;
+    httpc_sync_init(&s);
     gen2c_call call = {.method = "GET", .fs = g->fs, .path = "", .query = q.data, .out = HTTPC_BODY_MEMORY,
-                       .out_max = WALK_LIST_MAX, .done = sync_done, .ud = &s};
+                       .out_max = WALK_LIST_MAX, .done = httpc_sync_done, .ud = &s};
     if (gen2c_send(g->g2, &call) != 0) {
         snprintf(err, errlen, "cannot send the listing of %s to Gen2", dir);
+        httpc_sync_drop(&s);
         goto out;
     }
-    pthread_mutex_lock(&s.mu);
-    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
-    pthread_mutex_unlock(&s.mu);
+    (void)httpc_sync_wait(&s);
     const httpc_resp *r = s.resp;
     if (r->result != HTTPC_OK) {
         snprintf(err, errlen, "Gen2 did not answer the listing of %s: %s%s%s", dir, httpc_result_str(r->result),
@@ -592,8 +569,6 @@ int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listin
     httpc_resp_free(s.resp);
     free(s.resp);
 out:
-    pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
     dbuf_free(&q);
     return rc;
 }
