@@ -86,20 +86,6 @@ static void on_signal(int sig)
 
 /* ---------------------------------------------------------------- state */
 
-static int mapping_of(const dp_config *c, const char *path)
-{
-    int best = -1;
-    size_t bestlen = 0;
-    for (int i = 0; i < c->nmappings; i++) {
-        const char *pre = c->mappings[i].gen1_prefix;
-        size_t n = strlen(pre);
-        while (n > 0 && pre[n - 1] == '/') n--;
-        bool match = n == 0 || (strncmp(path, pre, n) == 0 && (path[n] == 0 || path[n] == '/'));
-        if (match && (best < 0 || n > bestlen)) best = i, bestlen = n;
-    }
-    return best;
-}
-
 /* Record a problem (under mu). */
 static void problem(mstat *s, pkind k, const char *path, const char *rule)
 {
@@ -287,7 +273,7 @@ static int as_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
     pthread_mutex_lock(&a->mu);
     for (int i = 0; i < page->n; i++) {
         const xlate_entry *e = &page->v[i];
-        int mi = mapping_of(a->cfg, paths[i]);
+        int mi = cfg_mapping_of(a->cfg, paths[i], NULL);
         if (mi < 0) continue; /* the root is mapped, so everything under it is */
         mstat *s = &a->m[mi];
         int depth = d->depth + 1;
@@ -347,7 +333,7 @@ static int as_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             }
         }
     }
-    int dm = mapping_of(a->cfg, d->path);
+    int dm = cfg_mapping_of(a->cfg, d->path, NULL);
     if (last && dm >= 0) top_offer(&a->m[dm], d->path, d->entries, d->file_bytes);
     pthread_mutex_unlock(&a->mu);
     rc = 0;
@@ -382,7 +368,7 @@ static void as_record(void *ud, const json_t *rec)
         "SETEXPIRY: Gen2 keeps no expiry; the write is recorded as a divergence"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (strcmp(op, bad[i]) != 0) continue;
-        int mi = mapping_of(a->cfg, path);
+        int mi = cfg_mapping_of(a->cfg, path, NULL);
         problem(&a->m[mi < 0 ? 0 : mi], P_JOURNAL_OP, path, why[i]);
     }
 }
@@ -640,7 +626,7 @@ int assess_main(int argc, char **argv)
     /* the root: normalised, mapped */
     const char *want = ar.path;
     if (!want) {
-        if (mapping_of(&cfg, "/") >= 0) want = "/";
+        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
         else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
         else {
             usage_error("the mappings cover several trees and none covers /: give PATH\n");
@@ -654,7 +640,7 @@ int assess_main(int argc, char **argv)
         rc = AS_USAGE;
         goto out;
     }
-    if (mapping_of(&cfg, path) < 0) {
+    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
         fprintf(stderr, "dualpipe assess: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
                 path);
         goto out;
@@ -736,7 +722,7 @@ int assess_main(int argc, char **argv)
         bytes += a.m[i].bytes;
         for (int k = 0; k < P_NKINDS; k++) total_problems += a.m[i].pcount[k];
         /* only mappings the walk touched */
-        if (a.m[i].files || a.m[i].dirs || mapping_of(&cfg, path) == i) json_array_append_new(maps, m);
+        if (a.m[i].files || a.m[i].dirs || cfg_mapping_of(&cfg, path, NULL) == i) json_array_append_new(maps, m);
         else json_decref(m);
     }
     double est = (double)files * lat * 4 / (double)ar.threads + (rr > 0 ? (double)bytes / rr : 0);

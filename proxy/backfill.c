@@ -123,20 +123,6 @@ static void sleep_s(double s)
     nanosleep(&t, NULL);
 }
 
-static int mapping_of(const dp_config *c, const char *path)
-{
-    int best = -1;
-    size_t bestlen = 0;
-    for (int i = 0; i < c->nmappings; i++) {
-        const char *pre = c->mappings[i].gen1_prefix;
-        size_t n = strlen(pre);
-        while (n > 0 && pre[n - 1] == '/') n--;
-        bool match = n == 0 || (strncmp(path, pre, n) == 0 && (path[n] == 0 || path[n] == '/'));
-        if (match && (best < 0 || n > bestlen)) best = i, bestlen = n;
-    }
-    return best;
-}
-
 /* s as valid UTF-8 into out: bytes of a broken sequence (a reason cut short mid-character, a Gen1
  * name in another encoding) become '?'. */
 static void utf8_clean(const char *s, char *out, size_t cap)
@@ -981,7 +967,7 @@ int backfill_main(int argc, char **argv)
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     const char *want = ar.path;
     if (!want) {
-        if (mapping_of(&cfg, "/") >= 0) want = "/";
+        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
         else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
         else {
             usage_error("the mappings cover several trees and none covers /: give PATH\n");
@@ -996,7 +982,7 @@ int backfill_main(int argc, char **argv)
         goto out;
     }
     b.root = path;
-    if (mapping_of(&cfg, path) < 0) {
+    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
         fprintf(stderr, "dualpipe backfill: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
                 path);
         goto out;

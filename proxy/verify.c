@@ -155,20 +155,6 @@ static void rate_take(verify *v, double *next, double rate, double n)
     sleep_s(at - t);
 }
 
-static int mapping_of(const dp_config *c, const char *path)
-{
-    int best = -1;
-    size_t bestlen = 0;
-    for (int i = 0; i < c->nmappings; i++) {
-        const char *pre = c->mappings[i].gen1_prefix;
-        size_t n = strlen(pre);
-        while (n > 0 && pre[n - 1] == '/') n--;
-        bool match = n == 0 || (strncmp(path, pre, n) == 0 && (path[n] == 0 || path[n] == '/'));
-        if (match && (best < 0 || n > bestlen)) best = i, bestlen = n;
-    }
-    return best;
-}
-
 static char *child_path(const char *dir, const char *name)
 {
     char *p = NULL;
@@ -1002,7 +988,7 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
     if (bad) v->c.under_diff += (uint64_t)page->n;
     pthread_mutex_unlock(&v->mu);
     if (bad) return 0; /* the directory itself is reported: its repair covers what is under it */
-    int dm = mapping_of(v->cfg, d->path);
+    int dm = cfg_mapping_of(v->cfg, d->path, NULL);
     char fs[64], why[256];
     char *g2dir = malloc(4096);
     dstate *st = NULL;
@@ -1021,7 +1007,7 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
         const xlate_entry *e1 = i < page->n ? &page->v[i] : NULL;
         char *cp = e1 ? child_path(d->path, e1->name) : NULL;
         if (e1 && !cp) goto oom;
-        int cm = cp ? mapping_of(v->cfg, cp) : dm;
+        int cm = cp ? cfg_mapping_of(v->cfg, cp, NULL) : dm;
         if (e1 && (!mapped || cm != dm)) {
             /* unmapped, or the root of another mapping: compared on its own */
             bool b = false;
@@ -1732,7 +1718,7 @@ int verify_main(int argc, char **argv)
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     const char *want = ar.path;
     if (!want) {
-        if (mapping_of(&cfg, "/") >= 0) want = "/";
+        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
         else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
         else {
             usage_error("the mappings cover several trees and none covers /: give PATH\n");
@@ -1746,7 +1732,7 @@ int verify_main(int argc, char **argv)
         rc = VF_USAGE;
         goto out;
     }
-    if (mapping_of(&cfg, path) < 0) {
+    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
         fprintf(stderr, "dualpipe verify: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
                 path);
         goto out;

@@ -1018,6 +1018,24 @@ void cfg_diff(const dp_config *a, const dp_config *b, void (*fn)(void *ud, const
         if (!opt_same(a, b, &cfg_opts[i])) fn(ud, cfg_opts[i].key);
 }
 
+int cfg_mapping_of(const dp_config *c, const char *gen1_path, size_t *prefix_len)
+{
+    int best = -1;
+    size_t bestlen = 0;
+    for (int i = 0; i < c->nmappings; i++) {
+        const char *pre = c->mappings[i].gen1_prefix;
+        size_t n = strlen(pre);
+        while (n > 0 && pre[n - 1] == '/') n--;
+        bool match = n == 0 || (strncmp(gen1_path, pre, n) == 0 && (gen1_path[n] == 0 || gen1_path[n] == '/'));
+        if (match && (best < 0 || n > bestlen)) {
+            best = i;
+            bestlen = n;
+        }
+    }
+    if (prefix_len) *prefix_len = bestlen;
+    return best;
+}
+
 const char *cfg_phase_name(cfg_phase p)
 {
     return (p >= CFG_PHASE_GEN1_PRIMARY && p <= CFG_PHASE_GEN2_ONLY) ? phase_names[p] : "unknown";

@@ -221,4 +221,9 @@ void cfg_diff(const dp_config *a, const dp_config *b, void (*fn)(void *ud, const
 /** "gen1-primary", "gen2-primary" or "gen2-only" (the config's spelling). */
 const char *cfg_phase_name(cfg_phase p);
 
+/** The mapping that covers gen1_path (normalised, absolute): the longest gen1_prefix matching whole
+ *  segments ("/data" covers "/data/x", not "/database"), and in *prefix_len its length without
+ *  trailing '/' (may be NULL). -1 when none covers it. */
+int cfg_mapping_of(const dp_config *c, const char *gen1_path, size_t *prefix_len);
+
 #endif

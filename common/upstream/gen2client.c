@@ -561,16 +561,8 @@ gen2c_map_result gen2c_map(const gen2c *c, const char *gen1_path, char fs[64], c
         snprintf(why, whylen, "not an absolute path");
         return GEN2C_UNMAPPED;
     }
-    for (int i = 0; i < cfg->nmappings; i++) {
-        const char *pre = cfg->mappings[i].gen1_prefix;
-        size_t n = strlen(pre);
-        while (n > 0 && pre[n - 1] == '/') n--;
-        bool match = n == 0 || (strncmp(gen1_path, pre, n) == 0 && (gen1_path[n] == 0 || gen1_path[n] == '/'));
-        if (match && (!best || n > bestlen)) {
-            best = &cfg->mappings[i];
-            bestlen = n;
-        }
-    }
+    int mi = cfg_mapping_of(cfg, gen1_path, &bestlen);
+    if (mi >= 0) best = &cfg->mappings[mi];
     if (!best) {
         snprintf(why, whylen, "no mapping covers this path");
         return GEN2C_UNMAPPED;
