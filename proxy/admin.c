@@ -407,13 +407,17 @@ static enum MHD_Result serve_journal_resync(admin *a, qctx *q)
     rc = whreq_norm_path(v.data, &norm, &we);
     dbuf_free(&v);
     if (rc != 0) return reply_error(q->conn, 400, "path: %s", we.message);
+    dbuf nv;
+    dbuf_init(&nv, 8);
+    bool node = query_get(q->query, "node", &nv) == 1 && strcmp(nv.data, "1") == 0;
+    dbuf_free(&nv);
     uint64_t seq = 0;
-    rc = pipe_resync(a->p, norm, &seq);
+    rc = pipe_resync_node(a->p, norm, node, &seq);
     enum MHD_Result ret;
     if (rc != 0) {
         ret = reply_errno(q->conn, rc, 0, "resync");
     } else {
-        LOGI("msg=\"operator resync\" seq=%" PRIu64 " path=\"%s\"", seq, norm);
+        LOGI("msg=\"operator resync\" seq=%" PRIu64 " path=\"%s\" node_only=%d", seq, norm, node ? 1 : 0);
         dbuf b;
         dbuf_init(&b, 128);
         ret = dbuf_printf(&b, "{\"seq\":%" PRIu64 "}\n", seq) == 0 ? reply_json(q->conn, 200, &b) : MHD_NO;

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "applier.h"
 #include "cfg.h"
 #include "dbuf.h"
 #include "iox.h"
@@ -52,6 +53,7 @@ typedef struct jcli_args {
     const char *config;
     const char *admin;     /* --admin HOST:PORT or NULL */
     bool parked, json, all, yes;
+    bool node;             /* resync --node: the node alone (a directory without its entries) */
     uint64_t after, limit;
     uint64_t seq;          /* retry/drop ID */
     char *path;            /* resync PATH, normalised (whreq_norm_path; freed by jcli_main) */
@@ -64,7 +66,9 @@ static void usage(FILE *out)
             "       dualpipe journal list [--parked] [--after N] [--limit N] [--json] --config FILE [--admin HOST:PORT]\n"
             "       dualpipe journal retry ID | retry --all                           --config FILE [--admin HOST:PORT]\n"
             "       dualpipe journal drop ID --yes                                    --config FILE [--admin HOST:PORT]\n"
-            "       dualpipe journal resync PATH                                      --config FILE [--admin HOST:PORT]\n"
+            "       dualpipe journal resync PATH [--node]                             --config FILE [--admin HOST:PORT]\n"
+            "resync --node copies PATH's own metadata (owner, group, permission, ACL; a directory without its\n"
+            "entries, a file with its bytes) instead of the whole tree under it.\n"
             "While the daemon runs (it holds the journal's LOCK) the command goes to its admin port (admin.listen,\n"
             "or --admin when that says port 0); otherwise it opens the journal directory itself.\n"
             "Exit status: 0 done, 1 the operation failed, 2 usage error.\n");
@@ -128,6 +132,7 @@ static int parse_args(int argc, char **argv, jcli_args *a)
         else if (strcmp(o, "--json") == 0) a->json = true;
         else if (strcmp(o, "--all") == 0) a->all = true;
         else if (strcmp(o, "--yes") == 0) a->yes = true;
+        else if (strcmp(o, "--node") == 0) a->node = true;
         else if (o[0] == '-' && o[1] == '-') return usage_error("unknown option %s", o);
         else if (positional) return usage_error("unexpected argument %s", o);
         else positional = o;
@@ -138,6 +143,7 @@ static int parse_args(int argc, char **argv, jcli_args *a)
     if (a->cmd != JC_STATUS && a->cmd != JC_LIST && a->json) return usage_error("--json goes with status and list");
     if (a->cmd != JC_RETRY && a->all) return usage_error("--all goes with retry");
     if (a->cmd != JC_DROP && a->yes) return usage_error("--yes goes with drop");
+    if (a->cmd != JC_RESYNC && a->node) return usage_error("--node goes with resync");
     switch (a->cmd) {
     case JC_STATUS:
     case JC_LIST:
@@ -490,6 +496,7 @@ static int run_online(const jcli_args *a, const dp_config *c, const char *where)
     case JC_RESYNC:
         rc = dbuf_adds(&t, "/admin/journal/resync?path=");
         if (rc == 0) rc = url_encode(a->path, true, &t);
+        if (rc == 0 && a->node) rc = dbuf_adds(&t, "&node=1");
         break;
     }
     if (rc != 0) {
@@ -741,7 +748,9 @@ static int run_offline(const jcli_args *a, const dp_config *c, const char *where
         if (rc == 0) rc = dbuf_printf(&out, "{\"dropped\":%" PRIu64 "}", a->seq);
         break;
     case JC_RESYNC: {
-        jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = a->path, .params = NULL, .nparams = 0, .body = NULL};
+        whreq_param node = {.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
+        jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = a->path, .params = a->node ? &node : NULL,
+                           .nparams = a->node ? 1 : 0, .body = NULL};
         uint64_t seq = 0;
         waiter_add(&w);
         rc = jnl_append(o.j, &in, waiter_done, &w, &seq);

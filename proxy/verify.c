@@ -1355,34 +1355,62 @@ static int cmp_diff_path(const void *a, const void *b)
     return strcmp(((const diff *)a)->path, ((const diff *)b)->path);
 }
 
-/* A journaled resync of each difference (the topmost of nested ones); then wait until they settled.
- * The number queued in *queued. 0 or -1 (err). */
+/* Differences a copy of the node alone repairs: its metadata, not what is under it. */
+static bool dkind_node_only(dkind k)
+{
+    return k == D_PERMISSION || k == D_OWNER || k == D_GROUP || k == D_ACL;
+}
+
+/* Add path to the list (an entry as pending_rec would make). */
+static void pending_add_path(pending *l, const char *path)
+{
+    json_t *fake = json_pack("{s:s,s:s}", "path", path, "state", "PENDING");
+    pending_rec(l, fake);
+    json_decref(fake);
+}
+
+/*
+ * A journaled resync of each difference (the topmost of nested ones); then wait until they settled.
+ * A path whose differences are all metadata (permission, owner, group, ACL) gets a node-only resync:
+ * a directory is updated without copying what is under it (a permission fixed on a top directory
+ * must not re-copy the tree), and covers nothing below it. The number queued in *queued. 0 or -1 (err).
+ */
 static int repair(verify *v, const char *config, const char *admin, double timeout, uint64_t *queued, char *err,
                   size_t errlen)
 {
     qsort(v->diffs.v, v->diffs.n, sizeof *v->diffs.v, cmp_diff_path);
-    pending roots = {0};
+    pending roots = {0}; /* every path resynced: the wait below */
+    pending cover = {0}; /* the whole-tree resyncs among them: they repair what is under them */
     int rc = 0;
-    for (size_t i = 0; i < v->diffs.n; i++) {
+    for (size_t i = 0; i < v->diffs.n;) {
         const char *path = v->diffs.v[i].path;
-        if (v->diffs.v[i].k == D_NAME) continue; /* Gen2 cannot hold the name: nothing to resync */
+        bool node_only = true, any = false;
+        size_t j = i;
+        for (; j < v->diffs.n && strcmp(v->diffs.v[j].path, path) == 0; j++) {
+            if (v->diffs.v[j].k == D_NAME) continue; /* Gen2 cannot hold the name: nothing to resync */
+            any = true;
+            if (!dkind_node_only(v->diffs.v[j].k)) node_only = false;
+        }
+        i = j;
+        if (!any) continue;
         bool covered = false;
-        for (size_t q = 0; q < roots.n && !covered; q++) covered = xlate_path_related(roots.v[q], path);
+        for (size_t q = 0; q < cover.n && !covered; q++) covered = xlate_path_related(cover.v[q], path);
         if (covered) continue;
-        char *argv[] = {"journal", "resync", (char *)path, "--config", (char *)config, admin ? "--admin" : NULL,
-                        (char *)admin, NULL};
-        int argc = admin ? 7 : 5;
+        char *argv[] = {"journal", "resync", (char *)path, "--config", (char *)config, NULL, NULL, NULL, NULL};
+        int argc = 5;
+        if (node_only) argv[argc++] = "--node";
+        if (admin) argv[argc++] = "--admin", argv[argc++] = (char *)admin;
         fflush(stdout);
         if (jcli_main(argc, argv) != 0) {
             snprintf(err, errlen, "the resync of %s was refused (see above)", path);
             rc = -1;
             break;
         }
-        json_t *fake = json_pack("{s:s,s:s}", "path", path, "state", "PENDING");
-        pending_rec(&roots, fake);
-        json_decref(fake);
+        pending_add_path(&roots, path);
+        if (!node_only) pending_add_path(&cover, path);
         (*queued)++;
     }
+    pending_free(&cover);
     if (rc == 0) {
         pending p = {0};
         double until = now_s() + timeout;
