@@ -92,6 +92,7 @@ static void probe_once(admin *a)
 {
     /* The applier's check of the mapped Gen2 filesystems: at start, then while a problem lasts. */
     applier_gen2_check(a->ap);
+    if (a->cfg->phase == CFG_PHASE_GEN2_ONLY) return; /* Gen1 is gone: nothing to ask it */
     if (atomic_exchange(&a->probe_out, true)) return; /* the previous probe is still out */
     if (gen1c_get(a->g1, "/", "op=GETFILESTATUS", NULL, HTTPC_BODY_DISCARD, 0, -1, probe_done, a) != 0)
         atomic_store(&a->probe_out, false);
@@ -201,7 +202,8 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
         return reply_text(conn, 503, "not ready: the journal cannot commit (its last write or fdatasync failed), "
                                      "so writes are refused until a commit succeeds; check the disk of journal.dir "
                                      "and spool.dir\n");
-    int g1 = atomic_load(&a->gen1_state);
+    /* gen2-only: Gen1 plays no part; ready unless the mapped Gen2 filesystems have a problem. */
+    int g1 = a->cfg->phase == CFG_PHASE_GEN2_ONLY ? 1 : atomic_load(&a->gen1_state);
     if (g1 == 1) {
         /* Gen2 account-level problems: writers are still served (Gen1 is primary, records queue), but
          * nothing reaches Gen2 until someone fixes the account. */

@@ -716,6 +716,8 @@ void front__req_free(fr_req *r)
     if (r->parsed) whreq_free(&r->wr);
     free(r->authorization);
     free(r->content_type);
+    free(r->g2_ctype);
+    free(r->g2_body);
     free(r->target);
     free(r);
 }
@@ -849,7 +851,8 @@ static int front_reload(void *arg, const dp_config *nc, bool check, char *err, s
     return 0;
 }
 
-int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front **out, char *err, size_t errlen)
+int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *m, front **out, char *err,
+                size_t errlen)
 {
     int lfd = -1;
     front *f = calloc(1, sizeof *f);
@@ -862,6 +865,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
     atomic_init(&f->max_body_bytes, cfg->max_body_bytes);
     f->g1 = g1;
     f->p = p;
+    f->g2s = gs;
     f->m = m;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
@@ -916,9 +920,9 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front 
                  f->port);
         goto fail;
     }
-    LOGI("msg=\"front listening\" host=%s port=%d threads=%u max_connections=%u max_connections_per_client=%u "
+    LOGI("msg=\"front listening\" phase=%s host=%s port=%d threads=%u max_connections=%u max_connections_per_client=%u "
          "request_timeout_s=%u tls=%s",
-         cfg->listen.host, f->port, threads, cfg->max_connections, cfg->max_connections_per_client,
+         gs ? "gen2-only" : "gen1-primary", cfg->listen.host, f->port, threads, cfg->max_connections, cfg->max_connections_per_client,
          cfg->request_timeout_s, f->tls ? (cfg->tls_client_ca_file[0] ? "on+client_cert" : "on") : "off");
     if (rl_register("front", front_live_keys, front_reload, f) != 0)
         LOGW("msg=\"front limits will not follow SIGHUP: too many reload hooks\"");

@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "cfg.h"
+#include "g2serve.h"
 #include "gen1client.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -36,10 +37,13 @@
 typedef struct front front;
 
 /**
- * Bind cfg.listen and start serving. cfg, g1, p and m must outlive the front (see front_free).
+ * Bind cfg.listen and start serving. cfg, g1, p, gs and m must outlive the front (see front_free).
+ * gs: phase gen2-only, every WebHDFS request is served on Gen2 by g2serve (no journal, Gen1 never asked;
+ * the framing, limits, TLS, redirects, spool and request ids stay the front's); NULL: gen1-primary.
  * Returns 0 and *out, or -1 with a message in err naming the config key at fault where there is one.
  */
-int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, metrics *m, front **out, char *err, size_t errlen);
+int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *m, front **out, char *err,
+                size_t errlen);
 /** The port the front listens on (the real one when the config said 0). */
 int front_port(const front *f);
 /** True while the front accepts new requests (false after front_stop). Thread-safe. */

@@ -17,6 +17,7 @@
 
 #include "front.h"
 #include "front_tls.h"
+#include "g2serve.h"
 #include "pipeline.h"
 #include "rid.h"
 #include "spool.h"
@@ -73,6 +74,7 @@ struct front {
     atomic_uint_fast64_t next_id;      /* request ids for logs */
     _Atomic uint64_t max_body_bytes;   /* limits.max_body_bytes (SIGHUP changes it: front_reload) */
     pipeline *p;                       /* the journal and the applier behind it */
+    g2s *g2s;                          /* phase gen2-only: every WebHDFS request is served on Gen2 (front_g2.c) */
     pthread_mutex_t mu;                /* guards upstream_calls (and orders it with stopping) */
     pthread_cond_t cond;               /* signalled when upstream_calls drops */
     unsigned upstream_calls;           /* suspended requests: waiting for the journal, Gen1 or the ack */
@@ -129,6 +131,11 @@ struct fr_req {
     bool suspended;                    /* was suspended for Gen1: answer only at a later call */
     uint64_t resp_bytes;
     _Atomic(httpc_resp *) up;          /* Gen1's answer, stored by the httpc thread */
+    /* gen2-only (front_g2.c): g2serve's answer, stored by the thread that ended the suspension */
+    atomic_bool g2_done;
+    int g2_status, g2_retry_after;
+    char *g2_ctype, *g2_body;
+    size_t g2_len;
     struct timespec t0;
 };
 
@@ -155,6 +162,33 @@ bool front__upstream_ready(const fr_req *r);
 /** The request is over (completed_cb): let go of r's read stream, cancelling Gen1's transfer if it still
  *  runs. Returns the body bytes the reader was sent. */
 uint64_t front__stream_release(fr_req *r);
+
+/** End r's suspension: resume its connection (any thread; r may be freed right after). */
+void front__finish_upstream(fr_req *r);
+
+/* ---- read streams (front_up.c), also fed by g2serve in gen2-only ---- */
+
+/** A read stream for r whose transfer runs on http (r->stream set; references: r and the exchange). NULL
+ *  when out of memory. */
+fr_stream *front__stream_new(fr_req *r, httpc *http);
+httpc_ctl *front__stream_ctl(fr_stream *st);
+/** Storage for g2serve's stream hooks, living as long as the stream. */
+g2s_stream *front__stream_hooks(fr_stream *st);
+/** A piece of the body (the httpc thread): taken, or HTTPC_PAUSE. */
+size_t front__stream_body(void *st, const char *p, size_t n);
+/** The head is known: status, length, Content-Type; ends r's suspension. */
+void front__stream_head(fr_stream *st, int status, int64_t length, const char *content_type);
+/** The exchange ended after the head (complete: every byte came); drops its reference. */
+void front__stream_end(fr_stream *st, bool complete);
+/** The exchange will never start (no head comes): drops its reference; r is answered otherwise. */
+void front__stream_abandon(fr_stream *st);
+
+/* ---- gen2-only (front_g2.c) ---- */
+
+/** Serve r on Gen2 through g2serve (suspends r; the answer ends the suspension). */
+void front__dispatch_g2(fr_req *r);
+/** Turn g2serve's stored answer into r's answer (UPSTREAM -> ANSWERING). */
+void front__answer_g2(fr_req *r);
 
 /* ---- connections, limits and the reaper (front_conn.c) ---- */
 

@@ -56,7 +56,9 @@ struct fr_stream {
     pthread_mutex_t mu;
     atomic_int refs;             /* the request, its response (once made) and the Gen1 exchange */
     front *f;
+    httpc *http;                 /* the engine the exchange runs on (ctl's resume/cancel) */
     httpc_ctl *ctl;
+    g2s_stream g2hooks;          /* gen2-only OPEN: where g2serve sends the bytes (front_g2.c) */
     struct MHD_Connection *conn;
     fr_req *r;                   /* until the suspension ends (httpc thread only), then NULL */
     /* the head: written by on_head before the connection resumes, read-only afterwards */
@@ -78,7 +80,7 @@ struct fr_stream {
 
 /* End r's suspension: resume the connection (r belongs to the MHD thread again from here on and may
  * be freed at any moment) and let front_stop's drain know. */
-static void finish_upstream(fr_req *r)
+void front__finish_upstream(fr_req *r)
 {
     front *f = r->f;
     MHD_resume_connection(r->conn);
@@ -92,12 +94,13 @@ static void finish_upstream(fr_req *r)
 static void finish_local(fr_req *r, int err)
 {
     atomic_store_explicit(&r->local_err, err, memory_order_release);
-    finish_upstream(r);
+    front__finish_upstream(r);
 }
 
 bool front__upstream_ready(const fr_req *r)
 {
     return atomic_load_explicit(&r->up, memory_order_acquire) != NULL ||
+           atomic_load_explicit(&r->g2_done, memory_order_acquire) ||
            atomic_load_explicit(&r->local_err, memory_order_acquire) != 0 ||
            (r->stream && atomic_load_explicit(&r->stream->head, memory_order_acquire));
 }
@@ -123,7 +126,7 @@ static bool answered_false(const fr_req *r, const httpc_resp *resp)
 /* pipe_primary's ack ("both"): Gen2's first attempt ended; the writer gets Gen1's answer now. */
 static void on_acked(void *ud)
 {
-    finish_upstream(ud);
+    front__finish_upstream(ud);
 }
 
 /* The pipeline settled a lost answer (settle.h): the writer is answered with what was found. */
@@ -131,7 +134,7 @@ static void on_settled(void *ud, stl_verdict v)
 {
     fr_req *r = ud;
     atomic_store_explicit(&r->verdict, (int)v, memory_order_release);
-    finish_upstream(r);
+    front__finish_upstream(r);
 }
 
 /* Tell the pipeline what Gen1 said about journaled write r. Returns true when r's suspension
@@ -194,7 +197,7 @@ static void upstream_done(void *ud, httpc_resp *resp)
     /* Stored first: with ack "both" the suspension may end on another thread inside report_primary. */
     atomic_store_explicit(&r->up, resp, memory_order_release);
     if (r->journaled && report_primary(r, resp)) return; /* r may be gone already */
-    finish_upstream(r);
+    front__finish_upstream(r);
 }
 
 /* What every call for r carries: the parsed request, the writer's headers that go to Gen1 and the
@@ -263,7 +266,7 @@ static void stream_on_head(void *ud, const httpc_resp *resp)
     fr_req *r = st->r;
     st->r = NULL;
     atomic_store_explicit(&st->head, true, memory_order_release);
-    finish_upstream(r); /* r belongs to the MHD thread from here on */
+    front__finish_upstream(r); /* r belongs to the MHD thread from here on */
 }
 
 /* httpc thread: a piece of Gen1's body. Taken whole, or HTTPC_PAUSE while the buffer is full. */
@@ -321,7 +324,7 @@ static void stream_done(void *ud, httpc_resp *resp)
         pthread_mutex_unlock(&st->mu);
         atomic_store_explicit(&r->up, resp, memory_order_release);
         stream_unref(st);
-        finish_upstream(r);
+        front__finish_upstream(r);
         return;
     }
     pthread_mutex_lock(&st->mu);
@@ -356,7 +359,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
         /* Resume Gen1 once half the buffer is free: fewer pause/resume rounds than at every piece. */
         if (st->paused && !st->ended && st->wpos - st->rpos <= st->cap / 2) {
             st->paused = false;
-            httpc_ctl_resume(gen1c_http(st->f->g1), st->ctl);
+            httpc_ctl_resume(st->http, st->ctl);
         }
         pthread_mutex_unlock(&st->mu);
         metrics_add(st->f->bytes_out, k);
@@ -383,7 +386,7 @@ static void stream_let_go(fr_stream *st)
     pthread_mutex_lock(&st->mu);
     st->gone = true;
     bool complete = st->length >= 0 && st->sent >= (uint64_t)st->length;
-    if (!st->ended && !complete) httpc_ctl_cancel(gen1c_http(st->f->g1), st->ctl);
+    if (!st->ended && !complete) httpc_ctl_cancel(st->http, st->ctl);
     bool counted = st->counted;
     st->counted = false;
     pthread_mutex_unlock(&st->mu);
@@ -410,12 +413,11 @@ uint64_t front__stream_release(fr_req *r)
     return sent;
 }
 
-/* Send read r to Gen1 with its answer streamed. 0, or -ECONNREFUSED when it could not be sent. */
-static int send_read(fr_req *r)
+fr_stream *front__stream_new(fr_req *r, httpc *http)
 {
     front *f = r->f;
     fr_stream *st = calloc(1, sizeof *st);
-    if (!st) return -ECONNREFUSED;
+    if (!st) return NULL;
     st->cap = (size_t)f->cfg->stream_buffer_bytes;
     st->alloc = st->cap;
     st->buf = malloc(st->alloc);
@@ -424,16 +426,66 @@ static int send_read(fr_req *r)
         free(st->buf);
         httpc_ctl_unref(st->ctl);
         free(st);
-        return -ECONNREFUSED;
+        return NULL;
     }
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->refs, 2); /* r and the exchange */
     atomic_init(&st->head, false);
     st->f = f;
+    st->http = http;
     st->conn = r->conn;
     st->r = r;
     st->length = -1;
     r->stream = st;
+    return st;
+}
+
+httpc_ctl *front__stream_ctl(fr_stream *st) { return st->ctl; }
+g2s_stream *front__stream_hooks(fr_stream *st) { return &st->g2hooks; }
+
+size_t front__stream_body(void *st, const char *p, size_t n) { return stream_on_body(st, p, n); }
+
+void front__stream_head(fr_stream *st, int status, int64_t length, const char *content_type)
+{
+    if (content_type) st->hval[0] = strdup(content_type); /* relay_headers[0] is Content-Type */
+    pthread_mutex_lock(&st->mu);
+    st->status = status;
+    st->length = length;
+    pthread_mutex_unlock(&st->mu);
+    fr_req *r = st->r;
+    st->r = NULL;
+    atomic_store_explicit(&st->head, true, memory_order_release);
+    front__finish_upstream(r);
+}
+
+void front__stream_end(fr_stream *st, bool complete)
+{
+    pthread_mutex_lock(&st->mu);
+    st->ended = true;
+    st->failed = !complete;
+    bool wake = st->waiting;
+    st->waiting = false;
+    pthread_mutex_unlock(&st->mu);
+    if (wake) MHD_resume_connection(st->conn);
+    stream_unref(st);
+}
+
+void front__stream_abandon(fr_stream *st)
+{
+    st->r = NULL;
+    pthread_mutex_lock(&st->mu);
+    st->ended = true;
+    st->failed = true;
+    pthread_mutex_unlock(&st->mu);
+    stream_unref(st);
+}
+
+/* Send read r to Gen1 with its answer streamed. 0, or -ECONNREFUSED when it could not be sent. */
+static int send_read(fr_req *r)
+{
+    front *f = r->f;
+    fr_stream *st = front__stream_new(r, gen1c_http(f->g1));
+    if (!st) return -ECONNREFUSED;
     gen1c_call call = writer_call(r);
     call.out = HTTPC_BODY_STREAM;
     call.on_head = stream_on_head;
@@ -496,6 +548,10 @@ static void on_durable(void *ud, uint64_t seq, int err)
 void front__dispatch(fr_req *r)
 {
     front *f = r->f;
+    if (f->g2s) {
+        front__dispatch_g2(r);
+        return;
+    }
     r->journaled = r->wr.info->is_write;
     /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
     pthread_mutex_lock(&f->mu);
@@ -522,7 +578,7 @@ void front__dispatch(fr_req *r)
         rc = send_read(r);
         if (rc == 0) return;
     }
-    finish_upstream(r);
+    front__finish_upstream(r);
     if (rc == -EINVAL)
         front__fail(r, 400, "IllegalArgumentException", "the request is larger than the proxy's journal can record");
     else if (rc == -ESHUTDOWN)
@@ -592,6 +648,10 @@ void front__answer_upstream(fr_req *r)
 {
     if (r->stream && atomic_load_explicit(&r->stream->head, memory_order_acquire)) {
         answer_stream(r);
+        return;
+    }
+    if (atomic_load_explicit(&r->g2_done, memory_order_acquire)) {
+        front__answer_g2(r);
         return;
     }
     httpc_resp *resp = atomic_load_explicit(&r->up, memory_order_acquire);

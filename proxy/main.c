@@ -33,6 +33,8 @@
 #include "admin.h"
 #include "cfg.h"
 #include "front.h"
+#include "g2serve.h"
+#include "gen2client.h"
 #include "gen1auth.h"
 #include "gen1client.h"
 #include "httpc.h"
@@ -312,6 +314,8 @@ static int run(const char *file)
     metrics *m = NULL;
     front *f = NULL;
     admin *adm = NULL;
+    gen2c *g2 = NULL; /* phase gen2-only: the front's Gen2 client, on the writers' engine */
+    g2s *gs = NULL;
 
     if (load(file, &cfg) != 0) return 1;
     log_set_component("dualpipe");
@@ -364,7 +368,14 @@ static int run(const char *file)
     }
     /* Recovery runs here, before the front takes a request. */
     if (pipe_open(&cfg, http_ap, g1_ap, m, &pl, err, sizeof err) != 0) goto out;
-    if (front_start(&cfg, g1, pl, m, &f, err, sizeof err) != 0) goto out;
+    if (cfg.phase == CFG_PHASE_GEN2_ONLY) {
+        /* The Gen1 API served on Gen2 alone: no write is journaled and Gen1 is never asked. */
+        if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
+        if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
+    } else if (cfg.phase == CFG_PHASE_GEN2_PRIMARY) {
+        LOGW("msg=\"phase gen2-primary is not served yet: the proxy runs as gen1-primary\"");
+    }
+    if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, &adm, err, sizeof err) != 0) goto out;
 
     printf("dualpipe ready listen=");
@@ -417,11 +428,15 @@ out:
         pipe_stop(pl, drain_ms);
         if (status == 0) log_drain("applier", &t0, drain_ms);
     }
+    g2s_stop(gs); /* its workers end what they hold (Gen2 still answers) */
+    if (g2) gen2c_stop(g2);
     g1a_stop(ident);
     if (http) httpc_stop(http);
     if (http_ap) httpc_stop(http_ap);
     admin_free(adm);
     front_free(f);
+    g2s_free(gs);
+    gen2c_free(g2);
     pipe_free(pl);
     if (g1) gen1c_free(g1);
     if (g1_ap) gen1c_free(g1_ap);

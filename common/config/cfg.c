@@ -101,6 +101,8 @@ static const cfg_opt cfg_opts[] = {
     {"tls.client_ca_file", K_PATH, FLD(tls_client_ca_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"admin.listen", K_HOSTPORT, FLD(admin_listen), 0, 65535, "\"127.0.0.1:14080\"", 0, NULL, NULL},
     {"phase", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", 0, phase_names, NULL},
+    {"gen2_only.workers", K_UINT, FLD(g2only_workers), 1, 1024, "32", 0, NULL, NULL},
+    {"gen2_only.list_max_entries", K_UINT, FLD(g2only_list_max), 1000, 10000000, "100000", 0, NULL, NULL},
     {"spool.dir", K_PATH, FLD(spool_dir), 0, 0, "\"/var/lib/dualpipe/spool\"", 0, NULL, NULL},
     {"spool.max_bytes", K_SIZE, FLD(spool_max_bytes), MIB, 1024 * TIB, "8589934592", 0, NULL, NULL},
     {"spool.policy", K_ENUM, FLD(spool_policy), 0, 0, "\"degrade\"", 0, policy_names, NULL},

@@ -96,6 +96,10 @@ typedef struct dp_config {
     cfg_hostport admin_listen;        /* "admin.listen", default 127.0.0.1:14080 */
     /* phase */
     cfg_phase phase;                  /* "phase", default gen1-primary */
+    unsigned g2only_workers;          /* "gen2_only.workers" (32): requests served on Gen2 at once (phase
+                                         gen2-only); more wait in a queue, their connections suspended */
+    unsigned g2only_list_max;         /* "gen2_only.list_max_entries" (100000): entries of one LISTSTATUS answer
+                                         without listSize (past it the answer carries a continuationToken) */
     /* spool */
     char spool_dir[1024];             /* "spool.dir" (default /var/lib/dualpipe/spool) */
     uint64_t spool_max_bytes;         /* "spool.max_bytes" (default 8 GiB): bodies the secondary still owes

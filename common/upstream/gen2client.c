@@ -56,6 +56,12 @@ typedef struct g2call {
     httpc_body_out out;
     size_t out_max;
     int out_fd;
+    /* HTTPC_BODY_STREAM: the caller's hooks. A 401 that the token retry answers again is not shown to
+     * them (swallowed is true while that answer's body runs). */
+    void (*on_head)(void *ud, const httpc_resp *resp);
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;
+    bool swallowed;
     uint64_t gen;           /* token generation the last send used */
     bool retried;
     httpc_resp *held;       /* the 401 kept while a refresh runs */
@@ -166,6 +172,27 @@ static void deliver_failure(g2call *k, httpc_result result, const char *msg)
 static void on_ready(void *ud, bool ok, const char *err);
 static void on_http_done(void *ud, httpc_resp *resp);
 
+/* True when a 401 answer will be retried with a fresh token (on_http_done's rule). */
+static bool will_retry_401(const g2call *k, long status)
+{
+    return status == 401 && !k->retried && g2auth_uses_token(k->c->auth);
+}
+
+/* Streamed answers: the head goes to the caller unless it is a 401 about to be retried. */
+static void stream_head(void *ud, const httpc_resp *resp)
+{
+    g2call *k = ud;
+    k->swallowed = will_retry_401(k, resp->status);
+    if (!k->swallowed && k->on_head) k->on_head(k->ud, resp);
+}
+
+static size_t stream_body(void *ud, const char *p, size_t n)
+{
+    g2call *k = ud;
+    if (k->swallowed) return n;
+    return k->on_body ? k->on_body(k->ud, p, n) : n;
+}
+
 /*
  * Send (or park) the call. Returns 0 when it was submitted or parked in gen2auth, -1 with err when it
  * cannot be authenticated, -2 when the engine refused it.
@@ -239,6 +266,11 @@ static int dispatch(g2call *k, char *err, size_t errlen)
         req.out = k->out;
         req.out_max = k->out_max;
         req.out_fd = k->out_fd;
+        if (k->out == HTTPC_BODY_STREAM) {
+            req.on_head = stream_head;
+            req.on_body = stream_body;
+            req.ctl = k->ctl;
+        }
         req.connect_timeout_ms = c->cfg->gen2_connect_timeout_ms;
         req.timeout_ms = c->cfg->gen2_timeout_ms;
         req.done = on_http_done;
@@ -284,7 +316,7 @@ static void on_http_done(void *ud, httpc_resp *resp)
 {
     g2call *k = ud;
     gen2c *c = k->c;
-    if (resp->result == HTTPC_OK && resp->status == 401 && !k->retried && g2auth_uses_token(c->auth)) {
+    if (resp->result == HTTPC_OK && will_retry_401(k, resp->status)) {
         k->retried = true;
         k->held = resp;
         int w = g2auth_wait(c->auth, k->gen, on_ready, k);
@@ -436,6 +468,10 @@ int gen2c_send(gen2c *c, const gen2c_call *call)
     k->out = call->out;
     k->out_max = call->out_max;
     k->out_fd = call->out_fd;
+    if (call->out == HTTPC_BODY_STREAM && !call->on_body) goto fail;
+    k->on_head = call->on_head;
+    k->on_body = call->on_body;
+    k->ctl = call->ctl;
     k->done = call->done;
     k->ud = call->ud;
     bool own_crid = false;

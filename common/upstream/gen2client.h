@@ -78,6 +78,11 @@ typedef struct gen2c_call {
     httpc_body_out out;
     size_t out_max;
     int out_fd;
+    /* HTTPC_BODY_STREAM (httpc.h): on_head/on_body get the final answer as it arrives (a 401 that the
+     * token retry answers again is not shown); ctl pauses or cancels it. on_body is required. */
+    void (*on_head)(void *ud, const httpc_resp *resp);
+    size_t (*on_body)(void *ud, const char *p, size_t n);
+    httpc_ctl *ctl;
     void (*done)(void *ud, httpc_resp *resp);  /* on the httpc thread; callee owns resp */
     void *ud;
 } gen2c_call;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,6 +131,14 @@ const char *idm_lookup(const idm_map *m, idm_kind kind, const char *name)
     if (idm_passes(name)) return name ? name : "";
     const idm_pair *p = m ? find(m, kind, name) : NULL;
     return p ? p->id : NULL;
+}
+
+const char *idm_reverse(const idm_map *m, idm_kind kind, const char *id)
+{
+    if (!m || !id || !*id) return NULL;
+    for (size_t i = 0; i < m->n[kind]; i++)
+        if (strcasecmp(m->v[kind][i].id, id) == 0) return m->v[kind][i].name;
+    return NULL;
 }
 
 /* ---- parsing ----------------------------------------------------------------------------------- */

@@ -77,6 +77,12 @@ bool idm_passes(const char *name);
  * m may be NULL (no map: only passing names resolve). The result lives as long as m (or name).
  */
 const char *idm_lookup(const idm_map *m, idm_kind kind, const char *name);
+/**
+ * The other way (answers served from Gen2 in phase gen2-only): the name whose mapping is the Gen2
+ * identity id (object ids compared case-insensitively; the first in name order when several
+ * names map to one identity), or NULL when no line maps to it. m may be NULL (NULL).
+ */
+const char *idm_reverse(const idm_map *m, idm_kind kind, const char *id);
 
 /** Names one translation could not map, and what it left out. */
 typedef struct idm_result {

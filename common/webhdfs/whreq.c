@@ -462,6 +462,7 @@ static const char *whreq_java_class(const char *exc)
         {"InvalidPathException", "org.apache.hadoop.fs.InvalidPathException"},
         {"HadoopIllegalArgumentException", "org.apache.hadoop.HadoopIllegalArgumentException"},
         {"BadOffsetException", "org.apache.hadoop.fs.adl.BadOffsetException"},
+        {"RetriableException", "org.apache.hadoop.ipc.RetriableException"},
         /* Not confirmed from a live service; named after BadOffsetException's package. */
         {"ThrottledException", "org.apache.hadoop.fs.adl.ThrottledException"},
     };
