@@ -21,6 +21,8 @@
 #define G2S_BATCH_PAGE 1000u            /* LISTSTATUS_BATCH page (HDFS dfs.ls.limit's default) */
 #define G2S_CURSORS 1024                /* listing cursors remembered (last name -> Gen2 continuation) */
 #define G2S_RETRY_AFTER_S 5
+#define G2S_FILE_MODE "644"            /* WebHDFS's default permissions when a request gives none */
+#define G2S_DIR_MODE "755"
 
 /* One remembered listing position: after entry `after` of Gen2 directory `dir` (fs/path), Gen2's
  * continuation is `token`. */

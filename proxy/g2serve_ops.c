@@ -569,7 +569,8 @@ static void op_create(g2s_ctx *c)
     }
     xlate_g2req x = {0};
     xlate_err xe;
-    if (xlate_create(overwrite, perm && *perm ? perm : NULL, &x, &xe) != 0)
+    /* WebHDFS's defaults when none is given (644 files, 755 directories), not Gen2's umask 0027 */
+    if (xlate_create(overwrite, perm && *perm ? perm : G2S_FILE_MODE, &x, &xe) != 0)
         return g2s__fail(c, 400, "IllegalArgumentException", "Invalid value for webhdfs parameter \"permission\": %s",
                          xe.message);
     g2resp *r = g2s__xcall(c, c->path, &x);
@@ -625,7 +626,7 @@ static void op_append(g2s_ctx *c, bool concurrent)
         if (!autocreate) return g2s__fail(c, 404, "FileNotFoundException", "File %s does not exist.", w->path);
         xlate_g2req x = {0};
         xlate_err xe;
-        if (xlate_create(false, NULL, &x, &xe) != 0) return g2s__fail(c, 500, "RuntimeException", "%s", xe.message);
+        if (xlate_create(false, G2S_FILE_MODE, &x, &xe) != 0) return g2s__fail(c, 500, "RuntimeException", "%s", xe.message);
         g2resp *r = g2s__xcall(c, c->path, &x);
         xlate_g2req_free(&x);
         char code[96];
@@ -742,7 +743,7 @@ static void op_concat(g2s_ctx *c)
     }
     if (f == 0) {
         xlate_g2req x = {0};
-        if (xlate_create(false, NULL, &x, &xe) != 0) {
+        if (xlate_create(false, G2S_FILE_MODE, &x, &xe) != 0) {
             g2s__fail(c, 500, "RuntimeException", "%s", xe.message);
             goto out;
         }
@@ -865,7 +866,7 @@ static void op_mkdirs(g2s_ctx *c)
     }
     xlate_g2req x = {0};
     xlate_err xe;
-    if (xlate_mkdirs(perm && *perm ? perm : NULL, &x, &xe) != 0)
+    if (xlate_mkdirs(perm && *perm ? perm : G2S_DIR_MODE, &x, &xe) != 0)
         return g2s__fail(c, 400, "IllegalArgumentException", "Invalid value for webhdfs parameter \"permission\": %s",
                          xe.message);
     g2resp *r = g2s__xcall(c, c->path, &x);
