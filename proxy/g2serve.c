@@ -244,6 +244,80 @@ void g2s__unlock(g2s *s, const char *fs, const char *path)
     free(key);
 }
 
+/* ---- leases ---- */
+
+/* The lease of key, dropping stale ones on the way (under mu). */
+static g2s_lease **lease_find(g2s *s, const char *key, int64_t now)
+{
+    g2s_lease **pp = &s->leases;
+    while (*pp) {
+        g2s_lease *l = *pp;
+        if (l->expiry_ms <= now) {
+            *pp = l->next;
+            free(l->key);
+            free(l);
+            continue;
+        }
+        if (strcmp(l->key, key) == 0) return pp;
+        pp = &l->next;
+    }
+    return NULL;
+}
+
+int g2s__lease_check(g2s *s, const char *fs, const char *path, const char *id)
+{
+    char *key = lock_key(fs, path);
+    pthread_mutex_lock(&s->mu);
+    g2s_lease **pp = lease_find(s, key, mono_ms());
+    int rc = pp && strcmp((*pp)->id, id ? id : "") != 0 ? -1 : 0;
+    pthread_mutex_unlock(&s->mu);
+    free(key);
+    return rc;
+}
+
+void g2s__lease_after(g2s *s, const char *fs, const char *path, const char *id, bool hold)
+{
+    if (!id || !*id) return;
+    char *key = lock_key(fs, path);
+    pthread_mutex_lock(&s->mu);
+    int64_t now = mono_ms();
+    g2s_lease **pp = lease_find(s, key, now);
+    if (pp && !hold) {
+        g2s_lease *l = *pp;
+        *pp = l->next;
+        free(l->key);
+        free(l);
+    } else if (pp) {
+        (*pp)->expiry_ms = now + G2S_LEASE_MS;
+    } else if (hold) {
+        g2s_lease *l = calloc(1, sizeof *l);
+        if (!l) abort();
+        l->key = key;
+        key = NULL;
+        snprintf(l->id, sizeof l->id, "%s", id);
+        l->expiry_ms = now + G2S_LEASE_MS;
+        l->next = s->leases;
+        s->leases = l;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(key);
+}
+
+void g2s__lease_drop(g2s *s, const char *fs, const char *path)
+{
+    char *key = lock_key(fs, path);
+    pthread_mutex_lock(&s->mu);
+    g2s_lease **pp = lease_find(s, key, mono_ms());
+    if (pp) {
+        g2s_lease *l = *pp;
+        *pp = l->next;
+        free(l->key);
+        free(l);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(key);
+}
+
 /* ---- listing cursors ---- */
 
 static char *cursor_key(const char *fs, const char *dir, const char *after)
@@ -416,6 +490,12 @@ void g2s_free(g2s *s)
     for (unsigned i = 0; i < G2S_CURSORS; i++) {
         free(s->cursors[i].key);
         free(s->cursors[i].token);
+    }
+    while (s->leases) {
+        g2s_lease *l = s->leases;
+        s->leases = l->next;
+        free(l->key);
+        free(l);
     }
     free(s->th);
     idm_watch_free(s->ids);

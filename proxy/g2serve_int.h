@@ -21,6 +21,7 @@
 #define G2S_BATCH_PAGE 1000u            /* LISTSTATUS_BATCH page (HDFS dfs.ls.limit's default) */
 #define G2S_CURSORS 1024                /* listing cursors remembered (last name -> Gen2 continuation) */
 #define G2S_RETRY_AFTER_S 5
+#define G2S_LEASE_MS (10 * 60 * 1000) /* a lease nobody renews for this long is stale (Gen1: ~10 min) */
 #define G2S_FILE_MODE "644"            /* WebHDFS's default permissions when a request gives none */
 #define G2S_DIR_MODE "755"
 
@@ -30,6 +31,14 @@ typedef struct g2s_cursor {
     char *key;                           /* "fs\n dir\n after" */
     char *token;
 } g2s_cursor;
+
+/* A Gen1 write lease (leaseid) held on a path, until the holder's syncFlag=CLOSE or G2S_LEASE_MS of silence. */
+typedef struct g2s_lease {
+    struct g2s_lease *next;
+    char *key;                           /* "fs/path" */
+    char id[128];
+    int64_t expiry_ms;                   /* monotonic */
+} g2s_lease;
 
 /* A path some worker holds for a data write (refs: holders and waiters). */
 typedef struct g2s_lock {
@@ -61,6 +70,7 @@ struct g2s {
     unsigned nth;
     /* per-path locks and listing cursors (under mu) */
     g2s_lock *locks;
+    g2s_lease *leases;
     g2s_cursor cursors[G2S_CURSORS];
     unsigned cursor_next;
     /* metrics */
@@ -112,6 +122,12 @@ int g2s__map(g2s_ctx *c, const char *gen1_path, char fs[64], char *path, size_t 
 /** Hold / release the data-write lock of fs/path. */
 void g2s__lock(g2s *s, const char *fs, const char *path);
 void g2s__unlock(g2s *s, const char *fs, const char *path);
+/** Leases: 0 when a write carrying id ("" = none) may go ahead on fs/path, -1 when another writer holds it. */
+int g2s__lease_check(g2s *s, const char *fs, const char *path, const char *id);
+/** After a write carrying id succeeded: hold (or renew) the lease, or release it (its CLOSE). */
+void g2s__lease_after(g2s *s, const char *fs, const char *path, const char *id, bool hold);
+/** The path is gone (DELETE) or replaced: its lease goes. */
+void g2s__lease_drop(g2s *s, const char *fs, const char *path);
 /** Remember / look up a listing cursor (token malloc'd by lookup, or NULL). */
 void g2s__cursor_put(g2s *s, const char *fs, const char *dir, const char *after, const char *token);
 char *g2s__cursor_get(g2s *s, const char *fs, const char *dir, const char *after);

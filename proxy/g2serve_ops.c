@@ -114,6 +114,30 @@ static const char *leaf_of(const char *path)
     return s ? s + 1 : path;
 }
 
+/*
+ * A node this request created belongs to the writer, as on Gen1: with a Hadoop user.name (simple auth) the
+ * owner becomes that user through the identity map (the name as it is when no map is configured, or when
+ * it is unmapped and gen2.unmapped_identity is keep). Gen2's owner (the proxy's identity) stays otherwise. A refusal is
+ * logged, not answered: the write itself succeeded.
+ */
+static void own_created(g2s_ctx *c, const char *path)
+{
+    const char *user = whreq_param_get(c->wr, "user.name");
+    if (!user || !*user) return;
+    const char *id = idm_lookup(c->map, IDM_USER, user);
+    if (!id && c->map && c->s->id_pol != IDM_KEEP) return; /* unmapped: Gen2's owner stays */
+    if (!id) id = user;
+    xlate_g2req x = {0};
+    xlate_err xe;
+    if (xlate_setowner(id, NULL, &x, &xe) != 0) return;
+    g2resp *r = g2s__xcall(c, path, &x);
+    xlate_g2req_free(&x);
+    if (!g2s__ok(r))
+        LOGW("msg=\"gen2-only: the writer could not be made the owner of what it created\" rid=%s status=%ld", c->rq->rid,
+             r->status);
+    g2s__free(r);
+}
+
 static void answer_dbuf(g2s_ctx *c, int rc, dbuf *b)
 {
     if (rc != 0 || !b->data) g2s__fail(c, 500, "RuntimeException", "the answer could not be built");
@@ -496,6 +520,14 @@ static void op_open(g2s_ctx *c)
 
 /* ---- data writes ---- */
 
+/* Gen1's answer to a write on a file another writer's lease holds (ADLS error 0x83090a16). */
+static void fail_leased(g2s_ctx *c)
+{
+    g2s__fail(c, 500, "RuntimeException",
+              "%s failed with error 0x83090a16 (the file is locked by another writer's lease): %s", c->wr->info->name,
+              c->wr->path);
+}
+
 /* Append the spooled body at pos (chunks of XLATE_CHUNK_MAX) and flush per policy. 0, or -1 answered. */
 static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end)
 {
@@ -551,7 +583,9 @@ static void op_create(g2s_ctx *c)
         whreq_get_sync(w, WH_SYNC_CLOSE, &sync, &e) != 0)
         return g2s__fail_err(c, &e);
     const char *perm = whreq_param_get(w, "permission");
+    const char *lease = whreq_param_get(w, "leaseid");
     if (!c->path[0]) return g2s__fail(c, 403, "FileAlreadyExistsException", "%s already exists as a directory", w->path);
+    if (g2s__lease_check(c->s, c->fs, c->path, lease) != 0) return fail_leased(c);
     g2a_node n;
     char parent[G2S_PATH_MAX];
     parent_of(c->path, parent, sizeof parent);
@@ -590,8 +624,10 @@ static void op_create(g2s_ctx *c)
         return;
     }
     g2s__free(r);
+    own_created(c, c->path);
     uint64_t end = 0;
     if (write_body(c, 0, sync, &end) != 0) return;
+    g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
     g2s__answer(c, 201, NULL, 0);
 }
 
@@ -638,9 +674,12 @@ static void op_append(g2s_ctx *c, bool concurrent)
             g2s__free(r);
             return;
         }
+        if (!raced) own_created(c, c->path);
         g2s__free(r);
         n.length = 0;
     }
+    const char *lease = whreq_param_get(w, "leaseid");
+    if (!concurrent && g2s__lease_check(c->s, c->fs, c->path, lease) != 0) return fail_leased(c);
     if (offset >= 0 && offset != n.length)
         return g2s__fail(c, 400, "BadOffsetException",
                          "APPEND failed with error: the offset %" PRId64 " is not the end of file %s (length %" PRId64
@@ -648,6 +687,7 @@ static void op_append(g2s_ctx *c, bool concurrent)
                          offset, w->path, n.length);
     uint64_t end = 0;
     if (write_body(c, (uint64_t)n.length, sync, &end) != 0) return;
+    if (!concurrent) g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
     g2s__answer(c, 200, NULL, 0);
 }
 
@@ -755,6 +795,7 @@ static void op_concat(g2s_ctx *c)
             goto out;
         }
         g2s__free(r);
+        own_created(c, c->path);
         created = true;
     } else {
         pos = t.length;
@@ -873,7 +914,10 @@ static void op_mkdirs(g2s_ctx *c)
     xlate_g2req_free(&x);
     char code[96];
     const char *type = r->result == HTTPC_OK ? httpc_resp_header(r, "x-ms-existing-resource-type") : NULL;
-    if (r->result == HTTPC_OK && xlate_mkdirs_ok(r->status, type)) g2s__answer_bool(c, true);
+    if (r->result == HTTPC_OK && (r->status == 201 || r->status == 200)) {
+        own_created(c, c->path);
+        g2s__answer_bool(c, true);
+    } else if (r->result == HTTPC_OK && xlate_mkdirs_ok(r->status, type)) g2s__answer_bool(c, true);
     else if (r->result == HTTPC_OK && xlate_already_exists(r->status, g2s__code(r, code, sizeof code)))
         g2s__fail(c, 403, "FileAlreadyExistsException", "Path is not a directory: %s", c->wr->path);
     else if (r->result == HTTPC_OK && r->status == 409)
@@ -922,6 +966,7 @@ static void op_delete(g2s_ctx *c)
             token = next && *next ? strdup(next) : NULL;
             g2s__free(r);
             if (token) continue;
+            g2s__lease_drop(c->s, c->fs, c->path);
             g2s__answer_bool(c, true);
         } else if (is_404(r) && strcmp(code, "FilesystemNotFound") != 0) {
             g2s__answer_bool(c, false); /* gone meanwhile */
