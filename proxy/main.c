@@ -163,7 +163,7 @@ static int setup_upstream_tls(httpc *e, const dp_config *c, char *err, size_t er
                     .insecure_skip_verify = c->gen2_tls.insecure_skip_verify};
     httpc_tls sys = {0};
     if (tls_rule_for(e, "gen2.endpoint", c->gen2_endpoint, &g2, err, errlen) != 0 ||
-        tls_rule_for(e, "gen1.endpoint", c->gen1_endpoint, &g1, err, errlen) != 0 ||
+        (c->gen1_endpoint[0] && tls_rule_for(e, "gen1.endpoint", c->gen1_endpoint, &g1, err, errlen) != 0) ||
         tls_rule_for(e, "gen1.auth.authority", c->gen1_authority, &sys, err, errlen) != 0 ||
         tls_rule_for(e, "gen2.auth.authority", c->oauth_authority, &sys, err, errlen) != 0 ||
         tls_rule_for(e, "gen2.auth.imds_endpoint", c->imds_endpoint, &sys, err, errlen) != 0)

@@ -692,15 +692,21 @@ static int finish_gen1_auth(pctx *p)
 static int finish(pctx *p)
 {
     dp_config *c = p->c;
+    /* Phase gen2-only serves the Gen1 API on Gen2 alone: Gen1 may be gone from the configuration too. */
+    bool no_gen1 = c->phase == CFG_PHASE_GEN2_ONLY && !c->gen1_endpoint[0];
     for (size_t i = 0; i < NOPTS; i++)
-        if ((cfg_opts[i].flags & F_REQUIRED) && !c->cfg_given[i])
+        if ((cfg_opts[i].flags & F_REQUIRED) && !c->cfg_given[i] &&
+            !(no_gen1 && strcmp(cfg_opts[i].key, "gen1.endpoint") == 0))
             return fail(p, cfg_opts[i].key, "required key is missing");
 
     cfg__url_parts u;
     char msg[256];
-    if (cfg__url_parse(c->gen1_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen1.endpoint", "%s", msg);
-    c->gen1_addr = u.hp;
-    c->gen1_https = u.https;
+    if (!no_gen1) {
+        if (cfg__url_parse(c->gen1_endpoint, false, &u, msg, sizeof msg) < 0)
+            return fail(p, "gen1.endpoint", "%s", msg);
+        c->gen1_addr = u.hp;
+        c->gen1_https = u.https;
+    }
     if (cfg__url_parse(c->gen2_endpoint, false, &u, msg, sizeof msg) < 0) return fail(p, "gen2.endpoint", "%s", msg);
     c->gen2_addr = u.hp;
     c->gen2_https = u.https;

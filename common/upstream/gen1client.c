@@ -72,7 +72,7 @@ typedef struct g1x {
 int gen1c_new(const dp_config *cfg, httpc *http, gen1c **out, char *err, size_t errlen)
 {
     const char *ep = cfg->gen1_endpoint;
-    if (strncasecmp(ep, "http://", 7) != 0 && strncasecmp(ep, "https://", 8) != 0) {
+    if (ep[0] && strncasecmp(ep, "http://", 7) != 0 && strncasecmp(ep, "https://", 8) != 0) {
         snprintf(err, errlen, "gen1.endpoint: must start with http:// or https://");
         return -1;
     }
@@ -370,6 +370,7 @@ static void g1x_done(void *ud, httpc_resp *resp)
 
 static int g1x_submit(g1x *x, const char *url)
 {
+    if (!x->c->endpoint[0]) return -1; /* no Gen1 configured (phase gen2-only): nothing can be sent */
     httpc_req r = {0};
     r.method = x->method;
     r.url = url;

@@ -26,7 +26,8 @@
 
 typedef struct gen1c gen1c;
 
-/** Create a client for cfg's gen1.* settings. Returns 0 or -1 with a message. */
+/** Create a client for cfg's gen1.* settings. Returns 0 or -1 with a message. An empty gen1.endpoint (allowed
+ *  in phase gen2-only only) makes a client whose every call fails at once (-1, done not called). */
 int gen1c_new(const dp_config *cfg, httpc *http, gen1c **out, char *err, size_t errlen);
 void gen1c_free(gen1c *c);
 

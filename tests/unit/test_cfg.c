@@ -398,6 +398,26 @@ TEST(host_port_errors)
     cfg_free(&c);
 }
 
+TEST(gen2_only_without_gen1)
+{
+    static const char g2[] = "\"gen2\":{\"endpoint\":\"http://127.0.0.1:10004\",\"account\":\"devstoreaccount1\","
+                             "\"auth\":{\"mode\":\"shared_key\",\"account_key\":\"a2V5\"},"
+                             "\"mappings\":[{\"gen1_prefix\":\"/\",\"filesystem\":\"lake\"}]}";
+    char j[1024];
+    dp_config c;
+    cfg_err e;
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",\"gen2_only\":{\"workers\":4,\"list_max_entries\":5000},%s}", g2);
+    if (load(j, &c, &e) != 0) TH_FAIL_AT("gen2-only without gen1: %s: %s", e.path, e.message);
+    ASSERT_EQ_STR(c.gen1_endpoint, "");
+    ASSERT_EQ_INT(c.g2only_workers, 4);
+    ASSERT_EQ_INT(c.g2only_list_max, 5000);
+    cfg_free(&c);
+    snprintf(j, sizeof j, "{\"phase\":\"gen1-primary\",%s}", g2);
+    EXPECT_ERR(j, "gen1.endpoint", "required key is missing");
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",\"gen2_only\":{\"workers\":0},%s}", g2);
+    EXPECT_ERR(j, "gen2_only.workers", "");
+}
+
 TEST(endpoint_urls)
 {
     EXPECT_ERR("{\"gen1\":{\"endpoint\":\"ftp://h\"}}", "gen1.endpoint", "http:// or https://");
@@ -1061,7 +1081,7 @@ TEST(tls_keys)
 
 TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
       T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(journal_spool_and_applier_keys), T(bad_enum_lists_the_choices),
-      T(host_port_errors), T(endpoint_urls), T(required_keys), T(mapping_errors), T(datanode_rewrite),
+      T(host_port_errors), T(endpoint_urls), T(gen2_only_without_gen1), T(required_keys), T(mapping_errors), T(datanode_rewrite),
       T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
       T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),
       T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads),
