@@ -132,6 +132,35 @@ void g2s__lease_drop(g2s *s, const char *fs, const char *path);
 void g2s__cursor_put(g2s *s, const char *fs, const char *dir, const char *after, const char *token);
 char *g2s__cursor_get(g2s *s, const char *fs, const char *dir, const char *after);
 
+/* ---- shared by the ops (g2serve_ops.c) ---- */
+
+/** HEAD of fs/path with an optional query ("action=getAccessControl"). */
+g2resp *g2s__head(g2s_ctx *c, const char *path, const char *query);
+/** True for an HTTP 404 answer. */
+bool g2s__is_404(const g2resp *r);
+/**
+ * Look up fs/path (plain HEAD: properties included). 1 found (*n filled, *keep holds the answer when
+ * asked), 0 missing (404), -1 answered (any other failure). The filesystem root is a directory.
+ */
+int g2s__stat(g2s_ctx *c, const char *path, g2a_node *n, g2resp **keep);
+void g2s__parent_of(const char *path, char *out, size_t cap);
+const char *g2s__leaf_of(const char *path);
+/** The writer (Hadoop user.name, through the identity map) owns a node this request created. */
+void g2s__own_created(g2s_ctx *c, const char *path);
+
+/* ---- the writes (g2serve_write.c); each answers c ---- */
+void g2s__create(g2s_ctx *c);
+void g2s__append(g2s_ctx *c, bool concurrent);
+void g2s__concat(g2s_ctx *c);
+void g2s__mkdirs(g2s_ctx *c);
+void g2s__delete(g2s_ctx *c);
+void g2s__rename(g2s_ctx *c);
+void g2s__setpermission(g2s_ctx *c);
+void g2s__setowner(g2s_ctx *c);
+void g2s__acl(g2s_ctx *c);
+void g2s__settimes(g2s_ctx *c);
+void g2s__setexpiry(g2s_ctx *c);
+
 /** The op's handler (g2serve_ops.c). */
 void g2s__serve_op(g2s_ctx *c);
 
