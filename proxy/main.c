@@ -372,8 +372,6 @@ static int run(const char *file)
         /* The Gen1 API served on Gen2 alone: no write is journaled and Gen1 is never asked. */
         if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
         if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
-    } else if (cfg.phase == CFG_PHASE_GEN2_PRIMARY) {
-        LOGW("msg=\"phase gen2-primary is not served yet: the proxy runs as gen1-primary\"");
     }
     if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, &adm, err, sizeof err) != 0) goto out;

@@ -103,6 +103,7 @@ static const cfg_opt cfg_opts[] = {
     {"phase", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", 0, phase_names, NULL},
     {"gen2_only.workers", K_UINT, FLD(g2only_workers), 1, 1024, "32", 0, NULL, NULL},
     {"gen2_only.list_max_entries", K_UINT, FLD(g2only_list_max), 1000, 10000000, "100000", 0, NULL, NULL},
+    {"gen2_only.trust_network", K_BOOL, FLD(g2only_trust_network), 0, 0, "false", 0, NULL, NULL},
     {"spool.dir", K_PATH, FLD(spool_dir), 0, 0, "\"/var/lib/dualpipe/spool\"", 0, NULL, NULL},
     {"spool.max_bytes", K_SIZE, FLD(spool_max_bytes), MIB, 1024 * TIB, "8589934592", 0, NULL, NULL},
     {"spool.policy", K_ENUM, FLD(spool_policy), 0, 0, "\"degrade\"", 0, policy_names, NULL},
@@ -734,6 +735,21 @@ static int finish(pctx *p)
     if (!c->gen1_tls.cert_file[0] != !c->gen1_tls.key_file[0])
         return fail(p, c->gen1_tls.cert_file[0] ? "gen1.tls.key_file" : "gen1.tls.cert_file",
                     "gen1.tls.cert_file and gen1.tls.key_file go together");
+
+    if (c->phase == CFG_PHASE_GEN2_PRIMARY)
+        return fail(p, "phase",
+                    "gen2-primary (writers answered by Gen2, writes mirrored to Gen1) is not available in this "
+                    "version; use gen1-primary, or gen2-only once Gen1 is to be left behind");
+
+    /* In gen2-only no Gen1 checks who the writer is: every request acts with the proxy's own Gen2
+     * identity. Only a sidecar's loopback, client certificates or an explicit word let writers in. */
+    if (c->phase == CFG_PHASE_GEN2_ONLY && !cfg__is_loopback(c->listen.host) && !c->tls_client_ca_file[0] &&
+        !c->g2only_trust_network)
+        return fail(p, "phase",
+                    "gen2-only serves every writer with the proxy's own Gen2 identity and no Gen1 to check who "
+                    "they are: listen on a loopback address (a sidecar), require client certificates "
+                    "(tls.client_ca_file), or set gen2_only.trust_network to true when the network in front of "
+                    "the proxy decides who may write (listen is %s)", c->listen.host);
 
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)

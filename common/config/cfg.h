@@ -100,6 +100,8 @@ typedef struct dp_config {
                                          gen2-only); more wait in a queue, their connections suspended */
     unsigned g2only_list_max;         /* "gen2_only.list_max_entries" (100000): entries of one LISTSTATUS answer
                                          without listSize (past it the answer carries a continuationToken) */
+    bool g2only_trust_network;        /* "gen2_only.trust_network" (false): in gen2-only, accept writers on a
+                                         non-loopback listen address without client certificates */
     /* spool */
     char spool_dir[1024];             /* "spool.dir" (default /var/lib/dualpipe/spool) */
     uint64_t spool_max_bytes;         /* "spool.max_bytes" (default 8 GiB): bodies the secondary still owes

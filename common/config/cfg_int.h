@@ -56,6 +56,8 @@ __attribute__((warn_unused_result)) int cfg__url_parse(const char *s, bool allow
 __attribute__((warn_unused_result)) int cfg__url_format(const cfg__url_parts *u, char *dst, size_t cap);
 /** True for an IPv4 or IPv6 address literal or "localhost" (any case). */
 bool cfg__is_ip_or_localhost(const char *host);
+/* True for "localhost", 127.0.0.0/8 and ::1 (with or without brackets). */
+bool cfg__is_loopback(const char *host);
 /** A byte count: a non-negative JSON integer or a string "N", "N B", "N KiB|MiB|GiB|TiB".
  *  Returns 0 with *out set, or -1 (wrong type, bad unit, overflow). */
 __attribute__((warn_unused_result)) int cfg__size_parse(const json_t *v, uint64_t *out);

@@ -221,6 +221,22 @@ bool cfg__is_ip_or_localhost(const char *host)
            strcasecmp(host, "localhost") == 0;
 }
 
+bool cfg__is_loopback(const char *host)
+{
+    unsigned char bin[16];
+    char h[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof h) {
+        memcpy(h, host + 1, n - 2);
+        h[n - 2] = '\0';
+        host = h;
+    }
+    if (strcasecmp(host, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, host, bin) == 1) return bin[0] == 127;
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    return inet_pton(AF_INET6, host, bin) == 1 && memcmp(bin, v6_loopback, 16) == 0;
+}
+
 /* Sizes: a non-negative integer, or a string "N", "N B", "N KiB|MiB|GiB|TiB". */
 int cfg__size_parse(const json_t *v, uint64_t *out)
 {

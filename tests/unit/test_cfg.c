@@ -175,6 +175,7 @@ TEST(explicit_values)
 {
     dp_config c;
     must_load(mk("\"listen\":\"0.0.0.0:0\",\"admin\":{\"listen\":\"[::1]:9000\"},\"phase\":\"gen2-only\","
+                 "\"gen2_only\":{\"trust_network\":true},"
                  "\"public_url\":\"HTTP://Proxy.Example:8080/\",\"log\":{\"level\":\"debug\"},"
                  "\"limits\":{\"max_body_bytes\":\"64 MiB\",\"threads\":8},",
                  ",\"dialect\":\"hadoop\",\"timeout_ms\":1000,\"settle_ms\":0",
@@ -186,6 +187,7 @@ TEST(explicit_values)
     ASSERT_EQ_INT(c.admin_listen.port, 9000);
     ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_ONLY);
     ASSERT_EQ_STR(cfg_phase_name(c.phase), "gen2-only");
+    ASSERT_TRUE(c.g2only_trust_network);
     ASSERT_EQ_STR(c.public_url, "http://proxy.example:8080");
     ASSERT_EQ_INT(c.log_level, 3);
     ASSERT_TRUE(c.max_body_bytes == 64ull << 20);
@@ -416,6 +418,26 @@ TEST(gen2_only_without_gen1)
     EXPECT_ERR(j, "gen1.endpoint", "required key is missing");
     snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",\"gen2_only\":{\"workers\":0},%s}", g2);
     EXPECT_ERR(j, "gen2_only.workers", "");
+    /* writers are not checked by anyone in gen2-only: a non-loopback front needs client certificates or
+     * an explicit trust_network */
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",\"listen\":\"0.0.0.0:14000\",%s}", g2);
+    EXPECT_ERR(j, "phase", "proxy's own Gen2 identity");
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",\"listen\":\"10.1.2.3:14000\",%s}", g2);
+    EXPECT_ERR(j, "phase", "listen is 10.1.2.3");
+    static const char *ok[] = {"\"listen\":\"127.0.0.2:14000\"", "\"listen\":\"[::1]:14000\"",
+                               "\"listen\":\"localhost:14000\"",
+                               "\"listen\":\"0.0.0.0:14000\",\"gen2_only\":{\"trust_network\":true}"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(j, sizeof j, "{\"phase\":\"gen2-only\",%s,%s}", ok[i], g2);
+        if (load(j, &c, &e) != 0) TH_FAIL_AT("%s: %s: %s", ok[i], e.path, e.message);
+        cfg_free(&c);
+    }
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-primary\",\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},%s}", g2);
+    EXPECT_ERR(j, "phase", "not available in this version");
+    /* the rule is gen2-only's: gen1-primary on any address is fine */
+    snprintf(j, sizeof j, "{\"listen\":\"0.0.0.0:14000\",\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},%s}", g2);
+    if (load(j, &c, &e) != 0) TH_FAIL_AT("gen1-primary on 0.0.0.0: %s: %s", e.path, e.message);
+    cfg_free(&c);
 }
 
 TEST(endpoint_urls)
