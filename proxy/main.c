@@ -42,6 +42,7 @@
 #include "assess.h"
 #include "backfill.h"
 #include "verify.h"
+#include "rewrite.h"
 #include "jcli.h"
 #include "log.h"
 #include "metrics.h"
@@ -67,6 +68,9 @@ static void usage(FILE *out)
                  "                                     (dualpipe backfill --help)\n"
                  "       dualpipe verify [PATH] --config FILE [--deep] [--repair] [--json FILE] [--cursor FILE]\n"
                  "                                     compare Gen1 and Gen2 under PATH (dualpipe verify --help)\n"
+                 "       dualpipe rewrite DIR --config FILE [--apply] [--json FILE]\n"
+                 "                                     adl:// and ADL settings in code and configuration to\n"
+                 "                                     abfss:// by the mappings (dualpipe rewrite --help)\n"
                  "       dualpipe --version\n"
                  "       dualpipe --help\n"
                  "Secrets (Gen2 account key, SAS, client secret) come from the config file, or from the\n"
@@ -462,6 +466,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "assess") == 0) return assess_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "backfill") == 0) return backfill_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "verify") == 0) return verify_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "rewrite") == 0) return rewrite_main(argc - 1, argv + 1);
     if (argc < 2)
         fprintf(stderr, "dualpipe: a command is required\n");
     else if (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)
