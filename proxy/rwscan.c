@@ -642,7 +642,7 @@ int rws_scan(const rws_opts *o, const char *t, size_t len, rws_result *r)
         size_t next = i + 1;
         int rc = 0;
         if ((c | 0x20) == 'a' && len - i >= 4 && strncasecmp(t + i, "adl:", 4) == 0 &&
-            (i == 0 || !(isalnum((unsigned char)t[i - 1]) || t[i - 1] == '+' || t[i - 1] == '.' || t[i - 1] == '-'))) {
+            (i == 0 || !(isalnum((unsigned char)t[i - 1]) || (t[i - 1] && strchr("+.-/", t[i - 1]))))) {
             if (starts(t, len, i + 4, "//")) rc = scan_uri(o, t, len, i, r, &next);
             else if (o->json && starts(t, len, i + 4, "\\/\\/")) {
                 next = uri_end(t, len, i + 8);
@@ -650,6 +650,10 @@ int rws_scan(const rws_opts *o, const char *t, size_t len, rws_result *r)
             }
             if (rc < 0) return rc;
             if (next > i + 1) lo = next;
+        } else if ((c | 0x20) == 'a' && len - i >= 8 && strncasecmp(t + i, "abfss://", 8) == 0) {
+            /* a Gen2 URI (one of ours, or written so) is left whole: nothing inside it is a key */
+            next = uri_end(t, len, i + 8);
+            lo = next;
         } else if (!o->table_meta && (c == 'f' || c == 'd' || c == 's')) {
             rc = scan_key(o, t, len, i, r, &next, &provider);
             if (rc < 0) return rc;
