@@ -340,29 +340,51 @@ static bool valid_host(const char *h)
 
 /* ------------------------------------------------------------------ files */
 
-static int read_file(const char *path, size_t size, char **out, size_t *outlen)
+/* Read path whole, at most max bytes: 0, -EFBIG when it holds more, or -errno. *st is its fstat as read. */
+static int read_file(const char *path, uint64_t max, char **out, size_t *outlen, struct stat *st)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -errno;
-    char *b = malloc(size + 1);
-    if (!b) {
-        close(fd);
-        return -ENOMEM;
+    int rc = 0;
+    char *b = NULL;
+    size_t got = 0, cap = 0;
+    if (fstat(fd, st) != 0) {
+        rc = -errno;
+        goto out;
     }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, b + got, size - got);
+    cap = (size_t)st->st_size + 1;
+    b = malloc(cap + 1);
+    if (!b) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        if (got == cap) { /* the file grew since it was listed */
+            if (got > max) break;
+            char *nb = realloc(b, cap * 2 + 1);
+            if (!nb) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + got, cap - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            int e = -errno;
-            free(b);
-            close(fd);
-            return e;
+            rc = -errno;
+            goto out;
         }
         if (r == 0) break;
         got += (size_t)r;
     }
+    if (got > max) rc = -EFBIG;
+out:
     close(fd);
+    if (rc != 0) {
+        free(b);
+        return rc;
+    }
     b[got] = '\0';
     *out = b;
     *outlen = got;
@@ -595,6 +617,13 @@ static unsigned line_at(const char *t, size_t off, size_t *cur, unsigned *line)
 static int apply_file(rw_run *w, const char *path, const char *rel, const char *orig, size_t ol, const char *nt,
                       size_t nl, const struct stat *st)
 {
+    /* a file written to since it was read keeps its new content: nothing is lost, run again */
+    struct stat now;
+    if (lstat(path, &now) != 0 || !S_ISREG(now.st_mode) || now.st_size != st->st_size || now.st_ino != st->st_ino ||
+        now.st_mtim.tv_sec != st->st_mtim.tv_sec || now.st_mtim.tv_nsec != st->st_mtim.tv_nsec) {
+        RW_ERROR(w, rel, "changed while being rewritten: left as it is (run again)");
+        return -EAGAIN;
+    }
     char bak[PATH_MAX];
     if (w->a->backup_dir) {
         if (snprintf(bak, sizeof bak, "%s/%s", w->a->backup_dir, rel) >= (int)sizeof bak) return -ENAMETOOLONG;
@@ -629,11 +658,18 @@ static void do_file(rw_run *w, const char *path, const char *rel, const struct s
     }
     char *t = NULL;
     size_t len = 0;
-    int rc = read_file(path, (size_t)st->st_size, &t, &len);
+    struct stat rst;
+    int rc = read_file(path, w->a->max_size, &t, &len, &rst);
+    if (rc == -EFBIG) {
+        w->skip_large++;
+        note(&w->skips, &w->nskips, &w->capskips, rel, "larger than --max-file-size (grew while being read)");
+        return;
+    }
     if (rc != 0) {
         RW_ERROR(w, rel, "cannot read: %s", strerror(-rc));
         return;
     }
+    st = &rst;
     if (!meta && memchr(t, '\0', len < RW_BINARY_PROBE ? len : RW_BINARY_PROBE)) {
         w->skip_binary++;
         note(&w->skips, &w->nskips, &w->capskips, rel, "binary");
@@ -957,7 +993,7 @@ int rewrite_main(int argc, char **argv)
             goto done;
         }
     }
-    static char g1[256], g2[300];
+    char g1[256] = "", g2[300] = "";
     if (a.gen1_host) snprintf(g1, sizeof g1, "%s", a.gen1_host);
     else url_name(cfg->gen1_endpoint, g1, sizeof g1);
     for (char *p = g1; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);

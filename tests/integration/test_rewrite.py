@@ -257,6 +257,22 @@ class Rewrite(unittest.TestCase):
                       self.report("s.json")["skipped"])
         rc, out, err = run(clean, "--config", CONFIG, "--exclude", "big.py")
         self.assertEqual((rc, out), (0, ""), err)
+        # JSON that is not valid, or that a key rename would give a duplicate key: reported, left as it is
+        bad = {"conf/bad.json": '{"p": "adl://contosolake.azuredatalakestore.net/warehouse/a",}\n',
+               "conf/dup.json": '{"fs.adl.oauth2.client.id": "a", "fs.azure.account.oauth2.client.id": "b",\n'
+                                ' "p": "adl://contosolake.azuredatalakestore.net/warehouse/b"}\n'}
+        os.makedirs(os.path.join(clean, "conf"))
+        for rel, text in bad.items():
+            with open(os.path.join(clean, rel), "w") as f:
+                f.write(text)
+        rc, out, err = run(clean, "--config", CONFIG, "--apply", "--exclude", "big.py",
+                           "--json", os.path.join(self.tmp, "j.json"))
+        self.assertEqual((rc, out), (3, ""), err)
+        got = sorted((u["file"], u["reason"]) for u in self.report("j.json")["unrewritable"])
+        self.assertEqual(got, [("conf/bad.json", "invalid_json"), ("conf/dup.json", "json_check_failed")])
+        for rel, text in bad.items():
+            with open(os.path.join(clean, rel)) as f:
+                self.assertEqual(f.read(), text)
 
     def test_bad_input(self):
         rc, out, err = run(os.path.join(self.tmp, "missing"), "--config", CONFIG)
