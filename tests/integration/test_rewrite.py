@@ -274,6 +274,27 @@ class Rewrite(unittest.TestCase):
             with open(os.path.join(clean, rel)) as f:
                 self.assertEqual(f.read(), text)
 
+    def test_gen2_only_config_without_gen1(self):
+        # phase gen2-only may leave gen1.endpoint out: URIs of any Gen1 account are mapped, unless --gen1-host
+        cfg = os.path.join(self.tmp, "g2o.json")
+        with open(CONFIG) as f:
+            c = json.load(f)
+        del c["gen1"]
+        c["phase"] = "gen2-only"
+        with open(cfg, "w") as f:
+            json.dump(c, f)
+        d = os.path.join(self.tmp, "g2o")
+        os.makedirs(d)
+        with open(os.path.join(d, "a.py"), "w") as f:
+            f.write('P = "adl://fabrikamlake.azuredatalakestore.net/warehouse/x"\n')
+        rc, out, err = run(d, "--config", cfg)
+        self.assertEqual(rc, 3, err)
+        self.assertIn('+P = "abfss://warehouse@contosogen2.dfs.core.windows.net/x"', out)
+        self.assertIn("mappings of any Gen1 account", err)
+        rc, out, err = run(d, "--config", cfg, "--gen1-host", "ContosoLake.azuredatalakestore.net")
+        self.assertEqual((rc, out), (3, ""), err)
+        self.assertIn("other_account", err)
+
     def test_bad_input(self):
         rc, out, err = run(os.path.join(self.tmp, "missing"), "--config", CONFIG)
         self.assertEqual(rc, 1)
