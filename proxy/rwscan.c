@@ -290,7 +290,7 @@ static int decode_path(const char *p, size_t n, bool partial, char *d, size_t *k
     size_t w = 0;
     size_t i = 0;
     if (n == 0) {
-        strcpy(d, "/");
+        memcpy(d, "/", 2);
         return 0;
     }
     while (i < n) {
