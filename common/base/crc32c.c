@@ -460,3 +460,37 @@ uint32_t crc32c(const void *p, size_t n)
 {
     return crc32c_extend(0, p, n);
 }
+
+/*
+ * crc32c_combine. In the reflected form the CRC uses, bit 31 of a 32-bit word holds the coefficient
+ * of x^0 and bit 0 that of x^31, and CRC32C_POLY is the polynomial without its x^32 term. The CRC of
+ * a followed by b is crc(a) * x^(8 |b|) + crc(b) modulo the polynomial: the initial and final
+ * complements of the two computations cancel out (the same rule zlib documents for CRC-32).
+ */
+#define CRC32C_POLY 0x82F63B78u
+#define CRC32C_X0 0x80000000u /* the polynomial 1 */
+
+/* a * b modulo the polynomial (both reduced, reflected form). */
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
+{
+    uint32_t prod = 0;
+    for (uint32_t bit = CRC32C_X0; a != 0; bit >>= 1) {
+        if (a & bit) {
+            prod ^= b;
+            a &= ~bit;
+        }
+        b = (b & 1u) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
+    }
+    return prod;
+}
+
+uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    uint32_t shift = CRC32C_X0;   /* x^(8 * the bits of len_b seen so far) */
+    uint32_t sq = CRC32C_X0 >> 8; /* x^8, squared for each further bit of len_b */
+    for (uint64_t n = len_b; n != 0; n >>= 1) {
+        if (n & 1u) shift = gf2_mulmod(shift, sq);
+        if (n > 1) sq = gf2_mulmod(sq, sq);
+    }
+    return gf2_mulmod(shift, crc_a) ^ crc_b;
+}
