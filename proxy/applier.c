@@ -158,6 +158,8 @@ void ap_op_free(aop *op)
     free(op->del.g1);
     free(op->del.g2);
     free(op->cont);
+    free(op->dg_etag);
+    free(op->dg_props);
     free(op->ids_spec);
     for (int i = 0; i < op->nrs_roots; i++) free(op->rs_roots[i]);
     free(op->rs_roots);
@@ -271,6 +273,16 @@ int applier_register_metrics(applier *a, metrics *m)
                                     "Time from a write's submission to the applier to its outcome.", NULL, lag_bounds,
                                     (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
     bad |= !mx->copied[0] || !mx->copied[1] || !mx->lag || !mx->coalesced;
+    static const char *const dg_what[4] = {"written", "deferred", "unknown", "failed"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(labels, sizeof labels, "result=\"%s\"", dg_what[i]);
+        mx->digest[i] = metrics_counter_get(m, "dualpipe_applier_digest_total",
+                                            "Ends of APPEND bursts by what became of the file's CRC-32C digest "
+                                            "(dualpipe_crc32c): written, deferred to the next APPEND, unknown "
+                                            "(none written), failed (Gen2 refused the write).",
+                                            labels);
+        bad |= !mx->digest[i];
+    }
     bad |= ap_acct_register_metrics(a, m) != 0;
     bad |= metrics_gauge_fn(m, "dualpipe_applier_in_flight", "Writes being applied to Gen2 now.", NULL, in_flight_fn,
                             a) != 0;
@@ -355,6 +367,7 @@ void ap_op_done(aop *op)
         return;
     }
     applier *a = op->a;
+    ap_dg_forget(op, false);
     if (op->outcome == APPLY_FAILED) {
         pthread_mutex_lock(&a->mu);
         bool ab = a->abandon;
@@ -514,6 +527,11 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 2000);
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
     a->part_bytes = cfg->applier_copy_part_bytes ? cfg->applier_copy_part_bytes : 64ull << 20;
+    a->dg = dgc_new(cfg->applier_digest_cache_entries);
+    if (!a->dg) {
+        snprintf(err, errlen, "applier: out of memory");
+        goto fail;
+    }
     a->brk[0].a = a->brk[1].a = a;
     if (ap_acct_init(a) != 0) {
         snprintf(err, errlen, "applier: out of memory");
@@ -642,6 +660,7 @@ static void applier_destroy(applier *a)
 {
     if (!a) return;
     ap_ids_free(a->ids);
+    dgc_free(a->dg);
     gen2c_free(a->g2);
     ap_acct_free(a);
     ap_cache_clear(a);

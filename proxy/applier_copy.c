@@ -41,6 +41,7 @@ static void h_meta_set(aop *op, httpc_resp *r)
         meta_next(op);
         return;
     }
+    ap_dg_meta_done(op, n);
     if (++op->mreq_i < op->nmreq) {
         xlate_g2req_free(&op->rq);
         op->rq = op->mreq[op->mreq_i];
@@ -138,6 +139,7 @@ static void meta_from_status(aop *op, const char *json, size_t len)
         return;
     }
     meta_digest(op, n);
+    ap_dg_meta(op, n);
     if (op->m.acl_bit) {
         ap_g1_get(op, n->g1, "GETACLSTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_meta_acl);
         return;
@@ -310,12 +312,21 @@ bool ap_g2_file_len(const httpc_resp *r, uint64_t *len, bool *is_dir)
     return true;
 }
 
+/* The ETag Gen2 gave the file with the flush: the digest's write is made conditional on it. */
+static void flush_etag(aop *op, httpc_resp *r)
+{
+    const char *t = httpc_resp_header(r, "ETag");
+    free(op->dg_etag);
+    op->dg_etag = t ? strdup(t) : NULL;
+}
+
 static void h_flush_check(aop *op, httpc_resp *r)
 {
     uint64_t want = op->pos0 + op->data_len, len = 0;
     bool dir = false;
     if (r->result == HTTPC_OK && r->status == 200 && ap_g2_file_len(r, &len, &dir) && !dir && len == want) {
         ap_cache_put(op->a, op->req->path, false, want);
+        flush_etag(op, r);
         op->after_data(op);
         return;
     }
@@ -343,6 +354,7 @@ static void h_flush(aop *op, httpc_resp *r)
         return;
     }
     ap_cache_put(op->a, op->req->path, false, op->pos0 + op->data_len);
+    flush_etag(op, r);
     op->after_data(op);
 }
 
@@ -375,6 +387,7 @@ static void h_append(aop *op, httpc_resp *r)
         ap_op_fail_resp(op, r, "append");
         return;
     }
+    ap_dg_data_sent(op);
     data_advance(op, op->in_len);
     data_next(op);
 }
@@ -464,6 +477,10 @@ void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step 
     op->pos0 = pos0;
     op->sent = 0;
     op->flush = fl;
+    op->dcrc = 0;
+    op->dcrc_ok = true;
+    free(op->dg_etag);
+    op->dg_etag = NULL;
     op->after_data = then;
     data_next(op);
 }

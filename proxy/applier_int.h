@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "applier.h"
+#include "dgcache.h"
 #include "gen2client.h"
 #include "metrics.h"
 #include "relset.h"
@@ -132,6 +133,16 @@ struct aop {
     ap_step on_stale;               /* the first append was refused and pos0 came from the cache: run this
                                        (after dropping the cached length) instead of failing */
 
+    /* digests (applier_digest.c) */
+    uint32_t dcrc;                  /* CRC-32C of the bytes the data step sent from pos0 on, ... */
+    bool dcrc_ok;                   /* ... while this holds (false: no data step yet, or a spool read failed) */
+    char *dg_etag;                  /* ETag of the flush that ended the data step (If-Match of the digest's write) */
+    bool dg_known;                  /* the file's digest once this operation is done: dg_crc of dg_len bytes */
+    uint32_t dg_crc;
+    uint64_t dg_len;
+    const char *dg_g2;              /* the Gen2 path whose metadata copy writes it (op-owned memory), or NULL */
+    char *dg_props;                 /* the x-ms-properties that metadata copy (or a burst's write) set there */
+
     /* new nodes whose metadata is copied from Gen1 (missing ancestors top-down, then the node) */
     ap_node *meta;
     int nmeta, meta_i;
@@ -208,7 +219,10 @@ typedef struct ap_metrics {
     metrics_counter *copied[2];                                /* subtree copies: files, directories */
     metrics_counter *trips[2];                                 /* breaker opened */
     metrics_counter *coalesced;
+    metrics_counter *digest[4];                                /* AP_DG_*: what the end of an APPEND burst did */
 } ap_metrics;
+
+enum { AP_DG_WRITTEN, AP_DG_DEFERRED, AP_DG_UNKNOWN, AP_DG_FAILED };
 
 /*
  * Circuit breaker of one upstream ([0] Gen1 look-ups, [1] Gen2), under a->mu. The Gen2 breaker also
@@ -291,6 +305,7 @@ struct applier {
     ap_ids *ids;
     spool *sp;                      /* re-copy parts are counted in it (applier_set_spool), or NULL */
     uint64_t part_bytes;            /* applier.copy_part_bytes */
+    dgcache *dg;                    /* files' digests between writes (applier.digest_cache_entries) */
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */
@@ -413,6 +428,9 @@ void ap_g1_list(aop *op, const char *path, const char *extra, ap_handler h);
 /** For a CONCURRENTAPPEND: the seq of a later, not yet started CONCURRENTAPPEND of the same file that
  *  is the next operation conflicting with it (that one copies these bytes too), else 0. */
 uint64_t ap_superseded_by(aop *op);
+/** For an APPEND that applied: true when the next operation conflicting with it is a not yet started
+ *  APPEND of the same file (a burst goes on). */
+bool ap_append_follows(aop *op);
 /** For an APPEND about to send: take the APPENDs that follow it on the same file (not started, nothing
  *  else on the path in between, offsets consistent) into op->grp. Returns how many were taken. */
 int ap_group_take(aop *op);
@@ -538,6 +556,37 @@ void ap_ids_owner(aop *op, const char *owner, const char *group, char o[256], ch
 int ap_ids_aclspec(aop *op, const char *spec, bool with_perm);
 /** At the end of op (ap_op_done): an op that owes metadata ends APPLY_PARKED with APPLY_IDS_OWED. */
 void ap_ids_settle(aop *op);
+
+/* ---- applier_digest.c: CRC-32C digests of the files the proxy writes (xlate.h XLATE_CRC_KEY) ---- */
+
+/** Extend *crc with the CRC-32C of [off, off+len) of fd. 0 or -errno (a read failed or came short). */
+int ap_crc_fd(int fd, uint64_t off, uint64_t len, uint32_t *crc);
+/** The data step's current request was accepted by Gen2: add its bytes to op->dcrc. */
+void ap_dg_data_sent(aop *op);
+/** An operation starts: forget the digests of what it changes without following the bytes (all but
+ *  APPEND, the metadata-only operations and RENAME, whose end moves them). */
+void ap_dg_on_start(aop *op);
+/** An operation ended (ap_op_done): one that did not apply (failed, resynced, parked, stopped) forgets the
+ *  digests of every path it touches; with always (the start of a resync of op's paths), whatever it did. */
+void ap_dg_forget(aop *op, bool always);
+/** The metadata copy of node n is being built: with op->dg_known and n the node op->dg_g2 names, the
+ *  digest goes to Gen2 with the times (op->m). */
+void ap_dg_meta(aop *op, const ap_node *n);
+/** The metadata copy's request op->rq for node n was accepted: keep the properties it set (op->dg_props). */
+void ap_dg_meta_done(aop *op, const ap_node *n);
+/** A CREATE or a whole-file copy of op->req->path is done: remember its digest (when its metadata copy
+ *  wrote one), else forget the path's. Clears op->dg_*. */
+void ap_dg_remember(aop *op);
+/**
+ * The step after an APPEND's data (and flush): work out the file's new digest from the remembered one
+ * (or the property, read with a HEAD) and op->dcrc; when the next operation on the path is another
+ * APPEND, leave the write to it; else read Gen1's times (GETFILESTATUS) and write XLATE_CRC_KEY (and
+ * XLATE_TIMES_KEY when Gen1 holds exactly the new length) in one setProperties with If-Match. Never
+ * fails the APPEND: a digest that cannot be known is not written (then ap_st_ok).
+ */
+void ap_st_append_digest(aop *op);
+/** The digest of the first len bytes of path as remembered (a tail copy extends it): true and *crc. */
+bool ap_dg_base(applier *a, const char *path, uint64_t len, uint32_t *crc);
 
 /* ---- applier_ops.c ----------------------------------------------------------------------------- */
 

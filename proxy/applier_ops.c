@@ -72,6 +72,22 @@ static void st_meta_then_ok(aop *op)
     ap_meta_run(op, ap_st_ok);
 }
 
+static void create_done(aop *op)
+{
+    ap_dg_remember(op);
+    ap_st_ok(op);
+}
+
+/* The body is on Gen2: its CRC (summed by the data step) goes with the metadata copy. */
+static void create_sent(aop *op)
+{
+    const spool_body *b = op->req->body;
+    op->dg_known = op->dcrc_ok && op->pos0 == 0 && b && op->data_len == b->len && op->flush != XLATE_FLUSH_NONE;
+    op->dg_crc = op->dcrc;
+    op->dg_len = op->data_len;
+    ap_meta_run(op, create_done);
+}
+
 /* The file exists on Gen2 holding have bytes (0, or all of the body): write the rest, copy metadata. */
 static void create_data(aop *op, uint64_t have)
 {
@@ -83,11 +99,16 @@ static void create_data(aop *op, uint64_t have)
         return;
     }
     ap_cache_put(op->a, op->req->path, false, have);
+    op->dg_g2 = op->g2path;
     if (len == 0 || have == len) {
-        st_meta_then_ok(op);
+        /* nothing to send: the CRC of what Gen2 already holds (the body, read back from the spool) */
+        op->dg_crc = 0;
+        op->dg_len = len;
+        op->dg_known = len == 0 || ap_crc_fd(b->fd, b->off, len, &op->dg_crc) == 0;
+        ap_meta_run(op, create_done);
         return;
     }
-    ap_data_run(op, b->fd, b->off, len, 0, xlate_flush_policy(param_sync(op->req), len), st_meta_then_ok);
+    ap_data_run(op, b->fd, b->off, len, 0, xlate_flush_policy(param_sync(op->req), len), create_sent);
 }
 
 /* A re-sent or replayed create found a file: Gen2's copy of ours, empty or complete, or something else. */
@@ -263,7 +284,7 @@ static void append_at(aop *op, uint64_t len)
         if (any) fl = XLATE_FLUSH_OPEN;
     }
     op->on_stale = op->len_from_cache ? st_append_len : NULL;
-    ap_data_run_ext(op, first, len, fl, ap_st_ok);
+    ap_data_run_ext(op, first, len, fl, ap_st_append_digest);
 }
 
 static void h_append_len(aop *op, httpc_resp *r)
@@ -344,6 +365,10 @@ static void rename_done(aop *op)
 {
     ap_cache_drop_tree(op->a, op->req->path);
     ap_cache_drop_tree(op->a, op->touch[1]);
+    char *tgt = moved_path(op, op->dst_dir && !op->rename2); /* the digests (properties) moved with the files */
+    if (tgt) dgc_move(op->a->dg, op->req->path, tgt);
+    else dgc_drop_tree(op->a->dg, op->req->path);
+    free(tgt);
     rename_moved_meta(op);
 }
 
@@ -455,6 +480,7 @@ static void h_rename_probe(aop *op, httpc_resp *r)
 static void xrename_end(aop *op)
 {
     const char *dst = op->touch[1];
+    dgc_drop_tree(op->a->dg, op->req->path); /* (the copy remembered the digests of what it copied) */
     char sum[160] = "";
     if (op->rs) ap_resync_summary(op, sum, sizeof sum);
     if (op->xdst == GEN2C_INVALID_NAME) {
@@ -775,6 +801,7 @@ void ap_op_start(aop *op)
         ap_op_finish(op, APPLY_FAILED, "%s", op->prep_err);
         return;
     }
+    ap_dg_on_start(op);
     if (op->req->resync) {
         op->rs_tail = op->req->op == WH_OP_APPEND; /* Gen1's outcome unknown: settle by lengths */
         ap_op_resync(op, op->req->maybe_sent ? "resync requested (recovered after a restart)" : "resync requested");

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 
 #define ROOM_WAIT_MS 200       /* a part that found no room in the spool asks again after this */
@@ -50,6 +51,8 @@ struct ap_copy {
     char *tmp;                 /* whole-file copies: the temporary Gen2 path (op->g2path while writing) */
     char *target;              /* ... the real Gen2 path, given back to op->g2path before the rename */
     uint64_t parts;            /* parts copied (for the log) */
+    uint32_t crc;              /* CRC-32C of [base, base + pos) as appended to Gen2 ... */
+    bool crc_ok;               /* ... while this holds */
     int64_t t0_ms;
 };
 
@@ -129,6 +132,7 @@ static void c_done(aop *op)
          " tail=%d ms=%" PRId64,
          op->req->seq, op->req->path, c->len - c->base, c->parts, (int)c->tail, ap_mono_ms() - c->t0_ms);
     ap_cache_put(op->a, op->req->path, false, c->len);
+    ap_dg_remember(op);
     ap_copy_free(op);
     ap_step then = op->after_copy;
     then(op);
@@ -187,6 +191,12 @@ static void c_rename(aop *op)
 
 static void c_meta(aop *op)
 {
+    ap_copy *c = op->cp;
+    /* the digest of the whole copy goes with the metadata (c->base is 0 here) */
+    op->dg_known = c->crc_ok && c->base == 0;
+    op->dg_crc = c->crc;
+    op->dg_len = c->len;
+    op->dg_g2 = c->tmp;
     /* metadata goes on the temporary name, before the rename makes it visible */
     if (ap_meta_add_status(op, op->req->path, op->cp->tmp, op->g1status) != 0) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
@@ -200,6 +210,12 @@ static void c_meta(aop *op)
  * it, as a whole copy does (kill -9 cycles under load showed a permission left behind without it). */
 static void c_tail_meta(aop *op)
 {
+    ap_copy *c = op->cp;
+    uint32_t base = 0; /* the file's digest up to the tail, when remembered, extended by the tail's */
+    op->dg_known = c->crc_ok && ap_dg_base(op->a, op->req->path, c->base, &base);
+    op->dg_crc = crc32c_combine(base, c->crc, c->len - c->base);
+    op->dg_len = c->len;
+    op->dg_g2 = op->g2path;
     if (ap_meta_add_status(op, op->req->path, op->g2path, op->g1status) != 0) {
         ap_op_finish(op, APPLY_FAILED, "out of memory");
         return;
@@ -257,6 +273,8 @@ static void c_part_sent(aop *op)
 {
     ap_copy *c = op->cp;
     release_room(op);
+    if (op->dcrc_ok) c->crc = crc32c_combine(c->crc, op->dcrc, c->part);
+    else c->crc_ok = false;
     c->pos += c->part;
     c->parts++;
     c_part(op);
@@ -377,6 +395,8 @@ static void c_begin(aop *op)
 {
     ap_copy *c = op->cp;
     c->pos = 0;
+    c->crc = 0;
+    c->crc_ok = true;
     if (c->tail && c->len >= c->base) {
         c_part(op);
         return;

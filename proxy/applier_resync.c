@@ -945,6 +945,7 @@ void ap_op_resync(aop *op, const char *why)
         return;
     }
     op->resyncing = true;
+    ap_dg_forget(op, true); /* the copy writes the digests of what it copies whole */
     snprintf(op->why, sizeof op->why, "%s", why);
     op->rs_fails = 0;
     op->rs_i = 0;

@@ -104,6 +104,24 @@ uint64_t ap_superseded_by(aop *op)
     return seq;
 }
 
+/* An APPEND just applied: whether the next operation touching its paths is another APPEND of the same file
+ * that has not started (the end of a burst writes the file's digest once, after its last APPEND). */
+bool ap_append_follows(aop *op)
+{
+    applier *a = op->a;
+    bool follows = false;
+    int scanned = 0;
+    pthread_mutex_lock(&a->mu);
+    for (aop *n = op->next; n && scanned < AP_SCAN_MAX; n = n->next, scanned++) {
+        if (n->leader == op || !ops_conflict(op, n)) continue; /* (its group's members end with it) */
+        follows = !n->started && !n->req->resync && !n->prep_err[0] && n->req->op == WH_OP_APPEND &&
+                  strcmp(n->req->path, op->req->path) == 0;
+        break;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return follows;
+}
+
 /* ================================================================ APPEND groups */
 
 static bool parse_u64(const char *s, uint64_t *out)

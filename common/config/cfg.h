@@ -131,6 +131,8 @@ typedef struct dp_config {
                                          at once; the rest wait in the journal (pipeline's feeder) */
     unsigned applier_max_per_path;    /* "applier.max_per_path" (1024): of those, at most this many touching
                                          one path (capped at max_in_memory) */
+    unsigned applier_digest_cache_entries; /* "applier.digest_cache_entries" (65536): files whose CRC-32C digest
+                                         the applier remembers between APPENDs (LRU); 0: read it from Gen2 */
     /* gen1 */
     char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
                                          lower-case scheme and host, no trailing '/' */

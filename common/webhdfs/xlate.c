@@ -700,10 +700,26 @@ out:
     return rc;
 }
 
+/* XLATE_CRC_KEY added to the properties being built in *props. */
+static int meta_crc_put(const xlate_meta *m, dbuf *props, xlate_err *err)
+{
+    char v[64];
+    if (xlate_crc_format(m->crc32c, m->crc_len, v, sizeof v) != 0) {
+        xl_fail(err, "bad CRC-32C length");
+        return -1;
+    }
+    dbuf next; /* xlate_props_put appends to its output: not the buffer it reads */
+    dbuf_init(&next, 1024);
+    int rc = xlate_props_put(props->data, XLATE_CRC_KEY, v, &next, err);
+    dbuf_free(props);
+    *props = next;
+    return rc;
+}
+
 /* The times request of a metadata copy (files with times only): appended at out[*n]. */
 static int meta_times_req(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], int *n, xlate_err *err)
 {
-    if (m->is_dir || (!m->has_times && !m->sha256[0])) return 0;
+    if (m->is_dir || (!m->has_times && !m->sha256[0] && !m->has_crc)) return 0;
     char v[96], d[128];
     dbuf props;
     dbuf_init(&props, 1024);
@@ -712,6 +728,7 @@ static int meta_times_req(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS],
         rc = xlate_times_format(m->mtime_ms, m->atime_ms, m->length, v, sizeof v);
         if (rc == 0) rc = xlate_props_put(NULL, XLATE_TIMES_KEY, v, &props, err);
     }
+    if (rc == 0 && m->has_crc) rc = meta_crc_put(m, &props, err);
     if (rc == 0 && m->sha256[0]) {
         rc = xlate_digest_format(m->sha256, m->sha256_len, d, sizeof d);
         if (rc != 0) xl_fail(err, "bad digest");
@@ -783,6 +800,30 @@ int xlate_digest_parse(const char *v, char hex[65], int64_t *len)
     if (parse_i64(v + 76, &x) != 0 || x < 0) return -1;
     for (int i = 0; i < 64; i++) hex[i] = (char)tolower((unsigned char)v[7 + i]);
     hex[64] = 0;
+    *len = x;
+    return 0;
+}
+
+int xlate_crc_format(uint32_t crc, int64_t len, char *out, size_t cap)
+{
+    if (len < 0) return -1;
+    int w = snprintf(out, cap, "crc32c=%08" PRIx32 ",len=%" PRId64, crc, len);
+    return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
+int xlate_crc_parse(const char *v, uint32_t *crc, int64_t *len)
+{
+    if (!v || strncmp(v, "crc32c=", 7) != 0 || strspn(v + 7, "0123456789abcdefABCDEF") != 8 ||
+        strncmp(v + 15, ",len=", 5) != 0)
+        return -1;
+    int64_t x;
+    if (parse_i64(v + 20, &x) != 0 || x < 0) return -1;
+    uint32_t c = 0;
+    for (int i = 0; i < 8; i++) {
+        int ch = tolower((unsigned char)v[7 + i]);
+        c = (c << 4) | (uint32_t)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+    }
+    *crc = c;
     *len = x;
     return 0;
 }

@@ -155,6 +155,9 @@ typedef struct xlate_meta {
     char sha256[65];       /* hex SHA-256 of the file's bytes as the proxy wrote them ("" = none): goes to
                               XLATE_DIGEST_KEY with sha256_len (set by the caller, not from a FileStatus) */
     int64_t sha256_len;
+    bool has_crc;          /* crc32c/crc_len go to XLATE_CRC_KEY (set by the caller, like sha256) */
+    uint32_t crc32c;
+    int64_t crc_len;
 } xlate_meta;
 
 #define XLATE_ACL_SCOPE_MAX 32 /* Gen2 entries per scope (access, default), base entries and mask included */
@@ -196,6 +199,17 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], i
 int xlate_digest_format(const char *hex, int64_t len, char *out, size_t cap);
 /** Read a value: hex gets the 64 digits (lower case). Returns 0 or -1 (malformed). */
 int xlate_digest_parse(const char *v, char hex[65], int64_t *len);
+/*
+ * The CRC-32C (crc32c.h) of a file's bytes as the proxy wrote them, as the path property XLATE_CRC_KEY:
+ * "crc32c=<8 hex>,len=<bytes>". Unlike the SHA-256 it follows appends: the applier combines the CRC of
+ * each burst of APPENDs with the recorded one (crc32c_combine) and writes it after the burst. Valid only
+ * while the file's length equals len (a crash between a flush and the property's write leaves an older len).
+ */
+#define XLATE_CRC_KEY "dualpipe_crc32c"
+/** Format the value into out. Returns 0 or -1 (too small, len < 0). */
+int xlate_crc_format(uint32_t crc, int64_t len, char *out, size_t cap);
+/** Read a value (hex digits in either case). Returns 0, or -1 (malformed: *crc and *len untouched). */
+int xlate_crc_parse(const char *v, uint32_t *crc, int64_t *len);
 /** Format the value (fields < 0 left out) into out. Returns 0 or -1 (too small). */
 int xlate_times_format(int64_t mtime_ms, int64_t atime_ms, int64_t length, char *out, size_t cap);
 /** Read a value (any field may be absent: -1). Returns 0 or -1 for a malformed value. */

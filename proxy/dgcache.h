@@ -1,0 +1,42 @@
+/*
+ * dgcache: what the applier remembers of each file's recorded digest between its writes: the CRC-32C
+ * of the file's first len bytes as the proxy wrote them to Gen2, and the file's property list
+ * (x-ms-properties) as Gen2 holds it after the proxy's last write of it (or unknown). Keyed by Gen1
+ * path, bounded (least recently used entries go first), thread-safe (its own mutex). An entry is a
+ * promise the applier keeps: it is dropped (or moved) by every operation that changes the file in a
+ * way the applier does not follow byte for byte, so what it says is never wrong, only sometimes
+ * missing (then the applier reads the property from Gen2).
+ */
+#ifndef DP_DGCACHE_H
+#define DP_DGCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct dgcache dgcache;
+
+/** A cache of at most max entries (0: it remembers nothing; every look-up misses). NULL on OOM. */
+dgcache *dgc_new(unsigned max);
+/** Free it and every entry (NULL is fine). */
+void dgc_free(dgcache *c);
+
+/**
+ * The entry of path: true with *crc and *len (and, when props is not NULL, *props: a malloc'd copy of
+ * the property list, or NULL when it is unknown; the caller frees it); false when there is none (or
+ * the copy could not be made). A hit makes the entry the most recently used.
+ */
+bool dgc_get(dgcache *c, const char *path, uint32_t *crc, uint64_t *len, char **props);
+/** Set path's entry (props copied; NULL: unknown), dropping the least recently used one when full.
+ *  Returns 0, or -1 (out of memory: path then has no entry). */
+int dgc_put(dgcache *c, const char *path, uint32_t crc, uint64_t len, const char *props);
+/** Forget path (no-op when unknown). */
+void dgc_drop(dgcache *c, const char *path);
+/** Forget path and every path under it (path + "/..."). */
+void dgc_drop_tree(dgcache *c, const char *root);
+/** A rename: the entries of src and under it are now those of dst (and under it); what dst and its
+ *  subtree had is forgotten first. Entries that cannot be moved (out of memory) are dropped. */
+void dgc_move(dgcache *c, const char *src, const char *dst);
+/** Entries held now. */
+unsigned dgc_count(dgcache *c);
+
+#endif
