@@ -11,8 +11,10 @@
  * compared as sets), and for files the modification time Gen2 keeps as the dualpipe_times property
  * (only when the property was written for Gen2's current length: a later append makes it stale, and a
  * file without it counts as "mtime not recorded", not as a difference). Content: with --digest, Gen2's
- * bytes of a file whose digest the proxy recorded at its CREATE (xlate.h XLATE_DIGEST_KEY, current for
- * Gen2's length) and whose Gen1 time is still the recorded one are read and checked against it; with
+ * bytes of a file whose digest the proxy recorded (the SHA-256 of a CREATE's body, xlate.h
+ * XLATE_DIGEST_KEY, and the CRC-32C that follows appends and copies, XLATE_CRC_KEY; each only when
+ * current for Gen2's length) and whose Gen1 time is still the recorded one are read and checked
+ * against every current digest; with
  * --deep both sides are read (chunks of 4 MiB, in parallel over the walker's threads, --mb-per-sec) and
  * compared byte for byte (CRC-32C of each side, and against a recorded digest: which side diverged);
  * any other file whose length, metadata and time agree is counted "size-only", never "verified".
@@ -607,6 +609,8 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
     if (g == WALK_FATAL) return -1;
     bool g1_unchanged = false; /* Gen1's time is the one recorded when the proxy wrote the file */
     char dig[65] = "";
+    bool crc_cur = false;      /* a CRC-32C recorded for Gen2's length (dualpipe_crc32c) */
+    uint32_t crc = 0;
     if (g == WALK_OK) {
         const char *props = httpc_resp_header(r, "x-ms-properties");
         char val[256];
@@ -620,14 +624,17 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
         } else {
             c->mtime_unrecorded++;
         }
-        if (props && xlate_props_get(props, XLATE_DIGEST_KEY, val, sizeof val) == 1 &&
-            xlate_digest_parse(val, dig, &dl) == 0 && dl == m2->length)
-            c->digest_recorded++;
-        else
+        if (!(props && xlate_props_get(props, XLATE_DIGEST_KEY, val, sizeof val) == 1 &&
+              xlate_digest_parse(val, dig, &dl) == 0 && dl == m2->length))
             dig[0] = 0; /* none, or stale (appended to since) */
+        int64_t cl = -1;
+        crc_cur = props && xlate_props_get(props, XLATE_CRC_KEY, val, sizeof val) == 1 &&
+                  xlate_crc_parse(val, &crc, &cl) == 0 && cl == m2->length;
+        if (dig[0] || crc_cur) c->digest_recorded++;
         if (r != pre) resp_drop(r);
     }
-    bool by_digest = v->digest && dig[0] && g1_unchanged;
+    bool recorded = dig[0] || crc_cur;
+    bool by_digest = v->digest && recorded && g1_unchanged;
     if (!v->deep && !by_digest) {
         c->size_only++;
         return rc ? -1 : 0;
@@ -637,23 +644,33 @@ static int compare_pair(verify *v, walk *w, const char *path, const char *fs, co
     if (g == WALK_FATAL && !changed_meanwhile(v, w, path, fs, g2path, m1->length)) return -1;
     if (g != WALK_OK) /* written to or removed while being read (a 416, a short file): the recheck decides */
         return dlist_add(l, path, D_CONTENT, "changed while being read") != 0 || rc ? -1 : 0;
+    /* a side holds what the proxy wrote when it matches every digest recorded for this length */
+    bool w1 = recorded && (!dig[0] || strcmp(ct.h1, dig) == 0) && (!crc_cur || ct.c1 == crc);
+    bool w2 = recorded && (!dig[0] || strcmp(ct.h2, dig) == 0) && (!crc_cur || ct.c2 == crc);
+    char rec[128];
+    if (dig[0] && crc_cur) snprintf(rec, sizeof rec, "SHA-256 %.16s..., CRC-32C %08x", dig, crc);
+    else if (dig[0]) snprintf(rec, sizeof rec, "SHA-256 %s", dig);
+    else snprintf(rec, sizeof rec, "CRC-32C %08x", crc);
     if (!v->deep) { /* Gen2 read, against the digest; Gen1 unchanged since it got the same bytes */
-        if (ct.same && strcmp(ct.h2, dig) == 0) c->digest_ok++;
+        if (ct.same && w2) c->digest_ok++;
+        else if (dig[0])
+            rc |= dlist_add(l, path, D_CONTENT, "Gen2's bytes are not the ones the proxy wrote: SHA-256 %s, CRC-32C %08x; "
+                            "recorded %s", ct.h2, ct.c2, rec);
         else
-            rc |= dlist_add(l, path, D_CONTENT, "Gen2's bytes are not the ones the proxy wrote: SHA-256 %s, recorded %s",
-                            ct.h2, dig);
+            rc |= dlist_add(l, path, D_CONTENT, "Gen2's bytes are not the ones the proxy wrote: CRC-32C %08x, recorded %s",
+                            ct.c2, rec);
         return rc ? -1 : 0;
     }
-    if (ct.same && (!dig[0] || strcmp(ct.h1, dig) == 0)) {
+    if (ct.same && (!recorded || w1)) {
         c->content_ok++;
-        if (dig[0]) c->digest_ok++;
+        if (recorded) c->digest_ok++;
     } else if (ct.same) {
         rc |= dlist_add(l, path, D_CONTENT, "both sides hold the same bytes, not the ones the proxy wrote (SHA-256 %s, "
-                        "recorded %s)", ct.h1, dig);
+                        "CRC-32C %08x; recorded %s)", ct.h1, ct.c1, rec);
     } else {
-        const char *who = !dig[0] ? "" : strcmp(ct.h1, dig) == 0 ? "; Gen1 holds what the proxy wrote, Gen2 does not"
-                                       : strcmp(ct.h2, dig) == 0 ? "; Gen2 holds what the proxy wrote, Gen1 does not"
-                                                                 : "; neither holds what the proxy wrote";
+        const char *who = !recorded ? "" : w1 ? "; Gen1 holds what the proxy wrote, Gen2 does not"
+                                       : w2 ? "; Gen2 holds what the proxy wrote, Gen1 does not"
+                                            : "; neither holds what the proxy wrote";
         rc |= dlist_add(l, path, D_CONTENT, "first different byte at offset %" PRIu64 "; CRC-32C Gen1 %08x, Gen2 %08x%s",
                         ct.at, ct.c1, ct.c2, who);
     }

@@ -121,15 +121,15 @@ class VerifyEqual(VerifyBase):
         self.assertGreaterEqual(c["acl_compared"], 1)
         self.assertGreaterEqual(c["bytes_read"], 2 * (6 << 20))
         self.assertIn("EQUAL", p.stdout)
-        self.assertEqual(c["digest_verified"], files - 1)  # every file but the appended one matched its digest
-        # --digest: Gen2 read only, checked against the digest the proxy recorded at the CREATE; the
-        # appended file's digest is stale (its length changed), so that one is size-only
+        self.assertEqual(c["digest_verified"], files)  # every file matched its digest, the appended one too
+        # --digest: Gen2 read only, checked against the digests the proxy recorded: the SHA-256 of a
+        # CREATE, the CRC-32C that followed the APPEND of /t/a/b/big
         p, rep = self.verify("/t", "--digest")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
         self.assertEqual((c["digest_recorded"], c["digest_verified"], c["size_only"], c["content_verified"]),
-                         (files - 1, files - 1, 1, 0))
-        self.assertEqual(c["bytes_read"], 2 * (0 + 10 + 5000 + 70000) + 3)
+                         (files, files, 0, 0))
+        self.assertEqual(c["bytes_read"], 2 * (0 + 10 + 5000 + 70000) + 3 + (6 << 20))
         # neither: nothing read, every file size-only (never "verified")
         p, rep = self.verify("/t")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
