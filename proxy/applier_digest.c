@@ -229,9 +229,9 @@ static void h_dg_g1(aop *op, httpc_resp *r)
 static void dg_known(aop *op)
 {
     applier *a = op->a;
-    if (ap_append_follows(op)) {
-        /* the next APPEND writes it: it starts from what is remembered here (the cache of size 0 keeps
-         * nothing, so there it reads the property, finds the older length and writes no digest) */
+    if (dgc_max(a->dg) > 0 && ap_append_follows(op)) {
+        /* the next APPEND writes it, starting from what is remembered here (without a cache every
+         * APPEND writes its own: the next one could not know this digest otherwise) */
         if (dgc_put(a->dg, op->req->path, op->dg_crc, op->dg_len, op->dg_props) != 0) dgc_drop(a->dg, op->req->path);
         count(a, AP_DG_DEFERRED);
         ap_st_ok(op);

@@ -247,6 +247,11 @@ void dgc_move(dgcache *c, const char *src, const char *dst)
     pthread_mutex_unlock(&c->mu);
 }
 
+unsigned dgc_max(const dgcache *c)
+{
+    return c ? c->max : 0;
+}
+
 unsigned dgc_count(dgcache *c)
 {
     if (!c) return 0;

@@ -36,6 +36,8 @@ void dgc_drop_tree(dgcache *c, const char *root);
 /** A rename: the entries of src and under it are now those of dst (and under it); what dst and its
  *  subtree had is forgotten first. Entries that cannot be moved (out of memory) are dropped. */
 void dgc_move(dgcache *c, const char *src, const char *dst);
+/** The bound given to dgc_new (0: the cache remembers nothing). */
+unsigned dgc_max(const dgcache *c);
 /** Entries held now. */
 unsigned dgc_count(dgcache *c);
 
