@@ -1,11 +1,13 @@
 /*
  * fuzz_upstream: libFuzzer driver for the parsers of what the upstreams and writers send that is not
  * a request line: Gen1's JSON answers (FileStatus, AclStatus, LISTSTATUS pages, {"boolean":..}),
- * Retry-After and RFC 1123 dates, Gen2's x-ms-permissions, and aclspec strings. The first input byte
+ * Retry-After and RFC 1123 dates, Gen2's x-ms-permissions and x-ms-properties (the proxy's times and
+ * digests in them), and aclspec strings. The first input byte
  * picks the parser, the rest is its input. Beyond "no crash, no leak, no UB" it checks their
  * promises: an accepted aclspec formats to a spec that parses to the same entries; listing entries
  * have a usable name; a parsed date formats and parses back to itself; permissions come out in
- * WebHDFS's octal form, which parses back; a Retry-After is a delay or -1.
+ * WebHDFS's octal form, which parses back; a Retry-After is a delay or -1; a property set into a list
+ * reads back as set, and a parsed CRC-32C digest formats and parses back to itself.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -69,10 +71,38 @@ static void fuzz_date(const char *s)
     CHECK(back == ms - ms % 1000 || back == ms);
 }
 
+/* x-ms-properties from Gen2: the proxy's own properties read out of it (times, SHA-256, CRC-32C). */
+static void fuzz_props(const char *s)
+{
+    char v[256], hex[65];
+    int64_t a = -1, b = -1, c = -1;
+    uint32_t crc = 0;
+    if (xlate_props_get(s, XLATE_TIMES_KEY, v, sizeof v) == 1) (void)xlate_times_parse(v, &a, &b, &c);
+    if (xlate_props_get(s, XLATE_DIGEST_KEY, v, sizeof v) == 1) (void)xlate_digest_parse(v, hex, &a);
+    if (xlate_props_get(s, XLATE_CRC_KEY, v, sizeof v) == 1 && xlate_crc_parse(v, &crc, &c) == 0) {
+        char out[64];
+        uint32_t crc2 = 0;
+        int64_t c2 = -1;
+        CHECK(c >= 0);
+        CHECK(xlate_crc_format(crc, c, out, sizeof out) == 0);
+        CHECK(xlate_crc_parse(out, &crc2, &c2) == 0 && crc2 == crc && c2 == c);
+    }
+    /* a well-formed list Gen2 gave, with the digest set into it: the digest reads back as set */
+    if (xlate_props_get(s, ",", v, sizeof v) < 0) return; /* (a key no entry has: -1 only for a bad list) */
+    dbuf d;
+    dbuf_init(&d, 1 << 20);
+    xlate_err e;
+    if (xlate_props_put(s, XLATE_CRC_KEY, "crc32c=0123abcd,len=42", &d, &e) == 0) {
+        CHECK(xlate_props_get(d.data ? d.data : "", XLATE_CRC_KEY, v, sizeof v) == 1);
+        CHECK(strcmp(v, "crc32c=0123abcd,len=42") == 0);
+    }
+    dbuf_free(&d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > (1u << 20)) return 0;
-    unsigned sel = data[0] % 8;
+    unsigned sel = data[0] % 9;
     size_t n = size - 1;
     char *s = malloc(n + 1);
     if (!s) return 0;
@@ -109,6 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     }
+    case 7: fuzz_props(s); break;
     default: (void)xlate_gen1_false(s); break;
     }
     xlate_meta_free(&m);
