@@ -277,9 +277,9 @@ int applier_register_metrics(applier *a, metrics *m)
     for (int i = 0; i < 4; i++) {
         snprintf(labels, sizeof labels, "result=\"%s\"", dg_what[i]);
         mx->digest[i] = metrics_counter_get(m, "dualpipe_applier_digest_total",
-                                            "Ends of APPEND bursts by what became of the file's CRC-32C digest "
-                                            "(dualpipe_crc32c): written, deferred to the next APPEND, unknown "
-                                            "(none written), failed (Gen2 refused the write).",
+                                            "APPENDs by what became of the file's CRC-32C digest (dualpipe_crc32c) "
+                                            "after them: written, deferred (remembered for a later APPEND or the "
+                                            "CLOSE to write), unknown (none kept), failed (Gen2 refused the write).",
                                             labels);
         bad |= !mx->digest[i];
     }
@@ -528,6 +528,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
     a->part_bytes = cfg->applier_copy_part_bytes ? cfg->applier_copy_part_bytes : 64ull << 20;
     a->dg = dgc_new(cfg->applier_digest_cache_entries);
+    a->dg_interval_ms = cfg->applier_digest_interval_ms;
     if (!a->dg) {
         snprintf(err, errlen, "applier: out of memory");
         goto fail;

@@ -138,8 +138,9 @@ void ap_dg_meta_done(aop *op, const ap_node *n)
 void ap_dg_remember(aop *op)
 {
     applier *a = op->a;
-    if (op->dg_known && op->dg_props) dgc_put(a->dg, op->req->path, op->dg_crc, op->dg_len, op->dg_props);
-    else dgc_drop(a->dg, op->req->path);
+    dgc_val v = {.crc = op->dg_crc, .len = op->dg_len, .written_ms = ap_mono_ms(), .dirty = false};
+    if (!(op->dg_known && op->dg_props && dgc_put(a->dg, op->req->path, &v, op->dg_props) == 0))
+        dgc_drop(a->dg, op->req->path);
     op->dg_known = false;
     op->dg_g2 = NULL;
     free(op->dg_props);
@@ -148,10 +149,9 @@ void ap_dg_remember(aop *op)
 
 bool ap_dg_base(applier *a, const char *path, uint64_t len, uint32_t *crc)
 {
-    uint32_t c = 0;
-    uint64_t l = 0;
-    if (!dgc_get(a->dg, path, &c, &l, NULL) || l != len) return false;
-    *crc = c;
+    dgc_val v;
+    if (!dgc_get(a->dg, path, &v, NULL) || v.len != len) return false;
+    *crc = v.crc;
     return true;
 }
 
@@ -159,7 +159,8 @@ bool ap_dg_base(applier *a, const char *path, uint64_t len, uint32_t *crc)
 
 /*
  * State between the steps below: op->dg_crc / dg_len (the new digest, once known), op->dg_props (the
- * file's properties as Gen2 holds them now), op->dg_etag (If-Match).
+ * file's properties as Gen2 holds them now), op->dg_etag (If-Match), op->dg_written_ms (when the
+ * property was last written, 0 unknown).
  */
 static void dg_unknown(aop *op, const char *why)
 {
@@ -167,6 +168,15 @@ static void dg_unknown(aop *op, const char *why)
     dgc_drop(op->a->dg, op->req->path);
     count(op->a, AP_DG_UNKNOWN);
     ap_st_ok(op);
+}
+
+/* Remember op's new digest (dirty: not on Gen2 yet; else written now). */
+static void dg_keep(aop *op, bool dirty)
+{
+    applier *a = op->a;
+    dgc_val v = {.crc = op->dg_crc, .len = op->dg_len, .written_ms = dirty ? op->dg_written_ms : ap_mono_ms(),
+                 .dirty = dirty};
+    if (dgc_put(a->dg, op->req->path, &v, op->dg_props) != 0) dgc_drop(a->dg, op->req->path);
 }
 
 static void h_dg_set(aop *op, httpc_resp *r)
@@ -181,12 +191,12 @@ static void h_dg_set(aop *op, httpc_resp *r)
         ap_st_ok(op);
         return;
     }
-    if (dgc_put(op->a->dg, op->req->path, op->dg_crc, op->dg_len, op->dg_props) != 0) dgc_drop(op->a->dg, op->req->path);
+    dg_keep(op, false);
     count(op->a, AP_DG_WRITTEN);
     ap_st_ok(op);
 }
 
-/* Gen1's answer (times, length) is in, or could not be had (r NULL or failed): write the property. */
+/* Gen1's answer (times, length) is in, or could not be had: write the property. */
 static void h_dg_g1(aop *op, httpc_resp *r)
 {
     xlate_meta m;
@@ -224,15 +234,20 @@ static void h_dg_g1(aop *op, httpc_resp *r)
     ap_g2_simple(op, ap_meta_target(op->g2path), h_dg_set);
 }
 
-/* The new digest is known (op->dg_crc of op->dg_len bytes, op->dg_props, op->dg_etag): remember it, and
- * write it unless the burst goes on. */
+/*
+ * The new digest is known (op->dg_crc of op->dg_len bytes, op->dg_props, op->dg_etag): write it now, or
+ * only remember it (dirty) when another APPEND of the file is queued right behind (the burst goes on),
+ * or when the file is not being closed and its property was written less than applier.digest_interval_ms
+ * ago (a stream of APPENDs gets one write per interval and one at its CLOSE).
+ */
 static void dg_known(aop *op)
 {
     applier *a = op->a;
-    if (dgc_max(a->dg) > 0 && ap_append_follows(op)) {
-        /* the next APPEND writes it, starting from what is remembered here (without a cache every
-         * APPEND writes its own: the next one could not know this digest otherwise) */
-        if (dgc_put(a->dg, op->req->path, op->dg_crc, op->dg_len, op->dg_props) != 0) dgc_drop(a->dg, op->req->path);
+    bool closing = op->flush == XLATE_FLUSH_CLOSE;
+    bool cache = dgc_max(a->dg) > 0; /* (without one every burst writes: nothing could be remembered) */
+    if (cache && (ap_append_follows(op) ||
+                  (!closing && op->dg_written_ms && ap_mono_ms() - op->dg_written_ms < (int64_t)a->dg_interval_ms))) {
+        dg_keep(op, true);
         count(a, AP_DG_DEFERRED);
         ap_st_ok(op);
         return;
@@ -276,6 +291,7 @@ static void h_dg_head(aop *op, httpc_resp *r)
         return;
     }
     op->dg_crc = crc32c_combine(base, op->dcrc, data);
+    op->dg_written_ms = 0; /* (not known: written now) */
     dg_known(op);
 }
 
@@ -283,22 +299,35 @@ void ap_st_append_digest(aop *op)
 {
     applier *a = op->a;
     ap_first(op, true); /* the bytes are on Gen2: a writer with ack "both" need not wait for the digest */
-    if (op->data_len == 0) { /* nothing was sent: the file and its digest are as they were */
+    dgc_val v;
+    char *props = NULL;
+    bool hit = dgc_get(a->dg, op->req->path, &v, &props) && v.len == op->pos0 && props;
+    if (op->data_len == 0) {
+        /* nothing sent: the file is as it was; a CLOSE writes a digest left dirty by the stream's APPENDs */
+        if (hit && v.dirty && op->flush == XLATE_FLUSH_CLOSE && op->dcrc_ok) {
+            op->dg_crc = v.crc;
+            op->dg_len = v.len;
+            op->dg_written_ms = v.written_ms;
+            free(op->dg_props);
+            op->dg_props = props;
+            dg_known(op);
+            return;
+        }
+        free(props);
         ap_st_ok(op);
         return;
     }
     if (!op->dcrc_ok || op->flush == XLATE_FLUSH_NONE) {
+        free(props);
         dg_unknown(op, !op->dcrc_ok ? "the spooled bytes could not be read back" : "no flush");
         return;
     }
     op->dg_len = op->pos0 + op->data_len;
-    uint32_t base = 0;
-    uint64_t blen = 0;
-    char *props = NULL;
-    if (dgc_get(a->dg, op->req->path, &base, &blen, &props) && blen == op->pos0 && props) {
+    if (hit) {
         free(op->dg_props);
         op->dg_props = props;
-        op->dg_crc = crc32c_combine(base, op->dcrc, op->data_len);
+        op->dg_crc = crc32c_combine(v.crc, op->dcrc, op->data_len);
+        op->dg_written_ms = v.written_ms;
         dg_known(op);
         return;
     }

@@ -142,6 +142,7 @@ struct aop {
     uint64_t dg_len;
     const char *dg_g2;              /* the Gen2 path whose metadata copy writes it (op-owned memory), or NULL */
     char *dg_props;                 /* the x-ms-properties that metadata copy (or a burst's write) set there */
+    int64_t dg_written_ms;          /* an APPEND's end: when the file's property was last written (0 unknown) */
 
     /* new nodes whose metadata is copied from Gen1 (missing ancestors top-down, then the node) */
     ap_node *meta;
@@ -306,6 +307,7 @@ struct applier {
     spool *sp;                      /* re-copy parts are counted in it (applier_set_spool), or NULL */
     uint64_t part_bytes;            /* applier.copy_part_bytes */
     dgcache *dg;                    /* files' digests between writes (applier.digest_cache_entries) */
+    unsigned dg_interval_ms;        /* applier.digest_interval_ms */
 };
 
 /* ---- applier.c: helpers ---------------------------------------------------------------------- */

@@ -15,8 +15,7 @@ typedef struct dg_ent {
     struct dg_ent *prev, *next; /* use order */
     char *path;
     char *props;               /* NULL: unknown */
-    uint32_t crc;
-    uint64_t len;
+    dgc_val v;
     unsigned h;
 } dg_ent;
 
@@ -115,7 +114,7 @@ static void attach(dgcache *c, dg_ent *e)
     c->n++;
 }
 
-bool dgc_get(dgcache *c, const char *path, uint32_t *crc, uint64_t *len, char **props)
+bool dgc_get(dgcache *c, const char *path, dgc_val *v, char **props)
 {
     if (props) *props = NULL;
     if (!c || c->max == 0) return false;
@@ -125,15 +124,14 @@ bool dgc_get(dgcache *c, const char *path, uint32_t *crc, uint64_t *len, char **
     if (e) {
         list_unlink(c, e);
         list_push_head(c, e);
-        *crc = e->crc;
-        *len = e->len;
+        *v = e->v;
         if (props && e->props && !(*props = strdup(e->props))) ok = false;
     }
     pthread_mutex_unlock(&c->mu);
     return ok;
 }
 
-int dgc_put(dgcache *c, const char *path, uint32_t crc, uint64_t len, const char *props)
+int dgc_put(dgcache *c, const char *path, const dgc_val *v, const char *props)
 {
     if (!c || c->max == 0) return 0;
     char *pc = props ? strdup(props) : NULL;
@@ -168,8 +166,7 @@ int dgc_put(dgcache *c, const char *path, uint32_t crc, uint64_t len, const char
     }
     free(e->props);
     e->props = pc;
-    e->crc = crc;
-    e->len = len;
+    e->v = *v;
     pthread_mutex_unlock(&c->mu);
     return 0;
 }

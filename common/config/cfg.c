@@ -126,6 +126,7 @@ static const cfg_opt cfg_opts[] = {
     {"applier.max_in_memory", K_UINT, FLD(applier_max_in_memory), 16, 1000000, "8192", 0, NULL, NULL},
     {"applier.max_per_path", K_UINT, FLD(applier_max_per_path), 1, 1000000, "1024", 0, NULL, NULL},
     {"applier.digest_cache_entries", K_UINT, FLD(applier_digest_cache_entries), 0, 16777216, "65536", 0, NULL, NULL},
+    {"applier.digest_interval_ms", K_UINT, FLD(applier_digest_interval_ms), 0, 86400000, "5000", 0, NULL, NULL},
     {"log.level", K_ENUM, FLD(log_level), 0, 0, "\"info\"", 0, level_names, NULL},
     {"shutdown.drain_ms", K_UINT, FLD(shutdown_drain_ms), 0, 600000, "5000", 0, NULL, NULL},
     {"gen1.endpoint", K_URL, FLD(gen1_endpoint), 0, 0, NULL, F_REQUIRED, NULL, NULL},

@@ -133,6 +133,8 @@ typedef struct dp_config {
                                          one path (capped at max_in_memory) */
     unsigned applier_digest_cache_entries; /* "applier.digest_cache_entries" (65536): files whose CRC-32C digest
                                          the applier remembers between APPENDs (LRU); 0: read it from Gen2 */
+    unsigned applier_digest_interval_ms; /* "applier.digest_interval_ms" (5000): a file appended to without
+                                         a CLOSE gets its digest property written at most this often */
     /* gen1 */
     char gen1_endpoint[512];          /* "gen1.endpoint": scheme://host[:port] (required), normalised:
                                          lower-case scheme and host, no trailing '/' */

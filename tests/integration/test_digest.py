@@ -10,6 +10,8 @@
   alone: Gen1 is not read (its OPEN counters do not move);
 - a file copied by a resync (written on Gen1 behind the proxy's back) gets a digest, and appends
   after it extend that one;
+- a stream of APPENDs with syncFlag=METADATA leaves the digest in memory (the property is written at most once
+  per applier.digest_interval_ms): not current on Gen2 until the CLOSE, which writes it;
 - a digest that cannot be written (Gen2 refuses setProperties) is never wrong: the file is size-only.
 """
 import base64
@@ -249,6 +251,32 @@ class DigestFindsChanges(DigestBase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
         self.assertEqual((c["digest_recorded"], c["digest_verified"], c["size_only"]), (0, 0, 1), c)
+
+
+class DigestStream(DigestBase):
+    config = proxylib.deep_merge(FAST, {"applier": {"digest_interval_ms": 600000}})
+
+    def test_stream_written_at_close(self):
+        s = self.s
+        self.create("/st/f", b"")
+        s.wait_drained(30)
+        body = b""
+        for i in range(6):
+            piece = b"record %d;" % i
+            self.append("/st/f", piece, offset=str(len(body)), syncFlag="METADATA")
+            body += piece
+        s.wait_drained(30)
+        self.assertEqual(s.g2_read("/st/f"), body)
+        self.assertEqual(self.digest_of("/st/f"), (crc32c(b""), 0))  # the CREATE's: not current, not wrong
+        p, rep = self.verify("/st", "--digest")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(rep["result"]["counts"]["size_only"], 1)
+        self.append("/st/f", b"", offset=str(len(body)), syncFlag="CLOSE")  # how the ADLS SDK closes
+        s.wait_drained(30)
+        self.assert_digest_current("/st/f")
+        p, rep = self.verify("/st", "--digest")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(rep["result"]["counts"]["digest_verified"], 1)
 
 
 class DigestAfterResync(DigestBase):

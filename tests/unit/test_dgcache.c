@@ -13,30 +13,37 @@
 
 static bool has(dgcache *c, const char *p, uint32_t crc, uint64_t len)
 {
-    uint32_t k = 0;
-    uint64_t l = 0;
-    return dgc_get(c, p, &k, &l, NULL) && k == crc && l == len;
+    dgc_val v;
+    return dgc_get(c, p, &v, NULL) && v.crc == crc && v.len == len;
+}
+
+static int put(dgcache *c, const char *p, uint32_t crc, uint64_t len, const char *props)
+{
+    dgc_val v = {.crc = crc, .len = len, .written_ms = 1000 + (int64_t)len, .dirty = (len & 1) != 0};
+    return dgc_put(c, p, &v, props);
 }
 
 TEST(put_get)
 {
     dgcache *c = dgc_new(8);
     ASSERT_TRUE(c != NULL);
-    uint32_t k = 0;
-    uint64_t l = 0;
+    dgc_val v;
     char *props = (char *)"x";
-    ASSERT_TRUE(!dgc_get(c, "/a", &k, &l, &props));
+    ASSERT_TRUE(!dgc_get(c, "/a", &v, &props));
     ASSERT_TRUE(props == NULL);
-    ASSERT_EQ_INT(dgc_put(c, "/a", 0xdeadbeefu, 12, "dualpipe_times=bXRpbWU9MQ=="), 0);
-    ASSERT_TRUE(dgc_get(c, "/a", &k, &l, &props));
-    ASSERT_EQ_INT(k, 0xdeadbeefu);
-    ASSERT_EQ_INT(l, 12);
+    ASSERT_EQ_INT(put(c, "/a", 0xdeadbeefu, 12, "dualpipe_times=bXRpbWU9MQ=="), 0);
+    ASSERT_TRUE(dgc_get(c, "/a", &v, &props));
+    ASSERT_EQ_INT(v.crc, 0xdeadbeefu);
+    ASSERT_EQ_INT(v.len, 12);
+    ASSERT_EQ_INT(v.written_ms, 1012);
+    ASSERT_TRUE(!v.dirty);
     ASSERT_EQ_STR(props, "dualpipe_times=bXRpbWU9MQ==");
     free(props);
-    ASSERT_EQ_INT(dgc_put(c, "/a", 7, 13, NULL), 0); /* replaced, props unknown now */
-    ASSERT_TRUE(dgc_get(c, "/a", &k, &l, &props));
+    ASSERT_EQ_INT(put(c, "/a", 7, 13, NULL), 0); /* replaced, props unknown now */
+    ASSERT_TRUE(dgc_get(c, "/a", &v, &props));
     ASSERT_TRUE(props == NULL);
-    ASSERT_EQ_INT(l, 13);
+    ASSERT_EQ_INT(v.len, 13);
+    ASSERT_TRUE(v.dirty);
     ASSERT_EQ_INT(dgc_count(c), 1);
     dgc_drop(c, "/a");
     dgc_drop(c, "/never");
@@ -51,12 +58,12 @@ TEST(lru_bound)
     char p[32];
     for (int i = 0; i < 100; i++) {
         snprintf(p, sizeof p, "/f%d", i);
-        ASSERT_EQ_INT(dgc_put(c, p, (uint32_t)i, (uint64_t)i, NULL), 0);
+        ASSERT_EQ_INT(put(c, p, (uint32_t)i, (uint64_t)i, NULL), 0);
     }
     ASSERT_TRUE(has(c, "/f0", 0, 0)); /* used: /f1 is now the least recently used */
     for (int i = 100; i < 150; i++) {
         snprintf(p, sizeof p, "/f%d", i);
-        ASSERT_EQ_INT(dgc_put(c, p, (uint32_t)i, (uint64_t)i, NULL), 0);
+        ASSERT_EQ_INT(put(c, p, (uint32_t)i, (uint64_t)i, NULL), 0);
     }
     ASSERT_EQ_INT(dgc_count(c), 100);
     ASSERT_TRUE(has(c, "/f0", 0, 0));
@@ -74,10 +81,10 @@ TEST(lru_bound)
 TEST(drop_tree)
 {
     dgcache *c = dgc_new(64);
-    dgc_put(c, "/d", 1, 1, NULL);
-    dgc_put(c, "/d/a", 2, 2, NULL);
-    dgc_put(c, "/d/e/b", 3, 3, NULL);
-    dgc_put(c, "/dd/a", 4, 4, NULL); /* a sibling sharing the prefix */
+    put(c, "/d", 1, 1, NULL);
+    put(c, "/d/a", 2, 2, NULL);
+    put(c, "/d/e/b", 3, 3, NULL);
+    put(c, "/dd/a", 4, 4, NULL); /* a sibling sharing the prefix */
     dgc_drop_tree(c, "/d");
     ASSERT_TRUE(!has(c, "/d", 1, 1));
     ASSERT_TRUE(!has(c, "/d/a", 2, 2));
@@ -91,11 +98,11 @@ TEST(drop_tree)
 TEST(move)
 {
     dgcache *c = dgc_new(64);
-    dgc_put(c, "/src/f", 1, 10, "p1");
-    dgc_put(c, "/src/sub/g", 2, 20, NULL);
-    dgc_put(c, "/srcx/h", 3, 30, NULL);
-    dgc_put(c, "/dst/old", 4, 40, NULL); /* what the destination had goes */
-    dgc_put(c, "/file", 5, 50, NULL);
+    put(c, "/src/f", 1, 10, "p1");
+    put(c, "/src/sub/g", 2, 20, NULL);
+    put(c, "/srcx/h", 3, 30, NULL);
+    put(c, "/dst/old", 4, 40, NULL); /* what the destination had goes */
+    put(c, "/file", 5, 50, NULL);
     dgc_move(c, "/src", "/dst");
     ASSERT_TRUE(!has(c, "/src/f", 1, 10));
     ASSERT_TRUE(!has(c, "/dst/old", 4, 40));
@@ -103,9 +110,9 @@ TEST(move)
     ASSERT_TRUE(has(c, "/dst/sub/g", 2, 20));
     ASSERT_TRUE(has(c, "/srcx/h", 3, 30));
     char *props = NULL;
-    uint32_t k;
-    uint64_t l;
-    ASSERT_TRUE(dgc_get(c, "/dst/f", &k, &l, &props));
+    dgc_val v;
+    ASSERT_TRUE(dgc_get(c, "/dst/f", &v, &props));
+    ASSERT_EQ_INT(v.written_ms, 1010); /* everything moves with the entry */
     ASSERT_EQ_STR(props, "p1");
     free(props);
     dgc_move(c, "/file", "/dst/sub/renamed"); /* a file */
@@ -119,7 +126,7 @@ TEST(size_zero)
 {
     dgcache *c = dgc_new(0);
     ASSERT_TRUE(c != NULL);
-    ASSERT_EQ_INT(dgc_put(c, "/a", 1, 1, "p"), 0);
+    ASSERT_EQ_INT(put(c, "/a", 1, 1, "p"), 0);
     ASSERT_TRUE(!has(c, "/a", 1, 1));
     dgc_move(c, "/a", "/b");
     dgc_drop_tree(c, "/");
