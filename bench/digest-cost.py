@@ -8,7 +8,7 @@ setProperties; Gen1 GETFILESTATUS). Run it with the binary before and after the 
 
     DUALPIPE=build-bench/bin/dualpipe DUALPIPE_EMU=build-bench/bin/dualpipe-emu \\
         python3 bench/digest-cost.py --bench build-bench/bin/dualpipe-bench [--concurrency 8] [--files 32]
-        [--appends 128] [--ack durable|both]
+        [--appends 128] [--ack durable|both] [--config '{"applier": {"digest_interval_ms": 0}}']
 """
 import argparse
 import json
@@ -36,8 +36,9 @@ def main():
     ap.add_argument("--files", type=int, default=32)
     ap.add_argument("--appends", type=int, default=128)
     ap.add_argument("--ack", default="durable")
+    ap.add_argument("--config", default="{}", help="JSON merged into the proxy's config")
     a = ap.parse_args()
-    s = proxylib.Stack(dialect="adls", config={"ack": a.ack})
+    s = proxylib.Stack(dialect="adls", config=proxylib.deep_merge({"ack": a.ack}, json.loads(a.config)))
     try:
         pid = s.proxy.proc.pid
         g1_0, g2_0 = s.g1_counters(), s.g2_counters()
