@@ -807,7 +807,63 @@ TEST(digest_property)
     xlate_meta_free(&m);
 }
 
-TESTS(T(times_property), T(digest_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
+TEST(crc_property)
+{
+    char v[64], small[16];
+    uint32_t crc = 0;
+    int64_t len = -1;
+    ASSERT_EQ_INT(xlate_crc_format(0x364b3fb7u, 3, v, sizeof v), 0); /* CRC-32C of "abc" */
+    ASSERT_EQ_STR(v, "crc32c=364b3fb7,len=3");
+    ASSERT_EQ_INT(xlate_crc_format(1, 3, small, sizeof small), -1);   /* too small */
+    ASSERT_EQ_INT(xlate_crc_format(1, -1, v, sizeof v), -1);
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364B3FB7,len=3", &crc, &len), 0);
+    ASSERT_EQ_INT(crc, 0x364b3fb7u);
+    ASSERT_TRUE(len == 3);
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=00000000,len=0", &crc, &len), 0);
+    ASSERT_TRUE(crc == 0 && len == 0);
+    crc = 5;
+    len = 6;
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364b3fb,len=3", &crc, &len), -1);   /* 7 digits */
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364b3fb7x,len=3", &crc, &len), -1); /* 9 characters */
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364b3fb7,len=-3", &crc, &len), -1);
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364b3fb7,len=3x", &crc, &len), -1);
+    ASSERT_EQ_INT(xlate_crc_parse("crc32c=364b3fb7", &crc, &len), -1);
+    ASSERT_EQ_INT(xlate_crc_parse("sha256=364b3fb7,len=3", &crc, &len), -1);
+    ASSERT_EQ_INT(xlate_crc_parse(NULL, &crc, &len), -1);
+    ASSERT_TRUE(crc == 5 && len == 6); /* untouched on failure */
+
+    /* the metadata copy writes the CRC-32C with the times and the SHA-256, in one setProperties */
+    xlate_meta m = {0};
+    xlate_err e;
+    xlate_g2req r[XLATE_META_REQS] = {{0}};
+    int n = 0;
+    const char *fs = "{\"FileStatus\":{\"accessTime\":11,\"aclBit\":false,\"group\":\"g\",\"length\":3,"
+                     "\"modificationTime\":22,\"owner\":\"o\",\"permission\":\"640\",\"type\":\"FILE\"}}";
+    ASSERT_EQ_INT(xlate_meta_from_filestatus(fs, strlen(fs), &m, &e), 0);
+    snprintf(m.sha256, sizeof m.sha256, "%s", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    m.sha256_len = 3;
+    m.has_crc = true;
+    m.crc32c = 0x364b3fb7u;
+    m.crc_len = 3;
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 2);
+    ASSERT_REQ(&r[1], "PATCH", "action=setProperties", "x-ms-properties: dualpipe_times=bXRpbWU9MjIsYXRpbWU9MTEsbGVuPTM=,dualpipe_crc32c=Y3JjMzJjPTM2NGIzZmI3LGxlbj0z,dualpipe_sha256=c2hhMjU2PWJhNzgxNmJmOGYwMWNmZWE0MTQxNDBkZTVkYWUyMjIzYjAwMzYxYTM5NjE3N2E5Y2I0MTBmZjYxZjIwMDE1YWQsbGVuPTM=");
+    char got[128];
+    ASSERT_EQ_INT(xlate_props_get(strchr(r[1].headers[0], ' ') + 1, XLATE_CRC_KEY, got, sizeof got), 1);
+    ASSERT_EQ_STR(got, "crc32c=364b3fb7,len=3");
+    for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&r[i]);
+    xlate_meta_free(&m);
+    /* a CRC alone (a whole-file copy of a file Gen1 gave no times for) still gets its setProperties */
+    memset(&m, 0, sizeof m);
+    m.has_crc = true;
+    m.crc_len = 0;
+    ASSERT_EQ_INT(xlate_meta_requests(&m, r, &n, &e), 0);
+    ASSERT_EQ_INT(n, 2);
+    for (int i = 0; i < XLATE_META_REQS; i++) xlate_g2req_free(&r[i]);
+    xlate_meta_free(&m);
+}
+
+TESTS(T(times_property), T(digest_property), T(crc_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
       T(liststatus_pages), T(liststatus_batch_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
