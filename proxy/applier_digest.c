@@ -106,6 +106,8 @@ void ap_dg_forget(aop *op, bool always)
 {
     if (!always && (op->outcome == APPLY_OK || op->outcome == APPLY_DIVERGENCE)) return;
     forget_touched(op);
+    op->dg_known = false; /* (what the operation was writing is not what a resync will) */
+    op->dg_g2 = NULL;
 }
 
 /* ================================================================ CREATE and whole-file copies */

@@ -76,6 +76,10 @@ void ap_copy_free(aop *op)
     if (!c) return;
     release_room(op);
     restore_target(op); /* (a copy that failed while writing the temporary name) */
+    if (op->dg_g2 == c->tmp) { /* (its digest was for the temporary name) */
+        op->dg_g2 = NULL;
+        op->dg_known = false;
+    }
     free(c->tmp);
     free(c);
     op->cp = NULL;
