@@ -1099,18 +1099,20 @@ static void accept_durable(void *ud, uint64_t seq, int err)
     pthread_mutex_unlock(&p->mu);
     if (err == 0 && !stopped) {
         uint64_t waits_for = 0;
+        char rid[sizeof c->rid];
         pthread_mutex_lock(&p->omu);
         bool go = ord_ready(p->ord, seq, &waits_for);
         if (!go) {
-            /* set before omu is released: the write may be freed on another thread right after */
+            /* set (and read) before omu is released: the write may be freed on another thread right after */
             clock_gettime(CLOCK_MONOTONIC, &c->t_wait);
             metrics_inc(p->m_owaits);
             metrics_gauge_add(p->m_owaiting, 1);
+            memcpy(rid, c->rid, sizeof rid);
         }
         pthread_mutex_unlock(&p->omu);
         if (!go) {
             LOGD("msg=\"write waits for an earlier write of the same path\" seq=%" PRIu64 " rid=%s waits_for=%" PRIu64,
-                 seq, c->rid, waits_for);
+                 seq, rid, waits_for);
             return;
         }
     } else {
