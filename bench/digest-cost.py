@@ -8,7 +8,7 @@ setProperties; Gen1 GETFILESTATUS). Run it with the binary before and after the 
 
     DUALPIPE=build-bench/bin/dualpipe DUALPIPE_EMU=build-bench/bin/dualpipe-emu \\
         python3 bench/digest-cost.py --bench build-bench/bin/dualpipe-bench [--concurrency 8] [--files 32]
-        [--appends 128] [--ack durable|both] [--config '{"applier": {"digest_interval_ms": 0}}']
+        [--appends 128] [--size 4K] [--ack durable|both] [--config '{"applier": {"digest_interval_ms": 0}}']
 """
 import argparse
 import json
@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--files", type=int, default=32)
     ap.add_argument("--appends", type=int, default=128)
+    ap.add_argument("--size", default="4K", help="bytes per APPEND (dualpipe-bench --size)")
     ap.add_argument("--ack", default="durable")
     ap.add_argument("--config", default="{}", help="JSON merged into the proxy's config")
     a = ap.parse_args()
@@ -46,7 +47,7 @@ def main():
         t0 = time.time()
         out = tempfile.mktemp(prefix="dp-digest-cost-", suffix=".json")
         p = subprocess.run([a.bench, "--url", s.proxy.url, "--workload", "small", "--concurrency", str(a.concurrency),
-                            "--files", str(a.files), "--appends", str(a.appends), "--json", out, "--no-verify"],
+                            "--files", str(a.files), "--appends", str(a.appends), "--size", a.size, "--json", out, "--no-verify"],
                            capture_output=True, text=True, timeout=600)
         t_writers = time.time() - t0
         s.wait_drained(600)
