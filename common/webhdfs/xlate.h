@@ -202,8 +202,9 @@ int xlate_digest_parse(const char *v, char hex[65], int64_t *len);
 /*
  * The CRC-32C (crc32c.h) of a file's bytes as the proxy wrote them, as the path property XLATE_CRC_KEY:
  * "crc32c=<8 hex>,len=<bytes>". Unlike the SHA-256 it follows appends: the applier combines the CRC of
- * each burst of APPENDs with the recorded one (crc32c_combine) and writes it after the burst. Valid only
- * while the file's length equals len (a crash between a flush and the property's write leaves an older len).
+ * each burst of APPENDs with the recorded one (crc32c_combine) and writes it when the file is closed or
+ * the write interval is over (proxy/applier_digest.c). Valid only while the file's length equals len (a
+ * crash between a flush and the property's write leaves an older len).
  */
 #define XLATE_CRC_KEY "dualpipe_crc32c"
 /** Format the value into out. Returns 0 or -1 (too small, len < 0). */
