@@ -155,8 +155,6 @@ void ap_op_free(aop *op)
     if (op->tmpfd >= 0) close(op->tmpfd);
     xlate_paths_free(&op->srcs);
     free(op->srcdir);
-    free(op->del.g1);
-    free(op->del.g2);
     free(op->cont);
     free(op->dg_etag);
     free(op->dg_props);

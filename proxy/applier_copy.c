@@ -508,68 +508,13 @@ void ap_mark_ancestors(aop *op)
 
 /* ================================================================ re-copies: CONCAT, MSCONCAT, CONCURRENTAPPEND */
 
-static void del_next(aop *op);
-
-static void h_del_source(aop *op, httpc_resp *r)
-{
-    if (r->result != HTTPC_OK || (r->status != 200 && r->status != 202 && r->status != 404)) {
-        ap_op_fail_resp(op, r, "deleting a concat source");
-        return;
-    }
-    ap_cache_drop_tree(op->a, op->del.g1);
-    ap_marks_drop_tree(op->a, op->del.g1);
-    op->src_i++;
-    del_next(op);
-}
-
-/* Delete the sources on Gen2 (one by one, or their directory for deleteSourceDirectory). */
-static void del_next(aop *op)
-{
-    int total = op->srcdir ? 1 : op->srcs.n;
-    while (op->src_i < total) {
-        const char *g1 = op->srcdir ? op->srcdir : op->srcs.v[op->src_i];
-        char fs[64], why[128];
-        char *g2 = malloc(AP_PATH_CAP);
-        if (!g2) {
-            ap_op_finish(op, APPLY_FAILED, "out of memory");
-            return;
-        }
-        if (gen2c_map(op->a->g2, g1, fs, g2, AP_PATH_CAP, why, sizeof why) != GEN2C_MAPPED || !*g2) {
-            free(g2);
-            op->src_i++;
-            continue;
-        }
-        if (strcmp(fs, op->fs) != 0) {
-            free(g2);
-            ap_op_note(op, "source %s is in another filesystem: not deleted there", g1);
-            op->src_i++;
-            continue;
-        }
-        free(op->del.g1);
-        free(op->del.g2);
-        op->del.g1 = strdup(g1);
-        op->del.g2 = g2;
-        xlate_err e;
-        if (!op->del.g1 || xlate_delete(op->srcdir != NULL, NULL, &op->rq, &e) != 0) {
-            ap_op_finish(op, APPLY_FAILED, "cannot build a delete");
-            return;
-        }
-        ap_g2_simple(op, op->del.g2, h_del_source);
-        return;
-    }
-    ap_op_done(op);
-}
-
-static void st_recopy_done(aop *op)
-{
-    if (op->req->op == WH_OP_CONCURRENTAPPEND) {
-        ap_op_done(op);
-        return;
-    }
-    op->src_i = 0;
-    del_next(op);
-}
-
+/*
+ * CONCAT, MSCONCAT, CONCURRENTAPPEND: Gen2 has no such op, so the paths they touch (the target, and a
+ * concat's sources, gone from Gen1 now) are copied from Gen1 as a resync: under the journal's gate, so
+ * the copy knows which later records of those paths it already holds (Gen1 may have applied an APPEND
+ * behind the CONCAT before the copy read it; replaying that APPEND after the copy would write its bytes
+ * twice) and covers them. The operation ends as applied, not as resynced.
+ */
 void ap_st_recopy(aop *op)
 {
     uint64_t later = op->req->op == WH_OP_CONCURRENTAPPEND ? ap_superseded_by(op) : 0;
@@ -577,5 +522,7 @@ void ap_st_recopy(aop *op)
         ap_op_finish(op, APPLY_OK, "copied with the later CONCURRENTAPPEND seq=%" PRIu64, later);
         return;
     }
-    ap_copy_file(op, st_recopy_done);
+    op->copy_applies = true;
+    ap_op_resync(op, op->req->op == WH_OP_CONCURRENTAPPEND ? "CONCURRENTAPPEND: Gen2 has no concurrent append"
+                                                            : "Gen2 has no concat: the result is copied");
 }

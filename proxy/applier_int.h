@@ -159,8 +159,6 @@ struct aop {
     ap_step after_copy;             /* ap_copy_file: what follows the copy */
     xlate_paths srcs;
     char *srcdir;
-    int src_i;
-    ap_node del;                    /* source being deleted */
 
     /* subtree copies (applier_resync.c) */
     ap_resync *rs;                  /* the copy this operation runs (owned) */
@@ -173,6 +171,8 @@ struct aop {
 
     /* resync of the operation's paths (ap_op_resync) */
     bool resyncing;
+    bool copy_applies;              /* the resync IS the operation (CONCAT, MSCONCAT, CONCURRENTAPPEND: Gen2 has
+                                       no such op): it ends as applied, not as resynced */
     bool rs_tail;                   /* an in-doubt APPEND: settle by lengths (a tail copy) when Gen2 holds
                                        a prefix of Gen1's file, a whole copy only otherwise */
     char **rs_roots;

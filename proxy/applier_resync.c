@@ -897,7 +897,10 @@ static void rs_copied(aop *op)
         rs_root_start(op);
         return;
     }
-    ap_op_finish(op, APPLY_RESYNCED, "resynced from Gen1 (%.200s): %.290s", op->why, op->rs_sum);
+    if (op->copy_applies)
+        ap_op_finish(op, APPLY_OK, "applied by copying from Gen1 (%.200s): %.290s", op->why, op->rs_sum);
+    else
+        ap_op_finish(op, APPLY_RESYNCED, "resynced from Gen1 (%.200s): %.290s", op->why, op->rs_sum);
 }
 
 /* Ask the gate for the current root (wait while busy), then copy it. */

@@ -311,8 +311,6 @@ class DigestAfterResync(DigestBase):
         body = json.dumps({"sources": ["/c/p%d" % i for i in range(3)]})
         r = s.proxy.webhdfs("POST", "/c/target", "MSCONCAT", body.encode(), headers={"Content-Type": "application/json"})
         self.assertEqual(r.status, 200, r)
-        # (drained first: an APPEND without an offset right behind a CONCAT is applied twice on Gen2 today,
-        # once by the re-copy that reads Gen1's newest state and once by itself; not the digest's doing)
         s.wait_drained(30)
         self.assert_digest_current("/c/target")
         self.append("/c/target", b"+appended")

@@ -196,6 +196,34 @@ class WritesBase(emulib.unittest.TestCase):
         self.same(root)
         self.assertEqual(self.s.g2_read(root + "/target"), b"T:" + b"".join(parts))
 
+    def test_appends_right_behind_a_concat(self):
+        """APPENDs without an offset sent right after a CONCAT (and an MSCONCAT): the concat reaches Gen2 as
+        a copy of Gen1's newest target, which may already hold those appends; they must not land twice."""
+        root = "/w-concat-append"
+        self.mkdir(root)
+        want = {}
+        for k in range(8):
+            t = "%s/t%d" % (root, k)
+            parts = [os.urandom(500 + 37 * i) for i in range(3)]
+            self.create(t, b"T:")
+            for i, d in enumerate(parts):
+                self.create("%s.p%d" % (t, i), d)
+            srcs = ["%s.p%d" % (t, i) for i in range(3)]
+            if k % 2:
+                self.call("POST", t, "MSCONCAT", 200, body=json.dumps({"sources": srcs}).encode(),
+                          headers={"Content-Type": "application/json"})
+            else:
+                self.call("POST", t, "CONCAT", 200, sources=",".join(srcs))
+            tail = b""
+            for a in range(3):
+                chunk = ("+%d.%d" % (k, a)).encode()
+                self.append(t, chunk)
+                tail += chunk
+            want[t] = b"T:" + b"".join(parts) + tail
+        self.same(root)
+        for t, data in want.items():
+            self.assertEqual(self.s.g2_read(t), data, t)
+
     def test_msconcat(self):
         root = "/w-msconcat"
         self.mkdir(root)
