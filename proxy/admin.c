@@ -563,8 +563,8 @@ static void mhd_logger(void *cls, const char *fm, va_list ap)
 
 /* ---- life cycle ---- */
 
-int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, admin **out, char *err,
-                size_t errlen)
+int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, fence_reg *fences, admin **out,
+                char *err, size_t errlen)
 {
     admin *a = calloc(1, sizeof *a);
     if (!a) {
@@ -577,7 +577,7 @@ int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front 
     a->ap = pipe_applier(p);
     a->g1 = g1;
     a->f = f;
-    if (!(a->bf = bfadmin_new())) {
+    if (!(a->bf = bfadmin_new(fences))) {
         snprintf(err, errlen, "out of memory");
         free(a);
         return -1;

@@ -35,6 +35,7 @@
 #include "front.h"
 #include "gen1client.h"
 #include "metrics.h"
+#include "fence.h"
 #include "pipeline.h"
 
 typedef struct admin admin;
@@ -42,11 +43,11 @@ typedef struct admin admin;
 /**
  * Bind admin.listen and start serving and probing. p (required) gives the journal endpoints, the
  * applier (pipe_applier: /admin/status, the dualpipe_applier_pending gauge) and the journal
- * (readiness). Everything passed must outlive the admin until admin_stop. Returns 0 and *out, or -1
+ * (readiness); fences the DistCp fences (/admin/backfill/fence...). Everything passed must outlive the admin until admin_stop. Returns 0 and *out, or -1
  * with a message in err naming the config key.
  */
-int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, admin **out, char *err,
-                size_t errlen);
+int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, fence_reg *fences, admin **out,
+                char *err, size_t errlen);
 /** The port the admin listener is bound to. */
 int admin_port(const admin *a);
 /** Stop the listener and the probe thread; after this the admin touches no pipeline, front or metrics. */

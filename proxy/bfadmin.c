@@ -38,12 +38,14 @@ typedef struct bf_lease {
 struct bfadmin {
     pthread_mutex_t mu;
     bf_lease l[BF_MAX_LEASES];
+    fence_reg *fences;           /* not owned */
 };
 
-bfadmin *bfadmin_new(void)
+bfadmin *bfadmin_new(fence_reg *fences)
 {
     bfadmin *b = calloc(1, sizeof *b);
     if (b) pthread_mutex_init(&b->mu, NULL);
+    if (b) b->fences = fences;
     return b;
 }
 
@@ -272,6 +274,142 @@ static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     return st;
 }
 
+/* ---------------------------------------------------------------- DistCp fences (fence.h) */
+
+static unsigned fence_status(int rc)
+{
+    return rc == -EINVAL ? 400 : rc == -ENOENT ? 404 : rc == -EXDEV || rc == -EIO || rc == -EBUSY ? 409 : 503;
+}
+
+/* The fence parameter into tok. 0 or the status of the error written to out. */
+static unsigned get_token(const char *query, char tok[FENCE_TOKEN_MAX], dbuf *out)
+{
+    dbuf v;
+    dbuf_init(&v, 256);
+    int rc = qget(query, "fence", &v);
+    bool ok = rc == 1 && v.len > 0 && v.len < FENCE_TOKEN_MAX;
+    if (ok) snprintf(tok, FENCE_TOKEN_MAX, "%s", v.data);
+    dbuf_free(&v);
+    return ok ? 0 : fail(out, 400, "fence: required, the token `dualpipe backfill --plan distcp` printed");
+}
+
+/* The root of owner's live lease into root (renewed). 0, or the status of the error written to out. */
+static unsigned lease_root(bfadmin *b, const char *owner, char *root, size_t cap, dbuf *out)
+{
+    pthread_mutex_lock(&b->mu);
+    bf_lease *l = held(b, owner, now_s());
+    if (l) snprintf(root, cap, "%s", l->root);
+    pthread_mutex_unlock(&b->mu);
+    return l ? 0 : fail(out, 409, "run %s holds no backfill lease: begin again", owner);
+}
+
+/* POST /admin/backfill/fence?owner=ID: a fence on the run's tree. */
+static unsigned do_fence(bfadmin *b, const char *query, dbuf *out)
+{
+    char owner[BF_OWNER_MAX + 1], root[WHREQ_MAX_PATH + 1], err[800];
+    unsigned st = get_owner(query, owner, out);
+    if (st || (st = lease_root(b, owner, root, sizeof root, out))) return st;
+    fence_info *fi = malloc(sizeof *fi);
+    if (!fi) return fail(out, 500, "out of memory");
+    int rc = fence_create(b->fences, root, fi, err, sizeof err);
+    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    free(fi);
+    return st;
+}
+
+/* GET /admin/backfill/fences[?fence=T]: every fence, or one. */
+static unsigned do_fences(bfadmin *b, const char *query, dbuf *out)
+{
+    char tok[FENCE_TOKEN_MAX], err[800];
+    dbuf v;
+    dbuf_init(&v, 256);
+    bool one = qget(query, "fence", &v) == 1;
+    dbuf_free(&v);
+    if (!one) return fence_list_json(b->fences, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    unsigned st = get_token(query, tok, out);
+    if (st) return st;
+    fence_info *fi = malloc(sizeof *fi);
+    if (!fi) return fail(out, 500, "out of memory");
+    int rc = fence_get(b->fences, tok, fi, err, sizeof err);
+    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    free(fi);
+    return st;
+}
+
+/* POST /admin/backfill/settle?owner=ID&fence=T: the settle begins (or resumes); the run's lease must be
+ * on the fence's tree. */
+static unsigned do_settle(bfadmin *b, const char *query, dbuf *out)
+{
+    char owner[BF_OWNER_MAX + 1], tok[FENCE_TOKEN_MAX], root[WHREQ_MAX_PATH + 1], err[800];
+    unsigned st = get_owner(query, owner, out);
+    if (st || (st = get_token(query, tok, out)) || (st = lease_root(b, owner, root, sizeof root, out))) return st;
+    fence_info *fi = malloc(sizeof *fi);
+    if (!fi) return fail(out, 500, "out of memory");
+    int rc = fence_get(b->fences, tok, fi, err, sizeof err);
+    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
+    else if (strcmp(fi->root, root) != 0)
+        st = fail(out, 400, "fence %s was taken on %s, the run's tree is %s: settle that tree", tok, fi->root, root);
+    else if ((rc = fence_settle_begin(b->fences, tok, fi, err, sizeof err)) != 0)
+        st = fail(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    free(fi);
+    return st;
+}
+
+/* GET /admin/backfill/touched?owner=ID&fence=T&after=N: a page of the settling fence's paths. */
+static unsigned do_touched(bfadmin *b, const char *query, dbuf *out)
+{
+    char owner[BF_OWNER_MAX + 1], tok[FENCE_TOKEN_MAX], root[WHREQ_MAX_PATH + 1], err[800];
+    unsigned st = get_owner(query, owner, out);
+    if (st || (st = get_token(query, tok, out)) || (st = lease_root(b, owner, root, sizeof root, out))) return st;
+    dbuf v;
+    dbuf_init(&v, 64);
+    unsigned long long after = 0;
+    int q = qget(query, "after", &v);
+    char *end = NULL;
+    if (q == 1) after = strtoull(v.data, &end, 10);
+    bool bad = q < 0 || (q == 1 && (!v.data[0] || *end));
+    dbuf_free(&v);
+    if (bad) return fail(out, 400, "after: a byte offset, as the previous page's next");
+    int rc = fence_read(b->fences, tok, (uint64_t)after, 1000, out, err, sizeof err);
+    return rc == 0 ? 200 : fail(out, fence_status(rc), "%s", err);
+}
+
+/* POST /admin/backfill/settled?owner=ID&fence=T&resynced=N: the settle is over. */
+static unsigned do_settled(bfadmin *b, const char *query, dbuf *out)
+{
+    char owner[BF_OWNER_MAX + 1], tok[FENCE_TOKEN_MAX], root[WHREQ_MAX_PATH + 1], err[800];
+    unsigned st = get_owner(query, owner, out);
+    if (st || (st = get_token(query, tok, out)) || (st = lease_root(b, owner, root, sizeof root, out))) return st;
+    dbuf v;
+    dbuf_init(&v, 64);
+    unsigned long long n = 0;
+    if (qget(query, "resynced", &v) == 1) n = strtoull(v.data, NULL, 10);
+    dbuf_free(&v);
+    int rc = fence_settled(b->fences, tok, (uint64_t)n, err, sizeof err);
+    if (rc != 0) return fail(out, fence_status(rc), "%s", err);
+    fence_info *fi = malloc(sizeof *fi);
+    if (!fi) return fail(out, 500, "out of memory");
+    rc = fence_get(b->fences, tok, fi, err, sizeof err);
+    st = rc != 0 ? fail(out, fence_status(rc), "%s", err) : fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    free(fi);
+    return st;
+}
+
+/* POST /admin/backfill/unfence?fence=T: drop a fence whose plan was abandoned. */
+static unsigned do_unfence(bfadmin *b, const char *query, dbuf *out)
+{
+    char tok[FENCE_TOKEN_MAX], err[800];
+    unsigned st = get_token(query, tok, out);
+    if (st) return st;
+    int rc = fence_drop(b->fences, tok, err, sizeof err);
+    if (rc != 0) return fail(out, fence_status(rc), "%s", err);
+    dbuf_reset(out);
+    return dbuf_adds(out, "{\"dropped\":1}\n") == 0 ? 200 : fail(out, 500, "out of memory");
+}
+
 typedef struct seen {
     uint16_t state;
     char detail[600];
@@ -344,7 +482,13 @@ unsigned bfadmin_handle(bfadmin *b, pipeline *p, const char *url, bool post, con
     } routes[] = {{"/admin/backfill/begin", true},
                   {"/admin/backfill/copy", true},
                   {"/admin/backfill/state", false},
-                  {"/admin/backfill/end", true}};
+                  {"/admin/backfill/end", true},
+                  {"/admin/backfill/fence", true},
+                  {"/admin/backfill/fences", false},
+                  {"/admin/backfill/settle", true},
+                  {"/admin/backfill/touched", false},
+                  {"/admin/backfill/settled", true},
+                  {"/admin/backfill/unfence", true}};
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(url, routes[i].url) != 0) continue;
         if (routes[i].post != post) {
@@ -353,11 +497,18 @@ unsigned bfadmin_handle(bfadmin *b, pipeline *p, const char *url, bool post, con
             return 405;
         }
         if (!b || !p) return fail(out, 503, "backfill is not available in this process");
+        if (i >= 4 && !b->fences) return fail(out, 503, "DistCp fences are not available in this process");
         switch (i) {
         case 0: return do_begin(b, p, query, out);
         case 1: return do_copy(b, p, query, out);
         case 2: return do_state(b, p, query, out);
-        default: return do_end(b, query, out);
+        case 3: return do_end(b, query, out);
+        case 4: return do_fence(b, query, out);
+        case 5: return do_fences(b, query, out);
+        case 6: return do_settle(b, query, out);
+        case 7: return do_touched(b, query, out);
+        case 8: return do_settled(b, query, out);
+        default: return do_unfence(b, query, out);
         }
     }
     return fail(out, 404, "no such backfill endpoint");

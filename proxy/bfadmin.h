@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #include "dbuf.h"
+#include "fence.h"
 #include "pipeline.h"
 
 #define BF_LEASE_S 30
@@ -30,7 +31,7 @@
 typedef struct bfadmin bfadmin;
 
 /** A new registry of leases (no lease held). NULL when out of memory. Free with bfadmin_free. */
-bfadmin *bfadmin_new(void);
+bfadmin *bfadmin_new(fence_reg *fences);
 void bfadmin_free(bfadmin *b);
 
 /**

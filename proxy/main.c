@@ -298,6 +298,19 @@ static void tighten_store(const dp_config *cfg)
     tighten_dir(path, true);
 }
 
+/* The DistCp fences (fence.h), kept in the journal's directory. 0 or -1 with err. */
+static int open_fences(const dp_config *cfg, pipeline *pl, fence_reg **out, char *err, size_t errlen)
+{
+    char dir[1200], e[400];
+    if (cfg->journal_dir[0]) snprintf(dir, sizeof dir, "%s", cfg->journal_dir);
+    else snprintf(dir, sizeof dir, "%s/journal", cfg->spool_dir);
+    if (fence_open(dir, pipe_journal(pl), out, e, sizeof e) != 0) {
+        snprintf(err, errlen, "journal.dir: fences: %s", e);
+        return -1;
+    }
+    return 0;
+}
+
 /* Hostnames print as they are; an IPv6 literal gets brackets so "H:P" stays unambiguous. */
 static void print_hostport(FILE *out, const char *host, int port)
 {
@@ -320,6 +333,7 @@ static int run(const char *file)
     admin *adm = NULL;
     gen2c *g2 = NULL; /* phase gen2-only: the front's Gen2 client, on the writers' engine */
     g2s *gs = NULL;
+    fence_reg *fences = NULL;
 
     if (load(file, &cfg) != 0) return 1;
     log_set_component("dualpipe");
@@ -377,8 +391,10 @@ static int run(const char *file)
         if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
         if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
     }
+    /* the DistCp fences log the paths of new records from the first one the front journals */
+    if (open_fences(&cfg, pl, &fences, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
-    if (admin_start(&cfg, m, pl, g1, f, &adm, err, sizeof err) != 0) goto out;
+    if (admin_start(&cfg, m, pl, g1, f, fences, &adm, err, sizeof err) != 0) goto out;
 
     printf("dualpipe ready listen=");
     print_hostport(stdout, cfg.listen.host, front_port(f));
@@ -439,6 +455,7 @@ out:
     front_free(f);
     g2s_free(gs);
     gen2c_free(g2);
+    fence_close(fences);
     pipe_free(pl);
     if (g1) gen1c_free(g1);
     if (g1_ap) gen1c_free(g1_ap);

@@ -102,6 +102,8 @@ static void free_all(journal *j)
     free(j->q.items);
     if (j->dirfd >= 0) close(j->dirfd);
     if (j->lockfd >= 0) close(j->lockfd);
+    if (j->side_fd >= 0) close(j->side_fd);
+    if (j->side_retired >= 0) close(j->side_retired);
     pthread_cond_destroy(&j->wake);
     pthread_mutex_destroy(&j->mu);
     free(j);
@@ -132,7 +134,7 @@ int jnl_open(const jnl_opts *o, journal **out, jnl_recovery *rep, char *err, siz
     }
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->wake, NULL);
-    j->dirfd = j->lockfd = -1;
+    j->dirfd = j->lockfd = j->side_fd = j->side_retired = -1;
     snprintf(j->dir, sizeof j->dir, "%s", o->dir);
     j->segment_bytes = o->segment_bytes ? o->segment_bytes : JNL_DEFAULT_SEGMENT;
     if (j->segment_bytes < 4096) j->segment_bytes = 4096;
@@ -192,6 +194,23 @@ void jnl_close(journal *j)
 
 /* ---------------------------------------------------------------- append / state */
 
+void jnl_set_append_hook(journal *j, jnl_append_hook fn, void *ud, int side_fd)
+{
+    /* the journal syncs its own duplicate: a commit in flight may still hold the previous one, so that
+     * one is closed only with the journal (or by the next change; the proxy sets the hook once) */
+    int fd = fn && side_fd >= 0 ? fcntl(side_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    pthread_mutex_lock(&j->mu);
+    j->hook = fn;
+    j->hook_ud = ud;
+    if (j->side_fd >= 0) {
+        if (j->side_retired >= 0) close(j->side_retired);
+        j->side_retired = j->side_fd;
+    }
+    j->side_fd = fd;
+    j->side_dirty = false;
+    pthread_mutex_unlock(&j->mu);
+}
+
 /** Append a WRITE (state ACCEPTED); cb runs once it is durable (or failed). */
 int jnl_append(journal *j, const jnl_write_in *in, jnl_done_cb cb, void *ud, uint64_t *seq)
 {
@@ -244,6 +263,7 @@ int jnl_append(journal *j, const jnl_write_in *in, jnl_done_cb cb, void *ud, uin
     j->max_seq = w->seq;
     e->e.body = spool_ref(in->body);
     jnl__epoch_touch(j, w->seq, w->path.p, w->path.len, w->params, w->nparams);
+    if (j->hook && j->hook(j->hook_ud, in->jop, e->e.touched, e->e.ntouched)) j->side_dirty = true;
     j->appended++;
     *seq = w->seq;
     e = NULL;

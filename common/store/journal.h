@@ -134,6 +134,17 @@ int jnl_append(journal *j, const jnl_write_in *in, jnl_done_cb cb, void *ud, uin
  */
 int jnl_state(journal *j, uint64_t seq, jfmt_state st, int status, const char *detail, jnl_done_cb cb, void *ud);
 
+/**
+ * An observer of every WRITE appended (the proxy's DistCp fences, proxy/fence.h): fn runs under the
+ * journal's lock, after the record is queued and before any commit can take it, with the record's
+ * op code and touched paths (jnl_entry.touched); it must not call the journal. It returns true when
+ * it wrote to side_fd: the commit that makes the record durable then fdatasyncs side_fd too (with the
+ * segment, concurrently), so what fn wrote is on disk before the record is. side_fd must stay open
+ * until the hook is removed. fn NULL removes the hook; takes effect for the next append.
+ */
+typedef bool (*jnl_append_hook)(void *ud, uint16_t jop, const char *const *touched, int ntouched);
+void jnl_set_append_hook(journal *j, jnl_append_hook fn, void *ud, int side_fd);
+
 /** Call fn for each live entry in seq order (under the lock: fn must not call the journal). */
 void jnl_foreach(journal *j, void (*fn)(void *ud, const jnl_entry *e), void *ud);
 /** The smallest seq >= seq of a live entry, UINT64_MAX when none (a cursor over the index). */

@@ -160,9 +160,9 @@ static void sync_done(void *ud, int64_t res)
 }
 
 /* fdatasync the journal fd and the spool segments concurrently; 0 or the first -errno. */
-static int sync_all(journal *j, int jfd, spool_seg **ss, int nss)
+static int sync_all(journal *j, int jfd, spool_seg **ss, int nss, int side_fd)
 {
-    int n = nss + 1;
+    int n = nss + 1 + (side_fd >= 0);
     sync_one *ones = calloc((size_t)n, sizeof *ones);
     if (!ones) return -ENOMEM;
     sync_wait w = {.left = n, .err = 0, .j = j};
@@ -175,7 +175,7 @@ static int sync_all(journal *j, int jfd, spool_seg **ss, int nss)
     for (int i = 0; i < n; i++) {
         ones[i].w = &w;
         ones[i].t0 = mono_ns();
-        int fd = i == 0 ? jfd : spool_seg_fd(ss[i - 1]);
+        int fd = i == 0 ? jfd : i <= nss ? spool_seg_fd(ss[i - 1]) : side_fd;
         int rc = iox_fdatasync(j->io, fd, sync_done, &ones[i]);
         if (rc < 0) {
             pthread_mutex_lock(&w.mu);
@@ -439,15 +439,19 @@ static int commit_batch(journal *j, jqueue *b, jseg **seg_out)
     /* the spool segments are taken even when the write failed, so a failed sync is retried */
     pthread_mutex_lock(&j->mu);
     rc = take_spool_dirty(j, &ss, &nss);
+    /* what the append hook wrote for the records of this batch (taken at least as late as they were) */
+    int side = j->side_dirty ? j->side_fd : -1;
+    if (rc >= 0 && w >= 0) j->side_dirty = false;
     pthread_mutex_unlock(&j->mu);
     if (rc < 0) return rc;
     if (w < 0) rc = (int)w;
-    else rc = sync_all(j, fd, ss, nss);
+    else rc = sync_all(j, fd, ss, nss, side);
     pthread_mutex_lock(&j->mu);
     if (rc == 0) {
         seg->end = off + b->buf.len;
         for (int i = 0; i < nss; i++) spool_seg_put(ss[i]);
     } else {
+        if (side >= 0 && side == j->side_fd) j->side_dirty = true;
         /* their pages may not be on disk: sync them again next time (bodies are checked at recovery) */
         for (int i = 0; i < nss; i++) {
             if (j->nresync == j->capresync) {

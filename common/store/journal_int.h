@@ -159,6 +159,13 @@ struct journal {
     spool_seg **resync_segs;    /* spool segments whose last sync failed: synced again next time */
     int nresync, capresync;
 
+    /* the append hook (jnl_set_append_hook) and the file it writes, synced with the next commit */
+    jnl_append_hook hook;
+    void *hook_ud;
+    int side_fd;                /* the journal's duplicate of the hook's file, -1 when none */
+    int side_retired;           /* the previous one (a commit in flight may still sync it) */
+    bool side_dirty;
+
     /* totals */
     uint64_t appended, applied, refused, dropped, resyncs, parked_total;
     uint64_t rate_sec[JNL_RATE_SLOTS];  /* applied per wall-clock second: which second a slot holds ... */
