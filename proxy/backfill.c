@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -63,6 +64,8 @@ enum { BF_OK = 0, BF_FAILED = 1, BF_USAGE = 2, BF_SOME_FAILED = 3 };
 
 typedef struct bf_args {
     const char *config, *cursor, *json, *admin, *path;
+    const char *plan, *plan_file, *plan_prefix, *plan_target; /* --plan distcp */
+    const char *settle, *drop;      /* --settle FENCE, --drop-fence FENCE */
     unsigned threads, page, retries, max_pending;
     double ops, bytes_ps;
     bool no_progress;
@@ -96,6 +99,10 @@ typedef struct backfill {
     bool began;
     double last_call;               /* mono() of the last lease-keeping call */
     char fatal[1000];               /* the poller's or a worker's reason to give up */
+    /* --plan distcp: the list of PATH's entries (sources for `hadoop distcp -f`) */
+    FILE *plan_list;
+    const char *plan_prefix;
+    uint64_t plan_lines, plan_skipped;
     /* curl handles for the admin calls (keep-alive) */
     pthread_mutex_t cmu;
     CURL *pool[BF_CURL_POOL];
@@ -791,6 +798,19 @@ static void usage(FILE *out)
             "  --retries N          tries again after a failed request, with backoff (default 5)\n"
             "  --admin HOST:PORT    the running daemon's admin address (when admin.listen has port 0)\n"
             "  --no-progress        no progress line (there is none anyway when stderr is not a terminal)\n"
+            "A bulk copy with DistCp, for trees too large for one machine (README \"Backfill\"):\n"
+            "  --plan distcp        take a fence in the daemon (from now on it records every path written\n"
+            "                       through the proxy under PATH) and write the list of PATH's entries for\n"
+            "                       `hadoop distcp -f LIST TARGET`; prints the FENCE token and the command\n"
+            "  --plan-file FILE     the list (required with --plan); the plan as JSON goes to FILE.json\n"
+            "  --plan-source-prefix URI  scheme://authority of the list's sources (default: adl://ACCOUNT.\n"
+            "                       azuredatalakestore.net for an ADLS Gen1 endpoint, else webhdfs://HOST:PORT\n"
+            "                       of gen1.endpoint, swebhdfs:// over https)\n"
+            "  --plan-target URI    the target printed for distcp (default: abfss://FS@ACCOUNT.dfs.core.windows.net/\n"
+            "                       path, from the mapping of PATH)\n"
+            "  --settle FENCE       once the bulk copy is over: resync every path written through the proxy\n"
+            "                       since the fence (PATH defaults to the fence's); a second run is a no-op\n"
+            "  --drop-fence FENCE   forget the fence of an abandoned plan (the daemon stops recording for it)\n"
             "Exit status: 0 done, 3 done but some copies failed (listed), 1 failed or interrupted (resumable\n"
             "with --cursor), 2 usage error.\n");
 }
@@ -820,6 +840,8 @@ static int num_opt(const char *opt, const char *s, double lo, double hi, double 
     return 0;
 }
 
+static bool token_ok(const char *t);
+
 static int parse_args(int argc, char **argv, bf_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -827,8 +849,10 @@ static int parse_args(int argc, char **argv, bf_args *a)
     a->page = 1000;
     a->retries = 5;
     a->max_pending = 64;
-    static const char *const valued[] = {"--config", "--json", "--cursor", "--admin", "--threads", "--ops-per-sec",
-                                         "--bytes-per-sec", "--max-pending", "--page-size", "--retries"};
+    static const char *const valued[] = {"--config",      "--json",          "--cursor",       "--admin",
+                                         "--threads",     "--ops-per-sec",   "--bytes-per-sec", "--max-pending",
+                                         "--page-size",   "--retries",       "--plan",         "--plan-file",
+                                         "--plan-source-prefix", "--plan-target", "--settle",   "--drop-fence"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         bool takes = false;
@@ -851,6 +875,12 @@ static int parse_args(int argc, char **argv, bf_args *a)
         else if (strcmp(s, "--json") == 0) a->json = val;
         else if (strcmp(s, "--cursor") == 0) a->cursor = val;
         else if (strcmp(s, "--admin") == 0) a->admin = val;
+        else if (strcmp(s, "--plan") == 0) a->plan = val;
+        else if (strcmp(s, "--plan-file") == 0) a->plan_file = val;
+        else if (strcmp(s, "--plan-source-prefix") == 0) a->plan_prefix = val;
+        else if (strcmp(s, "--plan-target") == 0) a->plan_target = val;
+        else if (strcmp(s, "--settle") == 0) a->settle = val;
+        else if (strcmp(s, "--drop-fence") == 0) a->drop = val;
         else if (strcmp(s, "--threads") == 0) {
             if (num_opt(s, val, 1, 64, &v) != 0) return BF_USAGE;
             a->threads = (unsigned)v;
@@ -880,6 +910,39 @@ static int parse_args(int argc, char **argv, bf_args *a)
     }
     if (!a->config) {
         usage_error("--config FILE is required (dualpipe backfill --help)\n");
+        return BF_USAGE;
+    }
+    if ((a->plan != NULL) + (a->settle != NULL) + (a->drop != NULL) > 1) {
+        usage_error("--plan, --settle and --drop-fence are separate steps: one at a time\n");
+        return BF_USAGE;
+    }
+    if (a->plan && strcmp(a->plan, "distcp") != 0) {
+        usage_error("--plan: the only plan is distcp\n");
+        return BF_USAGE;
+    }
+    if (a->plan && !a->plan_file) {
+        usage_error("--plan distcp needs --plan-file FILE (the list for hadoop distcp -f)\n");
+        return BF_USAGE;
+    }
+    if (!a->plan && (a->plan_file || a->plan_prefix || a->plan_target)) {
+        usage_error("--plan-file, --plan-source-prefix and --plan-target go with --plan distcp\n");
+        return BF_USAGE;
+    }
+    if ((a->plan || a->settle || a->drop) && a->cursor) {
+        usage_error("--cursor goes with a copy run: a plan is taken again (a new fence), a settle or a drop is run "
+                    "again as it is\n");
+        return BF_USAGE;
+    }
+    if (a->plan_prefix && (!strstr(a->plan_prefix, "://") || a->plan_prefix[strlen(a->plan_prefix) - 1] == '/' ||
+                           strpbrk(a->plan_prefix, " \t\r\n"))) {
+        usage_error("--plan-source-prefix must be scheme://authority without a trailing / (e.g. "
+                    "adl://account.azuredatalakestore.net)\n");
+        return BF_USAGE;
+    }
+    const char *tok = a->settle ? a->settle : a->drop;
+    if (tok && !token_ok(tok)) {
+        usage_error("%s: %s is not a fence token (dpf1-<24 hex>-<number>-<number>, as --plan printed it)\n",
+                    a->settle ? "--settle" : "--drop-fence", tok);
         return BF_USAGE;
     }
     return 0;
@@ -929,6 +992,365 @@ static json_t *report(backfill *b, const walk_stats *ws, double secs)
                      (json_int_t)(ws->retries + b->retries), "gone", (json_int_t)ws->gone, "resumed", ws->resumed);
 }
 
+/* ---------------------------------------------------------------- --plan distcp, --settle FENCE */
+
+/* host (and :port) of a scheme://host[:port][/...] endpoint into out. */
+static void endpoint_host(const char *ep, char *out, size_t cap)
+{
+    const char *hp = strstr(ep, "://");
+    snprintf(out, cap, "%s", hp ? hp + 3 : ep);
+    char *slash = strchr(out, '/');
+    if (slash) *slash = '\0';
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/* The default scheme://authority of the list's source URIs: adl://ACCOUNT.azuredatalakestore.net for
+ * an ADLS Gen1 endpoint, else webhdfs://HOST:PORT (swebhdfs:// over https), the endpoint dualpipe's
+ * own WebHDFS client talks to. */
+static void plan_default_prefix(const dp_config *c, char *out, size_t cap)
+{
+    char host[512], bare[512];
+    endpoint_host(c->gen1_endpoint, host, sizeof host);
+    snprintf(bare, sizeof bare, "%s", host);
+    char *colon = strrchr(bare, ':');
+    if (colon && !strchr(colon, ']')) *colon = '\0';
+    if (ends_with(bare, ".azuredatalakestore.net")) snprintf(out, cap, "adl://%s", bare);
+    else snprintf(out, cap, "%swebhdfs://%s", strncmp(c->gen1_endpoint, "https://", 8) == 0 ? "s" : "", host);
+}
+
+/* The abfss:// URI of Gen1 path root on Gen2 (the mapping's filesystem and path). 0 or -1 (err). */
+static int plan_target_uri(backfill *b, char *out, size_t cap, char *err, size_t errlen)
+{
+    char fs[64], why[256], host[512];
+    char *p = malloc(WHREQ_MAX_PATH + 1);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gen2c_map_result mr = gen2c_map(b->g2, b->root, fs, p, WHREQ_MAX_PATH + 1, why, sizeof why);
+    if (mr != GEN2C_MAPPED) {
+        snprintf(err, errlen, "%s: %s", b->root, mr == GEN2C_UNMAPPED ? "no mapping covers it" : why);
+        free(p);
+        return -1;
+    }
+    endpoint_host(b->cfg->gen2_endpoint, host, sizeof host);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    if (!strstr(host, ".dfs.")) snprintf(host, sizeof host, "%s.dfs.core.windows.net", b->cfg->gen2_account);
+    snprintf(out, cap, "abfss://%s@%s/%s", fs, host, p);
+    free(p);
+    return 0;
+}
+
+/* The walk's visitor for --plan: PATH's own entries become the list (DistCp copies each one whole,
+ * to TARGET/<name>); the walk's counters size the copy. */
+static int plan_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *page, bool last, char *err,
+                     size_t errlen)
+{
+    (void)w;
+    (void)last;
+    backfill *b = ud;
+    if (strcmp(d->path, b->root) != 0) return 0;
+    size_t rl = strlen(b->root);
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    for (int i = 0; i < page->n && rc == 0; i++) {
+        const char *name = page->v[i].name;
+        if (strpbrk(name, "\r\n")) {
+            char path[WHREQ_MAX_PATH + 2];
+            snprintf(path, sizeof path, "%s%s%s", b->root, rl > 1 ? "/" : "", name);
+            failure(b, path, "a name with a line break cannot be a line of the list: copy it with `dualpipe "
+                    "backfill` (settle does not cover it unless it is written through the proxy)");
+            b->plan_skipped++;
+            continue;
+        }
+        if (fprintf(b->plan_list, "%s%s%s%s\n", b->plan_prefix, b->root, rl > 1 ? "/" : "", name) < 0) {
+            snprintf(err, errlen, "cannot write the list: %s", strerror(errno));
+            rc = -1;
+        }
+        b->plan_lines++;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+/* Wait until no copy is out (the poller settles them). 0, or -1 (err). */
+static int drain(backfill *b, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->no > 0 && !b->fatal[0] && !atomic_load(&g_stop)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+    }
+    int rc = b->no == 0 ? 0 : -1;
+    if (rc) {
+        int n = snprintf(err, errlen, "%.600s while %zu copies were still out (the daemon finishes them)",
+                         b->fatal[0] ? b->fatal : "interrupted", b->no);
+        (void)n; /* a long reason is cut short */
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+/* An admin call whose answer must be 200 with a JSON object: the object, or NULL (err). */
+static json_t *admin_json(backfill *b, const char *method, const char *target, char *err, size_t errlen)
+{
+    dbuf out;
+    dbuf_init(&out, 8u << 20);
+    long st = admin_call(b, method, target, &out, err, errlen);
+    json_t *j = NULL;
+    if (st == 200) {
+        j = out.data ? json_loads(out.data, 0, NULL) : NULL;
+        if (!json_is_object(j)) {
+            json_decref(j);
+            j = NULL;
+            snprintf(err, errlen, "the daemon's answer to %s is not JSON", target);
+        }
+    } else if (st != 0) {
+        char e[900];
+        admin_error(&out, e, sizeof e);
+        snprintf(err, errlen, "%s", e);
+    }
+    dbuf_free(&out);
+    return j;
+}
+
+/* target = prefix + "&fence=" + the encoded token. 0 or -1. */
+static int fence_target(dbuf *q, const char *prefix, const char *owner, const char *token)
+{
+    dbuf_reset(q);
+    if (dbuf_printf(q, "%s", prefix) != 0) return -1;
+    if (owner && dbuf_printf(q, "owner=%s&", owner) != 0) return -1;
+    return dbuf_adds(q, "fence=") == 0 && url_encode(token, false, q) == 0 ? 0 : -1;
+}
+
+/* A token as --plan prints it: dpf1-<24 hex>-<digits>-<digits>. */
+static bool token_ok(const char *t)
+{
+    if (strncmp(t, "dpf1-", 5) != 0) return false;
+    t += 5;
+    for (int i = 0; i < 24; i++, t++)
+        if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'f'))) return false;
+    for (int part = 0; part < 2; part++) {
+        if (*t++ != '-' || !(*t >= '0' && *t <= '9')) return false;
+        while (*t >= '0' && *t <= '9') t++;
+    }
+    return *t == '\0';
+}
+
+static void iso_time(int64_t s, char *out, size_t cap)
+{
+    time_t t = (time_t)s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* --plan distcp after the walk: the list in place, the plan file, the summary. */
+static int plan_finish(backfill *b, const walk_stats *ws, const char *token, uint64_t seq, const char *target,
+                       const char *list_tmp)
+{
+    const bf_args *ar = b->ar;
+    if (fflush(b->plan_list) != 0 || fsync(fileno(b->plan_list)) != 0 || fclose(b->plan_list) != 0) {
+        b->plan_list = NULL;
+        fprintf(stderr, "dualpipe backfill: cannot write %s: %s\n", list_tmp, strerror(errno));
+        return BF_FAILED;
+    }
+    b->plan_list = NULL;
+    if (rename(list_tmp, ar->plan_file) != 0) {
+        fprintf(stderr, "dualpipe backfill: cannot rename %s to %s: %s\n", list_tmp, ar->plan_file, strerror(errno));
+        return BF_FAILED;
+    }
+    char created[40], cmd[9000];
+    iso_time((int64_t)time(NULL), created, sizeof created);
+    snprintf(cmd, sizeof cmd, "hadoop distcp -pugp -i -f <URI of %s where the cluster reads it> %s", ar->plan_file,
+             target);
+    json_t *plan = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:s,s:{s:I,s:O}}", "fence", token,
+                             "seq", (json_int_t)seq, "root", b->root, "list", ar->plan_file, "source_prefix",
+                             b->plan_prefix, "target", target, "entries", (json_int_t)b->plan_lines, "files",
+                             (json_int_t)ws->files, "dirs", (json_int_t)ws->dirs, "bytes", (json_int_t)ws->bytes,
+                             "gen1_requests", (json_int_t)ws->requests, "created", created, "distcp", cmd,
+                             "unlisted", "count", (json_int_t)b->plan_skipped, "items", b->failures);
+    char *js = plan ? json_dumps(plan, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    json_decref(plan);
+    char pj[4200];
+    snprintf(pj, sizeof pj, "%s.json", ar->plan_file);
+    int werr = !js || write_file(pj, js) != 0;
+    if (!werr && ar->json) werr = write_file(ar->json, js) != 0;
+    free(js);
+    if (werr) {
+        fprintf(stderr, "dualpipe backfill: cannot write %s\n", pj);
+        return BF_FAILED;
+    }
+    char sz[64];
+    fmt_bytes(ws->bytes, sz, sizeof sz);
+    printf("dualpipe backfill --plan distcp of ");
+    put_safe(stdout, b->root);
+    printf("\n\n  fence     %s (journal seq %" PRIu64 ")\n", token, seq);
+    printf("  list      %s: %" PRIu64 " entries of ", ar->plan_file, b->plan_lines);
+    put_safe(stdout, b->root);
+    printf(" (files and directories; DistCp copies each whole)\n");
+    printf("  tree      %" PRIu64 " files (%s), %" PRIu64 " directories\n", ws->files, sz, ws->dirs);
+    printf("  target    ");
+    put_safe(stdout, target);
+    printf("\n  plan      %s\n", pj);
+    if (b->plan_skipped) printf("  unlisted  %" PRIu64 " entries (names with a line break: see the plan file)\n",
+                                b->plan_skipped);
+    printf("\nPut the list where the cluster reads it (hdfs dfs -put %s /tmp/), then run:\n", ar->plan_file);
+    printf("  hadoop distcp -pugp -i -f hdfs:///tmp/%s ", strrchr(ar->plan_file, '/') ? strrchr(ar->plan_file, '/') + 1
+                                                                                    : ar->plan_file);
+    put_safe(stdout, target);
+    printf("\nand once it is over (after every run of it, if it must run again):\n");
+    printf("  dualpipe backfill --settle %s --config %s\n", token, ar->config);
+    return b->plan_skipped ? BF_SOME_FAILED : BF_OK;
+}
+
+/* The paths a settle has asked for: path -> 'T' (whole subtree) or 'N' (the node). */
+static int settle_one(backfill *b, json_t *seen, const char *path, bool tree, uint64_t *subtrees, uint64_t *nodes,
+                      char *err, size_t errlen)
+{
+    json_t *have = json_object_get(seen, path);
+    if (have && (json_is_true(have) || !tree)) return 0;
+    if (json_object_set_new(seen, path, json_boolean(tree)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (tree) (*subtrees)++;
+    else (*nodes)++;
+    return request_copy(b, path, 0, !tree, err, errlen);
+}
+
+/* --settle FENCE: resync every path written through the proxy since the fence (and the directories
+ * between PATH and each, node only: a write may have created them). */
+static int settle_run(backfill *b, const char *token, json_t **rep_out, char *err, size_t errlen)
+{
+    dbuf q;
+    dbuf_init(&q, 16384);
+    json_t *seen = json_object(), *info = NULL;
+    uint64_t paths = 0, subtrees = 0, nodes = 0, parents = 0;
+    int rc = -1;
+    if (!seen || fence_target(&q, "/admin/backfill/settle?", b->owner, token) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (!(info = admin_json(b, "POST", q.data, err, errlen))) goto out;
+    uint64_t after = 0;
+    size_t rl = strlen(b->root);
+    bool settled = strcmp(json_string_value(json_object_get(info, "state")) ?: "", "settled") == 0;
+    while (!settled) {
+        if (fence_target(&q, "/admin/backfill/touched?", b->owner, token) != 0 ||
+            dbuf_printf(&q, "&after=%" PRIu64, after) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        json_t *pg = admin_json(b, "GET", q.data, err, errlen);
+        if (!pg) goto out;
+        size_t i;
+        json_t *e;
+        int prc = 0;
+        json_array_foreach(json_object_get(pg, "paths"), i, e) {
+            const char *p = json_string_value(json_object_get(e, "path"));
+            if (!p || prc) continue;
+            paths++;
+            prc = settle_one(b, seen, p, json_is_true(json_object_get(e, "tree")), &subtrees, &nodes, err, errlen);
+            /* the directories between PATH and p: a write may have created them (MKDIRS, CREATE make parents) */
+            char anc[WHREQ_MAX_PATH + 1];
+            snprintf(anc, sizeof anc, "%s", p);
+            for (char *s = strrchr(anc, '/'); prc == 0 && s && (size_t)(s - anc) > rl; s = strrchr(anc, '/')) {
+                *s = '\0';
+                if (json_object_get(seen, anc)) break; /* it and its own ancestors are asked for already */
+                uint64_t before = nodes;
+                prc = settle_one(b, seen, anc, false, &subtrees, &nodes, err, errlen);
+                parents += nodes - before;
+                nodes = before;
+            }
+        }
+        bool end = json_is_true(json_object_get(pg, "end"));
+        after = (uint64_t)json_integer_value(json_object_get(pg, "next"));
+        json_decref(pg);
+        if (prc) goto out;
+        if (end) break;
+    }
+    if (!settled && drain(b, err, errlen) != 0) goto out;
+    pthread_mutex_lock(&b->mu);
+    uint64_t resynced = b->copied_files + b->copied_dirs, failed = b->failed;
+    pthread_mutex_unlock(&b->mu);
+    if (!settled && failed == 0) {
+        json_decref(info);
+        info = NULL;
+        if (fence_target(&q, "/admin/backfill/settled?", b->owner, token) != 0 ||
+            dbuf_printf(&q, "&resynced=%" PRIu64, resynced) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        if (!(info = admin_json(b, "POST", q.data, err, errlen))) goto out;
+    }
+    *rep_out = json_pack("{s:s,s:s,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:O},s:f}", "fence", token, "root", b->root,
+                         "already_settled", settled, "fence_state", info, "paths", (json_int_t)paths, "subtrees",
+                         (json_int_t)subtrees, "nodes", (json_int_t)nodes, "parents", (json_int_t)parents,
+                         "resynced", (json_int_t)resynced, "failed", "count", (json_int_t)failed, "items",
+                         b->failures, "seconds", mono() - b->t0);
+    if (!*rep_out) snprintf(err, errlen, "out of memory");
+    else rc = 0;
+out:
+    json_decref(info);
+    json_decref(seen);
+    dbuf_free(&q);
+    return rc;
+}
+
+static void settle_print(const json_t *rep, const char *config, FILE *out)
+{
+    json_t *fi = json_object_get(rep, "fence_state");
+    char when[40];
+    iso_time(json_integer_value(json_object_get(fi, "created")), when, sizeof when);
+    fprintf(out, "dualpipe backfill --settle %s of ", json_string_value(json_object_get(rep, "fence")));
+    put_safe(out, json_string_value(json_object_get(rep, "root")));
+    fprintf(out, "\n\n  fence taken   %s at journal seq %" JSON_INTEGER_FORMAT "\n", when,
+            json_integer_value(json_object_get(fi, "seq")));
+    if (json_is_true(json_object_get(rep, "already_settled"))) {
+        iso_time(json_integer_value(json_object_get(fi, "settled")), when, sizeof when);
+        fprintf(out, "  settled       already, at %s (%" JSON_INTEGER_FORMAT " paths resynced then): nothing to do\n",
+                when, json_integer_value(json_object_get(fi, "resynced")));
+        return;
+    }
+    json_t *fl = json_object_get(rep, "failed");
+    fprintf(out, "  written since %" JSON_INTEGER_FORMAT " paths through the proxy (%" JSON_INTEGER_FORMAT
+            " whole subtrees: rename and delete; %" JSON_INTEGER_FORMAT " single nodes), %" JSON_INTEGER_FORMAT
+            " parent directories\n",
+            json_integer_value(json_object_get(rep, "paths")), json_integer_value(json_object_get(rep, "subtrees")),
+            json_integer_value(json_object_get(rep, "nodes")), json_integer_value(json_object_get(rep, "parents")));
+    fprintf(out, "  resynced      %" JSON_INTEGER_FORMAT " (journaled, in order with the live writes)\n",
+            json_integer_value(json_object_get(rep, "resynced")));
+    fprintf(out, "  failed        %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(fl, "count")));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(fl, "items"), i, f) {
+        fputs("      ", out);
+        put_safe(out, json_string_value(json_object_get(f, "path")));
+        fputs(": ", out);
+        put_safe(out, json_string_value(json_object_get(f, "reason")));
+        fputc('\n', out);
+    }
+    if (json_integer_value(json_object_get(fl, "count")) == 0) {
+        fprintf(out, "\nSettled: every path written through the proxy since the fence now has Gen1's state on Gen2.\n"
+                "What the bulk copy set itself (owners and ACL entries as Gen1 names them, no dualpipe_times) is\n"
+                "what `dualpipe verify ");
+        put_safe(out, json_string_value(json_object_get(rep, "root")));
+        fprintf(out, " --config %s` reports next (README \"Backfill\").\n", config);
+    } else {
+        fprintf(out, "\nNot settled: fix the cause, then run the same command again (it resyncs the fence's paths "
+                "again).\n");
+    }
+}
+
 int backfill_main(int argc, char **argv)
 {
     bf_args ar;
@@ -966,6 +1388,35 @@ int backfill_main(int argc, char **argv)
     b.t0 = mono();
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     const char *want = ar.path;
+    char fence_root[WHREQ_MAX_PATH + 1] = "", plan_tmp[4200] = "", target[9000] = "", token[100] = "";
+    uint64_t fence_seq = 0;
+    if (ar.settle || ar.drop) {
+        /* the fence decides the tree: ask the daemon about it first */
+        if (admin_base(&ar, &cfg, b.base, sizeof b.base) != 0) {
+            rc = BF_USAGE;
+            goto out;
+        }
+        dbuf q;
+        dbuf_init(&q, 1024);
+        json_t *fi = NULL;
+        if (fence_target(&q, ar.drop ? "/admin/backfill/unfence?" : "/admin/backfill/fences?", NULL,
+                         ar.drop ? ar.drop : ar.settle) == 0)
+            fi = admin_json(&b, ar.drop ? "POST" : "GET", q.data, err, sizeof err);
+        dbuf_free(&q);
+        const char *r = json_string_value(json_object_get(fi, "root"));
+        if (fi && r) snprintf(fence_root, sizeof fence_root, "%s", r);
+        json_decref(fi);
+        if (!fi) {
+            fprintf(stderr, "dualpipe backfill: %s\n", err[0] ? err : "out of memory");
+            goto out;
+        }
+        if (ar.drop) {
+            printf("fence %s dropped: the daemon no longer records paths for it\n", ar.drop);
+            rc = BF_OK;
+            goto out;
+        }
+        if (!want) want = fence_root;
+    }
     if (!want) {
         if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
         else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
@@ -982,6 +1433,12 @@ int backfill_main(int argc, char **argv)
         goto out;
     }
     b.root = path;
+    if (ar.settle && strcmp(path, fence_root) != 0) {
+        fprintf(stderr, "dualpipe backfill: fence %s was taken on %s, not %s: settle it without PATH (or with that "
+                "one)\n", ar.settle, fence_root, path);
+        rc = BF_USAGE;
+        goto out;
+    }
     if (cfg_mapping_of(&cfg, path, NULL) < 0) {
         fprintf(stderr, "dualpipe backfill: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
                 path);
@@ -1019,15 +1476,87 @@ int backfill_main(int argc, char **argv)
         goto out;
     }
     poller_on = true;
+    if (ar.settle) {
+        err[0] = 0;
+        if (settle_run(&b, ar.settle, &rep, err, sizeof err) != 0) {
+            fprintf(stderr, "dualpipe backfill: %s; the same command settles it again\n", err);
+            goto out;
+        }
+        settle_print(rep, ar.config, stdout);
+        char *js = json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS);
+        int werr = ar.json && (!js || write_file(ar.json, js) != 0);
+        free(js);
+        if (werr) fprintf(stderr, "dualpipe backfill: cannot write %s\n", ar.json);
+        rc = werr ? BF_FAILED : b.failed ? BF_SOME_FAILED : BF_OK;
+        goto out;
+    }
+    if (ar.plan) {
+        /* the target directory first (DistCp puts each listed entry under it), then the fence: every write
+         * the walk or the copy may miss from here on is recorded by the daemon */
+        char plan_prefix[600];
+        if (ar.plan_prefix) snprintf(plan_prefix, sizeof plan_prefix, "%s", ar.plan_prefix);
+        else plan_default_prefix(&cfg, plan_prefix, sizeof plan_prefix);
+        b.plan_prefix = plan_prefix;
+        if (ar.plan_target) snprintf(target, sizeof target, "%s", ar.plan_target);
+        else if (plan_target_uri(&b, target, sizeof target, err, sizeof err) != 0) {
+            fprintf(stderr, "dualpipe backfill: %s\n", err);
+            goto out;
+        }
+        g2node n;
+        int h = g2_head(&b, path, &n, err, sizeof err);
+        if (h != 0 || ((!n.exists || !n.dir) && (request_copy(&b, path, 0, true, err, sizeof err) != 0 ||
+                                                  drain(&b, err, sizeof err) != 0))) {
+            fprintf(stderr, "dualpipe backfill: the target directory %s on Gen2: %s\n", path, err);
+            goto out;
+        }
+        if (b.failed) {
+            const char *why = json_string_value(json_object_get(json_array_get(b.failures, 0), "reason"));
+            fprintf(stderr, "dualpipe backfill: the daemon could not make the target directory %s on Gen2: %s\n", path,
+                    why ? why : "no reason given");
+            goto out;
+        }
+        dbuf q;
+        dbuf_init(&q, 256);
+        json_t *fi = dbuf_printf(&q, "/admin/backfill/fence?owner=%s", b.owner) == 0
+                         ? admin_json(&b, "POST", q.data, err, sizeof err)
+                         : NULL;
+        dbuf_free(&q);
+        const char *t = json_string_value(json_object_get(fi, "fence"));
+        if (t) snprintf(token, sizeof token, "%s", t);
+        fence_seq = (uint64_t)json_integer_value(json_object_get(fi, "seq"));
+        json_decref(fi);
+        if (!token[0]) {
+            fprintf(stderr, "dualpipe backfill: the daemon took no fence: %s\n", err[0] ? err : "bad answer");
+            goto out;
+        }
+        snprintf(plan_tmp, sizeof plan_tmp, "%s.tmp", ar.plan_file);
+        if (!(b.plan_list = fopen(plan_tmp, "w"))) {
+            fprintf(stderr, "dualpipe backfill: cannot write %s: %s (fence %s is taken: drop it with --drop-fence, "
+                    "or plan again)\n", plan_tmp, strerror(errno), token);
+            plan_tmp[0] = '\0';
+            goto out;
+        }
+    }
     bool hadoop = cfg.gen1_dialect == CFG_DIALECT_HADOOP;
     walk_gen1 lg = {.g1 = g1, .hadoop = hadoop, .page = ar.page};
     walk_opts wo = {.root = path, .list = walk_gen1_lister, .lud = &lg, .g1 = g1, .threads = ar.threads,
                     .ops_per_s = ar.ops, .retries = ar.retries, .cursor = ar.cursor, .progress = !ar.no_progress,
-                    .stop = &g_stop, .on_page = bf_page, .save = bf_save, .load = bf_load, .ud = &b};
+                    .stop = &g_stop, .on_page = ar.plan ? plan_page : bf_page, .save = ar.plan ? NULL : bf_save,
+                    .load = ar.plan ? NULL : bf_load, .ud = &b};
     walk_stats ws;
     memset(&ws, 0, sizeof ws);
     err[0] = 0;
     walk_result wr = walk_run(&wo, &ws, err, sizeof err);
+    if (wr == WALK_DONE && ar.plan) {
+        rc = plan_finish(&b, &ws, token, fence_seq, target, plan_tmp);
+        if (rc != BF_FAILED) plan_tmp[0] = '\0';
+        goto out;
+    }
+    if (wr != WALK_DONE && ar.plan) {
+        fprintf(stderr, "dualpipe backfill: %s; no list written (fence %s is taken: plan again, and drop it with "
+                "--drop-fence)\n", err[0] ? err : "interrupted", token);
+        goto out;
+    }
     if (wr != WALK_DONE) {
         /* a cursor the walker refused is not one to resume from (its message says what to do) */
         bool resumable = ar.cursor && !strstr(err, "cursor file");
@@ -1085,6 +1614,8 @@ out:
     for (size_t i = 0; i < b.no; i++) free(b.o[i].path);
     free(b.o);
     for (int i = 0; i < b.npool; i++) curl_easy_cleanup(b.pool[i]);
+    if (b.plan_list) fclose(b.plan_list);
+    if (plan_tmp[0]) unlink(plan_tmp);
     json_decref(b.failures);
     pthread_cond_destroy(&pl.cv);
     pthread_mutex_destroy(&pl.mu);

@@ -578,13 +578,21 @@ int fence_read(fence_reg *f, const char *token, uint64_t after, unsigned limit, 
     pthread_mutex_lock(&f->mu);
     fence *x = find(f, token, &rc, err, errlen);
     uint64_t start = x ? x->start : 0, end = x ? x->end : 0;
+    char *root = x ? strdup(x->root) : NULL; /* the log holds the paths of every open fence: keep this one's */
+    if (x && !root) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+    }
     if (x && x->state != FENCE_SETTLING) {
         rc = -EINVAL;
         snprintf(err, errlen, "fence %s is %s: only a fence being settled has paths to read", token,
                  state_name(x->state));
     }
     pthread_mutex_unlock(&f->mu);
-    if (rc) return rc;
+    if (rc) {
+        free(root);
+        return rc;
+    }
     uint64_t at = after > start ? after : start;
     if (at > end) at = end;
     size_t want = end - at < FENCE_READ_CHUNK ? (size_t)(end - at) : FENCE_READ_CHUNK;
@@ -617,7 +625,8 @@ int fence_read(fence_reg *f, const char *token, uint64_t after, unsigned limit, 
             snprintf(err, errlen, "the touched-path log is damaged at byte %" PRIu64, at + pos);
             goto done;
         }
-        json_array_append_new(paths, json_pack("{s:s%,s:b}", "path", dec.data, dec.len, "tree", ln[0] == 'T'));
+        if (under(dec.data, root))
+            json_array_append_new(paths, json_pack("{s:s%,s:b}", "path", dec.data, dec.len, "tree", ln[0] == 'T'));
         pos += len + 1;
         n++;
     }
@@ -636,6 +645,7 @@ int fence_read(fence_reg *f, const char *token, uint64_t after, unsigned limit, 
     }
     free(txt);
 done:
+    free(root);
     dbuf_free(&dec);
     json_decref(paths);
     free(buf);
