@@ -1390,6 +1390,7 @@ int backfill_main(int argc, char **argv)
     const char *want = ar.path;
     char fence_root[WHREQ_MAX_PATH + 1] = "", plan_tmp[4200] = "", target[9000] = "", token[100] = "";
     uint64_t fence_seq = 0;
+    char plan_prefix[600] = "";
     if (ar.settle || ar.drop) {
         /* the fence decides the tree: ask the daemon about it first */
         if (admin_base(&ar, &cfg, b.base, sizeof b.base) != 0) {
@@ -1493,7 +1494,6 @@ int backfill_main(int argc, char **argv)
     if (ar.plan) {
         /* the target directory first (DistCp puts each listed entry under it), then the fence: every write
          * the walk or the copy may miss from here on is recorded by the daemon */
-        char plan_prefix[600];
         if (ar.plan_prefix) snprintf(plan_prefix, sizeof plan_prefix, "%s", ar.plan_prefix);
         else plan_default_prefix(&cfg, plan_prefix, sizeof plan_prefix);
         b.plan_prefix = plan_prefix;
