@@ -1341,10 +1341,11 @@ static void settle_print(const json_t *rep, const char *config, FILE *out)
     }
     if (json_integer_value(json_object_get(fl, "count")) == 0) {
         fprintf(out, "\nSettled: every path written through the proxy since the fence now has Gen1's state on Gen2.\n"
-                "What the bulk copy set itself (owners and ACL entries as Gen1 names them, no dualpipe_times) is\n"
-                "what `dualpipe verify ");
+                "The rest is as the bulk copy left it: owners, groups and ACL entries under Gen1's names (with a\n"
+                "gen2.identity_map that renames them, verify reports them and --repair copies those paths again),\n"
+                "no dualpipe_times (verify counts those mtimes as not recorded). Check with:\n  dualpipe verify ");
         put_safe(out, json_string_value(json_object_get(rep, "root")));
-        fprintf(out, " --config %s` reports next (README \"Backfill\").\n", config);
+        fprintf(out, " --config %s\n", config);
     } else {
         fprintf(out, "\nNot settled: fix the cause, then run the same command again (it resyncs the fence's paths "
                 "again).\n");

@@ -200,11 +200,20 @@ class DistcpPlanSettle(unittest.TestCase):
         s.gen1.admin("DELETE", "/counters")
         # the copier reads 'stale', the proxy then overwrites it and the new version reaches Gen2, then
         # the copier writes the old version over it: only the settle can repair that
+        # and it reads gone-dir/x, the proxy deletes gone-dir on both sides, then the copier brings x back
+        def until(cond, what):
+            deadline = time.time() + 20
+            while not cond():
+                self.assertLess(time.time(), deadline, what)
+                time.sleep(0.02)
+
         def before_write(path):
             if path == "/data/stale":
                 self.pw("PUT", "/data/stale", "CREATE", b"new version", overwrite="true")
+                until(lambda: s.g2("GET", "data/stale").body == b"new version", "the overwrite never reached Gen2")
+            elif path == "/data/gone-dir/x":
                 self.pw("DELETE", "/data/gone-dir", "DELETE", recursive="true")
-                s.wait_drained()
+                until(lambda: s.g2_props("data/gone-dir") is None, "the delete never reached Gen2")
         copier = PlainCopier(s, list_file, plan["source_prefix"], "data", before_write=before_write)
         stop, done = threading.Event(), []
         t = threading.Thread(target=self.writers, args=(stop, done))
@@ -219,6 +228,7 @@ class DistcpPlanSettle(unittest.TestCase):
         nops = done[0]
         s.wait_drained()
         self.assertEqual(s.g2_read("data/stale"), b"old version " * 100)     # the copier's damage
+        self.assertEqual(s.g2_read("data/gone-dir/x"), b"x")
         self.assertNotEqual(s.compare("/data"), [])
 
         # kill -9 between plan and settle: what the daemon recorded since the fence survives
@@ -235,6 +245,7 @@ class DistcpPlanSettle(unittest.TestCase):
         s.wait_drained()
         s.assert_same(self, "/data")
         self.assertEqual(s.g2_read("data/stale"), b"new version")
+        self.assertIsNone(s.g2_props("data/gone-dir"))
         admin = s.proxy.admin_url.replace("http://", "")
         v = subprocess.run([DUALPIPE, "verify", "/data", "--config", self.config_file(), "--admin", admin],
                            capture_output=True, text=True, timeout=60)
