@@ -928,6 +928,57 @@ static void case_short_writes(iox_backend be)
     env_close(&e);
 }
 
+/* The append hook (jnl_set_append_hook): called for every WRITE with its op and touched paths; what it
+ * writes to the side file is fdatasynced with the commit (one more fdatasync only when it wrote). */
+typedef struct hook_seen {
+    int calls, wrote;
+    char paths[512];
+    int fd;
+} hook_seen;
+
+static bool test_hook(void *ud, uint16_t jop, const char *const *touched, int n)
+{
+    hook_seen *h = ud;
+    h->calls++;
+    size_t at = strlen(h->paths);
+    for (int i = 0; i < n; i++)
+        at += (size_t)snprintf(h->paths + at, sizeof h->paths - at, "%d:%s;", jop, touched[i]);
+    if (jop != JFMT_OP_RENAME) return false;
+    h->wrote++;
+    return write(h->fd, "x", 1) == 1;
+}
+
+static void case_append_hook(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    char side[160];
+    snprintf(side, sizeof side, "%s/side", e.dir);
+    hook_seen h = {.fd = open(side, O_WRONLY | O_CREAT | O_APPEND, 0600)};
+    ASSERT_TRUE(h.fd >= 0);
+    jnl_set_append_hook(e.j, test_hook, &h, h.fd);
+    jnl_stats st;
+    append(e.j, JFMT_OP_CREATE, "/a/b", NULL, 0, NULL, &d);
+    wait_n(&d, 1);
+    jnl_get_stats(e.j, &st);
+    uint64_t f0 = st.fdatasyncs;
+    whreq_param rp[1] = {{"destination", "/c/d"}};
+    append(e.j, JFMT_OP_RENAME, "/a/b", rp, 1, NULL, &d);
+    wait_n(&d, 2);
+    jnl_get_stats(e.j, &st);
+    ASSERT_TRUE(st.fdatasyncs >= f0 + 2); /* the segment and the side file */
+    ASSERT_EQ_INT(h.calls, 2);
+    ASSERT_EQ_STR(h.paths, "1:/a/b;5:/a/b;5:/c/d;");
+    /* removed: not called any more; the side file is closed by the hook's owner */
+    jnl_set_append_hook(e.j, NULL, NULL, -1);
+    close(h.fd);
+    append(e.j, JFMT_OP_DELETE, "/c/d", NULL, 0, NULL, &d);
+    wait_n(&d, 3);
+    ASSERT_EQ_INT(h.calls, 2);
+    env_close(&e);
+}
+
 static void case_path_epoch(iox_backend be)
 {
     env e;
@@ -1230,6 +1281,7 @@ TIOX_BOTH(fault_write_enospc)
 TIOX_BOTH(fault_fsync_eio)
 TIOX_BOTH(short_writes)
 TIOX_BOTH(path_epoch)
+TIOX_BOTH(append_hook)
 TIOX_BOTH(json_metrics)
 TIOX_BOTH(seq_never_reused)
 TIOX_BOTH(apply_rate)
@@ -1239,5 +1291,5 @@ TIOX_BOTH(commit_wait)
 
 TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
       TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
-      TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch),
+      TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch), TB(append_hook),
       TB(json_metrics), TB(seq_never_reused), TB(apply_rate), TB(commit_wait), TB(entry_view))
