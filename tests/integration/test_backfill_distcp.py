@@ -140,14 +140,14 @@ class DistcpPlanSettle(unittest.TestCase):
             self.g1("PUT", d, "MKDIRS")
         self.g1("PUT", "/data/a", "SETPERMISSION", permission="750")
         for i in range(12):
-            self.g1("PUT", "/data/a/f%02d" % i, "CREATE", b"a%d" % i * (i * 50), overwrite="true")
+            self.g1("PUT", "/data/a/f%02d" % i, "CREATE", b"a%d" % i * (i * 50), overwrite="true", write="true")
         for i in range(6):
-            self.g1("PUT", "/data/a/sub/s%d" % i, "CREATE", b"s" * (i * 300), overwrite="true")
+            self.g1("PUT", "/data/a/sub/s%d" % i, "CREATE", b"s" * (i * 300), overwrite="true", write="true")
         for i in range(8):
-            self.g1("PUT", "/data/b/g%d" % i, "CREATE", b"b" * (i * 77), overwrite="true")
-        self.g1("PUT", "/data/gone-dir/x", "CREATE", b"x", overwrite="true")
-        self.g1("PUT", "/data/top", "CREATE", b"top-level file", overwrite="true")
-        self.g1("PUT", "/data/stale", "CREATE", b"old version " * 100, overwrite="true")
+            self.g1("PUT", "/data/b/g%d" % i, "CREATE", b"b" * (i * 77), overwrite="true", write="true")
+        self.g1("PUT", "/data/gone-dir/x", "CREATE", b"x", overwrite="true", write="true")
+        self.g1("PUT", "/data/top", "CREATE", b"top-level file", overwrite="true", write="true")
+        self.g1("PUT", "/data/stale", "CREATE", b"old version " * 100, overwrite="true", write="true")
 
     def writers(self, stop, done):
         """Through the proxy, under /data, until stop (at least 32 ops): every kind of write."""
@@ -170,7 +170,7 @@ class DistcpPlanSettle(unittest.TestCase):
                 elif k == 6:
                     self.pw("PUT", "/data/b/g%d" % ((n // 8) % 8), "SETPERMISSION", permission="600")
                 else:
-                    self.pw("PUT", "/data/new-top%d" % n, "CREATE", b"t", overwrite="true")
+                    self.pw("PUT", "/data/new-top%d" % n, "CREATE", b"t", overwrite="true", write="true")
                 n += 1
                 time.sleep(0.01)
         except Exception as e:  # noqa: BLE001 - reported by the test
@@ -214,7 +214,7 @@ class DistcpPlanSettle(unittest.TestCase):
 
         def before_write(path):
             if path == "/data/stale":
-                self.pw("PUT", "/data/stale", "CREATE", b"new version", overwrite="true")
+                self.pw("PUT", "/data/stale", "CREATE", b"new version", overwrite="true", write="true")
                 until(lambda: s.g2("GET", "data/stale").body == b"new version", "the overwrite never reached Gen2")
             elif path == "/data/gone-dir/x":
                 self.pw("DELETE", "/data/gone-dir", "DELETE", recursive="true")
@@ -274,7 +274,7 @@ class DistcpPlanSettle(unittest.TestCase):
     def test_refusals(self):
         s = self.s
         self.g1("PUT", "/data/x", "MKDIRS")
-        self.g1("PUT", "/data/x/f", "CREATE", b"f", overwrite="true")
+        self.g1("PUT", "/data/x/f", "CREATE", b"f", overwrite="true", write="true")
         lst = os.path.join(self.tmp, "l")
         # a malformed token: a usage error, the daemon is not even asked
         p = self.backfill("--settle", "not-a-fence")
