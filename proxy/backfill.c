@@ -60,6 +60,7 @@ enum { BF_OK = 0, BF_FAILED = 1, BF_USAGE = 2, BF_SOME_FAILED = 3 };
 #define BF_STATE_BATCH 300      /* seqs per state request (the admin target is at most 8 KiB) */
 #define BF_HTTP_TIMEOUT_S 30L
 #define BF_CURL_POOL 80
+#define BF_SETTLE_SEEN_MAX 1000000 /* paths a settle remembers having asked for (to ask once) */
 #define BF_HEARTBEAT_S 5.0      /* the lease lasts BF_LEASE_S (30 s) after the run's last call */
 
 typedef struct bf_args {
@@ -1218,6 +1219,8 @@ static int settle_one(backfill *b, json_t *seen, const char *path, bool tree, ui
 {
     json_t *have = json_object_get(seen, path);
     if (have && (json_is_true(have) || !tree)) return 0;
+    if (!have && json_object_size(seen) >= BF_SETTLE_SEEN_MAX)
+        json_object_clear(seen); /* a bound on memory: a path met again after this is only resynced again */
     if (json_object_set_new(seen, path, json_boolean(tree)) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -446,6 +446,39 @@ void fence_close(fence_reg *f)
     free(f);
 }
 
+static int64_t count_state(fence_reg *f, fence_state st)
+{
+    pthread_mutex_lock(&f->mu);
+    int64_t n = 0;
+    for (int i = 0; i < f->nv; i++) n += f->v[i].state == st;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static int64_t open_fn(void *ud) { return count_state(ud, FENCE_OPEN); }
+static int64_t settling_fn(void *ud) { return count_state(ud, FENCE_SETTLING); }
+
+static int64_t log_bytes_fn(void *ud)
+{
+    fence_reg *f = ud;
+    pthread_mutex_lock(&f->mu);
+    int64_t n = (int64_t)f->log_size;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fence_register_metrics(fence_reg *f, metrics *m)
+{
+    static const char *help = "DistCp fences: open ones record the paths written under their tree, settling ones "
+                              "are being settled.";
+    if (metrics_gauge_fn(m, "dualpipe_fences", help, "state=\"open\"", open_fn, f) != 0 ||
+        metrics_gauge_fn(m, "dualpipe_fences", help, "state=\"settling\"", settling_fn, f) != 0 ||
+        metrics_gauge_fn(m, "dualpipe_fence_log_bytes", "Bytes of the fences' touched-path log (journal.dir).", NULL,
+                         log_bytes_fn, f) != 0)
+        return -1;
+    return 0;
+}
+
 int fence_create(fence_reg *f, const char *root, fence_info *out, char *err, size_t errlen)
 {
     pthread_mutex_lock(&f->mu);

@@ -35,6 +35,7 @@
 
 #include "dbuf.h"
 #include "journal.h"
+#include "metrics.h"
 
 #define FENCE_TOKEN_MAX 80
 #define FENCE_DEDUP_MAX (1u << 20)
@@ -59,6 +60,12 @@ typedef struct fence_info {
  * the registry. 0 and *out, or -1 with err.
  */
 int fence_open(const char *dir, journal *j, fence_reg **out, char *err, size_t errlen);
+/**
+ * Register dualpipe_fences{state="open|settling"} (fences recording, fences being settled) and
+ * dualpipe_fence_log_bytes (the touched-path log). f must outlive every scrape of m (the admin stops
+ * before fence_close). 0 or -1.
+ */
+int fence_register_metrics(fence_reg *f, metrics *m);
 /** Remove the hook, free. NULL is fine. */
 void fence_close(fence_reg *f);
 

@@ -299,13 +299,17 @@ static void tighten_store(const dp_config *cfg)
 }
 
 /* The DistCp fences (fence.h), kept in the journal's directory. 0 or -1 with err. */
-static int open_fences(const dp_config *cfg, pipeline *pl, fence_reg **out, char *err, size_t errlen)
+static int open_fences(const dp_config *cfg, pipeline *pl, metrics *m, fence_reg **out, char *err, size_t errlen)
 {
     char dir[1200], e[400];
     if (cfg->journal_dir[0]) snprintf(dir, sizeof dir, "%s", cfg->journal_dir);
     else snprintf(dir, sizeof dir, "%s/journal", cfg->spool_dir);
     if (fence_open(dir, pipe_journal(pl), out, e, sizeof e) != 0) {
         snprintf(err, errlen, "journal.dir: fences: %s", e);
+        return -1;
+    }
+    if (fence_register_metrics(*out, m) != 0) {
+        snprintf(err, errlen, "out of memory registering the fence metrics");
         return -1;
     }
     return 0;
@@ -392,7 +396,7 @@ static int run(const char *file)
         if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
     }
     /* the DistCp fences log the paths of new records from the first one the front journals */
-    if (open_fences(&cfg, pl, &fences, err, sizeof err) != 0) goto out;
+    if (open_fences(&cfg, pl, m, &fences, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, fences, &adm, err, sizeof err) != 0) goto out;
 

@@ -200,6 +200,7 @@ class DistcpPlanSettle(unittest.TestCase):
         self.assertEqual((plan["entries"], plan["files"], plan["dirs"]), (6, 12 + 6 + 8 + 3, 5), plan)
         # the target directory exists on Gen2 (made through the daemon), so each source goes under it
         self.assertIsNotNone(s.g2_props("data"))
+        self.assertEqual(s.proxy.metrics().get('dualpipe_fences{state="open"}'), 1.0)
 
         s.wait_drained()
         s.gen1.admin("DELETE", "/counters")
@@ -247,6 +248,8 @@ class DistcpPlanSettle(unittest.TestCase):
         self.assertGreaterEqual(rep["parents"], 1, rep)                       # /data/mk, /data/mk/pN, ...
         self.assertEqual(rep["fence_state"]["state"], "settled", rep)
         self.assertIn("Settled", p.stdout)
+        m = s.proxy.metrics()
+        self.assertEqual((m['dualpipe_fences{state="open"}'], m["dualpipe_fence_log_bytes"]), (0.0, 0.0), m)
         s.wait_drained()
         s.assert_same(self, "/data")
         self.assertEqual(s.g2_read("data/stale"), b"new version")
