@@ -54,6 +54,7 @@ struct fence_reg {
     uint64_t log_size;
     dset seen;
     dbuf line;                  /* the hook's batch of lines */
+    char bad[700];              /* fence.json could not be read: every fence call fails with this */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -199,14 +200,14 @@ static int load(fence_reg *f, char *err, size_t errlen)
     json_t *o = json_load_file(path, 0, &je);
     if (!o) {
         if (access(path, F_OK) != 0 && errno == ENOENT) return 0;
-        snprintf(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        snprintf(err, errlen, "%.300s: %.200s (line %d)", path, je.text, je.line);
         return -1;
     }
     const char *inst = json_string_value(json_object_get(o, "instance"));
     json_t *arr = json_object_get(o, "fences");
     int rc = 0;
     if (!inst || strlen(inst) > FENCE_INST_HEX || !json_is_array(arr)) {
-        snprintf(err, errlen, "%s: not a fence file (instance, fences)", path);
+        snprintf(err, errlen, "%.300s: not a fence file (instance, fences)", path);
         rc = -1;
         goto out;
     }
@@ -349,6 +350,12 @@ static void info_of(const fence_reg *f, const fence *x, fence_info *o)
 /* The fence of token (under mu): NULL with err and *rc. */
 static fence *find(fence_reg *f, const char *token, int *rc, char *err, size_t errlen)
 {
+    if (f->bad[0]) {
+        *rc = -EIO;
+        snprintf(err, errlen, "the daemon's fence file cannot be read (%.500s): fix or remove it (its fences are "
+                 "lost: copy their trees with `dualpipe backfill`)", f->bad);
+        return NULL;
+    }
     char inst[FENCE_INST_HEX + 1];
     uint64_t id = 0, seq = 0;
     int used = 0;
@@ -406,7 +413,13 @@ int fence_open(const char *dir, journal *j, fence_reg **out, char *err, size_t e
     char path[1200];
     snprintf(path, sizeof path, "%s/fence-touched.log", dir);
     struct stat st;
-    if (load(f, err, errlen) != 0) goto fail;
+    if (load(f, f->bad, sizeof f->bad) != 0) {
+        /* the proxy still starts (its writes do not depend on this file); fences are refused, saying why */
+        LOGE("msg=\"the fence file cannot be read: DistCp fences are refused until it is fixed or removed\" "
+             "cause=\"%s\"", f->bad);
+        for (int i = 0; i < f->nv; i++) free(f->v[i].root);
+        f->nv = 0;
+    }
     f->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (f->fd < 0 || fstat(f->fd, &st) != 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -483,6 +496,11 @@ int fence_create(fence_reg *f, const char *root, fence_info *out, char *err, siz
 {
     pthread_mutex_lock(&f->mu);
     int rc = 0;
+    if (f->bad[0]) {
+        rc = -EIO;
+        snprintf(err, errlen, "the daemon's fence file cannot be read (%.500s): fix or remove it", f->bad);
+        goto out;
+    }
     if (!f->instance[0]) {
         unsigned char r[FENCE_INST_HEX / 2];
         if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {

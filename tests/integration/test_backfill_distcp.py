@@ -11,8 +11,8 @@ even copies an old version of a file after the proxy has put the newer one on Ge
 - `--settle FENCE` resyncs them: both stores are equal (an independent walk of both emulators) and
   `dualpipe verify` exits 0; every writer's write reached Gen1 once;
 - settling again is a no-op (no Gen2 write);
-- a malformed FENCE, a fence of another daemon (another journal), a dropped fence, a plan of a path
-  outside every mapping: each refused with a clear message.
+- a malformed FENCE, a fence of another daemon (another journal), a dropped fence, a damaged fence file
+  (the daemon still starts), a plan of a path outside every mapping: each refused with a clear message.
 """
 import json
 import os
@@ -304,6 +304,15 @@ class DistcpPlanSettle(unittest.TestCase):
         p = self.backfill("--settle", other_fence, proxy=self.other)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("not known", p.stderr)
+        # a damaged fence file: the daemon still starts and serves writes, fences are refused saying why
+        with open(os.path.join(cfg["spool"]["dir"], "journal", "fence.json"), "w") as f:
+            f.write("{damaged")
+        self.other.restart()
+        r = proxylib.write_data(self.other, "PUT", "/data/x/g", "CREATE", b"g", overwrite="true")
+        self.assertLess(r.status, 300, r)
+        p = self.backfill("/data", "--plan", "distcp", "--plan-file", lst, proxy=self.other)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("fence file cannot be read", p.stderr)
         # PATH other than the fence's
         p = self.backfill("/data", "--plan", "distcp", "--plan-file", lst)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
