@@ -409,8 +409,13 @@ static int create_commit(g1_ctx *c, int64_t len)
     }
     emu_node *n;
     if (staged) {
-        g1_fill_meta(c, parent, EMU_FILE, q->has_mode, q->mode, staged);
-        int e = emu_store_move(c->g->store, staged, parent, res.leaf);
+        emu_meta *meta = calloc(1, sizeof *meta);
+        if (!meta) return g1_fail(c, 500, "RuntimeException", "out of memory");
+        g1_fill_meta(c, parent, EMU_FILE, q->has_mode, q->mode, meta);
+        int e = emu_store_set_meta(c->g->store, staged, meta);
+        free(meta);
+        if (e != 0) return g1_store_fail(c, e, "create");
+        e = emu_store_move(c->g->store, staged, parent, res.leaf);
         if (e != 0) return g1_store_fail(c, e, "create");
         g1_touch_dir(c, parent);
         n = staged;
@@ -452,7 +457,7 @@ int g1_create_begin(g1_ctx *c)
     emu_node *st = g1_staging_dir(c, true), *n = NULL;
     if (!st) return g1_fail(c, 500, "RuntimeException", "cannot stage CREATE data");
     snprintf(q->stage_name, sizeof q->stage_name, "w%016" PRIx64, ++c->g->seq);
-    emu_node *tmpl = calloc(1, sizeof *tmpl);
+    emu_meta *tmpl = calloc(1, sizeof *tmpl);
     if (!tmpl) return g1_fail(c, 500, "RuntimeException", "out of memory");
     g1_fill_meta(c, st, EMU_FILE, false, 0600, tmpl);
     int e = emu_store_create(c->g->store, st, q->stage_name, EMU_FILE, tmpl, &n);

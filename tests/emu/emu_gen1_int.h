@@ -125,7 +125,7 @@ void g1_parent_path(const char *path, char *out, size_t cap);
 /** Walk path checking traverse permission; fills *out. 0 or -1 (c->err). */
 int g1_resolve(g1_ctx *c, const char *path, g1_res *out);
 /** Owner, group and mode/ACL of a new child of dir into dst (no umask, as WebHDFS applies none). */
-void g1_fill_meta(const g1_ctx *c, const emu_node *dir, emu_type t, bool has_mode, uint16_t mode, emu_node *dst);
+void g1_fill_meta(const g1_ctx *c, const emu_node *dir, emu_type t, bool has_mode, uint16_t mode, emu_meta *dst);
 /** Map a -errno from emu_store to a RemoteException; returns -1. */
 int g1_store_fail(g1_ctx *c, int rc, const char *what);
 /** Set a directory's mtime after an entry was added, removed or renamed in it. */

@@ -29,10 +29,10 @@ static int put_status(const g1_ctx *c, dbuf *b, const emu_node *n, const char *s
     bool dir = n->type == EMU_DIR;
     bool hadoop = c->g->hadoop;
     char perm[8];
-    acl_mode_octal(n->acl.mode, perm);
+    acl_mode_octal(n->mode, perm);
     int rc =
         dbuf_printf(b, "{\"accessTime\":%" PRId64 ",\"aclBit\":%s,\"blockSize\":%d,", n->atime_ms,
-                    acl_has_extended(&n->acl) ? "true" : "false", hadoop ? (dir ? 0 : G1_HDFS_BLOCK) : G1_ADLS_BLOCK);
+                    emu_node_has_acl(n) ? "true" : "false", hadoop ? (dir ? 0 : G1_HDFS_BLOCK) : G1_ADLS_BLOCK);
     if (rc == 0 && hadoop)
         rc = dbuf_printf(b, "\"childrenNum\":%zu,\"fileId\":%" PRIu64 ",", dir ? n->nchildren : (size_t)0, n->id);
     if (rc == 0 && single && !dir) rc = dbuf_printf(b, "\"fileContextID\":\"%016" PRIx64 "\",", n->id);
@@ -194,12 +194,19 @@ int g1_op_aclstatus(g1_ctx *c)
     emu_node *n = res.node;
     if (!n) return g1_not_found(c, c->q->w.path);
     acl_list *l = malloc(sizeof *l);
+    acl_node *a = malloc(sizeof *a);
     dbuf spec, b;
     char perm[8];
-    if (!l) return g1_fail(c, 500, "RuntimeException", "out of memory");
+    if (!l || !a) {
+        free(l);
+        free(a);
+        return g1_fail(c, 500, "RuntimeException", "out of memory");
+    }
     dbuf_init(&spec, 1 << 20);
     dbuf_init(&b, 1 << 20);
-    acl_status_entries(&n->acl, l);
+    emu_node_acl_get(n, a);
+    acl_status_entries(a, l);
+    free(a);
     int rc = acl_format(l, &spec);
     if (rc == 0) rc = dbuf_adds(&b, "{\"AclStatus\":{\"entries\":[");
     /* acl_format joins entries with ','; names never contain one (principal_ok, acl_parse). */
@@ -217,14 +224,14 @@ int g1_op_aclstatus(g1_ctx *c)
         first = false;
         p = e ? e + 1 : p + strlen(p);
     }
-    acl_mode_octal(n->acl.mode, perm);
+    acl_mode_octal(n->mode, perm);
     if (rc == 0) rc = dbuf_adds(&b, "],\"group\":");
     if (rc == 0) rc = g1_jstr(&b, n->group);
     if (rc == 0) rc = dbuf_adds(&b, ",\"owner\":");
     if (rc == 0) rc = g1_jstr(&b, n->owner);
     if (rc == 0)
         rc = dbuf_printf(&b, ",\"permission\":\"%s\",\"stickyBit\":%s}}", perm,
-                         (n->acl.mode & 01000) ? "true" : "false");
+                         (n->mode & 01000) ? "true" : "false");
     free(l);
     dbuf_free(&spec);
     return g1_reply_dbuf(c, rc, &b);
@@ -505,7 +512,13 @@ int g1_op_setpermission(g1_ctx *c)
     if (g1_resolve(c, c->q->w.path, &res) != 0) return -1;
     if (!res.node) return g1_not_found(c, c->q->w.path);
     if (g1_need_owner(c, res.node) != 0) return -1;
-    acl_chmod(&res.node->acl, mode);
+    acl_node *a = malloc(sizeof *a);
+    if (!a) return g1_fail(c, 500, "RuntimeException", "out of memory");
+    emu_node_acl_get(res.node, a);
+    acl_chmod(a, mode);
+    int rc = emu_node_acl_put(res.node, a);
+    free(a);
+    if (rc) return g1_fail(c, 500, "RuntimeException", "out of memory");
     emu_store_bump_etag(c->g->store, res.node);
     if (g1_save(c, res.node) != 0) return -1;
     emu_resp_empty(c->r, 200);
@@ -533,8 +546,8 @@ int g1_op_setowner(g1_ctx *c)
         if (group && strcmp(group, c->q->user) != 0)
             return g1_fail(c, 403, "AccessControlException", "User %s does not belong to %.100s", c->q->user, group);
     }
-    if (owner) snprintf(n->owner, sizeof n->owner, "%s", owner);
-    if (group) snprintf(n->group, sizeof n->group, "%s", group);
+    if ((owner && emu_store_set_owner(c->g->store, n, owner)) || (group && emu_store_set_group(c->g->store, n, group)))
+        return g1_fail(c, 500, "RuntimeException", "out of memory");
     emu_store_bump_etag(c->g->store, n);
     if (g1_save(c, n) != 0) return -1;
     emu_resp_empty(c->r, 200);
@@ -564,7 +577,7 @@ int g1_op_acl(g1_ctx *c)
         rc = g1_fail(c, 500, "RuntimeException", "out of memory");
         goto out;
     }
-    *tmp = n->acl;
+    emu_node_acl_get(n, tmp);
     bool is_dir = n->type == EMU_DIR;
     int e = 0;
     if (needs_spec && acl_parse(spec, op != WH_OP_REMOVEACLENTRIES, l, &ae) != 0) {
@@ -585,7 +598,10 @@ int g1_op_acl(g1_ctx *c)
         rc = g1_fail(c, 400, "IllegalArgumentException", "%s", ae.message);
         goto out;
     }
-    n->acl = *tmp;
+    if (emu_node_acl_put(n, tmp)) {
+        rc = g1_fail(c, 500, "RuntimeException", "out of memory");
+        goto out;
+    }
     emu_store_bump_etag(c->g->store, n);
     if (g1_save(c, n) != 0) goto out;
     emu_resp_empty(c->r, 200);

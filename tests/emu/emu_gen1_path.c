@@ -65,7 +65,9 @@ static bool may(const g1_ctx *c, const emu_node *n, int want)
 {
     if (c->q->super) return true;
     const char *groups[2] = {c->q->user, NULL};
-    return acl_check(&n->acl, n->owner, n->group, c->q->user, groups, want);
+    acl_node a; /* only the header and n's entries are written */
+    emu_node_acl_get(n, &a);
+    return acl_check(&a, n->owner, n->group, c->q->user, groups, want);
 }
 
 static int deny(g1_ctx *c, const emu_node *n, int want)
@@ -74,7 +76,7 @@ static int deny(g1_ctx *c, const emu_node *n, int want)
                                          "READ", "READ_EXECUTE", "READ_WRITE", "ALL"};
     char path[G1_PATH_CAP], sym[12];
     g1_node_path(n, path, sizeof path);
-    acl_mode_symbolic(n->acl.mode, acl_has_extended(&n->acl), sym);
+    acl_mode_symbolic(n->mode, emu_node_has_acl(n), sym);
     return g1_fail(c, 403, "AccessControlException",
                    "Permission denied: user=%s, access=%s, inode=\"%.200s\":%s:%s:%c%s", c->q->user, names[want & 7],
                    path, n->owner, n->group, n->type == EMU_DIR ? 'd' : '-', sym);
@@ -97,7 +99,7 @@ int g1_need_owner(g1_ctx *c, const emu_node *n)
 /* Sticky directory: only the owner of the directory or of the entry may remove or rename it. */
 int g1_need_sticky(g1_ctx *c, const emu_node *dir, const emu_node *child)
 {
-    if (c->q->super || !(dir->acl.mode & 01000)) return 0;
+    if (c->q->super || !(dir->mode & 01000)) return 0;
     if (strcmp(dir->owner, c->q->user) == 0 || strcmp(child->owner, c->q->user) == 0) return 0;
     char path[G1_PATH_CAP];
     g1_node_path(child, path, sizeof path);
@@ -175,10 +177,12 @@ int g1_resolve(g1_ctx *c, const char *path, g1_res *out)
 /* Metadata of a new child of dir (HDFS: owner = caller, group = parent's group; mode as given or
  * 644/755, with the parent's default ACL inherited through acl_inherit; no umask is applied, as
  * WebHDFS applies none to the permission it receives). */
-void g1_fill_meta(const g1_ctx *c, const emu_node *dir, emu_type t, bool has_mode, uint16_t mode, emu_node *dst)
+void g1_fill_meta(const g1_ctx *c, const emu_node *dir, emu_type t, bool has_mode, uint16_t mode, emu_meta *dst)
 {
     uint16_t req = has_mode ? mode : (t == EMU_DIR ? 0755 : 0644);
-    acl_inherit(&dir->acl, req, 0, t == EMU_DIR, &dst->acl);
+    acl_node pa;
+    emu_node_acl_get(dir, &pa);
+    acl_inherit(&pa, req, 0, t == EMU_DIR, &dst->acl);
     snprintf(dst->owner, sizeof dst->owner, "%s", c->q->user);
     snprintf(dst->group, sizeof dst->group, "%s", dir->group);
 }
@@ -201,7 +205,7 @@ void g1_touch_dir(g1_ctx *c, emu_node *dir)
 
 int g1_new_child(g1_ctx *c, emu_node *dir, const char *name, emu_type t, bool has_mode, uint16_t mode, emu_node **out)
 {
-    emu_node *tmpl = calloc(1, sizeof *tmpl);
+    emu_meta *tmpl = calloc(1, sizeof *tmpl);
     if (!tmpl) return g1_fail(c, 500, "RuntimeException", "out of memory");
     g1_fill_meta(c, dir, t, has_mode, mode, tmpl);
     int rc = emu_store_create(c->g->store, dir, name, t, tmpl, out);
@@ -250,7 +254,7 @@ emu_node *g1_staging_dir(g1_ctx *c, bool create)
     emu_node *root = emu_store_root(c->g->store);
     emu_node *st = emu_store_child(root, G1_STAGING);
     if (st || !create) return st;
-    emu_node *tmpl = calloc(1, sizeof *tmpl);
+    emu_meta *tmpl = calloc(1, sizeof *tmpl);
     if (!tmpl) return NULL;
     tmpl->acl.mode = 0700;
     snprintf(tmpl->owner, sizeof tmpl->owner, "%s", c->g->superuser);

@@ -51,7 +51,8 @@ static int staged_add(emu_node *n, int64_t off, int64_t len)
         }
     }
     if (!placed) tmp[k++] = (emu_range){s0, e0 - s0};
-    if (k > EMU_MAX_STAGED) return -E2BIG;
+    int rc = emu_node_staged_reserve(n, k);
+    if (rc) return rc;
     memcpy(n->staged, tmp, (size_t)k * sizeof tmp[0]);
     n->nstaged = k;
     return 0;
@@ -252,13 +253,17 @@ void g2_append_end(g2_req *q)
     if (q->md5) EVP_DigestFinal_ex(q->md5, got_md5, &md5len);
     emu_store_lock(s);
     emu_node *n = q->node;
+    int src = 0;
     if (q->io_err) {
         g2_ans_err(q, 500, "InternalError", "The data could not be written.");
     } else if (q->has_md5 && (md5len != 16 || memcmp(got_md5, q->want_md5, 16) != 0)) {
         g2_ans_err(q, 400, "Md5Mismatch",
                    "The MD5 value specified in the request did not match with the MD5 value calculated by the server.");
-    } else if (q->got > 0 && staged_add(n, q->pos, (int64_t)q->got)) {
-        g2_ans_err(q, 409, "InvalidAppendOperation", "Too many non-contiguous uncommitted ranges; flush first.");
+    } else if (q->got > 0 && (src = staged_add(n, q->pos, (int64_t)q->got)) != 0) {
+        if (src == -E2BIG)
+            g2_ans_err(q, 409, "InvalidAppendOperation", "Too many non-contiguous uncommitted ranges; flush first.");
+        else
+            g2_ans_err(q, 500, "InternalError", "Out of memory.");
     } else {
         if (q->got > 0) g2_save_or_fail(q, n);
         if (!q->ans && g2_parse_bool(g2_param(q, "flush"), 0) == 1) {
@@ -299,7 +304,7 @@ static void hdr_path_props(g2_req *q, const emu_node *n, bool user_props, bool a
     emu_resp_header(q->r, "x-ms-resource-type", n->type == EMU_DIR ? "directory" : "file");
     emu_resp_header(q->r, "x-ms-owner", n->owner);
     emu_resp_header(q->r, "x-ms-group", n->group);
-    acl_mode_symbolic(n->acl.mode, acl_has_extended(&n->acl), perm);
+    acl_mode_symbolic(n->mode, emu_node_has_acl(n), perm);
     emu_resp_header(q->r, "x-ms-permissions", perm);
     g2_fmt_rfc1123(n->ctime_ms, ct);
     emu_resp_header(q->r, "x-ms-creation-time", ct);
@@ -321,7 +326,9 @@ static void hdr_path_props(g2_req *q, const emu_node *n, bool user_props, bool a
     if (user_props && n->properties) emu_resp_header(q->r, "x-ms-properties", n->properties);
     if (acl) {
         acl_list full;
-        acl_full(&n->acl, &full);
+        acl_node a;
+        emu_node_acl_get(n, &a);
+        acl_full(&a, &full);
         dbuf b;
         dbuf_init(&b, 64 * 1024);
         if (acl_format(&full, &b) == 0) emu_resp_header(q->r, "x-ms-acl", b.data ? b.data : "");

@@ -39,7 +39,7 @@ void g2_op_fs_create(g2_req *q)
             g2_ans_err(q, 409, "FilesystemAlreadyExists", "The specified filesystem already exists.");
         return;
     }
-    emu_node *tmpl = calloc(1, sizeof *tmpl);
+    emu_meta *tmpl = calloc(1, sizeof *tmpl);
     if (!tmpl) {
         g2_ans_err(q, 500, "InternalError", "Out of memory.");
         return;
@@ -243,7 +243,7 @@ static void list_emit(lister *L, const emu_node *n)
     char etag[24], lm[40], perm[12], len[24], ct[24], exp[24];
     g2_fmt_etag(n, etag, false);
     g2_fmt_rfc1123(n->mtime_ms, lm);
-    acl_mode_symbolic(n->acl.mode, acl_has_extended(&n->acl), perm);
+    acl_mode_symbolic(n->mode, emu_node_has_acl(n), perm);
     snprintf(len, sizeof len, "%" PRId64, n->type == EMU_FILE ? n->length : 0);
     snprintf(ct, sizeof ct, "%" PRId64, (n->ctime_ms + FILETIME_EPOCH_MS) * 10000);
     if (n->expiry_ms) snprintf(exp, sizeof exp, "%" PRId64, (n->expiry_ms + FILETIME_EPOCH_MS) * 10000);

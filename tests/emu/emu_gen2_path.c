@@ -97,7 +97,7 @@ static int create_parse(g2_req *q, create_in *in, acl_list *aclbuf)
 
 /* Metadata of a new node under a parent whose ACL state is pacl and group pgroup. */
 static int create_meta(g2_req *q, const create_in *in, const acl_node *pacl, const char *pgroup, bool dir, bool leaf,
-                       emu_node *out)
+                       emu_meta *out)
 {
     memset(out, 0, sizeof *out);
     uint16_t req = leaf && in->has_perm ? in->perm : (dir ? 0777 : 0666);
@@ -154,7 +154,7 @@ void g2_op_create(g2_req *q)
     emu_gen2 *g = q->g;
     emu_store *s = g->s;
     acl_list *aclbuf = calloc(1, sizeof *aclbuf);
-    emu_node *meta = calloc(2, sizeof *meta);
+    emu_meta *meta = calloc(2, sizeof *meta);
     char *relcopy = strdup(q->rel);
     char *comps[G2_MAX_SEGS];
     create_in in = {0};
@@ -199,14 +199,17 @@ void g2_op_create(g2_req *q)
                 emu_store_wait(s);
                 continue;
             }
-            if (create_meta(q, &in, &n->parent->acl, n->parent->group, false, true, &meta[0])) goto out;
+            acl_node pa;
+            emu_node_acl_get(n->parent, &pa);
+            if (create_meta(q, &in, &pa, n->parent->group, false, true, &meta[0])) goto out;
             if (emu_store_truncate_object(s, n, 0)) {
                 g2_ans_err(q, 500, "InternalError", "The file could not be truncated.");
                 goto out;
             }
-            n->acl = meta[0].acl;
-            memcpy(n->owner, meta[0].owner, sizeof n->owner);
-            memcpy(n->group, meta[0].group, sizeof n->group);
+            if (emu_store_set_meta(s, n, &meta[0])) {
+                g2_ans_err(q, 500, "InternalError", "Out of memory.");
+                goto out;
+            }
             n->length = n->visible_length = 0;
             n->nstaged = 0;
             n->expiry_ms = 0;
@@ -224,7 +227,8 @@ void g2_op_create(g2_req *q)
             goto out;
         }
         /* New: check the leaf's metadata first (an invalid x-ms-acl must leave nothing behind). */
-        acl_node pacl = w.parent->acl;
+        acl_node pacl;
+        emu_node_acl_get(w.parent, &pacl);
         const char *pgroup = w.parent->group;
         for (int i = w.missing_from; i < ncomp - 1; i++) {
             if (create_meta(q, &in, &pacl, pgroup, true, false, &meta[1])) goto out;
@@ -235,7 +239,8 @@ void g2_op_create(g2_req *q)
         for (int i = w.missing_from; i < ncomp; i++) {
             bool leaf = i == ncomp - 1;
             emu_node *child = NULL;
-            if (!leaf && create_meta(q, &in, &cur->acl, cur->group, true, false, &meta[1])) goto out;
+            if (!leaf) emu_node_acl_get(cur, &pacl);
+            if (!leaf && create_meta(q, &in, &pacl, cur->group, true, false, &meta[1])) goto out;
             int rc = emu_store_create(s, cur, comps[i], leaf ? (in.dir ? EMU_DIR : EMU_FILE) : EMU_DIR,
                                       leaf ? &meta[0] : &meta[1], &child);
             if (rc) {
@@ -527,15 +532,18 @@ void g2_op_setacl(g2_req *q)
     if (!n || g2_lease_write_fail(q, n)) goto out;
     int c = g2_eval_conditions(q, n, "", false);
     if (g2_cond_fail(q, n, c == 409 ? 412 : c)) goto out;
-    acl_node next = n->acl;
+    acl_node next;
+    emu_node_acl_get(n, &next);
     if (spec && acl_replace(&next, spec, n->type == EMU_DIR, &err)) {
         g2_ans_err(q, 400, "InvalidInput", "One of the request inputs is not valid. %s", err.message);
         goto out;
     }
     if (perm) acl_chmod(&next, mode);
-    n->acl = next;
-    if (owner) snprintf(n->owner, sizeof n->owner, "%s", owner);
-    if (group) snprintf(n->group, sizeof n->group, "%s", group);
+    if (emu_node_acl_put(n, &next) || (owner && emu_store_set_owner(q->g->s, n, owner)) ||
+        (group && emu_store_set_group(q->g->s, n, group))) {
+        g2_ans_err(q, 500, "InternalError", "Out of memory.");
+        goto out;
+    }
     emu_store_bump_etag(q->g->s, n);
     g2_save_or_fail(q, n);
     if (q->ans) goto out;
@@ -563,7 +571,8 @@ static __attribute__((noinline)) void aclrec_apply(aclrec *R, emu_node *n)
 {
     bool dir = n->type == EMU_DIR;
     const acl_list *spec = dir ? R->spec : R->fspec;
-    acl_node next = n->acl;
+    acl_node next;
+    emu_node_acl_get(n, &next);
     acl_err err;
     int rc = 0;
     if (R->mode == 0) rc = acl_replace(&next, spec, dir, &err);
@@ -581,7 +590,13 @@ static __attribute__((noinline)) void aclrec_apply(aclrec *R, emu_node *n)
         }
         return;
     }
-    n->acl = next;
+    if (emu_node_acl_put(n, &next)) {
+        R->failures++;
+        json_t *e = json_pack("{s:s,s:s,s:s}", "errorMessage", "Out of memory.", "name",
+                              R->path.data ? R->path.data : "", "type", dir ? "DIRECTORY" : "FILE");
+        if (e) json_array_append_new(R->failed, e);
+        return;
+    }
     emu_store_bump_etag(R->q->g->s, n);
     if (emu_store_save(R->q->g->s, n)) LOGW("gen2 acl: metadata write failed");
     if (dir) R->dirs++;

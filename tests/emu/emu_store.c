@@ -82,8 +82,129 @@ void emu_store__node_free(emu_node *n)
     if (!n) return;
     free(n->name);
     free(n->children);
+    free(n->acl);
+    free(n->staged);
     free(n->properties);
     free(en(n));
+}
+
+void emu_node_acl_get(const emu_node *n, acl_node *out)
+{
+    out->mode = n->mode;
+    out->ext.n = n->nacl;
+    if (n->nacl > 0) memcpy(out->ext.e, n->acl, (size_t)n->nacl * sizeof *n->acl);
+}
+
+int emu_node_acl_put(emu_node *n, const acl_node *a)
+{
+    if (a->ext.n < 0 || a->ext.n > ACL_MAX_ENTRIES) return -EINVAL;
+    acl_entry *e = NULL;
+    if (a->ext.n > 0) {
+        e = malloc((size_t)a->ext.n * sizeof *e);
+        if (!e) return -ENOMEM;
+        memcpy(e, a->ext.e, (size_t)a->ext.n * sizeof *e);
+    }
+    free(n->acl);
+    n->acl = e;
+    n->nacl = a->ext.n;
+    n->mode = a->mode;
+    return 0;
+}
+
+int emu_node_staged_reserve(emu_node *n, int want)
+{
+    if (want > EMU_MAX_STAGED) return -E2BIG;
+    if (want <= n->cap_staged) return 0;
+    int cap = n->cap_staged ? n->cap_staged * 2 : 4;
+    while (cap < want) cap *= 2;
+    if (cap > EMU_MAX_STAGED) cap = EMU_MAX_STAGED;
+    emu_range *p = realloc(n->staged, (size_t)cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    n->staged = p;
+    n->cap_staged = cap;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the string pool (owner and group) */
+
+static uint64_t str_hash(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int pool_grow(strpool *p)
+{
+    size_t ncap = p->cap ? p->cap * 2 : 64;
+    char **slots = calloc(ncap, sizeof *slots);
+    if (!slots) return -ENOMEM;
+    for (size_t i = 0; i < p->cap; i++) {
+        if (!p->slots[i]) continue;
+        size_t j = str_hash(p->slots[i], strlen(p->slots[i])) & (ncap - 1);
+        while (slots[j]) j = (j + 1) & (ncap - 1);
+        slots[j] = p->slots[i];
+    }
+    free(p->slots);
+    p->slots = slots;
+    p->cap = ncap;
+    return 0;
+}
+
+static void pool_free(strpool *p)
+{
+    for (size_t i = 0; i < p->cap; i++) free(p->slots[i]);
+    free(p->slots);
+    memset(p, 0, sizeof *p);
+}
+
+/* The pooled copy of v's first EMU_MAX_PRINCIPAL - 1 bytes (what a principal field held), or NULL
+ * on ENOMEM. */
+const char *emu_store__intern(emu_store *s, const char *v)
+{
+    size_t len = strnlen(v, EMU_MAX_PRINCIPAL - 1);
+    if (len == 0) return "";
+    strpool *p = &s->pool;
+    if ((p->used + 1) * 2 > p->cap && pool_grow(p)) return NULL;
+    size_t j = str_hash(v, len) & (p->cap - 1);
+    for (; p->slots[j]; j = (j + 1) & (p->cap - 1))
+        if (strncmp(p->slots[j], v, len) == 0 && p->slots[j][len] == '\0') return p->slots[j];
+    char *c = malloc(len + 1);
+    if (!c) return NULL;
+    memcpy(c, v, len);
+    c[len] = '\0';
+    p->slots[j] = c;
+    p->used++;
+    return c;
+}
+
+int emu_store_set_owner(emu_store *s, emu_node *n, const char *owner)
+{
+    const char *v = emu_store__intern(s, owner);
+    if (!v) return -ENOMEM;
+    n->owner = v;
+    return 0;
+}
+
+int emu_store_set_group(emu_store *s, emu_node *n, const char *group)
+{
+    const char *v = emu_store__intern(s, group);
+    if (!v) return -ENOMEM;
+    n->group = v;
+    return 0;
+}
+
+int emu_store_set_meta(emu_store *s, emu_node *n, const emu_meta *m)
+{
+    /* Pool first: an entry added there and then not used costs nothing, a half-applied meta would. */
+    const char *owner = emu_store__intern(s, m->owner), *group = emu_store__intern(s, m->group);
+    if (!owner || !group) return -ENOMEM;
+    int rc = emu_node_acl_put(n, &m->acl);
+    if (rc) return rc;
+    n->owner = owner;
+    n->group = group;
+    return 0;
 }
 
 /* Compare a child's name with (s, len) in strcmp byte order. */
@@ -181,7 +302,7 @@ static int subtree_collect(emu_node *top, pvec *out)
     return 0;
 }
 
-static emu_node *root_new(const emu_store_opts *o)
+static emu_node *root_new(emu_store *s, const emu_store_opts *o)
 {
     enode *e = calloc(1, sizeof *e);
     if (!e) return NULL;
@@ -193,9 +314,13 @@ static emu_node *root_new(const emu_store_opts *o)
         free(e);
         return NULL;
     }
-    n->acl.mode = o->root_mode & 07777;
-    snprintf(n->owner, sizeof n->owner, "%s", o->root_owner ? o->root_owner : "");
-    snprintf(n->group, sizeof n->group, "%s", o->root_group ? o->root_group : "");
+    n->mode = o->root_mode & 07777;
+    n->owner = emu_store__intern(s, o->root_owner ? o->root_owner : "");
+    n->group = emu_store__intern(s, o->root_group ? o->root_group : "");
+    if (!n->owner || !n->group) {
+        emu_store__node_free(n);
+        return NULL;
+    }
     n->ctime_ms = n->mtime_ms = n->atime_ms = emu_now_ms();
     return n;
 }
@@ -277,7 +402,7 @@ int emu_store_open(const emu_store_opts *o, emu_store **out, char *err, size_t e
     emu_store__objects_reconcile(s, &r.map);
     emu_store__idmap_free(&r.map, false); /* the nodes now belong to the tree */
     if (!s->root) {
-        emu_node *root = root_new(o);
+        emu_node *root = root_new(s, o);
         if (!root) {
             emu_store__set_err(err, errlen, "out of memory");
             goto out;
@@ -318,6 +443,7 @@ void emu_store_close(emu_store *s)
     if (s->objfd >= 0) close(s->objfd);
     if (s->lockfd >= 0) close(s->lockfd);
     if (s->dirfd >= 0) close(s->dirfd);
+    pool_free(&s->pool);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -405,7 +531,7 @@ bool emu_store_is_ancestor(const emu_node *a, const emu_node *b)
     return false;
 }
 
-int emu_store_create(emu_store *s, emu_node *dir, const char *name, emu_type type, const emu_node *tmpl,
+int emu_store_create(emu_store *s, emu_node *dir, const char *name, emu_type type, const emu_meta *meta,
                      emu_node **out)
 {
     int rc;
@@ -428,16 +554,18 @@ int emu_store_create(emu_store *s, emu_node *dir, const char *name, emu_type typ
     n->id = s->next_id;
     n->type = type;
     int64_t now = emu_now_ms();
-    if (tmpl) {
-        n->acl = tmpl->acl;
-        memcpy(n->owner, tmpl->owner, sizeof n->owner);
-        memcpy(n->group, tmpl->group, sizeof n->group);
-        n->owner[sizeof n->owner - 1] = n->group[sizeof n->group - 1] = '\0';
-        n->ctime_ms = tmpl->ctime_ms;
-        n->mtime_ms = tmpl->mtime_ms;
-        n->atime_ms = tmpl->atime_ms;
+    n->owner = n->group = "";
+    if (meta) {
+        if ((rc = emu_store_set_meta(s, n, meta))) {
+            if (rc == -ENOMEM) rc = -EIO;
+            goto out;
+        }
+        rc = -EIO;
+        n->ctime_ms = meta->ctime_ms;
+        n->mtime_ms = meta->mtime_ms;
+        n->atime_ms = meta->atime_ms;
     } else {
-        n->acl.mode = type == EMU_DIR ? 0755 : 0644;
+        n->mode = type == EMU_DIR ? 0755 : 0644;
     }
     if (!n->ctime_ms) n->ctime_ms = now;
     if (!n->mtime_ms) n->mtime_ms = now;
@@ -541,6 +669,11 @@ int emu_store_save(emu_store *s, emu_node *n)
     if (s->logfd < 0) return -EIO;
     int rc = emu_store__log_put(s, n, n->parent ? n->parent->id : 0, n->name);
     if (rc) return rc;
+    if (n->nstaged == 0 && n->staged) { /* all committed: give the ranges back */
+        free(n->staged);
+        n->staged = NULL;
+        n->cap_staged = 0;
+    }
     if (n->type == EMU_FILE) {
         atomic_fetch_add(&s->bytes, n->length - en(n)->counted_len);
         en(n)->counted_len = n->length;

@@ -43,6 +43,9 @@ typedef struct emu_range {
 } emu_range;
 
 typedef struct emu_node emu_node;
+/* A node costs about 250 bytes plus its name when it has no extended ACL, nothing staged and no
+ * properties: the ACL entries and staged ranges are heap arrays sized to what the node holds, and
+ * owner/group point into the store's string pool (few distinct principals). */
 struct emu_node {
     uint64_t id;
     emu_type type;
@@ -52,9 +55,13 @@ struct emu_node {
     size_t nchildren, cap_children;
 
     /* metadata (persisted by emu_store_save) */
-    acl_node acl;             /* mode + extended/default ACL */
-    char owner[EMU_MAX_PRINCIPAL];
-    char group[EMU_MAX_PRINCIPAL];
+    uint16_t mode;            /* permission bits incl. sticky: acl_node.mode */
+    int nacl;                 /* extended ACL entries (acl_node.ext): 0..ACL_MAX_ENTRIES */
+    acl_entry *acl;           /* exactly nacl entries, NULL when none; change through emu_node_acl_put,
+                                 read as an acl_node through emu_node_acl_get */
+    const char *owner;        /* in the store's string pool, never NULL ("" = none); set with
+                                 emu_store_set_owner / emu_store_set_meta only */
+    const char *group;
     int64_t ctime_ms;         /* creation */
     int64_t mtime_ms;
     int64_t atime_ms;
@@ -66,10 +73,11 @@ struct emu_node {
     int64_t visible_length;   /* Gen1: length as last published by METADATA/CLOSE (GETFILESTATUS) */
     bool open_for_write;      /* Gen1: a handle is open (syncFlag DATA/METADATA seen, no CLOSE yet) */
     bool concurrent;          /* Gen1: file written by CONCURRENTAPPEND */
-    emu_range staged[EMU_MAX_STAGED]; /* Gen2: uncommitted appends, at their positions in the object */
-    int nstaged;
+    int nstaged, cap_staged;  /* Gen2: uncommitted appends, at their positions in the object: */
+    emu_range *staged;        /* cap_staged slots (grown by emu_node_staged_reserve, at most
+                                 EMU_MAX_STAGED; given back by emu_store_save when nstaged is 0) */
 
-    /* leases (Gen1 leaseid; Gen2 x-ms-lease-*) */
+    /* leases (Gen1 leaseid, at most 63 bytes as the emulator accepts it; Gen2 x-ms-lease-*: GUIDs) */
     char lease_id[64];        /* "" = none */
     int64_t lease_expiry_ms;  /* 0 = infinite (Gen1 leases last until CLOSE) */
     int64_t lease_break_ms;   /* Gen2: breaking until this time; 0 = not breaking */
@@ -84,6 +92,28 @@ struct emu_node {
     /* runtime only, not persisted */
     int busy;                 /* requests currently writing this file's data */
 };
+
+/* Metadata of a node being created (emu_store_create) or replaced (emu_store_set_meta). Large (it
+ * holds a whole acl_node): allocate it, do not keep one per node. */
+typedef struct emu_meta {
+    acl_node acl;                    /* mode + extended/default ACL */
+    char owner[EMU_MAX_PRINCIPAL];   /* "" = none */
+    char group[EMU_MAX_PRINCIPAL];
+    int64_t ctime_ms, mtime_ms, atime_ms; /* emu_store_create: 0 = now; emu_store_set_meta ignores them */
+} emu_meta;
+
+/** n's ACL state (mode and extended entries) into the caller's out. */
+void emu_node_acl_get(const emu_node *n, acl_node *out);
+/** Make a's ACL state n's (the entries are copied; an empty list frees n's). Returns 0, -EINVAL
+ *  (a->ext.n out of range; n unchanged) or -ENOMEM (n unchanged). Does not save. */
+int emu_node_acl_put(emu_node *n, const acl_node *a);
+/** What acl_has_extended says of n's ACL state (WebHDFS aclBit, Gen2's "+"). */
+static inline bool emu_node_has_acl(const emu_node *n)
+{
+    return n->nacl > 0;
+}
+/** Room for want staged ranges in n->staged. Returns 0, -E2BIG (want > EMU_MAX_STAGED) or -ENOMEM. */
+int emu_node_staged_reserve(emu_node *n, int want);
 
 typedef struct emu_store_opts {
     const char *dir;          /* data directory, created if missing */
@@ -120,14 +150,21 @@ bool emu_store_is_ancestor(const emu_node *a, const emu_node *b);
 
 /**
  * Create a child called name in dir (a directory) with the given type and metadata taken from
- * tmpl (acl, owner, group; times set to now unless tmpl sets them; etag assigned). Files get an
+ * meta (acl, owner, group; times set to now unless meta sets them; etag assigned). Files get an
  * empty object file. Returns 0 and *out, -EEXIST, -ENOTDIR, -ENAMETOOLONG, or -EIO.
- * Also -EINVAL: name empty, ".", ".." or containing '/', or a tmpl field out of range (as for
- * emu_store_save). tmpl may be NULL (mode 0755/0644, no owner). Other fields of tmpl are ignored:
- * set them on *out and call emu_store_save.
+ * Also -EINVAL: name empty, ".", ".." or containing '/', or a meta field out of range (as for
+ * emu_store_save). meta may be NULL (mode 0755/0644, no owner). Set other fields on *out and call
+ * emu_store_save.
  */
-int emu_store_create(emu_store *s, emu_node *dir, const char *name, emu_type type, const emu_node *tmpl,
+int emu_store_create(emu_store *s, emu_node *dir, const char *name, emu_type type, const emu_meta *meta,
                      emu_node **out);
+/** Give n meta's ACL state, owner and group (an unterminated owner/group is cut at
+ *  EMU_MAX_PRINCIPAL - 1 bytes). Returns 0, -EINVAL or -ENOMEM (n unchanged). Does not save. */
+int emu_store_set_meta(emu_store *s, emu_node *n, const emu_meta *meta);
+/** Set n's owner or group (cut at EMU_MAX_PRINCIPAL - 1 bytes, as a principal field holds at
+ *  most that). Returns 0 or -ENOMEM (n unchanged). Does not save. */
+int emu_store_set_owner(emu_store *s, emu_node *n, const char *owner);
+int emu_store_set_group(emu_store *s, emu_node *n, const char *group);
 /** Remove n and everything under it (objects deleted). Not the root (-EINVAL). Returns 0 or -EIO. */
 int emu_store_remove(emu_store *s, emu_node *n);
 /** Move n into new_parent under new_name. The target name must be free. Not the root, not into
@@ -135,7 +172,7 @@ int emu_store_remove(emu_store *s, emu_node *n);
  *  -ENAMETOOLONG, -EIO; moving n onto its own current parent and name changes nothing and returns 0. */
 int emu_store_move(emu_store *s, emu_node *n, emu_node *new_parent, const char *new_name);
 /** Persist n's metadata after the caller changed fields. Returns 0 or -EIO; -EINVAL (nothing
- *  written) when a field is out of range: mode > 07777, an ACL entry's type/perm, acl.ext.n or
+ *  written) when a field is out of range: mode > 07777, an ACL entry's type/perm, nacl or
  *  nstaged out of bounds, a negative length or staged range, an unterminated string field. */
 int emu_store_save(emu_store *s, emu_node *n);
 /** Give n a new ETag (call when content or metadata visible to readers changed); does not save. */

@@ -43,6 +43,13 @@ typedef struct idmap {
     size_t cap, used;
 } idmap;
 
+/* The pool owner and group strings point into: each distinct string once, freed with the store
+ * (principals are few: a user, a group, a few service identities). Open addressing. */
+typedef struct strpool {
+    char **slots;
+    size_t cap, used;
+} strpool;
+
 struct emu_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -56,6 +63,7 @@ struct emu_store {
     off_t log_size;
     _Atomic uint64_t nnodes;
     _Atomic int64_t bytes;
+    strpool pool;           /* owner/group strings (under mu, or before the store is shared) */
 };
 
 typedef struct pvec {
@@ -76,6 +84,7 @@ void emu_store__node_free(emu_node *n);
 int emu_store__name_cmp(const emu_node *c, const char *s, size_t len);
 int emu_store__children_reserve(emu_node *dir, size_t want);
 int emu_store__name_check(const char *name);
+const char *emu_store__intern(emu_store *s, const char *v);
 
 /* emu_store_log.c */
 int emu_store__log_append(emu_store *s, const char *line, size_t len);

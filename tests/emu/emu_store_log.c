@@ -78,17 +78,19 @@ static int write_all(int fd, const char *p, size_t n)
 static bool node_valid(const emu_node *n)
 {
     if (n->type != EMU_DIR && n->type != EMU_FILE) return false;
-    if (n->acl.mode > 07777 || n->acl.ext.n < 0 || n->acl.ext.n > ACL_MAX_ENTRIES) return false;
-    for (int i = 0; i < n->acl.ext.n; i++) {
-        const acl_entry *e = &n->acl.ext.e[i];
+    if (n->mode > 07777 || n->nacl < 0 || n->nacl > ACL_MAX_ENTRIES || (n->nacl > 0 && !n->acl)) return false;
+    for (int i = 0; i < n->nacl; i++) {
+        const acl_entry *e = &n->acl[i];
         if ((unsigned)e->type > ACL_OTHER || e->perm < -1 || e->perm > 7 || !memchr(e->name, 0, sizeof e->name))
             return false;
     }
-    if (!memchr(n->owner, 0, sizeof n->owner) || !memchr(n->group, 0, sizeof n->group) ||
-        !memchr(n->lease_id, 0, sizeof n->lease_id))
+    if (!n->owner || !n->group || strnlen(n->owner, EMU_MAX_PRINCIPAL) >= EMU_MAX_PRINCIPAL ||
+        strnlen(n->group, EMU_MAX_PRINCIPAL) >= EMU_MAX_PRINCIPAL || !memchr(n->lease_id, 0, sizeof n->lease_id))
         return false;
     if (n->lease_duration_s < -1) return false;
-    if (n->length < 0 || n->visible_length < 0 || n->nstaged < 0 || n->nstaged > EMU_MAX_STAGED) return false;
+    if (n->length < 0 || n->visible_length < 0 || n->nstaged < 0 || n->nstaged > n->cap_staged ||
+        n->cap_staged > EMU_MAX_STAGED || (n->cap_staged > 0 && !n->staged))
+        return false;
     for (int i = 0; i < n->nstaged; i++)
         if (n->staged[i].off < 0 || n->staged[i].len < 0) return false;
     return true;
@@ -206,12 +208,12 @@ static int jget_bool(json_t *o, const char *key, bool *v)
     return 0;
 }
 
-static json_t *acl_to_json(const acl_list *l)
+static json_t *acl_to_json(const acl_entry *ents, int n)
 {
     json_t *a = json_array();
     if (!a) return NULL;
-    for (int i = 0; i < l->n; i++) {
-        const acl_entry *e = &l->e[i];
+    for (int i = 0; i < n; i++) {
+        const acl_entry *e = &ents[i];
         json_t *o = json_object();
         int bad = !o || json_array_append_new(a, o);
         if (!bad && e->is_default) bad |= json_object_set_new(o, "default", json_true());
@@ -226,15 +228,18 @@ static json_t *acl_to_json(const acl_list *l)
     return a;
 }
 
-static int acl_from_json(json_t *a, acl_list *l)
+/* Read the "acl" array into n's exactly-sized entry array (absent: none). */
+static int acl_from_json(json_t *a, emu_node *n)
 {
-    l->n = 0;
     if (!a) return 0;
     if (!json_is_array(a) || json_array_size(a) > ACL_MAX_ENTRIES) return -1;
+    if (json_array_size(a) == 0) return 0;
+    n->acl = calloc(json_array_size(a), sizeof *n->acl);
+    if (!n->acl) return -1;
     size_t i;
     json_t *o;
     json_array_foreach(a, i, o) {
-        acl_entry *e = &l->e[l->n];
+        acl_entry *e = &n->acl[n->nacl];
         memset(e, 0, sizeof *e);
         if (!json_is_object(o) || jget_bool(o, "default", &e->is_default)) return -1;
         json_t *t = json_object_get(o, "type");
@@ -248,7 +253,7 @@ static int acl_from_json(json_t *a, acl_list *l)
         int64_t perm;
         if (!json_object_get(o, "perm") || jget_i64(o, "perm", &perm) || perm < -1 || perm > 7) return -1;
         e->perm = (int)perm;
-        l->n++;
+        n->nacl++;
     }
     return 0;
 }
@@ -263,9 +268,9 @@ static json_t *node_to_json(const emu_node *n, uint64_t parent_id, const char *n
     bad |= json_object_set_new(o, "parent", json_integer((json_int_t)parent_id));
     bad |= jset_str(o, "name", name);
     bad |= json_object_set_new(o, "type", json_string(n->type == EMU_DIR ? "dir" : "file"));
-    bad |= json_object_set_new(o, "mode", json_integer(n->acl.mode));
-    if (n->acl.ext.n > 0) {
-        json_t *a = acl_to_json(&n->acl.ext);
+    bad |= json_object_set_new(o, "mode", json_integer(n->mode));
+    if (n->nacl > 0) {
+        json_t *a = acl_to_json(n->acl, n->nacl);
         bad |= !a || json_object_set_new(o, "acl", a);
     }
     bad |= jset_str(o, "owner", n->owner);
@@ -300,8 +305,17 @@ static json_t *node_to_json(const emu_node *n, uint64_t parent_id, const char *n
     return o;
 }
 
+/* A principal field: absent is "", longer than a principal field holds is invalid. */
+static int jget_principal(emu_store *s, json_t *o, const char *key, const char **out)
+{
+    char buf[EMU_MAX_PRINCIPAL];
+    if (jget_fixed(o, key, buf, sizeof buf)) return -1;
+    *out = emu_store__intern(s, buf);
+    return *out ? 0 : -1;
+}
+
 /* Parse a "put" body into a new free-standing node. Returns NULL when invalid or on ENOMEM. */
-static enode *node_from_json(json_t *o)
+static enode *node_from_json(emu_store *s, json_t *o)
 {
     enode *e = calloc(1, sizeof *e);
     if (!e || !json_is_object(o)) goto bad;
@@ -325,10 +339,9 @@ static enode *node_from_json(json_t *o)
                       : (emu_store__name_check(n->name) != 0 || parent == 0))
         goto bad;
     if (jget_i64(o, "mode", &mode) || mode < 0 || mode > 07777) goto bad;
-    n->acl.mode = (uint16_t)mode;
-    if (acl_from_json(json_object_get(o, "acl"), &n->acl.ext)) goto bad;
-    if (jget_fixed(o, "owner", n->owner, sizeof n->owner)) goto bad;
-    if (jget_fixed(o, "group", n->group, sizeof n->group)) goto bad;
+    n->mode = (uint16_t)mode;
+    if (acl_from_json(json_object_get(o, "acl"), n)) goto bad;
+    if (jget_principal(s, o, "owner", &n->owner) || jget_principal(s, o, "group", &n->group)) goto bad;
     if (jget_i64(o, "ctime", &n->ctime_ms) || jget_i64(o, "mtime", &n->mtime_ms) ||
         jget_i64(o, "atime", &n->atime_ms) || jget_i64(o, "expiry", &n->expiry_ms))
         goto bad;
@@ -340,6 +353,7 @@ static enode *node_from_json(json_t *o)
     json_t *st = json_object_get(o, "staged");
     if (st) {
         if (!json_is_array(st) || json_array_size(st) > EMU_MAX_STAGED) goto bad;
+        if (emu_node_staged_reserve(n, (int)json_array_size(st))) goto bad;
         size_t i;
         json_t *r;
         json_array_foreach(st, i, r) {
@@ -631,12 +645,12 @@ void emu_store__idmap_free(idmap *m, bool free_nodes)
 
 
 /* Apply one record. Returns 0, -EINVAL when the record is malformed, -ENOMEM. */
-static int replay_record(replay *r, json_t *rec)
+static int replay_record(emu_store *s, replay *r, json_t *rec)
 {
     if (!json_is_object(rec) || json_object_size(rec) != 1) return -EINVAL;
     json_t *v;
     if ((v = json_object_get(rec, "put"))) {
-        enode *e = node_from_json(v);
+        enode *e = node_from_json(s, v);
         if (!e) return -EINVAL;
         if (e->n.id > r->max_id) r->max_id = e->n.id;
         if (e->n.etag > r->max_etag) r->max_etag = e->n.etag;
@@ -700,7 +714,7 @@ int emu_store__replay_log(emu_store *s, replay *r, char *err, size_t errlen)
         } else {
             json_error_t jerr;
             json_t *rec = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-            ok = rec ? replay_record(r, rec) : -EINVAL;
+            ok = rec ? replay_record(s, r, rec) : -EINVAL;
             json_decref(rec);
         }
         if (ok == -ENOMEM) {

@@ -156,7 +156,7 @@ TEST(root_is_created_with_options)
     ASSERT_EQ_INT(r->type, EMU_DIR);
     ASSERT_EQ_STR(r->owner, "hdfs");
     ASSERT_EQ_STR(r->group, "supergroup");
-    ASSERT_EQ_INT(r->acl.mode, 0755);
+    ASSERT_EQ_INT(r->mode, 0755);
     ASSERT_TRUE(emu_store_lookup(f.s, "/") == r);
     fx_reopen(&f);
     r = emu_store_root(f.s);
@@ -221,7 +221,7 @@ TEST(create_takes_template_metadata)
 {
     fixture f;
     fx_init(&f);
-    emu_node t;
+    emu_meta t;
     memset(&t, 0, sizeof t);
     t.acl.mode = 01750;
     t.acl.ext.n = 1;
@@ -231,9 +231,9 @@ TEST(create_takes_template_metadata)
     t.mtime_ms = 1234;
     emu_node *n = NULL;
     ASSERT_EQ_INT(emu_store_create(f.s, emu_store_root(f.s), "d", EMU_DIR, &t, &n), 0);
-    ASSERT_EQ_INT(n->acl.mode, 01750);
-    ASSERT_EQ_INT(n->acl.ext.n, 1);
-    ASSERT_EQ_STR(n->acl.ext.e[0].name, "carol");
+    ASSERT_EQ_INT(n->mode, 01750);
+    ASSERT_EQ_INT(n->nacl, 1);
+    ASSERT_EQ_STR(n->acl[0].name, "carol");
     ASSERT_EQ_STR(n->owner, "alice");
     ASSERT_EQ_STR(n->group, "staff");
     ASSERT_EQ_INT(n->mtime_ms, 1234);
@@ -241,7 +241,8 @@ TEST(create_takes_template_metadata)
     fx_reopen(&f);
     n = emu_store_lookup(f.s, "/d");
     ASSERT_TRUE(n != NULL);
-    ASSERT_EQ_INT(n->acl.mode, 01750);
+    ASSERT_EQ_INT(n->mode, 01750);
+    ASSERT_EQ_INT(n->nacl, 1);
     ASSERT_EQ_STR(n->owner, "alice");
     ASSERT_EQ_INT(n->mtime_ms, 1234);
     fx_done(&f);
@@ -405,16 +406,23 @@ TEST(remove_subtree_deletes_objects)
 }
 
 /* Fill every persisted field with a distinctive value. */
-static void fill_all(emu_node *n, int k)
+static void fill_all(emu_store *s, emu_node *n, int k)
 {
-    n->acl.mode = (uint16_t)(01640 + k);
-    n->acl.ext.n = 4;
-    n->acl.ext.e[0] = (acl_entry){.is_default = false, .type = ACL_USER, .name = "bob", .perm = 6};
-    n->acl.ext.e[1] = (acl_entry){.is_default = false, .type = ACL_GROUP, .name = "", .perm = 5};
-    n->acl.ext.e[2] = (acl_entry){.is_default = false, .type = ACL_MASK, .name = "", .perm = 7};
-    n->acl.ext.e[3] = (acl_entry){.is_default = true, .type = ACL_OTHER, .name = "", .perm = -1};
-    snprintf(n->owner, sizeof n->owner, "owner\"%d\\\xff", k);
-    snprintf(n->group, sizeof n->group, "gr\xc3\xbcp%d", k);
+    acl_node *a = calloc(1, sizeof *a);
+    ASSERT_TRUE(a != NULL);
+    a->mode = (uint16_t)(01640 + k);
+    a->ext.n = 4;
+    a->ext.e[0] = (acl_entry){.is_default = false, .type = ACL_USER, .name = "bob", .perm = 6};
+    a->ext.e[1] = (acl_entry){.is_default = false, .type = ACL_GROUP, .name = "", .perm = 5};
+    a->ext.e[2] = (acl_entry){.is_default = false, .type = ACL_MASK, .name = "", .perm = 7};
+    a->ext.e[3] = (acl_entry){.is_default = true, .type = ACL_OTHER, .name = "", .perm = -1};
+    ASSERT_EQ_INT(emu_node_acl_put(n, a), 0);
+    free(a);
+    char buf[64];
+    snprintf(buf, sizeof buf, "owner\"%d\\\xff", k);
+    ASSERT_EQ_INT(emu_store_set_owner(s, n, buf), 0);
+    snprintf(buf, sizeof buf, "gr\xc3\xbcp%d", k);
+    ASSERT_EQ_INT(emu_store_set_group(s, n, buf), 0);
     n->ctime_ms = 1000 + k;
     n->mtime_ms = 2000 + k;
     n->atime_ms = 3000 + k;
@@ -423,6 +431,7 @@ static void fill_all(emu_node *n, int k)
     n->visible_length = 5 + k;
     n->open_for_write = true;
     n->concurrent = true;
+    ASSERT_EQ_INT(emu_node_staged_reserve(n, 2), 0);
     n->nstaged = 2;
     n->staged[0] = (emu_range){10 + k, 3};
     n->staged[1] = (emu_range){(int64_t)1 << 40, 7};
@@ -437,19 +446,27 @@ static void fill_all(emu_node *n, int k)
 static void check_all(const emu_node *n, int k, emu_type type)
 {
     ASSERT_EQ_INT(n->type, type);
-    ASSERT_EQ_INT(n->acl.mode, 01640 + k);
-    ASSERT_EQ_INT(n->acl.ext.n, 4);
-    ASSERT_EQ_INT(n->acl.ext.e[0].is_default, 0);
-    ASSERT_EQ_INT(n->acl.ext.e[0].type, ACL_USER);
-    ASSERT_EQ_STR(n->acl.ext.e[0].name, "bob");
-    ASSERT_EQ_INT(n->acl.ext.e[0].perm, 6);
-    ASSERT_EQ_INT(n->acl.ext.e[1].type, ACL_GROUP);
-    ASSERT_EQ_STR(n->acl.ext.e[1].name, "");
-    ASSERT_EQ_INT(n->acl.ext.e[1].perm, 5);
-    ASSERT_EQ_INT(n->acl.ext.e[2].type, ACL_MASK);
-    ASSERT_EQ_INT(n->acl.ext.e[3].is_default, 1);
-    ASSERT_EQ_INT(n->acl.ext.e[3].type, ACL_OTHER);
-    ASSERT_EQ_INT(n->acl.ext.e[3].perm, -1);
+    ASSERT_EQ_INT(n->mode, 01640 + k);
+    ASSERT_EQ_INT(n->nacl, 4);
+    ASSERT_EQ_INT(n->acl[0].is_default, 0);
+    ASSERT_EQ_INT(n->acl[0].type, ACL_USER);
+    ASSERT_EQ_STR(n->acl[0].name, "bob");
+    ASSERT_EQ_INT(n->acl[0].perm, 6);
+    ASSERT_EQ_INT(n->acl[1].type, ACL_GROUP);
+    ASSERT_EQ_STR(n->acl[1].name, "");
+    ASSERT_EQ_INT(n->acl[1].perm, 5);
+    ASSERT_EQ_INT(n->acl[2].type, ACL_MASK);
+    ASSERT_EQ_INT(n->acl[3].is_default, 1);
+    ASSERT_EQ_INT(n->acl[3].type, ACL_OTHER);
+    ASSERT_EQ_INT(n->acl[3].perm, -1);
+    acl_node *a = malloc(sizeof *a); /* the accessor gives the same state back */
+    ASSERT_TRUE(a != NULL);
+    emu_node_acl_get(n, a);
+    ASSERT_EQ_INT(a->mode, 01640 + k);
+    ASSERT_EQ_INT(a->ext.n, 4);
+    ASSERT_EQ_STR(a->ext.e[0].name, "bob");
+    ASSERT_TRUE(acl_has_extended(a) && emu_node_has_acl(n));
+    free(a);
     char want[64];
     snprintf(want, sizeof want, "owner\"%d\\\xff", k);
     ASSERT_EQ_STR(n->owner, want);
@@ -486,8 +503,8 @@ TEST(save_and_reopen_restores_every_field)
     emu_node *d = mk(&f, "/", "dir", EMU_DIR);
     emu_node *fl = mk(&f, "/dir", "fi\xffle \"q\"\\\n", EMU_FILE); /* not UTF-8, JSON specials */
     emu_node *plain = mk(&f, "/dir", "plain", EMU_FILE);
-    fill_all(d, 1);
-    fill_all(fl, 2);
+    fill_all(f.s, d, 1);
+    fill_all(f.s, fl, 2);
     emu_store_bump_etag(f.s, fl);
     uint64_t etag = fl->etag, id = fl->id;
     fl->busy = 3; /* runtime only */
@@ -506,7 +523,9 @@ TEST(save_and_reopen_restores_every_field)
     check_all(fl, 2, EMU_FILE);
     ASSERT_EQ_INT(fl->etag, etag);
     ASSERT_EQ_INT(fl->id, id);
-    ASSERT_EQ_INT(plain->acl.ext.n, 0);
+    ASSERT_EQ_INT(plain->nacl, 0);
+    ASSERT_TRUE(plain->acl == NULL && !emu_node_has_acl(plain));
+    ASSERT_TRUE(plain->staged == NULL);
     ASSERT_EQ_INT(plain->nstaged, 0);
     ASSERT_TRUE(plain->properties == NULL);
     ASSERT_EQ_STR(plain->lease_id, "");
@@ -527,7 +546,12 @@ TEST(save_and_reopen_restores_every_field)
     fl->nstaged = 0;
     fl->lease_id[0] = '\0';
     fl->lease_duration_s = 0;
-    fl->acl.ext.n = 0;
+    acl_node *none = calloc(1, sizeof *none);
+    ASSERT_TRUE(none != NULL);
+    none->mode = 0640;
+    ASSERT_EQ_INT(emu_node_acl_put(fl, none), 0);
+    free(none);
+    ASSERT_TRUE(fl->acl == NULL);
     fl->open_for_write = false;
     ASSERT_EQ_INT(emu_store_save(f.s, fl), 0);
     fx_reopen(&f);
@@ -537,7 +561,9 @@ TEST(save_and_reopen_restores_every_field)
     ASSERT_EQ_INT(fl->nstaged, 0);
     ASSERT_EQ_STR(fl->lease_id, "");
     ASSERT_EQ_INT(fl->lease_duration_s, 0);
-    ASSERT_EQ_INT(fl->acl.ext.n, 0);
+    ASSERT_EQ_INT(fl->nacl, 0);
+    ASSERT_EQ_INT(fl->mode, 0640);
+    ASSERT_TRUE(fl->staged == NULL);
     ASSERT_TRUE(!fl->open_for_write);
     ASSERT_TRUE(fl->concurrent);
     fx_done(&f);
@@ -714,7 +740,7 @@ TEST(compaction_keeps_everything)
     fx_init(&f);
     emu_node *d = mk(&f, "/", "d", EMU_DIR);
     emu_node *x = mk(&f, "/d", "x", EMU_FILE);
-    fill_all(x, 3);
+    fill_all(f.s, x, 3);
     mk(&f, "/d", "y", EMU_DIR);
     mk(&f, "/d/y", "z", EMU_FILE);
     emu_node *gone = mk(&f, "/", "gone", EMU_FILE);
@@ -866,16 +892,27 @@ TEST(out_of_range_fields_are_refused)
     emu_node *x = mk(&f, "/", "x", EMU_FILE);
     x->mtime_ms = 42;
     ASSERT_EQ_INT(emu_store_save(f.s, x), 0);
-    x->acl.mode = 0170000; /* not a permission */
+    x->mode = 0170000; /* not a permission */
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
-    x->acl.mode = 0644;
-    x->nstaged = EMU_MAX_STAGED + 1;
+    x->mode = 0644;
+    ASSERT_EQ_INT(emu_node_staged_reserve(x, EMU_MAX_STAGED + 1), -E2BIG);
+    ASSERT_EQ_INT(emu_node_staged_reserve(x, 2), 0);
+    x->nstaged = x->cap_staged + 1; /* more ranges than the array holds */
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
     x->nstaged = 0;
-    x->acl.ext.n = 1;
-    x->acl.ext.e[0] = (acl_entry){.type = ACL_USER, .name = "u", .perm = 9};
+    acl_node *a = calloc(1, sizeof *a);
+    ASSERT_TRUE(a != NULL);
+    a->mode = 0644;
+    a->ext.n = ACL_MAX_ENTRIES + 1;
+    ASSERT_EQ_INT(emu_node_acl_put(x, a), -EINVAL);
+    ASSERT_EQ_INT(x->nacl, 0);
+    a->ext.n = 1;
+    a->ext.e[0] = (acl_entry){.type = ACL_USER, .name = "u", .perm = 9};
+    ASSERT_EQ_INT(emu_node_acl_put(x, a), 0);
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
-    x->acl.ext.n = 0;
+    a->ext.n = 0;
+    ASSERT_EQ_INT(emu_node_acl_put(x, a), 0);
+    free(a);
     x->length = -1;
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
     ASSERT_EQ_INT(emu_store_move(f.s, x, emu_store_root(f.s), "y"), -EINVAL);
@@ -883,7 +920,7 @@ TEST(out_of_range_fields_are_refused)
     x->lease_duration_s = -2; /* only -1 (infinite) is negative */
     ASSERT_EQ_INT(emu_store_save(f.s, x), -EINVAL);
     x->lease_duration_s = 0;
-    emu_node t;
+    emu_meta t;
     memset(&t, 0, sizeof t);
     t.acl.mode = 0644;
     t.acl.ext.n = -3;
@@ -896,7 +933,7 @@ TEST(out_of_range_fields_are_refused)
     x = emu_store_lookup(f.s, "/x");
     ASSERT_TRUE(x != NULL);
     ASSERT_EQ_INT(x->mtime_ms, 42);
-    ASSERT_EQ_INT(x->acl.mode, 0644);
+    ASSERT_EQ_INT(x->mode, 0644);
     fx_done(&f);
 }
 
