@@ -734,6 +734,139 @@ TEST(ids_and_etags_increase_across_reopen)
     fx_done(&f);
 }
 
+/* Node i of the mixed tree: a quarter plain, a quarter with an ACL of 1..8 entries, a quarter with
+ * 1..EMU_MAX_STAGED staged ranges, a quarter with a lease; owners from a set of three. */
+static void mixed_fill(emu_store *s, emu_node *n, int i)
+{
+    static const char *const owners[] = {"alice", "bob", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"};
+    ASSERT_EQ_INT(emu_store_set_owner(s, n, owners[i % 3]), 0);
+    ASSERT_EQ_INT(emu_store_set_group(s, n, owners[(i + 1) % 3]), 0);
+    if (i % 4 == 1) {
+        acl_node *a = calloc(1, sizeof *a);
+        ASSERT_TRUE(a != NULL);
+        a->mode = (uint16_t)(0750 + i % 8);
+        a->ext.n = 1 + i % 8;
+        for (int j = 0; j < a->ext.n; j++) {
+            a->ext.e[j] = (acl_entry){.is_default = j % 2, .type = j % 2 ? ACL_GROUP : ACL_USER, .perm = j % 8};
+            snprintf(a->ext.e[j].name, sizeof a->ext.e[j].name, "p%d-%d", i, j);
+        }
+        ASSERT_EQ_INT(emu_node_acl_put(n, a), 0);
+        free(a);
+    } else if (i % 4 == 2) {
+        int k = i % 3 == 0 ? EMU_MAX_STAGED : 1 + i % 9;
+        ASSERT_EQ_INT(emu_node_staged_reserve(n, k), 0);
+        for (int j = 0; j < k; j++) n->staged[j] = (emu_range){100 * j + i, 10 + j};
+        n->nstaged = k;
+    } else if (i % 4 == 3) {
+        snprintf(n->lease_id, sizeof n->lease_id, "%08x-0000-4000-8000-%012d", i, i);
+        n->lease_expiry_ms = 7000 + i;
+        n->lease_duration_s = i % 2 ? -1 : 15 + i % 45;
+    }
+    ASSERT_EQ_INT(emu_store_save(s, n), 0);
+}
+
+static void mixed_check(const emu_node *n, int i)
+{
+    static const char *const owners[] = {"alice", "bob", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"};
+    ASSERT_EQ_STR(n->owner, owners[i % 3]);
+    ASSERT_EQ_STR(n->group, owners[(i + 1) % 3]);
+    if (i % 4 == 1) {
+        ASSERT_EQ_INT(n->mode, 0750 + i % 8);
+        ASSERT_EQ_INT(n->nacl, 1 + i % 8);
+        for (int j = 0; j < n->nacl; j++) {
+            char want[32];
+            snprintf(want, sizeof want, "p%d-%d", i, j);
+            ASSERT_EQ_STR(n->acl[j].name, want);
+            ASSERT_EQ_INT(n->acl[j].is_default, j % 2);
+            ASSERT_EQ_INT(n->acl[j].type, j % 2 ? ACL_GROUP : ACL_USER);
+            ASSERT_EQ_INT(n->acl[j].perm, j % 8);
+        }
+    } else {
+        ASSERT_EQ_INT(n->mode, 0644);
+        ASSERT_TRUE(n->nacl == 0 && n->acl == NULL);
+    }
+    if (i % 4 == 2) {
+        int k = i % 3 == 0 ? EMU_MAX_STAGED : 1 + i % 9;
+        ASSERT_EQ_INT(n->nstaged, k);
+        ASSERT_TRUE(n->cap_staged >= k && n->cap_staged <= EMU_MAX_STAGED);
+        for (int j = 0; j < k; j++) {
+            ASSERT_EQ_INT(n->staged[j].off, 100 * j + i);
+            ASSERT_EQ_INT(n->staged[j].len, 10 + j);
+        }
+    } else {
+        ASSERT_TRUE(n->nstaged == 0 && n->staged == NULL);
+    }
+    if (i % 4 == 3) {
+        char want[64];
+        snprintf(want, sizeof want, "%08x-0000-4000-8000-%012d", i, i);
+        ASSERT_EQ_STR(n->lease_id, want);
+        ASSERT_EQ_INT(n->lease_expiry_ms, 7000 + i);
+        ASSERT_EQ_INT(n->lease_duration_s, i % 2 ? -1 : 15 + i % 45);
+    } else {
+        ASSERT_EQ_STR(n->lease_id, "");
+        ASSERT_EQ_INT(n->lease_duration_s, 0);
+    }
+}
+
+/* The compact node (ACL entries and staged ranges out of line, pooled owner/group): nodes with and
+ * without each part come back unchanged from a replay of the log and from a compacted snapshot, and
+ * equal principals share one pooled string. */
+TEST(mixed_nodes_survive_replay_and_compaction)
+{
+    enum { N = 96 };
+    fixture f;
+    fx_init(&f);
+    mk(&f, "/", "m", EMU_DIR);
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "f%03d", i);
+        mixed_fill(f.s, mk(&f, "/m", name, EMU_FILE), i);
+    }
+    for (int round = 0; round < 2; round++) {
+        fx_reopen(&f); /* round 0: replay of the appended records; round 1: of the snapshot */
+        emu_node *m = emu_store_lookup(f.s, "/m");
+        ASSERT_TRUE(m != NULL);
+        ASSERT_EQ_INT(m->nchildren, N);
+        for (int i = 0; i < N; i++) {
+            mixed_check(m->children[i], i);
+            ASSERT_TRUE(m->children[i]->owner == m->children[i % 3]->owner); /* one copy per principal */
+        }
+        if (round == 0) {
+            /* churn a plain node until the log compacts */
+            emu_node *p = m->children[0];
+            for (int k = 0; k < 12000; k++) ASSERT_EQ_INT(emu_store_save(f.s, p), 0);
+            ASSERT_TRUE(log_lines(&f) < 2500);
+        }
+    }
+
+    /* emptying gives the arrays back; a principal is cut where a 256-byte field cut it */
+    emu_node *m = emu_store_lookup(f.s, "/m");
+    emu_node *a = m->children[1], *st = m->children[2];
+    emu_meta *meta = calloc(1, sizeof *meta);
+    ASSERT_TRUE(meta != NULL);
+    meta->acl.mode = 0600;
+    memset(meta->owner, 'o', sizeof meta->owner); /* unterminated: cut at EMU_MAX_PRINCIPAL - 1 */
+    snprintf(meta->group, sizeof meta->group, "bob");
+    ASSERT_EQ_INT(emu_store_set_meta(f.s, a, meta), 0);
+    ASSERT_TRUE(a->acl == NULL && a->nacl == 0 && a->mode == 0600);
+    ASSERT_EQ_INT(strlen(a->owner), EMU_MAX_PRINCIPAL - 1);
+    ASSERT_EQ_STR(a->group, "bob");
+    ASSERT_TRUE(a->group == m->children[4]->owner); /* the pooled "bob" */
+    free(meta);
+    st->nstaged = 0;
+    ASSERT_EQ_INT(emu_store_save(f.s, a), 0);
+    ASSERT_EQ_INT(emu_store_save(f.s, st), 0);
+    ASSERT_TRUE(st->staged == NULL && st->cap_staged == 0);
+    fx_reopen(&f);
+    m = emu_store_lookup(f.s, "/m");
+    a = m->children[1];
+    ASSERT_TRUE(a->acl == NULL && a->mode == 0600);
+    ASSERT_EQ_INT(strlen(a->owner), EMU_MAX_PRINCIPAL - 1);
+    ASSERT_EQ_STR(a->group, "bob");
+    ASSERT_TRUE(m->children[2]->staged == NULL);
+    fx_done(&f);
+}
+
 TEST(compaction_keeps_everything)
 {
     fixture f;
@@ -1079,7 +1212,7 @@ TESTS(T(root_is_created_with_options), T(create_and_lookup), T(create_takes_temp
       T(corruption_before_the_last_line_fails_open),
       T(out_of_range_lease_duration_in_the_log_fails_open), T(replays_a_handwritten_log),
       T(a_log_without_its_root_is_refused), T(ids_and_etags_increase_across_reopen),
-      T(compaction_keeps_everything), T(churn_of_creates_and_removes_compacts), T(path_of_nodes),
+      T(mixed_nodes_survive_replay_and_compaction), T(compaction_keeps_everything), T(churn_of_creates_and_removes_compacts), T(path_of_nodes),
       T(orphan_objects_removed_at_open), T(truncate_object), T(directory_in_use_is_refused),
       T(out_of_range_fields_are_refused), T(survives_kill_9_mid_write),
       T(open_creates_missing_directories), T(concurrent_writers_do_not_interleave), T(wait_and_broadcast))
