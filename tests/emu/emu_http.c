@@ -491,6 +491,8 @@ static int start_daemon(emu_http *h, char *err, size_t errlen)
     socklen_t len = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &len);
     int port = ntohs(sa.sin_port);
+    /* Before the daemon's threads start (they read it); a restart keeps its port, so the URL holds. */
+    if (!h->base_url[0]) snprintf(h->base_url, sizeof h->base_url, "http://%s:%d", h->o.host, port);
     bool tls = h->o.tls_cert_pem && h->o.tls_key_pem;
     struct MHD_OptionItem tls_opts[] = {
         {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)h->o.tls_cert_pem},
@@ -545,7 +547,6 @@ int emu_http_start(const emu_http_opts *o, const emu_service *svc, struct emu_fa
         free(h);
         return -1;
     }
-    snprintf(h->base_url, sizeof h->base_url, "http://%s:%d", h->o.host, atomic_load(&h->port));
     *out = h;
     return 0;
 }
