@@ -75,7 +75,8 @@ int g2a_node_from_head(const char *content_length, const char *resource_type, co
 {
     memset(out, 0, sizeof *out);
     out->is_dir = resource_type && strcasecmp(resource_type, "directory") == 0;
-    if (!out->is_dir && content_length && parse_i64(content_length, &out->length) != 0) return -1;
+    if (!out->is_dir && content_length && (parse_i64(content_length, &out->length) != 0 || out->length < 0))
+        return -1; /* a length Gen2 cannot have sent: the answer is not Gen2's */
     if (out->is_dir) out->length = 0;
     if (last_modified && xlate_rfc1123_parse(last_modified, &out->mtime_ms) != 0) return -1;
     if (expiry && *expiry && xlate_rfc1123_parse(expiry, &out->expiry_ms) != 0) out->expiry_ms = 0;

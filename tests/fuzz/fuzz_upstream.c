@@ -14,10 +14,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "acl.h"
 #include "dbuf.h"
+#include "g2answer.h"
 #include "xlate.h"
 #include "fuzz_check.h"
+
+/* Gen2's facts turned into WebHDFS answers (phase gen2-only, g2answer.c): a HEAD's headers (one per line,
+ * in g2a_node_from_head's order), a List Paths page's entries, a getAccessControl answer. What comes out
+ * must be JSON a client can read. */
+static void check_json(const dbuf *d)
+{
+    json_error_t je;
+    json_t *j = json_loadb(d->data ? d->data : "", d->len, JSON_DECODE_ANY, &je);
+    CHECK(j != NULL);
+    json_decref(j);
+}
+
+static void fuzz_g2answer(char *s, size_t n)
+{
+    const char *f[9] = {NULL};
+    char *p = s;
+    for (int i = 0; i < 9 && p; i++) {
+        f[i] = p;
+        p = strchr(p, '\n');
+        if (p) *p++ = '\0';
+    }
+    g2a_node node;
+    dbuf d;
+    dbuf_init(&d, 1 << 20);
+    if (g2a_node_from_head(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], NULL, &node) == 0) {
+        CHECK(node.length >= 0 || node.is_dir);
+        dbuf_reset(&d);
+        if (g2a_filestatus_json(&node, "x", true, &d) == 0) check_json(&d);
+    }
+    dbuf_reset(&d);
+    if (g2a_aclstatus_json(f[0], f[1], f[2], f[3], NULL, &d) == 0) check_json(&d);
+    /* the same bytes, whole, as a List Paths page */
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0') s[i] = '\n';
+    json_error_t je;
+    json_t *page = json_loadb(s, n, 0, &je);
+    json_t *paths = page ? json_object_get(page, "paths") : NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(paths, i, e) {
+        char leaf[1100];
+        if (g2a_node_from_list(e, NULL, &node, leaf, sizeof leaf) != 0) continue;
+        dbuf_reset(&d);
+        if (g2a_filestatus_json(&node, leaf, false, &d) == 0) check_json(&d);
+    }
+    json_decref(page);
+    dbuf_free(&d);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -102,7 +153,7 @@ static void fuzz_props(const char *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > (1u << 20)) return 0;
-    unsigned sel = data[0] % 9;
+    unsigned sel = data[0] % 10;
     size_t n = size - 1;
     char *s = malloc(n + 1);
     if (!s) return 0;
@@ -140,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 7: fuzz_props(s); break;
+    case 9: fuzz_g2answer(s, n); break;
     default: (void)xlate_gen1_false(s); break;
     }
     xlate_meta_free(&m);

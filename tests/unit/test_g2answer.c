@@ -75,6 +75,8 @@ TEST(filestatus_from_head)
     ASSERT_EQ_STR(n.permission, "1750");
     ASSERT_TRUE(n.expiry_ms == 1677110400000LL);
     ASSERT_EQ_INT(g2a_node_from_head("x", "file", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &n), -1);
+    /* a negative Content-Length is no Gen2 answer (found by fuzz_upstream) */
+    ASSERT_EQ_INT(g2a_node_from_head("-2", "file", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &n), -1);
     idm_unref(m);
 }
 
