@@ -192,24 +192,14 @@ static fence_state state_of(const char *s)
     return s && strcmp(s, "settled") == 0 ? FENCE_SETTLED : s && strcmp(s, "settling") == 0 ? FENCE_SETTLING : FENCE_OPEN;
 }
 
-static int load(fence_reg *f, char *err, size_t errlen)
+/* The fences of a parsed fence.json (what names the file in messages: where). 0 or -1 (err). */
+static int parse_file(fence_reg *f, json_t *o, const char *where, char *err, size_t errlen)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/fence.json", f->dir);
-    json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
-    if (!o) {
-        if (access(path, F_OK) != 0 && errno == ENOENT) return 0;
-        snprintf(err, errlen, "%.300s: %.200s (line %d)", path, je.text, je.line);
-        return -1;
-    }
     const char *inst = json_string_value(json_object_get(o, "instance"));
     json_t *arr = json_object_get(o, "fences");
-    int rc = 0;
     if (!inst || strlen(inst) > FENCE_INST_HEX || !json_is_array(arr)) {
-        snprintf(err, errlen, "%.300s: not a fence file (instance, fences)", path);
-        rc = -1;
-        goto out;
+        snprintf(err, errlen, "%.300s: not a fence file (instance, fences)", where);
+        return -1;
     }
     snprintf(f->instance, sizeof f->instance, "%s", inst);
     f->next_id = (uint64_t)json_integer_value(json_object_get(o, "next"));
@@ -222,8 +212,7 @@ static int load(fence_reg *f, char *err, size_t errlen)
         memset(x, 0, sizeof *x);
         if (!(x->root = strdup(root))) {
             snprintf(err, errlen, "out of memory");
-            rc = -1;
-            goto out;
+            return -1;
         }
         x->id = (uint64_t)json_integer_value(json_object_get(e, "id"));
         x->seq = (uint64_t)json_integer_value(json_object_get(e, "seq"));
@@ -237,8 +226,41 @@ static int load(fence_reg *f, char *err, size_t errlen)
         snprintf(x->broken, sizeof x->broken, "%s", br ? br : "");
         f->nv++;
     }
-out:
+    return 0;
+}
+
+static int load(fence_reg *f, char *err, size_t errlen)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/fence.json", f->dir);
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    if (!o) {
+        if (access(path, F_OK) != 0 && errno == ENOENT) return 0;
+        snprintf(err, errlen, "%.300s: %.200s (line %d)", path, je.text, je.line);
+        return -1;
+    }
+    int rc = parse_file(f, o, path, err, errlen);
     json_decref(o);
+    return rc;
+}
+
+int fence_file_check(const char *text, size_t len, int *nfences, char *err, size_t errlen)
+{
+    fence_reg *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(text, len, 0, &je);
+    int rc = -1;
+    if (!o) snprintf(err, errlen, "fence.json: %.200s (line %d)", je.text, je.line);
+    else rc = parse_file(f, o, "fence.json", err, errlen);
+    json_decref(o);
+    *nfences = f->nv;
+    for (int i = 0; i < f->nv; i++) free(f->v[i].root);
+    free(f);
     return rc;
 }
 
@@ -348,6 +370,45 @@ static void info_of(const fence_reg *f, const fence *x, fence_info *o)
 }
 
 /* The fence of token (under mu): NULL with err and *rc. */
+/* A decimal u64 at *p (at least one digit, no sign), *p moved past it. */
+static int dec_u64(const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    if (*s < '0' || *s > '9') return -1;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int fence_token_parse(const char *token, char inst[25], uint64_t *id, uint64_t *seq)
+{
+    if (!token || strncmp(token, "dpf1-", 5) != 0 || strlen(token) >= FENCE_TOKEN_MAX) return -1;
+    const char *p = token + 5;
+    size_t k = 0;
+    while (k < FENCE_INST_HEX && ((p[k] >= '0' && p[k] <= '9') || (p[k] >= 'a' && p[k] <= 'f'))) k++;
+    if (k != FENCE_INST_HEX || p[k] != '-') return -1;
+    memcpy(inst, p, k);
+    inst[k] = '\0';
+    p += k + 1;
+    if (dec_u64(&p, id) != 0 || *p++ != '-' || dec_u64(&p, seq) != 0 || *p != '\0') return -1;
+    return 0;
+}
+
+int fence_log_line_parse(const char *ln, size_t len, dbuf *path, bool *tree)
+{
+    if (len < 3 || (ln[0] != 'N' && ln[0] != 'T') || ln[1] != ' ') return -1;
+    dbuf_reset(path);
+    if (url_decode(ln + 2, len - 2, URL_NO_CTL, path) != 0 || !path->data || path->data[0] != '/') return -1;
+    *tree = ln[0] == 'T';
+    return 0;
+}
+
 static fence *find(fence_reg *f, const char *token, int *rc, char *err, size_t errlen)
 {
     if (f->bad[0]) {
@@ -358,22 +419,7 @@ static fence *find(fence_reg *f, const char *token, int *rc, char *err, size_t e
     }
     char inst[FENCE_INST_HEX + 1];
     uint64_t id = 0, seq = 0;
-    int used = 0;
-    bool ok = token && strncmp(token, "dpf1-", 5) == 0 && strlen(token) < FENCE_TOKEN_MAX;
-    if (ok) {
-        const char *p = token + 5;
-        size_t k = 0;
-        while (k < FENCE_INST_HEX && ((p[k] >= '0' && p[k] <= '9') || (p[k] >= 'a' && p[k] <= 'f'))) k++;
-        ok = k == FENCE_INST_HEX && p[k] == '-';
-        if (ok) {
-            memcpy(inst, p, k);
-            inst[k] = '\0';
-            p += k + 1;
-            ok = p[0] >= '0' && p[0] <= '9' && sscanf(p, "%" SCNu64 "-%" SCNu64 "%n", &id, &seq, &used) == 2 &&
-                 p[used] == '\0';
-        }
-    }
-    if (!ok) {
+    if (fence_token_parse(token, inst, &id, &seq) != 0) {
         *rc = -EINVAL;
         snprintf(err, errlen, "fence: not a fence token (dpf1-<24 hex>-<number>-<number>, as --plan printed it)");
         return NULL;
@@ -670,14 +716,14 @@ int fence_read(fence_reg *f, const char *token, uint64_t after, unsigned limit, 
         if (!nl) break; /* the rest of the line is in the next chunk */
         size_t len = (size_t)(nl - (buf + pos));
         const char *ln = buf + pos;
-        if (len < 3 || (ln[0] != 'N' && ln[0] != 'T') || ln[1] != ' ' ||
-            url_decode(ln + 2, len - 2, URL_NO_CTL, &dec) != 0 || !dec.data || dec.data[0] != '/') {
+        bool tree = false;
+        if (fence_log_line_parse(ln, len, &dec, &tree) != 0) {
             rc = -EIO;
             snprintf(err, errlen, "the touched-path log is damaged at byte %" PRIu64, at + pos);
             goto done;
         }
         if (under(dec.data, root))
-            json_array_append_new(paths, json_pack("{s:s%,s:b}", "path", dec.data, dec.len, "tree", ln[0] == 'T'));
+            json_array_append_new(paths, json_pack("{s:s%,s:b}", "path", dec.data, dec.len, "tree", tree));
         pos += len + 1;
         n++;
     }

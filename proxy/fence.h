@@ -42,6 +42,17 @@
 
 typedef struct fence_reg fence_reg;
 
+/* ---- the parsers of what comes from outside (admin queries, the log on disk); fuzzed ---- */
+
+/** A token "dpf1-<24 lower hex>-<number>-<number>": 0 with its parts, or -1. */
+int fence_token_parse(const char *token, char inst[25], uint64_t *id, uint64_t *seq);
+/** One line of fence-touched.log without its '\n' ("N <path>" / "T <path>", the path percent-encoded):
+ *  0 with the decoded absolute path in path (reset first) and *tree, or -1 (damaged). */
+int fence_log_line_parse(const char *ln, size_t len, dbuf *path, bool *tree);
+/** Read fence.json's text as fence_open would (into a scratch registry): 0 with how many fences it
+ *  holds, or -1 with err. */
+int fence_file_check(const char *text, size_t len, int *nfences, char *err, size_t errlen);
+
 typedef enum fence_state { FENCE_OPEN, FENCE_SETTLING, FENCE_SETTLED } fence_state;
 
 typedef struct fence_info {
