@@ -97,6 +97,7 @@ typedef struct backfill {
     double t0;                      /* mono() at this run's start */
     json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
     double tb_next;                 /* bytes/s limiter: when the next copy may be requested */
+    double g2_next;                 /* --ops-per-sec on Gen2: when the next getProperties may go out */
     bool began;
     double last_call;               /* mono() of the last lease-keeping call */
     char fatal[1000];               /* the poller's or a worker's reason to give up */
@@ -492,6 +493,13 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
     int rc = -1;
     unsigned wait_ms = 200;
     for (unsigned attempt = 0;; attempt++) {
+        if (b->ar->ops > 0) { /* --ops-per-sec caps Gen2's requests as it caps Gen1's listings */
+            pthread_mutex_lock(&b->mu);
+            double now = mono(), at = b->g2_next > now ? b->g2_next : now;
+            b->g2_next = at + 1.0 / b->ar->ops;
+            pthread_mutex_unlock(&b->mu);
+            sleep_s(at - now);
+        }
         httpc_sync s;
         httpc_sync_init(&s);
         gen2c_call call = {.method = "HEAD", .fs = fs, .path = p, .out = HTTPC_BODY_DISCARD, .done = httpc_sync_done,
@@ -791,7 +799,7 @@ static void usage(FILE *out)
             "  --json FILE          the report as JSON (- for stdout)\n"
             "  --cursor FILE        resume file: an interrupted run (Ctrl-C, kill, Gen1 or Gen2 down) resumes\n"
             "  --threads N          parallel listings and Gen2 look-ups (default 4)\n"
-            "  --ops-per-sec N      at most N Gen1 listing requests per second (default: no limit)\n"
+            "  --ops-per-sec N      at most N Gen1 listing requests and N Gen2 look-ups per second (default: no limit)\n"
             "  --bytes-per-sec N    at most N bytes of files per second handed to the daemon to copy\n"
             "                       (default: no limit)\n"
             "  --max-pending N      copies handed to the daemon and not finished, at most (default 64)\n"

@@ -222,6 +222,27 @@ class BackfillHadoop(Backfill):
 
 
 class BackfillNewDirectory(BackfillBase):
+    def test_ops_per_sec_paces_the_gen2_look_ups_too(self):
+        """An incremental run over an unchanged tree is all Gen2 look-ups (one getProperties per entry) and
+        a single Gen1 listing: --ops-per-sec must pace those too, or it would not protect Gen2's writers."""
+        self.pw("PUT", "/p", "MKDIRS")
+        for i in range(24):
+            self.pw("PUT", "/p/f%02d" % i, "CREATE", b"x" * i, overwrite="true")
+        self.s.wait_drained()
+        p, rep = self.backfill("/p")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        heads = lambda: sum(n for k, n in self.s.g2_counters().items() if k.startswith("HEAD"))  # noqa: E731
+        h0 = heads()
+        t0 = time.monotonic()
+        p, rep = self.backfill("/p", "--ops-per-sec", "20")
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(rep["skipped_equal"]["files"], 24)
+        looked = heads() - h0
+        self.assertGreaterEqual(looked, 24)
+        # 24+ look-ups at 20 per second: not under 1.1 s (a lower bound only: a slow machine cannot fail it)
+        self.assertGreaterEqual(took, (looked - 1) / 20.0 - 0.05, (looked, took))
+
     def test_many_entries_in_a_directory_gen2_lacks(self):
         """The directory's node-only copy and its entries' copies are journaled close together: the
         entries are still copied (the directory's copy covers none of them), and a rerun finds all equal."""
