@@ -106,6 +106,7 @@ void gen1c_free(gen1c *c) { free(c); }
 static void g1x_free(g1x *x)
 {
     for (int i = 0; i < x->nhdr; i++) {
+        if (!x->hdr[i]) continue; /* the empty Authorization slot of an identity call */
         memset(x->hdr[i], 0, strlen(x->hdr[i])); /* may hold a token */
         free(x->hdr[i]);
     }
@@ -374,7 +375,9 @@ static int g1x_submit(g1x *x, const char *url)
     httpc_req r = {0};
     r.method = x->method;
     r.url = url;
-    for (int i = 0; i < x->nhdr; i++) r.headers[i] = x->hdr[i];
+    int nh = 0;
+    for (int i = 0; i < x->nhdr; i++)
+        if (x->hdr[i]) r.headers[nh++] = x->hdr[i];
     if (x->out == HTTPC_BODY_STREAM) {
         /* Streamed at both steps (the wrappers keep a namenode 307 to themselves). */
         if (!x->two_step) {
@@ -500,14 +503,20 @@ static int ident_send(g1x *x)
             g1x_fail_auth(x, HTTPC_E_AUTH, err);
             return 1;
         }
-        /* hdr[0] is reserved for the Authorization line */
+        /* hdr[0] is reserved for the Authorization line (the caller's other headers follow it) */
         if (x->hdr[0]) {
             memset(x->hdr[0], 0, strlen(x->hdr[0]));
             free(x->hdr[0]);
             x->hdr[0] = NULL;
         }
-        x->nhdr = 0;
-        int hr = authz.len ? g1x_header(x, "Authorization", authz.data) : 0;
+        if (x->nhdr == 0) x->nhdr = 1;
+        int hr = 0;
+        if (authz.len) {
+            int keep = x->nhdr;
+            x->nhdr = 0;
+            hr = g1x_header(x, "Authorization", authz.data);
+            x->nhdr = keep;
+        }
         if (authz.data) memset(authz.data, 0, authz.len);
         dbuf_free(&authz);
         if (hr != 0) {
@@ -550,19 +559,24 @@ void gen1c_set_identity(gen1c *c, g1a *ident)
 
 httpc *gen1c_http(const gen1c *c) { return c->http; }
 
-int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
-              httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud)
+int gen1c_own(gen1c *c, const gen1c_own_call *call)
 {
-    if (!c || !path || !op_and_params || !done) return -1;
+    if (!c || !call || !call->path || !call->op_and_params || !call->done) return -1;
     g1x *x = calloc(1, sizeof *x);
     if (!x) return -1;
     x->c = c;
-    x->method = "GET";
-    x->out = out;
-    x->out_max = out_max;
-    x->out_fd = out_fd;
-    x->done = done;
-    x->ud = ud;
+    x->method = call->method ? call->method : "GET";
+    x->once = call->once;
+    x->in = call->in;
+    x->in_mem = call->in_mem;
+    x->in_fd = call->in_fd;
+    x->in_off = call->in_off;
+    x->in_len = call->in_len;
+    x->out = call->out;
+    x->out_max = call->out_max;
+    x->out_fd = call->out_fd;
+    x->done = call->done;
+    x->ud = call->ud;
     dbuf url;
     dbuf_init(&url, G1_MAX_URL);
     whreq_op op = WH_OP_UNKNOWN;
@@ -575,8 +589,11 @@ int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char 
         /* hadoop pieces are static; a token is fetched at send time (ident_send) */
         int rc = g1a_mode(c->ident) == CFG_G1AUTH_HADOOP ? g1a_identity(c->ident, &authz, &q, NULL, err, sizeof err) : 0;
         dbuf_free(&authz);
-        if (rc != 0 ||
-            build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, q.data ? q.data : "", &url, &op) != 0) {
+        x->nhdr = 1; /* hdr[0]: the Authorization slot, filled at send time */
+        if (rc != 0 || g1x_header(x, "Content-Type", call->content_type) != 0 ||
+            g1x_header(x, "x-ms-client-request-id", call->client_request_id) != 0 ||
+            build_url(c, call->prefix, call->path, call->op_and_params, WH_OP_UNKNOWN, q.data ? q.data : "", &url,
+                      &op) != 0) {
             dbuf_free(&q);
             dbuf_free(&url);
             g1x_free(x);
@@ -597,11 +614,22 @@ int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char 
         return sr == -1 ? -1 : 0;
     }
     /* Same URL rules as a writer's request; the op is read from op_and_params. */
-    if (g1x_header(x, "Authorization", authorization) != 0 ||
-        build_url(c, WH_PREFIX_WEBHDFS, path, op_and_params, WH_OP_UNKNOWN, NULL, &url, &op) != 0) {
+    if (g1x_header(x, "Authorization", call->authorization) != 0 ||
+        g1x_header(x, "Content-Type", call->content_type) != 0 ||
+        g1x_header(x, "x-ms-client-request-id", call->client_request_id) != 0 ||
+        build_url(c, call->prefix, call->path, call->op_and_params, WH_OP_UNKNOWN, NULL, &url, &op) != 0) {
         dbuf_free(&url);
         g1x_free(x);
         return -1;
     }
     return g1x_start(x, op, &url);
+}
+
+int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
+              httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud)
+{
+    gen1c_own_call call = {.method = "GET", .prefix = WH_PREFIX_WEBHDFS, .path = path, .op_and_params = op_and_params,
+                           .authorization = authorization, .out = out, .out_max = out_max, .out_fd = out_fd,
+                           .done = done, .ud = ud};
+    return gen1c_own(c, &call);
 }

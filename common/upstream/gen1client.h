@@ -83,4 +83,30 @@ void gen1c_set_identity(gen1c *c, g1a *ident);
 int gen1c_get(gen1c *c, const char *path, const char *op_and_params, const char *authorization,
               httpc_body_out out, size_t out_max, int out_fd, void (*done)(void *ud, httpc_resp *resp), void *ud);
 
+/** A request the proxy makes on its own account with any method and body (the mirror's replays of
+ *  writes onto Gen1, proxy/mirror.c): gen1c_get's identity rules, the URL built as for a writer's
+ *  request (prefix, the path re-encoded, op_and_params with the one-step flags and noredirect dropped,
+ *  the dialect's flag added; hadoop CREATE/APPEND/OPEN in two steps). */
+typedef struct gen1c_own_call {
+    const char *method;           /* "GET" when NULL */
+    whreq_prefix prefix;          /* /webhdfs/v1 or /WebHdfsExt (CONCURRENTAPPEND, SETEXPIRY) */
+    const char *path;             /* decoded, normalised */
+    const char *op_and_params;    /* "op=APPEND&offset=3" (encoded) */
+    const char *authorization;    /* used only without an identity of the proxy's own, or NULL */
+    const char *content_type;     /* or NULL */
+    const char *client_request_id;/* or NULL */
+    httpc_body_in in;
+    const void *in_mem;
+    int in_fd;
+    uint64_t in_off, in_len;
+    httpc_body_out out;
+    size_t out_max;
+    int out_fd;
+    bool once;                    /* each step at most once (httpc_req.once): for writes */
+    void (*done)(void *ud, httpc_resp *resp); /* as gen1c_get */
+    void *ud;
+} gen1c_own_call;
+/** Send call. Returns 0 (done will be called once) or -1 (it will not). */
+int gen1c_own(gen1c *c, const gen1c_own_call *call);
+
 #endif
