@@ -1,0 +1,623 @@
+/*
+ * Unit tests for the Gen1 mirror (proxy/mirror.c), against the real emulators: Gen1 in both dialects
+ * (adls one-step, hadoop two-step through the datanode listener) as the secondary and Gen2 as the
+ * primary that resyncs copy from. Records are built by hand with their bodies in a real spool, as the
+ * pipeline would submit them, and the outcome of each is checked together with what Gen1 then holds:
+ * the writes themselves; a replayed APPEND and CREATE that had already landed (applied once: the
+ * emulator's request counters); per-path order with a delete of a directory held behind earlier writes
+ * under it; Gen1 failing for a while (breaker open, then everything applied exactly once); a write Gen1
+ * refuses for good, resynced from Gen2 (Gen1 then equals Gen2); a resync that cannot succeed, parked
+ * after its attempts; an owner Gen1 refuses to set reported as a divergence.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cfg.h"
+#include "gen1client.h"
+#include "gen2client.h"
+#include "httpc.h"
+#include "iox.h"
+#include "mirror.h"
+#include "spool.h"
+#include "temu.h"
+#include "tharness.h"
+
+/* ---------------------------------------------------------------- outcomes, by seq */
+
+#define MAXSEQ 512
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ndone;
+    bool done[MAXSEQ];
+    apply_result res[MAXSEQ];
+} R = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}, {{0}}};
+
+static void on_done(void *ud, const apply_result *res)
+{
+    uintptr_t seq = (uintptr_t)ud;
+    pthread_mutex_lock(&R.mu);
+    if (seq < MAXSEQ && !R.done[seq]) {
+        R.done[seq] = true;
+        R.res[seq] = *res;
+        R.ndone++;
+    } else {
+        R.ndone = -1000; /* done twice: fails every wait */
+    }
+    pthread_cond_broadcast(&R.cv);
+    pthread_mutex_unlock(&R.mu);
+}
+
+/* Wait until n operations finished in all (fails after 15 s). */
+static void wait_done(int n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 15;
+    pthread_mutex_lock(&R.mu);
+    while (R.ndone >= 0 && R.ndone < n)
+        if (pthread_cond_timedwait(&R.cv, &R.mu, &ts) == ETIMEDOUT) break;
+    int got = R.ndone;
+    pthread_mutex_unlock(&R.mu);
+    if (got != n) TH_FAIL_AT("%d operations finished, expected %d", got, n);
+}
+
+static apply_outcome outcome(uint64_t seq)
+{
+    pthread_mutex_lock(&R.mu);
+    apply_outcome o = R.res[seq].outcome;
+    pthread_mutex_unlock(&R.mu);
+    return o;
+}
+
+#define ASSERT_OUTCOME(seq, oc)                                                                    \
+    do {                                                                                           \
+        if (outcome(seq) != (oc))                                                                  \
+            TH_FAIL_AT("seq %d: outcome %s (%s), expected %s", (int)(seq),                          \
+                       apply_outcome_name(outcome(seq)), R.res[seq].detail, apply_outcome_name(oc)); \
+    } while (0)
+
+/* ---------------------------------------------------------------- environment */
+
+typedef struct env {
+    temu e1, e2;
+    dp_config c1, c2;
+    httpc *http;
+    gen1c *g1;
+    gen2c *g2;
+    char dir[64];
+    iox *io;
+    spool *sp;
+    mirror *m;
+    bool hadoop;
+} env;
+
+static void env_start(env *e, bool hadoop, const mirror_opts *tune)
+{
+    memset(e, 0, sizeof *e);
+    e->hadoop = hadoop;
+    const char *a1[] = {"--dialect", hadoop ? "hadoop" : "adls", NULL};
+    temu_start(&e->e1, "gen1", a1, NULL);
+    temu_start(&e->e2, "gen2", NULL, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char err[256];
+    if (httpc_start(0, &e->http, err, sizeof err) != 0) TH_FAIL_AT("httpc_start: %s", err);
+
+    snprintf(e->c1.gen1_endpoint, sizeof e->c1.gen1_endpoint, "%s", e->e1.url);
+    e->c1.gen1_dialect = hadoop ? CFG_DIALECT_HADOOP : CFG_DIALECT_ADLS;
+    e->c1.gen1_connect_timeout_ms = 2000;
+    e->c1.gen1_timeout_ms = 10000;
+    if (gen1c_new(&e->c1, e->http, &e->g1, err, sizeof err) != 0) TH_FAIL_AT("gen1c_new: %s", err);
+
+    dp_config *c = &e->c2;
+    snprintf(c->gen2_endpoint, sizeof c->gen2_endpoint, "%s", e->e2.url);
+    c->gen2_path_style = true;
+    snprintf(c->gen2_account, sizeof c->gen2_account, "%s", TEMU_ACCOUNT);
+    snprintf(c->gen2_version, sizeof c->gen2_version, "2021-06-08");
+    c->gen2_connect_timeout_ms = 2000;
+    c->gen2_timeout_ms = 10000;
+    c->gen2_auth = CFG_AUTH_SHARED_KEY;
+    c->gen2_account_key.value = (char *)TEMU_KEY;
+    c->nmappings = 1;
+    snprintf(c->mappings[0].gen1_prefix, sizeof c->mappings[0].gen1_prefix, "/");
+    snprintf(c->mappings[0].filesystem, sizeof c->mappings[0].filesystem, "lake");
+    if (gen2c_new(c, e->http, &e->g2, err, sizeof err) != 0) TH_FAIL_AT("gen2c_new: %s", err);
+
+    snprintf(e->dir, sizeof e->dir, "/tmp/dp-mirror-XXXXXX");
+    if (!mkdtemp(e->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+    if (iox_new(IOX_THREADS, 0, 0, &e->io, err, sizeof err) != 0) TH_FAIL_AT("iox_new: %s", err);
+    char sdir[128];
+    snprintf(sdir, sizeof sdir, "%s/spool", e->dir);
+    spool_opts so = {.dir = sdir, .io = e->io};
+    if (spool_open(&so, &e->sp, err, sizeof err) != 0) TH_FAIL_AT("spool_open: %s", err);
+
+    mirror_opts o = tune ? *tune : (mirror_opts){0};
+    o.http = e->http;
+    o.g1 = e->g1;
+    o.g2 = e->g2;
+    o.hadoop = hadoop;
+    if (!o.concurrency) o.concurrency = 4;
+    if (!o.backoff_base_ms) o.backoff_base_ms = 10;
+    if (!o.backoff_cap_ms) o.backoff_cap_ms = 100;
+    if (!o.breaker_probe_ms) o.breaker_probe_ms = 100;
+    if (!o.resync_attempts) o.resync_attempts = 3;
+    if (mirror_new(&o, &e->m, err, sizeof err) != 0) TH_FAIL_AT("mirror_new: %s", err);
+}
+
+static void env_stop(env *e)
+{
+    if (e->m) mirror_stop(e->m, 5000);
+    gen2c_stop(e->g2);
+    httpc_stop(e->http);
+    gen2c_free(e->g2);
+    gen1c_free(e->g1);
+    spool_close(e->sp);
+    iox_free(e->io);
+    nftw(e->dir, temu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    temu_stop(&e->e1);
+    temu_stop(&e->e2);
+}
+
+/* A record: params as name, value pairs (NULL-terminated), body (may be NULL). */
+static apply_req *mkreq_v(env *e, uint64_t seq, whreq_op op, const char *path, const char *body, size_t blen,
+                          const char *const *params)
+{
+    apply_req *q = calloc(1, sizeof *q);
+    q->seq = seq;
+    q->op = op;
+    q->path = strdup(path);
+    int n = 0;
+    while (params && params[2 * n]) n++;
+    q->params = calloc((size_t)n + 1, sizeof *q->params);
+    for (int i = 0; i < n; i++) {
+        q->params[i].name = strdup(params[2 * i]);
+        q->params[i].value = strdup(params[2 * i + 1]);
+    }
+    q->nparams = n;
+    if (body) {
+        if (spool_begin(e->sp, blen, blen, &q->body) != 0) TH_FAIL_AT("spool_begin");
+        if (blen && spool_write(q->body, body, blen) != 0) TH_FAIL_AT("spool_write");
+        if (spool_finish(q->body) != 0) TH_FAIL_AT("spool_finish");
+    }
+    q->gen1_status = 200;
+    return q;
+}
+
+#define P(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void submit(env *e, apply_req *q)
+{
+    uint64_t seq = q->seq;
+    if (mirror_submit(e->m, q, on_done, (void *)(uintptr_t)seq) != 0) TH_FAIL_AT("mirror_submit refused");
+}
+
+static void sub(env *e, uint64_t seq, whreq_op op, const char *path, const char *body, const char *const *params)
+{
+    submit(e, mkreq_v(e, seq, op, path, body, body ? strlen(body) : 0, params));
+}
+
+/* ---------------------------------------------------------------- direct Gen1 / Gen2 access */
+
+static httpc_resp *g1(env *e, const char *method, const char *path, const char *query, const char *body)
+{
+    httpc_sync s;
+    httpc_sync_init(&s);
+    gen1c_own_call c = {.method = method, .path = path, .op_and_params = query, .out = HTTPC_BODY_MEMORY,
+                        .out_max = 1 << 22, .done = httpc_sync_done, .ud = &s};
+    if (body) {
+        c.in = HTTPC_IN_MEMORY;
+        c.in_mem = body;
+        c.in_len = strlen(body);
+    }
+    if (gen1c_own(e->g1, &c) != 0) TH_FAIL_AT("gen1c_own");
+    return httpc_sync_wait(&s);
+}
+
+static void g1_ok(env *e, const char *method, const char *path, const char *query, const char *body)
+{
+    httpc_resp *r = g1(e, method, path, query, body);
+    if (r->result != HTTPC_OK || r->status / 100 != 2)
+        TH_FAIL_AT("gen1 %s %s %s: %d %ld %s", method, path, query, r->result, r->status, r->body.data ? r->body.data : "");
+    httpc_resp_free(r);
+    free(r);
+}
+
+/* Gen1's bytes of path (malloc'd), or NULL when it has no such file. */
+static char *g1_cat(env *e, const char *path)
+{
+    httpc_resp *r = g1(e, "GET", path, "op=OPEN", NULL);
+    char *s = NULL;
+    if (r->result == HTTPC_OK && r->status == 200) {
+        s = malloc(r->body.len + 1);
+        memcpy(s, r->body.data, r->body.len);
+        s[r->body.len] = 0;
+    }
+    httpc_resp_free(r);
+    free(r);
+    return s;
+}
+
+#define ASSERT_G1_CONTENT(e, path, want)                                                           \
+    do {                                                                                           \
+        char *got_ = g1_cat(e, path);                                                              \
+        if (!got_) TH_FAIL_AT("gen1 has no file %s", path);                                        \
+        ASSERT_EQ_STR(got_, want);                                                                 \
+        free(got_);                                                                                \
+    } while (0)
+
+/* A FileStatus field of path as a string ("" when absent; NULL when the path does not exist). */
+static char *g1_field(env *e, const char *path, const char *field)
+{
+    httpc_resp *r = g1(e, "GET", path, "op=GETFILESTATUS", NULL);
+    char *out = NULL;
+    if (r->result == HTTPC_OK && r->status == 200) {
+        json_t *j = json_loadb(r->body.data, r->body.len, 0, NULL);
+        json_t *v = json_object_get(json_object_get(j, "FileStatus"), field);
+        char buf[256] = "";
+        if (json_is_string(v)) snprintf(buf, sizeof buf, "%s", json_string_value(v));
+        else if (json_is_integer(v)) snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        out = strdup(buf);
+        json_decref(j);
+    }
+    httpc_resp_free(r);
+    free(r);
+    return out;
+}
+
+static bool g1_exists(env *e, const char *path)
+{
+    char *t = g1_field(e, path, "type");
+    free(t);
+    return t != NULL;
+}
+
+#define ASSERT_G1_FIELD(e, path, field, want)                                                      \
+    do {                                                                                           \
+        char *got_ = g1_field(e, path, field);                                                     \
+        if (!got_) TH_FAIL_AT("gen1 has no %s", path);                                             \
+        ASSERT_EQ_STR(got_, want);                                                                 \
+        free(got_);                                                                                \
+    } while (0)
+
+static char *g1_acl(env *e, const char *path)
+{
+    httpc_resp *r = g1(e, "GET", path, "op=GETACLSTATUS", NULL);
+    char *s = strdup(r->result == HTTPC_OK && r->body.data ? r->body.data : "");
+    httpc_resp_free(r);
+    free(r);
+    return s;
+}
+
+static void g2_ok(env *e, const char *method, const char *path, const char *query, const char *hdr, const char *body)
+{
+    httpc_sync s;
+    httpc_sync_init(&s);
+    gen2c_call c = {.method = method, .fs = "lake", .path = path, .query = query, .headers = {hdr},
+                    .out = HTTPC_BODY_MEMORY, .done = httpc_sync_done, .ud = &s};
+    if (body) {
+        c.in = HTTPC_IN_MEMORY;
+        c.in_mem = body;
+        c.in_len = strlen(body);
+    }
+    if (gen2c_send(e->g2, &c) != 0) TH_FAIL_AT("gen2c_send");
+    httpc_resp *r = httpc_sync_wait(&s);
+    if (r->result != HTTPC_OK || r->status / 100 != 2)
+        TH_FAIL_AT("gen2 %s %s?%s: %d %ld %s", method, path, query, r->result, r->status,
+                   r->body.data ? r->body.data : "");
+    httpc_resp_free(r);
+    free(r);
+}
+
+static void g2_file(env *e, const char *path, const char *content)
+{
+    g2_ok(e, "PUT", path, "resource=file", NULL, NULL);
+    size_t n = strlen(content);
+    char q[96];
+    if (n) g2_ok(e, "PATCH", path, "action=append&position=0", NULL, content);
+    snprintf(q, sizeof q, "action=flush&position=%zu&close=true", n);
+    g2_ok(e, "PATCH", path, q, NULL, NULL);
+}
+
+static void g2_fs(env *e) { g2_ok(e, "PUT", "", "resource=filesystem", NULL, NULL); }
+
+/* ---------------------------------------------------------------- tests */
+
+/* Every kind of write, replayed onto Gen1 in the given dialect. */
+static void run_ops(bool hadoop)
+{
+    env e;
+    env_start(&e, hadoop, NULL);
+    uint64_t s = 1;
+    sub(&e, s++, WH_OP_MKDIRS, "/a", NULL, P("permission", "750"));
+    sub(&e, s++, WH_OP_CREATE, "/a/f", "hello ", P("overwrite", "false", MIRROR_PARAM_MTIME, "1600000000000"));
+    sub(&e, s++, WH_OP_APPEND, "/a/f", "world", P(MIRROR_PARAM_OFFSET, "6"));
+    sub(&e, s++, WH_OP_APPEND, "/a/f", "!", P(MIRROR_PARAM_OFFSET, "11", "syncflag", "DATA"));
+    sub(&e, s++, WH_OP_SETPERMISSION, "/a/f", NULL, P("permission", "640"));
+    sub(&e, s++, WH_OP_MODIFYACLENTRIES, "/a/f", NULL, P("aclspec", "user:bob:r--"));
+    sub(&e, s++, WH_OP_SETOWNER, "/a/f", NULL, P("owner", "carol", "group", "staff"));
+    sub(&e, s++, WH_OP_SETTIMES, "/a/f", NULL, P("modificationtime", "1700000000000", "accesstime", "-1"));
+    sub(&e, s++, WH_OP_CREATE, "/a/p1", "AAA", P("overwrite", "true"));
+    sub(&e, s++, WH_OP_CREATE, "/a/p2", "BBB", P("overwrite", "true"));
+    sub(&e, s++, WH_OP_CONCAT, "/a/p1", NULL, P("sources", "/a/p2"));
+    sub(&e, s++, WH_OP_RENAME, "/a/p1", NULL, P("destination", "/a/joined"));
+    sub(&e, s++, WH_OP_CREATE, "/a/gone", "x", P("overwrite", "true"));
+    sub(&e, s++, WH_OP_DELETE, "/a/gone", NULL, P("recursive", "false"));
+    sub(&e, s++, WH_OP_DELETE, "/a/never", NULL, P("recursive", "false"));
+    sub(&e, s++, WH_OP_MKDIRS, "/b", NULL, NULL);
+    sub(&e, s++, WH_OP_SETACL, "/b", NULL, P("aclspec", "user::rwx,group::r-x,other::---,user:dave:rwx"));
+    sub(&e, s++, WH_OP_REMOVEACLENTRIES, "/b", NULL, P("aclspec", "user:dave"));
+    sub(&e, s++, WH_OP_CREATE, "/b/owned", "o", P("overwrite", "false", MIRROR_PARAM_OWNER, "erin",
+                                                  MIRROR_PARAM_GROUP, "ops"));
+    int n = (int)s - 1;
+    wait_done(n);
+    for (int i = 1; i <= n; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_G1_CONTENT(&e, "/a/f", "hello world!");
+    ASSERT_G1_FIELD(&e, "/a/f", "permission", "640");
+    ASSERT_G1_FIELD(&e, "/a/f", "owner", "carol");
+    ASSERT_G1_FIELD(&e, "/a/f", "group", "staff");
+    ASSERT_G1_FIELD(&e, "/a/f", "modificationTime", "1700000000000");
+    ASSERT_G1_FIELD(&e, "/a", "permission", "750");
+    char *acl = g1_acl(&e, "/a/f");
+    ASSERT_TRUE(strstr(acl, "user:bob:r--") != NULL);
+    free(acl);
+    acl = g1_acl(&e, "/b");
+    ASSERT_TRUE(strstr(acl, "dave") == NULL);
+    free(acl);
+    ASSERT_G1_CONTENT(&e, "/a/joined", "AAABBB");
+    ASSERT_TRUE(!g1_exists(&e, "/a/p1"));
+    ASSERT_TRUE(!g1_exists(&e, "/a/p2"));
+    ASSERT_TRUE(!g1_exists(&e, "/a/gone"));
+    ASSERT_G1_FIELD(&e, "/b/owned", "owner", "erin");
+    ASSERT_G1_FIELD(&e, "/b/owned", "group", "ops");
+    dbuf st;
+    dbuf_init(&st, 1 << 20);
+    ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
+    ASSERT_TRUE(strstr(st.data, "\"applied\":19") != NULL);
+    dbuf_free(&st);
+    env_stop(&e);
+}
+
+TEST(ops_adls) { run_ops(false); }
+TEST(ops_hadoop) { run_ops(true); }
+
+/* Replays of writes that already landed on Gen1 (a crash between Gen1 applying and the journal
+ * recording it) apply nothing a second time: no APPEND/CREATE request reaches Gen1 again. */
+static void run_replay(bool hadoop)
+{
+    env e;
+    env_start(&e, hadoop, NULL);
+    g1_ok(&e, "PUT", "/r/f", "op=CREATE&overwrite=false", "abc");
+    g1_ok(&e, "POST", "/r/f", "op=APPEND", "def");
+    g1_ok(&e, "PUT", "/r/c", "op=CREATE&overwrite=false", "same bytes");
+    g1_ok(&e, "PUT", "/r/src", "op=CREATE&overwrite=false", "s");
+    g1_ok(&e, "PUT", "/r/src", "op=RENAME&destination=/r/dst", NULL);
+    long appends = temu_counter(&e.e1, "POST APPEND"), creates = temu_counter(&e.e1, "PUT CREATE");
+    long renames = temu_counter(&e.e1, "PUT RENAME");
+
+    apply_req *q = mkreq_v(&e, 1, WH_OP_APPEND, "/r/f", "def", 3, P(MIRROR_PARAM_OFFSET, "3"));
+    q->maybe_sent = true;
+    submit(&e, q);
+    q = mkreq_v(&e, 2, WH_OP_CREATE, "/r/c", "same bytes", 10, P("overwrite", "false"));
+    q->maybe_sent = true;
+    submit(&e, q);
+    q = mkreq_v(&e, 3, WH_OP_RENAME, "/r/src", NULL, 0, P("destination", "/r/dst"));
+    q->maybe_sent = true;
+    submit(&e, q);
+    /* not flagged maybe_sent: the adls offset (or hadoop's length check) still catches it */
+    sub(&e, 4, WH_OP_APPEND, "/r/f", "def", P(MIRROR_PARAM_OFFSET, "3"));
+    /* a fresh append after them applies */
+    sub(&e, 5, WH_OP_APPEND, "/r/f", "ghi", P(MIRROR_PARAM_OFFSET, "6"));
+    wait_done(5);
+    for (int i = 1; i <= 5; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_TRUE(strstr(R.res[1].detail, "already on Gen1") != NULL);
+    ASSERT_G1_CONTENT(&e, "/r/f", "abcdefghi");
+    ASSERT_G1_CONTENT(&e, "/r/c", "same bytes");
+    ASSERT_G1_CONTENT(&e, "/r/dst", "s");
+    ASSERT_EQ_INT(temu_counter(&e.e1, "PUT CREATE"), creates);
+    ASSERT_EQ_INT(temu_counter(&e.e1, "PUT RENAME"), renames);
+    /* only seq 5 wrote (hadoop: namenode step and datanode step; adls: seq 4's refused offset too) */
+    long want = hadoop ? appends + 2 : appends + 2;
+    ASSERT_EQ_INT(temu_counter(&e.e1, "POST APPEND"), want);
+    env_stop(&e);
+}
+
+TEST(replay_adls) { run_replay(false); }
+TEST(replay_hadoop) { run_replay(true); }
+
+/* Per-path order with parallel workers: writes under /d apply before the DELETE of /d, the RENAME of
+ * /m waits for the appends under it, and what follows under the destination waits for the RENAME. */
+TEST(ordering)
+{
+    env e;
+    mirror_opts t = {.concurrency = 8};
+    env_start(&e, false, &t);
+    uint64_t s = 1;
+    sub(&e, s++, WH_OP_MKDIRS, "/d", NULL, NULL);
+    sub(&e, s++, WH_OP_MKDIRS, "/m", NULL, NULL);
+    char body[8];
+    for (int i = 0; i < 6; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "/d/f%d", i);
+        sub(&e, s++, WH_OP_CREATE, p, "x", P("overwrite", "false"));
+    }
+    sub(&e, s++, WH_OP_CREATE, "/m/log", "", P("overwrite", "false"));
+    for (int i = 0; i < 10; i++) {
+        char off[16];
+        snprintf(body, sizeof body, "%d", i);
+        snprintf(off, sizeof off, "%d", i);
+        sub(&e, s++, WH_OP_APPEND, "/m/log", body, P(MIRROR_PARAM_OFFSET, off));
+    }
+    sub(&e, s++, WH_OP_DELETE, "/d", NULL, P("recursive", "true"));
+    sub(&e, s++, WH_OP_RENAME, "/m", NULL, P("destination", "/n"));
+    sub(&e, s++, WH_OP_APPEND, "/n/log", "!", P(MIRROR_PARAM_OFFSET, "10"));
+    sub(&e, s++, WH_OP_MKDIRS, "/d", NULL, NULL);
+    int n = (int)s - 1;
+    wait_done(n);
+    for (int i = 1; i <= n; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_G1_CONTENT(&e, "/n/log", "0123456789!");
+    ASSERT_TRUE(g1_exists(&e, "/d"));
+    ASSERT_TRUE(!g1_exists(&e, "/d/f0"));
+    ASSERT_TRUE(!g1_exists(&e, "/m"));
+    env_stop(&e);
+}
+
+/* Gen1 failing for a while: the breaker opens, nothing is lost, nothing applied twice. */
+static void run_outage(bool hadoop)
+{
+    env e;
+    mirror_opts t = {.breaker_failures = 3, .breaker_probe_ms = 100};
+    env_start(&e, hadoop, &t);
+    g1_ok(&e, "PUT", "/o", "op=MKDIRS", NULL);
+    temu_fault(&e.e1, "action=fail,status=503");
+    uint64_t s = 1;
+    sub(&e, s++, WH_OP_CREATE, "/o/f", "ab", P("overwrite", "false"));
+    sub(&e, s++, WH_OP_APPEND, "/o/f", "cd", P(MIRROR_PARAM_OFFSET, "2"));
+    sub(&e, s++, WH_OP_APPEND, "/o/f", "ef", P(MIRROR_PARAM_OFFSET, "4"));
+    sub(&e, s++, WH_OP_CREATE, "/o/g", "xyz", P("overwrite", "true"));
+    sub(&e, s++, WH_OP_RENAME, "/o/g", NULL, P("destination", "/o/h"));
+    sub(&e, s++, WH_OP_MKDIRS, "/o/dir", NULL, NULL);
+    bool opened = false;
+    for (int i = 0; i < 300 && !opened; i++) {
+        dbuf st;
+        dbuf_init(&st, 1 << 20);
+        if (mirror_status_json(e.m, &st) != 0) TH_FAIL_AT("status");
+        opened = strstr(st.data, "\"gen1\":\"open\"") != NULL;
+        dbuf_free(&st);
+        if (!opened) usleep(10000);
+    }
+    ASSERT_TRUE(opened);
+    ASSERT_EQ_INT((int)mirror_pending(e.m), 6);
+    usleep(500000);
+    ASSERT_EQ_INT((int)mirror_pending(e.m), 6);
+    ASSERT_EQ_INT(temu_admin(&e.e1, "DELETE", "/faults", NULL, NULL), 200);
+    wait_done(6);
+    for (int i = 1; i <= 6; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_G1_CONTENT(&e, "/o/f", "abcdef");
+    ASSERT_G1_CONTENT(&e, "/o/h", "xyz");
+    ASSERT_TRUE(!g1_exists(&e, "/o/g"));
+    ASSERT_TRUE(g1_exists(&e, "/o/dir"));
+    dbuf st;
+    dbuf_init(&st, 1 << 20);
+    ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
+    ASSERT_TRUE(strstr(st.data, "\"breaker\":{\"gen1\":\"closed\"") != NULL);
+    ASSERT_TRUE(strstr(st.data, "\"retries\":{\"gen1\":0") == NULL);
+    dbuf_free(&st);
+    env_stop(&e);
+}
+
+TEST(outage_adls) { run_outage(false); }
+TEST(outage_hadoop) { run_outage(true); }
+
+/* A write Gen1 refuses for good (its file differs from what the record expects) is resynced from
+ * Gen2: Gen1 then holds Gen2's bytes, permission, owner, ACL and times, and loses what Gen2 lacks. */
+static void run_resync(bool hadoop)
+{
+    env e;
+    env_start(&e, hadoop, NULL);
+    g2_fs(&e);
+    g2_ok(&e, "PUT", "s", "resource=directory", NULL, NULL);
+    g2_file(&e, "s/f", "primary bytes");
+    g2_file(&e, "s/empty", "");
+    g2_ok(&e, "PUT", "s/sub", "resource=directory", NULL, NULL);
+    g2_file(&e, "s/sub/deep", "deep");
+    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-acl: user::rw-,user:bob:r--,group::r--,mask::r--,other::---",
+          NULL);
+    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-owner: frank", NULL);
+    g2_ok(&e, "PATCH", "s/f", "action=setProperties",
+          "x-ms-properties: dualpipe_times=bXRpbWU9MTYwMDAwMDAwMDAwMCxhdGltZT0xNjAwMDAwMDAwMDAwLGxlbj0xMw==", NULL);
+    /* Gen1: stale and extra things */
+    g1_ok(&e, "PUT", "/s/f", "op=CREATE&overwrite=false", "old");
+    g1_ok(&e, "PUT", "/s/extra", "op=CREATE&overwrite=false", "not on gen2");
+    g1_ok(&e, "PUT", "/s/sub/deep", "op=MKDIRS", NULL);
+    /* an APPEND at 13 of /s/f: Gen1 holds 3 bytes → resync of /s/f; then the directory by request */
+    sub(&e, 1, WH_OP_APPEND, "/s/f", "more", P(MIRROR_PARAM_OFFSET, "13"));
+    apply_req *q = mkreq_v(&e, 2, WH_OP_UNKNOWN, "/s", NULL, 0, NULL);
+    q->resync = true;
+    submit(&e, q);
+    wait_done(2);
+    ASSERT_OUTCOME(1, APPLY_RESYNCED);
+    ASSERT_OUTCOME(2, APPLY_RESYNCED);
+    ASSERT_TRUE(strstr(R.res[1].detail, "Gen1 holds 3 bytes") != NULL);
+    ASSERT_G1_CONTENT(&e, "/s/f", "primary bytes");
+    ASSERT_G1_CONTENT(&e, "/s/empty", "");
+    ASSERT_G1_CONTENT(&e, "/s/sub/deep", "deep");
+    ASSERT_TRUE(!g1_exists(&e, "/s/extra"));
+    ASSERT_G1_FIELD(&e, "/s/f", "owner", "frank");
+    ASSERT_G1_FIELD(&e, "/s/f", "modificationTime", "1600000000000");
+    char *acl = g1_acl(&e, "/s/f");
+    ASSERT_TRUE(strstr(acl, "user:bob:r--") != NULL);
+    free(acl);
+    env_stop(&e);
+}
+
+TEST(resync_adls) { run_resync(false); }
+TEST(resync_hadoop) { run_resync(true); }
+
+/* A resync that cannot succeed (the path is a name Gen1 refuses every write to) is parked after its
+ * attempts, with the reason; an unrelated write still applies. */
+TEST(park)
+{
+    env e;
+    mirror_opts t = {.resync_attempts = 2};
+    env_start(&e, false, &t);
+    g2_fs(&e);
+    g2_file(&e, "p", "data");
+    temu_fault(&e.e1, "method=PUT,op=CREATE,action=fail,status=403,path=/p");
+    sub(&e, 1, WH_OP_CREATE, "/p", "data", P("overwrite", "false"));
+    sub(&e, 2, WH_OP_MKDIRS, "/q", NULL, NULL);
+    wait_done(2);
+    ASSERT_OUTCOME(1, APPLY_PARKED);
+    ASSERT_OUTCOME(2, APPLY_OK);
+    ASSERT_TRUE(strstr(R.res[1].detail, "resync failed 2 times") != NULL);
+    ASSERT_TRUE(strstr(R.res[1].detail, "Gen1 403") != NULL);
+    dbuf st;
+    dbuf_init(&st, 1 << 20);
+    ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
+    ASSERT_TRUE(strstr(st.data, "\"parked\":1") != NULL);
+    dbuf_free(&st);
+    env_stop(&e);
+}
+
+/* Ownership: a writer identity that may not give files away (the hadoop caller bob, with gen1.auth none)
+ * leaves the file its own; the difference from the primary's owner is reported as a divergence. */
+TEST(owner_divergence)
+{
+    env e;
+    env_start(&e, true, NULL);
+    g1_ok(&e, "PUT", "/home", "op=MKDIRS&permission=777", NULL);
+    sub(&e, 1, WH_OP_CREATE, "/home/b", "x", P("overwrite", "false", "user.name", "bob", MIRROR_PARAM_OWNER, "zed"));
+    wait_done(1);
+    ASSERT_OUTCOME(1, APPLY_DIVERGENCE);
+    ASSERT_TRUE(strstr(R.res[1].detail, "owner differs") != NULL);
+    ASSERT_G1_FIELD(&e, "/home/b", "owner", "bob");
+    ASSERT_G1_CONTENT(&e, "/home/b", "x");
+    env_stop(&e);
+}
+
+/* Stop with work that cannot finish (Gen1 down): the operations end APPLY_STOPPED, once each. */
+TEST(stop_pending)
+{
+    env e;
+    env_start(&e, false, NULL);
+    temu_fault(&e.e1, "action=fail,status=503");
+    sub(&e, 1, WH_OP_MKDIRS, "/x", NULL, NULL);
+    sub(&e, 2, WH_OP_MKDIRS, "/x/y", NULL, NULL);
+    usleep(200000);
+    mirror_stop(e.m, 100);
+    e.m = NULL;
+    wait_done(2);
+    ASSERT_OUTCOME(1, APPLY_STOPPED);
+    ASSERT_OUTCOME(2, APPLY_STOPPED);
+    env_stop(&e);
+}
+
+TESTS(T(ops_adls), T(ops_hadoop), T(replay_adls), T(replay_hadoop), T(ordering), T(outage_adls), T(outage_hadoop),
+      T(resync_adls), T(resync_hadoop), T(park), T(owner_divergence), T(stop_pending))
