@@ -25,6 +25,7 @@
 #include "gen2client.h"
 #include "httpc.h"
 #include "iox.h"
+#include "metrics.h"
 #include "mirror.h"
 #include "spool.h"
 #include "temu.h"
@@ -87,6 +88,14 @@ static apply_outcome outcome(uint64_t seq)
 
 /* ---------------------------------------------------------------- environment */
 
+/* The spool's temporary directory, removed at exit too (a failed assertion exits early). */
+static char spool_dir[64];
+static void spool_dir_rm(void)
+{
+    if (spool_dir[0]) nftw(spool_dir, temu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    spool_dir[0] = 0;
+}
+
 typedef struct env {
     temu e1, e2;
     dp_config c1, c2;
@@ -133,6 +142,8 @@ static void env_start(env *e, bool hadoop, const mirror_opts *tune)
 
     snprintf(e->dir, sizeof e->dir, "/tmp/dp-mirror-XXXXXX");
     if (!mkdtemp(e->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+    snprintf(spool_dir, sizeof spool_dir, "%s", e->dir);
+    atexit(spool_dir_rm);
     if (iox_new(IOX_THREADS, 0, 0, &e->io, err, sizeof err) != 0) TH_FAIL_AT("iox_new: %s", err);
     char sdir[128];
     snprintf(sdir, sizeof sdir, "%s/spool", e->dir);
@@ -161,7 +172,7 @@ static void env_stop(env *e)
     gen1c_free(e->g1);
     spool_close(e->sp);
     iox_free(e->io);
-    nftw(e->dir, temu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    spool_dir_rm();
     temu_stop(&e->e1);
     temu_stop(&e->e2);
 }
@@ -335,6 +346,8 @@ static void run_ops(bool hadoop)
 {
     env e;
     env_start(&e, hadoop, NULL);
+    metrics *mx = metrics_new();
+    ASSERT_EQ_INT(mirror_register_metrics(e.m, mx), 0);
     uint64_t s = 1;
     sub(&e, s++, WH_OP_MKDIRS, "/a", NULL, P("permission", "750"));
     sub(&e, s++, WH_OP_CREATE, "/a/f", "hello ", P("overwrite", "false", MIRROR_PARAM_MTIME, "1600000000000"));
@@ -381,8 +394,18 @@ static void run_ops(bool hadoop)
     dbuf_init(&st, 1 << 20);
     ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
     ASSERT_TRUE(strstr(st.data, "\"applied\":19") != NULL);
+    dbuf_reset(&st);
+    for (int i = 0; i < 500 && mirror_pending(e.m) > 0; i++) usleep(2000); /* (done runs before the unlink) */
+    ASSERT_EQ_INT((int)mirror_pending(e.m), 0);
+    ASSERT_EQ_INT(metrics_render(mx, &st), 0);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_operations_total{op=\"CREATE\",outcome=\"applied\"} 5\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_operations_total{op=\"RENAME\",outcome=\"applied\"} 1\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_in_flight 0\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_breaker_open{upstream=\"gen1\"} 0\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_lag_seconds_count 19\n") != NULL);
     dbuf_free(&st);
     env_stop(&e);
+    metrics_free(mx);
 }
 
 TEST(ops_adls) { run_ops(false); }
