@@ -228,10 +228,14 @@ static int g1_children(mop *op, const char *path, namelist *out)
     for (;;) {
         dbuf q;
         dbuf_init(&q, 1 << 16);
-        int qr = dbuf_adds(&q, "op=LISTSTATUS");
-        if (qr == 0 && !op->m->o.hadoop) {
+        /* paged: LISTSTATUS with listSize/listAfter (adls), LISTSTATUS_BATCH with startAfter (hadoop) */
+        bool hadoop = op->m->o.hadoop;
+        int qr = dbuf_adds(&q, hadoop ? "op=LISTSTATUS_BATCH" : "op=LISTSTATUS&");
+        if (qr == 0 && hadoop && after) {
             qr = dbuf_adds(&q, "&");
-            if (qr == 0) qr = xlate_liststatus_query(1000, after ? after : "", &q);
+            if (qr == 0) qr = xlate_liststatus_batch_query(after, &q);
+        } else if (qr == 0 && !hadoop) {
+            qr = xlate_liststatus_query(1000, after ? after : "", &q);
         }
         if (qr != 0) {
             dbuf_free(&q);
@@ -267,8 +271,8 @@ static int g1_children(mop *op, const char *path, namelist *out)
         for (int i = 0; i < l.n && rc == 0; i++)
             if (namelist_add(out, l.v[i].name, l.v[i].is_dir) != 0) rc = 1;
         free(after);
-        after = l.token && !op->m->o.hadoop ? strdup(l.token) : NULL;
-        bool more = l.token && l.n > 0 && !op->m->o.hadoop;
+        after = l.token ? strdup(l.token) : NULL;
+        bool more = l.token && l.n > 0;
         xlate_listing_free(&l);
         if (rc != 0 || !more || !after) break;
     }

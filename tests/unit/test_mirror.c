@@ -113,7 +113,8 @@ static void env_start(env *e, bool hadoop, const mirror_opts *tune)
 {
     memset(e, 0, sizeof *e);
     e->hadoop = hadoop;
-    const char *a1[] = {"--dialect", hadoop ? "hadoop" : "adls", NULL};
+    /* hadoop: LISTSTATUS_BATCH pages of 2 entries, so a resync's listing of Gen1 takes several pages */
+    const char *a1[] = {"--dialect", hadoop ? "hadoop" : "adls", hadoop ? "--ls-limit" : NULL, "2", NULL};
     temu_start(&e->e1, "gen1", a1, NULL);
     temu_start(&e->e2, "gen2", NULL, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -559,6 +560,8 @@ static void run_resync(bool hadoop)
     /* Gen1: stale and extra things */
     g1_ok(&e, "PUT", "/s/f", "op=CREATE&overwrite=false", "old");
     g1_ok(&e, "PUT", "/s/extra", "op=CREATE&overwrite=false", "not on gen2");
+    g1_ok(&e, "PUT", "/s/x1", "op=MKDIRS", NULL);
+    g1_ok(&e, "PUT", "/s/x2", "op=CREATE&overwrite=false", "x2");
     g1_ok(&e, "PUT", "/s/sub/deep", "op=MKDIRS", NULL);
     /* an APPEND at 13 of /s/f: Gen1 holds 3 bytes → resync of /s/f; then the directory by request */
     sub(&e, 1, WH_OP_APPEND, "/s/f", "more", P(MIRROR_PARAM_OFFSET, "13"));
@@ -573,6 +576,8 @@ static void run_resync(bool hadoop)
     ASSERT_G1_CONTENT(&e, "/s/empty", "");
     ASSERT_G1_CONTENT(&e, "/s/sub/deep", "deep");
     ASSERT_TRUE(!g1_exists(&e, "/s/extra"));
+    ASSERT_TRUE(!g1_exists(&e, "/s/x1"));
+    ASSERT_TRUE(!g1_exists(&e, "/s/x2"));
     ASSERT_G1_FIELD(&e, "/s/f", "owner", "frank");
     ASSERT_G1_FIELD(&e, "/s/f", "modificationTime", "1600000000000");
     char *acl = g1_acl(&e, "/s/f");
