@@ -142,6 +142,22 @@ void mr_resp_what(int side, const httpc_resp *r, char *buf, size_t cap)
     }
 }
 
+idm_map *mr_ids_get(mirror *m)
+{
+    if (!m->o.ids) return NULL;
+    idm_err e;
+    if (idm_watch_poll(m->o.ids, mr_mono_ms(), false, &e) == IDM_POLL_BROKEN)
+        LOGW("msg=\"identity map changed and does not load; the last good map stays\" component=mirror error=\"%s\"",
+             e.message);
+    return idm_watch_get(m->o.ids);
+}
+
+const char *mr_name_back(const idm_map *map, idm_kind kind, const char *id)
+{
+    const char *n = map && id && *id ? idm_reverse(map, kind, id) : NULL;
+    return n ? n : id;
+}
+
 /* ================================================================ waiting */
 
 bool mr_abandoned(mirror *m)

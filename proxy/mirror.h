@@ -45,8 +45,9 @@
  * Resync: a request marked resync, and any operation that fails for good (a non-retryable answer, an
  * APPEND Gen1 holds at another length), makes Gen1 equal to Gen2 for the paths it touches: per root,
  * ask the gate (wait while a record of the path waits for the primary), copy Gen2 → Gen1 (a file: its
- * bytes in parts of MIRROR_PART_BYTES written in place, then permission, owner and group as Gen2 names
- * them — Gen2's names are taken as they are, no reverse identity map —, its ACL, and its times from the
+ * bytes in parts of MIRROR_PART_BYTES written in place, then permission, owner and group — Gen2's
+ * identities mapped back to Gen1 names through the identity map (opts.ids), names it lacks as they
+ * are —, its ACL (entry names mapped back the same way), and its times from the
  * `dualpipe_times` property; a directory: created, its metadata, then every child Gen2 holds copied and
  * every child Gen1 holds that Gen2 lacks deleted; a path Gen2 lacks: deleted on Gen1), ask the gate
  * again (copy again when a record touched the root meanwhile), and remember the cover: later records
@@ -69,6 +70,7 @@
 #include "gen1client.h"
 #include "gen2client.h"
 #include "httpc.h"
+#include "idmap.h"
 #include "metrics.h"
 
 /* Parameters the pipeline adds to a record for the mirror (lower case, like the writer's). */
@@ -76,7 +78,8 @@
                                                  landed (the file's length before it), decimal */
 #define MIRROR_PARAM_MTIME "dualpipe.mtime"   /* CREATE: the primary's modificationTime (ms) of the new file:
                                                  set on Gen1 (SETTIMES) and used to recognise a landed replay */
-#define MIRROR_PARAM_OWNER "dualpipe.owner"   /* CREATE/MKDIRS: the owner the primary gave the new node */
+#define MIRROR_PARAM_OWNER "dualpipe.owner"   /* CREATE/MKDIRS: the owner the primary gave the new node (a
+                                                 Gen1 name, or a Gen2 identity the identity map maps back) */
 #define MIRROR_PARAM_GROUP "dualpipe.group"   /* ... and its group */
 
 #define MIRROR_VERIFY_MAX (16u << 20)         /* a CREATE replay without mtime compares bytes up to this */
@@ -89,6 +92,9 @@ typedef struct mirror_opts {
     gen1c *g1;                    /* Gen1 client; its identity (gen1c_set_identity) is the proxy's */
     gen2c *g2;                    /* Gen2 client with the mappings (reads for resyncs) */
     bool hadoop;                  /* Gen1 dialect is hadoop (APPEND without offset=: length checked first) */
+    idm_watch *ids;               /* gen2.identity_map, or NULL: Gen2 identities (owners, groups, ACL entry
+                                     names) are mapped back to Gen1 names by it (idm_reverse); names no
+                                     line maps go to Gen1 as Gen2 has them. Polled here; must outlive it */
     apply_gate_fn gate;           /* the journal's gate (jnl_path_epoch), or NULL */
     void *gate_ud;
     unsigned concurrency;         /* operations at once (worker threads); 0 = 8 */

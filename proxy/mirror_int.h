@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "idmap.h"
 #include "mirror.h"
 #include "relset.h"
 #include "xlate.h"
@@ -151,6 +152,11 @@ bool mr_backoff(mop *op, int side, const httpc_resp *r);
 httpc_resp *mr_g1_retry(mop *op, const mr_g1req *q);
 /** The same for Gen2 (gen2c_send; call.done/ud are set here). */
 httpc_resp *mr_g2_retry(mop *op, gen2c_call *call);
+
+/** The identity map in use (a reference: idm_unref it), or NULL without one. */
+idm_map *mr_ids_get(mirror *m);
+/** A Gen2 identity's Gen1 name through the map (idm_reverse), or the name as it is when no line maps it. */
+const char *mr_name_back(const idm_map *map, idm_kind kind, const char *id);
 
 /* ---- mirror_ops.c ------------------------------------------------------------------------------ */
 

@@ -140,6 +140,9 @@ static int fix_owner_times(mop *op)
     const apply_req *q = op->req;
     const char *owner = mr_param(q, MIRROR_PARAM_OWNER), *group = mr_param(q, MIRROR_PARAM_GROUP);
     if ((owner && *owner) || (group && *group)) {
+        idm_map *map = mr_ids_get(op->m);
+        owner = mr_name_back(map, IDM_USER, owner);
+        group = mr_name_back(map, IDM_GROUP, group);
         dbuf qs;
         dbuf_init(&qs, 4096);
         int rc = mr_q_add(&qs, "op", "SETOWNER");
@@ -152,15 +155,19 @@ static int fix_owner_times(mop *op)
             mr_g1req g = {.method = "PUT", .path = q->path, .query = qs.data};
             httpc_resp *r = mr_g1_retry(op, &g);
             dbuf_free(&qs);
-            if (!r) return -1;
+            if (!r) {
+                idm_unref(map);
+                return -1;
+            }
             if (!ok2xx(r)) {
                 char what[200];
                 mr_resp_what(MR_G1, r, what, sizeof what);
-                mr_note(op, "owner differs: the primary has %s:%s, Gen1 keeps the proxy identity's (SETOWNER: %s)",
+                mr_note(op, "owner differs: the primary has %s:%s, Gen1 keeps its creator's (SETOWNER: %s)",
                         owner ? owner : "", group ? group : "", what);
             }
             mr_resp_free(r);
         }
+        idm_unref(map);
     }
     uint64_t mt;
     if (q->op == WH_OP_CREATE && mr_param_u64(q, MIRROR_PARAM_MTIME, &mt)) {

@@ -306,16 +306,52 @@ static bool acl_extended(const char *acl)
     return false;
 }
 
+/* An x-ms-acl with the names of its named entries mapped back (mr_name_back) into out. 0 or -1. */
+static int acl_back(const idm_map *map, const char *acl, dbuf *out)
+{
+    const char *p = acl;
+    int rc = 0;
+    while (*p && rc == 0) {
+        size_t n = strcspn(p, ",");
+        char e[3 * IDM_MAX_NAME];
+        if (n >= sizeof e) return -1;
+        memcpy(e, p, n);
+        e[n] = 0;
+        p += n;
+        if (*p == ',') p++;
+        char *t = strncmp(e, "default:", 8) == 0 ? e + 8 : e; /* type:qualifier:perm */
+        char *q1 = strchr(t, ':'), *q2 = q1 ? strchr(q1 + 1, ':') : NULL;
+        if (out->len) rc = dbuf_add(out, ",", 1);
+        if (rc != 0) break;
+        if (!q1 || !q2 || q2 == q1 + 1) {
+            rc = dbuf_adds(out, e);
+            continue;
+        }
+        *q2 = 0;
+        idm_kind k = strncmp(t, "group:", 6) == 0 ? IDM_GROUP : IDM_USER;
+        rc = dbuf_add(out, e, (size_t)(q1 + 1 - e));
+        if (rc == 0) rc = dbuf_adds(out, mr_name_back(map, k, q1 + 1));
+        if (rc == 0) rc = dbuf_add(out, ":", 1);
+        if (rc == 0) rc = dbuf_adds(out, q2 + 1);
+    }
+    return rc;
+}
+
 /* Gen2's metadata onto Gen1's node path. Refusals of SETOWNER are noted; other failures fail. */
 static int copy_meta(mop *op, const char *path, const g2node *n)
 {
+    idm_map *map = mr_ids_get(op->m);
     dbuf q;
     dbuf_init(&q, 1 << 16);
     int rc = 0;
     bool ext = acl_extended(n->acl);
     if (ext) {
-        rc = mr_q_add(&q, "op", "SETACL");
-        if (rc == 0) rc = mr_q_add(&q, "aclspec", n->acl);
+        dbuf acl;
+        dbuf_init(&acl, 1 << 16);
+        rc = acl_back(map, n->acl, &acl);
+        if (rc == 0) rc = mr_q_add(&q, "op", "SETACL");
+        if (rc == 0) rc = mr_q_add(&q, "aclspec", acl.data ? acl.data : "");
+        dbuf_free(&acl);
         rc = rc == 0 ? g1_do(op, "PUT", path, q.data, "SETACL", false) : 1;
     } else {
         rc = g1_do(op, "PUT", path, "op=REMOVEACL", "REMOVEACL", false);
@@ -333,8 +369,8 @@ static int copy_meta(mop *op, const char *path, const g2node *n)
     if (rc == 0 && (owner || group)) {
         dbuf_reset(&q);
         int qr = mr_q_add(&q, "op", "SETOWNER");
-        if (qr == 0 && owner) qr = mr_q_add(&q, "owner", n->owner);
-        if (qr == 0 && group) qr = mr_q_add(&q, "group", n->group);
+        if (qr == 0 && owner) qr = mr_q_add(&q, "owner", mr_name_back(map, IDM_USER, n->owner));
+        if (qr == 0 && group) qr = mr_q_add(&q, "group", mr_name_back(map, IDM_GROUP, n->group));
         mr_g1req g = {.method = "PUT", .path = path, .query = q.data};
         httpc_resp *r = qr == 0 ? mr_g1_retry(op, &g) : NULL;
         if (!r) {
@@ -359,6 +395,7 @@ static int copy_meta(mop *op, const char *path, const g2node *n)
         rc = g1_do(op, "PUT", path, qs, "SETTIMES", false);
     }
     dbuf_free(&q);
+    idm_unref(map);
     return rc;
 }
 

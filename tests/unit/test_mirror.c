@@ -6,7 +6,8 @@
  * the writes themselves; a replayed APPEND and CREATE that had already landed (applied once: the
  * emulator's request counters); per-path order with a delete of a directory held behind earlier writes
  * under it; Gen1 failing for a while (breaker open, then everything applied exactly once); a write Gen1
- * refuses for good, resynced from Gen2 (Gen1 then equals Gen2); a resync that cannot succeed, parked
+ * refuses for good, resynced from Gen2 (Gen1 then equals Gen2, owners and ACL names mapped back through
+ * the identity map); the journal gate of a resync; a resync that cannot succeed, parked
  * after its attempts; an owner Gen1 refuses to set reported as a divergence.
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "gen1client.h"
 #include "gen2client.h"
 #include "httpc.h"
+#include "idmap.h"
 #include "iox.h"
 #include "metrics.h"
 #include "mirror.h"
@@ -106,8 +108,12 @@ typedef struct env {
     iox *io;
     spool *sp;
     mirror *m;
+    idm_watch *ids;
     bool hadoop;
 } env;
+
+/* gen2.identity_map for the next env_start (NULL: none). */
+static const char *env_map_text;
 
 static void env_start(env *e, bool hadoop, const mirror_opts *tune)
 {
@@ -152,6 +158,15 @@ static void env_start(env *e, bool hadoop, const mirror_opts *tune)
     if (spool_open(&so, &e->sp, err, sizeof err) != 0) TH_FAIL_AT("spool_open: %s", err);
 
     mirror_opts o = tune ? *tune : (mirror_opts){0};
+    if (env_map_text) {
+        char mp[128];
+        snprintf(mp, sizeof mp, "%s/idmap.txt", e->dir);
+        FILE *f = fopen(mp, "w");
+        if (!f || fputs(env_map_text, f) < 0 || fclose(f) != 0) TH_FAIL_AT("writing %s", mp);
+        idm_err ie;
+        if (idm_watch_new(mp, &e->ids, &ie) != 0) TH_FAIL_AT("idm_watch_new: %s", ie.message);
+        o.ids = e->ids;
+    }
     o.http = e->http;
     o.g1 = e->g1;
     o.g2 = e->g2;
@@ -167,6 +182,7 @@ static void env_start(env *e, bool hadoop, const mirror_opts *tune)
 static void env_stop(env *e)
 {
     if (e->m) mirror_stop(e->m, 5000);
+    idm_watch_free(e->ids);
     gen2c_stop(e->g2);
     httpc_stop(e->http);
     gen2c_free(e->g2);
@@ -542,9 +558,13 @@ TEST(outage_hadoop) { run_outage(true); }
 
 /* A write Gen1 refuses for good (its file differs from what the record expects) is resynced from
  * Gen2: Gen1 then holds Gen2's bytes, permission, owner, ACL and times, and loses what Gen2 lacks. */
+#define GUID_FRANK "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+#define GUID_BOB "0c9d8f1a-7b21-4c3e-9f00-11aa22bb33cc"
+
 static void run_resync(bool hadoop)
 {
     env e;
+    env_map_text = "user frank " GUID_FRANK "\nuser bob " GUID_BOB "\n";
     env_start(&e, hadoop, NULL);
     g2_fs(&e);
     g2_ok(&e, "PUT", "s", "resource=directory", NULL, NULL);
@@ -552,9 +572,10 @@ static void run_resync(bool hadoop)
     g2_file(&e, "s/empty", "");
     g2_ok(&e, "PUT", "s/sub", "resource=directory", NULL, NULL);
     g2_file(&e, "s/sub/deep", "deep");
-    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-acl: user::rw-,user:bob:r--,group::r--,mask::r--,other::---",
-          NULL);
-    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-owner: frank", NULL);
+    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl",
+          "x-ms-acl: user::rw-,user:" GUID_BOB ":r--,group::r--,mask::r--,other::---", NULL);
+    g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-owner: " GUID_FRANK, NULL);
+    g2_ok(&e, "PATCH", "s/empty", "action=setAccessControl", "x-ms-owner: nobody-mapped", NULL);
     g2_ok(&e, "PATCH", "s/f", "action=setProperties",
           "x-ms-properties: dualpipe_times=bXRpbWU9MTYwMDAwMDAwMDAwMCxhdGltZT0xNjAwMDAwMDAwMDAwLGxlbj0xMw==", NULL);
     /* Gen1: stale and extra things */
@@ -578,7 +599,8 @@ static void run_resync(bool hadoop)
     ASSERT_TRUE(!g1_exists(&e, "/s/extra"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x1"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x2"));
-    ASSERT_G1_FIELD(&e, "/s/f", "owner", "frank");
+    ASSERT_G1_FIELD(&e, "/s/f", "owner", "frank");       /* mapped back by the identity map */
+    ASSERT_G1_FIELD(&e, "/s/empty", "owner", "nobody-mapped"); /* no line for it: as Gen2 has it */
     ASSERT_G1_FIELD(&e, "/s/f", "modificationTime", "1600000000000");
     char *acl = g1_acl(&e, "/s/f");
     ASSERT_TRUE(strstr(acl, "user:bob:r--") != NULL);
