@@ -354,6 +354,21 @@ static void g2_file(env *e, const char *path, const char *content)
     g2_ok(e, "PATCH", path, q, NULL, NULL);
 }
 
+/* Requests of one op ("PUT CREATE") that reached Gen1's service (past the injected faults), by caller
+ * "(none)": the emulator's per-identity counters. */
+static long g1_served(env *e, const char *label)
+{
+    char *body = NULL;
+    if (temu_admin(&e->e1, "GET", "/counters", NULL, &body) != 200) TH_FAIL_AT("GET /counters failed");
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    json_t *v = json_object_get(json_object_get(json_object_get(json_object_get(j, "identities"), "(none)"), "ops"),
+                                label);
+    long n = json_is_integer(v) ? (long)json_integer_value(v) : 0;
+    json_decref(j);
+    return n;
+}
+
 static void g2_fs(env *e) { g2_ok(e, "PUT", "", "resource=filesystem", NULL, NULL); }
 
 /* ---------------------------------------------------------------- tests */
@@ -544,6 +559,12 @@ static void run_outage(bool hadoop)
     ASSERT_G1_CONTENT(&e, "/o/h", "xyz");
     ASSERT_TRUE(!g1_exists(&e, "/o/g"));
     ASSERT_TRUE(g1_exists(&e, "/o/dir"));
+    /* every write reached Gen1's service once (hadoop: namenode and datanode steps of CREATE/APPEND) */
+    int steps = hadoop ? 2 : 1;
+    ASSERT_EQ_INT(g1_served(&e, "PUT CREATE"), 2 * steps);
+    ASSERT_EQ_INT(g1_served(&e, "POST APPEND"), 2 * steps);
+    ASSERT_EQ_INT(g1_served(&e, "PUT RENAME"), 1);
+    ASSERT_EQ_INT(g1_served(&e, "PUT MKDIRS"), 2); /* /o (the test's) and /o/dir */
     dbuf st;
     dbuf_init(&st, 1 << 20);
     ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
