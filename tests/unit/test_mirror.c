@@ -401,9 +401,19 @@ static void run_ops(bool hadoop)
     sub(&e, s++, WH_OP_REMOVEACLENTRIES, "/b", NULL, P("aclspec", "user:dave"));
     sub(&e, s++, WH_OP_CREATE, "/b/owned", "o", P("overwrite", "false", MIRROR_PARAM_OWNER, "erin",
                                                   MIRROR_PARAM_GROUP, "ops"));
+    sub(&e, s++, WH_OP_CREATE, "/a/ca", "", P("overwrite", "false"));
+    sub(&e, s++, WH_OP_CONCURRENTAPPEND, "/a/ca", "c1", P(MIRROR_PARAM_OFFSET, "0"));
+    sub(&e, s++, WH_OP_CONCURRENTAPPEND, "/a/ca", "c2", P(MIRROR_PARAM_OFFSET, "2"));
+    sub(&e, s++, WH_OP_CREATE, "/a/m1", "m1", P("overwrite", "false"));
+    sub(&e, s++, WH_OP_CREATE, "/a/m2", "m2", P("overwrite", "false"));
+    sub(&e, s++, WH_OP_MSCONCAT, "/a/ms", "{\"sources\":[\"/a/m1\",\"/a/m2\"]}", NULL);
+    sub(&e, s++, WH_OP_SETEXPIRY, "/a/ms", NULL, P("expiryoption", "NeverExpire"));
     int n = (int)s - 1;
     wait_done(n);
     for (int i = 1; i <= n; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_G1_CONTENT(&e, "/a/ca", "c1c2");
+    ASSERT_G1_CONTENT(&e, "/a/ms", "m1m2");
+    ASSERT_TRUE(!g1_exists(&e, "/a/m1"));
     ASSERT_G1_CONTENT(&e, "/a/f", "hello world!");
     ASSERT_G1_FIELD(&e, "/a/f", "permission", "640");
     ASSERT_G1_FIELD(&e, "/a/f", "owner", "carol");
@@ -425,16 +435,16 @@ static void run_ops(bool hadoop)
     dbuf st;
     dbuf_init(&st, 1 << 20);
     ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
-    ASSERT_TRUE(strstr(st.data, "\"applied\":19") != NULL);
+    ASSERT_TRUE(strstr(st.data, "\"applied\":26") != NULL);
     dbuf_reset(&st);
     for (int i = 0; i < 500 && mirror_pending(e.m) > 0; i++) usleep(2000); /* (done runs before the unlink) */
     ASSERT_EQ_INT((int)mirror_pending(e.m), 0);
     ASSERT_EQ_INT(metrics_render(mx, &st), 0);
-    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_operations_total{op=\"CREATE\",outcome=\"applied\"} 5\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_operations_total{op=\"CREATE\",outcome=\"applied\"} 8\n") != NULL);
     ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_operations_total{op=\"RENAME\",outcome=\"applied\"} 1\n") != NULL);
     ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_in_flight 0\n") != NULL);
     ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_breaker_open{upstream=\"gen1\"} 0\n") != NULL);
-    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_lag_seconds_count 19\n") != NULL);
+    ASSERT_TRUE(strstr(st.data, "dualpipe_mirror_lag_seconds_count 26\n") != NULL);
     dbuf_free(&st);
     env_stop(&e);
     metrics_free(mx);
