@@ -5,7 +5,8 @@
  * pipeline would submit them, and the outcome of each is checked together with what Gen1 then holds:
  * the writes themselves; a replayed APPEND and CREATE that had already landed (applied once: the
  * emulator's request counters); per-path order with a delete of a directory held behind earlier writes
- * under it; Gen1 failing for a while (breaker open, then everything applied exactly once); a write Gen1
+ * under it; Gen1 failing for a while, answering 503 or down with connections refused (breaker open, then
+ * every write applied exactly once: the emulator's counters); a write Gen1
  * refuses for good, resynced from Gen2 (Gen1 then equals Gen2, owners and ACL names mapped back through
  * the identity map); the journal gate of a resync; a resync that cannot succeed, parked
  * after its attempts; an owner Gen1 refuses to set reported as a divergence.
@@ -534,14 +535,16 @@ TEST(ordering)
     env_stop(&e);
 }
 
-/* Gen1 failing for a while: the breaker opens, nothing is lost, nothing applied twice. */
-static void run_outage(bool hadoop)
+/* Gen1 failing for a while (every request answered 503, or down: connections refused): the breaker
+ * opens, nothing is lost, nothing applied twice. */
+static void run_outage(bool hadoop, bool down)
 {
     env e;
     mirror_opts t = {.breaker_failures = 3, .breaker_probe_ms = 100};
     env_start(&e, hadoop, &t);
     g1_ok(&e, "PUT", "/o", "op=MKDIRS", NULL);
-    temu_fault(&e.e1, "action=fail,status=503");
+    if (down) ASSERT_EQ_INT(temu_admin(&e.e1, "POST", "/down?ms=0", NULL, NULL), 200);
+    else temu_fault(&e.e1, "action=fail,status=503");
     uint64_t s = 1;
     sub(&e, s++, WH_OP_CREATE, "/o/f", "ab", P("overwrite", "false"));
     sub(&e, s++, WH_OP_APPEND, "/o/f", "cd", P(MIRROR_PARAM_OFFSET, "2"));
@@ -562,7 +565,8 @@ static void run_outage(bool hadoop)
     ASSERT_EQ_INT((int)mirror_pending(e.m), 6);
     usleep(500000);
     ASSERT_EQ_INT((int)mirror_pending(e.m), 6);
-    ASSERT_EQ_INT(temu_admin(&e.e1, "DELETE", "/faults", NULL, NULL), 200);
+    if (down) ASSERT_EQ_INT(temu_admin(&e.e1, "POST", "/up", NULL, NULL), 200);
+    else ASSERT_EQ_INT(temu_admin(&e.e1, "DELETE", "/faults", NULL, NULL), 200);
     wait_done(6);
     for (int i = 1; i <= 6; i++) ASSERT_OUTCOME(i, APPLY_OK);
     ASSERT_G1_CONTENT(&e, "/o/f", "abcdef");
@@ -584,8 +588,10 @@ static void run_outage(bool hadoop)
     env_stop(&e);
 }
 
-TEST(outage_adls) { run_outage(false); }
-TEST(outage_hadoop) { run_outage(true); }
+TEST(outage_adls) { run_outage(false, false); }
+TEST(outage_hadoop) { run_outage(true, false); }
+TEST(down_adls) { run_outage(false, true); }
+TEST(down_hadoop) { run_outage(true, true); }
 
 /* A write Gen1 refuses for good (its file differs from what the record expects) is resynced from
  * Gen2: Gen1 then holds Gen2's bytes, permission, owner, ACL and times, and loses what Gen2 lacks. */
@@ -766,6 +772,7 @@ TEST(gate)
     env_stop(&e);
 }
 
-TESTS(T(ops_adls), T(ops_hadoop), T(replay_adls), T(replay_hadoop), T(ordering), T(outage_adls), T(outage_hadoop),
+TESTS(T(ops_adls), T(ops_hadoop), T(replay_adls), T(replay_hadoop), T(ordering), T(outage_adls), T(outage_hadoop), T(down_adls),
+      T(down_hadoop),
       T(resync_adls), T(resync_hadoop), T(park), T(owner_divergence), T(stop_pending),
       T(reset_midbody), T(gate))
