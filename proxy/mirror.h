@@ -19,8 +19,9 @@
  *
  * Idempotency (protocols.md 4.6): every replay that may have reached Gen1 before (a transient failure
  * after the request went out, or a record recovered with maybe_sent) first asks Gen1 whether it landed:
- *  - CREATE: a file of the body's length whose modificationTime is MIRROR_PARAM_MTIME, or (without it)
- *    whose bytes equal the body (read back, up to MIRROR_VERIFY_MAX); else sent again;
+ *  - CREATE: a file of the body's length whose modificationTime is MIRROR_PARAM_MTIME, or whose bytes
+ *    equal the body (read back, up to MIRROR_VERIFY_MAX); else sent again (overwrite=false and another
+ *    file there: resync);
  *  - APPEND / CONCURRENTAPPEND with MIRROR_PARAM_OFFSET (or the writer's offset): Gen1's length is
  *    offset + len → landed, offset → sent (adls: with offset=, so Gen1 refuses a second landing),
  *    anything else → resync; without an offset an APPEND that may have landed cannot be decided → resync;

@@ -465,6 +465,7 @@ static void run_replay(bool hadoop)
     g1_ok(&e, "PUT", "/r/c", "op=CREATE&overwrite=false", "same bytes");
     g1_ok(&e, "PUT", "/r/src", "op=CREATE&overwrite=false", "s");
     g1_ok(&e, "PUT", "/r/src", "op=RENAME&destination=/r/dst", NULL);
+    g1_ok(&e, "PUT", "/r/t", "op=CREATE&overwrite=false", "tt"); /* landed; the crash came before SETTIMES */
     long appends = temu_counter(&e.e1, "POST APPEND"), creates = temu_counter(&e.e1, "PUT CREATE");
     long renames = temu_counter(&e.e1, "PUT RENAME");
 
@@ -481,8 +482,12 @@ static void run_replay(bool hadoop)
     sub(&e, 4, WH_OP_APPEND, "/r/f", "def", P(MIRROR_PARAM_OFFSET, "3"));
     /* a fresh append after them applies */
     sub(&e, 5, WH_OP_APPEND, "/r/f", "ghi", P(MIRROR_PARAM_OFFSET, "6"));
-    wait_done(5);
-    for (int i = 1; i <= 5; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    q = mkreq_v(&e, 6, WH_OP_CREATE, "/r/t", "tt", 2, P("overwrite", "false", MIRROR_PARAM_MTIME, "1500000000000"));
+    q->maybe_sent = true;
+    submit(&e, q);
+    wait_done(6);
+    for (int i = 1; i <= 6; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_G1_FIELD(&e, "/r/t", "modificationTime", "1500000000000");
     ASSERT_TRUE(strstr(R.res[1].detail, "already on Gen1") != NULL);
     ASSERT_G1_CONTENT(&e, "/r/f", "abcdefghi");
     ASSERT_G1_CONTENT(&e, "/r/c", "same bytes");
