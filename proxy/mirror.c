@@ -374,7 +374,9 @@ httpc_resp *mr_g2_retry(mop *op, gen2c_call *call)
             r = httpc_sync_wait(&s);
         }
         if (!r) return NULL;
-        bool tr = sent && is_transient(r);
+        /* An account-level problem (a filesystem that does not exist, a credential or role Gen2 refuses)
+         * says nothing about the path: the operation waits behind the breaker until it is fixed. */
+        bool tr = sent && (is_transient(r) || gen2c_problem_of(r) != GEN2C_PROB_NONE);
         pthread_mutex_lock(&m->mu);
         breaker_account(m, MR_G2, probe, tr);
         pthread_mutex_unlock(&m->mu);
@@ -767,15 +769,16 @@ int mirror_register_metrics(mirror *m, metrics *mx)
     for (int s = 0; s < 2; s++) {
         snprintf(labels, sizeof labels, "upstream=\"%s\"", side_name[s]);
         m->retries[s] = metrics_counter_get(mx, "dualpipe_mirror_retries_total",
-                                            "Requests of the Gen1 mirror sent again after a transient failure.", labels);
+                                            "Requests of the Gen1 mirror sent again after a transient failure.",
+                                            labels);
         bad |= !m->retries[s];
         bad |= metrics_gauge_fn(mx, "dualpipe_mirror_breaker_open",
                                 "1 while the Gen1 mirror's circuit breaker toward an upstream is open.", labels,
                                 breaker_open_fn, &m->brk[s]) != 0;
     }
     m->lag = metrics_histogram_get(mx, "dualpipe_mirror_lag_seconds",
-                                   "Time from a write's submission to the Gen1 mirror to its outcome.", NULL, lag_bounds,
-                                   (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
+                                   "Time from a write's submission to the Gen1 mirror to its outcome.", NULL,
+                                   lag_bounds, (int)(sizeof lag_bounds / sizeof lag_bounds[0]));
     bad |= !m->lag;
     bad |= metrics_gauge_fn(mx, "dualpipe_mirror_in_flight", "Writes being mirrored to Gen1 now.", NULL, in_flight_fn,
                             m) != 0;

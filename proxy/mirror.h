@@ -40,7 +40,9 @@
  * Retries: a transient failure (transport error, 408, 429, 5xx) is sent again after a full-jitter
  * backoff (backoff_base_ms * 2^n, capped at backoff_cap_ms) honouring Retry-After, for as long as it
  * takes; a circuit breaker per upstream opens after breaker_failures transient failures in a row, holds
- * every send back and lets one probe through every breaker_probe_ms. A request that was sent and may
+ * every send back and lets one probe through every breaker_probe_ms; an account-level problem of Gen2
+ * (gen2c_classify: a filesystem that does not exist, a credential or role it refuses) is waited out the
+ * same way, never taken for an answer about the path. A request that was sent and may
  * have landed is not sent again blindly: the next attempt begins with the idempotency check.
  *
  * Resync: a request marked resync, and any operation that fails for good (a non-retryable answer, an

@@ -254,7 +254,8 @@ static void g1_ok(env *e, const char *method, const char *path, const char *quer
 {
     httpc_resp *r = g1(e, method, path, query, body);
     if (r->result != HTTPC_OK || r->status / 100 != 2)
-        TH_FAIL_AT("gen1 %s %s %s: %d %ld %s", method, path, query, r->result, r->status, r->body.data ? r->body.data : "");
+        TH_FAIL_AT("gen1 %s %s %s: %d %ld %s", method, path, query, r->result, r->status,
+                   r->body.data ? r->body.data : "");
     httpc_resp_free(r);
     free(r);
 }
@@ -485,18 +486,36 @@ static void run_replay(bool hadoop)
     q = mkreq_v(&e, 6, WH_OP_CREATE, "/r/t", "tt", 2, P("overwrite", "false", MIRROR_PARAM_MTIME, "1500000000000"));
     q->maybe_sent = true;
     submit(&e, q);
-    wait_done(6);
-    for (int i = 1; i <= 6; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    /* RENAME's {"boolean":false}: already landed (source gone, destination there) ... */
+    sub(&e, 7, WH_OP_RENAME, "/r/src", NULL, P("destination", "/r/dst"));
+    /* ... false on the primary too (gen1_body: the primary's answer) ... */
+    q = mkreq_v(&e, 8, WH_OP_RENAME, "/r/none", NULL, 0, P("destination", "/r/none2"));
+    q->gen1_body = strdup("{\"boolean\":false}");
+    submit(&e, q);
+    wait_done(8);
+    for (int i = 1; i <= 8; i++) ASSERT_OUTCOME(i, APPLY_OK);
+    ASSERT_TRUE(strstr(R.res[8].detail, "false} on both sides") != NULL);
     ASSERT_G1_FIELD(&e, "/r/t", "modificationTime", "1500000000000");
     ASSERT_TRUE(strstr(R.res[1].detail, "already on Gen1") != NULL);
     ASSERT_G1_CONTENT(&e, "/r/f", "abcdefghi");
     ASSERT_G1_CONTENT(&e, "/r/c", "same bytes");
     ASSERT_G1_CONTENT(&e, "/r/dst", "s");
     ASSERT_EQ_INT(temu_counter(&e.e1, "PUT CREATE"), creates);
-    ASSERT_EQ_INT(temu_counter(&e.e1, "PUT RENAME"), renames);
+    ASSERT_EQ_INT(temu_counter(&e.e1, "PUT RENAME"), renames + 2); /* seq 7 and 8 (answered false), not seq 3 */
     /* only seq 5 wrote (hadoop: namenode step and datanode step; adls: seq 4's refused offset too) */
-    long want = hadoop ? appends + 2 : appends + 2;
-    ASSERT_EQ_INT(temu_counter(&e.e1, "POST APPEND"), want);
+    ASSERT_EQ_INT(temu_counter(&e.e1, "POST APPEND"), appends + 2);
+    /* ... and false on Gen1 only (its destination exists): Gen1 differs, both paths resynced from Gen2,
+     * which holds the rename's result. */
+    g2_fs(&e);
+    g2_ok(&e, "PUT", "r", "resource=directory", NULL, NULL);
+    g2_file(&e, "r/c2", "same bytes");
+    g1_ok(&e, "PUT", "/r/c2", "op=CREATE&overwrite=false", "stale");
+    sub(&e, 9, WH_OP_RENAME, "/r/c", NULL, P("destination", "/r/c2"));
+    wait_done(9);
+    ASSERT_OUTCOME(9, APPLY_RESYNCED);
+    ASSERT_TRUE(strstr(R.res[9].detail, "boolean\":false} to RENAME") != NULL);
+    ASSERT_TRUE(!g1_exists(&e, "/r/c"));
+    ASSERT_G1_CONTENT(&e, "/r/c2", "same bytes");
     env_stop(&e);
 }
 
@@ -678,6 +697,33 @@ TEST(park)
     env_stop(&e);
 }
 
+/* A resync while Gen2's filesystem does not exist (an account-level problem, not "the path is gone")
+ * waits behind the Gen2 breaker and deletes nothing on Gen1; once the filesystem is there it copies. */
+TEST(gen2_fs_missing)
+{
+    env e;
+    mirror_opts t = {.breaker_failures = 2, .breaker_probe_ms = 50};
+    env_start(&e, false, &t);
+    g1_ok(&e, "PUT", "/k", "op=CREATE&overwrite=false", "gen1 only");
+    apply_req *q = mkreq_v(&e, 1, WH_OP_UNKNOWN, "/k", NULL, 0, NULL);
+    q->resync = true;
+    submit(&e, q);
+    usleep(600000);
+    ASSERT_EQ_INT((int)mirror_pending(e.m), 1);
+    ASSERT_G1_CONTENT(&e, "/k", "gen1 only");
+    dbuf st;
+    dbuf_init(&st, 1 << 20);
+    ASSERT_EQ_INT(mirror_status_json(e.m, &st), 0);
+    ASSERT_TRUE(strstr(st.data, "\"gen2\":\"open\"") != NULL);
+    dbuf_free(&st);
+    g2_fs(&e);
+    g2_file(&e, "k", "gen2 bytes");
+    wait_done(1);
+    ASSERT_OUTCOME(1, APPLY_RESYNCED);
+    ASSERT_G1_CONTENT(&e, "/k", "gen2 bytes");
+    env_stop(&e);
+}
+
 /* Ownership: a writer identity that may not give files away (the hadoop caller bob, with gen1.auth none)
  * leaves the file its own; the difference from the primary's owner is reported as a divergence. */
 TEST(owner_divergence)
@@ -777,7 +823,7 @@ TEST(gate)
     env_stop(&e);
 }
 
-TESTS(T(ops_adls), T(ops_hadoop), T(replay_adls), T(replay_hadoop), T(ordering), T(outage_adls), T(outage_hadoop), T(down_adls),
-      T(down_hadoop),
+TESTS(T(ops_adls), T(ops_hadoop), T(replay_adls), T(replay_hadoop), T(ordering), T(outage_adls), T(outage_hadoop),
+      T(down_adls), T(down_hadoop),
       T(resync_adls), T(resync_hadoop), T(park), T(owner_divergence), T(stop_pending),
-      T(reset_midbody), T(gate))
+      T(reset_midbody), T(gate), T(gen2_fs_missing))
