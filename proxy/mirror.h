@@ -52,7 +52,9 @@
  * identities mapped back to Gen1 names through the identity map (opts.ids), names it lacks as they
  * are —, its ACL (entry names mapped back the same way), and its times from the
  * `dualpipe_times` property; a directory: created, its metadata, then every child Gen2 holds copied and
- * every child Gen1 holds that Gen2 lacks deleted; a path Gen2 lacks: deleted on Gen1), ask the gate
+ * every child Gen1 holds that Gen2 lacks deleted — a child a nested mapping puts in another filesystem is
+ * copied from there, one that maps nowhere or has a name Gen2 cannot hold is left and counted —; a path
+ * Gen2 lacks: deleted on Gen1), ask the gate
  * again (copy again when a record touched the root meanwhile), and remember the cover: later records
  * under the root up to the gate's epoch end APPLY_OK without a replay (the copy already holds them).
  * Gen1 is written in place, not through a temporary name: nobody reads Gen1 while it is the secondary.

@@ -28,6 +28,7 @@
 
 typedef struct rs_sum {
     unsigned files, dirs, deleted;
+    unsigned kept;                  /* Gen1 children no mapping covers (or names Gen2 cannot hold): left */
 } rs_sum;
 
 static bool ok2xx(const httpc_resp *r) { return r->result == HTTPC_OK && r->status >= 200 && r->status < 300; }
@@ -440,6 +441,35 @@ static int copy_bytes(mop *op, const char *fs, const char *p2, const char *path,
     return 0;
 }
 
+static int copy_node(mop *op, const char *path, int depth, rs_sum *sum);
+
+/* A child c of Gen1's directory that Gen2's listing of fs/p2 lacks: deleted when it maps next to its
+ * parent; copied by its own mapping when a nested mapping puts it elsewhere on Gen2; left alone (and
+ * counted) when it maps nowhere or has a name Gen2 cannot hold, since the primary never had it. */
+static int gone_child(mop *op, const char *fs, const char *p2, const char *c, int depth, rs_sum *sum)
+{
+    char cfs[64], why[128];
+    char *cp2 = malloc(MR_PATH_CAP);
+    if (!cp2) return 1;
+    int rc;
+    gen2c_map_result mres = gen2c_map(op->m->o.g2, c, cfs, cp2, MR_PATH_CAP, why, sizeof why);
+    const char *base = strrchr(c, '/');
+    size_t pl = strlen(p2);
+    bool beside = mres == GEN2C_MAPPED && strcmp(cfs, fs) == 0 && base &&
+                  (pl ? strncmp(cp2, p2, pl) == 0 && cp2[pl] == '/' && strcmp(cp2 + pl + 1, base + 1) == 0
+                      : strcmp(cp2, base + 1) == 0);
+    if (mres != GEN2C_MAPPED) {
+        sum->kept++;
+        rc = 0;
+    } else if (beside) {
+        rc = g1_delete(op, c, sum);
+    } else {
+        rc = copy_node(op, c, depth + 1, sum);
+    }
+    free(cp2);
+    return rc;
+}
+
 static int copy_node(mop *op, const char *path, int depth, rs_sum *sum)
 {
     mirror *m = op->m;
@@ -479,7 +509,7 @@ static int copy_node(mop *op, const char *path, int depth, rs_sum *sum)
         for (int i = 0; rc == 0 && i < g1l.n; i++) {
             if (namelist_has(&g2l, g1l.v[i])) continue;
             char *c = child_path(path, g1l.v[i]);
-            rc = c ? g1_delete(op, c, sum) : 1;
+            rc = c ? gone_child(op, fs, p2, c, depth, sum) : 1;
             free(c);
         }
         for (int i = 0; rc == 0 && i < g2l.n; i++) {
@@ -570,8 +600,12 @@ void mr_resync(mop *op, const char *why)
         }
         if (rc == 0) {
             op->outcome = APPLY_RESYNCED;
-            mr_why(op, "%s; resynced from Gen2: %u files, %u directories copied, %u deleted%s%s", reason, sum.files,
-                   sum.dirs, sum.deleted, op->note[0] ? "; " : "", op->note);
+            char kept[96] = "";
+            if (sum.kept)
+                snprintf(kept, sizeof kept, ", %u left on Gen1 (not mapped to Gen2 or a name Gen2 cannot hold)",
+                         sum.kept);
+            mr_why(op, "%s; resynced from Gen2: %u files, %u directories copied, %u deleted%s%s%s", reason, sum.files,
+                   sum.dirs, sum.deleted, kept, op->note[0] ? "; " : "", op->note);
             op->note[0] = 0;
             return;
         }

@@ -146,6 +146,10 @@ static void env_start(env *e, bool hadoop, const mirror_opts *tune)
     c->nmappings = 1;
     snprintf(c->mappings[0].gen1_prefix, sizeof c->mappings[0].gen1_prefix, "/");
     snprintf(c->mappings[0].filesystem, sizeof c->mappings[0].filesystem, "lake");
+    /* a nested mapping: Gen1's /s/nest is the root of filesystem "other" */
+    c->nmappings = 2;
+    snprintf(c->mappings[1].gen1_prefix, sizeof c->mappings[1].gen1_prefix, "/s/nest");
+    snprintf(c->mappings[1].filesystem, sizeof c->mappings[1].filesystem, "other");
     if (gen2c_new(c, e->http, &e->g2, err, sizeof err) != 0) TH_FAIL_AT("gen2c_new: %s", err);
 
     snprintf(e->dir, sizeof e->dir, "/tmp/dp-mirror-XXXXXX");
@@ -326,11 +330,12 @@ static char *g1_acl(env *e, const char *path)
     return s;
 }
 
-static void g2_ok(env *e, const char *method, const char *path, const char *query, const char *hdr, const char *body)
+static void g2_ok_in(env *e, const char *fs, const char *method, const char *path, const char *query, const char *hdr,
+                     const char *body)
 {
     httpc_sync s;
     httpc_sync_init(&s);
-    gen2c_call c = {.method = method, .fs = "lake", .path = path, .query = query, .headers = {hdr},
+    gen2c_call c = {.method = method, .fs = fs, .path = path, .query = query, .headers = {hdr},
                     .out = HTTPC_BODY_MEMORY, .done = httpc_sync_done, .ud = &s};
     if (body) {
         c.in = HTTPC_IN_MEMORY;
@@ -344,6 +349,11 @@ static void g2_ok(env *e, const char *method, const char *path, const char *quer
                    r->body.data ? r->body.data : "");
     httpc_resp_free(r);
     free(r);
+}
+
+static void g2_ok(env *e, const char *method, const char *path, const char *query, const char *hdr, const char *body)
+{
+    g2_ok_in(e, "lake", method, path, query, hdr, body);
 }
 
 static void g2_file(env *e, const char *path, const char *content)
@@ -643,6 +653,15 @@ static void run_resync(bool hadoop)
     g1_ok(&e, "PUT", "/s/f", "op=CREATE&overwrite=false", "old");
     g1_ok(&e, "PUT", "/s/extra", "op=CREATE&overwrite=false", "not on gen2");
     g1_ok(&e, "PUT", "/s/x1", "op=MKDIRS", NULL);
+    /* /s/nest lives in another filesystem (a nested mapping): copied from there, not deleted */
+    g2_ok_in(&e, "other", "PUT", "", "resource=filesystem", NULL, NULL);
+    g2_ok_in(&e, "other", "PUT", "n", "resource=file", NULL, NULL);
+    g2_ok_in(&e, "other", "PATCH", "n", "action=append&position=0", NULL, "nested");
+    g2_ok_in(&e, "other", "PATCH", "n", "action=flush&position=6&close=true", NULL, NULL);
+    g1_ok(&e, "PUT", "/s/nest/n", "op=CREATE&overwrite=false", "old");
+    g1_ok(&e, "PUT", "/s/nest/gone", "op=CREATE&overwrite=false", "x");
+    /* a name Gen2 cannot hold (a trailing dot): never on the primary, left alone */
+    g1_ok(&e, "PUT", "/s/odd.", "op=CREATE&overwrite=false", "odd");
     g1_ok(&e, "PUT", "/s/x2", "op=CREATE&overwrite=false", "x2");
     g1_ok(&e, "PUT", "/s/sub/deep", "op=MKDIRS", NULL);
     /* an APPEND at 13 of /s/f: Gen1 holds 3 bytes → resync of /s/f; then the directory by request */
@@ -660,6 +679,10 @@ static void run_resync(bool hadoop)
     ASSERT_TRUE(!g1_exists(&e, "/s/extra"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x1"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x2"));
+    ASSERT_G1_CONTENT(&e, "/s/nest/n", "nested");
+    ASSERT_TRUE(!g1_exists(&e, "/s/nest/gone"));
+    ASSERT_G1_CONTENT(&e, "/s/odd.", "odd");
+    ASSERT_TRUE(strstr(R.res[2].detail, "1 left on Gen1") != NULL);
     ASSERT_G1_FIELD(&e, "/s/f", "owner", "frank");       /* mapped back by the identity map */
     ASSERT_G1_FIELD(&e, "/s/empty", "owner", "nobody-mapped"); /* no line for it: as Gen2 has it */
     ASSERT_G1_FIELD(&e, "/s/f", "modificationTime", "1600000000000");
