@@ -22,10 +22,10 @@
  *  - CREATE: a file of the body's length whose modificationTime is MIRROR_PARAM_MTIME, or whose bytes
  *    equal the body (read back, up to MIRROR_VERIFY_MAX); else sent again (overwrite=false and another
  *    file there: resync);
- *  - APPEND / CONCURRENTAPPEND with MIRROR_PARAM_OFFSET (or the writer's offset): Gen1's length is
+ *  - APPEND / CONCURRENTAPPEND with MIRROR_PARAM_OFFSET (an APPEND also the writer's offset): Gen1's length is
  *    offset + len → landed, offset → sent (adls: with offset=, so Gen1 refuses a second landing),
  *    anything else → resync; without an offset an APPEND that may have landed cannot be decided → resync;
- *  - MKDIRS, DELETE, SET*, ACL ops, SETTIMES: the same result however often they run;
+ *  - MKDIRS, DELETE, SET*, ACL ops, SETTIMES, SETEXPIRY: the same result however often they run;
  *  - RENAME: source gone and destination present → landed; a {"boolean":false} answer is decided the
  *    same way (or matches the primary's own false, req->gen1_body);
  *  - CONCAT/MSCONCAT: every source gone and the target present → landed.
@@ -42,8 +42,8 @@
  * takes; a circuit breaker per upstream opens after breaker_failures transient failures in a row, holds
  * every send back and lets one probe through every breaker_probe_ms; an account-level problem of Gen2
  * (gen2c_classify: a filesystem that does not exist, a credential or role it refuses) is waited out the
- * same way, never taken for an answer about the path. A request that was sent and may
- * have landed is not sent again blindly: the next attempt begins with the idempotency check.
+ * same way, never taken for an answer about the path. A request that was sent and may have landed is not
+ * sent again blindly: the next attempt begins with the idempotency check.
  *
  * Resync: a request marked resync, and any operation that fails for good (a non-retryable answer, an
  * APPEND Gen1 holds at another length), makes Gen1 equal to Gen2 for the paths it touches: per root,
@@ -54,15 +54,17 @@
  * `dualpipe_times` property; a directory: created, its metadata, then every child Gen2 holds copied and
  * every child Gen1 holds that Gen2 lacks deleted — a child a nested mapping puts in another filesystem is
  * copied from there, one that maps nowhere or has a name Gen2 cannot hold is left and counted —; a path
- * Gen2 lacks: deleted on Gen1), ask the gate
- * again (copy again when a record touched the root meanwhile), and remember the cover: later records
+ * Gen2 lacks: deleted on Gen1), ask the gate again (copy again when a record touched the root
+ * meanwhile), and remember the cover: later records
  * under the root up to the gate's epoch end APPLY_OK without a replay (the copy already holds them).
  * Gen1 is written in place, not through a temporary name: nobody reads Gen1 while it is the secondary.
  * A resync that fails resync_attempts times ends APPLY_PARKED with the reason.
  *
  * Threads: `concurrency` worker threads run the operations with blocking exchanges (httpc_sync), so
  * done runs on a mirror worker thread (never inside mirror_submit, never on the httpc thread), or on the
- * thread calling mirror_stop for operations still queued when it gives up.
+ * thread calling mirror_stop for operations still queued when it gives up. done runs before the
+ * operation leaves the queue (later operations on its path start after it returns), so mirror_pending may
+ * still count it while done runs.
  */
 #ifndef DP_MIRROR_H
 #define DP_MIRROR_H
