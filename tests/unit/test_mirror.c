@@ -244,7 +244,7 @@ static httpc_resp *g1(env *e, const char *method, const char *path, const char *
     httpc_sync s;
     httpc_sync_init(&s);
     gen1c_own_call c = {.method = method, .path = path, .op_and_params = query, .out = HTTPC_BODY_MEMORY,
-                        .out_max = 1 << 22, .done = httpc_sync_done, .ud = &s};
+                        .out_max = 1 << 24, .done = httpc_sync_done, .ud = &s};
     if (body) {
         c.in = HTTPC_IN_MEMORY;
         c.in_mem = body;
@@ -643,6 +643,12 @@ static void run_resync(bool hadoop)
     g2_file(&e, "s/empty", "");
     g2_ok(&e, "PUT", "s/sub", "resource=directory", NULL, NULL);
     g2_file(&e, "s/sub/deep", "deep");
+    /* a file over MIRROR_PART_BYTES: copied in three parts (CREATE, then APPENDs at their offsets) */
+    size_t bign = 2 * MIRROR_PART_BYTES + 4321;
+    char *big = malloc(bign + 1);
+    for (size_t i = 0; i < bign; i++) big[i] = (char)('a' + (i * 7 + i / 4096) % 26);
+    big[bign] = 0;
+    g2_file(&e, "s/big", big);
     g2_ok(&e, "PATCH", "s/f", "action=setAccessControl",
           "x-ms-acl: user::rw-,user:" GUID_BOB ":r--,group::r--,mask::r--,other::---", NULL);
     g2_ok(&e, "PATCH", "s/f", "action=setAccessControl", "x-ms-owner: " GUID_FRANK, NULL);
@@ -676,6 +682,8 @@ static void run_resync(bool hadoop)
     ASSERT_G1_CONTENT(&e, "/s/f", "primary bytes");
     ASSERT_G1_CONTENT(&e, "/s/empty", "");
     ASSERT_G1_CONTENT(&e, "/s/sub/deep", "deep");
+    ASSERT_G1_CONTENT(&e, "/s/big", big);
+    free(big);
     ASSERT_TRUE(!g1_exists(&e, "/s/extra"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x1"));
     ASSERT_TRUE(!g1_exists(&e, "/s/x2"));
