@@ -458,7 +458,17 @@ static int status_json(admin *a, dbuf *b)
     if (applier_status_json(a->ap, b) != 0 || b->len == 0 || b->data[b->len - 1] != '}') return -1;
     if (!a->p) return 0;
     b->data[--b->len] = '\0';
-    if (dbuf_adds(b, ",\"order\":") != 0 || pipe_order_json(a->p, b) != 0 || dbuf_adds(b, "}") != 0) return -1;
+    if (dbuf_adds(b, ",\"order\":") != 0 || pipe_order_json(a->p, b) != 0) return -1;
+    /* gen2-primary: the mirror's counts (Gen2 -> Gen1) beside the (idle) applier's */
+    size_t mark = b->len;
+    if (dbuf_adds(b, ",\"mirror\":") != 0) return -1;
+    int mrc = pipe_mirror_status_json(a->p, b);
+    if (mrc < 0) return -1;
+    if (mrc == 1) {
+        b->len = mark;
+        b->data[mark] = '\0';
+    }
+    if (dbuf_adds(b, "}") != 0) return -1;
     return 0;
 }
 

@@ -39,7 +39,9 @@ typedef struct front front;
 /**
  * Bind cfg.listen and start serving. cfg, g1, p, gs and m must outlive the front (see front_free).
  * gs: phase gen2-only, every WebHDFS request is served on Gen2 by g2serve (no journal, Gen1 never asked;
- * the framing, limits, TLS, redirects, spool and request ids stay the front's); NULL: gen1-primary.
+ * the framing, limits, TLS, redirects, spool and request ids stay the front's); phase gen2-primary, reads
+ * the same, writes journaled (pipe_accept, the per-path order) and then served by g2serve, its answer
+ * reported to pipe_primary (the pipeline mirrors accepted writes to Gen1); NULL: gen1-primary.
  * Returns 0 and *out, or -1 with a message in err naming the config key at fault where there is one.
  */
 int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *m, front **out, char *err,

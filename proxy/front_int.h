@@ -189,6 +189,9 @@ void front__stream_abandon(fr_stream *st);
 void front__dispatch_g2(fr_req *r);
 /** Turn g2serve's stored answer into r's answer (UPSTREAM -> ANSWERING). */
 void front__answer_g2(fr_req *r);
+/** Phase gen2-primary: send journaled write r (its record durable, its turn in the per-path order) to
+ *  g2serve; the answer goes to pipe_primary, then to the writer. 0, or -1 when g2serve is stopping. */
+int front__send_g2_write(fr_req *r);
 
 /* ---- connections, limits and the reaper (front_conn.c) ---- */
 

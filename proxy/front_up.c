@@ -537,18 +537,21 @@ static void on_durable(void *ud, uint64_t seq, int err)
         finish_local(r, err);
         return;
     }
-    if (send_gen1(r) != 0) {
-        /* Never reached Gen1: aborted like a refusal, Gen2 never sees it. */
+    /* gen2-primary: the primary is Gen2, served by g2serve (front_g2.c) */
+    bool g2 = r->f->g2s != NULL;
+    if ((g2 ? front__send_g2_write(r) : send_gen1(r)) != 0) {
+        /* Never reached the primary: aborted like a refusal, the secondary never sees it. */
         pipe_primary_result pr = {.kind = PIPE_P_REFUSED, .status = 0};
         (void)pipe_primary(r->f->p, seq, &pr, NULL, NULL);
-        finish_local(r, -ECONNREFUSED);
+        finish_local(r, g2 ? -ESHUTDOWN : -ECONNREFUSED);
     }
 }
 
 void front__dispatch(fr_req *r)
 {
     front *f = r->f;
-    if (f->g2s) {
+    /* gen2-only: everything on Gen2, nothing journaled; gen2-primary: reads on Gen2, writes journaled */
+    if (f->g2s && (f->cfg->phase != CFG_PHASE_GEN2_PRIMARY || !r->wr.info->is_write)) {
         front__dispatch_g2(r);
         return;
     }

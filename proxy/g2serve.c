@@ -58,6 +58,12 @@ g2resp *g2s__call(g2s_ctx *c, const char *method, const char *path, const char *
         snprintf(r->error, sizeof r->error, "the request could not be sent to Gen2");
     }
     if (r->result != HTTPC_OK) metrics_inc(c->s->mx_nothing);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        /* a modifying request: Gen2 changed (2xx), or may have (it went out, no answer came) */
+        bool lost = r->result != HTTPC_OK && r->sent;
+        if (g2s__ok(r) || lost) c->changed = true;
+        c->lost = lost;
+    }
     return r;
 }
 
@@ -93,7 +99,11 @@ static void deliver(g2s_ctx *c, const g2s_answer *a)
 {
     if (c->answered) return;
     c->answered = true;
-    c->rq->answer(c->rq->ud, a);
+    g2s_answer full = *a;
+    full.changed = c->changed;
+    full.lost = c->lost;
+    full.offset = c->offset;
+    c->rq->answer(c->rq->ud, &full);
 }
 
 void g2s__answer(g2s_ctx *c, int status, const char *json, size_t len)
@@ -363,7 +373,7 @@ char *g2s__cursor_get(g2s *s, const char *fs, const char *dir, const char *after
 
 static void serve_one(g2s *s, const g2s_request *rq)
 {
-    g2s_ctx c = {.s = s, .rq = rq, .wr = rq->wr};
+    g2s_ctx c = {.s = s, .rq = rq, .wr = rq->wr, .offset = -1};
     if (s->ids) c.map = idm_watch_get(s->ids);
     if (g2s__map(&c, rq->wr->path, c.fs, c.path, sizeof c.path) == 0) g2s__serve_op(&c);
     if (!c.answered) g2s__fail(&c, 500, "RuntimeException", "the proxy produced no answer");

@@ -42,6 +42,17 @@ typedef struct g2s_answer {
     /* OPEN: the body follows through the request's stream hooks, length bytes (then on_end). */
     bool stream;
     uint64_t length;
+    /* What a journal needs to know (phase gen2-primary: the write is mirrored to Gen1 afterwards):
+     * changed: a request that modifies Gen2 (any method but GET/HEAD) succeeded, or went out and its
+     *          answer was lost, while serving this one: Gen2 may hold a change even when the answer is an
+     *          error;
+     * lost:    the last such request went out and got no answer (timeout, reset): whether it landed is
+     *          unknown;
+     * offset:  APPEND/CONCURRENTAPPEND: the file's length on Gen2 before this append, i.e. where its
+     *          bytes landed; -1 when not known (another op, or refused before the append). */
+    bool changed;
+    bool lost;
+    int64_t offset;
 } g2s_answer;
 
 /** Where OPEN's bytes go after an answer with stream set (all on the httpc engine thread). */

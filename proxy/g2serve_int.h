@@ -86,6 +86,8 @@ typedef struct g2s_ctx {
     char fs[64];
     char path[G2S_PATH_MAX];             /* inside fs, "" for the filesystem root */
     bool answered;
+    bool changed, lost;                  /* g2s_answer's: a modifying request succeeded or was lost */
+    int64_t offset;                      /* g2s_answer's: where an append's bytes landed, -1 */
 } g2s_ctx;
 
 /* A Gen2 exchange's answer (httpc_resp owned). */

@@ -184,6 +184,7 @@ void g2s__append(g2s_ctx *c, bool concurrent)
                          ")",
                          offset, w->path, n.length);
     uint64_t end = 0;
+    c->offset = n.length; /* where the bytes land: the journal's mirror replays them there */
     if (write_body(c, (uint64_t)n.length, sync, &end) != 0) return;
     if (!concurrent) g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
     g2s__answer(c, 200, NULL, 0);

@@ -304,6 +304,18 @@ static void print_status(const json_t *root, const char *where, bool online)
             line_num(ap, "  divergences", "divergence_count");
             line_num(ap, "  resynced", "resynced");
         }
+        const json_t *mr = json_object_get(root, "mirror");
+        if (json_is_object(mr)) { /* phase gen2-primary: writes go Gen2 -> Gen1 through the mirror */
+            line("phase", "gen2-primary (mirror to gen1)");
+            line_num(mr, "mirror pending", "pending");
+            line_num(mr, "  applied to gen1", "applied");
+            line_num(mr, "  resynced", "resynced");
+            line_num(mr, "  parked", "parked");
+            line_num(mr, "  divergences", "divergence_count");
+            const json_t *brk = json_object_get(mr, "breaker");
+            const char *g1b = json_is_object(brk) ? jstr(brk, "gen1") : NULL;
+            if (g1b) line("mirror gen1 breaker", g1b);
+        }
         line_num(j, "resyncs (since start)", "resyncs");
         line_num(j, "fdatasyncs", "fdatasyncs");
     }

@@ -335,7 +335,7 @@ static int run(const char *file)
     metrics *m = NULL;
     front *f = NULL;
     admin *adm = NULL;
-    gen2c *g2 = NULL; /* phase gen2-only: the front's Gen2 client, on the writers' engine */
+    gen2c *g2 = NULL; /* phases gen2-only and gen2-primary: the front's Gen2 client, on the writers' engine */
     g2s *gs = NULL;
     fence_reg *fences = NULL;
 
@@ -390,8 +390,9 @@ static int run(const char *file)
     }
     /* Recovery runs here, before the front takes a request. */
     if (pipe_open(&cfg, http_ap, g1_ap, m, &pl, err, sizeof err) != 0) goto out;
-    if (cfg.phase == CFG_PHASE_GEN2_ONLY) {
-        /* The Gen1 API served on Gen2 alone: no write is journaled and Gen1 is never asked. */
+    if (cfg.phase == CFG_PHASE_GEN2_ONLY || cfg.phase == CFG_PHASE_GEN2_PRIMARY) {
+        /* The Gen1 API served on Gen2: in gen2-only no write is journaled and Gen1 is never asked; in
+         * gen2-primary writes are journaled, answered by Gen2 and mirrored to Gen1 (the pipeline's mirror). */
         if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
         if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
     }

@@ -44,9 +44,12 @@
 #include <unistd.h>
 
 #include "feed.h"
+#include "gen2client.h"
+#include "idmap.h"
 #include "iox.h"
 #include "jrnl_fmt.h"
 #include "log.h"
+#include "mirror.h"
 #include "order.h"
 #include "reload.h"
 #include "rid.h"
@@ -63,6 +66,10 @@ struct pipeline {
     spool *sp;
     journal *j;
     applier *ap;
+    /* phase gen2-primary: accepted records go to the mirror (Gen2 -> Gen1) instead of the applier */
+    mirror *mr;
+    gen2c *mr_g2;                            /* the mirror's Gen2 client (reads for its resyncs) */
+    idm_watch *mr_ids;                       /* gen2.identity_map for the mirror, or NULL */
     jnl_recovery rec;
     uint64_t rec_resubmitted, rec_parked;    /* what recovery handed back to the applier / left parked */
     char spool_dir[1100];
@@ -100,6 +107,7 @@ struct pipeline {
                                                 their resyncs wait until gen1.settle_ms after the start */
     size_t ndoubt, capdoubt;
     int64_t t_open_ms;                       /* CLOCK_MONOTONIC ms of pipe_open */
+    uint64_t wrong_side, wrong_n;            /* recovery: live records for the other side (pipe_open fails) */
 };
 
 /* A writer waiting (ack "both") for a record that waits in the feed; bounded by the writers. */
@@ -156,6 +164,7 @@ typedef struct pipe_ent {
     whreq_op op;
     uint16_t state;
     uint16_t status;  /* the HTTP status of the latest state (Gen1's, for PRIMARY_OK) */
+    char *detail;     /* the latest state's detail (gen2-primary: PRIMARY_OK carries PIPE_DETAIL_OFFSET) */
     char *path;
     whreq_param *params;
     int nparams;
@@ -171,6 +180,7 @@ typedef struct pipe_ent {
 static void ent_clear(pipe_ent *e)
 {
     free(e->path);
+    free(e->detail);
     for (int i = 0; i < e->nparams; i++) {
         free(e->params[i].name);
         free(e->params[i].value);
@@ -194,6 +204,7 @@ static void ent_copy(pipe_ent *d, const jnl_entry *s)
     d->body_lost = s->body_lost;
     d->path = strdup(s->path ? s->path : "/");
     if (!d->path) goto oom;
+    if (s->detail && s->detail[0] && !(d->detail = strdup(s->detail))) goto oom;
     if (s->nparams > 0) {
         d->params = calloc((size_t)s->nparams, sizeof *d->params);
         if (!d->params) goto oom;
@@ -309,6 +320,39 @@ static void take_request_id(apply_req *r)
     }
 }
 
+/*
+ * Phase gen2-primary: what the mirror needs that only Gen2's answer told, rebuilt from the record's
+ * PRIMARY_OK detail (so it survives a restart): an APPEND's landing offset (MIRROR_PARAM_OFFSET).
+ * 0, or -1 out of memory. Without it the mirror resyncs an APPEND that may have landed (mirror.h).
+ */
+static int add_primary_params(apply_req *r, const char *detail)
+{
+    if (r->op != WH_OP_APPEND && r->op != WH_OP_CONCURRENTAPPEND) return 0;
+    const char *at = detail ? strstr(detail, MIRROR_PARAM_OFFSET "=") : NULL;
+    if (!at) return 0;
+    at += strlen(MIRROR_PARAM_OFFSET "=");
+    char *end = NULL;
+    errno = 0;
+    unsigned long long off = strtoull(at, &end, 10);
+    if (errno != 0 || end == at || *at == '-') return 0;
+    for (int i = 0; i < r->nparams; i++)
+        if (strcmp(r->params[i].name, MIRROR_PARAM_OFFSET) == 0) return 0; /* a writer's is never kept */
+    whreq_param *np = realloc(r->params, (size_t)(r->nparams + 1) * sizeof *np);
+    if (!np) return -1;
+    r->params = np;
+    char val[24];
+    snprintf(val, sizeof val, "%llu", off);
+    np[r->nparams].name = strdup(MIRROR_PARAM_OFFSET);
+    np[r->nparams].value = strdup(val);
+    if (!np[r->nparams].name || !np[r->nparams].value) {
+        free(np[r->nparams].name);
+        free(np[r->nparams].value);
+        return -1;
+    }
+    r->nparams++;
+    return 0;
+}
+
 static char *dup_or_null(const char *s, bool *oom)
 {
     if (!s) return NULL;
@@ -344,6 +388,8 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     e->nparams = 0;
     take_request_id(r);
     r->resync = resync || e->body_lost;
+    if (p->mr && !r->resync && e->state == JFMT_S_PRIMARY_OK && add_primary_params(r, e->detail) != 0) oom = true;
+    if (oom) goto fail;
     r->maybe_sent = maybe_sent;
     if (r->resync && seq_in(p->in_doubt, p->ndoubt, e->seq))
         r->not_before_ms = p->t_open_ms + (int64_t)p->cfg->gen1_settle_ms;
@@ -369,7 +415,7 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     ent_clear(e);
     pthread_mutex_lock(&p->mu);
     int rc = -1;
-    if (!p->ap_gone) rc = applier_submit(p->ap, r, on_done, s);
+    if (!p->ap_gone) rc = p->mr ? mirror_submit(p->mr, r, on_done, s) : applier_submit(p->ap, r, on_done, s);
     else apply_req_free(r);
     pthread_mutex_unlock(&p->mu);
     if (rc != 0) {
@@ -399,6 +445,8 @@ static bool ent_resync(const pipe_ent *e)
 static bool ent_maybe_sent(const pipeline *p, const pipe_ent *e)
 {
     if (e->seq > p->rec.max_seq) return false;
+    /* the mirror: any recovered record may have reached Gen1 before the stop (it checks first) */
+    if (p->mr) return true;
     if (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS) return true;
     return seq_in(p->maybe_sent, p->nmaybe, e->seq);
 }
@@ -650,6 +698,8 @@ typedef struct rec_acc {
 
 typedef struct rec_scan {
     pipeline *p;
+    uint64_t wrong_side;  /* the first live record journaled for the other side (phase), or 0 */
+    uint64_t wrong_n;
     pathset seen;     /* paths whose first pending APPEND without an offset was seen */
     rec_acc *acc;
     size_t nacc, capacc;
@@ -682,6 +732,14 @@ static void recover_one(void *ud, const jnl_entry *e)
 {
     rec_scan *r = ud;
     pipeline *p = r->p;
+    bool to_gen1 = false;
+    for (int k = 0; k < e->nparams; k++)
+        if (strcmp(e->params[k].name, PIPE_PARAM_TO) == 0) to_gen1 = strcmp(e->params[k].value, PIPE_TO_GEN1) == 0;
+    if (to_gen1 != (p->mr != NULL)) {
+        if (!r->wrong_side) r->wrong_side = e->seq;
+        r->wrong_n++;
+        r->err = -EXDEV;
+    }
     if (r->err) return;
     if (e->state == JFMT_S_PARKED) {
         p->rec_parked++;
@@ -748,8 +806,17 @@ static int resubmit_recovered(pipeline *p)
     rec_scan r = {.p = p};
     pthread_mutex_lock(&p->fmu);
     jnl_foreach(p->j, recover_one, &r);
-    rec_flush(&r);
+    if (r.err != -EXDEV) rec_flush(&r);
     pthread_mutex_unlock(&p->fmu);
+    if (r.err == -EXDEV) {
+        /* Nothing was handed over or changed: the journal stays as it is for a start in its phase. */
+        p->wrong_side = r.wrong_side;
+        p->wrong_n = r.wrong_n;
+        free(r.acc);
+        for (size_t i = 0; r.seen.slot && i <= r.seen.mask; i++) free(r.seen.slot[i]);
+        free(r.seen.slot);
+        return -EXDEV;
+    }
     /* Nobody will answer for these any more: not "busy" for the resync gate from now on. */
     for (size_t i = 0; i < r.nacc; i++) {
         bool mark = r.acc[i].mark;
@@ -803,6 +870,7 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
     const char *what = NULL;
     if (jnl_register_metrics(p->j, m) != 0) what = "journal";
     else if (applier_register_metrics(p->ap, m) != 0) what = "applier";
+    else if (p->mr && mirror_register_metrics(p->mr, m) != 0) what = "mirror";
     else if (metrics_gauge_fn(m, "dualpipe_spool_bytes_used", "Bytes the spool holds against spool.max_bytes: live "
                                                               "bodies, reservations of bodies being received, and "
                                                               "released space not punched out yet.",
@@ -862,7 +930,39 @@ static int pipe_reload(void *arg, const dp_config *nc, bool check, char *err, si
 {
     pipeline *p = arg;
     if (!check) atomic_store_explicit(&p->spool_policy, (int)nc->spool_policy, memory_order_relaxed);
+    if (p->mr_g2 && gen2c_reload(p->mr_g2, nc, check, err, errlen) != 0) return -1;
     return p->ap ? applier_reload(p->ap, nc, check, err, errlen) : 0;
+}
+
+/* Phase gen2-primary: the mirror that applies accepted records to Gen1 (mirror.h), tuned by the applier.*
+ * keys, with the proxy's own Gen1 identity (g1) and a Gen2 client of its own for its resyncs. */
+static int open_mirror(pipeline *p, httpc *http, gen1c *g1, char *err, size_t errlen)
+{
+    const dp_config *cfg = p->cfg;
+    char e[300] = "";
+    if (gen2c_new(cfg, http, &p->mr_g2, e, sizeof e) != 0) {
+        snprintf(err, errlen, "mirror: %s", e);
+        return -1;
+    }
+    if (cfg->identity_map[0]) {
+        idm_err ie;
+        if (idm_watch_new(cfg->identity_map, &p->mr_ids, &ie) != 0) {
+            snprintf(err, errlen, "gen2.identity_map: %s", ie.message);
+            return -1;
+        }
+    }
+    mirror_opts o = {.http = http, .g1 = g1, .g2 = p->mr_g2, .hadoop = cfg->gen1_dialect == CFG_DIALECT_HADOOP,
+                     .ids = p->mr_ids, .gate = gate, .gate_ud = p, .concurrency = cfg->applier_concurrency,
+                     .backoff_base_ms = cfg->applier_backoff_base_ms, .backoff_cap_ms = cfg->applier_backoff_cap_ms,
+                     .breaker_failures = cfg->applier_breaker_failures,
+                     .breaker_probe_ms = cfg->applier_breaker_probe_ms,
+                     .resync_attempts = cfg->applier_resync_attempts};
+    if (mirror_new(&o, &p->mr, e, sizeof e) != 0) {
+        snprintf(err, errlen, "mirror: %s", e);
+        return -1;
+    }
+    LOGI("msg=\"phase gen2-primary: accepted writes are mirrored to Gen1\" concurrency=%u", o.concurrency);
+    return 0;
 }
 
 int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline **out, char *err, size_t errlen)
@@ -939,6 +1039,7 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         goto fail;
     }
     applier_set_spool(p->ap, p->sp);
+    if (cfg->phase == CFG_PHASE_GEN2_PRIMARY && open_mirror(p, http, g1, err, errlen) != 0) goto fail;
     int src = stl_new(g1, cfg->gen1_settle_ms, &p->settle);
     if (src != 0) {
         snprintf(err, errlen, "cannot start the settle thread: %s", strerror(-src));
@@ -948,12 +1049,23 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     applier_on_identity_change(p->ap, retry_owed, p);
     /* Past this point nothing fails: submitted records call back into p. What cannot be resubmitted
      * (out of memory) stays in the journal for the next start. */
-    if (resubmit_recovered(p) != 0)
-        LOGE("msg=\"out of memory resubmitting recovered records; the rest wait for the next start\"");
+    int rrc = resubmit_recovered(p);
+    if (rrc == -EXDEV) {
+        snprintf(err, errlen,
+                 "journal.dir: the journal holds %" PRIu64 " live record(s) (the first: seq %" PRIu64 ") journaled in "
+                 "phase %s, to be applied to %s; this start is in phase %s. Start once more in the phase they "
+                 "were journaled in and let them drain (dualpipe journal status: nothing pending or parked), "
+                 "then change the phase",
+                 p->wrong_n, p->wrong_side, p->mr ? "gen1-primary" : "gen2-primary", p->mr ? "Gen2" : "Gen1",
+                 cfg_phase_name(cfg->phase));
+        goto fail;
+    }
+    if (rrc != 0) LOGE("msg=\"out of memory resubmitting recovered records; the rest wait for the next start\"");
     if (p->rec_resubmitted || p->rec_parked)
-        LOGI("msg=\"recovered records queued for the applier\" resubmitted=%" PRIu64 " parked=%" PRIu64
+        LOGI("msg=\"recovered records queued for the %s\" resubmitted=%" PRIu64 " parked=%" PRIu64
              " max_in_memory=%u",
-             p->rec_resubmitted, p->rec_parked, cfg->applier_max_in_memory);
+             p->mr ? "mirror (Gen2 -> Gen1)" : "applier", p->rec_resubmitted, p->rec_parked,
+             cfg->applier_max_in_memory);
     if (pthread_create(&p->fthread, NULL, feeder_main, p) != 0) {
         snprintf(err, errlen, "cannot start the feeder thread");
         goto fail;
@@ -965,10 +1077,17 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     return 0;
 
 fail:
-    if (p->ap) {
+    if (p->ap || p->mr) {
         pthread_mutex_lock(&p->mu);
         p->ap_gone = true;
         pthread_mutex_unlock(&p->mu);
+    }
+    if (p->mr) {
+        mirror_stop(p->mr, 0);
+        p->mr = NULL;
+    }
+    if (p->mr_g2) gen2c_stop(p->mr_g2);
+    if (p->ap) {
         applier_stop(p->ap, 0);
         p->ap = NULL;
     }
@@ -1170,6 +1289,11 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
         if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
         kept[nkept++] = wr->params[i];
     }
+    /* Which side the record is for: a restart in another phase must not apply it to the wrong one. */
+    if (p->mr) {
+        if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
+        kept[nkept++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
+    }
     if (request_id && rid_valid(request_id) && nkept < JFMT_MAX_PARAMS)
         kept[nkept++] = (whreq_param){.name = (char *)JFMT_KEY_REQUEST_ID, .value = (char *)request_id};
     uint16_t jop = jfmt_op_from_whreq(wr->op);
@@ -1330,9 +1454,16 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
                  strerror(-rc));
         }
     }
-    rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, NULL, NULL, NULL);
+    /* gen2-primary: where an APPEND landed on Gen2 goes into the state's detail, so that the mirror's
+     * replay (also after a restart) writes it at the same offset of Gen1 (add_primary_params). */
+    char detail[64];
+    if (res->has_offset) snprintf(detail, sizeof detail, "%s %s=%" PRIu64, PIPE_DETAIL_LANDED, MIRROR_PARAM_OFFSET,
+                                  res->offset);
+    rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, res->has_offset ? detail : NULL, NULL, NULL);
     if (rc != 0) LOGW("msg=\"cannot journal the primary's answer\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
-    bool both = p->cfg->ack == CFG_ACK_BOTH && acked;
+    /* ack "both" waits for the secondary's first attempt in gen1-primary only: with Gen2 primary the
+     * writer has its answer from Gen2 and Gen1 follows (for rollback) */
+    bool both = p->cfg->ack == CFG_ACK_BOTH && acked && !p->mr;
     rc = feed_seq(p, seq, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
     return both && rc == 0 ? 0 : 1;
 }
@@ -1382,6 +1513,12 @@ int pipe_status_json(pipeline *p, dbuf *out)
         pthread_mutex_lock(&p->mu);
         if (p->ap_gone) rc = dbuf_adds(out, "null");
         else rc = applier_status_json(p->ap, out);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (rc == 0 && p->mr) {
+        rc = dbuf_adds(out, ",\"phase\":\"gen2-primary\",\"mirror\":");
+        pthread_mutex_lock(&p->mu);
+        if (rc == 0) rc = p->ap_gone ? dbuf_adds(out, "null") : mirror_status_json(p->mr, out);
         pthread_mutex_unlock(&p->mu);
     }
     if (rc == 0) rc = dbuf_adds(out, ",\"io_backend\":");
@@ -1526,9 +1663,11 @@ int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *se
     bool stopped = p->stopped;
     pthread_mutex_unlock(&p->mu);
     if (stopped) return -ESHUTDOWN;
-    whreq_param node = {.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
-    jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path, .params = node_only ? &node : NULL,
-                       .nparams = node_only ? 1 : 0};
+    whreq_param prm[2];
+    int np = 0;
+    if (node_only) prm[np++] = (whreq_param){.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
+    if (p->mr) prm[np++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
+    jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path, .params = np ? prm : NULL, .nparams = np};
     int rc = jnl_append(p->j, &in, resync_durable, p, seq);
     if (rc != 0) return rc;
     /* A RESYNC record waits for no primary answer: state RESYNC at once, so that the resync gate does
@@ -1540,6 +1679,14 @@ int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *se
 }
 
 applier *pipe_applier(pipeline *p) { return p->ap; }
+
+int pipe_mirror_status_json(pipeline *p, dbuf *out)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = !p->mr ? 1 : p->ap_gone ? dbuf_adds(out, "null") : mirror_status_json(p->mr, out);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
 
 journal *pipe_journal(pipeline *p) { return p->j; }
 
@@ -1597,6 +1744,13 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     /* Reloads run on the thread that stops us, never during this call: no hook is running now. */
     rl_unregister(pipe_reload, p);
     stop_feeder(p);
+    if (!already && p->mr) {
+        uint64_t left = mirror_pending(p->mr);
+        if (left) LOGI("msg=\"draining the mirror to Gen1\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
+        mirror_stop(p->mr, drain_ms);
+        p->mr = NULL;
+    }
+    if (p->mr_g2) gen2c_stop(p->mr_g2);
     if (already || !p->ap) return;
     uint64_t left = applier_pending(p->ap);
     if (left) LOGI("msg=\"draining the applier\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
@@ -1617,6 +1771,8 @@ void pipe_free(pipeline *p)
     atomic_store(&p->fstop, true);
     stop_feeder(p);
     stl_free(p->settle); /* the httpc engines stopped: no check is out */
+    gen2c_free(p->mr_g2);
+    idm_watch_free(p->mr_ids);
     p->settle = NULL;
     /* Normally pipe_stop ran (and the applier is gone); closing the journal commits what is queued. */
     jnl_close(p->j);

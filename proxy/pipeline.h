@@ -64,6 +64,14 @@
 
 typedef struct pipeline pipeline;
 
+/* Phase gen2-primary: every record carries PIPE_PARAM_TO=PIPE_TO_GEN1 (the side it is applied to); a
+ * start finding live records of the other side refuses to start (pipe_open). */
+#define PIPE_PARAM_TO "dualpipe.to"
+#define PIPE_TO_GEN1 "gen1"
+/* The PRIMARY_OK detail of an APPEND in gen2-primary: "<this> dualpipe.offset=N" (N: Gen2's length before
+ * it); pipeline.c turns it back into the mirror's MIRROR_PARAM_OFFSET at every submission. */
+#define PIPE_DETAIL_LANDED "landed on the primary at"
+
 /**
  * Start: iox (journal.io; the backend in use is logged, with the reason for a fallback), spool
  * ("<spool.dir>/data"), journal (journal.dir) with recovery (logged: records, rate, torn tail,
@@ -114,6 +122,10 @@ typedef struct pipe_primary_result {
     const whreq *wr;
     uint64_t body_len;
     void (*settled)(void *ud, stl_verdict v);
+    /* gen2-primary, an accepted APPEND/CONCURRENTAPPEND: where its bytes landed on the primary (the file's
+     * length before it); journaled with the answer and given to the mirror (MIRROR_PARAM_OFFSET) */
+    bool has_offset;
+    uint64_t offset;
 } pipe_primary_result;
 
 /**
@@ -149,6 +161,10 @@ int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
  * by one after it. The record carries the parameter APPLY_RESYNC_NODE_ONLY (applier.h).
  */
 int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *seq);
+
+/** Phase gen2-primary: the mirror's mirror_status_json ("null" while stopping). 1 in another phase (nothing
+ *  written), 0, or a dbuf error. */
+int pipe_mirror_status_json(pipeline *p, dbuf *out);
 
 /** The applier (admin /admin/status) and the journal (metrics). */
 applier *pipe_applier(pipeline *p);

@@ -738,20 +738,17 @@ static int finish(pctx *p)
         return fail(p, c->gen1_tls.cert_file[0] ? "gen1.tls.key_file" : "gen1.tls.cert_file",
                     "gen1.tls.cert_file and gen1.tls.key_file go together");
 
-    if (c->phase == CFG_PHASE_GEN2_PRIMARY)
+    /* In gen2-only and gen2-primary no Gen1 checks who the writer is: every request acts with the
+     * proxy's own Gen2 identity (gen2-primary mirrors to Gen1 with the proxy's Gen1 identity too). Only
+     * a sidecar's loopback, client certificates or an explicit word let writers in. */
+    if ((c->phase == CFG_PHASE_GEN2_ONLY || c->phase == CFG_PHASE_GEN2_PRIMARY) && !cfg__is_loopback(c->listen.host) &&
+        !c->tls_client_ca_file[0] && !c->g2only_trust_network)
         return fail(p, "phase",
-                    "gen2-primary (writers answered by Gen2, writes mirrored to Gen1) is not available in this "
-                    "version; use gen1-primary, or gen2-only once Gen1 is to be left behind");
-
-    /* In gen2-only no Gen1 checks who the writer is: every request acts with the proxy's own Gen2
-     * identity. Only a sidecar's loopback, client certificates or an explicit word let writers in. */
-    if (c->phase == CFG_PHASE_GEN2_ONLY && !cfg__is_loopback(c->listen.host) && !c->tls_client_ca_file[0] &&
-        !c->g2only_trust_network)
-        return fail(p, "phase",
-                    "gen2-only serves every writer with the proxy's own Gen2 identity and no Gen1 to check who "
+                    "%s serves every writer with the proxy's own Gen2 identity and no Gen1 to check who "
                     "they are: listen on a loopback address (a sidecar), require client certificates "
                     "(tls.client_ca_file), or set gen2_only.trust_network to true when the network in front of "
-                    "the proxy decides who may write (listen is %s)", c->listen.host);
+                    "the proxy decides who may write (listen is %s)",
+                    cfg_phase_name(c->phase), c->listen.host);
 
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)

@@ -432,8 +432,17 @@ TEST(gen2_only_without_gen1)
         if (load(j, &c, &e) != 0) TH_FAIL_AT("%s: %s: %s", ok[i], e.path, e.message);
         cfg_free(&c);
     }
+    /* gen2-primary: Gen1 is required (writes are mirrored to it), and writers are checked by nobody,
+     * as in gen2-only */
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-primary\",%s}", g2);
+    EXPECT_ERR(j, "gen1.endpoint", "required key is missing");
+    snprintf(j, sizeof j, "{\"phase\":\"gen2-primary\",\"listen\":\"0.0.0.0:14000\",\"gen1\":{\"endpoint\":"
+             "\"http://127.0.0.1:1\"},%s}", g2);
+    EXPECT_ERR(j, "phase", "gen2-primary serves every writer with the proxy's own Gen2 identity");
     snprintf(j, sizeof j, "{\"phase\":\"gen2-primary\",\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},%s}", g2);
-    EXPECT_ERR(j, "phase", "not available in this version");
+    if (load(j, &c, &e) != 0) TH_FAIL_AT("gen2-primary: %s: %s", e.path, e.message);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_PRIMARY);
+    cfg_free(&c);
     /* the rule is gen2-only's: gen1-primary on any address is fine */
     snprintf(j, sizeof j, "{\"listen\":\"0.0.0.0:14000\",\"gen1\":{\"endpoint\":\"http://127.0.0.1:1\"},%s}", g2);
     if (load(j, &c, &e) != 0) TH_FAIL_AT("gen1-primary on 0.0.0.0: %s: %s", e.path, e.message);
