@@ -922,7 +922,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *
     }
     LOGI("msg=\"front listening\" phase=%s host=%s port=%d threads=%u max_connections=%u max_connections_per_client=%u "
          "request_timeout_s=%u tls=%s",
-         gs ? "gen2-only" : "gen1-primary", cfg->listen.host, f->port, threads, cfg->max_connections, cfg->max_connections_per_client,
+         cfg_phase_name(cfg->phase), cfg->listen.host, f->port, threads, cfg->max_connections, cfg->max_connections_per_client,
          cfg->request_timeout_s, f->tls ? (cfg->tls_client_ca_file[0] ? "on+client_cert" : "on") : "off");
     if (rl_register("front", front_live_keys, front_reload, f) != 0)
         LOGW("msg=\"front limits will not follow SIGHUP: too many reload hooks\"");

@@ -469,7 +469,7 @@ int g2s_new(const dp_config *cfg, gen2c *g2, httpc *http, metrics *m, g2s **out,
         }
         s->nth++;
     }
-    LOGI("msg=\"gen2-only: the WebHDFS API is served on Gen2\" workers=%u identity_map=%s", s->nth,
+    LOGI("msg=\"the WebHDFS API is served on Gen2\" workers=%u identity_map=%s", s->nth,
          s->ids ? "yes" : "no");
     *out = s;
     return 0;
