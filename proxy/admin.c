@@ -202,8 +202,10 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
         return reply_text(conn, 503, "not ready: the journal cannot commit (its last write or fdatasync failed), "
                                      "so writes are refused until a commit succeeds; check the disk of journal.dir "
                                      "and spool.dir\n");
-    /* gen2-only: Gen1 plays no part; ready unless the mapped Gen2 filesystems have a problem. */
-    int g1 = a->cfg->phase == CFG_PHASE_GEN2_ONLY ? 1 : atomic_load(&a->gen1_state);
+    /* gen2-only: Gen1 plays no part; gen2-primary: writers are served by Gen2 and the mirror waits Gen1
+     * out (it is still probed, for dualpipe_gen1_reachable). Ready unless the mapped Gen2 filesystems have
+     * a problem. */
+    int g1 = a->cfg->phase != CFG_PHASE_GEN1_PRIMARY ? 1 : atomic_load(&a->gen1_state);
     if (g1 == 1) {
         /* Gen2 account-level problems: writers are still served (Gen1 is primary, records queue), but
          * nothing reaches Gen2 until someone fixes the account. */

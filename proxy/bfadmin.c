@@ -497,6 +497,10 @@ unsigned bfadmin_handle(bfadmin *b, pipeline *p, const char *url, bool post, con
             return 405;
         }
         if (!b || !p) return fail(out, 503, "backfill is not available in this process");
+        if (pipe_to_gen1(p))
+            return fail(out, 409, "backfill copies Gen1 to Gen2, and this proxy runs in phase gen2-primary (Gen2 is the "
+                                  "primary, writes are mirrored to Gen1): run it in gen1-primary, or use "
+                                  "dualpipe journal resync PATH to copy Gen2 to Gen1");
         if (i >= 4 && !b->fences) return fail(out, 503, "DistCp fences are not available in this process");
         switch (i) {
         case 0: return do_begin(b, p, query, out);

@@ -1680,6 +1680,8 @@ int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *se
 
 applier *pipe_applier(pipeline *p) { return p->ap; }
 
+bool pipe_to_gen1(const pipeline *p) { return p->mr_g2 != NULL; }
+
 int pipe_mirror_status_json(pipeline *p, dbuf *out)
 {
     pthread_mutex_lock(&p->mu);

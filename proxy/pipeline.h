@@ -162,6 +162,8 @@ int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
  */
 int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *seq);
 
+/** True in phase gen2-primary: records are applied to Gen1 (the mirror), resyncs copy Gen2 -> Gen1. */
+bool pipe_to_gen1(const pipeline *p);
 /** Phase gen2-primary: the mirror's mirror_status_json ("null" while stopping). 1 in another phase (nothing
  *  written), 0, or a dbuf error. */
 int pipe_mirror_status_json(pipeline *p, dbuf *out);

@@ -305,6 +305,10 @@ class Phases(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         same(self, s, "/ph")
         self.assertEqual(s.g1_read("/ph/f1"), b"data1")
+        # backfill copies Gen1 to Gen2: refused while Gen2 is the primary
+        r = s.proxy.admin("POST", "/admin/backfill/begin")
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("gen2-primary", r.body.decode())
 
 
 if __name__ == "__main__":
