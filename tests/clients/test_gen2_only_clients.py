@@ -118,6 +118,49 @@ class G2OnlyArmDatalakeStore(unittest.TestCase):
             s.close()
 
 
+def g2primary_stack(tc):
+    """Gen1 emulator + Gen2 emulator + the proxy in phase gen2-primary (writers answered by Gen2, writes
+    mirrored to Gen1)."""
+    s = proxylib.Stack(config={"phase": "gen2-primary",
+                               "applier": {"backoff_base_ms": 50, "backoff_cap_ms": 400, "breaker_probe_ms": 200}})
+    tc.addCleanup(s.close)
+    return s
+
+
+def g2primary_same(tc, s, root):
+    """Gen1 (the mirror's copy) equals Gen2 under root, owners and groups aside (README "gen2-primary")."""
+    s.wait_drained(60)
+    diffs = [d for d in s.compare(root) if ": owner " not in d and ": group " not in d]
+    tc.assertEqual(diffs, [])
+
+
+class G2PrimaryArmDatalakeStore(unittest.TestCase):
+    """npm azure-arm-datalake-store (ADLS one-step, CONCURRENTAPPEND, MSLISTSTATUS, ACLs) in gen2-primary:
+    answered by Gen2, Gen1 converges."""
+
+    def test_arm_client(self):
+        s = g2primary_stack(self)
+        r = s.proxy.webhdfs("PUT", "/arm", "MKDIRS", permission="755")  # made explicitly: README, limits
+        self.assertEqual(r.status, 200, r)
+        run_node(self, "arm_datalake_store_client.js", {"DP_GEN1_URL": s.proxy.url})
+        check_gen2(self, s, "/", {"arm-final.txt": b"arm-final"})
+        g2primary_same(self, s, "/arm")
+        self.assertEqual(s.g1_read("/arm-final.txt"), b"arm-final")
+
+
+class G2PrimaryWebhdfs(unittest.TestCase):
+    """npm webhdfs (Hadoop two-step: 307 back to the proxy, then the data) in gen2-primary."""
+
+    def test_webhdfs_client(self):
+        s = g2primary_stack(self)
+        r = s.proxy.webhdfs("PUT", "/wh-gen2-primary", "MKDIRS", permission="755")
+        self.assertEqual(r.status, 200, r)
+        host, port = s.proxy.listen.rsplit(":", 1)
+        run_node(self, "webhdfs_client.js", {"DP_GEN1_HOST": host, "DP_GEN1_PORT": port,
+                                             "DP_GEN1_DIALECT": "gen2-primary"})
+        g2primary_same(self, s, "/wh-gen2-primary")
+
+
 import test_python_adls as tpa  # noqa: E402  (sets a throwaway HOME for the client first)
 
 atexit.register(shutil.rmtree, tpa._HOME, True)
