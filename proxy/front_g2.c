@@ -175,6 +175,10 @@ static void on_write_answer(void *ud, const g2s_answer *a)
             pr.has_offset = true;
             pr.offset = (uint64_t)a->offset;
         }
+        if (r->wr.op == WH_OP_CREATE && a->mtime_ms >= 0) {
+            pr.has_mtime = true;
+            pr.mtime_ms = (uint64_t)a->mtime_ms;
+        }
         metrics_inc(pr.changed_nothing ? f->skipped_false : f->applied_submits);
     } else if (a->changed) {
         /* Gen2 may hold part or all of it: Gen1 copies what Gen2 holds (a resync of the record's paths) */
@@ -210,7 +214,8 @@ static void on_write_answer(void *ud, const g2s_answer *a)
 
 int front__send_g2_write(fr_req *r)
 {
-    g2s_request rq = {.wr = &r->wr, .rid = r->rid, .body_fd = -1, .answer = on_write_answer, .ud = r};
+    g2s_request rq = {.wr = &r->wr, .rid = r->rid, .body_fd = -1, .answer = on_write_answer, .ud = r,
+                      .want_mtime = true};
     if (r->body) {
         rq.body_fd = r->body->fd;
         rq.body_off = r->body->off;

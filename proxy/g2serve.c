@@ -103,6 +103,7 @@ static void deliver(g2s_ctx *c, const g2s_answer *a)
     full.changed = c->changed;
     full.lost = c->lost;
     full.offset = c->offset;
+    full.mtime_ms = c->mtime_ms;
     c->rq->answer(c->rq->ud, &full);
 }
 
@@ -373,7 +374,7 @@ char *g2s__cursor_get(g2s *s, const char *fs, const char *dir, const char *after
 
 static void serve_one(g2s *s, const g2s_request *rq)
 {
-    g2s_ctx c = {.s = s, .rq = rq, .wr = rq->wr, .offset = -1};
+    g2s_ctx c = {.s = s, .rq = rq, .wr = rq->wr, .offset = -1, .mtime_ms = -1};
     if (s->ids) c.map = idm_watch_get(s->ids);
     if (g2s__map(&c, rq->wr->path, c.fs, c.path, sizeof c.path) == 0) g2s__serve_op(&c);
     if (!c.answered) g2s__fail(&c, 500, "RuntimeException", "the proxy produced no answer");

@@ -49,10 +49,13 @@ typedef struct g2s_answer {
      * lost:    the last such request went out and got no answer (timeout, reset): whether it landed is
      *          unknown;
      * offset:  APPEND/CONCURRENTAPPEND: the file's length on Gen2 before this append, i.e. where its
-     *          bytes landed; -1 when not known (another op, or refused before the append). */
+     *          bytes landed; -1 when not known (another op, or refused before the append);
+     * mtime_ms: a CREATE served with want_mtime: the new file's modification time on Gen2 (what
+     *          GETFILESTATUS shows), -1 when not known. */
     bool changed;
     bool lost;
     int64_t offset;
+    int64_t mtime_ms;
 } g2s_answer;
 
 /** Where OPEN's bytes go after an answer with stream set (all on the httpc engine thread). */
@@ -69,6 +72,7 @@ typedef struct g2s_request {
     int body_fd;                /* the spooled body (CREATE, APPEND, CONCURRENTAPPEND, MSCONCAT), or -1 */
     uint64_t body_off, body_len;
     const g2s_stream *stream;   /* OPEN: required */
+    bool want_mtime;            /* CREATE: read the new file's modification time back (one HEAD) for the answer */
     void (*answer)(void *ud, const g2s_answer *a); /* exactly once, on a worker or the httpc thread */
     void *ud;
 } g2s_request;

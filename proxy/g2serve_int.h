@@ -88,6 +88,7 @@ typedef struct g2s_ctx {
     bool answered;
     bool changed, lost;                  /* g2s_answer's: a modifying request succeeded or was lost */
     int64_t offset;                      /* g2s_answer's: where an append's bytes landed, -1 */
+    int64_t mtime_ms;                    /* g2s_answer's: a created file's modification time, -1 */
 } g2s_ctx;
 
 /* A Gen2 exchange's answer (httpc_resp owned). */

@@ -126,6 +126,14 @@ void g2s__create(g2s_ctx *c)
     uint64_t end = 0;
     if (write_body(c, 0, sync, &end) != 0) return;
     g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
+    if (c->rq->want_mtime) {
+        /* the time a reader of Gen2 sees (gen2-primary: Gen1's copy gets it too); unknown if the HEAD fails */
+        g2resp *h = g2s__head(c, c->path, NULL);
+        const char *lm = g2s__ok(h) ? httpc_resp_header(h, "Last-Modified") : NULL;
+        int64_t ms;
+        if (lm && xlate_rfc1123_parse(lm, &ms) == 0) c->mtime_ms = ms;
+        g2s__free(h);
+    }
     g2s__answer(c, 201, NULL, 0);
 }
 

@@ -322,27 +322,31 @@ static void take_request_id(apply_req *r)
 
 /*
  * Phase gen2-primary: what the mirror needs that only Gen2's answer told, rebuilt from the record's
- * PRIMARY_OK detail (so it survives a restart): an APPEND's landing offset (MIRROR_PARAM_OFFSET).
- * 0, or -1 out of memory. Without it the mirror resyncs an APPEND that may have landed (mirror.h).
+ * PRIMARY_OK detail (so it survives a restart): an APPEND's landing offset (MIRROR_PARAM_OFFSET), a
+ * CREATE's modification time (MIRROR_PARAM_MTIME). 0, or -1 out of memory. Without the offset the mirror
+ * resyncs an APPEND that may have landed; without the time Gen1 keeps its own (mirror.h).
  */
 static int add_primary_params(apply_req *r, const char *detail)
 {
-    if (r->op != WH_OP_APPEND && r->op != WH_OP_CONCURRENTAPPEND) return 0;
-    const char *at = detail ? strstr(detail, MIRROR_PARAM_OFFSET "=") : NULL;
-    if (!at) return 0;
-    at += strlen(MIRROR_PARAM_OFFSET "=");
+    const char *name = r->op == WH_OP_APPEND || r->op == WH_OP_CONCURRENTAPPEND ? MIRROR_PARAM_OFFSET
+                       : r->op == WH_OP_CREATE                                  ? MIRROR_PARAM_MTIME
+                                                                                : NULL;
+    if (!name || !detail) return 0;
+    const char *at = strstr(detail, name);
+    if (!at || at[strlen(name)] != '=') return 0;
+    at += strlen(name) + 1;
     char *end = NULL;
     errno = 0;
     unsigned long long off = strtoull(at, &end, 10);
     if (errno != 0 || end == at || *at == '-') return 0;
     for (int i = 0; i < r->nparams; i++)
-        if (strcmp(r->params[i].name, MIRROR_PARAM_OFFSET) == 0) return 0; /* a writer's is never kept */
+        if (strcmp(r->params[i].name, name) == 0) return 0; /* a writer's is never kept */
     whreq_param *np = realloc(r->params, (size_t)(r->nparams + 1) * sizeof *np);
     if (!np) return -1;
     r->params = np;
     char val[24];
     snprintf(val, sizeof val, "%llu", off);
-    np[r->nparams].name = strdup(MIRROR_PARAM_OFFSET);
+    np[r->nparams].name = strdup(name);
     np[r->nparams].value = strdup(val);
     if (!np[r->nparams].name || !np[r->nparams].value) {
         free(np[r->nparams].name);
@@ -1286,6 +1290,9 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
     int nkept = 0;
     for (int i = 0; i < wr->nparams; i++) {
         if (credential_param(wr->params[i].name)) continue;
+        /* the proxy's own parameters (PIPE_PARAM_TO, MIRROR_PARAM_*, APPLY_RESYNC_NODE_ONLY) are never a
+         * writer's: one sent by a writer is not journaled */
+        if (strncmp(wr->params[i].name, "dualpipe.", 9) == 0) continue;
         if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
         kept[nkept++] = wr->params[i];
     }
@@ -1457,9 +1464,12 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
     /* gen2-primary: where an APPEND landed on Gen2 goes into the state's detail, so that the mirror's
      * replay (also after a restart) writes it at the same offset of Gen1 (add_primary_params). */
     char detail[64];
+    bool with = res->has_offset || res->has_mtime;
     if (res->has_offset) snprintf(detail, sizeof detail, "%s %s=%" PRIu64, PIPE_DETAIL_LANDED, MIRROR_PARAM_OFFSET,
                                   res->offset);
-    rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, res->has_offset ? detail : NULL, NULL, NULL);
+    else if (res->has_mtime)
+        snprintf(detail, sizeof detail, "%s %s=%" PRIu64, PIPE_DETAIL_LANDED, MIRROR_PARAM_MTIME, res->mtime_ms);
+    rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, with ? detail : NULL, NULL, NULL);
     if (rc != 0) LOGW("msg=\"cannot journal the primary's answer\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
     /* ack "both" waits for the secondary's first attempt in gen1-primary only: with Gen2 primary the
      * writer has its answer from Gen2 and Gen1 follows (for rollback) */

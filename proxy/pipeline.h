@@ -69,7 +69,8 @@ typedef struct pipeline pipeline;
 #define PIPE_PARAM_TO "dualpipe.to"
 #define PIPE_TO_GEN1 "gen1"
 /* The PRIMARY_OK detail of an APPEND in gen2-primary: "<this> dualpipe.offset=N" (N: Gen2's length before
- * it); pipeline.c turns it back into the mirror's MIRROR_PARAM_OFFSET at every submission. */
+ * it), of a CREATE "<this> dualpipe.mtime=MS"; pipeline.c turns them back into the mirror's
+ * MIRROR_PARAM_OFFSET / MIRROR_PARAM_MTIME at every submission. */
 #define PIPE_DETAIL_LANDED "landed on the primary at"
 
 /**
@@ -126,6 +127,10 @@ typedef struct pipe_primary_result {
      * length before it); journaled with the answer and given to the mirror (MIRROR_PARAM_OFFSET) */
     bool has_offset;
     uint64_t offset;
+    /* gen2-primary, an accepted CREATE: the new file's modification time on the primary (ms), journaled
+     * the same way and given to the mirror (MIRROR_PARAM_MTIME: set on Gen1, recognises a landed replay) */
+    bool has_mtime;
+    uint64_t mtime_ms;
 } pipe_primary_result;
 
 /**
