@@ -18,6 +18,7 @@ import json
 import os
 import random
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -146,6 +147,14 @@ class Ops(unittest.TestCase):
         self.assertEqual(p.journal()["phase"], "gen2-primary")
         m = p.metrics()
         self.assertTrue(any(k.startswith("dualpipe_mirror_operations_total") for k in m), sorted(m)[:20])
+        # `dualpipe journal status` prints the mirror's lines
+        cli = subprocess.run([proxylib.DUALPIPE_BIN, "journal", "status", "--config", p.config_path, "--admin",
+                              p.admin_url.split("//", 1)[1]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=30)
+        out = cli.stdout.decode()
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        self.assertIn("gen2-primary (mirror to gen1)", out)
+        self.assertRegex(out, r"applied to gen1 +%d\b" % mr["applied"])
 
     def test_ops_adls(self):
         self.run_ops("adls")
