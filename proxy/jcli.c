@@ -35,6 +35,7 @@
 #include "dbuf.h"
 #include "iox.h"
 #include "journal.h"
+#include "pipeline.h"
 #include "spool.h"
 #include "urlcodec.h"
 #include "whreq.h"
@@ -760,9 +761,14 @@ static int run_offline(const jcli_args *a, const dp_config *c, const char *where
         if (rc == 0) rc = dbuf_printf(&out, "{\"dropped\":%" PRIu64 "}", a->seq);
         break;
     case JC_RESYNC: {
-        whreq_param node = {.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
-        jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = a->path, .params = a->node ? &node : NULL,
-                           .nparams = a->node ? 1 : 0, .body = NULL};
+        /* as pipe_resync_node: in gen2-primary the record is for Gen1 (a copy Gen2 -> Gen1) and says so */
+        whreq_param prm[2];
+        int np = 0;
+        if (a->node) prm[np++] = (whreq_param){.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
+        if (c->phase == CFG_PHASE_GEN2_PRIMARY)
+            prm[np++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
+        jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = a->path, .params = np ? prm : NULL, .nparams = np,
+                           .body = NULL};
         uint64_t seq = 0;
         waiter_add(&w);
         rc = jnl_append(o.j, &in, waiter_done, &w, &seq);
