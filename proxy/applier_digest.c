@@ -98,7 +98,12 @@ void ap_dg_on_start(aop *op)
     case WH_OP_REMOVEACL:
     case WH_OP_REMOVEDEFAULTACL:
     case WH_OP_SETEXPIRY: return;
-    default: forget_touched(op); /* CREATE (its end remembers the new one), DELETE, CONCAT, SETTIMES ... */
+    case WH_OP_CREATE:     /* a file: nothing remembered lies under it, so no walk of the whole cache */
+    case WH_OP_CONCURRENTAPPEND: /* (CREATE's end remembers the new digest) */
+    case WH_OP_SETTIMES:   /* a directory's times change nothing under it */
+        for (int i = 0; i < op->ntouch; i++) dgc_drop(op->a->dg, op->touch[i]);
+        return;
+    default: forget_touched(op); /* DELETE, CONCAT (its sources' directory), whatever may name a directory */
     }
 }
 

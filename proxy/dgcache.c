@@ -204,15 +204,15 @@ static void drop_tree_locked(dgcache *c, const char *root)
 
 void dgc_drop_tree(dgcache *c, const char *root)
 {
-    if (!c || c->max == 0 || c->n == 0) return;
-    pthread_mutex_lock(&c->mu);
+    if (!c || c->max == 0) return;
+    pthread_mutex_lock(&c->mu); /* (c->n is read under the lock: entries come and go on other threads) */
     drop_tree_locked(c, root);
     pthread_mutex_unlock(&c->mu);
 }
 
 void dgc_move(dgcache *c, const char *src, const char *dst)
 {
-    if (!c || c->max == 0 || c->n == 0) return;
+    if (!c || c->max == 0) return;
     pthread_mutex_lock(&c->mu);
     drop_tree_locked(c, dst);
     size_t sl = strlen(src), dl = strlen(dst);
