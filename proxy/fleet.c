@@ -1,0 +1,609 @@
+/*
+ * fleet: the phase record and the members' reports on Gen2 (see fleet.h for the layout and the
+ * protocol). Each call is one or a few Gen2 requests made synchronously, retried on no answer, 429 and
+ * 5xx; conditional ones (If-Match, If-None-Match) report a lost race as 1, never as an error.
+ */
+#include "fleet.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dbuf.h"
+#include "httpc.h"
+#include "urlcodec.h"
+#include "xlate.h"
+
+#define FLEET_REC_KEY "dualpipe_phase"
+#define FLEET_MEMBER_KEY "dualpipe_member"
+#define FLEET_LIST_MAX (4u << 20)
+
+struct fleet {
+    gen2c *g2;
+    char fs[64];
+    char dir[256];
+    char member[FLEET_ID_MAX];
+    unsigned retries;
+};
+
+/* ---------------------------------------------------------------- codecs */
+
+static const char *const mstate_names[] = {"writing", "holding", "drained", "failed", "stopped"};
+
+const char *fleet_mstate_name(fleet_mstate s)
+{
+    return (s >= FLEET_M_WRITING && s <= FLEET_M_STOPPED) ? mstate_names[s] : "unknown";
+}
+
+bool fleet_id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n >= FLEET_ID_MAX || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '.' && id[i] != '_' && id[i] != '-') return false;
+    return true;
+}
+
+static int phase_of(const char *s, size_t n, cfg_phase *out)
+{
+    for (cfg_phase p = CFG_PHASE_GEN1_PRIMARY; p <= CFG_PHASE_GEN2_ONLY; p++) {
+        const char *name = cfg_phase_name(p);
+        if (strlen(name) == n && memcmp(name, s, n) == 0) {
+            *out = p;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A decimal u64 of exactly n characters. */
+static int u64_of(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 20) return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Text values (by, reason) hold printable ASCII without ';' (format replaces what is not). */
+static void put_text(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[k++] = (c < 0x20 || c > 0x7e || c == ';') ? '_' : (char)c;
+    }
+    dst[k] = '\0';
+}
+
+/* Calls fn(key, klen, value, vlen, ud) for each "k=v" of a ';'-separated list; -1 on a field without
+ * '=' or fn's -1. */
+static int fields(const char *s, int (*fn)(const char *, size_t, const char *, size_t, void *), void *ud)
+{
+    if (!s) return -1;
+    while (*s) {
+        const char *end = strchr(s, ';');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        const char *eq = memchr(s, '=', n);
+        if (!eq || eq == s) return -1;
+        if (fn(s, (size_t)(eq - s), eq + 1, n - (size_t)(eq - s) - 1, ud) != 0) return -1;
+        s += n;
+        if (*s == ';') s++;
+    }
+    return 0;
+}
+
+static bool key_is(const char *k, size_t kn, const char *want)
+{
+    return strlen(want) == kn && memcmp(k, want, kn) == 0;
+}
+
+typedef struct rec_parse {
+    fleet_rec *r;
+    bool v, epoch, phase, state, to;
+} rec_parse;
+
+static int rec_field(const char *k, size_t kn, const char *v, size_t vn, void *ud)
+{
+    rec_parse *p = ud;
+    fleet_rec *r = p->r;
+    uint64_t u;
+    if (key_is(k, kn, "v")) {
+        if (u64_of(v, vn, &u) != 0 || u != 1) return -1;
+        p->v = true;
+    } else if (key_is(k, kn, "epoch")) {
+        if (u64_of(v, vn, &r->epoch) != 0) return -1;
+        p->epoch = true;
+    } else if (key_is(k, kn, "phase")) {
+        if (phase_of(v, vn, &r->phase) != 0) return -1;
+        p->phase = true;
+    } else if (key_is(k, kn, "state")) {
+        if (vn == 6 && memcmp(v, "stable", 6) == 0) r->state = FLEET_STABLE;
+        else if (vn == 9 && memcmp(v, "switching", 9) == 0) r->state = FLEET_SWITCHING;
+        else return -1;
+        p->state = true;
+    } else if (key_is(k, kn, "to")) {
+        if (vn == 0) return 0;
+        if (phase_of(v, vn, &r->to) != 0) return -1;
+        p->to = true;
+    } else if (key_is(k, kn, "by")) {
+        if (vn >= sizeof r->by) return -1;
+        put_text(r->by, sizeof r->by, v, vn);
+    } else if (key_is(k, kn, "since")) {
+        if (u64_of(v, vn, &u) != 0 || u > INT64_MAX) return -1;
+        r->since_ms = (int64_t)u;
+    } else if (key_is(k, kn, "deadline")) {
+        if (u64_of(v, vn, &r->deadline_ms) != 0) return -1;
+    } else if (key_is(k, kn, "reason")) {
+        put_text(r->reason, sizeof r->reason, v, vn < sizeof r->reason ? vn : sizeof r->reason - 1);
+    }
+    return 0; /* unknown fields: written by a newer version, ignored */
+}
+
+int fleet_rec_parse(const char *s, fleet_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    rec_parse p = {.r = r};
+    if (fields(s, rec_field, &p) != 0) return -1;
+    if (!p.v || !p.epoch || !p.phase || !p.state) return -1;
+    if (r->state == FLEET_SWITCHING && (!p.to || r->to == r->phase)) return -1;
+    if (r->state == FLEET_STABLE) r->to = r->phase;
+    return 0;
+}
+
+int fleet_rec_format(const fleet_rec *r, char *out, size_t cap)
+{
+    char by[FLEET_ID_MAX], reason[sizeof r->reason];
+    put_text(by, sizeof by, r->by, strnlen(r->by, sizeof r->by));
+    put_text(reason, sizeof reason, r->reason, strnlen(r->reason, sizeof r->reason));
+    int n = snprintf(out, cap, "v=1;epoch=%" PRIu64 ";phase=%s;state=%s;to=%s;by=%s;since=%" PRId64
+                               ";deadline=%" PRIu64 ";reason=%s",
+                     r->epoch, cfg_phase_name(r->phase), r->state == FLEET_SWITCHING ? "switching" : "stable",
+                     r->state == FLEET_SWITCHING ? cfg_phase_name(r->to) : "", by, r->since_ms < 0 ? 0 : r->since_ms,
+                     r->deadline_ms, reason);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+typedef struct mem_parse {
+    fleet_member *m;
+    bool v, epoch, state;
+} mem_parse;
+
+static int mem_field(const char *k, size_t kn, const char *v, size_t vn, void *ud)
+{
+    mem_parse *p = ud;
+    fleet_member *m = p->m;
+    uint64_t u;
+    if (key_is(k, kn, "v")) {
+        if (u64_of(v, vn, &u) != 0 || u != 1) return -1;
+        p->v = true;
+    } else if (key_is(k, kn, "epoch")) {
+        if (u64_of(v, vn, &m->epoch) != 0) return -1;
+        p->epoch = true;
+    } else if (key_is(k, kn, "state")) {
+        fleet_mstate s = FLEET_M_WRITING;
+        while (s <= FLEET_M_STOPPED && !(strlen(mstate_names[s]) == vn && memcmp(mstate_names[s], v, vn) == 0)) s++;
+        if (s > FLEET_M_STOPPED) return -1;
+        m->state = s;
+        p->state = true;
+    } else if (key_is(k, kn, "hb")) {
+        if (u64_of(v, vn, &u) != 0 || u > INT64_MAX) return -1;
+        m->heartbeat_ms = (int64_t)u;
+    } else if (key_is(k, kn, "pending")) {
+        if (u64_of(v, vn, &m->pending) != 0) return -1;
+    }
+    return 0;
+}
+
+int fleet_member_parse(const char *s, fleet_member *m)
+{
+    memset(m, 0, sizeof *m);
+    mem_parse p = {.m = m};
+    if (fields(s, mem_field, &p) != 0) return -1;
+    return (p.v && p.epoch && p.state) ? 0 : -1;
+}
+
+int fleet_member_format(const fleet_member *m, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "v=1;epoch=%" PRIu64 ";state=%s;hb=%" PRId64 ";pending=%" PRIu64, m->epoch,
+                     fleet_mstate_name(m->state), m->heartbeat_ms < 0 ? 0 : m->heartbeat_ms, m->pending);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- handle */
+
+int fleet_new(gen2c *g2, const fleet_opts *o, fleet **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!o->fs || !o->fs[0] || strlen(o->fs) >= 64) {
+        snprintf(err, errlen, "phase.fleet_filesystem: a Gen2 filesystem name is required");
+        return -1;
+    }
+    const char *dir = (o->dir && o->dir[0]) ? o->dir : ".dualpipe";
+    if (dir[0] == '/' || strlen(dir) >= 200 || strstr(dir, "//") || dir[strlen(dir) - 1] == '/') {
+        snprintf(err, errlen, "phase.fleet_dir: a relative directory without empty segments, such as .dualpipe");
+        return -1;
+    }
+    if (!fleet_id_ok(o->member)) {
+        snprintf(err, errlen, "phase.member_id: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+        return -1;
+    }
+    fleet *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    f->g2 = g2;
+    snprintf(f->fs, sizeof f->fs, "%s", o->fs);
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    snprintf(f->member, sizeof f->member, "%s", o->member);
+    f->retries = o->retries;
+    *out = f;
+    return 0;
+}
+
+void fleet_free(fleet *f) { free(f); }
+
+const char *fleet_member_id(const fleet *f) { return f->member; }
+
+/* ---------------------------------------------------------------- requests */
+
+static void resp_drop(httpc_resp *r)
+{
+    if (!r) return;
+    httpc_resp_free(r);
+    free(r);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * One Gen2 request, retried on no answer, 429 and 5xx. Returns the answer (any status: the caller
+ * decides) or NULL with err. h1, h2: extra header lines or NULL.
+ */
+static httpc_resp *g2_call(fleet *f, const char *method, const char *path, const char *query, const char *h1,
+                           const char *h2, char *err, size_t errlen)
+{
+    unsigned backoff = 100;
+    for (unsigned attempt = 0;; attempt++) {
+        httpc_sync s;
+        httpc_sync_init(&s);
+        gen2c_call call = {.method = method, .fs = f->fs, .path = path, .query = query ? query : "",
+                           .out = HTTPC_BODY_MEMORY, .out_max = FLEET_LIST_MAX, .done = httpc_sync_done, .ud = &s};
+        int nh = 0;
+        if (h1) call.headers[nh++] = h1;
+        if (h2) call.headers[nh++] = h2;
+        if (gen2c_send(f->g2, &call) != 0) {
+            httpc_sync_drop(&s);
+            snprintf(err, errlen, "cannot send %s %s/%s to Gen2", method, f->fs, path);
+            return NULL;
+        }
+        httpc_resp *r = httpc_sync_wait(&s);
+        bool retry;
+        if (r->result != HTTPC_OK) {
+            snprintf(err, errlen, "Gen2 did not answer %s of %s/%s: %s%s%s", method, f->fs, path,
+                     httpc_result_str(r->result), r->error[0] ? ": " : "", r->error);
+            retry = r->result != HTTPC_E_AUTH;
+        } else if (r->status == 429 || r->status >= 500) {
+            char code[128];
+            snprintf(err, errlen, "Gen2 answered %ld (%s) to %s of %s/%s", r->status,
+                     gen2c_error_code(r, code, sizeof code), method, f->fs, path);
+            retry = true;
+        } else {
+            return r;
+        }
+        resp_drop(r);
+        if (!retry || attempt >= f->retries) return NULL;
+        sleep_ms(backoff);
+        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+}
+
+static void status_err(const httpc_resp *r, const char *what, char *err, size_t errlen)
+{
+    char code[128];
+    snprintf(err, errlen, "Gen2 answered %ld (%s) to %s", r->status, gen2c_error_code(r, code, sizeof code), what);
+}
+
+static int path_of(const fleet *f, const char *leaf, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s", f->dir, leaf);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+static void copy_etag(const httpc_resp *r, char *etag, size_t cap)
+{
+    const char *e = httpc_resp_header(r, "ETag");
+    if (etag && cap) snprintf(etag, cap, "%s", e ? e : "");
+}
+
+/* The x-ms-properties line holding key=value (value base64-encoded). */
+static int props_line(const char *key, const char *value, dbuf *line)
+{
+    xlate_err xe;
+    dbuf props;
+    dbuf_init(&props, 1024);
+    int rc = xlate_props_put(NULL, key, value, &props, &xe);
+    if (rc == 0) rc = dbuf_printf(line, "x-ms-properties: %s", props.data);
+    dbuf_free(&props);
+    return rc;
+}
+
+int fleet_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
+{
+    char path[300];
+    if (path_of(f, "phase", path, sizeof path) != 0) {
+        snprintf(err, errlen, "phase.fleet_dir too long");
+        return -1;
+    }
+    httpc_resp *r = g2_call(f, "HEAD", path, "", NULL, NULL, err, errlen);
+    if (!r) return -1;
+    int rc = -1;
+    if (r->status == 404) {
+        rc = 1;
+    } else if (r->status != 200) {
+        status_err(r, "reading the fleet's phase record", err, errlen);
+    } else {
+        char text[FLEET_REC_MAX];
+        int g = xlate_props_get(httpc_resp_header(r, "x-ms-properties"), FLEET_REC_KEY, text, sizeof text);
+        if (g != 1 || fleet_rec_parse(text, rec) != 0) {
+            snprintf(err, errlen, "the fleet's phase record %s/%s has no readable %s property (written by another "
+                                  "tool, or damaged)", f->fs, path, FLEET_REC_KEY);
+        } else {
+            copy_etag(r, etag, etagcap);
+            rc = 0;
+        }
+    }
+    resp_drop(r);
+    return rc;
+}
+
+/* Create or replace the record file: cond is the If-Match / If-None-Match line. */
+static int rec_write(fleet *f, const fleet_rec *rec, const char *cond, bool create, char *etag, size_t etagcap,
+                     char *err, size_t errlen)
+{
+    char path[300], text[FLEET_REC_MAX];
+    if (path_of(f, "phase", path, sizeof path) != 0 || fleet_rec_format(rec, text, sizeof text) != 0) {
+        snprintf(err, errlen, "the fleet's phase record does not fit");
+        return -1;
+    }
+    dbuf line;
+    dbuf_init(&line, 2048);
+    if (props_line(FLEET_REC_KEY, text, &line) != 0) {
+        dbuf_free(&line);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    httpc_resp *r = create ? g2_call(f, "PUT", path, "resource=file", cond, line.data, err, errlen)
+                           : g2_call(f, "PATCH", path, "action=setProperties", cond, line.data, err, errlen);
+    dbuf_free(&line);
+    if (!r) return -1;
+    int rc = -1;
+    if (r->status == 200 || r->status == 201) {
+        copy_etag(r, etag, etagcap);
+        rc = 0;
+    } else if (r->status == 412 || (create && r->status == 409) || (!create && r->status == 404)) {
+        rc = 1; /* lost the race: another member changed (or removed) the record first */
+    } else {
+        status_err(r, create ? "creating the fleet's phase record" : "changing the fleet's phase record", err,
+                   errlen);
+    }
+    resp_drop(r);
+    return rc;
+}
+
+int fleet_create(fleet *f, const fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
+{
+    return rec_write(f, rec, "If-None-Match: *", true, etag, etagcap, err, errlen);
+}
+
+int fleet_replace(fleet *f, const fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
+{
+    if (!etag || !etag[0] || strpbrk(etag, "\r\n")) {
+        snprintf(err, errlen, "changing the fleet's phase record needs the ETag it was read with");
+        return -1;
+    }
+    char cond[320];
+    snprintf(cond, sizeof cond, "If-Match: %s", etag);
+    return rec_write(f, rec, cond, false, etag, etagcap, err, errlen);
+}
+
+int fleet_member_put(fleet *f, const fleet_member *m, char *err, size_t errlen)
+{
+    char leaf[FLEET_ID_MAX + 16], path[300], text[256];
+    snprintf(leaf, sizeof leaf, "members/%s", f->member);
+    if (path_of(f, leaf, path, sizeof path) != 0 || fleet_member_format(m, text, sizeof text) != 0) {
+        snprintf(err, errlen, "the member report does not fit");
+        return -1;
+    }
+    dbuf line;
+    dbuf_init(&line, 1024);
+    if (props_line(FLEET_MEMBER_KEY, text, &line) != 0) {
+        dbuf_free(&line);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* setProperties first (the usual case: the file exists); create it when it does not */
+    httpc_resp *r = g2_call(f, "PATCH", path, "action=setProperties", line.data, NULL, err, errlen);
+    if (r && r->status == 404) {
+        resp_drop(r);
+        r = g2_call(f, "PUT", path, "resource=file", line.data, NULL, err, errlen);
+    }
+    dbuf_free(&line);
+    if (!r) return -1;
+    int rc = 0;
+    if (r->status != 200 && r->status != 201) {
+        status_err(r, "writing this member's report", err, errlen);
+        rc = -1;
+    }
+    resp_drop(r);
+    return rc;
+}
+
+int fleet_member_remove(fleet *f, const char *id, char *err, size_t errlen)
+{
+    if (!fleet_id_ok(id)) {
+        snprintf(err, errlen, "not a member id: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+        return -1;
+    }
+    char leaf[FLEET_ID_MAX + 16], path[300];
+    snprintf(leaf, sizeof leaf, "members/%s", id);
+    if (path_of(f, leaf, path, sizeof path) != 0) {
+        snprintf(err, errlen, "phase.fleet_dir too long");
+        return -1;
+    }
+    httpc_resp *r = g2_call(f, "DELETE", path, "", NULL, NULL, err, errlen);
+    if (!r) return -1;
+    int rc = 0;
+    if (r->status != 200 && r->status != 404) {
+        status_err(r, "removing a member's report", err, errlen);
+        rc = -1;
+    }
+    resp_drop(r);
+    return rc;
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    return strcmp(((const fleet_member *)a)->id, ((const fleet_member *)b)->id);
+}
+
+/* The member ids one List Paths page names (appended to ids), and its continuation token. */
+static int list_page(fleet *f, const char *members_dir, const httpc_resp *r, char ***ids, size_t *n, size_t *cap,
+                     char *token, size_t tokcap, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &je);
+    json_t *paths = root ? json_object_get(root, "paths") : NULL;
+    if (!json_is_array(paths)) {
+        json_decref(root);
+        snprintf(err, errlen, "Gen2's listing of %s/%s is not a List Paths answer", f->fs, members_dir);
+        return -1;
+    }
+    size_t i;
+    json_t *e;
+    size_t dl = strlen(members_dir);
+    json_array_foreach(paths, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        if (!name || strncmp(name, members_dir, dl) != 0 || name[dl] != '/') continue;
+        const char *id = name + dl + 1;
+        if (!fleet_id_ok(id)) continue; /* not ours */
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 16;
+            char **nv = realloc(*ids, nc * sizeof *nv);
+            if (!nv) goto oom;
+            *ids = nv, *cap = nc;
+        }
+        if (!((*ids)[*n] = strdup(id))) goto oom;
+        (*n)++;
+    }
+    json_decref(root);
+    const char *c = httpc_resp_header(r, "x-ms-continuation");
+    snprintf(token, tokcap, "%s", c ? c : "");
+    if (c && strlen(c) >= tokcap) {
+        snprintf(err, errlen, "Gen2's continuation token is too long");
+        return -1;
+    }
+    return 0;
+oom:
+    json_decref(root);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int fleet_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *err, size_t errlen)
+{
+    *v = NULL, *n = 0, *bad = 0;
+    char mdir[300];
+    if (path_of(f, "members", mdir, sizeof mdir) != 0) {
+        snprintf(err, errlen, "phase.fleet_dir too long");
+        return -1;
+    }
+    char **ids = NULL;
+    size_t nid = 0, cap = 0;
+    char token[2048] = "";
+    int rc = 0;
+    do {
+        dbuf q;
+        dbuf_init(&q, 4096);
+        int qr = dbuf_adds(&q, "resource=filesystem&recursive=false&directory=");
+        if (qr == 0) qr = url_encode(mdir, false, &q);
+        if (qr == 0 && token[0]) {
+            qr = dbuf_adds(&q, "&continuation=");
+            if (qr == 0) qr = url_encode(token, false, &q);
+        }
+        httpc_resp *r = qr == 0 ? g2_call(f, "GET", "", q.data, NULL, NULL, err, errlen) : NULL;
+        if (qr != 0) snprintf(err, errlen, "out of memory");
+        dbuf_free(&q);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        if (r->status == 404) { /* no member has reported yet */
+            resp_drop(r);
+            break;
+        }
+        if (r->status != 200) {
+            status_err(r, "listing the fleet's members", err, errlen);
+            resp_drop(r);
+            rc = -1;
+            break;
+        }
+        rc = list_page(f, mdir, r, &ids, &nid, &cap, token, sizeof token, err, errlen);
+        resp_drop(r);
+    } while (rc == 0 && token[0]);
+    fleet_member *out = NULL;
+    size_t nout = 0;
+    if (rc == 0 && nid > 0 && !(out = calloc(nid, sizeof *out))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < nid; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/%s", mdir, ids[i]);
+        httpc_resp *r = g2_call(f, "HEAD", path, "", NULL, NULL, err, errlen);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        char text[256];
+        if (r->status == 404) {
+            /* removed since the listing */
+        } else if (r->status != 200) {
+            status_err(r, "reading a member's report", err, errlen);
+            rc = -1;
+        } else if (xlate_props_get(httpc_resp_header(r, "x-ms-properties"), FLEET_MEMBER_KEY, text, sizeof text) != 1 ||
+                   fleet_member_parse(text, &out[nout]) != 0) {
+            (*bad)++;
+        } else {
+            snprintf(out[nout].id, sizeof out[nout].id, "%s", ids[i]);
+            nout++;
+        }
+        resp_drop(r);
+    }
+    for (size_t i = 0; i < nid; i++) free(ids[i]);
+    free(ids);
+    if (rc != 0) {
+        free(out);
+        return -1;
+    }
+    if (nout) qsort(out, nout, sizeof *out, cmp_member);
+    *v = out, *n = nout;
+    return 0;
+}
