@@ -31,7 +31,7 @@
 #include "gen2client.h"
 
 #define FLEET_ID_MAX 64
-#define FLEET_REC_MAX 512
+#define FLEET_REC_MAX 1024
 
 typedef enum fleet_state { FLEET_STABLE = 0, FLEET_SWITCHING } fleet_state;
 
@@ -43,7 +43,7 @@ typedef struct fleet_rec {
     char by[FLEET_ID_MAX];    /* the member that made this change ("" when none) */
     int64_t since_ms;         /* when this change was made (the maker's clock; informational) */
     uint64_t deadline_ms;     /* FLEET_SWITCHING: the switch's timeout in ms from since_ms */
-    char reason[160];         /* why the last switch ended as it did ("" when none) */
+    char reason[320];         /* why the last switch ended as it did ("" when none) */
 } fleet_rec;
 
 /* What a member reports. */
