@@ -48,6 +48,7 @@ struct ap_copy {
     bool tail;
     bool target_deleted;       /* a directory in the target's place was removed */
     int redos, room_waits;
+    const char *gave_up;       /* the copy was given up: what kept changing (a static string) */
     char *tmp;                 /* whole-file copies: the temporary Gen2 path (op->g2path while writing) */
     char *target;              /* ... the real Gen2 path, given back to op->g2path before the rename */
     uint64_t parts;            /* parts copied (for the log) */
@@ -250,13 +251,28 @@ static void c_finish(aop *op)
 
 /* ================================================================ parts */
 
+/* The temporary name of a copy given up is removed (best effort: one left behind is swept with its
+ * directory): a later copy of the path may be covered by another one and never reuse it. */
+static void h_tmp_dropped(aop *op, httpc_resp *r)
+{
+    (void)r;
+    ap_op_finish(op, APPLY_FAILED, "%s changed on Gen1 during its copy %d times (%s)", op->req->path,
+                 AP_RESYNC_REDOS, op->cp && op->cp->gave_up ? op->cp->gave_up : "?");
+}
+
 static void c_changed(aop *op, const char *what)
 {
     ap_copy *c = op->cp;
     release_room(op);
     if (++c->redos > AP_RESYNC_REDOS) {
-        ap_op_finish(op, APPLY_FAILED, "%s changed on Gen1 during its copy %d times (%s)", op->req->path,
-                     AP_RESYNC_REDOS, what);
+        xlate_err e;
+        c->gave_up = what;
+        if (!c->tmp || xlate_delete(false, NULL, &op->rq, &e) != 0) {
+            h_tmp_dropped(op, NULL);
+            return;
+        }
+        restore_target(op);
+        ap_g2_simple(op, c->tmp, h_tmp_dropped);
         return;
     }
     LOGI("msg=\"file changed on gen1 during its copy: copied again\" seq=%" PRIu64 " path=\"%s\" what=\"%s\" redo=%d",
