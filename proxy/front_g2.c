@@ -66,17 +66,7 @@ static void on_stream_end(void *ud, bool complete)
 void front__dispatch_g2(fr_req *r)
 {
     front *f = r->f;
-    pthread_mutex_lock(&f->mu);
-    bool stopping = atomic_load(&f->stopping);
-    if (!stopping) f->upstream_calls++;
-    pthread_mutex_unlock(&f->mu);
-    if (stopping) {
-        front__fail(r, 503, "IOException", "the proxy is shutting down");
-        return;
-    }
-    FR_SET(r, FR_UPSTREAM);
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
+    if (!front__begin_upstream(r)) return;
     g2s_request rq = {.wr = &r->wr, .rid = r->rid, .body_fd = -1, .answer = on_answer, .ud = r};
     if (r->body) {
         rq.body_fd = r->body->fd;

@@ -183,6 +183,9 @@ void front__stream_end(fr_stream *st, bool complete);
 /** The exchange will never start (no head comes): drops its reference; r is answered otherwise. */
 void front__stream_abandon(fr_stream *st);
 
+/** Count r in upstream_calls and suspend its connection; false (r answered 503) once front_stop began. */
+bool front__begin_upstream(fr_req *r);
+
 /* ---- gen2-only (front_g2.c) ---- */
 
 /** Serve r on Gen2 through g2serve (suspends r; the answer ends the suspension). */

@@ -547,6 +547,26 @@ static void on_durable(void *ud, uint64_t seq, int err)
     }
 }
 
+bool front__begin_upstream(fr_req *r)
+{
+    front *f = r->f;
+    /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
+    pthread_mutex_lock(&f->mu);
+    bool stopping = atomic_load(&f->stopping);
+    if (!stopping) f->upstream_calls++;
+    pthread_mutex_unlock(&f->mu);
+    if (stopping) {
+        front__fail(r, 503, "IOException", "the proxy is shutting down");
+        return false;
+    }
+    /* Suspend before journaling or sending: the completion may run (and resume) before the call returns.
+     * r stays ours until this handler returns (MHD serves the connection on this thread only). */
+    FR_SET(r, FR_UPSTREAM);
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    return true;
+}
+
 void front__dispatch(fr_req *r)
 {
     front *f = r->f;
@@ -556,20 +576,7 @@ void front__dispatch(fr_req *r)
         return;
     }
     r->journaled = r->wr.info->is_write;
-    /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
-    pthread_mutex_lock(&f->mu);
-    bool stopping = atomic_load(&f->stopping);
-    if (!stopping) f->upstream_calls++;
-    pthread_mutex_unlock(&f->mu);
-    if (stopping) {
-        front__fail(r, 503, "IOException", "the proxy is shutting down");
-        return;
-    }
-    /* Suspend before journaling or sending: the completion may run (and resume) before the call returns.
-     * r stays ours until this handler returns (MHD serves the connection on this thread only). */
-    FR_SET(r, FR_UPSTREAM);
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
+    if (!front__begin_upstream(r)) return;
     int rc;
     if (r->journaled) {
         uint64_t seq = 0;
