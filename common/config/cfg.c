@@ -48,6 +48,8 @@ enum {
     F_URL_PATH = 2,  /* K_URL: a path after the authority is allowed */
     F_EMPTY_OK = 4,  /* K_URL, K_PATH: "" is allowed (means "not set"; journal.dir: finish() derives it) */
     F_DERIVED = 8,   /* default computed from other keys (gen2.path_style) */
+    F_SHORTHAND = 16, /* its branch may be given as this option's value instead of an object ("phase":
+                         "gen2-primary" is {"phase": {"initial": "gen2-primary"}}) */
 };
 
 typedef struct cfg_opt {
@@ -66,6 +68,7 @@ typedef struct pctx {
     dp_config *c;
     cfg_err *err;
     const char *basedir; /* directory of the config file, NULL for cfg_load_text */
+    bool phase_short;    /* "phase" was given as a string: errors about it name "phase" */
 } pctx;
 
 static const char *const phase_names[] = {"gen1-primary", "gen2-primary", "gen2-only", NULL};
@@ -82,6 +85,12 @@ static const char *const ack_names[] = {"durable", "both", NULL};
 static const char *const mapping_keys[] = {"gen1_prefix", "filesystem", "prefix", NULL};
 
 #define FLD(f) offsetof(dp_config, f), sizeof(((dp_config *)0)->f)
+
+/* phase.fleet_filesystem: "" (the first mapping's, filled in by finish) or a filesystem name. */
+static int check_fs_or_empty(const char *v, char *msg, size_t msglen)
+{
+    return v[0] ? cfg__check_filesystem(v, msg, msglen) : 0;
+}
 
 /* The options, in the order cfg_explain prints them. Defaults are JSON literals. */
 static const cfg_opt cfg_opts[] = {
@@ -100,7 +109,14 @@ static const cfg_opt cfg_opts[] = {
     {"tls.key_file", K_PATH, FLD(tls_key_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"tls.client_ca_file", K_PATH, FLD(tls_client_ca_file), 0, 0, "\"\"", F_EMPTY_OK, NULL, NULL},
     {"admin.listen", K_HOSTPORT, FLD(admin_listen), 0, 65535, "\"127.0.0.1:14080\"", 0, NULL, NULL},
-    {"phase", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", 0, phase_names, NULL},
+    {"phase.initial", K_ENUM, FLD(phase), 0, 0, "\"gen1-primary\"", F_SHORTHAND, phase_names, NULL},
+    {"phase.fleet", K_BOOL, FLD(phase_fleet), 0, 0, "false", 0, NULL, NULL},
+    {"phase.fleet_filesystem", K_STRING, FLD(phase_fleet_fs), 0, 0, "\"\"", 0, NULL, check_fs_or_empty},
+    {"phase.fleet_dir", K_STRING, FLD(phase_fleet_dir), 0, 0, "\".dualpipe\"", 0, NULL, cfg__check_rel_dir},
+    {"phase.member_id", K_STRING, FLD(phase_member_id), 0, 0, "\"\"", 0, NULL, cfg__check_member_id},
+    {"phase.switch_timeout_ms", K_UINT, FLD(phase_switch_timeout_ms), 1000, 3600000, "30000", 0, NULL, NULL},
+    {"phase.poll_ms", K_UINT, FLD(phase_poll_ms), 10, 60000, "250", 0, NULL, NULL},
+    {"phase.heartbeat_ms", K_UINT, FLD(phase_heartbeat_ms), 100, 3600000, "10000", 0, NULL, NULL},
     {"gen2_only.workers", K_UINT, FLD(g2only_workers), 1, 1024, "32", 0, NULL, NULL},
     {"gen2_only.list_max_entries", K_UINT, FLD(g2only_list_max), 1000, 10000000, "100000", 0, NULL, NULL},
     {"gen2_only.trust_network", K_BOOL, FLD(g2only_trust_network), 0, 0, "false", 0, NULL, NULL},
@@ -614,6 +630,19 @@ static bool is_branch(const char *key)
     return false;
 }
 
+/* The option a branch given as a plain value stands for (F_SHORTHAND, a direct child), or -1. */
+static int shorthand_of(const char *branch)
+{
+    size_t bl = strlen(branch);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *k = cfg_opts[i].key;
+        if ((cfg_opts[i].flags & F_SHORTHAND) && strncmp(k, branch, bl) == 0 && k[bl] == '.' &&
+            !strchr(k + bl + 1, '.'))
+            return (int)i;
+    }
+    return -1;
+}
+
 static int walk(pctx *p, const json_t *obj, const char *prefix)
 {
     const char *name;
@@ -629,7 +658,16 @@ static int walk(pctx *p, const json_t *obj, const char *prefix)
             p->c->cfg_given[idx] = 1;
             if (apply(p, &cfg_opts[idx], variant, path, v) < 0) return -1;
         } else if (n > 0 && (size_t)n < sizeof key && is_branch(key)) {
-            if (!json_is_object(v)) return fail(p, path, "must be an object");
+            if (!json_is_object(v)) {
+                int s = shorthand_of(key);
+                if (s < 0) return fail(p, path, "must be an object");
+                if (!json_is_string(v))
+                    return fail(p, path, "must be a string (the same as %s) or an object", cfg_opts[s].key);
+                p->c->cfg_given[s] = 1;
+                if (strcmp(key, "phase") == 0) p->phase_short = true;
+                if (apply(p, &cfg_opts[s], 0, path, v) < 0) return -1;
+                continue;
+            }
             if (walk(p, v, key) < 0) return -1;
         } else {
             return unknown_key(p, path, prefix, name);
@@ -692,6 +730,29 @@ static int finish_gen1_auth(pctx *p)
     return 0;
 }
 
+/* phase.*: the fleet's keys are used only with phase.fleet true (a non-default value otherwise would
+ * silently do nothing), the fleet's filesystem defaults to the first mapping's, and the intervals
+ * must leave a switch time to be seen by every member. */
+static int finish_phase(pctx *p)
+{
+    dp_config *c = p->c;
+    if (!c->phase_fleet && c->phase_fleet_fs[0])
+        return fail(p, "phase.fleet_filesystem", "only used with phase.fleet true (the record is kept on Gen2); "
+                                                 "remove it, or set phase.fleet");
+    if (!c->phase_fleet && strcmp(c->phase_fleet_dir, ".dualpipe") != 0)
+        return fail(p, "phase.fleet_dir", "only used with phase.fleet true (the record is kept on Gen2); remove it, "
+                                          "or set phase.fleet");
+    if (c->phase_fleet && !c->phase_fleet_fs[0] && c->nmappings > 0)
+        memcpy(c->phase_fleet_fs, c->mappings[0].filesystem, sizeof c->phase_fleet_fs);
+    if (c->phase_heartbeat_ms < c->phase_poll_ms)
+        return fail(p, "phase.heartbeat_ms", "must be at least phase.poll_ms (%u)", c->phase_poll_ms);
+    if ((uint64_t)c->phase_switch_timeout_ms < 4ull * c->phase_poll_ms)
+        return fail(p, "phase.switch_timeout_ms",
+                    "must be at least 4 times phase.poll_ms (%u): every member must see the switch and report",
+                    c->phase_poll_ms);
+    return 0;
+}
+
 static int finish(pctx *p)
 {
     dp_config *c = p->c;
@@ -743,12 +804,14 @@ static int finish(pctx *p)
      * a sidecar's loopback, client certificates or an explicit word let writers in. */
     if ((c->phase == CFG_PHASE_GEN2_ONLY || c->phase == CFG_PHASE_GEN2_PRIMARY) && !cfg__is_loopback(c->listen.host) &&
         !c->tls_client_ca_file[0] && !c->g2only_trust_network)
-        return fail(p, "phase",
+        return fail(p, p->phase_short ? "phase" : "phase.initial",
                     "%s serves every writer with the proxy's own Gen2 identity and no Gen1 to check who "
                     "they are: listen on a loopback address (a sidecar), require client certificates "
                     "(tls.client_ca_file), or set gen2_only.trust_network to true when the network in front of "
                     "the proxy decides who may write (listen is %s)",
                     cfg_phase_name(c->phase), c->listen.host);
+
+    if (finish_phase(p) < 0) return -1;
 
     if (c->admin_listen.port != 0 && c->admin_listen.port == c->listen.port &&
         strcmp(c->admin_listen.host, c->listen.host) == 0)
@@ -810,7 +873,7 @@ static int load(const char *text, size_t len, const char *basedir, dp_config *ou
 {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
-    pctx p = {out, err, basedir};
+    pctx p = {out, err, basedir, false};
     int rc = -1;
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -857,7 +920,7 @@ int cfg_load_file(const char *file, dp_config *out, cfg_err *err)
 {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
-    pctx p = {out, err, NULL};
+    pctx p = {out, err, NULL, false};
     int rc = -1;
     char *buf = NULL;
     size_t len = 0;
@@ -939,6 +1002,8 @@ static int explain_opt(const dp_config *c, const cfg_opt *o, bool given, dbuf *b
         /* journal.dir's default is derived in finish(): say from what */
         if (o->kind == K_PATH && (o->flags & F_EMPTY_OK) && !given && strcmp(o->key, "journal.dir") == 0)
             dflt = " (default: <spool.dir>/journal)";
+        if (!given && strcmp(o->key, "phase.fleet_filesystem") == 0)
+            dflt = " (default: the filesystem of gen2.mappings[0])";
         if ((rc = dbuf_printf(b, "%s = ", o->key)) || (rc = put_quoted(b, f))) return rc;
         return dbuf_printf(b, "%s\n", dflt);
     case K_UINT: return dbuf_printf(b, "%s = %u%s\n", o->key, *(const unsigned *)f, dflt);

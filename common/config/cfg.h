@@ -95,7 +95,18 @@ typedef struct dp_config {
     /* admin */
     cfg_hostport admin_listen;        /* "admin.listen", default 127.0.0.1:14080 */
     /* phase */
-    cfg_phase phase;                  /* "phase", default gen1-primary */
+    cfg_phase phase;                  /* "phase.initial" (or "phase" given as a string), default gen1-primary:
+                                         the phase a new fleet (or a lone proxy) starts in; once a phase
+                                         record exists the record wins (proxy/phase.c) */
+    bool phase_fleet;                 /* "phase.fleet" (false): the phase record is kept on Gen2 where every
+                                         proxy of the fleet sees it; false: on this proxy's disk (journal.dir) */
+    char phase_fleet_fs[64];          /* "phase.fleet_filesystem" (""): where the fleet's record is; with
+                                         phase.fleet true the loader fills "" with gen2.mappings[0].filesystem */
+    char phase_fleet_dir[200];        /* "phase.fleet_dir" (".dualpipe"): the record's directory in it */
+    char phase_member_id[64];         /* "phase.member_id" ("": generated, kept in the phase state file) */
+    unsigned phase_switch_timeout_ms; /* "phase.switch_timeout_ms" (30000): a switch not drained by then aborts */
+    unsigned phase_poll_ms;           /* "phase.poll_ms" (250): how often the record is read */
+    unsigned phase_heartbeat_ms;      /* "phase.heartbeat_ms" (10000): a member rewrites its report this often */
     unsigned g2only_workers;          /* "gen2_only.workers" (32): requests served on Gen2 at once (phase
                                          gen2-only); more wait in a queue, their connections suspended */
     unsigned g2only_list_max;         /* "gen2_only.list_max_entries" (100000): entries of one LISTSTATUS answer

@@ -85,4 +85,10 @@ __attribute__((warn_unused_result)) int cfg__check_gen1_prefix(const char *v, ch
 /** gen2.mappings[].prefix: "" or a relative path without leading/trailing '/' or '.'/'..' segments. */
 __attribute__((warn_unused_result)) int cfg__check_prefix(const char *v, char *msg, size_t msglen);
 
+/** phase.fleet_dir: a non-empty relative path of letters, digits, '.', '_', '-' and '/' without empty,
+ *  '.' or '..' segments, at most 199 bytes. */
+__attribute__((warn_unused_result)) int cfg__check_rel_dir(const char *v, char *msg, size_t msglen);
+/** phase.member_id: "" (generated) or 1 to 63 characters of A-Z, a-z, 0-9, '.', '_', '-', not "." or "..". */
+__attribute__((warn_unused_result)) int cfg__check_member_id(const char *v, char *msg, size_t msglen);
+
 #endif

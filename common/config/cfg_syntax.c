@@ -383,6 +383,50 @@ int cfg__check_prefix(const char *v, char *msg, size_t msglen)
     return 0;
 }
 
+int cfg__check_rel_dir(const char *v, char *msg, size_t msglen)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 199) {
+        snprintf(msg, msglen, "must be a relative directory of 1 to 199 bytes, such as .dualpipe");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '_' || ch == '-' || ch == '/')) {
+            snprintf(msg, msglen, "may hold only letters, digits, '.', '_', '-' and '/'");
+            return -1;
+        }
+    }
+    if (v[0] == '/' || v[n - 1] == '/') {
+        snprintf(msg, msglen, "must be relative (to the filesystem's root), without a trailing '/'");
+        return -1;
+    }
+    if (!segments_ok(v)) {
+        snprintf(msg, msglen, "must not contain empty, '.' or '..' segments");
+        return -1;
+    }
+    return 0;
+}
+
+int cfg__check_member_id(const char *v, char *msg, size_t msglen)
+{
+    size_t n = strlen(v);
+    if (n == 0) return 0;
+    bool ok = n < 64 && strcmp(v, ".") != 0 && strcmp(v, "..") != 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = v[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+             ch == '_' || ch == '-';
+    }
+    if (!ok) {
+        snprintf(msg, msglen, "must be \"\" (generated) or 1 to 63 characters of A-Z, a-z, 0-9, '.', '_' or '-' "
+                              "(not \".\" or \"..\")");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- environment variable names */
 
 bool cfg__env_name_ok(const char *s)

@@ -816,7 +816,14 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "limits.request_timeout_s = 300 (default)\n",
         "limits.threads = 4\n",
         "admin.listen = 127.0.0.1:14080 (default)\n",
-        "phase = gen1-primary (default)\n",
+        "phase.initial = gen1-primary (default)\n",
+        "phase.fleet = false (default)\n",
+        "phase.fleet_filesystem = \"\" (default: the filesystem of gen2.mappings[0])\n",
+        "phase.fleet_dir = \".dualpipe\" (default)\n",
+        "phase.member_id = \"\" (default)\n",
+        "phase.switch_timeout_ms = 30000 (default)\n",
+        "phase.poll_ms = 250 (default)\n",
+        "phase.heartbeat_ms = 10000 (default)\n",
         "spool.dir = \"/tmp/dp-spool\"\n",
         "spool.max_bytes = 8589934592 (8 GiB) (default)\n",
         "spool.policy = degrade (default)\n",
@@ -1110,10 +1117,126 @@ TEST(tls_keys)
                "");
 }
 
+/* "phase": a string (the phase a proxy starts in) or an object of phase.* keys, each checked, each error
+ * naming its key; the string form is {"initial": STRING} with the other keys at their defaults. */
+TEST(phase_string_or_object)
+{
+    dp_config c;
+    must_load(mk("\"phase\":\"gen2-primary\",", NULL, NULL, NULL, NULL), &c);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_PRIMARY);
+    ASSERT_TRUE(!c.phase_fleet);
+    ASSERT_EQ_STR(c.phase_fleet_fs, "");
+    ASSERT_EQ_STR(c.phase_fleet_dir, ".dualpipe");
+    ASSERT_EQ_STR(c.phase_member_id, "");
+    ASSERT_EQ_INT(c.phase_switch_timeout_ms, 30000);
+    ASSERT_EQ_INT(c.phase_poll_ms, 250);
+    ASSERT_EQ_INT(c.phase_heartbeat_ms, 10000);
+    char *x = explain(&c);
+    ASSERT_TRUE(strstr(x, "\nphase.initial = gen2-primary\n") != NULL);
+    ASSERT_TRUE(strstr(x, "\nphase.fleet = false (default)\n") != NULL);
+    free(x);
+    cfg_free(&c);
+
+    /* the object form, every key */
+    must_load(mk("\"phase\":{\"initial\":\"gen2-only\",\"fleet\":true,\"fleet_filesystem\":\"ops\","
+                 "\"fleet_dir\":\"dp/fleet-a\",\"member_id\":\"pod-7.ns_a\",\"switch_timeout_ms\":5000,"
+                 "\"poll_ms\":100,\"heartbeat_ms\":2000,\"//\":\"a comment\"},",
+                 NULL, NULL, NULL, NULL),
+              &c);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_ONLY);
+    ASSERT_TRUE(c.phase_fleet);
+    ASSERT_EQ_STR(c.phase_fleet_fs, "ops");
+    ASSERT_EQ_STR(c.phase_fleet_dir, "dp/fleet-a");
+    ASSERT_EQ_STR(c.phase_member_id, "pod-7.ns_a");
+    ASSERT_EQ_INT(c.phase_switch_timeout_ms, 5000);
+    ASSERT_EQ_INT(c.phase_poll_ms, 100);
+    ASSERT_EQ_INT(c.phase_heartbeat_ms, 2000);
+    x = explain(&c);
+    ASSERT_TRUE(strstr(x, "\nphase.fleet_filesystem = \"ops\"\nphase.fleet_dir = \"dp/fleet-a\"\n"
+                          "phase.member_id = \"pod-7.ns_a\"\nphase.switch_timeout_ms = 5000\n") != NULL);
+    free(x);
+    cfg_free(&c);
+
+    /* an object without initial starts in gen1-primary; a fleet without a filesystem uses the first mapping's */
+    must_load(mk("\"phase\":{\"fleet\":true},", NULL, NULL, NULL,
+                 "[{\"gen1_prefix\":\"/a\",\"filesystem\":\"first\"},{\"gen1_prefix\":\"/\",\"filesystem\":\"lake\"}]"),
+              &c);
+    ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN1_PRIMARY);
+    ASSERT_EQ_STR(c.phase_fleet_fs, "first");
+    x = explain(&c);
+    ASSERT_TRUE(strstr(x, "\nphase.fleet_filesystem = \"first\" (default: the filesystem of gen2.mappings[0])\n"));
+    free(x);
+    cfg_free(&c);
+
+    /* SIGHUP names each phase key that changed (none is live: they need a restart) */
+    char base[sizeof jbuf];
+    snprintf(base, sizeof base, "%s", mk("\"phase\":\"gen1-primary\",", NULL, NULL, NULL, NULL));
+    char *d = diff(base, mk("\"phase\":{\"initial\":\"gen1-primary\",\"poll_ms\":500},", NULL, NULL, NULL, NULL));
+    ASSERT_EQ_STR(d, "phase.poll_ms;");
+    free(d);
+    d = diff(base, mk("\"phase\":{\"initial\":\"gen2-primary\",\"fleet\":true},", NULL, NULL, NULL, NULL));
+    ASSERT_EQ_STR(d, "phase.initial;phase.fleet;phase.fleet_filesystem;");
+    free(d);
+
+    /* each bad value names its key */
+#define PH(obj) mk("\"phase\":" obj ",", NULL, NULL, NULL, NULL)
+    EXPECT_ERR(PH("3"), "phase", "must be a string (the same as phase.initial) or an object");
+    EXPECT_ERR(PH("[\"gen2-only\"]"), "phase", "or an object");
+    EXPECT_ERR(PH("\"gen3\""), "phase", "must be one of gen1-primary, gen2-primary, gen2-only");
+    EXPECT_ERR(PH("{\"initial\":\"gen3\"}"), "phase.initial", "must be one of gen1-primary, gen2-primary");
+    EXPECT_ERR(PH("{\"initial\":1}"), "phase.initial", "must be a string, one of gen1-primary");
+    EXPECT_ERR(PH("{\"inital\":\"gen2-only\"}"), "phase.inital", "unknown key (did you mean initial?)");
+    EXPECT_ERR(PH("{\"fleet\":\"yes\"}"), "phase.fleet", "must be true or false");
+    EXPECT_ERR(PH("{\"fleet\":true,\"fleet_filesystem\":\"Bad_FS\"}"), "phase.fleet_filesystem", "");
+    EXPECT_ERR(PH("{\"fleet\":true,\"fleet_filesystem\":7}"), "phase.fleet_filesystem", "must be a string");
+    EXPECT_ERR(PH("{\"fleet_filesystem\":\"ops\"}"), "phase.fleet_filesystem", "only used with phase.fleet true");
+    EXPECT_ERR(PH("{\"fleet_dir\":\"other\"}"), "phase.fleet_dir", "only used with phase.fleet true");
+    static const char *const bad_dirs[] = {"\"\"", "\"/abs\"", "\"a/\"", "\"a//b\"", "\"a/../b\"", "\"./a\"",
+                                           "\"a b\"", "\"a%2fb\"", "\"a\\\\b\"", "1"};
+    char top[400];
+    for (size_t i = 0; i < sizeof bad_dirs / sizeof bad_dirs[0]; i++) {
+        snprintf(top, sizeof top, "\"phase\":{\"fleet\":true,\"fleet_dir\":%s},", bad_dirs[i]);
+        EXPECT_ERR(mk(top, NULL, NULL, NULL, NULL), "phase.fleet_dir", "");
+    }
+    char long_dir[260];
+    memset(long_dir, 'd', 250);
+    long_dir[250] = '\0';
+    snprintf(top, sizeof top, "\"phase\":{\"fleet\":true,\"fleet_dir\":\"%s\"},", long_dir);
+    EXPECT_ERR(mk(top, NULL, NULL, NULL, NULL), "phase.fleet_dir", "at most 199 bytes");
+    static const char *const bad_ids[] = {"\"..\"", "\".\"", "\"a b\"", "\"a/b\"", "\"caf\\u00e9\"",
+                                          "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"", "false"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        snprintf(top, sizeof top, "\"phase\":{\"member_id\":%s},", bad_ids[i]);
+        EXPECT_ERR(mk(top, NULL, NULL, NULL, NULL), "phase.member_id", "");
+    }
+    EXPECT_ERR(PH("{\"switch_timeout_ms\":999}"), "phase.switch_timeout_ms", "must be from 1000 to 3600000");
+    EXPECT_ERR(PH("{\"switch_timeout_ms\":3600001}"), "phase.switch_timeout_ms", "must be from 1000");
+    EXPECT_ERR(PH("{\"switch_timeout_ms\":\"30s\"}"), "phase.switch_timeout_ms", "must be an integer");
+    EXPECT_ERR(PH("{\"poll_ms\":9}"), "phase.poll_ms", "must be from 10 to 60000");
+    EXPECT_ERR(PH("{\"poll_ms\":-1}"), "phase.poll_ms", "must be from 10 to 60000");
+    EXPECT_ERR(PH("{\"heartbeat_ms\":99}"), "phase.heartbeat_ms", "must be from 100 to 3600000");
+    EXPECT_ERR(PH("{\"poll_ms\":2000,\"heartbeat_ms\":1000}"), "phase.heartbeat_ms", "at least phase.poll_ms (2000)");
+    EXPECT_ERR(PH("{\"poll_ms\":1000,\"switch_timeout_ms\":3999}"), "phase.switch_timeout_ms",
+               "at least 4 times phase.poll_ms (1000)");
+#undef PH
+    /* the writer-trust rule of gen2-primary and gen2-only names the key the phase was given with */
+    EXPECT_ERR(mk("\"phase\":{\"initial\":\"gen2-only\"},\"listen\":\"0.0.0.0:14000\",", NULL, NULL, NULL, NULL),
+               "phase.initial", "proxy's own Gen2 identity");
+    EXPECT_ERR(mk("\"phase\":\"gen2-primary\",\"listen\":\"0.0.0.0:14000\",", NULL, NULL, NULL, NULL), "phase",
+               "proxy's own Gen2 identity");
+    /* gen2-only given in the object form may leave Gen1 out too */
+    must_load("{\"phase\":{\"initial\":\"gen2-only\"},\"spool\":{\"dir\":\"/tmp/dp-spool\"},"
+              "\"gen2\":{\"endpoint\":\"http://127.0.0.1:10004\",\"account\":\"devstoreaccount1\","
+              "\"auth\":" AUTH_SK ",\"mappings\":" MAP1 "}}",
+              &c);
+    ASSERT_EQ_STR(c.gen1_endpoint, "");
+    cfg_free(&c);
+}
+
 TESTS(T(minimal_config_loads), T(every_default), T(explicit_values), T(unknown_keys_name_the_path_and_suggest),
       T(comment_keys_are_ignored_duplicates_refused), T(type_and_bound_errors), T(journal_spool_and_applier_keys), T(bad_enum_lists_the_choices),
       T(host_port_errors), T(endpoint_urls), T(gen2_only_without_gen1), T(required_keys), T(mapping_errors), T(datanode_rewrite),
       T(path_style_default_follows_the_host), T(auth_modes), T(secret_from_env), T(secret_from_file),
       T(secret_never_leaks), T(syntax_errors_give_line_and_column), T(explain_lists_every_key_and_marks_defaults),
       T(relative_paths_follow_the_config_file), T(local_json_loads), T(example_json_loads),
-      T(diff_names_changed_keys), T(drain_key), T(tls_keys))
+      T(diff_names_changed_keys), T(drain_key), T(tls_keys), T(phase_string_or_object))
