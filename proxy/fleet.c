@@ -2,17 +2,29 @@
  * fleet: the phase record and the members' reports on Gen2 (see fleet.h for the layout and the
  * protocol). Each call is one or a few Gen2 requests made synchronously, retried on no answer, 429 and
  * 5xx; conditional ones (If-Match, If-None-Match) report a lost race as 1, never as an error.
+ *
+ * The local backend (fleet_new_local) keeps the same record and reports as files on this host: each
+ * file is replaced whole (a temporary file, fsync, rename, fsync of the directory), so a reader sees
+ * the old or the new one, never a mix; the record's create and replace run under an flock of a lock
+ * file taken on a descriptor opened for that call alone, which serialises them between processes and
+ * between threads of one process (two descriptors conflict even in one process).
  */
 #include "fleet.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dbuf.h"
 #include "httpc.h"
@@ -23,13 +35,23 @@
 #define FLEET_MEMBER_KEY "dualpipe_member"
 #define FLEET_LIST_MAX (4u << 20)
 
+#define FLEET_LOCAL_PATH_MAX 1024
+
 struct fleet {
-    gen2c *g2;
+    gen2c *g2;             /* NULL: the local backend */
     char fs[64];
     char dir[256];
+    char ldir[FLEET_LOCAL_PATH_MAX]; /* local: DIR/fleet, holding phase, lock and members/ */
     char member[FLEET_ID_MAX];
     unsigned retries;
 };
+
+static int local_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen);
+static int local_rec_write(fleet *f, const fleet_rec *rec, const char *if_match, char *etag, size_t etagcap,
+                           char *err, size_t errlen);
+static int local_member_put(fleet *f, const fleet_member *m, char *err, size_t errlen);
+static int local_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *err, size_t errlen);
+static int local_member_remove(fleet *f, const char *id, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- codecs */
 
@@ -253,6 +275,52 @@ int fleet_new(gen2c *g2, const fleet_opts *o, fleet **out, char *err, size_t err
     return 0;
 }
 
+/* mkdir that accepts an existing directory. 0 or -errno. */
+static int mkdir_ok(const char *path)
+{
+    if (mkdir(path, 0700) == 0) return 0;
+    int e = errno;
+    struct stat st;
+    if (e == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    return e == EEXIST ? -ENOTDIR : -e;
+}
+
+int fleet_new_local(const char *dir, const char *member, fleet **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!dir || !dir[0] || strlen(dir) >= FLEET_LOCAL_PATH_MAX - 64) {
+        snprintf(err, errlen, "phase: the local record's directory must be a path of at most %d bytes",
+                 FLEET_LOCAL_PATH_MAX - 65);
+        return -1;
+    }
+    if (!fleet_id_ok(member)) {
+        snprintf(err, errlen, "phase.member_id: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
+        return -1;
+    }
+    fleet *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(f->ldir, sizeof f->ldir, "%s/fleet", dir);
+    snprintf(f->member, sizeof f->member, "%s", member);
+    char members[FLEET_LOCAL_PATH_MAX + 16];
+    snprintf(members, sizeof members, "%s/members", f->ldir);
+    const char *at = dir;
+    int rc = mkdir_ok(dir);
+    if (rc == 0) rc = mkdir_ok(at = f->ldir);
+    if (rc == 0) rc = mkdir_ok(at = members);
+    if (rc != 0) {
+        snprintf(err, errlen, "phase: cannot make the directory %s for the phase record: %s", at, strerror(-rc));
+        free(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+bool fleet_is_local(const fleet *f) { return f->g2 == NULL; }
+
 void fleet_free(fleet *f) { free(f); }
 
 const char *fleet_member_id(const fleet *f) { return f->member; }
@@ -347,6 +415,7 @@ static int props_line(const char *key, const char *value, dbuf *line)
 
 int fleet_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
 {
+    if (!f->g2) return local_read(f, rec, etag, etagcap, err, errlen);
     char path[300];
     if (path_of(f, "phase", path, sizeof path) != 0) {
         snprintf(err, errlen, "phase.fleet_dir too long");
@@ -410,6 +479,7 @@ static int rec_write(fleet *f, const fleet_rec *rec, const char *cond, bool crea
 
 int fleet_create(fleet *f, const fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
 {
+    if (!f->g2) return local_rec_write(f, rec, NULL, etag, etagcap, err, errlen);
     return rec_write(f, rec, "If-None-Match: *", true, etag, etagcap, err, errlen);
 }
 
@@ -419,6 +489,7 @@ int fleet_replace(fleet *f, const fleet_rec *rec, char *etag, size_t etagcap, ch
         snprintf(err, errlen, "changing the fleet's phase record needs the ETag it was read with");
         return -1;
     }
+    if (!f->g2) return local_rec_write(f, rec, etag, etag, etagcap, err, errlen);
     char cond[320];
     snprintf(cond, sizeof cond, "If-Match: %s", etag);
     return rec_write(f, rec, cond, false, etag, etagcap, err, errlen);
@@ -426,6 +497,7 @@ int fleet_replace(fleet *f, const fleet_rec *rec, char *etag, size_t etagcap, ch
 
 int fleet_member_put(fleet *f, const fleet_member *m, char *err, size_t errlen)
 {
+    if (!f->g2) return local_member_put(f, m, err, errlen);
     char leaf[FLEET_ID_MAX + 16], path[300], text[256];
     snprintf(leaf, sizeof leaf, "members/%s", f->member);
     if (path_of(f, leaf, path, sizeof path) != 0 || fleet_member_format(m, text, sizeof text) != 0) {
@@ -462,6 +534,7 @@ int fleet_member_remove(fleet *f, const char *id, char *err, size_t errlen)
         snprintf(err, errlen, "not a member id: 1 to 63 characters of A-Z, a-z, 0-9, '.', '_' or '-'");
         return -1;
     }
+    if (!f->g2) return local_member_remove(f, id, err, errlen);
     char leaf[FLEET_ID_MAX + 16], path[300];
     snprintf(leaf, sizeof leaf, "members/%s", id);
     if (path_of(f, leaf, path, sizeof path) != 0) {
@@ -530,6 +603,7 @@ oom:
 int fleet_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *err, size_t errlen)
 {
     *v = NULL, *n = 0, *bad = 0;
+    if (!f->g2) return local_member_list(f, v, n, bad, err, errlen);
     char mdir[300];
     if (path_of(f, "members", mdir, sizeof mdir) != 0) {
         snprintf(err, errlen, "phase.fleet_dir too long");
@@ -604,6 +678,246 @@ int fleet_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *
         return -1;
     }
     if (nout) qsort(out, nout, sizeof *out, cmp_member);
+    *v = out, *n = nout;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the local backend */
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Replace DIR/LEAF with text as a whole: DIR/LEAF~XXXXXX written, fsynced, renamed over it, and the
+ * directory fsynced ('~' is never in a member id, so a listing skips what a crash leaves). 0 or -errno. */
+static int put_whole(const char *dir, const char *leaf, const char *text, size_t n)
+{
+    char tmp[FLEET_LOCAL_PATH_MAX + 96], final[FLEET_LOCAL_PATH_MAX + 96];
+    snprintf(tmp, sizeof tmp, "%s/%s~XXXXXX", dir, leaf);
+    snprintf(final, sizeof final, "%s/%s", dir, leaf);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = 0;
+    size_t done = 0;
+    while (rc == 0 && done < n) {
+        ssize_t w = write(fd, text + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) rc = w < 0 ? -errno : -EIO;
+        else done += (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0) rc = -errno;
+    if (close(fd) != 0 && rc == 0) rc = -errno;
+    if (rc == 0 && rename(tmp, final) != 0) rc = -errno;
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    return fsync_dir(dir);
+}
+
+/* Read a small file whole into buf (NUL-terminated): its length, or -errno (-EFBIG when it does not fit). */
+static ssize_t get_whole(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -errno;
+    size_t got = 0;
+    ssize_t rc = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            rc = -errno;
+            break;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+        if (got == cap - 1) {
+            rc = -EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    return rc < 0 ? rc : (ssize_t)got;
+}
+
+/* The record file holds "etag=ETAG\n" and the record's text (fleet_rec_format) on a second line. */
+static int local_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
+{
+    char path[FLEET_LOCAL_PATH_MAX + 16], buf[FLEET_REC_MAX + 256];
+    snprintf(path, sizeof path, "%s/phase", f->ldir);
+    ssize_t n = get_whole(path, buf, sizeof buf);
+    if (n == -ENOENT) return 1;
+    if (n < 0) {
+        snprintf(err, errlen, "cannot read the phase record %s: %s", path, strerror((int)-n));
+        return -1;
+    }
+    char *nl = strchr(buf, '\n');
+    char *end = nl ? strchr(nl + 1, '\n') : NULL;
+    if (end) *end = '\0';
+    if (strncmp(buf, "etag=", 5) != 0 || !nl || nl == buf + 5 || fleet_rec_parse(nl + 1, rec) != 0) {
+        snprintf(err, errlen, "the phase record %s is not one this version wrote (damaged?): move it away to "
+                              "start again from the configured phase", path);
+        return -1;
+    }
+    *nl = '\0';
+    if (etag && etagcap) snprintf(etag, etagcap, "%s", buf + 5);
+    return 0;
+}
+
+/* A new ETag: the previous one's generation plus one, and random digits (so that a record removed and
+ * made again never repeats one). */
+static void local_etag(const char *prev, char *out, size_t cap)
+{
+    uint64_t gen = 0;
+    if (prev && prev[0] == '"') {
+        const char *dash = strchr(prev + 1, '-');
+        if (!dash || u64_of(prev + 1, (size_t)(dash - prev - 1), &gen) != 0) gen = 0;
+    }
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = (uint32_t)ts.tv_nsec ^ (uint32_t)getpid();
+    }
+    snprintf(out, cap, "\"%" PRIu64 "-%08x\"", gen + 1, (unsigned)r);
+}
+
+/* Create (if_match NULL) or replace (if the record's ETag is still if_match) the record, under the lock
+ * file's flock: 0 done (the new ETag in etag), 1 lost (it exists / it changed or is gone), -1 err. */
+static int local_rec_write(fleet *f, const fleet_rec *rec, const char *if_match, char *etag, size_t etagcap,
+                           char *err, size_t errlen)
+{
+    char lock[FLEET_LOCAL_PATH_MAX + 16], text[FLEET_REC_MAX + 256], body[FLEET_REC_MAX];
+    if (fleet_rec_format(rec, body, sizeof body) != 0) {
+        snprintf(err, errlen, "the fleet's phase record does not fit");
+        return -1;
+    }
+    snprintf(lock, sizeof lock, "%s/lock", f->ldir);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the phase record's lock %s: %s", lock, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno == EINTR) continue;
+        snprintf(err, errlen, "cannot lock %s: %s", lock, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    fleet_rec cur;
+    char cur_etag[128] = "";
+    int rc = local_read(f, &cur, cur_etag, sizeof cur_etag, err, errlen);
+    if (rc < 0) goto out; /* damaged: never written over */
+    if (if_match ? (rc == 1 || strcmp(cur_etag, if_match) != 0) : rc == 0) {
+        rc = 1; /* lost the race: another member changed (or made) the record first */
+        goto out;
+    }
+    char next[128];
+    local_etag(rc == 0 ? cur_etag : NULL, next, sizeof next);
+    int n = snprintf(text, sizeof text, "etag=%s\n%s\n", next, body);
+    int wr = (n > 0 && (size_t)n < sizeof text) ? put_whole(f->ldir, "phase", text, (size_t)n) : -E2BIG;
+    if (wr != 0) {
+        snprintf(err, errlen, "cannot write the phase record %s/phase: %s", f->ldir, strerror(-wr));
+        rc = -1;
+        goto out;
+    }
+    if (etag && etagcap) snprintf(etag, etagcap, "%s", next);
+    rc = 0;
+out:
+    close(fd); /* releases the flock */
+    return rc;
+}
+
+static int local_member_put(fleet *f, const fleet_member *m, char *err, size_t errlen)
+{
+    char dir[FLEET_LOCAL_PATH_MAX + 16], text[256];
+    snprintf(dir, sizeof dir, "%s/members", f->ldir);
+    if (fleet_member_format(m, text, sizeof text - 1) != 0) {
+        snprintf(err, errlen, "the member report does not fit");
+        return -1;
+    }
+    size_t n = strlen(text);
+    text[n++] = '\n';
+    int rc = put_whole(dir, f->member, text, n);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot write this member's report %s/%s: %s", dir, f->member, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int local_member_remove(fleet *f, const char *id, char *err, size_t errlen)
+{
+    char dir[FLEET_LOCAL_PATH_MAX + 16], path[FLEET_LOCAL_PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/members", f->ldir);
+    snprintf(path, sizeof path, "%s/%s", dir, id);
+    if (unlink(path) != 0) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "cannot remove the member report %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = fsync_dir(dir);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int local_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *err, size_t errlen)
+{
+    char dir[FLEET_LOCAL_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/members", f->ldir);
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot list the members' reports in %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    fleet_member *out = NULL;
+    size_t nout = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!fleet_id_ok(de->d_name)) continue; /* ".", "..", a temporary file */
+        char id[FLEET_ID_MAX], path[FLEET_LOCAL_PATH_MAX + 96], text[256];
+        memcpy(id, de->d_name, strlen(de->d_name) + 1); /* fleet_id_ok: shorter than FLEET_ID_MAX */
+        snprintf(path, sizeof path, "%s/%s", dir, id);
+        ssize_t len = get_whole(path, text, sizeof text);
+        if (len == -ENOENT) continue; /* removed since the listing */
+        if (nout == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            fleet_member *nv = realloc(out, nc * sizeof *nv);
+            if (!nv) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+                break;
+            }
+            out = nv, cap = nc;
+        }
+        if (len > 0 && text[len - 1] == '\n') text[len - 1] = '\0';
+        if (len < 0 || fleet_member_parse(text, &out[nout]) != 0) {
+            (*bad)++;
+            continue;
+        }
+        memcpy(out[nout].id, id, sizeof id);
+        nout++;
+    }
+    closedir(d);
+    if (rc != 0) {
+        free(out);
+        return -1;
+    }
+    if (nout) qsort(out, nout, sizeof *out, cmp_member);
+    else {
+        free(out);
+        out = NULL;
+    }
     *v = out, *n = nout;
     return 0;
 }

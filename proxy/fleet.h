@@ -74,6 +74,18 @@ typedef struct fleet fleet;
 
 /** A fleet handle on g2 (which must outlive it). 0 or -1 with err naming the bad option. */
 int fleet_new(gen2c *g2, const fleet_opts *o, fleet **out, char *err, size_t errlen);
+/**
+ * A handle on a record kept on this host's disk instead of Gen2 (a proxy that alone decides its phase):
+ * the same calls and results, with the files under DIR/fleet (made 0700 with DIR when missing):
+ *   DIR/fleet/phase        "etag=ETAG" and the record's text (fleet_rec_format), replaced whole;
+ *   DIR/fleet/lock         flocked by fleet_create and fleet_replace, so two handles (threads or processes
+ *                          of this host) never both win a change: the ETag changes on every change;
+ *   DIR/fleet/members/ID   each member's report (fleet_member_format), replaced whole.
+ * Every change is fsynced (file and directory) before the call returns. No Gen2, no thread. 0 or -1 err.
+ */
+int fleet_new_local(const char *dir, const char *member, fleet **out, char *err, size_t errlen);
+/** True for a handle made by fleet_new_local. */
+bool fleet_is_local(const fleet *f);
 void fleet_free(fleet *f);
 const char *fleet_member_id(const fleet *f);
 
