@@ -461,8 +461,17 @@ int phase_start(gen2c *g2, const phase_opts *o, const phase_hooks *h, phase_mgr 
      * WRITING: every switch since then has waited for it (it crashed while writing), so none completed */
     m->have_epoch = lr == 1 && epoch > 0 && writing;
     m->disk_state = writing ? FLEET_M_WRITING : FLEET_M_STOPPED;
-    fleet_opts fo = {.fs = o->fleet_fs, .dir = o->fleet_dir, .member = m->id, .retries = 2};
-    if (fleet_new(g2, &fo, &m->f, err, errlen) != 0) goto fail;
+    bool local = o->local_dir && o->local_dir[0];
+    if (local) {
+        if (fleet_new_local(o->local_dir, m->id, &m->f, err, errlen) != 0) goto fail;
+    } else {
+        if (!g2) {
+            snprintf(err, errlen, "phase: a fleet's record is kept on Gen2, and no Gen2 client was given");
+            goto fail;
+        }
+        fleet_opts fo = {.fs = o->fleet_fs, .dir = o->fleet_dir, .member = m->id, .retries = 2};
+        if (fleet_new(g2, &fo, &m->f, err, errlen) != 0) goto fail;
+    }
     int src = state_save(m);
     if (src != 0) {
         snprintf(err, errlen, "phase state file %s cannot be written: %s", m->state_file, strerror(-src));
@@ -473,7 +482,27 @@ int phase_start(gen2c *g2, const phase_opts *o, const phase_hooks *h, phase_mgr 
         snprintf(err, errlen, "cannot enter phase %s", cfg_phase_name(m->cur));
         goto fail;
     }
-    if (!m->have_epoch) set_fence(m, "this proxy has not yet read the fleet's phase record");
+    if (local) {
+        /* the record is on this host's disk: read it (made at once when there is none) and register now,
+         * so a lone proxy's writes never wait for it; a switch found under way holds them instead */
+        bool known = false, held = false;
+        for (int i = 0; i < 4 && !known && !held; i++) {
+            (void)step(m);
+            pthread_mutex_lock(&m->mu);
+            known = m->have_epoch && m->registered;
+            held = m->holding;
+            pthread_mutex_unlock(&m->mu);
+        }
+        if (!known && !held) {
+            pthread_mutex_lock(&m->mu);
+            snprintf(err, errlen, "phase: the local phase record cannot be used: %s",
+                     m->last_error[0] ? m->last_error : "it could not be read, made or followed (see the log)");
+            pthread_mutex_unlock(&m->mu);
+            goto fail;
+        }
+    } else if (!m->have_epoch) {
+        set_fence(m, "this proxy has not yet read the fleet's phase record");
+    }
     if (pthread_create(&m->th, NULL, run, m) != 0) {
         snprintf(err, errlen, "cannot start the phase thread");
         goto fail;

@@ -22,6 +22,23 @@
  * fsynced, renamed), with the member id and the state of its last report, so a restart keeps them; a
  * restart takes writes before reading the record only when that report said WRITING (after a crash
  * while writing: every switch since has waited for this member), otherwise it waits for the record.
+ *
+ * Where the record is: on Gen2 (fleet_fs/fleet_dir: a fleet, config phase.fleet true) or, with
+ * local_dir, on this host's disk (fleet_new_local: a proxy that alone decides its phase, phase.fleet
+ * false). The protocol is the same; with local_dir no Gen2 is needed (g2 may be NULL) and phase_start
+ * reads (or makes) the record and registers before it returns, so writes are never fenced at a start
+ * and a Gen2 outage never fences them later.
+ *
+ * Hooks, and the threads that call them (none is called with the manager's lock held; each may be
+ * called from a thread other than the last one, never from two at once except cutover_ok):
+ *   hold, owed, enter, fence   the manager's thread; and phase_start's caller before phase_start
+ *                              returns (enter always, with the phase to start in; fence without
+ *                              local_dir; all four with local_dir, while the record is first followed);
+ *                              owed also from phase_stop's caller (the report it leaves says what is
+ *                              still owed, so call phase_stop before tearing down what owed reads);
+ *   cutover_ok                 phase_set's caller (the admin API's thread).
+ * hold(true) is undone by hold(false) only when the switch ends: writes held when phase_stop runs stay
+ * held (the daemon stopping answers them as it answers any request it did not finish).
  */
 #ifndef DP_PHASE_H
 #define DP_PHASE_H
@@ -36,7 +53,7 @@
 
 typedef struct phase_hooks {
     void *ud;
-    /** Hold new writes (on) or release the held ones (off). Called from the manager's thread. */
+    /** Hold new writes (on) or release the held ones (off): held writes wait (not refused) until off. */
     void (*hold)(void *ud, bool on);
     /** Journal records this proxy must still apply before phase `to` can begin (0 = drained): those
      *  owed to Gen2 for gen2-primary, to Gen1 for gen1-primary and for gen2-only (the secondary must
@@ -52,6 +69,9 @@ typedef struct phase_hooks {
 } phase_hooks;
 
 typedef struct phase_opts {
+    const char *local_dir;      /* non-empty: the record is kept on this host under local_dir/fleet (the
+                                   daemon passes journal.dir), fleet_fs and fleet_dir are not used and g2
+                                   may be NULL; NULL/"": the record is on Gen2 (g2 required) */
     const char *fleet_fs;       /* filesystem holding the fleet's record */
     const char *fleet_dir;      /* its directory (default ".dualpipe") */
     const char *member_id;      /* NULL/"": the id kept in state_file, else a new one (host name + random) */
@@ -64,8 +84,11 @@ typedef struct phase_opts {
 
 typedef struct phase_mgr phase_mgr;
 
-/** Start the manager (reads state_file, starts its thread). The first read of the record happens on
- *  that thread; until then writes are fenced unless state_file held an epoch. 0 or -1 with err. */
+/** Start the manager (reads state_file, starts its thread). On Gen2 the first read of the record
+ *  happens on that thread, and until then writes are fenced unless state_file held an epoch. With
+ *  local_dir the record is read (made in state_file's phase, else o->initial, when there is none) and
+ *  followed before this returns: writes are not fenced (held only when a switch is under way); a local
+ *  record that cannot be read or made fails the start. g2 may be NULL with local_dir. 0 or -1 with err. */
 int phase_start(gen2c *g2, const phase_opts *o, const phase_hooks *h, phase_mgr **out, char *err, size_t errlen);
 /** Stop the thread and report STOPPED (a stopped member is not waited for by switches). */
 void phase_stop(phase_mgr *m);

@@ -4,8 +4,11 @@
  * that keeps writing. Throughout every test a checker asserts the fleet's promise: no two proxies ever
  * take writes in different phases at the same moment. Switches forward, rollback, gen2-only, a switch
  * that cannot drain (aborted, nothing changed), a switcher that died mid-switch (ended at its deadline),
- * two switches at once, a stopped member, a restart, and the transitions refused.
+ * two switches at once, a stopped member, a restart, and the transitions refused. The same managers with
+ * the record on local disk (no Gen2 at all): never fenced at a start, a switch and its rollback, a
+ * timeout abort, a restart that keeps the phase, three managers on one directory.
  */
+#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -100,6 +103,7 @@ static void *writer(void *arg)
 /* ---------- the fleet ---------- */
 
 typedef struct env {
+    bool local;               /* the record on local disk (no emulator, no Gen2 client) */
     temu e;
     dp_config cfg;
     httpc *http;
@@ -113,10 +117,14 @@ static void start_member(env *v, int i, const char *id)
     phase_hooks h = {.ud = &g_f[i], .hold = hk_hold, .owed = hk_owed, .enter = hk_enter, .fence = hk_fence};
     char file[256], err[320];
     snprintf(file, sizeof file, "%s/phase-%d.json", v->dir, i);
+    char local[256];
+    snprintf(local, sizeof local, "%s/journal", v->dir);
     phase_opts o = {.fleet_fs = "lake", .member_id = id, .state_file = file, .initial = CFG_PHASE_GEN1_PRIMARY,
                     .poll_ms = 40, .switch_timeout_ms = 2500, .heartbeat_ms = 500};
+    if (v->local) o.local_dir = local;
     phase_mgr *m = NULL;
-    if (phase_start(v->c, &o, &h, &m, err, sizeof err) != 0) TH_FAIL_AT("phase_start %d: %s", i, err);
+    if (phase_start(v->local ? NULL : v->c, &o, &h, &m, err, sizeof err) != 0)
+        TH_FAIL_AT("phase_start %d: %s", i, err);
     pthread_mutex_lock(&g_mu);
     g_f[i].m = m;
     pthread_mutex_unlock(&g_mu);
@@ -131,8 +139,39 @@ static void stop_member(int i)
     phase_free(m);
 }
 
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void start_all(env *v)
+{
+    for (int i = 0; i < NM; i++) {
+        g_f[i].idx = i;
+        char id[16];
+        snprintf(id, sizeof id, "proxy-%d", i);
+        start_member(v, i, id);
+        pthread_create(&v->writers[i], NULL, writer, &g_f[i]);
+    }
+}
+
+/* Three managers sharing one local directory, as processes of one host would: no Gen2 anywhere. */
+static void env_open_local(env *v)
+{
+    memset(v, 0, sizeof *v);
+    memset(g_f, 0, sizeof g_f);
+    atomic_store(&g_stop_writers, false);
+    atomic_store(&g_violations, 0);
+    v->local = true;
+    snprintf(v->dir, sizeof v->dir, "%s/dp-phase-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(v->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+    start_all(v);
+}
+
 static void env_open(env *v)
 {
+    memset(v, 0, sizeof *v);
     memset(g_f, 0, sizeof g_f);
     atomic_store(&g_stop_writers, false);
     atomic_store(&g_violations, 0);
@@ -164,13 +203,7 @@ static void env_open(env *v)
     ASSERT_EQ_INT(r->status, 201);
     httpc_resp_free(r);
     free(r);
-    for (int i = 0; i < NM; i++) {
-        g_f[i].idx = i;
-        char id[16];
-        snprintf(id, sizeof id, "proxy-%d", i);
-        start_member(v, i, id);
-        pthread_create(&v->writers[i], NULL, writer, &g_f[i]);
-    }
+    start_all(v);
 }
 
 static void env_close(env *v)
@@ -178,10 +211,14 @@ static void env_close(env *v)
     atomic_store(&g_stop_writers, true);
     for (int i = 0; i < NM; i++) pthread_join(v->writers[i], NULL);
     for (int i = 0; i < NM; i++) stop_member(i);
-    gen2c_stop(v->c);
-    httpc_stop(v->http);
-    gen2c_free(v->c);
-    temu_stop(&v->e);
+    if (v->local) {
+        nftw(v->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    } else {
+        gen2c_stop(v->c);
+        httpc_stop(v->http);
+        gen2c_free(v->c);
+        temu_stop(&v->e);
+    }
     if (atomic_load(&g_violations)) TH_FAIL_AT("%d violation(s); first: %s", atomic_load(&g_violations), g_violation);
 }
 
@@ -404,6 +441,89 @@ TEST(transition_rules)
     ASSERT_TRUE(phase_transition_refused(CFG_PHASE_GEN2_ONLY, CFG_PHASE_GEN1_PRIMARY) != NULL);
 }
 
+/* ---------- the record on local disk ---------- */
+
+/* Member i accepts writes in phase p right now (no waiting). */
+static bool writing_in(int i, cfg_phase p)
+{
+    pthread_mutex_lock(&g_mu);
+    bool ok = accepting(&g_f[i]) && g_f[i].phase == p;
+    pthread_mutex_unlock(&g_mu);
+    return ok;
+}
+
+TEST(local_record_switch_and_rollback_without_gen2)
+{
+    env v;
+    env_open_local(&v);
+    /* phase_start returned with the record read (made by the first) and followed: writes taken at once */
+    for (int i = 0; i < NM; i++) ASSERT_TRUE(writing_in(i, CFG_PHASE_GEN1_PRIMARY));
+    char reason[512];
+    usleep(100000);
+    uint64_t pause = 0;
+    ASSERT_EQ_INT(phase_set(g_f[0].m, CFG_PHASE_GEN2_PRIMARY, false, reason, sizeof reason, &pause), PHASE_SET_DONE);
+    ASSERT_TRUE(pause > 0 && pause < 2500);
+    wait_all_in(CFG_PHASE_GEN2_PRIMARY);
+    usleep(100000);
+    for (int i = 0; i < NM; i++) ASSERT_TRUE(total_writes(i, CFG_PHASE_GEN2_PRIMARY) > 0);
+    ASSERT_EQ_INT(set(2, CFG_PHASE_GEN1_PRIMARY, false, reason, sizeof reason), PHASE_SET_DONE);
+    wait_all_in(CFG_PHASE_GEN1_PRIMARY);
+    for (int i = 0; i < NM; i++) ASSERT_EQ_INT(phase_current(g_f[i].m), CFG_PHASE_GEN1_PRIMARY);
+    ASSERT_EQ_INT(set(1, CFG_PHASE_GEN2_ONLY, true, reason, sizeof reason), PHASE_SET_REFUSED);
+    json_t *st = phase_status(g_f[1].m);
+    ASSERT_EQ_INT(json_array_size(json_object_get(st, "members")), NM);
+    ASSERT_EQ_STR(json_string_value(json_object_get(json_object_get(st, "record"), "phase")), "gen1-primary");
+    ASSERT_TRUE(!json_is_true(json_object_get(st, "fenced")));
+    json_decref(st);
+    env_close(&v);
+}
+
+TEST(local_record_timeout_aborts_and_nothing_changes)
+{
+    env v;
+    env_open_local(&v);
+    char reason[512];
+    pthread_mutex_lock(&g_mu);
+    g_f[1].stuck = true; /* its secondary is down: its backlog never drains */
+    g_f[1].owed += 5;
+    pthread_mutex_unlock(&g_mu);
+    ASSERT_EQ_INT(set(0, CFG_PHASE_GEN2_PRIMARY, false, reason, sizeof reason), PHASE_SET_ABORTED);
+    ASSERT_TRUE(strstr(reason, "timed out") && strstr(reason, "proxy-1"));
+    wait_all_in(CFG_PHASE_GEN1_PRIMARY);
+    for (int i = 0; i < NM; i++) ASSERT_EQ_INT(phase_current(g_f[i].m), CFG_PHASE_GEN1_PRIMARY);
+    env_close(&v);
+}
+
+TEST(local_record_restart_keeps_the_phase)
+{
+    env v;
+    env_open_local(&v);
+    char reason[512];
+    ASSERT_EQ_INT(set(0, CFG_PHASE_GEN2_PRIMARY, false, reason, sizeof reason), PHASE_SET_DONE);
+    wait_all_in(CFG_PHASE_GEN2_PRIMARY);
+    atomic_store(&g_stop_writers, true);
+    for (int i = 0; i < NM; i++) pthread_join(v.writers[i], NULL);
+    for (int i = 0; i < NM; i++) stop_member(i);
+    /* started again with the configured phase gen1-primary: the record wins, and writes go at once */
+    char file[256];
+    snprintf(file, sizeof file, "%s/phase-2.json", v.dir);
+    ASSERT_EQ_INT(unlink(file), 0); /* one of them even forgot its own state: the record still wins */
+    for (int i = 0; i < NM; i++) {
+        pthread_mutex_lock(&g_mu);
+        g_f[i].entered = false;
+        g_f[i].phase = CFG_PHASE_GEN1_PRIMARY;
+        pthread_mutex_unlock(&g_mu);
+    }
+    atomic_store(&g_stop_writers, false);
+    start_all(&v);
+    for (int i = 0; i < NM; i++) ASSERT_TRUE(writing_in(i, CFG_PHASE_GEN2_PRIMARY));
+    for (int i = 0; i < NM; i++) ASSERT_EQ_INT(phase_current(g_f[i].m), CFG_PHASE_GEN2_PRIMARY);
+    usleep(100000);
+    env_close(&v);
+}
+
 TESTS(T(switch_forward_rollback_and_gen2_only_under_writes), T(a_member_that_cannot_drain_aborts_the_switch),
       T(a_switcher_that_died_is_ended_at_its_deadline), T(two_switches_at_once_one_wins),
-      T(stopped_members_restart_into_the_fleets_phase), T(transition_rules))
+      T(stopped_members_restart_into_the_fleets_phase), T(transition_rules),
+      T(local_record_switch_and_rollback_without_gen2), T(local_record_timeout_aborts_and_nothing_changes),
+      T(local_record_restart_keeps_the_phase))
