@@ -746,7 +746,35 @@ static ssize_t get_whole(const char *path, char *buf, size_t cap)
     return rc < 0 ? rc : (ssize_t)got;
 }
 
-/* The record file holds "etag=ETAG\n" and the record's text (fleet_rec_format) on a second line. */
+int fleet_local_parse(const char *text, fleet_rec *rec, char *etag, size_t etagcap)
+{
+    if (strncmp(text, "etag=", 5) != 0) return -1;
+    const char *nl = strchr(text, '\n');
+    size_t en = nl ? (size_t)(nl - text - 5) : 0;
+    if (!nl || en == 0 || en >= 128 || en >= etagcap || memchr(text + 5, '\r', en)) return -1;
+    const char *body = nl + 1, *end = strchr(body, '\n');
+    if (!end || end[1] != '\0') return -1;
+    size_t bn = (size_t)(end - body);
+    if (bn >= FLEET_REC_MAX) return -1;
+    char line[FLEET_REC_MAX];
+    memcpy(line, body, bn);
+    line[bn] = '\0';
+    if (fleet_rec_parse(line, rec) != 0) return -1;
+    memcpy(etag, text + 5, en);
+    etag[en] = '\0';
+    return 0;
+}
+
+int fleet_local_format(const fleet_rec *r, const char *etag, char *out, size_t cap)
+{
+    char body[FLEET_REC_MAX];
+    if (!etag[0] || strlen(etag) >= 128 || strpbrk(etag, "\r\n") || fleet_rec_format(r, body, sizeof body) != 0)
+        return -1;
+    int n = snprintf(out, cap, "etag=%s\n%s\n", etag, body);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+/* The record file: fleet_local_format's text. */
 static int local_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char *err, size_t errlen)
 {
     char path[FLEET_LOCAL_PATH_MAX + 16], buf[FLEET_REC_MAX + 256];
@@ -757,16 +785,13 @@ static int local_read(fleet *f, fleet_rec *rec, char *etag, size_t etagcap, char
         snprintf(err, errlen, "cannot read the phase record %s: %s", path, strerror((int)-n));
         return -1;
     }
-    char *nl = strchr(buf, '\n');
-    char *end = nl ? strchr(nl + 1, '\n') : NULL;
-    if (end) *end = '\0';
-    if (strncmp(buf, "etag=", 5) != 0 || !nl || nl == buf + 5 || fleet_rec_parse(nl + 1, rec) != 0) {
+    char tag[128];
+    if (fleet_local_parse(buf, rec, tag, sizeof tag) != 0) {
         snprintf(err, errlen, "the phase record %s is not one this version wrote (damaged?): move it away to "
                               "start again from the configured phase", path);
         return -1;
     }
-    *nl = '\0';
-    if (etag && etagcap) snprintf(etag, etagcap, "%s", buf + 5);
+    if (etag && etagcap) snprintf(etag, etagcap, "%s", tag);
     return 0;
 }
 
@@ -794,7 +819,7 @@ static int local_rec_write(fleet *f, const fleet_rec *rec, const char *if_match,
                            char *err, size_t errlen)
 {
     char lock[FLEET_LOCAL_PATH_MAX + 16], text[FLEET_REC_MAX + 256], body[FLEET_REC_MAX];
-    if (fleet_rec_format(rec, body, sizeof body) != 0) {
+    if (fleet_rec_format(rec, body, sizeof body) != 0) { /* checked before the lock is taken */
         snprintf(err, errlen, "the fleet's phase record does not fit");
         return -1;
     }
@@ -820,8 +845,8 @@ static int local_rec_write(fleet *f, const fleet_rec *rec, const char *if_match,
     }
     char next[128];
     local_etag(rc == 0 ? cur_etag : NULL, next, sizeof next);
-    int n = snprintf(text, sizeof text, "etag=%s\n%s\n", next, body);
-    int wr = (n > 0 && (size_t)n < sizeof text) ? put_whole(f->ldir, "phase", text, (size_t)n) : -E2BIG;
+    int wr = fleet_local_format(rec, next, text, sizeof text) == 0 ? put_whole(f->ldir, "phase", text, strlen(text))
+                                                                   : -E2BIG;
     if (wr != 0) {
         snprintf(err, errlen, "cannot write the phase record %s/phase: %s", f->ldir, strerror(-wr));
         rc = -1;

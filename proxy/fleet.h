@@ -116,6 +116,11 @@ int fleet_rec_parse(const char *s, fleet_rec *r);
 int fleet_member_format(const fleet_member *m, char *out, size_t cap);
 int fleet_member_parse(const char *s, fleet_member *m);
 const char *fleet_mstate_name(fleet_mstate s);
+/** The local backend's record file: "etag=ETAG\n" (ETAG: 1 to 127 characters, no CR/LF) and the record's
+ *  text on a second line ending in "\n". 0 or -1 (does not fit, bad ETAG). */
+int fleet_local_format(const fleet_rec *r, const char *etag, char *out, size_t cap);
+/** Parse fleet_local_format's text (nothing after the second line): 0 (rec, and the ETag in etag) or -1. */
+int fleet_local_parse(const char *text, fleet_rec *rec, char *etag, size_t etagcap);
 /** True when id may name a member ([A-Za-z0-9._-], 1 to 63 characters, not "." or ".."). */
 bool fleet_id_ok(const char *id);
 

@@ -2,7 +2,8 @@
  * fuzz_fleet: the phase record and the member reports the fleet reads back from Gen2's path properties
  * (proxy/fleet.c). Properties: nothing crashes; a record that parses formats back to text that parses to
  * the same record (epoch, phase, state, target phase); a switching record never targets its own phase;
- * a member report round-trips the same way.
+ * a member report round-trips the same way; the local backend's record file (ETag line and record)
+ * round-trips with its ETag.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +21,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s) return 0;
     memcpy(s, data + 1, size - 1);
     s[size - 1] = '\0';
-    if (data[0] & 1) {
+    if ((data[0] & 3) == 2) {
+        fleet_rec r, back;
+        char etag[128], etag2[128];
+        if (fleet_local_parse(s, &r, etag, sizeof etag) == 0) {
+            CHECK(etag[0] != '\0' && !strpbrk(etag, "\r\n"));
+            char out[FLEET_REC_MAX + 256];
+            CHECK(fleet_local_format(&r, etag, out, sizeof out) == 0);
+            CHECK(fleet_local_parse(out, &back, etag2, sizeof etag2) == 0);
+            CHECK(strcmp(etag, etag2) == 0);
+            CHECK(back.epoch == r.epoch && back.phase == r.phase && back.state == r.state && back.to == r.to);
+        }
+    } else if (data[0] & 1) {
         fleet_member m, back;
         if (fleet_member_parse(s, &m) == 0) {
             char out[256];

@@ -354,6 +354,29 @@ static int leftovers(const char *dir)
     return n;
 }
 
+TEST(local_record_codec)
+{
+    fleet_rec r = {.epoch = 9, .phase = CFG_PHASE_GEN2_PRIMARY, .state = FLEET_STABLE, .to = CFG_PHASE_GEN2_PRIMARY};
+    char text[FLEET_REC_MAX + 256], etag[128];
+    ASSERT_EQ_INT(fleet_local_format(&r, "\"9-00ff00ff\"", text, sizeof text), 0);
+    ASSERT_TRUE(strncmp(text, "etag=\"9-00ff00ff\"\nv=1;epoch=9;", 29) == 0);
+    fleet_rec back;
+    ASSERT_EQ_INT(fleet_local_parse(text, &back, etag, sizeof etag), 0);
+    ASSERT_EQ_STR(etag, "\"9-00ff00ff\"");
+    ASSERT_EQ_INT(back.epoch, 9);
+    ASSERT_EQ_INT(back.phase, CFG_PHASE_GEN2_PRIMARY);
+    ASSERT_EQ_INT(fleet_local_format(&r, "", text, sizeof text), -1);
+    ASSERT_EQ_INT(fleet_local_format(&r, "a\nb", text, sizeof text), -1);
+    ASSERT_EQ_INT(fleet_local_format(&r, "x", text, 20), -1);
+    const char *bad[] = {"", "etag=x", "etag=\nv=1;epoch=1;phase=gen1-primary;state=stable\n",
+                         "tag=x\nv=1;epoch=1;phase=gen1-primary;state=stable\n",
+                         "etag=x\nv=1;epoch=1;phase=gen1-primary;state=stable", /* torn: no final newline */
+                         "etag=x\nv=1;epoch=1;phase=gen1-primary;state=stable\nmore\n",
+                         "etag=x\r\nv=1;epoch=1;phase=gen1-primary;state=stable\n", "etag=x\ngarbage\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (fleet_local_parse(bad[i], &back, etag, sizeof etag) == 0) TH_FAIL_AT("accepted: %s", bad[i]);
+}
+
 TEST(local_options_are_checked)
 {
     char dir[256], err[256], file[300];
@@ -577,6 +600,6 @@ TEST(local_members_report_list_and_remove)
 
 TESTS(T(record_roundtrip_and_refusals), T(member_roundtrip_and_ids), T(options_are_checked),
       T(record_create_read_replace), T(racing_replaces_lose_no_change), T(members_report_list_and_remove),
-      T(gen2_down_is_an_error_not_a_state), T(local_options_are_checked),
+      T(gen2_down_is_an_error_not_a_state), T(local_record_codec), T(local_options_are_checked),
       T(local_record_create_read_replace), T(local_racing_replaces_across_processes_lose_no_change),
       T(local_members_report_list_and_remove))
