@@ -483,10 +483,11 @@ int phase_start(gen2c *g2, const phase_opts *o, const phase_hooks *h, phase_mgr 
         goto fail;
     }
     if (local) {
-        /* the record is on this host's disk: read it (made at once when there is none) and register now,
-         * so a lone proxy's writes never wait for it; a switch found under way holds them instead */
+        /* the record is on this host's disk: read it (made at once when there is none), register and
+         * follow it now, so a lone proxy's writes never wait for it (three looks when all is well, a few
+         * more to drain toward a phase the record moved to); a switch under way holds them instead */
         bool known = false, held = false;
-        for (int i = 0; i < 4 && !known && !held; i++) {
+        for (int i = 0; i < 8 && !known; i++) {
             (void)step(m);
             pthread_mutex_lock(&m->mu);
             known = m->have_epoch && m->registered;

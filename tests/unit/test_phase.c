@@ -157,7 +157,7 @@ static void start_all(env *v)
 }
 
 /* Three managers sharing one local directory, as processes of one host would: no Gen2 anywhere. */
-static void env_open_local(env *v)
+static void env_prepare_local(env *v)
 {
     memset(v, 0, sizeof *v);
     memset(g_f, 0, sizeof g_f);
@@ -166,6 +166,11 @@ static void env_open_local(env *v)
     v->local = true;
     snprintf(v->dir, sizeof v->dir, "%s/dp-phase-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(v->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+}
+
+static void env_open_local(env *v)
+{
+    env_prepare_local(v);
     start_all(v);
 }
 
@@ -522,8 +527,39 @@ TEST(local_record_restart_keeps_the_phase)
     env_close(&v);
 }
 
+TEST(local_start_during_a_switch_holds_writes_never_fences)
+{
+    env v;
+    env_prepare_local(&v);
+    /* a switcher on this host turned the record to SWITCHING and died */
+    char dir[256], err[320], etag[128];
+    snprintf(dir, sizeof dir, "%s/journal", v.dir);
+    fleet *f = NULL;
+    ASSERT_EQ_INT(fleet_new_local(dir, "dead-switcher", &f, err, sizeof err), 0);
+    fleet_rec sw = {.epoch = 1, .phase = CFG_PHASE_GEN1_PRIMARY, .state = FLEET_SWITCHING,
+                    .to = CFG_PHASE_GEN2_PRIMARY, .deadline_ms = 300};
+    snprintf(sw.by, sizeof sw.by, "dead-switcher");
+    ASSERT_EQ_INT(fleet_create(f, &sw, etag, sizeof etag, err, sizeof err), 0);
+    start_all(&v);
+    for (int i = 0; i < NM; i++) {
+        pthread_mutex_lock(&g_mu);
+        bool held = g_f[i].held, fenced = g_f[i].fenced;
+        pthread_mutex_unlock(&g_mu);
+        ASSERT_TRUE(held && !fenced); /* writes wait for the switch; none is refused */
+    }
+    /* the members end it at its deadline: back to writing in the old phase */
+    wait_all_in(CFG_PHASE_GEN1_PRIMARY);
+    fleet_rec r;
+    ASSERT_EQ_INT(fleet_read(f, &r, etag, sizeof etag, err, sizeof err), 0);
+    ASSERT_EQ_INT(r.state, FLEET_STABLE);
+    ASSERT_EQ_INT(r.phase, CFG_PHASE_GEN1_PRIMARY);
+    ASSERT_TRUE(strstr(r.reason, "did not finish") != NULL);
+    fleet_free(f);
+    env_close(&v);
+}
+
 TESTS(T(switch_forward_rollback_and_gen2_only_under_writes), T(a_member_that_cannot_drain_aborts_the_switch),
       T(a_switcher_that_died_is_ended_at_its_deadline), T(two_switches_at_once_one_wins),
       T(stopped_members_restart_into_the_fleets_phase), T(transition_rules),
       T(local_record_switch_and_rollback_without_gen2), T(local_record_timeout_aborts_and_nothing_changes),
-      T(local_record_restart_keeps_the_phase))
+      T(local_record_restart_keeps_the_phase), T(local_start_during_a_switch_holds_writes_never_fences))
