@@ -86,7 +86,8 @@ static const char *const mapping_keys[] = {"gen1_prefix", "filesystem", "prefix"
 
 #define FLD(f) offsetof(dp_config, f), sizeof(((dp_config *)0)->f)
 
-/* phase.fleet_filesystem: "" (the first mapping's, filled in by finish) or a filesystem name. */
+/* phase.fleet_filesystem: "" (with phase.fleet true, the first mapping's: finish_phase fills it in) or
+ * a filesystem name. */
 static int check_fs_or_empty(const char *v, char *msg, size_t msglen)
 {
     return v[0] ? cfg__check_filesystem(v, msg, msglen) : 0;
