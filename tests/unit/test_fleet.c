@@ -325,13 +325,22 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
     return remove(p);
 }
 
+static char g_tmp[256]; /* removed at exit too, so a failed test leaves nothing behind */
+
+static void tmpdir_remove(const char *d) { nftw(d, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void tmpdir_atexit(void)
+{
+    if (g_tmp[0]) tmpdir_remove(g_tmp);
+}
+
 static void tmpdir_make(char *d, size_t cap)
 {
     snprintf(d, cap, "%s/dp-fleet-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(d)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+    snprintf(g_tmp, sizeof g_tmp, "%s", d);
+    atexit(tmpdir_atexit);
 }
-
-static void tmpdir_remove(const char *d) { nftw(d, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
 static fleet *open_local(const char *dir, const char *id)
 {

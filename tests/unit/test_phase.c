@@ -157,6 +157,13 @@ static void start_all(env *v)
 }
 
 /* Three managers sharing one local directory, as processes of one host would: no Gen2 anywhere. */
+static char g_tmp[256]; /* removed at exit too, so a failed test leaves nothing behind */
+
+static void tmp_atexit(void)
+{
+    if (g_tmp[0]) nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void env_prepare_local(env *v)
 {
     memset(v, 0, sizeof *v);
@@ -166,6 +173,8 @@ static void env_prepare_local(env *v)
     v->local = true;
     snprintf(v->dir, sizeof v->dir, "%s/dp-phase-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(v->dir)) TH_FAIL_AT("mkdtemp: %s", strerror(errno));
+    snprintf(g_tmp, sizeof g_tmp, "%s", v->dir);
+    atexit(tmp_atexit);
 }
 
 static void env_open_local(env *v)
