@@ -30,6 +30,7 @@
 #include "bfadmin.h"
 #include "log.h"
 #include "urlcodec.h"
+#include "vrec.h"
 
 #define ADMIN_PROBE_S 10
 #define ADMIN_METRICS_MAX (8u << 20)
@@ -46,6 +47,7 @@ struct admin {
     gen1c *g1;
     front *f;
     bfadmin *bf;                  /* backfill leases (bfadmin.h) */
+    _Atomic(vrec *) vr;           /* the verify record (admin_set_vrec), or NULL */
     struct MHD_Daemon *d;
     int port;
     /* probe */
@@ -385,6 +387,8 @@ static enum MHD_Result serve_journal_drop(admin *a, qctx *q)
     int rc = pipe_drop(a->p, seq);
     if (rc != 0) return reply_errno(q->conn, rc, seq, "drop");
     LOGW("msg=\"operator dropped a parked record\" seq=%" PRIu64, seq);
+    vrec *vr = atomic_load(&a->vr);
+    if (vr) (void)vrec_note_divergence(vr, seq, pipe_to_gen1(a->p)); /* (a failure to persist is logged) */
     dbuf b;
     dbuf_init(&b, 128);
     enum MHD_Result ret =
@@ -474,11 +478,31 @@ static int status_json(admin *a, dbuf *b)
     return 0;
 }
 
+/* /admin/verify...: the verify record (vrec.h), 404 when the daemon has none. */
+static enum MHD_Result serve_verify(admin *a, struct MHD_Connection *conn, const char *url, const char *method,
+                                    const char *query)
+{
+    vrec *vr = atomic_load(&a->vr);
+    if (!vr) return reply_error(conn, 404, "this daemon keeps no verify record");
+    bool post = strcmp(method, "POST") == 0;
+    if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_405(conn, "GET, POST");
+    jnl_stats js;
+    jnl_get_stats(pipe_journal(a->p), &js);
+    dbuf b;
+    dbuf_init(&b, 1u << 20);
+    const char *allow = NULL;
+    unsigned st = vrec_http(vr, js.max_seq, url, post, query, &b, &allow);
+    enum MHD_Result ret = st == 405 ? reply_405(conn, allow) : reply_json(conn, st, &b);
+    dbuf_free(&b);
+    return ret;
+}
+
 static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *url, const char *method,
                              const char *query)
 {
     if (strcmp(url, "/admin/journal") == 0 || strncmp(url, "/admin/journal/", 15) == 0)
         return serve_journal(a, conn, url, method, query);
+    if (strcmp(url, "/admin/verify") == 0 || strncmp(url, "/admin/verify/", 14) == 0) return serve_verify(a, conn, url, method, query);
     if (strncmp(url, "/admin/backfill/", 16) == 0) {
         bool post = strcmp(method, "POST") == 0;
         if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_405(conn, "GET, POST");
@@ -641,6 +665,8 @@ fail:
 }
 
 int admin_port(const admin *a) { return a->port; }
+
+void admin_set_vrec(admin *a, vrec *v) { atomic_store(&a->vr, v); }
 
 void admin_stop(admin *a)
 {

@@ -37,6 +37,7 @@
 #include "metrics.h"
 #include "fence.h"
 #include "pipeline.h"
+#include "vrec.h"
 
 typedef struct admin admin;
 
@@ -48,6 +49,13 @@ typedef struct admin admin;
  */
 int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front *f, fence_reg *fences, admin **out,
                 char *err, size_t errlen);
+/**
+ * The verify record (vrec.h; may be NULL, must outlive the admin until admin_stop): serves GET
+ * /admin/verify, POST /admin/verify/begin and /admin/verify/end (vrec_http), and a successful
+ * /admin/journal/drop notes the dropped record in it (vrec_note_divergence). Without one those
+ * endpoints answer 404.
+ */
+void admin_set_vrec(admin *a, vrec *v);
 /** The port the admin listener is bound to. */
 int admin_port(const admin *a);
 /** Stop the listener and the probe thread; after this the admin touches no pipeline, front or metrics. */

@@ -338,6 +338,7 @@ static int run(const char *file)
     gen2c *g2 = NULL; /* phases gen2-only and gen2-primary: the front's Gen2 client, on the writers' engine */
     g2s *gs = NULL;
     fence_reg *fences = NULL;
+    vrec *vr = NULL; /* the verify record (vrec.h): the gen2-only cutover's gate */
 
     if (load(file, &cfg) != 0) return 1;
     log_set_component("dualpipe");
@@ -390,6 +391,15 @@ static int run(const char *file)
     }
     /* Recovery runs here, before the front takes a request. */
     if (pipe_open(&cfg, http_ap, g1_ap, m, &pl, err, sizeof err) != 0) goto out;
+    {
+        char vdir[1200];
+        if (cfg.journal_dir[0]) snprintf(vdir, sizeof vdir, "%s", cfg.journal_dir);
+        else snprintf(vdir, sizeof vdir, "%s/journal", cfg.spool_dir);
+        if (vrec_open(&cfg, vdir, &vr, err, sizeof err) != 0 || vrec_register_metrics(vr, m) != 0) {
+            if (vr) snprintf(err, sizeof err, "out of memory registering the verify record's metrics");
+            goto out;
+        }
+    }
     if (cfg.phase == CFG_PHASE_GEN2_ONLY || cfg.phase == CFG_PHASE_GEN2_PRIMARY) {
         /* The Gen1 API served on Gen2: in gen2-only no write is journaled and Gen1 is never asked; in
          * gen2-primary writes are journaled, answered by Gen2 and mirrored to Gen1 (the pipeline's mirror). */
@@ -400,6 +410,7 @@ static int run(const char *file)
     if (open_fences(&cfg, pl, m, &fences, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, fences, &adm, err, sizeof err) != 0) goto out;
+    admin_set_vrec(adm, vr);
 
     printf("dualpipe ready listen=");
     print_hostport(stdout, cfg.listen.host, front_port(f));
@@ -457,6 +468,7 @@ out:
     if (http) httpc_stop(http);
     if (http_ap) httpc_stop(http_ap);
     admin_free(adm);
+    vrec_free(vr); /* (after the admin, which serves it) */
     front_free(f);
     g2s_free(gs);
     gen2c_free(g2);

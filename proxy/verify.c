@@ -62,6 +62,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "jcli.h"
+#include "vrec_cli.h"
 #include "walk.h"
 #include "whreq.h"
 #include "xlate.h"
@@ -1465,7 +1466,7 @@ typedef struct vf_args {
     unsigned threads, page, retries;
     double ops, mbps, settle;
     unsigned long max_diffs;
-    bool deep, digest, repair, no_progress;
+    bool deep, digest, repair, no_progress, last;
 } vf_args;
 
 static void usage(FILE *out)
@@ -1492,6 +1493,10 @@ static void usage(FILE *out)
             "  --max-differences N  differences listed and rechecked (default 100000; all are counted)\n"
             "  --admin HOST:PORT    the running daemon's admin address (when admin.listen has port 0)\n"
             "  --no-progress        no progress line (there is none anyway when stderr is not a terminal)\n"
+            "  --last               show the verify record instead (the last result per verified PATH, kept by\n"
+            "                       the daemon in journal.dir) and whether it allows a cutover to gen2-only;\n"
+            "                       --json - prints it as JSON\n"
+            "Every verify that ends is recorded there (with the daemon when it runs, else in the file itself).\n"
             "Exit status: 0 equal, 3 differences or paths still in flight, 1 failed or interrupted\n"
             "(resumable with --cursor), 2 usage error.\n");
 }
@@ -1548,6 +1553,7 @@ static int parse_args(int argc, char **argv, vf_args *a)
         else if (strcmp(s, "--digest") == 0) a->digest = true;
         else if (strcmp(s, "--repair") == 0) a->repair = true;
         else if (strcmp(s, "--no-progress") == 0) a->no_progress = true;
+        else if (strcmp(s, "--last") == 0) a->last = true;
         else if (takes_value(s) && i + 1 >= argc) {
             usage_error("%s needs a value\n", s);
             return VF_USAGE;
@@ -1590,6 +1596,10 @@ static int parse_args(int argc, char **argv, vf_args *a)
     }
     if (!a->config) {
         usage_error("--config FILE is required (dualpipe verify --help)\n");
+        return VF_USAGE;
+    }
+    if (a->last && (a->path || a->repair || a->cursor || (a->json && strcmp(a->json, "-") != 0))) {
+        usage_error("--last takes no PATH, --repair or --cursor, and --json - only\n");
         return VF_USAGE;
     }
     return 0;
@@ -1753,6 +1763,13 @@ int verify_main(int argc, char **argv)
         fprintf(stderr, "dualpipe verify: %s: %s%s%s\n", ar.config, ce.path, ce.path[0] ? ": " : "", ce.message);
         return VF_FAILED;
     }
+    if (ar.last) {
+        bool on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
+        int lrc = on ? vrec_cli_last(&cfg, ar.admin, ar.json != NULL) : VF_FAILED;
+        if (on) curl_global_cleanup();
+        cfg_free(&cfg);
+        return lrc;
+    }
     int rc = VF_FAILED;
     verify v;
     memset(&v, 0, sizeof v);
@@ -1811,6 +1828,17 @@ int verify_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* the verify record (vrec.h): the journal's position now; a resumed run's first part began earlier,
+     * at a position this run cannot know, so it is recorded as such */
+    vrec_ticket tk;
+    struct stat cst;
+    bool resumed = ar.cursor && stat(ar.cursor, &cst) == 0;
+    vrec_cli_begin(&cfg, ar.admin, path, &tk);
+    if (resumed) {
+        tk.online = tk.seq_known = false;
+        fprintf(stderr, "dualpipe verify: a resumed verify is recorded without its journal position: it cannot count "
+                        "for a cutover to gen2-only\n");
+    }
     walk_stats ws;
     uint64_t settled = 0, queued = 0;
     if (run_pass(&v, &ar, path, &ws, &settled, &infl, err, sizeof err) != VF_OK) {
@@ -1850,6 +1878,15 @@ int verify_main(int argc, char **argv)
         }
         free(js);
     }
+    vrec_result vr;
+    memset(&vr, 0, sizeof vr);
+    vr.equal = equal;
+    vr.differences = v.ndiff;
+    vr.size_only = v.c.size_only;
+    vr.in_flight = infl.n;
+    snprintf(vr.mode, sizeof vr.mode, "%s", ar.deep ? "deep" : ar.digest ? "digest" : "size");
+    vr.by_kind = json_object_get(fin, "by_kind");
+    (void)vrec_cli_end(&cfg, ar.admin, &tk, &vr); /* (a result not recorded is said on stderr; the verify stands) */
     rc = equal ? VF_OK : VF_DIFF;
 out:
     json_decref(rep);
