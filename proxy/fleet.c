@@ -28,6 +28,7 @@
 
 #include "dbuf.h"
 #include "httpc.h"
+#include "reserved.h"
 #include "urlcodec.h"
 #include "xlate.h"
 
@@ -252,7 +253,7 @@ int fleet_new(gen2c *g2, const fleet_opts *o, fleet **out, char *err, size_t err
         snprintf(err, errlen, "phase.fleet_filesystem: a Gen2 filesystem name is required");
         return -1;
     }
-    const char *dir = (o->dir && o->dir[0]) ? o->dir : ".dualpipe";
+    const char *dir = (o->dir && o->dir[0]) ? o->dir : DP_FLEET_DIR; /* hidden from users: reserved.h */
     if (dir[0] == '/' || strlen(dir) >= 200 || strstr(dir, "//") || dir[strlen(dir) - 1] == '/') {
         snprintf(err, errlen, "phase.fleet_dir: a relative directory without empty segments, such as .dualpipe");
         return -1;

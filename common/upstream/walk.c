@@ -469,7 +469,17 @@ out:
 /* ---------------------------------------------------------------- Gen2 lister */
 
 /* One page of a List Paths answer into out. WALK_OK or WALK_FATAL (err). */
-static int g2_page(const httpc_resp *r, xlate_listing *out, char *err, size_t errlen)
+static bool g2_skipped(const char *const *skip, const char *name)
+{
+    for (; skip && *skip; skip++) {
+        const char *k = *skip;
+        while (*k == '/') k++;
+        if (strcmp(k, name) == 0) return true;
+    }
+    return false;
+}
+
+static int g2_page(const httpc_resp *r, const char *const *skip, xlate_listing *out, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &je);
@@ -495,7 +505,7 @@ static int g2_page(const httpc_resp *r, xlate_listing *out, char *err, size_t er
         }
         const char *base = strrchr(fs.name, '/');
         base = base ? base + 1 : fs.name;
-        if (!base[0]) continue;
+        if (!base[0] || g2_skipped(skip, fs.name)) continue;
         dbuf_reset(&st);
         if (dbuf_adds(&st, "{\"FileStatus\":") != 0 || xlate_filestatus_json(&fs, base, &st) != 0 ||
             dbuf_adds(&st, "}") != 0)
@@ -564,7 +574,7 @@ int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listin
         snprintf(err, errlen, "Gen2 answered %ld (%s) to the listing of %s", r->status,
                  gen2c_error_code(r, code, sizeof code), dir);
     } else {
-        rc = g2_page(r, out, err, errlen);
+        rc = g2_page(r, g->skip, out, err, errlen);
     }
     httpc_resp_free(s.resp);
     free(s.resp);

@@ -122,6 +122,8 @@ typedef struct walk_gen2 {
     gen2c *g2;
     const char *fs;
     unsigned page;             /* maxResults (default 1000) */
+    const char *const *skip;   /* NULL-terminated Gen2 paths ("/.dualpipe") left out of every listing (with
+                                  what is below them: the walker never lists them), or NULL */
 } walk_gen2;
 int walk_gen2_lister(void *lud, const char *dir, const char *after, xlate_listing *out, char *err, size_t errlen);
 
