@@ -33,6 +33,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "jcli.h"
+#include "reserved.h"
 #include "walk.h"
 #include "whreq.h"
 #include "xlate.h"
@@ -302,7 +303,11 @@ static int as_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
             }
         }
         char fsn[64], g2path[4096], why[256];
-        if (gen2c_map(a->g2, paths[i], fsn, g2path, sizeof g2path, why, sizeof why) == GEN2C_INVALID_NAME) {
+        gen2c_map_result mr = gen2c_map(a->g2, paths[i], fsn, g2path, sizeof g2path, why, sizeof why);
+        if (mr == GEN2C_INVALID_NAME) {
+            problem(s, P_NAME, paths[i], why);
+        } else if (mr == GEN2C_MAPPED && dp_reserved_g2(g2path)) {
+            snprintf(why, sizeof why, "the Gen2 path /%.60s " DP_RESERVED_WHY, g2path);
             problem(s, P_NAME, paths[i], why);
         }
         check_name(a, s, paths[i], IDM_USER, meta[i].owner, "owner");

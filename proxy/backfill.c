@@ -48,6 +48,7 @@
 #include "gen1client.h"
 #include "gen2client.h"
 #include "httpc.h"
+#include "reserved.h"
 #include "urlcodec.h"
 #include "walk.h"
 #include "whreq.h"
@@ -480,6 +481,11 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
     }
     memset(n, 0, sizeof *n);
     gen2c_map_result mr = gen2c_map(b->g2, g1, fs, p, WHREQ_MAX_PATH + 1, why, sizeof why);
+    if (mr == GEN2C_MAPPED && dp_reserved_g2(p)) { /* dualpipe's own directory on Gen2: never copied onto */
+        snprintf(err, errlen, "the Gen2 path /%s " DP_RESERVED_WHY, p);
+        free(p);
+        return 1;
+    }
     if (mr != GEN2C_MAPPED) {
         snprintf(err, errlen, "%s", mr == GEN2C_UNMAPPED ? "no mapping covers it" : why);
         free(p);

@@ -62,6 +62,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "jcli.h"
+#include "reserved.h"
 #include "vrec_cli.h"
 #include "walk.h"
 #include "whreq.h"
@@ -319,6 +320,18 @@ static int g1_get(verify *v, walk *w, const char *path, const char *q, size_t ma
 }
 
 /* The next Gen2 page of st's directory (gen2 dir "/" + g2dir) appended to st. */
+/* gen2c_map, with a Gen1 path landing on dualpipe's own directory on Gen2 (reserved.h) answered as a name
+ * Gen2 cannot hold for the data: it is reported, never compared with (or repaired onto) the fleet's record. */
+static gen2c_map_result vmap(verify *v, const char *path, char fs[64], char *g2, size_t cap, char *why, size_t wl)
+{
+    gen2c_map_result mr = gen2c_map(v->g2, path, fs, g2, cap, why, wl);
+    if (mr == GEN2C_MAPPED && dp_reserved_g2(g2)) {
+        snprintf(why, wl, "the Gen2 path /%s " DP_RESERVED_WHY, g2);
+        return GEN2C_INVALID_NAME;
+    }
+    return mr;
+}
+
 static int g2_more(verify *v, dstate *st, const char *fs, const char *g2dir, char *err, size_t errlen)
 {
     char *wdir = NULL;
@@ -326,7 +339,8 @@ static int g2_more(verify *v, dstate *st, const char *fs, const char *g2dir, cha
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    walk_gen2 lg = {.g2 = v->g2, .fs = fs, .page = v->g2page};
+    static const char *const skip[] = {"/" DP_FLEET_DIR, NULL}; /* dualpipe's own: never "extra on Gen2" */
+    walk_gen2 lg = {.g2 = v->g2, .fs = fs, .page = v->g2page, .skip = skip};
     xlate_listing page;
     int rc;
     unsigned backoff = 200;
@@ -731,7 +745,7 @@ static int check_one(verify *v, walk *w, const char *path, dlist *l, vcount *c, 
         snprintf(err, errlen, "Gen1's FileStatus of %s cannot be read: %s", path, xe.message);
         goto out;
     }
-    gen2c_map_result mr = gen2c_map(v->g2, path, fs, g2path, 4096, why, sizeof why);
+    gen2c_map_result mr = vmap(v, path, fs, g2path, 4096, why, sizeof why);
     if (mr == GEN2C_UNMAPPED) {
         c->not_mapped++;
         rc = 0;
@@ -1018,7 +1032,7 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
     size_t k = 0;
     int rc = -1;
     if (!g2dir) goto oom;
-    bool mapped = dm >= 0 && gen2c_map(v->g2, d->path, fs, g2dir, 4096, why, sizeof why) == GEN2C_MAPPED;
+    bool mapped = dm >= 0 && vmap(v, d->path, fs, g2dir, 4096, why, sizeof why) == GEN2C_MAPPED;
     if (mapped) {
         pthread_mutex_lock(&v->mu);
         st = dstate_get(v, d->path);
@@ -1054,7 +1068,7 @@ static int vf_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *pa
         if (e1) {
             char why2[256], f2[64];
             char *g2c = malloc(4096);
-            gen2c_map_result mr = g2c ? gen2c_map(v->g2, cp, f2, g2c, 4096, why2, sizeof why2) : GEN2C_MAPPED;
+            gen2c_map_result mr = g2c ? vmap(v, cp, f2, g2c, 4096, why2, sizeof why2) : GEN2C_MAPPED;
             free(g2c);
             if (mr == GEN2C_INVALID_NAME) {
                 int r = dlist_add(&pw.l, cp, D_NAME, "%s", why2);
