@@ -21,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "reserved.h"
+
 static whreq_sync param_sync(const apply_req *r)
 {
     const char *v = ap_param(r, "syncflag");
@@ -576,6 +578,10 @@ static void st_rename(aop *op, gen2c_map_result smr, const char *swhy)
     }
     op->xsrc = smr;
     op->xdst = gen2c_map(op->a->g2, dst, op->fs2, op->g2dst, AP_PATH_CAP, op->xwhy, sizeof op->xwhy);
+    if (op->xdst == GEN2C_MAPPED && dp_reserved_g2(op->g2dst)) { /* never renamed onto dualpipe's own directory */
+        op->xdst = GEN2C_INVALID_NAME;
+        snprintf(op->xwhy, sizeof op->xwhy, "the destination " DP_RESERVED_WHY);
+    }
     if (smr != GEN2C_MAPPED && op->xdst != GEN2C_MAPPED) {
         if (smr == GEN2C_INVALID_NAME)
             ap_op_finish(op, APPLY_SKIPPED_INVALID_NAME, "Gen2 would reject this name: %s", swhy);
@@ -819,6 +825,10 @@ void ap_op_start(aop *op)
         return;
     }
     gen2c_map_result mr = gen2c_map(op->a->g2, op->req->path, op->fs, op->g2path, AP_PATH_CAP, why, sizeof why);
+    if (mr == GEN2C_MAPPED && dp_reserved_g2(op->g2path)) { /* dualpipe's own directory on Gen2: never written */
+        mr = GEN2C_INVALID_NAME;
+        snprintf(why, sizeof why, "the path " DP_RESERVED_WHY);
+    }
     if (o == WH_OP_RENAME) { /* the destination may be mirrored even when the source is not */
         st_rename(op, mr, why);
         return;

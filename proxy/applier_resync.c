@@ -48,6 +48,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "reserved.h"
 #include "urlcodec.h"
 
 typedef enum rs_kind {
@@ -236,6 +237,14 @@ static aop *piece_new(ap_resync *j, ap_rsnode *n)
         return NULL;
     }
     gen2c_map_result mr = gen2c_map(a->g2, n->g1, p->fs, p->g2path, AP_PATH_CAP, why, sizeof why);
+    if (mr == GEN2C_MAPPED && dp_reserved_g2(p->g2path)) {
+        /* dualpipe's own directory on Gen2 (the fleet's phase record): never copied onto, never removed */
+        j->invalid++;
+        LOGW("msg=\"not copied: the Gen2 path " DP_RESERVED_WHY "\" seq=%" PRIu64 " rid=%s path=\"%s\"",
+             owner->req->seq, AP_RID(owner->req), n->g1);
+        ap_op_free(p);
+        return NULL;
+    }
     if (mr == GEN2C_MAPPED) return p;
     if (mr == GEN2C_UNMAPPED) {
         j->unmapped++;
@@ -483,6 +492,7 @@ static int sweep_page(aop *p, const httpc_resp *r)
         const char *base = name ? strrchr(name, '/') : NULL;
         base = base ? base + 1 : name;
         if (!base || !*base || names_has(p->rsn->names, base)) continue;
+        if (dp_reserved_g2(name)) continue; /* dualpipe's own directory at the filesystem's root: not Gen1's */
         if (own[0] && strncmp(base, own, strlen(own)) == 0) continue; /* a copy of this resync in flight */
         size_t n = strlen(dir) + strlen(base) + 2;
         char *g1 = malloc(n);
