@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "reserved.h"
 
 static int64_t mono_ms(void)
 {
@@ -187,7 +188,11 @@ int g2s__map(g2s_ctx *c, const char *gen1_path, char fs[64], char *path, size_t 
 {
     char why[200] = "";
     switch (gen2c_map(c->s->g2, gen1_path, fs, path, cap, why, sizeof why)) {
-    case GEN2C_MAPPED: return 0;
+    case GEN2C_MAPPED:
+        if (!dp_reserved_g2(path)) return 0;
+        /* the fleet's directory (phase record, members): never seen or touched through the Gen1 API */
+        g2s__fail(c, 403, "AccessControlException", "Permission denied: %s " DP_RESERVED_WHY, gen1_path);
+        return -1;
     case GEN2C_UNMAPPED:
         g2s__fail(c, 403, "AccessControlException",
                   "Permission denied: %s is outside the paths dualpipe serves (gen2.mappings)", gen1_path);

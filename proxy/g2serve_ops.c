@@ -15,6 +15,7 @@
 
 #include "g2serve_int.h"
 #include "log.h"
+#include "reserved.h"
 #include "rid.h"
 #include "urlcodec.h"
 
@@ -208,6 +209,7 @@ static int list_dir(g2s_ctx *c, const char *dir, const char *after, const char *
             g2a_node nd;
             char leaf[1024];
             if (g2a_node_from_list(e, c->map, &nd, leaf, sizeof leaf) != 0) continue;
+            if (!dir[0] && dp_reserved_g2(leaf)) continue; /* the fleet's directory at the root: hidden */
             if (skip && strcmp(leaf, after) <= 0) continue;
             if (before && strcmp(leaf, before) >= 0) {
                 stop = true;
@@ -234,6 +236,13 @@ static int list_dir(g2s_ctx *c, const char *dir, const char *after, const char *
         if (rc != 0) {
             g2s__fail(c, 500, "RuntimeException", "the listing could not be built");
             break;
+        }
+        if (!stop && want && res->count == want && token) {
+            /* a full page whose last Gen2 entries were hidden (the fleet's directory): Gen2's continuation
+             * is still where the next page starts */
+            res->more = true;
+            g2s__cursor_put(c->s, c->fs, dir, res->last, token);
+            stop = true;
         }
         if (stop || !token) break;
     }
@@ -338,6 +347,8 @@ static void op_contentsummary(g2s_ctx *c)
             json_array_foreach(json_object_get(doc, "paths"), i, e) {
                 g2a_node en;
                 char leaf[1024];
+                const char *name = json_string_value(json_object_get(e, "name"));
+                if (!c->path[0] && name && dp_reserved_g2(name)) continue; /* the fleet's directory: not counted */
                 if (g2a_node_from_list(e, NULL, &en, leaf, sizeof leaf) != 0) continue;
                 if (en.is_dir) dirs++;
                 else {
