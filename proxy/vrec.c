@@ -796,7 +796,7 @@ int vrec_offline_seq(const char *journal_dir, uint64_t *seq, char *err, size_t e
         if ((names[n] = strdup(e->d_name))) n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, seg_cmp);
+    if (n > 1) qsort(names, n, sizeof *names, seg_cmp);
     int rc = -1;
     snprintf(err, errlen, "no journal segment in %s", journal_dir);
     /* the newest segment with a header: its floor is the highest seq assigned before it, its records the rest */
