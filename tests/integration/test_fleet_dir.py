@@ -7,6 +7,7 @@ gen1-primary, with the directory planted on Gen2 (the phase record and a member'
   copies what Gen1 has and leaves it;
 - a resync of the mapping's root (its sweep removes what Gen1 lacks: a planted stray file goes) leaves it;
 - a Gen1 path that would land on it is reported by verify as a name Gen2 cannot hold, and never copied onto it.
+gen2-primary: the same refusals, nothing journaled for Gen1 from them.
 gen2-only:
 - LISTSTATUS, LISTSTATUS_BATCH (paged too) and GETCONTENTSUMMARY of / do not show or count it;
 - every op on it or inside it (read, create, mkdirs, delete, rename into it) is 403 AccessControlException
@@ -117,6 +118,32 @@ class Gen1Primary(unittest.TestCase):
         s.wait_drained()
         self.fleet_intact()
         self.assertEqual(s.g2_read(".dualpipe/phase"), b"")
+
+
+class Gen2Primary(unittest.TestCase):
+    """gen2-primary serves on Gen2 with g2serve too: refused writes are journaled as refused, never mirrored."""
+
+    def test_refused_and_not_mirrored(self):
+        s = proxylib.Stack(config={"phase": "gen2-primary", "applier": {"backoff_base_ms": 50,
+                                                                        "breaker_probe_ms": 200}})
+        try:
+            plant(s.g2)
+            r = proxylib.write_data(s.proxy, "PUT", "/.dualpipe/x", "CREATE", b"abc", overwrite="true")
+            self.assertEqual(r.status, 403, r)
+            self.assertIn("reserved for dualpipe's phase record", r.json()["RemoteException"]["message"])
+            r = s.proxy.webhdfs("DELETE", "/.dualpipe", "DELETE", recursive="true")
+            self.assertEqual(r.status, 403, r)
+            self.assertEqual(s.proxy.webhdfs("PUT", "/d", "MKDIRS").status, 200)
+            names = [e["pathSuffix"] for e in s.proxy.webhdfs("GET", "/", "LISTSTATUS").json()["FileStatuses"]["FileStatus"]]
+            self.assertEqual(names, ["d"])
+            s.wait_drained(timeout=30)
+            self.assertEqual(s.proxy.journal()["journal"]["live"], 0)
+            self.assertEqual(s.g1("GET", "/.dualpipe", "GETFILESTATUS").status, 404)   # nothing mirrored to Gen1
+            self.assertEqual(s.g1("GET", "/d", "GETFILESTATUS").status, 200)
+            self.assertEqual(s.g2("HEAD", ".dualpipe/members/m1").status, 200)
+            self.assertEqual(s.g2("HEAD", ".dualpipe/x").status, 404)
+        finally:
+            s.close()
 
 
 def closed_port():
