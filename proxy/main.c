@@ -68,6 +68,8 @@ static void usage(FILE *out)
                  "                                     (dualpipe backfill --help)\n"
                  "       dualpipe verify [PATH] --config FILE [--deep] [--repair] [--json FILE] [--cursor FILE]\n"
                  "                                     compare Gen1 and Gen2 under PATH (dualpipe verify --help)\n"
+                 "       dualpipe verify --last --config FILE [--json -]\n"
+                 "                                     the verify record: may the proxy enter gen2-only?\n"
                  "       dualpipe rewrite DIR --config FILE [--apply] [--json FILE]\n"
                  "                                     adl:// and ADL settings in code and configuration to\n"
                  "                                     abfss:// by the mappings (dualpipe rewrite --help)\n"

@@ -88,12 +88,12 @@ static json_t *result_json(const vrec_result *r)
     char s[32], e[32];
     vrec_time(r->started_ms, s);
     vrec_time(r->ended_ms, e);
-    return json_pack("{s:s,s:b,s:I,s:b,s:I,s:I,s:s,s:s,s:b,s:I,s:I,s:I,s:s,s:O}", "root", r->root, "seq_known",
+    json_t *bk = r->by_kind ? json_incref(r->by_kind) : json_object();
+    return json_pack("{s:s,s:b,s:I,s:b,s:I,s:I,s:s,s:s,s:b,s:I,s:I,s:I,s:s,s:o}", "root", r->root, "seq_known",
                      r->seq_known, "begin_seq", (json_int_t)r->begin_seq, "online", r->online, "started_ms",
                      (json_int_t)r->started_ms, "ended_ms", (json_int_t)r->ended_ms, "started", s, "ended", e, "equal",
                      r->equal, "differences", (json_int_t)r->differences, "size_only", (json_int_t)r->size_only,
-                     "in_flight", (json_int_t)r->in_flight, "mode", r->mode, "by_kind",
-                     r->by_kind ? r->by_kind : json_object());
+                     "in_flight", (json_int_t)r->in_flight, "mode", r->mode, "by_kind", bk);
 }
 
 static json_int_t jint(const json_t *o, const char *k)
