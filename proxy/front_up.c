@@ -580,7 +580,7 @@ void front__dispatch(fr_req *r)
     int rc;
     if (r->journaled) {
         uint64_t seq = 0;
-        rc = pipe_accept(f->p, &r->wr, r->rid, r->body, r->degraded, on_durable, r, &seq);
+        rc = pipe_accept(f->p, f->cfg->phase, &r->wr, r->rid, r->body, r->degraded, on_durable, r, &seq);
         if (rc == 0) return;
         LOGW("msg=\"write not journaled\" req=%" PRIu64 " rid=%s op=%s err=\"%s\"", r->id, r->rid, r->wr.info->name,
              strerror(-rc));

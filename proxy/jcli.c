@@ -7,7 +7,9 @@
  * journal is opened here (thread-pool I/O, spool, jnl_open with its recovery), the operation done
  * through the journal's own functions, every record it writes waited for until durable, and all
  * closed again. Either way the result is JSON in the admin API's shapes, which --json prints as it is
- * and the default output turns into aligned lines (status) or a table (list). Text that came from a
+ * and the default output turns into aligned lines (status) or a table (list). A journal may hold records
+ * for both sides at once (a phase switch, a restart in another phase): the status counts what each side
+ * is owed, the list says each record's side ("to"), retry and drop work on either. Text that came from a
  * client (paths, details) is printed with control characters replaced, so a path cannot drive the
  * terminal.
  */
@@ -267,6 +269,13 @@ static void print_status(const json_t *root, const char *where, bool online)
     }
     if (jnum(j, "failed", &v) || json_is_boolean(json_object_get(j, "failed")))
         line("journal commits", json_is_true(json_object_get(j, "failed")) ? "FAILING (appends refused)" : "ok");
+    const char *ph = jstr(root, "phase");
+    if (ph) line("phase", ph);
+    const json_t *ow = json_object_get(root, "owed");
+    if (json_is_object(ow)) { /* live records each side is still to get (pipe_owed) */
+        line_num(ow, "owed to gen1", "gen1");
+        line_num(ow, "owed to gen2", "gen2");
+    }
     line_num(j, "pending records", "pending");
     line_num(j, "parked records", "parked");
     line_num(j, "awaiting primary", "awaiting_primary");
@@ -306,8 +315,8 @@ static void print_status(const json_t *root, const char *where, bool online)
             line_num(ap, "  resynced", "resynced");
         }
         const json_t *mr = json_object_get(root, "mirror");
-        if (json_is_object(mr)) { /* phase gen2-primary: writes go Gen2 -> Gen1 through the mirror */
-            line("phase", "gen2-primary (mirror to gen1)");
+        if (json_is_object(mr)) { /* Gen1 configured: records for Gen1 go Gen2 -> Gen1 through the mirror */
+            if (ph && strcmp(ph, "gen2-primary") == 0) line("writes", "gen2-primary (mirror to gen1)");
             line_num(mr, "mirror pending", "pending");
             line_num(mr, "  applied to gen1", "applied");
             line_num(mr, "  resynced", "resynced");
@@ -333,7 +342,7 @@ static void print_list(const json_t *root)
         printf("no records\n");
         return;
     }
-    printf("%-10s %-16s %-18s %-7s %s\n", "SEQ", "STATE", "OP", "AGE", "PATH / DETAIL");
+    printf("%-10s %-4s %-16s %-18s %-7s %s\n", "SEQ", "TO", "STATE", "OP", "AGE", "PATH / DETAIL");
     uint64_t last = 0;
     for (size_t i = 0; i < n; i++) {
         const json_t *r = json_array_get(recs, i);
@@ -342,7 +351,8 @@ static void print_list(const json_t *root)
         char ab[32] = "-";
         if (jnum(r, "age_s", &age)) fmt_age(age, ab, sizeof ab);
         const char *st = jstr(r, "state"), *op = jstr(r, "op"), *path = jstr(r, "path"), *det = jstr(r, "detail");
-        printf("%-10.0f %-16s %-18s %-7s ", seq, st ? st : "?", op ? op : "?", ab);
+        const char *to = jstr(r, "to");
+        printf("%-10.0f %-4s %-16s %-18s %-7s ", seq, to ? to : "?", st ? st : "?", op ? op : "?", ab);
         put_safe(stdout, path ? path : "?");
         if (det && det[0]) {
             printf("  (");
@@ -385,8 +395,8 @@ static int print_result(const jcli_args *a, const char *text, const char *where,
     case JC_RETRY: {
         double n = 0;
         jnum(root, "retried", &n);
-        if (a->all) printf("%.0f parked record(s) queued for a resync from Gen1\n", n);
-        else printf("record %" PRIu64 " queued for a resync from Gen1\n", a->seq);
+        if (a->all) printf("%.0f parked record(s) queued for a resync from the primary\n", n);
+        else printf("record %" PRIu64 " queued for a resync from the primary\n", a->seq);
         break;
     }
     case JC_DROP: printf("record %" PRIu64 " dropped\n", a->seq); break;
@@ -690,6 +700,13 @@ static void collect_parked(void *ud, const jnl_entry *e)
     if (e->state == JFMT_S_PARKED) seqlist_push(ud, e->seq);
 }
 
+/* Offline, what each side is owed: every live record counted by its side (the daemon keeps counters). */
+static void count_owed(void *ud, const jnl_entry *e)
+{
+    uint64_t *owed = ud;
+    owed[pipe_params_to_gen1(e->params, e->nparams) ? 1 : 0]++;
+}
+
 /* The status in pipe_status_json's shape: {"journal":..,"spool":..,"io_backend":..,"recovery":..}. */
 static int off_status_json(offline *o, dbuf *out)
 {
@@ -710,6 +727,13 @@ static int off_status_json(offline *o, dbuf *out)
                              (json_int_t)r->live, "torn", (json_int_t)r->torn, "corrupt", (json_int_t)r->corrupt,
                              "bodies_lost", (json_int_t)r->bodies_lost, "seconds", r->seconds, "problem", r->problem);
     if (!root) return -ENOMEM;
+    uint64_t owed[2] = {0, 0};
+    jnl_foreach(o->j, count_owed, owed);
+    if (json_object_set_new(root, "owed", json_pack("{s:I, s:I}", "gen1", (json_int_t)owed[1], "gen2",
+                                                    (json_int_t)owed[0])) != 0) {
+        json_decref(root);
+        return -ENOMEM;
+    }
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!text) return -ENOMEM;
@@ -729,7 +753,7 @@ static int run_offline(const jcli_args *a, const dp_config *c, const char *where
     waiter_init(&w);
     switch (a->cmd) {
     case JC_STATUS: rc = off_status_json(&o, &out); break;
-    case JC_LIST: rc = jnl_list_json(o.j, a->parked, a->after, (unsigned)a->limit, &out); break;
+    case JC_LIST: rc = pipe_jnl_list_json(o.j, a->parked, a->after, (unsigned)a->limit, &out); break;
     case JC_RETRY: {
         seqlist l = {NULL, 0, 0, false};
         if (a->all) {

@@ -1,7 +1,16 @@
 /*
  * pipeline: the glue of the durable write path (the promises are in pipeline.h and proxy/ARCHITECTURE.md). It
- * owns the I/O engine, the spool, the journal and the applier, turns the front's calls into journal
- * records and applier submissions, and turns the applier's outcomes back into journal states.
+ * owns the I/O engine, the spool, the journal and both engines (the applier, records to Gen2; the mirror,
+ * records to Gen1, whenever Gen1 is configured), turns the front's calls into journal records and
+ * submissions to the engine each record names (PIPE_PARAM_TO), and turns the outcomes back into journal
+ * states.
+ *
+ * Owed counts (pipe_owed): owed[side] is the number of live records for that side. It goes up before
+ * jnl_append (so a record that ends at once never makes it dip below the truth) and at recovery, and
+ * down exactly once per record: when a terminal state is queued for it (jnl_state returns 0 only once
+ * per record: the journal answers -ENOENT once an end is queued) or when the journal itself refused it
+ * (its WRITE could not be committed: the durability callback gets an error). Every terminal jnl_state
+ * of this file goes through end_state.
  *
  * Threads: pipe_body_begin and pipe_accept run on the front's MHD threads, pipe_primary on the front's
  * httpc thread, journal callbacks on the journal's commit thread, applier callbacks on the applier's
@@ -35,6 +44,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -65,13 +75,15 @@ struct pipeline {
     iox *io;
     spool *sp;
     journal *j;
-    applier *ap;
-    /* phase gen2-primary: accepted records go to the mirror (Gen2 -> Gen1) instead of the applier */
-    mirror *mr;
+    applier *ap;                             /* records to Gen2 (Gen1 -> Gen2) */
+    mirror *mr;                              /* records to Gen1 (Gen2 -> Gen1); NULL without gen1.endpoint */
+    bool has_mirror;                         /* mr was opened (set once in pipe_open; mr goes at pipe_stop) */
     gen2c *mr_g2;                            /* the mirror's Gen2 client (reads for its resyncs) */
     idm_watch *mr_ids;                       /* gen2.identity_map for the mirror, or NULL */
     jnl_recovery rec;
-    uint64_t rec_resubmitted, rec_parked;    /* what recovery handed back to the applier / left parked */
+    uint64_t rec_resubmitted, rec_parked;    /* what recovery handed back to the engines / left parked */
+    _Atomic int phase;                       /* pipe_set_phase: the direction of operator resyncs */
+    _Atomic uint64_t owed[2];                /* live records per side: [1] to Gen1, [0] to Gen2 (pipe_owed) */
     char spool_dir[1100];
     pthread_mutex_t mu;
     pthread_cond_t cond;                     /* signalled when outstanding drops */
@@ -107,7 +119,7 @@ struct pipeline {
                                                 their resyncs wait until gen1.settle_ms after the start */
     size_t ndoubt, capdoubt;
     int64_t t_open_ms;                       /* CLOCK_MONOTONIC ms of pipe_open */
-    uint64_t wrong_side, wrong_n;            /* recovery: live records for the other side (pipe_open fails) */
+    uint64_t orphan_first, orphan_n;         /* recovery: live records for Gen1 without a Gen1 (pipe_open fails) */
 };
 
 /* A writer waiting (ack "both") for a record that waits in the feed; bounded by the writers. */
@@ -123,6 +135,7 @@ typedef struct pipe_sub {
     pipeline *p;
     uint64_t seq;
     char rid[RID_MAX + 1];   /* the record's request id, for the outcome's log line ("-": none) */
+    bool to_gen1;            /* submitted to the mirror (else the applier) */
     void (*acked)(void *ud);
     void *acked_ud;
     atomic_bool acked_ran;
@@ -135,6 +148,7 @@ typedef struct pipe_actx {
     pipe_durable_cb cb;
     void *ud;
     bool degraded;
+    bool to_gen1;            /* the record's side (owed) */
     uint64_t seq;
     struct timespec t_wait;  /* when it began to wait in the fence (set under omu) */
     char rid[RID_MAX + 1];  /* the write's request id, for this file's log lines about it */
@@ -170,6 +184,7 @@ typedef struct pipe_ent {
     int nparams;
     spool_body *body; /* one reference, or NULL */
     bool body_lost;
+    bool to_gen1;     /* PIPE_PARAM_TO=PIPE_TO_GEN1: the mirror's, else the applier's */
     bool oom;
     char **touched;   /* the paths it touches (journal's view) */
     int ntouched;
@@ -202,6 +217,7 @@ static void ent_copy(pipe_ent *d, const jnl_entry *s)
     d->state = s->state;
     d->status = s->status;
     d->body_lost = s->body_lost;
+    d->to_gen1 = pipe_params_to_gen1(s->params, s->nparams);
     d->path = strdup(s->path ? s->path : "/");
     if (!d->path) goto oom;
     if (s->detail && s->detail[0] && !(d->detail = strdup(s->detail))) goto oom;
@@ -244,7 +260,43 @@ static bool seq_in(const uint64_t *v, size_t n, uint64_t seq)
     return lo < n && v[lo] == seq;
 }
 
-/* ---- applier submissions ---- */
+/* ---- which side a record is for, and what each side is owed ---- */
+
+bool pipe_params_to_gen1(const whreq_param *params, int nparams)
+{
+    bool g1 = false;
+    for (int k = 0; k < nparams; k++)
+        if (params[k].name && strcmp(params[k].name, PIPE_PARAM_TO) == 0)
+            g1 = params[k].value && strcmp(params[k].value, PIPE_TO_GEN1) == 0;
+    return g1;
+}
+
+static void owed_up(pipeline *p, bool to_gen1) { atomic_fetch_add(&p->owed[to_gen1 ? 1 : 0], 1); }
+
+static void owed_down(pipeline *p, bool to_gen1) { atomic_fetch_sub(&p->owed[to_gen1 ? 1 : 0], 1); }
+
+static void dir_one(void *ud, const jnl_entry *e) { *(bool *)ud = pipe_params_to_gen1(e->params, e->nparams); }
+
+/* The side live record seq is for (false when it is gone: then nothing ends it here either). */
+static bool seq_to_gen1(pipeline *p, uint64_t seq)
+{
+    bool g1 = false;
+    (void)jnl_with_entry(p->j, seq, dir_one, &g1);
+    return g1;
+}
+
+/*
+ * A terminal state (APPLIED, PRIMARY_REFUSED, DROPPED) of record seq, for side to_gen1: the record no
+ * longer counts as owed once the state is queued (jnl_state succeeds once per record). Lazy (no callback).
+ */
+static int end_state(pipeline *p, uint64_t seq, bool to_gen1, jfmt_state st, int status, const char *detail)
+{
+    int rc = jnl_state(p->j, seq, st, status, detail, NULL, NULL);
+    if (rc == 0) owed_down(p, to_gen1);
+    return rc;
+}
+
+/* ---- submissions to the engines ---- */
 
 static void sub_unref(pipe_sub *s)
 {
@@ -281,12 +333,12 @@ static void on_done(void *ud, const apply_result *res)
     case APPLY_SKIPPED_INVALID_NAME:
     case APPLY_DIVERGENCE:
     case APPLY_RESYNCED:
-        rc = jnl_state(p->j, s->seq, JFMT_S_APPLIED, 0, detail, NULL, NULL);
+        rc = end_state(p, s->seq, s->to_gen1, JFMT_S_APPLIED, 0, detail);
         break;
     case APPLY_FAILED: /* never reaches done by contract; keep it for an operator rather than lose it */
     case APPLY_PARKED:
-        LOGW("msg=\"record parked: waits for an operator\" seq=%" PRIu64 " rid=%s detail=\"%s\"", s->seq, s->rid,
-             res->detail);
+        LOGW("msg=\"record parked: waits for an operator\" seq=%" PRIu64 " rid=%s to=%s detail=\"%s\"", s->seq,
+             s->rid, s->to_gen1 ? "gen1" : "gen2", res->detail);
         rc = jnl_state(p->j, s->seq, JFMT_S_PARKED, 0, detail, NULL, NULL);
         break;
     case APPLY_STOPPED:
@@ -321,7 +373,7 @@ static void take_request_id(apply_req *r)
 }
 
 /*
- * Phase gen2-primary: what the mirror needs that only Gen2's answer told, rebuilt from the record's
+ * A record for Gen1: what the mirror needs that only Gen2's answer told, rebuilt from the record's
  * PRIMARY_OK detail (so it survives a restart): an APPEND's landing offset (MIRROR_PARAM_OFFSET), a
  * CREATE's modification time (MIRROR_PARAM_MTIME). 0, or -1 out of memory. Without the offset the mirror
  * resyncs an APPEND that may have landed; without the time Gen1 keeps its own (mirror.h).
@@ -366,18 +418,20 @@ static char *dup_or_null(const char *s, bool *oom)
 }
 
 /*
- * Hand entry e to the applier (e's contents move into the request). resync: copy the path from Gen1
- * instead of replaying (no body). acked (ack "both") runs at the first Gen2 attempt. Returns 0, or -1
- * when nothing was submitted (the applier is gone, or out of memory); acked is then not called.
+ * Hand entry e to its side's engine (e's contents move into the request): the mirror for a record to
+ * Gen1, the applier otherwise. resync: copy the path from the primary instead of replaying (no body).
+ * acked (ack "both") runs at the first attempt on the secondary. Returns 0, or -1 when nothing was
+ * submitted (the engines are gone, or out of memory); acked is then not called.
  */
 static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, const char *authorization,
                       int gen1_status, const char *gen1_body, void (*acked)(void *ud), void *acked_ud)
 {
     if (e->oom) {
-        LOGE("msg=\"record not handed to the applier: out of memory\" seq=%" PRIu64, e->seq);
+        LOGE("msg=\"record not handed to its engine: out of memory\" seq=%" PRIu64, e->seq);
         ent_clear(e);
         return -1;
     }
+    bool to_gen1 = e->to_gen1;
     apply_req *r = calloc(1, sizeof *r);
     pipe_sub *s = calloc(1, sizeof *s);
     bool oom = !r || !s;
@@ -392,7 +446,7 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     e->nparams = 0;
     take_request_id(r);
     r->resync = resync || e->body_lost;
-    if (p->mr && !r->resync && e->state == JFMT_S_PRIMARY_OK && add_primary_params(r, e->detail) != 0) oom = true;
+    if (to_gen1 && !r->resync && e->state == JFMT_S_PRIMARY_OK && add_primary_params(r, e->detail) != 0) oom = true;
     if (oom) goto fail;
     r->maybe_sent = maybe_sent;
     if (r->resync && seq_in(p->in_doubt, p->ndoubt, e->seq))
@@ -407,6 +461,7 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     if (oom) goto fail;
     s->p = p;
     s->seq = e->seq;
+    s->to_gen1 = to_gen1;
     snprintf(s->rid, sizeof s->rid, "%s", r->request_id[0] ? r->request_id : "-");
     s->acked = acked;
     s->acked_ud = acked_ud;
@@ -419,17 +474,21 @@ static int submit_ent(pipeline *p, pipe_ent *e, bool resync, bool maybe_sent, co
     ent_clear(e);
     pthread_mutex_lock(&p->mu);
     int rc = -1;
-    if (!p->ap_gone) rc = p->mr ? mirror_submit(p->mr, r, on_done, s) : applier_submit(p->ap, r, on_done, s);
+    /* (a record for Gen1 without a mirror cannot be live: pipe_open refuses such a journal, pipe_accept
+     * and pipe_set_phase never make one) */
+    if (!p->ap_gone && (!to_gen1 || p->mr))
+        rc = to_gen1 ? mirror_submit(p->mr, r, on_done, s) : applier_submit(p->ap, r, on_done, s);
     else apply_req_free(r);
     pthread_mutex_unlock(&p->mu);
     if (rc != 0) {
-        LOGD("msg=\"record left for the next start: the applier is stopping\" seq=%" PRIu64, s->seq);
+        LOGD("msg=\"record left for the next start: the engines are stopping\" seq=%" PRIu64 " to=%s", s->seq,
+             to_gen1 ? "gen1" : "gen2");
         free(s);
         return -1;
     }
     return 0;
 fail:
-    LOGE("msg=\"record not handed to the applier: out of memory\" seq=%" PRIu64, e->seq);
+    LOGE("msg=\"record not handed to its engine: out of memory\" seq=%" PRIu64, e->seq);
     if (r) apply_req_free(r);
     free(s);
     ent_clear(e);
@@ -450,7 +509,7 @@ static bool ent_maybe_sent(const pipeline *p, const pipe_ent *e)
 {
     if (e->seq > p->rec.max_seq) return false;
     /* the mirror: any recovered record may have reached Gen1 before the stop (it checks first) */
-    if (p->mr) return true;
+    if (e->to_gen1) return true;
     if (e->op == WH_OP_CREATE || e->op == WH_OP_MKDIRS) return true;
     return seq_in(p->maybe_sent, p->nmaybe, e->seq);
 }
@@ -607,7 +666,8 @@ static int feed_seq(pipeline *p, uint64_t seq, const char *authorization, int ge
     return rc == 0 ? 0 : -1;
 }
 
-/* Durability callback of RESYNC records and marks (operator resync, retry): submit as a resync. */
+/* Durability callback of resync marks (retry: a state, not a record): submit as a resync. A mark that
+ * could not be made durable leaves the record live as it was. */
 static void resync_durable(void *ud, uint64_t seq, int err)
 {
     pipeline *p = ud;
@@ -617,6 +677,22 @@ static void resync_durable(void *ud, uint64_t seq, int err)
     }
     (void)feed_seq(p, seq, NULL, 0, NULL, NULL, NULL);
 }
+
+/* Durability callback of a RESYNC record (pipe_resync_node): one whose WRITE could not be committed was
+ * refused by the journal itself, so its side is owed it no more. */
+static void resync_rec_durable(pipeline *p, uint64_t seq, int err, bool to_gen1)
+{
+    if (err != 0) {
+        LOGW("msg=\"resync record not durable: not queued\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-err));
+        owed_down(p, to_gen1);
+        return;
+    }
+    (void)feed_seq(p, seq, NULL, 0, NULL, NULL, NULL);
+}
+
+static void resync_rec_durable_g1(void *ud, uint64_t seq, int err) { resync_rec_durable(ud, seq, err, true); }
+
+static void resync_rec_durable_g2(void *ud, uint64_t seq, int err) { resync_rec_durable(ud, seq, err, false); }
 
 static void retry_owed(void *ud);
 
@@ -702,8 +778,8 @@ typedef struct rec_acc {
 
 typedef struct rec_scan {
     pipeline *p;
-    uint64_t wrong_side;  /* the first live record journaled for the other side (phase), or 0 */
-    uint64_t wrong_n;
+    uint64_t orphan_first; /* the first live record for Gen1 when there is no mirror, or 0 */
+    uint64_t orphan_n;
     pathset seen;     /* paths whose first pending APPEND without an offset was seen */
     rec_acc *acc;
     size_t nacc, capacc;
@@ -736,12 +812,12 @@ static void recover_one(void *ud, const jnl_entry *e)
 {
     rec_scan *r = ud;
     pipeline *p = r->p;
-    bool to_gen1 = false;
-    for (int k = 0; k < e->nparams; k++)
-        if (strcmp(e->params[k].name, PIPE_PARAM_TO) == 0) to_gen1 = strcmp(e->params[k].value, PIPE_TO_GEN1) == 0;
-    if (to_gen1 != (p->mr != NULL)) {
-        if (!r->wrong_side) r->wrong_side = e->seq;
-        r->wrong_n++;
+    /* every live record is owed to its side, whatever happens to it below */
+    bool to_gen1 = pipe_params_to_gen1(e->params, e->nparams);
+    owed_up(p, to_gen1);
+    if (to_gen1 && !p->has_mirror) {
+        if (!r->orphan_first) r->orphan_first = e->seq;
+        r->orphan_n++;
         r->err = -EXDEV;
     }
     if (r->err) return;
@@ -813,9 +889,9 @@ static int resubmit_recovered(pipeline *p)
     if (r.err != -EXDEV) rec_flush(&r);
     pthread_mutex_unlock(&p->fmu);
     if (r.err == -EXDEV) {
-        /* Nothing was handed over or changed: the journal stays as it is for a start in its phase. */
-        p->wrong_side = r.wrong_side;
-        p->wrong_n = r.wrong_n;
+        /* Nothing was handed over or changed: the journal stays as it is for a start with Gen1. */
+        p->orphan_first = r.orphan_first;
+        p->orphan_n = r.orphan_n;
         free(r.acc);
         for (size_t i = 0; r.seen.slot && i <= r.seen.mask; i++) free(r.seen.slot[i]);
         free(r.seen.slot);
@@ -868,6 +944,10 @@ static int64_t g_spool_max(void *ud)
     return (int64_t)st.max_bytes;
 }
 
+static int64_t g_owed_gen1(void *ud) { return (int64_t)pipe_owed(ud, true); }
+
+static int64_t g_owed_gen2(void *ud) { return (int64_t)pipe_owed(ud, false); }
+
 static int register_metrics(pipeline *p, char *err, size_t errlen)
 {
     metrics *m = p->m;
@@ -882,6 +962,12 @@ static int register_metrics(pipeline *p, char *err, size_t errlen)
              metrics_gauge_fn(m, "dualpipe_spool_bytes_max", "spool.max_bytes: the cap on dualpipe_spool_bytes_used.",
                               NULL, g_spool_max, p) != 0)
         what = "spool";
+    static const char owed_help[] = "Live journal records still to be applied to a side (to=\"gen1\": by the mirror, "
+                                    "to=\"gen2\": by the applier): waiting for the primary, pending, in flight, "
+                                    "parked or resyncs. 0: that side holds everything the journal has.";
+    if (!what && (metrics_gauge_fn(m, "dualpipe_journal_owed", owed_help, "to=\"gen1\"", g_owed_gen1, p) != 0 ||
+                  metrics_gauge_fn(m, "dualpipe_journal_owed", owed_help, "to=\"gen2\"", g_owed_gen2, p) != 0))
+        what = "journal owed";
     if (!what) {
         p->m_degraded = metrics_counter_get(m, "dualpipe_spool_degraded_total",
                                             "Writes accepted over the spool cap (policy degrade): resynced from "
@@ -938,8 +1024,9 @@ static int pipe_reload(void *arg, const dp_config *nc, bool check, char *err, si
     return p->ap ? applier_reload(p->ap, nc, check, err, errlen) : 0;
 }
 
-/* Phase gen2-primary: the mirror that applies accepted records to Gen1 (mirror.h), tuned by the applier.*
- * keys, with the proxy's own Gen1 identity (g1) and a Gen2 client of its own for its resyncs. */
+/* The mirror that applies records for Gen1 to it (mirror.h), tuned by the applier.* keys, with the proxy's
+ * own Gen1 identity (g1) and a Gen2 client of its own for its resyncs. Opened whenever Gen1 is configured,
+ * so that a phase switch finds it running and records of both sides drain side by side. */
 static int open_mirror(pipeline *p, httpc *http, gen1c *g1, char *err, size_t errlen)
 {
     const dp_config *cfg = p->cfg;
@@ -965,7 +1052,8 @@ static int open_mirror(pipeline *p, httpc *http, gen1c *g1, char *err, size_t er
         snprintf(err, errlen, "mirror: %s", e);
         return -1;
     }
-    LOGI("msg=\"phase gen2-primary: accepted writes are mirrored to Gen1\" concurrency=%u", o.concurrency);
+    p->has_mirror = true;
+    LOGI("msg=\"mirror ready: records for Gen1 are applied to it\" concurrency=%u", o.concurrency);
     return 0;
 }
 
@@ -982,6 +1070,9 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     clock_gettime(CLOCK_MONOTONIC, &t_open);
     p->t_open_ms = (int64_t)t_open.tv_sec * 1000 + t_open.tv_nsec / 1000000;
     atomic_init(&p->spool_policy, (int)cfg->spool_policy);
+    atomic_init(&p->phase, (int)cfg->phase);
+    atomic_init(&p->owed[0], 0);
+    atomic_init(&p->owed[1], 0);
     p->g1 = g1;
     p->m = m;
     pthread_mutex_init(&p->mu, NULL);
@@ -1043,7 +1134,11 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         goto fail;
     }
     applier_set_spool(p->ap, p->sp);
-    if (cfg->phase == CFG_PHASE_GEN2_PRIMARY && open_mirror(p, http, g1, err, errlen) != 0) goto fail;
+    if (cfg->gen1_endpoint[0] && open_mirror(p, http, g1, err, errlen) != 0) goto fail;
+    if (cfg->phase == CFG_PHASE_GEN2_PRIMARY && !p->has_mirror) {
+        snprintf(err, errlen, "gen1.endpoint: phase gen2-primary mirrors writes to Gen1, which needs it");
+        goto fail;
+    }
     int src = stl_new(g1, cfg->gen1_settle_ms, &p->settle);
     if (src != 0) {
         snprintf(err, errlen, "cannot start the settle thread: %s", strerror(-src));
@@ -1056,20 +1151,18 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
     int rrc = resubmit_recovered(p);
     if (rrc == -EXDEV) {
         snprintf(err, errlen,
-                 "journal.dir: the journal holds %" PRIu64 " live record(s) (the first: seq %" PRIu64 ") journaled in "
-                 "phase %s, to be applied to %s; this start is in phase %s. Start once more in the phase they "
-                 "were journaled in and let them drain (dualpipe journal status: nothing pending or parked), "
-                 "then change the phase",
-                 p->wrong_n, p->wrong_side, p->mr ? "gen1-primary" : "gen2-primary", p->mr ? "Gen2" : "Gen1",
-                 cfg_phase_name(cfg->phase));
+                 "journal.dir (%s): the journal holds %" PRIu64 " live record(s) to be applied to Gen1 (journaled in "
+                 "phase gen2-primary; the first: seq %" PRIu64 ") and no Gen1 is configured (gen1.endpoint is "
+                 "empty). Start once with gen1.endpoint set and let them drain (dualpipe journal status: owed to "
+                 "gen1 0), then remove it; nothing was changed",
+                 jdir, p->orphan_n, p->orphan_first);
         goto fail;
     }
     if (rrc != 0) LOGE("msg=\"out of memory resubmitting recovered records; the rest wait for the next start\"");
     if (p->rec_resubmitted || p->rec_parked)
-        LOGI("msg=\"recovered records queued for the %s\" resubmitted=%" PRIu64 " parked=%" PRIu64
-             " max_in_memory=%u",
-             p->mr ? "mirror (Gen2 -> Gen1)" : "applier", p->rec_resubmitted, p->rec_parked,
-             cfg->applier_max_in_memory);
+        LOGI("msg=\"recovered records queued for their engines\" resubmitted=%" PRIu64 " parked=%" PRIu64
+             " owed_gen1=%" PRIu64 " owed_gen2=%" PRIu64 " max_in_memory=%u",
+             p->rec_resubmitted, p->rec_parked, pipe_owed(p, true), pipe_owed(p, false), cfg->applier_max_in_memory);
     if (pthread_create(&p->fthread, NULL, feeder_main, p) != 0) {
         snprintf(err, errlen, "cannot start the feeder thread");
         goto fail;
@@ -1154,11 +1247,10 @@ static void accept_settle(pipe_actx *c)
 }
 
 /* A durable write that will not be sent because the proxy is stopping: the record says so. */
-static void refuse_stopping(pipeline *p, uint64_t seq)
+static void refuse_stopping(pipeline *p, uint64_t seq, bool to_gen1)
 {
     /* httpc may be gone: the write is not sent, and the record says so. */
-    (void)jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0, "not sent to the primary: the proxy is stopping", NULL,
-                    NULL);
+    (void)end_state(p, seq, to_gen1, JFMT_S_PRIMARY_REFUSED, 0, "not sent to the primary: the proxy is stopping");
 }
 
 /*
@@ -1185,7 +1277,7 @@ static void order_drain(pipeline *p)
         pthread_mutex_unlock(&p->mu);
         int err = 0;
         if (stopped) {
-            refuse_stopping(p, seq);
+            refuse_stopping(p, seq, c->to_gen1);
             pthread_mutex_lock(&p->omu);
             (void)ord_done(p->ord, seq); /* what it frees, this loop takes next */
             pthread_mutex_unlock(&p->omu);
@@ -1240,9 +1332,11 @@ static void accept_durable(void *ud, uint64_t seq, int err)
         }
     } else {
         if (err == 0) {
-            refuse_stopping(p, seq);
+            refuse_stopping(p, seq, c->to_gen1);
             err = -ESHUTDOWN;
         } else {
+            /* the journal recorded the refusal itself (journal.h, jnl_append) */
+            owed_down(p, c->to_gen1);
             LOGW("msg=\"journal commit failed: write refused\" seq=%" PRIu64 " rid=%s err=\"%s\"", seq, c->rid,
                  strerror(-err));
         }
@@ -1281,9 +1375,13 @@ static bool credential_param(const char *name)
     return strcmp(name, "delegation") == 0 || strcmp(name, "token") == 0;
 }
 
-int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body *body, bool degraded,
-                pipe_durable_cb durable, void *ud, uint64_t *seq)
+int pipe_accept(pipeline *p, cfg_phase phase, const whreq *wr, const char *request_id, spool_body *body,
+                bool degraded, pipe_durable_cb durable, void *ud, uint64_t *seq)
 {
+    /* The side the record is for follows the phase the write was admitted in: the secondary's. */
+    if (phase != CFG_PHASE_GEN1_PRIMARY && phase != CFG_PHASE_GEN2_PRIMARY) return -EINVAL;
+    bool to_gen1 = phase == CFG_PHASE_GEN2_PRIMARY;
+    if (to_gen1 && !p->has_mirror) return -ENOTSUP;
     /* What goes to disk: the writer's parameters but its credentials, plus the request id (left out
      * only when the writer filled the journal's parameter list: the record matters more than its id). */
     whreq_param kept[JFMT_MAX_PARAMS];
@@ -1296,8 +1394,8 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
         if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
         kept[nkept++] = wr->params[i];
     }
-    /* Which side the record is for: a restart in another phase must not apply it to the wrong one. */
-    if (p->mr) {
+    /* Which side the record is for, kept with it: a restart, a phase switch or a retry applies it there. */
+    if (to_gen1) {
         if (nkept == JFMT_MAX_PARAMS) return -EINVAL;
         kept[nkept++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
     }
@@ -1307,7 +1405,7 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
     if (jop == JFMT_OP_NONE || !durable) return -EINVAL;
     pipe_actx *c = malloc(sizeof *c);
     if (!c) return -EIO;
-    *c = (pipe_actx){.p = p, .cb = durable, .ud = ud, .degraded = degraded};
+    *c = (pipe_actx){.p = p, .cb = durable, .ud = ud, .degraded = degraded, .to_gen1 = to_gen1};
     snprintf(c->rid, sizeof c->rid, "%s", request_id && rid_valid(request_id) ? request_id : "-");
     pthread_mutex_lock(&p->mu);
     bool stopped = p->stopped;
@@ -1325,9 +1423,13 @@ int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body
     ord_write *ow = NULL;
     int rc = ord_add(p->ord, wr, cbody, cblen, c, &ow);
     if (rc == 0) {
+        owed_up(p, to_gen1); /* before: its end may come before jnl_append returns */
         rc = jnl_append(p->j, &in, accept_durable, c, seq);
         if (rc == 0) ord_bind(p->ord, ow, *seq);
-        else ord_cancel(p->ord, ow);
+        else {
+            owed_down(p, to_gen1);
+            ord_cancel(p->ord, ow);
+        }
     }
     pthread_mutex_unlock(&p->omu);
     free(cbody);
@@ -1373,8 +1475,8 @@ static void settle_done(void *ud, stl_verdict v)
          whreq_opinfo_get(c->op) ? whreq_opinfo_get(c->op)->name : "?", stl_verdict_name(v));
     int rc = 0;
     if (v == STL_NOT_APPLIED) {
-        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, 0,
-                       "answer lost; the primary was asked after the settle time: not applied", NULL, NULL);
+        rc = end_state(p, seq, seq_to_gen1(p, seq), JFMT_S_PRIMARY_REFUSED, 0,
+                       "answer lost; the primary was asked after the settle time: not applied");
     } else if (v == STL_APPLIED && !c->degraded && c->op != WH_OP_CREATE) {
         const char *body;
         int status = applied_status(c->op, &body);
@@ -1428,11 +1530,10 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
     pthread_mutex_unlock(&p->mu);
     int rc;
     if (res->kind == PIPE_P_REFUSED || (res->kind == PIPE_P_OK && res->changed_nothing)) {
-        rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_REFUSED, res->status,
+        rc = end_state(p, seq, seq_to_gen1(p, seq), JFMT_S_PRIMARY_REFUSED, res->status,
                        res->changed_nothing ? "the primary answered false: nothing changed"
                        : res->status ? "refused by the primary"
-                                     : "not sent: the primary was unreachable or the proxy could not send",
-                       NULL, NULL);
+                                     : "not sent: the primary was unreachable or the proxy could not send");
         if (rc != 0) LOGW("msg=\"cannot journal a refusal\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
         return 1;
     }
@@ -1461,7 +1562,7 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
                  strerror(-rc));
         }
     }
-    /* gen2-primary: where an APPEND landed on Gen2 goes into the state's detail, so that the mirror's
+    /* Gen2 primary: where an APPEND landed on Gen2 goes into the state's detail, so that the mirror's
      * replay (also after a restart) writes it at the same offset of Gen1 (add_primary_params). */
     char detail[64];
     bool with = res->has_offset || res->has_mtime;
@@ -1471,9 +1572,9 @@ static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *
         snprintf(detail, sizeof detail, "%s %s=%" PRIu64, PIPE_DETAIL_LANDED, MIRROR_PARAM_MTIME, res->mtime_ms);
     rc = jnl_state(p->j, seq, JFMT_S_PRIMARY_OK, res->status, with ? detail : NULL, NULL, NULL);
     if (rc != 0) LOGW("msg=\"cannot journal the primary's answer\" seq=%" PRIu64 " err=\"%s\"", seq, strerror(-rc));
-    /* ack "both" waits for the secondary's first attempt in gen1-primary only: with Gen2 primary the
+    /* ack "both" waits for the secondary's first attempt for a record to Gen2 only: with Gen2 primary the
      * writer has its answer from Gen2 and Gen1 follows (for rollback) */
-    bool both = p->cfg->ack == CFG_ACK_BOTH && acked && !p->mr;
+    bool both = p->cfg->ack == CFG_ACK_BOTH && acked && !seq_to_gen1(p, seq);
     rc = feed_seq(p, seq, res->authorization, res->status, res->gen1_body, both ? acked : NULL, ud);
     return both && rc == 0 ? 0 : 1;
 }
@@ -1525,11 +1626,19 @@ int pipe_status_json(pipeline *p, dbuf *out)
         else rc = applier_status_json(p->ap, out);
         pthread_mutex_unlock(&p->mu);
     }
-    if (rc == 0 && p->mr) {
-        rc = dbuf_adds(out, ",\"phase\":\"gen2-primary\",\"mirror\":");
-        pthread_mutex_lock(&p->mu);
-        if (rc == 0) rc = p->ap_gone ? dbuf_adds(out, "null") : mirror_status_json(p->mr, out);
-        pthread_mutex_unlock(&p->mu);
+    if (rc == 0)
+        rc = dbuf_printf(out, ",\"phase\":\"%s\",\"owed\":{\"gen1\":%" PRIu64 ",\"gen2\":%" PRIu64 "}",
+                         cfg_phase_name(pipe_phase(p)), pipe_owed(p, true), pipe_owed(p, false));
+    if (rc == 0) {
+        /* the mirror's counts whenever it exists (Gen1 configured), whichever side is primary */
+        size_t mark = out->len;
+        rc = dbuf_adds(out, ",\"mirror\":");
+        int mrc = rc == 0 ? pipe_mirror_status_json(p, out) : rc;
+        if (mrc == 1) {
+            out->len = mark;
+            out->data[mark] = '\0';
+        }
+        rc = mrc == 1 ? 0 : mrc;
     }
     if (rc == 0) rc = dbuf_adds(out, ",\"io_backend\":");
     if (rc == 0) rc = json_str(out, iox_backend_name(iox_in_use(p->io)));
@@ -1571,7 +1680,37 @@ int pipe_order_json(pipeline *p, dbuf *out)
 
 int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out)
 {
-    return jnl_list_json(p->j, parked_only, after, limit, out);
+    return pipe_jnl_list_json(p->j, parked_only, after, limit, out);
+}
+
+int pipe_jnl_list_json(journal *j, bool parked_only, uint64_t after, unsigned limit, dbuf *out)
+{
+    /* The journal's page, each record given its side: one look-up per listed record (a page is bounded). */
+    dbuf page;
+    dbuf_init(&page, out->max ? out->max : SIZE_MAX);
+    int rc = jnl_list_json(j, parked_only, after, limit, &page);
+    json_t *doc = rc == 0 ? json_loadb(page.data ? page.data : "", page.len, 0, NULL) : NULL;
+    dbuf_free(&page);
+    if (rc != 0) return rc;
+    json_t *recs = doc ? json_object_get(doc, "records") : NULL;
+    if (!json_is_array(recs)) {
+        json_decref(doc);
+        return -EINVAL;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(recs, i, r) {
+        json_t *sq = json_object_get(r, "seq");
+        bool g1 = false;
+        if (json_is_integer(sq)) (void)jnl_with_entry(j, (uint64_t)json_integer_value(sq), dir_one, &g1);
+        if (json_object_set_new(r, "to", json_string(g1 ? PIPE_TO_GEN1 : "gen2")) != 0) rc = -ENOMEM;
+    }
+    char *text = rc == 0 ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (rc == 0 && !text) rc = -ENOMEM;
+    if (rc == 0) rc = dbuf_adds(out, text);
+    free(text);
+    return rc;
 }
 
 typedef struct seq_list {
@@ -1658,7 +1797,7 @@ int pipe_drop(pipeline *p, uint64_t seq)
     uint16_t st = e.state;
     ent_clear(&e);
     if (st != JFMT_S_PARKED) return -EBUSY;
-    return jnl_state(p->j, seq, JFMT_S_DROPPED, 0, "dropped by an operator", NULL, NULL);
+    return end_state(p, seq, seq_to_gen1(p, seq), JFMT_S_DROPPED, 0, "dropped by an operator");
 }
 
 int pipe_resync(pipeline *p, const char *path, uint64_t *seq)
@@ -1675,11 +1814,17 @@ int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *se
     if (stopped) return -ESHUTDOWN;
     whreq_param prm[2];
     int np = 0;
+    /* the current phase's direction: Gen2 -> Gen1 in gen2-primary (pipe_set_phase checked the mirror) */
+    bool to_gen1 = pipe_to_gen1(p) && p->has_mirror;
     if (node_only) prm[np++] = (whreq_param){.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
-    if (p->mr) prm[np++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
+    if (to_gen1) prm[np++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
     jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = path, .params = np ? prm : NULL, .nparams = np};
-    int rc = jnl_append(p->j, &in, resync_durable, p, seq);
-    if (rc != 0) return rc;
+    owed_up(p, to_gen1);
+    int rc = jnl_append(p->j, &in, to_gen1 ? resync_rec_durable_g1 : resync_rec_durable_g2, p, seq);
+    if (rc != 0) {
+        owed_down(p, to_gen1);
+        return rc;
+    }
     /* A RESYNC record waits for no primary answer: state RESYNC at once, so that the resync gate does
      * not see it as busy (if the state is lost in a crash, recovery sets it again). */
     int src = jnl_state(p->j, *seq, JFMT_S_RESYNC, 0, "resync requested by an operator", NULL, NULL);
@@ -1690,12 +1835,27 @@ int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *se
 
 applier *pipe_applier(pipeline *p) { return p->ap; }
 
-bool pipe_to_gen1(const pipeline *p) { return p->mr_g2 != NULL; }
+int pipe_set_phase(pipeline *p, cfg_phase ph)
+{
+    if (ph != CFG_PHASE_GEN1_PRIMARY && ph != CFG_PHASE_GEN2_PRIMARY && ph != CFG_PHASE_GEN2_ONLY) return -EINVAL;
+    if (ph == CFG_PHASE_GEN2_PRIMARY && !p->has_mirror) return -ENOTSUP;
+    int old = atomic_exchange(&p->phase, (int)ph);
+    if (old != (int)ph)
+        LOGI("msg=\"pipeline phase\" from=%s to=%s operator_resyncs_to=%s", cfg_phase_name((cfg_phase)old),
+             cfg_phase_name(ph), ph == CFG_PHASE_GEN2_PRIMARY ? "gen1" : "gen2");
+    return 0;
+}
+
+cfg_phase pipe_phase(const pipeline *p) { return (cfg_phase)atomic_load(&((pipeline *)p)->phase); }
+
+bool pipe_to_gen1(const pipeline *p) { return pipe_phase(p) == CFG_PHASE_GEN2_PRIMARY; }
+
+uint64_t pipe_owed(pipeline *p, bool to_gen1) { return atomic_load(&p->owed[to_gen1 ? 1 : 0]); }
 
 int pipe_mirror_status_json(pipeline *p, dbuf *out)
 {
     pthread_mutex_lock(&p->mu);
-    int rc = !p->mr ? 1 : p->ap_gone ? dbuf_adds(out, "null") : mirror_status_json(p->mr, out);
+    int rc = !p->has_mirror ? 1 : p->ap_gone || !p->mr ? dbuf_adds(out, "null") : mirror_status_json(p->mr, out);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -1756,17 +1916,27 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     /* Reloads run on the thread that stops us, never during this call: no hook is running now. */
     rl_unregister(pipe_reload, p);
     stop_feeder(p);
+    /* Both engines drain at once: the applier goes on while mirror_stop waits, and gets what is left
+     * of drain_ms after it. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!already && p->mr) {
         uint64_t left = mirror_pending(p->mr);
         if (left) LOGI("msg=\"draining the mirror to Gen1\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
         mirror_stop(p->mr, drain_ms);
+        pthread_mutex_lock(&p->mu);
         p->mr = NULL;
+        pthread_mutex_unlock(&p->mu);
     }
     if (p->mr_g2) gen2c_stop(p->mr_g2);
     if (already || !p->ap) return;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t spent = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    unsigned rest = spent >= (int64_t)drain_ms ? 0u : drain_ms - (unsigned)spent;
     uint64_t left = applier_pending(p->ap);
-    if (left) LOGI("msg=\"draining the applier\" pending=%" PRIu64 " drain_ms=%u", left, drain_ms);
-    applier_stop(p->ap, drain_ms);
+    if (left) LOGI("msg=\"draining the applier to Gen2\" pending=%" PRIu64 " drain_ms=%u", left, rest);
+    applier_stop(p->ap, rest);
     /* applier_stop freed it (or the last in-flight operation will, during httpc_stop) */
     p->ap = NULL;
     jnl_stats st;

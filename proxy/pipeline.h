@@ -13,10 +13,19 @@
  *                               applied -> replayed, not applied -> refused, unknown -> resynced
  *   applier outcome          -> APPLIED / PARKED state in the journal (terminal states free the body)
  *
- * On start (pipe_open) the journal recovers and every live record goes back to the applier: records
+ * Two directions at once: every record says which side it is applied to (PIPE_PARAM_TO=PIPE_TO_GEN1: the
+ * mirror, Gen2 -> Gen1; without it: the applier, Gen1 -> Gen2). A new write's direction follows the phase
+ * it was admitted in (pipe_accept), an operator's resync the pipeline's current phase (pipe_set_phase).
+ * Both engines run side by side: the applier always, the mirror whenever gen1.endpoint is set. Each
+ * record goes to its own engine at every submission (fresh, recovered, retried, resynced), whatever the
+ * phase, through one feed window and one per-path order, so a record never starts before an earlier one
+ * of its path ended, whichever side either is for. pipe_owed counts what each side still owes.
+ *
+ * On start (pipe_open) the journal recovers and every live record goes back to its engine: records
  * whose primary outcome is unknown, whose body was lost, RESYNC records and the first pending APPEND
  * without an offset per path (it may have been in flight) as resyncs; the rest are replayed with
- * their idempotency checks. PARKED records wait for an operator.
+ * their idempotency checks. PARKED records wait for an operator. A start refuses only when records for
+ * Gen1 are live and no Gen1 is configured.
  *
  * Order: two writes that touch the same path (or one is a DELETE/RENAME of an ancestor of the other's
  * path) are never in flight to Gen1 together: the later one by seq waits, without a thread, until the
@@ -64,8 +73,8 @@
 
 typedef struct pipeline pipeline;
 
-/* Phase gen2-primary: every record carries PIPE_PARAM_TO=PIPE_TO_GEN1 (the side it is applied to); a
- * start finding live records of the other side refuses to start (pipe_open). */
+/* A record applied to Gen1 (by the mirror) carries PIPE_PARAM_TO=PIPE_TO_GEN1; one without it is applied to
+ * Gen2 (by the applier), as every record journaled before the parameter existed. */
 #define PIPE_PARAM_TO "dualpipe.to"
 #define PIPE_TO_GEN1 "gen1"
 /* The PRIMARY_OK detail of an APPEND in gen2-primary: "<this> dualpipe.offset=N" (N: Gen2's length before
@@ -76,8 +85,10 @@ typedef struct pipeline pipeline;
 /**
  * Start: iox (journal.io; the backend in use is logged, with the reason for a fallback), spool
  * ("<spool.dir>/data"), journal (journal.dir) with recovery (logged: records, rate, torn tail,
- * corruption), applier, then resubmit the recovered records. m must outlive the pipeline.
- * Returns 0, or -1 with a message in err (naming the config key at fault where there is one).
+ * corruption), applier, the mirror when gen1.endpoint is set, then resubmit the recovered records (each to
+ * its side's engine). The phase operator resyncs follow starts as cfg->phase. m must outlive the
+ * pipeline. Returns 0, or -1 with a message in err (naming the config key at fault where there is one;
+ * journal.dir when it holds records for Gen1 and no Gen1 is configured).
  */
 int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline **out, char *err, size_t errlen);
 
@@ -101,14 +112,17 @@ typedef void (*pipe_durable_cb)(void *ud, uint64_t seq, int err);
 
 /**
  * Journal a write (wr: the parsed request; request_id: its rid.h id, kept with the record so that
- * every Gen2 request for it carries the id, also after a restart; body: finished, or NULL) and call
- * durable once the record is durable. Parameters that carry a credential (delegation tokens) are
- * not written to the journal: the applier never sends them, and nothing on disk may hold a
- * writer's secret. Returns 0 and *seq, or -errno (-EINVAL: the request breaks a journal limit, answer 400;
- * -EIO/-ESHUTDOWN: answer 503). Read ops must not come here.
+ * every request to the secondary for it carries the id, also after a restart; body: finished, or NULL)
+ * and call durable once the record is durable. phase: the phase the write was admitted in, which gives
+ * the record's direction: gen1-primary -> applied to Gen2 (applier), gen2-primary -> applied to Gen1
+ * (mirror); gen2-only journals nothing (-EINVAL). Parameters that carry a credential (delegation tokens)
+ * are not written to the journal: the secondary never gets them, and nothing on disk may hold a
+ * writer's secret. Returns 0 and *seq, or -errno (-EINVAL: the request breaks a journal limit, or phase
+ * gen2-only, answer 400; -ENOTSUP: gen2-primary without a Gen1 configured; -EIO/-ESHUTDOWN: answer 503).
+ * Read ops must not come here.
  */
-int pipe_accept(pipeline *p, const whreq *wr, const char *request_id, spool_body *body, bool degraded,
-                pipe_durable_cb durable, void *ud, uint64_t *seq);
+int pipe_accept(pipeline *p, cfg_phase phase, const whreq *wr, const char *request_id, spool_body *body,
+                bool degraded, pipe_durable_cb durable, void *ud, uint64_t *seq);
 
 /** Gen1's answer to a journaled write. */
 typedef struct pipe_primary_result {
@@ -144,7 +158,8 @@ int pipe_primary(pipeline *p, uint64_t seq, const pipe_primary_result *res, void
 
 /* ---- operator commands (admin API, `dualpipe journal`) ---- */
 
-/** {"journal":{jnl_status_json},"spool":{...},"applier":{...},"io_backend":"..","recovery":{...}} */
+/** {"journal":{jnl_status_json},"spool":{...},"ack":..,"applier":{...},"phase":"..","owed":{"gen1":N,"gen2":N},
+ *  "mirror":{...} (when the mirror exists),"io_backend":"..","recovery":{...}} */
 int pipe_status_json(pipeline *p, dbuf *out);
 /**
  * The per-path fence: {"waits_total":N (writes that waited),"waiting":N (now),"wait_seconds_sum":S,
@@ -152,13 +167,19 @@ int pipe_status_json(pipeline *p, dbuf *out);
  * lost Gen1 answer is being settled, holding their paths)}. 0 or a dbuf error.
  */
 int pipe_order_json(pipeline *p, dbuf *out);
-/** jnl_list_json. */
+/** jnl_list_json, each record with "to":"gen1"|"gen2" (the side it is applied to). */
 int pipe_list_json(pipeline *p, bool parked_only, uint64_t after, unsigned limit, dbuf *out);
+/** The same on any journal (the offline `dualpipe journal list`). 0 or -errno. */
+int pipe_jnl_list_json(journal *j, bool parked_only, uint64_t after, unsigned limit, dbuf *out);
+/** True when a record's parameters say it is applied to Gen1 (PIPE_PARAM_TO=PIPE_TO_GEN1). */
+bool pipe_params_to_gen1(const whreq_param *params, int nparams);
 /** Retry parked record seq (0: all parked): each becomes a resync again. *n: how many. 0 or -ENOENT. */
 int pipe_retry(pipeline *p, uint64_t seq, unsigned *n);
 /** Drop parked record seq (recorded as DROPPED). 0, -ENOENT (no such live record), -EBUSY (not parked). */
 int pipe_drop(pipeline *p, uint64_t seq);
-/** Queue a resync of path (a RESYNC record; the applier copies it from Gen1). 0 and *seq, or -errno. */
+/** Queue a resync of path (a RESYNC record in the direction of the current phase, pipe_set_phase: in
+ *  gen2-primary the mirror copies it Gen2 -> Gen1, otherwise the applier copies it Gen1 -> Gen2). 0 and
+ *  *seq, or -errno. */
 int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
 /**
  * The same with node_only: a directory is copied without its subtree (created or updated in place with
@@ -167,10 +188,25 @@ int pipe_resync(pipeline *p, const char *path, uint64_t *seq);
  */
 int pipe_resync_node(pipeline *p, const char *path, bool node_only, uint64_t *seq);
 
-/** True in phase gen2-primary: records are applied to Gen1 (the mirror), resyncs copy Gen2 -> Gen1. */
+/**
+ * The phase the pipeline follows for what is not a writer's record: the direction of operator resyncs
+ * (pipe_resync, pipe_resync_node: verify --repair, backfill copies) and pipe_to_gen1. Records already
+ * journaled keep their own direction. Atomic; pipe_open starts with cfg->phase. 0, or -ENOTSUP for
+ * gen2-primary without a mirror (no Gen1 configured), -EINVAL for an unknown phase.
+ */
+int pipe_set_phase(pipeline *p, cfg_phase ph);
+/** The phase last set (pipe_set_phase, or cfg->phase). */
+cfg_phase pipe_phase(const pipeline *p);
+/** True in phase gen2-primary (pipe_set_phase): operator resyncs copy Gen2 -> Gen1. */
 bool pipe_to_gen1(const pipeline *p);
-/** Phase gen2-primary: the mirror's mirror_status_json ("null" while stopping). 1 in another phase (nothing
- *  written), 0, or a dbuf error. */
+/**
+ * Live journal records still to be applied to one side (to_gen1: Gen1, else Gen2): accepted and not
+ * durable yet, waiting for the primary, pending, in flight, parked, resyncs. 0: that side holds
+ * everything the journal has for it. O(1) (counters kept at every record's creation and end).
+ */
+uint64_t pipe_owed(pipeline *p, bool to_gen1);
+/** The mirror's mirror_status_json ("null" while stopping). 1 without a mirror (nothing written), 0, or a
+ *  dbuf error. */
 int pipe_mirror_status_json(pipeline *p, dbuf *out);
 
 /** The applier (admin /admin/status) and the journal (metrics). */
@@ -178,8 +214,8 @@ applier *pipe_applier(pipeline *p);
 journal *pipe_journal(pipeline *p);
 
 /**
- * Stop: new accepts are refused (-ESHUTDOWN) and the applier drains for up to drain_ms (what is left
- * stays in the journal for the next start). Call while httpc still runs (like applier_stop). Then
+ * Stop: new accepts are refused (-ESHUTDOWN) and both engines drain, together, for up to drain_ms (what
+ * is left stays in the journal for the next start). Call while httpc still runs (like applier_stop). Then
  * httpc_stop, then pipe_free: the journal commits what is queued (outcomes that arrived meanwhile)
  * and closes, then the spool and the I/O engine.
  */
