@@ -11,8 +11,11 @@ to Gen1 for a rollback, reads served by Gen2.
 - kill -9 mid-load, restart: the journal's records reach Gen1 (APPENDs at the offsets Gen2 gave them,
   kept in the journal), both sides equal, no record twice on either side.
 - Racing appenders on one file: Gen2 and Gen1 hold the same bytes, each append once.
-- A journal holding gen2-primary records refuses a start in gen1-primary (with the reason), and the
-  next start in gen2-primary drains it.
+- Records of one direction left live by a stop drain after a start in the other phase (gen2-primary
+  records to Gen1 under gen1-primary, and the reverse), each applied once; a journal holding records for
+  Gen1 refuses a start without a Gen1 (with the reason).
+- What each side is owed (status, metric, offline) equals the live records per side as the journal
+  lists them, through parked, dropped and retried records on both sides, a phase change and kill -9.
 """
 import json
 import os
@@ -293,41 +296,242 @@ class Faults(unittest.TestCase):
             self.assertEqual(s.g1_read("/k9/w%d" % wid), s.g2_read("/k9/w%d" % wid))
 
 
+def wait_for(tc, what, fn, timeout=30, s=None):
+    """Poll fn() until it returns a true value (returned); fail naming what after timeout."""
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            tc.fail("timed out waiting for %s%s" % (what, "\n---- log ----\n" + s.proxy.log_since_start()[-3000:]
+                                                       if s else ""))
+        time.sleep(0.05)
+
+
+def owed(p):
+    o = p.journal()["owed"]
+    return o["gen1"], o["gen2"]
+
+
+def listed_per_side(p):
+    """Live records per side as the journal lists them (GET /admin/journal/records, every page)."""
+    n = {"gen1": 0, "gen2": 0}
+    after = 0
+    while True:
+        r = p.admin("GET", "/admin/journal/records?after=%d&limit=1000" % after).json()
+        for rec in r["records"]:
+            n[rec["to"]] += 1
+            after = rec["seq"]
+        if not r["more"]:
+            return n["gen1"], n["gen2"]
+
+
+def cli(p, *args):
+    r = subprocess.run([proxylib.DUALPIPE_BIN, "journal"] + list(args) + ["--config", p.config_path],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
 class Phases(unittest.TestCase):
-    def test_other_phase_refuses_a_journal_with_live_records(self):
+    def test_gen1_primary_start_drains_gen2_primary_records(self):
+        """Records journaled in gen2-primary (for Gen1) left live by a stop: a start in gen1-primary takes
+        them and the mirror applies each to Gen1 once, while new writes go Gen1 -> Gen2."""
         s = make_stack(self)
+        p = s.proxy
         mkroot(self, s, "/ph")
         s.wait_drained(20)
         self.assertEqual(s.gen1.admin("POST", "/down?ms=600000").status, 200)
         for i in range(3):
             self.assertEqual(write(s, "PUT", "/ph/f%d" % i, "CREATE", b"data%d" % i, overwrite="true").status, 201)
-        self.assertEqual(s.proxy.stop(), 0)
-        s.proxy.config["phase"] = "gen1-primary"
-        with self.assertRaises(RuntimeError) as cm:
-            s.proxy.start(timeout=10)
-        msg = str(cm.exception)
-        self.assertIn("journaled in phase gen2-primary", msg)
-        self.assertIn("this start is in phase gen1-primary", msg)
+        self.assertEqual(write(s, "POST", "/ph/f0", "APPEND", b"+more").status, 200)
+        self.assertEqual(owed(p), (4, 0))
+        c1 = s.g1_counters()
+        self.assertEqual(p.stop(), 0)
+        p.config["phase"] = "gen1-primary"
+        p.start()
+        self.assertIn("recovered records queued for their engines", p.log_since_start())
+        self.assertEqual(owed(p), (4, 0))
+        self.assertEqual(p.journal()["phase"], "gen1-primary")
         self.assertEqual(s.gen1.admin("POST", "/up").status, 200)
-        s.proxy.config["phase"] = "gen2-primary"
-        s.proxy.write_config()
-        # an offline resync (no daemon) in gen2-primary is a record for Gen1 too: the next start takes it
-        cli = subprocess.run([proxylib.DUALPIPE_BIN, "journal", "resync", "/ph", "--config", s.proxy.config_path],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        self.assertEqual(cli.returncode, 0, cli.stderr)
-        s.proxy.start()
+        # a new write in gen1-primary: answered by Gen1, applied to Gen2 by the applier
+        self.assertEqual(write(s, "PUT", "/ph/new", "CREATE", b"from gen1", overwrite="true").status, 201)
+        wait_for(self, "nothing owed", lambda: owed(p) == (0, 0), 45, s)
         same(self, s, "/ph")
+        self.assertEqual(s.g1_read("/ph/f0"), b"data0+more")
         self.assertEqual(s.g1_read("/ph/f2"), b"data2")
-        # an operator's resync in gen2-primary copies Gen2 -> Gen1
-        self.assertEqual(s.g1("DELETE", "/ph/f1", "DELETE").status, 200)
-        r = s.proxy.admin("POST", "/admin/journal/resync?path=/ph")
+        self.assertEqual(s.g2_read("/ph/new"), b"from gen1")
+        # Gen1 got each mirrored write once (plus the new write from the writer)
+        d = proxylib.counter_delta(c1, s.g1_counters())
+        self.assertEqual(d.get("PUT CREATE", 0), 4, d)
+        self.assertEqual(d.get("POST APPEND", 0), 1, d)
+        self.assertEqual(p.status()["mirror"]["parked"], 0)
+        # operator resyncs follow the phase: in gen1-primary they copy Gen1 -> Gen2
+        self.assertEqual(s.g2("DELETE", "/ph/f1").status, 200)
+        r = p.admin("POST", "/admin/journal/resync?path=/ph")
         self.assertEqual(r.status, 200, r)
         same(self, s, "/ph")
-        self.assertEqual(s.g1_read("/ph/f1"), b"data1")
+        self.assertEqual(s.g2_read("/ph/f1"), b"data1")
+
+    def test_gen2_primary_start_drains_gen1_primary_records(self):
+        """The reverse: records journaled in gen1-primary (for Gen2) while Gen2 was down reach Gen2, once
+        each, after a start in gen2-primary, beside the new writes mirrored to Gen1."""
+        s = make_stack(self, config={"phase": "gen1-primary"})
+        p = s.proxy
+        mkroot(self, s, "/rv")
+        s.wait_drained(20)
+        self.assertEqual(s.gen2.admin("POST", "/down?ms=600000").status, 200)
+        for i in range(3):
+            self.assertEqual(write(s, "PUT", "/rv/f%d" % i, "CREATE", b"data%d" % i, overwrite="true").status, 201)
+        # an explicit offset: a recovered APPEND with one is replayed (without, the first is resynced)
+        self.assertEqual(write(s, "POST", "/rv/f0", "APPEND", b"+more", offset="5").status, 200)
+        self.assertEqual(owed(p), (0, 4))
+        self.assertEqual(p.stop(), 0)
+        self.assertEqual(s.gen2.admin("POST", "/up").status, 200)
+        c2 = s.g2_counters()
+        p.config["phase"] = "gen2-primary"
+        p.start()
+        self.assertEqual(p.journal()["phase"], "gen2-primary")
+        self.assertEqual(write(s, "PUT", "/rv/new", "CREATE", b"from gen2", overwrite="true").status, 201)
+        wait_for(self, "nothing owed", lambda: owed(p) == (0, 0), 45, s)
+        same(self, s, "/rv")
+        self.assertEqual(s.g2_read("/rv/f0"), b"data0+more")
+        self.assertEqual(s.g1_read("/rv/new"), b"from gen2")
+        # Gen2 got each recovered write once (plus the new write from the writer): 4 files, 5 appends of data
+        d = proxylib.counter_delta(c2, s.g2_counters())
+        self.assertEqual(d.get("PUT create-file", 0), 4, d)
+        self.assertEqual(d.get("PATCH append", 0), 5, d)
+        st = p.status()
+        self.assertEqual((st["parked"], st["resynced"]), (0, 0), st)
+        # an offline resync follows the configured phase: in gen2-primary a record for Gen1
+        self.assertEqual(s.g1("DELETE", "/rv/f1", "DELETE").status, 200)
+        self.assertEqual(p.stop(), 0)
+        rc, out, err = cli(p, "resync", "/rv")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = cli(p, "list", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([r["to"] for r in json.loads(out)["records"]], ["gen1"])
+        p.start()
+        same(self, s, "/rv")
+        self.assertEqual(s.g1_read("/rv/f1"), b"data1")
         # backfill copies Gen1 to Gen2: refused while Gen2 is the primary
-        r = s.proxy.admin("POST", "/admin/backfill/begin")
+        r = p.admin("POST", "/admin/backfill/begin")
         self.assertEqual(r.status, 409, r)
         self.assertIn("gen2-primary", r.body.decode())
+
+    def test_records_for_gen1_without_gen1_refuse_the_start(self):
+        """gen2-only without a Gen1: live records for Gen1 cannot be applied, so the start refuses, naming
+        journal.dir and what to do; the journal is left as it was."""
+        s = make_stack(self)
+        p = s.proxy
+        mkroot(self, s, "/ng")
+        s.wait_drained(20)
+        self.assertEqual(s.gen1.admin("POST", "/down?ms=600000").status, 200)
+        self.assertEqual(write(s, "PUT", "/ng/f", "CREATE", b"kept", overwrite="true").status, 201)
+        self.assertEqual(p.stop(), 0)
+        p.config["phase"] = "gen2-only"
+        saved = p.config["gen1"]
+        p.config["gen1"] = {}
+        with self.assertRaises(RuntimeError) as cm:
+            p.start(timeout=10)
+        msg = str(cm.exception)
+        self.assertIn("journal.dir", msg)
+        self.assertIn("1 live record(s) to be applied to Gen1", msg)
+        self.assertIn("gen1.endpoint", msg)
+        p.config["gen1"] = saved
+        p.config["phase"] = "gen2-primary"
+        self.assertEqual(s.gen1.admin("POST", "/up").status, 200)
+        p.start()
+        same(self, s, "/ng")
+        self.assertEqual(s.g1_read("/ng/f"), b"kept")
+
+
+class Owed(unittest.TestCase):
+    def test_owed_is_the_live_records_per_side(self):
+        """pipe_owed (GET /admin/journal "owed", dualpipe_journal_owed) equals the live records per side as
+        the journal lists them, after writes in both directions, records parked, dropped and retried on
+        each side, a switch of phase by restart and a kill -9; offline too. Then everything drains."""
+        s = make_stack(self, config={"applier": {"resync_attempts": 1}, "journal": {"lazy_commit_ms": 20}})
+        p = s.proxy
+
+        def check(where):
+            o, lst = owed(p), listed_per_side(p)
+            self.assertEqual(o, lst, "%s: owed %s, listed %s" % (where, o, lst))
+            m = p.metrics()
+            self.assertEqual((m['dualpipe_journal_owed{to="gen1"}'], m['dualpipe_journal_owed{to="gen2"}']), o)
+            return o
+
+        mkroot(self, s, "/ow")
+        s.wait_drained(20)
+        self.assertEqual(check("start"), (0, 0))
+        # gen2-primary: two records for Gen1 park (Gen1 refuses their path for good); drop one, retry the other
+        s.gen1.fault("path=/ow/p1,action=fail,status=403,count=100000")
+        for i in range(2):
+            self.assertEqual(write(s, "PUT", "/ow/p1/f%d" % i, "CREATE", b"p1-%d" % i, overwrite="true").status, 201)
+        wait_for(self, "two parked", lambda: p.journal()["journal"]["parked"] == 2, 30, s)
+        parked = [r["seq"] for r in p.admin("GET", "/admin/journal/records?parked=1").json()["records"]]
+        self.assertEqual(p.admin("POST", "/admin/journal/drop?seq=%d&confirm=yes" % parked[0]).status, 200)
+        self.assertEqual(p.admin("POST", "/admin/journal/retry?seq=%d" % parked[1]).status, 200)
+        wait_for(self, "parked again", lambda: p.journal()["journal"]["parked"] == 1 and
+                 p.status()["mirror"]["pending"] == 0, 30, s)
+        # three more for Gen1 that keep failing (transient): pending
+        s.gen1.fault("path=/ow/q,action=fail,status=503,count=100000")
+        for i in range(3):
+            self.assertEqual(write(s, "PUT", "/ow/q/f%d" % i, "CREATE", b"q-%d" % i, overwrite="true").status, 201)
+        self.assertEqual(check("gen2-primary"), (4, 0))
+        # restart in gen1-primary: the records for Gen1 stay owed beside new ones for Gen2
+        self.assertEqual(p.stop(), 0)
+        p.config["phase"] = "gen1-primary"
+        p.start()
+        self.assertEqual(check("restart in gen1-primary"), (4, 0))
+        s.gen2.fault("path=/ow/p2,action=fail,status=400,count=100000")
+        for i in range(2):
+            self.assertEqual(write(s, "PUT", "/ow/p2/g%d" % i, "CREATE", b"p2-%d" % i, overwrite="true").status, 201)
+        wait_for(self, "two more parked", lambda: p.journal()["journal"]["parked"] == 3, 30, s)
+        parked2 = [r["seq"] for r in p.admin("GET", "/admin/journal/records?parked=1").json()["records"]
+                   if r["to"] == "gen2"]
+        self.assertEqual(len(parked2), 2)
+        self.assertEqual(p.admin("POST", "/admin/journal/drop?seq=%d&confirm=yes" % parked2[0]).status, 200)
+        s.gen2.fault("path=/ow/r,action=fail,status=503,count=100000")
+        for i in range(3):
+            self.assertEqual(write(s, "PUT", "/ow/r/g%d" % i, "CREATE", b"r-%d" % i, overwrite="true").status, 201)
+        # a write Gen1 refuses is owed to nobody
+        self.assertEqual(write(s, "PUT", "/ow/r/g0", "CREATE", b"no", overwrite="false").status, 403)
+        wait_for(self, "settled counts", lambda: owed(p) == listed_per_side(p) == (4, 4), 20, s)
+        check("both sides live")
+        # kill -9 (the states above are on disk: lazy_commit_ms 20) and a restart in the same phase
+        time.sleep(0.3)
+        p.restart(kill=True)
+        self.assertEqual(check("after kill -9"), (4, 4))
+        # offline: the command line counts the same from the journal itself
+        self.assertEqual(p.stop(), 0)
+        rc, out, err = cli(p, "status", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["owed"], {"gen1": 4, "gen2": 4})
+        rc, out, err = cli(p, "list", "--json")
+        self.assertEqual(rc, 0, err)
+        tos = [r["to"] for r in json.loads(out)["records"]]
+        self.assertEqual((tos.count("gen1"), tos.count("gen2")), (4, 4))
+        rc, out, err = cli(p, "status")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"owed to gen1 +4\b")
+        self.assertRegex(out, r"owed to gen2 +4\b")
+        # the faults end: retried, everything drains to both sides, which then hold the same tree
+        self.assertEqual(s.gen1.admin("DELETE", "/faults").status, 200)
+        self.assertEqual(s.gen2.admin("DELETE", "/faults").status, 200)
+        p.start()
+        rc, out, err = cli(p, "retry", "--all", "--admin", p.admin_url.split("//", 1)[1])
+        self.assertEqual(rc, 0, err)
+        wait_for(self, "nothing owed", lambda: owed(p) == (0, 0), 60, s)
+        self.assertEqual(check("drained"), (0, 0))
+        # the two dropped records never reached their side: an operator's resync (gen1-primary: Gen1 -> Gen2)
+        self.assertEqual(p.admin("POST", "/admin/journal/resync?path=/ow").status, 200)
+        same(self, s, "/ow")
+        self.assertEqual(s.g2_read("/ow/q/f2"), b"q-2")
+        self.assertEqual(s.g1_read("/ow/q/f2"), b"q-2")
+        self.assertEqual(s.g2_read("/ow/r/g2"), b"r-2")
+        self.assertEqual(s.g1_read("/ow/p1/f1"), b"p1-1")
+        self.assertEqual(s.g2_read("/ow/p2/g0"), b"p2-0")
 
 
 if __name__ == "__main__":
