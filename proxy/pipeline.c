@@ -846,7 +846,9 @@ static void recover_one(void *ud, const jnl_entry *e)
     }
     bool resync = e->state != JFMT_S_PRIMARY_OK || e->jop == JFMT_OP_RESYNC || e->op == WH_OP_UNKNOWN ||
                   e->body_lost;
-    if (!resync && (e->op == WH_OP_APPEND || e->op == WH_OP_CONCURRENTAPPEND) && e->path) {
+    /* (for Gen2 only: the mirror checks every recovered record for Gen1 itself, and one of those must not
+     * hide the first pending APPEND for Gen2 of the same path) */
+    if (!to_gen1 && !resync && (e->op == WH_OP_APPEND || e->op == WH_OP_CONCURRENTAPPEND) && e->path) {
         bool has_off = false;
         for (int k = 0; k < e->nparams && !has_off; k++) has_off = strcmp(e->params[k].name, "offset") == 0;
         if (!has_off) {
