@@ -18,8 +18,10 @@
  * it was admitted in (pipe_accept), an operator's resync the pipeline's current phase (pipe_set_phase).
  * Both engines run side by side: the applier always, the mirror whenever gen1.endpoint is set. Each
  * record goes to its own engine at every submission (fresh, recovered, retried, resynced), whatever the
- * phase, through one feed window and one per-path order, so a record never starts before an earlier one
- * of its path ended, whichever side either is for. pipe_owed counts what each side still owes.
+ * phase, through one feed window that hands a path's records over in journal order whichever side each
+ * is for (each engine then keeps that order for its own store). pipe_owed counts what each side still
+ * owes: a phase switch waits until the new primary is owed nothing, so records of both sides meet on one
+ * path only around a switch, and each side's store is written by its own engine alone.
  *
  * On start (pipe_open) the journal recovers and every live record goes back to its engine: records
  * whose primary outcome is unknown, whose body was lost, RESYNC records and the first pending APPEND
