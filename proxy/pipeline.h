@@ -21,7 +21,7 @@
  * phase, through one feed window that hands a path's records over in journal order whichever side each
  * is for (each engine then keeps that order for its own store). pipe_owed counts what each side still
  * owes: a phase switch waits until the new primary is owed nothing, so records of both sides meet on one
- * path only around a switch, and each side's store is written by its own engine alone.
+ * path only around a switch.
  *
  * On start (pipe_open) the journal recovers and every live record goes back to its engine: records
  * whose primary outcome is unknown, whose body was lost, RESYNC records and the first pending APPEND
