@@ -99,6 +99,7 @@ const char *g2s__code(const g2resp *r, char *buf, size_t cap)
 static void deliver(g2s_ctx *c, const g2s_answer *a)
 {
     if (c->answered) return;
+    g2s__fleet_release(c); /* before the answer: once answered, the request may be gone */
     c->answered = true;
     g2s_answer full = *a;
     full.changed = c->changed;

@@ -12,6 +12,7 @@
 #include "g2answer.h"
 #include "g2serve.h"
 #include "idmap.h"
+#include "rid.h"
 #include "xlate.h"
 
 #define G2S_PATH_MAX 4096
@@ -89,6 +90,7 @@ typedef struct g2s_ctx {
     bool changed, lost;                  /* g2s_answer's: a modifying request succeeded or was lost */
     int64_t offset;                      /* g2s_answer's: where an append's bytes landed, -1 */
     int64_t mtime_ms;                    /* g2s_answer's: a created file's modification time, -1 */
+    char fleet_lease[RID_MAX + 1];       /* a Gen2 lease held for a fleet's append: released before the answer */
 } g2s_ctx;
 
 /* A Gen2 exchange's answer (httpc_resp owned). */
@@ -107,6 +109,8 @@ bool g2s__ok(const g2resp *r);
 /** Error code of an answer (x-ms-error-code or the JSON body). */
 const char *g2s__code(const g2resp *r, char *buf, size_t cap);
 
+/** Release c->fleet_lease if one is held (g2serve_write.c; the answer calls it first). */
+void g2s__fleet_release(g2s_ctx *c);
 /** Answer (once): status with an optional JSON body. */
 void g2s__answer(g2s_ctx *c, int status, const char *json, size_t len);
 /** Answer a RemoteException. */

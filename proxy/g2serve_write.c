@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "g2serve_int.h"
 #include "log.h"
+#include "rid.h"
 #include "urlcodec.h"
 
 /* ---- data writes ---- */
@@ -27,17 +29,34 @@ static void fail_leased(g2s_ctx *c)
 }
 
 /* Append the spooled body at pos (chunks of XLATE_CHUNK_MAX) and flush per policy. 0, or -1 answered. */
-static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end)
+/* Add "x-ms-lease-id: ID" to x when lease is non-empty. 0, or -1 (no room, out of memory). */
+static int with_lease(xlate_g2req *x, const char *lease)
+{
+    if (!lease || !lease[0]) return 0;
+    if (x->nheaders >= XLATE_MAX_HEADERS) return -1;
+    size_t n = strlen(lease) + 16;
+    char *h = malloc(n);
+    if (!h) return -1;
+    snprintf(h, n, "x-ms-lease-id: %s", lease);
+    x->headers[x->nheaders++] = h;
+    x->headers[x->nheaders] = NULL;
+    return 0;
+}
+
+/* Append the spooled body at pos (chunks of XLATE_CHUNK_MAX) and flush per policy, naming lease (a fleet
+ * lease, see fleet_lease) when non-empty. 0, or -1 answered. */
+static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, const char *lease)
 {
     const g2s_request *rq = c->rq;
     uint64_t n = rq->body_fd >= 0 ? rq->body_len : 0;
     uint64_t done = 0;
-    xlate_err xe;
+    xlate_err xe = {{0}};
     while (done < n) {
         uint64_t k = n - done > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : n - done;
         xlate_g2req x = {0};
-        if (xlate_append(pos + done, &x, &xe) != 0) {
-            g2s__fail(c, 500, "RuntimeException", "%s", xe.message);
+        if (xlate_append(pos + done, &x, &xe) != 0 || with_lease(&x, lease) != 0) {
+            xlate_g2req_free(&x);
+            g2s__fail(c, 500, "RuntimeException", "%s", xe.message[0] ? xe.message : "out of memory");
             return -1;
         }
         g2resp *r = g2s__call(c, x.method, c->path, x.query, (const char *const *)x.headers, NULL, rq->body_fd,
@@ -55,8 +74,9 @@ static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end)
     xlate_flush fl = xlate_flush_policy(sync, n);
     if (fl == XLATE_FLUSH_NONE) return 0;
     xlate_g2req x = {0};
-    if (xlate_flush_req(*end, fl == XLATE_FLUSH_CLOSE, &x, &xe) != 0) {
-        g2s__fail(c, 500, "RuntimeException", "%s", xe.message);
+    if (xlate_flush_req(*end, fl == XLATE_FLUSH_CLOSE, &x, &xe) != 0 || with_lease(&x, lease) != 0) {
+        xlate_g2req_free(&x);
+        g2s__fail(c, 500, "RuntimeException", "%s", xe.message[0] ? xe.message : "out of memory");
         return -1;
     }
     g2resp *r = g2s__xcall(c, c->path, &x);
@@ -124,7 +144,7 @@ void g2s__create(g2s_ctx *c)
     g2s__free(r);
     g2s__own_created(c, c->path);
     uint64_t end = 0;
-    if (write_body(c, 0, sync, &end) != 0) return;
+    if (write_body(c, 0, sync, &end, NULL) != 0) return;
     g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
     if (c->rq->want_mtime) {
         /* the time a reader of Gen2 sees (gen2-primary: Gen1's copy gets it too); unknown if the HEAD fails */
@@ -135,6 +155,74 @@ void g2s__create(g2s_ctx *c)
         g2s__free(h);
     }
     g2s__answer(c, 201, NULL, 0);
+}
+
+/*
+ * Phase fleet (phase.fleet: several proxies in front of one Gen2): the proxy's per-path lock covers its own
+ * writers only, so an APPEND holds a Gen2 lease on the file from reading its length to the flush. Two
+ * appenders through different proxies then take turns, as they would on Gen1, instead of staging bytes
+ * at the same position. A lease lasts G2S_FLEET_LEASE_S seconds (a proxy killed while holding one blocks
+ * the file that long at most) and is released once the flush is done.
+ */
+#define G2S_FLEET_LEASE_S "15"
+#define G2S_FLEET_LEASE_WAIT_MS 20000
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Take the fleet lease on c->path (into c->fleet_lease: the answer releases it). 0, or -1 answered. */
+static int fleet_lease(g2s_ctx *c)
+{
+    char id[RID_MAX + 1];
+    rid_new(id);
+    char prop[RID_MAX + 40];
+    snprintf(prop, sizeof prop, "x-ms-proposed-lease-id: %s", id);
+    const char *hdrs[] = {"x-ms-lease-action: acquire", "x-ms-lease-duration: " G2S_FLEET_LEASE_S, prop, NULL};
+    int64_t until = now_ms() + G2S_FLEET_LEASE_WAIT_MS;
+    unsigned wait = 5, waits = 0;
+    for (;;) {
+        g2resp *r = g2s__call(c, "POST", c->path, "", hdrs, NULL, -1, 0, 0, 4096);
+        if (g2s__ok(r)) {
+            g2s__free(r);
+            snprintf(c->fleet_lease, sizeof c->fleet_lease, "%s", id);
+            if (waits) LOGD("msg=\"fleet lease taken after waiting\" path=\"%s\" waits=%u", c->wr->path, waits);
+            return 0;
+        }
+        char code[96];
+        bool held = r->result == HTTPC_OK && r->status == 409 &&
+                    strcmp(g2s__code(r, code, sizeof code), "LeaseAlreadyPresent") == 0;
+        if (!held || now_ms() >= until) {
+            if (held)
+                g2s__fail(c, 503, "RetriableException",
+                          "%s: another proxy of the fleet has been appending to this file for %d s; retry later",
+                          c->wr->path, G2S_FLEET_LEASE_WAIT_MS / 1000);
+            else g2s__fail_gen2(c, r, c->wr->path);
+            g2s__free(r);
+            return -1;
+        }
+        g2s__free(r);
+        waits++;
+        struct timespec ts = {0, (long)(wait + (unsigned)(now_ms() % wait)) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (wait < 100) wait *= 2;
+    }
+}
+
+void g2s__fleet_release(g2s_ctx *c)
+{
+    if (!c->fleet_lease[0]) return;
+    char hdr[RID_MAX + 32];
+    snprintf(hdr, sizeof hdr, "x-ms-lease-id: %s", c->fleet_lease);
+    c->fleet_lease[0] = '\0';
+    const char *hdrs[] = {"x-ms-lease-action: release", hdr, NULL};
+    g2resp *r = g2s__call(c, "POST", c->path, "", hdrs, NULL, -1, 0, 0, 4096);
+    if (!g2s__ok(r)) LOGW("msg=\"fleet lease not released; it expires by itself\" gen2_path=\"%s\" seconds=%s",
+                          c->path, G2S_FLEET_LEASE_S);
+    g2s__free(r);
 }
 
 void g2s__append(g2s_ctx *c, bool concurrent)
@@ -186,6 +274,14 @@ void g2s__append(g2s_ctx *c, bool concurrent)
     }
     const char *lease = whreq_param_get(w, "leaseid");
     if (!concurrent && g2s__lease_check(c->s, c->fs, c->path, lease) != 0) return fail_leased(c);
+    if (c->s->cfg->phase_fleet) {
+        /* the length is read again under the lease: another proxy may have appended since */
+        if (fleet_lease(c) != 0) return;
+        f = g2s__stat(c, c->path, &n, NULL);
+        if (f < 0) return;
+        if (f == 0 || n.is_dir)
+            return g2s__fail(c, 404, "FileNotFoundException", "Failed to append to non-existent file %s", w->path);
+    }
     if (offset >= 0 && offset != n.length)
         return g2s__fail(c, 400, "BadOffsetException",
                          "APPEND failed with error: the offset %" PRId64 " is not the end of file %s (length %" PRId64
@@ -193,7 +289,7 @@ void g2s__append(g2s_ctx *c, bool concurrent)
                          offset, w->path, n.length);
     uint64_t end = 0;
     c->offset = n.length; /* where the bytes land: the journal's mirror replays them there */
-    if (write_body(c, (uint64_t)n.length, sync, &end) != 0) return;
+    if (write_body(c, (uint64_t)n.length, sync, &end, c->fleet_lease) != 0) return;
     if (!concurrent) g2s__lease_after(c->s, c->fs, c->path, lease, sync != WH_SYNC_CLOSE);
     g2s__answer(c, 200, NULL, 0);
 }
