@@ -46,6 +46,7 @@ struct admin {
     applier *ap;
     gen1c *g1;
     front *f;
+    _Atomic(phctl *) phc;             /* /admin/phase (admin_set_phctl) */
     bfadmin *bf;                  /* backfill leases (bfadmin.h) */
     _Atomic(vrec *) vr;           /* the verify record (admin_set_vrec), or NULL */
     struct MHD_Daemon *d;
@@ -90,11 +91,16 @@ static void probe_done(void *ud, httpc_resp *resp)
     atomic_store(&a->probe_out, false);
 }
 
+void admin_set_phctl(admin *a, phctl *c) { atomic_store(&a->phc, c); }
+
+/* The phase requests run in now (a switch changes it at run time). */
+static cfg_phase cur_phase(const admin *a) { return a->f ? front_phase(a->f) : a->cfg->phase; }
+
 static void probe_once(admin *a)
 {
     /* The applier's check of the mapped Gen2 filesystems: at start, then while a problem lasts. */
     applier_gen2_check(a->ap);
-    if (a->cfg->phase == CFG_PHASE_GEN2_ONLY) return; /* Gen1 is gone: nothing to ask it */
+    if (cur_phase(a) == CFG_PHASE_GEN2_ONLY) return; /* Gen1 is gone: nothing to ask it */
     if (atomic_exchange(&a->probe_out, true)) return; /* the previous probe is still out */
     if (gen1c_get(a->g1, "/", "op=GETFILESTATUS", NULL, HTTPC_BODY_DISCARD, 0, -1, probe_done, a) != 0)
         atomic_store(&a->probe_out, false);
@@ -207,7 +213,7 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
     /* gen2-only: Gen1 plays no part; gen2-primary: writers are served by Gen2 and the mirror waits Gen1
      * out (it is still probed, for dualpipe_gen1_reachable). Ready unless the mapped Gen2 filesystems have
      * a problem. */
-    int g1 = a->cfg->phase != CFG_PHASE_GEN1_PRIMARY ? 1 : atomic_load(&a->gen1_state);
+    int g1 = cur_phase(a) != CFG_PHASE_GEN1_PRIMARY ? 1 : atomic_load(&a->gen1_state);
     if (g1 == 1) {
         /* Gen2 account-level problems: writers are still served (Gen1 is primary, records queue), but
          * nothing reaches Gen2 until someone fixes the account. */
@@ -229,33 +235,6 @@ static enum MHD_Result serve_readyz(admin *a, struct MHD_Connection *conn)
 }
 
 /* ---- query parameters ---- */
-
-/*
- * Find parameter NAME in the raw query (names compared after decoding, exactly; the first occurrence
- * wins) and decode its value into out (form style, control characters refused). Returns 1 found,
- * 0 absent, -1 malformed encoding.
- */
-static int query_get(const char *query, const char *name, dbuf *out)
-{
-    url_param ps[32];
-    int n = url_split_query(query, ps, (int)(sizeof ps / sizeof ps[0]));
-    if (n < 0) return -1;
-    for (int i = 0; i < n; i++) {
-        dbuf nm;
-        dbuf_init(&nm, 256);
-        int rc = url_decode(ps[i].name, ps[i].name_len, URL_FORM | URL_NO_CTL, &nm);
-        bool match = rc == 0 && nm.data && strcmp(nm.data, name) == 0;
-        dbuf_free(&nm);
-        if (rc != 0) return -1;
-        if (!match) continue;
-        dbuf_reset(out);
-        if (!ps[i].value) return dbuf_adds(out, "") == 0 ? 1 : -1;
-        if (url_decode(ps[i].value, ps[i].value_len, URL_FORM | URL_NO_CTL, out) != 0) return -1;
-        if (!out->data && dbuf_adds(out, "") != 0) return -1;
-        return 1;
-    }
-    return 0;
-}
 
 /* A decimal u64 without sign, spaces or junk. */
 static int parse_u64(const char *s, uint64_t *out)
@@ -280,7 +259,7 @@ static int q_u64(qctx *q, const char *name, uint64_t *out)
 {
     dbuf v;
     dbuf_init(&v, 64);
-    int rc = query_get(q->query, name, &v);
+    int rc = url_query_get(q->query, name, &v);
     if (rc == 1 && parse_u64(v.data, out) != 0) rc = -2;
     dbuf_free(&v);
     if (rc == -1) q->ret = reply_error(q->conn, 400, "%s: malformed percent-encoding or control character", name);
@@ -293,7 +272,7 @@ static int q_flag(qctx *q, const char *name, bool *out)
 {
     dbuf v;
     dbuf_init(&v, 64);
-    int rc = query_get(q->query, name, &v);
+    int rc = url_query_get(q->query, name, &v);
     if (rc == 1) {
         if (strcmp(v.data, "1") == 0 || strcmp(v.data, "true") == 0 || strcmp(v.data, "yes") == 0) *out = true;
         else if (strcmp(v.data, "0") == 0 || strcmp(v.data, "false") == 0 || strcmp(v.data, "no") == 0) *out = false;
@@ -376,19 +355,20 @@ static enum MHD_Result serve_journal_drop(admin *a, qctx *q)
     int has_seq = q_u64(q, "seq", &seq);
     if (has_seq < 0) return q->ret;
     if (has_seq == 0 || seq == 0) return reply_error(q->conn, 400, "seq: required, the parked record's sequence number");
-    int crc = query_get(q->query, "confirm", &v);
+    int crc = url_query_get(q->query, "confirm", &v);
     bool confirmed = crc == 1 && strcmp(v.data, "yes") == 0;
     dbuf_free(&v);
     if (!confirmed)
         return reply_error(q->conn, 400,
-                           "dropping record %" PRIu64 " gives up on copying that write to Gen2 (it is recorded as "
-                           "DROPPED and never retried); add confirm=yes to do it",
+                           "dropping record %" PRIu64 " gives up on copying that write to the other store (it is "
+                           "recorded as DROPPED and never retried); add confirm=yes to do it",
                            seq);
-    int rc = pipe_drop(a->p, seq);
+    bool to_gen1 = false;
+    int rc = pipe_drop(a->p, seq, &to_gen1);
     if (rc != 0) return reply_errno(q->conn, rc, seq, "drop");
-    LOGW("msg=\"operator dropped a parked record\" seq=%" PRIu64, seq);
+    LOGW("msg=\"operator dropped a parked record\" seq=%" PRIu64 " to=%s", seq, to_gen1 ? "gen1" : "gen2");
     vrec *vr = atomic_load(&a->vr);
-    if (vr) (void)vrec_note_divergence(vr, seq, pipe_to_gen1(a->p)); /* (a failure to persist is logged) */
+    if (vr) (void)vrec_note_divergence(vr, seq, to_gen1); /* (a failure to persist is logged) */
     dbuf b;
     dbuf_init(&b, 128);
     enum MHD_Result ret =
@@ -401,7 +381,7 @@ static enum MHD_Result serve_journal_resync(admin *a, qctx *q)
 {
     dbuf v;
     dbuf_init(&v, WHREQ_MAX_PATH + 1);
-    int rc = query_get(q->query, "path", &v);
+    int rc = url_query_get(q->query, "path", &v);
     if (rc < 0) {
         dbuf_free(&v);
         return reply_error(q->conn, 400, "path: malformed percent-encoding, a control character or too long");
@@ -417,7 +397,7 @@ static enum MHD_Result serve_journal_resync(admin *a, qctx *q)
     if (rc != 0) return reply_error(q->conn, 400, "path: %s", we.message);
     dbuf nv;
     dbuf_init(&nv, 8);
-    bool node = query_get(q->query, "node", &nv) == 1 && strcmp(nv.data, "1") == 0;
+    bool node = url_query_get(q->query, "node", &nv) == 1 && strcmp(nv.data, "1") == 0;
     dbuf_free(&nv);
     uint64_t seq = 0;
     rc = pipe_resync_node(a->p, norm, node, &seq);
@@ -503,6 +483,19 @@ static enum MHD_Result serve(admin *a, struct MHD_Connection *conn, const char *
     if (strcmp(url, "/admin/journal") == 0 || strncmp(url, "/admin/journal/", 15) == 0)
         return serve_journal(a, conn, url, method, query);
     if (strcmp(url, "/admin/verify") == 0 || strncmp(url, "/admin/verify/", 14) == 0) return serve_verify(a, conn, url, method, query);
+    if (strcmp(url, "/admin/phase") == 0 || strncmp(url, "/admin/phase/", 13) == 0) {
+        bool post = strcmp(method, "POST") == 0;
+        if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_405(conn, "GET, POST");
+        phctl *pc = atomic_load(&a->phc);
+        if (!pc) return reply_error(conn, 503, "the phase control is not running yet");
+        dbuf b;
+        dbuf_init(&b, ADMIN_METRICS_MAX);
+        const char *allow = NULL;
+        unsigned st = phctl_handle(pc, url, post, query, &b, &allow);
+        enum MHD_Result ret = st == 405 ? reply_405(conn, allow) : reply_json(conn, st, &b);
+        dbuf_free(&b);
+        return ret;
+    }
     if (strncmp(url, "/admin/backfill/", 16) == 0) {
         bool post = strcmp(method, "POST") == 0;
         if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return reply_405(conn, "GET, POST");

@@ -36,6 +36,7 @@
 #include "gen1client.h"
 #include "metrics.h"
 #include "fence.h"
+#include "phctl.h"
 #include "pipeline.h"
 #include "vrec.h"
 
@@ -56,6 +57,8 @@ int admin_start(const dp_config *cfg, metrics *m, pipeline *p, gen1c *g1, front 
  * endpoints answer 404.
  */
 void admin_set_vrec(admin *a, vrec *v);
+/** The phase control behind /admin/phase (phctl.h); until it is set those endpoints answer 503. */
+void admin_set_phctl(admin *a, phctl *c);
 /** The port the admin listener is bound to. */
 int admin_port(const admin *a);
 /** Stop the listener and the probe thread; after this the admin touches no pipeline, front or metrics. */

@@ -84,24 +84,6 @@ static unsigned fail(dbuf *out, unsigned status, const char *fmt, ...)
     return status;
 }
 
-/* The decoded value of parameter name in the raw query: 1 found, 0 absent, -1 malformed. */
-static int qget(const char *query, const char *name, dbuf *out)
-{
-    url_param ps[32];
-    int n = url_split_query(query, ps, (int)(sizeof ps / sizeof ps[0]));
-    if (n < 0) return -1;
-    for (int i = 0; i < n; i++) {
-        size_t nl = strlen(name);
-        if (ps[i].name_len != nl || memcmp(ps[i].name, name, nl) != 0) continue;
-        dbuf_reset(out);
-        if (!ps[i].value) return dbuf_adds(out, "") == 0 ? 1 : -1;
-        if (url_decode(ps[i].value, ps[i].value_len, URL_FORM | URL_NO_CTL, out) != 0) return -1;
-        if (!out->data && dbuf_adds(out, "") != 0) return -1;
-        return 1;
-    }
-    return 0;
-}
-
 /* owner: 1 to 64 of [0-9a-zA-Z-]. */
 static bool owner_ok(const char *s)
 {
@@ -135,7 +117,7 @@ static unsigned get_owner(const char *query, char owner[BF_OWNER_MAX + 1], dbuf 
 {
     dbuf v;
     dbuf_init(&v, 256);
-    int rc = qget(query, "owner", &v);
+    int rc = url_query_get(query, "owner", &v);
     bool ok = rc == 1 && owner_ok(v.data);
     if (ok) snprintf(owner, BF_OWNER_MAX + 1, "%s", v.data);
     dbuf_free(&v);
@@ -147,7 +129,7 @@ static unsigned get_path(const char *query, const char *name, char **norm, dbuf 
 {
     dbuf v;
     dbuf_init(&v, WHREQ_MAX_PATH + 1);
-    int rc = qget(query, name, &v);
+    int rc = url_query_get(query, name, &v);
     unsigned st = 0;
     whreq_err we;
     if (rc < 0) st = fail(out, 400, "%s: malformed percent-encoding, a control character or too long", name);
@@ -259,7 +241,7 @@ static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     }
     dbuf v;
     dbuf_init(&v, 64);
-    bool node = qget(query, "node", &v) == 1 && strcmp(v.data, "1") == 0;
+    bool node = url_query_get(query, "node", &v) == 1 && strcmp(v.data, "1") == 0;
     dbuf_free(&v);
     uint64_t seq = 0;
     int rc = pipe_resync_node(p, path, node, &seq);
@@ -286,7 +268,7 @@ static unsigned get_token(const char *query, char tok[FENCE_TOKEN_MAX], dbuf *ou
 {
     dbuf v;
     dbuf_init(&v, 256);
-    int rc = qget(query, "fence", &v);
+    int rc = url_query_get(query, "fence", &v);
     bool ok = rc == 1 && v.len > 0 && v.len < FENCE_TOKEN_MAX;
     if (ok) snprintf(tok, FENCE_TOKEN_MAX, "%s", v.data);
     dbuf_free(&v);
@@ -324,7 +306,7 @@ static unsigned do_fences(bfadmin *b, const char *query, dbuf *out)
     char tok[FENCE_TOKEN_MAX], err[800];
     dbuf v;
     dbuf_init(&v, 256);
-    bool one = qget(query, "fence", &v) == 1;
+    bool one = url_query_get(query, "fence", &v) == 1;
     dbuf_free(&v);
     if (!one) return fence_list_json(b->fences, out) == 0 ? 200 : fail(out, 500, "out of memory");
     unsigned st = get_token(query, tok, out);
@@ -367,7 +349,7 @@ static unsigned do_touched(bfadmin *b, const char *query, dbuf *out)
     dbuf v;
     dbuf_init(&v, 64);
     unsigned long long after = 0;
-    int q = qget(query, "after", &v);
+    int q = url_query_get(query, "after", &v);
     char *end = NULL;
     if (q == 1) after = strtoull(v.data, &end, 10);
     bool bad = q < 0 || (q == 1 && (!v.data[0] || *end));
@@ -386,7 +368,7 @@ static unsigned do_settled(bfadmin *b, const char *query, dbuf *out)
     dbuf v;
     dbuf_init(&v, 64);
     unsigned long long n = 0;
-    if (qget(query, "resynced", &v) == 1) n = strtoull(v.data, NULL, 10);
+    if (url_query_get(query, "resynced", &v) == 1) n = strtoull(v.data, NULL, 10);
     dbuf_free(&v);
     int rc = fence_settled(b->fences, tok, (uint64_t)n, err, sizeof err);
     if (rc != 0) return fail(out, fence_status(rc), "%s", err);
@@ -433,7 +415,7 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     if (!ok) return fail(out, 409, "run %s holds no backfill lease: begin again", owner);
     dbuf v;
     dbuf_init(&v, 32 * BF_STATE_MAX);
-    int rc = qget(query, "seqs", &v);
+    int rc = url_query_get(query, "seqs", &v);
     if (rc != 1) {
         dbuf_free(&v);
         return fail(out, 400, "seqs: required, record ids separated by commas");

@@ -718,6 +718,7 @@ void front__req_free(fr_req *r)
     free(r->content_type);
     free(r->g2_ctype);
     free(r->g2_body);
+    free(r->local_msg);
     free(r->target);
     free(r);
 }
@@ -804,6 +805,7 @@ int front_listen_socket(const char *host, int port, int *real_port, char *err, s
 static void init_metrics(front *f)
 {
     metrics *m = f->m;
+    front__phase_metrics(f);
     f->bytes_in = metrics_counter_get(m, "dualpipe_request_body_bytes_total",
                                       "Request body bytes received from writers.", NULL);
     f->bytes_out = metrics_counter_get(m, "dualpipe_response_body_bytes_total",
@@ -869,6 +871,7 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *
     f->m = m;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
+    front__phase_init(f);
     pthread_mutex_init(&f->conn_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -877,6 +880,8 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *
     pthread_condattr_destroy(&ca);
     atomic_init(&f->nconns, 0);
     init_metrics(f);
+    /* no write until the phase is settled: the phase control lifts this (phctl_start) */
+    front_fence(f, "the proxy is starting: its phase is not settled yet");
     if (front__conn_start(f, err, errlen) != 0) goto fail;
 
     char lerr[300];
@@ -937,6 +942,7 @@ fail:
     pthread_mutex_destroy(&f->conn_mu);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
+    front__phase_destroy(f);
     free(f);
     return -1;
 }
@@ -951,6 +957,7 @@ void front_stop(front *f, unsigned drain_ms)
     pthread_mutex_lock(&f->mu);
     atomic_store(&f->stopping, true);
     pthread_mutex_unlock(&f->mu);
+    front__release_held_stopping(f);
     atomic_store(&g_quiescing, true);
     MHD_socket lfd = MHD_quiesce_daemon(f->d);
     atomic_store(&g_quiescing, false);
@@ -993,5 +1000,6 @@ void front_free(front *f)
     pthread_mutex_destroy(&f->conn_mu);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->mu);
+    front__phase_destroy(f);
     free(f);
 }

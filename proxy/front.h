@@ -65,6 +65,20 @@ void front_stop(front *f, unsigned drain_ms);
  */
 void front_free(front *f);
 
+/* ---- the phase (front_phase.c) ---- */
+
+/** The phase requests are dispatched in from now on (a write keeps the phase it was admitted in). */
+void front_set_phase(front *f, cfg_phase p);
+cfg_phase front_phase(const front *f);
+/**
+ * on: new writes wait (suspended, answered later; reads go on); returns once every write admitted
+ * before is journaled, so pipe_owed counts all of them. off: the held writes run in the current phase
+ * (refused with the fence's reason if a fence is up). Thread-safe; not from an MHD thread.
+ */
+void front_hold(front *f, bool on);
+/** reason non-NULL: new writes are refused with 503 (RetriableException) and this reason; NULL: accepted. */
+void front_fence(front *f, const char *reason);
+
 /**
  * Create a listening TCP socket (close-on-exec, non-blocking, SO_REUSEADDR) for host:port, host
  * being a literal address or a name. Returns the fd and the bound port in *real_port, or -1 with a

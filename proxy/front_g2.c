@@ -63,10 +63,9 @@ static void on_stream_end(void *ud, bool complete)
     front__stream_end(ud, complete);
 }
 
-void front__dispatch_g2(fr_req *r)
+int front__submit_g2(fr_req *r)
 {
     front *f = r->f;
-    if (!front__begin_upstream(r)) return;
     g2s_request rq = {.wr = &r->wr, .rid = r->rid, .body_fd = -1, .answer = on_answer, .ud = r};
     if (r->body) {
         rq.body_fd = r->body->fd;
@@ -75,20 +74,15 @@ void front__dispatch_g2(fr_req *r)
     }
     if (r->wr.op == WH_OP_OPEN) {
         fr_stream *st = front__stream_new(r, g2s_http(f->g2s));
-        if (!st) {
-            front__finish_upstream(r);
-            front__fail(r, 503, "RetriableException", "the proxy is out of memory; retry later");
-            return;
-        }
+        if (!st) return -ENOMEM;
         g2s_stream *h = front__stream_hooks(st);
         *h = (g2s_stream){.on_body = front__stream_body, .on_end = on_stream_end, .ctl = front__stream_ctl(st),
                           .ud = st};
         rq.stream = h;
     }
-    if (g2s_serve(f->g2s, &rq) == 0) return;
+    if (g2s_serve(f->g2s, &rq) == 0) return 0;
     if (r->stream) front__stream_abandon(r->stream);
-    front__finish_upstream(r);
-    front__fail(r, 503, "IOException", "the proxy is shutting down");
+    return -ESHUTDOWN;
 }
 
 void front__answer_g2(fr_req *r)

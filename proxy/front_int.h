@@ -78,6 +78,18 @@ struct front {
     pthread_mutex_t mu;                /* guards upstream_calls (and orders it with stopping) */
     pthread_cond_t cond;               /* signalled when upstream_calls drops */
     unsigned upstream_calls;           /* suspended requests: waiting for the journal, Gen1 or the ack */
+    /* the phase requests run in, and the phase switch's hold and fence (front_phase.c) */
+    _Atomic int phase;                 /* cfg_phase a request is dispatched in */
+    pthread_mutex_t ph_mu;             /* guards everything below (taken before mu, never after) */
+    pthread_cond_t ph_cond;            /* signalled when admitting drops to 0 */
+    bool hold;                         /* new writes wait in held */
+    unsigned admitting;                /* writes past the hold check, not yet journaled (or sent) */
+    fr_req *held_head, *held_tail;     /* held writes, suspended, oldest first */
+    unsigned nheld;
+    char fence[320];                   /* non-empty: new writes are refused with 503 and this reason */
+    metrics_gauge *mx_held;
+    metrics_histogram *mx_hold_wait;
+    metrics_counter *mx_fenced;
     /* metrics */
     _Atomic(metrics_counter *) req_ctr[WH_OP__COUNT][FRONT_NCLASS];
     metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false;
@@ -137,6 +149,11 @@ struct fr_req {
     char *g2_ctype, *g2_body;
     size_t g2_len;
     struct timespec t0;
+    /* the phase it was admitted in (a write journaled in gen2-primary is answered by Gen2, mirrored to Gen1) */
+    cfg_phase ph;
+    fr_req *held_next;                 /* f->held_* list while a phase switch holds it */
+    struct timespec held_t0;
+    char *local_msg;                   /* local_err -EAGAIN: why the write was refused (the fence's reason) */
 };
 
 /** Move r to state s (logs "old -> new" at debug with the caller's line). */
@@ -186,10 +203,30 @@ void front__stream_abandon(fr_stream *st);
 /** Count r in upstream_calls and suspend its connection; false (r answered 503) once front_stop began. */
 bool front__begin_upstream(fr_req *r);
 
+/* ---- the phase, hold and fence (front_phase.c) ---- */
+
+typedef enum fr_admit { FR_ADMIT_GO = 0, FR_ADMIT_HELD, FR_ADMIT_FENCED } fr_admit;
+/** A write about to be dispatched (suspended, counted in upstream_calls). GO: r->ph is set and the caller
+ *  must call front__admitted once it was journaled (or failed); HELD: r waits on the held list (a phase
+ *  switch releases it through front__run); FENCED: refused, the reason copied into why. */
+fr_admit front__admit(fr_req *r, char *why, size_t cap);
+void front__admitted(front *f);
+void front__phase_metrics(front *f);
+/** front_stop: every held write is answered 503 (shutting down). */
+void front__release_held_stopping(front *f);
+void front__phase_init(front *f);
+void front__phase_destroy(front *f);
+
+/** Run a suspended request in r->ph: journal a write (then Gen1 or Gen2 once durable), serve a read on
+ *  its store. 0, or -errno (nothing started: the caller ends the suspension with that error). */
+int front__run(fr_req *r);
+/** End r's suspension with a local error (answered on the MHD thread from local_err). */
+void front__finish_local(fr_req *r, int err);
+
 /* ---- gen2-only (front_g2.c) ---- */
 
-/** Serve r on Gen2 through g2serve (suspends r; the answer ends the suspension). */
-void front__dispatch_g2(fr_req *r);
+/** Serve suspended r on Gen2 through g2serve (its answer ends the suspension). 0, -ENOMEM, -ESHUTDOWN. */
+int front__submit_g2(fr_req *r);
 /** Turn g2serve's stored answer into r's answer (UPSTREAM -> ANSWERING). */
 void front__answer_g2(fr_req *r);
 /** Phase gen2-primary: send journaled write r (its record durable, its turn in the per-path order) to

@@ -91,7 +91,7 @@ void front__finish_upstream(fr_req *r)
 }
 
 /* End the suspension with a local answer (err: -errno, see front__answer_upstream). */
-static void finish_local(fr_req *r, int err)
+void front__finish_local(fr_req *r, int err)
 {
     atomic_store_explicit(&r->local_err, err, memory_order_release);
     front__finish_upstream(r);
@@ -534,16 +534,16 @@ static void on_durable(void *ud, uint64_t seq, int err)
     fr_req *r = ud;
     r->seq = seq;
     if (err != 0) {
-        finish_local(r, err);
+        front__finish_local(r, err);
         return;
     }
-    /* gen2-primary: the primary is Gen2, served by g2serve (front_g2.c) */
-    bool g2 = r->f->g2s != NULL;
+    /* admitted in gen2-primary: the primary is Gen2, served by g2serve (front_g2.c) */
+    bool g2 = r->ph == CFG_PHASE_GEN2_PRIMARY;
     if ((g2 ? front__send_g2_write(r) : send_gen1(r)) != 0) {
         /* Never reached the primary: aborted like a refusal, the secondary never sees it. */
         pipe_primary_result pr = {.kind = PIPE_P_REFUSED, .status = 0};
         (void)pipe_primary(r->f->p, seq, &pr, NULL, NULL);
-        finish_local(r, g2 ? -ESHUTDOWN : -ECONNREFUSED);
+        front__finish_local(r, g2 ? -ESHUTDOWN : -ECONNREFUSED);
     }
 }
 
@@ -567,36 +567,42 @@ bool front__begin_upstream(fr_req *r)
     return true;
 }
 
+int front__run(fr_req *r)
+{
+    front *f = r->f;
+    bool write = r->wr.info->is_write;
+    /* gen2-only: everything on Gen2, nothing journaled; gen2-primary: reads on Gen2, writes journaled */
+    if (r->ph == CFG_PHASE_GEN2_ONLY || (r->ph == CFG_PHASE_GEN2_PRIMARY && !write)) return front__submit_g2(r);
+    r->journaled = write;
+    if (!write) return send_read(r);
+    uint64_t seq = 0;
+    int rc = pipe_accept(f->p, r->ph, &r->wr, r->rid, r->body, r->degraded, on_durable, r, &seq);
+    if (rc != 0)
+        LOGW("msg=\"write not journaled\" req=%" PRIu64 " rid=%s op=%s err=\"%s\"", r->id, r->rid, r->wr.info->name,
+             strerror(-rc));
+    return rc;
+}
+
 void front__dispatch(fr_req *r)
 {
     front *f = r->f;
-    /* gen2-only: everything on Gen2, nothing journaled; gen2-primary: reads on Gen2, writes journaled */
-    if (f->g2s && (f->cfg->phase != CFG_PHASE_GEN2_PRIMARY || !r->wr.info->is_write)) {
-        front__dispatch_g2(r);
-        return;
-    }
-    r->journaled = r->wr.info->is_write;
     if (!front__begin_upstream(r)) return;
-    int rc;
-    if (r->journaled) {
-        uint64_t seq = 0;
-        rc = pipe_accept(f->p, f->cfg->phase, &r->wr, r->rid, r->body, r->degraded, on_durable, r, &seq);
-        if (rc == 0) return;
-        LOGW("msg=\"write not journaled\" req=%" PRIu64 " rid=%s op=%s err=\"%s\"", r->id, r->rid, r->wr.info->name,
-             strerror(-rc));
+    bool write = r->wr.info->is_write;
+    if (!write) {
+        r->ph = (cfg_phase)atomic_load(&f->phase);
     } else {
-        rc = send_read(r);
-        if (rc == 0) return;
+        char why[sizeof f->fence];
+        fr_admit ad = front__admit(r, why, sizeof why);
+        if (ad == FR_ADMIT_HELD) return; /* a phase switch releases it */
+        if (ad == FR_ADMIT_FENCED) {
+            front__finish_upstream(r);
+            front__fail(r, 503, "RetriableException", "%s", why);
+            return;
+        }
     }
-    front__finish_upstream(r);
-    if (rc == -EINVAL)
-        front__fail(r, 400, "IllegalArgumentException", "the request is larger than the proxy's journal can record");
-    else if (rc == -ESHUTDOWN)
-        front__fail(r, 503, "IOException", "the proxy is shutting down");
-    else if (rc == -ECONNREFUSED)
-        front__fail(r, 503, "IOException", "the proxy cannot reach Gen1 now; retry later");
-    else
-        front__fail(r, 503, "IOException", "the proxy cannot journal the write now; retry later");
+    int rc = front__run(r);
+    if (write) front__admitted(f);
+    if (rc != 0) front__finish_local(r, rc);
 }
 
 /* The writer-facing error for an exchange that produced no HTTP answer (never an internal path). */
@@ -668,6 +674,11 @@ void front__answer_upstream(fr_req *r)
     int lerr = atomic_load_explicit(&r->local_err, memory_order_acquire);
     if (!resp) {
         if (lerr == -ESHUTDOWN) front__fail(r, 503, "IOException", "the proxy is shutting down");
+        else if (lerr == -EINVAL)
+            front__fail(r, 400, "IllegalArgumentException", "the request is larger than the proxy's journal can record");
+        else if (lerr == -ENOMEM) front__fail(r, 503, "RetriableException", "the proxy is out of memory; retry later");
+        else if (lerr == -EAGAIN)
+            front__fail(r, 503, "RetriableException", "%s", r->local_msg ? r->local_msg : "the proxy is fenced");
         else if (lerr == -ECONNREFUSED)
             front__fail(r, 503, "IOException", "the proxy cannot reach Gen1 now; retry later");
         else front__fail(r, 503, "IOException", "the proxy cannot journal the write now; retry later");

@@ -37,9 +37,11 @@
 #include "dbuf.h"
 #include "iox.h"
 #include "journal.h"
+#include "phase.h"
 #include "pipeline.h"
 #include "spool.h"
 #include "urlcodec.h"
+#include "vrec.h"
 #include "whreq.h"
 
 #define JCLI_LIST_DEFAULT 100u
@@ -659,6 +661,38 @@ static void off_close(offline *o)
 static void get_state(void *ud, const jnl_entry *e) { *(uint16_t *)ud = e->state; }
 
 /* 0 when seq is a parked live entry; else prints why and returns -1. */
+static void get_to_gen1(void *ud, const jnl_entry *e) { *(bool *)ud = pipe_params_to_gen1(e->params, e->nparams); }
+
+/* The phase the stopped daemon will start in: the one it recorded (journal.dir/phase.json), else the
+ * config's phase.initial. */
+static cfg_phase recorded_phase(const dp_config *c)
+{
+    char file[1100], err[300];
+    snprintf(file, sizeof file, "%s/phase.json", c->journal_dir);
+    cfg_phase ph = c->phase;
+    if (phase_recorded(file, &ph, err, sizeof err) < 0) {
+        fprintf(stderr, "dualpipe journal: %s; taking phase.initial (%s)\n", err, cfg_phase_name(c->phase));
+        ph = c->phase;
+    }
+    return ph;
+}
+
+/* An offline drop of a record owed to Gen2 is noted in the verify record, as the daemon does (vrec.h):
+ * a gen2-only cutover must not rest on a verify older than it. 0 or -EIO (printed). */
+static int note_drop(const dp_config *c, uint64_t seq, bool to_gen1)
+{
+    char err[300] = "";
+    vrec *v = NULL;
+    int rc = vrec_open(c, c->journal_dir, &v, err, sizeof err) == 0 && vrec_note_divergence(v, seq, to_gen1) == 0
+                 ? 0 : -EIO;
+    if (rc != 0)
+        fprintf(stderr, "dualpipe journal: record %" PRIu64 " was dropped, but the verify record could not note it%s%s: "
+                        "run dualpipe verify again before entering gen2-only\n",
+                seq, err[0] && !v ? ": " : "", !v ? err : "");
+    vrec_free(v);
+    return rc;
+}
+
 static int off_check_parked(offline *o, uint64_t seq)
 {
     uint16_t st = 0;
@@ -774,22 +808,26 @@ static int run_offline(const jcli_args *a, const dp_config *c, const char *where
         free(l.v);
         break;
     }
-    case JC_DROP:
+    case JC_DROP: {
         if (off_check_parked(&o, a->seq) != 0) {
             rc = -ENOENT;
             break;
         }
+        bool to_gen1 = false;
+        (void)jnl_with_entry(o.j, a->seq, get_to_gen1, &to_gen1);
         waiter_add(&w);
         rc = jnl_state(o.j, a->seq, JFMT_S_DROPPED, 0, "dropped by an operator (offline)", waiter_done, &w);
         if (rc != 0) waiter_done(&w, a->seq, 0);
+        if (rc == 0) rc = note_drop(c, a->seq, to_gen1);
         if (rc == 0) rc = dbuf_printf(&out, "{\"dropped\":%" PRIu64 "}", a->seq);
         break;
+    }
     case JC_RESYNC: {
         /* as pipe_resync_node: in gen2-primary the record is for Gen1 (a copy Gen2 -> Gen1) and says so */
         whreq_param prm[2];
         int np = 0;
         if (a->node) prm[np++] = (whreq_param){.name = APPLY_RESYNC_NODE_ONLY, .value = "1"};
-        if (c->phase == CFG_PHASE_GEN2_PRIMARY)
+        if (recorded_phase(c) == CFG_PHASE_GEN2_PRIMARY)
             prm[np++] = (whreq_param){.name = (char *)PIPE_PARAM_TO, .value = (char *)PIPE_TO_GEN1};
         jnl_write_in in = {.jop = JFMT_OP_RESYNC, .path = a->path, .params = np ? prm : NULL, .nparams = np,
                            .body = NULL};

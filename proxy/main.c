@@ -42,6 +42,8 @@
 #include "assess.h"
 #include "backfill.h"
 #include "verify.h"
+#include "phcli.h"
+#include "phctl.h"
 #include "rewrite.h"
 #include "jcli.h"
 #include "log.h"
@@ -70,6 +72,9 @@ static void usage(FILE *out)
                  "                                     compare Gen1 and Gen2 under PATH (dualpipe verify --help)\n"
                  "       dualpipe verify --last --config FILE [--json -]\n"
                  "                                     the verify record: may the proxy enter gen2-only?\n"
+                 "       dualpipe phase status|set PHASE|forget MEMBER --config FILE [--force]\n"
+                 "                                     which store is primary, switched at run time\n"
+                 "                                     (dualpipe phase --help)\n"
                  "       dualpipe rewrite DIR --config FILE [--apply] [--json FILE]\n"
                  "                                     adl:// and ADL settings in code and configuration to\n"
                  "                                     abfss:// by the mappings (dualpipe rewrite --help)\n"
@@ -337,8 +342,9 @@ static int run(const char *file)
     metrics *m = NULL;
     front *f = NULL;
     admin *adm = NULL;
-    gen2c *g2 = NULL; /* phases gen2-only and gen2-primary: the front's Gen2 client, on the writers' engine */
+    gen2c *g2 = NULL; /* the front's Gen2 client, on the writers' engine (gen2-primary, gen2-only, the fleet) */
     g2s *gs = NULL;
+    phctl *phc = NULL;
     fence_reg *fences = NULL;
     vrec *vr = NULL; /* the verify record (vrec.h): the gen2-only cutover's gate */
 
@@ -402,17 +408,19 @@ static int run(const char *file)
             goto out;
         }
     }
-    if (cfg.phase == CFG_PHASE_GEN2_ONLY || cfg.phase == CFG_PHASE_GEN2_PRIMARY) {
-        /* The Gen1 API served on Gen2: in gen2-only no write is journaled and Gen1 is never asked; in
-         * gen2-primary writes are journaled, answered by Gen2 and mirrored to Gen1 (the pipeline's mirror). */
-        if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
-        if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
-    }
+    /* The Gen1 API served on Gen2, in whichever phase a switch brings: in gen2-only no write is journaled
+     * and Gen1 is never asked; in gen2-primary writes are journaled, answered by Gen2 and mirrored to
+     * Gen1 (the pipeline's mirror). */
+    if (gen2c_new(&cfg, http, &g2, err, sizeof err) != 0) goto out;
+    if (g2s_new(&cfg, g2, http, m, &gs, err, sizeof err) != 0) goto out;
     /* the DistCp fences log the paths of new records from the first one the front journals */
     if (open_fences(&cfg, pl, m, &fences, err, sizeof err) != 0) goto out;
     if (front_start(&cfg, g1, pl, gs, m, &f, err, sizeof err) != 0) goto out;
+    /* the front takes writes once the phase is settled (the phase manager lifts its starting fence) */
+    if (phctl_start(&cfg, g2, pl, f, vr, m, &phc, err, sizeof err) != 0) goto out;
     if (admin_start(&cfg, m, pl, g1, f, fences, &adm, err, sizeof err) != 0) goto out;
     admin_set_vrec(adm, vr);
+    admin_set_phctl(adm, phc);
 
     printf("dualpipe ready listen=");
     print_hostport(stdout, cfg.listen.host, front_port(f));
@@ -452,6 +460,8 @@ out:
     rl_unregister(main_reload, &drain_ms);
     rl_unregister(idmap_reload, pl ? pipe_applier(pl) : NULL);
     rl_unregister(ident_reload, ident);
+    /* no switch starts or ends from now on (one under way ends first, within phase.switch_timeout_ms) */
+    phctl_stop(phc);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (f) {
@@ -470,6 +480,7 @@ out:
     if (http) httpc_stop(http);
     if (http_ap) httpc_stop(http_ap);
     admin_free(adm);
+    phctl_free(phc);
     vrec_free(vr); /* (after the admin, which serves it) */
     front_free(f);
     g2s_free(gs);
@@ -503,6 +514,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "backfill") == 0) return backfill_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "verify") == 0) return verify_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "rewrite") == 0) return rewrite_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "phase") == 0) return phcli_main(argc - 1, argv + 1);
     if (argc < 2)
         fprintf(stderr, "dualpipe: a command is required\n");
     else if (strcmp(argv[1], "--config") == 0 || strcmp(argv[1], "--check-config") == 0)

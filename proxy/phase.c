@@ -162,6 +162,14 @@ static int state_load(const char *file, char *id, size_t idcap, cfg_phase *ph, u
     return rc;
 }
 
+int phase_recorded(const char *state_file, cfg_phase *ph, char *err, size_t errlen)
+{
+    char id[FLEET_ID_MAX];
+    uint64_t epoch;
+    bool writing;
+    return state_load(state_file, id, sizeof id, ph, &epoch, &writing, err, errlen);
+}
+
 /* A new member id: the host name (cut to what ids allow) and 8 random hex digits. */
 static void new_member_id(char *out, size_t cap)
 {

@@ -63,8 +63,9 @@ typedef struct phase_hooks {
     int (*enter)(void *ud, cfg_phase p);
     /** reason non-NULL: refuse writes with 503 and this reason; NULL: accept them again. */
     void (*fence)(void *ud, const char *reason);
-    /** Before entering gen2-only: 0 when the last verify covers every write (equal, and newer than
-     *  the last write), else -1 with why. NULL: never known, so only --force enters gen2-only. */
+    /** Before entering gen2-only: 0 when the last verify allows it (the daemon's: vrec_cutover_ok, a verify
+     *  of the whole namespace found nothing different and nothing owed to Gen2 was given up since), else
+     *  -1 with why. NULL: never known, so only --force enters gen2-only. */
     int (*cutover_ok)(void *ud, char *why, size_t cap);
 } phase_hooks;
 
@@ -118,6 +119,10 @@ json_t *phase_status(phase_mgr *m);
 
 /** Forget a member (it is gone for good: switches stop waiting for it). 0 or -1 with err. */
 int phase_forget(phase_mgr *m, const char *id, char *err, size_t errlen);
+
+/** The phase a stopped proxy recorded in state_file (what it runs in at its next start): 1 and *ph, 0 no
+ *  state file (the config's phase.initial applies), -1 unreadable (err says why). */
+int phase_recorded(const char *state_file, cfg_phase *ph, char *err, size_t errlen);
 
 /** The transition rule: NULL when from -> to may be asked for, else why not. */
 const char *phase_transition_refused(cfg_phase from, cfg_phase to);

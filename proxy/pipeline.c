@@ -1791,7 +1791,7 @@ static void retry_owed(void *ud)
     free(l.v);
 }
 
-int pipe_drop(pipeline *p, uint64_t seq)
+int pipe_drop(pipeline *p, uint64_t seq, bool *to_gen1)
 {
     pipe_ent e;
     memset(&e, 0, sizeof e);
@@ -1799,7 +1799,9 @@ int pipe_drop(pipeline *p, uint64_t seq)
     uint16_t st = e.state;
     ent_clear(&e);
     if (st != JFMT_S_PARKED) return -EBUSY;
-    return end_state(p, seq, seq_to_gen1(p, seq), JFMT_S_DROPPED, 0, "dropped by an operator");
+    bool g1 = seq_to_gen1(p, seq);
+    if (to_gen1) *to_gen1 = g1;
+    return end_state(p, seq, g1, JFMT_S_DROPPED, 0, "dropped by an operator");
 }
 
 int pipe_resync(pipeline *p, const char *path, uint64_t *seq)

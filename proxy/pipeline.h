@@ -177,8 +177,9 @@ int pipe_jnl_list_json(journal *j, bool parked_only, uint64_t after, unsigned li
 bool pipe_params_to_gen1(const whreq_param *params, int nparams);
 /** Retry parked record seq (0: all parked): each becomes a resync again. *n: how many. 0 or -ENOENT. */
 int pipe_retry(pipeline *p, uint64_t seq, unsigned *n);
-/** Drop parked record seq (recorded as DROPPED). 0, -ENOENT (no such live record), -EBUSY (not parked). */
-int pipe_drop(pipeline *p, uint64_t seq);
+/** Drop parked record seq (recorded as DROPPED); *to_gen1 (may be NULL) says which side it was for. 0,
+ *  -ENOENT (no such live record), -EBUSY (not parked). */
+int pipe_drop(pipeline *p, uint64_t seq, bool *to_gen1);
 /** Queue a resync of path (a RESYNC record in the direction of the current phase, pipe_set_phase: in
  *  gen2-primary the mirror copies it Gen2 -> Gen1, otherwise the applier copies it Gen1 -> Gen2). 0 and
  *  *seq, or -errno. */

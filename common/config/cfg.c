@@ -743,6 +743,10 @@ static int finish_phase(pctx *p)
     if (!c->phase_fleet && strcmp(c->phase_fleet_dir, ".dualpipe") != 0)
         return fail(p, "phase.fleet_dir", "only used with phase.fleet true (the record is kept on Gen2); remove it, "
                                           "or set phase.fleet");
+    /* the fleet's directory is one dualpipe hides from listings and keeps writers out of (common/base/reserved.h) */
+    if (strncmp(c->phase_fleet_dir, ".dualpipe", 9) != 0 || (c->phase_fleet_dir[9] && c->phase_fleet_dir[9] != '/'))
+        return fail(p, "phase.fleet_dir", "must be .dualpipe or a directory under it (e.g. .dualpipe/fleet-a): that "
+                                          "name is hidden from listings and refused to writers, the record's is not");
     if (c->phase_fleet && !c->phase_fleet_fs[0] && c->nmappings > 0)
         memcpy(c->phase_fleet_fs, c->mappings[0].filesystem, sizeof c->phase_fleet_fs);
     if (c->phase_heartbeat_ms < c->phase_poll_ms)

@@ -117,3 +117,25 @@ int url_split_query(const char *query, url_param *params, int max)
     }
     return n;
 }
+
+int url_query_get(const char *query, const char *name, dbuf *out)
+{
+    url_param ps[32];
+    int n = url_split_query(query, ps, (int)(sizeof ps / sizeof ps[0]));
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        dbuf nm;
+        dbuf_init(&nm, 256);
+        int rc = url_decode(ps[i].name, ps[i].name_len, URL_FORM | URL_NO_CTL, &nm);
+        bool match = rc == 0 && nm.data && strcmp(nm.data, name) == 0;
+        dbuf_free(&nm);
+        if (rc != 0) return -1;
+        if (!match) continue;
+        dbuf_reset(out);
+        if (!ps[i].value) return dbuf_adds(out, "") == 0 ? 1 : -1;
+        if (url_decode(ps[i].value, ps[i].value_len, URL_FORM | URL_NO_CTL, out) != 0) return -1;
+        if (!out->data && dbuf_adds(out, "") != 0) return -1;
+        return 1;
+    }
+    return 0;
+}

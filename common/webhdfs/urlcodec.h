@@ -44,4 +44,11 @@ typedef struct url_param {
  */
 int url_split_query(const char *query, url_param *params, int max);
 
+/**
+ * Find parameter name in a raw query (names compared after decoding, exactly; the first occurrence
+ * wins; at most 32 parameters) and decode its value into out (form style, control characters
+ * refused; "" for a parameter without '='). Returns 1 found, 0 absent, -1 malformed.
+ */
+int url_query_get(const char *query, const char *name, dbuf *out);
+
 #endif

@@ -103,8 +103,11 @@ class Cli(unittest.TestCase):
             rc, out, err = run(proxylib.DUALPIPE_BIN, "journal", "status", "--config", p.config_path,
                                "--admin", p.admin_url.split("//", 1)[1])
             self.assertEqual(rc, 0, err)
-            lines = dict(re.split(r"\s{2,}", ln.strip(), maxsplit=1) for ln in out.splitlines()
-                         if re.search(r"\S\s{2,}\S", ln))
+            lines = {}
+            for ln in out.splitlines():   # the first of a label: the applier's lines come before the mirror's
+                if re.search(r"\S\s{2,}\S", ln):
+                    k, v = re.split(r"\s{2,}", ln.strip(), maxsplit=1)
+                    lines.setdefault(k, v)
             self.assertEqual(lines.get("done on gen2 (total)"), "4", out)
             self.assertEqual(lines.get("applied"), "3", out)
             self.assertEqual(lines.get("resynced"), "1", out)

@@ -333,6 +333,21 @@ def cli(p, *args):
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
+def set_phase_offline(p, phase):
+    """Start p next in phase: the config's phase, with the phase this proxy recorded forgotten (a stopped
+    proxy keeps its phase in journal.dir/phase.json and journal.dir/fleet/; a start takes the config's
+    phase only without them). How a switch runs while writers write is test_phase_switch's part; this
+    puts records of the other side in the journal at a start."""
+    import shutil
+    jdir = p.config.get("journal", {}).get("dir") or os.path.join(p.config["spool"]["dir"], "journal")
+    shutil.rmtree(os.path.join(jdir, "fleet"), ignore_errors=True)
+    try:
+        os.unlink(os.path.join(jdir, "phase.json"))
+    except FileNotFoundError:
+        pass
+    p.config["phase"] = phase
+
+
 class Phases(unittest.TestCase):
     def test_gen1_primary_start_drains_gen2_primary_records(self):
         """Records journaled in gen2-primary (for Gen1) left live by a stop: a start in gen1-primary takes
@@ -348,7 +363,7 @@ class Phases(unittest.TestCase):
         self.assertEqual(owed(p), (4, 0))
         c1 = s.g1_counters()
         self.assertEqual(p.stop(), 0)
-        p.config["phase"] = "gen1-primary"
+        set_phase_offline(p, "gen1-primary")
         p.start()
         self.assertIn("recovered records queued for their engines", p.log_since_start())
         self.assertEqual(owed(p), (4, 0))
@@ -389,7 +404,7 @@ class Phases(unittest.TestCase):
         self.assertEqual(p.stop(), 0)
         self.assertEqual(s.gen2.admin("POST", "/up").status, 200)
         c2 = s.g2_counters()
-        p.config["phase"] = "gen2-primary"
+        set_phase_offline(p, "gen2-primary")
         p.start()
         self.assertEqual(p.journal()["phase"], "gen2-primary")
         self.assertEqual(write(s, "PUT", "/rv/new", "CREATE", b"from gen2", overwrite="true").status, 201)
@@ -429,7 +444,7 @@ class Phases(unittest.TestCase):
         self.assertEqual(s.gen1.admin("POST", "/down?ms=600000").status, 200)
         self.assertEqual(write(s, "PUT", "/ng/f", "CREATE", b"kept", overwrite="true").status, 201)
         self.assertEqual(p.stop(), 0)
-        p.config["phase"] = "gen2-only"
+        set_phase_offline(p, "gen2-only")
         saved = p.config["gen1"]
         p.config["gen1"] = {}
         with self.assertRaises(RuntimeError) as cm:
@@ -439,7 +454,7 @@ class Phases(unittest.TestCase):
         self.assertIn("1 live record(s) to be applied to Gen1", msg)
         self.assertIn("gen1.endpoint", msg)
         p.config["gen1"] = saved
-        p.config["phase"] = "gen2-primary"
+        set_phase_offline(p, "gen2-primary")
         self.assertEqual(s.gen1.admin("POST", "/up").status, 200)
         p.start()
         same(self, s, "/ng")
@@ -488,7 +503,7 @@ class Owed(unittest.TestCase):
         self.assertEqual(check("gen2-primary"), (4, 0))
         # restart in gen1-primary: the records for Gen1 stay owed beside new ones for Gen2
         self.assertEqual(p.stop(), 0)
-        p.config["phase"] = "gen1-primary"
+        set_phase_offline(p, "gen1-primary")
         p.start()
         self.assertEqual(check("restart in gen1-primary"), (4, 0))
         s.gen2.fault("path=/ow/p2,action=fail,status=400,count=100000")

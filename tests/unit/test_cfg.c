@@ -1139,20 +1139,20 @@ TEST(phase_string_or_object)
 
     /* the object form, every key */
     must_load(mk("\"phase\":{\"initial\":\"gen2-only\",\"fleet\":true,\"fleet_filesystem\":\"ops\","
-                 "\"fleet_dir\":\"dp/fleet-a\",\"member_id\":\"pod-7.ns_a\",\"switch_timeout_ms\":5000,"
+                 "\"fleet_dir\":\".dualpipe/fleet-a\",\"member_id\":\"pod-7.ns_a\",\"switch_timeout_ms\":5000,"
                  "\"poll_ms\":100,\"heartbeat_ms\":2000,\"//\":\"a comment\"},",
                  NULL, NULL, NULL, NULL),
               &c);
     ASSERT_EQ_INT(c.phase, CFG_PHASE_GEN2_ONLY);
     ASSERT_TRUE(c.phase_fleet);
     ASSERT_EQ_STR(c.phase_fleet_fs, "ops");
-    ASSERT_EQ_STR(c.phase_fleet_dir, "dp/fleet-a");
+    ASSERT_EQ_STR(c.phase_fleet_dir, ".dualpipe/fleet-a");
     ASSERT_EQ_STR(c.phase_member_id, "pod-7.ns_a");
     ASSERT_EQ_INT(c.phase_switch_timeout_ms, 5000);
     ASSERT_EQ_INT(c.phase_poll_ms, 100);
     ASSERT_EQ_INT(c.phase_heartbeat_ms, 2000);
     x = explain(&c);
-    ASSERT_TRUE(strstr(x, "\nphase.fleet_filesystem = \"ops\"\nphase.fleet_dir = \"dp/fleet-a\"\n"
+    ASSERT_TRUE(strstr(x, "\nphase.fleet_filesystem = \"ops\"\nphase.fleet_dir = \".dualpipe/fleet-a\"\n"
                           "phase.member_id = \"pod-7.ns_a\"\nphase.switch_timeout_ms = 5000\n") != NULL);
     free(x);
     cfg_free(&c);
@@ -1190,7 +1190,8 @@ TEST(phase_string_or_object)
     EXPECT_ERR(PH("{\"fleet\":true,\"fleet_filesystem\":\"Bad_FS\"}"), "phase.fleet_filesystem", "");
     EXPECT_ERR(PH("{\"fleet\":true,\"fleet_filesystem\":7}"), "phase.fleet_filesystem", "must be a string");
     EXPECT_ERR(PH("{\"fleet_filesystem\":\"ops\"}"), "phase.fleet_filesystem", "only used with phase.fleet true");
-    EXPECT_ERR(PH("{\"fleet_dir\":\"other\"}"), "phase.fleet_dir", "only used with phase.fleet true");
+    EXPECT_ERR(PH("{\"fleet_dir\":\".dualpipe/other\"}"), "phase.fleet_dir", "only used with phase.fleet true");
+    EXPECT_ERR(PH("{\"fleet\":true,\"fleet_dir\":\"other\"}"), "phase.fleet_dir", "must be .dualpipe or a directory under it");
     static const char *const bad_dirs[] = {"\"\"", "\"/abs\"", "\"a/\"", "\"a//b\"", "\"a/../b\"", "\"./a\"",
                                            "\"a b\"", "\"a%2fb\"", "\"a\\\\b\"", "1"};
     char top[400];
