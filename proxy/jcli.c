@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acli.h"
 #include "applier.h"
 #include "cfg.h"
 #include "dbuf.h"
@@ -417,81 +418,16 @@ static int print_result(const jcli_args *a, const char *text, const char *where,
 
 /* ---------------------------------------------------------------- online: the admin API */
 
-static size_t curl_sink(char *data, size_t size, size_t n, void *ud)
-{
-    dbuf *b = ud;
-    size_t len = size * n;
-    return dbuf_add(b, data, len) == 0 ? len : 0;
-}
-
-/* "http://HOST:PORT" of the daemon's admin listener into base. 0 or -1 (message printed). */
+/* "http://HOST:PORT" of the daemon's admin listener (--admin, else admin.listen). 0 or -1 (printed). */
 static int admin_base(const jcli_args *a, const dp_config *c, char *base, size_t cap)
 {
-    if (a->admin) {
-        /* HOST:PORT or [V6]:PORT: no scheme, path, user information or spaces */
-        const char *colon = strrchr(a->admin, ':');
-        uint64_t port;
-        if (!colon || colon == a->admin || strpbrk(a->admin, "/@?# \t") || parse_u64(colon + 1, &port) != 0 ||
-            port < 1 || port > 65535) {
-            fprintf(stderr, "dualpipe journal: --admin must be HOST:PORT (e.g. 127.0.0.1:14080)\n");
-            return -1;
-        }
-        snprintf(base, cap, "http://%s", a->admin);
-        return 0;
-    }
-    if (c->admin_listen.port == 0) {
-        fprintf(stderr, "dualpipe journal: admin.listen has port 0 (picked at start); give --admin HOST:PORT "
-                        "(the daemon's ready line names it)\n");
-        return -1;
-    }
-    const char *h = c->admin_listen.host;
-    /* a wildcard listener is reached on loopback */
-    if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
-    else if (strcmp(h, "::") == 0) h = "::1";
-    bool v6 = strchr(h, ':') != NULL;
-    snprintf(base, cap, "http://%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "", c->admin_listen.port);
-    return 0;
+    return acli_base("dualpipe journal", a->admin, c, base, cap);
 }
 
-/* One request to the admin API; the answer's body in out. Returns the HTTP status, or -1 (printed). */
+/* One request to the admin API; the answer's body in out. The HTTP status, or -1 (printed). */
 static long admin_call(const char *base, const char *method, const char *target, dbuf *out)
 {
-    char url[8192];
-    int n = snprintf(url, sizeof url, "%s%s", base, target);
-    if (n < 0 || (size_t)n >= sizeof url) {
-        fprintf(stderr, "dualpipe journal: request too long\n");
-        return -1;
-    }
-    CURL *h = curl_easy_init();
-    if (!h) {
-        fprintf(stderr, "dualpipe journal: cannot initialise libcurl\n");
-        return -1;
-    }
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");        /* never through an http_proxy from the environment */
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, JCLI_HTTP_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, curl_sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-    if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-    }
-    long status = -1;
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "dualpipe journal: the journal is held by a running daemon, but its admin API at %s does not "
-                        "answer: %s\n",
-                base, cerr[0] ? cerr : curl_easy_strerror(rc));
-    } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    }
-    curl_easy_cleanup(h);
-    return status;
+    return acli_call("dualpipe journal", base, method, target, JCLI_HTTP_TIMEOUT_S, JCLI_ANSWER_MAX, out);
 }
 
 static int run_online(const jcli_args *a, const dp_config *c, const char *where)
