@@ -224,6 +224,8 @@ static int64_t breaker_open_fn(void *ud)
     return v;
 }
 
+void applier_forget_digests(applier *a) { dgc_drop_tree(a->dg, "/"); }
+
 void applier_set_spool(applier *a, spool *sp)
 {
     pthread_mutex_lock(&a->mu);

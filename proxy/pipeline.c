@@ -1844,9 +1844,13 @@ int pipe_set_phase(pipeline *p, cfg_phase ph)
     if (ph != CFG_PHASE_GEN1_PRIMARY && ph != CFG_PHASE_GEN2_PRIMARY && ph != CFG_PHASE_GEN2_ONLY) return -EINVAL;
     if (ph == CFG_PHASE_GEN2_PRIMARY && !p->has_mirror) return -ENOTSUP;
     int old = atomic_exchange(&p->phase, (int)ph);
-    if (old != (int)ph)
+    if (old != (int)ph) {
+        /* Gen2's files changed without the applier while another phase ran, or will: no digest state
+         * kept from before may be combined with a later APPEND's CRC */
+        applier_forget_digests(p->ap);
         LOGI("msg=\"pipeline phase\" from=%s to=%s operator_resyncs_to=%s", cfg_phase_name((cfg_phase)old),
              cfg_phase_name(ph), ph == CFG_PHASE_GEN2_PRIMARY ? "gen1" : "gen2");
+    }
     return 0;
 }
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -331,6 +332,40 @@ class DigestAfterResync(DigestBase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
         self.assertEqual((c["files"], c["digest_verified"], c["size_only"]), (2, 2, 0), c)
+
+
+class DigestAcrossPhases(DigestBase):
+    """A file rewritten on Gen2 while gen2-primary ran (g2serve writes it, not the applier) and appended to
+    after a rollback to gen1-primary: the digest on Gen2 is the CRC of Gen2's bytes, or absent, never
+    one combined from the state the applier kept before the switch."""
+    config = proxylib.deep_merge(FAST, {"applier": {"digest_interval_ms": 100}, "phase": {"poll_ms": 100}})
+
+    def phase(self, to):
+        admin = self.s.proxy.admin_url.replace("http://", "")
+        p = subprocess.run([DUALPIPE, "phase", "set", to, "--config", self.s.proxy.config_path, "--admin", admin],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_rollback_after_a_rewrite_on_gen2(self):
+        r = self.s.proxy.webhdfs("PUT", "/pd", "MKDIRS")
+        self.assertEqual(r.status, 200, r)
+        self.create("/pd/f", b"A" * 100)
+        self.append("/pd/f", b"a" * 10)   # the applier now keeps (crc, 110) for /pd/f
+        self.s.wait_drained(30)
+        self.assert_digest_current("/pd/f")
+        self.phase("gen2-primary")
+        self.create("/pd/f", b"B" * 110)  # same length, other bytes, written by g2serve
+        self.s.wait_drained(30)
+        self.phase("gen1-primary")
+        self.append("/pd/f", b"C" * 10)
+        self.s.wait_drained(30)
+        deadline = time.time() + 3        # a digest is written at most digest_interval_ms after the APPEND
+        while self.digest_of("/pd/f") is None and time.time() < deadline:
+            time.sleep(0.05)
+        data = self.s.g2_read("/pd/f")
+        self.assertEqual(data, b"B" * 110 + b"C" * 10)
+        d = self.digest_of("/pd/f")
+        self.assertIn(d, (None, (crc32c(data), len(data))), "a digest Gen2's bytes do not have")
 
 
 class DigestNoCache(DigestFollowsAppends):
