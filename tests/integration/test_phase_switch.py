@@ -9,6 +9,8 @@
   held writes ran in the old phase, and the backlog drains once Gen2 is back.
 - kill -9 in the middle of a switch: the restarted proxy lands in the old phase (the switch never
   completed), takes writes again, and both stores converge.
+- The README's cutover walked: gen2-primary, `dualpipe verify /` equal, gen2-only without --force, Gen1
+  stopped, writers and readers still served.
 - Bad inputs: an unknown phase, gen2-only straight from gen1-primary, gen2-only without a clean verify
   (refused with the reason; --force enters it), a second switch while one runs (409), leaving gen2-only.
 - Three proxies of one fleet (phase.fleet) on one pair of stores, each with writers: a switch asked of
@@ -318,6 +320,34 @@ class Switching(unittest.TestCase):
         self.assertIn("refused", err)
         r = s.proxy.admin("GET", "/admin/phase/set?to=gen1-primary")
         self.assertEqual(r.status, 405)
+
+    def test_walk_to_gen2_only_after_a_clean_verify(self):
+        """The README's cutover: dual writes, gen2-primary, verify of / equal, gen2-only without --force,
+        then Gen1 stopped for good and the writers still served."""
+        s = make_stack(self)
+        for i in range(3):
+            r = proxylib.write_data(s.proxy, "PUT", "/wk/f%d" % i, "CREATE", b"one%d" % i, overwrite="true")
+            self.assertEqual(r.status, 201, r)
+        switch(self, s.proxy, "gen2-primary")
+        r = proxylib.write_data(s.proxy, "POST", "/wk/f0", "APPEND", b"+two")
+        self.assertEqual(r.status, 200, r)
+        s.wait_drained(30)
+        admin = s.proxy.admin_url[len("http://"):]
+        v = subprocess.run([proxylib.DUALPIPE_BIN, "verify", "/", "--config", s.proxy.config_path, "--admin", admin],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(v.returncode, 0, v.stdout.decode() + v.stderr.decode())
+        out, _ = switch(self, s.proxy, "gen2-only")
+        self.assertIn("done", out)
+        s.gen1.stop()
+        r = proxylib.write_data(s.proxy, "POST", "/wk/f0", "APPEND", b"+three")
+        self.assertEqual(r.status, 200, r)
+        r = s.proxy.webhdfs("GET", "/wk/f0", "OPEN")
+        if r.status == 307:  # the two-step dialect: the proxy sends the reader back to itself
+            loc = r.header("Location")
+            r = s.proxy.request("GET", loc[loc.index("/webhdfs/"):])
+        self.assertEqual((r.status, r.body), (200, b"one0+two+three"))
+        self.assertEqual(s.g2_read("/wk/f0"), b"one0+two+three")
+        self.assertEqual(status(s.proxy)["phase"], "gen2-only")
 
     def test_phase_survives_a_restart(self):
         s = make_stack(self)
