@@ -106,8 +106,11 @@ static void h_meta_status(aop *op, httpc_resp *r)
     meta_from_status(op, r->body.data, r->body.len);
 }
 
-/* The file a CREATE wrote whole: its digest (the spool's SHA-256 of the body, kept by the journal over
- * restarts) goes to Gen2 with the times (xlate.h XLATE_DIGEST_KEY), for `dualpipe verify`. */
+/* The file a CREATE wrote whole, from a record journaled with a SHA-256 of its body (by a version before
+ * journal format 1.1, recovered after the upgrade): that digest goes to Gen2 with the times (xlate.h
+ * XLATE_DIGEST_KEY), for `dualpipe verify`. Bodies journaled since carry a CRC-32C instead, and the
+ * CREATE's digest is the dualpipe_crc32c the same metadata copy writes (ap_dg_meta): verify --digest
+ * relies on either. */
 static void meta_digest(aop *op, const ap_node *n)
 {
     static const char hexd[] = "0123456789abcdef";
@@ -117,14 +120,14 @@ static void meta_digest(aop *op, const ap_node *n)
     const apply_req *q = op->req;
     if (op->job || !q || q->resync || q->op != WH_OP_CREATE || op->m.is_dir || strcmp(n->g1, q->path) != 0) return;
     const spool_body *b = q->body;
-    if (b && !b->finished) return;
-    const uint8_t *d = b && b->len ? b->digest : empty;
+    if (!b || !b->finished || b->sum.kind != SPOOL_SUM_SHA256) return;
+    const uint8_t *d = b->len ? b->sum.bytes : empty;
     for (int i = 0; i < SPOOL_DIGEST_LEN; i++) {
         op->m.sha256[2 * i] = hexd[d[i] >> 4];
         op->m.sha256[2 * i + 1] = hexd[d[i] & 15];
     }
     op->m.sha256[64] = 0;
-    op->m.sha256_len = b ? (int64_t)b->len : 0;
+    op->m.sha256_len = (int64_t)b->len;
 }
 
 /* The node's FileStatus is known: read the ACL too when it has one, then write. */

@@ -227,7 +227,14 @@ int jnl_append(journal *j, const jnl_write_in *in, jnl_done_cb cb, void *ud, uin
         w->spool_seg = in->body->seg;
         w->spool_off = in->body->off;
         w->body_len = in->body->len;
-        memcpy(w->digest, in->body->digest, JFMT_DIGEST_LEN);
+        /* a recovered body keeps the kind of checksum it was journaled with (and is journaled again
+         * only by tests: the proxy appends fresh bodies, which carry a CRC-32C) */
+        if (in->body->sum.kind == SPOOL_SUM_CRC32C) {
+            rec.flags |= JFMT_WF_CRC32C;
+            jfmt_digest_set_crc(w->digest, spool_sum_crc(&in->body->sum));
+        } else {
+            memcpy(w->digest, in->body->sum.bytes, JFMT_DIGEST_LEN);
+        }
     }
     w->path.p = in->path;
     w->path.len = strlen(in->path);

@@ -179,6 +179,19 @@ static char *put_str(char **at, const char *p, size_t len)
     return s;
 }
 
+void jnl__write_sum(const jfmt_rec *rec, spool_sum *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    if (rec->flags & JFMT_WF_CRC32C) {
+        uint32_t crc = jfmt_digest_crc(rec->u.w.digest);
+        sum->kind = SPOOL_SUM_CRC32C;
+        for (int i = 0; i < 4; i++) sum->bytes[i] = (uint8_t)(crc >> (8 * i));
+    } else {
+        sum->kind = SPOOL_SUM_SHA256;
+        memcpy(sum->bytes, rec->u.w.digest, JFMT_DIGEST_LEN);
+    }
+}
+
 /*
  * One allocation per entry: the struct, then its parameters, its touched-path list and every string
  * (the path doubles as the first touched path). The detail is allocated apart, only when there is one.
@@ -602,7 +615,9 @@ int jnl__row_load(journal *j, jseg *g, const jrow *r, bool body, struct jrcache 
     bool has_body = w->body_len > 0 || w->spool_seg != 0;
     if (body && has_body && !e->e.body_lost && r->state != JFMT_S_RESYNC) {
         spool_body *b = NULL;
-        rc = spool_pin_take(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, &b);
+        spool_sum sum;
+        jnl__write_sum(&rec, &sum);
+        rc = spool_pin_take(j->sp, w->spool_seg, w->spool_off, w->body_len, &sum, &b);
         if (rc < 0) {
             jnl__ent_free(e);
             return rc;

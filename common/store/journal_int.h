@@ -188,6 +188,8 @@ bool jnl__terminal(uint16_t st);
 
 /** A new entry from a decoded WRITE (copies everything). NULL on ENOMEM. */
 jent *jnl__ent_from_write(const jfmt_write *w);
+/** The body checksum a decoded WRITE record carries: a CRC-32C (flag JFMT_WF_CRC32C) or a SHA-256 (1.0). */
+void jnl__write_sum(const jfmt_rec *rec, spool_sum *sum);
 void jnl__ent_free(jent *e);
 /** Insert into the index (seq order, hash, ACCEPTED set when e->e.state is ACCEPTED). Under mu or single-threaded. */
 int jnl__index_add(journal *j, jent *e);

@@ -354,6 +354,8 @@ static int rebuild_entry(rctx *c, const rrow *r)
     }
     uint8_t flags = 0;
     bool has_body = w->body_len > 0 || w->spool_seg != 0;
+    spool_sum sum;
+    jnl__write_sum(&rec, &sum);
     bool resident = r->state == JFMT_S_ACCEPTED;
     /* the row first: its STATE may be too far from its WRITE for one, and then the entry stays whole */
     bool rowed = jnl__row_add(wg, r->seq, (uint64_t)r->off8 * 8, (uint8_t)r->state, 0) == 0;
@@ -364,7 +366,7 @@ static int rebuild_entry(rctx *c, const rrow *r)
     c->rep->live++;
     if (!resident) {
         if (has_body && r->state != JFMT_S_RESYNC &&
-            spool_pin(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, j->verify) < 0) {
+            spool_pin(j->sp, w->spool_seg, w->spool_off, w->body_len, &sum, j->verify) < 0) {
             flags |= JR_BODY_LOST;
             c->rep->bodies_lost++;
         }
@@ -391,7 +393,7 @@ static int rebuild_entry(rctx *c, const rrow *r)
     }
     if (has_body && r->state != JFMT_S_RESYNC) {
         spool_body *b = NULL;
-        if (spool_attach(j->sp, w->spool_seg, w->spool_off, w->body_len, w->digest, j->verify, &b) == 0) {
+        if (spool_attach(j->sp, w->spool_seg, w->spool_off, w->body_len, &sum, j->verify, &b) == 0) {
             e->e.body = b;
         } else {
             e->e.body_lost = true;

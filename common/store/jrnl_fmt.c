@@ -163,6 +163,19 @@ const char *jfmt_res_name(jfmt_res r)
     return "UNKNOWN";
 }
 
+/* ---- the WRITE digest field ---- */
+
+uint32_t jfmt_digest_crc(const uint8_t digest[JFMT_DIGEST_LEN])
+{
+    return rd32(digest);
+}
+
+void jfmt_digest_set_crc(uint8_t digest[JFMT_DIGEST_LEN], uint32_t crc)
+{
+    memset(digest, 0, JFMT_DIGEST_LEN);
+    wr32(digest, crc);
+}
+
 /* ---- header ---- */
 
 void jfmt_hdr_init(jfmt_hdr *h, uint64_t seg_seq, uint64_t created_ns)

@@ -25,7 +25,7 @@
 /* ---- Format constants (JOURNAL.md §2, §3) ---- */
 #define JFMT_MAGIC "DPJRNL\r\n"      /* 8 bytes, no NUL */
 #define JFMT_VERSION_MAJOR 1
-#define JFMT_VERSION_MINOR 0
+#define JFMT_VERSION_MINOR 1          /* 1.1: WRITE records may carry a CRC-32C (JFMT_WF_CRC32C) */
 #define JFMT_HDR_SIZE 64             /* header size written by this version */
 #define JFMT_HDR_MAX 4096            /* largest header size a reader accepts */
 #define JFMT_FRAME_HDR 8             /* u32 length + u32 crc */
@@ -37,7 +37,14 @@
 #define JFMT_MAX_PARAMS 64
 #define JFMT_MAX_KEY 256
 #define JFMT_MAX_DETAIL 256
-#define JFMT_DIGEST_LEN 32           /* SHA-256 */
+#define JFMT_DIGEST_LEN 32           /* the WRITE's digest field: a SHA-256, or a CRC-32C and 28 zeros */
+
+/*
+ * WRITE record flags (the payload's u16 flags, JOURNAL.md section 4). JFMT_WF_CRC32C (1.1): the digest
+ * field holds the CRC-32C of the body as a little-endian u32 in its first 4 bytes, the other 28 bytes
+ * zero; without it (every 1.0 record) the field is the body's SHA-256.
+ */
+#define JFMT_WF_CRC32C 0x0001u
 
 /* Header flags: the low 16 bits are "compatible" (a reader ignores bits it does not know), the
  * high 16 bits "incompatible" (a reader refuses a segment with a bit it does not know). */
@@ -121,7 +128,8 @@ typedef struct jfmt_write {
     uint64_t spool_seg;    /* body reference: spool segment id ... */
     uint64_t spool_off;    /* ... byte offset in it ... */
     uint64_t body_len;     /* ... and length (0 and 0 for ops without a body) */
-    uint8_t digest[JFMT_DIGEST_LEN]; /* SHA-256 of the body bytes (all zero without a body) */
+    uint8_t digest[JFMT_DIGEST_LEN]; /* the body's checksum: CRC-32C (record flag JFMT_WF_CRC32C) or
+                                        SHA-256 (1.0 records); all zero without a body in 1.0 */
     jfmt_str path;         /* absolute path, 1..JFMT_MAX_PATH bytes, starts with '/', no NUL */
     uint16_t nparams;      /* 0..JFMT_MAX_PARAMS */
     jfmt_kv params[JFMT_MAX_PARAMS];
@@ -144,7 +152,7 @@ typedef struct jfmt_statechg {
  */
 typedef struct jfmt_rec {
     uint16_t type;  /* jfmt_type, or another non-zero value for unknown types */
-    uint16_t flags; /* record flags; none defined in 1.0, unknown bits are kept */
+    uint16_t flags; /* record flags (WRITE: JFMT_WF_CRC32C since 1.1); unknown bits are kept */
     union {
         jfmt_write w;
         jfmt_statechg s;
@@ -152,6 +160,11 @@ typedef struct jfmt_rec {
     } u;
     jfmt_str ext;
 } jfmt_rec;
+
+/** The CRC-32C in a WRITE's digest field (meaningful when the record has JFMT_WF_CRC32C). */
+uint32_t jfmt_digest_crc(const uint8_t digest[JFMT_DIGEST_LEN]);
+/** Write crc into a WRITE's digest field as JFMT_WF_CRC32C says (LE u32, then 28 zero bytes). */
+void jfmt_digest_set_crc(uint8_t digest[JFMT_DIGEST_LEN], uint32_t crc);
 
 /** The segment header. */
 typedef struct jfmt_hdr {

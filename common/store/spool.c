@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+
 #define SPOOL_DEFAULT_SEGMENT ((uint64_t)64 << 20)
 #define SPOOL_VERIFY_CHUNK ((size_t)1 << 20)
 #define SPOOL_PATH_MAX 4096
@@ -355,8 +357,20 @@ out:
 
 static void body_free_fields(spool_body *b)
 {
-    if (b->sha) EVP_MD_CTX_free(b->sha);
-    b->sha = NULL;
+    (void)b; /* a body owns nothing besides its node */
+}
+
+uint32_t spool_sum_crc(const spool_sum *sum)
+{
+    const uint8_t *p = sum->bytes;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void sum_set_crc(spool_sum *sum, uint32_t crc)
+{
+    memset(sum, 0, sizeof *sum);
+    sum->kind = SPOOL_SUM_CRC32C;
+    for (int i = 0; i < 4; i++) sum->bytes[i] = (uint8_t)(crc >> (8 * i));
 }
 
 /** Close every fd and free everything, bodies still referenced included. */
@@ -501,11 +515,6 @@ int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **ou
 {
     uint64_t cap = expect_len != UINT64_MAX ? expect_len : max_len;
     int rc = 0;
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(sha);
-        return -ENOMEM;
-    }
     pthread_mutex_lock(&s->mu);
     if (!s->cur || (s->cur->alloc_off > 0 && (cap > s->segment_bytes || s->cur->alloc_off > s->segment_bytes - cap))) {
         rc = seg_new_locked(s);
@@ -522,12 +531,9 @@ int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **ou
     if (g->zeroed < g->alloc_off) g->zeroed = g->alloc_off;
     if (cap <= SPOOL_ZERO_BODY_MAX) zero_ahead_locked(s, g);
     s->used_bytes += cap;
-    n->b.sha = sha;
-    sha = NULL;
     *out = &n->b;
 out:
     pthread_mutex_unlock(&s->mu);
-    EVP_MD_CTX_free(sha);
     issue_punches(s); /* a segment that stopped being current has its gaps punched */
     return rc;
 }
@@ -544,7 +550,7 @@ static void mark_dirty(spool *s, spool_seg *g)
     pthread_mutex_unlock(&s->mu);
 }
 
-/** Append n bytes to the body: pwrite at off + len, digest updated. */
+/** Append n bytes to the body: pwrite at off + len, CRC extended. */
 int spool_write(spool_body *b, const void *data, size_t n)
 {
     if (b->finished) return -EINVAL;
@@ -560,22 +566,19 @@ int spool_write(spool_body *b, const void *data, size_t n)
         if (w == 0) return -EIO;
         done += (size_t)w;
     }
-    if (EVP_DigestUpdate(b->sha, data, n) != 1) return -ENOMEM;
+    b->crc = crc32c_extend(b->crc, data, n);
     b->len += n;
     if (n > 0) mark_dirty(b->sp, b->sg);
     return 0;
 }
 
-/** The body is complete: digest computed, the unused reservation given back. */
+/** The body is complete: its sum set, the unused reservation given back. */
 int spool_finish(spool_body *b)
 {
     if (b->finished) return 0;
-    unsigned int dl = 0;
-    if (EVP_DigestFinal_ex(b->sha, b->digest, &dl) != 1 || dl != SPOOL_DIGEST_LEN) return -EIO;
+    sum_set_crc(&b->sum, b->crc);
     spool *s = b->sp;
     pthread_mutex_lock(&s->mu);
-    EVP_MD_CTX_free(b->sha);
-    b->sha = NULL;
     s->used_bytes -= b->cap - b->len;
     spool_seg *g = b->sg;
     if (g->current && g->alloc_off == align_up(b->off + b->cap)) g->alloc_off = align_up(b->off + b->len);
@@ -707,12 +710,19 @@ void spool_seg_put(spool_seg *g)
     pthread_mutex_unlock(&s->mu);
 }
 
-static int verify_digest(int fd, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN])
+/* Read [off, off + len) of fd back and compare its checksum of sum's kind with sum: 0, -EBADMSG
+ * (different, or a kind this build does not know), -ENOENT (short) or -errno. A CRC-32C needs no
+ * library context; the SHA-256 is only ever checked for bodies journaled by an older version. */
+static int verify_sum(int fd, uint64_t off, uint64_t len, const spool_sum *sum)
 {
     int rc = 0;
+    uint32_t crc = 0;
+    EVP_MD_CTX *sha = NULL;
+    if (sum->kind != SPOOL_SUM_CRC32C && sum->kind != SPOOL_SUM_SHA256) return -EBADMSG;
     uint8_t *buf = malloc(SPOOL_VERIFY_CHUNK);
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (!buf || !sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+    if (!buf) return -ENOMEM;
+    if (sum->kind == SPOOL_SUM_SHA256 &&
+        (!(sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)) {
         rc = -ENOMEM;
         goto out;
     }
@@ -729,19 +739,27 @@ static int verify_digest(int fd, uint64_t off, uint64_t len, const uint8_t diges
             rc = -ENOENT;
             goto out;
         }
-        if (EVP_DigestUpdate(sha, buf, (size_t)r) != 1) {
-            rc = -ENOMEM;
-            goto out;
+        if (sha) {
+            if (EVP_DigestUpdate(sha, buf, (size_t)r) != 1) {
+                rc = -ENOMEM;
+                goto out;
+            }
+        } else {
+            crc = crc32c_extend(crc, buf, (size_t)r);
         }
         done += (uint64_t)r;
     }
-    uint8_t got[SPOOL_DIGEST_LEN];
-    unsigned int dl = 0;
-    if (EVP_DigestFinal_ex(sha, got, &dl) != 1 || dl != SPOOL_DIGEST_LEN) {
-        rc = -EIO;
-        goto out;
+    if (sha) {
+        uint8_t got[SPOOL_DIGEST_LEN];
+        unsigned int dl = 0;
+        if (EVP_DigestFinal_ex(sha, got, &dl) != 1 || dl != SPOOL_DIGEST_LEN) {
+            rc = -EIO;
+            goto out;
+        }
+        if (memcmp(got, sum->bytes, SPOOL_DIGEST_LEN) != 0) rc = -EBADMSG;
+    } else if (crc != spool_sum_crc(sum)) {
+        rc = -EBADMSG;
     }
-    if (memcmp(got, digest, SPOOL_DIGEST_LEN) != 0) rc = -EBADMSG;
 out:
     EVP_MD_CTX_free(sha);
     free(buf);
@@ -774,8 +792,8 @@ static spool_seg *seg_open_locked(spool *s, uint64_t id, int *rc)
  * Recovery: count the body at (seg, off, len) as live, as spool_attach does. With out, a body object
  * holds it (one reference); without, it is a pin (spool.h).
  */
-static int attach_or_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                         bool verify, spool_body **out)
+static int attach_or_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, bool verify,
+                         spool_body **out)
 {
     int rc = 0;
     pthread_mutex_lock(&s->mu);
@@ -794,7 +812,7 @@ static int attach_or_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, con
         g->refs++; /* keep the fd while reading without the lock */
         int fd = g->fd;
         pthread_mutex_unlock(&s->mu);
-        rc = verify_digest(fd, off, len, digest);
+        rc = verify_sum(fd, off, len, sum);
         pthread_mutex_lock(&s->mu);
         g->refs--;
         if (rc < 0) goto out;
@@ -807,7 +825,7 @@ static int attach_or_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, con
         }
         n->b.len = len;
         n->b.finished = true;
-        memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
+        n->b.sum = *sum;
         *out = &n->b;
     } else {
         g->live++;
@@ -820,20 +838,19 @@ out:
     return rc;
 }
 
-/** Recovery: a body back from (seg, off, len), optionally checked against its SHA-256. */
-int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                 bool verify, spool_body **out)
+/** Recovery: a body back from (seg, off, len), optionally checked against its sum. */
+int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, bool verify,
+                 spool_body **out)
 {
-    return attach_or_pin(s, seg, off, len, digest, verify, out);
+    return attach_or_pin(s, seg, off, len, sum, verify, out);
 }
 
-int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN], bool verify)
+int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, bool verify)
 {
-    return attach_or_pin(s, seg, off, len, digest, verify, NULL);
+    return attach_or_pin(s, seg, off, len, sum, verify, NULL);
 }
 
-int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                   spool_body **out)
+int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, spool_body **out)
 {
     int rc = 0;
     pthread_mutex_lock(&s->mu);
@@ -846,7 +863,7 @@ int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uin
             s->live_bodies--;
             n->b.len = len;
             n->b.finished = true;
-            memcpy(n->b.digest, digest, SPOOL_DIGEST_LEN);
+            n->b.sum = *sum;
             *out = &n->b;
         } else {
             rc = -ENOMEM;

@@ -6,7 +6,8 @@
  * when the writer sent Content-Length, else up to max_len (the file is sparse, so unwritten space
  * costs nothing on disk). Regions start on 4 KiB boundaries. Bytes are written with pwrite(2) as they
  * arrive, on the caller's thread (MHD hands data in a buffer that is only valid during its callback;
- * writing into the page cache is a memcpy), and a SHA-256 of them is kept; durability is the group
+ * writing into the page cache is a memcpy), and a CRC-32C of them is kept (the SSE4.2 instruction where
+ * the CPU has it: a fraction of the cost of the SHA-256 earlier versions kept); durability is the group
  * commit's job: spool_take_dirty hands the journal the segments written since its last commit, and
  * it fdatasyncs them (through iox) in the same cycle as the journal records that point at them.
  *
@@ -23,7 +24,8 @@
  * would take the bytes in use past spool.max_bytes; the policy (reject or degrade) is the proxy's.
  *
  * After a crash, spool_attach gives the journal's recovered records their bodies back (optionally
- * checking the SHA-256), and spool_recovery_done deletes the segments nobody attached to.
+ * checking the checksum the journal kept: a CRC-32C, or the SHA-256 of a record written by an older
+ * version), and spool_recovery_done deletes the segments nobody attached to.
  *
  * Logs nothing. Thread-safe.
  */
@@ -41,12 +43,27 @@
 #define SPOOL_PUNCH_MIN (1u << 20) /* released regions from this size on are punched out at once */
 #define SPOOL_DIGEST_LEN 32
 
+/** Which checksum a spool_sum holds. */
+typedef enum spool_sum_kind {
+    SPOOL_SUM_SHA256 = 1, /* bytes: the SHA-256 (bodies journaled by versions before format 1.1) */
+    SPOOL_SUM_CRC32C = 2, /* bytes[0..3]: the CRC-32C, little-endian; the other 28 bytes zero */
+} spool_sum_kind;
+
+/** A body's checksum as the journal keeps it (the WRITE record's digest field and flag). */
+typedef struct spool_sum {
+    uint8_t kind; /* spool_sum_kind */
+    uint8_t bytes[SPOOL_DIGEST_LEN];
+} spool_sum;
+
+/** The CRC-32C of a SPOOL_SUM_CRC32C sum. */
+uint32_t spool_sum_crc(const spool_sum *sum);
+
 typedef struct spool spool;
 typedef struct spool_seg spool_seg;
 
 /**
  * A body in the spool. fd, seg and off are fixed at spool_begin; len grows with spool_write and is
- * final after spool_finish, when digest becomes valid. Readers (Gen1 send, Gen2 apply) pread
+ * final after spool_finish, when sum becomes valid. Readers (Gen1 send, Gen2 apply) pread
  * [off, off + len) of fd. Fields are read-only outside spool.c.
  */
 typedef struct spool_body {
@@ -55,12 +72,13 @@ typedef struct spool_body {
     uint64_t off;           /* where the body starts in the segment (multiple of SPOOL_ALIGN) */
     uint64_t len;           /* bytes written */
     uint64_t cap;           /* bytes reserved */
-    uint8_t digest[SPOOL_DIGEST_LEN]; /* SHA-256 of the bytes, valid once finished */
+    spool_sum sum;          /* the bytes' checksum, valid once finished: a CRC-32C for bodies written
+                               here, whatever the journal kept for a recovered one */
     bool finished;
     _Atomic int refs;
     spool *sp;              /* private */
     spool_seg *sg;          /* private */
-    void *sha;              /* private: EVP_MD_CTX while writing */
+    uint32_t crc;           /* private: the CRC-32C of the bytes written so far */
 } spool_body;
 
 typedef struct spool_opts {
@@ -93,10 +111,10 @@ void spool_release(spool *s, uint64_t n);
  * failed: -ENOSPC, -EIO ...).
  */
 int spool_begin(spool *s, uint64_t expect_len, uint64_t max_len, spool_body **out);
-/** Append n bytes to the body (pwrite at off + len; the digest is updated). 0, -EFBIG (past the
+/** Append n bytes to the body (pwrite at off + len; the CRC is extended). 0, -EFBIG (past the
  *  reservation) or -errno from pwrite (a short write is continued; ENOSPC and EIO are returned). */
 int spool_write(spool_body *b, const void *data, size_t n);
-/** The body is complete: compute the digest, give back the unused part of the reservation. 0 or -errno. */
+/** The body is complete: sum set, the unused part of the reservation given back. 0 or -errno. */
 int spool_finish(spool_body *b);
 
 spool_body *spool_ref(spool_body *b);
@@ -113,11 +131,12 @@ void spool_seg_put(spool_seg *g);
 
 /**
  * Recovery: the body of a journal record at (seg, off, len). With verify, its bytes are read and their
- * SHA-256 compared with digest. Returns 0 and *out (one reference), -ENOENT (segment gone or too
- * short) or -EBADMSG (digest mismatch: the bytes on disk are not the writer's).
+ * checksum (sum->kind: CRC-32C, or SHA-256) compared with sum. Returns 0 and *out (one reference),
+ * -ENOENT (segment gone or too short), -EBADMSG (mismatch: the bytes on disk are not the writer's, or
+ * a kind this build does not know).
  */
-int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                 bool verify, spool_body **out);
+int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, bool verify,
+                 spool_body **out);
 /**
  * Pins: a live body without an object (the journal's compact index keeps one per evicted record
  * instead of a spool_body). A pin counts like a body: in live_bodies, in the bytes in use, and it
@@ -126,9 +145,8 @@ int spool_attach(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8
  * spool_body_to_pin the reverse when b holds its last reference (false, and nothing changes,
  * otherwise). spool_unpin releases a pinned region as the last reference of its body would.
  */
-int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN], bool verify);
-int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const uint8_t digest[SPOOL_DIGEST_LEN],
-                   spool_body **out);
+int spool_pin(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, bool verify);
+int spool_pin_take(spool *s, uint64_t seg, uint64_t off, uint64_t len, const spool_sum *sum, spool_body **out);
 bool spool_body_to_pin(spool_body *b);
 void spool_unpin(spool *s, uint64_t seg, uint64_t off, uint64_t len);
 

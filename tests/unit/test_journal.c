@@ -5,13 +5,15 @@
  * the removal of terminal entries (their bodies freed), segment rollover and deletion, bodies through
  * a restart, recovery after a clean close and after a crash (a child that _exits without closing), a
  * torn or truncated tail (reported, zeroed, appends go on), corruption in the middle (reported, the
- * rest kept), a changed body (body_lost), the LOCK, the fault shim (-EIO/-ENOSPC on writes, -EIO on
+ * rest kept), a changed body (body_lost), a journal written by format 1.0 (SHA-256 bodies) recovering
+ * beside 1.1 records (CRC-32C bodies), the LOCK, the fault shim (-EIO/-ENOSPC on writes, -EIO on
  * fdatasync: callbacks see it, appends are refused, the journal recovers when the faults stop), short
  * writes, the path-epoch gate, and the status/list JSON and metrics.
  */
 #include "tharness.h"
 #include "tiox.h"
 
+#include "crc32c.h"
 #include "journal.h"
 
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <liburing.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -767,6 +770,234 @@ static void case_body_lost(iox_backend be)
     env_close(&e);
 }
 
+/* ---- journal format 1.0 (before the CRC-32C): segments written by an older dualpipe ---- */
+
+static void le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Append a frame around payload (len bytes) to seg, as JOURNAL.md section 3 lays it out. */
+static void old_frame(dbuf *seg, const uint8_t *payload, size_t len)
+{
+    uint8_t h[8], pad[8] = {0};
+    le(h, len, 4);
+    le(h + 4, crc32c(payload, len), 4);
+    ASSERT_EQ_INT(dbuf_add(seg, h, 8), 0);
+    ASSERT_EQ_INT(dbuf_add(seg, payload, len), 0);
+    ASSERT_EQ_INT(dbuf_add(seg, pad, (8 - len % 8) % 8), 0);
+}
+
+/* A 1.0 WRITE, byte for byte from the offsets of JOURNAL.md section 4 (record flags 0: the digest
+ * field is the body's SHA-256), not through the encoder, so the fixture stays what 1.0 wrote. */
+static void old_write(dbuf *seg, uint64_t seq, uint16_t op, const char *path, const spool_body *b, const uint8_t sha[32])
+{
+    uint8_t p[256] = {0};
+    size_t pl = strlen(path);
+    le(p, JFMT_T_WRITE, 2);
+    le(p + 4, op, 2);
+    le(p + 8, seq, 8);
+    le(p + 16, 1700000000000000000ull + seq, 8);
+    if (b) {
+        le(p + 32, b->seg, 8);
+        le(p + 40, b->off, 8);
+        le(p + 48, b->len, 8);
+        memcpy(p + 56, sha, 32);
+    }
+    le(p + 88, pl, 2);
+    memcpy(p + 92, path, pl);
+    old_frame(seg, p, 92 + pl);
+}
+
+static void old_state(dbuf *seg, uint64_t seq, uint16_t state, uint16_t status)
+{
+    uint8_t p[32] = {0};
+    le(p, JFMT_T_STATE, 2);
+    le(p + 4, state, 2);
+    le(p + 6, status, 2);
+    le(p + 8, seq, 8);
+    le(p + 16, 1700000000000000100ull + seq, 8);
+    old_frame(seg, p, 32);
+}
+
+static void body_sha(const spool_body *b, unsigned seed, uint8_t out[32])
+{
+    uint8_t *buf = malloc(b->len);
+    ASSERT_TRUE(buf != NULL);
+    for (size_t i = 0; i < b->len; i++) buf[i] = (uint8_t)(i * 7 + seed);
+    SHA256(buf, b->len, out);
+    free(buf);
+}
+
+typedef struct sum_chk {
+    spool_sum want;
+    body_chk bytes;
+    bool ok;
+} sum_chk;
+
+static void sum_fn(void *ud, const jnl_entry *e)
+{
+    sum_chk *c = ud;
+    body_fn(&c->bytes, e);
+    c->ok = c->bytes.ok && e->body && e->body->sum.kind == c->want.kind &&
+            memcmp(e->body->sum.bytes, c->want.bytes, SPOOL_DIGEST_LEN) == 0;
+}
+
+/* What the newest segment holds: its header's minor version, and the flags and digest of its WRITEs. */
+typedef struct seg_writes {
+    uint16_t minor;
+    int n;
+    uint16_t flags[8];
+    uint8_t digest[8][JFMT_DIGEST_LEN];
+} seg_writes;
+
+static int writes_cb(void *ctx, const jfmt_rec *rec, uint64_t off)
+{
+    (void)off;
+    seg_writes *w = ctx;
+    if (rec->type == JFMT_T_WRITE && w->n < 8) {
+        w->flags[w->n] = rec->flags;
+        memcpy(w->digest[w->n++], rec->u.w.digest, JFMT_DIGEST_LEN);
+    }
+    return 0;
+}
+
+static void newest_writes(const env *e, seg_writes *w)
+{
+    char path[256];
+    last_segment(e, path, sizeof path);
+    int fd = open(path, O_RDONLY);
+    ASSERT_TRUE(fd >= 0);
+    struct stat st;
+    ASSERT_EQ_INT(fstat(fd, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size);
+    ASSERT_TRUE(buf != NULL);
+    ASSERT_EQ_INT(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    jfmt_seg_stats ss;
+    memset(w, 0, sizeof *w);
+    ASSERT_EQ_INT(jfmt_scan_segment(buf, (size_t)st.st_size, writes_cb, w, &ss), 0);
+    w->minor = ss.hdr.minor;
+    free(buf);
+}
+
+/*
+ * A journal written by format 1.0 with live records (the fixture is built here byte for byte: header
+ * minor 0, WRITEs whose digest is the body's SHA-256) recovers under 1.1: the bodies verify against their
+ * SHA-256 (a resident ACCEPTED entry through spool_attach, a compact PRIMARY_OK row through spool_pin),
+ * a changed body is body_lost; new records go to a 1.1 segment with a CRC-32C; both kinds recover
+ * together again, and a changed byte of a new body is caught by its CRC-32C (journal.verify_bodies), not
+ * without it.
+ */
+static void case_old_format(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 0);
+    done d = {0};
+    spool_body *b1 = mkbody(e.sp, 70000, 21), *b2 = mkbody(e.sp, 5000, 22), *b3 = mkbody(e.sp, 3000, 23);
+    uint8_t h1[32], h2[32], h3[32];
+    body_sha(b1, 21, h1);
+    body_sha(b2, 22, h2);
+    body_sha(b3, 23, h3);
+    uint64_t b3seg = b3->seg, b3off = b3->off;
+    dbuf seg;
+    dbuf_init(&seg, 1 << 20);
+    uint8_t hdr[64] = {0};
+    memcpy(hdr, JFMT_MAGIC, 8);
+    le(hdr + 8, 1, 2);  /* major */
+    le(hdr + 10, 0, 2); /* minor 0 */
+    le(hdr + 12, 64, 4);
+    le(hdr + 16, 1, 8); /* seg_seq */
+    le(hdr + 24, 1700000000000000000ull, 8);
+    le(hdr + 60, crc32c(hdr, 60), 4);
+    ASSERT_EQ_INT(dbuf_add(&seg, hdr, 64), 0);
+    old_write(&seg, 1, JFMT_OP_CREATE, "/old/a", b1, h1);
+    old_write(&seg, 2, JFMT_OP_APPEND, "/old/b", b2, h2);
+    old_write(&seg, 3, JFMT_OP_CREATE, "/old/c", b3, h3);
+    old_write(&seg, 4, JFMT_OP_MKDIRS, "/old/d", NULL, NULL);
+    old_state(&seg, 1, JFMT_S_PRIMARY_OK, 201);
+    old_state(&seg, 3, JFMT_S_PRIMARY_OK, 201);
+    /* "stop the old version": the spool keeps the bodies (the crash way: no reference is dropped), the
+     * journal directory holds the 1.0 segment only */
+    env_shut(&e);
+    char p[256];
+    snprintf(p, sizeof p, "rm -f %s/jrnl-*.seg", e.jdir);
+    ASSERT_EQ_INT(system(p), 0);
+    snprintf(p, sizeof p, "%s/jrnl-%016x.seg", e.jdir, 1);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ_INT(write(fd, seg.data, seg.len), (ssize_t)seg.len);
+    close(fd);
+    dbuf_free(&seg);
+    snprintf(p, sizeof p, "%s/spool-%016" PRIx64 ".seg", e.sdir, b3seg);
+    garble(p, b3off + 1234);
+
+    env_reopen(&e);
+    ASSERT_EQ_STR(e.rep.problem, "");
+    ASSERT_EQ_INT(e.rep.live, 4);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 1);
+    sum_chk c1 = {.want = {.kind = SPOOL_SUM_SHA256}, .bytes = {.n = 70000, .seed = 21}};
+    memcpy(c1.want.bytes, h1, 32);
+    sum_chk c2 = {.want = {.kind = SPOOL_SUM_SHA256}, .bytes = {.n = 5000, .seed = 22}};
+    memcpy(c2.want.bytes, h2, 32);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, 1, sum_fn, &c1), 0);
+    ASSERT_TRUE(c1.ok);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, 2, sum_fn, &c2), 0);
+    ASSERT_TRUE(c2.ok);
+    snaps sn;
+    take_snaps(e.j, &sn);
+    ASSERT_EQ_INT(sn.n, 4);
+    ASSERT_TRUE(sn.s[2].seq == 3 && sn.s[2].body_lost && !sn.s[2].has_body);
+    ASSERT_TRUE(sn.s[3].seq == 4 && !sn.s[3].body_lost && sn.s[3].body_len == 0);
+    ASSERT_EQ_STR(sn.s[1].path, "/old/b");
+
+    /* a new record: a 1.1 segment, its WRITE flagged JFMT_WF_CRC32C with the body's CRC-32C */
+    spool_body *b5 = mkbody(e.sp, 9000, 25);
+    uint64_t b5seg = b5->seg, b5off = b5->off;
+    uint32_t crc5 = spool_sum_crc(&b5->sum);
+    uint64_t s5 = append(e.j, JFMT_OP_CREATE, "/new/e", NULL, 0, b5, &d);
+    spool_unref(b5);
+    wait_n(&d, 1);
+    ASSERT_EQ_INT(s5, 5);
+    seg_writes w;
+    newest_writes(&e, &w);
+    ASSERT_EQ_INT(w.minor, JFMT_VERSION_MINOR);
+    ASSERT_EQ_INT(w.n, 1);
+    ASSERT_EQ_INT(w.flags[0], JFMT_WF_CRC32C);
+    ASSERT_EQ_INT(jfmt_digest_crc(w.digest[0]), crc5);
+    uint8_t fx[JFMT_DIGEST_LEN];
+    jfmt_digest_set_crc(fx, crc5);
+    ASSERT_EQ_MEM(w.digest[0], fx, JFMT_DIGEST_LEN);
+    /* an old record finishes as usual: its body goes */
+    ASSERT_EQ_INT(jnl_state(e.j, 1, JFMT_S_APPLIED, 200, NULL, on_done, &d), 0);
+    wait_n(&d, 2);
+
+    /* both kinds through a restart */
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 4); /* 2, 3, 4, 5 */
+    ASSERT_EQ_INT(e.rep.bodies_lost, 1);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, 2, sum_fn, &c2), 0);
+    ASSERT_TRUE(c2.ok);
+    sum_chk c5 = {.want = {.kind = SPOOL_SUM_CRC32C}, .bytes = {.n = 9000, .seed = 25}};
+    jfmt_digest_set_crc(c5.want.bytes, crc5);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, s5, sum_fn, &c5), 0);
+    ASSERT_TRUE(c5.ok);
+
+    /* a changed byte of the new body: its CRC-32C catches it */
+    env_shut(&e);
+    snprintf(p, sizeof p, "%s/spool-%016" PRIx64 ".seg", e.sdir, b5seg);
+    garble(p, b5off + 4321);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, 4);
+    ASSERT_EQ_INT(e.rep.bodies_lost, 2);
+    take_snaps(e.j, &sn);
+    ASSERT_TRUE(sn.s[3].seq == s5 && sn.s[3].body_lost && !sn.s[3].has_body);
+    ASSERT_EQ_INT(jnl_with_entry(e.j, 2, sum_fn, &c2), 0);
+    ASSERT_TRUE(c2.ok);
+    env_close(&e);
+}
+
 static void case_lock(iox_backend be)
 {
     env e;
@@ -1275,6 +1506,7 @@ TIOX_BOTH(torn_tail)
 TIOX_BOTH(truncated_tail)
 TIOX_BOTH(corrupt_middle)
 TIOX_BOTH(body_lost)
+TIOX_BOTH(old_format)
 TIOX_BOTH(lock)
 TIOX_BOTH(fault_write_eio)
 TIOX_BOTH(fault_write_enospc)
@@ -1290,6 +1522,6 @@ TIOX_BOTH(commit_wait)
 #define TB(name) T(name##_threads), T(name##_uring)
 
 TESTS(TB(append_durable), TB(group_commit), TB(states), TB(rollover), TB(bodies_restart), TB(recover_close),
-      TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(lock),
+      TB(recover_crash), TB(torn_tail), TB(truncated_tail), TB(corrupt_middle), TB(body_lost), TB(old_format), TB(lock),
       TB(fault_write_eio), TB(fault_write_enospc), TB(fault_fsync_eio), TB(short_writes), TB(path_epoch), TB(append_hook),
       TB(json_metrics), TB(seq_never_reused), TB(apply_rate), TB(commit_wait), TB(entry_view))

@@ -83,7 +83,7 @@ TEST(header_bytes_and_roundtrip)
     jfmt_hdr_init(&h, 0x0102030405060708ull, 0x1122334455667788ull);
     ASSERT_EQ_INT(jfmt_hdr_encode(&b, &h), 0);
     ASSERT_EQ_INT(b.len, JFMT_HDR_SIZE);
-    static const uint8_t want[36] = {'D', 'P', 'J', 'R', 'N', 'L', '\r', '\n', 1, 0, 0, 0, 64, 0, 0, 0,
+    static const uint8_t want[36] = {'D', 'P', 'J', 'R', 'N', 'L', '\r', '\n', 1, 0, 1, 0, 64, 0, 0, 0,
                                      8, 7, 6, 5, 4, 3, 2, 1, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
                                      0, 0, 0, 0};
     ASSERT_EQ_MEM(b.data, want, sizeof want);
@@ -95,7 +95,7 @@ TEST(header_bytes_and_roundtrip)
     ASSERT_EQ_INT(d.created_ns, h.created_ns);
     ASSERT_EQ_INT(d.hdr_size, 64);
     ASSERT_EQ_INT(d.major, 1);
-    ASSERT_EQ_INT(d.minor, 0);
+    ASSERT_EQ_INT(d.minor, 1);
     dbuf_free(&b);
 }
 
@@ -225,6 +225,38 @@ TEST(write_roundtrip_exact)
 
     jfmt_scan_init(&s, b.data, b.len, 0, 0, true);
     ASSERT_EQ_INT(jfmt_scan_next(&s, &d), JFMT_OK);
+    ASSERT_EQ_INT(jfmt_encode(&b2, &d), 0);
+    ASSERT_EQ_INT(b2.len, b.len);
+    ASSERT_EQ_MEM(b2.data, b.data, b.len);
+    dbuf_free(&b);
+    dbuf_free(&b2);
+}
+
+/* 1.1: a WRITE flagged JFMT_WF_CRC32C carries the body's CRC-32C in the first 4 bytes of the digest field
+ * (little-endian), 28 zero bytes after it; the fixed layout is 1.0's, so the frame has the same size. */
+TEST(write_crc32c_flag_bytes)
+{
+    jfmt_rec r, d;
+    dbuf b, b2;
+    dbuf_init(&b, 1 << 16);
+    dbuf_init(&b2, 1 << 16);
+    make_write(&r, 77, "/f");
+    size_t sha_size = jfmt_frame_size(&r);
+    r.flags = JFMT_WF_CRC32C;
+    jfmt_digest_set_crc(r.u.w.digest, 0xE3069283u);
+    ASSERT_EQ_INT(jfmt_frame_size(&r), sha_size);
+    ASSERT_EQ_INT(jfmt_encode(&b, &r), 0);
+    const uint8_t *pl = (const uint8_t *)b.data + JFMT_FRAME_HDR;
+    static const uint8_t head[4] = {1, 0, 1, 0}; /* type WRITE, flags 0x0001 */
+    ASSERT_EQ_MEM(pl, head, 4);
+    static const uint8_t dig[JFMT_DIGEST_LEN] = {0x83, 0x92, 0x06, 0xE3};
+    ASSERT_EQ_MEM(pl + 56, dig, JFMT_DIGEST_LEN);
+    jfmt_scan s;
+    jfmt_scan_init(&s, b.data, b.len, 0, 0, true);
+    ASSERT_EQ_INT(jfmt_scan_next(&s, &d), JFMT_OK);
+    ASSERT_EQ_INT(d.flags, JFMT_WF_CRC32C);
+    ASSERT_EQ_INT(jfmt_digest_crc(d.u.w.digest), 0xE3069283u);
+    ASSERT_EQ_INT(d.u.w.seq, 77);
     ASSERT_EQ_INT(jfmt_encode(&b2, &d), 0);
     ASSERT_EQ_INT(b2.len, b.len);
     ASSERT_EQ_MEM(b2.data, b.data, b.len);
@@ -553,6 +585,6 @@ TEST(hundred_thousand_records)
 }
 
 TESTS(T(header_bytes_and_roundtrip), T(header_failures_and_versions), T(state_frame_bytes),
-      T(write_roundtrip_exact), T(op_table_is_fixed_and_complete), T(encode_enforces_limits),
+      T(write_roundtrip_exact), T(write_crc32c_flag_bytes), T(op_table_is_fixed_and_complete), T(encode_enforces_limits),
       T(unknown_types_and_newer_fields), T(zero_filled_tail_is_clean_end), T(every_cut_of_the_last_frame_is_torn),
       T(damage_in_the_middle_is_corrupt_with_offset), T(windows_give_the_same_answers), T(hundred_thousand_records));
