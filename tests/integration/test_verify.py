@@ -12,6 +12,8 @@
   rechecked once they settle);
 - Gen2 failing mid-run: a clear, resumable failure; the rerun resumes from the cursor and completes.
 """
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +82,17 @@ class VerifyBase(unittest.TestCase):
         self.wp("PUT", "/t/c/g2", "SETTIMES", modificationtime="1600000001000")
         self.s.wait_drained()
 
+    def old_digest(self, g2path, data):
+        """Gen2's properties of g2path as a version before journal format 1.1 left a CREATE's: the SHA-256 of
+        the body (dualpipe_sha256) and no dualpipe_crc32c. Returns the properties written."""
+        s = self.s
+        kept = [kv for kv in s.g2("HEAD", g2path).header("x-ms-properties").split(",")
+                if kv.split("=", 1)[0] not in ("dualpipe_crc32c", "dualpipe_sha256")]
+        val = "sha256=%s,len=%d" % (hashlib.sha256(data).hexdigest(), len(data))
+        props = ",".join(kept + ["dualpipe_sha256=" + base64.b64encode(val.encode()).decode()])
+        self.assertEqual(s.g2("PATCH", g2path, "action=setProperties", headers={"x-ms-properties": props}).status, 200)
+        return props
+
     # ---- the command ----
     def config_file(self):
         p = os.path.join(self.tmp, "dualpipe.json")
@@ -109,6 +122,8 @@ class VerifyEqual(VerifyBase):
     def test_equal_tree_deep_and_size_only(self):
         self.tree()
         files = 10
+        # one file as an older version recorded it: a SHA-256 only (verify reads it as before)
+        self.old_digest("t/a/f2", bytes((2 + k) % 251 for k in range(5000)))
         p, rep = self.verify("/t", "--deep", "--page-size", "2")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
@@ -122,8 +137,8 @@ class VerifyEqual(VerifyBase):
         self.assertGreaterEqual(c["bytes_read"], 2 * (6 << 20))
         self.assertIn("EQUAL", p.stdout)
         self.assertEqual(c["digest_verified"], files)  # every file matched its digest, the appended one too
-        # --digest: Gen2 read only, checked against the digests the proxy recorded: the SHA-256 of a
-        # CREATE, the CRC-32C that followed the APPEND of /t/a/b/big
+        # --digest: Gen2 read only, checked against the digests the proxy recorded: the CRC-32C of each
+        # CREATE and the one that followed the APPEND of /t/a/b/big (dualpipe_crc32c), the SHA-256 of f2
         p, rep = self.verify("/t", "--digest")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
@@ -172,7 +187,18 @@ class VerifyDifferences(VerifyBase):
         data = bytearray(s.g2_read("t/c/g3"))
         data[777] ^= 0xFF                                  # a changed byte on Gen2 (same length, same properties)
         props = s.g2("HEAD", "t/c/g3").header("x-ms-properties")
-        self.assertIn("dualpipe_sha256=", props)           # the digest the proxy recorded at the CREATE
+        self.assertIn("dualpipe_crc32c=", props)           # the digest the proxy recorded at the CREATE,
+        self.assertNotIn("dualpipe_sha256=", props)        # a CRC-32C only since journal format 1.1
+        # a file whose digest an older version recorded (SHA-256 only), changed on Gen2 the same way
+        old = s.g2_read("t/a/f2")
+        oprops = self.old_digest("t/a/f2", old)
+        changed = bytearray(old)
+        changed[1234] ^= 0xFF
+        self.assertEqual(s.g2("PUT", "t/a/f2", "resource=file").status, 201)
+        self.assertEqual(s.g2("PATCH", "t/a/f2", "action=append&position=0", bytes(changed)).status, 202)
+        self.assertEqual(s.g2("PATCH", "t/a/f2", "action=flush&position=%d" % len(old)).status, 200)
+        self.assertEqual(s.g2("PATCH", "t/a/f2", "action=setProperties",
+                              headers={"x-ms-properties": oprops}).status, 200)
         self.assertEqual(s.g2("PUT", "t/c/g3", "resource=file").status, 201)
         self.assertEqual(s.g2("PATCH", "t/c/g3", "action=append&position=0", bytes(data)).status, 202)
         self.assertEqual(s.g2("PATCH", "t/c/g3", "action=flush&position=%d" % g1len).status, 200)
@@ -188,7 +214,7 @@ class VerifyDifferences(VerifyBase):
         self.assertEqual(s.g2("PATCH", "t/a/f3", "action=setAccessControl",
                               headers={"x-ms-permissions": "0600"}).status, 200)      # permission on Gen2
         s.g1("PUT", "/t/c/g2", "SETTIMES", modificationtime="1700000000000")         # mtime changed on Gen1
-        want = {("/t/c/g3", "content"), ("/t/a/f0", "missing"), ("/t/a/extra", "extra"), ("/t/a/b", "type"),
+        want = {("/t/c/g3", "content"), ("/t/a/f2", "content"), ("/t/a/f0", "missing"), ("/t/a/extra", "extra"), ("/t/a/b", "type"),
                 ("/t/c/g0", "acl"), ("/t/a/f1", "owner"), ("/t/a/f3", "permission"), ("/t/c/g2", "mtime")}
         p, rep = self.verify("/t", "--deep", "--page-size", "2")
         self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
@@ -198,12 +224,15 @@ class VerifyDifferences(VerifyBase):
         self.assertIn("NOT EQUAL", p.stdout)
         detail = {(d["path"], d["kind"]): d["detail"] for d in rep["result"]["differences"]}
         self.assertIn("Gen1 holds what the proxy wrote, Gen2 does not", detail[("/t/c/g3", "content")])
+        self.assertIn("Gen1 holds what the proxy wrote, Gen2 does not", detail[("/t/a/f2", "content")])
         self.assertIn("Gen2 holds what the proxy wrote, Gen1 does not", detail[("/t/c/g1", "content")])
         # --digest finds Gen2's changed byte reading Gen2 only; Gen1's shows as its changed time
         p, rep = self.verify("/t", "--digest")
         self.assertEqual(p.returncode, 3)
         found = self.kinds(rep)
-        self.assertTrue({("/t/c/g3", "content"), ("/t/c/g1", "mtime")} <= found, found)
+        self.assertTrue({("/t/c/g3", "content"), ("/t/a/f2", "content"), ("/t/c/g1", "mtime")} <= found, found)
+        detail = {(d["path"], d["kind"]): d["detail"] for d in rep["result"]["differences"]}
+        self.assertIn("SHA-256", detail[("/t/a/f2", "content")])   # found by the SHA-256 an older version recorded
         self.assertNotIn(("/t/c/g1", "content"), found)
         # neither: the same-length changes cannot be seen; those files are size-only
         p, rep = self.verify("/t")
