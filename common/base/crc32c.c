@@ -2,7 +2,8 @@
  * crc32c: CRC-32C, two implementations with one result. The table path is slicing-by-8: eight
  * 256-entry tables (generated offline from the polynomial, 8 KiB of read-only data) let the loop
  * fold 8 input bytes per iteration with independent lookups. The SSE4.2 path feeds 8 bytes at a
- * time to the CRC32 instruction, which computes exactly this polynomial; it is compiled with a
+ * time to the CRC32 instruction, which computes exactly this polynomial, in three interleaved streams
+ * for inputs of 24 KiB and more (about three times one stream's rate); it is compiled with a
  * per-function target attribute so the rest of the project needs no -msse4.2, and chosen per call
  * with __builtin_cpu_supports (a load and a bit test; libgcc fills the CPU model before main). No
  * mutable state anywhere, so there is nothing to initialise and nothing to race on.
@@ -416,7 +417,38 @@ uint32_t crc32c_extend_sw(uint32_t crc, const void *p, size_t n)
     return ~c;
 }
 
+/*
+ * a * b modulo the polynomial (both reduced, reflected form); see crc32c_combine below. The loop runs
+ * once per set bit of a, up to the highest one.
+ */
+#define CRC32C_POLY 0x82F63B78u
+#define CRC32C_X0 0x80000000u /* the polynomial 1 */
+
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
+{
+    uint32_t prod = 0;
+    for (uint32_t bit = CRC32C_X0; a != 0; bit >>= 1) {
+        if (a & bit) {
+            prod ^= b;
+            a &= ~bit;
+        }
+        b = (b & 1u) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
+    }
+    return prod;
+}
+
 #if CRC32C_HAVE_X86 && defined(__x86_64__)
+/*
+ * Three streams. The CRC32 instruction has a latency of 3 cycles and a throughput of one per cycle, so
+ * one dependent chain uses a third of it. Long inputs go in blocks of three lanes of CRC32C_LANE bytes,
+ * each lane with its own register (the second and third start from 0); then the CRC register's
+ * linearity joins them: state(s, A then B) = s_A * x^(8 |B|) + state(0, B), the shift being one
+ * multiplication by the constant x^(8 * CRC32C_LANE) modulo the polynomial (CRC32C_LANE_SHIFT, which
+ * test_crc32c recomputes with crc32c_combine). Two such products per 24 KiB block cost about 1 % of it.
+ */
+#define CRC32C_LANE 8192u
+#define CRC32C_LANE_SHIFT 0x28461564u /* x^(8 * 8192) mod P, reflected */
+
 __attribute__((target("sse4.2"))) uint32_t crc32c_extend_hw(uint32_t crc, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -424,6 +456,18 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_extend_hw(uint32_t crc, const 
     while (n && ((uintptr_t)b & 7u)) {
         c = _mm_crc32_u8((uint32_t)c, *b++);
         n--;
+    }
+    while (n >= 3 * CRC32C_LANE) {
+        uint64_t c1 = 0, c2 = 0;
+        for (size_t i = 0; i < CRC32C_LANE; i += 8) {
+            c = _mm_crc32_u64(c, crc32c_load64(b + i));
+            c1 = _mm_crc32_u64(c1, crc32c_load64(b + CRC32C_LANE + i));
+            c2 = _mm_crc32_u64(c2, crc32c_load64(b + 2 * CRC32C_LANE + i));
+        }
+        c = gf2_mulmod(CRC32C_LANE_SHIFT, (uint32_t)c) ^ (uint32_t)c1;
+        c = gf2_mulmod(CRC32C_LANE_SHIFT, (uint32_t)c) ^ (uint32_t)c2;
+        b += 3 * CRC32C_LANE;
+        n -= 3 * CRC32C_LANE;
     }
     while (n >= 8) {
         c = _mm_crc32_u64(c, crc32c_load64(b));
@@ -467,22 +511,7 @@ uint32_t crc32c(const void *p, size_t n)
  * a followed by b is crc(a) * x^(8 |b|) + crc(b) modulo the polynomial: the initial and final
  * complements of the two computations cancel out (the same rule zlib documents for CRC-32).
  */
-#define CRC32C_POLY 0x82F63B78u
-#define CRC32C_X0 0x80000000u /* the polynomial 1 */
-
-/* a * b modulo the polynomial (both reduced, reflected form). */
-static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
-{
-    uint32_t prod = 0;
-    for (uint32_t bit = CRC32C_X0; a != 0; bit >>= 1) {
-        if (a & bit) {
-            prod ^= b;
-            a &= ~bit;
-        }
-        b = (b & 1u) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
-    }
-    return prod;
-}
+/* (CRC32C_POLY, CRC32C_X0 and gf2_mulmod are defined above, for the three-stream path.) */
 
 uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 {

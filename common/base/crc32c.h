@@ -2,7 +2,8 @@
  * crc32c: CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, initial value and final XOR
  * 0xFFFFFFFF), the checksum of the journal format (JOURNAL.md) and of iSCSI, ext4 and btrfs. Two
  * implementations give identical results: a portable table-driven one (slicing-by-8) and one using
- * the SSE4.2 CRC32 instruction (8 bytes per instruction), picked per call at run time with
+ * the SSE4.2 CRC32 instruction (8 bytes per instruction, three independent streams over long inputs),
+ * picked per call at run time with
  * __builtin_cpu_supports("sse4.2"), so one binary runs on any x86-64 and on other architectures.
  * Pure functions: no state, no allocation, thread-safe.
  */

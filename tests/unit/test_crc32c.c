@@ -1,7 +1,8 @@
 /*
  * test_crc32c: CRC-32C against published check values (RFC 3720 appendix B.4 and the "123456789"
  * check value of the CRC catalogue), the table path and the SSE4.2 path against each other on
- * every length and alignment that exercises their head, 8-byte body and tail loops, and the extend
+ * every length and alignment that exercises their head, 8-byte body and tail loops (the three-stream
+ * blocks of the SSE4.2 path too), and the extend
  * rule that lets a caller checksum data in pieces.
  */
 #include <stdint.h>
@@ -44,6 +45,36 @@ TEST(hw_equals_sw)
             if (a != b) TH_FAIL_AT("align %zu len %zu: sw %08x hw %08x", align, n, a, b);
         }
     ASSERT_EQ_INT(crc32c_extend_sw(7, buf, sizeof buf), crc32c_extend_hw(7, buf, sizeof buf));
+}
+
+/* The three-stream path (inputs of 3 x 8 KiB and more): every alignment, lengths around one and two whole
+ * blocks, and its lane shift constant recomputed with crc32c_combine. */
+TEST(hw_three_streams)
+{
+    ASSERT_EQ_INT(crc32c_combine(0x80000000u, 0, 8192), 0x28461564u); /* CRC32C_LANE_SHIFT: x^(8*8192) */
+    if (!crc32c_hw_available()) TH_SKIP_NOW("no SSE4.2 on this CPU");
+    size_t cap = 3 * 3 * 8192 + 64;
+    uint8_t *buf = malloc(cap);
+    ASSERT_TRUE(buf != NULL);
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < cap; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    static const size_t lens[] = {3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1, 3 * 8192 + 7, 3 * 8192 + 8, 4 * 8192 + 13,
+                                  6 * 8192 - 8, 6 * 8192, 6 * 8192 + 9, 9 * 8192};
+    for (size_t align = 0; align < 8; align++)
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            uint32_t seed = (uint32_t)(lens[k] * 40503u + align);
+            uint32_t a = crc32c_extend_sw(seed, buf + align, lens[k]), b = crc32c_extend_hw(seed, buf + align, lens[k]);
+            if (a != b) TH_FAIL_AT("align %zu len %zu: sw %08x hw %08x", align, lens[k], a, b);
+        }
+    /* and in pieces that cut blocks anywhere */
+    uint32_t whole = crc32c_extend_sw(0, buf, cap), c = 0;
+    for (size_t off = 0, step = 5000; off < cap; off += step, step = step * 3 % 40000 + 1)
+        c = crc32c_extend_hw(c, buf + off, off + step <= cap ? step : cap - off);
+    ASSERT_EQ_INT(c, whole);
+    free(buf);
 }
 
 TEST(extend_composes)
@@ -134,4 +165,4 @@ TEST(combine_large)
     ASSERT_EQ_INT(crc32c_combine(crc32c_combine(a, 0, m), 0, n), crc32c_combine(a, 0, m + n));
 }
 
-TESTS(T(check_values), T(hw_equals_sw), T(extend_composes), T(combine_cuts), T(combine_random), T(combine_large));
+TESTS(T(check_values), T(hw_equals_sw), T(hw_three_streams), T(extend_composes), T(combine_cuts), T(combine_random), T(combine_large));
