@@ -3,7 +3,8 @@
  * XLATE_CRC_KEY ("crc32c=<hex>,len=<bytes>", xlate.h) for `dualpipe verify` (applier_int.h).
  *
  * Where the CRC comes from: the data step adds the bytes of each append request Gen2 accepted (the
- * packed buffer it sent, or the spool range it sent, read back: page cache) to op->dcrc. A CREATE's
+ * packed buffer it sent; a record's whole body: the CRC-32C the spool computed as it arrived, which the
+ * journal keeps since format 1.1; any other spool range: read back, page cache) to op->dcrc. A CREATE's
  * digest is the CRC of its body, written by the metadata copy with the times; a whole-file copy from
  * Gen1 (resyncs, re-copies, backfill) combines its parts' CRCs and writes it the same way on the
  * temporary name before the rename. An APPEND combines the file's digest (remembered in a->dg, or read
@@ -56,11 +57,25 @@ int ap_crc_fd(int fd, uint64_t off, uint64_t len, uint32_t *crc)
     return rc;
 }
 
+bool ap_body_crc(const spool_body *b, uint32_t *crc)
+{
+    if (!b || !b->finished || b->sum.kind != SPOOL_SUM_CRC32C) return false;
+    *crc = spool_sum_crc(&b->sum);
+    return true;
+}
+
 void ap_dg_data_sent(aop *op)
 {
     if (!op->dcrc_ok || op->in_len == 0) return;
     if (op->in_mem) {
         op->dcrc = crc32c_extend(op->dcrc, op->in_mem, (size_t)op->in_len);
+        return;
+    }
+    /* the record's whole body in one request: the CRC the spool computed as it arrived, no read-back */
+    const spool_body *b = op->req ? op->req->body : NULL;
+    uint32_t bc;
+    if (b && op->in_fd == b->fd && op->in_off == b->off && op->in_len == b->len && ap_body_crc(b, &bc)) {
+        op->dcrc = crc32c_combine(op->dcrc, bc, b->len);
         return;
     }
     if (op->in_fd < 0 || ap_crc_fd(op->in_fd, op->in_off, op->in_len, &op->dcrc) != 0) op->dcrc_ok = false;

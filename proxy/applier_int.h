@@ -563,6 +563,9 @@ void ap_ids_settle(aop *op);
 
 /** Extend *crc with the CRC-32C of [off, off+len) of fd. 0 or -errno (a read failed or came short). */
 int ap_crc_fd(int fd, uint64_t off, uint64_t len, uint32_t *crc);
+/** The CRC-32C of a finished body as the spool computed it (true), or false when the journal kept
+ *  another kind (a SHA-256, records of journal format 1.0): then the caller reads the bytes back. */
+bool ap_body_crc(const spool_body *b, uint32_t *crc);
 /** The data step's current request was accepted by Gen2: add its bytes to op->dcrc. */
 void ap_dg_data_sent(aop *op);
 /** An operation starts: forget the digests of what it changes without following the bytes (all but

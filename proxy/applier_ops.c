@@ -103,10 +103,10 @@ static void create_data(aop *op, uint64_t have)
     ap_cache_put(op->a, op->req->path, false, have);
     op->dg_g2 = op->g2path;
     if (len == 0 || have == len) {
-        /* nothing to send: the CRC of what Gen2 already holds (the body, read back from the spool) */
+        /* nothing to send: the CRC of what Gen2 already holds (the body: the spool's CRC of it, or read back) */
         op->dg_crc = 0;
         op->dg_len = len;
-        op->dg_known = len == 0 || ap_crc_fd(b->fd, b->off, len, &op->dg_crc) == 0;
+        op->dg_known = len == 0 || ap_body_crc(b, &op->dg_crc) || ap_crc_fd(b->fd, b->off, len, &op->dg_crc) == 0;
         ap_meta_run(op, create_done);
         return;
     }
