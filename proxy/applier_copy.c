@@ -499,6 +499,7 @@ void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xla
     x->fd = fd;
     x->off = off;
     x->len = len;
+    x->body = NULL;
     op->next_ext = 1;
     ap_data_run_ext(op, 0, pos0, fl, then);
 }

@@ -71,8 +71,10 @@ void ap_dg_data_sent(aop *op)
         op->dcrc = crc32c_extend(op->dcrc, op->in_mem, (size_t)op->in_len);
         return;
     }
-    /* the record's whole body in one request: the CRC the spool computed as it arrived, no read-back */
-    const spool_body *b = op->req ? op->req->body : NULL;
+    /* a record's whole body in one request (the operation's own, or a coalesced APPEND's): the CRC the
+     * spool computed as it arrived, no read-back */
+    const spool_body *b = op->ext && op->ext_i < op->next_ext ? op->ext[op->ext_i].body : NULL;
+    if (!b && op->req) b = op->req->body;
     uint32_t bc;
     if (b && op->in_fd == b->fd && op->in_off == b->off && op->in_len == b->len && ap_body_crc(b, &bc)) {
         op->dcrc = crc32c_combine(op->dcrc, bc, b->len);

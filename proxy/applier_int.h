@@ -67,6 +67,7 @@ typedef struct ap_copy ap_copy;       /* a ranged file copy from Gen1 (applier_r
 typedef struct ap_ext {
     int fd;
     uint64_t off, len;
+    const spool_body *body; /* the record body the range is, whole (its CRC-32C is known), or NULL */
 } ap_ext;
 
 /* A Gen1 path and where it lands on Gen2 (same filesystem as the operation). */

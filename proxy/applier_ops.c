@@ -222,6 +222,7 @@ static int append_extents(aop *op)
         x[i].fd = b ? b->fd : -1;
         x[i].off = b ? b->off : 0;
         x[i].len = b ? b->len : 0;
+        x[i].body = b;
     }
     op->next_ext = n;
     return 0;
