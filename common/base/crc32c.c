@@ -444,7 +444,8 @@ static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
  * each lane with its own register (the second and third start from 0); then the CRC register's
  * linearity joins them: state(s, A then B) = s_A * x^(8 |B|) + state(0, B), the shift being one
  * multiplication by the constant x^(8 * CRC32C_LANE) modulo the polynomial (CRC32C_LANE_SHIFT, which
- * test_crc32c recomputes with crc32c_combine). Two such products per 24 KiB block cost about 1 % of it.
+ * test_crc32c recomputes with crc32c_combine). Two such products (about 30 shift-and-xor steps each) per
+ * 24 KiB block: on 4 MiB inputs the whole runs at about three times one stream's rate here.
  */
 #define CRC32C_LANE 8192u
 #define CRC32C_LANE_SHIFT 0x28461564u /* x^(8 * 8192) mod P, reflected */
