@@ -127,7 +127,7 @@ typedef struct dp_config {
     unsigned journal_lazy_ms;         /* "journal.lazy_commit_ms" (100): state-only batches wait this long */
     unsigned journal_commit_wait_us;  /* "journal.commit_wait_us" (4000): under load, wait for company */
     unsigned journal_commit_batch;    /* "journal.commit_batch" (32): ... until a batch holds this many writes */
-    bool journal_verify_bodies;       /* "journal.verify_bodies" (true): recovery checks bodies' SHA-256 */
+    bool journal_verify_bodies;       /* "journal.verify_bodies" (true): recovery checks bodies' checksums */
     cfg_ack ack;                      /* "ack" durable|both (durable) */
     /* applier */
     unsigned applier_concurrency;     /* "applier.concurrency" (64): operations sent to Gen2 at once */

@@ -1,7 +1,8 @@
 /*
  * journal: the durable record of every write the proxy accepted, and the index of those the
  * secondary still owes. Bytes on disk: JOURNAL.md (codec: jrnl_fmt). Bodies live in the spool
- * (spool.h); a WRITE record points at its body and carries its SHA-256.
+ * (spool.h); a WRITE record points at its body and carries its checksum (a CRC-32C since format 1.1,
+ * a SHA-256 in records of 1.0, which are still read).
  *
  * Directory: "jrnl-%016" PRIx64 ".seg" segment files (preallocated to segment_bytes, header then
  * frames) and a LOCK file. jnl_open takes an exclusive flock on LOCK (a second daemon, or an offline
@@ -9,7 +10,7 @@
  *   - scans every segment in order (jrnl_fmt scanner), truncating a torn tail (zeroing it, so the
  *     preallocated size stays) and reporting it, and reporting corrupt stretches in the middle;
  *   - rebuilds the live index: every WRITE whose latest state is not terminal (APPLIED,
- *     PRIMARY_REFUSED, DROPPED), with its body re-attached from the spool (SHA-256 checked: a missing
+ *     PRIMARY_REFUSED, DROPPED), with its body re-attached from the spool (checksum checked: a missing
  *     or different body makes the entry body_lost; the caller resyncs such a path from the primary);
  *   - deletes segments that hold no live WRITE; new records go to a fresh segment.
  *
@@ -53,7 +54,7 @@ typedef struct jnl_opts {
                                  when the previous batch held at least an eighth of this many */
     iox *io;                  /* must outlive the journal */
     spool *sp;                /* bodies; must outlive the journal */
-    bool verify_bodies;       /* recovery reads every live body and checks its SHA-256 */
+    bool verify_bodies;       /* recovery reads every live body and checks its checksum (CRC-32C or SHA-256) */
     uint64_t max_resident;    /* live entries kept whole in memory (0 = 65536); the others are compact
                                  rows, read back from their segment when needed (JOURNAL.md section 12) */
 } jnl_opts;
