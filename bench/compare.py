@@ -69,6 +69,9 @@ TARGETS = [
     ("small_ops_vs_direct", "4 KiB appends, 64 concurrent, ack durable: ops/s / direct", ">= 0.5"),
     ("small_p99_delta", "4 KiB appends, 64 concurrent: append p99 - direct p99 (ms)", "<= 2 ms"),
     ("fdatasync_per_ack", "fdatasyncs per acknowledged 4 KiB append, 64 concurrent", "<= 0.1"),
+    ("big_cpu_vs_nginx", "4 MiB appends, 16 concurrent: proxy CPU-s per GB / nginx mirror's (master + workers)",
+     "<= 1.0"),
+    ("small_cpu_per_op", "4 KiB appends, 64 concurrent: proxy CPU per acknowledged append (ms)", "<= 0.1"),
     ("outage_p99_ratio", "writer p99 while Gen2 is down / p99 with Gen2 up", "<= 1.2"),
     ("rss_256", "proxy RSS (VmHWM), 256 concurrent 4 MiB uploads (MiB)", "<= 64 MiB"),
     ("recovery_rate", "journal recovery scan (records/s)", ">= 1,000,000"),
@@ -148,6 +151,10 @@ class System:
     name = "?"
     bench_args = ()
     pid = None            # the proxy's pid (resources are measured on it)
+
+    def pids(self):
+        """The processes whose CPU a run is charged: the proxy (nginx: its master and workers)."""
+        return [self.pid] if self.pid is not None else []
 
     def outage(self, ms):
         """Takes the second upstream down for ms; returns False when this system has none."""
@@ -299,6 +306,16 @@ class NginxMirror(System):
     def outage(self, ms):
         return self.g1b.admin("POST", "/down?ms=%d" % ms).status == 200
 
+    def pids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        return [self.proc.pid] + kids
+
     def close(self):
         self._stop()
         for e in (self.g1, self.g1b):
@@ -334,6 +351,29 @@ class Runner:
         self.runs_dir = os.path.join(out, "runs")
         os.makedirs(self.runs_dir, exist_ok=True)
 
+    def _perf_start(self, system, tag):
+        """perf record of the proxy for the run (--perf): call graphs at 499 Hz into runs/TAG.SYSTEM.perf.data."""
+        path = os.path.join(self.runs_dir, "%s.%s.perf.data" % (tag, system.name))
+        try:
+            p = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(system.pid), "-o", path],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError as e:
+            log("perf record not started: %s" % e)
+            return None
+        return (p, path)
+
+    def _perf_stop(self, perf):
+        if perf is None:
+            return None
+        p, path = perf
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        return path if os.path.exists(path) else None
+
     def bench(self, system, tag, bench_args, outage=None):
         """Runs dualpipe-bench against system. outage = (at_s, len_s): the system's second upstream goes
         down at_s into the run for len_s; for dualpipe the backlog drain after it is measured.
@@ -346,11 +386,16 @@ class Runner:
         sampler = None
         m0 = None
         cpu0 = None
+        pids = system.pids()
+        if pids:
+            cpu0 = sum(proc_cpu_s(x) for x in pids)
+        perf = None
         if system.pid is not None:
             m0 = system.metrics()
-            cpu0 = proc_cpu_s(system.pid)
             sampler = Sampler(system.pid)
             sampler.start()
+            if self.args.perf:
+                perf = self._perf_start(system, tag)
         ev = {}
         load_before = os.getloadavg()[0]
         t_launch = time.time()
@@ -370,13 +415,16 @@ class Runner:
                 rc = "timeout"
             if drain_thread is not None:
                 drain_thread.join(outage[0] + outage[1] + 600)
+        if cpu0 is not None:
+            res = {"cpu_s": sum(proc_cpu_s(x) for x in pids) - cpu0, "cpu_pids": len(pids)}
+        if perf is not None:
+            res["perf_data"] = self._perf_stop(perf)
         if sampler is not None:
             sampler.stop_ev.set()
             sampler.join()
             hwm = proc_status_kib(system.pid, "VmHWM")
-            cpu1 = proc_cpu_s(system.pid)
             m1 = system.metrics()
-            res = {"vmhwm_kib": hwm, "rss_peak_sampled_kib": sampler.peak_kib, "cpu_s": cpu1 - cpu0}
+            res.update({"vmhwm_kib": hwm, "rss_peak_sampled_kib": sampler.peak_kib})
             f0, f1 = metric_sum(m0, "dualpipe_journal_fdatasync_total"), metric_sum(m1, "dualpipe_journal_fdatasync_total")
             res["fdatasync"] = None if f0 is None or f1 is None else f1 - f0
         try:
@@ -392,6 +440,7 @@ class Runner:
             gb = doc.get("acked_bytes", 0) / 1e9
             res["cpu_s_per_gb"] = res["cpu_s"] / gb if gb > 0 else None
             acks = doc.get("acked_total", 0)
+            res["cpu_ms_per_op"] = res["cpu_s"] * 1000.0 / acks if acks else None
             res["fdatasync_per_ack"] = (res["fdatasync"] / acks) if res.get("fdatasync") is not None and acks else None
             doc["resources"] = res
         if ev:
@@ -478,6 +527,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build-bench", "compare"))
     ap.add_argument("--quick", action="store_true", help="seconds per run instead of tens of seconds")
     ap.add_argument("--profile", choices=sorted(PROFILES), help="full (default), quick (= --quick), smoke (CI)")
+    ap.add_argument("--perf", action="store_true",
+                    help="record `perf record -g` of the proxy during each run (runs/TAG.SYSTEM.perf.data)")
     ap.add_argument("--only", help="comma-separated parts: big,small,sweep,outage,rss,recovery (default all)")
     ap.add_argument("--systems", help="comma-separated systems to run (default all available)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one bench run may take")
@@ -674,6 +725,12 @@ def targets(results, dp):
     fpa = (s_dp or {}).get("resources", {}).get("fdatasync_per_ack")
     val("fdatasync_per_ack", fpa, "delta dualpipe_journal_fdatasync_total / acknowledged writes (4 KiB run)",
         "" if fpa is not None else "the proxy has no dualpipe_journal_fdatasync_total metric")
+    cpu = lambda r, k: (r or {}).get("resources", {}).get(k) if r and r.get("ok") else None  # noqa: E731
+    val("big_cpu_vs_nginx", ratio(cpu(big_dp, "cpu_s_per_gb"), cpu(big_n, "cpu_s_per_gb")),
+        "CPU-s/GB %s / CPU-s/GB nginx-mirror" % dp,
+        "%s vs %s CPU-s/GB" % (fmt(cpu(big_dp, "cpu_s_per_gb")), fmt(cpu(big_n, "cpu_s_per_gb"))))
+    val("small_cpu_per_op", cpu(s_dp, "cpu_ms_per_op"), "proxy utime+stime / acknowledged appends (4 KiB run), ms",
+        "nginx-mirror %s ms" % fmt(cpu(g("small", "nginx-mirror"), "cpu_ms_per_op"), 3))
     for name in (dp, "nginx-mirror"):
         o = g("outage", name)
         r = None
@@ -718,7 +775,8 @@ def verdict(key, v):
     if v is None:
         return "not measured"
     ok = {"big_vs_direct": v >= 0.8, "big_vs_nginx": v >= 1.0, "small_ops_vs_direct": v >= 0.5,
-          "small_p99_delta": v <= 2.0, "fdatasync_per_ack": v <= 0.1, "outage_p99_ratio": v <= 1.2,
+          "small_p99_delta": v <= 2.0, "fdatasync_per_ack": v <= 0.1, "big_cpu_vs_nginx": v <= 1.0,
+          "small_cpu_per_op": v <= 0.1, "outage_p99_ratio": v <= 1.2,
           "rss_256": v <= 64, "recovery_rate": v >= 1e6, "drain_vs_gen2": v >= 0.8}.get(key)
     return "—" if ok is None else ("met" if ok else "MISSED")
 
@@ -734,10 +792,13 @@ def print_tables(results, dp):
             ap = r.get("append_latency", {})
             extra = ""
             res = r.get("resources")
-            if res:
-                extra = "  RSS peak %s MiB, CPU %s s/GB, fdatasync/ack %s" % (
+            if res and "vmhwm_kib" in res:
+                extra = "  RSS peak %s MiB, CPU %s s/GB %s ms/op, fdatasync/ack %s" % (
                     fmt((res.get("vmhwm_kib") or 0) / 1024, 1), fmt(res.get("cpu_s_per_gb")),
-                    fmt(res.get("fdatasync_per_ack"), 3))
+                    fmt(res.get("cpu_ms_per_op"), 3), fmt(res.get("fdatasync_per_ack"), 3))
+            elif res:
+                extra = "  CPU %s s/GB %s ms/op (%d processes)" % (fmt(res.get("cpu_s_per_gb")),
+                                                                  fmt(res.get("cpu_ms_per_op"), 3), res.get("cpu_pids", 0))
             print("    %-26s %8.1f MB/s %9.0f ops/s  p50 %7.2f  p99 %8.2f  append p99 %8.2f  %s%s" % (
                 name, r.get("mb_per_s", 0), r.get("ops_per_s", 0), lat.get("p50_us", 0) / 1e3,
                 lat.get("p99_us", 0) / 1e3, ap.get("p99_us", 0) / 1e3,

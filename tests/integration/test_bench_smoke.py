@@ -263,6 +263,10 @@ class ComparisonInputsTest(BenchCase):
 COMPARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../bench/compare.py")
 
 
+def t_cpu(res):
+    return res["targets"]["small_cpu_per_op"]
+
+
 class CompareSmokeTest(unittest.TestCase):
     """bench/compare.py --profile smoke: every part runs for a moment against the real processes."""
 
@@ -297,6 +301,11 @@ class CompareSmokeTest(unittest.TestCase):
             resources = runs["big"][dp]["resources"]
             self.assertGreater(resources["vmhwm_kib"], 1000)
             self.assertGreater(resources["cpu_s"], 0)
+            # CPU per acknowledged append, and its target row, from the same counters
+            small = runs["small"][dp]
+            self.assertAlmostEqual(small["resources"]["cpu_ms_per_op"],
+                                   small["resources"]["cpu_s"] * 1000.0 / small["acked_total"], places=9)
+            self.assertAlmostEqual(t_cpu(res)["value"], small["resources"]["cpu_ms_per_op"], places=9)
             # the outage really happened (Gen2 taken down through its admin listener) and was split out
             o = runs["outage"][dp]
             self.assertTrue(o["outage"]["down_ok"], o["outage"])
@@ -313,6 +322,11 @@ class CompareSmokeTest(unittest.TestCase):
                 self.assertFalse(t["big_vs_nginx"]["measured"])
             else:
                 self.assertTrue(runs["big"]["nginx-mirror"]["ok"], runs["big"]["nginx-mirror"])
+                # nginx is charged its master and its worker(s), like the proxy its one process
+                ngx = runs["big"]["nginx-mirror"]["resources"]
+                self.assertGreaterEqual(ngx["cpu_pids"], 2, ngx)
+                self.assertGreater(ngx["cpu_s"], 0, ngx)
+                self.assertTrue(t["big_cpu_vs_nginx"]["measured"], t["big_cpu_vs_nginx"])
             if shutil.which("gnuplot") is None:
                 self.assertIn("gnuplot is not installed", notes["plots"])
                 self.assertEqual(res["plots"], [])
