@@ -9,7 +9,12 @@
  * range in `staged`. A flush commits when the staged ranges cover [length, position) contiguously;
  * anything that rewrites or frees a file (flush, overwrite, delete, rename-over, expiry) first waits
  * until no append is in flight, then looks everything up again. Appends never change the ETag;
- * a flush that commits nothing does not either.
+ * a flush that commits nothing does not either. An append with flush=true (Path - Update's "flush"
+ * parameter, in the REST specification from x-ms-version 2021-06-08; taken with any version here, as
+ * clients such as Hadoop's ABFS driver send it with older ones) records its range and then commits at
+ * position + its length as a flush to there would (same waits, InvalidFlushPosition, retainUncommittedData
+ * and close taken as on a flush, the ETag and Last-Modified change when the length does); it answers
+ * 202 with the flushed file's headers and is counted also as "PATCH append-flush".
  *
  * Choices where the service's behaviour is not documented (protocols.md §6), each asserted by
  * tests/integration/test_gen2*.py: every authenticated caller acts as super-user for authorization
@@ -716,6 +721,8 @@ static void g2_begin(void *ctx, emu_req *r)
     snprintf(q->version, sizeof q->version, "%s", ver && version_ok(ver) ? ver : G2_DEFAULT_VERSION);
     emu_req_set_data(r, q);
     classify(q);
+    /* an append that also flushes is counted apart too ("PATCH append-flush"): tests count requests per kind */
+    if (q->op == G2_OP_APPEND && g2_parse_bool(g2_param(q, "flush"), 0) == 1) emu_req_count(r, "append-flush");
     if (emu_req_fault(r, q->label) != 0) {
         q->faulted = true;
         return;

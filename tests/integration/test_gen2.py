@@ -336,12 +336,36 @@ class AppendFlushTests(Gen2Base):
     def test_append_with_flush_true(self):
         fs = new_fs(self.e)
         self.create(fs, "f")
+        c0 = self.e.counters()["requests"]
+        etag0 = self.read(fs, "f").header("etag")
         r = self.append(fs, "f", 0, b"one", extra="&flush=true")
         self.assertEqual(r.status, 202)
         self.assertTrue(r.header("etag"))
+        self.assertNotEqual(r.header("etag"), etag0)  # committed: the ETag changes as after a flush
+        self.assertTrue(r.header("last-modified"))
         self.assertEqual(self.read(fs, "f").body, b"one")
         r = self.append(fs, "f", 3, b"two", extra="&flush=true&close=true")
+        self.assertEqual(r.status, 202)
         self.assertEqual(self.read(fs, "f").body, b"onetwo")
+        # the same checks as a flush: staged data must reach the position contiguously
+        self.assertEqual(self.append(fs, "f", 6, b"gap?").status, 202)       # staged at 6..10, not committed
+        r = self.append(fs, "f", 12, b"after a gap", extra="&flush=true")
+        self.assertEqual((r.status, err_code(r)), (400, "InvalidFlushPosition"))
+        r = self.append(fs, "f", 3, b"behind", extra="&flush=true")           # below the committed length
+        self.assertEqual((r.status, err_code(r)), (400, "InvalidFlushPosition"))
+        self.assertEqual(self.read(fs, "f").body, b"onetwo")
+        # retainUncommittedData as on a flush: data staged beyond the new end is kept, then committed
+        self.assertEqual(self.append(fs, "f", 10, b"later", extra="").status, 202)
+        r = self.append(fs, "f", 6, b"six!", extra="&flush=true&retainUncommittedData=true")
+        self.assertEqual(r.status, 202)
+        self.assertEqual(self.read(fs, "f").body, b"onetwosix!")
+        self.assertEqual(self.flush(fs, "f", 15).status, 200)
+        self.assertEqual(self.read(fs, "f").body, b"onetwosix!later")
+        r = self.append(fs, "f", 15, b"x", extra="&flush=maybe")
+        self.assertEqual((r.status, err_code(r)), (400, "InvalidQueryParameterValue"))
+        c = self.e.counters()["requests"]
+        self.assertEqual(c.get("PATCH append-flush", 0) - c0.get("PATCH append-flush", 0), 5, c)
+        self.assertEqual(c.get("PATCH append", 0) - c0.get("PATCH append", 0), 8, c)
 
     def test_flush_body_and_bad_params(self):
         fs = new_fs(self.e)
