@@ -428,6 +428,11 @@ int gen2c_wait_ready(gen2c *c, unsigned timeout_ms, char *err, size_t errlen)
     return g2auth_wait_ready(c->auth, timeout_ms, err, errlen);
 }
 
+const char *gen2c_version(const gen2c *c)
+{
+    return c->version;
+}
+
 void gen2c_auth_stats(gen2c *c, g2auth_stats *st)
 {
     g2auth_get_stats(c->auth, st);

@@ -37,6 +37,8 @@ void gen2c_free(gen2c *c);
 /** Token modes: block up to timeout_ms until a token is available (start-up check; not on the httpc
  *  thread). Other modes return 0 at once. Returns 0 or -1 with the reason (no secret). */
 int gen2c_wait_ready(gen2c *c, unsigned timeout_ms, char *err, size_t errlen);
+/** The x-ms-version every request carries (gen2.version, or the default). */
+const char *gen2c_version(const gen2c *c);
 /** Token fetch counters (metrics). */
 void gen2c_auth_stats(gen2c *c, g2auth_stats *st);
 

@@ -147,6 +147,18 @@ int xlate_flush_req(uint64_t position, bool close, xlate_g2req *out, xlate_err *
                      position, close ? "true" : "false");
 }
 
+bool xlate_append_flush_ok(const char *x_ms_version)
+{
+    /* YYYY-MM-DD (cfg checks the form): dates compare as strings */
+    return x_ms_version && strlen(x_ms_version) == 10 && strcmp(x_ms_version, XLATE_APPEND_FLUSH_VERSION) >= 0;
+}
+
+int xlate_append_flush(uint64_t position, bool close, xlate_g2req *out, xlate_err *err)
+{
+    return req_begin(out, "PATCH", err, "action=append&position=%" PRIu64 "&flush=true&close=%s", position,
+                     close ? "true" : "false");
+}
+
 int xlate_rename_options(const char *renameoptions, bool *rename2, bool *overwrite, xlate_err *err)
 {
     *rename2 = false;

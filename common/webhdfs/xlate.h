@@ -81,6 +81,24 @@ xlate_flush xlate_flush_policy(whreq_sync sync, uint64_t nbytes);
 /** PATCH ?action=flush&position=P&retainUncommittedData=false&close=true|false. */
 int xlate_flush_req(uint64_t position, bool close, xlate_g2req *out, xlate_err *err);
 
+/*
+ * Append and flush in one request: Path - Update with action=append and flush=true appends the body at
+ * position and then commits the file up to position + body length, as a flush to that position would
+ * (the uncommitted data is not retained); close=true marks the commit as the stream's last, as on a
+ * flush. Microsoft's REST specification of the DFS API (Azure/azure-rest-api-specs,
+ * specification/storage/data-plane/Azure.Storage.Files.DataLake, DataLakeStorage.json; the "flush"
+ * query parameter of Path_Update, "If file should be flushed after the append") first lists the
+ * parameter in the 2021-06-08 version of that file (2021-04-10 and earlier have none); the REST reference
+ * page (learn.microsoft.com/rest/api/storageservices/datalakestoragegen2/path/update) lists it with
+ * close, position and retainUncommittedData. An empty body is never sent this way (a flush alone commits
+ * without data). Older x-ms-versions keep the two requests, append then flush.
+ */
+#define XLATE_APPEND_FLUSH_VERSION "2021-06-08"
+/** True when x-ms-version (YYYY-MM-DD) is XLATE_APPEND_FLUSH_VERSION or later. */
+bool xlate_append_flush_ok(const char *x_ms_version);
+/** PATCH ?action=append&position=P&flush=true&close=true|false (body: the bytes, at least one). */
+int xlate_append_flush(uint64_t position, bool close, xlate_g2req *out, xlate_err *err);
+
 /** RENAME options (renameoptions=NONE|OVERWRITE|TO_TRASH, comma list). rename2: the parameter was
  *  given (Hadoop rename2: exact destination, no move-into-directory). Returns 0 or -1 for a bad value. */
 int xlate_rename_options(const char *renameoptions, bool *rename2, bool *overwrite, xlate_err *err);

@@ -69,6 +69,25 @@ TEST(append_and_flush_requests)
     xlate_g2req_free(&r);
 }
 
+TEST(append_with_flush_request_and_version)
+{
+    xlate_g2req r = {0};
+    xlate_err e;
+    ASSERT_EQ_INT(xlate_append_flush(4096, false, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=append&position=4096&flush=true&close=false", "");
+    ASSERT_EQ_INT(xlate_append_flush(0, true, &r, &e), 0);
+    ASSERT_REQ(&r, "PATCH", "action=append&position=0&flush=true&close=true", "");
+    xlate_g2req_free(&r);
+    /* the parameter is in the REST specification from 2021-06-08 on */
+    ASSERT_TRUE(xlate_append_flush_ok("2021-06-08"));
+    ASSERT_TRUE(xlate_append_flush_ok("2021-10-04"));
+    ASSERT_TRUE(xlate_append_flush_ok("2025-01-05"));
+    ASSERT_TRUE(!xlate_append_flush_ok("2021-04-10"));
+    ASSERT_TRUE(!xlate_append_flush_ok("2019-12-12"));
+    ASSERT_TRUE(!xlate_append_flush_ok(""));
+    ASSERT_TRUE(!xlate_append_flush_ok(NULL));
+}
+
 TEST(flush_policy_per_syncflag)
 {
     ASSERT_EQ_INT(xlate_flush_policy(WH_SYNC_CLOSE, 10), XLATE_FLUSH_CLOSE);
@@ -863,7 +882,7 @@ TEST(crc_property)
     xlate_meta_free(&m);
 }
 
-TESTS(T(times_property), T(digest_property), T(crc_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
+TESTS(T(times_property), T(digest_property), T(crc_property), T(meta_times_and_acl_limits), T(create_requests), T(append_and_flush_requests), T(append_with_flush_request_and_version), T(flush_policy_per_syncflag), T(mkdirs_requests_and_answers),
       T(rename_options_and_target), T(rename_requests), T(delete_and_metadata_requests), T(acl_merge_modify),
       T(acl_merge_set_and_remove), T(expiry_mapping), T(rfc1123_dates), T(gen1_answers_and_lookups),
       T(liststatus_pages), T(liststatus_batch_pages), T(meta_from_gen1), T(concat_sources), T(path_relations), T(retry_classification),
