@@ -25,7 +25,7 @@
 #define EMU_FAULT_CRIDS 256       /* client request ids remembered (oldest dropped first) */
 #define EMU_FAULT_CRID_MAX 128    /* longer ids are kept cut to this (the proxy sends at most 64) */
 
-typedef enum rule_kind { RULE_FAIL, RULE_LATENCY, RULE_RESET } rule_kind;
+typedef enum rule_kind { RULE_FAIL, RULE_LATENCY, RULE_RESET, RULE_LOSE } rule_kind;
 
 typedef struct rule {
     char method[16];          /* "*" = any */
@@ -69,7 +69,7 @@ struct emu_fault {
     int ncounters;
     icounter icounters[EMU_FAULT_MAX_ICOUNTERS];
     int nicounters;
-    unsigned long fails, resets, delays;
+    unsigned long fails, resets, delays, losts;
     crid_note crids[EMU_FAULT_CRIDS]; /* ring: the next one goes to crid_next % EMU_FAULT_CRIDS */
     unsigned long crid_next;
     long in_flight;             /* requests begun and not yet done (a gauge: never reset) */
@@ -129,6 +129,8 @@ static int set_field(rule *r, const char *k, const char *v, char *err, size_t er
             r->kind = RULE_LATENCY;
         else if (strcmp(v, "reset") == 0)
             r->kind = RULE_RESET;
+        else if (strcmp(v, "lose") == 0)
+            r->kind = RULE_LOSE;
         else
             goto bad;
     } else if (strcmp(k, "status") == 0) {
@@ -302,6 +304,9 @@ void emu_fault_check_target(emu_fault *f, const char *method, const char *op, co
             hit->retry_after_s = r->retry_after_s;
             snprintf(hit->code, sizeof hit->code, "%s", r->code);
             f->fails++;
+        } else if (r->kind == RULE_LOSE) {
+            hit->action = EMU_FAULT_LOSE;
+            f->losts++;
         } else {
             hit->action = EMU_FAULT_RESET;
             hit->after_bytes = r->after_bytes;
@@ -337,8 +342,8 @@ int emu_fault_counters_json(emu_fault *f, dbuf *out)
         if (rc == 0) rc = dbuf_printf(out, ":%lu", f->counters[i].n);
     }
     if (rc == 0)
-        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu},\"in_flight\":%ld",
-                         f->fails, f->resets, f->delays, f->in_flight);
+        rc = dbuf_printf(out, "},\"faults\":{\"fail\":%lu,\"reset\":%lu,\"latency\":%lu,\"lost\":%lu},\"in_flight\":%ld",
+                         f->fails, f->resets, f->delays, f->losts, f->in_flight);
     /* "identities":{"NAME":{"total":N,"ops":{"GET OPEN":n,...}},...}, names in order of first request */
     if (rc == 0) rc = dbuf_adds(out, ",\"identities\":{");
     bool first = true;
@@ -380,7 +385,7 @@ void emu_fault_reset_counters(emu_fault *f)
     pthread_mutex_lock(&f->mu);
     f->ncounters = 0;
     f->nicounters = 0;
-    f->fails = f->resets = f->delays = 0;
+    f->fails = f->resets = f->delays = f->losts = 0;
     f->crid_next = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -416,7 +421,7 @@ int emu_fault_crids_json(emu_fault *f, dbuf *out)
 
 int emu_fault_rules_json(emu_fault *f, dbuf *out)
 {
-    static const char *const kinds[] = {"fail", "latency", "reset"};
+    static const char *const kinds[] = {"fail", "latency", "reset", "lose"};
     int rc = dbuf_adds(out, "{\"rules\":[");
     pthread_mutex_lock(&f->mu);
     for (int i = 0; rc == 0 && i < f->nrules; i++) {

@@ -2,12 +2,13 @@
  * emu_fault: fault injection and request counters for dualpipe-emu. Rules match a method and an op
  * label ("*" matches anything) and either fail the request with a status (optionally with
  * Retry-After), add latency, or reset the connection (optionally after some bytes of the request's
- * body, or, for a GET, of the answer's body). A rule fires
+ * body, or, for a GET, of the answer's body), or lose the answer (the request is carried out as usual,
+ * then the connection is dropped instead of answering: a reply lost on its way back). A rule fires
  * for the next N matching requests (count) or for a fraction of them (drawn from a PRNG seeded by
  * --seed, so a run is repeatable). Rules come from --fault flags or the admin endpoint.
  *
  * Rule text (flags and admin): comma-separated key=value:
- *   method=POST op=APPEND action=fail|latency|reset status=503 retry_after=2 count=3 fraction=0.25
+ *   method=POST op=APPEND action=fail|latency|reset|lose status=503 retry_after=2 count=3 fraction=0.25
  *   latency_ms=200 after_bytes=65536 code=AuthorizationPermissionMismatch path=/lake/stuck
  * code (fail rules): the service's error code to answer with (Gen2: x-ms-error-code and error.code,
  * Gen1: the RemoteException's exception) instead of the one it picks for the status.
@@ -23,7 +24,7 @@
 
 typedef struct emu_fault emu_fault;
 
-typedef enum emu_fault_action { EMU_FAULT_NONE = 0, EMU_FAULT_FAIL, EMU_FAULT_RESET } emu_fault_action;
+typedef enum emu_fault_action { EMU_FAULT_NONE = 0, EMU_FAULT_FAIL, EMU_FAULT_RESET, EMU_FAULT_LOSE } emu_fault_action;
 
 typedef struct emu_fault_hit {
     emu_fault_action action;
@@ -48,7 +49,7 @@ void emu_fault_check_target(emu_fault *f, const char *method, const char *op, co
 void emu_fault_count_identity(emu_fault *f, const char *ident, const char *method, const char *op);
 /** Count one more of "method label" without any rule acting (a finer counter, e.g. ranged OPENs). */
 void emu_fault_count(emu_fault *f, const char *method, const char *label);
-/** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2},
+/** Counters as JSON {"requests":{"PUT CREATE":3,...},"faults":{"fail":1,"reset":0,"latency":2,"lost":0},
  *  "in_flight":0,"identities":{"P":{"total":4,"ops":{"GET OPEN":3,"PUT CREATE":1}},...}}; in_flight counts
  *  requests begun and not yet finished (an answer still being sent included), so a test can see that no
  *  exchange is left hanging. */

@@ -67,6 +67,7 @@ struct emu_req {
     bool reset_armed;        /* drop once body_bytes >= reset_after */
     uint64_t reset_after;
     uint64_t cut_after;      /* > 0: the answer's body is cut off (connection reset) after this many bytes */
+    bool lose_answer;        /* fault "lose": carried out, then the connection dropped instead of the answer */
     int status;
     struct MHD_Response *resp;
     char *hname[EMU_MAX_RESP_HEADERS];
@@ -288,6 +289,10 @@ int emu_req_fault(emu_req *r, const char *op)
         r->h->svc.fault(r->h->svc.ctx, r, hit.status, hit.retry_after_s, hit.code[0] ? hit.code : NULL);
         return 1;
     }
+    if (hit.action == EMU_FAULT_LOSE) {
+        r->lose_answer = true;
+        return 0;
+    }
     if (hit.action == EMU_FAULT_RESET) {
         if (hit.after_bytes > 0 && !emu_req_has_body(r) && strcmp(r->method, "GET") == 0) {
             /* A read: answered as usual, its body cut short by a reset (a server crashing mid-answer). */
@@ -418,6 +423,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         r->ended = true;
         h->svc.end(h->svc.ctx, r);
     }
+    if (r->lose_answer) return MHD_NO; /* done, and the answer never leaves */
     return queue(r);
 }
 
