@@ -295,8 +295,13 @@ void ap_probe_ancestors(aop *op, ap_step then)
  * The data step sends the extents op->ext[ext_i..next_ext) to Gen2 back to back from position pos0
  * (append requests of at most XLATE_CHUNK_MAX bytes; a run of small extents, such as a group of
  * coalesced APPENDs, is read into one buffer of at most AP_PACK_MAX bytes and sent as one request),
- * then the flush. A flush Gen2 refuses is checked with a HEAD: when the file already has the length
- * the flush was for (a re-sent flush whose first send landed), it counts as done.
+ * then the flush. When the x-ms-version allows it (xlate_append_flush_ok), the flush rides on the last
+ * append request (flush=true): one small APPEND is one Gen2 request; with an older version, or when there
+ * are no bytes to send, the flush is a request of its own. A flush Gen2 refuses is checked with a HEAD:
+ * when the file already has the length the flush was for (a re-sent flush whose first send landed), it
+ * counts as done. So is an append with flush=true that Gen2 refuses: sent more than once (a retry, or
+ * libcurl's own re-send on a fresh connection), its first send may have appended and committed, and the
+ * next one then found the position behind the file's end.
  */
 static void data_next(aop *op);
 
@@ -395,6 +400,70 @@ static void h_append(aop *op, httpc_resp *r)
     data_next(op);
 }
 
+/* The bytes from ext_i/ext_done to the end of the step (the last request's, sent earlier) into op->dcrc. */
+static void data_crc_rest(aop *op)
+{
+    uint64_t done = op->ext_done;
+    for (int i = op->ext_i; i < op->next_ext && op->dcrc_ok; i++, done = 0) {
+        const ap_ext *x = &op->ext[i];
+        if (x->len > done && ap_crc_fd(x->fd, x->off + done, x->len - done, &op->dcrc) != 0) op->dcrc_ok = false;
+    }
+}
+
+/* After an append with flush=true was refused: does the file already end where it would have left it? */
+static void h_append_flush_check(aop *op, httpc_resp *r)
+{
+    uint64_t want = op->pos0 + op->data_len, len = 0;
+    bool dir = false, known = r->result == HTTPC_OK && r->status == 200 && ap_g2_file_len(r, &len, &dir) && !dir;
+    if (known && len == want) {
+        /* An earlier send of it landed (a re-send, ours or libcurl's on a fresh connection, then found the
+         * position behind the end): its bytes count as sent. */
+        data_crc_rest(op);
+        data_advance(op, op->data_len - op->sent);
+        ap_cache_put(op->a, op->req->path, false, want);
+        flush_etag(op, r);
+        op->after_data(op);
+        return;
+    }
+    ap_cache_drop_tree(op->a, op->req->path);
+    ap_step stale = op->on_stale;
+    op->on_stale = NULL;
+    if (stale && op->sent == 0 && known) {
+        stale(op); /* the position came from a stale cache: read the length again */
+        return;
+    }
+    char what[sizeof op->detail];
+    memcpy(what, op->detail, sizeof what);
+    if (known)
+        ap_op_finish(op, APPLY_FAILED, "%s on append with flush (Gen2 then held %" PRIu64 " bytes, %" PRIu64 " expected)",
+                     what, len, want);
+    else
+        ap_op_finish(op, APPLY_FAILED, "%s on append with flush", what);
+}
+
+/* The answer to the last append request of the data step, sent with flush=true. */
+static void h_append_flush(aop *op, httpc_resp *r)
+{
+    if (r->result == HTTPC_OK && (r->status == 200 || r->status == 202)) {
+        ap_dg_data_sent(op);
+        data_advance(op, op->in_len);
+        ap_cache_put(op->a, op->req->path, false, op->pos0 + op->data_len);
+        flush_etag(op, r);
+        op->after_data(op);
+        return;
+    }
+    /* Refused. It may still have landed: sent before (a retry, or libcurl sending it again on a fresh
+     * connection), the first send may have appended and committed, and this one then met the end of the
+     * file past its position. A HEAD tells (op->detail keeps what this answer was). */
+    ap_resp_what(op, r, op->detail, sizeof op->detail);
+    xlate_err e;
+    if (xlate_getstatus(&op->rq, &e) != 0) {
+        ap_op_finish(op, APPLY_FAILED, "%s", e.message);
+        return;
+    }
+    ap_g2_simple(op, op->g2path, h_append_flush_check);
+}
+
 static int read_full(int fd, char *buf, uint64_t n, uint64_t off)
 {
     uint64_t got = 0;
@@ -442,22 +511,30 @@ static void data_next(aop *op)
     }
     if (op->sent < op->data_len && op->ext_i < op->next_ext) {
         const ap_ext *x = &op->ext[op->ext_i];
-        uint64_t rem = x->len - op->ext_done;
-        if (xlate_append(op->pos0 + op->sent, &op->rq, &e) != 0) {
+        uint64_t rem = x->len - op->ext_done, n;
+        bool from_fd = rem >= AP_PACK_SMALL || op->sent + rem >= op->data_len;
+        if (from_fd) {
+            n = rem > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : rem;
+        } else {
+            int64_t k = data_pack(op);
+            if (k < 0) {
+                ap_op_finish(op, APPLY_FAILED, "cannot read the spooled bytes: %s", strerror((int)-k));
+                return;
+            }
+            n = (uint64_t)k;
+        }
+        /* the last request of the step carries the flush when the x-ms-version allows it */
+        bool with_flush = op->flush != XLATE_FLUSH_NONE && n > 0 && op->sent + n >= op->data_len &&
+                          xlate_append_flush_ok(gen2c_version(op->a->g2));
+        int rc = with_flush ? xlate_append_flush(op->pos0 + op->sent, op->flush == XLATE_FLUSH_CLOSE, &op->rq, &e)
+                            : xlate_append(op->pos0 + op->sent, &op->rq, &e);
+        if (rc != 0) {
             ap_op_finish(op, APPLY_FAILED, "%s", e.message);
             return;
         }
-        if (rem >= AP_PACK_SMALL || op->sent + rem >= op->data_len) {
-            uint64_t n = rem > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : rem;
-            ap_g2_send(op, op->g2path, HTTPC_IN_FD, x->fd, x->off + op->ext_done, n, h_append);
-            return;
-        }
-        int64_t n = data_pack(op);
-        if (n < 0) {
-            ap_op_finish(op, APPLY_FAILED, "cannot read the spooled bytes: %s", strerror((int)-n));
-            return;
-        }
-        ap_g2_send_mem(op, op->g2path, op->pack, (uint64_t)n, h_append);
+        ap_handler h = with_flush ? h_append_flush : h_append;
+        if (from_fd) ap_g2_send(op, op->g2path, HTTPC_IN_FD, x->fd, x->off + op->ext_done, n, h);
+        else ap_g2_send_mem(op, op->g2path, op->pack, n, h);
         return;
     }
     if (op->flush == XLATE_FLUSH_NONE) {

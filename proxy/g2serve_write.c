@@ -28,7 +28,6 @@ static void fail_leased(g2s_ctx *c)
               c->wr->path);
 }
 
-/* Append the spooled body at pos (chunks of XLATE_CHUNK_MAX) and flush per policy. 0, or -1 answered. */
 /* Add "x-ms-lease-id: ID" to x when lease is non-empty. 0, or -1 (no room, out of memory). */
 static int with_lease(xlate_g2req *x, const char *lease)
 {
@@ -44,17 +43,22 @@ static int with_lease(xlate_g2req *x, const char *lease)
 }
 
 /* Append the spooled body at pos (chunks of XLATE_CHUNK_MAX) and flush per policy, naming lease (a fleet
- * lease, see fleet_lease) when non-empty. 0, or -1 answered. */
+ * lease, see fleet_lease) when non-empty: the last chunk carries the flush (flush=true) when the x-ms-version
+ * allows it (xlate_append_flush_ok), else the flush is a request of its own. 0, or -1 answered. */
 static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, const char *lease)
 {
     const g2s_request *rq = c->rq;
     uint64_t n = rq->body_fd >= 0 ? rq->body_len : 0;
     uint64_t done = 0;
     xlate_err xe = {{0}};
+    xlate_flush fl = xlate_flush_policy(sync, n);
+    bool one = fl != XLATE_FLUSH_NONE && xlate_append_flush_ok(gen2c_version(c->s->g2));
     while (done < n) {
         uint64_t k = n - done > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : n - done;
+        bool last = one && done + k == n;
         xlate_g2req x = {0};
-        if (xlate_append(pos + done, &x, &xe) != 0 || with_lease(&x, lease) != 0) {
+        int rc = last ? xlate_append_flush(pos + done, fl == XLATE_FLUSH_CLOSE, &x, &xe) : xlate_append(pos + done, &x, &xe);
+        if (rc != 0 || with_lease(&x, lease) != 0) {
             xlate_g2req_free(&x);
             g2s__fail(c, 500, "RuntimeException", "%s", xe.message[0] ? xe.message : "out of memory");
             return -1;
@@ -62,6 +66,23 @@ static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, 
         g2resp *r = g2s__call(c, x.method, c->path, x.query, (const char *const *)x.headers, NULL, rq->body_fd,
                               rq->body_off + done, k, 64 * 1024);
         xlate_g2req_free(&x);
+        if (!g2s__ok(r) && last && r->result == HTTPC_OK && r->status == 400) {
+            /* libcurl sends a request again on a fresh connection when a reused one dies before the
+             * answer: an append with flush=true that landed the first time is then refused (its position
+             * is behind the end). The file's length tells. */
+            g2resp *h = g2s__head(c, c->path, NULL);
+            const char *t = g2s__ok(h) ? httpc_resp_header(h, "x-ms-resource-type") : NULL;
+            const char *cl = g2s__ok(h) ? httpc_resp_header(h, "Content-Length") : NULL;
+            char want[24];
+            snprintf(want, sizeof want, "%" PRIu64, pos + n);
+            if (t && strcasecmp(t, "file") == 0 && cl && strcmp(cl, want) == 0) {
+                c->changed = true; /* (the first send changed Gen2) */
+                g2s__free(r);
+                r = h;
+                h = NULL;
+            }
+            g2s__free(h);
+        }
         if (!g2s__ok(r)) {
             g2s__fail_gen2(c, r, c->wr->path);
             g2s__free(r);
@@ -69,9 +90,12 @@ static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, 
         }
         g2s__free(r);
         done += k;
+        if (last) {
+            *end = pos + n;
+            return 0;
+        }
     }
     *end = pos + n;
-    xlate_flush fl = xlate_flush_policy(sync, n);
     if (fl == XLATE_FLUSH_NONE) return 0;
     xlate_g2req x = {0};
     if (xlate_flush_req(*end, fl == XLATE_FLUSH_CLOSE, &x, &xe) != 0 || with_lease(&x, lease) != 0) {

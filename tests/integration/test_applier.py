@@ -36,6 +36,26 @@ class Applier(unittest.TestCase):
         return self.ok(self.p.webhdfs("PUT", path, "CREATE", body=data, write="true", **kw), 201)
 
     def test_transient_errors_are_retried(self):
+        # the default x-ms-version: the body goes as one append that also flushes (flush=true)
+        g2 = self.s.gen2
+        g2.fault("method=PATCH,op=append,action=fail,status=503,retry_after=1,count=2")
+        g2.fault("method=PATCH,op=append,action=reset,count=1")
+        self.create("/r/file", b"retried bytes", permission="640")
+        st = self.s.wait_applied(60)
+        self.assertEqual(st["failure_count"], 0, st)
+        self.assertEqual(self.s.g2_read("/r/file"), b"retried bytes")
+        c = g2.counters()
+        self.assertEqual(c["faults"]["fail"], 2, c)     # both 503s were met, and retried past
+        self.assertEqual(c["faults"]["reset"], 1, c)
+        self.assertGreaterEqual(c["requests"].get("PATCH append-flush", 0), 4, c)
+        self.assertEqual(c["requests"].get("PATCH flush", 0), 0, c)
+        self.s.assert_same(self, "/r")
+
+    def test_transient_errors_are_retried_two_requests(self):
+        # an x-ms-version without append flush=true: append, then flush, each retried on its own
+        self.s.close()
+        self.s = proxylib.Stack(config={"gen2": {"version": "2021-04-10"}})
+        self.p = self.s.proxy
         g2 = self.s.gen2
         g2.fault("method=PATCH,op=flush,action=fail,status=503,retry_after=1,count=2")
         g2.fault("method=PATCH,op=append,action=reset,count=1")
@@ -47,6 +67,7 @@ class Applier(unittest.TestCase):
         self.assertEqual(c["faults"]["fail"], 2, c)     # both 503s were met, and retried past
         self.assertEqual(c["faults"]["reset"], 1, c)
         self.assertGreaterEqual(c["requests"].get("PATCH flush", 0), 3, c)
+        self.assertEqual(c["requests"].get("PATCH append-flush", 0), 0, c)
         self.s.assert_same(self, "/r")
 
     def test_non_retryable_refusal_is_resynced(self):
@@ -130,7 +151,7 @@ class Applier(unittest.TestCase):
         self.assertLess(creates, 5, g2.counters())  # not one full copy per append
 
     def test_metrics(self):
-        self.s.gen2.fault("method=PATCH,op=flush,action=fail,status=503,count=1")
+        self.s.gen2.fault("method=PATCH,op=append,action=fail,status=503,count=1")
         self.create("/mx/a", b"a")
         self.create("/mx/b", b"b")
         self.ok(self.p.webhdfs("PUT", "/mx/a", "SETTIMES", modificationtime="1000", accesstime="-1"), 200)

@@ -139,9 +139,9 @@ class DigestFollowsAppends(DigestBase):
         for p in want:
             self.assert_digest_current(p)
         m0 = s.proxy.metrics()
-        # bursts: a slow Gen2 flush lets appends queue up behind each other; the digest is written
-        # after the burst, not after each append
-        s.gen2.fault("method=PATCH,op=flush,action=latency,latency_ms=150,count=1000")
+        # bursts: a slow Gen2 flush (the append that also flushes) lets appends queue up behind each other;
+        # the digest is written after the burst, not after each append
+        s.gen2.fault("method=PATCH,op=append,action=latency,latency_ms=150,count=1000")
         body = b""
         self.create("/d/burst", b"")
         s.wait_drained(30)
@@ -175,13 +175,14 @@ class DigestFollowsAppends(DigestBase):
         self.assertGreater(m1.get(DIGEST % "written", 0) - m0.get(DIGEST % "written", 0), 0, m1)
         self.assertEqual(m1.get(DIGEST % "unknown", 0), 0, m1)
         self.assertEqual(m1.get(DIGEST % "failed", 0), 0, m1)
-        # appends whose Gen2 apply is retried: a refused append, a connection reset mid-body, a refused flush
+        # appends whose Gen2 apply is retried: a refused append, a connection reset mid-body, a refused
+        # append again (each is an append that also flushes: the flush is refused with it)
         self.create("/d/retry", b"0123456789")
         s.wait_drained(30)
         body = b"0123456789"
         for rule in ("method=PATCH,op=append,status=503,count=1",
                      "method=PATCH,op=append,action=reset,after_bytes=100,count=1",
-                     "method=PATCH,op=flush,status=500,count=1"):
+                     "method=PATCH,op=append,status=500,count=1"):
             s.gen2.fault(rule)
             piece = os.urandom(5000)
             self.append("/d/retry", piece)

@@ -223,7 +223,7 @@ class Switching(unittest.TestCase):
         m = s.proxy.metrics()
         # the applier sends consecutive APPENDs of one file as one append + flush (coalesced)
         coalesced = int(m.get("dualpipe_applier_coalesced_total", 0))
-        flushes = g2.get("PATCH flush", 0) - g2_before.get("PATCH flush", 0)
+        flushes = sum(g2.get(k, 0) - g2_before.get(k, 0) for k in ("PATCH flush", "PATCH append-flush"))
         self.assertEqual(flushes + coalesced, n + len(load.acked) - 1, (g2, coalesced, n))
         self.assertGreater(m.get("dualpipe_phase_hold_seconds_count", 0), 0)
         for to, out, worst in pauses:
