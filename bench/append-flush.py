@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""append-flush.py: compare.py's "small" workload (4 KiB appends, 64 concurrent, ack durable, io_uring) run
+directly against the Gen1 emulator and through the proxy with two gen2.version values: one that lets a small
+APPEND reach Gen2 as one request (append with flush=true, 2021-06-08 on) and one that keeps append + flush
+(2021-04-10). Per run: ops/s, p99 of the appends, proxy CPU per acknowledged write (/proc/PID/stat utime+stime
+over the run, warm-up included, as compare.py counts it), the Gen2 requests per acknowledged APPEND (from the
+Gen2 emulator's counters, once the journal is drained) and how long the applier took to drain after the bench
+ended. Runs alternate between the systems, --repeat times, so a busy shared machine skews them alike.
+
+    python3 bench/append-flush.py [--bin build-bench/bin] [--duration 10] [--warmup 1] [--repeat 3]
+                                  [--json FILE]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+VERSIONS = [("one-request", "2021-06-08"), ("two-requests", "2021-04-10")]
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_bench(bins, url, label, args, scratch):
+    jpath = os.path.join(scratch, "%s.json" % label)
+    cmd = [bins["bench"], "--url", url, "--json", jpath, "--label", label, "--prefix", "/af/%s" % label,
+           "--workload", "small", "--size", "4K", "--appends", "256", "--concurrency", "64",
+           "--duration", str(args.duration), "--warmup", str(args.warmup)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + args.warmup + 300)
+    with open(jpath) as f:
+        doc = json.load(f)
+    doc["exit"] = p.returncode
+    doc["command"] = " ".join(cmd)
+    return doc
+
+
+def summary(doc):
+    kinds = doc.get("by_op") or {}
+    app = kinds.get("append", {}) if isinstance(kinds, dict) else {}
+    return {"ops_per_s": doc.get("ops_per_s"), "p99_ms": doc.get("latency", {}).get("p99_us", 0) / 1e3,
+            "append_p99_ms": (app.get("p99_us") or 0) / 1e3 if app else None, "errors": doc.get("errors"),
+            "acked": doc.get("acked_total"), "exit": doc["exit"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build-bench", "bin"))
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="write every run's figures here")
+    args = ap.parse_args()
+    bins = {k: os.path.join(args.bin, n) for k, n in
+            (("bench", "dualpipe-bench"), ("emu", "dualpipe-emu"), ("dualpipe", "dualpipe"))}
+    os.environ["DUALPIPE_EMU"] = bins["emu"]
+    os.environ["DUALPIPE"] = bins["dualpipe"]
+    scratch = tempfile.mkdtemp(prefix="dp-appendflush-")
+    tempfile.tempdir = scratch
+    import emulib  # noqa: E402 - after DUALPIPE_EMU is set
+    import proxylib  # noqa: E402
+    runs = []
+    try:
+        for rep in range(args.repeat):
+            g1 = emulib.Emu("gen1", dialect="adls", extra_args=["--log-level", "warn"])
+            try:
+                d = summary(run_bench(bins, g1.url, "direct-%d" % rep, args, scratch))
+            finally:
+                g1.close()
+            d.update(system="direct", rep=rep)
+            runs.append(d)
+            print(json.dumps(d), flush=True)
+            for name, ver in VERSIONS:
+                cfg = {"ack": "durable", "journal": {"io": "io_uring"}, "log": {"level": "warn"},
+                       "gen2": {"version": ver}}
+                s = proxylib.Stack(dialect="adls", config=cfg, gen1_kw=dict(extra_args=["--log-level", "warn"]),
+                                   gen2_kw=dict(extra_args=["--log-level", "warn"]))
+                try:
+                    pid = s.proxy.proc.pid
+                    c0 = s.gen2.counters()["requests"]
+                    cpu0 = proc_cpu_s(pid)
+                    doc = run_bench(bins, s.proxy.url, "%s-%d" % (name, rep), args, scratch)
+                    cpu_bench = proc_cpu_s(pid) - cpu0
+                    t_end = time.time()
+                    s.wait_drained(600)
+                    drain_s = time.time() - t_end
+                    cpu_all = proc_cpu_s(pid) - cpu0
+                    c1 = s.gen2.counters()["requests"]
+                    dlt = {k: c1.get(k, 0) - c0.get(k, 0) for k in ("PATCH append", "PATCH append-flush", "PATCH flush",
+                                                                   "PUT create-file", "PATCH set-properties")}
+                    m = s.proxy.metrics()
+                    applied = m.get('dualpipe_applier_operations_total{op="APPEND",outcome="applied"}', 0)
+                    d = summary(doc)
+                    acked = d["acked"] or 1
+                    d.update(system="dualpipe-" + name, version=ver, rep=rep, cpu_s=round(cpu_bench, 2),
+                             cpu_ms_per_write=round(cpu_bench * 1000 / acked, 3),
+                             cpu_ms_per_write_incl_drain=round(cpu_all * 1000 / acked, 3),
+                             drain_after_bench_s=round(drain_s, 2), gen2=dlt, appends_applied=applied,
+                             gen2_patch_per_append=round((dlt["PATCH append"] + dlt["PATCH flush"]) / applied, 3)
+                             if applied else None)
+                finally:
+                    s.close()
+                runs.append(d)
+                print(json.dumps(d), flush=True)
+    finally:
+        subprocess.run(["rm", "-rf", scratch])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
