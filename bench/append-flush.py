@@ -5,10 +5,13 @@ APPEND reach Gen2 as one request (append with flush=true, 2021-06-08 on) and one
 (2021-04-10). Per run: ops/s, p99 of the appends, proxy CPU per acknowledged write (/proc/PID/stat utime+stime
 over the run, warm-up included, as compare.py counts it), the Gen2 requests per acknowledged APPEND (from the
 Gen2 emulator's counters, once the journal is drained) and how long the applier took to drain after the bench
-ended. Runs alternate between the systems, --repeat times, so a busy shared machine skews them alike.
+ended. With --drain-s S, each proxy run also builds a backlog: Gen2 down (the emulator's POST /down), the same
+workload for S seconds, Gen2 back; then the time until the journal owes Gen2 nothing, the APPENDs drained per
+second and the Gen2 requests per drained APPEND. Runs alternate between the systems, --repeat times, so a busy
+shared machine skews them alike.
 
     python3 bench/append-flush.py [--bin build-bench/bin] [--duration 10] [--warmup 1] [--repeat 3]
-                                  [--json FILE]
+                                  [--drain-s 0] [--json FILE]
 """
 import argparse
 import json
@@ -31,12 +34,14 @@ def proc_cpu_s(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_bench(bins, url, label, args, scratch):
+def run_bench(bins, url, label, args, scratch, duration=None, warmup=None):
     jpath = os.path.join(scratch, "%s.json" % label)
+    duration = args.duration if duration is None else duration
+    warmup = args.warmup if warmup is None else warmup
     cmd = [bins["bench"], "--url", url, "--json", jpath, "--label", label, "--prefix", "/af/%s" % label,
            "--workload", "small", "--size", "4K", "--appends", "256", "--concurrency", "64",
-           "--duration", str(args.duration), "--warmup", str(args.warmup)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + args.warmup + 300)
+           "--duration", str(duration), "--warmup", str(warmup), "--no-verify"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 300)
     with open(jpath) as f:
         doc = json.load(f)
     doc["exit"] = p.returncode
@@ -52,12 +57,38 @@ def summary(doc):
             "acked": doc.get("acked_total"), "exit": doc["exit"]}
 
 
+def drain_run(bins, s, label, args, scratch):
+    """Gen2 down, args.drain_s seconds of the workload, Gen2 up: how the applier drains the backlog."""
+    keys = ("PATCH append", "PATCH append-flush", "PATCH flush")
+    APPLIED = 'dualpipe_applier_operations_total{op="APPEND",outcome="applied"}'
+    down_ms = int((args.drain_s + 600) * 1000)
+    r = s.gen2.admin("POST", "/down?ms=%d" % down_ms)
+    if r.status != 200:
+        return {"error": "the Gen2 emulator did not go down: %r" % r}
+    doc = run_bench(bins, s.proxy.url, label, args, scratch, duration=args.drain_s, warmup=0)
+    c0 = s.gen2.counters()["requests"]
+    a0 = s.proxy.metrics().get(APPLIED, 0)
+    pend = int(s.proxy.journal().get("journal", {}).get("pending", 0))
+    s.gen2.admin("POST", "/up")
+    t0 = time.time()
+    s.wait_drained(900)
+    secs = time.time() - t0
+    c1 = s.gen2.counters()["requests"]
+    applied = s.proxy.metrics().get(APPLIED, 0) - a0
+    dlt = {k: c1.get(k, 0) - c0.get(k, 0) for k in keys}
+    return {"backlog_writes": pend, "written_while_down": doc.get("acked_total"), "drain_s": round(secs, 2),
+            "appends_drained": applied, "appends_per_s": round(applied / secs, 1) if secs > 0 else None,
+            "gen2": dlt, "gen2_patch_per_append": round((dlt["PATCH append"] + dlt["PATCH flush"]) / applied, 3)
+            if applied else None}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-bench", "bin"))
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--drain-s", type=float, default=0, help="seconds of writes while Gen2 is down (0: no drain run)")
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
     bins = {k: os.path.join(args.bin, n) for k, n in
@@ -99,7 +130,11 @@ def main():
                                                                    "PUT create-file", "PATCH set-properties")}
                     m = s.proxy.metrics()
                     applied = m.get('dualpipe_applier_operations_total{op="APPEND",outcome="applied"}', 0)
+                    if args.drain_s > 0:
+                        drain = drain_run(bins, s, "%s-drain-%d" % (name, rep), args, scratch)
                     d = summary(doc)
+                    if args.drain_s > 0:
+                        d["drain"] = drain
                     acked = d["acked"] or 1
                     d.update(system="dualpipe-" + name, version=ver, rep=rep, cpu_s=round(cpu_bench, 2),
                              cpu_ms_per_write=round(cpu_bench * 1000 / acked, 3),
