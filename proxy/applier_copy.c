@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+
 static char *parent_path(const char *p)
 {
     const char *s = strrchr(p, '/');
@@ -406,7 +408,11 @@ static void data_crc_rest(aop *op)
     uint64_t done = op->ext_done;
     for (int i = op->ext_i; i < op->next_ext && op->dcrc_ok; i++, done = 0) {
         const ap_ext *x = &op->ext[i];
-        if (x->len > done && ap_crc_fd(x->fd, x->off + done, x->len - done, &op->dcrc) != 0) op->dcrc_ok = false;
+        uint32_t bc;
+        if (done == 0 && x->body && x->body->len == x->len && ap_body_crc(x->body, &bc))
+            op->dcrc = crc32c_combine(op->dcrc, bc, x->len); /* the spool's CRC of the whole body */
+        else if (x->len > done && ap_crc_fd(x->fd, x->off + done, x->len - done, &op->dcrc) != 0)
+            op->dcrc_ok = false;
     }
 }
 

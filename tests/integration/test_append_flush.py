@@ -10,6 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxylib  # noqa: E402
+from test_digest import crc32c, props_of  # noqa: E402
 
 FAST = {"backoff_base_ms": 50, "backoff_cap_ms": 1000, "breaker_failures": 3, "breaker_probe_ms": 300}
 COALESCED = "dualpipe_applier_coalesced_total"
@@ -104,6 +105,12 @@ class LostAnswers(Base):
         st = self.s.proxy.status()
         self.assertEqual((st["resynced"], st["parked"], st["failure_count"]), (0, 0, 0), st)
         self.s.assert_same(self, "/af")
+        # the digest counts the bytes of the send that landed, once
+        for path in ("/af/l", "/af/c"):
+            data = self.s.g2_read(path)
+            r = self.s.g2("HEAD", path)
+            self.assertEqual(props_of(r).get("dualpipe_crc32c"), "crc32c=%08x,len=%d" % (crc32c(data), len(data)),
+                             (path, r))
 
 
 class OlderVersion(Base):
