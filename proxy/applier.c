@@ -224,7 +224,13 @@ static int64_t breaker_open_fn(void *ud)
     return v;
 }
 
-void applier_forget_digests(applier *a) { dgc_drop_tree(a->dg, "/"); }
+void applier_forget_gen2_state(applier *a)
+{
+    dgc_drop_tree(a->dg, "/");
+    pthread_mutex_lock(&a->mu);
+    ap_cache_clear(a);
+    pthread_mutex_unlock(&a->mu);
+}
 
 void applier_set_spool(applier *a, spool *sp)
 {

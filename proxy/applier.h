@@ -131,9 +131,10 @@ int applier_reload(applier *a, const dp_config *nc, bool check, char *err, size_
 /** Count the parts re-copies stage from Gen1 against sp's cap (spool.max_bytes; a re-copy waits for
  *  room). Call before the first submit; sp must outlive the applier. Without it nothing is counted. */
 void applier_set_spool(applier *a, spool *sp);
-/** Forget every file's digest state (dgcache): after a phase change files may have changed on Gen2 without
- *  the applier (served on Gen2 by g2serve), so a later APPEND must not combine a CRC kept from before. */
-void applier_forget_digests(applier *a);
+/** Forget what the applier knows of Gen2's files (digest states, lengths, directories): after a phase change
+ *  files may have changed on Gen2 without it (served there by g2serve), so a later APPEND must neither
+ *  combine a CRC kept from before nor be sent at a length kept from before. */
+void applier_forget_gen2_state(applier *a);
 /** Operations submitted and not finished. */
 uint64_t applier_pending(applier *a);
 /**

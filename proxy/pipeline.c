@@ -1845,9 +1845,9 @@ int pipe_set_phase(pipeline *p, cfg_phase ph)
     if (ph == CFG_PHASE_GEN2_PRIMARY && !p->has_mirror) return -ENOTSUP;
     int old = atomic_exchange(&p->phase, (int)ph);
     if (old != (int)ph) {
-        /* Gen2's files changed without the applier while another phase ran, or will: no digest state
-         * kept from before may be combined with a later APPEND's CRC */
-        applier_forget_digests(p->ap);
+        /* Gen2's files changed without the applier while another phase ran, or will: no digest state or
+         * length it kept from before may be used for a later APPEND */
+        applier_forget_gen2_state(p->ap);
         LOGI("msg=\"pipeline phase\" from=%s to=%s operator_resyncs_to=%s", cfg_phase_name((cfg_phase)old),
              cfg_phase_name(ph), ph == CFG_PHASE_GEN2_PRIMARY ? "gen1" : "gen2");
     }

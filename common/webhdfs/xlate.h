@@ -206,8 +206,9 @@ int xlate_meta_requests(const xlate_meta *m, xlate_g2req out[XLATE_META_REQS], i
  */
 #define XLATE_TIMES_KEY "dualpipe_times"
 /*
- * The digest of a file the proxy wrote whole (a CREATE: the SHA-256 the spool computed of the body, which the
- * journal keeps), as the path property XLATE_DIGEST_KEY: "sha256=<64 hex>,len=<bytes>". Written with the
+ * The SHA-256 digest of a file the proxy wrote whole, as the path property XLATE_DIGEST_KEY: "sha256=<64
+ * hex>,len=<bytes>". Written only for a CREATE journaled by format 1.0 (whose record kept the body's SHA-256;
+ * since 1.1 the journal keeps a CRC-32C and the file gets XLATE_CRC_KEY instead); read by verify. Written with the
  * times by the metadata copy after the CREATE; a later APPEND changes Gen2's length and not the property, so
  * a digest whose len differs from the file's length is stale (`dualpipe verify` ignores it). A resync's
  * metadata copy writes no digest (the property is replaced).
