@@ -460,7 +460,9 @@ static void h_append_flush(aop *op, httpc_resp *r)
     }
     /* Refused. It may still have landed: sent before (a retry, or libcurl sending it again on a fresh
      * connection), the first send may have appended and committed, and this one then met the end of the
-     * file past its position. A HEAD tells (op->detail keeps what this answer was). */
+     * file past its position. A HEAD tells (op->detail keeps what this answer was). A refusal of the
+     * parameter itself turns the one-request form off: the operation's next attempt sends two. */
+    (void)gen2c_check_append_flush_refusal(op->a->g2, r);
     ap_resp_what(op, r, op->detail, sizeof op->detail);
     xlate_err e;
     if (xlate_getstatus(&op->rq, &e) != 0) {
@@ -531,7 +533,7 @@ static void data_next(aop *op)
         }
         /* the last request of the step carries the flush when the x-ms-version allows it */
         bool with_flush = op->flush != XLATE_FLUSH_NONE && n > 0 && op->sent + n >= op->data_len &&
-                          xlate_append_flush_ok(gen2c_version(op->a->g2));
+                          xlate_append_flush_ok(gen2c_version(op->a->g2)) && !gen2c_append_flush_refused(op->a->g2);
         int rc = with_flush ? xlate_append_flush(op->pos0 + op->sent, op->flush == XLATE_FLUSH_CLOSE, &op->rq, &e)
                             : xlate_append(op->pos0 + op->sent, &op->rq, &e);
         if (rc != 0) {

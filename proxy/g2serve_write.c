@@ -52,7 +52,8 @@ static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, 
     uint64_t done = 0;
     xlate_err xe = {{0}};
     xlate_flush fl = xlate_flush_policy(sync, n);
-    bool one = fl != XLATE_FLUSH_NONE && xlate_append_flush_ok(gen2c_version(c->s->g2));
+    bool one = fl != XLATE_FLUSH_NONE && xlate_append_flush_ok(gen2c_version(c->s->g2)) &&
+               !gen2c_append_flush_refused(c->s->g2);
     while (done < n) {
         uint64_t k = n - done > XLATE_CHUNK_MAX ? XLATE_CHUNK_MAX : n - done;
         bool last = one && done + k == n;
@@ -66,6 +67,13 @@ static int write_body(g2s_ctx *c, uint64_t pos, whreq_sync sync, uint64_t *end, 
         g2resp *r = g2s__call(c, x.method, c->path, x.query, (const char *const *)x.headers, NULL, rq->body_fd,
                               rq->body_off + done, k, 64 * 1024);
         xlate_g2req_free(&x);
+        if (!g2s__ok(r) && last && gen2c_check_append_flush_refusal(c->s->g2, r)) {
+            /* the service does not take flush=true here (nothing was appended): this chunk again, then a
+             * flush of its own */
+            g2s__free(r);
+            one = false;
+            continue;
+        }
         if (!g2s__ok(r) && last && r->result == HTTPC_OK && r->status == 400) {
             /* libcurl sends a request again on a fresh connection when a reused one dies before the
              * answer: an append with flush=true that landed the first time is then refused (its position

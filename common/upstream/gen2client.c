@@ -10,6 +10,7 @@
 #include "gen2client.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <jansson.h>
 
 #include "gen2auth.h"
+#include "log.h"
 #include "rid.h"
 #include "urlcodec.h"
 
@@ -37,6 +39,7 @@ struct gen2c {
     char origin[520];       /* scheme://host[:port] */
     char base_path[300];    /* "/account" (path-style) or "" (host-style) */
     char version[32];
+    atomic_bool no_append_flush;  /* the service refused append's flush=true: separate flushes from now on */
 };
 
 typedef struct g2call {
@@ -431,6 +434,24 @@ int gen2c_wait_ready(gen2c *c, unsigned timeout_ms, char *err, size_t errlen)
 const char *gen2c_version(const gen2c *c)
 {
     return c->version;
+}
+
+bool gen2c_append_flush_refused(gen2c *c)
+{
+    return atomic_load_explicit(&c->no_append_flush, memory_order_relaxed);
+}
+
+bool gen2c_check_append_flush_refusal(gen2c *c, const httpc_resp *r)
+{
+    if (!r || r->result != HTTPC_OK || r->status != 400) return false;
+    char code[96];
+    gen2c_error_code(r, code, sizeof code);
+    if (strcmp(code, "UnsupportedQueryParameter") != 0 && strcmp(code, "InvalidQueryParameterValue") != 0) return false;
+    if (!atomic_exchange(&c->no_append_flush, true))
+        LOGW("msg=\"Gen2 refused append with flush=true; appends and flushes are separate requests from now on "
+             "(set gen2.version to a version the account takes it with, or leave it)\" code=%s x_ms_version=%s",
+             code, c->version);
+    return true;
 }
 
 void gen2c_auth_stats(gen2c *c, g2auth_stats *st)

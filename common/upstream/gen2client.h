@@ -39,6 +39,13 @@ void gen2c_free(gen2c *c);
 int gen2c_wait_ready(gen2c *c, unsigned timeout_ms, char *err, size_t errlen);
 /** The x-ms-version every request carries (gen2.version, or the default). */
 const char *gen2c_version(const gen2c *c);
+/** True once the service refused an append with flush=true (gen2c_check_append_flush_refusal): callers then
+ *  send the append and the flush as two requests whatever the x-ms-version allows. */
+bool gen2c_append_flush_refused(gen2c *c);
+/** r answered an append with flush=true: true when it is a refusal of the parameter itself (400
+ *  UnsupportedQueryParameter or InvalidQueryParameterValue: nothing was appended), which turns the one-request
+ *  form off for this client (logged once). */
+bool gen2c_check_append_flush_refusal(gen2c *c, const httpc_resp *r);
 /** Token fetch counters (metrics). */
 void gen2c_auth_stats(gen2c *c, g2auth_stats *st);
 

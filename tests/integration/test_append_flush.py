@@ -127,6 +127,54 @@ class OlderVersion(Base):
         self.assertEqual(d.get("PATCH flush", 0), d.get("PATCH append", 0) + 1, d)
 
 
+class RefuseOnce:
+    """A service that refuses append's flush=true (400 UnsupportedQueryParameter, as for a parameter an
+    account does not take): the proxy says so once and sends appends and flushes as two requests from then on,
+    in the applier and in gen2-primary's write path; nothing is lost or applied twice."""
+
+    def refuse_once(self):
+        r = self.s.gen2.admin("POST", "/faults",
+                              "method=PATCH,op=append,action=fail,status=400,code=UnsupportedQueryParameter,count=1")
+        self.assertEqual(r.status, 200, r)
+
+
+class ParameterRefused(RefuseOnce, Base):
+    def test_applier_falls_back_to_two_requests(self):
+        self.write("PUT", "/af/r", "CREATE", b"", overwrite="true")
+        self.s.wait_drained(30)
+        self.refuse_once()
+        body = b""
+        for i in range(N):
+            piece = b"%03d refused\n" % i
+            self.write("POST", "/af/r", "APPEND", piece, offset=str(len(body)))
+            body += piece
+            if i == 0:
+                self.s.wait_drained(30)  # the refused one first, alone
+        c0 = self.s.g2_counters()
+        self.write("POST", "/af/r", "APPEND", b"tail\n", offset=str(len(body)))
+        body += b"tail\n"
+        self.s.wait_drained(60)
+        self.assertEqual(self.s.g2_read("/af/r"), body)
+        self.s.assert_same(self, "/af")
+        d = proxylib.counter_delta(c0, self.s.g2_counters())
+        self.assertEqual(d.get("PATCH append-flush", 0), 0, d)   # the one-request form is off now
+        self.assertGreaterEqual(d.get("PATCH flush", 0), 1, d)
+        self.assertIn("Gen2 refused append with flush=true", self.s.proxy.log_since_start())
+
+class ParameterRefusedGen2Primary(RefuseOnce, Base):
+    phase = "gen2-primary"
+
+    def test_gen2_primary_write_falls_back_within_the_request(self):
+        self.write("PUT", "/af/q", "CREATE", b"head\n", overwrite="true")
+        self.refuse_once()
+        self.write("POST", "/af/q", "APPEND", b"one\n", offset="5")     # refused, then sent again as two
+        self.write("POST", "/af/q", "APPEND", b"two\n", offset="9")
+        self.assertEqual(self.s.g2_read("/af/q"), b"head\none\ntwo\n")
+        self.s.wait_drained(30)
+        self.assertEqual(self.s.g1_read("/af/q"), b"head\none\ntwo\n")
+        self.assertIn("Gen2 refused append with flush=true", self.s.proxy.log_since_start())
+
+
 class Gen2PrimaryOneRequest(Base):
     """gen2-primary: the proxy writes Gen2 itself (g2serve), each small APPEND as one request."""
     phase = "gen2-primary"
