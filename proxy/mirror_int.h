@@ -25,6 +25,7 @@
 #define MR_GATE_WAIT_MS 50          /* a busy gate is asked again after 50, 100, 200, 200 ... ms */
 #define MR_GATE_WAIT_MAX_MS 200
 #define MR_RESYNC_REDOS 20          /* copies of one root redone because a record came in meanwhile */
+#define MR_COPY_REDO 8              /* copies of one file made because Gen2 changed during the copy */
 #define MR_JSON_MAX (8u << 20)      /* Gen1/Gen2 JSON answers read into memory */
 #define MR_CONCAT_BODY_MAX (1u << 20)
 #define MR_PATH_CAP 4200            /* a Gen2 path */

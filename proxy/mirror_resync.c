@@ -64,6 +64,7 @@ static int g1_delete(mop *op, const char *path, rs_sum *sum)
 typedef struct g2node {
     bool exists, is_dir;
     uint64_t len;
+    char etag[128];                 /* a file's ETag when it was read ("" when Gen2 gave none) */
     char owner[256], group[256], perm[16];
     char *props;                    /* x-ms-properties or NULL */
     char *acl;                      /* x-ms-acl or NULL */
@@ -110,6 +111,8 @@ static int g2_node(mop *op, const char *fs, const char *p2, const char *g1path, 
             return 1;
         }
         n->props = dup_hdr(r, "x-ms-properties");
+        const char *et = httpc_resp_header(r, "ETag");
+        snprintf(n->etag, sizeof n->etag, "%s", et ? et : "");
         mr_resp_free(r);
     }
     gen2c_call c = {.method = "HEAD", .fs = fs, .path = p2, .query = "action=getAccessControl&upn=false",
@@ -522,7 +525,31 @@ static int copy_node(mop *op, const char *path, int depth, rs_sum *sum)
         if (rc == 0) rc = copy_meta(op, path, &n);
         if (rc == 0) sum->dirs++;
     } else {
-        rc = copy_bytes(op, fs, p2, path, n.len);
+        /* Gen2 may change while the bytes are copied: a write journaled by another proxy of a fleet is not
+         * held back by this proxy's gate, and another proxy's mirror may append it to Gen1 before this
+         * copy's CREATE overwrites the file. So the copy is over only when Gen2's file is still the one it
+         * read (same ETag and length); otherwise it is made again from the new one. */
+        for (int redo = 0;; redo++) {
+            rc = copy_bytes(op, fs, p2, path, n.len);
+            if (rc != 0) break;
+            g2node now;
+            rc = g2_node(op, fs, p2, path, &now);
+            bool same = rc == 0 && now.exists && !now.is_dir && now.len == n.len && strcmp(now.etag, n.etag) == 0;
+            if (rc != 0 || same) {
+                g2node_free(&now);
+                break;
+            }
+            if (!now.exists || now.is_dir || redo + 1 >= MR_COPY_REDO) {
+                g2node_free(&now);
+                mr_why(op, "resync: %.300s kept changing on Gen2 during its copy (%d copies)", path, redo + 1);
+                rc = 1;
+                break;
+            }
+            LOGI("msg=\"file changed on gen2 during its copy to gen1: copied again\" seq=%" PRIu64 " path=\"%s\" redo=%d",
+                 op->req->seq, path, redo + 1);
+            g2node_free(&n);
+            n = now;
+        }
         if (rc == 0) rc = copy_meta(op, path, &n);
         if (rc == 0) sum->files++;
     }

@@ -462,6 +462,28 @@ class Phases(unittest.TestCase):
         self.assertEqual(s.g1_read("/ng/f"), b"kept")
 
 
+class ResyncRace(unittest.TestCase):
+    def test_file_changed_on_gen2_during_its_copy_is_copied_again(self):
+        """A resync copies a file Gen2 -> Gen1 while Gen2's file changes under it (in a fleet: a write through
+        another proxy, which this proxy's gate does not hold back): the copy is made again from the new file,
+        so Gen1 never keeps the older bytes."""
+        s = make_stack(self)
+        mkroot(self, s, "/rc")
+        self.assertEqual(write(s, "PUT", "/rc/f", "CREATE", b"A" * 1000, overwrite="true").status, 201)
+        s.wait_drained(20)
+        # the copy's read of Gen2 waits 800 ms; meanwhile the file grows on Gen2 behind the proxy
+        s.gen2.fault("method=GET,op=read,action=latency,latency_ms=800,count=1")
+        r = s.proxy.admin("POST", "/admin/journal/resync?path=/rc/f")
+        self.assertEqual(r.status, 200, r)
+        time.sleep(0.3)
+        self.assertEqual(s.g2("PATCH", "/rc/f", "action=append&position=1000", body=b"extra").status, 202)
+        self.assertEqual(s.g2("PATCH", "/rc/f", "action=flush&position=1005").status, 200)
+        s.wait_drained(30)
+        self.assertEqual(s.g2_read("/rc/f"), b"A" * 1000 + b"extra")
+        self.assertEqual(s.g1_read("/rc/f"), b"A" * 1000 + b"extra")
+        self.assertIn("file changed on gen2 during its copy to gen1: copied again", s.proxy.log_since_start())
+
+
 class Owed(unittest.TestCase):
     def test_owed_is_the_live_records_per_side(self):
         """pipe_owed (GET /admin/journal "owed", dualpipe_journal_owed) equals the live records per side as
