@@ -77,7 +77,7 @@ def gen2_reference(a, tmp):
 
 
 def thread_cpu(pid):
-    """{thread name: CPU seconds} of every thread of pid (threads of one name summed)."""
+    """{"name/tid": CPU seconds} of every thread of pid."""
     out = {}
     tck = os.sysconf("SC_CLK_TCK")
     for tid in os.listdir("/proc/%d/task" % pid):
@@ -86,9 +86,9 @@ def thread_cpu(pid):
                 st = f.read()
         except OSError:
             continue
-        name = st[st.index("(") + 1:st.rindex(")")]
+        name = "%s/%s" % (st[st.index("(") + 1:st.rindex(")")], tid)
         rest = st.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0) + (int(rest[11]) + int(rest[12])) / tck
+        out[name] = (int(rest[11]) + int(rest[12])) / tck
     return out
 
 
@@ -106,7 +106,7 @@ def cpu_snapshot(st):
 def cpu_delta(c0, c1):
     secs = c1["wall"] - c0["wall"]
     th = {k: round(v - c0["proxy"].get(k, 0), 2) for k, v in c1["proxy"].items() if v - c0["proxy"].get(k, 0) >= 0.05}
-    return {"seconds": round(secs, 2), "proxy_threads": dict(sorted(th.items(), key=lambda kv: -kv[1])),
+    return {"seconds": round(secs, 2), "proxy_threads": dict(sorted(th.items(), key=lambda kv: -kv[1])[:8]),
             "proxy": round(sum(th.values()), 2), "gen1_emu": round(c1["gen1_emu"] - c0["gen1_emu"], 2),
             "gen2_emu": round(c1["gen2_emu"] - c0["gen2_emu"], 2)}
 

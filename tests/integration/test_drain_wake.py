@@ -10,6 +10,8 @@ minutes; the probe runs every 200 ms. A few paths are written while the side the
   far below the backoff), the stores compare equal, and the Gen2 emulator saw each file created and each
   APPEND's bytes accepted once.
 - gen2-primary, Gen1 down: the same for the mirror toward Gen1 (its workers back off in their own threads).
+- While Gen2 keeps failing (503 to everything) with a short backoff, the held writes do not hammer it: one
+  probe per breaker_probe_ms, counted on the emulator; once it answers again everything goes.
 """
 import json
 import os
@@ -80,6 +82,27 @@ class DrainWake(unittest.TestCase):
         d = {k: c1.get(k, 0) - c0.get(k, 0) for k in c1}
         self.assertEqual(d.get("PUT create-file", 0), PATHS, d)
         self.assertEqual(d.get("PATCH append", 0), 2 * PATHS, d)
+
+    def test_still_down_one_probe_at_a_time(self):
+        fast = {"backoff_base_ms": 10, "backoff_cap_ms": 50, "breaker_failures": 1, "breaker_probe_ms": 500}
+        cfg = {"applier": fast, "log": {"level": "info"}, "shutdown": {"drain_ms": 300}}
+        s = proxylib.Stack(config=cfg)
+        self.addCleanup(s.close)
+        s.gen2.fault("action=fail,status=503")
+        for i in range(PATHS):
+            r = proxylib.write_data(s.proxy, "PUT", "/sp/f%d" % i, "CREATE", b"x%d" % i, write="true")
+            self.assertEqual(r.status, 201, r)
+        time.sleep(1.0)  # the breaker is open by now
+        n0 = sum(s.g2_counters().values())
+        time.sleep(2.0)
+        n = sum(s.g2_counters().values()) - n0
+        # four probes in 2 s (one at a time, every 500 ms); held writes retrying on their own 10-50 ms
+        # backoff would have sent hundreds
+        self.assertLessEqual(n, 2000 // fast["breaker_probe_ms"] + 2, s.g2_counters())
+        self.assertGreaterEqual(n, 1, s.g2_counters())
+        self.assertEqual(s.gen2.admin("DELETE", "/faults").status, 200)
+        s.wait_drained(30)
+        self.assertEqual(s.compare("/sp"), [])
 
     def test_gen1_back_the_mirror_goes_at_once(self):
         s = self.stack("gen2-primary")
