@@ -530,7 +530,7 @@ int applier_new(const dp_config *cfg, httpc *http, gen1c *g1, apply_gate_fn gate
     a->backoff_cap_ms = or_default(cfg->applier_backoff_cap_ms, 30000);
     if (a->backoff_cap_ms < a->backoff_base_ms) a->backoff_cap_ms = a->backoff_base_ms;
     a->brk_failures = or_default(cfg->applier_breaker_failures, 5);
-    a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 2000);
+    a->brk_probe_ms = or_default(cfg->applier_breaker_probe_ms, 500);
     a->resync_attempts = or_default(cfg->applier_resync_attempts, 3);
     a->part_bytes = cfg->applier_copy_part_bytes ? cfg->applier_copy_part_bytes : 64ull << 20;
     a->dg = dgc_new(cfg->applier_digest_cache_entries);

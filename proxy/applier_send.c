@@ -453,6 +453,17 @@ static void on_answer(void *ud, httpc_resp *r)
         int64_t ra = r->result == HTTPC_OK ? xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), ap_real_ms()) : -1;
         if (ra > (int64_t)a->backoff_cap_ms) ra = a->backoff_cap_ms;
         if (ra > d) d = ra;
+        /* While the breaker is open its probe paces the retries, not each operation's own backoff: the
+         * operation goes straight back to the breaker's wait list (through ap_resend), so that when the
+         * probe goes through every waiting path is sent again at once, however long the backoff it
+         * would have grown during the outage. A Retry-After delays the next probe instead. */
+        ap_breaker *b = &a->brk[side];
+        pthread_mutex_lock(&a->mu);
+        if (b->open) {
+            if (ra > 0 && b->next_probe_ms < ap_mono_ms() + ra) b->next_probe_ms = ap_mono_ms() + ra;
+            d = 0;
+        }
+        pthread_mutex_unlock(&a->mu);
         char what[300];
         ap_resp_what(op, r, what, sizeof what);
         LOGI("msg=\"gen2 apply retry\" seq=%" PRIu64 " rid=%s op=%s path=\"%s\" attempt=%d after_ms=%" PRId64

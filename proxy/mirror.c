@@ -179,13 +179,15 @@ static void deadline(struct timespec *ts, int64_t ms)
     }
 }
 
-bool mr_sleep(mirror *m, int64_t ms)
+/* Sleep ms, or until side's breaker closes (side < 0: no breaker ends it early). */
+static bool sleep_side(mirror *m, int64_t ms, int side)
 {
     int64_t end = mr_mono_ms() + (ms > 0 ? ms : 0);
     pthread_mutex_lock(&m->mu);
+    unsigned closes = side >= 0 ? m->brk[side].closes : 0;
     while (!m->abandon) {
         int64_t left = end - mr_mono_ms();
-        if (left <= 0) break;
+        if (left <= 0 || (side >= 0 && m->brk[side].closes != closes)) break;
         struct timespec ts;
         deadline(&ts, left);
         pthread_cond_timedwait(&m->cv, &m->mu, &ts);
@@ -193,6 +195,11 @@ bool mr_sleep(mirror *m, int64_t ms)
     bool ok = !m->abandon;
     pthread_mutex_unlock(&m->mu);
     return ok;
+}
+
+bool mr_sleep(mirror *m, int64_t ms)
+{
+    return sleep_side(m, ms, -1);
 }
 
 /* ================================================================ breakers and sending */
@@ -235,7 +242,10 @@ static void breaker_account(mirror *m, int side, bool probe, bool transient)
     } else {
         b->fails = 0;
         if (b->open) {
+            /* The probe went through: every worker backing off toward side sends again now, not when
+             * its own backoff (grown through the outage, up to backoff_cap_ms) runs out. */
             b->open = false;
+            b->closes++;
             LOGI("msg=\"circuit breaker closed\" component=mirror upstream=%s", side_name[side]);
             pthread_cond_broadcast(&m->cv);
         }
@@ -332,11 +342,25 @@ bool mr_backoff(mop *op, int side, const httpc_resp *r)
     pthread_mutex_unlock(&m->mu);
     metrics_inc(m->retries[side]);
     int64_t d = (int64_t)(rnd % (cap + 1));
+    int64_t ra = -1;
     if (r && r->result == HTTPC_OK) {
-        int64_t ra = xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), real_ms());
-        if (ra > d) d = ra > (int64_t)m->o.backoff_cap_ms ? (int64_t)m->o.backoff_cap_ms : ra;
+        ra = xlate_retry_after_ms(httpc_resp_header(r, "Retry-After"), real_ms());
+        if (ra > (int64_t)m->o.backoff_cap_ms) ra = m->o.backoff_cap_ms;
+        if (ra > d) d = ra;
     }
-    return mr_sleep(m, d);
+    /* While side's breaker is open its probe paces the retries (breaker_pass holds this worker until the
+     * probe goes through), not the worker's own backoff: when the probe succeeds every worker sends again
+     * at once. A Retry-After delays the next probe instead. (r NULL: a whole resync attempt failed, not a
+     * request: its own backoff.) */
+    pthread_mutex_lock(&m->mu);
+    mr_breaker *b = &m->brk[side];
+    if (r && b->open) {
+        int64_t now = mr_mono_ms();
+        if (ra > 0 && b->next_probe_ms < now + ra) b->next_probe_ms = now + ra;
+        d = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return sleep_side(m, d, side);
 }
 
 httpc_resp *mr_g1_retry(mop *op, const mr_g1req *q)
@@ -683,7 +707,7 @@ int mirror_new(const mirror_opts *o, mirror **out, char *err, size_t errlen)
     if (!m->o.backoff_cap_ms) m->o.backoff_cap_ms = 30000;
     if (m->o.backoff_cap_ms < m->o.backoff_base_ms) m->o.backoff_cap_ms = m->o.backoff_base_ms;
     if (!m->o.breaker_failures) m->o.breaker_failures = 5;
-    if (!m->o.breaker_probe_ms) m->o.breaker_probe_ms = 2000;
+    if (!m->o.breaker_probe_ms) m->o.breaker_probe_ms = 500;
     if (!m->o.resync_attempts) m->o.resync_attempts = 5;
     for (int s = 0; s < 2; s++) m->brk[s].m = m;
     if (getrandom(&m->rng, sizeof m->rng, 0) != (ssize_t)sizeof m->rng || !m->rng) m->rng = 0x9e3779b97f4a7c15ull;

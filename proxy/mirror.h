@@ -108,7 +108,7 @@ typedef struct mirror_opts {
     unsigned backoff_base_ms;     /* 0 = 100 */
     unsigned backoff_cap_ms;      /* 0 = 30000 */
     unsigned breaker_failures;    /* 0 = 5 */
-    unsigned breaker_probe_ms;    /* 0 = 2000 */
+    unsigned breaker_probe_ms;    /* 0 = 500 */
     unsigned resync_attempts;     /* 0 = 5 */
 } mirror_opts;
 

@@ -69,6 +69,7 @@ typedef struct mr_breaker {
     unsigned fails;                 /* transient failures in a row */
     bool open, probing;
     int64_t next_probe_ms;
+    unsigned closes;                /* times it closed: a backoff started before the last close ends early */
     mirror *m;                      /* (gauge callback) */
 } mr_breaker;
 
@@ -147,7 +148,8 @@ typedef struct mr_g1req {
  *  answer (never NULL unless the mirror abandoned: then NULL); *transient: worth another try. */
 httpc_resp *mr_g1_try(mop *op, const mr_g1req *q, bool *transient);
 /** Back off before another try of op's current request after r (NULL ok): full jitter, Retry-After.
- *  Counts a retry. False when the mirror abandoned meanwhile. */
+ *  Cut short when side's breaker closes meanwhile (its probe went through). Counts a retry. False when
+ *  the mirror abandoned meanwhile. */
 bool mr_backoff(mop *op, int side, const httpc_resp *r);
 /** Try until an answer that is not transient (idempotent requests). NULL when the mirror abandoned. */
 httpc_resp *mr_g1_retry(mop *op, const mr_g1req *q);

@@ -137,7 +137,7 @@ static const cfg_opt cfg_opts[] = {
     {"applier.backoff_base_ms", K_UINT, FLD(applier_backoff_base_ms), 1, 600000, "500", 0, NULL, NULL},
     {"applier.backoff_cap_ms", K_UINT, FLD(applier_backoff_cap_ms), 1, 3600000, "30000", 0, NULL, NULL},
     {"applier.breaker_failures", K_UINT, FLD(applier_breaker_failures), 1, 1000, "5", 0, NULL, NULL},
-    {"applier.breaker_probe_ms", K_UINT, FLD(applier_breaker_probe_ms), 100, 600000, "2000", 0, NULL, NULL},
+    {"applier.breaker_probe_ms", K_UINT, FLD(applier_breaker_probe_ms), 100, 600000, "500", 0, NULL, NULL},
     {"applier.resync_attempts", K_UINT, FLD(applier_resync_attempts), 1, 100, "3", 0, NULL, NULL},
     {"applier.copy_part_bytes", K_SIZE, FLD(applier_copy_part_bytes), MIB, 4 * GIB, "67108864", 0, NULL, NULL},
     {"applier.max_in_memory", K_UINT, FLD(applier_max_in_memory), 16, 1000000, "8192", 0, NULL, NULL},

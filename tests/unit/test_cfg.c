@@ -142,7 +142,7 @@ TEST(every_default)
     ASSERT_EQ_INT(c.applier_backoff_base_ms, 500);
     ASSERT_EQ_INT(c.applier_backoff_cap_ms, 30000);
     ASSERT_EQ_INT(c.applier_breaker_failures, 5);
-    ASSERT_EQ_INT(c.applier_breaker_probe_ms, 2000);
+    ASSERT_EQ_INT(c.applier_breaker_probe_ms, 500);
     ASSERT_EQ_INT(c.applier_resync_attempts, 3);
     ASSERT_TRUE(c.applier_copy_part_bytes == 64ull * 1024 * 1024);
     ASSERT_EQ_INT(c.gen1_dialect, CFG_DIALECT_ADLS);
@@ -838,7 +838,7 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "applier.backoff_base_ms = 500 (default)\n",
         "applier.backoff_cap_ms = 30000 (default)\n",
         "applier.breaker_failures = 5 (default)\n",
-        "applier.breaker_probe_ms = 2000 (default)\n",
+        "applier.breaker_probe_ms = 500 (default)\n",
         "applier.resync_attempts = 3 (default)\n",
         "log.level = info (default)\n",
         "gen1.endpoint = \"http://127.0.0.1:14001\"\n",
