@@ -421,7 +421,10 @@ static void h_append_flush_check(aop *op, httpc_resp *r)
 {
     uint64_t want = op->pos0 + op->data_len, len = 0;
     bool dir = false, known = r->result == HTTPC_OK && r->status == 200 && ap_g2_file_len(r, &len, &dir) && !dir;
-    if (known && len == want) {
+    /* The length proves it landed only when nothing else appends to this file on Gen2: one proxy orders its
+     * own writes of a path, but in a fleet another proxy's applier may have appended as many bytes (then
+     * this record would be lost on Gen2). There the refusal stands and the record is resynced from Gen1. */
+    if (known && len == want && !op->a->cfg->phase_fleet) {
         /* An earlier send of it landed (a re-send, ours or libcurl's on a fresh connection, then found the
          * position behind the end): its bytes count as sent. */
         data_crc_rest(op);
