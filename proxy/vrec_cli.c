@@ -6,7 +6,6 @@
  */
 #include "vrec_cli.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acli.h"
 #include "dbuf.h"
 #include "urlcodec.h"
 
@@ -44,65 +44,18 @@ static int daemon_holds(const char *dir)
     return held;
 }
 
-/* "http://HOST:PORT" of the admin listener. 0 or -1 (printed). */
+#define VC_WHO "dualpipe verify"
+
+/* "http://HOST:PORT" of the admin listener (acli.h). 0 or -1 (printed). */
 static int admin_base(const dp_config *c, const char *admin, char *base, size_t cap)
 {
-    if (admin) {
-        const char *colon = strrchr(admin, ':');
-        if (!colon || colon == admin || strpbrk(admin, "/@?# \t") || !colon[1]) {
-            fprintf(stderr, "dualpipe verify: --admin must be HOST:PORT (e.g. 127.0.0.1:14080)\n");
-            return -1;
-        }
-        snprintf(base, cap, "http://%s", admin);
-        return 0;
-    }
-    if (c->admin_listen.port == 0) {
-        fprintf(stderr, "dualpipe verify: admin.listen has port 0 (picked at start); give --admin HOST:PORT to record "
-                        "this verify with the daemon\n");
-        return -1;
-    }
-    const char *h = c->admin_listen.host;
-    if (strcmp(h, "0.0.0.0") == 0) h = "127.0.0.1";
-    else if (strcmp(h, "::") == 0) h = "::1";
-    bool v6 = strchr(h, ':') != NULL;
-    snprintf(base, cap, "http://%s%s%s:%d", v6 ? "[" : "", h, v6 ? "]" : "", c->admin_listen.port);
-    return 0;
-}
-
-static size_t sink(char *data, size_t size, size_t n, void *ud)
-{
-    return dbuf_add(ud, data, size * n) == 0 ? size * n : 0;
+    return acli_base(VC_WHO, admin, c, base, cap);
 }
 
 /* One admin request; the body in out. The HTTP status, or -1 (no answer: printed). */
 static long call(const char *base, bool post, const char *target, dbuf *out)
 {
-    char url[8192];
-    if (snprintf(url, sizeof url, "%s%s", base, target) >= (int)sizeof url) return -1;
-    CURL *h = curl_easy_init();
-    if (!h) return -1;
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, VC_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-    if (post) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-    }
-    long status = -1;
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK)
-        fprintf(stderr, "dualpipe verify: the daemon's admin API at %s does not answer: %s\n", base,
-                cerr[0] ? cerr : curl_easy_strerror(rc));
-    else curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
-    return status;
+    return acli_call(VC_WHO, base, post ? "POST" : "GET", target, VC_TIMEOUT_S, VC_ANSWER_MAX, out);
 }
 
 void vrec_cli_begin(const dp_config *cfg, const char *admin, const char *root, vrec_ticket *t)

@@ -20,7 +20,6 @@
 import json
 import os
 import random
-import struct
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxylib  # noqa: E402
+import test_gen2_primary  # noqa: E402
 
 FAST = {"backoff_base_ms": 50, "backoff_cap_ms": 400, "breaker_probe_ms": 200}
 
@@ -59,21 +59,8 @@ def status(proxy):
     return r.json()
 
 
-def record(wid, n, size):
-    head = struct.pack(">HII", wid, n, size)
-    return head + bytes((wid * 7 + n + i) & 0xFF for i in range(size)) + b"\n"
-
-
-def parse(data):
-    out, pos = [], 0
-    while pos < len(data):
-        wid, n, size = struct.unpack(">HII", data[pos:pos + 10])
-        end = pos + 10 + size + 1
-        if end > len(data) or data[end - 1:end] != b"\n":
-            raise ValueError("torn record at %d" % pos)
-        out.append((wid, n))
-        pos = end
-    return out
+# the records writers append, and their parser (one file holds each record whole or not at all)
+record, parse = test_gen2_primary.record, test_gen2_primary.parse
 
 
 def same(tc, s, root, proxy=None):
