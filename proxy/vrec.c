@@ -604,30 +604,12 @@ static unsigned reply_err(dbuf *out, unsigned status, const char *msg)
     return status;
 }
 
-/* The decoded value of parameter name: 1 found, 0 absent, -1 malformed. */
-static int qget(const char *query, const char *name, dbuf *out)
-{
-    url_param ps[32];
-    int n = url_split_query(query, ps, (int)(sizeof ps / sizeof ps[0]));
-    if (n < 0) return -1;
-    size_t nl = strlen(name);
-    for (int i = 0; i < n; i++) {
-        if (ps[i].name_len != nl || memcmp(ps[i].name, name, nl) != 0) continue;
-        dbuf_reset(out);
-        if (!ps[i].value) return dbuf_adds(out, "") == 0 ? 1 : -1;
-        if (url_decode(ps[i].value, ps[i].value_len, URL_FORM | URL_NO_CTL, out) != 0) return -1;
-        if (!out->data && dbuf_adds(out, "") != 0) return -1;
-        return 1;
-    }
-    return 0;
-}
-
 /* A decimal parameter: 1 found (*v), 0 absent, -1 malformed. */
 static int qnum(const char *query, const char *name, uint64_t *v)
 {
     dbuf b;
     dbuf_init(&b, 64);
-    int rc = qget(query, name, &b);
+    int rc = url_query_get(query, name, &b);
     if (rc == 1) {
         char *end = NULL;
         errno = 0;
@@ -670,7 +652,7 @@ static unsigned http_begin(vrec *v, uint64_t jseq, const char *query, dbuf *out)
 {
     dbuf b;
     dbuf_init(&b, 1100);
-    int rc = qget(query, "root", &b);
+    int rc = url_query_get(query, "root", &b);
     if (rc != 1 || b.data[0] != '/') {
         dbuf_free(&b);
         return reply_err(out, 400, "root: required, the verified absolute path");
@@ -692,7 +674,7 @@ static unsigned http_end(vrec *v, const char *query, dbuf *out)
     dbuf_init(&b, 4096);
     unsigned st = 400;
     const char *bad = NULL;
-    int rc = qget(query, "token", &b);
+    int rc = url_query_get(query, "token", &b);
     if (rc < 0) bad = "token: malformed";
     else if (rc == 1) {
         if (vrec_begun(v, b.data, r.root, sizeof r.root, &r.begin_seq, &r.started_ms) != 0) {
@@ -703,7 +685,7 @@ static unsigned http_end(vrec *v, const char *query, dbuf *out)
         r.seq_known = true;
         r.online = true;
     } else { /* begun offline: root and (when it was read) the journal's seq come from the verify */
-        if (qget(query, "root", &b) != 1 || b.data[0] != '/' || b.len >= sizeof r.root) bad = "root: required without token";
+        if (url_query_get(query, "root", &b) != 1 || b.data[0] != '/' || b.len >= sizeof r.root) bad = "root: required without token";
         else snprintf(r.root, sizeof r.root, "%s", b.data);
         rc = qnum(query, "begin_seq", &r.begin_seq);
         if (rc < 0) bad = "begin_seq: a decimal number";
@@ -717,13 +699,13 @@ static unsigned http_end(vrec *v, const char *query, dbuf *out)
                  qnum(query, "in_flight", &r.in_flight) < 0))
         bad = "differences, size_only and in_flight: decimal numbers";
     if (!bad) {
-        rc = qget(query, "mode", &b);
+        rc = url_query_get(query, "mode", &b);
         if (rc != 1 || (strcmp(b.data, "size") != 0 && strcmp(b.data, "digest") != 0 && strcmp(b.data, "deep") != 0))
             bad = "mode: size, digest or deep";
         else snprintf(r.mode, sizeof r.mode, "%s", b.data);
     }
     if (!bad) {
-        rc = qget(query, "kinds", &b);
+        rc = url_query_get(query, "kinds", &b);
         if (rc < 0 || !(r.by_kind = kinds_parse(rc == 1 ? b.data : ""))) bad = "kinds: kind:count pairs separated by commas";
     }
     dbuf_free(&b);
