@@ -19,6 +19,7 @@
 #include "jrnl_fmt.h"
 #include "log.h"
 #include "urlcodec.h"
+#include "wfile.h"
 #include "whreq.h"
 
 #define FENCE_KEEP 64                  /* fences remembered (the oldest settled ones go first) */
@@ -137,15 +138,6 @@ static bool dset_seen(dset *d, const char *path, char k)
 
 /* ---------------------------------------------------------------- state file */
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
-}
-
 /* Write fence.json whole (under mu). 0 or -errno. */
 static int save(fence_reg *f)
 {
@@ -165,24 +157,7 @@ static int save(fence_reg *f)
     char *txt = o ? json_dumps(o, JSON_INDENT(1)) : NULL;
     json_decref(o);
     if (!txt) return -ENOMEM;
-    char tmp[1200], dst[1200];
-    snprintf(tmp, sizeof tmp, "%s/fence.json.tmp", f->dir);
-    snprintf(dst, sizeof dst, "%s/fence.json", f->dir);
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) rc = -errno;
-    size_t len = strlen(txt), done = 0;
-    while (rc == 0 && done < len) {
-        ssize_t w = write(fd, txt + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) rc = w < 0 ? -errno : -EIO;
-        else done += (size_t)w;
-    }
-    if (rc == 0 && fsync(fd) != 0) rc = -errno;
-    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = -errno;
-    if (rc == 0 && rename(tmp, dst) != 0) rc = -errno;
-    if (rc == 0) rc = fsync_dir(f->dir);
-    if (rc != 0) unlink(tmp);
+    int rc = wf_replace(f->dir, "fence.json", txt, strlen(txt));
     free(txt);
     return rc;
 }

@@ -30,6 +30,7 @@
 #include "httpc.h"
 #include "reserved.h"
 #include "urlcodec.h"
+#include "wfile.h"
 #include "xlate.h"
 
 #define FLEET_REC_KEY "dualpipe_phase"
@@ -685,41 +686,9 @@ int fleet_member_list(fleet *f, fleet_member **v, size_t *n, size_t *bad, char *
 
 /* ---------------------------------------------------------------- the local backend */
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
-}
+/* Files are replaced whole with wf_replace: a temporary DIR/LEAF~XXXXXX ('~' is never in a member id, so a
+ * listing skips what a crash leaves). */
 
-/* Replace DIR/LEAF with text as a whole: DIR/LEAF~XXXXXX written, fsynced, renamed over it, and the
- * directory fsynced ('~' is never in a member id, so a listing skips what a crash leaves). 0 or -errno. */
-static int put_whole(const char *dir, const char *leaf, const char *text, size_t n)
-{
-    char tmp[FLEET_LOCAL_PATH_MAX + 96], final[FLEET_LOCAL_PATH_MAX + 96];
-    snprintf(tmp, sizeof tmp, "%s/%s~XXXXXX", dir, leaf);
-    snprintf(final, sizeof final, "%s/%s", dir, leaf);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = 0;
-    size_t done = 0;
-    while (rc == 0 && done < n) {
-        ssize_t w = write(fd, text + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) rc = w < 0 ? -errno : -EIO;
-        else done += (size_t)w;
-    }
-    if (rc == 0 && fsync(fd) != 0) rc = -errno;
-    if (close(fd) != 0 && rc == 0) rc = -errno;
-    if (rc == 0 && rename(tmp, final) != 0) rc = -errno;
-    if (rc != 0) {
-        unlink(tmp);
-        return rc;
-    }
-    return fsync_dir(dir);
-}
 
 /* Read a small file whole into buf (NUL-terminated): its length, or -errno (-EFBIG when it does not fit). */
 static ssize_t get_whole(const char *path, char *buf, size_t cap)
@@ -846,7 +815,7 @@ static int local_rec_write(fleet *f, const fleet_rec *rec, const char *if_match,
     }
     char next[128];
     local_etag(rc == 0 ? cur_etag : NULL, next, sizeof next);
-    int wr = fleet_local_format(rec, next, text, sizeof text) == 0 ? put_whole(f->ldir, "phase", text, strlen(text))
+    int wr = fleet_local_format(rec, next, text, sizeof text) == 0 ? wf_replace(f->ldir, "phase", text, strlen(text))
                                                                    : -E2BIG;
     if (wr != 0) {
         snprintf(err, errlen, "cannot write the phase record %s/phase: %s", f->ldir, strerror(-wr));
@@ -870,7 +839,7 @@ static int local_member_put(fleet *f, const fleet_member *m, char *err, size_t e
     }
     size_t n = strlen(text);
     text[n++] = '\n';
-    int rc = put_whole(dir, f->member, text, n);
+    int rc = wf_replace(dir, f->member, text, n);
     if (rc != 0) {
         snprintf(err, errlen, "cannot write this member's report %s/%s: %s", dir, f->member, strerror(-rc));
         return -1;
@@ -888,7 +857,7 @@ static int local_member_remove(fleet *f, const char *id, char *err, size_t errle
         snprintf(err, errlen, "cannot remove the member report %s: %s", path, strerror(errno));
         return -1;
     }
-    int rc = fsync_dir(dir);
+    int rc = wf_fsync_dir(dir);
     if (rc != 0) {
         snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(-rc));
         return -1;

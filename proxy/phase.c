@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "wfile.h"
 
 #define PHASE_FAST_MS 50u
 #define PHASE_STATE_MAX 4096
@@ -95,36 +96,18 @@ const char *phase_transition_refused(cfg_phase from, cfg_phase to)
 
 static int state_save(phase_mgr *m)
 {
-    char tmp[1100], text[512];
+    char text[512], dir[1024];
     int n = snprintf(text, sizeof text,
                      "{\"v\":1,\"member\":\"%s\",\"phase\":\"%s\",\"epoch\":%" PRIu64 ",\"state\":\"%s\"}\n", m->id,
                      cfg_phase_name(m->cur), m->epoch, fleet_mstate_name(m->disk_state));
-    if (n < 0 || (size_t)n >= sizeof text || snprintf(tmp, sizeof tmp, "%s.tmp", m->state_file) >= (int)sizeof tmp)
+    if (n < 0 || (size_t)n >= sizeof text || snprintf(dir, sizeof dir, "%s", m->state_file) >= (int)sizeof dir)
         return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return -errno;
-    int rc = 0;
-    if (write(fd, text, (size_t)n) != n) rc = errno ? -errno : -EIO;
-    if (rc == 0 && fsync(fd) != 0) rc = -errno;
-    close(fd);
-    if (rc == 0 && rename(tmp, m->state_file) != 0) rc = -errno;
-    if (rc != 0) {
-        unlink(tmp);
-        return rc;
-    }
-    /* the rename itself: fsync the directory */
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", m->state_file);
     char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = '\0';
+    const char *leaf = slash ? m->state_file + (slash - dir) + 1 : m->state_file;
+    if (slash == dir) dir[1] = '\0';
     else if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0) rc = -errno;
-        close(dfd);
-    }
-    return rc;
+    return wf_replace(dir, leaf, text, (size_t)n);
 }
 
 /* Read the state file: 1 read (id, phase, epoch; *writing: the last report was WRITING), 0 none, -1

@@ -27,6 +27,7 @@
 #include "jrnl_fmt.h"
 #include "log.h"
 #include "urlcodec.h"
+#include "wfile.h"
 
 #define VREC_FILE_MAX (4u << 20)
 #define VREC_BEGUN_MAX 16
@@ -45,7 +46,7 @@ typedef struct vbegun {
 
 struct vrec {
     pthread_mutex_t mu;
-    char file[1200], tmp[1210], dir[1100];
+    char file[1200], dir[1100];
     char **roots;                 /* every mapping's gen1_prefix, distinct */
     size_t nroots;
     vrec_result res[VREC_MAX_RESULTS]; /* oldest first; by_kind owned */
@@ -207,30 +208,18 @@ static int save(vrec *v, char *err, size_t errlen)
         return -1;
     }
     int rc = -1;
-    int fd = open(v->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", v->tmp, strerror(errno));
+    size_t len = strlen(text);
+    char *nl = realloc(text, len + 2);
+    if (!nl) {
+        snprintf(err, errlen, "out of memory writing the verify record");
         goto out;
     }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    bool ok = off == len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    int serr = errno;
-    close(fd);
-    if (!ok || rename(v->tmp, v->file) != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", v->file, strerror(ok ? errno : serr));
-        unlink(v->tmp);
+    text = nl;
+    memcpy(text + len, "\n", 2);
+    int wr = wf_replace(v->dir, VREC_FILE, text, len + 1);
+    if (wr != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", v->file, strerror(-wr));
         goto out;
-    }
-    int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0) LOGW("msg=\"cannot fsync the journal directory after the verify record\" dir=\"%s\"", v->dir);
-        close(dfd);
     }
     v->damaged[0] = '\0';
     rc = 0;
@@ -250,8 +239,7 @@ int vrec_open(const dp_config *cfg, const char *dir, vrec **out, char *err, size
     }
     pthread_mutex_init(&v->mu, NULL);
     if (snprintf(v->dir, sizeof v->dir, "%s", dir) >= (int)sizeof v->dir ||
-        snprintf(v->file, sizeof v->file, "%s/%s", dir, VREC_FILE) >= (int)sizeof v->file ||
-        snprintf(v->tmp, sizeof v->tmp, "%s.tmp", v->file) >= (int)sizeof v->tmp) {
+        snprintf(v->file, sizeof v->file, "%s/%s", dir, VREC_FILE) >= (int)sizeof v->file) {
         snprintf(err, errlen, "journal.dir too long for the verify record");
         goto fail;
     }
