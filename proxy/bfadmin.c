@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ajson.h"
 #include "journal.h"
 #include "jrnl_fmt.h"
 #include "log.h"
@@ -64,25 +65,6 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* {"error": msg} into out; returns status. */
-static unsigned fail(dbuf *out, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static unsigned fail(dbuf *out, unsigned status, const char *fmt, ...)
-{
-    char msg[800];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    dbuf_reset(out);
-    int rc = dbuf_adds(out, s ? s : "{\"error\":\"bad request\"}");
-    if (rc == 0) rc = dbuf_adds(out, "\n");
-    free(s);
-    (void)rc; /* an answer that does not fit is sent short: the status says enough */
-    return status;
-}
 
 /* owner: 1 to 64 of [0-9a-zA-Z-]. */
 static bool owner_ok(const char *s)
@@ -121,7 +103,7 @@ static unsigned get_owner(const char *query, char owner[BF_OWNER_MAX + 1], dbuf 
     bool ok = rc == 1 && owner_ok(v.data);
     if (ok) snprintf(owner, BF_OWNER_MAX + 1, "%s", v.data);
     dbuf_free(&v);
-    return ok ? 0 : fail(out, 400, "owner: required, the run's id (1 to 64 letters, digits or '-')");
+    return ok ? 0 : ajson_error(out, 400, "owner: required, the run's id (1 to 64 letters, digits or '-')");
 }
 
 /* An absolute, normalised path parameter (caller frees *norm). 0 or an error status. */
@@ -132,9 +114,9 @@ static unsigned get_path(const char *query, const char *name, char **norm, dbuf 
     int rc = url_query_get(query, name, &v);
     unsigned st = 0;
     whreq_err we;
-    if (rc < 0) st = fail(out, 400, "%s: malformed percent-encoding, a control character or too long", name);
-    else if (rc == 0 || v.data[0] != '/') st = fail(out, 400, "%s: required, an absolute path such as /data", name);
-    else if (whreq_norm_path(v.data, norm, &we) != 0) st = fail(out, 400, "%s: %s", name, we.message);
+    if (rc < 0) st = ajson_error(out, 400, "%s: malformed percent-encoding, a control character or too long", name);
+    else if (rc == 0 || v.data[0] != '/') st = ajson_error(out, 400, "%s: required, an absolute path such as /data", name);
+    else if (whreq_norm_path(v.data, norm, &we) != 0) st = ajson_error(out, 400, "%s: %s", name, we.message);
     dbuf_free(&v);
     return st;
 }
@@ -176,11 +158,11 @@ static unsigned do_begin(bfadmin *b, pipeline *p, const char *query, dbuf *out)
             l->root = NULL;
             if (!slot) slot = l;
         } else if (overlaps(l->root, root)) {
-            st = fail(out, 409, "another backfill (run %s) is working on %s; it holds the tree until it ends, or %d s "
+            st = ajson_error(out, 409, "another backfill (run %s) is working on %s; it holds the tree until it ends, or %d s "
                       "after its last call if it was killed", l->owner, l->root, BF_LEASE_S);
         }
     }
-    if (!st && !slot) st = fail(out, 503, "too many backfills at once (at most %d)", BF_MAX_LEASES);
+    if (!st && !slot) st = ajson_error(out, 503, "too many backfills at once (at most %d)", BF_MAX_LEASES);
     if (!st) {
         slot->root = root;
         root = NULL;
@@ -190,7 +172,7 @@ static unsigned do_begin(bfadmin *b, pipeline *p, const char *query, dbuf *out)
         jnl_get_stats(pipe_journal(p), &js);
         dbuf_reset(out);
         if (dbuf_printf(out, "{\"lease_s\":%d,\"max_seq\":%" PRIu64 "}\n", BF_LEASE_S, js.max_seq) != 0)
-            st = fail(out, 500, "out of memory");
+            st = ajson_error(out, 500, "out of memory");
         else st = 200;
         LOGI("msg=\"backfill started\" owner=%s root=\"%s\"", owner, slot->root);
     }
@@ -217,7 +199,7 @@ static unsigned do_end(bfadmin *b, const char *query, dbuf *out)
     }
     pthread_mutex_unlock(&b->mu);
     dbuf_reset(out);
-    return dbuf_printf(out, "{\"ended\":%d}\n", n) == 0 ? 200 : fail(out, 500, "out of memory");
+    return dbuf_printf(out, "{\"ended\":%d}\n", n) == 0 ? 200 : ajson_error(out, 500, "out of memory");
 }
 
 static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
@@ -232,9 +214,9 @@ static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     char root[512];
     snprintf(root, sizeof root, "%s", l ? l->root : "");
     pthread_mutex_unlock(&b->mu);
-    if (!l) st = fail(out, 409, "run %s holds no backfill lease (it lapsed %d s after its last call, or was never "
+    if (!l) st = ajson_error(out, 409, "run %s holds no backfill lease (it lapsed %d s after its last call, or was never "
                       "taken): begin again", owner, BF_LEASE_S);
-    else if (!in) st = fail(out, 400, "path: %s is outside the run's tree %s", path, root);
+    else if (!in) st = ajson_error(out, 400, "path: %s is outside the run's tree %s", path, root);
     if (st) {
         free(path);
         return st;
@@ -245,11 +227,11 @@ static unsigned do_copy(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     dbuf_free(&v);
     uint64_t seq = 0;
     int rc = pipe_resync_node(p, path, node, &seq);
-    if (rc == -ESHUTDOWN) st = fail(out, 503, "the proxy is stopping");
-    else if (rc != 0) st = fail(out, 503, "the journal cannot take the copy of %s: %s", path, strerror(-rc));
+    if (rc == -ESHUTDOWN) st = ajson_error(out, 503, "the proxy is stopping");
+    else if (rc != 0) st = ajson_error(out, 503, "the journal cannot take the copy of %s: %s", path, strerror(-rc));
     else {
         dbuf_reset(out);
-        st = dbuf_printf(out, "{\"seq\":%" PRIu64 "}\n", seq) == 0 ? 200 : fail(out, 500, "out of memory");
+        st = dbuf_printf(out, "{\"seq\":%" PRIu64 "}\n", seq) == 0 ? 200 : ajson_error(out, 500, "out of memory");
         LOGD("msg=\"backfill copy\" owner=%s seq=%" PRIu64 " path=\"%s\"", owner, seq, path);
     }
     free(path);
@@ -272,7 +254,7 @@ static unsigned get_token(const char *query, char tok[FENCE_TOKEN_MAX], dbuf *ou
     bool ok = rc == 1 && v.len > 0 && v.len < FENCE_TOKEN_MAX;
     if (ok) snprintf(tok, FENCE_TOKEN_MAX, "%s", v.data);
     dbuf_free(&v);
-    return ok ? 0 : fail(out, 400, "fence: required, the token `dualpipe backfill --plan distcp` printed");
+    return ok ? 0 : ajson_error(out, 400, "fence: required, the token `dualpipe backfill --plan distcp` printed");
 }
 
 /* The root of owner's live lease into root (renewed). 0, or the status of the error written to out. */
@@ -282,7 +264,7 @@ static unsigned lease_root(bfadmin *b, const char *owner, char *root, size_t cap
     bf_lease *l = held(b, owner, now_s());
     if (l) snprintf(root, cap, "%s", l->root);
     pthread_mutex_unlock(&b->mu);
-    return l ? 0 : fail(out, 409, "run %s holds no backfill lease: begin again", owner);
+    return l ? 0 : ajson_error(out, 409, "run %s holds no backfill lease: begin again", owner);
 }
 
 /* POST /admin/backfill/fence?owner=ID: a fence on the run's tree. */
@@ -292,10 +274,10 @@ static unsigned do_fence(bfadmin *b, const char *query, dbuf *out)
     unsigned st = get_owner(query, owner, out);
     if (st || (st = lease_root(b, owner, root, sizeof root, out))) return st;
     fence_info *fi = malloc(sizeof *fi);
-    if (!fi) return fail(out, 500, "out of memory");
+    if (!fi) return ajson_error(out, 500, "out of memory");
     int rc = fence_create(b->fences, root, fi, err, sizeof err);
-    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
-    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    if (rc != 0) st = ajson_error(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : ajson_error(out, 500, "out of memory");
     free(fi);
     return st;
 }
@@ -308,14 +290,14 @@ static unsigned do_fences(bfadmin *b, const char *query, dbuf *out)
     dbuf_init(&v, 256);
     bool one = url_query_get(query, "fence", &v) == 1;
     dbuf_free(&v);
-    if (!one) return fence_list_json(b->fences, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    if (!one) return fence_list_json(b->fences, out) == 0 ? 200 : ajson_error(out, 500, "out of memory");
     unsigned st = get_token(query, tok, out);
     if (st) return st;
     fence_info *fi = malloc(sizeof *fi);
-    if (!fi) return fail(out, 500, "out of memory");
+    if (!fi) return ajson_error(out, 500, "out of memory");
     int rc = fence_get(b->fences, tok, fi, err, sizeof err);
-    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
-    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    if (rc != 0) st = ajson_error(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : ajson_error(out, 500, "out of memory");
     free(fi);
     return st;
 }
@@ -328,14 +310,14 @@ static unsigned do_settle(bfadmin *b, const char *query, dbuf *out)
     unsigned st = get_owner(query, owner, out);
     if (st || (st = get_token(query, tok, out)) || (st = lease_root(b, owner, root, sizeof root, out))) return st;
     fence_info *fi = malloc(sizeof *fi);
-    if (!fi) return fail(out, 500, "out of memory");
+    if (!fi) return ajson_error(out, 500, "out of memory");
     int rc = fence_get(b->fences, tok, fi, err, sizeof err);
-    if (rc != 0) st = fail(out, fence_status(rc), "%s", err);
+    if (rc != 0) st = ajson_error(out, fence_status(rc), "%s", err);
     else if (strcmp(fi->root, root) != 0)
-        st = fail(out, 400, "fence %s was taken on %s, the run's tree is %s: settle that tree", tok, fi->root, root);
+        st = ajson_error(out, 400, "fence %s was taken on %s, the run's tree is %s: settle that tree", tok, fi->root, root);
     else if ((rc = fence_settle_begin(b->fences, tok, fi, err, sizeof err)) != 0)
-        st = fail(out, fence_status(rc), "%s", err);
-    else st = fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+        st = ajson_error(out, fence_status(rc), "%s", err);
+    else st = fence_info_json(fi, out) == 0 ? 200 : ajson_error(out, 500, "out of memory");
     free(fi);
     return st;
 }
@@ -354,9 +336,9 @@ static unsigned do_touched(bfadmin *b, const char *query, dbuf *out)
     if (q == 1) after = strtoull(v.data, &end, 10);
     bool bad = q < 0 || (q == 1 && (!v.data[0] || *end));
     dbuf_free(&v);
-    if (bad) return fail(out, 400, "after: a byte offset, as the previous page's next");
+    if (bad) return ajson_error(out, 400, "after: a byte offset, as the previous page's next");
     int rc = fence_read(b->fences, tok, (uint64_t)after, 1000, out, err, sizeof err);
-    return rc == 0 ? 200 : fail(out, fence_status(rc), "%s", err);
+    return rc == 0 ? 200 : ajson_error(out, fence_status(rc), "%s", err);
 }
 
 /* POST /admin/backfill/settled?owner=ID&fence=T&resynced=N: the settle is over. */
@@ -371,11 +353,11 @@ static unsigned do_settled(bfadmin *b, const char *query, dbuf *out)
     if (url_query_get(query, "resynced", &v) == 1) n = strtoull(v.data, NULL, 10);
     dbuf_free(&v);
     int rc = fence_settled(b->fences, tok, (uint64_t)n, err, sizeof err);
-    if (rc != 0) return fail(out, fence_status(rc), "%s", err);
+    if (rc != 0) return ajson_error(out, fence_status(rc), "%s", err);
     fence_info *fi = malloc(sizeof *fi);
-    if (!fi) return fail(out, 500, "out of memory");
+    if (!fi) return ajson_error(out, 500, "out of memory");
     rc = fence_get(b->fences, tok, fi, err, sizeof err);
-    st = rc != 0 ? fail(out, fence_status(rc), "%s", err) : fence_info_json(fi, out) == 0 ? 200 : fail(out, 500, "out of memory");
+    st = rc != 0 ? ajson_error(out, fence_status(rc), "%s", err) : fence_info_json(fi, out) == 0 ? 200 : ajson_error(out, 500, "out of memory");
     free(fi);
     return st;
 }
@@ -387,9 +369,9 @@ static unsigned do_unfence(bfadmin *b, const char *query, dbuf *out)
     unsigned st = get_token(query, tok, out);
     if (st) return st;
     int rc = fence_drop(b->fences, tok, err, sizeof err);
-    if (rc != 0) return fail(out, fence_status(rc), "%s", err);
+    if (rc != 0) return ajson_error(out, fence_status(rc), "%s", err);
     dbuf_reset(out);
-    return dbuf_adds(out, "{\"dropped\":1}\n") == 0 ? 200 : fail(out, 500, "out of memory");
+    return dbuf_adds(out, "{\"dropped\":1}\n") == 0 ? 200 : ajson_error(out, 500, "out of memory");
 }
 
 typedef struct seen {
@@ -412,13 +394,13 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
     pthread_mutex_lock(&b->mu);
     bool ok = held(b, owner, now_s()) != NULL;
     pthread_mutex_unlock(&b->mu);
-    if (!ok) return fail(out, 409, "run %s holds no backfill lease: begin again", owner);
+    if (!ok) return ajson_error(out, 409, "run %s holds no backfill lease: begin again", owner);
     dbuf v;
     dbuf_init(&v, 32 * BF_STATE_MAX);
     int rc = url_query_get(query, "seqs", &v);
     if (rc != 1) {
         dbuf_free(&v);
-        return fail(out, 400, "seqs: required, record ids separated by commas");
+        return ajson_error(out, 400, "seqs: required, record ids separated by commas");
     }
     json_t *arr = json_array();
     const char *s = v.data;
@@ -428,7 +410,7 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
         errno = 0;
         unsigned long long seq = strtoull(s, &end, 10);
         if (errno || end == s || (*end && *end != ',') || *s < '0' || *s > '9' || ++n > BF_STATE_MAX) {
-            st = fail(out, 400, "seqs: record ids (at most %d) separated by commas", BF_STATE_MAX);
+            st = ajson_error(out, 400, "seqs: record ids (at most %d) separated by commas", BF_STATE_MAX);
             break;
         }
         s = *end ? end + 1 : end;
@@ -440,7 +422,7 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
                                                        : "pending";
         json_t *o = json_pack("{s:I,s:s}", "seq", (json_int_t)seq, "state", name);
         if (o && w == 0 && sn.detail[0]) json_object_set_new(o, "detail", json_string(sn.detail));
-        if (!o || json_array_append_new(arr, o) != 0) st = fail(out, 500, "out of memory");
+        if (!o || json_array_append_new(arr, o) != 0) st = ajson_error(out, 500, "out of memory");
     }
     dbuf_free(&v);
     if (!st) {
@@ -448,7 +430,7 @@ static unsigned do_state(bfadmin *b, pipeline *p, const char *query, dbuf *out)
         char *txt = root ? json_dumps(root, JSON_COMPACT) : NULL;
         json_decref(root);
         dbuf_reset(out);
-        st = txt && dbuf_adds(out, txt) == 0 && dbuf_adds(out, "\n") == 0 ? 200 : fail(out, 500, "out of memory");
+        st = txt && dbuf_adds(out, txt) == 0 && dbuf_adds(out, "\n") == 0 ? 200 : ajson_error(out, 500, "out of memory");
         free(txt);
     }
     json_decref(arr);
@@ -478,12 +460,12 @@ unsigned bfadmin_handle(bfadmin *b, pipeline *p, const char *url, bool post, con
             dbuf_reset(out);
             return 405;
         }
-        if (!b || !p) return fail(out, 503, "backfill is not available in this process");
+        if (!b || !p) return ajson_error(out, 503, "backfill is not available in this process");
         if (pipe_to_gen1(p))
-            return fail(out, 409, "backfill copies Gen1 to Gen2, and this proxy runs in phase gen2-primary (Gen2 is the "
+            return ajson_error(out, 409, "backfill copies Gen1 to Gen2, and this proxy runs in phase gen2-primary (Gen2 is the "
                                   "primary, writes are mirrored to Gen1): run it in gen1-primary, or use "
                                   "dualpipe journal resync PATH to copy Gen2 to Gen1");
-        if (i >= 4 && !b->fences) return fail(out, 503, "DistCp fences are not available in this process");
+        if (i >= 4 && !b->fences) return ajson_error(out, 503, "DistCp fences are not available in this process");
         switch (i) {
         case 0: return do_begin(b, p, query, out);
         case 1: return do_copy(b, p, query, out);
@@ -497,5 +479,5 @@ unsigned bfadmin_handle(bfadmin *b, pipeline *p, const char *url, bool post, con
         default: return do_unfence(b, query, out);
         }
     }
-    return fail(out, 404, "no such backfill endpoint");
+    return ajson_error(out, 404, "no such backfill endpoint");
 }

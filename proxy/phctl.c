@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ajson.h"
 #include "log.h"
 #include "phase.h"
 #include "phctl.h"
@@ -221,31 +222,6 @@ void phctl_free(phctl *c)
 
 /* ---- admin ---- */
 
-static unsigned reply_err(dbuf *out, unsigned status, const char *msg)
-{
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    dbuf_reset(out);
-    int rc = dbuf_adds(out, s ? s : "{\"error\":\"out of memory\"}");
-    if (rc == 0) rc = dbuf_adds(out, "\n");
-    free(s);
-    (void)rc; /* an answer that does not fit is sent short: the status says enough */
-    return status;
-}
-
-static unsigned reply_obj(dbuf *out, unsigned status, json_t *o)
-{
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!s) return reply_err(out, 500, "out of memory");
-    dbuf_reset(out);
-    int rc = dbuf_adds(out, s);
-    if (rc == 0) rc = dbuf_adds(out, "\n");
-    free(s);
-    return rc == 0 ? status : 500;
-}
-
 /* smu held */
 static json_t *sw_json(const sw_info *s)
 {
@@ -289,17 +265,17 @@ static unsigned do_set(phctl *c, const char *query, dbuf *out)
     bool ok = rc == 1 && phase_parse(v.data, &to);
     bool force = url_query_get(query, "force", &v) == 1 && strcmp(v.data, "1") == 0;
     dbuf_free(&v);
-    if (!ok) return reply_err(out, 400, "to must be one of gen1-primary, gen2-primary, gen2-only");
+    if (!ok) return ajson_error(out, 400, "to must be one of gen1-primary, gen2-primary, gen2-only");
     pthread_mutex_lock(&c->smu);
     if (c->stopped) {
         pthread_mutex_unlock(&c->smu);
-        return reply_err(out, 503, "the proxy is stopping");
+        return ajson_error(out, 503, "the proxy is stopping");
     }
     if (c->sw.running) {
         json_t *o = json_pack("{s:s,s:o}", "error", "a switch asked of this proxy is still running", "switch",
                               sw_json(&c->sw));
         pthread_mutex_unlock(&c->smu);
-        return reply_obj(out, 409, o);
+        return ajson_reply(out, 409, o);
     }
     bool live = c->th_live;
     c->th_live = false;
@@ -313,14 +289,14 @@ static unsigned do_set(phctl *c, const char *query, dbuf *out)
         c->sw.res = PHASE_SET_ERROR;
         snprintf(c->sw.reason, sizeof c->sw.reason, "cannot start a thread for the switch");
         pthread_mutex_unlock(&c->smu);
-        return reply_err(out, 503, "cannot start a thread for the switch");
+        return ajson_error(out, 503, "cannot start a thread for the switch");
     }
     c->th_live = true;
     json_t *o = json_pack("{s:o}", "switch", sw_json(&c->sw));
     pthread_mutex_unlock(&c->smu);
     LOGI("msg=\"phase switch asked through the admin API\" to=%s force=%d id=%" PRIu64, cfg_phase_name(to),
          force ? 1 : 0, id);
-    return reply_obj(out, 202, o);
+    return ajson_reply(out, 202, o);
 }
 
 static unsigned do_forget(phctl *c, const char *query, dbuf *out)
@@ -331,11 +307,11 @@ static unsigned do_forget(phctl *c, const char *query, dbuf *out)
     char id[128];
     snprintf(id, sizeof id, "%s", rc == 1 ? v.data : "");
     dbuf_free(&v);
-    if (rc != 1 || !id[0]) return reply_err(out, 400, "member is required (an id from GET /admin/phase)");
+    if (rc != 1 || !id[0]) return ajson_error(out, 400, "member is required (an id from GET /admin/phase)");
     char err[320];
-    if (phase_forget(c->mgr, id, err, sizeof err) != 0) return reply_err(out, 400, err);
+    if (phase_forget(c->mgr, id, err, sizeof err) != 0) return ajson_error(out, 400, "%s", err);
     LOGI("msg=\"fleet member forgotten\" member=\"%s\"", id);
-    return reply_obj(out, 200, json_pack("{s:s}", "forgotten", id));
+    return ajson_reply(out, 200, json_pack("{s:s}", "forgotten", id));
 }
 
 unsigned phctl_handle(phctl *c, const char *url, bool post, const char *query, dbuf *out, const char **allow)
@@ -347,14 +323,14 @@ unsigned phctl_handle(phctl *c, const char *url, bool post, const char *query, d
             return 405;
         }
         json_t *o = phase_status(c->mgr);
-        if (!o) return reply_err(out, 500, "out of memory");
+        if (!o) return ajson_error(out, 500, "out of memory");
         pthread_mutex_lock(&c->smu);
         json_object_set_new(o, "switch", sw_json(&c->sw));
         pthread_mutex_unlock(&c->smu);
-        return reply_obj(out, 200, o);
+        return ajson_reply(out, 200, o);
     }
     bool set = strcmp(url, "/admin/phase/set") == 0, forget = strcmp(url, "/admin/phase/forget") == 0;
-    if (!set && !forget) return reply_err(out, 404, "no such phase endpoint");
+    if (!set && !forget) return ajson_error(out, 404, "no such phase endpoint");
     if (!post) {
         *allow = "POST";
         dbuf_reset(out);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "jrnl_fmt.h"
+#include "ajson.h"
 #include "log.h"
 #include "urlcodec.h"
 #include "wfile.h"
@@ -580,18 +581,6 @@ int vrec_register_metrics(vrec *v, metrics *m)
 
 /* ---------------------------------------------------------------- admin endpoints */
 
-static unsigned reply_err(dbuf *out, unsigned status, const char *msg)
-{
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (s) {
-        (void)(dbuf_adds(out, s) == 0 && dbuf_adds(out, "\n") == 0);
-        free(s);
-    }
-    return status;
-}
-
 /* A decimal parameter: 1 found (*v), 0 absent, -1 malformed. */
 static int qnum(const char *query, const char *name, uint64_t *v)
 {
@@ -643,12 +632,12 @@ static unsigned http_begin(vrec *v, uint64_t jseq, const char *query, dbuf *out)
     int rc = url_query_get(query, "root", &b);
     if (rc != 1 || b.data[0] != '/') {
         dbuf_free(&b);
-        return reply_err(out, 400, "root: required, the verified absolute path");
+        return ajson_error(out, 400, "root: required, the verified absolute path");
     }
     char tok[VREC_TOKEN_LEN + 1];
     rc = vrec_begin(v, b.data, jseq, tok);
     dbuf_free(&b);
-    if (rc != 0) return reply_err(out, 400, "root: too long");
+    if (rc != 0) return ajson_error(out, 400, "root: too long");
     if (dbuf_printf(out, "{\"token\":\"%s\",\"seq\":%" PRIu64 ",\"started_ms\":%" PRId64 "}\n", tok, jseq, wall_ms()) != 0)
         return 500;
     return 200;
@@ -699,7 +688,7 @@ static unsigned http_end(vrec *v, const char *query, dbuf *out)
     dbuf_free(&b);
     if (bad) {
         json_decref(r.by_kind);
-        return reply_err(out, st, bad);
+        return ajson_error(out, st, "%s", bad);
     }
     r.equal = eq == 1 && r.differences == 0 && r.in_flight == 0;
     r.ended_ms = wall_ms();
@@ -707,7 +696,7 @@ static unsigned http_end(vrec *v, const char *query, dbuf *out)
     char err[400];
     rc = vrec_end(v, &r, err, sizeof err);
     json_decref(r.by_kind);
-    if (rc != 0) return reply_err(out, 503, err);
+    if (rc != 0) return ajson_error(out, 503, "%s", err);
     char why[1024];
     int ok = vrec_cutover_ok(v, why, sizeof why);
     json_t *o = json_pack("{s:b,s:{s:b,s:s}}", "recorded", 1, "cutover", "ok", ok == 0, "why", why);
@@ -729,7 +718,7 @@ unsigned vrec_http(vrec *v, uint64_t journal_seq, const char *url, bool post, co
         return vrec_json(v, out) == 0 ? 200 : 500;
     }
     bool begin = strcmp(url, "/admin/verify/begin") == 0, end = strcmp(url, "/admin/verify/end") == 0;
-    if (!begin && !end) return reply_err(out, 404, "no such verify endpoint");
+    if (!begin && !end) return ajson_error(out, 404, "no such verify endpoint");
     if (!post) {
         *allow = "POST";
         return 405;

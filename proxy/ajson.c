@@ -1,0 +1,38 @@
+/*
+ * ajson: the admin endpoints' JSON answers (ajson.h).
+ */
+#include "ajson.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+unsigned ajson_error(dbuf *out, unsigned status, const char *fmt, ...)
+{
+    char msg[800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s}", "error", msg);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    dbuf_reset(out);
+    int rc = dbuf_adds(out, s ? s : "{\"error\":\"out of memory\"}");
+    if (rc == 0) rc = dbuf_adds(out, "\n");
+    free(s);
+    (void)rc; /* an answer that does not fit is sent short: the status says enough */
+    return status;
+}
+
+unsigned ajson_reply(dbuf *out, unsigned status, json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) return ajson_error(out, 500, "out of memory");
+    dbuf_reset(out);
+    int rc = dbuf_adds(out, s);
+    if (rc == 0) rc = dbuf_adds(out, "\n");
+    free(s);
+    return rc == 0 ? status : 500;
+}
