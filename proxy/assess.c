@@ -17,13 +17,12 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "assess_html.h"
 #include "cfg.h"
@@ -33,6 +32,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "jcli.h"
+#include "mcmd.h"
 #include "reserved.h"
 #include "walk.h"
 #include "whreq.h"
@@ -77,13 +77,6 @@ typedef struct assess {
     char largest[4096];        /* the largest file seen (the read-rate sample) */
     uint64_t largest_len;
 } assess;
-
-static atomic_int g_stop; /* lock-free: set from the signal handler */
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_stop, 1);
-}
 
 /* ---------------------------------------------------------------- state */
 
@@ -380,29 +373,11 @@ static void as_record(void *ud, const json_t *rec)
 
 /* ---------------------------------------------------------------- output */
 
-static void fmt_bytes(uint64_t n, char *buf, size_t cap)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 5) v /= 1024, i++;
-    snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 static void fmt_dur(double s, char *buf, size_t cap)
 {
     if (s < 60) snprintf(buf, cap, "%.0fs", s);
     else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
     else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
-}
-
-/* Only printable characters of s on out (names may hold anything). */
-static void put_safe(FILE *out, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) fprintf(out, "\\x%02x", *p);
-        else fputc(*p, out);
-    }
 }
 
 static void print_text(const json_t *rep, FILE *out)
@@ -415,7 +390,7 @@ static void print_text(const json_t *rep, FILE *out)
     json_array_foreach(json_object_get(rep, "mappings"), i, m) {
         uint64_t files = (uint64_t)json_integer_value(json_object_get(m, "files"));
         uint64_t small = (uint64_t)json_integer_value(json_object_get(m, "small_files"));
-        fmt_bytes((uint64_t)json_integer_value(json_object_get(m, "bytes")), b1, sizeof b1);
+        mcmd_fmt_bytes((uint64_t)json_integer_value(json_object_get(m, "bytes")), b1, sizeof b1);
         fprintf(out, "\nmapping %s -> %s/%s\n", json_string_value(json_object_get(m, "gen1_prefix")),
                 json_string_value(json_object_get(m, "filesystem")), json_string_value(json_object_get(m, "prefix")));
         fprintf(out, "  files %" PRIu64 "  directories %" PRId64 "  bytes %s  max depth %" PRId64 "\n", files,
@@ -433,9 +408,9 @@ static void print_text(const json_t *rep, FILE *out)
         json_array_foreach(json_object_get(m, "largest_dirs"), j, t) {
             if (j == 0) fprintf(out, "  largest directories (direct entries):\n");
             if (j >= 5) break;
-            fmt_bytes((uint64_t)json_integer_value(json_object_get(t, "bytes")), b2, sizeof b2);
+            mcmd_fmt_bytes((uint64_t)json_integer_value(json_object_get(t, "bytes")), b2, sizeof b2);
             fprintf(out, "    %8" PRId64 "  %10s  ", (int64_t)json_integer_value(json_object_get(t, "entries")), b2);
-            put_safe(out, json_string_value(json_object_get(t, "path")));
+            mcmd_put_safe(out, json_string_value(json_object_get(t, "path")));
             fputc('\n', out);
         }
         for (int k = 0; k < P_NKINDS; k++) {
@@ -445,9 +420,9 @@ static void print_text(const json_t *rep, FILE *out)
             json_t *s = json_object_get(json_object_get(m, "problems"), pkind_name[k]);
             for (size_t q = 0; q < json_array_size(s) && q < 5; q++) {
                 fputs("      ", out);
-                put_safe(out, json_string_value(json_object_get(json_array_get(s, q), "path")));
+                mcmd_put_safe(out, json_string_value(json_object_get(json_array_get(s, q), "path")));
                 fputs(": ", out);
-                put_safe(out, json_string_value(json_object_get(json_array_get(s, q), "rule")));
+                mcmd_put_safe(out, json_string_value(json_object_get(json_array_get(s, q), "rule")));
                 fputc('\n', out);
             }
             if (json_array_size(s) > 5) fprintf(out, "      ... (all in --json / --html)\n");
@@ -463,16 +438,6 @@ static void print_text(const json_t *rep, FILE *out)
     fprintf(out, "estimated backfill: %s (%s)\n", b2, json_string_value(json_object_get(est, "basis")));
     fprintf(out, "journal: %s\n", json_string_value(json_object_get(rep, "journal")));
     fprintf(out, "problems: %" PRId64 "\n", (int64_t)json_integer_value(json_object_get(rep, "problems_total")));
-}
-
-static int write_file(const char *path, const char *a, const char *b, const char *c)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "we");
-    if (!f) return -1;
-    int bad = fputs(a, f) == EOF || (b && fputs(b, f) == EOF) || (c && fputs(c, f) == EOF);
-    if (f != stdout) bad |= fclose(f) != 0;
-    else bad |= fflush(f) != 0;
-    return bad ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- command line */
@@ -506,26 +471,10 @@ static void usage(FILE *out)
             "--cursor), 2 usage error.\n");
 }
 
-static bool takes_value(const char *opt)
-{
-    static const char *const v[] = {"--config", "--json",      "--html",    "--cursor",   "--admin",
-                                    "--threads", "--ops-per-sec", "--page-size", "--retries"};
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (strcmp(opt, v[i]) == 0) return true;
-    return false;
-}
-
-/* A usage error: what was wrong, then the usage, on stderr (exit status 2 by the caller). */
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dualpipe assess: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    usage(stderr);
-}
+static const mcmd CMD = {"assess", usage};
+/* the options that take a value */
+static const char *const value_opts[] = {"--config", "--json",      "--html",    "--cursor",   "--admin",
+                                    "--threads", "--ops-per-sec", "--page-size", "--retries", NULL};
 
 static int parse_args(int argc, char **argv, as_args *a)
 {
@@ -541,8 +490,8 @@ static int parse_args(int argc, char **argv, as_args *a)
             return -1;
         } else if (strcmp(s, "--no-journal") == 0) a->no_journal = true;
         else if (strcmp(s, "--no-progress") == 0) a->no_progress = true;
-        else if (!has && takes_value(s)) {
-            usage_error("%s needs a value\n", s);
+        else if (!has && mcmd_takes_value(s, value_opts)) {
+            mcmd_usage_error(&CMD, "%s needs a value\n", s);
             return AS_USAGE;
         } else if (strcmp(s, "--config") == 0) a->config = argv[++i];
         else if (strcmp(s, "--json") == 0) a->json = argv[++i];
@@ -554,7 +503,7 @@ static int parse_args(int argc, char **argv, as_args *a)
             unsigned long v = strtoul(argv[++i], &end, 10);
             bool page = s[2] == 'p';
             if (!end || *end || argv[i][0] == '-' || !argv[i][0] || (page ? v < 1 || v > 5000 : v > 100)) {
-                usage_error("%s: %s\n", s, page ? "must be 1 to 5000" : "must be 0 to 100");
+                mcmd_usage_error(&CMD, "%s: %s\n", s, page ? "must be 1 to 5000" : "must be 0 to 100");
                 return AS_USAGE;
             }
             if (page) a->page = (unsigned)v;
@@ -563,23 +512,23 @@ static int parse_args(int argc, char **argv, as_args *a)
             char *end = NULL;
             double v = strtod(argv[++i], &end);
             if (!end || *end || v < (s[2] == 't' ? 1 : 0) || v > (s[2] == 't' ? 64 : 1e6)) {
-                usage_error("%s: %s\n", s,
+                mcmd_usage_error(&CMD, "%s: %s\n", s,
                         s[2] == 't' ? "must be 1 to 64" : "must be a number of requests per second (0: no limit)");
                 return AS_USAGE;
             }
             if (s[2] == 't') a->threads = (unsigned)v;
             else a->ops = v;
         } else if (s[0] == '-') {
-            usage_error("unknown option %s (dualpipe assess --help)\n", s);
+            mcmd_usage_error(&CMD, "unknown option %s (dualpipe assess --help)\n", s);
             return AS_USAGE;
         } else if (!a->path) a->path = s;
         else {
-            usage_error("one PATH only\n");
+            mcmd_usage_error(&CMD, "one PATH only\n");
             return AS_USAGE;
         }
     }
     if (!a->config) {
-        usage_error("--config FILE is required (dualpipe assess --help)\n");
+        mcmd_usage_error(&CMD, "--config FILE is required (dualpipe assess --help)\n");
         return AS_USAGE;
     }
     return 0;
@@ -629,25 +578,9 @@ int assess_main(int argc, char **argv)
     char *path = NULL, err[1024] = "";
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     /* the root: normalised, mapped */
-    const char *want = ar.path;
-    if (!want) {
-        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
-        else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
-        else {
-            usage_error("the mappings cover several trees and none covers /: give PATH\n");
-            rc = AS_USAGE;
-            goto out;
-        }
-    }
-    whreq_err we;
-    if (want[0] != '/' || whreq_norm_path(want, &path, &we) != 0) {
-        usage_error("PATH must be an absolute path without . or .. segments: %s\n", want);
-        rc = AS_USAGE;
-        goto out;
-    }
-    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
-        fprintf(stderr, "dualpipe assess: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
-                path);
+    int root_rc = mcmd_root(&CMD, &cfg, ar.path, &path);
+    if (root_rc != 0) {
+        rc = root_rc == 2 ? AS_USAGE : rc;
         goto out;
     }
     if (cfg.identity_map[0]) {
@@ -663,9 +596,7 @@ int assess_main(int argc, char **argv)
         goto out;
     }
     gen1c_set_identity(g1, ident);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    mcmd_catch_signals();
 
     bool hadoop = cfg.gen1_dialect == CFG_DIALECT_HADOOP;
     /* the ETA: Gen1's own count of the tree (one request), when it answers */
@@ -685,7 +616,7 @@ int assess_main(int argc, char **argv)
     walk_gen1 lg = {.g1 = g1, .hadoop = hadoop, .page = ar.page};
     walk_opts wo = {.root = path, .list = walk_gen1_lister, .lud = &lg, .g1 = g1, .threads = ar.threads,
                     .ops_per_s = ar.ops, .retries = ar.retries, .cursor = ar.cursor, .progress = !ar.no_progress,
-                    .total_hint = hint, .stop = &g_stop, .on_page = as_page, .save = as_save,
+                    .total_hint = hint, .stop = &mcmd_stop, .on_page = as_page, .save = as_save,
                     .load = as_load, .ud = &a};
     walk_stats ws;
     err[0] = 0;
@@ -753,11 +684,11 @@ int assess_main(int argc, char **argv)
     char *js = json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS);
     char *js_html = json_dumps(rep, JSON_COMPACT | JSON_ESCAPE_SLASH); /* "</script>" cannot end the data early */
     int werr = 0;
-    if (ar.json && (!js || write_file(ar.json, js, "\n", NULL) != 0)) {
+    if (ar.json && (!js || mcmd_write_line(ar.json, js) != 0)) {
         fprintf(stderr, "dualpipe assess: cannot write %s\n", ar.json);
         werr = 1;
     }
-    if (ar.html && (!js_html || write_file(ar.html, assess_html_head, js_html, assess_html_tail) != 0)) {
+    if (ar.html && (!js_html || mcmd_write(ar.html, (const char *const[]){assess_html_head, js_html, assess_html_tail}, 3) != 0)) {
         fprintf(stderr, "dualpipe assess: cannot write %s\n", ar.html);
         werr = 1;
     }

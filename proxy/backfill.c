@@ -32,8 +32,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +46,7 @@
 #include "gen1client.h"
 #include "gen2client.h"
 #include "httpc.h"
+#include "mcmd.h"
 #include "reserved.h"
 #include "urlcodec.h"
 #include "walk.h"
@@ -95,12 +94,12 @@ typedef struct backfill {
     uint64_t copied_files, copied_dirs, copied_bytes;
     uint64_t equal_files, equal_bytes, newer_files, failed, present_dirs, requested, retries;
     double prev_seconds;            /* of the runs before a resume */
-    double t0;                      /* mono() at this run's start */
+    double t0;                      /* mcmd_mono_s() at this run's start */
     json_t *failures;               /* [{"path","reason"}], at most BF_SAMPLES */
     double tb_next;                 /* bytes/s limiter: when the next copy may be requested */
     double g2_next;                 /* --ops-per-sec on Gen2: when the next getProperties may go out */
     bool began;
-    double last_call;               /* mono() of the last lease-keeping call */
+    double last_call;               /* mcmd_mono_s() of the last lease-keeping call */
     char fatal[1000];               /* the poller's or a worker's reason to give up */
     /* --plan distcp: the list of PATH's entries (sources for `hadoop distcp -f`) */
     FILE *plan_list;
@@ -111,27 +110,6 @@ typedef struct backfill {
     CURL *pool[BF_CURL_POOL];
     int npool;
 } backfill;
-
-static atomic_int g_stop; /* lock-free: set from the signal handler */
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_stop, 1);
-}
-
-static double mono(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    if (s <= 0) return;
-    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&t, NULL);
-}
 
 /* s as valid UTF-8 into out: bytes of a broken sequence (a reason cut short mid-character, a Gen1
  * name in another encoding) become '?'. */
@@ -223,9 +201,9 @@ static long admin_call(backfill *b, const char *method, const char *target, dbuf
         if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         else snprintf(err, errlen, "the daemon's admin port at %s does not answer: %s", b->base,
                       cerr[0] ? cerr : curl_easy_strerror(rc));
-        if ((status != 0 && status != 503) || attempt >= b->ar->retries || atomic_load(&g_stop)) break;
+        if ((status != 0 && status != 503) || attempt >= b->ar->retries || mcmd_stopping()) break;
         if (status == 503) snprintf(err, errlen, "the daemon answered 503: %s", out->data ? out->data : "");
-        sleep_s(wait_ms / 1000.0);
+        mcmd_sleep_s(wait_ms / 1000.0);
         wait_ms = wait_ms * 2 > 5000 ? 5000 : wait_ms * 2;
     }
     pthread_mutex_lock(&b->cmu);
@@ -258,7 +236,7 @@ static int lease_begin(backfill *b, char *err, size_t errlen)
     if (st == 200) {
         pthread_mutex_lock(&b->mu);
         b->began = true;
-        b->last_call = mono();
+        b->last_call = mcmd_mono_s();
         pthread_mutex_unlock(&b->mu);
         rc = 0;
     } else if (st != 0) {
@@ -303,7 +281,7 @@ static int poll_once(backfill *b)
     bool began = b->began; /* a resumed run takes its lease before it asks */
     /* with nothing out, an empty question every BF_HEARTBEAT_S keeps the lease (a run waiting in its
      * --bytes-per-sec limit makes no other call) */
-    double now = mono();
+    double now = mcmd_mono_s();
     bool ask = began && (n > 0 || now - b->last_call >= BF_HEARTBEAT_S);
     int qr = dbuf_printf(&q, "/admin/backfill/state?owner=%s&seqs=", b->owner);
     for (size_t i = 0; i < n && qr == 0; i++) qr = dbuf_printf(&q, "%s%" PRIu64, i ? "," : "", b->o[i].seq);
@@ -391,19 +369,19 @@ static int request_copy(backfill *b, const char *path, uint64_t len, bool dir, c
 {
     pthread_mutex_lock(&b->mu);
     if (b->ar->bytes_ps > 0 && !dir) {
-        double now = mono(), at = b->tb_next > now ? b->tb_next : now;
+        double now = mcmd_mono_s(), at = b->tb_next > now ? b->tb_next : now;
         b->tb_next = at + (double)len / b->ar->bytes_ps;
         pthread_mutex_unlock(&b->mu);
-        sleep_s(at - now);
+        mcmd_sleep_s(at - now);
         pthread_mutex_lock(&b->mu);
     }
-    while (b->no >= b->ar->max_pending && !b->fatal[0] && !atomic_load(&g_stop)) {
+    while (b->no >= b->ar->max_pending && !b->fatal[0] && !mcmd_stopping()) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += 1;
         pthread_cond_timedwait(&b->cv, &b->mu, &dl);
     }
-    if (b->fatal[0] || atomic_load(&g_stop)) {
+    if (b->fatal[0] || mcmd_stopping()) {
         snprintf(err, errlen, "%s", b->fatal[0] ? b->fatal : "interrupted");
         pthread_mutex_unlock(&b->mu);
         return -1;
@@ -422,7 +400,7 @@ static int request_copy(backfill *b, const char *path, uint64_t len, bool dir, c
     if (st == 409 && lease_begin(b, err, errlen) == 0) /* the lease lapsed and nobody took the tree */
         st = admin_call(b, "POST", q.data, &out, err, errlen);
     pthread_mutex_lock(&b->mu);
-    b->last_call = mono();
+    b->last_call = mcmd_mono_s();
     pthread_mutex_unlock(&b->mu);
     json_t *j = st == 200 && out.data ? json_loads(out.data, 0, NULL) : NULL;
     json_int_t seq = json_integer_value(json_object_get(j, "seq"));
@@ -501,10 +479,10 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
     for (unsigned attempt = 0;; attempt++) {
         if (b->ar->ops > 0) { /* --ops-per-sec caps Gen2's requests as it caps Gen1's listings */
             pthread_mutex_lock(&b->mu);
-            double now = mono(), at = b->g2_next > now ? b->g2_next : now;
+            double now = mcmd_mono_s(), at = b->g2_next > now ? b->g2_next : now;
             b->g2_next = at + 1.0 / b->ar->ops;
             pthread_mutex_unlock(&b->mu);
-            sleep_s(at - now);
+            mcmd_sleep_s(at - now);
         }
         httpc_sync s;
         httpc_sync_init(&s);
@@ -546,11 +524,11 @@ static int g2_head(backfill *b, const char *g1, g2node *n, char *err, size_t err
             httpc_resp_free(s.resp);
             free(s.resp);
         }
-        if (rc == 0 || !retry || attempt >= b->ar->retries || atomic_load(&g_stop)) break;
+        if (rc == 0 || !retry || attempt >= b->ar->retries || mcmd_stopping()) break;
         pthread_mutex_lock(&b->mu);
         b->retries++;
         pthread_mutex_unlock(&b->mu);
-        sleep_s(wait_ms / 1000.0);
+        mcmd_sleep_s(wait_ms / 1000.0);
         wait_ms = wait_ms * 2 > 5000 ? 5000 : wait_ms * 2;
     }
     free(p);
@@ -670,7 +648,7 @@ static json_t *bf_save(void *ud)
                           (json_int_t)b->copied_files, (json_int_t)b->copied_dirs, (json_int_t)b->copied_bytes,
                           (json_int_t)b->equal_files, (json_int_t)b->equal_bytes, (json_int_t)b->newer_files,
                           (json_int_t)b->failed, (json_int_t)b->present_dirs, (json_int_t)b->requested,
-                          (json_int_t)b->retries, "seconds", b->prev_seconds + (mono() - b->t0));
+                          (json_int_t)b->retries, "seconds", b->prev_seconds + (mcmd_mono_s() - b->t0));
     pthread_mutex_unlock(&b->mu);
     return s;
 }
@@ -728,33 +706,17 @@ static int bf_load(void *ud, const json_t *st)
 
 /* ---------------------------------------------------------------- report */
 
-static void fmt_bytes(uint64_t n, char *buf, size_t cap)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)n;
-    int i = 0;
-    while (v >= 1024 && i < 5) v /= 1024, i++;
-    if (i == 0) snprintf(buf, cap, "%" PRIu64 " B", n);
-    else snprintf(buf, cap, "%.1f %s", v, u[i]);
-}
-
-/* s without control characters (a Gen1 name may hold any). */
-static void put_safe(FILE *out, const char *s)
-{
-    for (; *s; s++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
-}
-
 static void print_text(const json_t *rep, FILE *out)
 {
     char b1[64];
     json_t *cp = json_object_get(rep, "copied"), *eq = json_object_get(rep, "skipped_equal");
     fprintf(out, "dualpipe backfill of ");
-    put_safe(out, json_string_value(json_object_get(rep, "root")));
+    mcmd_put_safe(out, json_string_value(json_object_get(rep, "root")));
     fprintf(out, " (run %s)\n\n", json_string_value(json_object_get(rep, "run")));
-    fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes")), b1, sizeof b1);
+    mcmd_fmt_bytes((uint64_t)json_integer_value(json_object_get(cp, "bytes")), b1, sizeof b1);
     fprintf(out, "  copied          %" JSON_INTEGER_FORMAT " files (%s), %" JSON_INTEGER_FORMAT " directories\n",
             json_integer_value(json_object_get(cp, "files")), b1, json_integer_value(json_object_get(cp, "dirs")));
-    fmt_bytes((uint64_t)json_integer_value(json_object_get(eq, "bytes")), b1, sizeof b1);
+    mcmd_fmt_bytes((uint64_t)json_integer_value(json_object_get(eq, "bytes")), b1, sizeof b1);
     fprintf(out, "  skipped-equal   %" JSON_INTEGER_FORMAT " files (%s); %" JSON_INTEGER_FORMAT
             " directories already there\n",
             json_integer_value(json_object_get(eq, "files")), b1,
@@ -767,12 +729,12 @@ static void print_text(const json_t *rep, FILE *out)
     json_t *f;
     json_array_foreach(json_object_get(fl, "items"), i, f) {
         fputs("      ", out);
-        put_safe(out, json_string_value(json_object_get(f, "path")));
+        mcmd_put_safe(out, json_string_value(json_object_get(f, "path")));
         fputs(": ", out);
-        put_safe(out, json_string_value(json_object_get(f, "reason")));
+        mcmd_put_safe(out, json_string_value(json_object_get(f, "reason")));
         fputc('\n', out);
     }
-    fmt_bytes((uint64_t)json_integer_value(json_object_get(rep, "bytes")), b1, sizeof b1);
+    mcmd_fmt_bytes((uint64_t)json_integer_value(json_object_get(rep, "bytes")), b1, sizeof b1);
     json_t *wk = json_object_get(rep, "walk");
     fprintf(out, "\n%s copied in %.1fs: %.1f files/s, %.1f MiB/s\n", b1,
             json_real_value(json_object_get(rep, "seconds")), json_real_value(json_object_get(rep, "files_per_s")),
@@ -780,17 +742,6 @@ static void print_text(const json_t *rep, FILE *out)
     fprintf(out, "walk: %" JSON_INTEGER_FORMAT " entries, %" JSON_INTEGER_FORMAT " Gen1 requests%s\n",
             json_integer_value(json_object_get(wk, "entries")), json_integer_value(json_object_get(wk, "requests")),
             json_is_true(json_object_get(wk, "resumed")) ? " (resumed)" : "");
-}
-
-/* text and a newline into path ("-": stdout). 0 or -1. */
-static int write_file(const char *path, const char *text)
-{
-    if (strcmp(path, "-") == 0) return fputs(text, stdout) < 0 || fputc('\n', stdout) < 0 ? -1 : 0;
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    int rc = fputs(text, f) < 0 || fputc('\n', f) < 0 ? -1 : 0;
-    if (fclose(f) != 0) rc = -1;
-    return rc;
 }
 
 /* ---------------------------------------------------------------- arguments */
@@ -830,30 +781,7 @@ static void usage(FILE *out)
             "with --cursor), 2 usage error.\n");
 }
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dualpipe backfill: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    usage(stderr);
-}
-
-/* A number option in [lo, hi] into *v. 0 or -1 (usage error printed). */
-static int num_opt(const char *opt, const char *s, double lo, double hi, double *v)
-{
-    char *end = NULL;
-    errno = 0;
-    double d = strtod(s, &end);
-    if (errno || !end || *end || !s[0] || d < lo || d > hi) {
-        usage_error("%s: must be a number from %.0f to %.0f\n", opt, lo, hi);
-        return -1;
-    }
-    *v = d;
-    return 0;
-}
+static const mcmd CMD = {"backfill", usage};
 
 static bool token_ok(const char *t);
 
@@ -881,7 +809,7 @@ static int parse_args(int argc, char **argv, bf_args *a)
             continue;
         }
         if (takes && i + 1 >= argc) {
-            usage_error("%s needs a value\n", s);
+            mcmd_usage_error(&CMD, "%s needs a value\n", s);
             return BF_USAGE;
         }
         double v = 0;
@@ -897,66 +825,66 @@ static int parse_args(int argc, char **argv, bf_args *a)
         else if (strcmp(s, "--settle") == 0) a->settle = val;
         else if (strcmp(s, "--drop-fence") == 0) a->drop = val;
         else if (strcmp(s, "--threads") == 0) {
-            if (num_opt(s, val, 1, 64, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 1, 64, &v) != 0) return BF_USAGE;
             a->threads = (unsigned)v;
         } else if (strcmp(s, "--ops-per-sec") == 0) {
-            if (num_opt(s, val, 0, 1e6, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 0, 1e6, &v) != 0) return BF_USAGE;
             a->ops = v;
         } else if (strcmp(s, "--bytes-per-sec") == 0) {
-            if (num_opt(s, val, 0, 1e12, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 0, 1e12, &v) != 0) return BF_USAGE;
             a->bytes_ps = v;
         } else if (strcmp(s, "--max-pending") == 0) {
-            if (num_opt(s, val, 1, 10000, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 1, 10000, &v) != 0) return BF_USAGE;
             a->max_pending = (unsigned)v;
         } else if (strcmp(s, "--page-size") == 0) {
-            if (num_opt(s, val, 1, 5000, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 1, 5000, &v) != 0) return BF_USAGE;
             a->page = (unsigned)v;
         } else if (strcmp(s, "--retries") == 0) {
-            if (num_opt(s, val, 0, 100, &v) != 0) return BF_USAGE;
+            if (mcmd_num(&CMD, s, val, 0, 100, &v) != 0) return BF_USAGE;
             a->retries = (unsigned)v;
         } else if (s[0] == '-') {
-            usage_error("unknown option %s (dualpipe backfill --help)\n", s);
+            mcmd_usage_error(&CMD, "unknown option %s (dualpipe backfill --help)\n", s);
             return BF_USAGE;
         } else if (!a->path) a->path = s;
         else {
-            usage_error("one PATH only\n");
+            mcmd_usage_error(&CMD, "one PATH only\n");
             return BF_USAGE;
         }
     }
     if (!a->config) {
-        usage_error("--config FILE is required (dualpipe backfill --help)\n");
+        mcmd_usage_error(&CMD, "--config FILE is required (dualpipe backfill --help)\n");
         return BF_USAGE;
     }
     if ((a->plan != NULL) + (a->settle != NULL) + (a->drop != NULL) > 1) {
-        usage_error("--plan, --settle and --drop-fence are separate steps: one at a time\n");
+        mcmd_usage_error(&CMD, "--plan, --settle and --drop-fence are separate steps: one at a time\n");
         return BF_USAGE;
     }
     if (a->plan && strcmp(a->plan, "distcp") != 0) {
-        usage_error("--plan: the only plan is distcp\n");
+        mcmd_usage_error(&CMD, "--plan: the only plan is distcp\n");
         return BF_USAGE;
     }
     if (a->plan && !a->plan_file) {
-        usage_error("--plan distcp needs --plan-file FILE (the list for hadoop distcp -f)\n");
+        mcmd_usage_error(&CMD, "--plan distcp needs --plan-file FILE (the list for hadoop distcp -f)\n");
         return BF_USAGE;
     }
     if (!a->plan && (a->plan_file || a->plan_prefix || a->plan_target)) {
-        usage_error("--plan-file, --plan-source-prefix and --plan-target go with --plan distcp\n");
+        mcmd_usage_error(&CMD, "--plan-file, --plan-source-prefix and --plan-target go with --plan distcp\n");
         return BF_USAGE;
     }
     if ((a->plan || a->settle || a->drop) && a->cursor) {
-        usage_error("--cursor goes with a copy run: a plan is taken again (a new fence), a settle or a drop is run "
+        mcmd_usage_error(&CMD, "--cursor goes with a copy run: a plan is taken again (a new fence), a settle or a drop is run "
                     "again as it is\n");
         return BF_USAGE;
     }
     if (a->plan_prefix && (!strstr(a->plan_prefix, "://") || a->plan_prefix[strlen(a->plan_prefix) - 1] == '/' ||
                            strpbrk(a->plan_prefix, " \t\r\n"))) {
-        usage_error("--plan-source-prefix must be scheme://authority without a trailing / (e.g. "
+        mcmd_usage_error(&CMD, "--plan-source-prefix must be scheme://authority without a trailing / (e.g. "
                     "adl://account.azuredatalakestore.net)\n");
         return BF_USAGE;
     }
     const char *tok = a->settle ? a->settle : a->drop;
     if (tok && !token_ok(tok)) {
-        usage_error("%s: %s is not a fence token (dpf1-<24 hex>-<number>-<number>, as --plan printed it)\n",
+        mcmd_usage_error(&CMD, "%s: %s is not a fence token (dpf1-<24 hex>-<number>-<number>, as --plan printed it)\n",
                     a->settle ? "--settle" : "--drop-fence", tok);
         return BF_USAGE;
     }
@@ -971,14 +899,14 @@ static int admin_base(const bf_args *a, const dp_config *c, char *base, size_t c
         char *end = NULL;
         long port = colon ? strtol(colon + 1, &end, 10) : 0;
         if (!colon || colon == a->admin || strpbrk(a->admin, "/@?# \t") || !end || *end || port < 1 || port > 65535) {
-            usage_error("--admin must be HOST:PORT (e.g. 127.0.0.1:14080)\n");
+            mcmd_usage_error(&CMD, "--admin must be HOST:PORT (e.g. 127.0.0.1:14080)\n");
             return -1;
         }
         snprintf(base, cap, "http://%s", a->admin);
         return 0;
     }
     if (c->admin_listen.port == 0) {
-        usage_error("admin.listen has port 0 (picked at start); give --admin HOST:PORT (the daemon's ready line "
+        mcmd_usage_error(&CMD, "admin.listen has port 0 (picked at start); give --admin HOST:PORT (the daemon's ready line "
                     "names it)\n");
         return -1;
     }
@@ -1098,7 +1026,7 @@ static int plan_page(void *ud, walk *w, const walk_dir *d, const xlate_listing *
 static int drain(backfill *b, char *err, size_t errlen)
 {
     pthread_mutex_lock(&b->mu);
-    while (b->no > 0 && !b->fatal[0] && !atomic_load(&g_stop)) {
+    while (b->no > 0 && !b->fatal[0] && !mcmd_stopping()) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += 1;
@@ -1197,31 +1125,31 @@ static int plan_finish(backfill *b, const walk_stats *ws, const char *token, uin
     json_decref(plan);
     char pj[4200];
     snprintf(pj, sizeof pj, "%s.json", ar->plan_file);
-    int werr = !js || write_file(pj, js) != 0;
-    if (!werr && ar->json) werr = write_file(ar->json, js) != 0;
+    int werr = !js || mcmd_write_line(pj, js) != 0;
+    if (!werr && ar->json) werr = mcmd_write_line(ar->json, js) != 0;
     free(js);
     if (werr) {
         fprintf(stderr, "dualpipe backfill: cannot write %s\n", pj);
         return BF_FAILED;
     }
     char sz[64];
-    fmt_bytes(ws->bytes, sz, sizeof sz);
+    mcmd_fmt_bytes(ws->bytes, sz, sizeof sz);
     printf("dualpipe backfill --plan distcp of ");
-    put_safe(stdout, b->root);
+    mcmd_put_safe(stdout, b->root);
     printf("\n\n  fence     %s (journal seq %" PRIu64 ")\n", token, seq);
     printf("  list      %s: %" PRIu64 " entries of ", ar->plan_file, b->plan_lines);
-    put_safe(stdout, b->root);
+    mcmd_put_safe(stdout, b->root);
     printf(" (files and directories; DistCp copies each whole)\n");
     printf("  tree      %" PRIu64 " files (%s), %" PRIu64 " directories\n", ws->files, sz, ws->dirs);
     printf("  target    ");
-    put_safe(stdout, target);
+    mcmd_put_safe(stdout, target);
     printf("\n  plan      %s\n", pj);
     if (b->plan_skipped) printf("  unlisted  %" PRIu64 " entries (names with a line break: see the plan file)\n",
                                 b->plan_skipped);
     printf("\nPut the list where the cluster reads it (hdfs dfs -put %s /tmp/), then run:\n", ar->plan_file);
     printf("  hadoop distcp -pugp -i -f hdfs:///tmp/%s ", strrchr(ar->plan_file, '/') ? strrchr(ar->plan_file, '/') + 1
                                                                                     : ar->plan_file);
-    put_safe(stdout, target);
+    mcmd_put_safe(stdout, target);
     printf("\nand once it is over (after every run of it, if it must run again):\n");
     printf("  dualpipe backfill --settle %s --config %s\n", token, ar->config);
     return b->plan_skipped ? BF_SOME_FAILED : BF_OK;
@@ -1313,7 +1241,7 @@ static int settle_run(backfill *b, const char *token, json_t **rep_out, char *er
                          "already_settled", settled, "fence_state", info, "paths", (json_int_t)paths, "subtrees",
                          (json_int_t)subtrees, "nodes", (json_int_t)nodes, "parents", (json_int_t)parents,
                          "resynced", (json_int_t)resynced, "failed", "count", (json_int_t)failed, "items",
-                         b->failures, "seconds", mono() - b->t0);
+                         b->failures, "seconds", mcmd_mono_s() - b->t0);
     if (!*rep_out) snprintf(err, errlen, "out of memory");
     else rc = 0;
 out:
@@ -1329,7 +1257,7 @@ static void settle_print(const json_t *rep, const char *config, FILE *out)
     char when[40];
     iso_time(json_integer_value(json_object_get(fi, "created")), when, sizeof when);
     fprintf(out, "dualpipe backfill --settle %s of ", json_string_value(json_object_get(rep, "fence")));
-    put_safe(out, json_string_value(json_object_get(rep, "root")));
+    mcmd_put_safe(out, json_string_value(json_object_get(rep, "root")));
     fprintf(out, "\n\n  fence taken   %s at journal seq %" JSON_INTEGER_FORMAT "\n", when,
             json_integer_value(json_object_get(fi, "seq")));
     if (json_is_true(json_object_get(rep, "already_settled"))) {
@@ -1351,9 +1279,9 @@ static void settle_print(const json_t *rep, const char *config, FILE *out)
     json_t *f;
     json_array_foreach(json_object_get(fl, "items"), i, f) {
         fputs("      ", out);
-        put_safe(out, json_string_value(json_object_get(f, "path")));
+        mcmd_put_safe(out, json_string_value(json_object_get(f, "path")));
         fputs(": ", out);
-        put_safe(out, json_string_value(json_object_get(f, "reason")));
+        mcmd_put_safe(out, json_string_value(json_object_get(f, "reason")));
         fputc('\n', out);
     }
     if (json_integer_value(json_object_get(fl, "count")) == 0) {
@@ -1361,7 +1289,7 @@ static void settle_print(const json_t *rep, const char *config, FILE *out)
                 "The rest is as the bulk copy left it: owners, groups and ACL entries under Gen1's names (with a\n"
                 "gen2.identity_map that renames them, verify reports them and --repair copies those paths again),\n"
                 "no dualpipe_times (verify counts those mtimes as not recorded). Check with:\n  dualpipe verify ");
-        put_safe(out, json_string_value(json_object_get(rep, "root")));
+        mcmd_put_safe(out, json_string_value(json_object_get(rep, "root")));
         fprintf(out, " --config %s\n", config);
     } else {
         fprintf(out, "\nNot settled: fix the cause, then run the same command again (it resyncs the fence's paths "
@@ -1403,7 +1331,7 @@ int backfill_main(int argc, char **argv)
     g1a *ident = NULL;
     json_t *rep = NULL;
     char *path = NULL, err[1024] = "";
-    b.t0 = mono();
+    b.t0 = mcmd_mono_s();
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
     const char *want = ar.path;
     char fence_root[WHREQ_MAX_PATH + 1] = "", plan_tmp[4200] = "", target[9000] = "", token[100] = "";
@@ -1436,19 +1364,9 @@ int backfill_main(int argc, char **argv)
         }
         if (!want) want = fence_root;
     }
-    if (!want) {
-        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
-        else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
-        else {
-            usage_error("the mappings cover several trees and none covers /: give PATH\n");
-            rc = BF_USAGE;
-            goto out;
-        }
-    }
-    whreq_err we;
-    if (want[0] != '/' || whreq_norm_path(want, &path, &we) != 0) {
-        usage_error("PATH must be an absolute path without . or .. segments: %s\n", want);
-        rc = BF_USAGE;
+    int root_rc = mcmd_root(&CMD, &cfg, want, &path);
+    if (root_rc != 0) {
+        rc = root_rc == 2 ? BF_USAGE : rc;
         goto out;
     }
     b.root = path;
@@ -1456,11 +1374,6 @@ int backfill_main(int argc, char **argv)
         fprintf(stderr, "dualpipe backfill: fence %s was taken on %s, not %s: settle it without PATH (or with that "
                 "one)\n", ar.settle, fence_root, path);
         rc = BF_USAGE;
-        goto out;
-    }
-    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
-        fprintf(stderr, "dualpipe backfill: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
-                path);
         goto out;
     }
     if (admin_base(&ar, &cfg, b.base, sizeof b.base) != 0) {
@@ -1473,9 +1386,7 @@ int backfill_main(int argc, char **argv)
         goto out;
     }
     gen1c_set_identity(g1, ident);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    mcmd_catch_signals();
     /* a new run takes its lease now; a resumed one in bf_load, with the id its cursor keeps */
     struct stat cst;
     if (!ar.cursor || stat(ar.cursor, &cst) != 0) {
@@ -1503,7 +1414,7 @@ int backfill_main(int argc, char **argv)
         }
         settle_print(rep, ar.config, stdout);
         char *js = json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS);
-        int werr = ar.json && (!js || write_file(ar.json, js) != 0);
+        int werr = ar.json && (!js || mcmd_write_line(ar.json, js) != 0);
         free(js);
         if (werr) fprintf(stderr, "dualpipe backfill: cannot write %s\n", ar.json);
         rc = werr ? BF_FAILED : b.failed ? BF_SOME_FAILED : BF_OK;
@@ -1559,7 +1470,7 @@ int backfill_main(int argc, char **argv)
     walk_gen1 lg = {.g1 = g1, .hadoop = hadoop, .page = ar.page};
     walk_opts wo = {.root = path, .list = walk_gen1_lister, .lud = &lg, .g1 = g1, .threads = ar.threads,
                     .ops_per_s = ar.ops, .retries = ar.retries, .cursor = ar.cursor, .progress = !ar.no_progress,
-                    .stop = &g_stop, .on_page = ar.plan ? plan_page : bf_page, .save = ar.plan ? NULL : bf_save,
+                    .stop = &mcmd_stop, .on_page = ar.plan ? plan_page : bf_page, .save = ar.plan ? NULL : bf_save,
                     .load = ar.plan ? NULL : bf_load, .ud = &b};
     walk_stats ws;
     memset(&ws, 0, sizeof ws);
@@ -1584,7 +1495,7 @@ int backfill_main(int argc, char **argv)
     }
     /* the walk is over: wait for the copies still out */
     pthread_mutex_lock(&b.mu);
-    while (b.no > 0 && !b.fatal[0] && !atomic_load(&g_stop)) {
+    while (b.no > 0 && !b.fatal[0] && !mcmd_stopping()) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += 1;
@@ -1598,7 +1509,7 @@ int backfill_main(int argc, char **argv)
                 b.fatal[0] ? b.fatal : "interrupted", b.no);
         goto out;
     }
-    double secs = b.prev_seconds + (mono() - b.t0);
+    double secs = b.prev_seconds + (mcmd_mono_s() - b.t0);
     rep = report(&b, &ws, secs);
     if (!rep) {
         fprintf(stderr, "dualpipe backfill: out of memory building the report\n");
@@ -1607,7 +1518,7 @@ int backfill_main(int argc, char **argv)
     print_text(rep, stdout);
     char *js = json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS);
     int werr = 0;
-    if (ar.json && (!js || write_file(ar.json, js) != 0)) {
+    if (ar.json && (!js || mcmd_write_line(ar.json, js) != 0)) {
         fprintf(stderr, "dualpipe backfill: cannot write %s\n", ar.json);
         werr = 1;
     }

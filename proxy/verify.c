@@ -45,7 +45,6 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +61,7 @@
 #include "httpc.h"
 #include "idmap.h"
 #include "jcli.h"
+#include "mcmd.h"
 #include "reserved.h"
 #include "vrec_cli.h"
 #include "walk.h"
@@ -127,37 +127,16 @@ typedef struct verify {
     double ops_next, bytes_next;
 } verify;
 
-static atomic_int g_stop; /* lock-free: set from the signal handler */
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&g_stop, 1);
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    if (s <= 0) return;
-    struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&t, NULL);
-}
-
 /* Wait for n units of a limit of rate per second (0: none). */
 static void rate_take(verify *v, double *next, double rate, double n)
 {
     if (rate <= 0) return;
     pthread_mutex_lock(&v->rl);
-    double t = now_s();
+    double t = mcmd_mono_s();
     double at = *next > t ? *next : t;
     *next = at + n / rate;
     pthread_mutex_unlock(&v->rl);
-    sleep_s(at - t);
+    mcmd_sleep_s(at - t);
 }
 
 static char *child_path(const char *dir, const char *name)
@@ -297,8 +276,8 @@ static int g2_req(verify *v, const char *method, const char *fs, const char *pat
             retry = r->status == 429 || r->status >= 500;
         }
         resp_drop(r);
-        if (!retry || attempt >= v->retries || atomic_load(&g_stop)) return WALK_FATAL;
-        sleep_s(backoff / 1000.0);
+        if (!retry || attempt >= v->retries || mcmd_stopping()) return WALK_FATAL;
+        mcmd_sleep_s(backoff / 1000.0);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
 }
@@ -313,8 +292,8 @@ static int g1_get(verify *v, walk *w, const char *path, const char *q, size_t ma
         long st = walk_gen1_get(v->g1, path, q, max, out, err, errlen);
         if (st >= 200 && st < 300) return WALK_OK;
         if (st == 404) return WALK_GONE;
-        if (!(st == 0 || st == 429 || st >= 500) || attempt >= v->retries || atomic_load(&g_stop)) return WALK_FATAL;
-        sleep_s(backoff / 1000.0);
+        if (!(st == 0 || st == 429 || st >= 500) || attempt >= v->retries || mcmd_stopping()) return WALK_FATAL;
+        mcmd_sleep_s(backoff / 1000.0);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
 }
@@ -348,9 +327,9 @@ static int g2_more(verify *v, dstate *st, const char *fs, const char *g2dir, cha
         memset(&page, 0, sizeof page);
         rate_take(v, &v->ops_next, v->g2ops, 1);
         rc = walk_gen2_lister(&lg, wdir, st->token ? st->token : "", &page, err, errlen);
-        if (rc != WALK_RETRY || attempt >= v->retries || atomic_load(&g_stop)) break;
+        if (rc != WALK_RETRY || attempt >= v->retries || mcmd_stopping()) break;
         xlate_listing_free(&page);
-        sleep_s(backoff / 1000.0);
+        mcmd_sleep_s(backoff / 1000.0);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
     free(wdir);
@@ -1300,7 +1279,7 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
 {
     if (v->diffs.n == 0) return 0;
     pending p = {0};
-    double until = now_s() + timeout;
+    double until = mcmd_mono_s() + timeout;
     for (;;) {
         int pr = pending_load(v->cfg, admin, &p, err, errlen);
         if (pr < 0) {
@@ -1309,8 +1288,8 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
         }
         bool any = false;
         for (size_t i = 0; i < v->diffs.n && !any; i++) any = pending_has(&p, v->diffs.v[i].path);
-        if (!any || now_s() >= until || atomic_load(&g_stop)) break;
-        sleep_s(0.2);
+        if (!any || mcmd_mono_s() >= until || mcmd_stopping()) break;
+        mcmd_sleep_s(0.2);
     }
     /* One recheck per path (a path can have several differences), in rounds: check every path of the
      * round, then look at the journal once. A write is journaled before Gen1 sees it, so a difference a
@@ -1345,7 +1324,7 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
             rc = -1;
             break;
         }
-        bool late = now_s() >= until || atomic_load(&g_stop), wait = false;
+        bool late = mcmd_mono_s() >= until || mcmd_stopping(), wait = false;
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
             if (now[i].n == 0) {
@@ -1365,7 +1344,7 @@ static int recheck(verify *v, const char *admin, double timeout, uint64_t *settl
             m++;
         }
         n = m;
-        if (wait) sleep_s(0.2);
+        if (wait) mcmd_sleep_s(0.2);
     }
     for (size_t i = 0; now && i < v->diffs.n; i++) dlist_free(&now[i]);
     free(now);
@@ -1450,7 +1429,7 @@ static int repair(verify *v, const char *config, const char *admin, double timeo
     pending_free(&cover);
     if (rc == 0) {
         pending p = {0};
-        double until = now_s() + timeout;
+        double until = mcmd_mono_s() + timeout;
         for (;;) {
             if (pending_load(v->cfg, admin, &p, err, errlen) < 0) {
                 rc = -1;
@@ -1459,13 +1438,13 @@ static int repair(verify *v, const char *config, const char *admin, double timeo
             bool any = false;
             for (size_t i = 0; i < roots.n && !any; i++) any = pending_has(&p, roots.v[i]);
             if (!any) break;
-            if (now_s() >= until || atomic_load(&g_stop)) {
+            if (mcmd_mono_s() >= until || mcmd_stopping()) {
                 snprintf(err, errlen, "the resyncs did not settle within %.0f s (--settle-timeout); run verify again",
                          timeout);
                 rc = -1;
                 break;
             }
-            sleep_s(0.2);
+            mcmd_sleep_s(0.2);
         }
         pending_free(&p);
     }
@@ -1515,39 +1494,11 @@ static void usage(FILE *out)
             "(resumable with --cursor), 2 usage error.\n");
 }
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dualpipe verify: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    usage(stderr);
-}
-
-static bool takes_value(const char *opt)
-{
-    static const char *const v[] = {"--config",   "--json",      "--cursor",         "--admin",
+static const mcmd CMD = {"verify", usage};
+/* the options that take a value */
+static const char *const value_opts[] = {"--config",   "--json",      "--cursor",         "--admin",
                                     "--threads",  "--ops-per-sec", "--mb-per-sec",   "--page-size",
-                                    "--retries",  "--settle-timeout", "--max-differences"};
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (strcmp(opt, v[i]) == 0) return true;
-    return false;
-}
-
-/* A number option: min..max. */
-static int num_opt(const char *opt, const char *val, double min, double max, double *out)
-{
-    char *end = NULL;
-    double d = strtod(val, &end);
-    if (!val[0] || !end || *end || d < min || d > max) {
-        usage_error("%s: must be a number from %g to %g\n", opt, min, max);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
+                                    "--retries",  "--settle-timeout", "--max-differences", NULL};
 
 static int parse_args(int argc, char **argv, vf_args *a)
 {
@@ -1568,52 +1519,52 @@ static int parse_args(int argc, char **argv, vf_args *a)
         else if (strcmp(s, "--repair") == 0) a->repair = true;
         else if (strcmp(s, "--no-progress") == 0) a->no_progress = true;
         else if (strcmp(s, "--last") == 0) a->last = true;
-        else if (takes_value(s) && i + 1 >= argc) {
-            usage_error("%s needs a value\n", s);
+        else if (mcmd_takes_value(s, value_opts) && i + 1 >= argc) {
+            mcmd_usage_error(&CMD, "%s needs a value\n", s);
             return VF_USAGE;
         } else if (strcmp(s, "--config") == 0) a->config = argv[++i];
         else if (strcmp(s, "--json") == 0) a->json = argv[++i];
         else if (strcmp(s, "--cursor") == 0) a->cursor = argv[++i];
         else if (strcmp(s, "--admin") == 0) a->admin = argv[++i];
-        else if (takes_value(s)) {
+        else if (mcmd_takes_value(s, value_opts)) {
             const char *val = argv[++i];
             if (strcmp(s, "--threads") == 0) {
-                if (num_opt(s, val, 1, 64, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 1, 64, &d) != 0) return VF_USAGE;
                 a->threads = (unsigned)d;
             } else if (strcmp(s, "--ops-per-sec") == 0) {
-                if (num_opt(s, val, 0, 1e6, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 0, 1e6, &d) != 0) return VF_USAGE;
                 a->ops = d;
             } else if (strcmp(s, "--mb-per-sec") == 0) {
-                if (num_opt(s, val, 0, 1e6, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 0, 1e6, &d) != 0) return VF_USAGE;
                 a->mbps = d;
             } else if (strcmp(s, "--page-size") == 0) {
-                if (num_opt(s, val, 1, 5000, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 1, 5000, &d) != 0) return VF_USAGE;
                 a->page = (unsigned)d;
             } else if (strcmp(s, "--retries") == 0) {
-                if (num_opt(s, val, 0, 100, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 0, 100, &d) != 0) return VF_USAGE;
                 a->retries = (unsigned)d;
             } else if (strcmp(s, "--settle-timeout") == 0) {
-                if (num_opt(s, val, 0, 86400, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 0, 86400, &d) != 0) return VF_USAGE;
                 a->settle = d;
             } else {
-                if (num_opt(s, val, 1, 1e8, &d) != 0) return VF_USAGE;
+                if (mcmd_num(&CMD, s, val, 1, 1e8, &d) != 0) return VF_USAGE;
                 a->max_diffs = (unsigned long)d;
             }
         } else if (s[0] == '-') {
-            usage_error("unknown option %s (dualpipe verify --help)\n", s);
+            mcmd_usage_error(&CMD, "unknown option %s (dualpipe verify --help)\n", s);
             return VF_USAGE;
         } else if (!a->path) a->path = s;
         else {
-            usage_error("one PATH only\n");
+            mcmd_usage_error(&CMD, "one PATH only\n");
             return VF_USAGE;
         }
     }
     if (!a->config) {
-        usage_error("--config FILE is required (dualpipe verify --help)\n");
+        mcmd_usage_error(&CMD, "--config FILE is required (dualpipe verify --help)\n");
         return VF_USAGE;
     }
     if (a->last && (a->path || a->repair || a->cursor || (a->json && strcmp(a->json, "-") != 0))) {
-        usage_error("--last takes no PATH, --repair or --cursor, and --json - only\n");
+        mcmd_usage_error(&CMD, "--last takes no PATH, --repair or --cursor, and --json - only\n");
         return VF_USAGE;
     }
     return 0;
@@ -1674,7 +1625,7 @@ static int run_pass(verify *v, const vf_args *ar, const char *root, walk_stats *
         walk_gen1 lg = {.g1 = v->g1, .hadoop = v->hadoop, .page = ar->page};
         walk_opts wo = {.root = root, .list = walk_gen1_lister, .lud = &lg, .g1 = v->g1, .threads = ar->threads,
                         .ops_per_s = ar->ops, .retries = ar->retries, .cursor = ar->cursor,
-                        .progress = !ar->no_progress, .stop = &g_stop, .on_page = vf_page, .save = vf_save,
+                        .progress = !ar->no_progress, .stop = &mcmd_stop, .on_page = vf_page, .save = vf_save,
                         .load = vf_load, .ud = v};
         if (walk_run(&wo, ws, err, errlen) != WALK_DONE) return VF_FAILED;
     }
@@ -1683,14 +1634,6 @@ static int run_pass(verify *v, const vf_args *ar, const char *root, walk_stats *
 }
 
 /* ---------------------------------------------------------------- report */
-
-static void put_safe(FILE *out, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f) fprintf(out, "\\x%02x", *p);
-        else fputc(*p, out);
-    }
-}
 
 static json_t *pass_json(const verify *v, const walk_stats *ws, uint64_t settled, const dlist *inflight)
 {
@@ -1739,23 +1682,13 @@ static void print_pass(const json_t *p, const char *title, FILE *out)
                 break;
             }
             fprintf(out, "    %-10s %-12s ", q ? "in-flight" : "DIFFERENT", json_string_value(json_object_get(d, "kind")));
-            put_safe(out, json_string_value(json_object_get(d, "path")));
+            mcmd_put_safe(out, json_string_value(json_object_get(d, "path")));
             fputs(": ", out);
-            put_safe(out, json_string_value(json_object_get(d, "detail")));
+            mcmd_put_safe(out, json_string_value(json_object_get(d, "detail")));
             fputc('\n', out);
         }
     }
 #undef N
-}
-
-static int write_file(const char *path, const char *a)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "we");
-    if (!f) return -1;
-    int bad = fputs(a, f) == EOF || fputc('\n', f) == EOF;
-    if (f != stdout) bad |= fclose(f) != 0;
-    else bad |= fflush(f) != 0;
-    return bad ? -1 : 0;
 }
 
 int verify_main(int argc, char **argv)
@@ -1804,25 +1737,9 @@ int verify_main(int argc, char **argv)
     dlist infl = {0};
     char *path = NULL, err[1024] = "";
     bool curl_on = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
-    const char *want = ar.path;
-    if (!want) {
-        if (cfg_mapping_of(&cfg, "/", NULL) >= 0) want = "/";
-        else if (cfg.nmappings == 1) want = cfg.mappings[0].gen1_prefix;
-        else {
-            usage_error("the mappings cover several trees and none covers /: give PATH\n");
-            rc = VF_USAGE;
-            goto out;
-        }
-    }
-    whreq_err we;
-    if (want[0] != '/' || whreq_norm_path(want, &path, &we) != 0) {
-        usage_error("PATH must be an absolute path without . or .. segments: %s\n", want);
-        rc = VF_USAGE;
-        goto out;
-    }
-    if (cfg_mapping_of(&cfg, path, NULL) < 0) {
-        fprintf(stderr, "dualpipe verify: %s is outside every mapping (gen2.mappings): nothing there goes to Gen2\n",
-                path);
+    int root_rc = mcmd_root(&CMD, &cfg, ar.path, &path);
+    if (root_rc != 0) {
+        rc = root_rc == 2 ? VF_USAGE : rc;
         goto out;
     }
     if (cfg.identity_map[0]) {
@@ -1838,9 +1755,7 @@ int verify_main(int argc, char **argv)
         goto out;
     }
     gen1c_set_identity(v.g1, ident);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    mcmd_catch_signals();
 
     /* the verify record (vrec.h): the journal's position now; a resumed run's first part began earlier,
      * at a position this run cannot know, so it is recorded as such */
@@ -1885,7 +1800,7 @@ int verify_main(int argc, char **argv)
                     "resyncs_queued", (json_int_t)queued);
     if (ar.json) {
         char *js = rep ? json_dumps(rep, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
-        if (!js || write_file(ar.json, js) != 0) {
+        if (!js || mcmd_write_line(ar.json, js) != 0) {
             fprintf(stderr, "dualpipe verify: cannot write %s\n", ar.json);
             free(js);
             goto out;
