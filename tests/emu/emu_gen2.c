@@ -12,8 +12,10 @@
  * a flush that commits nothing does not either. An append with flush=true (Path - Update's "flush"
  * parameter, in the REST specification from x-ms-version 2021-06-08; taken with any version here, as
  * clients such as Hadoop's ABFS driver send it with older ones) records its range and then commits at
- * position + its length as a flush to there would (same waits, InvalidFlushPosition, retainUncommittedData
- * and close taken as on a flush, the ETag and Last-Modified change when the length does); it answers
+ * position + its length as a flush to there would (it waits for the appends still receiving data, not for
+ * other appends with flush=true waiting to commit, which would wait for it in turn; InvalidFlushPosition,
+ * retainUncommittedData and close taken as on a flush, the ETag and Last-Modified change when the length
+ * does); it answers
  * 202 with the flushed file's headers and is counted also as "PATCH append-flush".
  *
  * Choices where the service's behaviour is not documented (protocols.md §6), each asserted by

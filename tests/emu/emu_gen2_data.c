@@ -267,7 +267,11 @@ void g2_append_end(g2_req *q)
     } else {
         if (q->got > 0) g2_save_or_fail(q, n);
         if (!q->ans && g2_parse_bool(g2_param(q, "flush"), 0) == 1) {
-            while (n->busy > 1) emu_store_wait(s); /* our own pin keeps n alive */
+            /* wait for the appends still receiving data (our own pin keeps n alive), not for other
+             * appends with flush=true waiting here too: they would wait for each other for ever */
+            n->flushing++;
+            while (n->busy > n->flushing) emu_store_wait(s);
+            n->flushing--;
             bool retain = g2_parse_bool(g2_param(q, "retainUncommittedData"), 0) == 1;
             if (!g2_lease_write_fail(q, n)) flush_commit(q, n, q->pos + (int64_t)q->got, retain);
             if (q->ans == G2_ANS_EMPTY && q->status == 200) q->status = 202;

@@ -91,6 +91,7 @@ struct emu_node {
 
     /* runtime only, not persisted */
     int busy;                 /* requests currently writing this file's data */
+    int flushing;             /* of those, appends with flush=true whose data is in, waiting to commit */
 };
 
 /* Metadata of a node being created (emu_store_create) or replaced (emu_store_set_meta). Large (it
