@@ -15,9 +15,9 @@
  * that finds no room waits and asks again, it never fails for it), re-read from its own start when
  * its OPEN fails (the usual retries: backoff, breaker, gen1.timeout_ms per part), then appended to
  * Gen2 (appends of at most XLATE_CHUNK_MAX, each retried alone) before the next part is read; one
- * flush commits the whole. After each part Gen1's length and modificationTime are read again: when
- * they changed, the file changed under the copy and its copy starts over (at most AP_RESYNC_REDOS
- * times).
+ * flush commits the whole. After each part, and once more after the rename that puts a whole copy in
+ * place, Gen1's length and modificationTime are read again: when they changed, the file changed under
+ * the copy and its copy starts over (at most AP_RESYNC_REDOS times).
  */
 #include "applier_int.h"
 
@@ -157,10 +157,37 @@ static void h_del_target(aop *op, httpc_resp *r)
                            c_target_deleted);
 }
 
+static void c_changed(aop *op, const char *what);
+static int read_status(const char *json, size_t n, bool *is_dir, uint64_t *len, int64_t *mtime);
+
+/* The copy is in place. A write that reached Gen1 after the copy's last look at it (another proxy of a
+ * fleet, or a writer that bypasses the proxy, whose append may even have been applied to Gen2's old
+ * file just before the rename replaced it) would be missing from Gen2 for good: Gen1 is read once more
+ * and, when its length or modificationTime moved, the copy is made again. A look that fails (after the
+ * usual retries) leaves the copy as it is, as before this check. */
+static void h_after_check(aop *op, httpc_resp *r)
+{
+    ap_copy *c = op->cp;
+    bool dir = false;
+    uint64_t len = 0;
+    int64_t mt = 0;
+    if (r->result == HTTPC_OK && r->status == 200 && read_status(r->body.data, r->body.len, &dir, &len, &mt) == 0 &&
+        !dir && (len != c->len || mt != c->mtime)) {
+        c_changed(op, "length or modification time, once the copy was in place");
+        return;
+    }
+    if (r->result != HTTPC_OK || (r->status != 200 && r->status != 404))
+        LOGW("msg=\"file copied; gen1 could not be read again to confirm it did not change meanwhile\" seq=%" PRIu64
+             " path=\"%s\" status=%ld",
+             op->req->seq, op->req->path, r->status);
+    c_done(op);
+}
+
 static void h_rename(aop *op, httpc_resp *r)
 {
     if (r->result == HTTPC_OK && (r->status == 201 || (r->status == 404 && op->attempt > 1))) {
-        c_done(op); /* (404 on a re-send: the first send moved the temporary name already) */
+        /* (404 on a re-send: the first send moved the temporary name already) */
+        ap_g1_get(op, op->req->path, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_after_check);
         return;
     }
     char code[128];

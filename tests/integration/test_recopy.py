@@ -163,6 +163,27 @@ class Recopy(unittest.TestCase):
         self.assertEqual(g2c["requests"].get("PUT rename", 0), 1, g2c["requests"])
         self.s.assert_same(self, "/big")
 
+    def test_write_to_gen1_while_the_copy_is_renamed_in_place(self):
+        """A write that reaches Gen1 after a copy's last look at it, while the copy is being renamed over
+        the file on Gen2 (another proxy of a fleet, or a writer that bypasses the proxy), is not lost: Gen1
+        is read again once the copy is in place, and the file is copied again."""
+        s, p = self.stack()
+        self.assertEqual(p.webhdfs("PUT", "/late/f", "CREATE", body=b"first\n", write="true").status, 201)
+        s.wait_drained(30)
+        self.assertEqual(s.g1("POST", "/late/f", "APPEND", body=b"second\n", append="true").status, 200)
+        s.gen2.admin("DELETE", "/counters")
+        s.gen2.fault("method=PUT,op=rename,action=latency,latency_ms=1500,count=1")
+        self.resync("/late/f")
+        deadline = time.time() + 30
+        while s.gen2.counters()["requests"].get("PUT rename", 0) == 0:   # the copy's rename is on its way
+            self.assertLess(time.time(), deadline, "the resync never renamed its copy")
+            time.sleep(0.01)
+        self.assertEqual(s.g1("POST", "/late/f", "APPEND", body=b"third\n", append="true").status, 200)
+        s.wait_drained(30)
+        self.assertEqual(s.g2("GET", "late/f").body, b"first\nsecond\nthird\n")
+        self.assertEqual(s.gen2.counters()["requests"].get("PUT rename", 0), 2)   # copied again, once
+        self.s.assert_same(self, "/late")
+
     def test_directory_resync_in_place_without_gap(self):
         s, p = self.stack()
         names = ["f%03d" % i for i in range(120)]
