@@ -392,8 +392,15 @@ class Fleet(unittest.TestCase):
         for p in proxies:
             p.wait_drained(60)
         same(self, s, "/fl")
-        load.check_files(self)   # no record twice on either side (racing appenders through three
-        # proxies make some appends copies instead, so the emulators' counts are not one per append here)
+        # no record twice on either side (racing appenders through three proxies make some appends copies
+        # instead, so the emulators' counts are not one per append here)
+        try:
+            load.check_files(self)
+        except AssertionError as e:
+            logs = "\n".join("---- %s ----\n%s" % (status(p)["member"], "\n".join(
+                ln for ln in p.log_since_start().splitlines() if "/fl/shared" in ln or "phase" in ln)[-6000:])
+                for p in proxies)
+            raise AssertionError("%s\n%s" % (e, logs)) from None
 
     def test_unreadable_record_fences_writes(self):
         s = make_stack(self, fleet=True, fleet_filesystem="nosuchfs")
