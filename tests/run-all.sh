@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every dualpipe test: installs what is missing (docker/install-deps.sh), then
-#   1. build/       -Werror build; all tests (unit, integration, real clients)        ctest -LE scale
+#   1. build/       -Werror build of the whole tree; all tests (unit, integration, real  ctest -LE scale
+#                   clients)
 #      then, one at a time, the scale tests (a 5 GiB re-copy under faults, a 3 GiB OPEN  ctest -L ^scale$
 #      and a 200,000-entry listing through the proxy)
 #      then the container stage (docker/ci-container.sh): docker/Dockerfile built with podman, the
@@ -12,6 +13,11 @@
 #   3. build-tsan/  ThreadSanitizer build; journal, spool, iox, applier, pipeline,     ctest -L tsan
 #                   the per-path fence, one durability variant and the operations test
 #   4. build-fuzz/  clang libFuzzer targets, a bounded run over the seed corpus        ctest -L fuzz
+# Stages 2-4 build only what their tests run: the targets dp_asan_tests, dp_tsan_tests and dp_fuzz_tests
+# (tests/CMakeLists.txt) depend on the programs of the tests their labels select (each test's own program and
+# the $<TARGET_FILE:...> of its environment), so the fuzz stage builds the fuzz targets alone, the TSan stage
+# the daemon, the emulator and the tsan-labelled unit tests; only stage 1 builds everything (the benchmarks'
+# other tools too). Change a stage's ctest -L here and its dp_stage_target line there together.
 # Usage: bash tests/run-all.sh        (from anywhere; run as root or with sudo available)
 # Exit status is non-zero if any stage fails; each stage prints ctest's summary.
 set -uo pipefail
@@ -43,7 +49,7 @@ fi
 
 stage "build with AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -DDP_WERROR=ON -DDP_SANITIZE=ON -DDP_CLIENT_TESTS=OFF >/dev/null &&
-  cmake --build build-asan -j"$JOBS" || exit 1
+  cmake --build build-asan -j"$JOBS" --target dp_asan_tests || exit 1
 stage "tests under ASan+UBSan (leak checks on)"
 # durability_threads and crash_threads repeat durability and crash on the thread-pool I/O backend (about 75 s
 # under ASan): that backend runs under ASan in test_iox, test_journal*, the other *_threads tests and under
@@ -55,7 +61,7 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 
 stage "build with ThreadSanitizer"
 cmake -S . -B build-tsan -DDP_WERROR=ON -DDP_TSAN=ON -DDP_CLIENT_TESTS=OFF >/dev/null &&
-  cmake --build build-tsan -j"$JOBS" || exit 1
+  cmake --build build-tsan -j"$JOBS" --target dp_tsan_tests || exit 1
 stage "tests under ThreadSanitizer (label tsan)"
 # A report fails the test: unit tests exit 66, proxylib/emulib find "ThreadSanitizer" in the logs.
 # tests/tsan.supp silences third-party internals only (libcurl, libmicrohttpd), never our frames.
@@ -64,7 +70,7 @@ TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp:halt_on_error=0:second_deadlock_
 
 stage "fuzz targets (clang, libFuzzer)"
 CC=clang cmake -S . -B build-fuzz -DDP_FUZZ=ON -DDP_CLIENT_TESTS=OFF >/dev/null &&
-  cmake --build build-fuzz -j"$JOBS" || exit 1
+  cmake --build build-fuzz -j"$JOBS" --target dp_fuzz_tests || exit 1
 ctest --test-dir build-fuzz -L fuzz --output-on-failure || status=1
 
 stage "result"

@@ -274,6 +274,7 @@ class CompareSmokeTest(unittest.TestCase):
         bindir = os.path.dirname(os.path.abspath(BENCH))
         emu = os.environ.get("DUALPIPE_EMU", os.path.join(bindir, "dualpipe-emu"))
         proxy = os.environ.get("DUALPIPE", os.path.join(bindir, "dualpipe"))
+        jrnlbench = os.environ.get("DUALPIPE_JRNLBENCH", os.path.join(bindir, "dualpipe-jrnlbench"))
         work = tempfile.mkdtemp(prefix="dp-compare-smoke-")
         try:
             # compare.py looks for the bench and the emulator in one directory
@@ -281,7 +282,7 @@ class CompareSmokeTest(unittest.TestCase):
                 os.symlink(os.path.abspath(src), os.path.join(work, name))
             out = os.path.join(work, "out")
             p = subprocess.run([sys.executable, COMPARE, "--profile", "smoke", "--bin", work, "--dualpipe", proxy,
-                                "--jrnlbench", os.path.join(bindir, "dualpipe-jrnlbench"), "--out", out,
+                                "--jrnlbench", jrnlbench, "--out", out,
                                 "--drain-timeout", "60"],
                                capture_output=True, text=True, timeout=600)
             self.assertEqual(p.returncode, 0, p.stdout[-4000:] + p.stderr[-4000:])
