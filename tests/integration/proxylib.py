@@ -318,21 +318,23 @@ class Proxy:
                              % (timeout, json.dumps(st)[:2000], self.read_log()[-4000:]))
 
 
-def write_data(proxy, method, path, op, data, two_step=False, timeout=30, **params):
+def write_data(proxy, method, path, op, data, two_step=False, timeout=30, headers=None, **params):
     """CREATE (PUT) or APPEND (POST) of data through proxy in one of the two writer dialects: one-step
     (write=true / append=true with the body, as the ADLS SDKs send) or Hadoop two-step (a body-less
-    request, the proxy's 307 back to itself, then the data to that Location). proxy.url is read at
+    request, the proxy's 307 back to itself, then the data to that Location), with headers on each step (a
+    writer's Authorization). proxy.url is read at
     call time, so a writer follows a restarted proxy. Returns the last Response; transport errors
     (refused, reset, timeout) are raised."""
     if not two_step:
         params.setdefault("write" if op.upper() == "CREATE" else "append", "true")
-        return proxy.request(method, wh_target(path, op, **params), data, timeout=timeout)
-    r = proxy.request(method, wh_target(path, op, **params), b"", timeout=timeout)
+        return proxy.request(method, wh_target(path, op, **params), data, headers=headers, timeout=timeout)
+    r = proxy.request(method, wh_target(path, op, **params), b"", headers=headers, timeout=timeout)
     if r.status != 307:
         return r
     loc = urllib.parse.urlsplit(r.header("location"))
     target = loc.path + ("?" + loc.query if loc.query else "")
-    return emulib.http_request("%s://%s" % (loc.scheme, loc.netloc), method, target, data, timeout=timeout)
+    return emulib.http_request("%s://%s" % (loc.scheme, loc.netloc), method, target, data, headers,
+                               timeout=timeout)
 
 
 def wh_target(path, op, prefix="/webhdfs/v1", **params):

@@ -77,8 +77,9 @@ class Load:
     """Writers through proxies: writer w appends records to /ROOT/w<w> (its own file) and, for the
     racing ones, to /ROOT/shared. Every answer is kept: status and latency."""
 
-    def __init__(self, s, root, proxies, nwriters=4, nracers=2):
+    def __init__(self, s, root, proxies, nwriters=4, nracers=2, headers=None):
         self.s, self.root, self.proxies = s, root, proxies
+        self.headers = headers   # sent with every write (a writer's own Authorization toward a protected Gen1)
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.acked = {}          # file -> [(wid, n)] in acknowledgement order
@@ -94,7 +95,8 @@ class Load:
 
     def send(self, wid, method, path, op, data, **params):
         t0 = time.time()
-        r = proxylib.write_data(self.proxy(wid), method, path, op, data, False, timeout=60, **params)
+        r = proxylib.write_data(self.proxy(wid), method, path, op, data, False, timeout=60, headers=self.headers,
+                                **params)
         with self.lock:
             self.lat.append((t0, time.time() - t0))
         return r
@@ -141,7 +143,7 @@ class Load:
 
     def start(self):
         r = proxylib.write_data(self.proxies[0], "PUT", self.root + "/shared", "CREATE", b"", False,
-                                overwrite="false")
+                                headers=self.headers, overwrite="false")
         assert r.status == 201, r
         for t in self.threads:
             t.start()
