@@ -378,9 +378,11 @@ static int run(const char *file)
      * its bodies, and each side has a core's worth of sending. */
     warn_insecure_tls(&cfg);
     if (httpc_start(0, &http, err, sizeof err) != 0) goto out;
+    httpc_set_name(http, "dp-httpc-front");
     if (setup_upstream_tls(http, &cfg, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http, &g1, err, sizeof err) != 0) goto out;
     if (httpc_start(0, &http_ap, err, sizeof err) != 0) goto out;
+    httpc_set_name(http_ap, "dp-httpc-apply");
     if (setup_upstream_tls(http_ap, &cfg, err, sizeof err) != 0) goto out;
     if (gen1c_new(&cfg, http_ap, &g1_ap, err, sizeof err) != 0) goto out;
     /* The proxy's own Gen1 identity, for the applier's look-ups and the readiness probe (writers'

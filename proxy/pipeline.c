@@ -1165,7 +1165,8 @@ int pipe_open(const dp_config *cfg, httpc *http, gen1c *g1, metrics *m, pipeline
         LOGI("msg=\"recovered records queued for their engines\" resubmitted=%" PRIu64 " parked=%" PRIu64
              " owed_gen1=%" PRIu64 " owed_gen2=%" PRIu64 " max_in_memory=%u",
              p->rec_resubmitted, p->rec_parked, pipe_owed(p, true), pipe_owed(p, false), cfg->applier_max_in_memory);
-    if (pthread_create(&p->fthread, NULL, feeder_main, p) != 0) {
+    if (pthread_create(&p->fthread, NULL, feeder_main, p) == 0) (void)pthread_setname_np(p->fthread, "dp-feeder");
+    else {
         snprintf(err, errlen, "cannot start the feeder thread");
         goto fail;
     }

@@ -514,6 +514,7 @@ int iox_new(iox_backend want, unsigned depth, unsigned threads, iox **out, char 
                 snprintf(err, errlen, "pthread_create: %s", strerror(rc));
                 goto out;
             }
+            (void)pthread_setname_np(x->uthread, "dp-iox-uring");
             x->uthread_ok = true;
             ret = 0;
             goto out;
@@ -541,6 +542,7 @@ int iox_new(iox_backend want, unsigned depth, unsigned threads, iox **out, char 
             snprintf(err, errlen, "pthread_create: %s", strerror(rc));
             goto out;
         }
+        (void)pthread_setname_np(x->workers[i], "dp-iox");
         x->nworkers++;
     }
     ret = 0;

@@ -172,6 +172,7 @@ int jnl_open(const jnl_opts *o, journal **out, jnl_recovery *rep, char *err, siz
         snprintf(err, errlen, "journal: cannot start the commit thread");
         goto fail;
     }
+    (void)pthread_setname_np(j->thread, "dp-journal"); /* ps -L, perf, /proc/PID/task/N/comm */
     j->thread_started = true;
     *out = j;
     return 0;

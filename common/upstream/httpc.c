@@ -689,6 +689,7 @@ static void ctl_enqueue(httpc *e, httpc_ctl *c)
     pthread_mutex_lock(&e->mu);
     bool wake = false;
     if (!e->stopping && !c->queued) {
+        wake = !e->q_head && !e->c_head; /* as in httpc_submit */
         c->queued = true;
         atomic_fetch_add(&c->refs, 1);
         if (e->c_tail)
@@ -696,7 +697,6 @@ static void ctl_enqueue(httpc *e, httpc_ctl *c)
         else
             e->c_head = c;
         e->c_tail = c;
-        wake = true;
     }
     pthread_mutex_unlock(&e->mu);
     if (wake) curl_multi_wakeup(e->multi);
@@ -931,6 +931,9 @@ int httpc_submit(httpc *e, const httpc_req *req)
         pthread_mutex_unlock(&e->mu);
         goto fail;
     }
+    /* Wake the engine only when the queues were empty: whoever filled them woke it, and it takes
+     * both queues whole at its next turn (the wake-up stays pending until its next poll). */
+    bool wake = !e->q_head && !e->c_head;
     if (e->q_tail)
         e->q_tail->next = h;
     else
@@ -942,7 +945,7 @@ int httpc_submit(httpc *e, const httpc_req *req)
         atomic_fetch_add(&h->ctl->refs, 1);
     }
     pthread_mutex_unlock(&e->mu);
-    curl_multi_wakeup(e->multi);
+    if (wake) curl_multi_wakeup(e->multi);
     return 0;
 
 fail:
@@ -994,6 +997,13 @@ int httpc_do(httpc *e, const httpc_req *req, httpc_resp *resp)
 }
 
 unsigned httpc_in_flight(httpc *e) { return atomic_load(&e->in_flight); }
+
+void httpc_set_name(httpc *e, const char *name)
+{
+    char n[16]; /* the kernel keeps 15 characters */
+    snprintf(n, sizeof n, "%s", name);
+    (void)pthread_setname_np(e->thread, n);
+}
 
 uint64_t httpc_connections_opened(httpc *e) { return (uint64_t)atomic_load(&e->connects); }
 

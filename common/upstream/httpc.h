@@ -182,6 +182,9 @@ int httpc_submit(httpc *e, const httpc_req *req);
 int httpc_do(httpc *e, const httpc_req *req, httpc_resp *resp);
 /** Requests submitted and not finished. */
 unsigned httpc_in_flight(httpc *e);
+
+/* Name the engine's thread (ps -L, perf, /proc/PID/task/N/comm); at most 15 characters are kept. */
+void httpc_set_name(httpc *e, const char *name);
 /** New connections opened so far (sum of CURLINFO_NUM_CONNECTS): low when keep-alive works. */
 uint64_t httpc_connections_opened(httpc *e);
 /** Stop: pending requests complete with HTTPC_E_CANCELLED (their done runs on the engine thread, and
