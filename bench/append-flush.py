@@ -8,10 +8,11 @@ Gen2 emulator's counters, once the journal is drained) and how long the applier 
 ended. With --drain-s S, each proxy run also builds a backlog: Gen2 down (the emulator's POST /down), the same
 workload for S seconds, Gen2 back; then the time until the journal owes Gen2 nothing, the APPENDs drained per
 second and the Gen2 requests per drained APPEND. Runs alternate between the systems, --repeat times, so a busy
-shared machine skews them alike.
+shared machine skews them alike. With --proxies A=PATH,B=PATH the proxy systems are those binaries instead (all
+at gen2.version 2021-06-08): an A/B of two builds on the same workload.
 
     python3 bench/append-flush.py [--bin build-bench/bin] [--duration 10] [--warmup 1] [--repeat 3]
-                                  [--drain-s 0] [--json FILE]
+                                  [--drain-s 0] [--proxies A=PATH,B=PATH] [--json FILE]
 """
 import argparse
 import json
@@ -89,8 +90,18 @@ def main():
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--drain-s", type=float, default=0, help="seconds of writes while Gen2 is down (0: no drain run)")
+    ap.add_argument("--proxies", help="NAME=PATH,...: compare these proxy binaries (gen2.version 2021-06-08) "
+                    "instead of the two gen2.version values")
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
+    variants = [(name, ver, None) for name, ver in VERSIONS]
+    if args.proxies:
+        variants = []
+        for item in args.proxies.split(","):
+            name, sep, path = item.partition("=")
+            if not sep or not name or not os.access(path, os.X_OK):
+                ap.error("--proxies: NAME=PATH with an executable PATH, got %r" % item)
+            variants.append((name, VERSIONS[0][1], os.path.abspath(path)))
     bins = {k: os.path.join(args.bin, n) for k, n in
             (("bench", "dualpipe-bench"), ("emu", "dualpipe-emu"), ("dualpipe", "dualpipe"))}
     os.environ["DUALPIPE_EMU"] = bins["emu"]
@@ -110,7 +121,8 @@ def main():
             d.update(system="direct", rep=rep)
             runs.append(d)
             print(json.dumps(d), flush=True)
-            for name, ver in VERSIONS:
+            for name, ver, binary in variants:
+                os.environ["DP_PROXY_CMD"] = binary or bins["dualpipe"]  # read at each start (proxylib)
                 cfg = {"ack": "durable", "journal": {"io": "io_uring"}, "log": {"level": "warn"},
                        "gen2": {"version": ver}}
                 s = proxylib.Stack(dialect="adls", config=cfg, gen1_kw=dict(extra_args=["--log-level", "warn"]),

@@ -979,11 +979,13 @@ void front_stop(front *f, unsigned drain_ms)
     }
     pthread_mutex_lock(&f->mu);
     int rc = 0;
-    while (f->upstream_calls > 0 && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&f->cond, &f->mu, &deadline);
-    if (f->upstream_calls > 0)
+    while (atomic_load(&f->upstream_calls) > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&f->cond, &f->mu, &deadline);
+    unsigned left = atomic_load(&f->upstream_calls);
+    if (left > 0)
         LOGW("msg=\"front stopped with requests still waiting for the journal, Gen1 or the ack; the journal "
              "keeps their writes for the next start\" calls=%u",
-             f->upstream_calls);
+             left);
     pthread_mutex_unlock(&f->mu);
     LOGI("msg=\"front stopped taking requests\"");
 }

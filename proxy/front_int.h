@@ -75,9 +75,12 @@ struct front {
     _Atomic uint64_t max_body_bytes;   /* limits.max_body_bytes (SIGHUP changes it: front_reload) */
     pipeline *p;                       /* the journal and the applier behind it */
     g2s *g2s;                          /* phase gen2-only: every WebHDFS request is served on Gen2 (front_g2.c) */
-    pthread_mutex_t mu;                /* guards upstream_calls (and orders it with stopping) */
-    pthread_cond_t cond;               /* signalled when upstream_calls drops */
-    unsigned upstream_calls;           /* suspended requests: waiting for the journal, Gen1 or the ack */
+    pthread_mutex_t mu;                /* front_stop waits on cond under it */
+    pthread_cond_t cond;               /* signalled when upstream_calls drops to 0 once stopping is set */
+    atomic_uint upstream_calls;        /* suspended requests: waiting for the journal, Gen1 or the ack. Raised
+                                          before stopping is read, lowered before it is read (seq_cst both
+                                          sides, as front_stop sets stopping before it reads the count): no
+                                          lock per request, and front_stop never misses the last one */
     /* the phase requests run in, and the phase switch's hold and fence (front_phase.c) */
     _Atomic int phase;                 /* cfg_phase a request is dispatched in */
     pthread_mutex_t ph_mu;             /* guards everything below (taken before mu, never after) */

@@ -84,10 +84,12 @@ void front__finish_upstream(fr_req *r)
 {
     front *f = r->f;
     MHD_resume_connection(r->conn);
-    pthread_mutex_lock(&f->mu);
-    f->upstream_calls--;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->mu);
+    /* Only front_stop waits for the count: the last call to end once it began wakes it. */
+    if (atomic_fetch_sub(&f->upstream_calls, 1) == 1 && atomic_load(&f->stopping)) {
+        pthread_mutex_lock(&f->mu);
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->mu);
+    }
 }
 
 /* End the suspension with a local answer (err: -errno, see front__answer_upstream). */
@@ -550,12 +552,15 @@ static void on_durable(void *ud, uint64_t seq, int err)
 bool front__begin_upstream(fr_req *r)
 {
     front *f = r->f;
-    /* Refuse new suspensions once front_stop began: counted under the same lock it drains with. */
-    pthread_mutex_lock(&f->mu);
-    bool stopping = atomic_load(&f->stopping);
-    if (!stopping) f->upstream_calls++;
-    pthread_mutex_unlock(&f->mu);
-    if (stopping) {
+    /* Refuse new suspensions once front_stop began. Counted first, then stopping read: either this
+     * sees stopping, or front_stop sees the count (front_int.h, upstream_calls). */
+    atomic_fetch_add(&f->upstream_calls, 1);
+    if (atomic_load(&f->stopping)) {
+        if (atomic_fetch_sub(&f->upstream_calls, 1) == 1) {
+            pthread_mutex_lock(&f->mu);
+            pthread_cond_broadcast(&f->cond);
+            pthread_mutex_unlock(&f->mu);
+        }
         front__fail(r, 503, "IOException", "the proxy is shutting down");
         return false;
     }

@@ -86,13 +86,17 @@ struct pipeline {
     _Atomic uint64_t owed[2];                /* live records per side: [1] to Gen1, [0] to Gen2 (pipe_owed) */
     char spool_dir[1100];
     pthread_mutex_t mu;
-    pthread_cond_t cond;                     /* signalled when outstanding drops */
-    bool stopped;                            /* pipe_stop began: accepts refused, nothing sent to Gen1 */
+    pthread_cond_t cond;                     /* signalled when outstanding drops to 0 once stopped is set */
+    atomic_bool stopped;                     /* pipe_stop began: accepts refused, nothing sent to Gen1 (set under mu) */
     bool ap_gone;                            /* the applier is stopping or stopped: no submissions */
-    unsigned outstanding;                    /* accepts whose durability callback has not finished */
+    /* accepts whose durability callback has not finished. No lock per write: raised before stopped is
+     * read (pipe_accept), lowered before it is read (outstanding_down), while pipe_stop sets stopped
+     * before it reads the count (seq_cst both sides), so one of the two always sees the other. */
+    atomic_uint outstanding;
     _Atomic int spool_policy;                /* spool.policy (cfg_spool_policy; SIGHUP changes it) */
     uint64_t *degraded;                      /* seqs of degraded writes waiting for the primary */
     size_t ndegraded, capdegraded;
+    atomic_size_t ndegraded_any;             /* ndegraded, readable without mu: 0 spares Gen1's answers the lock */
     metrics_counter *m_degraded, *m_rejected;
     pthread_mutex_t omu;                     /* guards ord; held around jnl_append of writes */
     ord *ord;                                /* the per-path fence (order.h) */
@@ -715,6 +719,7 @@ static int degraded_add_locked(pipeline *p, uint64_t seq)
         p->capdegraded = cap;
     }
     p->degraded[p->ndegraded++] = seq;
+    atomic_store(&p->ndegraded_any, p->ndegraded);
     return 0;
 }
 
@@ -723,6 +728,7 @@ static bool degraded_take_locked(pipeline *p, uint64_t seq)
     for (size_t i = 0; i < p->ndegraded; i++) {
         if (p->degraded[i] != seq) continue;
         p->degraded[i] = p->degraded[--p->ndegraded];
+        atomic_store(&p->ndegraded_any, p->ndegraded);
         return true;
     }
     return false;
@@ -1239,13 +1245,20 @@ pipe_admit pipe_body_begin(pipeline *p, uint64_t expect_len, uint64_t max_len, s
 /* ---- the per-path fence ---- */
 
 /* The accept is settled: its callback reached the front (pipe_stop waits for all of them). */
+/* One accept fewer whose durability callback has not finished: only pipe_stop waits for the count, so
+ * only the last one once it began takes mu to wake it. */
+static void outstanding_down(pipeline *p)
+{
+    if (atomic_fetch_sub(&p->outstanding, 1) == 1 && atomic_load(&p->stopped)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 static void accept_settle(pipe_actx *c)
 {
-    pipeline *p = c->p;
-    pthread_mutex_lock(&p->mu);
-    p->outstanding--;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->mu);
+    outstanding_down(c->p);
     free(c);
 }
 
@@ -1309,12 +1322,15 @@ static void accept_durable(void *ud, uint64_t seq, int err)
     pipe_actx *c = ud;
     pipeline *p = c->p;
     c->seq = seq;
-    pthread_mutex_lock(&p->mu);
-    bool stopped = p->stopped;
-    if (err == 0 && !stopped && c->degraded && degraded_add_locked(p, seq) != 0)
-        LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64 " rid=%s",
-             seq, c->rid);
-    pthread_mutex_unlock(&p->mu);
+    bool stopped = atomic_load(&p->stopped);
+    if (err == 0 && !stopped && c->degraded) { /* mu only for a write over the spool cap */
+        pthread_mutex_lock(&p->mu);
+        if (degraded_add_locked(p, seq) != 0)
+            LOGW("msg=\"out of memory: a write over the spool cap is replayed instead of resynced\" seq=%" PRIu64
+                 " rid=%s",
+                 seq, c->rid);
+        pthread_mutex_unlock(&p->mu);
+    }
     if (err == 0 && !stopped) {
         uint64_t waits_for = 0;
         char rid[sizeof c->rid];
@@ -1410,11 +1426,9 @@ int pipe_accept(pipeline *p, cfg_phase phase, const whreq *wr, const char *reque
     if (!c) return -EIO;
     *c = (pipe_actx){.p = p, .cb = durable, .ud = ud, .degraded = degraded, .to_gen1 = to_gen1};
     snprintf(c->rid, sizeof c->rid, "%s", request_id && rid_valid(request_id) ? request_id : "-");
-    pthread_mutex_lock(&p->mu);
-    bool stopped = p->stopped;
-    if (!stopped) p->outstanding++;
-    pthread_mutex_unlock(&p->mu);
-    if (stopped) {
+    atomic_fetch_add(&p->outstanding, 1); /* before stopped is read (see outstanding) */
+    if (atomic_load(&p->stopped)) {
+        outstanding_down(p);
         free(c);
         return -ESHUTDOWN;
     }
@@ -1437,10 +1451,7 @@ int pipe_accept(pipeline *p, cfg_phase phase, const whreq *wr, const char *reque
     pthread_mutex_unlock(&p->omu);
     free(cbody);
     if (rc != 0) {
-        pthread_mutex_lock(&p->mu);
-        p->outstanding--;
-        pthread_cond_broadcast(&p->cond);
-        pthread_mutex_unlock(&p->mu);
+        outstanding_down(p);
         free(c);
         if (rc != -EINVAL && rc != -ESHUTDOWN) rc = -EIO;
     }
@@ -1528,9 +1539,14 @@ static bool settle_begin(pipeline *p, uint64_t seq, const pipe_primary_result *r
 static int primary_record(pipeline *p, uint64_t seq, const pipe_primary_result *res, void (*acked)(void *ud),
                           void *ud)
 {
-    pthread_mutex_lock(&p->mu);
-    bool degraded = degraded_take_locked(p, seq);
-    pthread_mutex_unlock(&p->mu);
+    /* A degraded write was listed (accept_durable) before it was sent, so a count of 0 read here means
+     * this one is not listed. */
+    bool degraded = false;
+    if (atomic_load(&p->ndegraded_any) > 0) {
+        pthread_mutex_lock(&p->mu);
+        degraded = degraded_take_locked(p, seq);
+        pthread_mutex_unlock(&p->mu);
+    }
     int rc;
     if (res->kind == PIPE_P_REFUSED || (res->kind == PIPE_P_OK && res->changed_nothing)) {
         rc = end_state(p, seq, seq_to_gen1(p, seq), JFMT_S_PRIMARY_REFUSED, res->status,
@@ -1910,14 +1926,15 @@ void pipe_stop(pipeline *p, unsigned drain_ms)
     bool already = p->ap_gone;
     /* Every accepted record's callback must have reached the front before its connections go. */
     time_t last_log = time(NULL);
-    while (p->outstanding > 0) {
+    while (atomic_load(&p->outstanding) > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
         pthread_cond_timedwait(&p->cond, &p->mu, &ts);
-        if (p->outstanding > 0 && time(NULL) - last_log >= PIPE_STOP_LOG_S) {
+        unsigned left = atomic_load(&p->outstanding);
+        if (left > 0 && time(NULL) - last_log >= PIPE_STOP_LOG_S) {
             last_log = time(NULL);
-            LOGW("msg=\"waiting for the journal to settle accepted writes\" outstanding=%u", p->outstanding);
+            LOGW("msg=\"waiting for the journal to settle accepted writes\" outstanding=%u", left);
         }
     }
     p->ap_gone = true;

@@ -9,7 +9,8 @@
  * consulted at the same point in both: right before each step is issued (first attempt, short-write
  * continuation, or retry after -EINTR/-EAGAIN). A request leaves the
  * pending count only after its callback returned, so iox_free, which lets the threads drain the
- * FIFO and in-flight work before it joins them, has run every callback when it returns.
+ * FIFO and in-flight work before it joins them, has run every callback when it returns. The _here
+ * forms run the thread backend's loop on the caller's thread (same retries, same fault hook).
  */
 #include "iox.h"
 
@@ -650,6 +651,18 @@ int64_t iox_pwrite_wait(iox *x, int fd, const void *buf, size_t len, uint64_t of
 int64_t iox_fdatasync_wait(iox *x, int fd)
 {
     return wait_for(x, IOX_OP_FDATASYNC, fd, NULL, 0, 0);
+}
+
+int64_t iox_pwrite_here(iox *x, int fd, const void *buf, size_t len, uint64_t off)
+{
+    iox_req r = {.kind = IOX_OP_PWRITE, .fd = fd, .buf = buf, .len = len, .off = off};
+    return th_exec(x, &r);
+}
+
+int64_t iox_fdatasync_here(iox *x, int fd)
+{
+    iox_req r = {.kind = IOX_OP_FDATASYNC, .fd = fd};
+    return th_exec(x, &r);
 }
 
 void iox_set_fault(iox *x, iox_fault_fn fn, void *ud)

@@ -73,6 +73,15 @@ int iox_fallocate(iox *x, int fd, int mode, uint64_t off, uint64_t len, iox_cb c
 int64_t iox_pwrite_wait(iox *x, int fd, const void *buf, size_t len, uint64_t off);
 int64_t iox_fdatasync_wait(iox *x, int fd);
 
+/**
+ * The same steps run on the calling thread with plain syscalls (the thread backend's loop: short
+ * writes continued, EINTR/EAGAIN retried, the fault hook consulted before each step), whatever the
+ * backend: for a thread that would only sit waiting for the engine's answer, without two thread
+ * hand-offs. Return the final result (bytes written or 0, or -errno).
+ */
+int64_t iox_pwrite_here(iox *x, int fd, const void *buf, size_t len, uint64_t off);
+int64_t iox_fdatasync_here(iox *x, int fd);
+
 /** Install (or with fn NULL remove) the fault hook. Tests only. */
 void iox_set_fault(iox *x, iox_fault_fn fn, void *ud);
 

@@ -1,12 +1,18 @@
 /*
  * journal_commit: the group commit of the journal. Appends encode their frame into one in-memory
  * queue under the journal mutex (jnl__queue_rec); the single commit thread (jnl__commit_main) swaps
- * the queue out, writes it to the current segment with one iox_pwrite, fdatasyncs that segment and
+ * the queue out, writes it to the current segment with one pwrite, fdatasyncs that segment and
  * every spool segment written since the previous cycle concurrently, then, under the mutex again,
  * applies what the batch made durable (entries leave the index on a terminal state, segments with
  * nothing left go) and finally runs the callbacks without the mutex. A failed cycle fails its WRITEs
  * (recorded as PRIMARY_REFUSED), requeues its STATEs, refuses appends and moves to a fresh segment;
  * the commit thread retries after commit_lazy_ms.
+ *
+ * The commit thread writes and fdatasyncs the journal segment itself (iox_pwrite_here,
+ * iox_fdatasync_here) and hands only the other files' fdatasyncs to the I/O engine, which run while
+ * it syncs the segment: a commit that went through the engine and waited for it took four thread
+ * wake-ups (commit thread -> ring thread -> commit thread, twice) on top of the disk, each a
+ * scheduling delay on a busy machine that every writer of the batch waited for.
  */
 #include "journal.h"
 
@@ -144,38 +150,44 @@ typedef struct sync_one {
     uint64_t t0;
 } sync_one;
 
+static void sync_observe(journal *j, uint64_t t0)
+{
+    double secs = (double)(mono_ns() - t0) / 1e9;
+    pthread_mutex_lock(&j->mu);
+    j->fdatasync_seconds += secs;
+    pthread_mutex_unlock(&j->mu);
+    metrics_observe(j->m_fsync_hist, secs);
+}
+
 static void sync_done(void *ud, int64_t res)
 {
     sync_one *o = ud;
     sync_wait *w = o->w;
-    double secs = (double)(mono_ns() - o->t0) / 1e9;
-    pthread_mutex_lock(&w->j->mu);
-    w->j->fdatasync_seconds += secs;
-    pthread_mutex_unlock(&w->j->mu);
-    metrics_observe(w->j->m_fsync_hist, secs);
+    sync_observe(w->j, o->t0);
     pthread_mutex_lock(&w->mu);
     if (res < 0 && w->err == 0) w->err = (int)res;
     if (--w->left == 0) pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
-/* fdatasync the journal fd and the spool segments concurrently; 0 or the first -errno. */
+/* fdatasync the journal fd (on this thread) and the spool segments and the side file (on the I/O
+ * engine, meanwhile); 0 or the first -errno. */
 static int sync_all(journal *j, int jfd, spool_seg **ss, int nss, int side_fd)
 {
-    int n = nss + 1 + (side_fd >= 0);
-    sync_one *ones = calloc((size_t)n, sizeof *ones);
-    if (!ones) return -ENOMEM;
+    int n = nss + (side_fd >= 0); /* handed to the engine */
+    sync_one *ones = n ? calloc((size_t)n, sizeof *ones) : NULL;
+    if (n && !ones) return -ENOMEM;
     sync_wait w = {.left = n, .err = 0, .j = j};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     pthread_mutex_lock(&j->mu);
-    j->fdatasyncs += (uint64_t)n;
+    j->fdatasyncs += (uint64_t)n + 1;
     pthread_mutex_unlock(&j->mu);
-    metrics_add(j->m_fsyncs, (uint64_t)n);
+    metrics_add(j->m_fsyncs, (uint64_t)n + 1);
     for (int i = 0; i < n; i++) {
         ones[i].w = &w;
         ones[i].t0 = mono_ns();
-        int fd = i == 0 ? jfd : i <= nss ? spool_seg_fd(ss[i - 1]) : side_fd;
+        int fd = i < nss ? spool_seg_fd(ss[i]) : side_fd;
         int rc = iox_fdatasync(j->io, fd, sync_done, &ones[i]);
         if (rc < 0) {
             pthread_mutex_lock(&w.mu);
@@ -184,9 +196,12 @@ static int sync_all(journal *j, int jfd, spool_seg **ss, int nss, int side_fd)
             pthread_mutex_unlock(&w.mu);
         }
     }
+    uint64_t t0 = mono_ns();
+    int64_t jrc = iox_fdatasync_here(j->io, jfd);
+    sync_observe(j, t0);
     pthread_mutex_lock(&w.mu);
     while (w.left > 0) pthread_cond_wait(&w.cv, &w.mu);
-    int err = w.err;
+    int err = jrc < 0 ? (int)jrc : w.err;
     pthread_mutex_unlock(&w.mu);
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
@@ -404,7 +419,7 @@ static int zero_ahead(journal *j, jseg *seg, int fd, uint64_t data_end)
     while (seg->zeroed < to) {
         uint64_t n = to - seg->zeroed;
         if (n > JNL_ZERO_AHEAD) n = JNL_ZERO_AHEAD;
-        int64_t w = iox_pwrite_wait(j->io, fd, jnl_zeros, (size_t)n, seg->zeroed);
+        int64_t w = iox_pwrite_here(j->io, fd, jnl_zeros, (size_t)n, seg->zeroed);
         if (w < 0) return (int)w;
         seg->zeroed += n;
     }
@@ -434,7 +449,7 @@ static int commit_batch(journal *j, jqueue *b, jseg **seg_out)
 
     spool_seg **ss = NULL;
     int nss = 0;
-    int64_t w = iox_pwrite_wait(j->io, fd, b->buf.data, b->buf.len, off);
+    int64_t w = iox_pwrite_here(j->io, fd, b->buf.data, b->buf.len, off);
     if (w >= 0) w = zero_ahead(j, seg, fd, off + b->buf.len);
     /* the spool segments are taken even when the write failed, so a failed sync is retried */
     pthread_mutex_lock(&j->mu);
