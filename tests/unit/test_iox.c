@@ -449,6 +449,55 @@ static void short_writes(iox_backend b)
 TEST(short_writes_uring) { short_writes(IOX_URING); }
 TEST(short_writes_threads) { short_writes(IOX_THREADS); }
 
+/* ---------------------------------------------------------------- on the caller's thread */
+
+/* iox_pwrite_here / iox_fdatasync_here (the journal's group commit): whatever the backend, the same
+ * fault hook is asked before each step, short steps are continued, errors come back as they are, and
+ * nothing goes through the engine (no request pending, no callback). */
+static void here_forms(iox_backend b)
+{
+    iox *x = engine(b, 0, 1);
+    int fd = tmpfile_fd();
+    char buf[10000], back[10000];
+    fill(buf, sizeof buf, 23);
+    short_plan p = {.shorten = 3, .step = 1000};
+    pthread_mutex_init(&p.mu, NULL);
+    iox_set_fault(x, short_hook, &p);
+    ASSERT_EQ_INT(iox_pwrite_here(x, fd, buf, sizeof buf, 50), sizeof buf);
+    pthread_mutex_lock(&p.mu);
+    ASSERT_EQ_INT(p.n, 4);
+    for (int i = 0; i < 4; i++) ASSERT_EQ_INT(p.offs[i], 50 + 1000 * (uint64_t)i);
+    pthread_mutex_unlock(&p.mu);
+    read_all(fd, back, sizeof back, 50);
+    ASSERT_EQ_MEM(back, buf, sizeof buf);
+    ASSERT_EQ_INT(iox_fdatasync_here(x, fd), 0);
+
+    fault_plan f = {.eio_off = 4096, .enospc_off = 8192, .sync_eio = true};
+    pthread_mutex_init(&f.mu, NULL);
+    iox_set_fault(x, plan_hook, &f);
+    char other[100];
+    memset(other, 'z', sizeof other);
+    ASSERT_EQ_INT(iox_pwrite_here(x, fd, other, sizeof other, 4096), -EIO);
+    ASSERT_EQ_INT(iox_pwrite_here(x, fd, other, sizeof other, 8192), -ENOSPC);
+    ASSERT_EQ_INT(iox_fdatasync_here(x, fd), -EIO);
+    pthread_mutex_lock(&f.mu);
+    ASSERT_EQ_INT(f.calls[IOX_OP_PWRITE], 2);
+    ASSERT_EQ_INT(f.calls[IOX_OP_FDATASYNC], 1);
+    pthread_mutex_unlock(&f.mu);
+    read_all(fd, back, sizeof other, 4096); /* the refused writes never reached the file */
+    ASSERT_EQ_MEM(back, buf + 4096 - 50, sizeof other);
+    read_all(fd, back, sizeof other, 8192);
+    ASSERT_EQ_MEM(back, buf + 8192 - 50, sizeof other);
+    iox_set_fault(x, NULL, NULL);
+    ASSERT_EQ_INT(iox_pending(x), 0);
+    expect_idle(x);
+    iox_free(x);
+    close(fd);
+}
+
+TEST(here_forms_uring) { here_forms(IOX_URING); }
+TEST(here_forms_threads) { here_forms(IOX_THREADS); }
+
 /* ---------------------------------------------------------------- blocking forms */
 
 typedef struct nested {
@@ -763,7 +812,8 @@ int main(int argc, char **argv)
     static const th_case cases[] = {
         T(many_pwrites_uring), T(many_pwrites_threads), T(punch_hole_uring), T(punch_hole_threads),
         T(fault_errors_uring), T(fault_errors_threads), T(short_writes_uring), T(short_writes_threads),
-        T(wait_forms_uring),   T(wait_forms_threads),   T(free_inflight_uring), T(free_inflight_threads),
+        T(wait_forms_uring),   T(wait_forms_threads),   T(here_forms_uring),   T(here_forms_threads),
+        T(free_inflight_uring), T(free_inflight_threads),
         T(free_null_and_idle), T(backend_names),        T(auto_prefers_uring), T(fallback_under_seccomp),
     };
     return th_run(cases, sizeof cases / sizeof cases[0], argc, argv);

@@ -48,4 +48,20 @@ TEST(new_ids_are_distinct_uuid4)
     ASSERT_TRUE(strchr("89ab", a[19]) != NULL);
 }
 
-TESTS(T(keeps_well_formed_ids), T(replaces_malformed_ids), T(new_ids_are_distinct_uuid4))
+/* Ids come from a per-thread pool of random bytes refilled 16 ids at a time: across several refills no id
+ * repeats and every one is a version-4 UUID. */
+TEST(ids_stay_distinct_across_pool_refills)
+{
+    enum { N = 100 };
+    static char ids[N][RID_MAX + 1];
+    for (int i = 0; i < N; i++) {
+        rid_new(ids[i]);
+        ASSERT_EQ_INT(strlen(ids[i]), 36);
+        ASSERT_TRUE(ids[i][14] == '4');
+        ASSERT_TRUE(strchr("89ab", ids[i][19]) != NULL);
+        for (int k = 0; k < i; k++) ASSERT_TRUE(strcmp(ids[i], ids[k]) != 0);
+    }
+}
+
+TESTS(T(keeps_well_formed_ids), T(replaces_malformed_ids), T(new_ids_are_distinct_uuid4),
+      T(ids_stay_distinct_across_pool_refills))
