@@ -159,12 +159,12 @@ def one_run(a, tmp):
                 res["gen2_bytes_drained"] = g2b - bytes0
                 res["cpu_during_drain"] = cpu_delta(cpu0, cpu_snapshot(st))
                 break
-        if perf is not None:
-            perf.send_signal(2)
-            perf.wait(timeout=60)
             # every 20 ms until the first record is applied, then every 200 ms (GET /admin/journal costs the
             # proxy's admin thread CPU that the drain would otherwise have)
             time.sleep(0.02 if first_applied is None or first_bytes is None else 0.2)
+        if perf is not None:
+            perf.send_signal(2)
+            perf.wait(timeout=60)
         _, err = w.communicate(timeout=a.before + a.outage + a.after + 120)
         with open(jp) as f:
             wdoc = json.load(f)
