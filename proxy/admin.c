@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ajson.h"
 #include "bfadmin.h"
 #include "log.h"
 #include "urlcodec.h"
@@ -161,28 +162,21 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, 
     return reply_dbuf(conn, status, ADMIN_JSON_CTYPE, b);
 }
 
-/* {"error": msg} with status; jansson escapes msg (it may quote a path the operator sent). */
+/* {"error": msg} with status (ajson: jansson escapes msg, which may quote a path the operator sent). */
 static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *fmt, ...)
 {
-    char msg[600];
+    dbuf b;
+    dbuf_init(&b, 8192);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    status = ajson_verror(&b, status, fmt, ap);
     va_end(ap);
-    json_t *o = json_pack("{s:s}", "error", msg);
-    if (!o) o = json_pack("{s:s}", "error", "bad request (a value is not UTF-8)"); /* msg may quote one */
-    char text[4096];
-    size_t n = o ? json_dumpb(o, text, sizeof text, JSON_COMPACT) : 0;
-    json_decref(o);
-    if (n == 0 || n >= sizeof text) return MHD_NO; /* msg is under 600 bytes: even 6x escaping fits */
-    char *body = malloc(n + 1);
-    if (!body) return MHD_NO;
-    memcpy(body, text, n);
-    body[n] = '\n';
-    return reply(conn, status, ADMIN_JSON_CTYPE, body, n + 1);
+    enum MHD_Result r = reply_json(conn, status, &b);
+    dbuf_free(&b);
+    return r;
 }
 
 static enum MHD_Result reply_405(struct MHD_Connection *conn, const char *allow)

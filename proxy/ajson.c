@@ -7,14 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-unsigned ajson_error(dbuf *out, unsigned status, const char *fmt, ...)
+unsigned ajson_verror(dbuf *out, unsigned status, const char *fmt, va_list ap)
 {
     char msg[800];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     json_t *o = json_pack("{s:s}", "error", msg);
+    if (!o) o = json_pack("{s:s}", "error", "bad request (a value is not UTF-8)");
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     dbuf_reset(out);
@@ -23,6 +21,15 @@ unsigned ajson_error(dbuf *out, unsigned status, const char *fmt, ...)
     free(s);
     (void)rc; /* an answer that does not fit is sent short: the status says enough */
     return status;
+}
+
+unsigned ajson_error(dbuf *out, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    unsigned st = ajson_verror(out, status, fmt, ap);
+    va_end(ap);
+    return st;
 }
 
 unsigned ajson_reply(dbuf *out, unsigned status, json_t *o)

@@ -1,0 +1,52 @@
+/* ajson: the admin endpoints' JSON answers: an error message is escaped, one that is not UTF-8 (it may
+ * quote a value a client sent) still gives a JSON answer saying so, a reply carries the object. */
+#include <jansson.h>
+#include <string.h>
+
+#include "ajson.h"
+#include "tharness.h"
+
+static json_t *parsed(const dbuf *b)
+{
+    ASSERT_TRUE(b->len > 0 && b->data[b->len - 1] == '\n');
+    json_error_t e;
+    json_t *o = json_loadb(b->data, b->len, 0, &e);
+    ASSERT_TRUE(o != NULL);
+    return o;
+}
+
+TEST(error_is_escaped_json)
+{
+    dbuf b;
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(ajson_error(&b, 404, "no \"%s\" here", "/a\nb"), 404);
+    json_t *o = parsed(&b);
+    ASSERT_TRUE(strcmp(json_string_value(json_object_get(o, "error")), "no \"/a\nb\" here") == 0);
+    json_decref(o);
+    dbuf_free(&b);
+}
+
+TEST(error_quoting_bytes_that_are_not_utf8)
+{
+    dbuf b;
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(ajson_error(&b, 400, "bad path %s", "/x\xff\xfe"), 400);
+    json_t *o = parsed(&b);
+    ASSERT_TRUE(strcmp(json_string_value(json_object_get(o, "error")), "bad request (a value is not UTF-8)") == 0);
+    json_decref(o);
+    dbuf_free(&b);
+}
+
+TEST(reply_carries_the_object)
+{
+    dbuf b;
+    dbuf_init(&b, 4096);
+    ASSERT_EQ_INT(ajson_reply(&b, 202, json_pack("{s:i}", "n", 3)), 202);
+    json_t *o = parsed(&b);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(o, "n")), 3);
+    json_decref(o);
+    ASSERT_EQ_INT(ajson_reply(&b, 200, NULL), 500); /* out of memory building it */
+    dbuf_free(&b);
+}
+
+TESTS(T(error_is_escaped_json), T(error_quoting_bytes_that_are_not_utf8), T(reply_carries_the_object))
