@@ -62,6 +62,12 @@ VARIANTS = [
     ("dualpipe-both-threads", {"ack": "both", "journal": {"io": "threads"}}),
 ]
 PLAIN = ("dualpipe", {})  # the proxy's defaults, when it takes none of the keys above
+# Diagnostic variants, run only when --systems names them: the main variant with its spool and journal on a
+# tmpfs (/dev/shm), where fdatasync costs nothing. Not a setting to run with (a crash of the machine loses what
+# the writers were told is durable); it shows how much of the gap to direct is the disk's share of the ack.
+DIAG_VARIANTS = [
+    ("dualpipe-durable-uring-tmpfs", {"ack": "durable", "journal": {"io": "io_uring"}, "_tmpfs": True}),
+]
 
 TARGETS = [
     ("big_vs_direct", "4 MiB appends, 16 concurrent, ack durable: throughput / direct", ">= 0.8"),
@@ -200,6 +206,11 @@ class Gen2Direct(System):
 class Dualpipe(System):
     def __init__(self, proxylib, name, overrides):
         self.name = name
+        self.shm = None
+        overrides = dict(overrides)
+        if overrides.pop("_tmpfs", False):
+            self.shm = tempfile.mkdtemp(prefix="dp-compare-spool-", dir="/dev/shm")
+            overrides["spool"] = {"dir": self.shm}
         over = proxylib.deep_merge({"log": {"level": "warn"}}, overrides)
         self.stack = proxylib.Stack(dialect="adls", config=over, gen1_kw=dict(extra_args=["--log-level", "warn"]),
                                     gen2_kw=dict(extra_args=["--log-level", "warn"]))
@@ -229,7 +240,11 @@ class Dualpipe(System):
         return r.status == 200
 
     def close(self):
-        self.stack.close()
+        try:
+            self.stack.close()
+        finally:
+            if self.shm:
+                shutil.rmtree(self.shm, ignore_errors=True)
 
 
 class NginxMirror(System):
@@ -530,7 +545,9 @@ def main():
     ap.add_argument("--perf", action="store_true",
                     help="record `perf record -g` of the proxy during each run (runs/TAG.SYSTEM.perf.data)")
     ap.add_argument("--only", help="comma-separated parts: big,small,sweep,outage,rss,recovery (default all)")
-    ap.add_argument("--systems", help="comma-separated systems to run (default all available)")
+    ap.add_argument("--systems", help="comma-separated systems to run (default all available; %s run only when "
+                    "named: the main variant with its spool and journal on /dev/shm, to show the disk's share)"
+                    % ", ".join(n for n, _ in DIAG_VARIANTS))
     ap.add_argument("--timeout", type=float, default=900, help="seconds one bench run may take")
     ap.add_argument("--drain-timeout", type=float, default=300, help="seconds to wait for the backlog to drain")
     args = ap.parse_args()
@@ -582,6 +599,9 @@ def main():
 
     factories = [("direct", lambda: Direct(emulib))]
     factories += [(n, (lambda n=n, o=o: Dualpipe(proxylib, n, o))) for n, o in variants]
+    if variants and variants[0][0] == "dualpipe-durable-uring" and os.path.isdir("/dev/shm"):
+        factories += [(n, (lambda n=n, o=o: Dualpipe(proxylib, n, o))) for n, o in DIAG_VARIANTS
+                      if args.systems and n in args.systems.split(",")]
     if nginx:
         factories.append(("nginx-mirror", lambda: NginxMirror(emulib, nginx, scratch)))
     factories = [(n, f) for n, f in factories if want(n)]
