@@ -341,21 +341,44 @@ class NginxMirror(System):
 # ---------------------------------------------------------------- one measured run
 
 class Sampler(threading.Thread):
-    """Peak VmRSS of pid, sampled every 0.2 s (VmHWM is read at the end as well)."""
+    """Peak VmRSS of rss_pid, and the CPU seconds of pids with the time, sampled every 0.1 s (VmHWM is read at
+    the end as well). The CPU samples give the CPU spent inside the bench's measured window (cpu_between)."""
 
-    def __init__(self, pid):
+    def __init__(self, rss_pid, pids):
         super().__init__(daemon=True)
-        self.pid = pid
+        self.pid = rss_pid
+        self.pids = list(pids)
         self.peak_kib = 0
+        self.cpu = []  # (unix time, CPU seconds of pids)
         self.stop_ev = threading.Event()
+
+    def sample_cpu(self):
+        try:
+            self.cpu.append((time.time(), sum(proc_cpu_s(x) for x in self.pids)))
+        except OSError:
+            pass
 
     def run(self):
         while not self.stop_ev.is_set():
-            try:
-                self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid, "VmRSS") or 0)
-            except OSError:
-                return
-            self.stop_ev.wait(0.2)
+            self.sample_cpu()
+            if self.pid is not None:
+                try:
+                    self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid, "VmRSS") or 0)
+                except OSError:
+                    return
+            self.stop_ev.wait(0.1)
+
+    def cpu_at(self, t):
+        """CPU seconds at unix time t, interpolated between the samples around it (None outside them)."""
+        c = self.cpu
+        for (t0, v0), (t1, v1) in zip(c, c[1:]):
+            if t0 <= t <= t1:
+                return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+        return None
+
+    def cpu_between(self, t0, t1):
+        a, b = self.cpu_at(t0), self.cpu_at(t1)
+        return None if a is None or b is None else b - a
 
 
 class Runner:
@@ -407,10 +430,11 @@ class Runner:
         perf = None
         if system.pid is not None:
             m0 = system.metrics()
-            sampler = Sampler(system.pid)
-            sampler.start()
             if self.args.perf:
                 perf = self._perf_start(system, tag)
+        if pids:
+            sampler = Sampler(system.pid, pids)
+            sampler.start()
         ev = {}
         load_before = os.getloadavg()[0]
         t_launch = time.time()
@@ -437,6 +461,8 @@ class Runner:
         if sampler is not None:
             sampler.stop_ev.set()
             sampler.join()
+            sampler.sample_cpu()
+        if sampler is not None and system.pid is not None:
             hwm = proc_status_kib(system.pid, "VmHWM")
             m1 = system.metrics()
             res.update({"vmhwm_kib": hwm, "rss_peak_sampled_kib": sampler.peak_kib})
@@ -452,10 +478,24 @@ class Runner:
         doc["loadavg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         doc["command"] = " ".join(c if not c.startswith("sv=") else "'<sas>'" for c in cmd)
         if res:
-            gb = doc.get("acked_bytes", 0) / 1e9
-            res["cpu_s_per_gb"] = res["cpu_s"] / gb if gb > 0 else None
+            # CPU per GB and per operation: the CPU spent inside the bench's measured window over what it
+            # acknowledged there, so neither the warm-up nor the read-back of every file after the run (which
+            # goes through the proxy, or nginx, as reads) is charged to the writes. Without the window's
+            # samples: the whole run over everything acknowledged, reads included (cpu_scope says which).
+            t0, el = doc.get("start_unix"), doc.get("elapsed_s")
+            win = sampler.cpu_between(t0, t0 + el) if sampler is not None and t0 and el else None
+            if win is not None:
+                res.update({"cpu_s_window": win, "cpu_scope": "measured window"})
+                gb, ops = doc.get("bytes", 0) / 1e9, doc.get("ops", 0)
+                res["cpu_s_per_gb"] = win / gb if gb > 0 else None
+                res["cpu_ms_per_op"] = win * 1000.0 / ops if ops else None
+            else:
+                res["cpu_scope"] = "whole run, read-back included"
+                gb = doc.get("acked_bytes", 0) / 1e9
+                res["cpu_s_per_gb"] = res["cpu_s"] / gb if gb > 0 else None
+                acks = doc.get("acked_total", 0)
+                res["cpu_ms_per_op"] = res["cpu_s"] * 1000.0 / acks if acks else None
             acks = doc.get("acked_total", 0)
-            res["cpu_ms_per_op"] = res["cpu_s"] * 1000.0 / acks if acks else None
             res["fdatasync_per_ack"] = (res["fdatasync"] / acks) if res.get("fdatasync") is not None and acks else None
             doc["resources"] = res
         if ev:
