@@ -31,6 +31,7 @@
 #define SPOOL_ZERO_AHEAD ((uint64_t)1 << 20)   /* zeros written ahead of small bodies */
 #define SPOOL_ZERO_BODY_MAX ((uint64_t)64 << 10) /* bodies up to this size get zeroed space */
 #define SPOOL_HELD_MAX 64 /* released ranges a segment keeps before it punches them all */
+#define SPOOL_WRITEBACK_STEP ((uint64_t)1 << 20) /* a large body's writeback is started every this many bytes */
 
 /* A released region not punched out yet (section "Releasing space" in spool.h). */
 typedef struct spool_range {
@@ -550,6 +551,21 @@ static void mark_dirty(spool *s, spool_seg *g)
     pthread_mutex_unlock(&s->mu);
 }
 
+/*
+ * Start the writeback of a large body's bytes while the rest of it is still arriving: every
+ * SPOOL_WRITEBACK_STEP bytes, sync_file_range(SYNC_FILE_RANGE_WRITE) queues the pages written since
+ * (it does not wait for them), so the fdatasync that makes the body durable finds most of them on
+ * disk or on their way instead of writing the whole body after its last byte. Whole pages only; a
+ * failure only loses the overlap (the fdatasync still writes everything).
+ */
+static void writeback_start(spool_body *b)
+{
+    uint64_t end = (b->off + b->len) & ~(uint64_t)4095, from = b->off + b->wb;
+    if (end < from + SPOOL_WRITEBACK_STEP) return;
+    (void)sync_file_range(b->fd, (off_t)from, (off_t)(end - from), SYNC_FILE_RANGE_WRITE);
+    b->wb = end - b->off;
+}
+
 /** Append n bytes to the body: pwrite at off + len, CRC extended. */
 int spool_write(spool_body *b, const void *data, size_t n)
 {
@@ -569,6 +585,7 @@ int spool_write(spool_body *b, const void *data, size_t n)
     b->crc = crc32c_extend(b->crc, data, n);
     b->len += n;
     if (n > 0) mark_dirty(b->sp, b->sg);
+    writeback_start(b);
     return 0;
 }
 

@@ -79,6 +79,7 @@ typedef struct spool_body {
     spool *sp;              /* private */
     spool_seg *sg;          /* private */
     uint32_t crc;           /* private: the CRC-32C of the bytes written so far */
+    uint64_t wb;            /* private: bytes [0, wb) have had their writeback started */
 } spool_body;
 
 typedef struct spool_opts {
