@@ -8,8 +8,15 @@
  * and, unless --no-verify, their checksum checked: the CRC-32C of journal format 1.1). Prints a table,
  * or one JSON object with --json.
  *
+ * Nothing applies the records, so every one stays live. By default they stay ACCEPTED (waiting for the
+ * primary: the journal keeps each one whole in memory, JOURNAL.md section 12). With --primary-ok each
+ * writer records PRIMARY_OK (lazily, as the proxy does once the primary answered) after its WRITE is
+ * durable: the backlog of a Gen2 outage, held as compact rows past --max-resident (default: the
+ * journal's 65,536; the proxy uses 17,408).
+ *
  *   dualpipe-jrnlbench --dir D --records N [--io auto|io_uring|threads] [--threads T] [--body BYTES]
- *                      [--segment-bytes B] [--no-verify] [--keep] [--json]
+ *                      [--segment-bytes B] [--primary-ok] [--max-resident N] [--no-verify] [--keep]
+ *                      [--json]
  *
  * D/data (spool) and D/journal are created; they must not hold an earlier run (use a fresh D), and are
  * removed at the end unless --keep.
@@ -37,7 +44,8 @@ typedef struct bench_opts {
     unsigned threads;
     uint64_t body;
     uint64_t segment_bytes;
-    bool verify, keep, json;
+    uint64_t max_resident;
+    bool verify, keep, json, primary_ok;
 } bench_opts;
 
 typedef struct shared {
@@ -104,8 +112,11 @@ static void *writer(void *arg)
         }
         pthread_mutex_lock(&w.mu);
         while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-        if (w.err) atomic_fetch_add(&s->errors, 1);
+        int err = w.err;
         pthread_mutex_unlock(&w.mu);
+        if (err) atomic_fetch_add(&s->errors, 1);
+        else if (s->o->primary_ok && jnl_state(s->j, seq, JFMT_S_PRIMARY_OK, 201, NULL, NULL, NULL) != 0)
+            atomic_fetch_add(&s->errors, 1);
     }
     return NULL;
 }
@@ -123,7 +134,8 @@ static int parse_u64(const char *s, uint64_t *out)
 static void usage(void)
 {
     fprintf(stderr, "usage: dualpipe-jrnlbench --dir D --records N [--io auto|io_uring|threads] [--threads T]\n"
-                    "                          [--body BYTES] [--segment-bytes B] [--no-verify] [--keep] [--json]\n");
+                    "                          [--body BYTES] [--segment-bytes B] [--primary-ok] [--max-resident N]\n"
+                    "                          [--no-verify] [--keep] [--json]\n");
 }
 
 static int parse_args(int argc, char **argv, bench_opts *o)
@@ -136,11 +148,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         if (strcmp(a, "--json") == 0) o->json = true;
         else if (strcmp(a, "--keep") == 0) o->keep = true;
         else if (strcmp(a, "--no-verify") == 0) o->verify = false;
+        else if (strcmp(a, "--primary-ok") == 0) o->primary_ok = true;
         else if (!v) return -1;
         else if (strcmp(a, "--dir") == 0) o->dir = argv[++i];
         else if (strcmp(a, "--records") == 0 && parse_u64(v, &o->records) == 0) i++;
         else if (strcmp(a, "--body") == 0 && parse_u64(v, &o->body) == 0) i++;
         else if (strcmp(a, "--segment-bytes") == 0 && parse_u64(v, &o->segment_bytes) == 0) i++;
+        else if (strcmp(a, "--max-resident") == 0 && parse_u64(v, &o->max_resident) == 0) i++;
         else if (strcmp(a, "--threads") == 0 && parse_u64(v, &n) == 0 && n > 0 && n <= 4096) {
             o->threads = (unsigned)n;
             i++;
@@ -169,7 +183,8 @@ static int open_all(const bench_opts *o, iox *io, const char *sdir, const char *
         fprintf(stderr, "jrnlbench: %s\n", err);
         return -1;
     }
-    jnl_opts jo = {.dir = jdir, .segment_bytes = o->segment_bytes, .io = io, .sp = h->sp, .verify_bodies = o->verify};
+    jnl_opts jo = {.dir = jdir, .segment_bytes = o->segment_bytes, .io = io, .sp = h->sp, .verify_bodies = o->verify,
+                   .max_resident = o->max_resident};
     if (jnl_open(&jo, &h->j, rep, err, sizeof err) != 0) {
         fprintf(stderr, "jrnlbench: %s\n", err);
         spool_close(h->sp);
@@ -250,13 +265,14 @@ int main(int argc, char **argv)
         printf("{\"backend\":\"%s\",\"records\":%" PRIu64 ",\"threads\":%u,\"body_bytes\":%" PRIu64
                ",\"errors\":%" PRIu64 ",\"write_seconds\":%.3f,\"records_per_s\":%.0f,\"commits\":%" PRIu64
                ",\"fdatasyncs\":%" PRIu64 ",\"fdatasyncs_per_record\":%.4f,\"records_per_commit\":%.1f"
-               ",\"fdatasync_ms_avg\":%.3f,\"journal_bytes\":%" PRIu64 ",\"recovery\":{\"segments\":%" PRIu64
+               ",\"fdatasync_ms_avg\":%.3f,\"journal_bytes\":%" PRIu64 ",\"primary_ok\":%s,\"resident\":%" PRIu64
+               ",\"evictions\":%" PRIu64 ",\"recovery\":{\"segments\":%" PRIu64
                ",\"records\":%" PRIu64 ",\"live\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"scan_seconds\":%.4f"
                ",\"scan_records_per_s\":%.0f,\"seconds\":%.4f,\"open_seconds\":%.4f,\"verify\":%s"
                ",\"bodies_lost\":%" PRIu64 ",\"problem\":\"%s\"}}\n",
                iox_backend_name(iox_in_use(io)), o.records, o.threads, o.body, atomic_load(&s.errors), write_s, rps,
                st.commits, st.fdatasyncs, fpr, st.commits ? (double)st.records_written / (double)st.commits : 0,
-               fs_ms, st.bytes_written, rep.segments, rep.records, rep.live, rep.bytes, rep.scan_seconds,
+               fs_ms, st.bytes_written, o.primary_ok ? "true" : "false", st.resident, st.evictions, rep.segments, rep.records, rep.live, rep.bytes, rep.scan_seconds,
                scan_rate, rep.seconds, reopen_s, o.verify ? "true" : "false", rep.bodies_lost,
                rep.problem[0] ? "see stderr" : "");
     } else {
@@ -272,6 +288,9 @@ int main(int argc, char **argv)
         printf("%-34s %14" PRIu64 "\n", "fdatasyncs (journal + spool)", st.fdatasyncs);
         printf("%-34s %14.4f\n", "fdatasyncs per record", fpr);
         printf("%-34s %14.3f\n", "fdatasync ms (mean)", fs_ms);
+        printf("%-34s %14s\n", "records left", o.primary_ok ? "PRIMARY_OK" : "ACCEPTED");
+        printf("%-34s %14" PRIu64 "\n", "resident entries after the fill", st.resident);
+        printf("%-34s %14" PRIu64 "\n", "evictions", st.evictions);
         printf("%-34s %14" PRIu64 "\n", "recovery: records scanned", rep.records);
         printf("%-34s %14" PRIu64 "\n", "recovery: live entries", rep.live);
         printf("%-34s %14.4f\n", "recovery: scan seconds", rep.scan_seconds);
