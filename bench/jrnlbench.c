@@ -266,13 +266,14 @@ int main(int argc, char **argv)
                ",\"errors\":%" PRIu64 ",\"write_seconds\":%.3f,\"records_per_s\":%.0f,\"commits\":%" PRIu64
                ",\"fdatasyncs\":%" PRIu64 ",\"fdatasyncs_per_record\":%.4f,\"records_per_commit\":%.1f"
                ",\"fdatasync_ms_avg\":%.3f,\"journal_bytes\":%" PRIu64 ",\"primary_ok\":%s,\"resident\":%" PRIu64
-               ",\"evictions\":%" PRIu64 ",\"recovery\":{\"segments\":%" PRIu64
+               ",\"evictions\":%" PRIu64 ",\"evict_scans\":%" PRIu64 ",\"recovery\":{\"segments\":%" PRIu64
                ",\"records\":%" PRIu64 ",\"live\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"scan_seconds\":%.4f"
                ",\"scan_records_per_s\":%.0f,\"seconds\":%.4f,\"open_seconds\":%.4f,\"verify\":%s"
                ",\"bodies_lost\":%" PRIu64 ",\"problem\":\"%s\"}}\n",
                iox_backend_name(iox_in_use(io)), o.records, o.threads, o.body, atomic_load(&s.errors), write_s, rps,
                st.commits, st.fdatasyncs, fpr, st.commits ? (double)st.records_written / (double)st.commits : 0,
-               fs_ms, st.bytes_written, o.primary_ok ? "true" : "false", st.resident, st.evictions, rep.segments, rep.records, rep.live, rep.bytes, rep.scan_seconds,
+               fs_ms, st.bytes_written, o.primary_ok ? "true" : "false", st.resident, st.evictions, st.evict_scans,
+               rep.segments, rep.records, rep.live, rep.bytes, rep.scan_seconds,
                scan_rate, rep.seconds, reopen_s, o.verify ? "true" : "false", rep.bodies_lost,
                rep.problem[0] ? "see stderr" : "");
     } else {
@@ -291,6 +292,7 @@ int main(int argc, char **argv)
         printf("%-34s %14s\n", "records left", o.primary_ok ? "PRIMARY_OK" : "ACCEPTED");
         printf("%-34s %14" PRIu64 "\n", "resident entries after the fill", st.resident);
         printf("%-34s %14" PRIu64 "\n", "evictions", st.evictions);
+        printf("%-34s %14" PRIu64 "\n", "entries the eviction looked at", st.evict_scans);
         printf("%-34s %14" PRIu64 "\n", "recovery: records scanned", rep.records);
         printf("%-34s %14" PRIu64 "\n", "recovery: live entries", rep.live);
         printf("%-34s %14.4f\n", "recovery: scan seconds", rep.scan_seconds);

@@ -79,13 +79,16 @@ static int take_lock(journal *j, char *err, size_t errlen)
 
 static void free_all(journal *j)
 {
-    for (jent *e = j->lru; e;) {
-        jent *n = e->lnext;
-        /* bodies stay on disk: their references die with the spool (spool_close) */
-        jnl__ent_free(e);
-        e = n;
+    jent *lists[2] = {j->lru, j->held}; /* every resident entry is on one of them */
+    for (int i = 0; i < 2; i++) {
+        for (jent *e = lists[i]; e;) {
+            jent *n = e->lnext;
+            /* bodies stay on disk: their references die with the spool (spool_close) */
+            jnl__ent_free(e);
+            e = n;
+        }
     }
-    j->head = j->tail = j->lru = j->lru_tail = NULL;
+    j->head = j->tail = j->lru = j->lru_tail = j->held = NULL;
     free(j->hash);
     for (int i = 0; i < 2; i++) free(j->pcache[i].buf);
     for (jseg *g = j->segs; g;) {
@@ -476,6 +479,8 @@ void jnl_get_stats(journal *j, jnl_stats *st)
     st->max_resident = j->max_resident;
     st->page_ins = j->page_ins;
     st->evictions = j->evictions;
+    st->evict_scans = j->evict_scans;
+    st->held = j->nheld;
     st->page_in_errors = j->page_in_errors;
     st->appended = j->appended;
     st->applied = j->applied;
@@ -637,14 +642,15 @@ int jnl_status_json(journal *j, dbuf *out)
                        ",\"fdatasync_seconds\":%.6f,\"segments\":%" PRIu64 ",\"segments_deleted\":%" PRIu64
                        ",\"max_seq\":%" PRIu64 ",\"apply_rate_10s\":%.1f,\"apply_rate_60s\":%.1f"
                        ",\"failed\":%s,\"backend\":\"%s\",\"resident\":%" PRIu64 ",\"compact\":%" PRIu64
-                       ",\"max_resident\":%" PRIu64 ",\"page_ins\":%" PRIu64 ",\"evictions\":%" PRIu64 ",\"page_in_errors\":%" PRIu64 "}",
+                       ",\"max_resident\":%" PRIu64 ",\"page_ins\":%" PRIu64 ",\"evictions\":%" PRIu64 ",\"page_in_errors\":%" PRIu64
+                       ",\"held\":%" PRIu64 ",\"evict_scans\":%" PRIu64 "}",
                        st.live, st.pending, st.parked, st.awaiting_primary, st.bytes_pending, oldest, st.appended,
                        st.applied, st.refused, st.dropped, st.resyncs, st.parked_total, st.commits, st.commit_waits, st.fdatasyncs,
                        st.records_written, st.bytes_written, st.fdatasync_seconds, st.segments,
                        st.segments_deleted, st.max_seq, st.apply_rate_10s, st.apply_rate_60s,
                        st.failed ? "true" : "false",
                        iox_backend_name(iox_in_use(j->io)), st.resident, st.compact, st.max_resident, st.page_ins,
-                       st.evictions, st.page_in_errors);
+                       st.evictions, st.page_in_errors, st.held, st.evict_scans);
 }
 
 static const char *op_name(const jnl_entry *e, char *buf, size_t len)

@@ -181,6 +181,10 @@ typedef struct jnl_stats {
     uint64_t max_resident;
     uint64_t page_ins, evictions; /* totals: entries read back from their segment, entries made compact */
     uint64_t page_in_errors;  /* page-ins that failed (segment unreadable, out of memory): the call fails */
+    uint64_t held;            /* of the resident: found in use by the eviction (waiting for the primary, a
+                                 state queued, ...), kept out of its order until they are not */
+    uint64_t evict_scans;     /* total: resident entries the eviction looked at (about one per eviction or
+                                 use, however many records are resident) */
 } jnl_stats;
 void jnl_get_stats(journal *j, jnl_stats *st);
 

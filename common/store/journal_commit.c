@@ -324,6 +324,7 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
                     metrics_inc(j->m_dropped);
                 }
                 jnl__index_remove(j, e);
+                e = NULL;
             } else {
                 jnl__state_durable(j, e, seg, base + it->off, st);
                 if (st == JFMT_S_RESYNC) {
@@ -341,6 +342,7 @@ static void apply_durable_locked(journal *j, jqueue *b, jseg *seg, cbrun *runs, 
                 }
             }
         }
+        if (e) jnl__release(j, e); /* durable now: evictable again unless still in use */
         if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, 0};
     }
     j->bytes_written += b->buf.len;
@@ -376,6 +378,7 @@ static void apply_failed_locked(journal *j, jqueue *b, int err, cbrun *runs, siz
             if (dbuf_add(&j->q.buf, b->buf.data + it->off, it->len) < 0) {
                 if (e && e->nqueued > 0) e->nqueued--;
                 if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
+                if (e) jnl__release(j, e);
                 continue;
             }
             again.off = (uint32_t)before;
@@ -385,6 +388,7 @@ static void apply_failed_locked(journal *j, jqueue *b, int err, cbrun *runs, siz
                 if (it->cb) runs[(*nruns)++] = (cbrun){it->cb, it->ud, it->seq, err};
             }
         }
+        if (e) jnl__release(j, e); /* a STATE given up on may have been its last in use */
     }
     j->failed = true;
     j->need_roll = true;

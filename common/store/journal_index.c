@@ -298,12 +298,21 @@ static void accepted_del(journal *j, jent *e)
     e->aprev = e->anext = NULL;
 }
 
+/* Out of the eviction order, or out of the held list when held. */
 static void lru_unlink(journal *j, jent *e)
 {
-    if (e->lprev) e->lprev->lnext = e->lnext;
-    else j->lru = e->lnext;
-    if (e->lnext) e->lnext->lprev = e->lprev;
-    else j->lru_tail = e->lprev;
+    if (e->held) {
+        if (e->lprev) e->lprev->lnext = e->lnext;
+        else j->held = e->lnext;
+        if (e->lnext) e->lnext->lprev = e->lprev;
+        e->held = false;
+        j->nheld--;
+    } else {
+        if (e->lprev) e->lprev->lnext = e->lnext;
+        else j->lru = e->lnext;
+        if (e->lnext) e->lnext->lprev = e->lprev;
+        else j->lru_tail = e->lprev;
+    }
     e->lprev = e->lnext = NULL;
 }
 
@@ -318,7 +327,40 @@ static void lru_append(journal *j, jent *e)
 
 void jnl__touch(journal *j, jent *e)
 {
-    if (j->lru_tail == e) return;
+    if (e->held || j->lru_tail == e) return; /* a held entry goes back to the end when released */
+    lru_unlink(j, e);
+    lru_append(j, e);
+}
+
+/*
+ * Whether the journal itself needs e whole, whatever the bound (JOURNAL.md section 12): its WRITE is
+ * not durable or has no row, it waits for the primary (ACCEPTED: jnl_path_epoch reads its paths), a
+ * STATE of it is queued, a terminal state is on its way, or its latest STATE is too far for a row.
+ * Only these fields make it so, and they stop doing so only where jnl__release is called: when a
+ * commit made its WRITE or a queued STATE durable (apply_durable_locked) or failed a STATE
+ * (apply_failed_locked). Leaving ACCEPTED goes through jnl_state, which queues a STATE.
+ */
+static bool in_use(const jent *e)
+{
+    return !e->durable || e->in_fresh || !e->wseg || e->in_accepted || e->e.state == JFMT_S_ACCEPTED ||
+           e->ending || e->far || e->nqueued > 0;
+}
+
+/* Off the eviction order onto the held list: the eviction does not look at it again until released. */
+static void hold(journal *j, jent *e)
+{
+    lru_unlink(j, e);
+    e->held = true;
+    e->lprev = NULL;
+    e->lnext = j->held;
+    if (j->held) j->held->lprev = e;
+    j->held = e;
+    j->nheld++;
+}
+
+void jnl__release(journal *j, jent *e)
+{
+    if (!e->held || in_use(e)) return;
     lru_unlink(j, e);
     lru_append(j, e);
 }
@@ -670,11 +712,9 @@ void jnl__state_durable(journal *j, jent *e, jseg *s, uint64_t off, uint16_t st)
     if (r && !jnl__row_state(e->wseg, r, s, off, (uint8_t)st)) e->far = true;
 }
 
+/* Evict e (not in use) to its row; false when it must stay whole (someone else holds its body). */
 static bool evict(journal *j, jent *e)
 {
-    if (!e->durable || e->in_fresh || e->in_accepted || e->e.state == JFMT_S_ACCEPTED || e->ending || e->far ||
-        e->nqueued > 0 || !e->wseg)
-        return false;
     jrow *r = seg_find_row(e->wseg, e->e.seq);
     if (!r || (r->flags & (JR_DEAD | JR_FAR))) return false;
     if (e->e.body && !spool_body_to_pin(e->e.body)) return false; /* someone still reads it */
@@ -687,13 +727,25 @@ static bool evict(journal *j, jent *e)
     return true;
 }
 
+/*
+ * Evict from the front of the eviction order while past the bound. What it meets is evicted, or moved
+ * to the held list when the journal needs it whole (it comes back through jnl__release, so it is
+ * looked at once per use, however long it stays: a backlog of records waiting for the primary past
+ * the bound costs each call O(1), not a walk over all of them), or, when someone else holds its body,
+ * moved to the end; at most JNL_TRIM_ROTATE of those per call.
+ */
 void jnl__trim_locked(journal *j)
 {
-    if (j->nresident <= j->max_resident) return;
-    uint64_t budget = j->nresident - j->max_resident + 64;
-    while (j->nresident > j->max_resident && budget-- > 0 && j->lru) {
+    unsigned rotated = 0;
+    while (j->nresident > j->max_resident && j->lru && rotated < JNL_TRIM_ROTATE) {
         jent *e = j->lru;
-        if (!evict(j, e)) jnl__touch(j, e); /* in use: look again later */
+        j->evict_scans++;
+        if (in_use(e)) {
+            hold(j, e);
+        } else if (!evict(j, e)) {
+            jnl__touch(j, e); /* look again later */
+            rotated++;
+        }
     }
 }
 

@@ -27,6 +27,7 @@
 #define JNL_WALK_WINDOW (256u << 10) /* bytes a walk over every record (jnl_foreach) reads at a time */
 #define JNL_FAR 0xFFFFu          /* jrow.st_dseg: the latest STATE is too far; the entry stays resident */
 #define JNL_RFD_MAX 64           /* read descriptors of old segments kept open at once */
+#define JNL_TRIM_ROTATE 64u      /* entries with a body held elsewhere an eviction pass moves on, at most */
 
 /* jrow.flags */
 #define JR_DEAD 1u               /* the record left the index (the row goes at the next compaction) */
@@ -76,7 +77,7 @@ struct jrcache {
 typedef struct jent {
     jnl_entry e;
     struct jent *prev, *next;   /* the fresh list (WRITE not durable yet), seq order */
-    struct jent *lprev, *lnext; /* the resident list (eviction order: least recently used first) */
+    struct jent *lprev, *lnext; /* the eviction order (least recently used first), or the held list when held */
     struct jent *hnext;         /* hash chain */
     struct jent *aprev, *anext; /* the ACCEPTED set (in_accepted) */
     bool in_accepted;
@@ -84,6 +85,7 @@ typedef struct jent {
     bool ending;                /* a terminal state is queued; no further states */
     bool in_fresh;              /* on the fresh list (no row yet) */
     bool far;                   /* its latest STATE is too far from its WRITE for a row: stays resident */
+    bool held;                  /* on the held list: the journal needs it whole (jnl__release puts it back) */
     uint32_t nqueued;           /* its STATE records queued, not yet durable (resident while > 0) */
     jseg *wseg;                 /* segment of the WRITE record (NULL until written) */
     uint64_t woff;              /* WRITE frame offset in wseg */
@@ -134,11 +136,13 @@ struct journal {
 
     /* index: the resident tier (jent, hashed) and the compact tier (rows in the segments) */
     jent *head, *tail;          /* fresh entries (WRITE not durable), seq order */
-    jent *lru, *lru_tail;       /* every resident entry, least recently used first */
+    jent *lru, *lru_tail;       /* resident entries that may be evicted, least recently used first */
+    jent *held;                 /* resident entries the eviction found in use (not in the order above) */
     jent **hash;
     size_t hmask;
     uint64_t nlive, nparked, naccepted, bytes_live;
     uint64_t nresident, max_resident, evictions, page_ins, page_in_errors;
+    uint64_t nheld, evict_scans; /* entries on the held list; entries the eviction looked at (total) */
     uint64_t oldest_seq, oldest_ns; /* cache of the oldest pending entry's t_accept */
     int nrfd;                   /* segments with rfd open */
     struct jrcache pcache[2];   /* page-in reads: [0] WRITE frames, [1] STATE frames */
@@ -225,6 +229,9 @@ void jnl__resident_add(journal *j, jent *e);
 void jnl__trim_locked(journal *j);
 /** Mark a resident entry as used (moves to the end of the eviction order). Under mu. */
 void jnl__touch(journal *j, jent *e);
+/** e may no longer be in use (made durable, a queued STATE became durable or failed): when it is held
+ *  and no longer in use, it goes back to the end of the eviction order. Under mu. */
+void jnl__release(journal *j, jent *e);
 /** Drop the read descriptors and caches of g (it is going). Under mu. */
 void jnl__seg_forget(journal *j, jseg *g);
 /** Change an entry's in-memory state, keeping the per-state counts. Under mu. */

@@ -744,11 +744,98 @@ static void case_concurrent(iox_backend be)
     env_close(&e);
 }
 
+/*
+ * Records waiting for the primary (ACCEPTED) past the bound: the journal keeps each whole (the gate
+ * reads their paths), and the eviction looks at each about once, not at every one of them on every
+ * append (which made the appends slow down with the backlog). Once the primary answered they go
+ * compact again, down to the bound. The same after a restart, which rebuilds them whole.
+ */
+#define NB 2000
+
+static void append_waiting(env *e, done *d, int from, int n, uint64_t *seqs)
+{
+    int before = atomic_load(&d->n);
+    for (int i = from; i < from + n; i++) {
+        char p[48];
+        snprintf(p, sizeof p, "/held/d%d/f%d", i % 16, i);
+        jnl_write_in in = {.jop = JFMT_OP_MKDIRS, .path = p};
+        ASSERT_EQ_INT(jnl_append(e->j, &in, on_done, d, &seqs[i]), 0);
+    }
+    wait_n(d, before + n);
+}
+
+typedef struct peek {
+    uint64_t seq;
+    uint16_t state, status;
+    bool ok;
+} peek;
+
+static void peek_fn(void *ud, const jnl_entry *e)
+{
+    peek *g = ud;
+    g->ok = e->seq == g->seq && strncmp(e->path, "/held/d", 7) == 0;
+    g->state = e->state;
+    g->status = e->status;
+}
+
+static void case_held_backlog(iox_backend be)
+{
+    env e;
+    env_open(&e, be, 64 << 10, MAXRES);
+    done d = {0};
+    static uint64_t seqs[NB + 1];
+    append_waiting(&e, &d, 0, NB, seqs);
+    jnl_stats st = stats(&e);
+    ASSERT_EQ_INT(st.live, NB);
+    ASSERT_EQ_INT(st.resident, NB); /* every one still waits for the primary */
+    ASSERT_EQ_INT(st.evictions, 0);
+    /* each looked at about once (before: every one on the list at each append, ~NB * NB / 2) */
+    ASSERT_TRUE(st.evict_scans <= NB + 64);
+    ASSERT_TRUE(st.held >= NB - MAXRES);
+    bool busy = false;
+    jnl_path_epoch(e.j, "/held", &busy);
+    ASSERT_TRUE(busy);
+
+    /* a restart rebuilds them whole; the next append looks at each once more, and no more after */
+    env_shut(&e);
+    env_reopen(&e);
+    ASSERT_EQ_INT(e.rep.live, NB);
+    ASSERT_EQ_INT(stats(&e).resident, NB);
+    append_waiting(&e, &d, NB, 1, seqs);
+    st = stats(&e);
+    ASSERT_EQ_INT(st.resident, NB + 1);
+    ASSERT_TRUE(st.held >= NB - MAXRES);
+    ASSERT_TRUE(st.evict_scans <= NB + 64);
+
+    /* the primary answers each: not in use any more, evicted down to the bound */
+    for (int i = 0; i <= NB; i++)
+        ASSERT_EQ_INT(jnl_state(e.j, seqs[i], JFMT_S_PRIMARY_OK, 200, NULL, NULL, NULL), 0);
+    wait_bound(&e);
+    st = stats(&e);
+    ASSERT_EQ_INT(st.live, NB + 1);
+    ASSERT_EQ_INT(st.held, 0);
+    ASSERT_TRUE(st.evictions >= NB + 1 - MAXRES);
+    ASSERT_TRUE(st.evict_scans <= 3 * (NB + 64));
+    jnl_path_epoch(e.j, "/held", &busy);
+    ASSERT_TRUE(!busy);
+    /* and they page back in with the state the primary gave them */
+    for (int i = 0; i <= NB; i += 97) {
+        peek g = {.seq = seqs[i]};
+        ASSERT_EQ_INT(jnl_with_entry(e.j, seqs[i], peek_fn, &g), 0);
+        ASSERT_TRUE(g.ok);
+        ASSERT_EQ_INT(g.state, JFMT_S_PRIMARY_OK);
+        ASSERT_EQ_INT(g.status, 200);
+    }
+    ASSERT_TRUE(stats(&e).resident <= MAXRES);
+    env_close(&e);
+}
+
 TIOX_BOTH(evicted_exact)
 TIOX_BOTH(states_and_release)
 TIOX_BOTH(crash_backlog)
 TIOX_BOTH(concurrent)
+TIOX_BOTH(held_backlog)
 
 #define TB(name) T(name##_threads), T(name##_uring)
 
-TESTS(TB(evicted_exact), TB(states_and_release), TB(crash_backlog), TB(concurrent))
+TESTS(TB(evicted_exact), TB(states_and_release), TB(crash_backlog), TB(concurrent), TB(held_backlog))
