@@ -503,12 +503,34 @@ void jnl_get_stats(journal *j, jnl_stats *st)
 
 /* ---------------------------------------------------------------- metrics */
 
-/* One gauge callback per figure of jnl_stats: each takes a fresh snapshot. */
+/*
+ * The gauges of one /metrics scrape share a snapshot: jnl_get_stats walks the records in seq order
+ * to the first pending one, past every PARKED and ACCEPTED record before it, under the journal's
+ * mutex, so nine gauges taking their own would walk a large parked backlog nine times per scrape.
+ * A snapshot younger than JNL_GAUGE_SNAP_NS is reused.
+ */
+#define JNL_GAUGE_SNAP_NS 100000000u
+
+static void gauge_stats(journal *j, jnl_stats *st)
+{
+    uint64_t now = jnl__now_ns();
+    pthread_mutex_lock(&j->mu);
+    bool fresh = j->gsnap_ns && now >= j->gsnap_ns && now - j->gsnap_ns < JNL_GAUGE_SNAP_NS;
+    if (fresh) *st = j->gsnap;
+    pthread_mutex_unlock(&j->mu);
+    if (fresh) return;
+    jnl_get_stats(j, st);
+    pthread_mutex_lock(&j->mu);
+    j->gsnap = *st;
+    j->gsnap_ns = now;
+    pthread_mutex_unlock(&j->mu);
+}
+
 #define JNL_GAUGE(name, expr)                                                                      \
     static int64_t name(void *ud)                                                                  \
     {                                                                                              \
         jnl_stats st;                                                                              \
-        jnl_get_stats(ud, &st);                                                                    \
+        gauge_stats(ud, &st);                                                                      \
         return (int64_t)(expr);                                                                    \
     }
 JNL_GAUGE(g_pending, st.pending)
@@ -524,7 +546,7 @@ JNL_GAUGE(g_compact, st.compact)
 static int64_t g_oldest(void *ud)
 {
     jnl_stats st;
-    jnl_get_stats(ud, &st);
+    gauge_stats(ud, &st);
     uint64_t now = jnl__now_ns();
     return st.oldest_ns && now > st.oldest_ns ? (int64_t)((now - st.oldest_ns) / 1000000000u) : 0;
 }

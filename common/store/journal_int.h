@@ -144,6 +144,8 @@ struct journal {
     uint64_t nresident, max_resident, evictions, page_ins, page_in_errors;
     uint64_t nheld, evict_scans; /* entries on the held list; entries the eviction looked at (total) */
     uint64_t oldest_seq, oldest_ns; /* cache of the oldest pending entry's t_accept */
+    jnl_stats gsnap;               /* the gauges' snapshot (metrics scrape), under mu ... */
+    uint64_t gsnap_ns;             /* ... taken at this time (0: none yet) */
     int nrfd;                   /* segments with rfd open */
     struct jrcache pcache[2];   /* page-in reads: [0] WRITE frames, [1] STATE frames */
     jent *accepted;             /* the ACCEPTED set */
