@@ -5,7 +5,9 @@
  * callback, streamed answers with pause/resume/cancel through an httpc_ctl), against a server that drops
  * a reused connection after reading a request (httpc_req.once: not sent twice) and against a small recording server that shows the exact request bytes (Content-Length:
  * 0 on body-less writes, no Expect / Transfer-Encoding / Accept, empty header values, only the final
- * response's headers after a 1xx).
+ * response's headers after a 1xx). Also: several streams paused and resumed from their own threads among 200
+ * other exchanges, a resume asked from the engine thread itself (inside on_body), and a timeout that fires
+ * while the only other transfer sits paused (no socket event to wake the engine: only libcurl's timer).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "httpc.h"
@@ -600,6 +603,8 @@ typedef struct sink {
     size_t n, step, next_stop;
     bool hold, paused, done;
     int pauses;
+    httpc *self_e;                /* set: each pause asks for its own resume from on_body (engine thread) */
+    httpc_ctl *self_ctl;
     httpc_result result;
     uint64_t body_bytes;
 } sink;
@@ -622,6 +627,10 @@ static size_t sink_body(void *ud, const char *p, size_t n)
     if (k->hold) {
         if (!k->paused) k->pauses++;
         k->paused = true;
+        if (k->self_e) {
+            k->hold = k->paused = false;
+            httpc_ctl_resume(k->self_e, k->self_ctl); /* done at the engine's next turn */
+        }
         pthread_cond_broadcast(&k->cv);
         pthread_mutex_unlock(&k->mu);
         return HTTPC_PAUSE;
@@ -697,6 +706,21 @@ static httpc_req stream_req(const char *url, sink *k, httpc_ctl *ctl)
     return r;
 }
 
+/* Resume every pause of k from this thread (the engine does the curl_easy_pause) until the end. */
+static void resume_until_done(httpc *e, httpc_ctl *ctl, sink *k)
+{
+    pthread_mutex_lock(&k->mu);
+    while (!k->done) {
+        if (k->paused) {
+            k->paused = false;
+            k->hold = false;
+            httpc_ctl_resume(e, ctl);
+        }
+        pthread_cond_wait(&k->cv, &k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+}
+
 TEST(stream_pause_resume)
 {
     temu emu;
@@ -710,17 +734,7 @@ TEST(stream_pause_resume)
     ASSERT_TRUE(ctl != NULL);
     httpc_req r = stream_req(url, &k, ctl);
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
-    /* Resume every pause from this thread (the engine does the curl_easy_pause) until the end. */
-    pthread_mutex_lock(&k.mu);
-    while (!k.done) {
-        if (k.paused) {
-            k.paused = false;
-            k.hold = false;
-            httpc_ctl_resume(e, ctl);
-        }
-        pthread_cond_wait(&k.cv, &k.mu);
-    }
-    pthread_mutex_unlock(&k.mu);
+    resume_until_done(e, ctl, &k);
     ASSERT_EQ_INT(k.result, HTTPC_OK);
     ASSERT_EQ_INT(k.head_status, 200);
     ASSERT_EQ_INT(k.head_at, 0); /* the head came before any body byte */
@@ -829,8 +843,154 @@ TEST(stream_timeout_is_silence)
     httpc_stop(e);
 }
 
+#define NSTREAMS 4
+
+typedef struct resumer {
+    httpc *e;
+    httpc_ctl *ctl;
+    sink k;
+} resumer;
+
+static void *resumer_main(void *arg)
+{
+    resumer *r = arg;
+    resume_until_done(r->e, r->ctl, &r->k);
+    return NULL;
+}
+
+/* One engine, many exchanges at once: streams that pause every 128 KiB, each resumed from a thread of its
+ * own, while 200 uploads run beside them. Every exchange ends, with every byte where it belongs. */
+TEST(streams_resumed_from_threads_among_200_exchanges)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "m", url, sizeof url);
+    static resumer rs[NSTREAMS];
+    pthread_t thr[NSTREAMS];
+    for (int i = 0; i < NSTREAMS; i++) {
+        rs[i].e = e;
+        rs[i].ctl = httpc_ctl_new();
+        ASSERT_TRUE(rs[i].ctl != NULL);
+        sink_init(&rs[i].k, 128u << 10);
+        httpc_req r = stream_req(url, &rs[i].k, rs[i].ctl);
+        ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+        ASSERT_EQ_INT(pthread_create(&thr[i], NULL, resumer_main, &rs[i]), 0);
+    }
+    counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    static char urls[200][128];
+    static char bodies[200][16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(urls[i], sizeof urls[i], "%s/webhdfs/v1/mc/f%d?op=CREATE&write=true", emu.url, i);
+        snprintf(bodies[i], sizeof bodies[i], "body-%d", i);
+        httpc_req r = {.method = "PUT", .url = urls[i], .in = HTTPC_IN_MEMORY, .in_mem = bodies[i],
+                       .in_len = strlen(bodies[i]), .done = count_done, .ud = &c};
+        ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    }
+    wait_count(&c, 200);
+    ASSERT_EQ_INT(c.ok, 200);
+    for (int i = 0; i < NSTREAMS; i++) {
+        ASSERT_EQ_INT(pthread_join(thr[i], NULL), 0);
+        sink *k = &rs[i].k;
+        ASSERT_EQ_INT(k->result, HTTPC_OK);
+        ASSERT_EQ_INT(k->n, SBIG);
+        ASSERT_TRUE(memcmp(k->buf, data, SBIG) == 0);
+        ASSERT_TRUE(k->pauses >= 8);
+        httpc_ctl_unref(rs[i].ctl);
+        sink_free(k);
+    }
+    ASSERT_EQ_INT(httpc_in_flight(e), 0);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/mc/f199?op=OPEN&read=true");
+    httpc_resp g = req_mem(e, "GET", url, NULL, 0);
+    ASSERT_EQ_STR(g.body.data, "body-199");
+    httpc_resp_free(&g);
+    free(data);
+    httpc_stop(e);
+}
+
+/* A resume asked on the engine thread (inside on_body, right as the consumer pauses) is done at the
+ * engine's next turn, without another thread to wake it. */
+TEST(stream_resume_from_the_engine_thread)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "r", url, sizeof url);
+    sink k;
+    sink_init(&k, 256u << 10);
+    httpc_ctl *ctl = httpc_ctl_new();
+    ASSERT_TRUE(ctl != NULL);
+    k.self_e = e;
+    k.self_ctl = ctl;
+    httpc_req r = stream_req(url, &k, ctl);
+    ASSERT_EQ_INT(httpc_submit(e, &r), 0);
+    sink_wait(&k, &k.done);
+    ASSERT_EQ_INT(k.result, HTTPC_OK);
+    ASSERT_EQ_INT(k.n, SBIG);
+    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    ASSERT_TRUE(k.pauses >= 8);
+    httpc_ctl_unref(ctl);
+    sink_free(&k);
+    free(data);
+    httpc_stop(e);
+}
+
+/* An upstream that takes connections (the kernel's backlog) and never answers. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+        TH_FAIL_AT("server socket: %s", strerror(errno));
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* With the only other transfer paused (libcurl does not watch its socket then), nothing but libcurl's timer can
+ * wake the engine: an exchange's timeout still ends it, and the paused stream then resumes and ends. */
+TEST(timeout_fires_while_the_other_transfer_is_paused)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    char url[256];
+    char *data = put_big(e, &emu, "t", url, sizeof url);
+    sink k;
+    httpc_ctl *ctl = start_paused(e, url, &k, 0);
+    int port;
+    int lfd = silent_listener(&port);
+    char surl[128];
+    snprintf(surl, sizeof surl, "http://127.0.0.1:%d/w", port);
+    httpc_req q = {.method = "PUT", .url = surl, .in = HTTPC_IN_MEMORY, .in_mem = "x", .in_len = 1,
+                   .timeout_ms = 300};
+    httpc_resp resp;
+    ASSERT_EQ_INT(httpc_do(e, &q, &resp), 0);
+    ASSERT_EQ_INT(resp.result, HTTPC_E_TIMEOUT);
+    ASSERT_TRUE(resp.sent);
+    httpc_resp_free(&resp);
+    pthread_mutex_lock(&k.mu);
+    ASSERT_TRUE(!k.done);
+    pthread_mutex_unlock(&k.mu);
+    resume_until_done(e, ctl, &k);
+    ASSERT_EQ_INT(k.result, HTTPC_OK);
+    ASSERT_EQ_INT(k.n, SBIG);
+    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    httpc_ctl_unref(ctl);
+    sink_free(&k);
+    free(data);
+    httpc_stop(e);
+    close(lfd);
+}
+
 TESTS(T(get_json_to_memory), T(put_from_fd_range_then_open_to_fd), T(redirect_is_not_followed), T(wire_format),
       T(final_response_headers_only), T(timeout), T(connect_refused), T(response_too_big),
       T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse),
       T(once_is_not_resent_on_a_dead_reused_connection), T(stop_cancels_pending),
-      T(callback_submits_follow_up), T(stream_pause_resume), T(stream_cancel), T(stream_timeout_is_silence))
+      T(callback_submits_follow_up), T(stream_pause_resume), T(stream_cancel), T(stream_timeout_is_silence),
+      T(streams_resumed_from_threads_among_200_exchanges), T(stream_resume_from_the_engine_thread),
+      T(timeout_fires_while_the_other_transfer_is_paused))
