@@ -28,6 +28,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+
 #define HTTPC_FREE_EASY 64                  /* reset easy handles kept for reuse */
 #define HTTPC_MAX_HEADER_BYTES (256u << 10) /* response header bytes kept per response */
 #define HTTPC_DEFAULT_OUT_MAX (1u << 20)
@@ -82,6 +84,7 @@ struct httpc_ctl {
 
 typedef struct tls_rule {
     char *host;                    /* NULL: the default rule */
+    size_t hostlen;
     int port;                      /* 0: any */
     char *ca_file, *ca_path, *cert_file, *key_file; /* NULL when not set */
     bool insecure;
@@ -99,8 +102,8 @@ struct httpc {
     int nfree;
     atomic_uint in_flight;
     atomic_uint_fast64_t connects;
-    tls_rule tls[HTTPC_MAX_TLS_RULES]; /* guarded by mu */
-    int ntls;
+    tls_rule tls[HTTPC_MAX_TLS_RULES]; /* added under mu; never changed once counted in ntls */
+    atomic_int ntls;               /* rules published (release after the rule is written) */
 };
 
 const char *httpc_result_str(httpc_result r)
@@ -285,6 +288,7 @@ static size_t on_write(char *buf, size_t size, size_t n, void *ud)
             h->io_errno = -rc;
             return 0;
         }
+        h->resp->body_crc = crc32c_extend(h->resp->body_crc, buf, len); /* so the caller need not read it back */
     }
     return len;
 }
@@ -453,38 +457,110 @@ static void hx_finish(httpc *e, hx *h, CURLcode cc, httpc_result result)
     done(ud, r);
 }
 
-/* The first TLS rule matching url's host and port, copied out under the lock (rules are never freed
- * before httpc_stop, so the strings stay valid). false when none matches. */
-static bool find_tls(httpc *e, const char *url, tls_rule *out)
+/* The host and port of an http(s) URL as libcurl's URL parser reports them (CURLUPART_HOST, and
+ * CURLUPART_PORT with CURLU_DEFAULT_PORT), read in place for the URLs the proxy sends: a scheme of http or
+ * https, a host name or a dotted-quad IPv4 address, an optional decimal port, then nothing but printable
+ * bytes. 0 with *host (not terminated) / *hostlen / *port set; -1 for anything else (user info, an IPv6
+ * literal, percent-encoding, a numeric host in another form, a port libcurl may write differently), which
+ * the caller hands to libcurl's parser: this one must never answer differently from it. */
+static int url_host_port_fast(const char *url, const char **host, size_t *hostlen, int *port)
 {
-    bool found = false;
-    pthread_mutex_lock(&e->mu);
-    int n = e->ntls;
-    pthread_mutex_unlock(&e->mu);
-    if (n == 0) return false;
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL;
-    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-        size_t hl = strlen(host);
-        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* IPv6 literal: compare without brackets */
-            memmove(host, host + 1, hl - 2);
-            host[hl - 2] = '\0';
-        }
-        int p = atoi(port);
-        pthread_mutex_lock(&e->mu);
-        for (int i = 0; i < e->ntls && !found; i++) {
-            const tls_rule *r = &e->tls[i];
-            if (!r->host || (strcasecmp(r->host, host) == 0 && (r->port == 0 || r->port == p))) {
-                *out = *r;
-                found = true;
-            }
-        }
-        pthread_mutex_unlock(&e->mu);
+    int def;
+    const char *p;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        def = 80;
+        p = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        def = 443;
+        p = url + 8;
+    } else {
+        return -1;
     }
-    curl_free(host);
-    curl_free(port);
+    const char *h = p;
+    bool name = false; /* a byte no numeric IPv4 form has: the host is a name libcurl keeps as written */
+    bool dot_ok = false; /* no empty label: not first, not after another dot */
+    for (; *p && *p != ':' && *p != '/' && *p != '?' && *p != '#'; p++) {
+        char ch = *p;
+        if (ch == '.') {
+            if (!dot_ok) return -1;
+            dot_ok = false;
+            continue;
+        }
+        bool digit = ch >= '0' && ch <= '9';
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!digit && !alpha && ch != '-') return -1;
+        if (!digit && !((ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') || ch == 'x' || ch == 'X')) name = true;
+        dot_ok = true;
+    }
+    size_t hl = (size_t)(p - h);
+    if (hl == 0 || !dot_ok) return -1; /* empty, or ends with a dot */
+    if (!name) { /* it may be a number libcurl rewrites (127.1, 0x7f.1, 017...): only the canonical form here */
+        int parts = 0;
+        const char *q = h;
+        while (q < p) {
+            unsigned v = 0;
+            int nd = 0;
+            for (; q < p && *q >= '0' && *q <= '9'; q++, nd++) v = v * 10 + (unsigned)(*q - '0');
+            if (nd == 0 || nd > 3 || v > 255 || (nd > 1 && q[-nd] == '0')) return -1;
+            parts++;
+            if (q < p && *q++ != '.') return -1;
+        }
+        if (parts != 4) return -1;
+    }
+    int pt = def;
+    if (*p == ':') {
+        p++;
+        unsigned v = 0;
+        int nd = 0;
+        for (; *p >= '0' && *p <= '9' && nd < 6; p++, nd++) v = v * 10 + (unsigned)(*p - '0');
+        if (nd == 0 || nd > 5 || p[-nd] == '0' || v > 65535) return -1;
+        pt = (int)v;
+    }
+    if (*p && *p != '/' && *p != '?' && *p != '#') return -1;
+    for (; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return -1; /* libcurl's to judge */
+    *host = h;
+    *hostlen = hl;
+    *port = pt;
+    return 0;
+}
+
+/* The index of the first of the n published rules matching host[0..hostlen) and port, or -1. */
+static int match_rule(const httpc *e, int n, const char *host, size_t hostlen, int port)
+{
+    for (int i = 0; i < n; i++) {
+        const tls_rule *r = &e->tls[i];
+        if (!r->host || (r->hostlen == hostlen && strncasecmp(r->host, host, hostlen) == 0 &&
+                         (r->port == 0 || r->port == port)))
+            return i;
+    }
+    return -1;
+}
+
+int httpc_tls_rule_for(httpc *e, const char *url)
+{
+    int n = atomic_load_explicit(&e->ntls, memory_order_acquire);
+    if (n == 0) return -1;
+    const char *host;
+    size_t hl;
+    int port;
+    if (url_host_port_fast(url, &host, &hl, &port) == 0) return match_rule(e, n, host, hl, port);
+    /* anything unusual: libcurl's parser (several allocations) */
+    int found = -1;
+    CURLU *u = curl_url();
+    char *h = NULL, *ps = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &ps, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        const char *hp = h;
+        hl = strlen(h);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') { /* IPv6 literal: compare without brackets */
+            hp++;
+            hl -= 2;
+        }
+        found = match_rule(e, n, hp, hl, atoi(ps));
+    }
+    curl_free(h);
+    curl_free(ps);
     curl_url_cleanup(u);
     return found;
 }
@@ -512,6 +588,7 @@ int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls)
     tls_rule r = {.port = port, .insecure = tls->insecure_skip_verify};
     if (host) {
         r.host = strdup(host);
+        r.hostlen = strlen(host);
         bad = !r.host;
     }
     r.ca_file = dup_opt(tls->ca_file, &bad);
@@ -519,8 +596,13 @@ int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls)
     r.cert_file = dup_opt(tls->cert_file, &bad);
     r.key_file = dup_opt(tls->key_file, &bad);
     pthread_mutex_lock(&e->mu);
-    if (!bad && e->ntls < HTTPC_MAX_TLS_RULES) e->tls[e->ntls++] = r;
-    else bad = true;
+    int n = atomic_load_explicit(&e->ntls, memory_order_relaxed);
+    if (!bad && n < HTTPC_MAX_TLS_RULES) {
+        e->tls[n] = r;
+        atomic_store_explicit(&e->ntls, n + 1, memory_order_release);
+    } else {
+        bad = true;
+    }
     pthread_mutex_unlock(&e->mu);
     if (bad) tls_rule_free(&r);
     return bad ? -1 : 0;
@@ -528,8 +610,9 @@ int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls)
 
 static bool setup_tls(httpc *e, hx *h, CURL *c)
 {
-    tls_rule r;
-    if (!find_tls(e, h->url, &r)) return true;
+    int i = httpc_tls_rule_for(e, h->url);
+    if (i < 0) return true;
+    const tls_rule r = e->tls[i]; /* published rules stay as they are until httpc_stop */
     bool bad = false;
     if (r.ca_file) bad |= curl_easy_setopt(c, CURLOPT_CAINFO, r.ca_file) != CURLE_OK;
     if (r.ca_path) bad |= curl_easy_setopt(c, CURLOPT_CAPATH, r.ca_path) != CURLE_OK;
@@ -912,6 +995,7 @@ int httpc_submit(httpc *e, const httpc_req *req)
     h->done = req->done;
     h->ud = req->ud;
     h->resp = r;
+    r->body_crc_ok = req->out == HTTPC_BODY_FD;
     dbuf_init(&r->body, req->out == HTTPC_BODY_MEMORY ? (req->out_max ? req->out_max : HTTPC_DEFAULT_OUT_MAX) : 0);
 
     for (int i = 0; i < HTTPC_MAX_HEADERS && req->headers[i]; i++)
@@ -1016,7 +1100,7 @@ void httpc_stop(httpc *e)
     curl_multi_wakeup(e->multi);
     pthread_join(e->thread, NULL);
     for (int i = 0; i < e->nfree; i++) curl_easy_cleanup(e->free_easy[i]);
-    for (int i = 0; i < e->ntls; i++) tls_rule_free(&e->tls[i]);
+    for (int i = 0; i < atomic_load(&e->ntls); i++) tls_rule_free(&e->tls[i]);
     curl_multi_cleanup(e->multi);
     pthread_mutex_destroy(&e->mu);
     free(e);

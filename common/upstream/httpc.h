@@ -59,6 +59,10 @@ typedef struct httpc_resp {
     int nheaders;
     dbuf body;                           /* HTTPC_BODY_MEMORY (body.data is never NULL on HTTPC_OK) */
     uint64_t body_bytes;                 /* bytes received (all modes) */
+    uint32_t body_crc;                   /* when body_crc_ok: CRC-32C (crc32c.h) of the body_bytes bytes
+                                            written to out_fd, computed as they were written */
+    bool body_crc_ok;                    /* set for HTTPC_BODY_FD (only): body_crc holds for every byte
+                                            written when result is HTTPC_OK */
     double total_s;                      /* wall time of the exchange */
     bool sent;                           /* the request went out on a connection (it may have reached the
                                             upstream): false for HTTPC_E_CONNECT and anything that ended
@@ -127,7 +131,8 @@ typedef struct httpc_req {
                                             or HEAD is ignored. */
     httpc_body_out out;
     size_t out_max;                      /* HTTPC_BODY_MEMORY limit (default 1 MiB when 0) */
-    int out_fd;                          /* HTTPC_BODY_FD: bytes appended with write() */
+    int out_fd;                          /* HTTPC_BODY_FD: bytes appended with write() (their CRC-32C in
+                                            resp->body_crc, so they need not be read back for one) */
     unsigned connect_timeout_ms;         /* 0 = 5000 */
     unsigned timeout_ms;                 /* whole exchange; 0 = 60000. HTTPC_BODY_STREAM: the longest
                                             silence instead (no byte while not paused), since a stream
@@ -171,6 +176,11 @@ typedef struct httpc_tls {
  *  ran out. A TLS handshake that fails (untrusted or expired certificate, wrong name) ends the exchange
  *  with HTTPC_E_CONNECT (nothing was sent) and libcurl's reason in resp->error. */
 int httpc_set_tls(httpc *e, const char *host, int port, const httpc_tls *tls);
+/** The TLS rule (its index among those added, in order) a request to url would use, or -1 when none
+ *  does: url's host (an IPv6 literal without its brackets) and port (the scheme's default when the URL
+ *  names none) as libcurl's URL parser reads them, matched as httpc_set_tls says. -1 too for a URL that
+ *  parser refuses. */
+int httpc_tls_rule_for(httpc *e, const char *url);
 /** Submit a request (thread-safe, any thread incl. the engine's). Copies url and headers. Returns 0,
  *  or -1 when the engine is stopping, the request is malformed (no url or done, method not an upper-case
  *  token) or memory ran out (done is then not called). A body-less PUT/POST/PATCH/DELETE is sent

@@ -8,6 +8,9 @@
  * response's headers after a 1xx). Also: several streams paused and resumed from their own threads among 200
  * other exchanges, a resume asked from the engine thread itself (inside on_body), and a timeout that fires
  * while the only other transfer sits paused (no socket event to wake the engine: only libcurl's timer).
+ * The CRC-32C of a body written to an fd (what the applier's copies use instead of reading the part
+ * back), and which TLS rule a URL gets: the same answers as libcurl's URL parser gives (the code before
+ * the in-place reading of URLs), for http/https, explicit and default ports, case, IPv6, odd forms.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,10 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
+#include "crc32c.h"
 #include "httpc.h"
 #include "temu.h"
 #include "tharness.h"
@@ -987,10 +994,163 @@ TEST(timeout_fires_while_the_other_transfer_is_paused)
     close(lfd);
 }
 
+/* A body of several MiB to an fd (many write callbacks): body_crc is the CRC-32C of the bytes in the
+ * file; a memory body says it has none. */
+TEST(fd_body_crc)
+{
+    temu emu;
+    temu_start(&emu, "gen1", NULL, NULL);
+    httpc *e = start(0);
+    enum { N = 3 * 1024 * 1024 + 17 };
+    char *data = malloc(N);
+    ASSERT_TRUE(data != NULL);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (char)(x >> 16);
+    }
+    char url[256];
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/crc/f?op=CREATE&write=true");
+    httpc_resp resp = req_mem(e, "PUT", url, data, N);
+    ASSERT_EQ_INT(resp.status, 201);
+    ASSERT_TRUE(!resp.body_crc_ok);
+    httpc_resp_free(&resp);
+
+    int out = tmp_fd(NULL);
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/crc/f?op=OPEN&read=true&offset=5&length=3000000");
+    httpc_req g = {.method = "GET", .url = url, .out = HTTPC_BODY_FD, .out_fd = out};
+    ASSERT_EQ_INT(httpc_do(e, &g, &resp), 0);
+    ASSERT_EQ_INT(resp.result, HTTPC_OK);
+    ASSERT_EQ_INT(resp.status, 200);
+    ASSERT_EQ_INT(resp.body_bytes, 3000000);
+    ASSERT_TRUE(resp.body_crc_ok);
+    char *back = malloc(3000000);
+    ASSERT_TRUE(back != NULL);
+    ASSERT_EQ_INT(pread(out, back, 3000000, 0), 3000000);
+    ASSERT_TRUE(memcmp(back, data + 5, 3000000) == 0);
+    ASSERT_EQ_INT(resp.body_crc, crc32c(back, 3000000));
+    ASSERT_EQ_INT(resp.body_crc, crc32c(data + 5, 3000000));
+    httpc_resp_free(&resp);
+
+    /* an empty body: the CRC of nothing */
+    url_of(url, sizeof url, &emu, "/webhdfs/v1/crc/f?op=OPEN&read=true&offset=0&length=0");
+    ASSERT_EQ_INT(httpc_do(e, &g, &resp), 0);
+    ASSERT_EQ_INT(resp.status, 200);
+    ASSERT_EQ_INT(resp.body_bytes, 0);
+    ASSERT_TRUE(resp.body_crc_ok);
+    ASSERT_EQ_INT(resp.body_crc, crc32c("", 0));
+    httpc_resp_free(&resp);
+    free(back);
+    free(data);
+    close(out);
+    httpc_stop(e);
+}
+
+/* The matching as it was before URLs were read in place: libcurl's URL parser. */
+typedef struct ref_rule {
+    const char *host;
+    int port;
+} ref_rule;
+
+static int ref_rule_for(const ref_rule *rules, int n, const char *url)
+{
+    int found = -1;
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = '\0';
+        }
+        int p = atoi(port);
+        for (int i = 0; i < n && found < 0; i++)
+            if (!rules[i].host || (strcasecmp(rules[i].host, host) == 0 && (rules[i].port == 0 || rules[i].port == p)))
+                found = i;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return found;
+}
+
+TEST(tls_rule_matching)
+{
+    static const ref_rule rules[] = {{"Gen1.Example.com", 443}, {"gen1.example.com", 0}, {"127.0.0.1", 8443},
+                                     {"::1", 0}, {"10.0.0.1", 80}, {"acc.dfs.core.windows.net", 443},
+                                     {"abc.def", 0}, {NULL, 0}};
+    static const struct {
+        const char *url;
+        int want; /* with every rule but the default (the last); with it, -1 becomes the default's index */
+    } cases[] = {
+        {"https://gen1.example.com/webhdfs/v1/a?op=APPEND", 0},
+        {"HTTPS://GEN1.EXAMPLE.COM:443/x", 0},
+        {"https://gen1.EXAMPLE.com", 0},
+        {"https://gen1.example.com?op=A", 0},
+        {"https://gen1.example.com#f", 0},
+        {"http://gen1.example.com/x", 1},
+        {"https://gen1.example.com:8443/x?op=A", 1},
+        {"http://user:pw@gen1.example.com/x", 1},
+        {"https://gen1.example.com:0443/x", 0},
+        {"https://127.0.0.1:8443/a", 2},
+        {"https://127.0.0.1/a", -1},
+        {"http://127.0.0.1:8443/a", 2},
+        {"http://[::1]:9000/a", 3},
+        {"https://[::1]/a", 3},
+        {"http://[0:0:0:0:0:0:0:1]/a", -2},
+        {"http://10.0.0.1/a", 4},
+        {"http://10.0.0.1:80/a", 4},
+        {"http://10.0.0.1:8080/a", -1},
+        {"https://10.0.0.1/a", -1},
+        {"http://10.1/a", -2},
+        {"http://0x0a.0.0.1/a", -2},
+        {"http://010.0.0.1/a", -2},
+        {"http://10.0.0.01/a", -2},
+        {"https://acc.dfs.core.windows.net/fs/p?action=append&position=4096", 5},
+        {"https://ACC.dfs.core.windows.net:443/fs/p", 5},
+        {"https://acc.dfs.core.windows.net:444/fs/p", -1},
+        {"https://acc.blob.core.windows.net/fs/p", -1},
+        {"http://abc.def/", 6},
+        {"http://abc.def./", -2},
+        {"http://gen1.example.com./", -2},
+        {"http://gen1..example.com/", -2},
+        {"http://gen1.example.com:/x", -2},
+        {"http://gen1.example.com:99999/x", -2},
+        {"http://gen1.example.com/a b", -2},
+        {"http://gen1.example.com/caf\xc3\xa9", -2},
+        {"http://gen1%2eexample.com/", -2},
+        {"ftp://gen1.example.com/", -2},
+        {"gen1.example.com/x", -2},
+        {"http:/gen1.example.com/x", -2},
+        {"", -1},
+    };
+    httpc *e = start(0);
+    httpc *d = start(0); /* the same rules and a default */
+    int nr = (int)(sizeof rules / sizeof rules[0]);
+    httpc_tls t = {0};
+    ASSERT_EQ_INT(httpc_tls_rule_for(e, "https://gen1.example.com/"), -1); /* no rule at all */
+    for (int i = 0; i < nr; i++) {
+        if (rules[i].host) ASSERT_EQ_INT(httpc_set_tls(e, rules[i].host, rules[i].port, &t), 0);
+        ASSERT_EQ_INT(httpc_set_tls(d, rules[i].host, rules[i].port, &t), 0);
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *u = cases[i].url;
+        int ref = ref_rule_for(rules, nr - 1, u), got = httpc_tls_rule_for(e, u);
+        if (got != ref) TH_FAIL_AT("%s: rule %d, libcurl's parser gives %d", u, got, ref);
+        if (cases[i].want != -2 && got != cases[i].want) TH_FAIL_AT("%s: rule %d, want %d", u, got, cases[i].want);
+        int refd = ref_rule_for(rules, nr, u), gotd = httpc_tls_rule_for(d, u);
+        if (gotd != refd) TH_FAIL_AT("%s (with a default): rule %d, libcurl's parser gives %d", u, gotd, refd);
+    }
+    httpc_stop(e);
+    httpc_stop(d);
+}
+
 TESTS(T(get_json_to_memory), T(put_from_fd_range_then_open_to_fd), T(redirect_is_not_followed), T(wire_format),
       T(final_response_headers_only), T(timeout), T(connect_refused), T(response_too_big),
       T(short_body_file_fails), T(concurrent_200), T(keepalive_reuse),
       T(once_is_not_resent_on_a_dead_reused_connection), T(stop_cancels_pending),
       T(callback_submits_follow_up), T(stream_pause_resume), T(stream_cancel), T(stream_timeout_is_silence),
       T(streams_resumed_from_threads_among_200_exchanges), T(stream_resume_from_the_engine_thread),
-      T(timeout_fires_while_the_other_transfer_is_paused))
+      T(timeout_fires_while_the_other_transfer_is_paused), T(fd_body_crc), T(tls_rule_matching))
