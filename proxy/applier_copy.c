@@ -405,6 +405,10 @@ static void h_append(aop *op, httpc_resp *r)
 /* The bytes from ext_i/ext_done to the end of the step (the last request's, sent earlier) into op->dcrc. */
 static void data_crc_rest(aop *op)
 {
+    if (op->dcrc_given) { /* none of the step's bytes went in yet: all of them now */
+        if (op->dcrc_ok) op->dcrc = crc32c_combine(op->dcrc, op->dcrc_step, op->data_len);
+        return;
+    }
     uint64_t done = op->ext_done;
     for (int i = op->ext_i; i < op->next_ext && op->dcrc_ok; i++, done = 0) {
         const ap_ext *x = &op->ext[i];
@@ -559,7 +563,7 @@ static void data_next(aop *op)
     ap_g2_simple(op, op->g2path, h_flush);
 }
 
-void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step then)
+static void data_start(aop *op, int first, uint64_t pos0, xlate_flush fl, const uint32_t *crc, ap_step then)
 {
     op->ext_i = first;
     op->ext_done = 0;
@@ -570,13 +574,21 @@ void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step 
     op->flush = fl;
     op->dcrc = 0;
     op->dcrc_ok = true;
+    op->dcrc_given = crc != NULL;
+    op->dcrc_step = crc ? *crc : 0;
     free(op->dg_etag);
     op->dg_etag = NULL;
     op->after_data = then;
     data_next(op);
 }
 
-void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then)
+void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step then)
+{
+    data_start(op, first, pos0, fl, NULL, then);
+}
+
+static void data_run_one(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl,
+                         const uint32_t *crc, ap_step then)
 {
     ap_ext *x = realloc(op->ext, sizeof *x);
     if (!x) {
@@ -589,7 +601,18 @@ void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xla
     x->len = len;
     x->body = NULL;
     op->next_ext = 1;
-    ap_data_run_ext(op, 0, pos0, fl, then);
+    data_start(op, 0, pos0, fl, crc, then);
+}
+
+void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then)
+{
+    data_run_one(op, fd, off, len, pos0, fl, NULL, then);
+}
+
+void ap_data_run_crc(aop *op, int fd, uint64_t off, uint64_t len, uint32_t crc, uint64_t pos0, xlate_flush fl,
+                     ap_step then)
+{
+    data_run_one(op, fd, off, len, pos0, fl, &crc, then);
 }
 
 /* The ancestors the probe found missing now exist (Gen2 made them with the node). */

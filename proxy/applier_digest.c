@@ -4,7 +4,8 @@
  *
  * Where the CRC comes from: the data step adds the bytes of each append request Gen2 accepted (the
  * packed buffer it sent; a record's whole body: the CRC-32C the spool computed as it arrived, which the
- * journal keeps since format 1.1; any other spool range: read back, page cache) to op->dcrc. A CREATE's
+ * journal keeps since format 1.1; a copy's part from Gen1: the CRC httpc computed as it wrote the part to
+ * the spool file; any other spool range: read back, page cache) to op->dcrc. A CREATE's
  * digest is the CRC of its body, written by the metadata copy with the times; a whole-file copy from
  * Gen1 (resyncs, re-copies, backfill) combines its parts' CRCs and writes it the same way on the
  * temporary name before the rename. An APPEND combines the file's digest (remembered in a->dg, or read
@@ -67,6 +68,10 @@ bool ap_body_crc(const spool_body *b, uint32_t *crc)
 void ap_dg_data_sent(aop *op)
 {
     if (!op->dcrc_ok || op->in_len == 0) return;
+    if (op->dcrc_given) { /* known before the step: all of it goes in with its last byte, nothing is read */
+        if (op->sent + op->in_len >= op->data_len) op->dcrc = crc32c_combine(op->dcrc, op->dcrc_step, op->data_len);
+        return;
+    }
     if (op->in_mem) {
         op->dcrc = crc32c_extend(op->dcrc, op->in_mem, (size_t)op->in_len);
         return;

@@ -137,6 +137,8 @@ struct aop {
     /* digests (applier_digest.c) */
     uint32_t dcrc;                  /* CRC-32C of the bytes the data step sent from pos0 on, ... */
     bool dcrc_ok;                   /* ... while this holds (false: no data step yet, or a spool read failed) */
+    bool dcrc_given;                /* the step's CRC was known before it started (ap_data_run_crc): ... */
+    uint32_t dcrc_step;             /* ... this, of all data_len bytes, goes into dcrc when the last is sent */
     char *dg_etag;                  /* ETag of the flush that ended the data step (If-Match of the digest's write) */
     bool dg_known;                  /* the file's digest once this operation is done: dg_crc of dg_len bytes */
     uint32_t dg_crc;
@@ -473,6 +475,10 @@ void ap_probe_ancestors(aop *op, ap_step then);
 void ap_mark_ancestors(aop *op);
 /** Send [off, off+len) of fd to op->g2path at position pos0.., flush per fl, then run then. */
 void ap_data_run(aop *op, int fd, uint64_t off, uint64_t len, uint64_t pos0, xlate_flush fl, ap_step then);
+/** ap_data_run for bytes whose CRC-32C is known (a copy's part, computed as it arrived from Gen1): it
+ *  goes into op->dcrc when the last byte is sent, and the bytes are not read back for it. */
+void ap_data_run_crc(aop *op, int fd, uint64_t off, uint64_t len, uint32_t crc, uint64_t pos0, xlate_flush fl,
+                     ap_step then);
 /** The same for the extents op->ext[first..op->next_ext) back to back (op->ext is op's). */
 void ap_data_run_ext(aop *op, int first, uint64_t pos0, xlate_flush fl, ap_step then);
 /** A Gen2 HEAD/getStatus answer: a directory (*is_dir), or a file and its committed length. False when

@@ -44,6 +44,8 @@ struct ap_copy {
     uint64_t base;             /* tail copies: Gen2's length, where Gen1's bytes from base on go */
     uint64_t pos;              /* bytes of [base, len) already appended on Gen2 */
     uint64_t part;             /* the part being read / sent */
+    uint32_t part_crc;         /* its CRC-32C, computed as httpc wrote it to the spool file, ... */
+    bool part_crc_ok;          /* ... when one answer wrote the whole part (else it is read back for it) */
     uint64_t reserved;         /* spool bytes counted for it */
     bool tail;
     bool target_deleted;       /* a directory in the target's place was removed */
@@ -347,7 +349,10 @@ static void h_part_check(aop *op, httpc_resp *r)
         return;
     }
     /* the part is what Gen1 holds: append it at its place (base + pos) */
-    ap_data_run(op, op->tmpfd, 0, c->part, c->base + c->pos, XLATE_FLUSH_NONE, c_part_sent);
+    if (c->part_crc_ok)
+        ap_data_run_crc(op, op->tmpfd, 0, c->part, c->part_crc, c->base + c->pos, XLATE_FLUSH_NONE, c_part_sent);
+    else
+        ap_data_run(op, op->tmpfd, 0, c->part, c->base + c->pos, XLATE_FLUSH_NONE, c_part_sent);
 }
 
 static void h_part_open(aop *op, httpc_resp *r)
@@ -372,6 +377,11 @@ static void h_part_open(aop *op, httpc_resp *r)
         c_changed(op, "shorter");
         return;
     }
+    /* The spool file was emptied before this answer's request went out (ap_send_now), so when the answer
+     * alone wrote as many bytes as it holds, the CRC httpc computed as it wrote them is the part's. An
+     * answer relayed another way (a namenode's final answer, kept in memory first) has no body_crc_ok. */
+    c->part_crc_ok = r->body_crc_ok && r->body_bytes == c->part;
+    c->part_crc = r->body_crc;
     ap_g1_get(op, op->req->path, "GETFILESTATUS", NULL, HTTPC_BODY_MEMORY, -1, h_part_check);
 }
 

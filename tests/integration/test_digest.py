@@ -8,7 +8,7 @@
   one of them digest_verified (both stores compared too);
 - a byte changed on Gen2 behind the proxy's back is found by `verify --digest` through the digest
   alone: Gen1 is not read (its OPEN counters do not move);
-- a file copied by a resync (written on Gen1 behind the proxy's back) gets a digest, and appends
+- a file copied by a resync (written on Gen1 behind the proxy's back, one of them in several parts) gets a digest, and appends
   after it extend that one; so does the target of a CONCAT (re-copied from Gen1); a renamed file keeps
   its digest and appends at the new path extend it; an overwriting CREATE starts a new one;
 - a stream of APPENDs with syncFlag=METADATA leaves the digest in memory (the property is written at most once
@@ -283,17 +283,23 @@ class DigestStream(DigestBase):
 
 
 class DigestAfterResync(DigestBase):
+    # parts of 1 MiB (the least): a copy of several parts, each one's CRC taken as it arrived from Gen1
+    config = proxylib.deep_merge(FAST, {"applier": {"copy_part_bytes": 1 << 20}})
+
     def test_resynced_file_gets_a_digest_and_appends_extend_it(self):
         s = self.s
         self.create("/r/keep", b"kept")
         s.wait_drained(30)
         data = os.urandom(70000)
-        r = s.g1("PUT", "/r/behind", "CREATE", data, overwrite="true", write="true")  # behind the proxy's back
-        self.assertLess(r.status, 300, r)
+        big = os.urandom((2 << 20) + 12345)  # three parts, the last one short
+        for path, d in (("/r/behind", data), ("/r/parts", big)):  # behind the proxy's back
+            r = s.g1("PUT", path, "CREATE", d, overwrite="true", write="true")
+            self.assertLess(r.status, 300, r)
         r = s.proxy.admin("POST", "/admin/journal/resync?path=/r")
         self.assertEqual(r.status, 200, r)
         s.wait_drained(30)
         self.assertEqual(self.assert_digest_current("/r/behind"), data)
+        self.assertEqual(self.assert_digest_current("/r/parts"), big)
         self.append("/r/behind", b"appended after the resync")
         self.append("/r/behind", b", twice")
         s.wait_drained(30)
@@ -301,7 +307,7 @@ class DigestAfterResync(DigestBase):
         p, rep = self.verify("/r", "--digest")
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         c = rep["result"]["counts"]
-        self.assertEqual((c["files"], c["digest_verified"], c["size_only"]), (2, 2, 0), c)
+        self.assertEqual((c["files"], c["digest_verified"], c["size_only"]), (3, 3, 0), c)
 
 
     def test_concat_rename_overwrite(self):
