@@ -814,6 +814,8 @@ static void init_metrics(front *f)
     f->waiting = metrics_gauge_get(m, "dualpipe_front_requests_upstream", "Requests waiting for Gen1's answer.", NULL);
     f->streaming = metrics_gauge_get(m, "dualpipe_front_reads_streaming",
                                      "Read answers being relayed from Gen1 to their readers.", NULL);
+    f->read_buf_bytes = metrics_gauge_get(m, "dualpipe_front_read_buffer_bytes",
+                                          "Memory held by the buffers of the reads being relayed (bytes).", NULL);
     f->conn_refused = metrics_counter_get(m, "dualpipe_front_connections_refused_total",
                                           "Connections closed at accept: limits.max_connections reached.", NULL);
     f->req_timeouts = metrics_counter_get(m, "dualpipe_front_request_timeouts_total",
@@ -880,6 +882,10 @@ int front_start(const dp_config *cfg, gen1c *g1, pipeline *p, g2s *gs, metrics *
     pthread_condattr_destroy(&ca);
     atomic_init(&f->nconns, 0);
     init_metrics(f);
+    /* one read's buffer may always grow to its full limits.stream_buffer_bytes */
+    rdbuf_pool_init(&f->rdpool,
+                    cfg->stream_memory_bytes > cfg->stream_buffer_bytes ? cfg->stream_memory_bytes : cfg->stream_buffer_bytes,
+                    f->read_buf_bytes);
     /* no write until the phase is settled: the phase control lifts this (phctl_start) */
     front_fence(f, "the proxy is starting: its phase is not settled yet");
     if (front__conn_start(f, err, errlen) != 0) goto fail;

@@ -19,6 +19,7 @@
 #include "front_tls.h"
 #include "g2serve.h"
 #include "pipeline.h"
+#include "rdbuf.h"
 #include "rid.h"
 #include "spool.h"
 #include "whreq.h"
@@ -98,7 +99,8 @@ struct front {
     metrics_counter *bytes_in, *bytes_out, *applied_submits, *skipped_false;
     metrics_counter *up_fail[HTTPC_E_AUTH + 1]; /* by httpc_result */
     metrics_histogram *up_latency;
-    metrics_gauge *connections, *waiting, *spool_bytes, *streaming;
+    metrics_gauge *connections, *waiting, *spool_bytes, *streaming, *read_buf_bytes;
+    rdbuf_pool rdpool;                 /* every read's relay buffer (front_up.c, rdbuf.h) */
     metrics_counter *conn_refused, *req_timeouts, *framing_refused;
     /* connections (front_conn.c) */
     pthread_mutex_t conn_mu;           /* guards conns and every fr_conn's deadline and flags */

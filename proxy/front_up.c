@@ -23,9 +23,10 @@
  *
  * Read streams. A read's answer (OPEN data, listings, any JSON) is never held whole: Gen1's head ends
  * the suspension at once (status and relayed headers, Gen1's Content-Length when it gave one, else
- * chunked), and the body goes through a buffer of limits.stream_buffer_bytes per request:
- *   - the httpc thread appends what Gen1 sends; when the buffer is full the transfer pauses
- *     (HTTPC_PAUSE: libcurl stops reading Gen1's socket) until the reader has taken half of it;
+ * chunked), and the body goes through a buffer per request (rdbuf.h: 32 KiB, growing to
+ * limits.stream_buffer_bytes while every read's buffer together stays within limits.stream_memory_bytes):
+ *   - the httpc thread appends what Gen1 sends; when the buffer is full and may not grow the transfer
+ *     pauses (HTTPC_PAUSE: libcurl stops reading Gen1's socket) until the reader has taken half of it;
  *   - MHD's content reader takes from it; when it is empty the reader's connection is suspended
  *     (no polling) until the httpc thread appends more or the exchange ends;
  *   - a Gen1 body that breaks off ends the reader's connection with an error (never a short body
@@ -67,8 +68,7 @@ struct fr_stream {
     int64_t length;              /* Gen1's Content-Length, -1 when it sent none */
     char *hval[NRELAY];
     /* the body, guarded by mu */
-    char *buf;
-    size_t cap, alloc, rpos, wpos; /* bytes [rpos, wpos) wait for the reader */
+    rdbuf rb;
     bool paused;                 /* Gen1's transfer is paused: the buffer was full */
     bool waiting;                /* the reader's connection is suspended: the buffer was empty */
     bool ended;                  /* the exchange is over (its done ran) */
@@ -240,7 +240,7 @@ static void stream_unref(fr_stream *st)
     if (atomic_fetch_sub(&st->refs, 1) != 1) return;
     httpc_ctl_unref(st->ctl);
     for (size_t i = 0; i < NRELAY; i++) free(st->hval[i]);
-    free(st->buf);
+    rdbuf_free(&st->rb);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
@@ -280,30 +280,16 @@ static size_t stream_on_body(void *ud, const char *p, size_t n)
         pthread_mutex_unlock(&st->mu);
         return 0; /* nobody reads any more: abort (a cancel is on its way too) */
     }
-    size_t used = st->wpos - st->rpos;
-    if (used > 0 && used + n > st->cap) {
+    rdbuf_put_result pr = rdbuf_put(&st->rb, p, n);
+    if (pr == RDBUF_FULL) {
         st->paused = true;
         pthread_mutex_unlock(&st->mu);
         return HTTPC_PAUSE;
     }
-    if (st->wpos + n > st->alloc) {
-        /* Move the unread bytes to the front; a piece larger than the whole buffer (only when the buffer
-         * is empty: libcurl's pieces are far smaller than the minimum size) grows it once. */
-        memmove(st->buf, st->buf + st->rpos, used);
-        st->rpos = 0;
-        st->wpos = used;
-        if (n > st->alloc) {
-            char *nb = realloc(st->buf, n);
-            if (!nb) {
-                pthread_mutex_unlock(&st->mu);
-                return 0;
-            }
-            st->buf = nb;
-            st->alloc = n;
-        }
+    if (pr == RDBUF_NOMEM) {
+        pthread_mutex_unlock(&st->mu);
+        return 0;
     }
-    memcpy(st->buf + st->wpos, p, n);
-    st->wpos += n;
     bool wake = st->waiting;
     st->waiting = false;
     pthread_mutex_unlock(&st->mu);
@@ -351,15 +337,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     (void)pos;
     fr_stream *st = cls;
     pthread_mutex_lock(&st->mu);
-    size_t used = st->wpos - st->rpos;
-    if (used > 0) {
-        size_t k = used < max ? used : max;
-        memcpy(out, st->buf + st->rpos, k);
-        st->rpos += k;
+    if (rdbuf_used(&st->rb) > 0) {
+        size_t k = rdbuf_take(&st->rb, out, max);
         st->sent += k;
-        if (st->rpos == st->wpos) st->rpos = st->wpos = 0;
         /* Resume Gen1 once half the buffer is free: fewer pause/resume rounds than at every piece. */
-        if (st->paused && !st->ended && st->wpos - st->rpos <= st->cap / 2) {
+        if (st->paused && !st->ended && rdbuf_used(&st->rb) <= rdbuf_size(&st->rb) / 2) {
             st->paused = false;
             httpc_ctl_resume(st->http, st->ctl);
         }
@@ -420,12 +402,10 @@ fr_stream *front__stream_new(fr_req *r, httpc *http)
     front *f = r->f;
     fr_stream *st = calloc(1, sizeof *st);
     if (!st) return NULL;
-    st->cap = (size_t)f->cfg->stream_buffer_bytes;
-    st->alloc = st->cap;
-    st->buf = malloc(st->alloc);
+    int brc = rdbuf_init(&st->rb, &f->rdpool, (size_t)f->cfg->stream_buffer_bytes);
     st->ctl = httpc_ctl_new();
-    if (!st->buf || !st->ctl) {
-        free(st->buf);
+    if (brc != 0 || !st->ctl) {
+        rdbuf_free(&st->rb);
         httpc_ctl_unref(st->ctl);
         free(st);
         return NULL;
