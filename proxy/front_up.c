@@ -23,7 +23,7 @@
  *
  * Read streams. A read's answer (OPEN data, listings, any JSON) is never held whole: Gen1's head ends
  * the suspension at once (status and relayed headers, Gen1's Content-Length when it gave one, else
- * chunked), and the body goes through a buffer per request (rdbuf.h: 32 KiB, growing to
+ * chunked), and the body goes through a buffer per request (rdbuf.h: 16 KiB, growing to
  * limits.stream_buffer_bytes while every read's buffer together stays within limits.stream_memory_bytes):
  *   - the httpc thread appends what Gen1 sends; when the buffer is full and may not grow the transfer
  *     pauses (HTTPC_PAUSE: libcurl stops reading Gen1's socket) until the reader has taken half of it;

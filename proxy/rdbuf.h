@@ -2,7 +2,7 @@
  * rdbuf: the buffer a read's answer goes through on its way from Gen1 (or Gen2, gen2-only) to the reader
  * (front_up.c "read streams"), and the budget all of them share.
  *
- * Memory. A read's buffer starts at RDBUF_FLOOR bytes (32 KiB, two of libcurl's pieces) and
+ * Memory. A read's buffer starts at RDBUF_FLOOR bytes (16 KiB, one of libcurl's pieces) and
  * doubles, up to its own cap (limits.stream_buffer_bytes), only when a piece does not fit while the reader
  * is behind and the pool still has room: every buffer's size is counted in the pool, and a buffer grows
  * only while the pool's total stays within its limit (limits.stream_memory_bytes, never less than one cap).
@@ -10,7 +10,7 @@
  * must be able to move), so reads together hold at most
  *   limit + reads x RDBUF_FLOOR
  * (a piece larger than the floor, which libcurl never hands over, excepted), and no growth happens at all
- * once the floors alone fill the limit: 256 slow readers hold at most 16 MiB under the default limit (8 MiB),
+ * once the floors alone fill the limit: 256 slow readers hold at most 8 MiB under the default limit (4 MiB),
  * where a fixed 1 MiB per read held 256 MiB (the regression README "Performance" names). A buffer keeps what it
  * grew to until it is freed.
  *
@@ -26,7 +26,7 @@
 
 #include "metrics.h"
 
-#define RDBUF_FLOOR ((size_t)32 << 10)
+#define RDBUF_FLOOR ((size_t)16 << 10)
 
 typedef struct rdbuf_pool {
     _Atomic uint64_t held;  /* bytes every live buffer holds (their sizes) */

@@ -103,7 +103,7 @@ static const cfg_opt cfg_opts[] = {
     {"limits.read_buffer_bytes", K_UINT, FLD(read_buffer_bytes), 16384, 16777216, "65536", 0, NULL, NULL},
     {"limits.max_body_bytes", K_SIZE, FLD(max_body_bytes), 1, TIB, "16777216", 0, NULL, NULL},
     {"limits.stream_buffer_bytes", K_SIZE, FLD(stream_buffer_bytes), 65536, GIB, "1048576", 0, NULL, NULL},
-    {"limits.stream_memory_bytes", K_SIZE, FLD(stream_memory_bytes), 0, 64 * GIB, "8388608", 0, NULL, NULL},
+    {"limits.stream_memory_bytes", K_SIZE, FLD(stream_memory_bytes), 0, 64 * GIB, "4194304", 0, NULL, NULL},
     {"limits.idle_timeout_s", K_UINT, FLD(idle_timeout_s), 1, 86400, "60", 0, NULL, NULL},
     {"limits.request_timeout_s", K_UINT, FLD(request_timeout_s), 1, 86400, "300", 0, NULL, NULL},
     {"limits.threads", K_UINT, FLD(threads), 0, 1024, "0", 0, NULL, NULL},

@@ -85,7 +85,7 @@ typedef struct dp_config {
     unsigned read_buffer_bytes;       /* "limits.read_buffer_bytes" (65536): per-connection buffer */
     uint64_t max_body_bytes;          /* "limits.max_body_bytes" (16 MiB: see the example file) */
     uint64_t stream_buffer_bytes;     /* "limits.stream_buffer_bytes" (1 MiB): Gen1 read answer held per request */
-    uint64_t stream_memory_bytes;     /* "limits.stream_memory_bytes" (16 MiB): all reads' buffers grow within it */
+    uint64_t stream_memory_bytes;     /* "limits.stream_memory_bytes" (4 MiB): all reads' buffers grow within it */
     unsigned idle_timeout_s;          /* "limits.idle_timeout_s" (60): slow or idle client */
     unsigned request_timeout_s;       /* "limits.request_timeout_s" (300): to receive a request's headers and body */
     unsigned threads;                 /* "limits.threads" (0 = number of cores): MHD thread pool */

@@ -1,10 +1,10 @@
 """Memory of many concurrent reads through the proxy (issue 14, "RSS at 256 concurrent uploads").
 
-Every read's answer goes through a buffer of its own (proxy/rdbuf.h): 32 KiB to start with, growing
+Every read's answer goes through a buffer of its own (proxy/rdbuf.h): 16 KiB to start with, growing
 to limits.stream_buffer_bytes only while all reads' buffers together stay within limits.stream_memory_bytes.
 When each read had its full 1 MiB, the read-back of the 256-upload benchmark took the proxy from 45 to over
 300 MiB. Checked here through real processes (Gen1 and Gen2 emulators, the proxy, readers that stop reading):
-- many readers that stall mid-file hold no more than stream_memory_bytes plus 32 KiB each (the proxy's
+- many readers that stall mid-file hold no more than stream_memory_bytes plus 16 KiB each (the proxy's
   gauge dualpipe_front_read_buffer_bytes) and the proxy's peak RSS grows by far less than 1 MiB per read;
 - one stalled reader alone still gets its whole stream_buffer_bytes (the bound does not starve a lone read);
 - every stalled reader, once it reads again, gets the whole file intact (SHA-256), and the buffers are
@@ -29,7 +29,7 @@ class ReadMemory(emulib.unittest.TestCase):
     FILE_SIZE = 8 * MiB
     STREAM_MEMORY = 2 * MiB          # limits.stream_memory_bytes
     STREAM_BUFFER = 1 * MiB          # limits.stream_buffer_bytes (its default)
-    FLOOR_BOUND = 32 * KiB           # what a read holds before it may grow (rdbuf.h)
+    FLOOR_BOUND = 16 * KiB           # what a read holds before it may grow (rdbuf.h)
     RSS_BOUND_MIB = 16               # 24 stalled reads at 1 MiB each grew the peak RSS by over 24 MiB
 
     @classmethod
@@ -115,7 +115,7 @@ class ReadMemory(emulib.unittest.TestCase):
             print("%d stalled reads: buffers %.1f MiB, proxy peak RSS +%.1f MiB"
                   % (self.READERS, held / MiB, grew_mib))
             self.assertLessEqual(held, self.STREAM_MEMORY + self.READERS * self.FLOOR_BOUND,
-                                 "the buffers of all reads stay within stream_memory_bytes + 32 KiB each")
+                                 "the buffers of all reads stay within stream_memory_bytes + 16 KiB each")
             self.assertLess(grew_mib, self.RSS_BOUND_MIB,
                             "%d stalled reads grew the proxy's peak RSS by %.1f MiB" % (self.READERS, grew_mib))
             for i, (conn, r, first) in enumerate(readers):

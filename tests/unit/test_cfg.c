@@ -122,7 +122,7 @@ TEST(every_default)
     ASSERT_EQ_INT(c.max_header_bytes, 32768);
     ASSERT_EQ_INT(c.max_body_bytes, 16 * 1024 * 1024);
     ASSERT_EQ_INT(c.stream_buffer_bytes, 1024 * 1024);
-    ASSERT_EQ_INT(c.stream_memory_bytes, 8 * 1024 * 1024);
+    ASSERT_EQ_INT(c.stream_memory_bytes, 4 * 1024 * 1024);
     ASSERT_EQ_INT(c.idle_timeout_s, 60);
     ASSERT_EQ_INT(c.request_timeout_s, 300);
     ASSERT_EQ_INT(c.threads, 0);
@@ -815,7 +815,7 @@ TEST(explain_lists_every_key_and_marks_defaults)
         "limits.max_header_bytes = 32768 (default)\n",
         "limits.max_body_bytes = 16777216 (16 MiB) (default)\n",
         "limits.stream_buffer_bytes = 1048576 (1 MiB) (default)\n",
-        "limits.stream_memory_bytes = 8388608 (8 MiB) (default)\n",
+        "limits.stream_memory_bytes = 4194304 (4 MiB) (default)\n",
         "limits.idle_timeout_s = 60 (default)\n",
         "limits.request_timeout_s = 300 (default)\n",
         "limits.threads = 4\n",
