@@ -588,12 +588,24 @@ def main():
     ap.add_argument("--systems", help="comma-separated systems to run (default all available; %s run only when "
                     "named: the main variant with its spool and journal on /dev/shm, to show the disk's share)"
                     % ", ".join(n for n, _ in DIAG_VARIANTS))
+    ap.add_argument("--outage-s", metavar="UP,DOWN,AFTER",
+                    help="the outage run's seconds with Gen2 up, down, then up again (default the profile's: 30,30,30 "
+                         "in full); shorter keeps its writes on a smaller disk")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one bench run may take")
     ap.add_argument("--drain-timeout", type=float, default=300, help="seconds to wait for the backlog to drain")
     args = ap.parse_args()
 
     args.profile = args.profile or ("quick" if args.quick else "full")
-    prof = PROFILES[args.profile]
+    prof = dict(PROFILES[args.profile])
+    if args.outage_s:
+        try:
+            o = tuple(int(x) for x in args.outage_s.split(","))
+        except ValueError:
+            o = ()
+        if len(o) != 3 or min(o) < 1:
+            ap.error("--outage-s wants three whole numbers of seconds of at least 1: UP,DOWN,AFTER (got %r)"
+                     % args.outage_s)
+        prof["outage"] = o
     parts = set((args.only or "big,small,sweep,outage,rss,recovery").split(","))
     bins = {"bench": os.path.join(args.bin, "dualpipe-bench"), "emu": os.path.join(args.bin, "dualpipe-emu")}
     for k in ("bench", "emu"):
