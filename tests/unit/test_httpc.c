@@ -757,6 +757,14 @@ TEST(stream_pause_resume)
     httpc_stop(e);
 }
 
+/* The stream ended well and k holds the whole SBIG-byte file, byte for byte. */
+static void assert_whole(const sink *k, const char *data)
+{
+    ASSERT_EQ_INT(k->result, HTTPC_OK);
+    ASSERT_EQ_INT(k->n, SBIG);
+    ASSERT_TRUE(memcmp(k->buf, data, SBIG) == 0);
+}
+
 /* Stream url into k (which holds from the first piece on) and wait until the transfer has paused. */
 static httpc_ctl *start_paused(httpc *e, const char *url, sink *k, unsigned timeout_ms)
 {
@@ -831,9 +839,7 @@ TEST(stream_timeout_is_silence)
     httpc_ctl_resume(e, ctl);
     while (!k.done) pthread_cond_wait(&k.cv, &k.mu);
     pthread_mutex_unlock(&k.mu);
-    ASSERT_EQ_INT(k.result, HTTPC_OK);
-    ASSERT_EQ_INT(k.n, SBIG);
-    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    assert_whole(&k, data);
     httpc_ctl_unref(ctl);
     sink_free(&k);
     /* A silent upstream (latency before the answer) times out. */
@@ -900,9 +906,7 @@ TEST(streams_resumed_from_threads_among_200_exchanges)
     for (int i = 0; i < NSTREAMS; i++) {
         ASSERT_EQ_INT(pthread_join(thr[i], NULL), 0);
         sink *k = &rs[i].k;
-        ASSERT_EQ_INT(k->result, HTTPC_OK);
-        ASSERT_EQ_INT(k->n, SBIG);
-        ASSERT_TRUE(memcmp(k->buf, data, SBIG) == 0);
+        assert_whole(k, data);
         ASSERT_TRUE(k->pauses >= 8);
         httpc_ctl_unref(rs[i].ctl);
         sink_free(k);
@@ -934,9 +938,7 @@ TEST(stream_resume_from_the_engine_thread)
     httpc_req r = stream_req(url, &k, ctl);
     ASSERT_EQ_INT(httpc_submit(e, &r), 0);
     sink_wait(&k, &k.done);
-    ASSERT_EQ_INT(k.result, HTTPC_OK);
-    ASSERT_EQ_INT(k.n, SBIG);
-    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    assert_whole(&k, data);
     ASSERT_TRUE(k.pauses >= 8);
     httpc_ctl_unref(ctl);
     sink_free(&k);
@@ -984,9 +986,7 @@ TEST(timeout_fires_while_the_other_transfer_is_paused)
     ASSERT_TRUE(!k.done);
     pthread_mutex_unlock(&k.mu);
     resume_until_done(e, ctl, &k);
-    ASSERT_EQ_INT(k.result, HTTPC_OK);
-    ASSERT_EQ_INT(k.n, SBIG);
-    ASSERT_TRUE(memcmp(k.buf, data, SBIG) == 0);
+    assert_whole(&k, data);
     httpc_ctl_unref(ctl);
     sink_free(&k);
     free(data);
