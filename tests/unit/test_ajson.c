@@ -15,26 +15,26 @@ static json_t *parsed(const dbuf *b)
     return o;
 }
 
-TEST(error_is_escaped_json)
+/* ajson_error(status, the message) answers status with {"error": want}. */
+static void error_says(unsigned status, const char *msg, const char *want)
 {
     dbuf b;
     dbuf_init(&b, 4096);
-    ASSERT_EQ_INT(ajson_error(&b, 404, "no \"%s\" here", "/a\nb"), 404);
+    ASSERT_EQ_INT(ajson_error(&b, status, "%s", msg), status);
     json_t *o = parsed(&b);
-    ASSERT_TRUE(strcmp(json_string_value(json_object_get(o, "error")), "no \"/a\nb\" here") == 0);
+    ASSERT_EQ_STR(json_string_value(json_object_get(o, "error")), want);
     json_decref(o);
     dbuf_free(&b);
 }
 
+TEST(error_is_escaped_json)
+{
+    error_says(404, "no \"/a\nb\" here", "no \"/a\nb\" here");
+}
+
 TEST(error_quoting_bytes_that_are_not_utf8)
 {
-    dbuf b;
-    dbuf_init(&b, 4096);
-    ASSERT_EQ_INT(ajson_error(&b, 400, "bad path %s", "/x\xff\xfe"), 400);
-    json_t *o = parsed(&b);
-    ASSERT_TRUE(strcmp(json_string_value(json_object_get(o, "error")), "bad request (a value is not UTF-8)") == 0);
-    json_decref(o);
-    dbuf_free(&b);
+    error_says(400, "bad path /x\xff\xfe", "bad request (a value is not UTF-8)");
 }
 
 TEST(reply_carries_the_object)
